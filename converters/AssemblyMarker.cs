@@ -1,0 +1,4 @@
+namespace Hub.Converters;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerconverters { }

@@ -1,0 +1,4 @@
+namespace Hub.Client;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerHubClient { }

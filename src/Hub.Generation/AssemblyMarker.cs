@@ -1,0 +1,4 @@
+namespace Hub.Generation;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerHubGeneration { }

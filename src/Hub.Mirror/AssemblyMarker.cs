@@ -1,0 +1,4 @@
+namespace Hub.Mirror;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerHubMirror { }

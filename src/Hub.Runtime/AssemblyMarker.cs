@@ -1,0 +1,4 @@
+namespace Hub.Runtime;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerHubRuntime { }

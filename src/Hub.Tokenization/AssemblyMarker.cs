@@ -1,0 +1,4 @@
+namespace Hub.Tokenization;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerHubTokenization { }

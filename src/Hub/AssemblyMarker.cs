@@ -1,0 +1,4 @@
+namespace Hub;
+
+/// <summary>Assembly marker.</summary>
+public static class AssemblyMarkerHub { }
