@@ -1,4 +1,0 @@
-namespace Hub.Generation;
-
-/// <summary>Assembly marker.</summary>
-public static class AssemblyMarkerHubGeneration { }

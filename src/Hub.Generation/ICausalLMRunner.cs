@@ -1,0 +1,40 @@
+namespace Hub.Generation;
+
+/// <summary>
+/// The seam between generation and a model: a stateful causal LM whose KV cache lives in the runtime.
+/// Implemented by <c>CausalLM</c> for every architecture; generation strategies never see model details.
+/// </summary>
+public interface ICausalLMRunner
+{
+    /// <summary>Size of each logits row.</summary>
+    int VocabSize { get; }
+
+    /// <summary>Capacity of the KV cache in positions (prompt + generated).</summary>
+    int MaxContext { get; }
+
+    /// <summary>Batch size the cache currently holds (0 after <see cref="Reset"/>).</summary>
+    int Batch { get; }
+
+    /// <summary>Positions already in the cache (padding included).</summary>
+    int PastLength { get; }
+
+    /// <summary>
+    /// Appends <paramref name="seqLen"/> tokens per row to the cache and returns the logits of the last new position
+    /// of every row, <c>[batch, VocabSize]</c> row-major; the span is valid until the next call.
+    /// </summary>
+    /// <param name="tokens">Row-major ids <c>[batch, seqLen]</c>.</param>
+    /// <param name="batch">Rows; must equal <see cref="Batch"/> unless the cache is empty.</param>
+    /// <param name="seqLen">New positions per row.</param>
+    /// <param name="leftPadding">Per row, how many positions at the start of the whole sequence are padding (empty =
+    /// none). Fixed for a generation; the runner derives the attention mask and position ids from it.</param>
+    ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding);
+
+    /// <summary>Empties the cache.</summary>
+    void Reset();
+
+    /// <summary>Reorders (and possibly resizes) the batch of the cache: new row i takes old row <paramref name="rows"/>[i].</summary>
+    void ReorderCache(ReadOnlySpan<int> rows);
+
+    /// <summary>Drops cached positions beyond <paramref name="length"/> (chat rollback, stop strings).</summary>
+    void TruncateCache(int length);
+}

@@ -1,4 +1,0 @@
-namespace Hub.Tokenization;
-
-/// <summary>Assembly marker.</summary>
-public static class AssemblyMarkerHubTokenization { }

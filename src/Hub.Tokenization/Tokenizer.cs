@@ -1,0 +1,101 @@
+namespace Hub.Tokenization;
+
+/// <summary>
+/// A text tokenizer as models need it: encode, decode, special tokens and a streaming decoder.
+/// Concrete tokenizers (byte-level BPE, WordPiece, SentencePiece, llama2.c, ChatGLM) derive from it;
+/// <c>AutoTokenizer.FromPretrained(dir)</c> picks the right one from the folder's files.
+/// </summary>
+public abstract class HubTokenizer
+{
+    /// <summary>Number of ids the tokenizer can produce (including added/special tokens).</summary>
+    public abstract int VocabSize { get; }
+
+    /// <summary>Beginning-of-sequence id, if the tokenizer has one.</summary>
+    public virtual int? BosTokenId => null;
+
+    /// <summary>End-of-sequence ids (one or more; chat end-of-turn tokens included where the tokenizer knows them).</summary>
+    public virtual IReadOnlyList<int> EosTokenIds => Array.Empty<int>();
+
+    /// <summary>Padding id, if any.</summary>
+    public virtual int? PadTokenId => null;
+
+    /// <summary>The Jinja chat template from tokenizer_config.json, if the repo ships one.</summary>
+    public virtual string? ChatTemplate => null;
+
+    /// <summary>Special tokens by content (e.g. <c>&lt;|endoftext|&gt;</c> → 50256).</summary>
+    public virtual IReadOnlyDictionary<string, int> SpecialTokens => new Dictionary<string, int>();
+
+    /// <summary>
+    /// Encodes <paramref name="text"/>. With <paramref name="addSpecialTokens"/> the model's usual prefix/suffix is added
+    /// (BOS for LLaMA, [CLS]/[SEP] for BERT, [gMASK] sop for ChatGLM; nothing for GPT-2).
+    /// </summary>
+    public abstract int[] Encode(string text, bool addSpecialTokens = true);
+
+    /// <summary>Decodes ids to text; with <paramref name="skipSpecialTokens"/> special tokens are dropped.</summary>
+    public abstract string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false);
+
+    /// <summary>The id of a token string, or null.</summary>
+    public abstract int? TokenToId(string token);
+
+    /// <summary>The token string of an id, or null when out of range.</summary>
+    public abstract string? IdToToken(int id);
+
+    /// <summary>
+    /// A decoder for streaming: feed ids one at a time and receive only complete text (never half a UTF-8 character
+    /// or a dangling SentencePiece space); the concatenation of all pieces equals <see cref="Decode"/> of all ids.
+    /// </summary>
+    public virtual StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = true) => new PrefixStreamingDecoder(this, skipSpecialTokens);
+}
+
+/// <summary>Incremental detokenization; see <see cref="HubTokenizer.CreateStreamingDecoder"/>.</summary>
+public abstract class StreamingDecoder
+{
+    /// <summary>Adds one id and returns the newly completed text (possibly empty).</summary>
+    public abstract string Push(int id);
+
+    /// <summary>Returns any text still held back (call at the end of generation).</summary>
+    public abstract string Flush();
+
+    /// <summary>Forgets all ids pushed so far.</summary>
+    public abstract void Reset();
+}
+
+/// <summary>
+/// Generic streaming decoder: decodes the ids since the last emitted boundary and emits the new suffix once it no
+/// longer ends in U+FFFD (an incomplete UTF-8 sequence), as transformers' TextStreamer does.
+/// </summary>
+public sealed class PrefixStreamingDecoder : StreamingDecoder
+{
+    private readonly HubTokenizer _tok;
+    private readonly bool _skip;
+    private readonly List<int> _ids = new();
+    private int _emittedChars;
+
+    /// <summary>Creates the decoder.</summary>
+    public PrefixStreamingDecoder(HubTokenizer tokenizer, bool skipSpecialTokens) { _tok = tokenizer; _skip = skipSpecialTokens; }
+
+    /// <inheritdoc/>
+    public override string Push(int id)
+    {
+        _ids.Add(id);
+        var text = _tok.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids), _skip);
+        if (text.Length > 0 && text[^1] == '\uFFFD') return "";
+        if (text.Length > 0 && char.IsHighSurrogate(text[^1])) return "";
+        if (text.Length < _emittedChars) return "";
+        var piece = text[_emittedChars..];
+        _emittedChars = text.Length;
+        return piece;
+    }
+
+    /// <inheritdoc/>
+    public override string Flush()
+    {
+        var text = _tok.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids), _skip);
+        var piece = text.Length > _emittedChars ? text[_emittedChars..] : "";
+        _emittedChars = text.Length;
+        return piece;
+    }
+
+    /// <inheritdoc/>
+    public override void Reset() { _ids.Clear(); _emittedChars = 0; }
+}
