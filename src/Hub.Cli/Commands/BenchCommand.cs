@@ -1,0 +1,137 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+
+namespace Hub.Cli.Commands;
+
+/// <summary>
+/// <c>hub bench</c>: prefill and decode speed of a causal LM on this machine, next to the machine's measured read
+/// bandwidth (decode is memory-bound, so bandwidth is its roof).
+/// </summary>
+public static class BenchCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var m = new CliRunner.ModelArgs();
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "prompt length", DefaultValueFactory = _ => 128 };
+        var newTokens = new Option<int>("--new-tokens") { Description = "decode steps", DefaultValueFactory = _ => 128 };
+        var rounds = new Option<int>("--rounds") { Description = "repetitions (medians are reported)", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "print one JSON object" };
+        var cmd = new Command("bench", "Measure prefill/decode tokens/s, time to first token, memory and bandwidth use.");
+        m.AddTo(cmd);
+        foreach (var o in new Option[] { promptTokens, newTokens, rounds, json }) cmd.Options.Add(o);
+        cmd.SetAction(r => CliRunner.Run(() =>
+        {
+            var options = m.Options(r, quiet: true);
+            int p = r.GetValue(promptTokens), n = r.GetValue(newTokens), rr = Math.Max(1, r.GetValue(rounds));
+            if (p < 1 || n < 1) throw new ArgumentException("--prompt-tokens and --new-tokens must be ≥ 1");
+            var sw = Stopwatch.StartNew();
+            using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true, new ModelOptions
+            {
+                Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
+                Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1,
+            });
+            double loadSeconds = sw.Elapsed.TotalSeconds;
+            var result = Run(lm, p, n, rr);
+            double bw = MeasureReadBandwidth(options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
+            long weightBytes = lm.Graph.Weights.Where(w => w.Shape.Rank == 2).Sum(w => w.Length);
+            double decodeBytesPerSec = weightBytes * result.DecodeTokPerSec;
+            var o = new JsonObject
+            {
+                ["model"] = r.GetValue(m.Model),
+                ["runtime"] = Hub.Runtime.CpuInfo.Describe(),
+                ["threads"] = options.Threads > 0 ? options.Threads : Environment.ProcessorCount,
+                ["load_seconds"] = Math.Round(loadSeconds, 3),
+                ["prompt_tokens"] = p,
+                ["new_tokens"] = n,
+                ["prefill_tok_s"] = Math.Round(result.PrefillTokPerSec, 2),
+                ["decode_tok_s"] = Math.Round(result.DecodeTokPerSec, 2),
+                ["ttft_ms"] = Math.Round(result.TtftMs, 2),
+                ["peak_rss_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, 1),
+                ["gc_bytes_per_token"] = result.GcBytesPerToken,
+                ["weight_bytes_per_token"] = weightBytes,
+                ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
+                ["decode_bandwidth_fraction"] = Math.Round(decodeBytesPerSec / bw, 3),
+            };
+            if (r.GetValue(json)) Console.WriteLine(o.ToJsonString());
+            else foreach (var (k, v) in o) Console.WriteLine($"{k,-26} {v}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>Figures of one benchmark run (medians over rounds).</summary>
+    public sealed record Figures(double PrefillTokPerSec, double DecodeTokPerSec, double TtftMs, long GcBytesPerToken);
+
+    /// <summary>Runs <paramref name="rounds"/> rounds of a <paramref name="promptTokens"/>-token prefill and <paramref name="newTokens"/> greedy decode steps.</summary>
+    public static Figures Run(CausalLM lm, int promptTokens, int newTokens, int rounds)
+    {
+        var rng = new Random(1234);
+        var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(lm.VocabSize)).ToArray();
+        var prefill = new List<double>(); var decode = new List<double>(); var ttft = new List<double>();
+        long gc = 0;
+        var token = new int[1];
+        for (int round = 0; round <= rounds; round++) // round 0 warms up
+        {
+            lm.Reset();
+            var t0 = Stopwatch.GetTimestamp();
+            token[0] = ArgMax(lm.Forward(prompt, 1, promptTokens, default));
+            var t1 = Stopwatch.GetTimestamp();
+            long gc0 = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < newTokens; i++) token[0] = ArgMax(lm.Forward(token, 1, 1, default));
+            var t2 = Stopwatch.GetTimestamp();
+            long gcUsed = GC.GetAllocatedBytesForCurrentThread() - gc0;
+            if (round == 0) continue;
+            double pre = (t1 - t0) / (double)Stopwatch.Frequency, dec = (t2 - t1) / (double)Stopwatch.Frequency;
+            prefill.Add(promptTokens / pre); decode.Add(newTokens / dec); ttft.Add(pre * 1000);
+            gc = Math.Max(gc, gcUsed / newTokens);
+        }
+        return new Figures(Median(prefill), Median(decode), Median(ttft), gc);
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
+    }
+
+    private static double Median(List<double> xs)
+    {
+        xs.Sort();
+        return xs.Count == 0 ? 0 : xs.Count % 2 == 1 ? xs[xs.Count / 2] : (xs[xs.Count / 2 - 1] + xs[xs.Count / 2]) / 2;
+    }
+
+    /// <summary>Streaming read bandwidth of this machine in bytes/s (best of 5 passes over 512 MiB, split across threads).</summary>
+    public static unsafe double MeasureReadBandwidth(int threads)
+    {
+        const long size = 512L << 20;
+        var buf = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64);
+        try
+        {
+            new Span<byte>(buf, int.MaxValue / 4 * 2).Fill(1);
+            new Span<byte>(buf + int.MaxValue / 4 * 2, (int)(size - int.MaxValue / 4 * 2)).Fill(1);
+            double best = 0;
+            for (int pass = 0; pass < 5; pass++)
+            {
+                var sw = Stopwatch.StartNew();
+                var sums = new double[threads];
+                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                {
+                    long chunk = size / threads;
+                    var p = (System.Runtime.Intrinsics.Vector256<float>*)(buf + t * chunk);
+                    long count = chunk / 32;
+                    var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+                    for (long i = 0; i + 4 <= count; i += 4) { a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]; }
+                    sums[t] = System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3);
+                });
+                best = Math.Max(best, size / sw.Elapsed.TotalSeconds);
+                GC.KeepAlive(sums);
+            }
+            return best;
+        }
+        finally { NativeMemory.AlignedFree(buf); }
+    }
+}

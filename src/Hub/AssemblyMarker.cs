@@ -1,4 +1,0 @@
-namespace Hub;
-
-/// <summary>Assembly marker.</summary>
-public static class AssemblyMarkerHub { }

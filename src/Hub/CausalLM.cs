@@ -1,0 +1,218 @@
+using System.Runtime.CompilerServices;
+using Hub.Generation;
+using Hub.Runtime;
+
+namespace Hub;
+
+/// <summary>
+/// A causal language model on the stateful runtime: the KV cache lives in the runtime's states and is appended in
+/// place, so a decode step feeds one token per row and the LM head runs on the last position only.
+/// </summary>
+public sealed class CausalLM : Model, ICausalLMRunner
+{
+    private InferRequest _request;
+    private int _batch;
+    private int[] _leftPad = [];
+    private int[] _ids = [];
+    private int[] _positions = [];
+    private float[] _mask = [];
+    private readonly int[] _keep = [1];
+    private readonly int _vocab;
+    private readonly bool _glm1Positions;
+
+    internal CausalLM(LoadedModel loaded) : base(loaded)
+    {
+        _request = loaded.Compiled.CreateInferRequest();
+        _vocab = (int?)loaded.Ir.Graph.Metadata["vocab_size"] ?? throw new UnsupportedModelException($"{loaded.Directory}: graph metadata lacks vocab_size; re-export the model");
+        _glm1Positions = (string?)loaded.Ir.Graph.Metadata["positions"] == "chatglm1";
+        GenerationConfig = DefaultGenerationConfig(loaded);
+    }
+
+    /// <summary>Loads a causal LM (see <see cref="Model.FromPretrained"/>).</summary>
+    public static new CausalLM FromPretrained(string idOrPath, bool export = false, ModelOptions? options = null)
+    {
+        var model = Model.FromPretrained(idOrPath, export, options);
+        if (model is CausalLM lm) return lm;
+        var kind = model.GetType().Name;
+        model.Dispose();
+        throw new UnsupportedModelException($"{idOrPath} is a {kind}, not a causal language model; load it with Model.FromPretrained or {kind}.FromPretrained");
+    }
+
+    /// <summary>Defaults from the repo's generation_config.json, config.json and tokenizer (eos ids merged).</summary>
+    public GenerationConfig GenerationConfig { get; }
+
+    /// <inheritdoc/>
+    public int VocabSize => _vocab;
+
+    /// <inheritdoc/>
+    public int MaxContext => Loaded.MaxContext;
+
+    /// <inheritdoc/>
+    public int Batch => _batch;
+
+    /// <inheritdoc/>
+    public int PastLength => _request.PastLength;
+
+    /// <summary>Counts <see cref="Forward"/> calls (for tests and benchmarks).</summary>
+    public long ForwardCalls { get; private set; }
+
+    /// <inheritdoc/>
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding)
+    {
+        ObjectDisposedException.ThrowIf(_disposedFlag, this);
+        if (batch <= 0 || seqLen <= 0 || tokens.Length != batch * seqLen)
+            throw new ModelInputException($"expected {batch} × {seqLen} token ids, got {tokens.Length}");
+        int past = _request.PastLength;
+        if (past == 0)
+        {
+            EnsureBatchCapacity(batch);
+            _batch = batch;
+            if (_leftPad.Length != batch) _leftPad = new int[batch];
+            if (leftPadding.IsEmpty) Array.Clear(_leftPad);
+            else if (leftPadding.Length != batch) throw new ModelInputException($"leftPadding has {leftPadding.Length} entries for a batch of {batch}");
+            else leftPadding.CopyTo(_leftPad);
+        }
+        else if (batch != _batch)
+            throw new ModelInputException($"the cache holds a batch of {_batch}; got {batch} rows (reset or reorder the cache first)");
+        int total = past + seqLen;
+        if (total > MaxContext)
+            throw new ModelInputException($"{total} positions (cached {past} + new {seqLen}) exceed the context of {MaxContext}; shorten the prompt, lower max_new_tokens, or raise ModelOptions.MaxContext (model maximum {(int?)Graph.Metadata["max_position_embeddings"]})");
+        foreach (var id in tokens)
+            if ((uint)id >= (uint)_vocab) throw new ModelInputException($"token id {id} is outside the vocabulary [0, {_vocab})");
+
+        Grow(ref _ids, batch * seqLen);
+        tokens.CopyTo(_ids);
+        Grow(ref _mask, batch * total);
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < total; j++) _mask[b * total + j] = j >= _leftPad[b] ? 1f : 0f;
+
+        if (_glm1Positions)
+            throw new UnsupportedModelException("ChatGLM-6B (v1) position ids are not wired yet");
+        Grow(ref _positions, batch * seqLen);
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < seqLen; t++) _positions[b * seqLen + t] = Math.Max(0, past + t - _leftPad[b]);
+
+        _request.SetInput("input_ids", _ids.AsSpan(0, batch * seqLen), batch, seqLen);
+        _request.SetInput("position_ids", _positions.AsSpan(0, batch * seqLen), batch, seqLen);
+        _request.SetInput("attention_mask", _mask.AsSpan(0, batch * total), batch, total);
+        _keep[0] = 1;
+        _request.SetInput("logits_to_keep", _keep, 1);
+        _request.Infer();
+        ForwardCalls++;
+        return _request.GetOutput("logits");
+    }
+
+    /// <inheritdoc/>
+    public void Reset()
+    {
+        _request.ResetState();
+        _batch = 0;
+    }
+
+    /// <inheritdoc/>
+    public void ReorderCache(ReadOnlySpan<int> rows)
+    {
+        if (rows.Length > Loaded.Compiled.Options.MaxBatch)
+            throw new ModelInputException($"{rows.Length} rows exceed the runtime's batch capacity {Loaded.Compiled.Options.MaxBatch}; raise ModelOptions.MaxBatch");
+        var pads = new int[rows.Length];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if ((uint)rows[i] >= (uint)_batch) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[i]} outside the cached batch of {_batch}");
+            pads[i] = _leftPad[rows[i]];
+        }
+        _request.ReorderState(rows);
+        _leftPad = pads;
+        _batch = rows.Length;
+    }
+
+    /// <inheritdoc/>
+    public void TruncateCache(int length) => _request.TruncateState(length);
+
+    /// <summary>
+    /// Logits of every position for one sequence of ids (a fresh cache): <c>[seq][vocab]</c>; the tool to compare
+    /// with transformers (<c>hub logits</c>).
+    /// </summary>
+    public float[][] Logits(ReadOnlySpan<int> ids)
+    {
+        if (ids.IsEmpty) throw new ModelInputException("no token ids given");
+        Reset();
+        _keep[0] = 0;
+        int n = ids.Length;
+        Grow(ref _positions, n);
+        Grow(ref _mask, n);
+        for (int t = 0; t < n; t++) { _positions[t] = t; _mask[t] = 1f; }
+        if (n > MaxContext) throw new ModelInputException($"{n} ids exceed the context of {MaxContext}");
+        foreach (var id in ids)
+            if ((uint)id >= (uint)_vocab) throw new ModelInputException($"token id {id} is outside the vocabulary [0, {_vocab})");
+        EnsureBatchCapacity(1);
+        _request.SetInput("input_ids", ids, 1, n);
+        _request.SetInput("position_ids", _positions.AsSpan(0, n), 1, n);
+        _request.SetInput("attention_mask", _mask.AsSpan(0, n), 1, n);
+        _request.SetInput("logits_to_keep", _keep, 1);
+        _request.Infer();
+        var flat = _request.GetOutput("logits");
+        var result = new float[n][];
+        for (int t = 0; t < n; t++) result[t] = flat.Slice(t * _vocab, _vocab).ToArray();
+        Reset();
+        return result;
+    }
+
+    /// <summary>Generates a continuation of <paramref name="prompt"/> and returns its text (prompt excluded).</summary>
+    public string Generate(string prompt, GenerationConfig? config = null)
+    {
+        var tok = RequireTokenizer();
+        var ids = Generate(tok.Encode(prompt), config);
+        return tok.Decode(ids, skipSpecialTokens: true);
+    }
+
+    /// <summary>Generates from token ids; returns the new ids only.</summary>
+    public int[] Generate(int[] promptIds, GenerationConfig? config = null)
+    {
+        var cfg = GenerationConfig.Merge(config);
+        var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
+        return result.Sequences[0];
+    }
+
+    /// <summary>Streams the continuation of <paramref name="prompt"/> as text pieces that never split a character.</summary>
+    public async IAsyncEnumerable<string> GenerateStreamAsync(string prompt, GenerationConfig? config = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var tok = RequireTokenizer();
+        var cfg = GenerationConfig.Merge(config);
+        await foreach (var piece in Generator.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
+            yield return piece;
+    }
+
+    private GenerationHooks? Hooks(GenerationConfig cfg) => Tokenizer is { } tok ? new GenerationHooks { Tokenizer = tok } : null;
+
+    private void EnsureBatchCapacity(int batch)
+    {
+        if (batch <= Loaded.Compiled.Options.MaxBatch) return;
+        // More rows than the runtime was compiled for: recompile once with the larger batch (the cache is empty here).
+        var compiled = CompiledModel.Compile(Loaded.Ir, LoadedModel.RuntimeOptionsFor(Loaded.Ir.Graph, Loaded.Options, batch));
+        _request.Dispose();
+        Loaded.Compiled.Dispose();
+        Loaded.Compiled = compiled;
+        _request = compiled.CreateInferRequest();
+    }
+
+    private static void Grow<T>(ref T[] buffer, int size)
+    {
+        if (buffer.Length < size) buffer = new T[Math.Max(size, buffer.Length * 2)];
+    }
+
+    private static GenerationConfig DefaultGenerationConfig(LoadedModel loaded)
+    {
+        var path = Path.Combine(loaded.Directory, "generation_config.json");
+        var cfg = File.Exists(path) ? GenerationConfig.FromFile(path) : new GenerationConfig();
+        return cfg;
+    }
+
+    private bool _disposedFlag;
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        _disposedFlag = true;
+        _request.Dispose();
+    }
+}
