@@ -131,6 +131,7 @@ internal sealed unsafe class UnaryExec : OpExec
     public override void Run()
     {
         var x = X(0).FSpan; var y = Y().FSpan;
+        if (x.IsEmpty) return;
         switch (_kind)
         {
             case UnaryKind.Scale: TensorPrimitives.Multiply(x, _alpha, y); if (_beta != 0f) TensorPrimitives.Add(y, _beta, y); break;
