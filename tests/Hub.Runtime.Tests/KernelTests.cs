@@ -309,3 +309,27 @@ public unsafe class KernelTests
         Assert.Contains(CpuInfo.GemmPath, d);
     }
 }
+
+public unsafe class WeightWideningTests
+{
+    [Fact]
+    public void Every_half_and_bfloat16_bit_pattern_widens_exactly()
+    {
+        var bits = new ushort[65536 + 5]; // odd length exercises the tail
+        for (int i = 0; i < bits.Length; i++) bits[i] = (ushort)(i & 0xFFFF);
+        var dst = new float[bits.Length];
+        fixed (ushort* bp = bits) fixed (float* dp = dst)
+        {
+            Hub.Runtime.Kernels.Gemm.ToFloat((byte*)bp, DType.F16, 0, dp, bits.Length);
+            for (int i = 0; i < bits.Length; i++)
+            {
+                float e = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+                if (float.IsNaN(e)) Assert.True(float.IsNaN(dst[i]), $"half 0x{bits[i]:X4}");
+                else Assert.True(BitConverter.SingleToInt32Bits(e) == BitConverter.SingleToInt32Bits(dst[i]), $"half 0x{bits[i]:X4}: {e} vs {dst[i]}");
+            }
+            Hub.Runtime.Kernels.Gemm.ToFloat((byte*)bp, DType.BF16, 3, dp, bits.Length - 3);
+            for (int i = 0; i < bits.Length - 3; i++)
+                Assert.Equal(bits[i + 3] << 16, BitConverter.SingleToInt32Bits(dst[i]));
+        }
+    }
+}

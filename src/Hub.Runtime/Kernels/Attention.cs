@@ -23,6 +23,7 @@ public static unsafe class AttentionKernels
     /// (position j at offset j·<paramref name="stride"/>); keys with <paramref name="mask"/>[j] == 0 are dropped.
     /// Writes the heads' outputs to <paramref name="o"/>; a head that sees no key gets zeros.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AttendRow(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
         float* mask, float scale, float* o, float* scratch)
     {

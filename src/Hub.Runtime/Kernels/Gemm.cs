@@ -58,12 +58,26 @@ public static unsafe class Gemm
     };
 
     /// <summary>Widens <paramref name="count"/> weights starting at element <paramref name="offset"/> to float32.</summary>
-    internal static void ToFloat(byte* w, DType wt, long offset, float* dst, int count)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ToFloat(byte* w, DType wt, long offset, float* dst, int count)
     {
         switch (wt)
         {
             case DType.F32: Buffer.MemoryCopy((float*)w + offset, dst, count * 4L, count * 4L); break;
-            case DType.F16: TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)w + offset, count), new Span<float>(dst, count)); break;
+            case DType.F16:
+                {
+                    ushort* s = (ushort*)w + offset;
+                    int i = 0;
+                    if (Vector256.IsHardwareAccelerated)
+                        for (; i <= count - 16; i += 16)
+                        {
+                            var (lo, hi) = Vector256.Widen(Vector256.Load(s + i));
+                            HalfBitsToSingle(lo).Store(dst + i);
+                            HalfBitsToSingle(hi).Store(dst + i + 8);
+                        }
+                    if (i < count) TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)s + i, count - i), new Span<float>(dst + i, count - i));
+                    break;
+                }
             case DType.BF16:
                 {
                     ushort* s = (ushort*)w + offset;
@@ -82,7 +96,20 @@ public static unsafe class Gemm
         }
     }
 
+    // IEEE half bits (zero-extended) → float: shift exponent+mantissa into place and rescale by 2^112, which is exact
+    // for normals and subnormals alike; inf/NaN get the all-ones exponent; the sign is OR-ed back (ryg's half_to_float).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> HalfBitsToSingle(Vector256<uint> h)
+    {
+        var em = (h & Vector256.Create(0x7FFFu)) << 13;
+        var f = em.AsSingle() * Vector256.Create(BitConverter.UInt32BitsToSingle(0x77800000u)); // 2^112
+        var infNan = Vector256.Equals(h & Vector256.Create(0x7C00u), Vector256.Create(0x7C00u));
+        f = Vector256.ConditionalSelect(infNan.AsSingle(), (em | Vector256.Create(0x7F800000u)).AsSingle(), f);
+        return (f.AsUInt32() | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
+    }
+
     /// <summary>GEMV over output columns [n0, n1) for every one of the <paramref name="m"/> input rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvRows(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y, int n0, int n1, float* scratch)
     {
         Span<float> r = stackalloc float[4];
@@ -110,7 +137,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>Four dot products of x with w0..w3 over k values.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Dot4(float* x, float* w0, float* w1, float* w2, float* w3, int k, Span<float> r)
     {
         int p = 0;
@@ -163,6 +190,7 @@ public static unsafe class Gemm
     }
 
     /// <summary>GEMM over rows [m0, m1) and columns [n0, n1): packs W per block and runs the register tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmBlock(float* a, int m0, int m1, int k, byte* w, DType wt, int n, float* bias, float* c, int n0, int n1, float* scratch)
     {
         float* packB = scratch;                 // [NC/NR panels][KC][NR]
@@ -215,6 +243,7 @@ public static unsafe class Gemm
     }
 
     // packB[panel][p][q] = W[nb + panel·NR + q, pc + p], zero for columns past ncols.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackB(byte* w, DType wt, int k, int nb, int ncols, int pc, int kc, float* packB, float* rowTmp)
     {
         int panels = (ncols + NR - 1) / NR;
@@ -244,6 +273,7 @@ public static unsafe class Gemm
         else MicroPortable(a, lda, bp, kc, c, ldc, assign);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroAvx2(float* a, int lda, float* bp, int kc, float* c, int ldc, bool assign)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -272,6 +302,7 @@ public static unsafe class Gemm
         else { (Vector256.Load(c) + v0).Store(c); (Vector256.Load(c + 8) + v1).Store(c + 8); }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroPortable(float* a, int lda, float* bp, int kc, float* c, int ldc, bool assign)
     {
         // 6×16 tile as 6 rows × 4 Vector128 (or scalars where Vector128 is not accelerated).
