@@ -117,6 +117,15 @@ public static unsafe class Gemm
         {
             int nb = Math.Min(4, n1 - j);
             float* w0, w1, w2, w3;
+            if (m == 1 && wt != DType.F32 && Fma.IsSupported && Avx2.IsSupported && k >= 16)
+            {
+                // One row of x: widen the half rows inside the dot loop instead of through scratch.
+                ushort* h = (ushort*)w + (long)j * k;
+                ushort* h1 = nb > 1 ? h + k : h, h2 = nb > 2 ? h + 2L * k : h, h3 = nb > 3 ? h + 3L * k : h;
+                Dot4Half(x, h, h1, h2, h3, k, wt == DType.BF16, r);
+                for (int q = 0; q < nb; q++) y[j + q] = r[q] + (bias != null ? bias[j + q] : 0f);
+                continue;
+            }
             if (wt == DType.F32)
             {
                 float* wf = (float*)w + (long)j * k;
@@ -134,6 +143,54 @@ public static unsafe class Gemm
                 for (int q = 0; q < nb; q++) yi[q] = r[q] + (bias != null ? bias[j + q] : 0f);
             }
         }
+    }
+
+    /// <summary>Four dot products of x with F16/BF16 rows w0..w3, widened in registers (AVX2+FMA only).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4Half(float* x, ushort* w0, ushort* w1, ushort* w2, ushort* w3, int k, bool bf16, Span<float> r)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        int p = 0;
+        if (bf16)
+        {
+            for (; p <= k - 16; p += 16)
+            {
+                var x0 = Avx.LoadVector256(x + p); var x1 = Avx.LoadVector256(x + p + 8);
+                var (l0, u0) = Vector256.Widen(Vector256.Load(w0 + p));
+                a0 = Fma.MultiplyAdd(x0, (l0 << 16).AsSingle(), a0); b0 = Fma.MultiplyAdd(x1, (u0 << 16).AsSingle(), b0);
+                var (l1, u1) = Vector256.Widen(Vector256.Load(w1 + p));
+                a1 = Fma.MultiplyAdd(x0, (l1 << 16).AsSingle(), a1); b1 = Fma.MultiplyAdd(x1, (u1 << 16).AsSingle(), b1);
+                var (l2, u2) = Vector256.Widen(Vector256.Load(w2 + p));
+                a2 = Fma.MultiplyAdd(x0, (l2 << 16).AsSingle(), a2); b2 = Fma.MultiplyAdd(x1, (u2 << 16).AsSingle(), b2);
+                var (l3, u3) = Vector256.Widen(Vector256.Load(w3 + p));
+                a3 = Fma.MultiplyAdd(x0, (l3 << 16).AsSingle(), a3); b3 = Fma.MultiplyAdd(x1, (u3 << 16).AsSingle(), b3);
+            }
+        }
+        else
+        {
+            for (; p <= k - 16; p += 16)
+            {
+                var x0 = Avx.LoadVector256(x + p); var x1 = Avx.LoadVector256(x + p + 8);
+                var (l0, u0) = Vector256.Widen(Vector256.Load(w0 + p));
+                a0 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l0), a0); b0 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u0), b0);
+                var (l1, u1) = Vector256.Widen(Vector256.Load(w1 + p));
+                a1 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l1), a1); b1 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u1), b1);
+                var (l2, u2) = Vector256.Widen(Vector256.Load(w2 + p));
+                a2 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l2), a2); b2 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u2), b2);
+                var (l3, u3) = Vector256.Widen(Vector256.Load(w3 + p));
+                a3 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l3), a3); b3 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u3), b3);
+            }
+        }
+        float s0 = Vector256.Sum(a0 + b0), s1 = Vector256.Sum(a1 + b1), s2 = Vector256.Sum(a2 + b2), s3 = Vector256.Sum(a3 + b3);
+        var dt = bf16 ? DType.BF16 : DType.F16;
+        for (; p < k; p++)
+        {
+            float xv = x[p];
+            s0 += xv * LoadWeight((byte*)w0, dt, p); s1 += xv * LoadWeight((byte*)w1, dt, p);
+            s2 += xv * LoadWeight((byte*)w2, dt, p); s3 += xv * LoadWeight((byte*)w3, dt, p);
+        }
+        r[0] = s0; r[1] = s1; r[2] = s2; r[3] = s3;
     }
 
     /// <summary>Four dot products of x with w0..w3 over k values.</summary>
