@@ -105,17 +105,24 @@ public sealed unsafe class InferRequest : IDisposable
     };
 
     /// <summary>Sets an I32 input (token ids, positions, prefix lengths); the data is copied.</summary>
-    public void SetInput(string name, ReadOnlySpan<int> data, params int[] shape) =>
-        SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape);
+    public void SetInput(string name, ReadOnlySpan<int> data, int[] shape) =>
+        SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
 
     /// <summary>Sets an F32 input (attention mask, features); the data is copied.</summary>
-    public void SetInput(string name, ReadOnlySpan<float> data, params int[] shape) =>
+    public void SetInput(string name, ReadOnlySpan<float> data, int[] shape) =>
+        SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
+
+    /// <summary>Sets an I32 input without allocating for the shape (<c>SetInput("input_ids", ids, 1, 1)</c> binds here).</summary>
+    public void SetInput(string name, ReadOnlySpan<int> data, params ReadOnlySpan<int> shape) =>
+        SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape);
+
+    /// <summary>Sets an F32 input without allocating for the shape.</summary>
+    public void SetInput(string name, ReadOnlySpan<float> data, params ReadOnlySpan<int> shape) =>
         SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape);
 
-    private void SetInputCore(string name, DType dtype, ReadOnlySpan<byte> bytes, int count, int[] shape)
+    private void SetInputCore(string name, DType dtype, ReadOnlySpan<byte> bytes, int count, ReadOnlySpan<int> shape)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        ArgumentNullException.ThrowIfNull(shape);
         var g = Model.Model.Graph;
         int ix = -1;
         for (int i = 0; i < g.Inputs.Count; i++) if (g.Inputs[i].Name == name) { ix = i; break; }

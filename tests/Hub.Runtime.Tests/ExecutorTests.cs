@@ -159,16 +159,17 @@ public class ExecutorTests
         var ones = Enumerable.Repeat(1f, 64).ToArray();
         Run(req, ids, pos, ones[..8], 1, 8, 8, 1);
         int[] id = new int[1], p = new int[1], keep = { 1 };
-        int[] s11 = { 1, 1 }, maskShape = { 1, 0 }, s1 = { 1 };
+        int[] s11 = { 1, 1 }, s1 = { 1 };
         float sink = 0;
+        int batch = 1;
         void Step()
         {
             int past = req.PastLength;
             id[0] = (past * 7) % 300; p[0] = past;
-            maskShape[1] = past + 1;
-            req.SetInput("input_ids", id, s11);
+            // expanded shapes built from variables bind to the params ReadOnlySpan<int> overloads (stack, no array)
+            req.SetInput("input_ids", id, batch, 1);
             req.SetInput("positions", p, s11);
-            req.SetInput("attention_mask", ones.AsSpan(0, past + 1), maskShape);
+            req.SetInput("attention_mask", ones.AsSpan(0, past + 1), batch, past + 1);
             req.SetInput("logits_to_keep", keep, s1);
             req.Infer();
             sink += req.GetOutput("logits")[0] + req.GetOutputInt("top:1")[0] + req.GetOutputDims("logits")[2];
