@@ -27,6 +27,8 @@ public sealed unsafe class InferRequest : IDisposable
     private bool _disposed;
 
     internal CompiledModel Model { get; }
+    /// <summary>When set (length = node count), Infer adds each node's Stopwatch ticks (profiling in tests/bench).</summary>
+    internal long[]? OpTicks { get; set; }
     internal TensorRt[] T { get; }
 
     /// <summary>Positions held in the states (all rows share it); advanced by each successful Infer of a stateful graph.</summary>
@@ -173,7 +175,14 @@ public sealed unsafe class InferRequest : IDisposable
                         throw new ModelInputException($"{_stepT} new positions after {PastLength} cached ones need {PastLength + _stepT} > the context capacity {s.Capacity} (state '{s.Name}'); shorten the prompt or raise RuntimeOptions.MaxContext");
             }
             AssignMemory();
-            foreach (var op in _ops) op.Run();
+            if (OpTicks is { } ticks)
+                for (int i = 0; i < _ops.Length; i++)
+                {
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    _ops[i].Run();
+                    ticks[i] += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+                }
+            else foreach (var op in _ops) op.Run();
             if (_stepOwner is not null)
             {
                 PastLength += _stepT;

@@ -66,3 +66,53 @@ public class BenchTests(ITestOutputHelper output)
         }
     }
 }
+
+/// <summary>End-to-end decode and prefill timing of a mid-size random transformer (HUB_BENCH=1 only).</summary>
+public class DecodeBenchTests(ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Decode_and_prefill_timing()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        using var tm = new TinyModel { D = 512, H = 8, KV = 4, F = 1408, V = 8000, Layers = 4 };
+        using var ir = tm.Build(1);
+        foreach (int threads in new[] { 1, 0 })
+        {
+            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 512 });
+            using var req = cm.CreateInferRequest();
+            int t = 256;
+            var ids = Enumerable.Range(0, t).Select(i => (i * 37) % 8000).ToArray();
+            var pos = Enumerable.Range(0, t).ToArray();
+            var ones = Enumerable.Repeat(1f, 512).ToArray();
+            req.OpTicks = new long[ir.Graph.Nodes.Count];
+            var sw = Stopwatch.StartNew();
+            req.SetInput("input_ids", ids, 1, t); req.SetInput("positions", pos, 1, t);
+            req.SetInput("attention_mask", ones.AsSpan(0, t), 1, t); req.SetInput("logits_to_keep", new[] { 1 }, 1);
+            req.Infer();
+            double prefill = sw.Elapsed.TotalMilliseconds;
+            Report(ir, req.OpTicks, "prefill");
+            req.OpTicks = new long[ir.Graph.Nodes.Count];
+            int[] id = { 1 }, p = { 0 };
+            int steps = 64;
+            sw.Restart();
+            for (int s = 0; s < steps; s++)
+            {
+                int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 8000;
+                req.SetInput("input_ids", id, 1, 1); req.SetInput("positions", p, 1, 1);
+                req.SetInput("attention_mask", ones.AsSpan(0, past + 1), 1, past + 1);
+                req.Infer();
+            }
+            double per = sw.Elapsed.TotalMilliseconds / steps;
+            Report(ir, req.OpTicks, "decode");
+            output.WriteLine($"threads {cm.Pool.Size}: prefill {t} tokens {prefill:F1} ms ({t / prefill * 1000:F0} tok/s), decode {per:F2} ms/token ({1000 / per:F0} tok/s)");
+        }
+    }
+
+    private void Report(Hub.IR.IrModel ir, long[] ticks, string what)
+    {
+        var byOp = new Dictionary<string, long>();
+        for (int i = 0; i < ticks.Length; i++)
+            byOp[ir.Graph.Nodes[i].Op] = byOp.GetValueOrDefault(ir.Graph.Nodes[i].Op) + ticks[i];
+        output.WriteLine($"  {what}: " + string.Join(", ", byOp.OrderByDescending(kv => kv.Value).Select(kv => $"{kv.Key} {kv.Value * 1000.0 / Stopwatch.Frequency:F1} ms")));
+    }
+}

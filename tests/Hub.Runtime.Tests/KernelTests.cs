@@ -52,7 +52,10 @@ public unsafe class KernelTests
             for (int i = 0; i < n; i++) d[i] = 0.5 * x[i] * (1 + Activations.ErfReference(x[i] / Math.Sqrt(2)));
             Close(d, fast, TolElementwise, $"gelu erf n={n}"); Close(d, refr, TolElementwise, $"gelu erf ref n={n}");
 
-            Activations.GeluTanh(x, fast); Activations.GeluTanhReference(x, refr);
+            Activations.GeluTanhPrimitives(x, refr);
+            Activations.GeluTanh(x, fast);
+            Close(refr, fast, TolElementwise, $"gelu tanh vs primitives n={n}");
+            Activations.GeluTanhReference(x, refr);
             for (int i = 0; i < n; i++) d[i] = 0.5 * x[i] * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x[i] + 0.044715 * Math.Pow(x[i], 3))));
             Close(d, fast, TolElementwise, $"gelu tanh n={n}"); Close(d, refr, TolElementwise, $"gelu tanh ref n={n}");
 
@@ -68,6 +71,37 @@ public unsafe class KernelTests
                 for (int i = 0; i < f; i++) sd[i] = x[i] / (1 + Math.Exp(-x[i])) * x[f + i];
                 Close(sd, sf, TolElementwise, $"swiglu n={n}"); Close(sd, sr, TolElementwise, $"swiglu ref n={n}");
             }
+        }
+    }
+
+    [Fact]
+    public void VecMath_exp_sigmoid_tanh_relu_scale_match_float64_for_lengths_0_to_256()
+    {
+        for (int n = 0; n <= 256; n++)
+        {
+            var x = Rand(n, n + 77, 12f);
+            var y = new float[n];
+            fixed (float* xp = x, yp = y)
+            {
+                VecMath.Sigmoid(xp, yp, n);
+                Close(x.Select(v => 1 / (1 + Math.Exp(-v))).ToArray(), y, TolElementwise, $"sigmoid n={n}");
+                VecMath.Tanh(xp, yp, n);
+                Close(x.Select(v => Math.Tanh(v)).ToArray(), y, TolElementwise, $"tanh n={n}");
+                VecMath.Relu(xp, yp, n);
+                Close(x.Select(v => Math.Max(v, 0.0)).ToArray(), y, 0, $"relu n={n}");
+                VecMath.ScaleShift(xp, 0.5f, -2f, yp, n);
+                Close(x.Select(v => v * 0.5 - 2).ToArray(), y, TolElementwise, $"scale n={n}");
+                VecMath.Add(xp, xp, yp, n);
+                Close(x.Select(v => 2.0 * v).ToArray(), y, 0, $"add n={n}");
+            }
+        }
+        // exp over its whole clamped range, relative error
+        var e = new float[8];
+        for (float v = -87f; v < 88.3f; v += 0.37f)
+        {
+            System.Runtime.Intrinsics.Vector256.CopyTo(VecMath.Exp(System.Runtime.Intrinsics.Vector256.Create(v)), e);
+            double want = Math.Exp(v);
+            Assert.True(Math.Abs(e[0] - want) <= 3e-7 * want, $"exp({v}) = {e[0]} vs {want}");
         }
     }
 

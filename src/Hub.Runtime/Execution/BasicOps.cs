@@ -92,12 +92,9 @@ internal sealed unsafe class BinaryExec : OpExec
         var a = X(0); var b = X(1); var y = Y();
         int bn = checked((int)b.Count);
         if (bn == 0) return;
-        var bs = new ReadOnlySpan<float>(b.F, bn);
         for (long off = 0; off < a.Count; off += bn)
         {
-            var asp = new ReadOnlySpan<float>(a.F + off, bn);
-            var ysp = new Span<float>(y.F + off, bn);
-            if (_mul) TensorPrimitives.Multiply(asp, bs, ysp); else TensorPrimitives.Add(asp, bs, ysp);
+            if (_mul) VecMath.Mul(a.F + off, b.F, y.F + off, bn); else VecMath.Add(a.F + off, b.F, y.F + off, bn);
         }
     }
 }
@@ -130,17 +127,18 @@ internal sealed unsafe class UnaryExec : OpExec
 
     public override void Run()
     {
-        var x = X(0).FSpan; var y = Y().FSpan;
-        if (x.IsEmpty) return;
+        var xt = X(0); var yt = Y();
+        long n = xt.Count;
+        if (n == 0) return;
         switch (_kind)
         {
-            case UnaryKind.Scale: TensorPrimitives.Multiply(x, _alpha, y); if (_beta != 0f) TensorPrimitives.Add(y, _beta, y); break;
-            case UnaryKind.GeluErf: Activations.GeluErf(x, y); break;
-            case UnaryKind.GeluTanh: Activations.GeluTanh(x, y); break;
-            case UnaryKind.Silu: Activations.Silu(x, y); break;
-            case UnaryKind.Relu: TensorPrimitives.Max(x, 0f, y); break;
-            case UnaryKind.Tanh: TensorPrimitives.Tanh(x, y); break;
-            case UnaryKind.Sigmoid: TensorPrimitives.Sigmoid(x, y); break;
+            case UnaryKind.Scale: VecMath.ScaleShift(xt.F, _alpha, _beta, yt.F, n); break;
+            case UnaryKind.GeluErf: Activations.GeluErf(xt.FSpan, yt.FSpan); break;
+            case UnaryKind.GeluTanh: VecMath.GeluTanh(xt.F, yt.F, n); break;
+            case UnaryKind.Silu: VecMath.SiluMul(xt.F, null, yt.F, n); break;
+            case UnaryKind.Relu: VecMath.Relu(xt.F, yt.F, n); break;
+            case UnaryKind.Tanh: VecMath.Tanh(xt.F, yt.F, n); break;
+            case UnaryKind.Sigmoid: VecMath.Sigmoid(xt.F, yt.F, n); break;
         }
     }
 }

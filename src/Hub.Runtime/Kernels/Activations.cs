@@ -15,12 +15,10 @@ public static class Activations
     private const float GeluTanhC = 0.7978845608028654f; // sqrt(2/pi)
 
     /// <summary>dst = x·sigmoid(x) (SiLU / swish).</summary>
-    public static void Silu(ReadOnlySpan<float> x, Span<float> dst)
+    public static unsafe void Silu(ReadOnlySpan<float> x, Span<float> dst)
     {
         CheckLengths(x, dst);
-        if (x.IsEmpty) return;
-        TensorPrimitives.Sigmoid(x, dst);
-        TensorPrimitives.Multiply(x, dst, dst);
+        fixed (float* xp = x, dp = dst) VecMath.SiluMul(xp, null, dp, x.Length);
     }
 
     /// <summary>Scalar twin of <see cref="Silu"/>.</summary>
@@ -30,18 +28,12 @@ public static class Activations
     }
 
     /// <summary>dst[i] = silu(x[row, i]) · x[row, F + i] for rows of 2F values (gate first).</summary>
-    public static void SwiGlu(ReadOnlySpan<float> x, Span<float> dst, int f)
+    public static unsafe void SwiGlu(ReadOnlySpan<float> x, Span<float> dst, int f)
     {
         int rows = f == 0 ? 0 : dst.Length / f;
-        for (int r = 0; r < rows; r++)
-        {
-            var gate = x.Slice(r * 2 * f, f);
-            var up = x.Slice(r * 2 * f + f, f);
-            var d = dst.Slice(r * f, f);
-            TensorPrimitives.Sigmoid(gate, d);
-            TensorPrimitives.Multiply(gate, d, d);
-            TensorPrimitives.Multiply(d, up, d);
-        }
+        fixed (float* xp = x, dp = dst)
+            for (int r = 0; r < rows; r++)
+                VecMath.SiluMul(xp + (long)r * 2 * f, xp + (long)r * 2 * f + f, dp + (long)r * f, f);
     }
 
     /// <summary>Scalar twin of <see cref="SwiGlu"/>.</summary>
@@ -57,6 +49,7 @@ public static class Activations
     }
 
     /// <summary>Exact GELU, 0.5·x·(1+erf(x/√2)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GeluErf(ReadOnlySpan<float> x, Span<float> dst)
     {
         CheckLengths(x, dst);
@@ -82,7 +75,14 @@ public static class Activations
     }
 
     /// <summary>GELU tanh approximation (gelu_new / gelu_pytorch_tanh).</summary>
-    public static void GeluTanh(ReadOnlySpan<float> x, Span<float> dst)
+    public static unsafe void GeluTanh(ReadOnlySpan<float> x, Span<float> dst)
+    {
+        CheckLengths(x, dst);
+        fixed (float* xp = x, dp = dst) VecMath.GeluTanh(xp, dp, x.Length);
+    }
+
+    /// <summary>GELU tanh through TensorPrimitives.Tanh (kept as a cross-check of <see cref="GeluTanh"/>).</summary>
+    public static void GeluTanhPrimitives(ReadOnlySpan<float> x, Span<float> dst)
     {
         CheckLengths(x, dst);
         // dst = tanh(c·(x + 0.044715x³)), then 0.5·x·(1 + dst); dst may alias x, so go in blocks through a stack buffer.

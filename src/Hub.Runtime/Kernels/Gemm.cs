@@ -295,7 +295,7 @@ public static unsafe class Gemm
                 for (int i = m0; i < m1; i++) new Span<float>(c + (long)i * n + nb, ncols).Clear();
             if (bias != null)
                 for (int i = m0; i < m1; i++)
-                    TensorPrimitives.Add(new ReadOnlySpan<float>(c + (long)i * n + nb, ncols), new ReadOnlySpan<float>(bias + nb, ncols), new Span<float>(c + (long)i * n + nb, ncols));
+                    VecMath.Add(c + (long)i * n + nb, bias + nb, c + (long)i * n + nb, ncols);
         }
     }
 

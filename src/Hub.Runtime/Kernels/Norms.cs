@@ -1,7 +1,7 @@
 // LayerNorm (Ba et al. 2016; biased variance, as torch.nn.LayerNorm) and RMSNorm (Zhang & Sennrich 2019; as
 // transformers' LlamaRMSNorm: x / sqrt(mean(x²) + eps) · γ, in float32). Statistics are accumulated in double
 // so a long row (hidden 8192) loses no precision relative to PyTorch's float32 Welford.
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -11,6 +11,7 @@ namespace Hub.Runtime.Kernels;
 public static class Norms
 {
     /// <summary>LayerNorm over rows of <paramref name="d"/> values; <paramref name="beta"/> may be empty.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> dst, int d, float eps)
     {
         int rows = d == 0 ? 0 : x.Length / d;
@@ -21,10 +22,11 @@ public static class Norms
             double mean = SumD(xr) / d;
             double var = SumSqDiffD(xr, (float)mean) / d;
             float inv = (float)(1.0 / Math.Sqrt(var + eps));
-            TensorPrimitives.Subtract(xr, (float)mean, dr);
-            TensorPrimitives.Multiply(dr, inv, dr);
-            if (beta.IsEmpty) TensorPrimitives.Multiply(dr, gamma, dr);
-            else TensorPrimitives.FusedMultiplyAdd(dr, gamma, beta, dr);
+            unsafe
+            {
+                fixed (float* xp = xr, dp = dr, gp = gamma, bp = beta)
+                    VecMath.NormApply(xp, (float)mean, inv, gp, beta.IsEmpty ? null : bp, dp, d);
+            }
         }
     }
 
@@ -46,6 +48,7 @@ public static class Norms
     }
 
     /// <summary>RMSNorm over rows of <paramref name="d"/> values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, Span<float> dst, int d, float eps)
     {
         int rows = d == 0 ? 0 : x.Length / d;
@@ -55,8 +58,11 @@ public static class Norms
             var dr = dst.Slice(r * d, d);
             double ms = SumSqDiffD(xr, 0f) / d;
             float inv = (float)(1.0 / Math.Sqrt(ms + eps));
-            TensorPrimitives.Multiply(xr, inv, dr);
-            TensorPrimitives.Multiply(dr, gamma, dr);
+            unsafe
+            {
+                fixed (float* xp = xr, dp = dr, gp = gamma)
+                    VecMath.NormApply(xp, 0f, inv, gp, null, dp, d);
+            }
         }
     }
 
@@ -73,6 +79,7 @@ public static class Norms
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double SumD(ReadOnlySpan<float> x)
     {
         int i = 0;
@@ -92,6 +99,7 @@ public static class Norms
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double SumSqDiffD(ReadOnlySpan<float> x, float mean)
     {
         int i = 0;

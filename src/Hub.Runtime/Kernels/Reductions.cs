@@ -1,6 +1,5 @@
 // Row softmax (max-subtracted, as torch.softmax) and top-k (descending, ties to the lowest index, as torch.topk on
 // CPU for distinct values; a bounded min-heap keeps it O(n log k) for a vocabulary-sized row).
-using System.Numerics.Tensors;
 
 namespace Hub.Runtime.Kernels;
 
@@ -13,13 +12,10 @@ public static class Reductions
         int rows = n == 0 ? 0 : x.Length / n;
         for (int r = 0; r < rows; r++)
         {
-            var xr = x.Slice(r * n, n);
-            var dr = dst.Slice(r * n, n);
-            float max = TensorPrimitives.Max(xr);
-            TensorPrimitives.Subtract(xr, max, dr);
-            TensorPrimitives.Exp(dr, dr);
-            float sum = TensorPrimitives.Sum(dr);
-            TensorPrimitives.Multiply(dr, 1f / sum, dr);
+            unsafe
+            {
+                fixed (float* xp = x.Slice(r * n, n), dp = dst.Slice(r * n, n)) VecMath.SoftmaxRow(xp, dp, n);
+            }
         }
     }
 
