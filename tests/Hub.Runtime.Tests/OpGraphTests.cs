@@ -92,7 +92,7 @@ public sealed class OpGraphTests : IDisposable
     [InlineData(true, 1)]
     public void Stateless_attention_handles_bidirectional_padding_and_prefix_modes(bool prefix, int threads)
     {
-        int B = 2, T = 70, H = 4, KV = 2, hd = 8; // T > one key block
+        int B = 2, T = 70, H = 4, KV = 2, hd = 32; // T > one key block; T·S·H·hd above the parallel threshold
         var b = new GraphBuilder("attn");
         var q = b.Input("q", DType.F32, "batch", "seq", H * hd);
         var k = b.Input("k", DType.F32, "batch", "seq", KV * hd);

@@ -53,7 +53,9 @@ internal sealed unsafe class LinearExec : OpExec
         bool single = workers == 1 || flops < 200_000;
         if (_gemv)
         {
-            int units = single ? 1 : Math.Min(workers * 4, (_n + 15) / 16);
+            // Many small units claimed dynamically: when a neighbour process delays one worker, the others take
+            // over the remaining rows, so the step slows in proportion instead of waiting for a fixed half.
+            int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
             _unitCols = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitCols - 1) / Math.Max(1, _unitCols));
             R.Model.Pool.Run(this, units);
@@ -182,6 +184,8 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
+    // q·k multiply-adds below which a single thread is faster than waking the pool
+    private const long ParallelThreshold = 400_000;
 
     public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 4, 1)
     {
@@ -265,14 +269,14 @@ internal sealed unsafe class AttentionExec : OpExec
         int baseUnits = _b * _kv;
         _tChunks = 1;
         long work = (long)_t * _s * _h * _hd;
-        if (workers > 1 && work > 100_000) _tChunks = Math.Min(_t, Math.Max(1, (workers * 4 + baseUnits - 1) / baseUnits));
+        if (workers > 1 && work > ParallelThreshold) _tChunks = Math.Min(_t, Math.Max(1, (workers * 4 + baseUnits - 1) / baseUnits));
         _tChunk = (_t + _tChunks - 1) / _tChunks;
-        R.Model.Pool.Run(this, work > 100_000 ? baseUnits * _tChunks : 1);
+        R.Model.Pool.Run(this, work > ParallelThreshold ? baseUnits * _tChunks : 1);
     }
 
     public override void Execute(int index, int worker)
     {
-        if (index == 0 && (long)_t * _s * _h * _hd <= 100_000)
+        if (index == 0 && (long)_t * _s * _h * _hd <= ParallelThreshold)
         {
             for (int u = 0; u < _b * _kv * _tChunks; u++) Unit(u, worker);
             return;
