@@ -137,8 +137,6 @@ public sealed class CompiledModel : IDisposable
 
     internal WeightInfo WeightInfoOf(int id) => Values[id].Weight ?? throw new InvalidOperationException($"'{Values[id].Name}' is not a weight");
 
-    internal Node[] Nodes => Model.Graph.Nodes.ToArray();
-
     // Liveness: a value's buffer is free after the last node that reads it; graph outputs live to the end.
     private void PlanSlots(long[] estimate)
     {

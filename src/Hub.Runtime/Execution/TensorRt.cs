@@ -73,5 +73,11 @@ internal sealed unsafe class NativeBuffer : IDisposable
         Ptr = 0; Bytes = 0;
     }
 
-    public void Dispose() => Free();
+    public void Dispose()
+    {
+        Free();
+        GC.SuppressFinalize(this);
+    }
+
+    ~NativeBuffer() => Free(); // a request that was never disposed still returns its memory
 }
