@@ -21,6 +21,42 @@ public class BenchTests(ITestOutputHelper output)
                 Measure(n, k, dt);
     }
 
+    [SkippableFact]
+    public void Attention_prefill_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        int T = 1024, H = 12, hd = 64;
+        var dir = Path.Combine(Path.GetTempPath(), "hub-rt-bench-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var b = new GraphBuilder("bench");
+            var q = b.Input("q", DType.F32, "batch", "seq", H * hd);
+            var o = b.Op(Ops.Attention, "o", new[] { q, q, q }, new { heads = H, head_dim = hd });
+            b.Output(o, DType.F32);
+            IrFormat.Write(dir, b.Build());
+            using var ir = IrModel.Load(dir);
+            foreach (int threads in new[] { 1, 0 })
+            {
+                using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads });
+                using var req = cm.CreateInferRequest();
+                var r = new Random(1);
+                var x = new float[T * H * hd];
+                for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
+                req.SetInput("q", x, 1, T, H * hd);
+                req.Infer();
+                var sw = Stopwatch.StartNew();
+                req.Infer();
+                double sec = sw.Elapsed.TotalSeconds;
+                double flops = 2.0 * 2 * H * hd * (T * (T + 1) / 2.0);
+                output.WriteLine($"causal attention T={T} H={H} hd={hd}, {cm.Pool.Size} threads: {sec * 1e3:F1} ms = {flops / sec / 1e9:F2} GFLOP/s");
+            }
+        }
+        finally
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
     private void Measure(int n, int k, DType dt)
     {
         var dir = Path.Combine(Path.GetTempPath(), "hub-rt-bench-" + Guid.NewGuid().ToString("N"));

@@ -58,11 +58,12 @@ public static unsafe class AttentionKernels
                     Scale(ag, corr, hd);
                     l[g] *= corr;
                 }
+                ExpShifted(s, jn, mnew);
                 float sum = l[g];
                 for (int jj = 0; jj < jn; jj++)
                 {
-                    if (s[jj] == float.NegativeInfinity) continue;
-                    float p = MathF.Exp(s[jj] - mnew);
+                    float p = s[jj];
+                    if (p == 0f) continue;
                     sum += p;
                     Axpy(p, v + (j0 + jj) * stride, ag, hd);
                 }
@@ -107,6 +108,25 @@ public static unsafe class AttentionKernels
                 o[g * headDim + i] = (float)(a / sum);
             }
         }
+    }
+
+    // s[j] = exp(s[j] − shift), exactly 0 for masked (−∞) scores.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ExpShifted(float* s, int n, float shift)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var sh = Vector256.Create(shift);
+            var ninf = Vector256.Create(float.NegativeInfinity);
+            for (; j <= n - 8; j += 8)
+            {
+                var x = Vector256.Load(s + j);
+                var e = VecMath.Exp(x - sh);
+                Vector256.ConditionalSelect(Vector256.Equals(x, ninf), Vector256<float>.Zero, e).Store(s + j);
+            }
+        }
+        for (; j < n; j++) s[j] = s[j] == float.NegativeInfinity ? 0f : MathF.Exp(s[j] - shift);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
