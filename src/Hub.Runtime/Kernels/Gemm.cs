@@ -172,14 +172,15 @@ public static unsafe class Gemm
             for (; p <= k - 16; p += 16)
             {
                 var x0 = Avx.LoadVector256(x + p); var x1 = Avx.LoadVector256(x + p + 8);
+                // one accumulator per row: the conversion constants need the registers the second set would take
                 var (l0, u0) = Vector256.Widen(Vector256.Load(w0 + p));
-                a0 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l0), a0); b0 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u0), b0);
+                a0 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u0), Fma.MultiplyAdd(x0, HalfBitsToSingle(l0), a0));
                 var (l1, u1) = Vector256.Widen(Vector256.Load(w1 + p));
-                a1 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l1), a1); b1 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u1), b1);
+                a1 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u1), Fma.MultiplyAdd(x0, HalfBitsToSingle(l1), a1));
                 var (l2, u2) = Vector256.Widen(Vector256.Load(w2 + p));
-                a2 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l2), a2); b2 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u2), b2);
+                a2 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u2), Fma.MultiplyAdd(x0, HalfBitsToSingle(l2), a2));
                 var (l3, u3) = Vector256.Widen(Vector256.Load(w3 + p));
-                a3 = Fma.MultiplyAdd(x0, HalfBitsToSingle(l3), a3); b3 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u3), b3);
+                a3 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u3), Fma.MultiplyAdd(x0, HalfBitsToSingle(l3), a3));
             }
         }
         float s0 = Vector256.Sum(a0 + b0), s1 = Vector256.Sum(a1 + b1), s2 = Vector256.Sum(a2 + b2), s3 = Vector256.Sum(a3 + b3);
