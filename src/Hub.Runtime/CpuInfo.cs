@@ -26,6 +26,6 @@ public static class CpuInfo
         if (System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported) isa.Add("neon");
         return $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, " +
                $"isa [{string.Join(' ', isa)}], gemm {GemmPath}, gemv/elementwise {VectorPath}, " +
-               $"f16 via TensorPrimitives, bf16 via shift";
+               $"f16/bf16 widened {(Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}";
     }
 }

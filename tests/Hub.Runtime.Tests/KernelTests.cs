@@ -7,7 +7,7 @@ namespace Hub.Runtime.Tests;
 /// Fast kernels vs their scalar reference twins vs a float64 loop (llama.cpp test-backend-ops style). CI runs this
 /// class once per ISA path (DOTNET_EnableAVX512F=0, DOTNET_EnableAVX2=0), so every branch is exercised.
 /// </summary>
-public unsafe class KernelTests
+public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     // Per-op tolerances (absolute, on values of order 1).
     private const double TolElementwise = 2e-6, TolNorm = 2e-5, TolGemm = 2e-5, TolAttention = 2e-5;
@@ -339,6 +339,7 @@ public unsafe class KernelTests
     public void CpuInfo_names_the_paths_in_use()
     {
         var d = CpuInfo.Describe();
+        output.WriteLine(d);
         Assert.Contains("gemm", d);
         Assert.Contains(CpuInfo.GemmPath, d);
     }
