@@ -127,6 +127,8 @@ public sealed class CompiledModel : IDisposable
         return new InferRequest(this, probe: false);
     }
 
+    internal bool IsDisposed => _disposed;
+
     internal int ValueId(string name) =>
         _valueIds.TryGetValue(name, out var id) ? id : throw new InvalidOperationException($"value '{name}' is not defined");
 

@@ -159,6 +159,7 @@ public sealed unsafe class InferRequest : IDisposable
     public void Infer()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(Model.IsDisposed, Model);
         lock (Model.InferLock)
         {
             BindInputs();

@@ -34,6 +34,7 @@ public class ExecutorTests
     [Theory]
     [InlineData(DType.F32, 1)]
     [InlineData(DType.F32, 2)]
+    [InlineData(DType.F32, 5)]
     [InlineData(DType.F16, 1)]
     [InlineData(DType.BF16, 2)]
     public void Full_forward_matches_the_reference_with_padding(DType dt, int threads)
@@ -232,5 +233,7 @@ public class ExecutorTests
         var e2 = Assert.Throws<ModelInputException>(() => req.Infer());                                // seq 2 vs 3
         Assert.Contains("seq", e2.Message);
         Assert.Throws<InvalidOperationException>(() => req.GetOutput("logits"));
+        cm.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => req.Infer());
     }
 }

@@ -134,6 +134,39 @@ public sealed class OpGraphTests : IDisposable
         Close(exp, req.GetOutput("o"), 1e-5f);
     }
 
+    [Theory]
+    [InlineData(DType.F32, 3)]
+    [InlineData(DType.F16, 2)]
+    [InlineData(DType.BF16, 3)]
+    public unsafe void Multithreaded_linear_partitions_match_the_scalar_reference(DType dt, int threads)
+    {
+        int k = 160, n = 701;
+        var b = new GraphBuilder("lin");
+        var x = b.Input("x", DType.F32, "batch", "seq", k);
+        var wf = Rand(n * k, 12);
+        var bias = Rand(n, 13);
+        var y = b.Op(Ops.Linear, "y", new[] { x, b.Weight("w", LazyTensor.FromArray(wf, new Shape(n, k), "w"), WeightKind.Matrix),
+            b.Weight("b", LazyTensor.FromArray(bias, new Shape(n), "b"), WeightKind.Vector) });
+        b.Output(y, DType.F32);
+        var dir = Path.Combine(Path.GetTempPath(), "hub-rt-ops-" + Guid.NewGuid().ToString("N"));
+        _dirs.Add(dir);
+        IrFormat.Write(dir, b.Build(), new IrWriteOptions { WeightDType = dt });
+        var ir = IrModel.Load(dir); _owned.Add(ir);
+        var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads }); _owned.Add(cm);
+        var req = cm.CreateInferRequest(); _owned.Add(req);
+        var wv = ir.GetWeight("w");
+        foreach (var m in new[] { 1, 3, 9, 200 }) // GEMV, GEMV multi-row, GEMM one row block, GEMM 3 row blocks
+        {
+            var xd = Rand(m * k, m);
+            req.SetInput("x", xd, 1, m, k);
+            req.Infer();
+            var expect = new float[m * n];
+            fixed (float* xp = xd, bp = bias, ep = expect)
+                Hub.Runtime.Kernels.Gemm.LinearReference(xp, m, k, (byte*)wv.Pointer, dt, n, bp, ep);
+            Close(expect, req.GetOutput("y"), 2e-5f);
+        }
+    }
+
     [Fact]
     public void Dynamic_and_linear_rope_scaling_change_frequencies_as_transformers()
     {
