@@ -155,6 +155,9 @@ public sealed class OpGraphTests : IDisposable
         var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads }); _owned.Add(cm);
         var req = cm.CreateInferRequest(); _owned.Add(req);
         var wv = ir.GetWeight("w");
+        req.SetInput("x", Array.Empty<float>(), 1, 0, k); // an empty sequence is a valid (empty) input
+        req.Infer();
+        Assert.Equal(new[] { 1, 0, n }, req.GetOutputShape("y"));
         foreach (var m in new[] { 1, 3, 9, 200 }) // GEMV, GEMV multi-row, GEMM one row block, GEMM 3 row blocks
         {
             var xd = Rand(m * k, m);

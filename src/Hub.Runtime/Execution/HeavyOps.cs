@@ -46,6 +46,7 @@ internal sealed unsafe class LinearExec : OpExec
     {
         var x = X(0);
         _m = checked((int)Prod(x, 0, x.Rank - 1));
+        if (_m == 0 || _n == 0) return;
         _x = x.F; _y = Y().F; _w = X(1).B; _bias = HasInput(2) ? X(2).F : null;
         _gemv = _m <= Gemm.GemvMaxRows;
         int workers = R.Model.Pool.Size;
