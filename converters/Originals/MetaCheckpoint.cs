@@ -56,11 +56,9 @@ public static partial class MetaCheckpoint
             var src = MetaLayout.Build(dir, shards, hp, paramsPath);
             foreach (var s in shards) src.Own(s);
             src.TryGetInfo("model.embed_tokens.weight", out var emb);
-            int? bos = null, eos = null;
-            if (hp.Vocab == 32000 || File.Exists(Path.Combine(dir, "tokenizer.model")) || File.Exists(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, "tokenizer.model")))
-            {
-                bos = 1; eos = 2; // LLaMA 1/2 SentencePiece ids
-            }
+            // Meta's LLaMA 1/2 releases use a SentencePiece vocabulary with <s> = 1, </s> = 2; Llama 3's tiktoken
+            // vocabulary (128256 entries) uses <|begin_of_text|> = 128000, <|end_of_text|> = 128001.
+            (int bos, int eos) = hp.Vocab >= 128000 ? (128000, 128001) : (1, 2);
             return new ModelSource
             {
                 Directory = dir,

@@ -204,4 +204,50 @@ public class FormatFixtureTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void Torch_non_tensor_values_are_skipped()
+    {
+        var dir = SharedDir.TempDir("pt");
+        try
+        {
+            var p = Path.Combine(dir, "m.bin");
+            TorchZipBuilder.Write(p, new[] { new TorchZipBuilder.Tensor("w", DType.F32, new long[] { 2 }, TorchZipBuilder.F32Bytes(1, 2)) },
+                extraInts: new Dictionary<string, long> { ["global_step"] = 1000, ["epoch"] = 3 });
+            using var t = TorchCheckpoint.Open(p);
+            Assert.Equal(new[] { "w" }, t.Names);
+            Assert.Equal(new float[] { 1, 2 }, t.OpenTensor("w").ToFloat32());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Torch_deflated_members_are_inflated_and_copied()
+    {
+        var dir = SharedDir.TempDir("pt");
+        try
+        {
+            var stored = Path.Combine(dir, "stored.bin");
+            var data = TorchZipBuilder.F32Bytes(Enumerable.Range(0, 64).Select(i => (float)i).ToArray());
+            TorchZipBuilder.Write(stored, new[]
+            {
+                new TorchZipBuilder.Tensor("a", DType.F32, new long[] { 8, 8 }, data, "s"),
+                new TorchZipBuilder.Tensor("b", DType.F32, new long[] { 8 }, data, "s", 8),
+            });
+            var deflated = Path.Combine(dir, "deflated.bin");
+            using (var src = System.IO.Compression.ZipFile.OpenRead(stored))
+            using (var dst = System.IO.Compression.ZipFile.Open(deflated, System.IO.Compression.ZipArchiveMode.Create))
+                foreach (var e in src.Entries)
+                {
+                    var ne = dst.CreateEntry(e.FullName, System.IO.Compression.CompressionLevel.Optimal);
+                    using var i = e.Open();
+                    using var o = ne.Open();
+                    i.CopyTo(o);
+                }
+            using var t = TorchCheckpoint.Open(deflated);
+            Assert.Equal(Enumerable.Range(0, 64).Select(i => (float)i), t.OpenTensor("a").ToFloat32());
+            Assert.Equal(Enumerable.Range(8, 8).Select(i => (float)i), t.OpenTensor("b").ToFloat32());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }

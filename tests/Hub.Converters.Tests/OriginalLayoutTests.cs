@@ -79,6 +79,11 @@ public sealed class OriginalLayoutTests : IDisposable
         Assert.Equal("bfloat16", (string?)c["torch_dtype"]);
         Assert.Equal(LlamaNames, src.Weights.Names.OrderBy(x => x, StringComparer.Ordinal));
         AssertMatchesHfAfterPermutation(src, hf, 8, 4);
+        var hfConfig = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(SharedDir.Require("fixtures/llama-tiny/config.json")))!.AsObject();
+        foreach (var key in new[] { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                     "rms_norm_eps", "rope_theta", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "bos_token_id", "eos_token_id",
+                     "hidden_act", "model_type", "torch_dtype", "attention_bias", "mlp_bias" })
+            Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(hfConfig[key], c[key]) || (double?)hfConfig[key] == (double?)c[key], $"{key}: {hfConfig[key]} vs {c[key]}");
     }
 
     private void WriteMetaSplit(string dir, int shards, IEnumerable<int> write)
