@@ -298,6 +298,26 @@ public sealed class OriginalLayoutTests : IDisposable
         Assert.Equal("llama2c-v1", (string?)b.Config["hub_source_format"]);
     }
 
+    [SkippableFact]
+    public void Llama2c_negative_vocab_means_an_untied_classifier_after_the_rope_tables()
+    {
+        var bin = SharedDir.Require("models/karpathy/tinyllamas/stories260K/stories260K.bin");
+        var v0 = File.ReadAllBytes(bin);
+        var wcls = new byte[512 * 64 * 4];
+        for (int i = 0; i < 512 * 64; i++) BinaryPrimitives.WriteSingleLittleEndian(wcls.AsSpan(4 * i), i * 0.001f);
+        var untied = v0.Concat(wcls).ToArray();
+        BinaryPrimitives.WriteInt32LittleEndian(untied.AsSpan(20), -512);
+        var p = Path.Combine(_dir, "untied.bin");
+        File.WriteAllBytes(p, untied);
+        var src = Llama2cCheckpoint.Open(p);
+        using var _ = src.Weights;
+        Assert.False((bool)src.Config["tie_word_embeddings"]!);
+        Assert.Equal(512, (int)src.Config["vocab_size"]!);
+        Assert.Equal(BuildLlamaNames(5, tied: false), src.Weights.Names.OrderBy(x => x, StringComparer.Ordinal));
+        Assert.True(src.Weights.Open("lm_head.weight").Bytes.SequenceEqual(wcls));
+        Assert.True(src.Weights.Open("model.embed_tokens.weight").Bytes.SequenceEqual(v0.AsSpan(28, 512 * 64 * 4)));
+    }
+
     private string Llama2cFile(int[] header, long floats, string name = "m.bin")
     {
         var p = Path.Combine(_dir, name);
@@ -379,6 +399,14 @@ public sealed class OriginalLayoutTests : IDisposable
         Assert.Contains("weights.gguf", e.Message);
         Assert.Contains("params.json", e.Message);
         Assert.Contains("--from", e.Message);
+    }
+
+    [Fact]
+    public void Forced_llama2c_on_a_folder_without_one_lists_the_folder()
+    {
+        File.WriteAllText(Path.Combine(_dir, "readme.md"), "x");
+        var e = Assert.Throws<UnsupportedModelException>(() => SourceDetector.Detect(_dir, "llama2c"));
+        Assert.Contains("readme.md", e.Message);
     }
 
     [Fact]
