@@ -11,7 +11,7 @@ namespace Hub.Converters;
 /// </summary>
 public sealed unsafe class RenamedTensorSource : ILazyTensorSource
 {
-    private sealed record Entry(TensorInfo Info, Func<TensorView>? View, Func<byte[]>? Compute, string Origin);
+    private sealed record Entry(TensorInfo Info, Func<TensorView>? View, Action<Action<long, ReadOnlySpan<byte>>>? Merge, string Origin);
 
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly List<string> _names = new();
@@ -78,21 +78,21 @@ public sealed unsafe class RenamedTensorSource : ILazyTensorSource
         for (int k = 0; k < axis; k++) outer *= dims[k];
         long innerPer = 1;
         for (int k = axis + 1; k < dims.Length; k++) innerPer *= dims[k];
-        byte[] Compute()
+        // Visits the merged tensor as a sequence of contiguous byte chunks (one per part per outer index), so the
+        // merge writes straight into its destination (native bytes for Open, float32 for GetLazy) without a staging copy.
+        void Merge(Action<long, ReadOnlySpan<byte>> sink)
         {
-            var dst = new byte[checked(shape.ElementCount * es)];
             long at = 0;
             var views = parts.Select(p => p.Source.Open(p.Name)).ToArray();
             var chunk = infos.Select(i => i.Shape[axis] * innerPer * es).ToArray();
             for (long o = 0; o < outer; o++)
                 for (int p = 0; p < views.Length; p++)
                 {
-                    new ReadOnlySpan<byte>((byte*)views[p].Pointer + o * chunk[p], checked((int)chunk[p])).CopyTo(dst.AsSpan(checked((int)at)));
+                    sink(at, new ReadOnlySpan<byte>((byte*)views[p].Pointer + o * chunk[p], checked((int)chunk[p])));
                     at += chunk[p];
                 }
-            return dst;
         }
-        Add(new Entry(new TensorInfo(name, first.DType, shape, first.FilePath), null, Compute, origin));
+        Add(new Entry(new TensorInfo(name, first.DType, shape, first.FilePath), null, Merge, origin));
     }
 
     private void Add(Entry e)
@@ -119,11 +119,11 @@ public sealed unsafe class RenamedTensorSource : ILazyTensorSource
         lock (_lock)
         {
             if (_materialized.TryGetValue(name, out var v)) return v;
-            var bytes = e.Compute!();
-            var p = (byte*)NativeMemory.Alloc((nuint)Math.Max(bytes.Length, 1));
+            long bytes = e.Info.Shape.ElementCount * e.Info.DType.SizeOf();
+            var p = (byte*)NativeMemory.Alloc((nuint)Math.Max(bytes, 1));
             _native.Add((nint)p);
-            bytes.CopyTo(new Span<byte>(p, bytes.Length));
-            v = new TensorView(e.Info.DType, e.Info.Shape, (nint)p, bytes.Length);
+            e.Merge!((at, chunk) => chunk.CopyTo(new Span<byte>(p + at, chunk.Length)));
+            v = new TensorView(e.Info.DType, e.Info.Shape, (nint)p, bytes);
             _materialized[name] = v;
             return v;
         }
@@ -134,13 +134,13 @@ public sealed unsafe class RenamedTensorSource : ILazyTensorSource
     {
         if (!_entries.TryGetValue(info.Name, out var e)) throw new CheckpointFormatException(Location, info.Name, "no such tensor");
         if (e.View is not null) return LazyTensor.FromSource(this, e.Info);
-        var compute = e.Compute!;
+        var merge = e.Merge!;
         var dtype = e.Info.DType;
+        int es = dtype.SizeOf();
         return LazyTensor.FromFunc(e.Info.Shape, dtype, e.Origin, () =>
         {
-            var bytes = compute();
-            var f = new float[bytes.Length / dtype.SizeOf()];
-            DTypeConvert.ToFloat32(bytes, dtype, f);
+            var f = new float[e.Info.Shape.ElementCount];
+            merge((at, chunk) => DTypeConvert.ToFloat32(chunk, dtype, f.AsSpan(checked((int)(at / es)), chunk.Length / es)));
             return f;
         });
     }
