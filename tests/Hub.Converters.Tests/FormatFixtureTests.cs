@@ -253,4 +253,25 @@ public class FormatFixtureTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [SkippableFact]
+    public void Torch_bin_converts_to_safetensors_with_identical_bytes()
+    {
+        var dir = SharedDir.TempDir("conv");
+        try
+        {
+            using var t = TorchCheckpoint.Open(SharedDir.Require("fixtures/gpt2-tiny-bin/pytorch_model.bin"));
+            var p = Path.Combine(dir, "model.safetensors");
+            SafetensorsWriter.WriteFrom(p, t);
+            using var s = SafetensorsFile.Open(p);
+            Assert.Equal(t.Names.OrderBy(n => n, StringComparer.Ordinal), s.Names);
+            foreach (var n in t.Names)
+            {
+                Assert.True(t.OpenTensor(n).Bytes.SequenceEqual(s.OpenTensor(n).Bytes), n);
+                Assert.Equal(t.OpenTensor(n).Shape, s.OpenTensor(n).Shape);
+            }
+            Assert.NotEqual(s.OpenTensor("lm_head.weight").Pointer, s.OpenTensor("transformer.wte.weight").Pointer);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
