@@ -40,7 +40,8 @@ public static class SourceDetector
         if (File.Exists(config))
         {
             var json = MetaCheckpoint.LoadJson(config);
-            if (json["model_type"] is not null) return OpenHf(input);
+            // Very old hub configs lack model_type but name their architectures; transformers accepts both.
+            if (json["model_type"] is not null || json["architectures"] is not null) return OpenHf(input);
             if (json["dim"] is not null && json["n_heads"] is not null) return FlagAiCheckpoint.Open(input);
         }
         if (File.Exists(Path.Combine(input, "params.json")) && Directory.EnumerateFiles(input, "consolidated.*.pth").Any())

@@ -389,6 +389,28 @@ public sealed class OriginalLayoutTests : IDisposable
         using (forced.Weights) Assert.Equal(WeightLayout.InterleavedRope, forced.Layout);
     }
 
+    [SkippableTheory]
+    [InlineData("fixtures/bert-tiny-cls", "bert")]
+    [InlineData("fixtures/dien-tiny", "dien")]
+    [InlineData("fixtures/gpt2-tiny", "gpt2")]
+    [InlineData("fixtures/chatglm1-tiny", "chatglm")]
+    [InlineData("models/sentence-transformers/all-MiniLM-L6-v2", "bert")]
+    public void Every_hf_folder_is_detected_and_every_tensor_opens(string folder, string modelType)
+    {
+        var src = SourceDetector.Detect(SharedDir.Require(folder));
+        using var _ = src.Weights;
+        Assert.Equal(WeightLayout.HuggingFace, src.Layout);
+        Assert.Equal(modelType, (string?)src.Config["model_type"]);
+        Assert.NotEmpty(src.Weights.Names);
+        foreach (var n in src.Weights.Names)
+        {
+            Assert.True(src.Weights.TryGetInfo(n, out var info));
+            var v = src.Weights.Open(n);
+            Assert.Equal(info.Shape, v.Shape);
+            Assert.Equal(info.Shape.ElementCount * info.DType.SizeOf(), v.ByteLength);
+        }
+    }
+
     [Fact]
     public void Detection_failure_lists_what_the_folder_holds()
     {
