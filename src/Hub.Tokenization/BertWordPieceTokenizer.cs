@@ -40,6 +40,7 @@ public sealed class BertWordPieceTokenizer : HubTokenizer
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int> _special = new();
     private readonly string _source;
+    private readonly bool _lower, _stripAccents;
 
     /// <summary>[CLS] id.</summary>
     public int ClsId { get; }
@@ -72,12 +73,14 @@ public sealed class BertWordPieceTokenizer : HubTokenizer
         foreach (var t in new[] { cls, sep, pad, unk, mask }) if (_vocab.TryGetValue(t, out var id)) _special[t] = id;
         foreach (var a in cfg.AddedTokensDecoder) if (a.Special) _special[a.Content] = a.Id;
         MaxLength = maxLength;
+        _lower = cfg.DoLowerCase ?? true;
+        _stripAccents = cfg.StripAccents ?? _lower;
 
         bool lower = cfg.DoLowerCase ?? true;
         var options = new ML.BertOptions
         {
             LowerCaseBeforeTokenization = lower,
-            RemoveNonSpacingMarks = cfg.StripAccents ?? lower,
+            RemoveNonSpacingMarks = false,   // done by us: ML.Tokenizers relies on string.Normalize, a no-op without ICU
             IndividuallyTokenizeCjk = cfg.TokenizeChineseChars ?? true,
             ApplyBasicTokenization = !(cfg.Raw["do_basic_tokenize"] is JsonValue db && db.TryGetValue<bool>(out var dbv) && !dbv),
             SplitOnSpecialTokens = true,
@@ -110,6 +113,7 @@ public sealed class BertWordPieceTokenizer : HubTokenizer
     public int[] EncodeWords(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
+        if (_stripAccents) text = UnicodeNormalizer.StripAccents(_lower ? text.ToLowerInvariant() : text);
         return _ml.EncodeToIds(text, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true).ToArray();
     }
 

@@ -297,10 +297,10 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
 
     private string Normalize(string text) => _normalization switch
     {
-        TextNormalization.Nfc => text.Normalize(NormalizationForm.FormC),
-        TextNormalization.Nfd => text.Normalize(NormalizationForm.FormD),
-        TextNormalization.Nfkc => text.Normalize(NormalizationForm.FormKC),
-        TextNormalization.Nfkd => text.Normalize(NormalizationForm.FormKD),
+        TextNormalization.Nfc => UnicodeNormalizer.Normalize(text, NormalizationForm.FormC),
+        TextNormalization.Nfd => UnicodeNormalizer.Normalize(text, NormalizationForm.FormD),
+        TextNormalization.Nfkc => UnicodeNormalizer.Normalize(text, NormalizationForm.FormKC),
+        TextNormalization.Nfkd => UnicodeNormalizer.Normalize(text, NormalizationForm.FormKD),
         _ => text,
     };
 
