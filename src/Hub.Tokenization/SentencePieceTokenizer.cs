@@ -87,7 +87,7 @@ public sealed class SentencePieceTokenizer : HubTokenizer
                 if (skipSpecialTokens && at.Special) continue;
                 SentencePieceModel.FlushBytes(bytes, sb);
                 sb.Append(at.Content);
-                strip = false;
+                if (!at.Special) strip = false;   // BOS etc. keep sentencepiece's rule for the first real piece
                 continue;
             }
             Model.DecodeTo(ids.Slice(i, 1), sb, ref strip, bytes);
