@@ -51,6 +51,15 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
     {
         _source = source;
         _vocab = vocab;
+        // GPT2Tokenizer's defaults: bos/eos/unk are <|endoftext|> when no config names them.
+        if (cfg.BosToken is null && cfg.EosToken is null && (vocab.ContainsKey("<|endoftext|>") || added.Any(a => a.Content == "<|endoftext|>")))
+            cfg = new TokenizerConfig
+            {
+                BosToken = "<|endoftext|>", EosToken = "<|endoftext|>", UnkToken = "<|endoftext|>", PadToken = cfg.PadToken, ChatTemplate = cfg.ChatTemplate,
+                ModelMaxLength = cfg.ModelMaxLength, AddedTokensDecoder = cfg.AddedTokensDecoder, AddPrefixSpace = cfg.AddPrefixSpace,
+                AdditionalSpecialTokens = cfg.AdditionalSpecialTokens, Raw = cfg.Raw, TokenizerClass = cfg.TokenizerClass,
+                AddBosToken = cfg.AddBosToken, AddEosToken = cfg.AddEosToken,
+            };
         _normalization = normalization;
         _addPrefixSpace = cfg.AddPrefixSpace ?? addPrefixSpace;
         _template = cfg.ChatTemplate;
@@ -105,20 +114,13 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
 
     /// <summary>
     /// GPT-2 style folder: vocab.json + merges.txt, with tokenizer_config.json / special_tokens_map.json when present.
-    /// <c>&lt;|endoftext|&gt;</c> is treated as special when no config names any special token (GPT2Tokenizer's default).
+    /// <c>&lt;|endoftext|&gt;</c> is bos/eos/unk when no config names any special token (GPT2Tokenizer's default).
     /// </summary>
     public static ByteLevelBpeTokenizer FromVocabAndMerges(string vocabJsonPath, string mergesPath, TokenizerConfig? config = null)
     {
         config ??= TokenizerConfig.Load(Path.GetDirectoryName(Path.GetFullPath(vocabJsonPath))!);
         var vocab = ReadVocabJson(vocabJsonPath);
         var merges = ReadMergesTxt(mergesPath);
-        if (config.BosToken is null && config.EosToken is null && vocab.ContainsKey("<|endoftext|>"))
-            config = new TokenizerConfig
-            {
-                BosToken = "<|endoftext|>", EosToken = "<|endoftext|>", UnkToken = "<|endoftext|>", ChatTemplate = config.ChatTemplate,
-                ModelMaxLength = config.ModelMaxLength, AddedTokensDecoder = config.AddedTokensDecoder, AddPrefixSpace = config.AddPrefixSpace,
-                AdditionalSpecialTokens = config.AdditionalSpecialTokens, Raw = config.Raw,
-            };
         return new ByteLevelBpeTokenizer(vocabJsonPath, vocab, merges, Array.Empty<AddedToken>(), TextNormalization.None, Gpt2Pattern, false, config);
     }
 

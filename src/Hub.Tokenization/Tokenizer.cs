@@ -58,6 +58,12 @@ public abstract class StreamingDecoder
 
     /// <summary>Forgets all ids pushed so far.</summary>
     public abstract void Reset();
+
+    /// <summary>
+    /// Feeds ids that were already shown (the prompt) without emitting them, so the first generated token decodes in
+    /// context: SentencePiece keeps its leading space, llama2.c drops it only after BOS.
+    /// </summary>
+    public virtual void Prime(ReadOnlySpan<int> contextIds) => throw new NotSupportedException($"{GetType().Name} cannot be primed with context ids");
 }
 
 /// <summary>
@@ -105,6 +111,15 @@ public sealed class PrefixStreamingDecoder : StreamingDecoder
 
     /// <inheritdoc/>
     public override void Reset() { _ids.Clear(); _prefix = _read = 0; }
+
+    /// <inheritdoc/>
+    public override void Prime(ReadOnlySpan<int> contextIds)
+    {
+        Reset();
+        foreach (var id in contextIds) _ids.Add(id);
+        _read = _ids.Count;
+        _prefix = Math.Max(0, _read - 1);
+    }
 
     /// <summary>True when the text's last grapheme could be extended by the next token (emoji sequences).</summary>
     internal static bool MayContinue(string text)

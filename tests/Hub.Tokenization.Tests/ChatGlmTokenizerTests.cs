@@ -96,12 +96,18 @@ public sealed class ChatGlmTokenizerTests
         var ids = tok.Encode(text);
         Assert.Equal(text, tok.Decode(ids, skipSpecialTokens: true));
         var dec = tok.CreateStreamingDecoder(skipSpecialTokens: true);
-        var pieces = ids.Select(dec.Push).Append(dec.Flush()).ToList();
+        var pieces = StreamHelper.Run(dec, ids).ToList();
         Assert.All(pieces, p => Assert.DoesNotContain('\uFFFD', p));
         Assert.Equal(text, string.Concat(pieces));
+        // primed with a prompt, a continuation keeps its leading space (not the start of the text)
+        var primed = tok.CreateStreamingDecoder();
+        primed.Prime(tok.Encode("你好"));
+        var more = tok.EncodeSegment("and then 🤖");
+        Assert.Equal(" and then 🤖", string.Concat(StreamHelper.Run(primed, more)));
+        Assert.Equal("你好 and then 🤖", tok.Decode([.. tok.Encode("你好"), .. more], skipSpecialTokens: true));
         // a continuation stream (no prefix) keeps its SentencePiece leading-space rule
         var cont = tok.EncodeSegment(" and then");
         var d2 = tok.CreateStreamingDecoder();
-        Assert.Equal(tok.Decode(cont), string.Concat(cont.Select(d2.Push).Append(d2.Flush())));
+        Assert.Equal(tok.Decode(cont), string.Concat(StreamHelper.Run(d2, cont)));
     }
 }

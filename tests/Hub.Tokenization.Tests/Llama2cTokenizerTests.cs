@@ -75,10 +75,23 @@ public sealed class Llama2cTokenizerTests
         var text = "Lily saw 北京 and 🙂 today.";
         var ids = tok.Encode(text);
         var dec = tok.CreateStreamingDecoder();
-        var pieces = ids.Select(dec.Push).Append(dec.Flush()).ToList();
+        var pieces = StreamHelper.Run(dec, ids).ToList();
         Assert.All(pieces, p => Assert.DoesNotContain('\uFFFD', p));
         Assert.Equal(text, string.Concat(pieces));
         Assert.Equal(tok.Decode(ids, skipSpecialTokens: true), string.Concat(pieces));
+    }
+
+    [SkippableFact]
+    public void Primed_streaming_decoder_reproduces_generated_text_for_every_case()
+    {
+        var (tok, cases) = Load();
+        foreach (var c in cases.EnumerateArray())
+        {
+            var dec = tok.CreateStreamingDecoder();
+            dec.Prime(Ints(c.GetProperty("prompt_ids")));
+            var text = string.Concat(StreamHelper.Run(dec, Ints(c.GetProperty("greedy_ids"))));
+            Assert.Equal(c.GetProperty("generated_text").GetString(), text);
+        }
     }
 
     [SkippableFact]

@@ -66,7 +66,7 @@ public sealed class SentencePieceTokenizerTests
             var text = "世界和平 I love 🤖 and 😀! 龙飞凤舞";
             var ids = tok.Encode(text);
             var dec = tok.CreateStreamingDecoder();
-            var pieces = ids.Select(dec.Push).Append(dec.Flush()).ToList();
+            var pieces = StreamHelper.Run(dec, ids).ToList();
             Assert.All(pieces, p => Assert.DoesNotContain('\uFFFD', p));
             Assert.Contains(pieces, p => p.Contains("🤖"));
             Assert.Equal(tok.Decode(ids, skipSpecialTokens: true), string.Concat(pieces));

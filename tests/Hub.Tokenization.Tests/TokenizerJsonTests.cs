@@ -53,6 +53,8 @@ public sealed class TokenizerJsonTests : IClassFixture<Gpt2Fixture>
                 foreach (var s in Gpt2TokenizerTests.VariedStrings(60).Append("x<|endoftext|>y"))
                     Assert.Equal(reference.Encode(s), tok.Encode(s));
                 Assert.Equal(50256, tok.SpecialTokens["<|endoftext|>"]);
+                Assert.Equal(50256, tok.BosTokenId);                   // GPT2Tokenizer default without a tokenizer_config.json
+                Assert.Equal(new[] { 50256 }, tok.EosTokenIds);
             }
             finally { Directory.Delete(dir, true); }
         }
