@@ -50,6 +50,8 @@ public static class AutoTokenizer
             int? vocab = modelConfig?["vocab_size"] is JsonValue vs && vs.TryGetValue<int>(out var v) ? v : Llama2cVocabFromCheckpoint(dir, tokBin);
             return vocab is { } n ? Llama2cTokenizer.Load(tokBin, n) : Llama2cTokenizer.Load(tokBin);
         }
+        if (File.Exists(P("ice_text.model")))
+            throw new TokenizerException($"{P("ice_text.model")}: ChatGLM-6B v1's icetk tokenizer is not supported; pass input ids directly or use a ChatGLM2/3 checkpoint");
         if (tjModelType is not null)
             throw new TokenizerException($"{tokenizerJson}: model.type '{tjModelType}' is not supported without a vocab.txt / tokenizer.model beside it");
         throw new ModelFileNotFoundException(Path.Combine(dir, "tokenizer.json"),

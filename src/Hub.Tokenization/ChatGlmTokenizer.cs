@@ -53,15 +53,15 @@ public sealed class ChatGlmTokenizer : HubTokenizer
     }
 
     /// <summary>
-    /// Loads tokenizer.model from <paramref name="dir"/>. ChatGLM3 is recognised by a chat template or name mentioning
-    /// <c>&lt;|user|&gt;</c> / chatglm3 in tokenizer_config.json or config.json.
+    /// Loads tokenizer.model from <paramref name="dir"/>. ChatGLM3 is recognised by a chat template using role tokens,
+    /// or a name mentioning chatglm3 in tokenizer_config.json or config.json; otherwise use the constructor.
     /// </summary>
     public static ChatGlmTokenizer FromPretrained(string dir, TokenizerConfig? config = null)
     {
         config ??= TokenizerConfig.Load(dir);
         var model = SentencePieceModel.Load(Path.Combine(dir, "tokenizer.model"));
         var modelCfg = TokenizerConfig.ReadObject(Path.Combine(dir, "config.json"));
-        bool v3 = config.ChatTemplate?.Contains("<|user|>", StringComparison.Ordinal) == true
+        bool v3 = config.ChatTemplate is { } t && (t.Contains("<|user|>", StringComparison.Ordinal) || t.Contains("<|assistant|>", StringComparison.Ordinal))
                   || Mentions(config.Raw, "chatglm3") || (modelCfg is not null && Mentions(modelCfg, "chatglm3"))
                   || config.AddedTokensDecoder.Any(t => t.Content == "<|user|>");
         return new ChatGlmTokenizer(model, v3, config.ChatTemplate);
