@@ -110,4 +110,26 @@ public sealed class ChatGlmTokenizerTests
         var d2 = tok.CreateStreamingDecoder();
         Assert.Equal(tok.Decode(cont), string.Concat(StreamHelper.Run(d2, cont)));
     }
+
+    [SkippableFact]
+    public void ChatGlm3_is_detected_from_a_role_token_chat_template()
+    {
+        var src = SharedDir.Require("fixtures/chatglm2-tiny");
+        var dir = SharedDir.TempDir("glm3");
+        try
+        {
+            File.Copy(Path.Combine(src, "tokenizer.model"), Path.Combine(dir, "tokenizer.model"));
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """
+                {"tokenizer_class": "ChatGLMTokenizer", "chat_template": "{% for m in messages %}<|{{ m['role'] }}|>\n {{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"}
+                """);
+            var tok = Assert.IsType<ChatGlmTokenizer>(AutoTokenizer.FromPretrained(dir));
+            Assert.True(tok.IsChatGlm3);
+            Assert.Equal(1006, tok.RoleId("user"));
+            File.Delete(Path.Combine(dir, "tokenizer.model"));
+            File.Delete(Path.Combine(dir, "tokenizer_config.json"));
+            File.WriteAllBytes(Path.Combine(dir, "ice_text.model"), [1, 2, 3]);
+            Assert.Contains("icetk", Assert.Throws<TokenizerException>(() => AutoTokenizer.FromPretrained(dir)).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
