@@ -139,6 +139,31 @@ public sealed class GenerationConfig
         }
     }
 
+    /// <summary>generation_config.json text holding the fields that were set (so defaults stay transformers' defaults).</summary>
+    public string ToJson()
+    {
+        var obj = new System.Text.Json.Nodes.JsonObject();
+        foreach (var p in Settable)
+        {
+            if (!_set.Contains(p.Name)) continue;
+            var name = p.GetCustomAttribute<JsonPropertyNameAttribute>()!.Name;
+            var converter = p.GetCustomAttribute<JsonConverterAttribute>()?.ConverterType;
+            var options = new JsonSerializerOptions(JsonOptions);
+            if (converter is not null) options.Converters.Add((JsonConverter)Activator.CreateInstance(converter)!);
+            obj[name] = JsonSerializer.SerializeToNode(p.GetValue(this), p.PropertyType, options);
+        }
+        return obj.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/> (through a temporary file, so a crash leaves no half-written file).</summary>
+    public void Save(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        File.WriteAllText(tmp, ToJson());
+        File.Move(tmp, path, overwrite: true);
+    }
+
     /// <summary>A copy of this config.</summary>
     public GenerationConfig Clone() => new GenerationConfig().MergeInto(this);
 

@@ -33,7 +33,7 @@ public sealed class GenerationHooks
     public TokenDecoder? Decode { get; init; }
 }
 
-/// <summary>The outcome of <see cref="Generator.Generate"/>: one entry per returned sequence.</summary>
+/// <summary>The outcome of <see cref="Generator"/>: one entry per returned sequence.</summary>
 public sealed class GenerationResult
 {
     internal GenerationResult(int[][] sequences, FinishReason[] reasons, string?[] texts, float[]? scores, int perPrompt)
@@ -110,6 +110,11 @@ public static class Generator
         return Decode(model, rows, padding, logits, maxNew, config, hooks, ct, perPrompt);
     }
 
+    /// <summary>Generates a continuation of one prompt; see the batched overload.</summary>
+    public static GenerationResult Generate(ICausalLMRunner model, int[] prompt, GenerationConfig config,
+                                            GenerationHooks? hooks = null, CancellationToken ct = default)
+        => Generate(model, new[] { prompt ?? throw new ArgumentNullException(nameof(prompt)) }, config, hooks, ct);
+
     /// <summary>Per-row state of a greedy/sampling generation: the true (unpadded) history with room for the output.</summary>
     internal sealed class RowState
     {
@@ -134,7 +139,7 @@ public static class Generator
     }
 
     /// <summary>
-    /// The decode loop shared by <see cref="Generate"/> and the chat engine: <paramref name="logits"/> are the runner's last
+    /// The decode loop shared by Generate and the chat engine: <paramref name="logits"/> are the runner's last
     /// logits for all rows (after the prefill); each step picks one token per live row and feeds it.
     /// </summary>
     internal static GenerationResult Decode(ICausalLMRunner model, RowState[] rows, int[] padding, ReadOnlySpan<float> logits,

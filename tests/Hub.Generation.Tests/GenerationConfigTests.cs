@@ -132,4 +132,26 @@ public class GenerationConfigTests
         Assert.Contains("max_new_tokens", ex.Message);
         Assert.Equal(5, new GenerationConfig().ResolveMaxNewTokens(15));
     }
+
+    [Fact]
+    public void Save_writes_only_set_fields_and_reads_back()
+    {
+        var dir = Directory.CreateTempSubdirectory("hubgen");
+        try
+        {
+            var c = new GenerationConfig { EosTokenId = new[] { 2, 7 }, TopP = 0.8f, EarlyStopping = EarlyStoppingMode.Never, StopStrings = new[] { "###" } };
+            var p = Path.Combine(dir.FullName, "generation_config.json");
+            c.Save(p);
+            var json = File.ReadAllText(p);
+            Assert.Contains("\"eos_token_id\"", json);
+            Assert.DoesNotContain("top_k", json);
+            var back = GenerationConfig.FromFile(p);
+            Assert.Equal(new[] { 2, 7 }, back.EosTokenId);
+            Assert.Equal(0.8f, back.TopP);
+            Assert.Equal(EarlyStoppingMode.Never, back.EarlyStopping);
+            Assert.Equal(new[] { "###" }, back.StopStrings);
+            Assert.Single(Directory.GetFiles(dir.FullName));
+        }
+        finally { dir.Delete(true); }
+    }
 }
