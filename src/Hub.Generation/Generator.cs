@@ -125,7 +125,6 @@ public static class Generator
         public FinishReason Reason = FinishReason.Length;
         public string? Text;
         public int KeptIds = -1;
-        public int StopSearchFrom;
 
         public RowState(ReadOnlySpan<int> prompt, int maxNew)
         {
@@ -201,21 +200,18 @@ public static class Generator
         static void Finish(RowState r, FinishReason reason) { r.Finished = true; r.Reason = reason; }
     }
 
-    // Decodes the output so far and looks for the earliest stop string that can have appeared since the last check
-    // (inside the newest token or straddling the boundary). On a match, fixes the row's text and kept ids.
+    // Looks for a stop string that the newest token completed: decodes only a tail window of ids (a stop string of L chars
+    // spans at most 4·L byte-level tokens), so the check costs O(L) per token, not O(output). On a match, decodes the whole
+    // output once to fix the row's text and the ids to keep.
     private static bool CheckStopStrings(RowState r, string[] stops, int maxStop, bool include, TokenDecoder decode)
     {
         var output = r.Output;
+        int window = 4 * maxStop + 4;
+        var tail = decode(output.Length > window ? output[^window..] : output);
+        if (FindStop(tail, stops).At < 0) return false;
         var text = decode(output);
-        int from = Math.Max(0, r.StopSearchFrom - maxStop - 4); // slack: a completed multi-byte char can rewrite the tail
-        int at = -1, len = 0;
-        foreach (var s in stops)
-        {
-            var i = text.IndexOf(s, from, StringComparison.Ordinal);
-            if (i >= 0 && (at < 0 || i < at || (i == at && s.Length > len))) { at = i; len = s.Length; }
-        }
-        r.StopSearchFrom = text.Length;
-        if (at < 0) return false;
+        var (at, len) = FindStop(text, stops);
+        if (at < 0) return false; // only a window artefact (e.g. a cut-off multi-byte character)
         if (include)
         {
             r.Text = text[..(at + len)];
@@ -231,6 +227,18 @@ public static class Generator
             r.KeptIds = k;
         }
         return true;
+    }
+
+    // The earliest stop string in text (the longest one when several start at the same place).
+    internal static (int At, int Length) FindStop(string text, string[] stops)
+    {
+        int at = -1, len = 0;
+        foreach (var s in stops)
+        {
+            var i = text.IndexOf(s, StringComparison.Ordinal);
+            if (i >= 0 && (at < 0 || i < at || (i == at && s.Length > len))) { at = i; len = s.Length; }
+        }
+        return (at, len);
     }
 
     internal static void CheckPrompt(ICausalLMRunner model, int[] prompt, int index)

@@ -60,12 +60,7 @@ public sealed class TextStreamer
         if (_stops.Length == 0) { if (piece.Length > 0) _onText(piece); return; }
         _pending.Append(piece);
         var text = _pending.ToString();
-        int at = -1, len = 0;
-        foreach (var s in _stops)
-        {
-            var i = text.IndexOf(s, StringComparison.Ordinal);
-            if (i >= 0 && (at < 0 || i < at || (i == at && s.Length > len))) { at = i; len = s.Length; }
-        }
+        var (at, len) = Generator.FindStop(text, _stops);
         if (at >= 0)
         {
             _stopped = true;

@@ -162,9 +162,10 @@ public class GeneratorTests
     }
 
     [Fact]
-    public void Greedy_decode_loop_does_not_allocate_per_token()
+    public void Decode_loop_does_not_allocate_per_token_greedy_or_sampling()
     {
-        foreach (var cfg in new[] { new GenerationConfig { MaxNewTokens = 30 }, new GenerationConfig { MaxNewTokens = 30, RepetitionPenalty = 1.2f, NoRepeatNgramSize = 3 } })
+        foreach (var cfg in new[] { new GenerationConfig { MaxNewTokens = 30 }, new GenerationConfig { MaxNewTokens = 30, RepetitionPenalty = 1.2f, NoRepeatNgramSize = 3 },
+                     new GenerationConfig { MaxNewTokens = 30, DoSample = true, Seed = 3, Temperature = 0.7f, TopK = 20, TopP = 0.9f, MinP = 0.01f, TypicalP = 0.95f, PresencePenalty = 0.1f } })
         {
             var model = new FakeRunner(V);
             var marks = new List<long>(64);

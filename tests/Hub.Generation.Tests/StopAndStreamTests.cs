@@ -43,6 +43,17 @@ public class StopAndStreamTests
     }
 
     [Fact]
+    public void Stop_string_after_a_long_output_is_found_and_cut_exactly()
+    {
+        var tok = Tok();
+        var script = Enumerable.Repeat(Ids(tok, "yz")[0], 150).Concat(Ids(tok, "Hel", "lo#", "##x", "yz")).ToArray();
+        var r = Run(tok, script, new GenerationConfig { MaxNewTokens = 400, StopStrings = new[] { "###" } });
+        Assert.Equal(FinishReason.StopString, r.FinishReasons[0]);
+        Assert.Equal(string.Concat(Enumerable.Repeat("yz", 150)) + "Hello", r.Texts[0]);
+        Assert.Equal(script[..151], r.Sequences[0]);
+    }
+
+    [Fact]
     public void Stop_string_inside_one_token_is_found()
     {
         var tok = Tok();
