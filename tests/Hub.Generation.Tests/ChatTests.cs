@@ -63,6 +63,20 @@ public class ChatFormatTests
         Assert.Contains(tok.Id("<|endoftext|>"), p.StopIds);
     }
 
+    [Fact]
+    public void Plain_format_and_automatic_choice()
+    {
+        Assert.Equal("Be kind.\n\nUser: hi\nAssistant: hello\nUser: bye\nAssistant:",
+            PlainChatFormat.Render(new[] { ChatMessage.System("Be kind."), ChatMessage.User("hi"), ChatMessage.Assistant("hello"), ChatMessage.User("bye") }));
+        var plain = new FakeTokenizer(Array.Empty<string>(), new[] { "</s>" }, eos: new[] { "</s>" });
+        Assert.IsType<PlainChatFormat>(ChatFormats.For(plain, "gpt2"));
+        Assert.IsType<AquilaChatFormat>(ChatFormats.For(plain, "aquila"));
+        Assert.IsType<JinjaChatFormat>(ChatFormats.For(QwenLike(), "qwen2"));
+        Assert.IsType<ChatGlm2Format>(ChatFormats.For(new FakeTokenizer(Array.Empty<string>(), new[] { "[gMASK]", "sop", "</s>" }), "chatglm"));
+        var glm3 = new FakeTokenizer(Array.Empty<string>(), new[] { "[gMASK]", "sop", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>" }, chatTemplate: "{{ 'x' }}");
+        Assert.IsType<ChatGlm3Format>(ChatFormats.For(glm3, "chatglm"));
+    }
+
     internal static FakeTokenizer QwenLike() => new(new[] { "system", "user", "assistant", "You are" },
         new[] { "<|endoftext|>", "<|im_start|>", "<|im_end|>" }, eos: new[] { "<|endoftext|>" },
         chatTemplate: "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}");
@@ -155,6 +169,18 @@ public class ChatEngineTests
         var pieces = new List<string>();
         var r = engine.Send("Hello!", new GenerationConfig { MaxNewTokens = 20 }, pieces.Add);
         Assert.Equal(r.Text, string.Concat(pieces).Trim());
+    }
+
+    [Fact]
+    public async Task Async_stream_yields_the_answer_and_the_reply()
+    {
+        var (engine, _, _) = Make();
+        ChatReply? reply = null;
+        var pieces = new List<string>();
+        await foreach (var p in engine.SendStreamAsync("Hello!", new GenerationConfig { MaxNewTokens = 12 }, r => reply = r)) pieces.Add(p);
+        Assert.NotNull(reply);
+        Assert.Equal(reply!.Text, string.Concat(pieces).Trim());
+        Assert.Equal(2, engine.History.Count);
     }
 
     [Fact]

@@ -4,6 +4,8 @@
 // back to their common prefix (TruncateCache) and the rest is fed. When the conversation no longer fits the context,
 // the oldest user/assistant messages are dropped (never the system prompt) and HistoryTruncated says so.
 
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
 using Hub.Tokenization;
 
 namespace Hub.Generation.Chat;
@@ -145,6 +147,37 @@ public sealed class ChatEngine
         var text = (result.Texts[0] ?? "").Trim();
         _history.Add(ChatMessage.Assistant(text));
         return new ChatReply(text, result.Sequences[0], result.FinishReasons[0], ids, common, ids.Length - common, dropped);
+    }
+
+    /// <summary>
+    /// <see cref="Send"/> as an async stream of text pieces (generation runs on a worker thread); <paramref name="onReply"/>
+    /// receives the final reply. Cancelling or leaving the enumeration early ends the answer (the partial answer is kept).
+    /// </summary>
+    public async IAsyncEnumerable<string> SendStreamAsync(string userMessage, GenerationConfig? overrides = null,
+        Action<ChatReply>? onReply = null, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var worker = Task.Run(() =>
+        {
+            try
+            {
+                var reply = Send(userMessage, overrides, piece => channel.Writer.TryWrite(piece), cts.Token);
+                onReply?.Invoke(reply);
+                channel.Writer.TryComplete();
+            }
+            catch (Exception e) { channel.Writer.TryComplete(e); }
+        }, CancellationToken.None);
+        try
+        {
+            await foreach (var piece in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false)) yield return piece;
+            await worker.ConfigureAwait(false);
+        }
+        finally
+        {
+            await cts.CancelAsync().ConfigureAwait(false);
+            try { await worker.ConfigureAwait(false); } catch { /* surfaced through the channel */ }
+        }
     }
 
     private List<ChatMessage> Messages()

@@ -183,3 +183,53 @@ public sealed class ChatGlm3Format : IChatFormat
         return new ChatPrompt(ids.ToArray(), null, _stops, Array.Empty<string>());
     }
 }
+
+/// <summary>
+/// A neutral format for base models without a chat template (GPT-2, llama2.c stories):
+/// <c>{system}\n\nUser: {q}\nAssistant: {a}\nUser: {q}\nAssistant:</c>, stopping at the next <c>"\nUser:"</c>.
+/// </summary>
+public sealed class PlainChatFormat(HubTokenizer tokenizer) : IChatFormat
+{
+    /// <summary>Renders the prompt text.</summary>
+    public static string Render(IReadOnlyList<ChatMessage> messages)
+    {
+        var sb = new System.Text.StringBuilder();
+        int i = 0;
+        if (messages.Count > 0 && messages[0].Role == "system") { sb.Append(messages[0].Content).Append("\n\n"); i = 1; }
+        for (; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            var role = m.Role switch { "user" => "User", "assistant" => "Assistant", _ => char.ToUpperInvariant(m.Role[0]) + m.Role[1..] };
+            sb.Append(role).Append(": ").Append(m.Content).Append('\n');
+        }
+        sb.Append("Assistant:");
+        return sb.ToString();
+    }
+
+    /// <inheritdoc/>
+    public ChatPrompt Build(IReadOnlyList<ChatMessage> messages)
+    {
+        var text = Render(messages);
+        return new ChatPrompt(tokenizer.Encode(text, addSpecialTokens: true), text, tokenizer.EosTokenIds.ToArray(), new[] { "\nUser:" });
+    }
+}
+
+/// <summary>Picks the chat format a model needs.</summary>
+public static class ChatFormats
+{
+    /// <summary>
+    /// ChatGLM3 (its special role tokens, id-level) first, then the repo's Jinja chat_template, then ChatGLM2 ([gMASK]
+    /// without role tokens), Aquila (by <paramref name="modelType"/> or architecture name containing "aquila"), and
+    /// <see cref="PlainChatFormat"/> for everything else.
+    /// </summary>
+    public static IChatFormat For(HubTokenizer tokenizer, string? modelType = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        bool Has(string t) => tokenizer.TokenToId(t) is not null;
+        if (Has("[gMASK]") && Has("<|user|>") && Has("<|assistant|>") && Has("<|observation|>") && Has("<|system|>")) return new ChatGlm3Format(tokenizer);
+        if (!string.IsNullOrEmpty(tokenizer.ChatTemplate)) return new JinjaChatFormat(tokenizer);
+        if (Has("[gMASK]") || (modelType?.Contains("chatglm", StringComparison.OrdinalIgnoreCase) ?? false)) return new ChatGlm2Format(tokenizer);
+        if (modelType?.Contains("aquila", StringComparison.OrdinalIgnoreCase) ?? false) return new AquilaChatFormat(tokenizer);
+        return new PlainChatFormat(tokenizer);
+    }
+}
