@@ -175,7 +175,8 @@ public static class LogitsProcessors
     {
         float max = float.NegativeInfinity;
         for (int i = 0; i < logits.Length; i++) if (logits[i] > max) max = logits[i];
-        if (float.IsNegativeInfinity(max) || float.IsNaN(max)) return ArgMax(logits);
+        // all masked, NaN, or a temperature so small that the top logits overflowed: the limit of sampling is the argmax
+        if (!float.IsFinite(max)) return ArgMax(logits);
         double z = 0;
         for (int i = 0; i < logits.Length; i++) if (logits[i] > float.NegativeInfinity) z += Math.Exp(logits[i] - max);
         var u = rng.NextDouble() * z;

@@ -108,6 +108,7 @@ public class GeneratorTests
         var prompt = new[] { 1, 2, 3 };
         var greedy = Solo(prompt, new GenerationConfig { MaxNewTokens = 15 });
         Assert.Equal(greedy, Solo(prompt, new GenerationConfig { MaxNewTokens = 15, DoSample = true, TopK = 0, Temperature = 1e-4f, Seed = 7 }));
+        Assert.Equal(greedy, Solo(prompt, new GenerationConfig { MaxNewTokens = 15, DoSample = true, Temperature = 1e-30f, Seed = 7 }));
     }
 
     [Fact]
