@@ -1,6 +1,7 @@
 // Streaming text out of a generation, as transformers' TextStreamer / TextIteratorStreamer do: ids go through the
 // tokenizer's StreamingDecoder (which never emits half a UTF-8 character), and text that could still turn into a stop
-// string is held back until it cannot, so a streamed answer never shows a stop string the final text drops.
+// string is held back until it cannot, so a streamed answer never shows a stop string the final text drops; the last
+// grapheme cluster is held back too, so that a piece never ends inside an emoji sequence or before a combining mark.
 
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
@@ -57,24 +58,37 @@ public sealed class TextStreamer
 
     private void Emit(string piece, bool final)
     {
-        if (_stops.Length == 0) { if (piece.Length > 0) _onText(piece); return; }
         _pending.Append(piece);
+        if (_pending.Length == 0) return;
         var text = _pending.ToString();
-        var (at, len) = Generator.FindStop(text, _stops);
-        if (at >= 0)
+        if (_stops.Length > 0)
         {
-            _stopped = true;
-            var outText = text[..(_includeStop ? at + len : at)];
-            if (outText.Length > 0) _onText(outText);
-            _pending.Clear();
-            return;
+            var (at, len) = Generator.FindStop(text, _stops);
+            if (at >= 0)
+            {
+                _stopped = true;
+                var outText = text[..(_includeStop ? at + len : at)];
+                if (outText.Length > 0) _onText(outText);
+                _pending.Clear();
+                return;
+            }
         }
-        int hold = final ? 0 : HeldBack(text);
+        // Hold back a possible stop-string prefix, and the last grapheme cluster, which the next token may still extend
+        // (an emoji modifier or ZWJ sequence, a combining mark): a piece never splits a user-perceived character.
+        int hold = final ? 0 : Math.Max(HeldBack(text), text.Length - LastGraphemeStart(text));
         if (text.Length - hold > 0)
         {
             _onText(text[..^hold]);
             _pending.Remove(0, text.Length - hold);
         }
+    }
+
+    private static int LastGraphemeStart(string text)
+    {
+        int start = 0;
+        var e = System.Globalization.StringInfo.GetTextElementEnumerator(text);
+        while (e.MoveNext()) start = e.ElementIndex;
+        return start;
     }
 
     // Length of the longest suffix of text that is a proper prefix of a stop string.

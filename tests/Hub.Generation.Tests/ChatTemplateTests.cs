@@ -100,6 +100,18 @@ public class ChatTemplateTests
             t.Render(Vars(true, "<s>", "</s>", addGenerationPrompt: false)));
     }
 
+    private const string Llama3Json = """
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+        """;
+
+    [Fact]
+    public void Llama3_chat_template_filter_binds_tighter_than_plus()
+    {
+        var t = JinjaTemplate.Parse(T(Llama3Json));
+        Assert.Equal("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a pirate.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHow are you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            t.Render(Vars(true, "<|begin_of_text|>", "<|eot_id|>")));
+    }
+
     private static string R(string template, Dictionary<string, object?>? vars = null) => JinjaTemplate.Parse(template).Render(vars ?? new());
 
     [Fact]

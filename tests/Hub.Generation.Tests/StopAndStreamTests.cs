@@ -108,6 +108,10 @@ public class StopAndStreamTests
             pieces.Add(piece);
         Assert.Equal(text, string.Concat(pieces));
         Assert.True(pieces.Count > 5);
+        // every piece boundary is a grapheme boundary: 👍🏽 (two code points, eight byte tokens) is never split
+        var boundaries = System.Globalization.StringInfo.ParseCombiningCharacters(text).Append(text.Length).ToHashSet();
+        int pos = 0;
+        foreach (var p in pieces) { pos += p.Length; Assert.Contains(pos, boundaries); }
         foreach (var p in pieces)
         {
             Assert.DoesNotContain('\uFFFD', p);
