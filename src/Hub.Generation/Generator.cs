@@ -85,6 +85,8 @@ public static class Generator
         if (config.StopStrings is { Length: > 0 } && hooks?.Decode is null)
             throw new ArgumentException("stop_strings need a decoder: pass GenerationHooks.Decode (e.g. ids => tokenizer.Decode(ids, true))", nameof(hooks));
 
+        if ((uint)PadId(config) >= (uint)model.VocabSize)
+            throw new GenerationConfigException(new[] { "pad_token_id", "eos_token_id" }, $"the pad id {PadId(config)} (pad_token_id, else the first eos_token_id) is outside the model's vocabulary [0, {model.VocabSize})");
         if (config.NumBeams > 1) return BeamSearch.Run(model, prompts, config, hooks, ct);
 
         int perPrompt = config.DoSample ? config.NumReturnSequences : 1;

@@ -160,6 +160,8 @@ public class GeneratorTests
         Assert.Contains("99", ex.Message);
         Assert.Throws<ModelInputException>(() => Generator.Generate(m, new[] { new int[9] }, new GenerationConfig { MaxNewTokens = 1 }));
         Assert.Throws<ModelInputException>(() => Generator.Generate(m, Array.Empty<int[]>(), new GenerationConfig()));
+        var pad = Assert.Throws<GenerationConfigException>(() => Generator.Generate(m, new[] { new[] { 1 } }, new GenerationConfig { MaxNewTokens = 2, PadTokenId = 500 }));
+        Assert.Contains("pad_token_id", pad.Fields);
     }
 
     [Fact]
