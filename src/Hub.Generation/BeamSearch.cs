@@ -1,5 +1,6 @@
 // Beam search on the stateful cache, after transformers' BeamSearchScorer / BeamHypotheses (generation/beam_search.py):
-// - the prompt is prefilled ONCE with batch 1 and the cache is then expanded to num_beams rows with ReorderCache;
+// - the prompts are prefilled ONCE (left-padded, one row each) and the cache is then expanded to num_beams rows per
+//   prompt with ReorderCache; all prompts' beams share the batch (prompt p owns rows p·k .. p·k+k-1);
 // - every step scores log_softmax(logits) (after the logits processors) + the beam's running score, keeps the best
 //   max(2, 1 + #eos) · num_beams candidates; an eos candidate ranked within the first num_beams becomes a finished
 //   hypothesis scored sum_logprobs / generated_len^length_penalty (generated_len counts the eos), the others continue;
@@ -7,7 +8,7 @@
 // - done per early_stopping: True = num_beams hypotheses; Heuristic (false) = the best running score normalized by the
 //   current length cannot beat the worst hypothesis; Never = same bound at max_length when length_penalty > 0;
 // - at the end unfinished beams join the hypotheses and the num_return_sequences best are returned.
-// Prompts of a batch are searched one after another (each with its own beams). Beam sampling is not supported.
+// A prompt whose search is done keeps feeding padding with its output frozen. Beam sampling is not supported.
 
 namespace Hub.Generation;
 
@@ -45,138 +46,169 @@ internal static class BeamSearch
         }
     }
 
+    // One prompt's beams: rows [Offset, Offset + k) of the batch.
+    private sealed class Group
+    {
+        public required int[] Prompt;
+        public required int Offset;
+        public required Hypotheses Hyps;
+        public required int[][] Hist, NextHist;
+        public required float[] Scores, NextScores;
+        public int LiveRows = 1; // first step: all beams equal, only beam 0 expands (transformers gives the others -1e9)
+        public bool Done;
+    }
+
     public static GenerationResult Run(ICausalLMRunner model, IReadOnlyList<int[]> prompts, GenerationConfig config,
                                        GenerationHooks? hooks, CancellationToken ct)
     {
-        var seqs = new List<int[]>();
-        var reasons = new List<FinishReason>();
-        var texts = new List<string?>();
-        var scores = new List<float>();
-        for (int p = 0; p < prompts.Count; p++)
-        {
-            var (s, r, sc) = RunOne(model, prompts[p], config, ct);
-            for (int i = 0; i < s.Count; i++)
-            {
-                seqs.Add(s[i]);
-                reasons.Add(r[i]);
-                scores.Add(sc[i]);
-                texts.Add(hooks?.Decode is { } d ? d(s[i]) : null);
-            }
-            // A streamer sees the best sequence of each prompt once it is known (beams change until the end).
-            if (hooks?.OnToken is { } on) foreach (var id in s[0]) on(p, id);
-        }
-        return new GenerationResult(seqs.ToArray(), reasons.ToArray(), texts.ToArray(), scores.ToArray(), config.NumReturnSequences);
-    }
-
-    private static (List<int[]>, List<FinishReason>, List<float>) RunOne(ICausalLMRunner model, int[] prompt, GenerationConfig config, CancellationToken ct)
-    {
-        int k = config.NumBeams, vocab = model.VocabSize;
-        int maxNew = Generator.ClampToContext(model, prompt.Length, config.ResolveMaxNewTokens(prompt.Length));
+        int k = config.NumBeams, vocab = model.VocabSize, nPrompts = prompts.Count;
+        int maxPrompt = prompts.Max(p => p.Length);
+        int maxNew = Generator.ClampToContext(model, maxPrompt, config.ResolveMaxNewTokens(maxPrompt));
         var eos = config.EosTokenId ?? Array.Empty<int>();
+        int pad = Generator.PadId(config);
         var pipeline = new LogitsPipeline(config, vocab, eos, minTokensToKeep: 2);
-        var hyps = new Hypotheses(k, config.LengthPenalty, config.EarlyStopping, maxNew);
         int candidates = Math.Max(2, 1 + eos.Length) * k;
 
-        // beam histories: prompt + output; the cache rows follow them.
-        var hist = new int[k][];
-        var nextHist = new int[k][];
-        for (int i = 0; i < k; i++) { hist[i] = new int[prompt.Length + maxNew]; nextHist[i] = new int[prompt.Length + maxNew]; prompt.CopyTo(hist[i], 0); }
-        var beamScores = new float[k];
-        var nextScores = new float[k];
-        var beamIdx = new int[k];
-        var nextTokens = new int[k];
+        // Prefill every prompt once (left-padded, batch = prompts), then expand each row to k beams.
+        var tokens = new int[nPrompts * maxPrompt];
+        var padding = new int[nPrompts];
+        var groups = new Group[nPrompts];
+        for (int p = 0; p < nPrompts; p++)
+        {
+            var prompt = prompts[p];
+            padding[p] = maxPrompt - prompt.Length;
+            tokens.AsSpan(p * maxPrompt, padding[p]).Fill(pad);
+            prompt.CopyTo(tokens.AsSpan(p * maxPrompt + padding[p]));
+            var g = new Group
+            {
+                Prompt = prompt, Offset = p * k, Hyps = new Hypotheses(k, config.LengthPenalty, config.EarlyStopping, maxNew),
+                Hist = new int[k][], NextHist = new int[k][], Scores = new float[k], NextScores = new float[k],
+            };
+            for (int i = 0; i < k; i++) { g.Hist[i] = new int[prompt.Length + maxNew]; g.NextHist[i] = new int[prompt.Length + maxNew]; prompt.CopyTo(g.Hist[i], 0); }
+            groups[p] = g;
+        }
+        var beamPadding = new int[nPrompts * k];
+        for (int r = 0; r < beamPadding.Length; r++) beamPadding[r] = padding[r / k];
+
+        var beamIdx = new int[nPrompts * k];     // global source row of every new beam
+        var nextTokens = new int[nPrompts * k];
         var row = new float[vocab];
         var candScore = new float[candidates];
         var candFlat = new long[candidates];
         bool cancelled = false;
+        int len = 0; // generated tokens so far (same for every live beam)
 
         model.Reset();
-        var logits = model.Forward(prompt, 1, prompt.Length, ReadOnlySpan<int>.Empty);
-        int liveRows = 1; // first step: all beams equal, only beam 0 expands (transformers gives the others -1e9)
-        bool done = false;
-        int len = prompt.Length; // history length of every beam
+        var logits = model.Forward(tokens, nPrompts, maxPrompt, padding);
+        bool prefill = true;
 
-        for (int step = 0; step < maxNew && !done; step++)
+        for (int step = 0; step < maxNew; step++)
         {
             if (ct.IsCancellationRequested) { cancelled = true; break; }
-            // Top candidates over all (beam, token), by score; ties prefer the lower (beam, token).
-            int n = 0;
-            for (int b = 0; b < liveRows; b++)
+            for (int p = 0; p < nPrompts; p++)
             {
-                logits.Slice(b * vocab, vocab).CopyTo(row);
-                LogitsProcessors.LogSoftmax(row);
-                pipeline.Process(row, hist[b].AsSpan(0, len), step);
-                for (int t = 0; t < vocab; t++)
+                var g = groups[p];
+                int hl = g.Prompt.Length + len;
+                if (g.Done)
                 {
-                    var s = row[t] + beamScores[b];
-                    if (float.IsNaN(s) || float.IsNegativeInfinity(s)) continue;
-                    long flat = (long)b * vocab + t;
-                    if (n < candidates) { Insert(candScore, candFlat, ref n, s, flat); }
-                    else if (s > candScore[n - 1]) { n--; Insert(candScore, candFlat, ref n, s, flat); }
-                }
-            }
-
-            int kept = 0;
-            for (int rank = 0; rank < n && kept < k; rank++)
-            {
-                int b = (int)(candFlat[rank] / vocab), t = (int)(candFlat[rank] % vocab);
-                if (Array.IndexOf(eos, t) >= 0)
-                {
-                    if (rank >= k) continue;
-                    var tokens = new int[step + 1];
-                    hist[b].AsSpan(prompt.Length, step).CopyTo(tokens);
-                    tokens[step] = t;
-                    hyps.Add(tokens, candScore[rank], step + 1, eos: true);
+                    // finished prompts keep their rows and feed padding (their output is frozen)
+                    for (int i = 0; i < k; i++) { beamIdx[g.Offset + i] = g.Offset + i; nextTokens[g.Offset + i] = pad; }
                     continue;
                 }
-                hist[b].AsSpan(0, len).CopyTo(nextHist[kept]);
-                nextHist[kept][len] = t;
-                nextScores[kept] = candScore[rank];
-                beamIdx[kept] = b;
-                nextTokens[kept] = t;
-                kept++;
-            }
-            if (kept < k)
-            {
-                if (kept == 0) { done = true; break; } // every candidate was eos: nothing left to extend
+                // Top candidates over all (beam, token), by score; ties prefer the lower (beam, token).
+                int n = 0;
+                for (int b = 0; b < g.LiveRows; b++)
+                {
+                    int src = prefill ? p : g.Offset + b;
+                    logits.Slice(src * vocab, vocab).CopyTo(row);
+                    LogitsProcessors.LogSoftmax(row);
+                    pipeline.Process(row, g.Hist[b].AsSpan(0, hl), len);
+                    for (int t = 0; t < vocab; t++)
+                    {
+                        var sc = row[t] + g.Scores[b];
+                        if (float.IsNaN(sc) || float.IsNegativeInfinity(sc)) continue;
+                        long flat = (long)b * vocab + t;
+                        if (n < candidates) Insert(candScore, candFlat, ref n, sc, flat);
+                        else if (sc > candScore[n - 1]) { n--; Insert(candScore, candFlat, ref n, sc, flat); }
+                    }
+                }
+
+                int kept = 0;
+                for (int rank = 0; rank < n && kept < k; rank++)
+                {
+                    int b = (int)(candFlat[rank] / vocab), t = (int)(candFlat[rank] % vocab);
+                    if (Array.IndexOf(eos, t) >= 0)
+                    {
+                        if (rank >= k) continue;
+                        var seq = new int[len + 1];
+                        g.Hist[b].AsSpan(g.Prompt.Length, len).CopyTo(seq);
+                        seq[len] = t;
+                        g.Hyps.Add(seq, candScore[rank], len + 1, eos: true);
+                        continue;
+                    }
+                    g.Hist[b].AsSpan(0, hl).CopyTo(g.NextHist[kept]);
+                    g.NextHist[kept][hl] = t;
+                    g.NextScores[kept] = candScore[rank];
+                    beamIdx[g.Offset + kept] = prefill ? p : g.Offset + b;
+                    nextTokens[g.Offset + kept] = t;
+                    kept++;
+                }
+                if (kept == 0)
+                {
+                    // every candidate was eos: nothing left to extend
+                    g.Done = true;
+                    for (int i = 0; i < k; i++) { beamIdx[g.Offset + i] = prefill ? p : g.Offset + i; nextTokens[g.Offset + i] = pad; }
+                    continue;
+                }
                 for (int i = kept; i < k; i++) // fewer candidates than beams (tiny vocab): duplicate with -inf score
                 {
-                    nextHist[kept - 1].AsSpan(0, len + 1).CopyTo(nextHist[i]);
-                    nextScores[i] = float.NegativeInfinity;
-                    beamIdx[i] = beamIdx[kept - 1];
-                    nextTokens[i] = nextTokens[kept - 1];
+                    g.NextHist[kept - 1].AsSpan(0, hl + 1).CopyTo(g.NextHist[i]);
+                    g.NextScores[i] = float.NegativeInfinity;
+                    beamIdx[g.Offset + i] = beamIdx[g.Offset + kept - 1];
+                    nextTokens[g.Offset + i] = nextTokens[g.Offset + kept - 1];
                 }
+                (g.Hist, g.NextHist) = (g.NextHist, g.Hist);
+                (g.Scores, g.NextScores) = (g.NextScores, g.Scores);
+                g.LiveRows = k;
+                g.Done = g.Hyps.IsDone(candScore[0], len + 1);
             }
-            (hist, nextHist) = (nextHist, hist);
-            (beamScores, nextScores) = (nextScores, beamScores);
             len++;
-            done = hyps.IsDone(n > 0 ? candScore[0] : float.NegativeInfinity, step + 1);
-            if (done || step + 1 >= maxNew) break;
-            if (model.PastLength + 1 > model.MaxContext) break;
-            model.ReorderCache(beamIdx); // first step: all zeros, which expands the prefilled row to k beams
-            logits = model.Forward(nextTokens, k, 1, ReadOnlySpan<int>.Empty);
-            liveRows = k;
+            if (groups.All(g => g.Done) || step + 1 >= maxNew || model.PastLength + 1 > model.MaxContext) break;
+            model.ReorderCache(beamIdx); // after the prefill this expands each prompt's row to its k beams
+            logits = model.Forward(nextTokens, nPrompts * k, 1, beamPadding);
+            prefill = false;
         }
 
-        if (!done)
+        var seqs = new List<int[]>();
+        var reasons = new List<FinishReason>();
+        var scores = new List<float>();
+        var texts = new List<string?>();
+        for (int p = 0; p < nPrompts; p++)
         {
-            int generated = len - prompt.Length;
-            for (int b = 0; b < (len == prompt.Length ? 0 : k); b++)
-                if (!float.IsNegativeInfinity(beamScores[b]))
-                    hyps.Add(hist[b].AsSpan(prompt.Length, generated).ToArray(), beamScores[b], generated, eos: false);
+            var g = groups[p];
+            if (!g.Done && len > 0)
+                for (int b = 0; b < g.LiveRows; b++)
+                    if (!float.IsNegativeInfinity(g.Scores[b]))
+                        g.Hyps.Add(g.Hist[b].AsSpan(g.Prompt.Length, len).ToArray(), g.Scores[b], len, eos: false);
+            var best = g.Hyps.Items.OrderByDescending(h => h.Score).Take(config.NumReturnSequences).ToList();
+            foreach (var h in best)
+            {
+                seqs.Add(h.Tokens);
+                reasons.Add(h.Eos ? FinishReason.Eos : cancelled ? FinishReason.Cancelled : FinishReason.Length);
+                scores.Add(h.Score);
+                texts.Add(hooks?.Decode is { } d ? d(h.Tokens) : null);
+            }
+            for (int i = best.Count; i < config.NumReturnSequences; i++) // cancelled before the first step: nothing to rank
+            {
+                seqs.Add(Array.Empty<int>());
+                reasons.Add(FinishReason.Cancelled);
+                scores.Add(float.NegativeInfinity);
+                texts.Add(hooks?.Decode is null ? null : "");
+            }
+            // A streamer sees the best sequence of each prompt once it is known (beams change until the end).
+            if (hooks?.OnToken is { } on) foreach (var id in seqs[p * config.NumReturnSequences]) on(p, id);
         }
-
-        var best = hyps.Items.OrderByDescending(h => h.Score).Take(config.NumReturnSequences).ToList();
-        var seqs = best.Select(h => h.Tokens).ToList();
-        var reasons = best.Select(h => h.Eos ? FinishReason.Eos : cancelled ? FinishReason.Cancelled : FinishReason.Length).ToList();
-        var scores = best.Select(h => h.Score).ToList();
-        while (seqs.Count < config.NumReturnSequences) // cancelled before the first step: nothing to rank
-        {
-            seqs.Add(Array.Empty<int>());
-            reasons.Add(FinishReason.Cancelled);
-            scores.Add(float.NegativeInfinity);
-        }
-        return (seqs, reasons, scores);
+        return new GenerationResult(seqs.ToArray(), reasons.ToArray(), texts.ToArray(), scores.ToArray(), config.NumReturnSequences);
     }
 
     // Inserts into a descending array (stable for equal scores: a later, higher flat index goes after earlier ones).

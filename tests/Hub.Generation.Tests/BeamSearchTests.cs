@@ -108,6 +108,34 @@ public class BeamSearchTests
         Assert.True(both.Scores![2] >= both.Scores[3]);
     }
 
+    [Theory]
+    [InlineData(EarlyStoppingMode.Heuristic)]
+    [InlineData(EarlyStoppingMode.True)]
+    [InlineData(EarlyStoppingMode.Never)]
+    public void Batched_prompts_finishing_at_different_steps_equal_their_solo_searches(EarlyStoppingMode early)
+    {
+        var prompts = new[] { new[] { 1, 2, 3, 4, 0 }, new[] { 4 }, new[] { 2, 2, 1 } };
+        for (int eos = 0; eos < V; eos++)
+        {
+            var cfg = new GenerationConfig { NumBeams = 3, MaxNewTokens = 6, NumReturnSequences = 2, EosTokenId = new[] { eos }, EarlyStopping = early, LengthPenalty = 0.7f };
+            var model = new FakeRunner(V);
+            var batch = Generator.Generate(model, prompts, cfg);
+            Assert.Equal(6, batch.Sequences.Count);
+            for (int p = 0; p < prompts.Length; p++)
+            {
+                var solo = Generator.Generate(new FakeRunner(V), new[] { prompts[p] }, cfg);
+                for (int i = 0; i < 2; i++)
+                {
+                    Assert.Equal(solo.Sequences[i], batch.Sequences[p * 2 + i]);
+                    Assert.Equal(solo.Scores![i], batch.Scores![p * 2 + i], 5);
+                    Assert.Equal(solo.FinishReasons[i], batch.FinishReasons[p * 2 + i]);
+                }
+            }
+            Assert.Equal(5, model.SeqLens[0]); // one padded prefill for all prompts
+            Assert.All(model.SeqLens.Skip(1), l => Assert.Equal(1, l));
+        }
+    }
+
     [Fact]
     public void Early_stopping_true_stops_once_num_beams_hypotheses_exist()
     {
