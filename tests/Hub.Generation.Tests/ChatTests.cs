@@ -184,6 +184,30 @@ public class ChatEngineTests
     }
 
     [Fact]
+    public void Aquila_chat_stops_at_the_separator_streams_without_it_and_reuses_the_cache()
+    {
+        var tok = new FakeTokenizer(new[] { " Sure", "###", "Human" }, new[] { "<s>", "</s>" }, prefix: new[] { "<s>" }, bos: "<s>", eos: new[] { "</s>" });
+        int colon = ':';
+        var script = tok.Encode(" Sure###Human", false);
+        // emits the script after the last ':' (the prompt ends with "Assistant:"), then eos
+        var model = new FakeRunner(tok.VocabSize, 4096, (t, d) =>
+        {
+            d.Clear();
+            int j = t.Length - 1 - t.LastIndexOf(colon);
+            d[j < script.Length ? script[j] : tok.Id("</s>")] = 5f;
+        });
+        var engine = new ChatEngine(model, tok, new AquilaChatFormat(tok), new GenerationConfig { MaxNewTokens = 20 });
+        var pieces = new List<string>();
+        var r1 = engine.Send("hi", onText: pieces.Add);
+        Assert.Equal("Sure", r1.Text);
+        Assert.Equal(FinishReason.StopString, r1.FinishReason);
+        Assert.Equal(" Sure", string.Concat(pieces));
+        var r2 = engine.Send("more");
+        Assert.EndsWith("###Human: hi###Assistant: Sure###Human: more###Assistant:", tok.Decode(r2.PromptIds, true));
+        Assert.True(r2.ReusedTokens > r1.PromptIds.Length);
+    }
+
+    [Fact]
     public void Beam_search_in_chat_is_rejected_naming_the_fields()
     {
         var (engine, _, _) = Make();
