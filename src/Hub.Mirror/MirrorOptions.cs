@@ -1,0 +1,66 @@
+namespace Hub.Mirror;
+
+/// <summary>Settings of a <see cref="MirrorServer"/>: what to serve, where to listen, who may read gated repos, and test faults.</summary>
+public sealed class MirrorOptions
+{
+    /// <summary>Folder whose <c>org/name</c> sub-folders are served as repos (<c>name</c> folders holding files directly are org-less repos).</summary>
+    public string Root { get; set; } = "";
+
+    /// <summary>Address to bind; loopback by default so a mirror is never exposed by accident.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>Port; 0 picks a free one (read it back from <see cref="MirrorServer.BaseAddress"/>).</summary>
+    public int Port { get; set; }
+
+    /// <summary>Repo ids that require <c>Authorization: Bearer {RequiredToken}</c> (401/403 with <c>X-Error-Code: GatedRepo</c> otherwise).</summary>
+    public ISet<string> GatedRepos { get; } = new HashSet<string>(StringComparer.Ordinal);
+
+    /// <summary>The token gated repos accept.</summary>
+    public string? RequiredToken { get; set; }
+
+    /// <summary>Files larger than this are served as LFS files: etag = sha256 in <c>X-Linked-Etag</c>, like the hub.</summary>
+    public long LfsThreshold { get; set; } = 1024 * 1024;
+
+    /// <summary>Called with one line per request (method, path, status); never includes headers.</summary>
+    public Action<string>? RequestLog { get; set; }
+
+    /// <summary>Fault injection for resilience tests; all off by default.</summary>
+    public MirrorFaults Faults { get; set; } = new();
+}
+
+/// <summary>Test-only faults, applied by the real server on real sockets so that client resilience is tested end to end.</summary>
+public sealed class MirrorFaults
+{
+    /// <summary>Answer the first N matching requests with <see cref="FailStatusCode"/>.</summary>
+    public int FailFirstRequests { get; set; }
+
+    /// <summary>Status of injected failures: 500, 503 or 429.</summary>
+    public int FailStatusCode { get; set; } = 503;
+
+    /// <summary>Retry-After sent with injected failures (whole seconds), or none.</summary>
+    public TimeSpan? RetryAfter { get; set; }
+
+    /// <summary>Only requests whose path contains this are failed/delayed (null: all).</summary>
+    public string? PathContains { get; set; }
+
+    /// <summary>Abort the connection after sending this many body bytes of a file.</summary>
+    public long? CutBodyAfterBytes { get; set; }
+
+    /// <summary>How many file responses get cut (then bodies are served whole).</summary>
+    public int CutBodyTimes { get; set; } = 1;
+
+    /// <summary>Flip one byte (in the middle of the file) in every file body served.</summary>
+    public bool CorruptBody { get; set; }
+
+    /// <summary>Wait this long before answering each matching request.</summary>
+    public TimeSpan Delay { get; set; }
+
+    /// <summary>
+    /// Serve LFS files through a 302 to this host name (e.g. "localhost" when listening on 127.0.0.1), like the hub's CDN
+    /// redirects, so that a client's dropping of the Authorization header off-host can be observed.
+    /// </summary>
+    public string? RedirectLfsToHost { get; set; }
+}
+
+/// <summary>One request as the mirror saw it (for tests and logs; no header values).</summary>
+public sealed record MirrorRequest(string Method, string Path, string Host, bool HasAuthorization, string? Range, int Status, DateTime ReceivedUtc);
