@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Hub.Client.Tests;
 
+[Collection("Environment")]
 public class MirrorTests
 {
     private static HttpClient Raw() => new(new SocketsHttpHandler { AllowAutoRedirect = false });
