@@ -18,6 +18,9 @@ public sealed class MirrorOptions
     /// <summary>The token gated repos accept.</summary>
     public string? RequiredToken { get; set; }
 
+    /// <summary>Renamed repos: requests for the old id get a relative 307 to the new one, as the hub answers after a rename.</summary>
+    public IDictionary<string, string> RepoRenames { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
     /// <summary>Files larger than this are served as LFS files: etag = sha256 in <c>X-Linked-Etag</c>, like the hub.</summary>
     public long LfsThreshold { get; set; } = 1024 * 1024;
 
@@ -52,8 +55,17 @@ public sealed class MirrorFaults
     /// <summary>Flip one byte (in the middle of the file) in every file body served.</summary>
     public bool CorruptBody { get; set; }
 
-    /// <summary>Wait this long before answering each matching request.</summary>
+    /// <summary>Wait this long before answering matching requests.</summary>
     public TimeSpan Delay { get; set; }
+
+    /// <summary>Apply <see cref="Delay"/> to the first N matching requests only (0: to all).</summary>
+    public int DelayFirstRequests { get; set; }
+
+    /// <summary>Stop sending (without closing) after this many body bytes, until the client gives up; a stalled transfer.</summary>
+    public long? StallBodyAfterBytes { get; set; }
+
+    /// <summary>How many file responses stall.</summary>
+    public int StallBodyTimes { get; set; } = 1;
 
     /// <summary>
     /// Serve LFS files through a 302 to this host name (e.g. "localhost" when listening on 127.0.0.1), like the hub's CDN

@@ -28,7 +28,7 @@ public sealed partial class MirrorServer : IAsyncDisposable
     private readonly RepoStore _store;
     private readonly byte[] _cdnKey = RandomNumberGenerator.GetBytes(32);
     private readonly ConcurrentQueue<MirrorRequest> _log = new();
-    private long _requests, _bytes, _failed, _cuts, _cdnRequests, _cdnWithAuth;
+    private long _requests, _bytes, _failed, _cuts, _stalls, _delayed, _cdnRequests, _cdnWithAuth;
 
     /// <summary>Where the server listens, e.g. <c>http://127.0.0.1:41234/</c>.</summary>
     public Uri BaseAddress { get; private set; } = null!;
@@ -123,7 +123,8 @@ public sealed partial class MirrorServer : IAsyncDisposable
         {
             var f = _o.Faults;
             var faultable = f.PathContains is null || path.Contains(f.PathContains, StringComparison.Ordinal);
-            if (faultable && f.Delay > TimeSpan.Zero) await Task.Delay(f.Delay, ctx.RequestAborted).ConfigureAwait(false);
+            if (faultable && f.Delay > TimeSpan.Zero && (f.DelayFirstRequests <= 0 || Interlocked.Increment(ref _delayed) <= f.DelayFirstRequests))
+                await Task.Delay(f.Delay, ctx.RequestAborted).ConfigureAwait(false);
             if (faultable && f.FailFirstRequests > 0 && Interlocked.Increment(ref _failed) <= f.FailFirstRequests)
             {
                 if (f.RetryAfter is { } ra) ctx.Response.Headers.RetryAfter = ((int)Math.Ceiling(ra.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
@@ -136,6 +137,13 @@ public sealed partial class MirrorServer : IAsyncDisposable
                 return;
             }
             var segs = path.Trim('/').Split('/');
+            if (RenameRedirect(segs) is { } moved)
+            {
+                // Relative Location, like the hub after a repo rename: clients follow it and keep their token (same host).
+                ctx.Response.StatusCode = 307;
+                ctx.Response.Headers.Location = moved + ctx.Request.QueryString;
+                return;
+            }
             if (segs.Length >= 3 && segs[0] == "api" && segs[1] == "models") await ApiModelsAsync(ctx, segs[2..]).ConfigureAwait(false);
             else if (segs.Length >= 4 && segs[0] == "_cdn") await CdnAsync(ctx, segs).ConfigureAwait(false);
             else if (segs.Length >= 4 && segs[1] == "resolve") await ResolveAsync(ctx, segs[0], segs[2], segs[3..]).ConfigureAwait(false);
@@ -150,6 +158,22 @@ public sealed partial class MirrorServer : IAsyncDisposable
             _log.Enqueue(new MirrorRequest(req.Method, path, req.Host.Host, hasAuth, req.Headers.Range.Count > 0 ? req.Headers.Range.ToString() : null, status, received));
             _o.RequestLog?.Invoke($"{req.Method} {path} {status}");
         }
+    }
+
+    /// <summary>The new path when the request names a renamed repo, else null.</summary>
+    private string? RenameRedirect(string[] segs)
+    {
+        if (_o.RepoRenames.Count == 0) return null;
+        foreach (var (from, to) in _o.RepoRenames)
+        {
+            var parts = from.Split('/');
+            var apiPrefix = segs.Length >= 2 + parts.Length && segs[0] == "api" && segs[1] == "models" && segs.AsSpan(2, parts.Length).SequenceEqual(parts);
+            if (apiPrefix && (segs.Length == 2 + parts.Length || segs[2 + parts.Length] == "revision"))
+                return "/api/models/" + to + string.Concat(segs[(2 + parts.Length)..].Select(x => "/" + x));
+            if (segs.Length > parts.Length && segs[parts.Length] == "resolve" && segs.AsSpan(0, parts.Length).SequenceEqual(parts))
+                return "/" + to + string.Concat(segs[parts.Length..].Select(x => "/" + x));
+        }
+        return null;
     }
 
     private static Task Error(HttpContext ctx, int status, string? code, string message)
@@ -350,6 +374,8 @@ public sealed partial class MirrorServer : IAsyncDisposable
         var f = _o.Faults;
         long cutAt = long.MaxValue;
         if (f.CutBodyAfterBytes is { } k && length > k && Interlocked.Increment(ref _cuts) <= f.CutBodyTimes) cutAt = k;
+        long stallAt = long.MaxValue;
+        if (f.StallBodyAfterBytes is { } st && length > st && Interlocked.Increment(ref _stalls) <= f.StallBodyTimes) stallAt = st;
         var corruptAt = f.CorruptBody ? file.Size / 2 : -1;
         var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
@@ -359,7 +385,13 @@ public sealed partial class MirrorServer : IAsyncDisposable
             long sent = 0;
             while (sent < length)
             {
-                var want = (int)Math.Min(buffer.Length, Math.Min(length - sent, cutAt - sent));
+                if (sent == stallAt)
+                {
+                    // Injected stall: headers and some bytes sent, then silence until the client gives up.
+                    await resp.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+                    await Task.Delay(Timeout.Infinite, ctx.RequestAborted).ConfigureAwait(false);
+                }
+                var want = (int)Math.Min(buffer.Length, Math.Min(length - sent, Math.Min(cutAt, stallAt) - sent));
                 if (want <= 0) break;
                 var n = await fs.ReadAsync(buffer.AsMemory(0, want), ctx.RequestAborted).ConfigureAwait(false);
                 if (n == 0) break;
