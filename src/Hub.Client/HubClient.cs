@@ -96,25 +96,45 @@ public sealed partial class HubClient : IDisposable
     // ------------------------------------------------------------------ public API
 
     /// <summary>
-    /// Model info (<c>sha</c>, <c>siblings</c>) of a repo at a revision. Offline, the copy saved by a previous
-    /// snapshot download of that revision is returned, else <see cref="OfflineCacheMissException"/>.
+    /// Model info (<c>sha</c>, <c>siblings</c>) of a repo at a revision. A commit, or a branch resolved less than
+    /// <see cref="HubClientOptions.RevisionCacheTtl"/> ago, is answered from the copy saved in the cache (no request);
+    /// offline, that copy or <see cref="OfflineCacheMissException"/>.
     /// </summary>
     public async Task<ModelInfo> ModelInfoAsync(string repoId, string? revision = null, CancellationToken ct = default)
     {
         ValidateRepoId(repoId);
-        if (_o.Offline)
+        var rev = revision ?? "main";
+        if (_o.Offline || HubCache.IsCommitHash(rev) || IsRefFresh(repoId, rev))
         {
-            var commit = Cache.ResolveCommit(repoId, revision ?? "main");
-            return (commit is null ? null : Cache.ReadManifest(repoId, commit))
-                ?? throw new OfflineCacheMissException(repoId, null, revision ?? "main", "offline mode is on (HF_HUB_OFFLINE) and no model info was saved for it");
+            var commit = Cache.ResolveCommit(repoId, rev);
+            if (commit is not null && Cache.ReadManifest(repoId, commit) is { } saved) return saved;
+            if (_o.Offline)
+                throw new OfflineCacheMissException(repoId, null, rev, "offline mode is on (HF_HUB_OFFLINE) and no model info was saved for it");
         }
-        var url = revision is null
-            ? new Uri($"{_o.NormalizedEndpoint}/api/models/{repoId}")
-            : new Uri($"{_o.NormalizedEndpoint}/api/models/{repoId}/revision/{Uri.EscapeDataString(revision)}");
-        using var resp = await SendAsync(HttpMethod.Get, url, followAbsolute: true, rangeFrom: null, ct).ConfigureAwait(false);
-        if (!resp.IsSuccessStatusCode) throw await MapErrorAsync(resp, HttpMethod.Get, url, repoId, revision ?? "main", null).ConfigureAwait(false);
-        var json = await resp.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-        return ModelInfo.Parse(json, repoId);
+        return await FetchModelInfoAsync(repoId, revision, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The commit a branch, tag or commit resolves to (cache first within <see cref="HubClientOptions.RevisionCacheTtl"/>,
+    /// or offline; else one model info request). Useful as a cache key for anything derived from a snapshot.
+    /// </summary>
+    public async Task<string> ResolveRevisionAsync(string repoId, string? revision = null, CancellationToken ct = default)
+    {
+        ValidateRepoId(repoId);
+        var rev = revision ?? "main";
+        if (HubCache.IsCommitHash(rev)) return rev;
+        if ((_o.Offline || IsRefFresh(repoId, rev)) && Cache.ResolveCommit(repoId, rev) is { } cached) return cached;
+        if (_o.Offline) throw new OfflineCacheMissException(repoId, null, rev, "offline mode is on (HF_HUB_OFFLINE) and the revision was never resolved in this cache");
+        try
+        {
+            var info = await ModelInfoAsync(repoId, rev, ct).ConfigureAwait(false);
+            return info.Sha ?? throw new HubHttpException($"model info of '{repoId}' at '{rev}' has no 'sha'; is HF_ENDPOINT ({_o.NormalizedEndpoint}) a Hugging Face-compatible hub?");
+        }
+        catch (HubHttpException e) when (IsUnreachable(e) && Cache.ResolveCommit(repoId, rev) is { } fallback)
+        {
+            _log.LogWarning("Hub unreachable ({Reason}); using cached commit of {Repo} at {Revision}", e.StatusCode?.ToString() ?? "network", repoId, rev);
+            return fallback;
+        }
     }
 
     /// <summary>
@@ -193,7 +213,7 @@ public sealed partial class HubClient : IDisposable
             ModelInfo info;
             try
             {
-                info = await ModelInfoAsync(repoId, revision, ct).ConfigureAwait(false);
+                info = await FetchModelInfoAsync(repoId, revision, ct).ConfigureAwait(false);
             }
             catch (HubHttpException e) when (IsUnreachable(e))
             {
@@ -208,8 +228,6 @@ public sealed partial class HubClient : IDisposable
             commit = info.Sha ?? throw new HubHttpException($"model info of '{repoId}' at '{revision}' has no 'sha'; is HF_ENDPOINT ({_o.NormalizedEndpoint}) a Hugging Face-compatible hub?");
             if (!HubCache.IsCommitHash(commit))
                 throw new HubHttpException($"model info of '{repoId}' at '{revision}' gives sha '{commit}', which is not a 40-hex commit.");
-            Cache.WriteRef(repoId, revision, commit);
-            Cache.WriteManifest(repoId, commit, info);
             siblings = info.Siblings;
         }
         else commit = revision;
@@ -234,6 +252,24 @@ public sealed partial class HubClient : IDisposable
     }
 
     // ------------------------------------------------------------------ snapshot helpers
+
+    /// <summary>Model info from the hub (never from the cache), recorded as ref + manifest.</summary>
+    private async Task<ModelInfo> FetchModelInfoAsync(string repoId, string? revision, CancellationToken ct)
+    {
+        var rev = revision ?? "main";
+        var url = revision is null
+            ? new Uri($"{_o.NormalizedEndpoint}/api/models/{repoId}")
+            : new Uri($"{_o.NormalizedEndpoint}/api/models/{repoId}/revision/{Uri.EscapeDataString(revision)}");
+        using var resp = await SendAsync(HttpMethod.Get, url, followAbsolute: true, rangeFrom: null, ct).ConfigureAwait(false);
+        if (!resp.IsSuccessStatusCode) throw await MapErrorAsync(resp, HttpMethod.Get, url, repoId, rev, null).ConfigureAwait(false);
+        var info = ModelInfo.Parse(await resp.Content.ReadAsStringAsync(ct).ConfigureAwait(false), repoId);
+        if (info.Sha is { } sha && HubCache.IsCommitHash(sha))
+        {
+            Cache.WriteRef(repoId, rev, sha);
+            Cache.WriteManifest(repoId, sha, info);
+        }
+        return info;
+    }
 
     private bool IsRefFresh(string repoId, string revision) =>
         _o.RevisionCacheTtl > TimeSpan.Zero && Cache.RefAge(repoId, revision) is { } age && age < _o.RevisionCacheTtl;

@@ -94,6 +94,13 @@ public sealed class ModelInfo
             w.WriteString("id", Id);
             if (Sha is not null) w.WriteString("sha", Sha);
             w.WriteBoolean("private", Private);
+            w.WriteBoolean("disabled", Disabled);
+            if (LastModified is { } lm) w.WriteString("lastModified", lm.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+            if (PipelineTag is not null) w.WriteString("pipeline_tag", PipelineTag);
+            if (LibraryName is not null) w.WriteString("library_name", LibraryName);
+            w.WriteStartArray("tags");
+            foreach (var t in Tags) w.WriteStringValue(t);
+            w.WriteEndArray();
             if (Gated is not null) w.WriteString("gated", Gated); else w.WriteBoolean("gated", false);
             w.WriteStartArray("siblings");
             foreach (var s in Siblings)

@@ -49,6 +49,11 @@ public class SnapshotTests
             Assert.Equal(snap, await again.SnapshotDownloadAsync("org/gpt2-tiny", sha));
             Assert.Equal(Path.Combine(snap, "config.json"), await again.DownloadFileAsync("org/gpt2-tiny", "config.json"));
             Assert.Equal(Path.Combine(snap, "config.json"), again.TryLoadFromCache("org/gpt2-tiny", "config.json"));
+            Assert.Equal(sha, await again.ResolveRevisionAsync("org/gpt2-tiny"));
+            var info = await again.ModelInfoAsync("org/gpt2-tiny");
+            Assert.Equal(sha, info.Sha);
+            Assert.Contains(info.Siblings, s => s.RFilename == "model.safetensors" && s.Lfs is not null);
+            await Assert.ThrowsAsync<EntryNotFoundException>(() => again.DownloadFileAsync("org/gpt2-tiny", "pytorch_model.bin")); // known from the saved listing
         }
         Assert.Equal(before, env.Server.RequestCount);
     }
