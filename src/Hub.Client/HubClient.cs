@@ -233,6 +233,14 @@ public sealed partial class HubClient : IDisposable
         else commit = revision;
 
         var files = GlobFilter.Filter(siblings.Select(s => s.RFilename), allow, ignore).ToList();
+        foreach (var f in files)
+        {
+            try { Cache.PointerPath(repoId, commit, RepoPath(f, null)); }
+            catch (ArgumentException)
+            {
+                throw new HubHttpException($"The hub lists '{f}' in '{repoId}' at {commit}, which is not a safe relative path; nothing was downloaded. The hub or mirror at {_o.NormalizedEndpoint} is misbehaving.");
+            }
+        }
         var snap = Cache.SnapshotDir(repoId, commit);
         Directory.CreateDirectory(snap);
         await Parallel.ForEachAsync(files, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _o.MaxParallelDownloads), CancellationToken = ct },

@@ -64,7 +64,7 @@ public sealed class HubClientOptions
     /// <summary>
     /// Reads the same environment variables as huggingface_hub: HF_ENDPOINT, HF_HOME, HF_HUB_CACHE (and legacy
     /// HUGGINGFACE_HUB_CACHE), HF_TOKEN, HUGGING_FACE_HUB_TOKEN, HF_TOKEN_PATH (default $HF_HOME/token),
-    /// HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, HF_HUB_DISABLE_PROGRESS_BARS.
+    /// HF_HUB_DISABLE_IMPLICIT_TOKEN, HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, HF_HUB_DISABLE_PROGRESS_BARS.
     /// </summary>
     public static HubClientOptions FromEnvironment() => FromEnvironment(Environment.GetEnvironmentVariable);
 
@@ -77,7 +77,8 @@ public sealed class HubClientOptions
         if (ep is not null) o.Endpoint = ep.TrimEnd('/');
         var hfHome = HfHome(env);
         o.CacheDir = Expand(NonEmpty(env("HF_HUB_CACHE")) ?? NonEmpty(env("HUGGINGFACE_HUB_CACHE")) ?? Path.Combine(hfHome, "hub"));
-        o.Token = ResolveToken(env, hfHome);
+        // HF_HUB_DISABLE_IMPLICIT_TOKEN: a stored token is only sent when the caller passes one explicitly.
+        o.Token = IsTrue(env("HF_HUB_DISABLE_IMPLICIT_TOKEN")) ? null : ResolveToken(env, hfHome);
         o.Offline = IsTrue(env("HF_HUB_OFFLINE")) || IsTrue(env("TRANSFORMERS_OFFLINE"));
         o.DisableProgressBars = IsTrue(env("HF_HUB_DISABLE_PROGRESS_BARS"));
         if (TrySeconds(env("HF_HUB_ETAG_TIMEOUT"), out var et)) o.EtagTimeout = et;

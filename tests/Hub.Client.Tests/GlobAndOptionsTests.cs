@@ -67,6 +67,9 @@ public class GlobAndOptionsTests
             Assert.Equal(Path.Combine(dir, "elsewhere"), o2.CacheDir);
             Assert.False(o2.Offline);
 
+            env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "true";
+            Assert.Null(HubClientOptions.FromEnvironment(k => env.GetValueOrDefault(k)).Token);
+
             var bare = HubClientOptions.FromEnvironment(k => k == "HOME" ? dir : null);
             Assert.Equal(HubClientOptions.DefaultEndpoint, bare.Endpoint);
             Assert.EndsWith(Path.Combine(".cache", "huggingface", "hub"), bare.CacheDir);
