@@ -6,11 +6,11 @@ using Hub.Tests;
 
 namespace Hub.Client.Tests;
 
-/// <summary>Tests that touch process environment variables run one at a time.</summary>
-[CollectionDefinition("Environment", DisableParallelization = true)]
-public sealed class EnvironmentCollection;
+/// <summary>Tests that touch process environment variables or measure process-wide allocations run alone.</summary>
+[CollectionDefinition("NonParallel", DisableParallelization = true)]
+public sealed class NonParallelCollection;
 
-[Collection("Environment")]
+[Collection("NonParallel")]
 public class CliTests
 {
     [SkippableFact]

@@ -8,7 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Hub.Client.Tests;
 
-[Collection("Environment")]
+[Collection("NonParallel")]
 public class MirrorTests
 {
     private static HttpClient Raw() => new(new SocketsHttpHandler { AllowAutoRedirect = false });

@@ -142,7 +142,12 @@ public class ResilienceTests
         Assert.Equal(size, env.Server.BytesServed); // the lock made the second client wait and reuse the blob
         Assert.True(File.Exists(Path.Combine(env.CacheDir, ".locks", "models--acme--huge", sha + ".lock")));
     }
+}
 
+/// <summary>Measures process-wide allocations, so it must not overlap other tests.</summary>
+[Collection("NonParallel")]
+public class BoundedMemoryTests
+{
     [Fact]
     public async Task Sixty_four_concurrent_downloads_complete_with_bounded_memory()
     {
