@@ -74,5 +74,40 @@ public sealed class MirrorFaults
     public string? RedirectLfsToHost { get; set; }
 }
 
-/// <summary>One request as the mirror saw it (for tests and logs; no header values).</summary>
-public sealed record MirrorRequest(string Method, string Path, string Host, bool HasAuthorization, string? Range, int Status, DateTime ReceivedUtc);
+/// <summary>
+/// One request as the mirror saw it (for tests and logs; no header values). Recorded on arrival, with the status filled in
+/// just before the response headers go out, so a client never sees a response the log does not yet show.
+/// </summary>
+public sealed class MirrorRequest
+{
+    private int _status;
+
+    /// <summary>Creates the entry.</summary>
+    public MirrorRequest(string method, string path, string host, bool hasAuthorization, string? range, DateTime receivedUtc)
+    {
+        Method = method;
+        Path = path;
+        Host = host;
+        HasAuthorization = hasAuthorization;
+        Range = range;
+        ReceivedUtc = receivedUtc;
+    }
+
+    /// <summary>HTTP method.</summary>
+    public string Method { get; }
+    /// <summary>Request path (decoded by Kestrel).</summary>
+    public string Path { get; }
+    /// <summary>Host header's host name (tells hub from redirect host).</summary>
+    public string Host { get; }
+    /// <summary>Whether an Authorization header was present (its value is never kept).</summary>
+    public bool HasAuthorization { get; }
+    /// <summary>The Range header, if any.</summary>
+    public string? Range { get; }
+    /// <summary>Arrival time.</summary>
+    public DateTime ReceivedUtc { get; }
+    /// <summary>Response status (0 until the response starts).</summary>
+    public int Status { get => Volatile.Read(ref _status); internal set => Volatile.Write(ref _status, value); }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Method} {Path} host={Host} auth={HasAuthorization} range={Range} -> {Status}";
+}

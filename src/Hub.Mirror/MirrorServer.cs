@@ -71,8 +71,10 @@ public sealed partial class MirrorServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.Root) || !Directory.Exists(options.Root))
             throw new DirectoryNotFoundException($"Mirror root '{options.Root}' does not exist; pass a folder holding <org>/<name> repo folders.");
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Hub.Mirror", ContentRootPath = AppContext.BaseDirectory, Args = [] });
-        builder.Logging.ClearProviders();
+        // Empty builder: no appsettings/env configuration (ASPNETCORE_URLS cannot redirect the mirror) and no file
+        // watchers (many short-lived mirrors in tests must not exhaust inotify instances).
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Hub.Mirror", ContentRootPath = AppContext.BaseDirectory, Args = [] });
+        builder.WebHost.UseKestrelCore();
         var ip = options.Host switch
         {
             "localhost" => IPAddress.Loopback,
@@ -119,6 +121,13 @@ public sealed partial class MirrorServer : IAsyncDisposable
         var received = DateTime.UtcNow;
         var req = ctx.Request;
         var path = req.Path.Value ?? "/";
+        var entry = new MirrorRequest(req.Method, path, req.Host.Host, req.Headers.Authorization.Count > 0, req.Headers.Range.Count > 0 ? req.Headers.Range.ToString() : null, received);
+        _log.Enqueue(entry);
+        ctx.Response.OnStarting(() =>
+        {
+            entry.Status = ctx.Response.StatusCode;
+            return Task.CompletedTask;
+        });
         try
         {
             var f = _o.Faults;
@@ -153,10 +162,8 @@ public sealed partial class MirrorServer : IAsyncDisposable
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { }
         finally
         {
-            var hasAuth = req.Headers.Authorization.Count > 0;
-            var status = ctx.Response.StatusCode;
-            _log.Enqueue(new MirrorRequest(req.Method, path, req.Host.Host, hasAuth, req.Headers.Range.Count > 0 ? req.Headers.Range.ToString() : null, status, received));
-            _o.RequestLog?.Invoke($"{req.Method} {path} {status}");
+            if (entry.Status == 0) entry.Status = ctx.Response.StatusCode;
+            _o.RequestLog?.Invoke($"{req.Method} {path} {ctx.Response.StatusCode}");
         }
     }
 
@@ -397,9 +404,10 @@ public sealed partial class MirrorServer : IAsyncDisposable
                 if (n == 0) break;
                 var pos = start + sent;
                 if (corruptAt >= pos && corruptAt < pos + n) buffer[corruptAt - pos] ^= 0xFF;
+                // Counted before the write completes: a client may see the bytes before this continuation runs.
+                Interlocked.Add(ref _bytes, n);
                 await resp.Body.WriteAsync(buffer.AsMemory(0, n), ctx.RequestAborted).ConfigureAwait(false);
                 sent += n;
-                Interlocked.Add(ref _bytes, n);
             }
             if (sent < length)
             {
