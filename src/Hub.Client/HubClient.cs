@@ -203,7 +203,7 @@ public sealed partial class HubClient : IDisposable
         if (pinned is not null && Cache.ReadManifest(repoId, pinned) is { } manifest)
         {
             var wanted = GlobFilter.Filter(manifest.Siblings.Select(s => s.RFilename), allow, ignore).ToList();
-            if (wanted.All(f => File.Exists(Cache.PointerPath(repoId, pinned, f))))
+            if (wanted.All(f => SafePointer(repoId, pinned, f) is { } p && File.Exists(p)))
                 return Cache.SnapshotDir(repoId, pinned);
             if (HubCache.IsCommitHash(revision)) siblings = manifest.Siblings;
         }
@@ -279,6 +279,12 @@ public sealed partial class HubClient : IDisposable
         return info;
     }
 
+    private string? SafePointer(string repoId, string commit, string file)
+    {
+        try { return Cache.PointerPath(repoId, commit, RepoPath(file, null)); }
+        catch (ArgumentException) { return null; }
+    }
+
     private bool IsRefFresh(string repoId, string revision) =>
         _o.RevisionCacheTtl > TimeSpan.Zero && Cache.RefAge(repoId, revision) is { } age && age < _o.RevisionCacheTtl;
 
@@ -292,7 +298,7 @@ public sealed partial class HubClient : IDisposable
         if (Cache.ReadManifest(repoId, commit) is { } m)
         {
             foreach (var f in GlobFilter.Filter(m.Siblings.Select(s => s.RFilename), allow, ignore))
-                if (!File.Exists(Cache.PointerPath(repoId, commit, f)))
+                if (SafePointer(repoId, commit, f) is not { } p || !File.Exists(p))
                     throw new OfflineCacheMissException(repoId, f, revision, reason);
         }
         return snap;

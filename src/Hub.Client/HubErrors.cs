@@ -96,7 +96,7 @@ public sealed class OfflineCacheMissException : HubException
 
     private static string Format(string repo, string? file, string rev, string reason) =>
         (file is null ? $"'{repo}' at revision '{rev}' is not in the local cache" : $"'{file}' of '{repo}' at revision '{rev}' is not in the local cache")
-        + $" and {reason}. Connect to the hub (unset HF_HUB_OFFLINE) and download it once, or point HF_HUB_CACHE at a cache that holds it.";
+        + $" and {reason}. Download it once while online (HF_HUB_OFFLINE unset, hub reachable), or point HF_HUB_CACHE at a cache that holds it.";
 }
 
 /// <summary>Downloaded bytes do not match the hub's claim (sha256 of an LFS file or git blob sha1, or the size); nothing was kept.</summary>

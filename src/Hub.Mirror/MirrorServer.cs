@@ -107,9 +107,6 @@ public sealed partial class MirrorServer : IAsyncDisposable
         finally { await _app.DisposeAsync().ConfigureAwait(false); }
     }
 
-    /// <summary>Waits until the server stops (Ctrl+C in <c>hub serve</c>).</summary>
-    public Task WaitForShutdownAsync(CancellationToken ct) => Task.Delay(Timeout.Infinite, ct).ContinueWith(_ => { }, TaskScheduler.Default);
-
     [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
     private static partial Regex SegmentRegex();
 
