@@ -204,3 +204,40 @@ public class SnapshotTests
         Assert.Equal("{\"v\":1}", File.ReadAllText(Path.Combine(s1, "config.json")));
     }
 }
+
+public class ForeignCacheTests
+{
+    /// <summary>A cache laid out by huggingface_hub (no listing of ours) is used as is.</summary>
+    [Fact]
+    public async Task Cache_filled_by_huggingface_hub_is_reused_without_requests()
+    {
+        await using var env = new TestEnv();
+        env.AddText("acme/other", "config.json", "{}"); // the server knows nothing of acme/py
+        await env.StartAsync();
+        const string commit = "0123456789abcdef0123456789abcdef01234567";
+        var repo = env.RepoCache("acme/py");
+        var blob = Path.Combine(repo, "blobs", "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+        Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+        File.WriteAllText(blob, "{\"from\":\"python\"}");
+        var snap = Path.Combine(repo, "snapshots", commit);
+        Directory.CreateDirectory(Path.Combine(snap, "sub"));
+        File.CreateSymbolicLink(Path.Combine(snap, "config.json"), "../../blobs/e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+        File.CreateSymbolicLink(Path.Combine(snap, "sub", "tokenizer.json"), "../../../blobs/e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+        Directory.CreateDirectory(Path.Combine(repo, "refs"));
+        File.WriteAllText(Path.Combine(repo, "refs", "main"), commit);
+
+        using (var client = env.Client())
+        {
+            Assert.Equal(Path.Combine(snap, "config.json"), await client.DownloadFileAsync("acme/py", "config.json", commit));
+            Assert.Equal(Path.Combine(snap, "sub", "tokenizer.json"), client.TryLoadFromCache("acme/py", "sub/tokenizer.json"));
+            Assert.Null(client.TryLoadFromCache("acme/py", "missing.json"));
+        }
+        Assert.Equal(0, env.Server.RequestCount);
+
+        using var offline = env.Client(tweak: o => o.Offline = true);
+        Assert.Equal(snap, await offline.SnapshotDownloadAsync("acme/py"));
+        Assert.Equal("{\"from\":\"python\"}", File.ReadAllText(await offline.DownloadFileAsync("acme/py", "config.json")));
+        Assert.Equal(commit, await offline.ResolveRevisionAsync("acme/py"));
+        Assert.Equal(0, env.Server.RequestCount);
+    }
+}
