@@ -1,4 +1,0 @@
-namespace Hub.Client;
-
-/// <summary>Assembly marker.</summary>
-public static class AssemblyMarkerHubClient { }

@@ -1,4 +1,0 @@
-namespace Hub.Mirror;
-
-/// <summary>Assembly marker.</summary>
-public static class AssemblyMarkerHubMirror { }
