@@ -104,7 +104,8 @@ public sealed class LlamaArchitecture : IModelArchitecture
         var logits = b.Op(Ops.Linear, "logits", [last, head]);                                             // [B, kept, V]
         b.Output(logits, DType.F32, "batch", "kept", cfg.VocabSize);
 
-        FillMetadata(b.Metadata, cfg, source);
+        CausalLMMetadata.Fill(b.Metadata, reader, cfg.VocabSize, cfg.MaxPositionEmbeddings, "linear");
+        b.Metadata["source_layout"] = source.Layout == WeightLayout.InterleavedRope ? "interleaved_rope" : "hugging_face";
         return b.Build();
     }
 
@@ -138,12 +139,14 @@ public sealed class LlamaArchitecture : IModelArchitecture
     private static string Norm(GraphBuilder b, WeightBinder scope, string p, string name, string x, int d, double eps)
     {
         var g = b.Weight($"{p}.{name}.weight", scope.Get($"{name}.weight", d), WeightKind.Vector);
-        return b.Op(Ops.RMSNorm, $"{p}.{name}", [x, g], new JsonObject { ["eps"] = eps });
+        return b.Op(Ops.RMSNorm, $"{p}.{name}", [x, g], new { eps });
     }
 
-    private static JsonObject RopeAttrs(LlamaConfig cfg, int heads)
+    // Attributes go through a dictionary so GraphBuilder serializes them: the node then holds parsed-JSON values,
+    // which Node.GetInt/GetFloat read regardless of the CLR type they were written from.
+    private static Dictionary<string, object> RopeAttrs(LlamaConfig cfg, int heads)
     {
-        var a = new JsonObject
+        var a = new Dictionary<string, object>
         {
             ["heads"] = heads,
             ["head_dim"] = cfg.HeadDim,
@@ -153,17 +156,5 @@ public sealed class LlamaArchitecture : IModelArchitecture
         };
         if (cfg.RopeScaling is { } s) a["scaling"] = s.ToAttribute();
         return a;
-    }
-
-    /// <summary>The causal-LM metadata of docs/model-graphs.md, plus where the weights came from.</summary>
-    private static void FillMetadata(JsonObject meta, LlamaConfig cfg, ModelSource source)
-    {
-        meta["task"] = "causal_lm";
-        meta["vocab_size"] = cfg.VocabSize;
-        meta["max_position_embeddings"] = cfg.MaxPositionEmbeddings;
-        meta["positions"] = "linear";
-        foreach (var key in new[] { "bos_token_id", "eos_token_id", "pad_token_id" })
-            if (source.Config[key] is JsonNode n) meta[key] = n.DeepClone();
-        meta["source_layout"] = source.Layout == WeightLayout.InterleavedRope ? "interleaved_rope (q/k rows permuted to rotate_half)" : "hugging_face";
     }
 }

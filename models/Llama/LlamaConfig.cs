@@ -40,7 +40,7 @@ public sealed record LlamaRopeScaling
         if (OriginalMaxPositionEmbeddings is int n) o["original_max_position_embeddings"] = n;
         if (LowFreqFactor is double lo) o["low_freq_factor"] = lo;
         if (HighFreqFactor is double hi) o["high_freq_factor"] = hi;
-        return o;
+        return JsonNode.Parse(o.ToJsonString())!.AsObject(); // parsed-JSON values read back as any numeric type
     }
 }
 
@@ -98,6 +98,9 @@ public sealed record LlamaConfig
     /// <summary>Reads and validates a config; every problem is a <see cref="ConfigException"/> naming the field.</summary>
     public static LlamaConfig Read(ConfigReader c)
     {
+        // Configs built in code (converters translating params.json) hold CLR-typed values that JsonNode will not
+        // convert across numeric types; a text round trip gives every value the parsed-JSON form ConfigReader expects.
+        c = new ConfigReader(JsonNode.Parse(c.Json.ToJsonString())!.AsObject(), c.Path);
         var act = c.String("hidden_act") ?? "silu";
         if (act is not ("silu" or "swish"))
             throw c.Error("hidden_act", $"'{act}' is not supported for LLaMA (its MLP is SwiGLU: silu)");
