@@ -69,8 +69,8 @@ public sealed class LlamaArchitecture : IModelArchitecture
                 : null;
             var qkv = b.Op(Ops.Linear, $"{p}.self_attn.qkv_proj", [h, qkvW, qkvB]);                       // [B, T, qDim + 2·kvDim]
             var parts = b.OpMulti(Ops.Split, $"{p}.self_attn.split", [qkv], 3, new { sizes = new[] { qDim, kvDim, kvDim } });
-            var qr = b.Op(Ops.Rope, $"{p}.self_attn.rope_q", [parts[0], pos], RopeAttrs(cfg, heads));        // [B, T, qDim]
-            var kr = b.Op(Ops.Rope, $"{p}.self_attn.rope_k", [parts[1], pos], RopeAttrs(cfg, kvHeads));      // [B, T, kvDim]
+            var qr = b.Op(Ops.Rope, $"{p}.self_attn.rope_q", [parts[0], pos], cfg.RopeAttributes(heads));        // [B, T, qDim]
+            var kr = b.Op(Ops.Rope, $"{p}.self_attn.rope_k", [parts[1], pos], cfg.RopeAttributes(kvHeads));      // [B, T, kvDim]
             var stateK = b.State($"past.{i}.key", DType.F32, "batch", kvHeads, "ctx", hd);
             var stateV = b.State($"past.{i}.value", DType.F32, "batch", kvHeads, "ctx", hd);
             var att = b.Op(Ops.Attention, $"{p}.self_attn.attention", [qr, kr, parts[2], mask], new
@@ -140,21 +140,5 @@ public sealed class LlamaArchitecture : IModelArchitecture
     {
         var g = b.Weight($"{p}.{name}.weight", scope.Get($"{name}.weight", d), WeightKind.Vector);
         return b.Op(Ops.RMSNorm, $"{p}.{name}", [x, g], new { eps });
-    }
-
-    // Attributes go through a dictionary so GraphBuilder serializes them: the node then holds parsed-JSON values,
-    // which Node.GetInt/GetFloat read regardless of the CLR type they were written from.
-    private static Dictionary<string, object> RopeAttrs(LlamaConfig cfg, int heads)
-    {
-        var a = new Dictionary<string, object>
-        {
-            ["heads"] = heads,
-            ["head_dim"] = cfg.HeadDim,
-            ["rotary_dims"] = cfg.HeadDim,
-            ["style"] = "half",
-            ["theta"] = cfg.RopeTheta,
-        };
-        if (cfg.RopeScaling is { } s) a["scaling"] = s.ToAttribute();
-        return a;
     }
 }

@@ -95,6 +95,25 @@ public sealed record LlamaConfig
     /// <summary>Width of all key (or value) heads (KV·hd).</summary>
     public int KvDim => KvHeads * HeadDim;
 
+    /// <summary>
+    /// Attributes of the Rope op for <paramref name="heads"/> heads of this model: rotate_half style over the whole
+    /// head, base <see cref="RopeTheta"/>, and <see cref="RopeScaling"/> when set. A dictionary, so that
+    /// <c>GraphBuilder</c> serializes it into parsed-JSON values that read back as any numeric type.
+    /// </summary>
+    public Dictionary<string, object> RopeAttributes(int heads)
+    {
+        var a = new Dictionary<string, object>
+        {
+            ["heads"] = heads,
+            ["head_dim"] = HeadDim,
+            ["rotary_dims"] = HeadDim,
+            ["style"] = "half",
+            ["theta"] = RopeTheta,
+        };
+        if (RopeScaling is { } s) a["scaling"] = s.ToAttribute();
+        return a;
+    }
+
     /// <summary>Reads and validates a config; every problem is a <see cref="ConfigException"/> naming the field.</summary>
     public static LlamaConfig Read(ConfigReader c)
     {

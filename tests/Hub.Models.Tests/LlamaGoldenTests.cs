@@ -10,7 +10,7 @@ public class LlamaGoldenTests
 {
     public static TheoryData<string> Runners => new() { "reference" };
 
-    internal static ITestRunner Runner(string kind, ModelExport export) => kind switch
+    internal static TestRunner Runner(string kind, ModelExport export) => kind switch
     {
         "reference" => new ReferenceRunner(export),
         _ => throw new ArgumentException(kind),

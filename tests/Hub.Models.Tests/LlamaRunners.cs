@@ -3,40 +3,52 @@ using Hub.IR;
 
 namespace Hub.Models.Tests;
 
-/// <summary>Runs a causal-LM export one step at a time with the graph conventions' inputs (no padding).</summary>
-internal interface ITestRunner : IDisposable
+/// <summary>A named input: float32 or int32 data with its shape.</summary>
+internal sealed record TestInput(string Name, int[] Shape, float[]? F = null, int[]? I = null);
+
+/// <summary>Runs an export (the runtime or the float64 reference), and drives causal LMs with the conventions' inputs.</summary>
+internal abstract class TestRunner : IDisposable
 {
-    /// <summary>Feeds <paramref name="ids"/> [batch, seq] after the cached positions; returns logits [batch, kept, vocab].</summary>
-    float[] Forward(int[] ids, int batch, int seq, int keep);
+    /// <summary>Positions in the cache.</summary>
+    public int Past { get; private set; }
+
+    /// <summary>Runs the graph once and returns <paramref name="output"/> as float32.</summary>
+    public abstract float[] Run(string output, params TestInput[] inputs);
 
     /// <summary>Empties the cache.</summary>
-    void Reset();
+    public void Reset() { Past = 0; ResetState(); }
+
+    protected abstract void ResetState();
+
+    /// <summary>Feeds <paramref name="ids"/> [batch, seq] after the cached positions (no padding); returns logits [batch, kept, vocab].</summary>
+    public float[] Forward(int[] ids, int batch, int seq, int keep)
+    {
+        var pos = new int[batch * seq];
+        for (int b = 0; b < batch; b++) for (int t = 0; t < seq; t++) pos[b * seq + t] = Past + t;
+        var logits = Run("logits",
+            new TestInput("input_ids", [batch, seq], I: ids),
+            new TestInput("position_ids", [batch, seq], I: pos),
+            new TestInput("attention_mask", [batch, Past + seq], F: Enumerable.Repeat(1f, batch * (Past + seq)).ToArray()),
+            new TestInput("logits_to_keep", [1], I: [keep]));
+        Past += seq;
+        return logits;
+    }
+
+    public virtual void Dispose() { }
 }
 
-/// <summary>The float64 reference evaluator behind <see cref="ITestRunner"/>.</summary>
-internal sealed class ReferenceRunner(ModelExport export) : ITestRunner
+/// <summary>The float64 reference evaluator (<see cref="IrReference"/>).</summary>
+internal sealed class ReferenceRunner(ModelExport export) : TestRunner
 {
     private readonly IrReference _ir = new(export);
 
-    public float[] Forward(int[] ids, int batch, int seq, int keep)
+    public override float[] Run(string output, params TestInput[] inputs)
     {
-        int past = _ir.Past;
-        var pos = new double[batch * seq];
-        for (int b = 0; b < batch; b++) for (int t = 0; t < seq; t++) pos[b * seq + t] = past + t;
-        var mask = Enumerable.Repeat(1.0, batch * (past + seq)).ToArray();
-        var outs = _ir.Run(new Dictionary<string, (double[], int[])>
-        {
-            ["input_ids"] = (Array.ConvertAll(ids, i => (double)i), [batch, seq]),
-            ["position_ids"] = (pos, [batch, seq]),
-            ["attention_mask"] = (mask, [batch, past + seq]),
-            ["logits_to_keep"] = ([keep], [1]),
-        });
-        return Array.ConvertAll(outs["logits"].Data, x => (float)x);
+        var outs = _ir.Run(inputs.ToDictionary(i => i.Name, i => (i.F is not null ? Array.ConvertAll(i.F, x => (double)x) : Array.ConvertAll(i.I!, x => (double)x), i.Shape)));
+        return Array.ConvertAll(outs[output].Data, x => (float)x);
     }
 
-    public void Reset() => _ir.Reset();
-
-    public void Dispose() { }
+    protected override void ResetState() => _ir.Reset();
 }
 
 /// <summary>golden.json of a causal-LM fixture.</summary>
