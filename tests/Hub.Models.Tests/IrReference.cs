@@ -17,11 +17,12 @@ internal sealed class IrReference
     /// <summary>Positions already in the cache.</summary>
     public int Past { get; private set; }
 
-    public IrReference(ModelExport export)
+    /// <summary>Evaluates a loaded IR (graph and weights as written to disk).</summary>
+    public IrReference(IrModel ir)
     {
-        _graph = export.Graph;
-        foreach (var w in export.Weights)
-            _weights[w.Name] = (Array.ConvertAll(w.Tensor.ToFloat32(), x => (double)x), w.Tensor.Shape.ToIntArray());
+        _graph = ir.Graph;
+        foreach (var w in ir.Graph.Weights)
+            _weights[w.Name] = (Array.ConvertAll(ir.GetWeight(w.Name).ToFloat32(), x => (double)x), w.Shape.ToIntArray());
     }
 
     /// <summary>Empties the KV cache.</summary>

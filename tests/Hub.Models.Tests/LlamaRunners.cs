@@ -37,10 +37,21 @@ internal abstract class TestRunner : IDisposable
     public virtual void Dispose() { }
 }
 
-/// <summary>The float64 reference evaluator (<see cref="IrReference"/>).</summary>
-internal sealed class ReferenceRunner(ModelExport export) : TestRunner
+/// <summary>
+/// The float64 reference evaluator (<see cref="IrReference"/>) over the export as written to disk and loaded back, so
+/// the IR file path (weight dtypes, attribute JSON) is part of what it checks.
+/// </summary>
+internal sealed class ReferenceRunner : TestRunner
 {
-    private readonly IrReference _ir = new(export);
+    private readonly string _dir = Hub.Tests.SharedDir.TempDir("hub-llama-ir");
+    private readonly IrReference _ir;
+
+    public ReferenceRunner(ModelExport export)
+    {
+        IrFormat.Write(_dir, export);
+        using var ir = IrModel.Load(_dir);
+        _ir = new IrReference(ir);
+    }
 
     public override float[] Run(string output, params TestInput[] inputs)
     {
@@ -49,6 +60,11 @@ internal sealed class ReferenceRunner(ModelExport export) : TestRunner
     }
 
     protected override void ResetState() => _ir.Reset();
+
+    public override void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
 }
 
 /// <summary>golden.json of a causal-LM fixture.</summary>
