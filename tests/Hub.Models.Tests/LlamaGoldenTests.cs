@@ -8,10 +8,11 @@ namespace Hub.Models.Tests;
 /// <summary>LLaMA-family fixtures against their PyTorch goldens, on the runtime and on the float64 reference.</summary>
 public class LlamaGoldenTests
 {
-    public static TheoryData<string> Runners => new() { "reference" };
+    public static TheoryData<string> Runners => new() { "runtime", "reference" };
 
     internal static TestRunner Runner(string kind, ModelExport export) => kind switch
     {
+        "runtime" => new RuntimeRunner(export),
         "reference" => new ReferenceRunner(export),
         _ => throw new ArgumentException(kind),
     };

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Hub.IR;
+using Hub.Runtime;
 
 namespace Hub.Models.Tests;
 
@@ -63,6 +64,44 @@ internal sealed class ReferenceRunner : TestRunner
 
     public override void Dispose()
     {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>The CPU runtime: the export written as IR, loaded, compiled, and run through one <see cref="InferRequest"/>.</summary>
+internal sealed class RuntimeRunner : TestRunner
+{
+    private readonly string _dir = Hub.Tests.SharedDir.TempDir("hub-llama-ir");
+    private readonly IrModel _ir;
+    private readonly CompiledModel _model;
+    private readonly InferRequest _request;
+
+    public RuntimeRunner(ModelExport export)
+    {
+        IrFormat.Write(_dir, export);
+        _ir = IrModel.Load(_dir);
+        _model = CompiledModel.Compile(_ir, new RuntimeOptions { MaxContext = 256, MaxBatch = 2, Threads = 1 });
+        _request = _model.CreateInferRequest();
+    }
+
+    public override float[] Run(string output, params TestInput[] inputs)
+    {
+        foreach (var i in inputs)
+        {
+            if (i.F is not null) _request.SetInput(i.Name, i.F, i.Shape);
+            else _request.SetInput(i.Name, i.I!, i.Shape);
+        }
+        _request.Infer();
+        return _request.GetOutput(output).ToArray();
+    }
+
+    protected override void ResetState() => _request.ResetState();
+
+    public override void Dispose()
+    {
+        _request.Dispose();
+        _model.Dispose();
+        _ir.Dispose();
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
     }
 }
