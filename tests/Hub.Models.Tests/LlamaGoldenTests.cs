@@ -10,10 +10,10 @@ public class LlamaGoldenTests
 {
     public static TheoryData<string> Runners => new() { "runtime", "reference" };
 
-    internal static TestRunner Runner(string kind, ModelExport export) => kind switch
+    internal static LlamaRunner Runner(string kind, ModelExport export) => kind switch
     {
-        "runtime" => new RuntimeRunner(export),
-        "reference" => new ReferenceRunner(export),
+        "runtime" => new LlamaRuntimeRunner(export),
+        "reference" => new LlamaReferenceRunner(export),
         _ => throw new ArgumentException(kind),
     };
 
@@ -48,7 +48,7 @@ public class LlamaGoldenTests
     /// <summary>Every case's logits at every position, then the 20 greedy ids of case 0 through the cache.</summary>
     internal static void CheckGolden(string kind, ModelExport export, string goldenPath)
     {
-        var cases = GoldenCase.Load(goldenPath);
+        var cases = LlamaGoldenCase.Load(goldenPath);
         using var r = Runner(kind, export);
         foreach (var (c, ci) in cases.Select((c, i) => (c, i)))
         {
@@ -87,7 +87,7 @@ public class LlamaGoldenTests
         var source = HfSource(dir);
         using var _ = source.Weights;
         var export = Export(source);
-        var ids = GoldenCase.Load(Path.Combine(dir, "golden.json"))[1].InputIds;   // batch of 2
+        var ids = LlamaGoldenCase.Load(Path.Combine(dir, "golden.json"))[1].InputIds;   // batch of 2
         int batch = ids.Length, seq = ids[0].Length, vocab = 512;
         using var r = Runner(kind, export);
         var full = r.Forward(ids.SelectMany(x => x).ToArray(), batch, seq, 0);

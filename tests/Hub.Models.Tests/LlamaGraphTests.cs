@@ -5,14 +5,14 @@ namespace Hub.Models.Tests;
 
 public class LlamaGraphTests
 {
-    private static ModelExport Build(System.Text.Json.Nodes.JsonObject cfg, MemoryTensorSource src, WeightLayout layout = WeightLayout.HuggingFace) =>
+    private static ModelExport Build(System.Text.Json.Nodes.JsonObject cfg, LlamaMemorySource src, WeightLayout layout = WeightLayout.HuggingFace) =>
         new LlamaArchitecture().Build(new ModelSource { Directory = "memory", Config = cfg, ConfigPath = "memory/config.json", Weights = src, Layout = layout }, ExportSettings.Default);
 
     [Fact]
     public void Graph_follows_the_causal_lm_conventions()
     {
-        var cfg = MemoryTensorSource.TinyConfig();
-        using var src = MemoryTensorSource.RandomLlama(cfg, 1);
+        var cfg = LlamaMemorySource.TinyConfig();
+        using var src = LlamaMemorySource.RandomLlama(cfg, 1);
         var g = Build(cfg, src).Graph;
         Assert.Equal(["input_ids", "position_ids", "attention_mask", "logits_to_keep"], g.Inputs.Select(i => i.Name));
         Assert.Equal("logits", Assert.Single(g.Outputs).Name);
@@ -34,8 +34,8 @@ public class LlamaGraphTests
     [Fact]
     public void Fused_qkv_and_gate_up_weights_concatenate_rows_in_order()
     {
-        var cfg = MemoryTensorSource.TinyConfig(biases: true);
-        using var src = MemoryTensorSource.RandomLlama(cfg, 2);
+        var cfg = LlamaMemorySource.TinyConfig(biases: true);
+        using var src = LlamaMemorySource.RandomLlama(cfg, 2);
         var w = Build(cfg, src).Weights.ToDictionary(x => x.Name);
         var qkv = w["model.layers.0.self_attn.qkv_proj.weight"].Tensor;
         Assert.Equal(new Shape(32 + 16 + 16, 32), qkv.Shape);
@@ -53,8 +53,8 @@ public class LlamaGraphTests
     [Fact]
     public void Tied_head_reads_the_embedding_weight()
     {
-        var cfg = MemoryTensorSource.TinyConfig(tied: true);
-        using var src = MemoryTensorSource.RandomLlama(cfg, 3);
+        var cfg = LlamaMemorySource.TinyConfig(tied: true);
+        using var src = LlamaMemorySource.RandomLlama(cfg, 3);
         var ex = Build(cfg, src);
         Assert.DoesNotContain(ex.Weights, w => w.Name == "lm_head.weight");
         Assert.Equal("model.embed_tokens.weight", ex.Graph.Nodes.Single(n => n.Name == "logits").Inputs[1]);
@@ -63,8 +63,8 @@ public class LlamaGraphTests
     [Fact]
     public void Untied_head_without_lm_head_weight_throws_naming_the_tensor()
     {
-        var cfg = MemoryTensorSource.TinyConfig(tied: true);
-        using var src = MemoryTensorSource.RandomLlama(cfg, 4);
+        var cfg = LlamaMemorySource.TinyConfig(tied: true);
+        using var src = LlamaMemorySource.RandomLlama(cfg, 4);
         cfg["tie_word_embeddings"] = false;
         var e = Assert.Throws<CheckpointFormatException>(() => Build(cfg, src));
         Assert.Equal("lm_head.weight", e.TensorName);
@@ -73,8 +73,8 @@ public class LlamaGraphTests
     [Fact]
     public void Weight_shape_disagreeing_with_config_throws_naming_the_tensor()
     {
-        var cfg = MemoryTensorSource.TinyConfig();
-        using var src = MemoryTensorSource.RandomLlama(cfg, 5);
+        var cfg = LlamaMemorySource.TinyConfig();
+        using var src = LlamaMemorySource.RandomLlama(cfg, 5);
         cfg["intermediate_size"] = 40;
         var e = Assert.Throws<CheckpointFormatException>(() => Build(cfg, src));
         Assert.Equal("model.layers.0.mlp.gate_proj.weight", e.TensorName);
@@ -83,8 +83,8 @@ public class LlamaGraphTests
     [Fact]
     public void Sequence_classification_architecture_is_refused()
     {
-        var cfg = MemoryTensorSource.TinyConfig();
-        using var src = MemoryTensorSource.RandomLlama(cfg, 6);
+        var cfg = LlamaMemorySource.TinyConfig();
+        using var src = LlamaMemorySource.RandomLlama(cfg, 6);
         cfg["architectures"] = new System.Text.Json.Nodes.JsonArray("LlamaForSequenceClassification");
         Assert.Throws<UnsupportedModelException>(() => Build(cfg, src));
     }
@@ -92,8 +92,8 @@ public class LlamaGraphTests
     [Fact]
     public void Interleaved_layout_permutes_q_and_k_rows_only()
     {
-        var cfg = MemoryTensorSource.TinyConfig();
-        using var src = MemoryTensorSource.RandomLlama(cfg, 7);
+        var cfg = LlamaMemorySource.TinyConfig();
+        using var src = LlamaMemorySource.RandomLlama(cfg, 7);
         var hf = Build(cfg, src).Weights.ToDictionary(x => x.Name, x => x.Tensor.ToFloat32());
         var il = Build(cfg, src, WeightLayout.InterleavedRope).Weights.ToDictionary(x => x.Name, x => x.Tensor.ToFloat32());
         foreach (var name in hf.Keys.Where(n => !n.Contains("qkv_proj")))

@@ -30,7 +30,7 @@ public class LlamaOriginalLayoutTests
         using var _ = meta.Weights;
         // The same tensors declared as Hugging Face layout: the builder's permutation hook does not run.
         var unpermuted = new ModelSource { Directory = meta.Directory, Config = meta.Config, ConfigPath = meta.ConfigPath, Weights = meta.Weights, Layout = WeightLayout.HuggingFace };
-        var c = GoldenCase.Load(SharedDir.Require("fixtures/llama-tiny/golden.json"))[0];
+        var c = LlamaGoldenCase.Load(SharedDir.Require("fixtures/llama-tiny/golden.json"))[0];
         var expected = c.Logits[0].SelectMany(t => t).ToArray();
         using var r = LlamaGoldenTests.Runner(kind, LlamaGoldenTests.Export(unpermuted));
         var logits = r.Forward(c.InputIds[0], 1, c.InputIds[0].Length, 0);
@@ -82,5 +82,44 @@ public class LlamaOriginalLayoutTests
             }
             Assert.Equal(greedy, got);
         }
+    }
+
+    [SkippableFact]
+    public void Meta_params_disagreeing_with_the_checkpoint_throw_naming_the_tensor()
+    {
+        var src = SharedDir.Require("fixtures/llama-tiny-meta");
+        var dir = SharedDir.TempDir("hub-llama-meta");
+        try
+        {
+            File.Copy(Path.Combine(src, "consolidated.00.pth"), Path.Combine(dir, "consolidated.00.pth"));
+            // 8 kv heads where the checkpoint has 4: wk/wv hold half the rows params.json now implies.
+            File.WriteAllText(Path.Combine(dir, "params.json"), File.ReadAllText(Path.Combine(src, "params.json")).Replace("\"n_kv_heads\": 4", "\"n_kv_heads\": 8"));
+            var e = Assert.ThrowsAny<HubException>(() =>
+            {
+                var source = MetaCheckpoint.Open(dir);
+                using var _ = source.Weights;
+                LlamaGoldenTests.Export(source);
+            });
+            Assert.True(e is CheckpointFormatException or ConfigException, e.GetType().Name);
+            Assert.Contains("k", e.Message);
+            Assert.Contains("32", e.Message); // the stored row count
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [SkippableFact]
+    public void Aquila_hub_config_resolves_to_llama_and_runs_llama_weights()
+    {
+        var dir = SharedDir.Require("fixtures/llama-tiny");
+        var source = LlamaGoldenTests.HfSource(dir);
+        using var _ = source.Weights;
+        // An Aquila hub repo declares model_type "aquila" / AquilaModel over LLaMA tensor names.
+        source.Config["model_type"] = "aquila";
+        source.Config["architectures"] = new System.Text.Json.Nodes.JsonArray("AquilaModel");
+        var arch = ModelRegistry.Resolve(source.Config, source.ConfigPath);
+        Assert.Equal("llama", arch.Name);
+        var export = arch.Build(source, ExportSettings.Default);
+        Assert.Equal("aquila", export.Graph.ModelType);
+        LlamaGoldenTests.CheckGolden("runtime", export, Path.Combine(dir, "golden.json"));
     }
 }

@@ -32,7 +32,7 @@ public class LlamaRopeScalingTests
         var y = b.Op(Ops.Rope, "rope", [xi, pi], cfg.RopeAttributes(1));
         b.Output(y, DType.F32, 1, "seq", cfg.HeadDim);
         using var r = LlamaGoldenTests.Runner(kind, b.Build());
-        return r.Run("rope", new TestInput("x", [1, positions.Length, cfg.HeadDim], F: x), new TestInput("positions", [1, positions.Length], I: positions));
+        return r.Run("rope", new LlamaInput("x", [1, positions.Length, cfg.HeadDim], F: x), new LlamaInput("positions", [1, positions.Length], I: positions));
     }
 
     /// <summary>rotate_half RoPE in float64 with the given inverse frequencies.</summary>

@@ -5,16 +5,16 @@ using Hub.Runtime;
 namespace Hub.Models.Tests;
 
 /// <summary>A named input: float32 or int32 data with its shape.</summary>
-internal sealed record TestInput(string Name, int[] Shape, float[]? F = null, int[]? I = null);
+internal sealed record LlamaInput(string Name, int[] Shape, float[]? F = null, int[]? I = null);
 
 /// <summary>Runs an export (the runtime or the float64 reference), and drives causal LMs with the conventions' inputs.</summary>
-internal abstract class TestRunner : IDisposable
+internal abstract class LlamaRunner : IDisposable
 {
     /// <summary>Positions in the cache.</summary>
     public int Past { get; private set; }
 
     /// <summary>Runs the graph once and returns <paramref name="output"/> as float32.</summary>
-    public abstract float[] Run(string output, params TestInput[] inputs);
+    public abstract float[] Run(string output, params LlamaInput[] inputs);
 
     /// <summary>Empties the cache.</summary>
     public void Reset() { Past = 0; ResetState(); }
@@ -27,10 +27,10 @@ internal abstract class TestRunner : IDisposable
         var pos = new int[batch * seq];
         for (int b = 0; b < batch; b++) for (int t = 0; t < seq; t++) pos[b * seq + t] = Past + t;
         var logits = Run("logits",
-            new TestInput("input_ids", [batch, seq], I: ids),
-            new TestInput("position_ids", [batch, seq], I: pos),
-            new TestInput("attention_mask", [batch, Past + seq], F: Enumerable.Repeat(1f, batch * (Past + seq)).ToArray()),
-            new TestInput("logits_to_keep", [1], I: [keep]));
+            new LlamaInput("input_ids", [batch, seq], I: ids),
+            new LlamaInput("position_ids", [batch, seq], I: pos),
+            new LlamaInput("attention_mask", [batch, Past + seq], F: Enumerable.Repeat(1f, batch * (Past + seq)).ToArray()),
+            new LlamaInput("logits_to_keep", [1], I: [keep]));
         Past += seq;
         return logits;
     }
@@ -39,22 +39,22 @@ internal abstract class TestRunner : IDisposable
 }
 
 /// <summary>
-/// The float64 reference evaluator (<see cref="IrReference"/>) over the export as written to disk and loaded back, so
+/// The float64 reference evaluator (<see cref="LlamaIrReference"/>) over the export as written to disk and loaded back, so
 /// the IR file path (weight dtypes, attribute JSON) is part of what it checks.
 /// </summary>
-internal sealed class ReferenceRunner : TestRunner
+internal sealed class LlamaReferenceRunner : LlamaRunner
 {
     private readonly string _dir = Hub.Tests.SharedDir.TempDir("hub-llama-ir");
-    private readonly IrReference _ir;
+    private readonly LlamaIrReference _ir;
 
-    public ReferenceRunner(ModelExport export)
+    public LlamaReferenceRunner(ModelExport export)
     {
         IrFormat.Write(_dir, export);
         using var ir = IrModel.Load(_dir);
-        _ir = new IrReference(ir);
+        _ir = new LlamaIrReference(ir);
     }
 
-    public override float[] Run(string output, params TestInput[] inputs)
+    public override float[] Run(string output, params LlamaInput[] inputs)
     {
         var outs = _ir.Run(inputs.ToDictionary(i => i.Name, i => (i.F is not null ? Array.ConvertAll(i.F, x => (double)x) : Array.ConvertAll(i.I!, x => (double)x), i.Shape)));
         return Array.ConvertAll(outs[output].Data, x => (float)x);
@@ -69,14 +69,14 @@ internal sealed class ReferenceRunner : TestRunner
 }
 
 /// <summary>The CPU runtime: the export written as IR, loaded, compiled, and run through one <see cref="InferRequest"/>.</summary>
-internal sealed class RuntimeRunner : TestRunner
+internal sealed class LlamaRuntimeRunner : LlamaRunner
 {
     private readonly string _dir = Hub.Tests.SharedDir.TempDir("hub-llama-ir");
     private readonly IrModel _ir;
     private readonly CompiledModel _model;
     private readonly InferRequest _request;
 
-    public RuntimeRunner(ModelExport export)
+    public LlamaRuntimeRunner(ModelExport export)
     {
         IrFormat.Write(_dir, export);
         _ir = IrModel.Load(_dir);
@@ -84,7 +84,7 @@ internal sealed class RuntimeRunner : TestRunner
         _request = _model.CreateInferRequest();
     }
 
-    public override float[] Run(string output, params TestInput[] inputs)
+    public override float[] Run(string output, params LlamaInput[] inputs)
     {
         foreach (var i in inputs)
         {
@@ -107,12 +107,12 @@ internal sealed class RuntimeRunner : TestRunner
 }
 
 /// <summary>golden.json of a causal-LM fixture.</summary>
-internal sealed record GoldenCase(int[][] InputIds, float[][][] Logits, int[][]? GreedyIds)
+internal sealed record LlamaGoldenCase(int[][] InputIds, float[][][] Logits, int[][]? GreedyIds)
 {
-    public static GoldenCase[] Load(string path)
+    public static LlamaGoldenCase[] Load(string path)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        return doc.RootElement.GetProperty("cases").EnumerateArray().Select(c => new GoldenCase(
+        return doc.RootElement.GetProperty("cases").EnumerateArray().Select(c => new LlamaGoldenCase(
             c.GetProperty("input_ids").EnumerateArray().Select(r => r.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToArray(),
             c.GetProperty("logits").EnumerateArray().Select(b => b.EnumerateArray().Select(t => t.EnumerateArray().Select(x => x.GetSingle()).ToArray()).ToArray()).ToArray(),
             c.TryGetProperty("greedy_ids", out var g) ? g.EnumerateArray().Select(r => r.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToArray() : null)).ToArray();

@@ -5,7 +5,7 @@ using Hub.Weights;
 namespace Hub.Models.Tests;
 
 /// <summary>An in-memory float32 checkpoint for wiring tests (tiny odd-sized configs).</summary>
-internal sealed unsafe class MemoryTensorSource : ITensorSource
+internal sealed unsafe class LlamaMemorySource : ITensorSource
 {
     private readonly Dictionary<string, (float[] Data, Shape Shape)> _tensors = new(StringComparer.Ordinal);
     private readonly List<nint> _blocks = new();
@@ -41,7 +41,7 @@ internal sealed unsafe class MemoryTensorSource : ITensorSource
     }
 
     /// <summary>A random LLaMA checkpoint in HF names for <paramref name="cfg"/> (hidden 32, vocab 99, intermediate 37 style).</summary>
-    public static MemoryTensorSource RandomLlama(JsonObject cfg, int seed)
+    public static LlamaMemorySource RandomLlama(JsonObject cfg, int seed)
     {
         var rng = new Random(seed);
         float[] R(long n, float scale = 0.2f) { var a = new float[n]; for (long i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * scale; return a; }
@@ -49,7 +49,7 @@ internal sealed unsafe class MemoryTensorSource : ITensorSource
         int d = (int)cfg["hidden_size"]!, f = (int)cfg["intermediate_size"]!, v = (int)cfg["vocab_size"]!, heads = (int)cfg["num_attention_heads"]!;
         int kv = (int?)cfg["num_key_value_heads"] ?? heads, hd = (int?)cfg["head_dim"] ?? d / heads;
         bool attBias = (bool?)cfg["attention_bias"] ?? false, mlpBias = (bool?)cfg["mlp_bias"] ?? false;
-        var s = new MemoryTensorSource();
+        var s = new LlamaMemorySource();
         s.Add("model.embed_tokens.weight", R(v * d, 1f), v, d);
         for (int i = 0; i < (int)cfg["num_hidden_layers"]!; i++)
         {

@@ -7,7 +7,7 @@ namespace Hub.Models.Tests;
 /// <see cref="Ops"/>: it checks what the graph builder emits (wiring, attributes, weight transforms) independently of
 /// the optimized runtime, the way a kernel's scalar twin checks its SIMD path. Slow by design; tiny models only.
 /// </summary>
-internal sealed class IrReference
+internal sealed class LlamaIrReference
 {
     private readonly Graph _graph;
     private readonly Dictionary<string, (double[] Data, int[] Shape)> _weights = new(StringComparer.Ordinal);
@@ -18,7 +18,7 @@ internal sealed class IrReference
     public int Past { get; private set; }
 
     /// <summary>Evaluates a loaded IR (graph and weights as written to disk).</summary>
-    public IrReference(IrModel ir)
+    public LlamaIrReference(IrModel ir)
     {
         _graph = ir.Graph;
         foreach (var w in ir.Graph.Weights)
