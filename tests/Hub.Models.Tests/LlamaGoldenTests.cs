@@ -103,4 +103,23 @@ public class LlamaGoldenTests
         }
         AssertClose(full, stepped, "cached vs full", 1e-5);
     }
+
+    [Fact]
+    public void Runtime_matches_reference_with_biases_tied_head_wide_heads_and_scaled_rope()
+    {
+        var cfg = LlamaMemorySource.TinyConfig(tied: true, biases: true);
+        cfg["head_dim"] = 16;   // q width 64 ≠ hidden 32
+        cfg["rope_scaling"] = new System.Text.Json.Nodes.JsonObject { ["rope_type"] = "linear", ["factor"] = 2.0 };
+        using var src = LlamaMemorySource.RandomLlama(cfg, 11);
+        var export = new LlamaArchitecture().Build(new ModelSource { Directory = "memory", Config = cfg, ConfigPath = "memory/config.json", Weights = src }, ExportSettings.Default);
+        int[] ids = [5, 17, 98, 0, 42, 42, 7, 63, 2, 11, 30];
+        using var runtime = Runner("runtime", export);
+        using var reference = Runner("reference", export);
+        var expected = reference.Forward(ids, 1, ids.Length, 0);
+        AssertClose(expected, runtime.Forward(ids, 1, ids.Length, 0), "full forward");
+        runtime.Reset();
+        runtime.Forward(ids[..6], 1, 6, 1);
+        for (int t = 6; t < ids.Length; t++)
+            AssertClose(expected.AsSpan(t * 99, 99).ToArray(), runtime.Forward([ids[t]], 1, 1, 1), $"cached step {t}");
+    }
 }
