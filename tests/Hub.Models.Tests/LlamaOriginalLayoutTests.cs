@@ -122,4 +122,21 @@ public class LlamaOriginalLayoutTests
         Assert.Equal("aquila", export.Graph.ModelType);
         LlamaGoldenTests.CheckGolden("runtime", export, Path.Combine(dir, "golden.json"));
     }
+
+    [SkippableTheory]
+    [InlineData("fixtures/llama-tiny", WeightLayout.HuggingFace)]
+    [InlineData("fixtures/llama-tiny-meta", WeightLayout.InterleavedRope)]
+    [InlineData("fixtures/aquila-tiny-flagai", WeightLayout.InterleavedRope)]
+    [InlineData("models/karpathy/tinyllamas/stories260K/stories260K.bin", WeightLayout.InterleavedRope)]
+    public void Every_detected_llama_source_resolves_to_the_llama_builder(string relative, WeightLayout layout)
+    {
+        var source = SourceDetector.Detect(SharedDir.Require(relative));
+        using var _ = source.Weights;
+        Assert.Equal(layout, source.Layout);
+        var arch = ModelRegistry.Resolve(source.Config, source.ConfigPath);
+        Assert.Equal("llama", arch.Name);
+        var export = arch.Build(source, ExportSettings.Default);
+        Assert.Equal("causal_lm", (string?)export.Graph.Metadata["task"]);
+        Assert.Equal(layout == WeightLayout.InterleavedRope ? "interleaved_rope" : "hugging_face", (string?)export.Graph.Metadata["source_layout"]);
+    }
 }
