@@ -1,7 +1,8 @@
 // ChatGLM configuration, after THUDM's configuration_chatglm.py for ChatGLM-6B (v1, 2023-03) and
 // ChatGLM2-6B / ChatGLM3-6B (v2/v3, one architecture). All three share model_type "chatglm"; the variant is
 // told apart by keys only v1 has (position_encoding_2d, inner_hidden_size) or lacks (padded_vocab_size).
-// Not supported: v1 with position_encoding_2d = false (no released checkpoint uses it), prefix tuning (pre_seq_len).
+// Not supported: v1 with position_encoding_2d = false (no released checkpoint uses it), prefix tuning (pre_seq_len),
+// THUDM's pre-quantized checkpoints (quantization_bit 4/8: their own packing; Hub compresses float checkpoints itself).
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
@@ -84,6 +85,8 @@ public sealed record ChatGlmConfig
     [JsonPropertyName("eos_token_id")] public int[] EosTokenIds { get; init; } = Array.Empty<int>();
     /// <summary>pad id.</summary>
     [JsonPropertyName("pad_token_id")] public int? PadTokenId { get; init; }
+    /// <summary>THUDM's own int4/int8 packing (chatglm-6b-int4, chatglm2-6b-int4); unsupported when non-zero.</summary>
+    [JsonPropertyName("quantization_bit")] public int QuantizationBit { get; init; }
     /// <summary>v2/v3 prefix tuning length; unsupported when set.</summary>
     [JsonPropertyName("pre_seq_len")] public int? PreSeqLen { get; init; }
 
@@ -136,6 +139,7 @@ public sealed record ChatGlmConfig
             EosTokenIds = r.Ints("eos_token_id"),
             PadTokenId = r.IntOrNull("pad_token_id"),
             PreSeqLen = r.IntOrNull("pre_seq_len"),
+            QuantizationBit = r.Int("quantization_bit", 0),
         };
         c.Validate(r);
         return c;
@@ -143,6 +147,9 @@ public sealed record ChatGlmConfig
 
     private void Validate(ConfigReader r)
     {
+        if (QuantizationBit != 0)
+            throw new UnsupportedModelException($"{r.Path}: field 'quantization_bit' = {QuantizationBit}: THUDM's packed int{QuantizationBit} checkpoints are not supported; " +
+                "export the float16 checkpoint (e.g. THUDM/chatglm2-6b rather than -int4) and compress with --weight-format int4|int8");
         if (KvChannelsField is int kv && kv <= 0) throw r.Error("kv_channels", $"must be positive, got {kv}");
         if (Variant == ChatGlmVariant.V1)
         {

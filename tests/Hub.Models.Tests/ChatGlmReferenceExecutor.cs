@@ -252,8 +252,8 @@ internal sealed class ChatGlmReferenceExecutor
                     double max = double.NegativeInfinity;
                     for (int j = 0; j < total; j++)
                     {
-                        bool ok = !causal || j <= qi || (prefix is not null && j < prefix[b] && qi < prefix[b]);
-                        if (prefix is not null && j < prefix[b]) ok = true;
+                        // causal, plus (v1) a bidirectional prefix: keys before the prefix length are visible to every query
+                        bool ok = !causal || j <= qi || (prefix is not null && j < prefix[b]);
                         if (mask is not null && mask[b * total + j] == 0) ok = false;
                         if (!ok) { scores[j] = double.NegativeInfinity; continue; }
                         double s = 0;

@@ -116,6 +116,17 @@ public sealed class ChatGlmUnitTests
     }
 
     [Fact]
+    public void Thudm_prequantized_and_prefix_tuned_configs_are_rejected_with_the_field_named()
+    {
+        var q = V2Config(); q["quantization_bit"] = 4;
+        Assert.Contains("quantization_bit", Assert.Throws<UnsupportedModelException>(() => ChatGlmConfig.Parse(Parsed(q), "config.json")).Message);
+        var p = V2Config(); p["pre_seq_len"] = 128;
+        Assert.Contains("pre_seq_len", Assert.Throws<UnsupportedModelException>(() => ChatGlmConfig.Parse(Parsed(p), "config.json")).Message);
+        var g = V2Config(); g["multi_query_group_num"] = 3;
+        Assert.Equal("multi_query_group_num", Assert.Throws<ConfigException>(() => ChatGlmConfig.Parse(Parsed(g), "config.json")).Field);
+    }
+
+    [Fact]
     public void Rope_ratio_scales_the_base_by_default_and_divides_positions_when_asked()
     {
         using var w = V2Weights();
