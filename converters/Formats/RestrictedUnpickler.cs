@@ -64,7 +64,15 @@ internal sealed class RestrictedUnpickler
     private RestrictedUnpickler(byte[] data, string file) { _data = data; _file = file; }
 
     /// <summary>Interprets <paramref name="pickle"/>; <paramref name="file"/> names it in errors.</summary>
-    public static object? Load(byte[] pickle, string file) => new RestrictedUnpickler(pickle, file).Run();
+    public static object? Load(byte[] pickle, string file)
+    {
+        var u = new RestrictedUnpickler(pickle, file);
+        try { return u.Run(); }
+        catch (Exception e) when (e is OverflowException or ArgumentException or FormatException or InvalidCastException)
+        {
+            throw new CheckpointFormatException(file, null, $"pickle is corrupt at byte {u._pos}: {e.Message}", e);
+        }
+    }
 
     /// <summary>True when <c>module.name</c> may appear in a checkpoint.</summary>
     public static bool IsAllowed(string module, string name) =>

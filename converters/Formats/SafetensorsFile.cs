@@ -62,8 +62,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         string path = file.Path;
         if (file.Length < 8)
             throw new CheckpointFormatException(path, null, $"file is {file.Length} bytes, shorter than the 8-byte header length; the file is truncated or not safetensors (re-download it)");
-        ulong n = BitConverter.ToUInt64(file.Span(0, 8));
-        if (BitConverter.IsLittleEndian == false) n = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(n);
+        ulong n = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(file.Span(0, 8));
         if (n > MaxHeaderSize)
             throw new CheckpointFormatException(path, null, $"header length {n} exceeds the {MaxHeaderSize}-byte limit of the safetensors format (MAX_HEADER_SIZE); the file is corrupt or not safetensors");
         if ((long)n > file.Length - 8)

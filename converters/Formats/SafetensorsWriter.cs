@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Hub.Weights;
 
 namespace Hub.Converters;
 
@@ -20,7 +21,37 @@ public static class SafetensorsWriter
     public static void Write(string path, IReadOnlyDictionary<string, SafetensorsTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(tensors);
-        var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
+        foreach (var (name, t) in tensors)
+        {
+            long expected = t.Shape.ElementCount * t.DType.SizeOf();
+            if (t.Data.Length != expected)
+                throw new ArgumentException($"tensor '{name}': {t.Data.Length} bytes given, {t.DType} {t.Shape} needs {expected}", nameof(tensors));
+        }
+        WriteCore(path, tensors.Select(kv => (kv.Key, kv.Value.DType, kv.Value.Shape)), metadata, (name, stream) => stream.Write(tensors[name].Data.Span));
+    }
+
+    /// <summary>
+    /// Copies every tensor of <paramref name="source"/> (e.g. a torch <c>.bin</c>) into a safetensors file, streaming one
+    /// view at a time so memory stays flat; tensors sharing storage in the source are written as separate copies, as
+    /// safetensors requires.
+    /// </summary>
+    public static unsafe void WriteFrom(string path, ITensorSource source, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        var infos = source.Names.Select(n => source.TryGetInfo(n, out var i) ? i
+            : throw new CheckpointFormatException(source.Location, n, "listed but has no metadata")).ToList();
+        WriteCore(path, infos.Select(i => (i.Name, i.DType, i.Shape)), metadata ?? new Dictionary<string, string> { ["format"] = "pt" }, (name, stream) =>
+        {
+            var v = source.Open(name);
+            using var ums = new UnmanagedMemoryStream((byte*)v.Pointer, v.ByteLength);
+            ums.CopyTo(stream, 1 << 20);
+        });
+    }
+
+    private static void WriteCore(string path, IEnumerable<(string Name, DType DType, Shape Shape)> tensors,
+        IReadOnlyDictionary<string, string>? metadata, Action<string, Stream> writeData)
+    {
+        var list = tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
         {
@@ -32,24 +63,21 @@ public static class SafetensorsWriter
                 w.WriteEndObject();
             }
             long offset = 0;
-            foreach (var name in names)
+            foreach (var (name, dtype, shape) in list)
             {
                 if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor", nameof(tensors));
-                var t = tensors[name];
-                long expected = t.Shape.ElementCount * t.DType.SizeOf();
-                if (t.Data.Length != expected)
-                    throw new ArgumentException($"tensor '{name}': {t.Data.Length} bytes given, {t.DType} {t.Shape} needs {expected}", nameof(tensors));
+                long bytes = shape.ElementCount * dtype.SizeOf();
                 w.WriteStartObject(name);
-                w.WriteString("dtype", t.DType.ToSafetensorsName());
+                w.WriteString("dtype", dtype.ToSafetensorsName());
                 w.WriteStartArray("shape");
-                foreach (var d in t.Shape) w.WriteNumberValue(d);
+                foreach (var d in shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + expected);
+                w.WriteNumberValue(offset + bytes);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                offset += expected;
+                offset += bytes;
             }
             w.WriteEndObject();
         }
@@ -68,7 +96,13 @@ public static class SafetensorsWriter
                 fs.Write(len);
                 fs.Write(header);
                 for (int i = header.Length; i < padded; i++) fs.WriteByte((byte)' ');
-                foreach (var name in names) fs.Write(tensors[name].Data.Span);
+                foreach (var (name, dtype, shape) in list)
+                {
+                    long before = fs.Position;
+                    writeData(name, fs);
+                    if (fs.Position - before != shape.ElementCount * dtype.SizeOf())
+                        throw new InvalidOperationException($"tensor '{name}': wrote {fs.Position - before} bytes, {dtype} {shape} needs {shape.ElementCount * dtype.SizeOf()}");
+                }
                 fs.Flush(true);
             }
             File.Move(tmp, path, overwrite: true);

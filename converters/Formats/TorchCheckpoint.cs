@@ -61,7 +61,12 @@ public sealed unsafe class TorchCheckpoint : ITensorSource
             throw new CheckpointFormatException(path, null, "this is a legacy (pre-1.6, non-zip) torch serialization, which is not supported; re-save it with a current torch.save or convert it to safetensors");
         if (file.Length < 4 || !file.Span(0, 4).SequenceEqual("PK\u0003\u0004"u8))
             throw new CheckpointFormatException(path, null, "not a torch.save zip archive (no zip signature); the file is corrupt or of another format");
-        var zip = ZipIndex.Read(file);
+        Dictionary<string, ZipEntry> zip;
+        try { zip = ZipIndex.Read(file); }
+        catch (Exception e) when (e is ArgumentOutOfRangeException or OverflowException or InvalidDataException)
+        {
+            throw new CheckpointFormatException(path, null, $"zip structure is corrupt ({e.Message}); the file is truncated or damaged (re-download it)", e);
+        }
 
         // data.pkl sits in one top-level folder whose name torch derives from the file name: find it, do not assume it.
         var pkls = zip.Keys.Where(k => k == "data.pkl" || (k.EndsWith("/data.pkl", StringComparison.Ordinal) && k.IndexOf('/') == k.Length - "/data.pkl".Length)).ToList();

@@ -110,11 +110,18 @@ internal static class ZipIndex
             using var src = new UnmanagedMemoryStream(f.Pointer + e.DataOffset, e.CompressedSize);
             using var inflate = new DeflateStream(src, CompressionMode.Decompress);
             int got = 0;
-            while (got < dst.Length)
+            try
             {
-                int r = inflate.Read(dst, got, dst.Length - got);
-                if (r == 0) break;
-                got += r;
+                while (got < dst.Length)
+                {
+                    int r = inflate.Read(dst, got, dst.Length - got);
+                    if (r == 0) break;
+                    got += r;
+                }
+            }
+            catch (InvalidDataException x)
+            {
+                throw new CheckpointFormatException(f.Path, e.Name, $"deflated zip member is corrupt ({x.Message})", x);
             }
             if (got != dst.Length)
                 throw new CheckpointFormatException(f.Path, e.Name, $"deflated zip member produced {got} of {dst.Length} bytes; the file is corrupt");

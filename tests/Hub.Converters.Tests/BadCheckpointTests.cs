@@ -273,3 +273,71 @@ public sealed class BadCheckpointTests : IDisposable
         Assert.Contains("weights.ckpt", e.Message);
     }
 }
+
+public sealed class CorruptionFuzzTests : IDisposable
+{
+    private readonly string _dir = SharedDir.TempDir("fuzz");
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    /// <summary>Every truncation and many byte flips give a typed error (or a still-valid file), never a crash.</summary>
+    private void Fuzz(byte[] good, Action<string> open)
+    {
+        var rng = new Random(1234);
+        var p = Path.Combine(_dir, "f.bin");
+        void Try(byte[] bytes)
+        {
+            File.WriteAllBytes(p, bytes);
+            try { open(p); }
+            catch (HubException) { }
+        }
+        for (int n = 0; n < good.Length; n += Math.Max(1, good.Length / 100)) Try(good[..n]);
+        for (int k = 0; k < 150; k++)
+        {
+            var b = (byte[])good.Clone();
+            int flips = 1 + rng.Next(3);
+            for (int j = 0; j < flips; j++) b[rng.Next(b.Length)] = (byte)rng.Next(256);
+            Try(b);
+        }
+    }
+
+    [Fact]
+    public void Corrupted_torch_checkpoints_only_ever_throw_typed_errors()
+    {
+        var src = Path.Combine(_dir, "good.bin");
+        TorchZipBuilder.Write(src, new[]
+        {
+            new TorchZipBuilder.Tensor("a", DType.F32, new long[] { 4, 4 }, new byte[64], "s"),
+            new TorchZipBuilder.Tensor("b", DType.F32, new long[] { 4, 4 }, new byte[64], "s", 0, new long[] { 1, 4 }),
+        }, orderedDict: true);
+        Fuzz(File.ReadAllBytes(src), p => { using var t = TorchCheckpoint.Open(p); foreach (var n in t.Names) t.OpenTensor(n).ToFloat32(); });
+    }
+
+    [Fact]
+    public void Corrupted_safetensors_only_ever_throw_typed_errors()
+    {
+        var src = Path.Combine(_dir, "good.safetensors");
+        SafetensorsWriter.Write(src, new Dictionary<string, SafetensorsTensor>
+        {
+            ["x"] = new(DType.F32, new Shape(2, 3), new byte[24]),
+            ["y"] = new(DType.BF16, new Shape(5), new byte[10]),
+        }, new Dictionary<string, string> { ["format"] = "pt" });
+        Fuzz(File.ReadAllBytes(src), p => { using var s = SafetensorsFile.Open(p); foreach (var n in s.Names) s.OpenTensor(n).ToFloat32(); });
+    }
+
+    [SkippableFact]
+    public void Corrupted_llama2c_headers_only_ever_throw_typed_errors()
+    {
+        var bin = File.ReadAllBytes(SharedDir.Require("models/karpathy/tinyllamas/stories260K/stories260K.bin"));
+        var rng = new Random(7);
+        var p = Path.Combine(_dir, "s.bin");
+        for (int k = 0; k < 100; k++)
+        {
+            var b = (byte[])bin.Clone();
+            b[rng.Next(28)] = (byte)rng.Next(256);
+            File.WriteAllBytes(p, b);
+            try { using var _ = Llama2cCheckpoint.Open(p).Weights; }
+            catch (CheckpointFormatException e) { Assert.Contains(p, e.Message); }
+        }
+    }
+}

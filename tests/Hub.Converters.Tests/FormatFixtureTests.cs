@@ -170,7 +170,10 @@ public class FormatFixtureTests
             var raw = File.ReadAllBytes(p);
             var n = BitConverter.ToInt64(raw, 0);
             Assert.Equal(0, n % 8);
-            Assert.Equal((byte)' ', raw[8 + n - 1] == (byte)'}' ? (byte)' ' : raw[8 + n - 1]);
+            var header = System.Text.Encoding.UTF8.GetString(raw, 8, (int)n);
+            Assert.StartsWith("{\"__metadata__\":{\"format\":\"pt\"},\"a\":", header);
+            Assert.EndsWith("}", header.TrimEnd(' '));
+            Assert.True(header.Length - header.TrimEnd(' ').Length < 8);
             using var st = SafetensorsFile.Open(p);
             Assert.Equal(new[] { "a", "b", "c" }, st.Names);
             Assert.Equal(new float[] { 1, 2, 3, 4 }, st.OpenTensor("b").ToFloat32());
@@ -201,6 +204,73 @@ public class FormatFixtureTests
             Assert.Equal(new float[] { 0, 4, 1, 5, 2, 6, 3, 7 }, t.OpenTensor("transposed").ToFloat32());
             Assert.Equal(new float[] { 4, 5, 6, 7 }, t.OpenTensor("row1").ToFloat32());
             Assert.Equal(t.OpenTensor("full").Pointer + 16, t.OpenTensor("row1").Pointer);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Torch_non_tensor_values_are_skipped()
+    {
+        var dir = SharedDir.TempDir("pt");
+        try
+        {
+            var p = Path.Combine(dir, "m.bin");
+            TorchZipBuilder.Write(p, new[] { new TorchZipBuilder.Tensor("w", DType.F32, new long[] { 2 }, TorchZipBuilder.F32Bytes(1, 2)) },
+                extraInts: new Dictionary<string, long> { ["global_step"] = 1000, ["epoch"] = 3 });
+            using var t = TorchCheckpoint.Open(p);
+            Assert.Equal(new[] { "w" }, t.Names);
+            Assert.Equal(new float[] { 1, 2 }, t.OpenTensor("w").ToFloat32());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Torch_deflated_members_are_inflated_and_copied()
+    {
+        var dir = SharedDir.TempDir("pt");
+        try
+        {
+            var stored = Path.Combine(dir, "stored.bin");
+            var data = TorchZipBuilder.F32Bytes(Enumerable.Range(0, 64).Select(i => (float)i).ToArray());
+            TorchZipBuilder.Write(stored, new[]
+            {
+                new TorchZipBuilder.Tensor("a", DType.F32, new long[] { 8, 8 }, data, "s"),
+                new TorchZipBuilder.Tensor("b", DType.F32, new long[] { 8 }, data, "s", 8),
+            });
+            var deflated = Path.Combine(dir, "deflated.bin");
+            using (var src = System.IO.Compression.ZipFile.OpenRead(stored))
+            using (var dst = System.IO.Compression.ZipFile.Open(deflated, System.IO.Compression.ZipArchiveMode.Create))
+                foreach (var e in src.Entries)
+                {
+                    var ne = dst.CreateEntry(e.FullName, System.IO.Compression.CompressionLevel.Optimal);
+                    using var i = e.Open();
+                    using var o = ne.Open();
+                    i.CopyTo(o);
+                }
+            using var t = TorchCheckpoint.Open(deflated);
+            Assert.Equal(Enumerable.Range(0, 64).Select(i => (float)i), t.OpenTensor("a").ToFloat32());
+            Assert.Equal(Enumerable.Range(8, 8).Select(i => (float)i), t.OpenTensor("b").ToFloat32());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [SkippableFact]
+    public void Torch_bin_converts_to_safetensors_with_identical_bytes()
+    {
+        var dir = SharedDir.TempDir("conv");
+        try
+        {
+            using var t = TorchCheckpoint.Open(SharedDir.Require("fixtures/gpt2-tiny-bin/pytorch_model.bin"));
+            var p = Path.Combine(dir, "model.safetensors");
+            SafetensorsWriter.WriteFrom(p, t);
+            using var s = SafetensorsFile.Open(p);
+            Assert.Equal(t.Names.OrderBy(n => n, StringComparer.Ordinal), s.Names);
+            foreach (var n in t.Names)
+            {
+                Assert.True(t.OpenTensor(n).Bytes.SequenceEqual(s.OpenTensor(n).Bytes), n);
+                Assert.Equal(t.OpenTensor(n).Shape, s.OpenTensor(n).Shape);
+            }
+            Assert.NotEqual(s.OpenTensor("lm_head.weight").Pointer, s.OpenTensor("transformer.wte.weight").Pointer);
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -18,7 +18,8 @@ internal static class TorchZipBuilder
     };
 
     /// <summary>Writes a checkpoint; tensors with the same StorageKey share one storage (the first one's bytes).</summary>
-    public static void Write(string path, IEnumerable<Tensor> tensors, string folder = "archive", bool orderedDict = false, string? wrapKey = null)
+    public static void Write(string path, IEnumerable<Tensor> tensors, string folder = "archive", bool orderedDict = false, string? wrapKey = null,
+        IReadOnlyDictionary<string, long>? extraInts = null)
     {
         var list = tensors.ToList();
         var storages = new Dictionary<string, byte[]>();
@@ -47,6 +48,7 @@ internal static class TorchZipBuilder
             pkl.Add((byte)'t');
             pkl.Add((byte)'R');
         }
+        foreach (var (k, v) in extraInts ?? new Dictionary<string, long>()) { Str(pkl, k); Int(pkl, v); }
         pkl.Add((byte)'u');
         if (wrapKey is not null) pkl.Add((byte)'s');
         pkl.Add((byte)'.');
