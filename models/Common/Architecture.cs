@@ -74,6 +74,7 @@ public static class ModelRegistry
     {
         new Gpt2.Gpt2Architecture(),
         new Llama.LlamaArchitecture(),
+        new ChatGlm.ChatGlmArchitecture(),
     };
 
     /// <summary>All registered architectures.</summary>

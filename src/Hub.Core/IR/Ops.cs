@@ -82,6 +82,8 @@ public static class Ops
     /// <c>positions_offset</c> (int, 0: which row of a positions input [B, P, T] to use; ChatGLM v1's 2D RoPE applies two
     /// Rope ops, each over its half of the head via <c>channel_offset</c>).
     /// <c>channel_offset</c> (int, 0): the rotated block starts at this channel within each head.
+    /// <c>freq_dtype</c> ("f32" default, or "f16"): with "f16" each frequency is rounded to float16 before the angles
+    /// are computed (angles, cos and sin stay float32); ChatGLM-6B v1 stores inv_freq as half even in float32 runs.
     /// Frequency i (0 ≤ i &lt; r/2) is theta^(−2i/r) with r = rotary_dims; angle = position · freq; computed in float32.
     /// Order of position transforms: position · position_scale, then ÷ factor for linear scaling. Dynamic scaling takes
     /// the sequence length as (largest raw position in this call) + 1 and recomputes theta from it on every call (no
