@@ -73,6 +73,7 @@ public static class ModelRegistry
     private static readonly List<IModelArchitecture> _all = new()
     {
         new Gpt2.Gpt2Architecture(),
+        new Bert.BertArchitecture(),
     };
 
     /// <summary>All registered architectures.</summary>
