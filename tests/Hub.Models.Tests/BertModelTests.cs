@@ -46,6 +46,10 @@ public sealed class BertModelTests
         var dir = SharedDir.Require(MiniLm);
         var export = Export(dir);
         Assert.Equal("text_encoder", (string?)export.Graph.Metadata["task"]);
+        var pipeline = SentenceEmbeddingConfig.Load(dir);
+        Assert.Equal([PoolingMode.Mean], pipeline.Pooling);
+        Assert.True(pipeline.Normalize);
+        Assert.Equal(256, pipeline.MaxSeqLength);
         var golden = BertGolden.Load(Path.Combine(dir, "golden.json"));
         foreach (var c in golden["cases"]!.AsArray())
         {
@@ -57,11 +61,11 @@ public sealed class BertModelTests
             Assert.True(diff < 1e-4, $"{name}: last_hidden_state differs by {diff}");
             Assert.True(BertGolden.MaxAbsDiff(outs["pooler_output"].Data, BertGolden.Flat(c["pooler_output"]!)) < 1e-4, $"{name}: pooler");
             var mask = inputs["attention_mask"];
-            var emb = BertOutputs.MeanPoolNormalize(h, mask.Data, mask.Shape[0], mask.Shape[1], 384);
+            var emb = pipeline.Pool(h, mask.Data, mask.Shape[0], mask.Shape[1], 384);
             var want = BertGolden.Flat(c["sentence_embedding"]!);
             for (int b = 0; b < mask.Shape[0]; b++)
             {
-                var cos = BertOutputs.Cosine(emb.AsSpan(b * 384, 384), want.AsSpan(b * 384, 384));
+                var cos = BertOutputs.Cosine(emb[b], want.AsSpan(b * 384, 384));
                 Assert.True(cos >= 0.99999, $"{name}[{b}]: cosine {cos}");
             }
         }
@@ -173,25 +177,6 @@ public static class BertOutputs
         return r;
     }
 
-    public static float[] MeanPoolNormalize(float[] h, float[] mask, int batch, int seq, int dim)
-    {
-        var r = new float[batch * dim];
-        for (int b = 0; b < batch; b++)
-        {
-            var acc = new double[dim];
-            double count = 0;
-            for (int s = 0; s < seq; s++)
-            {
-                if (mask[b * seq + s] == 0) continue;
-                count++;
-                for (int d = 0; d < dim; d++) acc[d] += h[(b * seq + s) * dim + d];
-            }
-            double norm = Math.Sqrt(acc.Sum(x => (x / count) * (x / count)));
-            for (int d = 0; d < dim; d++) r[b * dim + d] = (float)(acc[d] / count / Math.Max(norm, 1e-12));
-        }
-        return r;
-    }
-
     public static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         double ab = 0, aa = 0, bb = 0;
@@ -275,4 +260,40 @@ public static class BertRunner
 {
     public static Dictionary<string, BertTensor> Run(ModelExport export, IReadOnlyDictionary<string, BertTensor> inputs) =>
         ReferenceExecutor.Run(export, inputs);
+}
+
+public sealed class SentenceEmbeddingConfigTests
+{
+    [Fact]
+    public void Pooling_modes_follow_sentence_transformers_math()
+    {
+        // batch 1, seq 3 (last is padding), dim 2
+        float[] h = [1, -2, 3, 4, 100, 100];
+        float[] mask = [1, 1, 0];
+        var mean = new SentenceEmbeddingConfig { Pooling = [PoolingMode.Mean] }.Pool(h, mask, 1, 3, 2)[0];
+        Assert.Equal([2f, 1f], mean);
+        var all = new SentenceEmbeddingConfig { Pooling = [PoolingMode.Cls, PoolingMode.Max, PoolingMode.MeanSqrtLen, PoolingMode.LastToken] }.Pool(h, mask, 1, 3, 2)[0];
+        Assert.Equal(new[] { 1f, -2f, 3f, 4f, (float)(4 / Math.Sqrt(2)), (float)(2 / Math.Sqrt(2)), 3f, 4f }, all);
+        var unit = new SentenceEmbeddingConfig { Pooling = [PoolingMode.Mean], Normalize = true }.Pool(h, mask, 1, 3, 2)[0];
+        Assert.Equal(1.0, Math.Sqrt(unit.Sum(x => (double)x * x)), 6);
+    }
+
+    [Fact]
+    public void Unsupported_module_in_modules_json_throws_naming_it()
+    {
+        var dir = SharedDir.TempDir("st");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "modules.json"), """
+                [{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+                 {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+                 {"idx":2,"name":"2","path":"2_Dense","type":"sentence_transformers.models.Dense"}]
+                """);
+            Directory.CreateDirectory(Path.Combine(dir, "1_Pooling"));
+            File.WriteAllText(Path.Combine(dir, "1_Pooling", "config.json"), """{"pooling_mode_cls_token": true}""");
+            var e = Assert.Throws<UnsupportedModelException>(() => SentenceEmbeddingConfig.Load(dir));
+            Assert.Contains("Dense", e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
