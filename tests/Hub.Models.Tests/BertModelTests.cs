@@ -255,11 +255,14 @@ public static class BertPruning
     }
 }
 
-/// <summary>Runs an exported graph; the reference interpreter until the optimized runtime is on this branch.</summary>
+/// <summary>Runs an exported graph on the CPU runtime (compiled once per call: these graphs are small).</summary>
 public static class BertRunner
 {
-    public static Dictionary<string, BertTensor> Run(ModelExport export, IReadOnlyDictionary<string, BertTensor> inputs) =>
-        ReferenceExecutor.Run(export, inputs);
+    public static Dictionary<string, BertTensor> Run(ModelExport export, IReadOnlyDictionary<string, BertTensor> inputs)
+    {
+        using var m = new CompiledBert(export);
+        return m.Run(inputs);
+    }
 }
 
 public sealed class SentenceEmbeddingConfigTests
