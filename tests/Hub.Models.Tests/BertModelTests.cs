@@ -107,6 +107,39 @@ public sealed class BertModelTests
     }
 
     [SkippableFact]
+    public void Ffn_pruned_layer_and_layer_with_every_head_pruned_equal_their_zeroed_counterparts()
+    {
+        var dir = SharedDir.Require(TinyCls);
+        var pruned = SharedDir.TempDir("bert-ffn");
+        var zeroed = SharedDir.TempDir("bert-ffn-zero");
+        try
+        {
+            int[] neurons = [0, 5, 6, 17, 40, 63];
+            BertPruning.WriteEdited(dir, pruned, t => BertPruning.PruneFfn(t, 1, neurons, remove: true));
+            BertPruning.WriteEdited(dir, zeroed, t => BertPruning.PruneFfn(t, 1, neurons, remove: false));
+            var a = Export(pruned);
+            Assert.Equal(64 - neurons.Length, a.Weights.Single(w => w.Name == "bert.encoder.layer.1.intermediate.dense.weight").Tensor.Shape[0]);
+            var inputs = BertGolden.Inputs(BertGolden.Load(Path.Combine(dir, "golden.json"))["cases"]![1]!);
+            Assert.True(BertGolden.MaxAbsDiff(BertRunner.Run(a, inputs)["logits"].Data, BertRunner.Run(Export(zeroed), inputs)["logits"].Data) < 1e-5);
+        }
+        finally { Directory.Delete(pruned, true); Directory.Delete(zeroed, true); }
+
+        var all = new Dictionary<int, int[]> { [0] = [0, 1, 2, 3] };
+        var noHeads = SharedDir.TempDir("bert-noheads");
+        var zeroHeads = SharedDir.TempDir("bert-noheads-zero");
+        try
+        {
+            BertPruning.WritePruned(dir, noHeads, all);
+            BertPruning.WriteZeroed(dir, zeroHeads, all);
+            var a = Export(noHeads);
+            Assert.DoesNotContain(a.Graph.Nodes, n => n.Name == "layer.0.attn");
+            var inputs = BertGolden.Inputs(BertGolden.Load(Path.Combine(dir, "golden.json"))["cases"]![1]!);
+            Assert.True(BertGolden.MaxAbsDiff(BertRunner.Run(a, inputs)["logits"].Data, BertRunner.Run(Export(zeroHeads), inputs)["logits"].Data) < 1e-5);
+        }
+        finally { Directory.Delete(noHeads, true); Directory.Delete(zeroHeads, true); }
+    }
+
+    [SkippableFact]
     public void Pruned_weights_without_pruned_heads_in_config_throw_naming_the_field()
     {
         var dir = SharedDir.Require(TinyCls);
@@ -234,6 +267,43 @@ public static class BertPruning
             foreach (var (layer, heads) in pruned) map[layer.ToString(System.Globalization.CultureInfo.InvariantCulture)] = new JsonArray(heads.Select(h => (JsonNode)h).ToArray());
             cfg["pruned_heads"] = map;
         }
+        File.WriteAllText(Path.Combine(dst, "config.json"), cfg.ToJsonString());
+        CopyAux(dir, dst);
+    }
+
+    /// <summary>
+    /// Removes FFN neurons as structured (movement / block) pruning does: rows of intermediate.dense (weight and bias)
+    /// and the matching columns of output.dense; with <paramref name="remove"/> false they are zeroed in output.dense instead.
+    /// </summary>
+    public static void PruneFfn(Dictionary<string, (float[] Data, long[] Shape)> t, int layer, int[] neurons, bool remove)
+    {
+        var p = $"bert.encoder.layer.{layer}.";
+        var (wi, si) = t[p + "intermediate.dense.weight"];
+        var (bi, _) = t[p + "intermediate.dense.bias"];
+        var (wo, so) = t[p + "output.dense.weight"];
+        int inter = (int)si[0], hidden = (int)si[1];
+        if (!remove)
+        {
+            foreach (var j in neurons) for (int r = 0; r < hidden; r++) wo[r * inter + j] = 0;
+            return;
+        }
+        var keep = Enumerable.Range(0, inter).Except(neurons).ToArray();
+        t[p + "intermediate.dense.weight"] = (keep.SelectMany(j => wi.AsSpan(j * hidden, hidden).ToArray()).ToArray(), [keep.Length, hidden]);
+        t[p + "intermediate.dense.bias"] = (keep.Select(j => bi[j]).ToArray(), [keep.Length]);
+        var no = new float[hidden * keep.Length];
+        for (int r = 0; r < hidden; r++)
+            for (int k = 0; k < keep.Length; k++) no[r * keep.Length + k] = wo[r * inter + keep[k]];
+        t[p + "output.dense.weight"] = (no, [hidden, keep.Length]);
+    }
+
+    /// <summary>Applies <paramref name="edit"/> to the fixture's tensors and writes the result with the fixture's other files.</summary>
+    public static void WriteEdited(string dir, string dst, Action<Dictionary<string, (float[] Data, long[] Shape)>> edit, Action<JsonObject>? editConfig = null)
+    {
+        var t = Read(dir);
+        edit(t);
+        SafetensorsTestSource.Write(Path.Combine(dst, "model.safetensors"), t);
+        var cfg = ConfigReader.Load(Path.Combine(dir, "config.json"));
+        editConfig?.Invoke(cfg);
         File.WriteAllText(Path.Combine(dst, "config.json"), cfg.ToJsonString());
         CopyAux(dir, dst);
     }
