@@ -41,6 +41,18 @@ public sealed class BertModelTests
     }
 
     [SkippableFact]
+    public void Runtime_agrees_with_the_reference_interpreter_on_every_output()
+    {
+        var dir = SharedDir.Require(TinyCls);
+        var export = Export(dir);
+        var inputs = BertGolden.Inputs(BertGolden.Load(Path.Combine(dir, "golden.json"))["cases"]![1]!);
+        var fast = BertRunner.Run(export, inputs);
+        var reference = ReferenceExecutor.Run(export, inputs);
+        foreach (var name in new[] { "last_hidden_state", "pooler_output", "logits" })
+            Assert.True(BertGolden.MaxAbsDiff(fast[name].Data, reference[name].Data) < 1e-5, name);
+    }
+
+    [SkippableFact]
     public void MiniLm_hidden_states_and_sentence_embeddings_match_onnx_runtime_for_every_case()
     {
         var dir = SharedDir.Require(MiniLm);
