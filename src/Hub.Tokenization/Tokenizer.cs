@@ -58,18 +58,28 @@ public abstract class StreamingDecoder
 
     /// <summary>Forgets all ids pushed so far.</summary>
     public abstract void Reset();
+
+    /// <summary>
+    /// Feeds ids that were already shown (the prompt) without emitting them, so the first generated token decodes in
+    /// context: SentencePiece keeps its leading space, llama2.c drops it only after BOS.
+    /// </summary>
+    public virtual void Prime(ReadOnlySpan<int> contextIds) => throw new NotSupportedException($"{GetType().Name} cannot be primed with context ids");
 }
 
 /// <summary>
-/// Generic streaming decoder: decodes the ids since the last emitted boundary and emits the new suffix once it no
-/// longer ends in U+FFFD (an incomplete UTF-8 sequence), as transformers' TextStreamer does.
+/// Generic streaming decoder (the text-generation-inference scheme): it decodes a small window of ids ending at the
+/// newest one and emits what the newest ids added beyond the window's already-emitted part. Text is held back while it
+/// ends in U+FFFD (an incomplete UTF-8 sequence), a lone high surrogate, or a grapheme that a following token could
+/// still extend (ZWJ emoji sequences, skin-tone modifiers, variation selectors, regional-indicator flags). Because the
+/// window keeps the previous token, SentencePiece leading-space rules decode exactly as in a full decode.
 /// </summary>
 public sealed class PrefixStreamingDecoder : StreamingDecoder
 {
     private readonly HubTokenizer _tok;
     private readonly bool _skip;
     private readonly List<int> _ids = new();
-    private int _emittedChars;
+    private int _prefix;   // first id of the decode window
+    private int _read;     // ids before this index have been emitted
 
     /// <summary>Creates the decoder.</summary>
     public PrefixStreamingDecoder(HubTokenizer tokenizer, bool skipSpecialTokens) { _tok = tokenizer; _skip = skipSpecialTokens; }
@@ -78,24 +88,50 @@ public sealed class PrefixStreamingDecoder : StreamingDecoder
     public override string Push(int id)
     {
         _ids.Add(id);
-        var text = _tok.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids), _skip);
-        if (text.Length > 0 && text[^1] == '\uFFFD') return "";
-        if (text.Length > 0 && char.IsHighSurrogate(text[^1])) return "";
-        if (text.Length < _emittedChars) return "";
-        var piece = text[_emittedChars..];
-        _emittedChars = text.Length;
+        var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids);
+        var prefixText = _tok.Decode(span[_prefix.._read], _skip);
+        var newText = _tok.Decode(span[_prefix..], _skip);
+        if (newText.Length <= prefixText.Length || !newText.StartsWith(prefixText, StringComparison.Ordinal)) return "";
+        if (newText[^1] == '\uFFFD' || char.IsHighSurrogate(newText[^1]) || MayContinue(newText)) return "";
+        var piece = newText[prefixText.Length..];
+        _prefix = _read;
+        _read = _ids.Count;
         return piece;
     }
 
     /// <inheritdoc/>
     public override string Flush()
     {
-        var text = _tok.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids), _skip);
-        var piece = text.Length > _emittedChars ? text[_emittedChars..] : "";
-        _emittedChars = text.Length;
-        return piece;
+        var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids);
+        var prefixText = _tok.Decode(span[_prefix.._read], _skip);
+        var newText = _tok.Decode(span[_prefix..], _skip);
+        _prefix = _read = _ids.Count;
+        return newText.Length > prefixText.Length ? newText[prefixText.Length..] : "";
     }
 
     /// <inheritdoc/>
-    public override void Reset() { _ids.Clear(); _emittedChars = 0; }
+    public override void Reset() { _ids.Clear(); _prefix = _read = 0; }
+
+    /// <inheritdoc/>
+    public override void Prime(ReadOnlySpan<int> contextIds)
+    {
+        Reset();
+        foreach (var id in contextIds) _ids.Add(id);
+        _read = _ids.Count;
+        _prefix = Math.Max(0, _read - 1);
+    }
+
+    /// <summary>True when the text's last grapheme could be extended by the next token (emoji sequences).</summary>
+    internal static bool MayContinue(string text)
+    {
+        int last = text.Length - 1;
+        char c = text[last];
+        if (c == '\u200D' || (c >= '\uFE00' && c <= '\uFE0F')) return true;           // ZWJ, variation selector
+        if (char.IsLowSurrogate(c) && last > 0 && char.IsHighSurrogate(text[last - 1]))
+        {
+            int cp = char.ConvertToUtf32(text[last - 1], c);
+            if (cp >= 0x1F000) return true;                                           // emoji / flags / modifiers
+        }
+        return false;
+    }
 }

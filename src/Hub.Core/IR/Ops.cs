@@ -12,6 +12,9 @@ namespace Hub.IR;
 /// marks an absent optional input.</item>
 /// <item>Attributes are JSON values; names are snake_case. Defaults are given below; an absent attribute takes its default.</item>
 /// <item>Integer inputs (token ids, positions) are I32.</item>
+/// <item>Data-movement ops (Slice, KeepLast, Split, Concat, GatherRows) accept I32 as well as F32 values and keep the
+/// dtype; every other op takes and produces F32 (TopK's indices are I32).</item>
+/// <item>Graph inputs keep their last <c>SetInput</c> value across <c>Infer</c> calls; an input never set is an error.</item>
 /// </list>
 /// </remarks>
 public static class Ops
@@ -42,7 +45,7 @@ public static class Ops
     /// <summary><c>Mul(a, b) → shape of a</c>: elementwise with the same broadcasting as <see cref="Add"/>.</summary>
     public const string Mul = "Mul";
 
-    /// <summary><c>Scale(x) → x·alpha + beta</c>. Attrs <c>alpha</c> (float, 1), <c>beta</c> (float, 0).</summary>
+    /// <summary><c>Scale(x) → x·alpha + beta</c> (elementwise, any shape). Attrs <c>alpha</c> (float, 1), <c>beta</c> (float, 0).</summary>
     public const string Scale = "Scale";
 
     /// <summary><c>Gelu(x)</c>. Attr <c>approximate</c>: "none" (exact erf: 0.5·x·(1+erf(x/√2))) or "tanh"
@@ -80,6 +83,9 @@ public static class Ops
     /// Rope ops, each over its half of the head via <c>channel_offset</c>).
     /// <c>channel_offset</c> (int, 0): the rotated block starts at this channel within each head.
     /// Frequency i (0 ≤ i &lt; r/2) is theta^(−2i/r) with r = rotary_dims; angle = position · freq; computed in float32.
+    /// Order of position transforms: position · position_scale, then ÷ factor for linear scaling. Dynamic scaling takes
+    /// the sequence length as (largest raw position in this call) + 1 and recomputes theta from it on every call (no
+    /// memory of longer earlier calls). The scaling object's kind may be given as <c>type</c> or <c>rope_type</c>.
     /// </summary>
     public const string Rope = "Rope";
 
@@ -93,21 +99,27 @@ public static class Ops
     /// current length), and the queries attend over all S = past+T keys; query t sits at absolute position past+t and,
     /// when causal, sees keys 0..past+t. States have shape [B, KV, capacity, hd]. The optional mask [B,S] (1 keep,
     /// 0 drop; float32) removes padded keys; a query row whose keys are all masked yields zeros.
+    /// With <c>prefix_bidirectional</c> (which needs <c>causal</c>), the query at absolute position i sees key j when j ≤ i,
+    /// or when both i &lt; P and j &lt; P. With <c>causal</c> false every key is visible (subject to the mask).
+    /// Every stateful Attention node of a graph shares the request's past length and must append the same [B, T]; the
+    /// past length advances once per successful Infer. B may differ from the cached rows only when the cache is empty.
     /// </summary>
     public const string Attention = "Attention";
 
     /// <summary><c>Softmax(x)</c> over attr <c>axis</c> (int, −1).</summary>
     public const string Softmax = "Softmax";
 
-    /// <summary><c>TopK(x [...,N]) → (values [...,k], indices [...,k] I32)</c>, descending, ties → lowest index.
+    /// <summary><c>TopK(x [...,N]) → (values [...,k], indices [...,k] I32)</c>, descending, ties → lowest index, NaN ranks
+    /// above every number (as torch.topk).
     /// Attr <c>k</c> (int).</summary>
     public const string TopK = "TopK";
 
     /// <summary><c>Slice(x)</c> along attr <c>axis</c> from <c>start</c> to <c>end</c> (ints; negative counts from the
-    /// end; end default = the dim). <c>Slice(axis=1, start=-1)</c> keeps the last position.</summary>
+    /// end; end default = the dim; both are then clamped to [0, dim] as Python slices, so an empty result is possible).
+    /// <c>Slice(axis=1, start=-1)</c> keeps the last position.</summary>
     public const string Slice = "Slice";
 
-    /// <summary><c>KeepLast(x [B,T,...], n I32 [1]) → [B,T',...]</c>: the last T' = (n == 0 ? T : min(n, T)) positions
+    /// <summary><c>KeepLast(x [B,T,...], n I32 [1]) → [B,T',...]</c>: the last T' = (n == 0 ? T : min(n, T)) positions (n &lt; 0 is a <see cref="ModelInputException"/>)
     /// along axis 1 (transformers' <c>logits_to_keep</c>). Causal LMs put it before the LM head, so generation runs the
     /// head on the last row only while <c>hub logits</c> asks for every position with n = 0.</summary>
     public const string KeepLast = "KeepLast";
@@ -119,7 +131,8 @@ public static class Ops
     public const string Concat = "Concat";
 
     /// <summary><c>Gather(x [B,T,D], index [B] I32) → [B,D]</c>: picks row index[b] of each batch
-    /// (e.g. the last non-padding token for GPT-2 sequence classification).</summary>
+    /// (e.g. the last non-padding token for GPT-2 sequence classification). An index outside [0,T) is a
+    /// <see cref="ModelInputException"/>.</summary>
     public const string GatherRows = "GatherRows";
 
     /// <summary><c>Gru</c>/<c>AuGru</c>/<c>BatchNorm</c>/<c>PRelu</c>/<c>Dice</c>: reserved for DIEN; defined when it lands.</summary>

@@ -1,4 +1,0 @@
-namespace Hub.Runtime;
-
-/// <summary>Assembly marker.</summary>
-public static class AssemblyMarkerHubRuntime { }

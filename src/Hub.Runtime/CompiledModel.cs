@@ -1,0 +1,196 @@
+// The compiler: binds a graph to its mapped weights, validates every node once (attributes, ranks, dtypes) by a
+// probe shape inference, and plans intermediate memory by liveness: values whose lifetimes do not overlap share one
+// grow-only buffer ("slot"), best-fit by the size each value has at one token, so decode steps reuse the same
+// buffers and prefill grows them once.
+using Hub.IR;
+using Hub.Runtime.Execution;
+using Hub.Runtime.Threading;
+
+namespace Hub.Runtime;
+
+/// <summary>A graph compiled for the CPU: execution plan, memory plan and thread pool. Create requests from it.</summary>
+public sealed class CompiledModel : IDisposable
+{
+    internal enum ValueKind { Input, Weight, Node }
+
+    internal sealed record ValueDef(int Id, string Name, ValueKind Kind, int InputIndex, WeightInfo? Weight);
+
+    internal sealed record StateDef(string Name, int Batch, int KvHeads, int Capacity, int HeadDim)
+    {
+        public long RowFloats => (long)KvHeads * Capacity * HeadDim;
+    }
+
+    private readonly Dictionary<string, int> _valueIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _stateIds = new(StringComparer.Ordinal);
+    private bool _disposed;
+
+    /// <summary>The IR this model runs (its weights stay memory-mapped; keep it alive while the model is used).</summary>
+    public IrModel Model { get; }
+
+    /// <summary>The options the model was compiled with.</summary>
+    public RuntimeOptions Options { get; }
+
+    internal ValueDef[] Values { get; }
+    internal StateDef[] States { get; }
+    internal int[] InputIds { get; }
+    internal int[] OutputIds { get; }
+    internal int[] NodeValueIds { get; }
+    internal int[] SlotOf { get; private set; } = Array.Empty<int>();
+    internal int SlotCount { get; private set; }
+    internal WorkerPool Pool { get; }
+    internal object InferLock { get; } = new();
+    internal string GraphFile { get; }
+    internal IReadOnlyList<string> SymbolNames { get; }
+    /// <summary>Per graph input, per dim: symbol index or -1 for a fixed dim.</summary>
+    internal int[][] InputSymbols { get; }
+
+    private CompiledModel(IrModel model, RuntimeOptions options)
+    {
+        Model = model; Options = options;
+        GraphFile = Path.Combine(model.Directory, IrFormat.JsonFile);
+        var g = model.Graph;
+        var values = new List<ValueDef>();
+        void Add(string name, ValueKind kind, int input, WeightInfo? w)
+        {
+            if (_valueIds.ContainsKey(name)) throw new IrFormatException(GraphFile, $"value '{name}' is defined twice");
+            _valueIds[name] = values.Count;
+            values.Add(new ValueDef(values.Count, name, kind, input, w));
+        }
+        for (int i = 0; i < g.Inputs.Count; i++) Add(g.Inputs[i].Name, ValueKind.Input, i, null);
+        foreach (var w in g.Weights) Add(w.Name, ValueKind.Weight, -1, w);
+        var nodeValues = new List<int>();
+        foreach (var n in g.Nodes)
+            foreach (var o in n.Outputs) { nodeValues.Add(values.Count); Add(o, ValueKind.Node, -1, null); }
+        Values = values.ToArray();
+        NodeValueIds = nodeValues.ToArray();
+        InputIds = g.Inputs.Select(i => _valueIds[i.Name]).ToArray();
+        OutputIds = g.Outputs.Select(o => _valueIds.TryGetValue(o.Name, out var id) ? id : throw new IrFormatException(GraphFile, $"output '{o.Name}' is never produced")).ToArray();
+
+        var symbols = new List<string>();
+        InputSymbols = g.Inputs.Select(i => i.Shape.Select(d =>
+        {
+            if (!d.IsSymbolic) return -1;
+            int ix = symbols.IndexOf(d.Symbol!);
+            if (ix < 0) { ix = symbols.Count; symbols.Add(d.Symbol!); }
+            return ix;
+        }).ToArray()).ToArray();
+        SymbolNames = symbols;
+        foreach (var i in g.Inputs)
+            if (i.DType is not (DType.I32 or DType.F32))
+                throw new IrFormatException(GraphFile, $"input '{i.Name}' has dtype {i.DType}; the runtime takes I32 or F32 inputs");
+
+        var states = new List<StateDef>();
+        foreach (var s in g.States)
+        {
+            if (s.DType != DType.F32 || s.Shape.Count != 4 || s.Shape[1].IsSymbolic || s.Shape[3].IsSymbolic)
+                throw new IrFormatException(GraphFile, $"state '{s.Name}' must be F32 [batch, kv_heads, ctx, head_dim] with fixed kv_heads and head_dim, got {s.DType} [{string.Join(", ", s.Shape)}]");
+            int batch = s.Shape[0].IsSymbolic ? options.MaxBatch : checked((int)s.Shape[0].Value);
+            int cap = s.Shape[2].IsSymbolic ? options.MaxContext : checked((int)s.Shape[2].Value);
+            _stateIds[s.Name] = states.Count;
+            states.Add(new StateDef(s.Name, batch, checked((int)s.Shape[1].Value), cap, checked((int)s.Shape[3].Value)));
+        }
+        States = states.ToArray();
+        Pool = new WorkerPool(options.EffectiveThreads);
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="model"/>: checks every op is supported and its attributes and shapes are consistent,
+    /// then plans memory once. Throws <see cref="IrFormatException"/> for an inconsistent graph and
+    /// <see cref="UnsupportedModelException"/> for an op or weight format this runtime does not run.
+    /// </summary>
+    public static CompiledModel Compile(IrModel model, RuntimeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new RuntimeOptions();
+        if (options.MaxContext <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"MaxContext {options.MaxContext} must be positive");
+        if (options.MaxBatch <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"MaxBatch {options.MaxBatch} must be positive");
+        if (options.Threads < 0) throw new ArgumentOutOfRangeException(nameof(options), $"Threads {options.Threads} must be ≥ 0");
+        var cm = new CompiledModel(model, options);
+        try
+        {
+            var estimate = new long[cm.Values.Length];
+            using (var probe = new InferRequest(cm, probe: true)) probe.Probe(estimate);
+            cm.PlanSlots(estimate);
+            return cm;
+        }
+        catch
+        {
+            cm.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates a request with its own KV cache (MaxBatch × MaxContext) and intermediate buffers.</summary>
+    public InferRequest CreateInferRequest()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new InferRequest(this, probe: false);
+    }
+
+    internal bool IsDisposed => _disposed;
+
+    internal int ValueId(string name) =>
+        _valueIds.TryGetValue(name, out var id) ? id : throw new InvalidOperationException($"value '{name}' is not defined");
+
+    internal int StateId(string name) =>
+        _stateIds.TryGetValue(name, out var id) ? id : throw new InvalidOperationException($"state '{name}' is not declared");
+
+    internal bool IsWeight(int id) => Values[id].Kind == ValueKind.Weight;
+
+    internal WeightInfo WeightInfoOf(int id) => Values[id].Weight ?? throw new InvalidOperationException($"'{Values[id].Name}' is not a weight");
+
+    // Liveness: a value's buffer is free after the last node that reads it; graph outputs live to the end.
+    private void PlanSlots(long[] estimate)
+    {
+        var nodes = Model.Graph.Nodes;
+        var lastUse = new int[Values.Length];
+        Array.Fill(lastUse, -1);
+        for (int i = 0; i < nodes.Count; i++)
+        {
+            foreach (var o in nodes[i].Outputs) lastUse[_valueIds[o]] = i;
+            foreach (var inp in nodes[i].Inputs) if (inp.Length > 0) lastUse[_valueIds[inp]] = i;
+        }
+        foreach (var o in OutputIds) lastUse[o] = int.MaxValue;
+        var slotOf = new int[Values.Length];
+        Array.Fill(slotOf, -1);
+        var slotSize = new List<long>();
+        var free = new List<int>();
+        for (int i = 0; i < nodes.Count; i++)
+        {
+            foreach (var o in nodes[i].Outputs)
+            {
+                int id = _valueIds[o];
+                long need = Math.Max(1, estimate[id]);
+                int best = -1;
+                foreach (var s in free)
+                {
+                    if (best < 0) { best = s; continue; }
+                    bool fits = slotSize[s] >= need, bestFits = slotSize[best] >= need;
+                    if (fits && (!bestFits || slotSize[s] < slotSize[best])) best = s;
+                    else if (!fits && !bestFits && slotSize[s] > slotSize[best]) best = s;
+                }
+                if (best < 0) { best = slotSize.Count; slotSize.Add(0); }
+                else free.Remove(best);
+                slotSize[best] = Math.Max(slotSize[best], need);
+                slotOf[id] = best;
+            }
+            var seen = new HashSet<int>();
+            foreach (var name in nodes[i].Inputs.Concat(nodes[i].Outputs))
+            {
+                if (name.Length == 0) continue;
+                int id = _valueIds[name];
+                if (slotOf[id] >= 0 && lastUse[id] == i && seen.Add(id)) free.Add(slotOf[id]);
+            }
+        }
+        SlotOf = slotOf;
+        SlotCount = slotSize.Count;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Pool.Dispose();
+    }
+}

@@ -1,0 +1,31 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hub.Runtime;
+
+/// <summary>Which instruction-set paths the kernels take on this machine (the bench and <c>hub info</c> print it).</summary>
+public static class CpuInfo
+{
+    /// <summary>The GEMM micro-kernel in use: AVX2+FMA 6×16, or the portable Vector128/scalar tile.</summary>
+    public static string GemmPath => Fma.IsSupported && Avx.IsSupported ? "avx2-fma 6x16" : Vector128.IsHardwareAccelerated ? "vector128 6x16" : "scalar 6x16";
+
+    /// <summary>The widest vector the GEMV and elementwise kernels use.</summary>
+    public static string VectorPath => Vector512.IsHardwareAccelerated ? "vector512" :
+        Vector256.IsHardwareAccelerated ? (Fma.IsSupported ? "vector256+fma" : "vector256") :
+        Vector128.IsHardwareAccelerated ? "vector128" : "scalar";
+
+    /// <summary>A one-line description: cores, architecture, ISA paths.</summary>
+    public static string Describe()
+    {
+        var isa = new List<string>();
+        if (Sse42.IsSupported) isa.Add("sse4.2");
+        if (Avx.IsSupported) isa.Add("avx");
+        if (Avx2.IsSupported) isa.Add("avx2");
+        if (Fma.IsSupported) isa.Add("fma");
+        if (Avx512F.IsSupported) isa.Add("avx512f");
+        if (System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported) isa.Add("neon");
+        return $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, " +
+               $"isa [{string.Join(' ', isa)}], gemm {GemmPath}, gemv/elementwise {VectorPath}, " +
+               $"f16/bf16 widened {(Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}";
+    }
+}

@@ -1,0 +1,267 @@
+using System.Numerics.Tensors;
+using Hub.IR;
+using Hub.Runtime.Kernels;
+
+namespace Hub.Runtime.Execution;
+
+internal sealed unsafe class EmbeddingExec : OpExec
+{
+    public EmbeddingExec(Node n, InferRequest r) : base(n, r, 2, 2, 1)
+    {
+        var table = R.T[In[1]];
+        if (table.Rank != 2) throw BadGraph($"table '{n.Inputs[1]}' must be [V, D], got {table.ShapeString()}");
+        if (R.Model.IsWeight(In[1]) && R.Model.WeightInfoOf(In[1]).Quant is not null)
+            throw new UnsupportedModelException($"node '{n.Name}': quantized embedding tables are not supported by this runtime yet; re-export with --weight-format f32, f16 or bf16");
+    }
+
+    public override void InferShapes()
+    {
+        RequireI32(0);
+        var table = X(1);
+        Y().ShapeFrom(X(0), table.Dims[1], append: true);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var ids = X(0); var table = X(1); var y = Y();
+        int v = table.Dims[0], d = table.Dims[1];
+        for (long i = 0; i < ids.Count; i++)
+        {
+            int id = ids.I[i];
+            if ((uint)id >= (uint)v)
+                throw new ModelInputException($"token id {id} at position {i} of '{Node.Inputs[0]}' is outside the vocabulary [0, {v}) of '{Node.Inputs[1]}'");
+            Gemm.ToFloat(table.B, table.DType, (long)id * d, y.F + i * d, d);
+        }
+    }
+}
+
+internal sealed unsafe class NormExec : OpExec
+{
+    private readonly bool _rms;
+    private readonly float _eps;
+
+    public NormExec(Node n, InferRequest r, bool rms) : base(n, r, 2, rms ? 2 : 3, 1)
+    {
+        _rms = rms;
+        _eps = n.GetFloat("eps", rms ? 1e-6f : 1e-5f);
+        RequireWeightF32(1);
+        if (HasInput(2)) RequireWeightF32(2);
+    }
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        var x = X(0);
+        int d = x.Dim(-1);
+        if (X(1).Count != d) throw Bad($"gamma has {X(1).Count} values for rows of {d}");
+        if (HasInput(2) && X(2).Count != d) throw Bad($"beta has {X(2).Count} values for rows of {d}");
+        Y().SameShape(x);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var x = X(0);
+        int d = x.Dim(-1);
+        var gamma = new ReadOnlySpan<float>(X(1).F, d);
+        if (_rms) Norms.RmsNorm(x.FSpan, gamma, Y().FSpan, d, _eps);
+        else Norms.LayerNorm(x.FSpan, gamma, HasInput(2) ? new ReadOnlySpan<float>(X(2).F, d) : default, Y().FSpan, d, _eps);
+    }
+}
+
+internal sealed unsafe class BinaryExec : OpExec
+{
+    private readonly bool _mul;
+
+    public BinaryExec(Node n, InferRequest r, bool mul) : base(n, r, 2, 2, 1) => _mul = mul;
+
+    public override void InferShapes()
+    {
+        RequireF32(0); RequireF32(1);
+        var a = X(0); var b = X(1);
+        bool ok = b.Rank <= a.Rank;
+        for (int i = 1; ok && i <= b.Rank; i++) ok = b.Dim(-i) == a.Dim(-i);
+        if (!ok) throw Bad($"'{Node.Inputs[1]}' {b.ShapeString()} is neither equal to nor a suffix of '{Node.Inputs[0]}' {a.ShapeString()}");
+        Y().SameShape(a);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var a = X(0); var b = X(1); var y = Y();
+        int bn = checked((int)b.Count);
+        if (bn == 0) return;
+        for (long off = 0; off < a.Count; off += bn)
+        {
+            if (_mul) VecMath.Mul(a.F + off, b.F, y.F + off, bn); else VecMath.Add(a.F + off, b.F, y.F + off, bn);
+        }
+    }
+}
+
+internal enum UnaryKind { Scale, GeluErf, GeluTanh, Silu, Relu, Tanh, Sigmoid }
+
+internal sealed unsafe class UnaryExec : OpExec
+{
+    private readonly UnaryKind _kind;
+    private readonly float _alpha, _beta;
+
+    public UnaryExec(Node n, InferRequest r, UnaryKind kind) : base(n, r, 1, 1, 1)
+    {
+        _kind = kind;
+        if (kind == UnaryKind.Scale) { _alpha = n.GetFloat("alpha", 1f); _beta = n.GetFloat("beta", 0f); }
+        if (kind == UnaryKind.GeluErf)
+        {
+            var approx = n.GetString("approximate", "none");
+            if (approx == "tanh") _kind = UnaryKind.GeluTanh;
+            else if (approx != "none") throw BadGraph($"attribute 'approximate' is '{approx}'; expected 'none' or 'tanh'");
+        }
+    }
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        Y().SameShape(X(0));
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var xt = X(0); var yt = Y();
+        long n = xt.Count;
+        if (n == 0) return;
+        switch (_kind)
+        {
+            case UnaryKind.Scale: VecMath.ScaleShift(xt.F, _alpha, _beta, yt.F, n); break;
+            case UnaryKind.GeluErf: Activations.GeluErf(xt.FSpan, yt.FSpan); break;
+            case UnaryKind.GeluTanh: VecMath.GeluTanh(xt.F, yt.F, n); break;
+            case UnaryKind.Silu: VecMath.SiluMul(xt.F, null, yt.F, n); break;
+            case UnaryKind.Relu: VecMath.Relu(xt.F, yt.F, n); break;
+            case UnaryKind.Tanh: VecMath.Tanh(xt.F, yt.F, n); break;
+            case UnaryKind.Sigmoid: VecMath.Sigmoid(xt.F, yt.F, n); break;
+        }
+    }
+}
+
+internal sealed unsafe class SwiGluExec : OpExec
+{
+    public SwiGluExec(Node n, InferRequest r) : base(n, r, 1, 1, 1) { }
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        int d = X(0).Dim(-1);
+        if (d % 2 != 0) throw Bad($"last dim {d} of {X(0).ShapeString()} is odd; SwiGlu needs [gate | up]");
+        Y().ShapeFrom(X(0), d / 2);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run() => Activations.SwiGlu(X(0).FSpan, Y().FSpan, Y().Dim(-1));
+}
+
+internal sealed unsafe class SoftmaxExec : OpExec
+{
+    private readonly long _axis;
+    private float[] _row = Array.Empty<float>();
+
+    public SoftmaxExec(Node n, InferRequest r) : base(n, r, 1, 1, 1) => _axis = n.GetInt("axis", -1);
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        var x = X(0);
+        int ax = Axis(_axis, x.Rank);
+        if (ax < 0 || ax >= x.Rank) throw Bad($"axis {_axis} is outside rank {x.Rank}");
+        if (ax != x.Rank - 1 && _row.Length < x.Dims[ax]) _row = new float[x.Dims[ax]]; // grow-only
+        Y().SameShape(x);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var x = X(0); var y = Y();
+        int ax = Axis(_axis, x.Rank);
+        int n = x.Dims[ax];
+        if (ax == x.Rank - 1) { Reductions.Softmax(x.FSpan, y.FSpan, n); return; }
+        long outer = Prod(x, 0, ax), inner = Prod(x, ax + 1, x.Rank);
+        var row = _row.AsSpan(0, n);
+        for (long o = 0; o < outer; o++)
+            for (long i = 0; i < inner; i++)
+            {
+                float* src = x.F + o * n * inner + i, dst = y.F + o * n * inner + i;
+                for (int j = 0; j < n; j++) row[j] = src[j * inner];
+                Reductions.Softmax(row, row, n);
+                for (int j = 0; j < n; j++) dst[j * inner] = row[j];
+            }
+    }
+}
+
+internal sealed unsafe class TopKExec : OpExec
+{
+    private readonly int _k;
+
+    public TopKExec(Node n, InferRequest r) : base(n, r, 1, 1, 2)
+    {
+        _k = checked((int)n.GetInt("k"));
+        if (_k < 0) throw BadGraph($"k = {_k} is negative");
+    }
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        var x = X(0);
+        if (_k > x.Dim(-1)) throw Bad($"k = {_k} exceeds the last dim {x.Dim(-1)} of {x.ShapeString()}");
+        Y(0).ShapeFrom(x, _k); Y(0).DType = DType.F32;
+        Y(1).ShapeFrom(x, _k); Y(1).DType = DType.I32;
+    }
+
+    public override void Run()
+    {
+        var x = X(0);
+        int n = x.Dim(-1);
+        long rows = n == 0 ? 0 : x.Count / n;
+        for (long r = 0; r < rows; r++)
+            Reductions.TopK(new ReadOnlySpan<float>(x.F + r * n, n), _k, new Span<float>(Y(0).F + r * _k, _k), new Span<int>(Y(1).I + r * _k, _k));
+    }
+}
+
+internal sealed unsafe class MatMulExec : OpExec
+{
+    public MatMulExec(Node n, InferRequest r) : base(n, r, 2, 2, 1)
+    {
+        for (int i = 0; i < 2; i++) RequireWeightF32(i);
+    }
+
+    public override void InferShapes()
+    {
+        RequireF32(0); RequireF32(1);
+        var a = X(0); var b = X(1);
+        if (a.Rank < 2 || b.Rank < 2) throw Bad($"needs rank ≥ 2, got {a.ShapeString()} and {b.ShapeString()}");
+        if (a.Dim(-1) != b.Dim(-2)) throw Bad($"inner dims differ: {a.ShapeString()} · {b.ShapeString()}");
+        long ba = Prod(a, 0, a.Rank - 2), bb = Prod(b, 0, b.Rank - 2);
+        if (bb != 1 && bb != ba) throw Bad($"batch dims of {a.ShapeString()} and {b.ShapeString()} differ");
+        Span<int> d = stackalloc int[TensorRt.MaxRank];
+        for (int i = 0; i < a.Rank - 1; i++) d[i] = a.Dims[i];
+        d[a.Rank - 1] = b.Dim(-1);
+        Y().SetShape(d[..a.Rank]);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var a = X(0); var b = X(1); var y = Y();
+        int m = a.Dim(-2), k = a.Dim(-1), n = b.Dim(-1);
+        long batches = Prod(a, 0, a.Rank - 2), bb = Prod(b, 0, b.Rank - 2);
+        for (long bi = 0; bi < batches; bi++)
+        {
+            float* ap = a.F + bi * m * k, bp = b.F + (bb == 1 ? 0 : bi * k * n), yp = y.F + bi * m * n;
+            for (int i = 0; i < m; i++)
+            {
+                var yr = new Span<float>(yp + (long)i * n, n);
+                yr.Clear();
+                for (int p = 0; p < k; p++)
+                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(bp + (long)p * n, n), ap[(long)i * k + p], yr, yr);
+            }
+        }
+    }
+}

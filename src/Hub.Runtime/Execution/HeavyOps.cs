@@ -1,0 +1,330 @@
+using System.Text.Json.Nodes;
+using Hub.IR;
+using Hub.Runtime.Kernels;
+
+namespace Hub.Runtime.Execution;
+
+internal sealed unsafe class LinearExec : OpExec
+{
+    private readonly int _n, _k;
+    private readonly DType _wt;
+    // per-run parameters read by Execute
+    private float* _x, _y, _bias;
+    private byte* _w;
+    private int _m, _unitCols, _mBlocks, _nBlocks;
+    private bool _gemv;
+
+    public LinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
+    {
+        if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
+        var info = R.Model.WeightInfoOf(In[1]);
+        if (info.Quant is not null)
+            throw new UnsupportedModelException($"node '{n.Name}': {info.Quant.Scheme} weight '{info.Name}' is not supported by this runtime yet; re-export with --weight-format f32, f16 or bf16");
+        var w = R.T[In[1]];
+        if (w.Rank != 2) throw BadGraph($"weight '{n.Inputs[1]}' must be [N, K], got {w.ShapeString()}");
+        if (w.DType is not (DType.F32 or DType.F16 or DType.BF16)) throw BadGraph($"weight '{n.Inputs[1]}' has dtype {w.DType}; expected F32, F16 or BF16");
+        _n = w.Dims[0]; _k = w.Dims[1]; _wt = w.DType;
+        if (HasInput(2))
+        {
+            RequireWeightF32(2);
+            if (R.T[In[2]].Count != _n) throw BadGraph($"bias '{n.Inputs[2]}' has {R.T[In[2]].Count} values for {_n} outputs");
+        }
+    }
+
+    public override long ScratchFloats => Gemm.ScratchFloats(_k);
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        var x = X(0);
+        if (x.Rank < 1 || x.Dim(-1) != _k) throw Bad($"input {x.ShapeString()} does not end in K = {_k} of weight '{Node.Inputs[1]}' [{_n}, {_k}]");
+        Y().ShapeFrom(x, _n);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var x = X(0);
+        _m = checked((int)Prod(x, 0, x.Rank - 1));
+        if (_m == 0 || _n == 0) return;
+        _x = x.F; _y = Y().F; _w = X(1).B; _bias = HasInput(2) ? X(2).F : null;
+        _gemv = _m <= Gemm.GemvMaxRows;
+        int workers = R.Model.Pool.Size;
+        double flops = 2.0 * _m * _n * _k;
+        bool single = workers == 1 || flops < 200_000;
+        if (_gemv)
+        {
+            // Many small units claimed dynamically: when a neighbour process delays one worker, the others take
+            // over the remaining rows, so the step slows in proportion instead of waiting for a fixed half.
+            int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
+            _unitCols = ((_n + units - 1) / units + 3) & ~3;
+            units = Math.Max(1, (_n + _unitCols - 1) / Math.Max(1, _unitCols));
+            R.Model.Pool.Run(this, units);
+        }
+        else
+        {
+            _mBlocks = single ? 1 : (_m + Gemm.MC - 1) / Gemm.MC;
+            _nBlocks = single ? 1 : (_n + Gemm.NC - 1) / Gemm.NC;
+            R.Model.Pool.Run(this, _mBlocks * _nBlocks);
+        }
+    }
+
+    public override void Execute(int index, int worker)
+    {
+        float* scratch = R.ScratchFor(worker);
+        if (_gemv)
+        {
+            int c0 = index * _unitCols, c1 = Math.Min(_n, c0 + _unitCols);
+            if (c0 < c1) Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
+            return;
+        }
+        int mi = index / _nBlocks, ni = index % _nBlocks;
+        int mRows = (_m + _mBlocks - 1) / _mBlocks, nCols = _nBlocks == 1 ? _n : Gemm.NC;
+        int m0 = mi * mRows, m1 = Math.Min(_m, m0 + mRows);
+        int n0 = ni * nCols, n1 = Math.Min(_n, n0 + nCols);
+        if (m0 < m1 && n0 < n1) Gemm.GemmBlock(_x, m0, m1, _k, _w, _wt, _n, _bias, _y, n0, n1, scratch);
+    }
+}
+
+internal sealed unsafe class RopeExec : OpExec
+{
+    private readonly int _heads, _hd, _rot, _off, _posRow;
+    private readonly bool _interleaved;
+    private readonly float _theta, _posScale, _linear = 1f;
+    private readonly string _scaling = "default";
+    private readonly float _factor = 1f, _origMax;
+    private readonly float[] _invFreq, _baseInvFreq, _cos, _sin;
+
+    public RopeExec(Node n, InferRequest r) : base(n, r, 2, 2, 1)
+    {
+        _heads = checked((int)n.GetInt("heads"));
+        _hd = checked((int)n.GetInt("head_dim"));
+        _rot = checked((int)n.GetInt("rotary_dims", _hd));
+        _off = checked((int)n.GetInt("channel_offset", 0));
+        _posRow = checked((int)n.GetInt("positions_offset", 0));
+        var style = n.GetString("style", "half");
+        _interleaved = style switch { "half" => false, "interleaved" => true, _ => throw BadGraph($"style '{style}' is not 'half' or 'interleaved'") };
+        _theta = n.GetFloat("theta", 10000f);
+        _posScale = n.GetFloat("position_scale", 1f);
+        if (_rot % 2 != 0 || _rot <= 0 || _off < 0 || _off + _rot > _hd)
+            throw BadGraph($"rotary_dims {_rot} at channel_offset {_off} does not fit head_dim {_hd} (must be even and inside the head)");
+        _invFreq = new float[_rot / 2]; _baseInvFreq = new float[_rot / 2]; _cos = new float[_rot / 2]; _sin = new float[_rot / 2];
+        RopeKernels.InverseFrequencies(_theta, _rot, _baseInvFreq);
+        if (n.Attributes["scaling"] is JsonObject sc)
+        {
+            _scaling = ((string?)sc["rope_type"] ?? (string?)sc["type"] ?? "default").ToLowerInvariant();
+            _factor = sc["factor"] is JsonNode f ? (float)f.GetValue<double>() : 1f;
+            _origMax = sc["original_max_position_embeddings"] is JsonNode om ? (float)om.GetValue<double>() : 0f;
+            switch (_scaling)
+            {
+                case "default": break;
+                case "linear": _linear = _factor; break;
+                case "dynamic":
+                    if (_origMax <= 0) throw BadGraph("dynamic scaling needs 'original_max_position_embeddings'");
+                    break;
+                case "llama3":
+                    {
+                        float lo = sc["low_freq_factor"] is JsonNode l ? (float)l.GetValue<double>() : throw BadGraph("llama3 scaling needs 'low_freq_factor'");
+                        float hi = sc["high_freq_factor"] is JsonNode h ? (float)h.GetValue<double>() : throw BadGraph("llama3 scaling needs 'high_freq_factor'");
+                        if (_origMax <= 0) throw BadGraph("llama3 scaling needs 'original_max_position_embeddings'");
+                        RopeKernels.Llama3Scale(_baseInvFreq, _factor, lo, hi, _origMax);
+                        break;
+                    }
+                default: throw new UnsupportedModelException($"node '{n.Name}': RoPE scaling type '{_scaling}' is not supported (default, linear, dynamic, llama3)");
+            }
+        }
+        _baseInvFreq.CopyTo(_invFreq, 0);
+    }
+
+    public override void InferShapes()
+    {
+        RequireF32(0); RequireI32(1);
+        var x = X(0); var p = X(1);
+        if (x.Rank != 3 || x.Dims[2] != _heads * _hd) throw Bad($"input {x.ShapeString()} is not [B, T, {_heads}·{_hd}]");
+        bool ok = p.Rank == 2 ? p.Dims[0] == x.Dims[0] && p.Dims[1] == x.Dims[1] && _posRow == 0
+                : p.Rank == 3 && p.Dims[0] == x.Dims[0] && p.Dims[2] == x.Dims[1] && _posRow < p.Dims[1];
+        if (!ok) throw Bad($"positions {p.ShapeString()} do not match input {x.ShapeString()} (expected [B, T] or [B, P, T] with positions_offset {_posRow})");
+        Y().SameShape(x);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var x = X(0); var p = X(1); var y = Y();
+        int b = x.Dims[0], t = x.Dims[1];
+        int rows = p.Rank == 3 ? p.Dims[1] : 1;
+        if (_scaling == "dynamic")
+        {
+            int maxPos = 0;
+            for (long i = 0; i < p.Count; i++) maxPos = Math.Max(maxPos, p.I[i]);
+            int seq = maxPos + 1;
+            if (seq > _origMax)
+            {
+                // transformers' _compute_dynamic_ntk_parameters
+                double baseT = _theta * Math.Pow(_factor * seq / _origMax - (_factor - 1), (double)_rot / (_rot - 2));
+                RopeKernels.InverseFrequencies((float)baseT, _rot, _invFreq);
+            }
+            else _baseInvFreq.CopyTo(_invFreq, 0);
+        }
+        for (int bi = 0; bi < b; bi++)
+            for (int ti = 0; ti < t; ti++)
+            {
+                int pos = p.I[((long)bi * rows + _posRow) * t + ti];
+                float fp = pos * _posScale;
+                if (_linear != 1f) fp /= _linear;
+                long off = ((long)bi * t + ti) * _heads * _hd;
+                RopeKernels.RotatePosition(x.F + off, y.F + off, _heads, _hd, _rot, _off, _interleaved, fp, _invFreq, _cos, _sin);
+            }
+    }
+}
+
+internal sealed unsafe class AttentionExec : OpExec
+{
+    private readonly int _h, _kv, _hd, _g;
+    private readonly float _scale;
+    private readonly bool _causal, _prefix;
+    private readonly int _stateK = -1, _stateV = -1;
+    private int _b, _t, _s, _past, _tChunk, _tChunks;
+    // q·k multiply-adds below which a single thread is faster than waking the pool
+    private const long ParallelThreshold = 400_000;
+
+    public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 4, 1)
+    {
+        _h = checked((int)n.GetInt("heads"));
+        _kv = checked((int)n.GetInt("kv_heads", _h));
+        _hd = checked((int)n.GetInt("head_dim"));
+        if (_h <= 0 || _kv <= 0 || _hd <= 0 || _h % _kv != 0) throw BadGraph($"heads {_h} must be a positive multiple of kv_heads {_kv}, head_dim {_hd} positive");
+        _g = _h / _kv;
+        _scale = n.GetFloat("scale", 1f / MathF.Sqrt(_hd));
+        _causal = n.GetBool("causal", true);
+        _prefix = n.GetBool("prefix_bidirectional", false);
+        bool hasK = n.Has("state_k"), hasV = n.Has("state_v");
+        if (hasK != hasV) throw BadGraph("state_k and state_v must be given together");
+        if (hasK)
+        {
+            _stateK = r.Model.StateId(n.GetString("state_k"));
+            _stateV = r.Model.StateId(n.GetString("state_v"));
+            foreach (var s in new[] { _stateK, _stateV })
+            {
+                var st = r.Model.States[s];
+                if (st.KvHeads != _kv || st.HeadDim != _hd)
+                    throw BadGraph($"state '{st.Name}' is [batch, {st.KvHeads}, ctx, {st.HeadDim}] but the node has kv_heads {_kv}, head_dim {_hd}");
+            }
+        }
+    }
+
+    public override long ScratchFloats => AttentionKernels.ScratchFloats(_g, _hd);
+
+    public override void InferShapes()
+    {
+        RequireF32(0); RequireF32(1); RequireF32(2);
+        var q = X(0); var k = X(1); var v = X(2);
+        if (q.Rank != 3 || q.Dims[2] != _h * _hd) throw Bad($"q {q.ShapeString()} is not [B, T, {_h}·{_hd}]");
+        _b = q.Dims[0]; _t = q.Dims[1];
+        CheckKv("k", k);
+        CheckKv("v", v);
+        _past = _stateK >= 0 ? R.PastLength : 0;
+        _s = _past + _t;
+        if (_stateK >= 0) R.RegisterStep(this, _b, _t);
+        if (HasInput(3))
+        {
+            var m = X(3);
+            if (_prefix)
+            {
+                if (m.DType != DType.I32 || m.Count != _b) throw Bad($"prefix lengths '{Node.Inputs[3]}' must be I32 [{_b}], got {m.DType} {m.ShapeString()}");
+            }
+            else if (m.DType != DType.F32 || m.Rank != 2 || m.Dims[0] != _b || m.Dims[1] != _s)
+                throw Bad($"mask '{Node.Inputs[3]}' must be F32 [B, S] = [{_b}, {_s}] (S = past {_past} + new {_t}), got {m.DType} {m.ShapeString()}");
+        }
+        else if (_prefix) throw Bad("prefix_bidirectional needs the prefix-length input");
+        Y().SameShape(q);
+        Y().DType = DType.F32;
+    }
+
+    private void CheckKv(string name, TensorRt kt)
+    {
+        if (kt.Rank != 3 || kt.Dims[0] != _b || kt.Dims[1] != _t || kt.Dims[2] != _kv * _hd)
+            throw Bad($"{name} {kt.ShapeString()} is not [{_b}, {_t}, {_kv}·{_hd}]");
+    }
+
+    public override void Run()
+    {
+        var k = X(1); var v = X(2);
+        if (_stateK >= 0)
+        {
+            // Append k/v at [past, past+T) of each row's cache in place.
+            var sk = R.Model.States[_stateK];
+            float* ks = R.StatePtr(_stateK), vs = R.StatePtr(_stateV);
+            int cap = sk.Capacity;
+            for (int b = 0; b < _b; b++)
+                for (int t = 0; t < _t; t++)
+                    for (int h = 0; h < _kv; h++)
+                    {
+                        long src = ((long)b * _t + t) * _kv * _hd + (long)h * _hd;
+                        long dst = (((long)b * _kv + h) * cap + _past + t) * _hd;
+                        Buffer.MemoryCopy(k.F + src, ks + dst, _hd * 4L, _hd * 4L);
+                        Buffer.MemoryCopy(v.F + src, vs + dst, _hd * 4L, _hd * 4L);
+                    }
+        }
+        int workers = R.Model.Pool.Size;
+        int baseUnits = _b * _kv;
+        _tChunks = 1;
+        long work = (long)_t * _s * _h * _hd;
+        if (workers > 1 && work > ParallelThreshold) _tChunks = Math.Min(_t, Math.Max(1, (workers * 4 + baseUnits - 1) / baseUnits));
+        _tChunk = (_t + _tChunks - 1) / _tChunks;
+        R.Model.Pool.Run(this, work > ParallelThreshold ? baseUnits * _tChunks : 1);
+    }
+
+    public override void Execute(int index, int worker)
+    {
+        if (index == 0 && (long)_t * _s * _h * _hd <= ParallelThreshold)
+        {
+            for (int u = 0; u < _b * _kv * _tChunks; u++) Unit(u, worker);
+            return;
+        }
+        Unit(index, worker);
+    }
+
+    private void Unit(int index, int worker)
+    {
+        int tc = index % _tChunks, rest = index / _tChunks;
+        int kvh = rest % _kv, b = rest / _kv;
+        int t0 = tc * _tChunk, t1 = Math.Min(_t, t0 + _tChunk);
+        var q = X(0); var y = Y();
+        float* k, v; long stride;
+        if (_stateK >= 0)
+        {
+            int cap = R.Model.States[_stateK].Capacity;
+            k = R.StatePtr(_stateK) + ((long)b * _kv + kvh) * cap * _hd;
+            v = R.StatePtr(_stateV) + ((long)b * _kv + kvh) * cap * _hd;
+            stride = _hd;
+        }
+        else
+        {
+            k = X(1).F + (long)b * _t * _kv * _hd + (long)kvh * _hd;
+            v = X(2).F + (long)b * _t * _kv * _hd + (long)kvh * _hd;
+            stride = (long)_kv * _hd;
+        }
+        float* mask = null;
+        int prefixLen = 0;
+        if (HasInput(3))
+        {
+            if (_prefix) prefixLen = X(3).I[b];
+            else mask = X(3).F + (long)b * _s;
+        }
+        float* scratch = R.ScratchFor(worker);
+        for (int t = t0; t < t1; t++)
+        {
+            int qpos = _past + t;
+            int end = _s;
+            if (_causal)
+            {
+                end = qpos + 1;
+                if (_prefix && qpos < prefixLen) end = Math.Max(end, prefixLen);
+                end = Math.Min(end, _s);
+            }
+            long row = ((long)b * _t + t) * _h * _hd + (long)kvh * _g * _hd;
+            AttentionKernels.AttendRow(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+// One inference context: inputs, intermediate buffers, the KV-cache states and their length. Infer binds the
+// dynamic dims from the inputs, re-infers every shape (no allocation), grows buffers only when a larger shape than
+// ever seen arrives, and runs the plan; steady-state decode allocates no managed memory.
+using System.Runtime.InteropServices;
+using Hub.IR;
+using Hub.Runtime.Execution;
+
+namespace Hub.Runtime;
+
+/// <summary>Runs a <see cref="CompiledModel"/> with its own inputs, outputs and KV cache. Not thread-safe: one caller at a time.</summary>
+public sealed unsafe class InferRequest : IDisposable
+{
+    private readonly OpExec[] _ops;
+    private readonly NativeBuffer[] _inputs;
+    private readonly bool[] _inputSet;
+    private readonly NativeBuffer[] _slots;
+    private readonly long[] _slotNeed;
+    private readonly NativeBuffer[] _states;
+    private readonly NativeBuffer[] _scratch;
+    private readonly NativeBuffer _reorderTmp = new();
+    private readonly int[] _symbols;
+    private readonly int[] _symbolSource;
+    private readonly bool _probe;
+    private OpExec? _stepOwner;
+    private int _stepB, _stepT;
+    private bool _hasRun;
+    private bool _disposed;
+
+    internal CompiledModel Model { get; }
+    /// <summary>When set (length = node count), Infer adds each node's Stopwatch ticks (profiling in tests/bench).</summary>
+    internal long[]? OpTicks { get; set; }
+    internal TensorRt[] T { get; }
+
+    /// <summary>Positions held in the states (all rows share it); advanced by each successful Infer of a stateful graph.</summary>
+    public int PastLength { get; private set; }
+
+    /// <summary>Rows of the KV cache in use (the batch of the last Infer, or the row count of the last ReorderState).</summary>
+    public int StateBatch { get; private set; }
+
+    internal InferRequest(CompiledModel model, bool probe)
+    {
+        Model = model; _probe = probe;
+        var g = model.Model.Graph;
+        T = new TensorRt[model.Values.Length];
+        for (int i = 0; i < T.Length; i++)
+        {
+            T[i] = new TensorRt();
+            if (model.Values[i].Weight is { } w)
+            {
+                var view = model.Model.GetWeight(w.Name);
+                T[i].Ptr = view.Pointer;
+                T[i].DType = w.DType;
+                T[i].SetShape(w.Shape.ToIntArray());
+            }
+        }
+        _inputs = g.Inputs.Select(_ => new NativeBuffer()).ToArray();
+        _inputSet = new bool[g.Inputs.Count];
+        _symbols = new int[model.SymbolNames.Count];
+        _symbolSource = new int[model.SymbolNames.Count];
+        try
+        {
+            _ops = g.Nodes.Select(CreateOp).ToArray();
+        }
+        catch (InvalidOperationException e)
+        {
+            foreach (var b in _inputs) b.Dispose();
+            throw new IrFormatException(model.GraphFile, e.Message, e);
+        }
+        _slots = Enumerable.Range(0, model.SlotCount).Select(_ => new NativeBuffer()).ToArray();
+        _slotNeed = new long[model.SlotCount];
+        _states = model.States.Select(_ => new NativeBuffer()).ToArray();
+        if (!probe)
+            for (int s = 0; s < _states.Length; s++)
+                _states[s].Ensure(model.States[s].Batch * model.States[s].RowFloats * 4);
+        long scratch = 0;
+        foreach (var op in _ops) scratch = Math.Max(scratch, op.ScratchFloats);
+        _scratch = Enumerable.Range(0, model.Pool.Size).Select(_ => new NativeBuffer()).ToArray();
+        if (!probe) foreach (var s in _scratch) s.Ensure(Math.Max(64, scratch * 4));
+    }
+
+    private OpExec CreateOp(Node n) => n.Op switch
+    {
+        Ops.Embedding => new EmbeddingExec(n, this),
+        Ops.Linear => new LinearExec(n, this),
+        Ops.MatMul => new MatMulExec(n, this),
+        Ops.LayerNorm => new NormExec(n, this, rms: false),
+        Ops.RMSNorm => new NormExec(n, this, rms: true),
+        Ops.Add => new BinaryExec(n, this, mul: false),
+        Ops.Mul => new BinaryExec(n, this, mul: true),
+        Ops.Scale => new UnaryExec(n, this, UnaryKind.Scale),
+        Ops.Gelu => new UnaryExec(n, this, UnaryKind.GeluErf),
+        Ops.Silu => new UnaryExec(n, this, UnaryKind.Silu),
+        Ops.Relu => new UnaryExec(n, this, UnaryKind.Relu),
+        Ops.Tanh => new UnaryExec(n, this, UnaryKind.Tanh),
+        Ops.Sigmoid => new UnaryExec(n, this, UnaryKind.Sigmoid),
+        Ops.SwiGlu => new SwiGluExec(n, this),
+        Ops.Rope => new RopeExec(n, this),
+        Ops.Attention => new AttentionExec(n, this),
+        Ops.Softmax => new SoftmaxExec(n, this),
+        Ops.TopK => new TopKExec(n, this),
+        Ops.Slice => new SliceExec(n, this),
+        Ops.KeepLast => new KeepLastExec(n, this),
+        Ops.Split => new SplitExec(n, this),
+        Ops.Concat => new ConcatExec(n, this),
+        Ops.GatherRows => new GatherRowsExec(n, this),
+        _ => throw new UnsupportedModelException($"node '{n.Name}' uses op '{n.Op}', which the CPU runtime does not implement yet"),
+    };
+
+    /// <summary>Sets an I32 input (token ids, positions, prefix lengths); the data is copied.</summary>
+    public void SetInput(string name, ReadOnlySpan<int> data, int[] shape) =>
+        SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
+
+    /// <summary>Sets an F32 input (attention mask, features); the data is copied.</summary>
+    public void SetInput(string name, ReadOnlySpan<float> data, int[] shape) =>
+        SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
+
+    /// <summary>Sets an I32 input without allocating for the shape (<c>SetInput("input_ids", ids, 1, 1)</c> binds here).</summary>
+    public void SetInput(string name, ReadOnlySpan<int> data, params ReadOnlySpan<int> shape) =>
+        SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape);
+
+    /// <summary>Sets an F32 input without allocating for the shape.</summary>
+    public void SetInput(string name, ReadOnlySpan<float> data, params ReadOnlySpan<int> shape) =>
+        SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape);
+
+    private void SetInputCore(string name, DType dtype, ReadOnlySpan<byte> bytes, int count, ReadOnlySpan<int> shape)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var g = Model.Model.Graph;
+        int ix = -1;
+        for (int i = 0; i < g.Inputs.Count; i++) if (g.Inputs[i].Name == name) { ix = i; break; }
+        if (ix < 0) throw new ModelInputException($"the model has no input '{name}'; its inputs are {string.Join(", ", g.Inputs.Select(i => $"'{i.Name}'"))}");
+        var info = g.Inputs[ix];
+        if (info.DType != dtype) throw new ModelInputException($"input '{name}' is {info.DType}; it was given {dtype} data");
+        if (shape.Length != info.Shape.Count)
+            throw new ModelInputException($"input '{name}' has rank {info.Shape.Count} [{string.Join(", ", info.Shape)}]; it was given rank {shape.Length}");
+        long n = 1;
+        for (int d = 0; d < shape.Length; d++)
+        {
+            if (shape[d] < 0) throw new ModelInputException($"input '{name}': dim {d} is negative ({shape[d]})");
+            if (!info.Shape[d].IsSymbolic && info.Shape[d].Value != shape[d])
+                throw new ModelInputException($"input '{name}': dim {d} must be {info.Shape[d].Value}, got {shape[d]}");
+            n *= shape[d];
+        }
+        if (n != count) throw new ModelInputException($"input '{name}': shape implies {n} values but {count} were given");
+        var buf = _inputs[ix];
+        buf.Ensure(Math.Max(4, bytes.Length));
+        bytes.CopyTo(new Span<byte>((void*)buf.Ptr, bytes.Length));
+        var t = T[Model.InputIds[ix]];
+        t.SetShape(shape);
+        t.DType = dtype;
+        t.Ptr = buf.Ptr;
+        _inputSet[ix] = true;
+    }
+
+    /// <summary>
+    /// Runs the graph on the current inputs. With states, the new keys/values are appended at [PastLength,
+    /// PastLength + T) and PastLength advances by T when every node succeeded.
+    /// </summary>
+    public void Infer()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(Model.IsDisposed, Model);
+        lock (Model.InferLock)
+        {
+            BindInputs();
+            _stepOwner = null; _stepB = 0; _stepT = 0;
+            foreach (var op in _ops) op.InferShapes();
+            if (_stepOwner is not null)
+            {
+                if (_stepB > Model.Options.MaxBatch)
+                    throw new ModelInputException($"batch {_stepB} exceeds MaxBatch {Model.Options.MaxBatch}; compile with a larger RuntimeOptions.MaxBatch");
+                if (PastLength > 0 && _stepB != StateBatch)
+                    throw new ModelInputException($"batch {_stepB} differs from the {StateBatch} rows held in the KV cache; call ResetState or ReorderState first");
+                foreach (var s in Model.States)
+                    if (PastLength + _stepT > s.Capacity)
+                        throw new ModelInputException($"{_stepT} new positions after {PastLength} cached ones need {PastLength + _stepT} > the context capacity {s.Capacity} (state '{s.Name}'); shorten the prompt or raise RuntimeOptions.MaxContext");
+            }
+            AssignMemory();
+            if (OpTicks is { } ticks)
+                for (int i = 0; i < _ops.Length; i++)
+                {
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    _ops[i].Run();
+                    ticks[i] += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+                }
+            else foreach (var op in _ops) op.Run();
+            if (_stepOwner is not null)
+            {
+                PastLength += _stepT;
+                StateBatch = _stepB;
+            }
+            _hasRun = true;
+        }
+    }
+
+    private void BindInputs()
+    {
+        var g = Model.Model.Graph;
+        Array.Fill(_symbols, -1);
+        for (int i = 0; i < _inputSet.Length; i++)
+        {
+            if (!_inputSet[i]) throw new ModelInputException($"input '{g.Inputs[i].Name}' was not set; call SetInput(\"{g.Inputs[i].Name}\", ...) before Infer");
+            var t = T[Model.InputIds[i]];
+            var syms = Model.InputSymbols[i];
+            for (int d = 0; d < syms.Length; d++)
+            {
+                int s = syms[d];
+                if (s < 0) continue;
+                if (_symbols[s] < 0) { _symbols[s] = t.Dims[d]; _symbolSource[s] = i; }
+                else if (_symbols[s] != t.Dims[d])
+                    throw new ModelInputException($"dim '{Model.SymbolNames[s]}' is {_symbols[s]} in input '{g.Inputs[_symbolSource[s]].Name}' but {t.Dims[d]} in input '{g.Inputs[i].Name}'");
+            }
+        }
+    }
+
+    private void AssignMemory()
+    {
+        Array.Clear(_slotNeed);
+        var slotOf = Model.SlotOf;
+        foreach (var v in Model.NodeValueIds)
+            _slotNeed[slotOf[v]] = Math.Max(_slotNeed[slotOf[v]], T[v].Count * 4);
+        for (int s = 0; s < _slots.Length; s++) _slots[s].Ensure(_slotNeed[s]);
+        foreach (var v in Model.NodeValueIds) T[v].Ptr = _slots[slotOf[v]].Ptr;
+    }
+
+    internal void Probe(long[] estimate)
+    {
+        var g = Model.Model.Graph;
+        for (int i = 0; i < g.Inputs.Count; i++)
+        {
+            var shape = g.Inputs[i].Shape.Select(d => d.IsSymbolic ? (d.Symbol == "ctx" ? Model.Options.MaxContext : 1) : checked((int)d.Value)).ToArray();
+            int count = shape.Aggregate(1, (a, b) => a * b);
+            if (g.Inputs[i].DType == DType.I32) SetInput(g.Inputs[i].Name, new int[count], shape);
+            else SetInput(g.Inputs[i].Name, new float[count], shape);
+        }
+        try
+        {
+            foreach (var op in _ops) op.InferShapes();
+        }
+        catch (ModelInputException)
+        {
+            // A one-token probe can fail on graphs whose inputs relate in ways the probe cannot guess;
+            // the first real Infer reports such errors. Sizes seen so far still guide the memory plan.
+        }
+        foreach (var v in Model.NodeValueIds) estimate[v] = T[v].Count;
+    }
+
+    internal void RegisterStep(OpExec op, int batch, int t)
+    {
+        if (_stepOwner is null) { _stepOwner = op; _stepB = batch; _stepT = t; return; }
+        if (batch != _stepB || t != _stepT)
+            throw new ModelInputException($"node '{op.Node.Name}' appends [{batch}, {t}] to the cache but node '{_stepOwner.Node.Name}' appends [{_stepB}, {_stepT}]");
+    }
+
+    internal float* StatePtr(int state) => (float*)_states[state].Ptr;
+
+    internal float* ScratchFor(int worker) => (float*)_scratch[worker].Ptr;
+
+    /// <summary>The float32 output <paramref name="name"/> of the last Infer (valid until the next Infer).</summary>
+    public ReadOnlySpan<float> GetOutput(string name)
+    {
+        var t = Output(name);
+        if (t.DType != DType.F32) throw new InvalidOperationException($"output '{name}' is {t.DType}; use GetOutputInt");
+        return new ReadOnlySpan<float>((void*)t.Ptr, checked((int)t.Count));
+    }
+
+    /// <summary>The I32 output <paramref name="name"/> (TopK indices) of the last Infer.</summary>
+    public ReadOnlySpan<int> GetOutputInt(string name)
+    {
+        var t = Output(name);
+        if (t.DType != DType.I32) throw new InvalidOperationException($"output '{name}' is {t.DType}; use GetOutput");
+        return new ReadOnlySpan<int>((void*)t.Ptr, checked((int)t.Count));
+    }
+
+    /// <summary>The shape of output <paramref name="name"/> after the last Infer (a new array).</summary>
+    public int[] GetOutputShape(string name) => GetOutputDims(name).ToArray();
+
+    /// <summary>The shape of output <paramref name="name"/> without allocating (valid until the next Infer).</summary>
+    public ReadOnlySpan<int> GetOutputDims(string name)
+    {
+        var t = Output(name);
+        return new ReadOnlySpan<int>(t.Dims, 0, t.Rank);
+    }
+
+    private TensorRt Output(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var outs = Model.Model.Graph.Outputs;
+        for (int i = 0; i < outs.Count; i++)
+            if (outs[i].Name == name)
+            {
+                if (!_hasRun) throw new InvalidOperationException($"output '{name}' is not available before Infer");
+                return T[Model.OutputIds[i]];
+            }
+        throw new ArgumentException($"the model has no output '{name}'; its outputs are {string.Join(", ", outs.Select(o => $"'{o.Name}'"))}", nameof(name));
+    }
+
+    /// <summary>Forgets every cached position (PastLength = 0); the memory is kept.</summary>
+    public void ResetState()
+    {
+        PastLength = 0;
+        StateBatch = 0;
+    }
+
+    /// <summary>Keeps only the first <paramref name="length"/> cached positions (speculative decoding, chat rollback).</summary>
+    public void TruncateState(int length)
+    {
+        if (length < 0 || length > PastLength)
+            throw new ArgumentOutOfRangeException(nameof(length), $"length {length} must be within [0, {PastLength}] (the cached positions)");
+        PastLength = length;
+        if (length == 0) StateBatch = 0;
+    }
+
+    /// <summary>
+    /// Re-arranges cache rows in place: new row i = old row <paramref name="rows"/>[i] (beam search). The row count may
+    /// change (up to MaxBatch); rows may repeat.
+    /// </summary>
+    public void ReorderState(ReadOnlySpan<int> rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (rows.Length == 0 || rows.Length > Model.Options.MaxBatch)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"{rows.Length} rows; expected 1..{Model.Options.MaxBatch} (MaxBatch)");
+        if (PastLength > 0)
+        {
+            for (int i = 0; i < rows.Length; i++)
+                if ((uint)rows[i] >= (uint)StateBatch)
+                    throw new ArgumentOutOfRangeException(nameof(rows), $"rows[{i}] = {rows[i]} is outside the {StateBatch} cached rows");
+            bool identity = rows.Length <= StateBatch;
+            for (int i = 0; identity && i < rows.Length; i++) identity = rows[i] == i;
+            if (!identity)
+                for (int s = 0; s < _states.Length; s++) ReorderOne(s, rows);
+        }
+        StateBatch = rows.Length;
+    }
+
+    private void ReorderOne(int s, ReadOnlySpan<int> rows)
+    {
+        var def = Model.States[s];
+        long used = (long)PastLength * def.HeadDim;          // floats per (row, kv head)
+        long rowUsed = used * def.KvHeads;                     // floats per row in the tmp copy
+        _reorderTmp.Ensure(StateBatch * rowUsed * 4);
+        float* tmp = (float*)_reorderTmp.Ptr, st = StatePtr(s);
+        long rowStride = def.RowFloats, headStride = (long)def.Capacity * def.HeadDim;
+        for (int b = 0; b < StateBatch; b++)
+            for (int h = 0; h < def.KvHeads; h++)
+                Buffer.MemoryCopy(st + b * rowStride + h * headStride, tmp + b * rowUsed + h * used, used * 4, used * 4);
+        for (int i = 0; i < rows.Length; i++)
+            for (int h = 0; h < def.KvHeads; h++)
+                Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 4, used * 4);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var b in _inputs) b.Dispose();
+        foreach (var b in _slots) b.Dispose();
+        foreach (var b in _states) b.Dispose();
+        foreach (var b in _scratch) b.Dispose();
+        _reorderTmp.Dispose();
+    }
+}

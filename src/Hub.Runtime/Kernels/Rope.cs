@@ -1,0 +1,72 @@
+// Rotary position embedding (Su et al. 2021, RoFormer). Two pairings: "half" rotates (i, i + r/2) as transformers'
+// rotate_half (GPT-NeoX, HF LLaMA); "interleaved" rotates (2i, 2i+1) as Meta's LLaMA, llama2.c and ChatGLM.
+// Frequencies follow transformers' modeling_rope_utils: default, linear, dynamic (NTK) and llama3.
+namespace Hub.Runtime.Kernels;
+
+/// <summary>RoPE kernels: inverse frequencies and the rotation of one position across all heads.</summary>
+public static unsafe class RopeKernels
+{
+    /// <summary>inv_freq[i] = theta^(−2i/r), i &lt; r/2, as float32 (transformers' default rope init).</summary>
+    public static void InverseFrequencies(float theta, int rotaryDims, Span<float> invFreq)
+    {
+        for (int i = 0; i < rotaryDims / 2; i++)
+            invFreq[i] = (float)(1.0 / Math.Pow(theta, (double)(2 * i) / rotaryDims));
+    }
+
+    /// <summary>Applies transformers' _compute_llama3_parameters smoothing to <paramref name="invFreq"/> in place.</summary>
+    public static void Llama3Scale(Span<float> invFreq, float factor, float lowFreqFactor, float highFreqFactor, float originalMax)
+    {
+        double lowWavelen = originalMax / lowFreqFactor, highWavelen = originalMax / highFreqFactor;
+        for (int i = 0; i < invFreq.Length; i++)
+        {
+            double f = invFreq[i];
+            double wavelen = 2 * Math.PI / f;
+            if (wavelen < highWavelen) continue;                    // high frequency: unchanged
+            if (wavelen > lowWavelen) { invFreq[i] = (float)(f / factor); continue; } // low frequency: divided
+            double smooth = (originalMax / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+            invFreq[i] = (float)((1 - smooth) * f / factor + smooth * f);
+        }
+    }
+
+    /// <summary>
+    /// Rotates one position's <paramref name="heads"/> heads (stride <paramref name="headDim"/>) of <paramref name="x"/>
+    /// into <paramref name="dst"/> (may alias): channels [offset, offset + rotaryDims) of each head, by angle
+    /// <paramref name="position"/>·invFreq[i]. Other channels are copied.
+    /// </summary>
+    public static void RotatePosition(float* x, float* dst, int heads, int headDim, int rotaryDims, int offset, bool interleaved,
+        float position, ReadOnlySpan<float> invFreq, Span<float> cos, Span<float> sin)
+    {
+        int half = rotaryDims / 2;
+        for (int i = 0; i < half; i++)
+        {
+            float ang = position * invFreq[i];
+            cos[i] = MathF.Cos(ang);
+            sin[i] = MathF.Sin(ang);
+        }
+        for (int h = 0; h < heads; h++)
+        {
+            float* xs = x + h * headDim;
+            float* ds = dst + h * headDim;
+            if (xs != ds)
+            {
+                for (int c = 0; c < offset; c++) ds[c] = xs[c];
+                for (int c = offset + rotaryDims; c < headDim; c++) ds[c] = xs[c];
+            }
+            float* xr = xs + offset, dr = ds + offset;
+            if (interleaved)
+                for (int i = 0; i < half; i++)
+                {
+                    float a = xr[2 * i], b = xr[2 * i + 1];
+                    dr[2 * i] = a * cos[i] - b * sin[i];
+                    dr[2 * i + 1] = b * cos[i] + a * sin[i];
+                }
+            else
+                for (int i = 0; i < half; i++)
+                {
+                    float a = xr[i], b = xr[i + half];
+                    dr[i] = a * cos[i] - b * sin[i];
+                    dr[i + half] = b * cos[i] + a * sin[i];
+                }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+using Hub.IR;
+using Hub.Weights;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>Ops not covered by the tiny transformer, each checked through the executor against plain loops.</summary>
+public sealed class OpGraphTests : IDisposable
+{
+    private readonly List<string> _dirs = new();
+    private readonly List<IDisposable> _owned = new();
+
+    private InferRequest Compile(GraphBuilder b, int threads = 1)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "hub-rt-ops-" + Guid.NewGuid().ToString("N"));
+        _dirs.Add(dir);
+        IrFormat.Write(dir, b.Build());
+        var ir = IrModel.Load(dir); _owned.Add(ir);
+        var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 16, MaxBatch = 2 }); _owned.Add(cm);
+        var req = cm.CreateInferRequest(); _owned.Add(req);
+        return req;
+    }
+
+    private static float[] Rand(int n, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
+    }
+
+    [Fact]
+    public void Slice_concat_scale_activations_softmax_gather_and_matmul_follow_the_catalog()
+    {
+        var b = new GraphBuilder("ops");
+        var a = b.Input("a", DType.F32, "batch", "seq", 6);
+        var idx = b.Input("idx", DType.I32, "batch");
+        var sl = b.Op(Ops.Slice, "sl", new[] { a }, new { axis = 2, start = 1, end = -1 });
+        var c = b.Op(Ops.Concat, "c", new[] { sl, a }, new { axis = -1 });
+        var sc = b.Op(Ops.Scale, "sc", new[] { c }, new { alpha = 2.0, beta = 1.0 });
+        var re = b.Op(Ops.Relu, "re", new[] { sc });
+        var th = b.Op(Ops.Tanh, "th", new[] { re });
+        var sg = b.Op(Ops.Sigmoid, "sg", new[] { th });
+        var sm = b.Op(Ops.Softmax, "sm", new[] { c }, new { axis = 1 });
+        var g = b.Op(Ops.GatherRows, "g", new[] { c, idx });
+        var wm = b.Weight("wm", LazyTensor.FromArray(Rand(18, 9), new Shape(6, 3), "wm"), WeightKind.Vector);
+        var mm = b.Op(Ops.MatMul, "mm", new[] { a, wm });
+        var mul = b.Op(Ops.Mul, "mul", new[] { sg, sm });
+        var last = b.Op(Ops.Slice, "last", new[] { mul }, new { axis = 1, start = -1 });
+        foreach (var o in new[] { sg, sm, g, mm, last }) b.Output(o, DType.F32);
+        var req = Compile(b);
+        int B = 2, S = 3;
+        var x = Rand(B * S * 6, 1);
+        req.SetInput("a", x, B, S, 6);
+        req.SetInput("idx", new[] { 2, 0 }, B);
+        req.Infer();
+        float[] cexp = new float[B * S * 10];
+        for (int r = 0; r < B * S; r++)
+        {
+            for (int i = 0; i < 4; i++) cexp[r * 10 + i] = x[r * 6 + 1 + i];
+            for (int i = 0; i < 6; i++) cexp[r * 10 + 4 + i] = x[r * 6 + i];
+        }
+        var sgExp = cexp.Select(v => 1f / (1f + MathF.Exp(-MathF.Tanh(MathF.Max(2 * v + 1, 0))))).ToArray();
+        Assert.Equal(new[] { B, S, 10 }, req.GetOutputShape("sg"));
+        Close(sgExp, req.GetOutput("sg"));
+        var smExp = new float[cexp.Length];
+        for (int bb = 0; bb < B; bb++)
+            for (int j = 0; j < 10; j++)
+            {
+                double mx = double.NegativeInfinity, sum = 0;
+                for (int s = 0; s < S; s++) mx = Math.Max(mx, cexp[(bb * S + s) * 10 + j]);
+                for (int s = 0; s < S; s++) sum += Math.Exp(cexp[(bb * S + s) * 10 + j] - mx);
+                for (int s = 0; s < S; s++) smExp[(bb * S + s) * 10 + j] = (float)(Math.Exp(cexp[(bb * S + s) * 10 + j] - mx) / sum);
+            }
+        Close(smExp, req.GetOutput("sm"));
+        Assert.Equal(new[] { B, 10 }, req.GetOutputShape("g"));
+        Close(cexp.Skip(2 * 10).Take(10).Concat(cexp.Skip(S * 10).Take(10)).ToArray(), req.GetOutput("g"));
+        var w = Rand(18, 9);
+        var mmExp = new float[B * S * 3];
+        for (int r = 0; r < B * S; r++) for (int j = 0; j < 3; j++) { float s = 0; for (int p = 0; p < 6; p++) s += x[r * 6 + p] * w[p * 3 + j]; mmExp[r * 3 + j] = s; }
+        Close(mmExp, req.GetOutput("mm"));
+        Assert.Equal(new[] { B, 1, 10 }, req.GetOutputShape("last"));
+        var lastExp = new float[B * 10];
+        for (int bb = 0; bb < B; bb++) for (int j = 0; j < 10; j++) { int ix = (bb * S + S - 1) * 10 + j; lastExp[bb * 10 + j] = sgExp[ix] * smExp[ix]; }
+        Close(lastExp, req.GetOutput("last"));
+
+        req.SetInput("idx", new[] { 3, 0 }, B);
+        var e = Assert.Throws<ModelInputException>(() => req.Infer());
+        Assert.Contains("index 3", e.Message);
+    }
+
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 2)]
+    [InlineData(true, 1)]
+    public void Stateless_attention_handles_bidirectional_padding_and_prefix_modes(bool prefix, int threads)
+    {
+        int B = 2, T = 70, H = 4, KV = 2, hd = 32; // T > one key block; T·S·H·hd above the parallel threshold
+        var b = new GraphBuilder("attn");
+        var q = b.Input("q", DType.F32, "batch", "seq", H * hd);
+        var k = b.Input("k", DType.F32, "batch", "seq", KV * hd);
+        var v = b.Input("v", DType.F32, "batch", "seq", KV * hd);
+        var m = prefix ? b.Input("m", DType.I32, "batch") : b.Input("m", DType.F32, "batch", "seq");
+        var o = b.Op(Ops.Attention, "o", new[] { q, k, v, m }, new { heads = H, kv_heads = KV, head_dim = hd, causal = prefix, prefix_bidirectional = prefix, scale = 0.3 });
+        b.Output(o, DType.F32);
+        var req = Compile(b, threads);
+        var qd = Rand(B * T * H * hd, 1); var kd = Rand(B * T * KV * hd, 2); var vd = Rand(B * T * KV * hd, 3);
+        var mask = new float[B * T]; var plen = new[] { 5, 0 };
+        for (int i = 0; i < B * T; i++) mask[i] = i % T < 3 && i >= T ? 0f : 1f; // row 1: first 3 keys padded
+        req.SetInput("q", qd, B, T, H * hd); req.SetInput("k", kd, B, T, KV * hd); req.SetInput("v", vd, B, T, KV * hd);
+        if (prefix) req.SetInput("m", plen, B); else req.SetInput("m", mask, B, T);
+        req.Infer();
+        var exp = new float[B * T * H * hd];
+        for (int bb = 0; bb < B; bb++)
+            for (int t = 0; t < T; t++)
+                for (int h = 0; h < H; h++)
+                {
+                    int kh = h / (H / KV);
+                    var s = new double[T]; double mx = double.NegativeInfinity;
+                    bool Visible(int j) => prefix ? (j <= t || (t < plen[bb] && j < plen[bb])) : mask[bb * T + j] != 0;
+                    for (int j = 0; j < T; j++)
+                    {
+                        if (!Visible(j)) { s[j] = double.NegativeInfinity; continue; }
+                        double d = 0;
+                        for (int i = 0; i < hd; i++) d += (double)qd[((bb * T + t) * H + h) * hd + i] * kd[((bb * T + j) * KV + kh) * hd + i];
+                        s[j] = d * 0.3; mx = Math.Max(mx, s[j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j < T; j++) { s[j] = double.IsNegativeInfinity(s[j]) ? 0 : Math.Exp(s[j] - mx); sum += s[j]; }
+                    for (int i = 0; i < hd; i++)
+                    {
+                        double acc = 0;
+                        for (int j = 0; j < T; j++) acc += s[j] * vd[((bb * T + j) * KV + kh) * hd + i];
+                        exp[((bb * T + t) * H + h) * hd + i] = (float)(acc / sum);
+                    }
+                }
+        Close(exp, req.GetOutput("o"), 1e-5f);
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 3)]
+    [InlineData(DType.F16, 2)]
+    [InlineData(DType.BF16, 3)]
+    public unsafe void Multithreaded_linear_partitions_match_the_scalar_reference(DType dt, int threads)
+    {
+        int k = 160, n = 701;
+        var b = new GraphBuilder("lin");
+        var x = b.Input("x", DType.F32, "batch", "seq", k);
+        var wf = Rand(n * k, 12);
+        var bias = Rand(n, 13);
+        var y = b.Op(Ops.Linear, "y", new[] { x, b.Weight("w", LazyTensor.FromArray(wf, new Shape(n, k), "w"), WeightKind.Matrix),
+            b.Weight("b", LazyTensor.FromArray(bias, new Shape(n), "b"), WeightKind.Vector) });
+        b.Output(y, DType.F32);
+        var dir = Path.Combine(Path.GetTempPath(), "hub-rt-ops-" + Guid.NewGuid().ToString("N"));
+        _dirs.Add(dir);
+        IrFormat.Write(dir, b.Build(), new IrWriteOptions { WeightDType = dt });
+        var ir = IrModel.Load(dir); _owned.Add(ir);
+        var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads }); _owned.Add(cm);
+        var req = cm.CreateInferRequest(); _owned.Add(req);
+        var wv = ir.GetWeight("w");
+        req.SetInput("x", Array.Empty<float>(), 1, 0, k); // an empty sequence is a valid (empty) input
+        req.Infer();
+        Assert.Equal(new[] { 1, 0, n }, req.GetOutputShape("y"));
+        foreach (var m in new[] { 1, 3, 9, 200 }) // GEMV, GEMV multi-row, GEMM one row block, GEMM 3 row blocks
+        {
+            var xd = Rand(m * k, m);
+            req.SetInput("x", xd, 1, m, k);
+            req.Infer();
+            var expect = new float[m * n];
+            fixed (float* xp = xd, bp = bias, ep = expect)
+                Hub.Runtime.Kernels.Gemm.LinearReference(xp, m, k, (byte*)wv.Pointer, dt, n, bp, ep);
+            Close(expect, req.GetOutput("y"), 2e-5f);
+        }
+    }
+
+    [Fact]
+    public void Dynamic_and_linear_rope_scaling_change_frequencies_as_transformers()
+    {
+        var b = new GraphBuilder("rope");
+        var x = b.Input("x", DType.F32, "batch", "seq", 8);
+        var p = b.Input("p", DType.I32, "batch", "seq");
+        var lin = b.Op(Ops.Rope, "lin", new[] { x, p }, new System.Text.Json.Nodes.JsonObject
+        {
+            ["heads"] = 1, ["head_dim"] = 8, ["scaling"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "linear", ["factor"] = 4.0 },
+        });
+        var dyn = b.Op(Ops.Rope, "dyn", new[] { x, p }, new System.Text.Json.Nodes.JsonObject
+        {
+            ["heads"] = 1, ["head_dim"] = 8, ["position_scale"] = 0.5,
+            ["scaling"] = new System.Text.Json.Nodes.JsonObject { ["rope_type"] = "dynamic", ["factor"] = 2.0, ["original_max_position_embeddings"] = 4 },
+        });
+        b.Output(lin, DType.F32); b.Output(dyn, DType.F32);
+        var req = Compile(b);
+        var xd = Rand(6 * 8, 4);
+        var pos = new[] { 0, 1, 2, 3, 4, 5 };
+        req.SetInput("x", xd, 1, 6, 8); req.SetInput("p", pos, 1, 6);
+        req.Infer();
+        float[] Expect(Func<int, double> angleScale, double theta)
+        {
+            var e = new float[xd.Length];
+            for (int t = 0; t < 6; t++)
+                for (int i = 0; i < 4; i++)
+                {
+                    double ang = angleScale(pos[t]) * Math.Pow(theta, -2.0 * i / 8);
+                    double a = xd[t * 8 + i], c = xd[t * 8 + i + 4];
+                    e[t * 8 + i] = (float)(a * Math.Cos(ang) - c * Math.Sin(ang));
+                    e[t * 8 + i + 4] = (float)(c * Math.Cos(ang) + a * Math.Sin(ang));
+                }
+            return e;
+        }
+        Close(Expect(q => q / 4.0, 10000), req.GetOutput("lin"), 1e-5f);
+        // seq = max position + 1 = 6 > 4: base = 10000 · (2·6/4 − 1)^(8/6)
+        double dynTheta = 10000 * Math.Pow(2.0 * 6 / 4 - 1, 8.0 / 6);
+        Close(Expect(q => q * 0.5, dynTheta), req.GetOutput("dyn"), 1e-5f);
+    }
+
+    private static void Close(float[] expected, ReadOnlySpan<float> actual, float tol = 1e-6f)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tol * Math.Max(1, Math.Abs(expected[i])), $"element {i}: expected {expected[i]}, got {actual[i]}");
+    }
+
+    public void Dispose()
+    {
+        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
+        foreach (var d in _dirs) try { Directory.Delete(d, true); } catch (IOException) { }
+    }
+}
