@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Hub.Converters;
 using Hub.IR;
 using Hub.Models.Bert;
 using Hub.Tests;
@@ -15,7 +16,7 @@ public sealed class BertModelTests
     {
         var configPath = Path.Combine(dir, "config.json");
         var config = ConfigReader.Load(configPath);
-        var source = new SafetensorsTestSource(Path.Combine(dir, "model.safetensors"));
+        var source = CheckpointLoader.OpenFolder(dir);
         var arch = ModelRegistry.Resolve(config, configPath);
         Assert.IsType<BertArchitecture>(arch);
         return arch.Build(new ModelSource { Directory = dir, Config = config, ConfigPath = configPath, Weights = source }, ExportSettings.Default);
@@ -237,7 +238,7 @@ public static class BertPruning
 
     private static Dictionary<string, (float[] Data, long[] Shape)> Read(string dir)
     {
-        using var src = new SafetensorsTestSource(Path.Combine(dir, "model.safetensors"));
+        using var src = CheckpointLoader.OpenFolder(dir);
         return src.Names.ToDictionary(n => n, n => { var v = src.Open(n); return (v.ToFloat32(), v.Shape.ToArray()); });
     }
 
@@ -271,7 +272,7 @@ public static class BertPruning
                     Array.Copy(o, r * Hidden + keep[k] * HeadDim, no, r * cols + k * HeadDim, HeadDim);
             t[p + "output.dense.weight"] = (no, [Hidden, cols]);
         }
-        SafetensorsTestSource.Write(Path.Combine(dst, "model.safetensors"), t);
+        SafetensorsWriter.WriteF32(Path.Combine(dst, "model.safetensors"), t);
         var cfg = ConfigReader.Load(Path.Combine(dir, "config.json"));
         if (writeConfigField)
         {
@@ -313,7 +314,7 @@ public static class BertPruning
     {
         var t = Read(dir);
         edit(t);
-        SafetensorsTestSource.Write(Path.Combine(dst, "model.safetensors"), t);
+        SafetensorsWriter.WriteF32(Path.Combine(dst, "model.safetensors"), t);
         var cfg = ConfigReader.Load(Path.Combine(dir, "config.json"));
         editConfig?.Invoke(cfg);
         File.WriteAllText(Path.Combine(dst, "config.json"), cfg.ToJsonString());
@@ -331,7 +332,7 @@ public static class BertPruning
                 for (int r = 0; r < Hidden; r++)
                     Array.Clear(o, r * Hidden + h * HeadDim, HeadDim);
         }
-        SafetensorsTestSource.Write(Path.Combine(dst, "model.safetensors"), t);
+        SafetensorsWriter.WriteF32(Path.Combine(dst, "model.safetensors"), t);
         File.Copy(Path.Combine(dir, "config.json"), Path.Combine(dst, "config.json"));
         CopyAux(dir, dst);
     }

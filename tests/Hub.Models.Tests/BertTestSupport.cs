@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Hub.IR;
@@ -10,77 +9,6 @@ namespace Hub.Models.Tests;
 public sealed record BertTensor(float[] Data, int[] Shape)
 {
     public int Count => Data.Length;
-}
-
-/// <summary>
-/// Minimal safetensors reader/writer for the BERT tests: enough to open the fixtures before the converters land, and
-/// to write the structurally pruned checkpoint the pruning test builds.
-/// </summary>
-public sealed unsafe class SafetensorsTestSource : ITensorSource
-{
-    private readonly MappedFile _file;
-    private readonly Dictionary<string, (TensorInfo Info, long Begin, long End)> _tensors = new(StringComparer.Ordinal);
-    private readonly long _dataStart;
-
-    public SafetensorsTestSource(string path)
-    {
-        _file = new MappedFile(path);
-        var len = BitConverter.ToInt64(_file.Span(0, 8));
-        var header = JsonNode.Parse(Encoding.UTF8.GetString(_file.Span(8, len)))!.AsObject();
-        _dataStart = 8 + len;
-        foreach (var (name, node) in header)
-        {
-            if (name == "__metadata__") continue;
-            DTypeInfo.TryParse((string)node!["dtype"]!, out var dt);
-            var shape = new Shape(node["shape"]!.AsArray().Select(x => (long)x!).ToArray());
-            var off = node["data_offsets"]!.AsArray();
-            _tensors[name] = (new TensorInfo(name, dt, shape, path), (long)off[0]!, (long)off[1]!);
-        }
-    }
-
-    public string Location => _file.Path;
-    public IReadOnlyCollection<string> Names => _tensors.Keys;
-
-    public bool TryGetInfo(string name, out TensorInfo info)
-    {
-        var ok = _tensors.TryGetValue(name, out var t);
-        info = t.Info!;
-        return ok;
-    }
-
-    public TensorView Open(string name)
-    {
-        var t = _tensors[name];
-        return new TensorView(t.Info.DType, t.Info.Shape, (nint)(_file.Pointer + _dataStart + t.Begin), t.End - t.Begin);
-    }
-
-    public void Dispose() => _file.Dispose();
-
-    /// <summary>Writes float32 tensors as a safetensors file (names sorted, header padded to 8 bytes).</summary>
-    public static void Write(string path, IReadOnlyDictionary<string, (float[] Data, long[] Shape)> tensors)
-    {
-        var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
-        long at = 0;
-        var names = tensors.Keys.OrderBy(n => n, StringComparer.Ordinal).ToList();
-        foreach (var n in names)
-        {
-            var (data, shape) = tensors[n];
-            header[n] = new JsonObject
-            {
-                ["dtype"] = "F32",
-                ["shape"] = new JsonArray(shape.Select(d => (JsonNode)d).ToArray()),
-                ["data_offsets"] = new JsonArray(at, at + data.Length * 4L),
-            };
-            at += data.Length * 4L;
-        }
-        var json = Encoding.UTF8.GetBytes(header.ToJsonString());
-        var padded = (json.Length + 7) / 8 * 8;
-        using var fs = File.Create(path);
-        fs.Write(BitConverter.GetBytes((long)padded));
-        fs.Write(json);
-        for (int i = json.Length; i < padded; i++) fs.WriteByte((byte)' ');
-        foreach (var n in names) fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(tensors[n].Data.AsSpan()));
-    }
 }
 
 /// <summary>
