@@ -75,6 +75,7 @@ public static class ModelRegistry
         new Gpt2.Gpt2Architecture(),
         new Llama.LlamaArchitecture(),
         new ChatGlm.ChatGlmArchitecture(),
+        new Bert.BertArchitecture(),
     };
 
     /// <summary>All registered architectures.</summary>
