@@ -74,7 +74,11 @@ public sealed class ConfigReader
         {
             if (n.GetValueKind() == JsonValueKind.Number)
             {
-                var d = n.GetValue<double>();
+                // Parsed numbers read as double; numbers built in code (JsonValue<int>) only as their own type.
+                var d = n is JsonValue v && v.TryGetValue<double>(out var dv) ? dv
+                    : n is JsonValue v2 && v2.TryGetValue<long>(out var lv) ? lv
+                    : n is JsonValue v3 && v3.TryGetValue<int>(out var iv) ? iv
+                    : n.GetValue<double>();
                 if (d == Math.Floor(d) && d >= int.MinValue && d <= int.MaxValue) return (int)d;
             }
         }
@@ -84,7 +88,17 @@ public sealed class ConfigReader
 
     private float ToFloat(string field, JsonNode n)
     {
-        try { return (float)n.GetValue<double>(); }
+        try
+        {
+            if (n is JsonValue v)
+            {
+                if (v.TryGetValue<double>(out var d)) return (float)d;
+                if (v.TryGetValue<float>(out var f)) return f;
+                if (v.TryGetValue<long>(out var l)) return l;
+                if (v.TryGetValue<int>(out var i)) return i;
+            }
+            return (float)n.GetValue<double>();
+        }
         catch (Exception e) when (e is InvalidOperationException or FormatException) { throw Bad(field, "a number", n, e); }
     }
 

@@ -16,7 +16,8 @@ public static class Program
         foreach (var c in new[]
         {
             ConvertCommand.Create(), GenerateCommand.Create(), LogitsCommand.Create(), InfoCommand.Create(),
-            ChatCommand.Create(), BenchCommand.Create(),
+            ChatCommand.Create(), BenchCommand.Create(), ServeCommand.Create(), DownloadCommand.Create(),
+            ClassifyCommand.Create(), EmbedCommand.Create(),
         })
             root.Subcommands.Add(c);
         return root;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Hub.Generation;
 using Hub.Runtime;
+using Hub.Tokenization;
 
 namespace Hub;
 
@@ -178,11 +179,12 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         var tok = RequireTokenizer();
         var cfg = GenerationConfig.Merge(config);
-        await foreach (var piece in Generator.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
+        await foreach (var piece in GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
             yield return piece;
     }
 
-    private GenerationHooks? Hooks(GenerationConfig cfg) => Tokenizer is { } tok ? new GenerationHooks { Tokenizer = tok } : null;
+    private GenerationHooks? Hooks(GenerationConfig cfg) =>
+        Tokenizer is { } tok ? new GenerationHooks { Decode = ids => tok.Decode(ids, skipSpecialTokens: true) } : null;
 
     private void EnsureBatchCapacity(int batch)
     {
@@ -204,6 +206,21 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         var path = Path.Combine(loaded.Directory, "generation_config.json");
         var cfg = File.Exists(path) ? GenerationConfig.FromFile(path) : new GenerationConfig();
+        // Stop on every end id the repo declares: generation_config.json, config.json and the tokenizer's eos and
+        // end-of-turn tokens (stopping on the tokenizer's eos alone is the classic generation bug).
+        var meta = loaded.Ir.Graph.Metadata["eos_token_id"];
+        int[] fromConfig = meta switch
+        {
+            null => [],
+            System.Text.Json.Nodes.JsonArray a => a.Select(x => (int)x!).ToArray(),
+            var v => [(int)v],
+        };
+        HubTokenizer? tok = null;
+        try { if (TokenizerFiles.Present(loaded.Directory)) tok = AutoTokenizer.FromPretrained(loaded.Directory); }
+        catch (HubException) { }
+        var union = Generator.UnionIds(cfg.EosTokenId, fromConfig, tok?.EosTokenIds);
+        if (union.Length > 0) cfg.EosTokenId = union;
+        if (cfg.PadTokenId is null && (int?)loaded.Ir.Graph.Metadata["pad_token_id"] is int pad) cfg.PadTokenId = pad;
         return cfg;
     }
 

@@ -19,6 +19,8 @@ public abstract class Model : IDisposable
     internal static readonly Dictionary<string, Func<LoadedModel, Model>> Factories = new(StringComparer.Ordinal)
     {
         ["causal_lm"] = m => new CausalLM(m),
+        ["sequence_classification"] = m => new SequenceClassifier(m),
+        ["text_encoder"] = m => new TextEncoder(m),
     };
 
     private protected Model(LoadedModel loaded)

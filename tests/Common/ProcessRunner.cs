@@ -9,7 +9,7 @@ public static class HubCli
 
     public static Result Run(IDictionary<string, string>? env, params string[] args)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "hub.dll");
+        var dll = Path.Combine(AppContext.BaseDirectory, "Hub.Cli.dll");
         Assert.True(File.Exists(dll), $"{dll} not built");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(dll);

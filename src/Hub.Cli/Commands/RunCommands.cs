@@ -36,7 +36,7 @@ public static class GenerateCommand
             if (r.GetValue(temperature) is float t) cfg.Temperature = t;
             if (r.GetValue(topK) is int k) cfg.TopK = k;
             if (r.GetValue(topP) is float p) cfg.TopP = p;
-            if (r.GetValue(seed) is int s) cfg.Seed = s;
+            if (r.GetValue(seed) is int s) cfg.Seed = (ulong)s;
             int[] input = idsText is not null ? CliRunner.ParseIds(idsText)
                 : lm.Tokenizer is { } tok ? tok.Encode(text!) : throw new ArgumentException("this model has no tokenizer; use --prompt-ids");
             var ids = lm.Generate(input, cfg);

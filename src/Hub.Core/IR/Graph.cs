@@ -40,10 +40,23 @@ public sealed class Node
 
     /// <summary>Integer attribute or default.</summary>
     public long GetInt(string name, long? def = null) =>
-        Attributes[name] is JsonNode n ? n.GetValue<long>() : def ?? throw Missing(name);
+        Attributes[name] is JsonNode n ? (long)Number(n) : def ?? throw Missing(name);
     /// <summary>Float attribute or default.</summary>
     public float GetFloat(string name, float? def = null) =>
-        Attributes[name] is JsonNode n ? (float)n.GetValue<double>() : def ?? throw Missing(name);
+        Attributes[name] is JsonNode n ? (float)Number(n) : def ?? throw Missing(name);
+
+    // Parsed JSON numbers read as any numeric type; values built in code only as their own CLR type.
+    private static double Number(JsonNode n)
+    {
+        if (n is JsonValue v)
+        {
+            if (v.TryGetValue<double>(out var d)) return d;
+            if (v.TryGetValue<long>(out var l)) return l;
+            if (v.TryGetValue<int>(out var i)) return i;
+            if (v.TryGetValue<float>(out var f)) return f;
+        }
+        return n.GetValue<double>();
+    }
     /// <summary>Boolean attribute or default.</summary>
     public bool GetBool(string name, bool? def = null) =>
         Attributes[name] is JsonNode n ? n.GetValue<bool>() : def ?? throw Missing(name);
@@ -52,7 +65,7 @@ public sealed class Node
         Attributes[name] is JsonNode n ? n.GetValue<string>() : def ?? throw Missing(name);
     /// <summary>Integer array attribute.</summary>
     public long[] GetInts(string name) =>
-        Attributes[name] is JsonArray a ? a.Select(x => x!.GetValue<long>()).ToArray() : throw Missing(name);
+        Attributes[name] is JsonArray a ? a.Select(x => (long)Number(x!)).ToArray() : throw Missing(name);
     /// <summary>True when the attribute is present.</summary>
     public bool Has(string name) => Attributes[name] is not null;
 

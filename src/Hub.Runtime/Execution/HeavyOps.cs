@@ -133,6 +133,9 @@ internal sealed unsafe class RopeExec : OpExec
                 default: throw new UnsupportedModelException($"node '{n.Name}': RoPE scaling type '{_scaling}' is not supported (default, linear, dynamic, llama3)");
             }
         }
+        // ChatGLM-6B (v1) rounds its inverse frequencies to float16 even in float32 mode (see Ops.Rope freq_dtype).
+        if (n.GetString("freq_dtype", "f32") == "f16")
+            for (int i = 0; i < _baseInvFreq.Length; i++) _baseInvFreq[i] = (float)(Half)_baseInvFreq[i];
         _baseInvFreq.CopyTo(_invFreq, 0);
     }
 
