@@ -98,28 +98,19 @@ public sealed class BertPublicApiTests : IDisposable
         finally { Directory.Delete(copy, true); }
     }
 
-    // The commands export into $HUB_CACHE: point it at this test's folder for the call only.
-    private (int Code, string Out) RunCli(Command command, params string[] args)
+    // The CLI as users run it: a child process whose export cache is this test's folder.
+    private (int Code, string Out) RunCli(string command, params string[] args)
     {
-        var root = new RootCommand();
-        root.Subcommands.Add(command);
-        var previous = Console.Out;
-        var previousCache = Environment.GetEnvironmentVariable("HUB_CACHE");
-        var sw = new StringWriter();
-        Console.SetOut(sw);
-        try { return (root.Parse(args).Invoke(), sw.ToString()); }
-        finally
-        {
-            Console.SetOut(previous);
-            Environment.SetEnvironmentVariable("HUB_CACHE", previousCache);
-        }
+        var r = HubCli.Run(new Dictionary<string, string> { ["HUB_CACHE"] = _cache, ["HF_HUB_OFFLINE"] = "1" }, args);
+        Assert.True(r.ExitCode == 0, $"hub {command}: {r.Stderr}");
+        return (r.ExitCode, r.Stdout);
     }
 
     [SkippableFact]
     public void Classify_command_pairs_each_pair_with_the_text_before_it_and_prints_json()
     {
         var dir = SharedDir.Require("fixtures/bert-tiny-cls");
-        var (code, output) = RunCli(ClassifyCommand.Create(), "classify", dir,
+        var (code, output) = RunCli("classify", "classify", dir,
             "--text", "This movie was surprisingly good!", "--text", "Is it raining?", "--pair", "No, the sun is out today.", "--json");
         Assert.Equal(0, code);
         var results = JsonNode.Parse(output)!["results"]!.AsArray();
@@ -134,7 +125,7 @@ public sealed class BertPublicApiTests : IDisposable
     public void Embed_command_prints_unit_embeddings_as_json()
     {
         var dir = SharedDir.Require("models/sentence-transformers/all-MiniLM-L6-v2");
-        var (code, output) = RunCli(EmbedCommand.Create(), "embed", dir, "--text", "The quick brown fox jumps over the lazy dog.", "--text", "hello", "--json");
+        var (code, output) = RunCli("embed", "embed", dir, "--text", "The quick brown fox jumps over the lazy dog.", "--text", "hello", "--json");
         Assert.Equal(0, code);
         var emb = JsonNode.Parse(output)!["embeddings"]!.AsArray();
         Assert.Equal(2, emb.Count);
