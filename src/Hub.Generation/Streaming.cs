@@ -117,13 +117,17 @@ public static class GenerationStreaming
         config.Validate();
         if (config.NumBeams > 1 || config.NumReturnSequences > 1)
             throw new GenerationConfigException(new[] { "num_beams", "num_return_sequences" }, "streaming returns one sequence: use num_beams = 1 and num_return_sequences = 1, or call Generate");
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // Bounded: generation waits for a slow reader instead of racing ahead (and stops promptly when cancelled).
+        var channel = Channel.CreateBounded<string>(new BoundedChannelOptions(16) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var worker = Task.Run(() =>
         {
             try
             {
-                var streamer = new TextStreamer(tokenizer, piece => channel.Writer.TryWrite(piece), config.StopStrings, config.IncludeStopStrInOutput);
+                var streamer = new TextStreamer(tokenizer, piece =>
+                {
+                    if (!channel.Writer.TryWrite(piece)) channel.Writer.WriteAsync(piece, cts.Token).AsTask().GetAwaiter().GetResult();
+                }, config.StopStrings, config.IncludeStopStrInOutput);
                 var hooks = streamer.ToHooks(0, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
                 Generator.Generate(model, new[] { prompt }, config, hooks, cts.Token);
                 streamer.End();
