@@ -96,8 +96,7 @@ public static class AutoTokenizer
         foreach (var f in Directory.EnumerateFiles(dir, "*.bin").OrderBy(f => f, StringComparer.Ordinal))
         {
             if (f == tokBin || Path.GetFileName(f).StartsWith("tok", StringComparison.Ordinal)) continue;
-            var info = new FileInfo(f);
-            if (info.Length < 28) continue;
+            if (MappedFile.LengthOf(f) < 28) continue;
             using var s = File.OpenRead(f);
             var h = new byte[28];
             s.ReadExactly(h);

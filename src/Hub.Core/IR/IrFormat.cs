@@ -256,7 +256,7 @@ public sealed class IrModel : IDisposable
         var (graph, size, sha) = IrFormat.ReadJson(Path.Combine(dir, IrFormat.JsonFile));
         var binPath = Path.Combine(dir, IrFormat.BinFile);
         if (!File.Exists(binPath)) throw new IrFormatException(binPath, "missing: the IR's weights file is not beside model.ir.json; re-export the model");
-        var len = new FileInfo(binPath).Length;
+        var len = MappedFile.LengthOf(binPath);
         if (len != size)
             throw new IrFormatException(binPath, $"is {len} bytes but model.ir.json declares {size}: the file is truncated or belongs to another export; re-export the model");
         return new IrModel(dir, graph, new MappedFile(binPath), sha);

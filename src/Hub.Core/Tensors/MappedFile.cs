@@ -20,7 +20,7 @@ public sealed unsafe class MappedFile : IDisposable
     {
         Path = path;
         if (!File.Exists(path)) throw new ModelFileNotFoundException(path, "the file does not exist");
-        Length = new FileInfo(path).Length;
+        Length = LengthOf(path);
         if (Length == 0) return; // empty files cannot be mapped; Pointer stays null
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
         _mmf = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
@@ -28,6 +28,17 @@ public sealed unsafe class MappedFile : IDisposable
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _ptr = p + _view.PointerOffset;
+    }
+
+    /// <summary>
+    /// The length of the file's content, following symbolic links (hub cache snapshots are links to blobs, and
+    /// <c>FileInfo.Length</c> of a link is the length of the link itself).
+    /// </summary>
+    public static long LengthOf(string path)
+    {
+        var fi = new FileInfo(path);
+        if (fi.LinkTarget is not null && fi.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) fi = target;
+        return fi.Length;
     }
 
     /// <summary>Base address of the mapping (null for an empty file).</summary>
