@@ -38,6 +38,7 @@ public static class ModelLocator
         var clientOptions = HubClientOptions.FromEnvironment();
         if (options.Endpoint is not null) clientOptions.Endpoint = options.Endpoint.TrimEnd('/');
         if (options.Token is not null) clientOptions.Token = options.Token;
+        if (options.HubCacheDir is not null) clientOptions.CacheDir = options.HubCacheDir;
         if (options.Offline) clientOptions.Offline = true;
         using var client = new HubClient(clientOptions);
         var prefix = string.IsNullOrEmpty(sub) ? "" : sub + "/";

@@ -36,6 +36,8 @@ public sealed class ModelOptions
     public string? ExportCacheDir { get; init; }
     /// <summary>Hub endpoint override (default <c>HF_ENDPOINT</c> or the public hub).</summary>
     public string? Endpoint { get; init; }
+    /// <summary>Hugging Face cache folder override (default <c>HF_HUB_CACHE</c>, <c>HF_HOME/hub</c> or <c>~/.cache/huggingface/hub</c>).</summary>
+    public string? HubCacheDir { get; init; }
     /// <summary>Hub token override (default <c>HF_TOKEN</c> or the token file).</summary>
     public string? Token { get; init; }
     /// <summary>Never touch the network (also <c>HF_HUB_OFFLINE=1</c>).</summary>
