@@ -22,12 +22,16 @@ public sealed class CausalLM : Model, ICausalLMRunner
     private static readonly int[] ShapeOne = [1];
     private readonly int _vocab;
     private readonly bool _glm1Positions;
+    private readonly Hub.Models.ChatGlm.ChatGlm1SpecialTokens _glm1Tokens;
+    private Hub.Models.ChatGlm.ChatGlm1Layout[] _glm1Layouts = [];
+    private int[] _prefix = [];
 
     internal CausalLM(LoadedModel loaded) : base(loaded)
     {
         _request = loaded.Compiled.CreateInferRequest();
         _vocab = (int?)loaded.Ir.Graph.Metadata["vocab_size"] ?? throw new UnsupportedModelException($"{loaded.Directory}: graph metadata lacks vocab_size; re-export the model");
         _glm1Positions = (string?)loaded.Ir.Graph.Metadata["positions"] == "chatglm1";
+        if (_glm1Positions) _glm1Tokens = Hub.Models.ChatGlm.ChatGlm1SpecialTokens.FromMetadata(loaded.Ir.Graph.Metadata);
         GenerationConfig = DefaultGenerationConfig(loaded);
     }
 
@@ -60,7 +64,11 @@ public sealed class CausalLM : Model, ICausalLMRunner
     public long ForwardCalls { get; private set; }
 
     /// <inheritdoc/>
-    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding)
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding) =>
+        RunCore(tokens, batch, seqLen, leftPadding, keepLast: 1);
+
+    // One Infer call: ids, positions (linear or ChatGLM-6B's 2D), mask, and how many positions get logits (0 = all).
+    private ReadOnlySpan<float> RunCore(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding, int keepLast)
     {
         ObjectDisposedException.ThrowIf(_disposedFlag, this);
         if (batch <= 0 || seqLen <= 0 || tokens.Length != batch * seqLen)
@@ -92,7 +100,22 @@ public sealed class CausalLM : Model, ICausalLMRunner
             for (int j = 0; j < total; j++) _mask[b * total + j] = j >= _leftPad[b] ? 1f : 0f;
 
         if (_glm1Positions)
-            throw new UnsupportedModelException("ChatGLM-6B (v1) position ids are not wired yet");
+        {
+            // ChatGLM-6B: 2D positions and a bidirectional prefix around [gMASK]/<sop>, no padding mask.
+            if (past == 0 && _leftPad.AsSpan().IndexOfAnyExcept(0) >= 0)
+                throw new ModelInputException("ChatGLM-6B (v1) takes no padding mask: run prompts of different lengths one at a time");
+            Grow(ref _positions, batch * 2 * seqLen);
+            Grow(ref _prefix, batch);
+            if (past == 0)
+                _glm1Layouts = Hub.Models.ChatGlm.ChatGlm1Positions.ForPrompt(tokens, batch, seqLen, _glm1Tokens, _positions, _prefix);
+            else
+                Hub.Models.ChatGlm.ChatGlm1Positions.ForStep(_glm1Layouts, past, seqLen, _positions, _prefix);
+            _request.SetInput("input_ids", _ids.AsSpan(0, batch * seqLen), batch, seqLen);
+            _request.SetInput("position_ids", _positions.AsSpan(0, batch * 2 * seqLen), batch, 2, seqLen);
+            _request.SetInput("prefix_length", _prefix.AsSpan(0, batch), batch);
+        }
+        else
+        {
         Grow(ref _positions, batch * seqLen);
         for (int b = 0; b < batch; b++)
             for (int t = 0; t < seqLen; t++) _positions[b * seqLen + t] = Math.Max(0, past + t - _leftPad[b]);
@@ -100,7 +123,8 @@ public sealed class CausalLM : Model, ICausalLMRunner
         _request.SetInput("input_ids", _ids.AsSpan(0, batch * seqLen), batch, seqLen);
         _request.SetInput("position_ids", _positions.AsSpan(0, batch * seqLen), batch, seqLen);
         _request.SetInput("attention_mask", _mask.AsSpan(0, batch * total), batch, total);
-        _keep[0] = 1;
+        }
+        _keep[0] = keepLast;
         _request.SetInput("logits_to_keep", _keep, ShapeOne);
         _request.Infer();
         ForwardCalls++;
@@ -141,21 +165,8 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         if (ids.IsEmpty) throw new ModelInputException("no token ids given");
         Reset();
-        _keep[0] = 0;
         int n = ids.Length;
-        Grow(ref _positions, n);
-        Grow(ref _mask, n);
-        for (int t = 0; t < n; t++) { _positions[t] = t; _mask[t] = 1f; }
-        if (n > MaxContext) throw new ModelInputException($"{n} ids exceed the context of {MaxContext}");
-        foreach (var id in ids)
-            if ((uint)id >= (uint)_vocab) throw new ModelInputException($"token id {id} is outside the vocabulary [0, {_vocab})");
-        EnsureBatchCapacity(1);
-        _request.SetInput("input_ids", ids, 1, n);
-        _request.SetInput("position_ids", _positions.AsSpan(0, n), 1, n);
-        _request.SetInput("attention_mask", _mask.AsSpan(0, n), 1, n);
-        _request.SetInput("logits_to_keep", _keep, ShapeOne);
-        _request.Infer();
-        var flat = _request.GetOutput("logits");
+        var flat = RunCore(ids, 1, n, default, keepLast: 0);
         var result = new float[n][];
         for (int t = 0; t < n; t++) result[t] = flat.Slice(t * _vocab, _vocab).ToArray();
         Reset();
