@@ -35,6 +35,7 @@ public static class BenchCommand
             });
             double loadSeconds = sw.Elapsed.TotalSeconds;
             var result = Run(lm, p, n, rr);
+            double peakRss = Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0; // before the bandwidth probe's buffer
             double bw = MeasureReadBandwidth(options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
             long weightBytes = lm.Graph.Weights.Where(w => w.Shape.Rank == 2).Sum(w => w.Length);
             double decodeBytesPerSec = weightBytes * result.DecodeTokPerSec;
@@ -49,7 +50,7 @@ public static class BenchCommand
                 ["prefill_tok_s"] = Math.Round(result.PrefillTokPerSec, 2),
                 ["decode_tok_s"] = Math.Round(result.DecodeTokPerSec, 2),
                 ["ttft_ms"] = Math.Round(result.TtftMs, 2),
-                ["peak_rss_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, 1),
+                ["peak_rss_mib"] = Math.Round(peakRss, 1),
                 ["gc_bytes_per_token"] = result.GcBytesPerToken,
                 ["weight_bytes_per_token"] = weightBytes,
                 ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
@@ -111,8 +112,7 @@ public static class BenchCommand
         var buf = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64);
         try
         {
-            new Span<byte>(buf, int.MaxValue / 4 * 2).Fill(1);
-            new Span<byte>(buf + int.MaxValue / 4 * 2, (int)(size - int.MaxValue / 4 * 2)).Fill(1);
+            for (long at = 0; at < size; at += 1 << 28) new Span<byte>(buf + at, (int)Math.Min(1L << 28, size - at)).Fill(1);
             double best = 0;
             for (int pass = 0; pass < 5; pass++)
             {
