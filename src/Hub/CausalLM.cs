@@ -185,6 +185,9 @@ public sealed class CausalLM : Model, ICausalLMRunner
     public int[] Generate(int[] promptIds, GenerationConfig? config = null)
     {
         var cfg = GenerationConfig.Merge(config);
+        // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
+        Reset();
+        EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
         var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
         return result.Sequences[0];
     }

@@ -30,8 +30,11 @@ public sealed class ModelOptions
     public int Threads { get; init; }
     /// <summary>KV cache capacity in positions (0 = the model's maximum, capped at 4096).</summary>
     public int MaxContext { get; init; }
-    /// <summary>Largest batch the runtime prepares for (beam search and batched generation need more than 1).</summary>
-    public int MaxBatch { get; init; } = 4;
+    /// <summary>
+    /// Batch rows the KV cache is first allocated for. The cache is preallocated (rows × context × layers), so the
+    /// default is 1; <see cref="CausalLM"/> grows it when a generation needs more rows (batches, beams).
+    /// </summary>
+    public int MaxBatch { get; init; } = 1;
     /// <summary>Where converted models are cached (default <c>$HUB_CACHE</c> or <c>~/.cache/hub/ir</c>).</summary>
     public string? ExportCacheDir { get; init; }
     /// <summary>Hub endpoint override (default <c>HF_ENDPOINT</c> or the public hub).</summary>

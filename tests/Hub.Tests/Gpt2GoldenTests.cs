@@ -180,3 +180,24 @@ public class Gpt2GoldenTests : IDisposable
         Assert.Contains("config.json", e.Message);
     }
 }
+
+public class Gpt2BeamTests : IDisposable
+{
+    private readonly string _cache = SharedDir.TempDir("hub-beam");
+
+    public void Dispose() { try { Directory.Delete(_cache, true); } catch (IOException) { } }
+
+    [SkippableFact]
+    public void Beam_search_grows_the_cache_rows_and_one_beam_equals_greedy()
+    {
+        var dir = SharedDir.Require("fixtures/gpt2-tiny");
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _cache });
+        int[] prompt = [15496, 11, 616, 3290, 318, 13779];
+        var greedy = lm.Generate(prompt, new GenerationConfig { MaxNewTokens = 8, EosTokenId = [] });
+        Assert.Equal(greedy, lm.Generate(prompt, new GenerationConfig { MaxNewTokens = 8, NumBeams = 1, EosTokenId = [] }));
+        long before = lm.ForwardCalls;
+        var beams = lm.Generate(prompt, new GenerationConfig { MaxNewTokens = 8, NumBeams = 4, EosTokenId = [] });
+        Assert.Equal(8, beams.Length);
+        Assert.Equal(8, lm.ForwardCalls - before); // one prefill + 7 steps: the prompt is never re-run
+    }
+}
