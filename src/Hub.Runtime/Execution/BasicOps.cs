@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Hub.IR;
 using Hub.Runtime.Kernels;
+using Hub.Runtime.Threading;
 
 namespace Hub.Runtime.Execution;
 
@@ -125,20 +126,39 @@ internal sealed unsafe class UnaryExec : OpExec
         Y().DType = DType.F32;
     }
 
+    // Elements per parallel chunk: large activations (a prefill's FFN, 128 × 1536 and up) are split over the pool.
+    private const long Chunk = 16384;
+    private long _n;
+
     public override void Run()
     {
-        var xt = X(0); var yt = Y();
-        long n = xt.Count;
-        if (n == 0) return;
+        _n = X(0).Count;
+        if (_n == 0) return;
+        int chunks = (int)Math.Min((_n + Chunk - 1) / Chunk, WorkerPool.MaxItems);
+        if (R.Model.Pool.Size == 1 || chunks <= 1) Apply(0, _n);
+        else R.Model.Pool.Run(this, chunks);
+    }
+
+    public override void Execute(int index, int worker)
+    {
+        long per = (_n + ((_n + Chunk - 1) / Chunk) - 1) / ((_n + Chunk - 1) / Chunk);
+        per = (per + 7) & ~7L;
+        long i0 = index * per, i1 = Math.Min(_n, i0 + per);
+        if (i0 < i1) Apply(i0, i1 - i0);
+    }
+
+    private void Apply(long off, long n)
+    {
+        float* x = X(0).F + off, y = Y().F + off;
         switch (_kind)
         {
-            case UnaryKind.Scale: VecMath.ScaleShift(xt.F, _alpha, _beta, yt.F, n); break;
-            case UnaryKind.GeluErf: Activations.GeluErf(xt.FSpan, yt.FSpan); break;
-            case UnaryKind.GeluTanh: VecMath.GeluTanh(xt.F, yt.F, n); break;
-            case UnaryKind.Silu: VecMath.SiluMul(xt.F, null, yt.F, n); break;
-            case UnaryKind.Relu: VecMath.Relu(xt.F, yt.F, n); break;
-            case UnaryKind.Tanh: VecMath.Tanh(xt.F, yt.F, n); break;
-            case UnaryKind.Sigmoid: VecMath.Sigmoid(xt.F, yt.F, n); break;
+            case UnaryKind.Scale: VecMath.ScaleShift(x, _alpha, _beta, y, n); break;
+            case UnaryKind.GeluErf: Activations.GeluErf(new ReadOnlySpan<float>(x, checked((int)n)), new Span<float>(y, (int)n)); break;
+            case UnaryKind.GeluTanh: VecMath.GeluTanh(x, y, n); break;
+            case UnaryKind.Silu: VecMath.SiluMul(x, null, y, n); break;
+            case UnaryKind.Relu: VecMath.Relu(x, y, n); break;
+            case UnaryKind.Tanh: VecMath.Tanh(x, y, n); break;
+            case UnaryKind.Sigmoid: VecMath.Sigmoid(x, y, n); break;
         }
     }
 }
