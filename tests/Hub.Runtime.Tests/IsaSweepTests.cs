@@ -12,11 +12,12 @@ namespace Hub.Runtime.Tests;
 /// </summary>
 public class IsaSweepTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static readonly (string Name, string Variable)[] Paths =
+    // .NET 10 folds AVX512F+BW+CD+DQ+VL into one "EnableAVX512" knob and maps the older EnableAVX512F onto it; set both.
+    private static readonly (string Name, string[] Variables)[] Paths =
     [
-        ("no AVX-512 (AVX2 path)", "DOTNET_EnableAVX512F"),
-        ("no AVX2 (Vector128/SSE path)", "DOTNET_EnableAVX2"),
-        ("no hardware intrinsics (scalar path)", "DOTNET_EnableHWIntrinsic"),
+        ("no AVX-512 (AVX2 path)", ["DOTNET_EnableAVX512F", "DOTNET_EnableAVX512"]),
+        ("no AVX2 (Vector128/SSE path)", ["DOTNET_EnableAVX2"]),
+        ("no hardware intrinsics (scalar path)", ["DOTNET_EnableHWIntrinsic"]),
     ];
 
     [SkippableFact]
@@ -26,8 +27,9 @@ public class IsaSweepTests(Xunit.Abstractions.ITestOutputHelper output)
         Skip.If(Environment.GetEnvironmentVariable("HUB_ISA_SWEEP_CHILD") == "1", "inside a sweep child");
         string dll = typeof(IsaSweepTests).Assembly.Location;
         var failures = new List<string>();
-        foreach (var (name, variable) in Paths)
+        foreach (var (name, variables) in Paths)
         {
+            string variable = string.Join("=0 ", variables);
             var psi = new ProcessStartInfo("dotnet")
             {
                 RedirectStandardOutput = true,
@@ -35,7 +37,7 @@ public class IsaSweepTests(Xunit.Abstractions.ITestOutputHelper output)
                 UseShellExecute = false,
             };
             foreach (var a in new[] { "test", dll, "--filter", "Category=Kernel", "--nologo" }) psi.ArgumentList.Add(a);
-            psi.Environment[variable] = "0";
+            foreach (var v in variables) psi.Environment[v] = "0";
             psi.Environment["HUB_ISA_SWEEP_CHILD"] = "1";
             var sw = Stopwatch.StartNew();
             using var p = Process.Start(psi)!;
@@ -69,7 +71,11 @@ public class IsaEnvironmentTests
     [Fact]
     public void Disabled_instruction_sets_are_reported_unsupported()
     {
-        if (Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0") Assert.False(Avx512F.IsSupported);
+        if (Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0" || Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0")
+        {
+            Assert.False(Avx512F.IsSupported);
+            Assert.False(Vector512.IsHardwareAccelerated);
+        }
         if (Environment.GetEnvironmentVariable("DOTNET_EnableAVX2") == "0") { Assert.False(Avx2.IsSupported); Assert.False(Vector256.IsHardwareAccelerated); }
         if (Environment.GetEnvironmentVariable("DOTNET_EnableHWIntrinsic") == "0") { Assert.False(Sse.IsSupported); Assert.False(Vector128.IsHardwareAccelerated); }
         Assert.Contains(CpuInfo.GemmPath, CpuInfo.Describe());
