@@ -1,6 +1,9 @@
 // GEMM (and attention) kernel throughput in GFLOP/s on 1 and N threads, next to the machine's FMA peak measured by an
-// FMA-only loop on the same pool threads. Every round times the FMA loop right before the kernel, so "% peak" is the
-// median of per-round ratios and stays meaningful when neighbours steal cycles on a shared machine.
+// FMA-only loop on the same pool threads. Every round times the FMA loop right before the kernel. Two views:
+//  - wall: GFLOP/s by the clock, and its ratio to the FMA loop's wall GFLOP/s of the same round;
+//  - cpu: GFLOP per CPU-second the process used (pool spin-waits included), and its ratio to the FMA loop's GFLOP per
+//    CPU-second — the kernel's efficiency per core, which stays meaningful when neighbours steal cycles on a shared
+//    machine (a quiet machine gives wall ≈ cpu × threads).
 //   dotnet run -c Release --project bench/Hub.Benchmarks.Kernels [-- --threads 2 --rounds 5 --dtype f32 --quick]
 using System.Diagnostics;
 using System.Globalization;
@@ -27,6 +30,22 @@ var dtypes = (opts.TryGetValue("dtype", out var d) ? d : "f32").Split(',').Selec
     "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16, _ => throw new ArgumentException($"--dtype {s}: f32, f16 or bf16"),
 }).ToArray();
 bool quick = flags.Contains("quick");
+if (flags.Contains("ab-prefetch"))
+{
+    // A/B of the GEMM's software prefetch of the next W panel: alternate rounds with it off and on, per-CPU-second efficiency medians.
+    foreach (var (m, n, k) in new[] { (128, 2048, 2048), (128, 5632, 2048), (128, 768, 768) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var off = new List<double>(); var on = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                Hub.Runtime.Kernels.Gemm.Prefetch = false; off.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+                Hub.Runtime.Kernels.Gemm.Prefetch = true; on.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+            }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  GFLOP/cpu-s  prefetch off {off.Order().ElementAt(off.Count / 2),6:F1}  on {on.Order().ElementAt(on.Count / 2),6:F1}");
+        }
+    return 0;
+}
 bool noAttention = flags.Contains("no-attention");
 var threadCounts = maxThreads > 1 ? new[] { 1, maxThreads } : new[] { 1 };
 
@@ -43,7 +62,7 @@ foreach (var (n, k) in new[] { (384, 384), (1536, 384), (384, 1536), (768, 768),
 if (!quick) foreach (var (n, k) in new[] { (1152, 384), (384, 384), (1536, 384), (384, 1536) }) shapes.Add((4096, n, k));
 
 Console.Write($"{"dtype",-6}{"M",6}{"N",6}{"K",6}");
-foreach (int th in threadCounts) Console.Write($"{$"{th}T GFLOP/s",14}{"% peak",8}");
+foreach (int th in threadCounts) Console.Write($"{$"{th}T GFLOP/s",12}{"%peak",7}{"GF/cpu-s",10}{"%peak",7}");
 Console.WriteLine();
 foreach (var dt in dtypes)
     foreach (var (m, n, k) in shapes)
@@ -51,8 +70,8 @@ foreach (var dt in dtypes)
         Console.Write($"{dt.ToString().ToLowerInvariant(),-6}{m,6}{n,6}{k,6}");
         foreach (int th in threadCounts)
         {
-            var (g, ratio) = Bench.Gemm(m, n, k, dt, th, rounds);
-            Console.Write($"{g,14:F1}{100 * ratio,7:F0}%");
+            var (g, ratio, cg, cratio) = Bench.Gemm(m, n, k, dt, th, rounds);
+            Console.Write($"{g,12:F1}{100 * ratio,6:F0}%{cg,10:F1}{100 * cratio,6:F0}%");
         }
         Console.WriteLine();
     }
@@ -86,12 +105,15 @@ internal static unsafe class Bench
     }
 
     // GFLOP/s of the FMA-only loop run once per pool thread (about 20 ms).
-    private static double PoolPeak(WorkerPool pool, FmaJob job, long iters)
+    private static (double Wall, double Cpu) PoolPeak(WorkerPool pool, FmaJob job, long iters)
     {
+        var cpu0 = Environment.CpuUsage.TotalTime;
         var sw = Stopwatch.StartNew();
         pool.Run(job, pool.Size);
+        double wall = sw.Elapsed.TotalSeconds, cpu = (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds;
         int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
-        return pool.Size * (double)iters * 12 * lanes * 2 / sw.Elapsed.TotalSeconds / 1e9;
+        double flops = pool.Size * (double)iters * 12 * lanes * 2;
+        return (flops / wall / 1e9, flops / cpu / 1e9);
     }
 
     public static double FmaPeak(int threads, int rounds)
@@ -157,7 +179,7 @@ internal static unsafe class Bench
         public override void Execute(int index, int worker) => Hub.Runtime.Kernels.Gemm.RunUnit(index, x, m, k, w, wt, n, bias, y, rows, cols, scratch[worker]);
     }
 
-    public static (double GFlops, double PeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds)
+    public static (double GFlops, double PeakRatio, double CpuGFlops, double CpuPeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds)
     {
         var rng = new Random(42);
         float* x = Alloc((long)m * k), y = Alloc((long)m * n), bias = Alloc(n);
@@ -179,18 +201,24 @@ internal static unsafe class Bench
         PoolPeak(pool, fma, 2_000_000);
         var res = new List<double>();
         var ratios = new List<double>();
+        var cpuRes = new List<double>();
+        var cpuRatios = new List<double>();
         for (int round = 0; round < rounds; round++)
         {
-            double pk = PoolPeak(pool, fma, 2_000_000);
+            var (pk, pkCpu) = PoolPeak(pool, fma, 2_000_000);
+            var cpu0 = Environment.CpuUsage.TotalTime;
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < reps; i++) pool.Run(job, units);
             double g = flops * reps / sw.Elapsed.TotalSeconds / 1e9;
+            double gc = flops * reps / (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds / 1e9;
             res.Add(g);
             ratios.Add(g / pk);
+            cpuRes.Add(gc);
+            cpuRatios.Add(gc / pkCpu);
         }
         NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
         foreach (var s in scratch) NativeMemory.AlignedFree(s);
-        return (Median(res), Median(ratios));
+        return (Median(res), Median(ratios), Median(cpuRes), Median(cpuRatios));
     }
 
     public static (double GFlops, double Ms) Attention(int b, int t, int h, int kv, int hd, bool causal, int threads, int rounds)
