@@ -30,6 +30,22 @@ var dtypes = (opts.TryGetValue("dtype", out var d) ? d : "f32").Split(',').Selec
     "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16, _ => throw new ArgumentException($"--dtype {s}: f32, f16 or bf16"),
 }).ToArray();
 bool quick = flags.Contains("quick");
+if (flags.Contains("ab-kc"))
+{
+    // A/B of running k ≤ 384 as one K block instead of 256 + 128.
+    foreach (var (m, n, k) in new[] { (4096, 1152, 384), (4096, 1536, 384), (128, 384, 384), (128, 1536, 384) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var off = new List<double>(); var on = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                Hub.Runtime.Kernels.Gemm.SingleBlockK = false; off.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+                Hub.Runtime.Kernels.Gemm.SingleBlockK = true; on.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+            }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  GFLOP/cpu-s  256+128 {off.Order().ElementAt(off.Count / 2),6:F1}  one block {on.Order().ElementAt(on.Count / 2),6:F1}");
+        }
+    return 0;
+}
 if (flags.Contains("ab-prefetch"))
 {
     // A/B of the GEMM's software prefetch of the next W panel: alternate rounds with it off and on, per-CPU-second efficiency medians.

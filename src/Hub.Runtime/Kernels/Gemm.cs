@@ -27,7 +27,13 @@ public static unsafe class Gemm
     public const int GemvMaxRows = 4;
 
     /// <summary>Floats of per-worker scratch the kernels need for reduction depth <paramref name="k"/>.</summary>
-    public static int ScratchFloats(int k) => Math.Max(4 * k, KC * MaxPanel + MR * MaxPanel + MaxPanel * KC + MC * KC) + 64;
+    public static int ScratchFloats(int k) => Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + MC * KC) + 64;
+
+    // Depths up to this run in one K block (one pass over C, no A copy); the panel is then up to 24 KiB.
+    private const int KCMax = 384;
+
+    /// <summary>Whether k ≤ 384 runs as one K block (a switch for A/B runs of the kernel bench).</summary>
+    internal static bool SingleBlockK = true;
 
     /// <summary>Scalar twin: y[m,n] = Σ_k x[m,k]·w[n,k] + b[n], accumulated in float32 in k order.</summary>
     public static void LinearReference(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y)
@@ -264,21 +270,22 @@ public static unsafe class Gemm
             return;
         }
         int nr = PanelWidth;
-        float* panel = Align64(scratch);          // [KC][nr]
-        float* tile = panel + KC * MaxPanel;     // [MR][nr]
-        float* tmp = tile + MR * MaxPanel;       // [nr][KC] widened F16/BF16 rows
-        float* apack = tmp + MaxPanel * KC;      // [MC][KC] contiguous copy of the A block
+        float* panel = Align64(scratch);          // [kcb][nr]
+        float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
+        float* tmp = tile + MR * MaxPanel;       // [nr][KCMax] widened F16/BF16 rows
+        float* apack = tmp + MaxPanel * KCMax;   // [MC][KC] contiguous copy of the A block
+        int kcb = k <= KCMax && SingleBlockK ? k : KC;
         for (int mb = m0; mb < m1; mb += MC)
         {
             int mc = Math.Min(MC, m1 - mb);
-            for (int pc = 0; pc < k; pc += KC)
+            for (int pc = 0; pc < k; pc += kcb)
             {
-                int kc = Math.Min(KC, k - pc);
+                int kc = Math.Min(kcb, k - pc);
                 bool first = pc == 0, last = pc + kc == k;
                 // With k > KC the rows of the A block sit k floats apart; a power-of-two k (2048) maps them onto a few L2
                 // sets and they evict each other, so the block is copied to contiguous rows of kc first (≈2% of the work).
                 float* ab; int lda;
-                if (k > KC && PackA)
+                if (k > kcb && PackA)
                 {
                     for (int r = 0; r < mc; r++) Buffer.MemoryCopy(a + (long)(mb + r) * k + pc, apack + (long)r * kc, kc * 4L, kc * 4L);
                     ab = apack; lda = kc;
@@ -374,8 +381,8 @@ public static unsafe class Gemm
         if (wt == DType.F32) { src = (float*)w + (long)col * k + pc; ld = k; }
         else
         {
-            for (int q = 0; q < ncols; q++) ToFloat(w, wt, (long)(col + q) * k + pc, tmp + (long)q * KC, kc);
-            src = tmp; ld = KC;
+            for (int q = 0; q < ncols; q++) ToFloat(w, wt, (long)(col + q) * k + pc, tmp + (long)q * KCMax, kc);
+            src = tmp; ld = KCMax;
         }
         int q0 = 0;
         if (Avx.IsSupported)
