@@ -30,6 +30,21 @@ var dtypes = (opts.TryGetValue("dtype", out var d) ? d : "f32").Split(',').Selec
     "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16, _ => throw new ArgumentException($"--dtype {s}: f32, f16 or bf16"),
 }).ToArray();
 bool quick = flags.Contains("quick");
+if (flags.Contains("ab-rows"))
+{
+    foreach (var (b, tt, h, kv, hd, causal) in new[] { (8, 128, 12, 12, 32, false), (1, 512, 32, 4, 64, true) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var r32 = new List<double>(); var r64 = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                AttentionKernels.RowsPerBlock = 32; r32.Add(Bench.Attention(b, tt, h, kv, hd, causal, th, 3).Ms);
+                AttentionKernels.RowsPerBlock = 64; r64.Add(Bench.Attention(b, tt, h, kv, hd, causal, th, 3).Ms);
+            }
+            Console.WriteLine($"B{b} T{tt} h{h}/{kv} hd{hd} {th}T  ms  32 rows {r32.Order().ElementAt(r32.Count / 2),7:F2}  64 rows {r64.Order().ElementAt(r64.Count / 2),7:F2}");
+        }
+    return 0;
+}
 if (flags.Contains("ab-kc"))
 {
     // A/B of running k ≤ 384 as one K block instead of 256 + 128.

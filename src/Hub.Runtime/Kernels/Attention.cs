@@ -84,7 +84,10 @@ public static unsafe class AttentionKernels
     public const int BlockRows = 32;
 
     /// <summary>Query positions per <see cref="AttendBlock"/> call for a group of <paramref name="groupHeads"/> heads.</summary>
-    public static int QueriesPerBlock(int groupHeads) => Math.Max(1, BlockRows / groupHeads);
+    public static int QueriesPerBlock(int groupHeads) => Math.Max(1, RowsPerBlock / groupHeads);
+
+    /// <summary>Rows per prefill block actually used (a switch for A/B runs of the kernel bench; 32 or 64).</summary>
+    internal static int RowsPerBlock = BlockRows;
 
     /// <summary>Floats of per-worker scratch <see cref="AttendBlock"/> needs.</summary>
     public static int PrefillScratchFloats(int groupHeads, int headDim)
