@@ -207,6 +207,8 @@ public static class BenchContexts
             $"growth {first.Context} → {last.Context}: median {growth:+0.00;-0.00} ms/token ({last.MsPerToken / first.MsPerToken:F2}×), fastest step {minGrowth:+0.00;-0.00} ms; attention ops measured {attnGrowth:+0.00;-0.00} ms");
         sb.AppendLine(CultureInfo.InvariantCulture,
             $"predicted attention-only growth: attention at {first.Context} ({first.AttentionMsPerToken:F3} ms) × (cache bytes ratio {bytesRatio:F1} − 1) = {predicted:+0.00;-0.00} ms/token → median growth {(within ? "within" : "ABOVE")} it, fastest-step growth {(minWithin ? "within" : "ABOVE")} it");
+        sb.AppendLine(CultureInfo.InvariantCulture,
+            $"non-attention time per token (profiled): {first.ProfiledMsPerToken - first.AttentionMsPerToken:F2} ms at {first.Context}, {last.ProfiledMsPerToken - last.AttentionMsPerToken:F2} ms at {last.Context}");
         Console.Write(sb.ToString());
     }
 
