@@ -21,7 +21,7 @@ public sealed class Gpt2ClassifierTests : IDisposable
     private ModelOptions Options => new() { ExportCacheDir = Path.Combine(_tmp, "cache"), Threads = 2 };
 
     // gpt2-tiny re-labelled as GPT2ForSequenceClassification with score.weight = wte rows `Columns`.
-    private string MakeClassifier(string name, int? padTokenId, int numLabels = 3, int scoreRows = 3)
+    private string MakeClassifier(string name, int? padTokenId, int numLabels = 3, int scoreRows = 3, string? problemType = null)
     {
         var src = SharedDir.Require("fixtures/gpt2-tiny");
         var dir = Path.Combine(_tmp, name);
@@ -51,6 +51,7 @@ public sealed class Gpt2ClassifierTests : IDisposable
         for (int i = 0; i < numLabels; i++) labels[i.ToString(System.Globalization.CultureInfo.InvariantCulture)] = $"col{(i < Columns.Length ? Columns[i] : i)}";
         cfg["id2label"] = labels;
         if (padTokenId is int pad) cfg["pad_token_id"] = pad;
+        if (problemType is not null) cfg["problem_type"] = problemType;
         File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
         return dir;
     }
@@ -117,6 +118,27 @@ public sealed class Gpt2ClassifierTests : IDisposable
         Assert.Equal("num_labels", e.Field);
         Assert.Contains("score.weight", e.Message);
         Assert.Contains("[3, 64]", e.Message);
+    }
+
+    [SkippableFact]
+    public void Problem_type_selects_sigmoid_or_raw_scores_and_an_unknown_one_is_a_config_error()
+    {
+        var cases = Expected();
+        using (var multi = SequenceClassifier.FromPretrained(MakeClassifier("multi", Eos, problemType: "multi_label_classification"), export: true, Options))
+        {
+            var r = multi.Classify(cases[0].Text);
+            Golden.Close(cases[0].Want, r.Logits, 1e-4f, "multi-label logits");
+            for (int i = 0; i < 3; i++) Assert.Equal(1 / (1 + Math.Exp(-r.Logits[i])), r.Probabilities[i], 5);
+        }
+        using (var reg = SequenceClassifier.FromPretrained(MakeClassifier("reg", Eos, numLabels: 1, scoreRows: 1), export: true, Options))
+        {
+            Assert.Equal("regression", reg.ProblemType);
+            var r = reg.Classify(cases[1].Text);
+            Assert.Equal(cases[1].Want[0], r.Probabilities[0], 4);
+            Assert.Equal(r.Logits[0], r.Score);
+        }
+        var e = Assert.Throws<ConfigException>(() => SequenceClassifier.FromPretrained(MakeClassifier("bad", Eos, problemType: "ranking"), export: true, Options));
+        Assert.Equal("problem_type", e.Field);
     }
 
     [SkippableFact]
