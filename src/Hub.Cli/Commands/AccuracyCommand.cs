@@ -6,7 +6,7 @@ namespace Hub.Cli.Commands;
 
 /// <summary>
 /// <c>hub accuracy &lt;model&gt; --weight-format int8|int4 [--group-size N] [--sym|--asym] [--ignored-scope R] [--tokens N]
-/// [--prompt TEXT | --text TEXT] [--json]</c>: the accuracy cost of weight compression against the float32 export.
+/// [--prompt TEXT | --prompt-ids IDS | --text TEXT] [--json]</c>: the accuracy cost of weight compression against the float32 export.
 /// </summary>
 public static class AccuracyCommand
 {
@@ -16,19 +16,22 @@ public static class AccuracyCommand
         var m = new CliRunner.ModelArgs();
         var tokens = new Option<int>("--tokens") { Description = "teacher-forced positions to compare", DefaultValueFactory = _ => 256 };
         var prompt = new Option<string?>("--prompt") { Description = "prompt continued greedily by the float32 model (default: the BOS token)" };
+        var promptIds = new Option<string?>("--prompt-ids") { Description = "prompt as comma-separated token ids" };
         var text = new Option<string?>("--text") { Description = "compare over this text instead of the model's own continuation" };
         var json = new Option<bool>("--json") { Description = "print the figures as one JSON object" };
         var cmd = new Command("accuracy", "Compare a compressed (int8/int4) export with the float32 export: top-1 agreement and logit error, teacher-forced.");
         m.AddTo(cmd);
-        cmd.Options.Add(tokens); cmd.Options.Add(prompt); cmd.Options.Add(text); cmd.Options.Add(json);
+        cmd.Options.Add(tokens); cmd.Options.Add(prompt); cmd.Options.Add(promptIds); cmd.Options.Add(text); cmd.Options.Add(json);
         cmd.SetAction(r => CliRunner.Run(() =>
         {
             var options = m.Options(r, quiet: r.GetValue(json));
             if (options.WeightFormat is not (WeightFormat.Int8 or WeightFormat.Int4 or WeightFormat.F16 or WeightFormat.BF16))
                 throw new ArgumentException("--weight-format must be int8, int4, f16 or bf16 (the format compared with f32)");
             if (r.GetValue(tokens) < 1) throw new ArgumentException("--tokens must be ≥ 1");
-            if (r.GetValue(prompt) is not null && r.GetValue(text) is not null) throw new ArgumentException("give at most one of --prompt and --text");
-            var rep = CompressionAccuracy.Measure(r.GetValue(m.Model)!, options, r.GetValue(tokens), r.GetValue(prompt), r.GetValue(text));
+            if (new[] { r.GetValue(prompt), r.GetValue(text), r.GetValue(promptIds) }.Count(v => v is not null) > 1)
+                throw new ArgumentException("give at most one of --prompt, --prompt-ids and --text");
+            var ids = r.GetValue(promptIds) is { } idText ? CliRunner.ParseIds(idText) : null;
+            var rep = CompressionAccuracy.Measure(r.GetValue(m.Model)!, options, r.GetValue(tokens), r.GetValue(prompt), r.GetValue(text), ids);
             string format = r.GetValue(m.Weights.Format)!.ToLowerInvariant();
             if (r.GetValue(json))
             {
