@@ -287,3 +287,61 @@ public unsafe class QuantKernelTests
         finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
     }
 }
+
+/// <summary>Single-thread GEMV throughput per weight format (HUB_BENCH=1 only; prints, asserts nothing about time).</summary>
+public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Quantized_gemv_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        int n = 2048, k = 768, reps = 50;
+        var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
+        var y = new float[n];
+        var wf = Enumerable.Range(0, n * k).Select(i => (float)Math.Cos(i) * 0.02f).ToArray();
+        var scratch = new float[Gemm.ScratchFloats(k)];
+        var cases = new (string Name, QuantKernelTests.QData? Q)[]
+        {
+            ("f32", null),
+            ("int8 asym per-channel", QuantKernelTests.RandomQ(false, n, k, 0, false, 1)),
+            ("int8 sym g32 (Q8_0)", QuantKernelTests.RandomQ(false, n, k, 32, true, 2)),
+            ("int4 sym g32 (Q4_0)", QuantKernelTests.RandomQ(true, n, k, 32, true, 3)),
+            ("int4 asym g128", QuantKernelTests.RandomQ(true, n, k, 128, false, 4)),
+        };
+        var times = cases.Select(_ => new List<double>()).ToArray();
+        var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
+        for (int round = 0; round < 7; round++)
+            for (int c = 0; c < cases.Length; c++)
+            {
+                var q = cases[c].Q;
+                fixed (float* xp = x, yp = y, wp = wf, sp = scratch)
+                fixed (byte* b0 = buf)
+                {
+                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    if (q is null)
+                        for (int r = 0; r < reps; r++) Gemm.GemvRows(xp, 1, k, (byte*)wp, DType.F32, n, null, yp, 0, n, sp);
+                    else
+                        fixed (byte* d = q.Data)
+                        fixed (float* s = q.Scales)
+                        fixed (byte* z = q.Zeros)
+                        {
+                            var w = new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
+                            for (int r = 0; r < reps; r++)
+                            {
+                                QuantKernels.QuantizeActivations(xp, 1, k, w.GroupLength, b);
+                                QuantKernels.GemvInteger(w, 1, b, null, yp, n, 0, n);
+                            }
+                        }
+                    times[c].Add(sw.Elapsed.TotalSeconds / reps);
+                }
+            }
+        for (int c = 0; c < cases.Length; c++)
+        {
+            double t = times[c].Order().ElementAt(times[c].Count / 2);
+            var q = cases[c].Q;
+            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 4L + (q.Zeros?.Length ?? 0);
+            output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s");
+        }
+    }
+}

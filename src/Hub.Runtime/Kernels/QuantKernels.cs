@@ -195,74 +195,153 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GemvIntegerAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
-        int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block, groups = w.Groups;
+        int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block, groups = w.Groups, rowBytes = w.RowBytes;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        var ones = Vector256.Create((short)1);
-        var flip = Vector256.Create((byte)0x80);
-        var low4 = Vector128.Create((byte)0x0F);
+        byte* data = w.Data;
+        float* scales = w.Scales;
+        byte* zeros = w.Zeros;
         bool int4 = w.Int4, sym = w.Symmetric;
+        // Σ (q − off)·x = Σ q·x − off·Σx: off is 8 (int4 sym), z (int4 asym), z − 128 (int8 asym, bytes flipped by ^0x80)
+        int zeroBase = int4 ? 0 : 128;
         for (int j = n0; j < n1; j++)
         {
-            byte* row = w.Data + (long)j * w.RowBytes;
-            float* sc = w.Scales + (long)j * groups;
+            byte* row = data + (long)j * rowBytes;
+            float* sc = scales + (long)j * groups;
+            byte* zr = zeros + (long)j * groups;
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
                 float* dxi = dx + (long)i * blocks;
-                var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+                float dot = int4 ? DotInt4(row, xr, dxi, sc, blocks, bpg) : DotInt8(row, xr, dxi, sc, blocks, bpg, !sym);
+                float* xsi = xs + (long)i * groups;
                 float corr = 0;
-                for (int g = 0; g < groups; g++)
-                {
-                    float s = sc[g];
-                    int b = g * bpg, bEnd = b + bpg;
-                    if (int4)
-                    {
-                        for (; b + 1 < bEnd; b += 2)
-                        {
-                            var r0 = Sse2.LoadVector128(row + b * 16);
-                            var r1 = Sse2.LoadVector128(row + b * 16 + 16);
-                            var w0 = Vector256.Create(Sse2.And(r0, low4), Sse2.And(Sse2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), low4));
-                            var w1 = Vector256.Create(Sse2.And(r1, low4), Sse2.And(Sse2.ShiftRightLogical(r1.AsUInt16(), 4).AsByte(), low4));
-                            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
-                            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w1, Avx.LoadVector256(xr + b * 32 + 32)), ones);
-                            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dxi[b] * s), acc0);
-                            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dxi[b + 1] * s), acc1);
-                        }
-                        if (b < bEnd)
-                        {
-                            var r0 = Sse2.LoadVector128(row + b * 16);
-                            var w0 = Vector256.Create(Sse2.And(r0, low4), Sse2.And(Sse2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), low4));
-                            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
-                            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dxi[b] * s), acc0);
-                        }
-                    }
-                    else
-                    {
-                        for (; b + 1 < bEnd; b += 2)
-                        {
-                            var w0 = Avx.LoadVector256(row + b * 32);
-                            var w1 = Avx.LoadVector256(row + b * 32 + 32);
-                            if (!sym) { w0 = Avx2.Xor(w0, flip); w1 = Avx2.Xor(w1, flip); }
-                            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0.AsSByte()), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0.AsSByte())), ones);
-                            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1.AsSByte()), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1.AsSByte())), ones);
-                            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dxi[b] * s), acc0);
-                            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dxi[b + 1] * s), acc1);
-                        }
-                        if (b < bEnd)
-                        {
-                            var w0 = Avx.LoadVector256(row + b * 32);
-                            if (!sym) w0 = Avx2.Xor(w0, flip);
-                            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0.AsSByte()), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0.AsSByte())), ones);
-                            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dxi[b] * s), acc0);
-                        }
-                    }
-                    if (!(sym && !int4)) corr += s * w.ZeroOffset(j, g) * xs[(long)i * groups + g];
-                }
-                y[(long)i * ldy + j] = Vector256.Sum(acc0 + acc1) - corr + (bias != null ? bias[j] : 0f);
+                if (int4 && sym) corr = 8f * DotF(sc, xsi, groups);
+                else if (!sym)
+                    for (int g = 0; g < groups; g++) corr += sc[g] * (zr[g] - zeroBase) * xsi[g];
+                y[(long)i * ldy + j] = dot - corr + (bias != null ? bias[j] : 0f);
             }
         }
+    }
+
+    // Σ_b s_{b/bpg}·dx_b·Σ(q·x) over one int8 row (signed bytes, or unsigned flipped to signed when asymmetric).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotInt8(byte* row, sbyte* xr, float* dx, float* sc, int blocks, int bpg, bool flip)
+    {
+        var ones = Vector256.Create((short)1);
+        var flipMask = flip ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
+        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+        int b = 0;
+        if (bpg == 1)
+        {
+            for (; b + 1 < blocks; b += 2)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var w1 = Avx2.Xor(Avx.LoadVector256(row + b * 32 + 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1)), ones);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1] * sc[b + 1]), acc1);
+            }
+            if (b < blocks)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
+            }
+            return Vector256.Sum(acc0 + acc1);
+        }
+        // larger groups: accumulate dx_b·Σ(q·x) per group, then scale once
+        for (int g = 0; b < blocks; g++)
+        {
+            var ga0 = Vector256<float>.Zero; var ga1 = Vector256<float>.Zero;
+            int end = b + bpg;
+            for (; b + 1 < end; b += 2)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var w1 = Avx2.Xor(Avx.LoadVector256(row + b * 32 + 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                ga1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1]), ga1);
+            }
+            if (b < end)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                b++;
+            }
+            var s = Vector256.Create(sc[g]);
+            acc0 = Fma.MultiplyAdd(ga0, s, acc0);
+            acc1 = Fma.MultiplyAdd(ga1, s, acc1);
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    // Σ_b s_{b/bpg}·dx_b·Σ(nibble·x) over one int4 row (16 bytes = 32 values per block, two nibble masks).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotInt4(byte* row, sbyte* xr, float* dx, float* sc, int blocks, int bpg)
+    {
+        var ones = Vector256.Create((short)1);
+        var low4 = Vector256.Create((byte)0x0F);
+        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+        int b = 0;
+        if (bpg == 1 && (blocks & 1) == 0)
+        {
+            // groups of 32 (Q4_0): one scale per block, two blocks per 32-byte load
+            for (; b < blocks; b += 2)
+            {
+                var r = Avx.LoadVector256(row + b * 16);
+                var lo = Avx2.And(r, low4);
+                var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Permute2x128(lo, hi, 0x20), Avx.LoadVector256(xr + b * 32)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Permute2x128(lo, hi, 0x31), Avx.LoadVector256(xr + b * 32 + 32)), ones);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1] * sc[b + 1]), acc1);
+            }
+            return Vector256.Sum(acc0 + acc1);
+        }
+        for (int g = 0; b < blocks; g++)
+        {
+            var ga0 = Vector256<float>.Zero; var ga1 = Vector256<float>.Zero;
+            int end = b + bpg;
+            for (; b + 1 < end; b += 2)
+            {
+                // 32 bytes = two blocks: low nibbles are values 0..15 of each block, high nibbles 16..31
+                var r = Avx.LoadVector256(row + b * 16);
+                var lo = Avx2.And(r, low4);
+                var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
+                var w0 = Avx2.Permute2x128(lo, hi, 0x20);
+                var w1 = Avx2.Permute2x128(lo, hi, 0x31);
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w1, Avx.LoadVector256(xr + b * 32 + 32)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                ga1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1]), ga1);
+            }
+            if (b < end)
+            {
+                var r0 = Sse2.LoadVector128(row + b * 16);
+                var l = Vector128.Create((byte)0x0F);
+                var w0 = Vector256.Create(Sse2.And(r0, l), Sse2.And(Sse2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), l));
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                b++;
+            }
+            var s = Vector256.Create(sc[g]);
+            acc0 = Fma.MultiplyAdd(ga0, s, acc0);
+            acc1 = Fma.MultiplyAdd(ga1, s, acc1);
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotF(float* a, float* b, int n)
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += a[i] * b[i];
+        return s;
     }
 
     /// <summary>
