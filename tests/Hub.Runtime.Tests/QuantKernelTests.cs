@@ -295,7 +295,9 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
     public void Quantized_gemv_throughput()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
-        int n = 2048, k = 768, reps = 50;
+        int n = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_N"), out var nn) ? nn : 2048;
+        int k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 768;
+        int reps = Math.Max(3, (int)(100_000_000L / ((long)n * k)));
         var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
         var y = new float[n];
         var wf = Enumerable.Range(0, n * k).Select(i => (float)Math.Cos(i) * 0.02f).ToArray();
@@ -343,5 +345,39 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 4L + (q.Zeros?.Length ?? 0);
             output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s");
         }
+    }
+}
+
+/// <summary>Per-node decode profile of an exported IR folder given in HUB_BENCH_IR (HUB_BENCH=1 only).</summary>
+public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Decode_profile_of_an_ir_folder()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
+        using var ir = IrModel.Load(dir!);
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 128 });
+        using var req = cm.CreateInferRequest();
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
+        output.WriteLine(string.Join(",", names));
+        req.OpTicks = new long[ir.Graph.Nodes.Count];
+        int[] id = { 1 }, p = { 0 };
+        var ones = Enumerable.Repeat(1f, 128).ToArray();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        int steps = 32;
+        for (int s = 0; s < steps; s++)
+        {
+            int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
+            req.SetInput("input_ids", id, 1, 1);
+            if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
+            if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, 1);
+            if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones.AsSpan(0, past + 1), 1, past + 1);
+            if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+            req.Infer();
+        }
+        output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s");
+        var top = Enumerable.Range(0, req.OpTicks.Length).OrderByDescending(i => req.OpTicks[i]).Take(12);
+        foreach (var i in top) output.WriteLine($"  {ir.Graph.Nodes[i].Name} ({ir.Graph.Nodes[i].Op}) {req.OpTicks[i] * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps:F3} ms");
     }
 }
