@@ -17,6 +17,15 @@ internal static class CliRunner
 
     public static string OneLine(string s) => s.ReplaceLineEndings(" ");
 
+    /// <summary>
+    /// Progress lines written to stderr at once (<see cref="Progress{T}"/> posts to the thread pool, so its last lines,
+    /// such as the export's compression summary, could appear after the result or be lost at exit).
+    /// </summary>
+    public sealed class StderrProgress : IProgress<string>
+    {
+        public void Report(string value) => Console.Error.WriteLine(value);
+    }
+
     /// <summary>Model options shared by the run commands.</summary>
     public sealed class ModelArgs
     {
@@ -42,7 +51,7 @@ internal static class CliRunner
             SourceFormat = r.GetValue(From),
             Threads = r.GetValue(Threads),
             MaxContext = r.GetValue(MaxContext),
-            Progress = quiet ? null : new Progress<string>(m => Console.Error.WriteLine(m)),
+            Progress = quiet ? null : new StderrProgress(),
         });
     }
 

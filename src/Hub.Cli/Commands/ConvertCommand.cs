@@ -27,7 +27,7 @@ public static class ConvertCommand
                 ({ } a, { } b) when a != b => throw new ArgumentException($"two output folders given ('{a}' and -o '{b}'); give one"),
                 (var a, var b) => (a ?? b)!,
             };
-            var options = weights.Apply(r, new ModelOptions { SourceFormat = r.GetValue(from), Subfolder = r.GetValue(sub), Progress = new Progress<string>(m => Console.Error.WriteLine(m)) });
+            var options = weights.Apply(r, new ModelOptions { SourceFormat = r.GetValue(from), Subfolder = r.GetValue(sub), Progress = new CliRunner.StderrProgress() });
             var src = ModelLocator.Resolve(r.GetValue(input)!, options);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var (arch, graph) = Exporter.Export(src, outDir, options);
