@@ -222,6 +222,34 @@ public unsafe class QuantKernelTests
             }
     }
 
+    [SkippableFact]
+    public void Float_in_register_gemv_matches_float64()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        foreach (var (int4, sym, group, n, k) in Cases())
+            foreach (int m in new[] { 1, 3 })
+            {
+                var d = RandomQ(int4, n, k, group, sym, n * 17 + k + group * 5 + m);
+                var x = Rand(m * k, n * k + m + 1);
+                var bias = Rand(n, 9);
+                var exp = Reference(d, x, m, bias);
+                var y = new float[m * n];
+                var xs = new float[m * d.Groups];
+                WithMatrix(d, w =>
+                {
+                    fixed (float* xp = x, yp = y, sp = xs, bp = bias)
+                    {
+                        QuantKernels.GroupSums(xp, m, k, d.GL, sp);
+                        QuantKernels.GemvFloatRegisters(w, xp, m, sp, bp, yp, n, 0, n);
+                    }
+                });
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                        Assert.True(Math.Abs(y[i * n + j] - exp[i * n + j]) <= 2e-5 * (AbsSum(d, x, i, j) + Math.Abs(bias[j]) + Math.Abs(d.Scales.Max()) * Math.Abs(x.Sum())) + 1e-5,
+                            $"{d.Scheme} sym={sym} g={group} [{n},{k}] m={m}: {y[i * n + j]} vs {exp[i * n + j]}");
+            }
+    }
+
     [Theory]
     [InlineData(false, true, 0, 1)]
     [InlineData(false, false, 32, 2)]
@@ -310,7 +338,9 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             ("int4 sym g32 (Q4_0)", QuantKernelTests.RandomQ(true, n, k, 32, true, 3)),
             ("int4 asym g128", QuantKernelTests.RandomQ(true, n, k, 128, false, 4)),
         };
+        cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
         var times = cases.Select(_ => new List<double>()).ToArray();
+        var xsums = new float[k];
         var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
         for (int round = 0; round < 7; round++)
             for (int c = 0; c < cases.Length; c++)
@@ -328,12 +358,22 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
                         fixed (float* s = q.Scales)
                         fixed (byte* z = q.Zeros)
                         {
+                        fixed (float* xsp = xsums)
+                        {
                             var w = new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
+                            bool reg = cases[c].Name.EndsWith("float-reg", StringComparison.Ordinal);
                             for (int r = 0; r < reps; r++)
                             {
+                                if (reg)
+                                {
+                                    QuantKernels.GroupSums(xp, 1, k, w.GroupLength, xsp);
+                                    QuantKernels.GemvFloatRegisters(w, xp, 1, xsp, null, yp, n, 0, n);
+                                    continue;
+                                }
                                 QuantKernels.QuantizeActivations(xp, 1, k, w.GroupLength, b);
                                 QuantKernels.GemvInteger(w, 1, b, null, yp, n, 0, n);
                             }
+                        }
                         }
                     times[c].Add(sw.Elapsed.TotalSeconds / reps);
                 }

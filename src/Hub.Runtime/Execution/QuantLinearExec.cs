@@ -16,7 +16,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
 
     private readonly QuantMatrix _w;
     private readonly int _n, _k;
-    private readonly bool _integer;
+    private readonly bool _integer, _registers;
+    private readonly float[] _xsums;    // pinned: per-group Σx for the float-in-registers GEMV
     private readonly byte[] _act;       // pinned: quantized activation rows for the integer GEMV
     private readonly byte* _actPtr;
     private float* _x, _y, _bias;
@@ -35,6 +36,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
             fixed (byte* p = _act) _actPtr = (byte*)(((nint)p + 63) & ~(nint)63);
         }
         else _act = Array.Empty<byte>();
+        _registers = ForceFloatPath && QuantKernels.IntegerPathFits(_w) && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();
         if (HasInput(2))
         {
             RequireWeightF32(2);
@@ -42,7 +45,10 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
     }
 
-    /// <summary>Test/bench switch (HUB_QUANT_GEMV=float): use the float GEMV for every shape.</summary>
+    /// <summary>
+    /// Test/bench switch (HUB_QUANT_GEMV=float): skip the integer GEMV; shapes that fit it use the float GEMV that widens
+    /// bytes in registers instead, the others the dequantize-a-row float GEMV.
+    /// </summary>
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
@@ -110,6 +116,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (_gemv)
         {
             if (_integer) QuantKernels.QuantizeActivations(_x, _m, _k, _w.GroupLength, _actPtr);
+            else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
             // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
             int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
             _unitRows = ((_n + units - 1) / units + 3) & ~3;
@@ -132,6 +139,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int c0 = index * _unitRows, c1 = Math.Min(_n, c0 + _unitRows);
             if (c0 >= c1) return;
             if (_integer) QuantKernels.GemvInteger(_w, _m, _actPtr, _bias, _y, _n, c0, c1);
+            else if (_registers) fixed (float* xs = _xsums) QuantKernels.GemvFloatRegisters(_w, _x, _m, xs, _bias, _y, _n, c0, c1);
             else QuantKernels.GemvFloat(_w, _x, _m, _bias, _y, _n, c0, c1, scratch);
             return;
         }

@@ -379,6 +379,77 @@ public static unsafe class QuantKernels
         return s;
     }
 
+    /// <summary>Σ x per group of <paramref name="groupLength"/> for each of the <paramref name="m"/> rows: dst [m, k/groupLength].</summary>
+    public static void GroupSums(float* x, int m, int k, int groupLength, float* dst)
+    {
+        int groups = k / groupLength;
+        for (int i = 0; i < m; i++)
+            for (int g = 0; g < groups; g++)
+            {
+                float s = 0;
+                float* p = x + (long)i * k + (long)g * groupLength;
+                for (int c = 0; c < groupLength; c++) s += p[c];
+                dst[(long)i * groups + g] = s;
+            }
+    }
+
+    /// <summary>
+    /// Float GEMV that widens the stored bytes in registers (no activation rounding): AVX2 only, for K and groups
+    /// that are multiples of 32; <paramref name="xsums"/> from <see cref="GroupSums"/>. Kept to compare with the
+    /// integer path (HUB_QUANT_GEMV=float), which measured faster.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemvFloatRegisters(in QuantMatrix w, float* x, int m, float* xsums, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported || w.K % 32 != 0 || w.GroupLength % 32 != 0)
+            throw new NotSupportedException("GemvFloatRegisters needs AVX2+FMA and K, group multiples of 32");
+        int k = w.K, gl = w.GroupLength, groups = w.Groups, rowBytes = w.RowBytes;
+        bool int4 = w.Int4, sym = w.Symmetric;
+        int zeroBase = int4 ? 0 : 128;
+        var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
+        var low4 = Vector128.Create((byte)0x0F);
+        for (int j = n0; j < n1; j++)
+        {
+            byte* row = w.Data + (long)j * rowBytes;
+            float* sc = w.Scales + (long)j * groups;
+            byte* zr = w.Zeros + (long)j * groups;
+            for (int i = 0; i < m; i++)
+            {
+                float* xr = x + (long)i * k;
+                var acc = Vector256<float>.Zero;
+                for (int g = 0; g < groups; g++)
+                {
+                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                    for (int c = g * gl; c < (g + 1) * gl; c += 32)
+                    {
+                        Vector128<sbyte> lo, hi;
+                        if (int4)
+                        {
+                            var r = Sse2.LoadVector128(row + c / 2);
+                            lo = Sse2.And(r, low4).AsSByte();
+                            hi = Sse2.And(Sse2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4).AsSByte();
+                        }
+                        else
+                        {
+                            var r = Avx2.Xor(Avx.LoadVector256(row + c), flip);
+                            lo = r.GetLower().AsSByte(); hi = r.GetUpper().AsSByte();
+                        }
+                        a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo)), Avx.LoadVector256(xr + c), a0);
+                        a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))), Avx.LoadVector256(xr + c + 8), a1);
+                        a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)), Avx.LoadVector256(xr + c + 16), a2);
+                        a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))), Avx.LoadVector256(xr + c + 24), a3);
+                    }
+                    acc = Fma.MultiplyAdd((a0 + a1) + (a2 + a3), Vector256.Create(sc[g]), acc);
+                }
+                float corr = 0;
+                float* xs = xsums + (long)i * groups;
+                if (int4 && sym) corr = 8f * DotF(sc, xs, groups);
+                else if (!sym) for (int g = 0; g < groups; g++) corr += sc[g] * (zr[g] - zeroBase) * xs[g];
+                y[(long)i * ldy + j] = Vector256.Sum(acc) - corr + (bias != null ? bias[j] : 0f);
+            }
+        }
+    }
+
     /// <summary>Dequantizes rows [r0, r1) into <paramref name="dst"/> [r1 − r0, K] (prefill panels, embedding rows).</summary>
     public static void DequantizeRows(in QuantMatrix w, int r0, int r1, float* dst)
     {
