@@ -148,7 +148,7 @@ public sealed unsafe class InferRequest : IDisposable
     private OpExec CreateOp(Node n) => n.Op switch
     {
         Ops.Embedding => new EmbeddingExec(n, this),
-        Ops.Linear => new LinearExec(n, this),
+        Ops.Linear => IsQuantizedWeight(n, 1) ? new QuantLinearExec(n, this) : new LinearExec(n, this),
         Ops.MatMul => new MatMulExec(n, this),
         Ops.LayerNorm => new NormExec(n, this, rms: false),
         Ops.RMSNorm => new NormExec(n, this, rms: true),
@@ -172,6 +172,9 @@ public sealed unsafe class InferRequest : IDisposable
         Ops.GatherRows => new GatherRowsExec(n, this),
         _ => throw new UnsupportedModelException($"node '{n.Name}' uses op '{n.Op}', which the CPU runtime does not implement yet"),
     };
+
+    private bool IsQuantizedWeight(Node n, int input) =>
+        n.Inputs.Count > input && Model.Values[Model.ValueId(n.Inputs[input])] is { Weight.Quant: not null };
 
     /// <summary>Sets an I32 input (token ids, positions, prefix lengths); the data is copied.</summary>
     public void SetInput(string name, ReadOnlySpan<int> data, int[] shape) =>

@@ -34,6 +34,8 @@ public static class BenchCommand
             {
                 Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
                 Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1,
+                WeightFormat = options.WeightFormat, GroupSize = options.GroupSize, Symmetric = options.Symmetric,
+                IgnoredScope = options.IgnoredScope, AllLayers = options.AllLayers,
             });
             double loadSeconds = sw.Elapsed.TotalSeconds;
             var result = Run(lm, p, n, rr);

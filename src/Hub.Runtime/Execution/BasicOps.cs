@@ -7,32 +7,39 @@ namespace Hub.Runtime.Execution;
 
 internal sealed unsafe class EmbeddingExec : OpExec
 {
+    private readonly Kernels.QuantMatrix _q;
+    private readonly bool _quantized;
+
     public EmbeddingExec(Node n, InferRequest r) : base(n, r, 2, 2, 1)
     {
         var table = R.T[In[1]];
         if (table.Rank != 2) throw BadGraph($"table '{n.Inputs[1]}' must be [V, D], got {table.ShapeString()}");
         if (R.Model.IsWeight(In[1]) && R.Model.WeightInfoOf(In[1]).Quant is not null)
-            throw new UnsupportedModelException($"node '{n.Name}': quantized embedding tables are not supported by this runtime yet; re-export with --weight-format f32, f16 or bf16");
+        {
+            _q = QuantLinearExec.Bind(r, In[1], n.Name);   // int8/int4 rows are dequantized on lookup
+            _quantized = true;
+        }
     }
 
     public override void InferShapes()
     {
         RequireI32(0);
         var table = X(1);
-        Y().ShapeFrom(X(0), table.Dims[1], append: true);
+        Y().ShapeFrom(X(0), _quantized ? _q.K : table.Dims[1], append: true);
         Y().DType = DType.F32;
     }
 
     public override void Run()
     {
         var ids = X(0); var table = X(1); var y = Y();
-        int v = table.Dims[0], d = table.Dims[1];
+        int v = table.Dims[0], d = _quantized ? _q.K : table.Dims[1];
         for (long i = 0; i < ids.Count; i++)
         {
             int id = ids.I[i];
             if ((uint)id >= (uint)v)
                 throw new ModelInputException($"token id {id} at position {i} of '{Node.Inputs[0]}' is outside the vocabulary [0, {v}) of '{Node.Inputs[1]}'");
-            Gemm.ToFloat(table.B, table.DType, (long)id * d, y.F + i * d, d);
+            if (_quantized) QuantKernels.DequantizeRow(_q, id, y.F + i * d);
+            else Gemm.ToFloat(table.B, table.DType, (long)id * d, y.F + i * d, d);
         }
     }
 }
