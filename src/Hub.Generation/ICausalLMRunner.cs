@@ -29,6 +29,13 @@ public interface ICausalLMRunner
     /// none). Fixed for a generation; the runner derives the attention mask and position ids from it.</param>
     ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding);
 
+    /// <summary>
+    /// Changes whenever the cache changes (a forward pass, reset, reorder or truncation), so that a chat engine can tell
+    /// that someone else used the model since its last turn and not trust its record of the cache. Runners that do not
+    /// track it return 0 (the engine then compares lengths only).
+    /// </summary>
+    long CacheStamp => 0;
+
     /// <summary>Empties the cache.</summary>
     void Reset();
 

@@ -60,8 +60,18 @@ public sealed class CausalLM : Model, ICausalLMRunner
     /// <inheritdoc/>
     public int PastLength => _request.PastLength;
 
+    /// <summary>
+    /// Serializes generations on this model (its KV cache is single-use): <see cref="HubChatClient"/> takes it for every
+    /// request, so concurrent callers wait their turn instead of corrupting each other's cache.
+    /// </summary>
+    internal SemaphoreSlim GenerationGate { get; } = new(1, 1);
+
     /// <summary>Counts <see cref="Forward"/> calls (for tests and benchmarks).</summary>
     public long ForwardCalls { get; private set; }
+
+    /// <summary>Counts token positions fed through <see cref="Forward"/> (batch × new positions per call), to check
+    /// that cached context is not fed again.</summary>
+    public long ForwardPositions { get; private set; }
 
     /// <inheritdoc/>
     public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding) =>
@@ -128,12 +138,20 @@ public sealed class CausalLM : Model, ICausalLMRunner
         _request.SetInput("logits_to_keep", _keep, ShapeOne);
         _request.Infer();
         ForwardCalls++;
+        _cacheStamp++;
+        ForwardPositions += (long)batch * seqLen;
         return _request.GetOutput("logits");
     }
+
+    private long _cacheStamp;
+
+    /// <inheritdoc/>
+    public long CacheStamp => _cacheStamp;
 
     /// <inheritdoc/>
     public void Reset()
     {
+        _cacheStamp++;
         _request.ResetState();
         _batch = 0;
     }
@@ -149,13 +167,18 @@ public sealed class CausalLM : Model, ICausalLMRunner
             if ((uint)rows[i] >= (uint)_batch) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[i]} outside the cached batch of {_batch}");
             pads[i] = _leftPad[rows[i]];
         }
+        _cacheStamp++;
         _request.ReorderState(rows);
         _leftPad = pads;
         _batch = rows.Length;
     }
 
     /// <inheritdoc/>
-    public void TruncateCache(int length) => _request.TruncateState(length);
+    public void TruncateCache(int length)
+    {
+        _cacheStamp++;
+        _request.TruncateState(length);
+    }
 
     /// <summary>
     /// Logits of every position for one sequence of ids (a fresh cache): <c>[seq][vocab]</c>; the tool to compare
@@ -185,11 +208,16 @@ public sealed class CausalLM : Model, ICausalLMRunner
     public int[] Generate(int[] promptIds, GenerationConfig? config = null)
     {
         var cfg = GenerationConfig.Merge(config);
-        // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
-        Reset();
-        EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
-        var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
-        return result.Sequences[0];
+        GenerationGate.Wait();
+        try
+        {
+            // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
+            Reset();
+            EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
+            var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
+            return result.Sequences[0];
+        }
+        finally { GenerationGate.Release(); }
     }
 
     /// <summary>Streams the continuation of <paramref name="prompt"/> as text pieces that never split a character.</summary>
@@ -197,8 +225,13 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         var tok = RequireTokenizer();
         var cfg = GenerationConfig.Merge(config);
-        await foreach (var piece in GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
-            yield return piece;
+        await GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await foreach (var piece in GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
+                yield return piece;
+        }
+        finally { GenerationGate.Release(); }
     }
 
     private GenerationHooks? Hooks(GenerationConfig cfg) =>
