@@ -45,3 +45,20 @@ public interface ICausalLMRunner
     /// <summary>Drops cached positions beyond <paramref name="length"/> (chat rollback, stop strings).</summary>
     void TruncateCache(int length);
 }
+
+/// <summary>
+/// A runner whose graph ends with a TopK over the last position's logits (OpenVINO-style post-processing on the graph):
+/// after each <see cref="ICausalLMRunner.Forward"/> it also offers the <see cref="LogitsTopK"/> largest logits of every row
+/// with their ids, so that greedy and top-k sampling read k values instead of the whole vocabulary row.
+/// </summary>
+public interface ITopKLogitsRunner : ICausalLMRunner
+{
+    /// <summary>Candidates per row the graph returns (0 = the graph has no TopK; the generator then reads the full row).</summary>
+    int LogitsTopK { get; }
+
+    /// <summary>The largest logits of the last Forward, <c>[batch, LogitsTopK]</c>, descending, ties to the lowest id (valid until the next call).</summary>
+    ReadOnlySpan<float> TopKValues { get; }
+
+    /// <summary>The ids of <see cref="TopKValues"/>, same layout.</summary>
+    ReadOnlySpan<int> TopKIndices { get; }
+}

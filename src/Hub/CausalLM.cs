@@ -9,7 +9,7 @@ namespace Hub;
 /// A causal language model on the stateful runtime: the KV cache lives in the runtime's states and is appended in
 /// place, so a decode step feeds one token per row and the LM head runs on the last position only.
 /// </summary>
-public sealed class CausalLM : Model, ICausalLMRunner
+public sealed class CausalLM : Model, ITopKLogitsRunner
 {
     private InferRequest _request;
     private int _batch;
@@ -241,11 +241,74 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         if (batch <= Loaded.Compiled.Options.MaxBatch) return;
         // More rows than the runtime was compiled for: recompile once with the larger batch (the cache is empty here).
+        Recompile(batch);
+    }
+
+    private void Recompile(int batch)
+    {
         var compiled = CompiledModel.Compile(Loaded.Ir, LoadedModel.RuntimeOptionsFor(Loaded.Ir.Graph, Loaded.Options, batch));
         _request.Dispose();
         Loaded.Compiled.Dispose();
         Loaded.Compiled = compiled;
         _request = compiled.CreateInferRequest();
+        _batch = 0;
+        _cacheStamp++;
+    }
+
+    /// <summary>Name of the graph output holding the TopK values appended by <see cref="UseLogitsTopK"/>.</summary>
+    public const string TopKValuesOutput = "logits_topk_values";
+
+    /// <summary>Name of the graph output holding the TopK ids appended by <see cref="UseLogitsTopK"/>.</summary>
+    public const string TopKIndicesOutput = "logits_topk_indices";
+
+    private const string TopKNodeName = "logits_topk";
+
+    /// <inheritdoc/>
+    public int LogitsTopK { get; private set; }
+
+    /// <inheritdoc/>
+    public ReadOnlySpan<float> TopKValues => LogitsTopK > 0 ? _request.GetOutput(TopKValuesOutput) : default;
+
+    /// <inheritdoc/>
+    public ReadOnlySpan<int> TopKIndices => LogitsTopK > 0 ? _request.GetOutputInt(TopKIndicesOutput) : default;
+
+    /// <summary>
+    /// Appends (k &gt; 0) or removes (k = 0) a TopK(k) on the logits at the end of the graph, as OpenVINO's post-processing
+    /// does, and recompiles (the KV cache is emptied). With it, greedy decoding and top-k sampling (top_k &lt; k, no
+    /// penalties) read k candidates per step instead of the whole vocabulary row; other settings still read the row.
+    /// The exported IR on disk is not changed. See docs/generation.md for when it pays.
+    /// </summary>
+    public void UseLogitsTopK(int k)
+    {
+        ObjectDisposedException.ThrowIf(_disposedFlag, this);
+        if (k < 0 || k > _vocab) throw new ArgumentOutOfRangeException(nameof(k), k, $"TopK candidates must be in [0, {_vocab}] (0 = off)");
+        if (k == LogitsTopK) return;
+        var g = Loaded.Ir.Graph;
+        var logits = g.Outputs.FirstOrDefault(o => o.Name == "logits")
+                     ?? throw new UnsupportedModelException($"{Directory}: the graph has no 'logits' output to append TopK to");
+        var savedNodes = g.Nodes.ToList();
+        var savedOutputs = g.Outputs.ToList();
+        g.Nodes.RemoveAll(n => n.Name == TopKNodeName);
+        g.Outputs.RemoveAll(o => o.Name is TopKValuesOutput or TopKIndicesOutput);
+        if (k > 0)
+        {
+            var shape = logits.Shape.Take(logits.Shape.Count - 1).Append(new Hub.IR.Dim(k, null)).ToArray();
+            g.Nodes.Add(new Hub.IR.Node
+            {
+                Name = TopKNodeName, Op = Hub.IR.Ops.TopK, Inputs = ["logits"], Outputs = [TopKValuesOutput, TopKIndicesOutput],
+                Attributes = new System.Text.Json.Nodes.JsonObject { ["k"] = k },
+            });
+            g.Outputs.Add(new Hub.IR.ValueInfo(TopKValuesOutput, DType.F32, shape));
+            g.Outputs.Add(new Hub.IR.ValueInfo(TopKIndicesOutput, DType.I32, shape));
+        }
+        try { Recompile(Loaded.Compiled.Options.MaxBatch); }
+        catch
+        {
+            g.Nodes.Clear(); g.Nodes.AddRange(savedNodes);
+            g.Outputs.Clear(); g.Outputs.AddRange(savedOutputs);
+            throw;
+        }
+        LogitsTopK = k;
     }
 
     private static void Grow<T>(ref T[] buffer, int size)
