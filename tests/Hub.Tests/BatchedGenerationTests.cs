@@ -1,0 +1,30 @@
+using Hub.Generation;
+
+namespace Hub.Integration.Tests;
+
+/// <summary>Batched generation on real models: left padding, attention mask, per-row positions and stopping.</summary>
+public class BatchedGenerationTests(ChatModels models) : IClassFixture<ChatModels>
+{
+    [SkippableTheory]
+    [InlineData("models/karpathy/tinyllamas/stories260K")]
+    [InlineData("fixtures/gpt2-tiny")]
+    public void Three_prompts_of_different_lengths_give_each_row_the_ids_it_gets_alone(string model)
+    {
+        var lm = models.Get(model);
+        int[][] prompts =
+        [
+            [.. new[] { 1, 2, 3 }.Select(i => i * 31 % lm.VocabSize)],
+            [.. Enumerable.Range(5, 9).Select(i => i * 17 % lm.VocabSize)],
+            [.. Enumerable.Range(40, 5).Select(i => i * 7 % lm.VocabSize)],
+        ];
+        var cfg = new GenerationConfig { MaxNewTokens = 12 };
+        var batch = Generator.Generate(lm, prompts, cfg);
+        Assert.Equal(3, batch.Sequences.Count);
+        for (int p = 0; p < 3; p++)
+        {
+            var alone = Generator.Generate(lm, [prompts[p]], cfg);
+            Assert.Equal(alone.Sequences[0], batch.Sequences[p]);
+            Assert.Equal(alone.FinishReasons[0], batch.FinishReasons[p]);
+        }
+    }
+}
