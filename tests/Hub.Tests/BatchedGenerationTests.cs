@@ -27,4 +27,18 @@ public class BatchedGenerationTests(ChatModels models) : IClassFixture<ChatModel
             Assert.Equal(alone.FinishReasons[0], batch.FinishReasons[p]);
         }
     }
+
+    [SkippableFact]
+    public void Beam_sampling_on_gpt2_tiny_is_seeded_and_cools_to_beam_search()
+    {
+        var lm = models.Get("fixtures/gpt2-tiny");
+        int[] prompt = [464, 3290, 318];
+        GenerationConfig Sample(ulong seed, float t) => new() { MaxNewTokens = 8, NumBeams = 3, NumReturnSequences = 2, DoSample = true, Temperature = t, Seed = seed };
+        var a = Generator.Generate(lm, [prompt], Sample(4, 1.5f));
+        var b = Generator.Generate(lm, [prompt], Sample(4, 1.5f));
+        Assert.Equal(a.Sequences, b.Sequences);
+        var search = Generator.Generate(lm, [prompt], new GenerationConfig { MaxNewTokens = 8, NumBeams = 3, NumReturnSequences = 2 });
+        var cold = Generator.Generate(lm, [prompt], Sample(4, 1e-4f));
+        Assert.Equal(search.Sequences, cold.Sequences);
+    }
 }
