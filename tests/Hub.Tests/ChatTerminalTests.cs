@@ -6,14 +6,13 @@ namespace Hub.Integration.Tests;
 
 /// <summary>
 /// <c>hub chat</c> as a user sees it: the CLI runs in a real pseudo-terminal (a detached tmux session on a private
-/// server socket), keys are typed with send-keys and the screen is read with capture-pane. Every wait polls the screen
+/// server socket in the temp folder), keys are typed with send-keys and the screen is read with capture-pane. Every wait polls the screen
 /// with a generous timeout; nothing asserts on time.
 /// </summary>
 public sealed class ChatTerminalTests : IDisposable
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(120);
     private readonly string _tmp = SharedDir.TempDir("hub-chat-tty");
-    private readonly string _socket = "hub-test-" + Guid.NewGuid().ToString("N")[..12];
 
     public void Dispose()
     {
@@ -70,11 +69,14 @@ public sealed class ChatTerminalTests : IDisposable
     {
         var cli = Path.Combine(AppContext.BaseDirectory, "Hub.Cli.dll");
         Assert.True(File.Exists(cli), $"{cli} not built");
-        // remain-on-exit keeps the pane (and its exit status) after the process ends.
+        // remain-on-exit keeps the screen readable after the process ends. The exit code comes from a wrapper shell
+        // writing it to a file: tmux's own #{pane_dead_status} stays empty when the pane's pty closes before tmux reaps
+        // the process, which happens on a loaded machine.
         Tmux(false, "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
              "new-session", "-d", "-x", "200", "-y", "50", "-s", session,
              "-e", $"HUB_CACHE={_tmp}", "-e", "HF_HUB_OFFLINE=1", "-e", "DOTNET_NOLOGO=1",
-             "dotnet", cli, "chat", modelDir, "--max-new-tokens", "16");
+             "sh", "-c", "dotnet \"$1\" chat \"$2\" --max-new-tokens 16; echo $? > \"$3.tmp\" && mv \"$3.tmp\" \"$3\"",
+             "sh", cli, modelDir, ExitFile(session));
     }
 
     private void Type(string session, string line)
@@ -85,12 +87,11 @@ public sealed class ChatTerminalTests : IDisposable
 
     private string Screen(string session) => Tmux(false, "capture-pane", "-p", "-J", "-S", "-", "-t", session);
 
-    private int? Dead(string session)
-    {
-        // "1 <status>" once the process ended (the status can lag the dead flag for a moment: poll again then)
-        var s = Tmux(false, "display-message", "-p", "-t", session, "#{pane_dead}:#{pane_dead_status}").Trim().Split(':');
-        return s.Length == 2 && s[0] == "1" && int.TryParse(s[1], out var code) ? code : null;
-    }
+    private string ExitFile(string session) => Path.Combine(_tmp, session + ".exit");
+
+    // The exit code of hub chat once it ended (written by the wrapper shell), else null.
+    private int? Dead(string session) =>
+        File.Exists(ExitFile(session)) && int.TryParse(File.ReadAllText(ExitFile(session)).Trim(), out var code) ? code : null;
 
     private string WaitFor(string session, Func<string, bool> done, string what)
     {
@@ -130,8 +131,8 @@ public sealed class ChatTerminalTests : IDisposable
     private string Tmux(bool allowFailure, params string[] args)
     {
         var psi = new ProcessStartInfo("tmux") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add("-L");
-        psi.ArgumentList.Add(_socket);
+        psi.ArgumentList.Add("-S"); // a private server whose socket goes away with the temp folder
+        psi.ArgumentList.Add(Path.Combine(_tmp, "tmux.sock"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment.Remove("TMUX");
         try
