@@ -153,7 +153,9 @@ public sealed class HubChatClient : IChatClient
     /// <summary>
     /// The generation settings a request runs with: <see cref="Defaults"/> overridden by <paramref name="options"/>
     /// (MaxOutputTokens → max_new_tokens, Temperature/TopP/TopK → sampling (temperature 0 = greedy), Seed, StopSequences →
-    /// stop_strings, FrequencyPenalty, PresencePenalty). Unsupported options throw <see cref="NotSupportedException"/>.
+    /// stop_strings, FrequencyPenalty, PresencePenalty), plus any generation_config.json field given by its Hugging Face name
+    /// in <see cref="ChatOptions.AdditionalProperties"/> (e.g. <c>repetition_penalty</c>). Unsupported options throw
+    /// <see cref="NotSupportedException"/>.
     /// </summary>
     public GenerationConfig MapOptions(ChatOptions? options)
     {
@@ -183,8 +185,22 @@ public sealed class HubChatClient : IChatClient
         if (options.StopSequences is { Count: > 0 } stops) cfg.StopStrings = stops.ToArray();
         if (options.FrequencyPenalty is { } fp) cfg.FrequencyPenalty = fp;
         if (options.PresencePenalty is { } pp) cfg.PresencePenalty = pp;
+        // Any other generation_config.json field by its Hugging Face name (repetition_penalty, min_p, no_repeat_ngram_size,
+        // ...) through AdditionalProperties; keys that are no such field belong to other components and are ignored.
+        if (options.AdditionalProperties is { Count: > 0 } extra)
+        {
+            var json = new System.Text.Json.Nodes.JsonObject();
+            foreach (var (key, value) in extra)
+                if (GenerationFields.Contains(key)) json[key] = System.Text.Json.JsonSerializer.SerializeToNode(value);
+            if (json.Count > 0) cfg = GenerationConfig.Parse(json.ToJsonString(), "ChatOptions.AdditionalProperties").Merge(cfg);
+        }
         return cfg;
     }
+
+    private static readonly HashSet<string> GenerationFields = typeof(GenerationConfig).GetProperties()
+        .Select(p => p.GetCustomAttributes(typeof(System.Text.Json.Serialization.JsonPropertyNameAttribute), false)
+            .OfType<System.Text.Json.Serialization.JsonPropertyNameAttribute>().FirstOrDefault()?.Name)
+        .OfType<string>().ToHashSet(StringComparer.Ordinal);
 
     // Text messages → the engine's messages (Instructions first, as a system message), and the request's settings.
     private (List<HubMessage> Messages, GenerationConfig Config) Prepare(IEnumerable<AI.ChatMessage> messages, ChatOptions? options)

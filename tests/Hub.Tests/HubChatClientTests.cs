@@ -139,6 +139,16 @@ public class HubChatClientTests(ChatModels models) : IClassFixture<ChatModels>
         Assert.Equal(0.25f, cfg.FrequencyPenalty);
         Assert.Equal(0.5f, cfg.PresencePenalty);
         Assert.False(client.MapOptions(new ChatOptions { Temperature = 0, TopP = 0.5f }).DoSample);
+        var extra = client.MapOptions(new ChatOptions
+        {
+            MaxOutputTokens = 9,
+            AdditionalProperties = new() { ["repetition_penalty"] = 1.3, ["min_p"] = 0.05f, ["max_new_tokens"] = 99, ["user_tag"] = "ignored" },
+        });
+        Assert.Equal(1.3f, extra.RepetitionPenalty);
+        Assert.Equal(0.05f, extra.MinP);
+        Assert.Equal(9, extra.MaxNewTokens); // the ChatOptions field wins over the same field in AdditionalProperties
+        var bad = Assert.Throws<ConfigException>(() => client.MapOptions(new ChatOptions { AdditionalProperties = new() { ["top_k"] = "many" } }));
+        Assert.Contains("top_k", bad.Message);
         Assert.False(client.MapOptions(null).IsSet(nameof(GenerationConfig.DoSample)));
     }
 
