@@ -152,7 +152,8 @@ public sealed class HubChatClient : IChatClient
 
     /// <summary>
     /// The generation settings a request runs with: <see cref="Defaults"/> overridden by <paramref name="options"/>
-    /// (MaxOutputTokens → max_new_tokens, Temperature/TopP/TopK → sampling (temperature 0 = greedy), Seed, StopSequences →
+    /// (MaxOutputTokens → max_new_tokens, Temperature/TopP/TopK → sampling (temperature 0 = greedy; none of them keeps the
+    /// repo's do_sample), Seed, StopSequences →
     /// stop_strings, FrequencyPenalty, PresencePenalty), plus any generation_config.json field given by its Hugging Face name
     /// in <see cref="ChatOptions.AdditionalProperties"/> (e.g. <c>repetition_penalty</c>). Unsupported options throw
     /// <see cref="NotSupportedException"/>.
@@ -172,15 +173,16 @@ public sealed class HubChatClient : IChatClient
             if (max < 1) throw new ArgumentOutOfRangeException(nameof(options), max, "ChatOptions.MaxOutputTokens must be at least 1");
             cfg.MaxNewTokens = max;
         }
+        // A sampling knob turns sampling on (temperature 0 = greedy); with none, the repo's do_sample stays.
         bool sampling = options.Temperature is not null || options.TopP is not null || options.TopK is not null;
         if (options.Temperature is { } t)
         {
             if (!(t >= 0) || !float.IsFinite(t)) throw new ArgumentOutOfRangeException(nameof(options), t, "ChatOptions.Temperature must be >= 0 (0 = greedy)");
-            if (t == 0) sampling = false; else cfg.Temperature = t;
+            if (t > 0) cfg.Temperature = t;
         }
         if (options.TopP is { } p) cfg.TopP = p;
         if (options.TopK is { } k) cfg.TopK = k;
-        cfg.DoSample = sampling;
+        if (sampling) cfg.DoSample = options.Temperature is not 0f;
         if (options.Seed is { } seed) cfg.Seed = unchecked((ulong)seed);
         if (options.StopSequences is { Count: > 0 } stops) cfg.StopStrings = stops.ToArray();
         if (options.FrequencyPenalty is { } fp) cfg.FrequencyPenalty = fp;

@@ -150,6 +150,8 @@ public class HubChatClientTests(ChatModels models) : IClassFixture<ChatModels>
         var bad = Assert.Throws<ConfigException>(() => client.MapOptions(new ChatOptions { AdditionalProperties = new() { ["top_k"] = "many" } }));
         Assert.Contains("top_k", bad.Message);
         Assert.False(client.MapOptions(null).IsSet(nameof(GenerationConfig.DoSample)));
+        Assert.False(client.MapOptions(new ChatOptions { MaxOutputTokens = 5, Seed = 1 }).IsSet(nameof(GenerationConfig.DoSample))); // the repo's do_sample stays
+        Assert.True(client.MapOptions(new ChatOptions { TopK = 5 }).DoSample);
     }
 
     [SkippableFact]
