@@ -1,0 +1,93 @@
+using Hub.Benchmarks.Peers;
+using Hub.Converters.Formats;
+using Hub.IR;
+using Hub.Tests;
+using Xunit.Abstractions;
+
+namespace Hub.Peers.Tests;
+
+/// <summary>
+/// stories260K converted to GGUF and run by llama.cpp (LLamaSharp) gives the logits Hub gives on the same ids: this
+/// checks the tensor mapping, the RoPE permutation back to interleaved pairs, the hyper-parameters and the vocab.
+/// </summary>
+public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _tmp = SharedDir.TempDir("hub-gguf-parity");
+
+    public void Dispose() { try { Directory.Delete(_tmp, true); } catch (IOException) { } }
+
+    // Prompt ids: BOS then a stretch of the vocabulary (stories260K has 512 pieces).
+    private static readonly int[] Prompt = [1, 403, 407, 261, 378, 300, 289, 276, 350, 263, 305, 412, 269, 317, 271, 441, 329, 282, 268, 395];
+
+    private CausalLM LoadHub() =>
+        CausalLM.FromPretrained(SharedDir.Require("models/karpathy/tinyllamas/stories260K"), export: true,
+            new ModelOptions { ExportCacheDir = Path.Combine(_tmp, "ir"), Threads = 1 });
+
+    private string Gguf(CausalLM lm, GgmlType type)
+    {
+        using var ir = IrModel.Load(lm.Directory);
+        var path = Path.Combine(_tmp, $"stories260K.{type}.gguf");
+        var result = GgufLlamaExporter.Export(ir, path, type);
+        Assert.Equal(2 + 5 * 9, result.Tensors); // token_embd, output_norm, 9 per block; tied head: no output
+        return path;
+    }
+
+    [SkippableFact]
+    public void F32_gguf_logits_match_hub_at_every_position()
+    {
+        using var lm = LoadHub();
+        var path = Gguf(lm, GgmlType.F32);
+        var meta = GgufReader.Open(path).Metadata;
+        Assert.Equal("llama", meta["general.architecture"]);
+        Assert.Equal(4u, meta["llama.attention.head_count_kv"]);
+        Assert.Equal(512, ((string[])meta["tokenizer.ggml.tokens"]).Length);
+
+        var hub = lm.Logits(Prompt);
+        using var peer = LlamaCppPeer.Load(path, threads: 1, contextSize: 64, f32Cache: true);
+        var cpp = peer.Logits(Prompt);
+        Assert.Equal(hub.Length, cpp.Length);
+        double maxDiff = 0;
+        for (int t = 0; t < Prompt.Length; t++)
+        {
+            Assert.Equal(hub[t].Length, cpp[t].Length);
+            Assert.True(ArgMax(hub[t]) == ArgMax(cpp[t]), $"position {t}: Hub top-1 {ArgMax(hub[t])}, llama.cpp {ArgMax(cpp[t])}");
+            double rowDiff = 0;
+            for (int v = 0; v < hub[t].Length; v++) rowDiff = Math.Max(rowDiff, Math.Abs(hub[t][v] - cpp[t][v]));
+            output.WriteLine($"position {t}: max diff {rowDiff:E2}, max |logit| {hub[t].Max(Math.Abs):F2}");
+            maxDiff = Math.Max(maxDiff, rowDiff);
+        }
+        // Both engines compute in f32 (llama.cpp's F32 path, FA/softmax in f32; its KV cache is F16 by default);
+        // stories260K logits span about ±15, so 2e-2 allows KV-cache rounding but not any layout error (those give > 1).
+        output.WriteLine($"max |Hub - llama.cpp| = {maxDiff:E3} over {Prompt.Length} positions; native library {LlamaCppPeer.NativeLibraryPath}");
+        Assert.True(maxDiff < 2e-2, $"max |Hub - llama.cpp| logit difference {maxDiff}");
+    }
+
+    [SkippableTheory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q8_0)]
+    public void Reduced_precision_gguf_generates_hubs_greedy_tokens(GgmlType type)
+    {
+        using var lm = LoadHub();
+        var path = Gguf(lm, type);
+        var reader = GgufReader.Open(path);
+        Assert.Equal(type, reader.Tensor("blk.0.attn_q.weight").Type);
+        Assert.Equal(GgmlType.F32, reader.Tensor("blk.0.attn_norm.weight").Type);
+
+        int[] prompt = Prompt[..8];
+        const int steps = 8;
+        var hubIds = new int[steps];
+        lm.Reset();
+        hubIds[0] = ArgMax(lm.Forward(prompt, 1, prompt.Length, default).ToArray());
+        for (int s = 1; s < steps; s++) hubIds[s] = ArgMax(lm.Forward(hubIds.AsSpan(s - 1, 1), 1, 1, default).ToArray());
+        using var peer = LlamaCppPeer.Load(path, threads: 1, contextSize: 64);
+        var round = peer.Run(prompt, steps - 1);
+        Assert.Equal(hubIds, round.Tokens);
+    }
+
+    private static int ArgMax(float[] row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
+    }
+}
