@@ -56,10 +56,11 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
             output.WriteLine($"position {t}: max diff {rowDiff:E2}, max |logit| {hub[t].Max(Math.Abs):F2}");
             maxDiff = Math.Max(maxDiff, rowDiff);
         }
-        // Both engines compute in f32 (llama.cpp's F32 path, FA/softmax in f32; its KV cache is F16 by default);
-        // stories260K logits span about ±15, so 2e-2 allows KV-cache rounding but not any layout error (those give > 1).
+        // Both engines compute in f32 here (F32 weights, f32 KV cache, no flash attention); stories260K logits span
+        // about ±18 and measure ≈ 2e-5 apart, so 1e-4 allows summation-order rounding only; a layout error (RoPE pairs,
+        // q/k/v split, norms) gives differences > 1. (With llama.cpp's default f16 cache + flash attention: ≈ 2e-2.)
         output.WriteLine($"max |Hub - llama.cpp| = {maxDiff:E3} over {Prompt.Length} positions; native library {LlamaCppPeer.NativeLibraryPath}");
-        Assert.True(maxDiff < 2e-2, $"max |Hub - llama.cpp| logit difference {maxDiff}");
+        Assert.True(maxDiff < 1e-4, $"max |Hub - llama.cpp| logit difference {maxDiff}");
     }
 
     [SkippableTheory]
