@@ -14,6 +14,7 @@ public static class ConvertCommand
         var dtype = new Option<string>("--dtype", "--weight-format") { Description = "weight precision: auto, f32, f16, bf16", DefaultValueFactory = _ => "auto" };
         var sub = new Option<string?>("--subfolder") { Description = "folder inside the repo" };
         var cmd = new Command("convert", "Convert a checkpoint into a Hub IR folder (streams one tensor at a time).") { input, output, from, dtype, sub };
+        var gguf = GgufConvert.AddTo(cmd);
         cmd.SetAction(r => CliRunner.Run(() =>
         {
             var format = (r.GetValue(dtype) ?? "auto").ToLowerInvariant() switch
@@ -25,6 +26,7 @@ public static class ConvertCommand
                 var other => throw new ArgumentException($"--dtype '{other}' is not one of auto, f32, f16, bf16"),
             };
             var options = new ModelOptions { SourceFormat = r.GetValue(from), WeightFormat = format, Subfolder = r.GetValue(sub), Progress = new Progress<string>(m => Console.Error.WriteLine(m)) };
+            if (gguf.Requested(r, r.GetValue(output)!)) return gguf.Run(r, r.GetValue(input)!, r.GetValue(output)!, options);
             var src = ModelLocator.Resolve(r.GetValue(input)!, options);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var (arch, graph) = Exporter.Export(src, r.GetValue(output)!, options);
