@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Diagnostics;
 using Hub.Client;
+using Spectre.Console;
 
 namespace Hub.Cli.Commands;
 
@@ -38,44 +39,80 @@ public static class DownloadCommand
             var repoId = parse.GetValue(repo)!;
             var rev = parse.GetValue(revision);
             var wanted = parse.GetValue(files) ?? [];
-            using var bar = showProgress ? new ProgressLine(error) : null;
-            try
+            // A terminal gets Spectre.Console bars per file (like huggingface-cli's tqdm); redirected stderr gets one
+            // plain line per finished file, so logs stay readable.
+            if (showProgress && !Console.IsErrorRedirected && ReferenceEquals(error, Console.Error))
             {
-                using var client = new HubClient(options);
-                string result;
-                if (wanted.Length == 1)
-                    result = await client.DownloadFileAsync(repoId, wanted[0], rev, null, bar, ct);
-                else if (wanted.Length > 1)
-                {
-                    string last = "";
-                    foreach (var f in wanted) last = await client.DownloadFileAsync(repoId, f, rev, null, bar, ct);
-                    var commit = client.Cache.ResolveCommit(repoId, rev ?? "main");
-                    result = commit is not null ? client.Cache.SnapshotDir(repoId, commit) : Path.GetDirectoryName(last)!;
-                }
-                else
-                {
-                    var inc = parse.GetValue(include) is { Length: > 0 } i ? i : null;
-                    var exc = parse.GetValue(exclude) is { Length: > 0 } e ? e : null;
-                    result = await client.SnapshotDownloadAsync(repoId, rev, inc, exc, bar, ct);
-                }
-                bar?.Finish();
-                await output.WriteLineAsync(result);
-                return 0;
+                var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+                int code = 0;
+                string? path = null;
+                await console.Progress()
+                    .AutoClear(false)
+                    .HideCompleted(false)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+                    .StartAsync(async ctx => (code, path) = await RunAsync(new SpectreBars(ctx)));
+                // The path goes to stdout only after the bars' last render, so it is never drawn over.
+                if (path is not null) await output.WriteLineAsync(path);
+                return code;
             }
-            catch (HubException e)
+            using var line = showProgress ? new ProgressLine(error) : null;
+            var (rc, dir) = await RunAsync(line);
+            if (dir is not null) await output.WriteLineAsync(dir);
+            return rc;
+
+            async Task<(int Code, string? Path)> RunAsync(IProgress<DownloadProgress>? bar)
             {
-                bar?.Finish();
-                await error.WriteLineAsync($"error: {e.Message}");
-                return 1;
-            }
-            catch (ArgumentException e)
-            {
-                bar?.Finish();
-                await error.WriteLineAsync($"error: {e.Message}");
-                return 2;
+                try
+                {
+                    using var client = new HubClient(options);
+                    string result;
+                    if (wanted.Length == 1)
+                        result = await client.DownloadFileAsync(repoId, wanted[0], rev, null, bar, ct);
+                    else if (wanted.Length > 1)
+                    {
+                        string last = "";
+                        foreach (var f in wanted) last = await client.DownloadFileAsync(repoId, f, rev, null, bar, ct);
+                        var commit = client.Cache.ResolveCommit(repoId, rev ?? "main");
+                        result = commit is not null ? client.Cache.SnapshotDir(repoId, commit) : Path.GetDirectoryName(last)!;
+                    }
+                    else
+                    {
+                        var inc = parse.GetValue(include) is { Length: > 0 } i ? i : null;
+                        var exc = parse.GetValue(exclude) is { Length: > 0 } e ? e : null;
+                        result = await client.SnapshotDownloadAsync(repoId, rev, inc, exc, bar, ct);
+                    }
+                    (bar as ProgressLine)?.Finish();
+                    return (0, result);
+                }
+                catch (HubException e)
+                {
+                    (bar as ProgressLine)?.Finish();
+                    await error.WriteLineAsync($"error: {e.Message}");
+                    return (1, null);
+                }
+                catch (ArgumentException e)
+                {
+                    (bar as ProgressLine)?.Finish();
+                    await error.WriteLineAsync($"error: {e.Message}");
+                    return (2, null);
+                }
             }
         });
         return cmd;
+    }
+
+    /// <summary>One Spectre.Console bar per file, created when the file's first progress report arrives.</summary>
+    private sealed class SpectreBars(ProgressContext ctx) : IProgress<DownloadProgress>
+    {
+        private readonly ConcurrentDictionary<string, ProgressTask> _tasks = new(StringComparer.Ordinal);
+
+        public void Report(DownloadProgress p)
+        {
+            var task = _tasks.GetOrAdd(p.Filename, name => ctx.AddTask(Markup.Escape(name), maxValue: Math.Max(1, p.TotalBytes ?? 1)));
+            if (p.TotalBytes is long total && total > 0) task.MaxValue = total;
+            task.Value = p.BytesDownloaded;
+            if (p.Completed) { task.Value = task.MaxValue; task.StopTask(); }
+        }
     }
 
     /// <summary>One self-overwriting status line on stderr (a plain line per finished file when stderr is not a terminal).</summary>

@@ -26,20 +26,7 @@ public static class EmbedCommand
             var embeddings = model.Embed(texts, r.GetValue(maxLength));
             if (r.GetValue(json))
             {
-                using var stdout = Console.OpenStandardOutput();
-                using var w = new Utf8JsonWriter(stdout);
-                w.WriteStartObject();
-                w.WriteStartArray("embeddings");
-                foreach (var e in embeddings)
-                {
-                    w.WriteStartArray();
-                    foreach (var v in e) w.WriteNumberValue(v);
-                    w.WriteEndArray();
-                }
-                w.WriteEndArray();
-                w.WriteEndObject();
-                w.Flush();
-                stdout.WriteByte((byte)'\n');
+                JsonOut.WriteMatrix("embeddings", embeddings);
             }
             else
             {

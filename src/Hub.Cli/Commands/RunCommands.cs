@@ -68,20 +68,7 @@ public static class LogitsCommand
             var input = CliRunner.ParseIds(r.GetValue(ids)!);
             using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true, m.Options(r, quiet: true));
             var logits = lm.Logits(input);
-            using var stdout = Console.OpenStandardOutput();
-            using var w = new Utf8JsonWriter(stdout);
-            w.WriteStartObject();
-            w.WriteStartArray("logits");
-            foreach (var row in logits)
-            {
-                w.WriteStartArray();
-                foreach (var v in row) w.WriteNumberValue(v);
-                w.WriteEndArray();
-            }
-            w.WriteEndArray();
-            w.WriteEndObject();
-            w.Flush();
-            Console.WriteLine();
+            JsonOut.WriteMatrix("logits", logits);
             return 0;
         }));
         return cmd;
