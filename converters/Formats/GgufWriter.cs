@@ -162,7 +162,6 @@ public sealed class GgufWriter
                     }
                 }
                 Pad(fs);
-                long dataStart = fs.Position;
                 foreach (var t in _tensors)
                 {
                     long before = fs.Position;
@@ -171,7 +170,6 @@ public sealed class GgufWriter
                     if (written != t.Bytes) throw new InvalidOperationException($"GGUF tensor '{t.Name}': wrote {written} bytes, expected {t.Bytes}");
                     Pad(fs);
                 }
-                _ = dataStart;
                 fs.Flush(true);
             }
             File.Move(tmp, path, overwrite: true);

@@ -49,7 +49,7 @@ internal sealed class BenchPeer
         {
             Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
             Threads = threads, MaxContext = Math.Max(options.MaxContext, promptTokens + newTokens), MaxBatch = 1,
-            WeightFormat = withPeer || r.GetResult(GgufType) is not null ? HubFormatFor(type) : WeightFormat.Auto,
+            WeightFormat = withPeer || r.GetResult(GgufType) is { Implicit: false } ? HubFormatFor(type) : WeightFormat.Auto,
         });
         var rng = new Random(1234);
         var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(lm.VocabSize)).ToArray();
