@@ -50,8 +50,8 @@ public static class GgufLlamaExporter
         if (rope.GetString("style", "half") != "half") throw new UnsupportedModelException($"{ir.Directory}: IR rope style '{rope.GetString("style")}' is unexpected for LLaMA (half)");
         int layers = g.Nodes.Count(n => n.Op == Ops.Attention);
         var embed = ir.WeightInfo("model.embed_tokens.weight");
-        int vocabSize = (int)embed.Shape[0], d = (int)embed.Shape[1];
-        int ffn = (int)ir.WeightInfo("model.layers.0.mlp.down_proj.weight").Shape[1];
+        int vocabSize = (int)embed.Shape[0], d = LogicalCols(embed);
+        int ffn = LogicalCols(ir.WeightInfo("model.layers.0.mlp.down_proj.weight"));
         if (g.Weights.Any(w => w.Name.EndsWith(".bias", StringComparison.Ordinal)))
             throw new UnsupportedModelException($"{ir.Directory}: attention/MLP biases are not written to GGUF by Hub");
         int ctx = g.Metadata["max_position_embeddings"] is JsonNode mp ? (int)mp : 2048;
@@ -137,6 +137,10 @@ public static class GgufLlamaExporter
         return new GgufExportResult(Path.GetFullPath(path), type, w.TensorCount, new FileInfo(path).Length, exact, fallbacks);
     }
 
+    /// <summary>Columns (K) of a 2-D weight: int4 data is stored as [N, K/2] bytes (docs/quantization.md).</summary>
+    private static int LogicalCols(WeightInfo w) =>
+        checked((int)(w.Quant is { } q && q.Scheme.Equals("int4", StringComparison.OrdinalIgnoreCase) ? w.Shape[1] * 2 : w.Shape[1]));
+
     private static Node Node(IrModel ir, string name, string op) =>
         ir.Graph.Nodes.FirstOrDefault(n => n.Name == name && n.Op == op)
         ?? throw new UnsupportedModelException($"{ir.Directory}: node '{name}' ({op}) not found; is this a LLaMA export?");
@@ -178,7 +182,7 @@ public static class GgufLlamaExporter
             else
             {
                 if (w.Shape.Rank != 2) throw new IrFormatException(ir.Directory, $"weight '{w.Name}' has shape {w.Shape}; a matrix was expected");
-                Rows = checked((int)w.Shape[0]); Cols = checked((int)w.Shape[1]);
+                Rows = checked((int)w.Shape[0]); Cols = LogicalCols(w);
             }
             _scheme = "";
             if (w.Quant is { } q)
