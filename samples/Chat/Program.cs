@@ -2,14 +2,18 @@
 // (a real 260K-parameter llama2.c model trained on TinyStories). Without internet, serve a mirror and point
 // HF_ENDPOINT at it (see README.md).
 //
-//   dotnet run --project samples/Chat [-- <repo id or folder> [--subfolder S] [--system TEXT] [--max-new-tokens N]]
+//   dotnet run --project samples/Chat [-- <repo id or folder> [--subfolder S] [--system TEXT] [--max-new-tokens N] [--ai]]
+//
+// --ai runs the same chat through Microsoft.Extensions.AI's IChatClient (model.AsChatClient()): the caller keeps the
+// history and sends it whole each turn; Hub reuses the KV cache of the previous turn, so only the new tokens are fed.
 using Hub;
 using Hub.Generation;
+using Microsoft.Extensions.AI;
 
 string model = "karpathy/tinyllamas";
 string? subfolder = null, system = null;
 int maxNew = 128;
-bool explicitModel = false;
+bool explicitModel = false, extensionsAi = false;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -17,6 +21,7 @@ for (int i = 0; i < args.Length; i++)
         case "--subfolder": subfolder = args[++i]; break;
         case "--system": system = args[++i]; break;
         case "--max-new-tokens": maxNew = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--ai": extensionsAi = true; break;
         default: model = args[i]; explicitModel = true; break;
     }
 }
@@ -26,7 +31,30 @@ try
 {
     Console.Error.WriteLine($"loading {model}{(subfolder is null ? "" : "/" + subfolder)} ...");
     using var lm = CausalLM.FromPretrained(model, export: true, new ModelOptions { Subfolder = subfolder });
-    return ChatConsole.Run(lm, Console.In, Console.Out, new GenerationConfig { MaxNewTokens = maxNew }, system);
+    if (!extensionsAi) return ChatConsole.Run(lm, Console.In, Console.Out, new GenerationConfig { MaxNewTokens = maxNew }, system);
+
+    IChatClient client = lm.AsChatClient();
+    var history = new List<ChatMessage>();
+    if (system is not null) history.Add(new ChatMessage(ChatRole.System, system));
+    var options = new ChatOptions { MaxOutputTokens = maxNew, Temperature = 0 };
+    Console.WriteLine("Chatting through IChatClient. Empty line or end of input exits.");
+    while (true)
+    {
+        Console.Write("> ");
+        var line = Console.ReadLine();
+        if (string.IsNullOrWhiteSpace(line)) return 0;
+        history.Add(new ChatMessage(ChatRole.User, line));
+        var updates = new List<ChatResponseUpdate>();
+        await foreach (var update in client.GetStreamingResponseAsync(history, options))
+        {
+            Console.Write(update.Text);
+            updates.Add(update);
+        }
+        var response = updates.ToChatResponse();
+        history.AddMessages(response);
+        Console.WriteLine();
+        Console.WriteLine($"[{response.Usage?.OutputTokenCount} tokens, {response.FinishReason}, {response.Usage?.CachedInputTokenCount} of {response.Usage?.InputTokenCount} prompt tokens cached]");
+    }
 }
 catch (HubException e)
 {

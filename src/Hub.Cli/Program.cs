@@ -17,7 +17,7 @@ public static class Program
         {
             ConvertCommand.Create(), GenerateCommand.Create(), LogitsCommand.Create(), InfoCommand.Create(),
             ChatCommand.Create(), BenchCommand.Create(), BenchModelCommand.Create(), ServeCommand.Create(), DownloadCommand.Create(),
-            ClassifyCommand.Create(), EmbedCommand.Create(),
+            ClassifyCommand.Create(), EmbedCommand.Create(), AccuracyCommand.Create(),
         })
             root.Subcommands.Add(c);
         return root;

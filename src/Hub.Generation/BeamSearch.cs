@@ -8,7 +8,13 @@
 // - done per early_stopping: True = num_beams hypotheses; Heuristic (false) = the best running score normalized by the
 //   current length cannot beat the worst hypothesis; Never = same bound at max_length when length_penalty > 0;
 // - at the end unfinished beams join the hypotheses and the num_return_sequences best are returned.
-// A prompt whose search is done keeps feeding padding with its output frozen. Beam sampling is not supported.
+// A prompt whose search is done keeps feeding padding with its output frozen.
+// Beam sampling (do_sample with num_beams > 1), after transformers' unified _beam_search: the warpers (temperature,
+// top-k, top-p, min-p, typical) also run on each beam's processed log-probabilities, the beam's running score is added,
+// and instead of the best candidates, max(2, 1 + #eos) · num_beams candidates are drawn WITHOUT replacement from
+// softmax over all (beam, token) scores of the prompt (torch.multinomial), then ranked by score. Drawing uses the Gumbel
+// top-k trick (score + Gumbel noise, keep the largest keys), which samples exactly that way and stays exact when a tiny
+// temperature makes the distribution one-hot; so temperature → 0 gives beam search's candidates. Seeded by Seed.
 
 namespace Hub.Generation;
 
@@ -95,6 +101,9 @@ internal static class BeamSearch
         var row = new float[vocab];
         var candScore = new float[candidates];
         var candFlat = new long[candidates];
+        var candKey = new float[candidates];
+        bool sample = config.DoSample;
+        var rng = new Xoshiro256(config.Seed ?? (ulong)Random.Shared.NextInt64());
         bool cancelled = false;
         int len = 0; // generated tokens so far (same for every live beam)
 
@@ -123,15 +132,19 @@ internal static class BeamSearch
                     logits.Slice(src * vocab, vocab).CopyTo(row);
                     LogitsProcessors.LogSoftmax(row);
                     pipeline.Process(row, g.Hist[b].AsSpan(0, hl), len);
+                    if (sample) pipeline.Warp(row);
                     for (int t = 0; t < vocab; t++)
                     {
                         var sc = row[t] + g.Scores[b];
                         if (float.IsNaN(sc) || float.IsNegativeInfinity(sc)) continue;
+                        // sampling ranks by score + Gumbel(0, 1) noise: the top keys are a draw without replacement
+                        var key = sample ? sc + Gumbel(ref rng) : sc;
                         long flat = (long)b * vocab + t;
-                        if (n < candidates) Insert(candScore, candFlat, ref n, sc, flat);
-                        else if (sc > candScore[n - 1]) { n--; Insert(candScore, candFlat, ref n, sc, flat); }
+                        if (n < candidates) Insert(candKey, candScore, candFlat, ref n, key, sc, flat);
+                        else if (key > candKey[n - 1]) { n--; Insert(candKey, candScore, candFlat, ref n, key, sc, flat); }
                     }
                 }
+                if (sample) SortByScore(candScore, candFlat, n); // transformers sorts the drawn candidates by score
 
                 int kept = 0;
                 for (int rank = 0; rank < n && kept < k; rank++)
@@ -211,13 +224,36 @@ internal static class BeamSearch
         return new GenerationResult(seqs.ToArray(), reasons.ToArray(), texts.ToArray(), scores.ToArray(), config.NumReturnSequences);
     }
 
-    // Inserts into a descending array (stable for equal scores: a later, higher flat index goes after earlier ones).
-    private static void Insert(float[] scores, long[] flats, ref int n, float s, long flat)
+    // Inserts into arrays kept descending by key (stable for equal keys: a later, higher flat index goes after earlier ones).
+    private static void Insert(float[] keys, float[] scores, long[] flats, ref int n, float key, float s, long flat)
     {
         int i = n;
-        while (i > 0 && scores[i - 1] < s) { scores[i] = scores[i - 1]; flats[i] = flats[i - 1]; i--; }
+        while (i > 0 && keys[i - 1] < key) { keys[i] = keys[i - 1]; scores[i] = scores[i - 1]; flats[i] = flats[i - 1]; i--; }
+        keys[i] = key;
         scores[i] = s;
         flats[i] = flat;
         n++;
+    }
+
+    // Stable insertion sort of the first n candidates by descending score (n is a few times num_beams).
+    private static void SortByScore(float[] scores, long[] flats, int n)
+    {
+        for (int j = 1; j < n; j++)
+        {
+            float s = scores[j];
+            long f = flats[j];
+            int i = j;
+            while (i > 0 && scores[i - 1] < s) { scores[i] = scores[i - 1]; flats[i] = flats[i - 1]; i--; }
+            scores[i] = s;
+            flats[i] = f;
+        }
+    }
+
+    // A standard Gumbel draw, -log(-log(u)) with u in (0, 1).
+    private static float Gumbel(ref Xoshiro256 rng)
+    {
+        double u = (rng.NextUInt64() >> 11) * (1.0 / (1UL << 53));
+        if (u <= 0) u = double.Epsilon;
+        return (float)-Math.Log(-Math.Log(u));
     }
 }

@@ -1,7 +1,7 @@
 // GenerationConfig follows transformers' GenerationConfig (generation/configuration_utils.py): the same field names
 // (snake_case in generation_config.json), the same defaults (max_length 20, top_k 50, temperature 1, ...), and a
 // record of which fields were set explicitly so that per-call overrides only replace what the caller set.
-// Not supported: constraints, guidance, assistant models, group (diverse) beam search, beam sampling.
+// Not supported: constraints, guidance, assistant models, group (diverse) beam search.
 
 using System.Reflection;
 using System.Runtime.CompilerServices;
@@ -204,7 +204,8 @@ public sealed class GenerationConfig
         if (NumReturnSequences < 1) Fail($"must be at least 1, got {NumReturnSequences}", "num_return_sequences");
         if (!DoSample && NumReturnSequences > NumBeams)
             Fail($"num_return_sequences ({NumReturnSequences}) > num_beams ({NumBeams}) without sampling would return copies of the same sequence; raise num_beams or set do_sample", "num_return_sequences", "num_beams", "do_sample");
-        if (DoSample && NumBeams > 1) Fail("beam sampling (do_sample with num_beams > 1) is not supported; use num_beams = 1 to sample or do_sample = false for beam search", "do_sample", "num_beams");
+        if (NumBeams > 1 && NumReturnSequences > NumBeams)
+            Fail($"num_return_sequences ({NumReturnSequences}) > num_beams ({NumBeams}): beam search (sampled or not) returns at most num_beams sequences; raise num_beams", "num_return_sequences", "num_beams");
         if (DoSample && !(Temperature > 0) ) Fail($"must be > 0 when do_sample is true (got {Temperature}); use do_sample = false for greedy decoding", "temperature", "do_sample");
         if (!float.IsFinite(Temperature)) Fail($"must be finite, got {Temperature}", "temperature");
         if (TopK < 0) Fail($"must be >= 0 (0 disables it), got {TopK}", "top_k");

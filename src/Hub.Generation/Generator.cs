@@ -156,6 +156,10 @@ public static class Generator
         int maxStop = stops.Length == 0 ? 0 : stops.Max(s => s.Length);
         var decode = hooks?.Decode;
         int live = batch;
+        // Post-processing on the graph: read the graph's TopK candidates instead of the whole row when the config allows.
+        var topk = model as ITopKLogitsRunner;
+        int cands = topk?.LogitsTopK ?? 0;
+        if (!pipeline.CanUseTopK(cands)) cands = 0;
 
         for (int step = 0; ; step++)
         {
@@ -168,7 +172,9 @@ public static class Generator
             {
                 var r = rows[b];
                 if (r.Finished) { next[b] = pad; continue; }
-                var tok = pipeline.Next(logits.Slice(b * vocab, vocab), r.History.AsSpan(0, r.Length), r.Generated, ref rng);
+                int tok;
+                if (cands == 0 || !pipeline.TryNextFromTopK(topk!.TopKValues.Slice(b * cands, cands), topk.TopKIndices.Slice(b * cands, cands), ref rng, out tok))
+                    tok = pipeline.Next(logits.Slice(b * vocab, vocab), r.History.AsSpan(0, r.Length), r.Generated, ref rng);
                 r.History[r.Length++] = tok;
                 next[b] = tok;
                 hooks?.OnToken?.Invoke(b, tok);

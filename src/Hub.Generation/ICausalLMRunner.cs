@@ -29,6 +29,13 @@ public interface ICausalLMRunner
     /// none). Fixed for a generation; the runner derives the attention mask and position ids from it.</param>
     ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding);
 
+    /// <summary>
+    /// Changes whenever the cache changes (a forward pass, reset, reorder or truncation), so that a chat engine can tell
+    /// that someone else used the model since its last turn and not trust its record of the cache. Runners that do not
+    /// track it return 0 (the engine then compares lengths only).
+    /// </summary>
+    long CacheStamp => 0;
+
     /// <summary>Empties the cache.</summary>
     void Reset();
 
@@ -37,4 +44,21 @@ public interface ICausalLMRunner
 
     /// <summary>Drops cached positions beyond <paramref name="length"/> (chat rollback, stop strings).</summary>
     void TruncateCache(int length);
+}
+
+/// <summary>
+/// A runner whose graph ends with a TopK over the last position's logits (OpenVINO-style post-processing on the graph):
+/// after each <see cref="ICausalLMRunner.Forward"/> it also offers the <see cref="LogitsTopK"/> largest logits of every row
+/// with their ids, so that greedy and top-k sampling read k values instead of the whole vocabulary row.
+/// </summary>
+public interface ITopKLogitsRunner : ICausalLMRunner
+{
+    /// <summary>Candidates per row the graph returns (0 = the graph has no TopK; the generator then reads the full row).</summary>
+    int LogitsTopK { get; }
+
+    /// <summary>The largest logits of the last Forward, <c>[batch, LogitsTopK]</c>, descending, ties to the lowest id (valid until the next call).</summary>
+    ReadOnlySpan<float> TopKValues { get; }
+
+    /// <summary>The ids of <see cref="TopKValues"/>, same layout.</summary>
+    ReadOnlySpan<int> TopKIndices { get; }
 }

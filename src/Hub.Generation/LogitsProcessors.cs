@@ -161,6 +161,64 @@ public static class LogitsProcessors
             if (r >= minTokensToKeep && key[r] > cut) logits[idx[r]] = float.NegativeInfinity;
     }
 
+    /// <summary>
+    /// The <c>values.Length</c> largest logits of <paramref name="logits"/> in descending order with their ids (ties to the
+    /// lowest id), in one pass with a small min-heap; what the graph's TopK returns. False when the row holds NaN or is
+    /// shorter than the request.
+    /// </summary>
+    public static bool LargestK(ReadOnlySpan<float> logits, Span<float> values, Span<int> ids)
+    {
+        int k = values.Length;
+        if (k == 0 || k > logits.Length) return false;
+        // Min-heap on (value, -id): the root is the worst kept candidate. Ids arrive in increasing order, so a later
+        // equal value never beats the root: only strictly larger values enter once the heap is full.
+        for (int i = 0; i < k; i++)
+        {
+            float v = logits[i];
+            if (float.IsNaN(v)) return false;
+            values[i] = v; ids[i] = i;
+            for (int c = i; c > 0;)
+            {
+                int p = (c - 1) >> 1;
+                if (!Worse(values[c], ids[c], values[p], ids[p])) break;
+                (values[c], values[p]) = (values[p], values[c]); (ids[c], ids[p]) = (ids[p], ids[c]);
+                c = p;
+            }
+        }
+        for (int i = k; i < logits.Length; i++)
+        {
+            float v = logits[i];
+            if (!(v > values[0]))
+            {
+                if (float.IsNaN(v)) return false;
+                continue;
+            }
+            values[0] = v; ids[0] = i;
+            SiftDown(values, ids, 0, k);
+        }
+        // Heap sort: repeatedly move the worst to the end, leaving descending order.
+        for (int end = k - 1; end > 0; end--)
+        {
+            (values[0], values[end]) = (values[end], values[0]); (ids[0], ids[end]) = (ids[end], ids[0]);
+            SiftDown(values, ids, 0, end);
+        }
+        return true;
+
+        static bool Worse(float a, int ia, float b, int ib) => a < b || (a == b && ia > ib);
+        static void SiftDown(Span<float> v, Span<int> id, int at, int n)
+        {
+            while (true)
+            {
+                int l = 2 * at + 1, w = at;
+                if (l < n && Worse(v[l], id[l], v[w], id[w])) w = l;
+                if (l + 1 < n && Worse(v[l + 1], id[l + 1], v[w], id[w])) w = l + 1;
+                if (w == at) return;
+                (v[at], v[w]) = (v[w], v[at]); (id[at], id[w]) = (id[w], id[at]);
+                at = w;
+            }
+        }
+    }
+
     /// <summary>Index of the largest logit; ties go to the lowest id.</summary>
     public static int ArgMax(ReadOnlySpan<float> logits)
     {
@@ -301,6 +359,8 @@ public sealed class LogitsPipeline
     private readonly int[] _counts;
     private readonly bool[] _seen;
     private readonly int _minKeep;
+    private float[] _topValues = [];
+    private int[] _topIds = [];
 
     /// <summary>Builds the pipeline for <paramref name="vocabSize"/>-wide rows; <paramref name="eosIds"/> are masked by min_new_tokens.</summary>
     public LogitsPipeline(GenerationConfig config, int vocabSize, IReadOnlyList<int> eosIds, int minTokensToKeep = 1)
@@ -341,10 +401,62 @@ public sealed class LogitsPipeline
         LogitsProcessors.Typical(logits, _cfg.TypicalP, _minKeep, _scratchI, _scratchF);
     }
 
+    /// <summary>
+    /// Whether a row's next token can be chosen from its <paramref name="candidates"/> largest logits alone (the graph's
+    /// TopK output): no processor reads the whole row, and either greedy or sampling with 0 &lt; top_k &lt; candidates
+    /// (one spare candidate detects a tie at the top-k boundary, where the full row is needed).
+    /// </summary>
+    public bool CanUseTopK(int candidates) =>
+        candidates > 0 && !HasProcessors
+        && (!_cfg.DoSample || (_cfg.TopK > 0 && Math.Max(_cfg.TopK, _minKeep) < candidates && 2 * Math.Max(_cfg.TopK, _minKeep) + 1 <= _row.Length));
+
+    /// <summary>
+    /// <see cref="Next"/> from the largest logits of a row (descending, ties to the lowest id) when <see cref="CanUseTopK"/>:
+    /// the same id as the full row gives, with the same draws from <paramref name="rng"/>. Returns false, drawing nothing,
+    /// when the candidates cannot decide (a tie at the top-k boundary, NaN or -inf among them): use the full row then.
+    /// </summary>
+    public bool TryNextFromTopK(ReadOnlySpan<float> values, ReadOnlySpan<int> ids, ref Xoshiro256 rng, out int token)
+    {
+        token = -1;
+        if (values.Length == 0 || float.IsNaN(values[0])) return false;
+        if (!_cfg.DoSample) { token = ids[0]; return true; }
+        int k = Math.Max(_cfg.TopK, _minKeep);
+        if (k >= values.Length || !(values[k - 1] > float.NegativeInfinity) || float.IsNaN(values[k])) return false;
+        // The full row applies the temperature first and keeps every logit >= the k-th: the same k tokens unless the k-th
+        // and the (k+1)-th are equal after scaling.
+        var scaled = _scratchF.AsSpan(0, k + 1);
+        values[..(k + 1)].CopyTo(scaled);
+        LogitsProcessors.Temperature(scaled, _cfg.Temperature);
+        if (!(scaled[k - 1] > scaled[k])) return false;
+        // The remaining warpers and the draw walk the kept tokens in id order, as on the full row.
+        var order = _scratchI.AsSpan(0, k);
+        ids[..k].CopyTo(order);
+        var row = _row.AsSpan(0, k);
+        scaled[..k].CopyTo(row);
+        order.Sort(row);
+        var idx = _scratchI.AsSpan(k, k);
+        var tmp = _scratchF.AsSpan(k + 1, k);
+        LogitsProcessors.TopP(row, _cfg.TopP, _minKeep, idx, tmp);
+        if (_cfg.MinP is { } mp) LogitsProcessors.MinP(row, mp, _minKeep, idx, tmp);
+        LogitsProcessors.Typical(row, _cfg.TypicalP, _minKeep, idx, tmp);
+        token = order[LogitsProcessors.Sample(row, ref rng)];
+        return true;
+    }
+
     /// <summary>Chooses the next token of one row: processors, then argmax (greedy) or warpers + a draw from <paramref name="rng"/>.</summary>
     public int Next(ReadOnlySpan<float> modelRow, ReadOnlySpan<int> history, int generated, ref Xoshiro256 rng)
     {
         if (!_cfg.DoSample && !HasProcessors) return LogitsProcessors.ArgMax(modelRow);
+        // Top-k sampling without processors: one pass selects the k + 1 largest logits and the warpers run on those k
+        // (same ids and draws as the full row; the spare candidate detects a tie at the boundary, which falls through).
+        if (CanUseTopK(modelRow.Length))
+        {
+            int want = Math.Max(_cfg.TopK, _minKeep) + 1;
+            if (_topValues.Length < want) { _topValues = new float[want]; _topIds = new int[want]; }
+            if (LogitsProcessors.LargestK(modelRow, _topValues.AsSpan(0, want), _topIds.AsSpan(0, want))
+                && TryNextFromTopK(_topValues.AsSpan(0, want), _topIds.AsSpan(0, want), ref rng, out var fast))
+                return fast;
+        }
         var row = _row.AsSpan();
         modelRow.CopyTo(row);
         Process(row, history, generated);

@@ -142,7 +142,10 @@ public static class GenerationStreaming
         try
         {
             await foreach (var piece in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                ct.ThrowIfCancellationRequested(); // buffered pieces are not handed out after a cancel
                 yield return piece;
+            }
             await worker.ConfigureAwait(false);
         }
         finally

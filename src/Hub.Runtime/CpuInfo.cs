@@ -6,8 +6,8 @@ namespace Hub.Runtime;
 /// <summary>Which instruction-set paths the kernels take on this machine (the bench and <c>hub info</c> print it).</summary>
 public static class CpuInfo
 {
-    /// <summary>The GEMM micro-kernel in use: AVX2+FMA 6×16, or the portable Vector128/scalar tile.</summary>
-    public static string GemmPath => Fma.IsSupported && Avx.IsSupported ? "avx2-fma 6x16" : Vector128.IsHardwareAccelerated ? "vector128 6x16" : "scalar 6x16";
+    /// <summary>The GEMM micro-kernel in use: AVX-512 6×32, AVX2+FMA 6×16, or the portable Vector128/scalar tile.</summary>
+    public static string GemmPath => Avx512F.IsSupported ? "avx512f 6x32" : Fma.IsSupported && Avx.IsSupported ? "avx2-fma 6x16" : Vector128.IsHardwareAccelerated ? "vector128 6x16" : "scalar 6x16";
 
     /// <summary>The widest vector the GEMV and elementwise kernels use.</summary>
     public static string VectorPath => Vector512.IsHardwareAccelerated ? "vector512" :

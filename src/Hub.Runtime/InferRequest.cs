@@ -37,6 +37,70 @@ public sealed unsafe class InferRequest : IDisposable
     /// <summary>Rows of the KV cache in use (the batch of the last Infer, or the row count of the last ReorderState).</summary>
     public int StateBatch { get; private set; }
 
+    /// <summary>
+    /// Bytes of cached keys/values this request has copied since it was created (ReorderState's row moves, the only
+    /// path that copies cache content). Decoding appends the new token's keys/values in place and never adds to it,
+    /// which is what a stateful cache is for: compare it before and after decode steps.
+    /// </summary>
+    public long StateBytesCopied { get; private set; }
+
+    /// <summary>
+    /// Bytes of new keys/values written into the states by successful Infer calls (batch × kv_heads × new positions ×
+    /// head_dim × 4 per state, the Attention op's in-place append). Per decode step this is the new token only.
+    /// </summary>
+    public long StateBytesAppended { get; private set; }
+
+    /// <summary>Times a state buffer was allocated (once per state at creation; growth would add to it).</summary>
+    public int StateAllocations { get; private set; }
+
+    /// <summary>The states' names, in graph order (past.{layer}.key/value for causal LMs).</summary>
+    public IReadOnlyList<string> StateNames => Model.States.Select(s => s.Name).ToArray();
+
+    /// <summary>
+    /// The native address of state <paramref name="name"/>'s buffer: unchanged across Infer calls shows that the cache
+    /// is neither moved nor reallocated while decoding.
+    /// </summary>
+    public nint GetStateAddress(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        for (int s = 0; s < Model.States.Length; s++)
+            if (Model.States[s].Name == name) return _states[s].Ptr;
+        throw new ArgumentException($"the model has no state '{name}'; its states are {string.Join(", ", Model.States.Select(x => $"'{x.Name}'"))}", nameof(name));
+    }
+
+    /// <summary>
+    /// Opt-in per-op timing: when true, Infer accumulates each node's Stopwatch ticks (read them with
+    /// <see cref="GetOpTimes"/>). Off by default, and then Infer pays only one null check.
+    /// </summary>
+    public bool ProfileOps
+    {
+        get => OpTicks is not null;
+        set => OpTicks = value ? OpTicks ?? new long[_ops.Length] : null;
+    }
+
+    /// <summary>Zeroes the accumulated op times (keeps profiling on).</summary>
+    public void ResetOpTimes()
+    {
+        if (OpTicks is { } t) Array.Clear(t);
+    }
+
+    /// <summary>
+    /// Accumulated time per op kind (Linear, Attention, ...) since profiling was switched on or last reset; empty
+    /// when <see cref="ProfileOps"/> is off.
+    /// </summary>
+    public IReadOnlyDictionary<string, TimeSpan> GetOpTimes()
+    {
+        var result = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
+        if (OpTicks is not { } ticks) return result;
+        var nodes = Model.Model.Graph.Nodes;
+        for (int i = 0; i < ticks.Length; i++)
+        {
+            var span = TimeSpan.FromSeconds(ticks[i] / (double)System.Diagnostics.Stopwatch.Frequency);
+            result[nodes[i].Op] = result.TryGetValue(nodes[i].Op, out var sum) ? sum + span : span;
+        }
+        return result;
+    }
+
     internal InferRequest(CompiledModel model, bool probe)
     {
         Model = model; _probe = probe;
@@ -71,7 +135,10 @@ public sealed unsafe class InferRequest : IDisposable
         _states = model.States.Select(_ => new NativeBuffer()).ToArray();
         if (!probe)
             for (int s = 0; s < _states.Length; s++)
+            {
                 _states[s].Ensure(model.States[s].Batch * model.States[s].RowFloats * 4);
+                StateAllocations++;
+            }
         long scratch = 0;
         foreach (var op in _ops) scratch = Math.Max(scratch, op.ScratchFloats);
         _scratch = Enumerable.Range(0, model.Pool.Size).Select(_ => new NativeBuffer()).ToArray();
@@ -81,7 +148,7 @@ public sealed unsafe class InferRequest : IDisposable
     private OpExec CreateOp(Node n) => n.Op switch
     {
         Ops.Embedding => new EmbeddingExec(n, this),
-        Ops.Linear => new LinearExec(n, this),
+        Ops.Linear => IsQuantizedWeight(n, 1) ? new QuantLinearExec(n, this) : new LinearExec(n, this),
         Ops.MatMul => new MatMulExec(n, this),
         Ops.LayerNorm => new NormExec(n, this, rms: false),
         Ops.RMSNorm => new NormExec(n, this, rms: true),
@@ -105,6 +172,9 @@ public sealed unsafe class InferRequest : IDisposable
         Ops.GatherRows => new GatherRowsExec(n, this),
         _ => throw new UnsupportedModelException($"node '{n.Name}' uses op '{n.Op}', which the CPU runtime does not implement yet"),
     };
+
+    private bool IsQuantizedWeight(Node n, int input) =>
+        n.Inputs.Count > input && Model.Values[Model.ValueId(n.Inputs[input])] is { Weight.Quant: not null };
 
     /// <summary>Sets an I32 input (token ids, positions, prefix lengths); the data is copied.</summary>
     public void SetInput(string name, ReadOnlySpan<int> data, int[] shape) =>
@@ -186,6 +256,7 @@ public sealed unsafe class InferRequest : IDisposable
             else foreach (var op in _ops) op.Run();
             if (_stepOwner is not null)
             {
+                foreach (var s in Model.States) StateBytesAppended += (long)_stepB * s.KvHeads * _stepT * s.HeadDim * 4;
                 PastLength += _stepT;
                 StateBatch = _stepB;
             }
@@ -347,6 +418,7 @@ public sealed unsafe class InferRequest : IDisposable
         for (int i = 0; i < rows.Length; i++)
             for (int h = 0; h < def.KvHeads; h++)
                 Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 4, used * 4);
+        StateBytesCopied += (StateBatch + rows.Length) * rowUsed * 4;
     }
 
     /// <inheritdoc/>

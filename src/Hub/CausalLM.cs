@@ -9,7 +9,7 @@ namespace Hub;
 /// A causal language model on the stateful runtime: the KV cache lives in the runtime's states and is appended in
 /// place, so a decode step feeds one token per row and the LM head runs on the last position only.
 /// </summary>
-public sealed class CausalLM : Model, ICausalLMRunner
+public sealed class CausalLM : Model, ITopKLogitsRunner
 {
     private InferRequest _request;
     private int _batch;
@@ -60,8 +60,18 @@ public sealed class CausalLM : Model, ICausalLMRunner
     /// <inheritdoc/>
     public int PastLength => _request.PastLength;
 
+    /// <summary>
+    /// Serializes generations on this model (its KV cache is single-use): <see cref="HubChatClient"/> takes it for every
+    /// request, so concurrent callers wait their turn instead of corrupting each other's cache.
+    /// </summary>
+    internal SemaphoreSlim GenerationGate { get; } = new(1, 1);
+
     /// <summary>Counts <see cref="Forward"/> calls (for tests and benchmarks).</summary>
     public long ForwardCalls { get; private set; }
+
+    /// <summary>Counts token positions fed through <see cref="Forward"/> (batch × new positions per call), to check
+    /// that cached context is not fed again.</summary>
+    public long ForwardPositions { get; private set; }
 
     /// <inheritdoc/>
     public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ReadOnlySpan<int> leftPadding) =>
@@ -128,12 +138,20 @@ public sealed class CausalLM : Model, ICausalLMRunner
         _request.SetInput("logits_to_keep", _keep, ShapeOne);
         _request.Infer();
         ForwardCalls++;
+        _cacheStamp++;
+        ForwardPositions += (long)batch * seqLen;
         return _request.GetOutput("logits");
     }
+
+    private long _cacheStamp;
+
+    /// <inheritdoc/>
+    public long CacheStamp => _cacheStamp;
 
     /// <inheritdoc/>
     public void Reset()
     {
+        _cacheStamp++;
         _request.ResetState();
         _batch = 0;
     }
@@ -149,13 +167,18 @@ public sealed class CausalLM : Model, ICausalLMRunner
             if ((uint)rows[i] >= (uint)_batch) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[i]} outside the cached batch of {_batch}");
             pads[i] = _leftPad[rows[i]];
         }
+        _cacheStamp++;
         _request.ReorderState(rows);
         _leftPad = pads;
         _batch = rows.Length;
     }
 
     /// <inheritdoc/>
-    public void TruncateCache(int length) => _request.TruncateState(length);
+    public void TruncateCache(int length)
+    {
+        _cacheStamp++;
+        _request.TruncateState(length);
+    }
 
     /// <summary>
     /// Logits of every position for one sequence of ids (a fresh cache): <c>[seq][vocab]</c>; the tool to compare
@@ -185,11 +208,16 @@ public sealed class CausalLM : Model, ICausalLMRunner
     public int[] Generate(int[] promptIds, GenerationConfig? config = null)
     {
         var cfg = GenerationConfig.Merge(config);
-        // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
-        Reset();
-        EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
-        var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
-        return result.Sequences[0];
+        GenerationGate.Wait();
+        try
+        {
+            // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
+            Reset();
+            EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
+            var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
+            return result.Sequences[0];
+        }
+        finally { GenerationGate.Release(); }
     }
 
     /// <summary>Streams the continuation of <paramref name="prompt"/> as text pieces that never split a character.</summary>
@@ -197,8 +225,13 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         var tok = RequireTokenizer();
         var cfg = GenerationConfig.Merge(config);
-        await foreach (var piece in GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
-            yield return piece;
+        await GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await foreach (var piece in GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
+                yield return piece;
+        }
+        finally { GenerationGate.Release(); }
     }
 
     private GenerationHooks? Hooks(GenerationConfig cfg) =>
@@ -208,11 +241,74 @@ public sealed class CausalLM : Model, ICausalLMRunner
     {
         if (batch <= Loaded.Compiled.Options.MaxBatch) return;
         // More rows than the runtime was compiled for: recompile once with the larger batch (the cache is empty here).
+        Recompile(batch);
+    }
+
+    private void Recompile(int batch)
+    {
         var compiled = CompiledModel.Compile(Loaded.Ir, LoadedModel.RuntimeOptionsFor(Loaded.Ir.Graph, Loaded.Options, batch));
         _request.Dispose();
         Loaded.Compiled.Dispose();
         Loaded.Compiled = compiled;
         _request = compiled.CreateInferRequest();
+        _batch = 0;
+        _cacheStamp++;
+    }
+
+    /// <summary>Name of the graph output holding the TopK values appended by <see cref="UseLogitsTopK"/>.</summary>
+    public const string TopKValuesOutput = "logits_topk_values";
+
+    /// <summary>Name of the graph output holding the TopK ids appended by <see cref="UseLogitsTopK"/>.</summary>
+    public const string TopKIndicesOutput = "logits_topk_indices";
+
+    private const string TopKNodeName = "logits_topk";
+
+    /// <inheritdoc/>
+    public int LogitsTopK { get; private set; }
+
+    /// <inheritdoc/>
+    public ReadOnlySpan<float> TopKValues => LogitsTopK > 0 ? _request.GetOutput(TopKValuesOutput) : default;
+
+    /// <inheritdoc/>
+    public ReadOnlySpan<int> TopKIndices => LogitsTopK > 0 ? _request.GetOutputInt(TopKIndicesOutput) : default;
+
+    /// <summary>
+    /// Appends (k &gt; 0) or removes (k = 0) a TopK(k) on the logits at the end of the graph, as OpenVINO's post-processing
+    /// does, and recompiles (the KV cache is emptied). With it, greedy decoding and top-k sampling (top_k &lt; k, no
+    /// penalties) read k candidates per step instead of the whole vocabulary row; other settings still read the row.
+    /// The exported IR on disk is not changed. See docs/generation.md for when it pays.
+    /// </summary>
+    public void UseLogitsTopK(int k)
+    {
+        ObjectDisposedException.ThrowIf(_disposedFlag, this);
+        if (k < 0 || k > _vocab) throw new ArgumentOutOfRangeException(nameof(k), k, $"TopK candidates must be in [0, {_vocab}] (0 = off)");
+        if (k == LogitsTopK) return;
+        var g = Loaded.Ir.Graph;
+        var logits = g.Outputs.FirstOrDefault(o => o.Name == "logits")
+                     ?? throw new UnsupportedModelException($"{Directory}: the graph has no 'logits' output to append TopK to");
+        var savedNodes = g.Nodes.ToList();
+        var savedOutputs = g.Outputs.ToList();
+        g.Nodes.RemoveAll(n => n.Name == TopKNodeName);
+        g.Outputs.RemoveAll(o => o.Name is TopKValuesOutput or TopKIndicesOutput);
+        if (k > 0)
+        {
+            var shape = logits.Shape.Take(logits.Shape.Count - 1).Append(new Hub.IR.Dim(k, null)).ToArray();
+            g.Nodes.Add(new Hub.IR.Node
+            {
+                Name = TopKNodeName, Op = Hub.IR.Ops.TopK, Inputs = ["logits"], Outputs = [TopKValuesOutput, TopKIndicesOutput],
+                Attributes = new System.Text.Json.Nodes.JsonObject { ["k"] = k },
+            });
+            g.Outputs.Add(new Hub.IR.ValueInfo(TopKValuesOutput, DType.F32, shape));
+            g.Outputs.Add(new Hub.IR.ValueInfo(TopKIndicesOutput, DType.I32, shape));
+        }
+        try { Recompile(Loaded.Compiled.Options.MaxBatch); }
+        catch
+        {
+            g.Nodes.Clear(); g.Nodes.AddRange(savedNodes);
+            g.Outputs.Clear(); g.Outputs.AddRange(savedOutputs);
+            throw;
+        }
+        LogitsTopK = k;
     }
 
     private static void Grow<T>(ref T[] buffer, int size)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Hub.Generation;
 using Hub.Generation.Chat;
 
@@ -42,10 +43,22 @@ public sealed class ChatSession
     public void Reset() => _engine.Reset();
 
     /// <summary>Sends a user message; <paramref name="onText"/> receives the answer as it streams.</summary>
-    public ChatReply Send(string message, GenerationConfig? overrides = null, Action<string>? onText = null, CancellationToken cancellationToken = default) =>
-        _engine.Send(message, overrides, onText, cancellationToken);
+    public ChatReply Send(string message, GenerationConfig? overrides = null, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    {
+        Model.GenerationGate.Wait(cancellationToken);
+        try { return _engine.Send(message, overrides, onText, cancellationToken); }
+        finally { Model.GenerationGate.Release(); }
+    }
 
     /// <summary>Sends a user message and streams the answer.</summary>
-    public IAsyncEnumerable<string> SendStreamAsync(string message, GenerationConfig? overrides = null, CancellationToken cancellationToken = default) =>
-        _engine.SendStreamAsync(message, overrides, null, cancellationToken);
+    public async IAsyncEnumerable<string> SendStreamAsync(string message, GenerationConfig? overrides = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await Model.GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await foreach (var piece in _engine.SendStreamAsync(message, overrides, null, cancellationToken).ConfigureAwait(false))
+                yield return piece;
+        }
+        finally { Model.GenerationGate.Release(); }
+    }
 }

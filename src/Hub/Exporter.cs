@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Hub.Converters;
+using Hub.Converters.Compression;
 using Hub.IR;
 using Hub.Models;
 
@@ -32,6 +33,7 @@ public static class Exporter
     public static (string Architecture, Graph Graph) Export(string sourcePath, string outDir, ModelOptions? options = null)
     {
         options ??= ModelOptions.Default;
+        options.CompressionOptions(); // validate before any work
         outDir = Path.GetFullPath(outDir);
         if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !IrModel.Exists(outDir))
             throw new HubException($"{outDir} exists and is not an exported model; choose an empty or new output folder");
@@ -52,7 +54,21 @@ public static class Exporter
                 export.Graph.Metadata["architecture"] = arch;
                 export.Graph.Metadata["source"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(sourcePath));
                 export.Graph.Metadata["weight_format"] = options.WeightFormat.ToString().ToLowerInvariant();
-                graph = IrFormat.Write(tmp, export, new IrWriteOptions { WeightDType = options.IrDType });
+                WeightCompressor? compressor = null;
+                if (options.CompressionOptions(export.Graph) is { } co)
+                {
+                    compressor = new WeightCompressor(co, options.Progress);
+                    export.Graph.Metadata["quantization"] = new System.Text.Json.Nodes.JsonObject
+                    {
+                        ["scheme"] = co.Scheme,
+                        ["group_size"] = co.EffectiveGroupSize,
+                        ["symmetric"] = co.EffectiveSymmetric,
+                        ["all_layers"] = co.AllLayers,
+                        ["ignored_scope"] = new System.Text.Json.Nodes.JsonArray(co.IgnoredScope.Select(p => (System.Text.Json.Nodes.JsonNode)p).ToArray()),
+                    };
+                }
+                graph = IrFormat.Write(tmp, export, new IrWriteOptions { WeightDType = options.IrDType, Encoder = compressor is null ? null : compressor.Encode });
+                if (compressor is not null) options.Progress?.Report($"weight compression: {compressor.Summary()}");
                 File.WriteAllText(Path.Combine(tmp, "config.json"), source.Config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 CopyAuxFiles(source.Directory, tmp);
             }
@@ -101,6 +117,10 @@ public static class Exporter
     {
         var sb = new StringBuilder();
         sb.Append("hub-ir-v").Append(Graph.CurrentVersion).Append('|').Append(options.WeightFormat).Append('|').Append(options.SourceFormat).Append('|');
+        if (options.IsQuantized)
+            sb.Append("g=").Append(options.GroupSize?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "default")
+              .Append("|sym=").Append(options.Symmetric?.ToString() ?? "default").Append("|all=").Append(options.AllLayers)
+              .Append("|ignored=").Append(string.Join('\u001f', options.IgnoredScope)).Append('|');
         var full = Path.GetFullPath(sourcePath);
         IEnumerable<string> files = File.Exists(full) ? [full] : Directory.EnumerateFiles(full, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal);
         foreach (var f in files)

@@ -13,6 +13,13 @@ public enum WeightFormat
     F16,
     /// <summary>bfloat16.</summary>
     BF16,
+    /// <summary>8-bit integer weights with float16-exact scales (default: asymmetric, one scale per output channel).</summary>
+    Int8,
+    /// <summary>
+    /// 4-bit integer weights (default: asymmetric, groups of 128); embeddings and the output projection stay int8
+    /// unless <see cref="ModelOptions.AllLayers"/> is set, as NNCF's backup precision does.
+    /// </summary>
+    Int4,
 }
 
 /// <summary>Options for <c>FromPretrained</c>: where to fetch from, how to export, how to run.</summary>
@@ -26,6 +33,17 @@ public sealed class ModelOptions
     public string? SourceFormat { get; init; }
     /// <summary>Weight precision of the export.</summary>
     public WeightFormat WeightFormat { get; init; } = WeightFormat.Auto;
+    /// <summary>
+    /// Int8/Int4 only: values per scale along each weight row (0 = one scale per output channel); null takes the
+    /// scheme's default (int8: per channel, int4: 128). int4 needs a multiple of 32.
+    /// </summary>
+    public int? GroupSize { get; init; }
+    /// <summary>Int8/Int4 only: symmetric weights (no zero points; maps to GGUF Q8_0/Q4_0 at group 32); null = asymmetric.</summary>
+    public bool? Symmetric { get; init; }
+    /// <summary>Int8/Int4 only: regexes on IR weight names that stay in float (e.g. <c>lm_head</c>, <c>layers\.0\.</c>).</summary>
+    public IReadOnlyList<string> IgnoredScope { get; init; } = Array.Empty<string>();
+    /// <summary>Int4 only: compress embeddings and the output projection to int4 too instead of the int8 backup.</summary>
+    public bool AllLayers { get; init; }
     /// <summary>Compute threads (0 = all cores).</summary>
     public int Threads { get; init; }
     /// <summary>KV cache capacity in positions (0 = the model's maximum, capped at 4096).</summary>
@@ -57,6 +75,31 @@ public sealed class ModelOptions
         WeightFormat.BF16 => DType.BF16,
         _ => null,
     };
+
+    internal bool IsQuantized => WeightFormat is WeightFormat.Int8 or WeightFormat.Int4;
+
+    /// <summary>The compression options of an Int8/Int4 export (null for float formats); throws on inconsistent options.</summary>
+    internal Converters.Compression.WeightCompressionOptions? CompressionOptions(Graph? graph = null)
+    {
+        if (!IsQuantized)
+        {
+            if (GroupSize is not null || Symmetric is not null || IgnoredScope.Count > 0 || AllLayers)
+                throw new ArgumentException($"GroupSize, Symmetric, IgnoredScope and AllLayers apply to WeightFormat Int8 or Int4, not {WeightFormat}");
+            return null;
+        }
+        if (AllLayers && WeightFormat != WeightFormat.Int4) throw new ArgumentException("AllLayers applies to WeightFormat Int4 only", nameof(AllLayers));
+        var o = new Converters.Compression.WeightCompressionOptions
+        {
+            Scheme = WeightFormat == WeightFormat.Int4 ? Converters.Compression.WeightCompressor.Int4 : Converters.Compression.WeightCompressor.Int8,
+            GroupSize = GroupSize,
+            Symmetric = Symmetric,
+            IgnoredScope = IgnoredScope,
+            AllLayers = AllLayers,
+            OutputProjections = graph is null ? Array.Empty<string>() : Converters.Compression.WeightCompressor.FindOutputProjections(graph),
+        };
+        o.Validate();
+        return o;
+    }
 
     internal string ExportCacheRoot
     {

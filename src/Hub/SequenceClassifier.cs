@@ -22,8 +22,18 @@ public sealed class ClassificationResult
     public override string ToString() => $"{Label} ({Score.ToString("0.0000", CultureInfo.InvariantCulture)})";
 }
 
+/// <summary>Where a batch's shorter rows get their padding (transformers' tokenizer <c>padding_side</c>).</summary>
+public enum PaddingSide
+{
+    /// <summary>Pads after the tokens (the default of most tokenizers).</summary>
+    Right,
+    /// <summary>Pads before the tokens (decoder-only models often ship <c>padding_side: left</c>).</summary>
+    Left,
+}
+
 /// <summary>
-/// Text (and text-pair) classification with a sequence classification head (BertForSequenceClassification, ...):
+/// Text (and text-pair) classification with a sequence classification head (BertForSequenceClassification on [CLS],
+/// GPT2ForSequenceClassification on each row's last non-padding token):
 /// probabilities follow the config's <c>problem_type</c> as transformers' pipelines do (softmax for
 /// single_label_classification, sigmoid for multi_label_classification, raw values for regression).
 /// </summary>
@@ -40,7 +50,22 @@ public sealed class SequenceClassifier : Model
         for (int i = 0; i < NumLabels; i++)
             _labels[i] = (string?)md["id2label"]?[i.ToString(CultureInfo.InvariantCulture)] ?? $"LABEL_{i}";
         ProblemType = (string?)md["problem_type"] ?? (NumLabels == 1 ? "regression" : "single_label_classification");
-        _session = new EncoderSession(loaded, this);
+        _session = new EncoderSession(loaded, this) { PaddingSide = PaddingSideOf(loaded.Directory) };
+    }
+
+    // tokenizer_config.json's padding_side (transformers' default: right).
+    private static PaddingSide PaddingSideOf(string dir)
+    {
+        var path = Path.Combine(dir, "tokenizer_config.json");
+        if (!File.Exists(path)) return PaddingSide.Right;
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["padding_side"]?.GetValue<string>() == "left" ? PaddingSide.Left : PaddingSide.Right;
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            throw new ConfigException(path, "padding_side", $"tokenizer_config.json is not valid JSON or padding_side is not a string ({e.Message}); fix the file");
+        }
     }
 
     /// <summary>Loads a sequence classifier (see <see cref="Model.FromPretrained"/>).</summary>
@@ -64,6 +89,13 @@ public sealed class SequenceClassifier : Model
 
     /// <summary>The longest input in tokens (max_position_embeddings).</summary>
     public int MaxLength => _session.MaxPositions;
+
+    /// <summary>
+    /// Where shorter rows of a batch are padded, for models whose tokenizer is not WordPiece (BERT always pads right).
+    /// Defaults to tokenizer_config.json's <c>padding_side</c>. A GPT-2 classifier gives the same result either way:
+    /// it reads each row's last non-padding token and its positions skip left padding.
+    /// </summary>
+    public PaddingSide PaddingSide { get => _session.PaddingSide; set => _session.PaddingSide = value; }
 
     /// <summary>Rows per forward pass when classifying many texts (bounds activation memory).</summary>
     public int BatchSize { get; set; } = 32;

@@ -114,8 +114,8 @@ internal sealed class EncoderSession : IDisposable
     private readonly LoadedModel _loaded;
     private readonly Model _owner;
     private readonly InferRequest _request;
-    private readonly bool _hasTypes, _hasPositions;
-    private int[] _positions = [];
+    private readonly bool _hasTypes, _hasPositions, _lastToken, _linearPositions;
+    private int[] _positions = [], _lastIndex = [];
     private float[] _mask = [];
 
     public EncoderSession(LoadedModel loaded, Model owner)
@@ -124,15 +124,24 @@ internal sealed class EncoderSession : IDisposable
         _owner = owner;
         var md = loaded.Ir.Graph.Metadata;
         MaxPositions = (int?)md["max_position_embeddings"] ?? 512;
-        PadId = (int?)md["pad_token_id"] ?? 0;
+        ConfigPadId = (int?)md["pad_token_id"];
+        PadId = ConfigPadId ?? 0;
         Hidden = (int?)md["hidden_size"] ?? (int)(loaded.Ir.Graph.Outputs.FirstOrDefault(o => o.Name == "last_hidden_state")?.Shape[^1].Value ?? 0);
         _hasTypes = loaded.Ir.Graph.Inputs.Any(i => i.Name == "token_type_ids");
         _hasPositions = loaded.Ir.Graph.Inputs.Any(i => i.Name == "position_ids");
+        // Decoder classifiers (GPT2ForSequenceClassification): pooled on the last non-padding token, positions that
+        // skip left padding (docs/model-graphs.md).
+        _lastToken = loaded.Ir.Graph.Inputs.Any(i => i.Name == "last_token_index");
+        _linearPositions = (string?)md["positions"] == "linear";
         _request = loaded.Compiled.CreateInferRequest();
     }
 
     public int MaxPositions { get; }
     public int PadId { get; }
+    /// <summary>The config's pad_token_id, or null when it has none.</summary>
+    public int? ConfigPadId { get; }
+    /// <summary>Where padding goes in a batch of unequal rows (non-WordPiece tokenizers only; BERT pads right).</summary>
+    public PaddingSide PaddingSide { get; set; } = PaddingSide.Right;
     public int Hidden { get; }
 
     /// <summary>The WordPiece tokenizer, or a typed error naming vocab.txt when the model folder has none.</summary>
@@ -161,14 +170,22 @@ internal sealed class EncoderSession : IDisposable
                 throw new ModelInputException($"text {i} has {rows[i].Length} tokens, more than the maximum length {maxLength}, and truncation is off; shorten it or enable truncation");
             rows[i] = rows[i][..maxLength];
         }
+        // Last-token classifiers find each row's end by its pad id, so they pad with the config's (as transformers does).
+        int? pad = _lastToken ? ConfigPadId : tok.PadTokenId ?? PadId;
+        if (_lastToken && pad is null && rows.Count > 1)
+            throw new ModelInputException(
+                $"Cannot handle batch sizes > 1 if no padding token is defined: {Path.Combine(_loaded.Directory, "config.json")} has no pad_token_id, " +
+                $"so the last token of a padded row cannot be found ({rows.Count} texts given); classify one text at a time, or set pad_token_id " +
+                "in config.json (GPT-2 repos usually use the eos id, 50256) and export again");
         int seq = Math.Max(1, rows.Max(r => r.Length));
         var ids = new int[rows.Count * seq];
         var mask = new int[rows.Count * seq];
-        Array.Fill(ids, tok.PadTokenId ?? PadId);
+        Array.Fill(ids, pad ?? 0);
         for (int b = 0; b < rows.Count; b++)
         {
-            rows[b].CopyTo(ids, b * seq);
-            mask.AsSpan(b * seq, rows[b].Length).Fill(1);
+            int at = b * seq + (PaddingSide == PaddingSide.Left ? seq - rows[b].Length : 0);
+            rows[b].CopyTo(ids, at);
+            mask.AsSpan(at, rows[b].Length).Fill(1);
         }
         return new BertBatch(ids, new int[ids.Length], mask, rows.Count, seq);
     }
@@ -181,10 +198,36 @@ internal sealed class EncoderSession : IDisposable
         if (s > MaxPositions)
             throw new ModelInputException($"{s} tokens exceed the model's {MaxPositions} positions (max_position_embeddings); enable truncation or shorten the text");
         if (_mask.Length < n) { _mask = new float[n]; _positions = new int[n]; }
+        if (_lastIndex.Length < b) _lastIndex = new int[b];
         for (int i = 0; i < n; i++)
         {
             _mask[i] = batch.AttentionMask[i];
             _positions[i] = i % s;
+        }
+        if (_linearPositions)
+        {
+            // Position = index among the row's real tokens (cumsum(mask) - 1, pads 0), so left padding changes nothing.
+            for (int r = 0; r < b; r++)
+                for (int t = 0, seen = 0; t < s; t++)
+                {
+                    bool real = batch.AttentionMask[r * s + t] != 0;
+                    _positions[r * s + t] = real ? seen : 0;
+                    if (real) seen++;
+                }
+        }
+        if (_lastToken)
+        {
+            // transformers: the rightmost token whose id != pad_token_id (0 when the row is all padding); no pad id →
+            // the last position (a batch of one).
+            for (int r = 0; r < b; r++)
+            {
+                int last = ConfigPadId is null ? s - 1 : 0;
+                if (ConfigPadId is int padId)
+                    for (int t = s - 1; t >= 0; t--)
+                        if (batch.InputIds[r * s + t] != padId) { last = t; break; }
+                _lastIndex[r] = last;
+            }
+            _request.SetInput("last_token_index", _lastIndex.AsSpan(0, b), b);
         }
         _request.SetInput("input_ids", batch.InputIds.AsSpan(0, n), b, s);
         if (_hasTypes) _request.SetInput("token_type_ids", batch.TokenTypeIds.AsSpan(0, n), b, s);

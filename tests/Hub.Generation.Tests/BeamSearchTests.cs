@@ -148,4 +148,53 @@ public class BeamSearchTests
         Assert.True(eager.ForwardCalls <= never.ForwardCalls);
         Assert.Equal(FinishReason.Eos, r.FinishReasons[0]);
     }
+
+    [Fact]
+    public void Beam_sampling_is_reproducible_with_a_seed_and_explores_across_seeds()
+    {
+        var prompt = new[] { 3, 1 };
+        GenerationConfig Cfg(ulong seed) => new()
+        {
+            DoSample = true, NumBeams = 3, NumReturnSequences = 2, MaxNewTokens = 5, Temperature = 2.5f, TopK = 0, Seed = seed,
+            EosTokenId = new[] { 4 },
+        };
+        var a = Generator.Generate(new FakeRunner(V), new[] { prompt }, Cfg(7));
+        var b = Generator.Generate(new FakeRunner(V), new[] { prompt }, Cfg(7));
+        Assert.Equal(a.Sequences, b.Sequences);
+        Assert.Equal(a.Scores, b.Scores);
+
+        var beam = Generator.Generate(new FakeRunner(V), new[] { prompt }, new GenerationConfig { NumBeams = 3, NumReturnSequences = 2, MaxNewTokens = 5, EosTokenId = new[] { 4 } });
+        var distinct = Enumerable.Range(0, 12)
+            .Select(seed => string.Join(",", Generator.Generate(new FakeRunner(V), new[] { prompt }, Cfg((ulong)seed)).Sequences[0]))
+            .Distinct().ToList();
+        Assert.True(distinct.Count > 1, "12 seeds gave the same best sequence: nothing is sampled");
+        Assert.Contains(distinct, d => d != string.Join(",", beam.Sequences[0]));
+    }
+
+    [Theory]
+    [InlineData(2, null)]
+    [InlineData(3, 4)]
+    public void Beam_sampling_as_temperature_goes_to_zero_equals_beam_search(int beams, int? eos)
+    {
+        var prompt = new[] { 2, 4, 1 };
+        int[]? eosIds = eos is { } e ? new[] { e } : null;
+        var search = Generator.Generate(new FakeRunner(V), new[] { prompt }, new GenerationConfig { NumBeams = beams, NumReturnSequences = beams, MaxNewTokens = 6, EosTokenId = eosIds });
+        for (ulong seed = 0; seed < 4; seed++)
+        {
+            var cold = Generator.Generate(new FakeRunner(V), new[] { prompt }, new GenerationConfig
+            {
+                DoSample = true, Temperature = 1e-4f, NumBeams = beams, NumReturnSequences = beams, MaxNewTokens = 6, EosTokenId = eosIds, Seed = seed,
+            });
+            Assert.Equal(search.Sequences, cold.Sequences);
+            Assert.Equal(search.FinishReasons, cold.FinishReasons);
+        }
+    }
+
+    [Fact]
+    public void Beam_sampling_returns_at_most_num_beams_sequences()
+    {
+        var ex = Assert.Throws<GenerationConfigException>(() => new GenerationConfig { DoSample = true, NumBeams = 2, NumReturnSequences = 3 }.Validate());
+        Assert.Contains("num_return_sequences", ex.Fields);
+        Assert.Contains("num_beams", ex.Fields);
+    }
 }

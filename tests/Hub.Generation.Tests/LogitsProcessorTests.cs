@@ -160,4 +160,73 @@ public class LogitsProcessorTests
         var p = Probs(l);
         Assert.InRange(p[0], 0.72f, 0.75f);
     }
+
+    // What the full row gives: warpers over the whole vocabulary, then one draw.
+    private static int FullRow(GenerationConfig cfg, float[] row, ref Xoshiro256 rng)
+    {
+        var pipe = new LogitsPipeline(cfg, row.Length, Array.Empty<int>());
+        var copy = (float[])row.Clone();
+        pipe.Warp(copy);
+        return LogitsProcessors.Sample(copy, ref rng);
+    }
+
+    [Theory]
+    [InlineData(50, 1f, 1f, null, 1f)]
+    [InlineData(5, 0.7f, 0.9f, null, 1f)]
+    [InlineData(20, 1.3f, 0.8f, 0.05f, 1f)]
+    [InlineData(40, 0.9f, 1f, null, 0.7f)]
+    [InlineData(1, 1f, 1f, null, 1f)]
+    public void Top_k_candidates_give_the_same_ids_and_draws_as_the_full_row(int topK, float temperature, float topP, float? minP, float typical)
+    {
+        var cfg = new GenerationConfig { DoSample = true, TopK = topK, Temperature = temperature, TopP = topP, MinP = minP, TypicalP = typical };
+        var data = new Random(topK);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            var row = new float[1000];
+            for (int i = 0; i < row.Length; i++) row[i] = (float)(data.NextDouble() * 8 - 4);
+            if (trial % 3 == 0) for (int i = 0; i < 300; i++) row[data.Next(row.Length)] = MathF.Round(row[data.Next(row.Length)]); // many ties
+            var pipe = new LogitsPipeline(cfg, row.Length, Array.Empty<int>());
+            var fastRng = new Xoshiro256((ulong)trial);
+            var fullRng = new Xoshiro256((ulong)trial);
+            Assert.Equal(FullRow(cfg, row, ref fullRng), pipe.Next(row, new[] { 1 }, 0, ref fastRng));
+            Assert.Equal(fullRng.NextUInt64(), fastRng.NextUInt64()); // the same number of draws
+        }
+    }
+
+    [Fact]
+    public void Top_k_candidates_refuse_a_tie_at_the_boundary_and_greedy_takes_the_first()
+    {
+        var cfg = new GenerationConfig { DoSample = true, TopK = 2 };
+        var pipe = new LogitsPipeline(cfg, 8, Array.Empty<int>());
+        var rng = new Xoshiro256(1);
+        // 2nd and 3rd largest equal: the full row keeps both, so the candidates cannot decide
+        Assert.False(pipe.TryNextFromTopK(new float[] { 5, 3, 3 }, new[] { 4, 1, 6 }, ref rng, out _));
+        Assert.True(pipe.TryNextFromTopK(new float[] { 5, 3, 2 }, new[] { 4, 1, 6 }, ref rng, out var t));
+        Assert.Contains(t, new[] { 4, 1 });
+        Assert.False(pipe.CanUseTopK(2)); // needs a spare candidate
+        Assert.True(pipe.CanUseTopK(3));
+        Assert.False(new LogitsPipeline(new GenerationConfig { DoSample = true, TopK = 2, RepetitionPenalty = 1.2f }, 8, Array.Empty<int>()).CanUseTopK(64));
+        Assert.False(new LogitsPipeline(new GenerationConfig { DoSample = true, TopK = 0 }, 8, Array.Empty<int>()).CanUseTopK(64));
+        var greedy = new LogitsPipeline(new GenerationConfig(), 8, Array.Empty<int>());
+        Assert.True(greedy.TryNextFromTopK(new float[] { 5, 5 }, new[] { 2, 7 }, ref rng, out var g));
+        Assert.Equal(2, g);
+    }
+
+    [Fact]
+    public void Largest_k_matches_a_full_sort_with_ties_to_the_lowest_id()
+    {
+        var data = new Random(3);
+        for (int trial = 0; trial < 100; trial++)
+        {
+            var row = Enumerable.Range(0, 300).Select(_ => (float)data.Next(40)).ToArray();
+            int k = 1 + data.Next(60);
+            var values = new float[k];
+            var ids = new int[k];
+            Assert.True(LogitsProcessors.LargestK(row, values, ids));
+            var expected = Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k).ToArray();
+            Assert.Equal(expected, ids);
+            Assert.Equal(expected.Select(i => row[i]), values);
+        }
+        Assert.False(LogitsProcessors.LargestK(new[] { 1f, float.NaN, 0f }, new float[2], new int[2]));
+    }
 }

@@ -5,8 +5,10 @@ namespace Hub.Runtime.Tests;
 
 /// <summary>
 /// Fast kernels vs their scalar reference twins vs a float64 loop (llama.cpp test-backend-ops style). CI runs this
-/// class once per ISA path (DOTNET_EnableAVX512F=0, DOTNET_EnableAVX2=0), so every branch is exercised.
+/// class once per ISA path (DOTNET_EnableAVX512F=0, DOTNET_EnableAVX2=0, DOTNET_EnableHWIntrinsic=0) through
+/// <see cref="IsaSweepTests"/>, so every branch is exercised.
 /// </summary>
+[Trait("Category", "Kernel")]
 public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     // Per-op tolerances (absolute, on values of order 1).
@@ -345,6 +347,7 @@ public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 }
 
+[Trait("Category", "Kernel")]
 public unsafe class WeightWideningTests
 {
     [Fact]

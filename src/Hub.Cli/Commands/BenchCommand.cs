@@ -19,12 +19,14 @@ public static class BenchCommand
         var newTokens = new Option<int>("--new-tokens") { Description = "decode steps", DefaultValueFactory = _ => 128 };
         var rounds = new Option<int>("--rounds") { Description = "repetitions (medians are reported)", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "print one JSON object" };
+        var contexts = new Option<string?>("--contexts") { Description = "decode cost per context instead, e.g. 64,1024 (ms/token, attention share, cache bytes copied; model 'synthetic:chatglm2' generates a ChatGLM2-shaped one)" };
         var cmd = new Command("bench", "Measure prefill/decode tokens/s, time to first token, memory and bandwidth use.");
         m.AddTo(cmd);
-        foreach (var o in new Option[] { promptTokens, newTokens, rounds, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { promptTokens, newTokens, rounds, json, contexts }) cmd.Options.Add(o);
         var peer = BenchPeer.AddTo(cmd);
         cmd.SetAction(r => CliRunner.Run(() =>
         {
+            if (r.GetValue(contexts) is string cs) return BenchContexts.Run(r.GetValue(m.Model)!, cs, m.Options(r, quiet: true), r.GetValue(json), r.GetValue(rounds));
             var options = m.Options(r, quiet: true);
             int p = r.GetValue(promptTokens), n = r.GetValue(newTokens), rr = Math.Max(1, r.GetValue(rounds));
             if (p < 1 || n < 1) throw new ArgumentException("--prompt-tokens and --new-tokens must be ≥ 1");
@@ -34,6 +36,8 @@ public static class BenchCommand
             {
                 Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
                 Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1,
+                WeightFormat = options.WeightFormat, GroupSize = options.GroupSize, Symmetric = options.Symmetric,
+                IgnoredScope = options.IgnoredScope, AllLayers = options.AllLayers,
             });
             double loadSeconds = sw.Elapsed.TotalSeconds;
             var result = Run(lm, p, n, rr);

@@ -198,7 +198,7 @@ public static class IrFormat
                 var info = new WeightInfo((string)w["name"]!, ParseDType(jsonPath, (string)w["dtype"]!), shape, (long)w["offset"]!, (long)w["length"]!, q);
                 if (info.Offset < 0 || info.Length < 0 || info.Offset + info.Length > size)
                     throw new IrFormatException(jsonPath, $"weight '{info.Name}' spans [{info.Offset}, {info.Offset + info.Length}) beyond the declared bin size {size}");
-                if (q is null && info.Length != shape.ElementCount * info.DType.SizeOf())
+                if (info.Length != shape.ElementCount * info.DType.SizeOf())
                     throw new IrFormatException(jsonPath, $"weight '{info.Name}': {info.Length} bytes do not match {info.DType} {shape}");
                 g.Weights.Add(info);
             }

@@ -41,6 +41,7 @@ public sealed class ChatEngine
     private readonly IChatFormat _format;
     private readonly List<ChatMessage> _history = new();
     private List<int> _cached = new();
+    private long _stamp;
 
     /// <summary>Creates an engine; <paramref name="defaults"/> (usually the model's generation_config.json) apply to every turn.</summary>
     public ChatEngine(ICausalLMRunner model, HubTokenizer tokenizer, IChatFormat format, GenerationConfig? defaults = null)
@@ -114,16 +115,46 @@ public sealed class ChatEngine
             HistoryTruncated?.Invoke(this, new HistoryTruncatedEventArgs(dropped, _history.Count));
         }
 
+        var reply = Run(prompt, cfg, onText, ct, dropped);
+        _history.Add(ChatMessage.Assistant(reply.Text));
+        return reply;
+    }
+
+    /// <summary>
+    /// Answers a whole conversation given by the caller (system, user and assistant messages, the last one usually the
+    /// user's), without touching <see cref="History"/>: the stateless request of chat APIs such as IChatClient. The KV
+    /// cache is still reused: when <paramref name="messages"/> extend the conversation of the previous call, only the new
+    /// part is fed. <see cref="SystemPrompt"/> is not added (put it in the messages).
+    /// </summary>
+    public ChatReply Complete(IReadOnlyList<ChatMessage> messages, GenerationConfig? overrides = null, Action<string>? onText = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        if (messages.Count == 0) throw new ModelInputException("the chat request has no messages; send at least one user message");
+        var cfg = Defaults.Merge(overrides);
+        cfg.Validate();
+        if (cfg.NumBeams != 1 || cfg.NumReturnSequences != 1)
+            throw new GenerationConfigException(new[] { "num_beams", "num_return_sequences" }, "chat generates one answer per turn: use num_beams = 1 and num_return_sequences = 1");
+        var prompt = _format.Build(messages);
+        if (prompt.Ids.Length >= _model.MaxContext)
+            throw new ModelInputException($"the chat prompt has {prompt.Ids.Length} tokens but the model's context holds {_model.MaxContext}; drop earlier messages or shorten them");
+        return Run(prompt, cfg, onText, ct, 0);
+    }
+
+    // Feeds what the cache lacks of the prompt, generates the answer and records what the cache now holds.
+    private ChatReply Run(ChatPrompt prompt, GenerationConfig cfg, Action<string>? onText, CancellationToken ct, int dropped)
+    {
+        int ctx = _model.MaxContext;
         // Reuse the cache: keep the common prefix of what it holds and the new prompt, feed the rest (at least one token,
         // since the logits of the prompt's last position are needed).
         var ids = prompt.Ids;
         if (ids.Length == 0) throw new ChatTemplateException("the chat format rendered an empty prompt");
         int common = 0;
-        if (_model.Batch == 1 && _model.PastLength == _cached.Count)
+        if (_model.Batch == 1 && _model.PastLength == _cached.Count && _model.CacheStamp == _stamp)
             while (common < _cached.Count && common < ids.Length && _cached[common] == ids[common]) common++;
         if (common == ids.Length) common--;
         if (common == 0) _model.Reset();
         else if (common < _model.PastLength) _model.TruncateCache(common);
+        _cached.Clear();
         var logits = _model.Forward(ids.AsSpan(common), 1, ids.Length - common, ReadOnlySpan<int>.Empty);
 
         int maxNew = Math.Max(1, Math.Min(cfg.MaxNewTokens ?? int.MaxValue, ctx - ids.Length));
@@ -137,16 +168,21 @@ public sealed class ChatEngine
             Decode = d => _tok.Decode(d, skipSpecialTokens: true),
         };
         var row = new Generator.RowState(ids, maxNew);
-        var result = Generator.Decode(_model, new[] { row }, new int[1], logits, maxNew, cfg, hooks, ct, 1);
-        streamer?.End();
+        GenerationResult result;
+        try
+        {
+            result = Generator.Decode(_model, new[] { row }, new int[1], logits, maxNew, cfg, hooks, ct, 1);
+            streamer?.End();
+        }
+        finally
+        {
+            // what the cache now holds: the prompt and every generated token that was fed back
+            var all = row.History.AsSpan(0, row.Length);
+            _cached = all[..Math.Min(all.Length, _model.PastLength)].ToArray().ToList();
+            _stamp = _model.CacheStamp;
+        }
 
-        // what the cache now holds: the prompt and every generated token that was fed back
-        var all = row.History.AsSpan(0, row.Length);
-        _cached = all[..Math.Min(all.Length, _model.PastLength)].ToArray().ToList();
-
-        var text = (result.Texts[0] ?? "").Trim();
-        _history.Add(ChatMessage.Assistant(text));
-        return new ChatReply(text, result.Sequences[0], result.FinishReasons[0], ids, common, ids.Length - common, dropped);
+        return new ChatReply((result.Texts[0] ?? "").Trim(), result.Sequences[0], result.FinishReasons[0], ids, common, ids.Length - common, dropped);
     }
 
     /// <summary>
@@ -170,7 +206,11 @@ public sealed class ChatEngine
         }, CancellationToken.None);
         try
         {
-            await foreach (var piece in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false)) yield return piece;
+            await foreach (var piece in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                ct.ThrowIfCancellationRequested(); // buffered pieces are not handed out after a cancel
+                yield return piece;
+            }
             await worker.ConfigureAwait(false);
         }
         finally

@@ -1,37 +1,45 @@
 using System.Numerics.Tensors;
 using Hub.IR;
 using Hub.Runtime.Kernels;
+using Hub.Runtime.Threading;
 
 namespace Hub.Runtime.Execution;
 
 internal sealed unsafe class EmbeddingExec : OpExec
 {
+    private readonly Kernels.QuantMatrix _q;
+    private readonly bool _quantized;
+
     public EmbeddingExec(Node n, InferRequest r) : base(n, r, 2, 2, 1)
     {
         var table = R.T[In[1]];
         if (table.Rank != 2) throw BadGraph($"table '{n.Inputs[1]}' must be [V, D], got {table.ShapeString()}");
         if (R.Model.IsWeight(In[1]) && R.Model.WeightInfoOf(In[1]).Quant is not null)
-            throw new UnsupportedModelException($"node '{n.Name}': quantized embedding tables are not supported by this runtime yet; re-export with --weight-format f32, f16 or bf16");
+        {
+            _q = QuantLinearExec.Bind(r, In[1], n.Name);   // int8/int4 rows are dequantized on lookup
+            _quantized = true;
+        }
     }
 
     public override void InferShapes()
     {
         RequireI32(0);
         var table = X(1);
-        Y().ShapeFrom(X(0), table.Dims[1], append: true);
+        Y().ShapeFrom(X(0), _quantized ? _q.K : table.Dims[1], append: true);
         Y().DType = DType.F32;
     }
 
     public override void Run()
     {
         var ids = X(0); var table = X(1); var y = Y();
-        int v = table.Dims[0], d = table.Dims[1];
+        int v = table.Dims[0], d = _quantized ? _q.K : table.Dims[1];
         for (long i = 0; i < ids.Count; i++)
         {
             int id = ids.I[i];
             if ((uint)id >= (uint)v)
                 throw new ModelInputException($"token id {id} at position {i} of '{Node.Inputs[0]}' is outside the vocabulary [0, {v}) of '{Node.Inputs[1]}'");
-            Gemm.ToFloat(table.B, table.DType, (long)id * d, y.F + i * d, d);
+            if (_quantized) QuantKernels.DequantizeRow(_q, id, y.F + i * d);
+            else Gemm.ToFloat(table.B, table.DType, (long)id * d, y.F + i * d, d);
         }
     }
 }
@@ -125,20 +133,39 @@ internal sealed unsafe class UnaryExec : OpExec
         Y().DType = DType.F32;
     }
 
+    // Elements per parallel chunk: large activations (a prefill's FFN, 128 × 1536 and up) are split over the pool.
+    private const long Chunk = 16384;
+    private long _n;
+
     public override void Run()
     {
-        var xt = X(0); var yt = Y();
-        long n = xt.Count;
-        if (n == 0) return;
+        _n = X(0).Count;
+        if (_n == 0) return;
+        int chunks = (int)Math.Min((_n + Chunk - 1) / Chunk, WorkerPool.MaxItems);
+        if (R.Model.Pool.Size == 1 || chunks <= 1) Apply(0, _n);
+        else R.Model.Pool.Run(this, chunks);
+    }
+
+    public override void Execute(int index, int worker)
+    {
+        long per = (_n + ((_n + Chunk - 1) / Chunk) - 1) / ((_n + Chunk - 1) / Chunk);
+        per = (per + 7) & ~7L;
+        long i0 = index * per, i1 = Math.Min(_n, i0 + per);
+        if (i0 < i1) Apply(i0, i1 - i0);
+    }
+
+    private void Apply(long off, long n)
+    {
+        float* x = X(0).F + off, y = Y().F + off;
         switch (_kind)
         {
-            case UnaryKind.Scale: VecMath.ScaleShift(xt.F, _alpha, _beta, yt.F, n); break;
-            case UnaryKind.GeluErf: Activations.GeluErf(xt.FSpan, yt.FSpan); break;
-            case UnaryKind.GeluTanh: VecMath.GeluTanh(xt.F, yt.F, n); break;
-            case UnaryKind.Silu: VecMath.SiluMul(xt.F, null, yt.F, n); break;
-            case UnaryKind.Relu: VecMath.Relu(xt.F, yt.F, n); break;
-            case UnaryKind.Tanh: VecMath.Tanh(xt.F, yt.F, n); break;
-            case UnaryKind.Sigmoid: VecMath.Sigmoid(xt.F, yt.F, n); break;
+            case UnaryKind.Scale: VecMath.ScaleShift(x, _alpha, _beta, y, n); break;
+            case UnaryKind.GeluErf: Activations.GeluErf(new ReadOnlySpan<float>(x, checked((int)n)), new Span<float>(y, (int)n)); break;
+            case UnaryKind.GeluTanh: VecMath.GeluTanh(x, y, n); break;
+            case UnaryKind.Silu: VecMath.SiluMul(x, null, y, n); break;
+            case UnaryKind.Relu: VecMath.Relu(x, y, n); break;
+            case UnaryKind.Tanh: VecMath.Tanh(x, y, n); break;
+            case UnaryKind.Sigmoid: VecMath.Sigmoid(x, y, n); break;
         }
     }
 }

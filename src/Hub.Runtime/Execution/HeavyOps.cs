@@ -11,7 +11,7 @@ internal sealed unsafe class LinearExec : OpExec
     // per-run parameters read by Execute
     private float* _x, _y, _bias;
     private byte* _w;
-    private int _m, _unitCols, _mBlocks, _nBlocks;
+    private int _m, _unitCols, _unitRows;
     private bool _gemv;
 
     public LinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
@@ -63,9 +63,8 @@ internal sealed unsafe class LinearExec : OpExec
         }
         else
         {
-            _mBlocks = single ? 1 : (_m + Gemm.MC - 1) / Gemm.MC;
-            _nBlocks = single ? 1 : (_n + Gemm.NC - 1) / Gemm.NC;
-            R.Model.Pool.Run(this, _mBlocks * _nBlocks);
+            int units = Gemm.PlanUnits(_m, _n, single ? 1 : workers, out _unitRows, out _unitCols);
+            R.Model.Pool.Run(this, units);
         }
     }
 
@@ -78,11 +77,7 @@ internal sealed unsafe class LinearExec : OpExec
             if (c0 < c1) Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
             return;
         }
-        int mi = index / _nBlocks, ni = index % _nBlocks;
-        int mRows = (_m + _mBlocks - 1) / _mBlocks, nCols = _nBlocks == 1 ? _n : Gemm.NC;
-        int m0 = mi * mRows, m1 = Math.Min(_m, m0 + mRows);
-        int n0 = ni * nCols, n1 = Math.Min(_n, n0 + nCols);
-        if (m0 < m1 && n0 < n1) Gemm.GemmBlock(_x, m0, m1, _k, _w, _wt, _n, _bias, _y, n0, n1, scratch);
+        Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
     }
 }
 
@@ -188,6 +183,7 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
+    private bool _single;
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 400_000;
 
@@ -216,7 +212,7 @@ internal sealed unsafe class AttentionExec : OpExec
         }
     }
 
-    public override long ScratchFloats => AttentionKernels.ScratchFloats(_g, _hd);
+    public override long ScratchFloats => Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd));
 
     public override void InferShapes()
     {
@@ -270,17 +266,18 @@ internal sealed unsafe class AttentionExec : OpExec
                     }
         }
         int workers = R.Model.Pool.Size;
-        int baseUnits = _b * _kv;
-        _tChunks = 1;
+        // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
+        // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
+        _tChunk = _t == 1 ? 1 : AttentionKernels.QueriesPerBlock(_g);
+        _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
-        if (workers > 1 && work > ParallelThreshold) _tChunks = Math.Min(_t, Math.Max(1, (workers * 4 + baseUnits - 1) / baseUnits));
-        _tChunk = (_t + _tChunks - 1) / _tChunks;
-        R.Model.Pool.Run(this, work > ParallelThreshold ? baseUnits * _tChunks : 1);
+        _single = workers == 1 || work <= ParallelThreshold;
+        R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
     }
 
     public override void Execute(int index, int worker)
     {
-        if (index == 0 && (long)_t * _s * _h * _hd <= ParallelThreshold)
+        if (_single)
         {
             for (int u = 0; u < _b * _kv * _tChunks; u++) Unit(u, worker);
             return;
@@ -316,6 +313,13 @@ internal sealed unsafe class AttentionExec : OpExec
             else mask = X(3).F + (long)b * _s;
         }
         float* scratch = R.ScratchFor(worker);
+        long qOff = (long)b * _t * _h * _hd + (long)kvh * _g * _hd;
+        if (_t > 1)
+        {
+            AttentionKernels.AttendBlock(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _causal, _past,
+                _prefix ? prefixLen : 0, _scale, y.F + qOff, scratch);
+            return;
+        }
         for (int t = t0; t < t1; t++)
         {
             int qpos = _past + t;

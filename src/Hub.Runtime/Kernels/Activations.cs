@@ -59,11 +59,7 @@ public static class Activations
             ref float xs = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
             ref float ds = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(dst);
             for (; i <= x.Length - 8; i += 8)
-            {
-                var v = Vector256.LoadUnsafe(ref xs, (nuint)i);
-                var (lo, hi) = Vector256.Widen(v);
-                Vector256.Narrow(GeluD(lo), GeluD(hi)).StoreUnsafe(ref ds, (nuint)i);
-            }
+                GeluF(Vector256.LoadUnsafe(ref xs, (nuint)i)).StoreUnsafe(ref ds, (nuint)i);
         }
         for (; i < x.Length; i++) dst[i] = (float)GeluScalarD(x[i]);
     }
@@ -188,27 +184,25 @@ public static class Activations
         return x * p / q;
     }
 
+    // The same rational erf in float32 (Eigen's generic_fast_erf_float, a few ulp): about 8× cheaper than the double
+    // path and well inside float rounding of 0.5·x·(1 + erf) (the erf error is absolute ≤ 1e-7).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<double> GeluD(Vector256<double> x)
+    private static Vector256<float> GeluF(Vector256<float> x)
     {
-        var z = Vector256.Min(Vector256.Max(x * Sqrt1_2, Vector256.Create(-4.0)), Vector256.Create(4.0));
+        var z = Vector256.Min(Vector256.Max(x * Vector256.Create((float)Sqrt1_2), Vector256.Create(-4f)), Vector256.Create(4f));
         var x2 = z * z;
-        var p = Vector256.Create(A13);
-        p = p * x2 + Vector256.Create(A11); p = p * x2 + Vector256.Create(A9); p = p * x2 + Vector256.Create(A7);
-        p = p * x2 + Vector256.Create(A5); p = p * x2 + Vector256.Create(A3); p = p * x2 + Vector256.Create(A1);
-        var q = Vector256.Create(B8);
-        q = q * x2 + Vector256.Create(B6); q = q * x2 + Vector256.Create(B4); q = q * x2 + Vector256.Create(B2);
-        q = q * x2 + Vector256.Create(B0);
+        var p = Vector256.Create((float)A13);
+        p = Vector256.FusedMultiplyAdd(p, x2, Vector256.Create((float)A11)); p = Vector256.FusedMultiplyAdd(p, x2, Vector256.Create((float)A9));
+        p = Vector256.FusedMultiplyAdd(p, x2, Vector256.Create((float)A7)); p = Vector256.FusedMultiplyAdd(p, x2, Vector256.Create((float)A5));
+        p = Vector256.FusedMultiplyAdd(p, x2, Vector256.Create((float)A3)); p = Vector256.FusedMultiplyAdd(p, x2, Vector256.Create((float)A1));
+        var q = Vector256.Create((float)B8);
+        q = Vector256.FusedMultiplyAdd(q, x2, Vector256.Create((float)B6)); q = Vector256.FusedMultiplyAdd(q, x2, Vector256.Create((float)B4));
+        q = Vector256.FusedMultiplyAdd(q, x2, Vector256.Create((float)B2)); q = Vector256.FusedMultiplyAdd(q, x2, Vector256.Create((float)B0));
         var erf = z * p / q;
-        var small = Vector256.LessThan(Vector256.Abs(z), Vector256<double>.One);
-        if (Vector256.ExtractMostSignificantBits(small) != 0)
-        {
-            var t = Vector256.Create(Taylor[^1]);
-            for (int i = Taylor.Length - 2; i >= 0; i--) t = t * x2 + Vector256.Create(Taylor[i]);
-            erf = Vector256.ConditionalSelect(small, z * t, erf);
-        }
-        return Vector256.Create(0.5) * x * (Vector256<double>.One + erf);
+        var h = Vector256.Create(0.5f) * x;
+        return Vector256.FusedMultiplyAdd(h, erf, h);
     }
+
 
     private static void CheckLengths(ReadOnlySpan<float> x, Span<float> dst)
     {

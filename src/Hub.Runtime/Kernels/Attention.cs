@@ -80,6 +80,269 @@ public static unsafe class AttentionKernels
         }
     }
 
+    /// <summary>Rows (query position × head of a GQA group) a prefill block holds; S for them is rows × 64 floats.</summary>
+    public const int BlockRows = 32;
+
+    /// <summary>Query positions per <see cref="AttendBlock"/> call for a group of <paramref name="groupHeads"/> heads.</summary>
+    public static int QueriesPerBlock(int groupHeads) => Math.Max(1, RowsPerBlock / groupHeads);
+
+    /// <summary>Rows per prefill block actually used (a switch for A/B runs of the kernel bench; 32 or 64).</summary>
+    internal static int RowsPerBlock = BlockRows;
+
+    /// <summary>Floats of per-worker scratch <see cref="AttendBlock"/> needs.</summary>
+    public static int PrefillScratchFloats(int groupHeads, int headDim)
+    {
+        int rows = QueriesPerBlock(groupHeads) * groupHeads, rp = (rows + 7) & ~7;
+        return rp * (2 * headDim + 3 + BlockKeys) + 32;
+    }
+
+    /// <summary>
+    /// Flash-style prefill over query positions [<paramref name="t0"/>, <paramref name="t1"/>) and the
+    /// <paramref name="groupHeads"/> heads of one GQA group, as rows (position, head) × blocks of 64 keys. Scores are
+    /// kept keys-major (Sᵀ[key][row], from Qᵀ and K rows read in place), so masking, the running max/sum of the online
+    /// softmax and exp are all vertical vector operations, and P·V broadcasts Sᵀ entries. Query t (absolute position
+    /// <paramref name="past"/>+t) of head g is at q + t·qStride + g·headDim, output likewise in <paramref name="o"/>;
+    /// keys/values j at k/v + j·kvStride. Causal: query i sees keys ≤ i, plus keys below <paramref name="prefixLen"/>
+    /// when i &lt; prefixLen; <paramref name="mask"/>[j] == 0 drops key j; a row that sees no key gets zeros.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AttendBlock(float* q, long qStride, int t0, int t1, int groupHeads, int headDim,
+        float* k, float* v, long kvStride, int keys, float* mask, bool causal, int past, int prefixLen, float scale,
+        float* o, float* scratch)
+    {
+        int G = groupHeads, hd = headDim, rows = (t1 - t0) * G;
+        if (rows <= 0) return;
+        int rp = (rows + 7) & ~7;
+        float* QT = (float*)(((nint)scratch + 63) & ~(nint)63); // [hd][rp]
+        float* A = QT + hd * rp;      // [rows][hd]
+        float* M = A + rp * hd;       // [rp] running max
+        float* L = M + rp;            // [rp] running sum
+        float* E = L + rp;            // [rp] visible keys per row (as float)
+        float* ST = E + rp;           // [64][rp]
+        new Span<float>(QT, hd * rp).Clear();
+        for (int r = 0; r < rows; r++)
+        {
+            float* src = q + (t0 + r / G) * qStride + (r % G) * hd;
+            for (int i = 0; i < hd; i++) QT[i * rp + r] = src[i] * scale;
+        }
+        for (int r = 0; r < rp; r++)
+        {
+            M[r] = float.NegativeInfinity; L[r] = 0;
+            E[r] = r < rows ? End(t0 + r / G, keys, causal, past, prefixLen) : 0;
+        }
+        new Span<float>(A, rows * hd).Clear();
+        int maxEnd = 0;
+        for (int t = t0; t < t1; t++) maxEnd = Math.Max(maxEnd, End(t, keys, causal, past, prefixLen));
+        int minEnd = End(t0, keys, causal, past, prefixLen);
+        for (int j0 = 0; j0 < maxEnd; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, maxEnd - j0);
+            ScoresT(QT, rp, hd, k + j0 * kvStride, kvStride, jn, ST);
+            // drop masked keys and, for rows whose visible range ends inside this block, the keys past it
+            bool partial = j0 + jn > minEnd;
+            for (int jj = 0; jj < jn; jj++)
+            {
+                float* row = ST + jj * rp;
+                if (mask != null && mask[j0 + jj] == 0f) new Span<float>(row, rp).Fill(float.NegativeInfinity);
+                else if (partial) MaskBeyond(row, E, rp, j0 + jj);
+            }
+            OnlineSoftmax(ST, jn, rp, M, L, A, rows, hd);
+            AccumulatePVT(ST, rp, rows, jn, v + j0 * kvStride, kvStride, hd, A);
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            float* dst = o + (t0 + r / G) * qStride + (r % G) * hd;
+            float* ar = A + r * hd;
+            if (L[r] > 0) { float inv = 1f / L[r]; for (int i = 0; i < hd; i++) dst[i] = ar[i] * inv; }
+            else new Span<float>(dst, hd).Clear();
+        }
+    }
+
+    // Keys [0, end) a query at position past+t may see.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int End(int t, int keys, bool causal, int past, int prefixLen)
+    {
+        if (!causal) return keys;
+        int qpos = past + t, end = qpos + 1;
+        if (qpos < prefixLen) end = Math.Max(end, prefixLen);
+        return Math.Min(end, keys);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Madd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : a * b + c;
+
+    // row[r] = −∞ where key j is at or past row r's visible end E[r].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MaskBeyond(float* row, float* E, int rp, int j)
+    {
+        int r = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var jv = Vector256.Create((float)j);
+            var ninf = Vector256.Create(float.NegativeInfinity);
+            for (; r < rp; r += 8)
+                Vector256.ConditionalSelect(Vector256.LessThanOrEqual(Vector256.Load(E + r), jv), ninf, Vector256.Load(row + r)).Store(row + r);
+        }
+        for (; r < rp; r++) if (E[r] <= j) row[r] = float.NegativeInfinity;
+    }
+
+    // ST[jj][r] = Σ_p QT[p][r]·k[jj][p] for jj < jn: four keys × sixteen rows per register tile.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresT(float* QT, int rp, int hd, float* k, long stride, int jn, float* ST)
+    {
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            for (int jj = 0; jj < jn; jj++)
+                for (int r = 0; r < rp; r++)
+                {
+                    float s = 0;
+                    for (int p = 0; p < hd; p++) s += QT[p * rp + r] * k[jj * stride + p];
+                    ST[jj * rp + r] = s;
+                }
+            return;
+        }
+        for (int r0 = 0; r0 < rp; r0 += 16)
+        {
+            bool two = r0 + 8 < rp;
+            float* qt = QT + r0;
+            for (int jj = 0; jj < jn; jj += 4)
+            {
+                int last = jn - 1;
+                float* k0 = k + jj * stride, k1 = k + Math.Min(jj + 1, last) * stride,
+                    k2 = k + Math.Min(jj + 2, last) * stride, k3 = k + Math.Min(jj + 3, last) * stride;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+                float* qp = qt;
+                if (two)
+                    for (int p = 0; p < hd; p++, qp += rp)
+                    {
+                        var x = Vector256.Load(qp); var y = Vector256.Load(qp + 8);
+                        var c = Vector256.Create(k0[p]); a0 = Madd(c, x, a0); b0 = Madd(c, y, b0);
+                        c = Vector256.Create(k1[p]); a1 = Madd(c, x, a1); b1 = Madd(c, y, b1);
+                        c = Vector256.Create(k2[p]); a2 = Madd(c, x, a2); b2 = Madd(c, y, b2);
+                        c = Vector256.Create(k3[p]); a3 = Madd(c, x, a3); b3 = Madd(c, y, b3);
+                    }
+                else
+                    for (int p = 0; p < hd; p++, qp += rp)
+                    {
+                        var x = Vector256.Load(qp);
+                        a0 = Madd(Vector256.Create(k0[p]), x, a0); a1 = Madd(Vector256.Create(k1[p]), x, a1);
+                        a2 = Madd(Vector256.Create(k2[p]), x, a2); a3 = Madd(Vector256.Create(k3[p]), x, a3);
+                    }
+                float* st = ST + jj * rp + r0;
+                a0.Store(st); if (two) b0.Store(st + 8);
+                if (jj + 1 < jn) { a1.Store(st + rp); if (two) b1.Store(st + rp + 8); }
+                if (jj + 2 < jn) { a2.Store(st + 2 * rp); if (two) b2.Store(st + 2 * rp + 8); }
+                if (jj + 3 < jn) { a3.Store(st + 3 * rp); if (two) b3.Store(st + 3 * rp + 8); }
+            }
+        }
+    }
+
+    // One online-softmax step over the key block: per row, new max, rescale of the running sum and accumulator, and
+    // ST replaced by exp(S − max) (exactly 0 for dropped keys and for rows that see none of the block).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void OnlineSoftmax(float* ST, int jn, int rp, float* M, float* L, float* A, int rows, int hd)
+    {
+        float* corr = stackalloc float[rp];
+        int r = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var ninf = Vector256.Create(float.NegativeInfinity);
+            for (; r < rp; r += 8)
+            {
+                var mx = ninf;
+                for (int jj = 0; jj < jn; jj++) mx = Vector256.Max(mx, Vector256.Load(ST + jj * rp + r));
+                var mold = Vector256.Load(M + r);
+                var mnew = Vector256.Max(mold, mx);
+                var none = Vector256.Equals(mnew, ninf);
+                var shift = Vector256.ConditionalSelect(none, Vector256<float>.Zero, mnew);
+                var c = Vector256.ConditionalSelect(Vector256.Equals(mold, ninf), Vector256<float>.Zero, VecMath.Exp(mold - shift));
+                var sum = Vector256<float>.Zero;
+                for (int jj = 0; jj < jn; jj++)
+                {
+                    float* sp = ST + jj * rp + r;
+                    var x = Vector256.Load(sp);
+                    var e = Vector256.ConditionalSelect(Vector256.Equals(x, ninf), Vector256<float>.Zero, VecMath.Exp(x - shift));
+                    e.Store(sp);
+                    sum += e;
+                }
+                (Vector256.Load(L + r) * c + sum).Store(L + r);
+                mnew.Store(M + r);
+                c.Store(corr + r);
+            }
+        }
+        for (; r < rp; r++)
+        {
+            float mx = float.NegativeInfinity;
+            for (int jj = 0; jj < jn; jj++) mx = Math.Max(mx, ST[jj * rp + r]);
+            float mold = M[r], mnew = Math.Max(mold, mx);
+            float shift = mnew == float.NegativeInfinity ? 0f : mnew;
+            float c = mold == float.NegativeInfinity ? 0f : MathF.Exp(mold - shift);
+            float sum = 0;
+            for (int jj = 0; jj < jn; jj++)
+            {
+                float x = ST[jj * rp + r];
+                float e = x == float.NegativeInfinity ? 0f : MathF.Exp(x - shift);
+                ST[jj * rp + r] = e;
+                sum += e;
+            }
+            L[r] = L[r] * c + sum;
+            M[r] = mnew;
+            corr[r] = c;
+        }
+        for (r = 0; r < rows; r++)
+            if (corr[r] != 1f) Scale(A + r * hd, corr[r], hd);
+    }
+
+    // A[r] += Σ_jj ST[jj][r]·V[jj] for jj < jn: two rows × 32 channels per register tile.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulatePVT(float* ST, int rp, int rows, int jn, float* v, long stride, int hd, float* A)
+    {
+        int c0 = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; c0 + 32 <= hd; c0 += 32)
+                for (int r = 0; r < rows; r += 2)
+                {
+                    bool two = r + 1 < rows;
+                    float* x0 = A + r * hd + c0, x1 = two ? x0 + hd : x0;
+                    float* p0 = ST + r, p1 = two ? p0 + 1 : p0;
+                    var a0 = Vector256.Load(x0); var a1 = Vector256.Load(x0 + 8); var a2 = Vector256.Load(x0 + 16); var a3 = Vector256.Load(x0 + 24);
+                    var b0 = Vector256.Load(x1); var b1 = Vector256.Load(x1 + 8); var b2 = Vector256.Load(x1 + 16); var b3 = Vector256.Load(x1 + 24);
+                    float* vj = v + c0;
+                    for (int jj = 0; jj < jn; jj++, vj += stride, p0 += rp, p1 += rp)
+                    {
+                        var v0 = Vector256.Load(vj); var v1 = Vector256.Load(vj + 8); var v2 = Vector256.Load(vj + 16); var v3 = Vector256.Load(vj + 24);
+                        var x = Vector256.Create(*p0);
+                        a0 = Madd(x, v0, a0); a1 = Madd(x, v1, a1); a2 = Madd(x, v2, a2); a3 = Madd(x, v3, a3);
+                        var y = Vector256.Create(*p1);
+                        b0 = Madd(y, v0, b0); b1 = Madd(y, v1, b1); b2 = Madd(y, v2, b2); b3 = Madd(y, v3, b3);
+                    }
+                    a0.Store(x0); a1.Store(x0 + 8); a2.Store(x0 + 16); a3.Store(x0 + 24);
+                    if (two) { b0.Store(x1); b1.Store(x1 + 8); b2.Store(x1 + 16); b3.Store(x1 + 24); }
+                }
+            for (; c0 + 8 <= hd; c0 += 8)
+                for (int r = 0; r < rows; r++)
+                {
+                    float* x0 = A + r * hd + c0, p0 = ST + r;
+                    var a0 = Vector256.Load(x0);
+                    float* vj = v + c0;
+                    for (int jj = 0; jj < jn; jj++, vj += stride, p0 += rp) a0 = Madd(Vector256.Create(*p0), Vector256.Load(vj), a0);
+                    a0.Store(x0);
+                }
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            float* x0 = A + r * hd;
+            for (int jj = 0; jj < jn; jj++)
+            {
+                float pj = ST[jj * rp + r];
+                float* vj = v + jj * stride;
+                for (int c = c0; c < hd; c++) x0[c] += pj * vj[c];
+            }
+        }
+    }
+
     /// <summary>Scalar twin of <see cref="AttendRow"/>: materialized scores, two-pass softmax in double.</summary>
     public static void AttendRowReference(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
         float* mask, float scale, float* o)

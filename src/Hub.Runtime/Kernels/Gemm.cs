@@ -17,17 +17,23 @@ public static unsafe class Gemm
     public const int MR = 6;
     /// <summary>Register tile columns (two 8-float vectors).</summary>
     public const int NR = 16;
-    /// <summary>K block (packed B panel depth).</summary>
+    /// <summary>K block: a 16-column panel of this depth is 16 KiB, half of Zen 3's L1d.</summary>
     public const int KC = 256;
-    /// <summary>Columns per GEMM work unit (packed together).</summary>
-    public const int NC = 64;
-    /// <summary>Rows per GEMM work unit.</summary>
-    public const int MC = 96;
+    /// <summary>Most columns per GEMM work unit (the A block is re-read from L2 once per panel of a unit).</summary>
+    public const int NC = 256;
+    /// <summary>Rows per A block: MC×KC floats (144 KiB) stay in the 512 KiB L2 while the panels stream past.</summary>
+    public const int MC = 144;
     /// <summary>Input rows at or below which Linear uses the GEMV path.</summary>
     public const int GemvMaxRows = 4;
 
     /// <summary>Floats of per-worker scratch the kernels need for reduction depth <paramref name="k"/>.</summary>
-    public static int ScratchFloats(int k) => Math.Max(4 * k, NC * KC + KC + MR * KC + MR * NR) + 64;
+    public static int ScratchFloats(int k) => Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + MC * KC) + 64;
+
+    // Depths up to this run in one K block (one pass over C, no A copy); the panel is then up to 24 KiB.
+    private const int KCMax = 384;
+
+    /// <summary>Whether k ≤ 384 runs as one K block (a switch for A/B runs of the kernel bench).</summary>
+    internal static bool SingleBlockK = true;
 
     /// <summary>Scalar twin: y[m,n] = Σ_k x[m,k]·w[n,k] + b[n], accumulated in float32 in k order.</summary>
     public static void LinearReference(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y)
@@ -247,107 +253,233 @@ public static unsafe class Gemm
         r[0] = s0; r[1] = s1; r[2] = s2; r[3] = s3;
     }
 
-    /// <summary>GEMM over rows [m0, m1) and columns [n0, n1): packs W per block and runs the register tile.</summary>
+    /// <summary>
+    /// GEMM over rows [m0, m1) and columns [n0, n1): for each block of <see cref="MC"/> rows and <see cref="KC"/>
+    /// depth (which then stays in L2), every <see cref="PanelWidth"/>-column panel of W is transposed (and widened)
+    /// once into a k-major panel that stays in L1 while the register tile walks down the rows.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmBlock(float* a, int m0, int m1, int k, byte* w, DType wt, int n, float* bias, float* c, int n0, int n1, float* scratch)
     {
-        float* packB = scratch;                 // [NC/NR panels][KC][NR]
-        float* rowTmp = packB + NC * KC;        // [KC]
-        float* apad = rowTmp + KC;              // [MR][KC]
-        float* tile = apad + MR * KC;           // [MR][NR]
-        for (int nb = n0; nb < n1; nb += NC)
+        if (m0 >= m1 || n0 >= n1) return;
+        if (k == 0)
         {
-            int ncols = Math.Min(NC, n1 - nb);
-            int panels = (ncols + NR - 1) / NR;
-            for (int pc = 0; pc < k; pc += KC)
+            for (int i = m0; i < m1; i++)
+                if (bias != null) Buffer.MemoryCopy(bias + n0, c + (long)i * n + n0, (n1 - n0) * 4L, (n1 - n0) * 4L);
+                else new Span<float>(c + (long)i * n + n0, n1 - n0).Clear();
+            return;
+        }
+        int nr = PanelWidth;
+        float* panel = Align64(scratch);          // [kcb][nr]
+        float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
+        float* tmp = tile + MR * MaxPanel;       // [nr][KCMax] widened F16/BF16 rows
+        float* apack = tmp + MaxPanel * KCMax;   // [MC][KC] contiguous copy of the A block
+        int kcb = k <= KCMax && SingleBlockK ? k : KC;
+        for (int mb = m0; mb < m1; mb += MC)
+        {
+            int mc = Math.Min(MC, m1 - mb);
+            for (int pc = 0; pc < k; pc += kcb)
             {
-                int kc = Math.Min(KC, k - pc);
-                PackB(w, wt, k, nb, ncols, pc, kc, packB, rowTmp);
-                bool first = pc == 0;
-                for (int ir = m0; ir < m1; ir += MR)
+                int kc = Math.Min(kcb, k - pc);
+                bool first = pc == 0, last = pc + kc == k;
+                // With k > KC the rows of the A block sit k floats apart; a power-of-two k (2048) maps them onto a few L2
+                // sets and they evict each other, so the block is copied to contiguous rows of kc first (≈2% of the work).
+                float* ab; int lda;
+                if (k > kcb && PackA)
                 {
-                    int mr = Math.Min(MR, m1 - ir);
-                    float* ap; int lda;
-                    if (mr == MR) { ap = a + (long)ir * k + pc; lda = k; }
-                    else
+                    for (int r = 0; r < mc; r++) Buffer.MemoryCopy(a + (long)(mb + r) * k + pc, apack + (long)r * kc, kc * 4L, kc * 4L);
+                    ab = apack; lda = kc;
+                }
+                else { ab = a + (long)mb * k + pc; lda = k; }
+                int es = wt.SizeOf(), rowBytes = kc * es;
+                for (int col = n0; col < n1; col += nr)
+                {
+                    int ncols = Math.Min(nr, n1 - col);
+                    PackPanel(w, wt, k, col, ncols, pc, kc, nr, panel, tmp);
+                    float* bb = last && bias != null ? bias + col : null;
+                    // While this panel's tiles run, each tile prefetches one W row of the next panel into L2, so its
+                    // packing finds the rows there instead of waiting on DRAM (weights larger than L3 stream once).
+                    int nextRows = Prefetch && Sse.IsSupported ? Math.Min(nr, n1 - col - nr) : 0;
+                    byte* nextW = w + ((long)(col + nr) * k + pc) * es;
+                    int tileIx = 0;
+                    for (int ir = 0; ir < mc; ir += MR, tileIx++)
                     {
-                        new Span<float>(apad, MR * kc).Clear();
-                        for (int r = 0; r < mr; r++) Buffer.MemoryCopy(a + (long)(ir + r) * k + pc, apad + r * kc, kc * 4L, kc * 4L);
-                        ap = apad; lda = kc;
-                    }
-                    for (int jp = 0; jp < panels; jp++)
-                    {
-                        int col = nb + jp * NR;
-                        int nr = Math.Min(NR, n1 - col);
-                        float* cp = c + (long)ir * n + col;
-                        float* bp = packB + (long)jp * KC * NR;
-                        if (mr == MR && nr == NR) Micro(ap, lda, bp, kc, cp, n, first);
+                        if (tileIx < nextRows)
+                        {
+                            byte* pr = nextW + (long)tileIx * k * es;
+                            for (int off = 0; off < rowBytes; off += 64) Sse.Prefetch1(pr + off);
+                        }
+                        int mr = Math.Min(MR, mc - ir);
+                        float* ap = ab + (long)ir * lda;
+                        float* cp = c + (long)(mb + ir) * n + col;
+                        if (mr == MR && ncols == nr) Micro(ap, lda, MR, panel, kc, cp, n, first, bb);
                         else
                         {
-                            Micro(ap, lda, bp, kc, tile, NR, true);
+                            Micro(ap, lda, mr, panel, kc, tile, nr, true, null);
                             for (int r = 0; r < mr; r++)
-                                for (int q = 0; q < nr; q++)
-                                    cp[(long)r * n + q] = first ? tile[r * NR + q] : cp[(long)r * n + q] + tile[r * NR + q];
+                            {
+                                float* cr = cp + (long)r * n, tr = tile + r * nr;
+                                for (int q = 0; q < ncols; q++)
+                                    cr[q] = (first ? 0f : cr[q]) + tr[q] + (bb != null ? bb[q] : 0f);
+                            }
                         }
                     }
                 }
             }
-            if (k == 0)
-                for (int i = m0; i < m1; i++) new Span<float>(c + (long)i * n + nb, ncols).Clear();
-            if (bias != null)
-                for (int i = m0; i < m1; i++)
-                    VecMath.Add(c + (long)i * n + nb, bias + nb, c + (long)i * n + nb, ncols);
         }
     }
 
-    // packB[panel][p][q] = W[nb + panel·NR + q, pc + p], zero for columns past ncols.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackB(byte* w, DType wt, int k, int nb, int ncols, int pc, int kc, float* packB, float* rowTmp)
+    /// <summary>Columns of one packed W panel: 32 (two zmm) with AVX-512, else 16 (two ymm or four Vector128).</summary>
+    public static readonly int PanelWidth = Avx512F.IsSupported ? 32 : 16;
+
+    private const int MaxPanel = 32;
+
+    /// <summary>Copy the A block to contiguous rows when k &gt; KC (a switch for A/B runs of the kernel bench).</summary>
+    internal static bool PackA = true;
+
+    /// <summary>Software prefetch of the next W panel (a switch for A/B runs of the kernel bench).</summary>
+    internal static bool Prefetch = true;
+
+    private static float* Align64(float* p) => (float*)(((nint)p + 63) & ~(nint)63);
+
+    /// <summary>
+    /// Splits an m×n Linear into work units for <paramref name="workers"/> threads: row blocks of at most
+    /// <see cref="MC"/> rows, and column blocks (multiples of the panel width, 64..<see cref="NC"/>) small enough that
+    /// there are about four units per worker, so a short M (one 128-token prompt) still keeps every core busy.
+    /// </summary>
+    public static int PlanUnits(int m, int n, int workers, out int unitRows, out int unitCols)
     {
-        int panels = (ncols + NR - 1) / NR;
-        for (int jp = 0; jp < panels; jp++)
+        if (workers <= 1 || m <= 0 || n <= 0) { unitRows = Math.Max(m, 1); unitCols = Math.Max(n, 1); return 1; }
+        int mBlocks = (m + MC - 1) / MC;
+        unitRows = (m + mBlocks - 1) / mBlocks;
+        unitRows = (unitRows + MR - 1) / MR * MR;
+        mBlocks = (m + unitRows - 1) / unitRows;
+        int want = Math.Max(1, (4 * workers + mBlocks - 1) / mBlocks);
+        int nr = PanelWidth;
+        int cols = (n + want - 1) / want;
+        cols = Math.Clamp((cols + nr - 1) / nr * nr, 64, NC);
+        unitCols = cols;
+        return mBlocks * ((n + cols - 1) / cols);
+    }
+
+    /// <summary>Runs work unit <paramref name="index"/> of a <see cref="PlanUnits"/> split.</summary>
+    public static void RunUnit(int index, float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y,
+        int unitRows, int unitCols, float* scratch)
+    {
+        int nBlocks = (n + unitCols - 1) / unitCols;
+        int mi = index / nBlocks, ni = index % nBlocks;
+        int m0 = mi * unitRows, m1 = Math.Min(m, m0 + unitRows);
+        int n0 = ni * unitCols, n1 = Math.Min(n, n0 + unitCols);
+        if (m0 < m1 && n0 < n1) GemmBlock(x, m0, m1, k, w, wt, n, bias, y, n0, n1, scratch);
+    }
+
+    // panel[p·nr + q] = W[col + q, pc + p] for p < kc, q < ncols; zero for q ≥ ncols.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackPanel(byte* w, DType wt, int k, int col, int ncols, int pc, int kc, int nr, float* panel, float* tmp)
+    {
+        float* src; long ld;
+        if (wt == DType.F32) { src = (float*)w + (long)col * k + pc; ld = k; }
+        else
         {
-            float* dst = packB + (long)jp * KC * NR;
-            for (int q = 0; q < NR; q++)
-            {
-                int col = jp * NR + q;
-                if (col >= ncols)
-                {
-                    for (int p = 0; p < kc; p++) dst[p * NR + q] = 0f;
-                    continue;
-                }
-                float* src;
-                if (wt == DType.F32) src = (float*)w + (long)(nb + col) * k + pc;
-                else { ToFloat(w, wt, (long)(nb + col) * k + pc, rowTmp, kc); src = rowTmp; }
-                for (int p = 0; p < kc; p++) dst[p * NR + q] = src[p];
-            }
+            for (int q = 0; q < ncols; q++) ToFloat(w, wt, (long)(col + q) * k + pc, tmp + (long)q * KCMax, kc);
+            src = tmp; ld = KCMax;
         }
+        int q0 = 0;
+        if (Avx.IsSupported)
+            for (; q0 + 8 <= ncols; q0 += 8)
+            {
+                float* s0 = src + q0 * ld;
+                int p = 0;
+                for (; p + 8 <= kc; p += 8)
+                {
+                    float* s = s0 + p;
+                    var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + ld);
+                    var r2 = Avx.LoadVector256(s + 2 * ld); var r3 = Avx.LoadVector256(s + 3 * ld);
+                    var r4 = Avx.LoadVector256(s + 4 * ld); var r5 = Avx.LoadVector256(s + 5 * ld);
+                    var r6 = Avx.LoadVector256(s + 6 * ld); var r7 = Avx.LoadVector256(s + 7 * ld);
+                    var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+                    var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+                    var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+                    var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+                    var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+                    var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+                    var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+                    var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+                    float* d = panel + p * nr + q0;
+                    Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+                    Avx.Store(d + nr, Avx.Permute2x128(u1, u5, 0x20));
+                    Avx.Store(d + 2 * nr, Avx.Permute2x128(u2, u6, 0x20));
+                    Avx.Store(d + 3 * nr, Avx.Permute2x128(u3, u7, 0x20));
+                    Avx.Store(d + 4 * nr, Avx.Permute2x128(u0, u4, 0x31));
+                    Avx.Store(d + 5 * nr, Avx.Permute2x128(u1, u5, 0x31));
+                    Avx.Store(d + 6 * nr, Avx.Permute2x128(u2, u6, 0x31));
+                    Avx.Store(d + 7 * nr, Avx.Permute2x128(u3, u7, 0x31));
+                }
+                for (; p < kc; p++)
+                    for (int q = 0; q < 8; q++) panel[p * nr + q0 + q] = s0[q * ld + p];
+            }
+        for (int q = q0; q < ncols; q++)
+        {
+            float* s = src + q * ld;
+            for (int p = 0; p < kc; p++) panel[p * nr + q] = s[p];
+        }
+        if (ncols < nr)
+            for (int p = 0; p < kc; p++) new Span<float>(panel + p * nr + ncols, nr - ncols).Clear();
     }
 
-    // c[6×16] (=|+=) a[6×kc] · bp[kc×16]
-    private static void Micro(float* a, int lda, float* bp, int kc, float* c, int ldc, bool assign)
+    // c[mr×nr] (=|+=) a[mr×kc] (row stride lda) · panel[kc×nr] (+ bias); rows ≥ mr read row 0 and are discarded by the
+    // caller (it passes a tile for c).
+    private static void Micro(float* a, int lda, int mr, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
     {
-        if (Fma.IsSupported && Avx.IsSupported) MicroAvx2(a, lda, bp, kc, c, ldc, assign);
-        else MicroPortable(a, lda, bp, kc, c, ldc, assign);
+        if (Avx512F.IsSupported) MicroAvx512(a, lda, mr, bp, kc, c, ldc, assign, bias);
+        else if (Fma.IsSupported && Avx.IsSupported) MicroAvx2(a, lda, mr, bp, kc, c, ldc, assign, bias);
+        else MicroPortable(a, lda, mr, bp, kc, c, ldc, assign, bias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroAvx2(float* a, int lda, float* bp, int kc, float* c, int ldc, bool assign)
+    private static void MicroAvx2(float* a, int lda, int mr, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        float* a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda;
-        for (int p = 0; p < kc; p++)
+        float* a0 = a, a1 = mr > 1 ? a + lda : a, a2 = mr > 2 ? a + 2 * lda : a, a3 = mr > 3 ? a + 3 * lda : a,
+            a4 = mr > 4 ? a + 4 * lda : a, a5 = mr > 5 ? a + 5 * lda : a;
+        int p = 0;
+        for (; p + 2 <= kc; p += 2)
         {
             var b0 = Avx.LoadVector256(bp);
             var b1 = Avx.LoadVector256(bp + 8);
-            bp += NR;
             var av = Vector256.Create(a0[p]); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
             av = Vector256.Create(a1[p]); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
             av = Vector256.Create(a2[p]); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
             av = Vector256.Create(a3[p]); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
             av = Vector256.Create(a4[p]); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
             av = Vector256.Create(a5[p]); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+            b0 = Avx.LoadVector256(bp + 16);
+            b1 = Avx.LoadVector256(bp + 24);
+            bp += 32;
+            av = Vector256.Create(a0[p + 1]); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Vector256.Create(a1[p + 1]); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Vector256.Create(a2[p + 1]); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Vector256.Create(a3[p + 1]); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Vector256.Create(a4[p + 1]); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Vector256.Create(a5[p + 1]); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+        }
+        if (p < kc)
+        {
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var av = Vector256.Create(a0[p]); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Vector256.Create(a1[p]); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Vector256.Create(a2[p]); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Vector256.Create(a3[p]); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Vector256.Create(a4[p]); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Vector256.Create(a5[p]); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+        }
+        if (bias != null)
+        {
+            var v0 = Avx.LoadVector256(bias); var v1 = Avx.LoadVector256(bias + 8);
+            c00 += v0; c01 += v1; c10 += v0; c11 += v1; c20 += v0; c21 += v1;
+            c30 += v0; c31 += v1; c40 += v0; c41 += v1; c50 += v0; c51 += v1;
         }
         Store(c, c00, c01, assign); Store(c + ldc, c10, c11, assign); Store(c + 2 * ldc, c20, c21, assign);
         Store(c + 3 * ldc, c30, c31, assign); Store(c + 4 * ldc, c40, c41, assign); Store(c + 5 * ldc, c50, c51, assign);
@@ -360,32 +492,87 @@ public static unsafe class Gemm
         else { (Vector256.Load(c) + v0).Store(c); (Vector256.Load(c + 8) + v1).Store(c + 8); }
     }
 
+    // The AVX-512 twin of MicroAvx2: the same 6-row tile over a 32-column panel (two zmm per row, 12 accumulators).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroPortable(float* a, int lda, float* bp, int kc, float* c, int ldc, bool assign)
+    private static void MicroAvx512(float* a, int lda, int mr, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
     {
-        // 6×16 tile as 6 rows × 4 Vector128 (or scalars where Vector128 is not accelerated).
-        Span<float> acc = stackalloc float[MR * NR];
-        acc.Clear();
-        fixed (float* accp = acc)
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        float* a0 = a, a1 = mr > 1 ? a + lda : a, a2 = mr > 2 ? a + 2 * lda : a, a3 = mr > 3 ? a + 3 * lda : a,
+            a4 = mr > 4 ? a + 4 * lda : a, a5 = mr > 5 ? a + 5 * lda : a;
+        for (int p = 0; p < kc; p++)
         {
-            for (int p = 0; p < kc; p++, bp += NR)
-                for (int r = 0; r < MR; r++)
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            bp += 32;
+            var av = Vector512.Create(a0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(a1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(a2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(a3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(a4[p]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(a5[p]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+        }
+        if (bias != null)
+        {
+            var v0 = Vector512.Load(bias); var v1 = Vector512.Load(bias + 16);
+            c00 += v0; c01 += v1; c10 += v0; c11 += v1; c20 += v0; c21 += v1;
+            c30 += v0; c31 += v1; c40 += v0; c41 += v1; c50 += v0; c51 += v1;
+        }
+        Store512(c, c00, c01, assign); Store512(c + ldc, c10, c11, assign); Store512(c + 2 * ldc, c20, c21, assign);
+        Store512(c + 3 * ldc, c30, c31, assign); Store512(c + 4 * ldc, c40, c41, assign); Store512(c + 5 * ldc, c50, c51, assign);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, bool assign)
+    {
+        if (assign) { v0.Store(c); v1.Store(c + 16); }
+        else { (Vector512.Load(c) + v0).Store(c); (Vector512.Load(c + 16) + v1).Store(c + 16); }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroPortable(float* a, int lda, int mr, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    {
+        // One row of the tile at a time: 16 columns as four Vector128 accumulators (or scalars without SIMD).
+        int nr = PanelWidth;
+        for (int r = 0; r < MR; r++)
+        {
+            float* ar = a + (long)(r < mr ? r : 0) * lda;
+            float* cr = c + (long)r * ldc;
+            for (int q = 0; q < nr; q += 16)
+            {
+                if (Vector128.IsHardwareAccelerated)
                 {
-                    float av = a[r * lda + p];
-                    float* ar = accp + r * NR;
-                    if (Vector128.IsHardwareAccelerated)
+                    Vector128<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                    float* b = bp + q;
+                    for (int p = 0; p < kc; p++, b += nr)
                     {
-                        var s = Vector128.Create(av);
-                        (Vector128.Load(ar) + s * Vector128.Load(bp)).Store(ar);
-                        (Vector128.Load(ar + 4) + s * Vector128.Load(bp + 4)).Store(ar + 4);
-                        (Vector128.Load(ar + 8) + s * Vector128.Load(bp + 8)).Store(ar + 8);
-                        (Vector128.Load(ar + 12) + s * Vector128.Load(bp + 12)).Store(ar + 12);
+                        var av = Vector128.Create(ar[p]);
+                        s0 += av * Vector128.Load(b); s1 += av * Vector128.Load(b + 4);
+                        s2 += av * Vector128.Load(b + 8); s3 += av * Vector128.Load(b + 12);
                     }
-                    else for (int q = 0; q < NR; q++) ar[q] += av * bp[q];
+                    if (bias != null)
+                    {
+                        s0 += Vector128.Load(bias + q); s1 += Vector128.Load(bias + q + 4);
+                        s2 += Vector128.Load(bias + q + 8); s3 += Vector128.Load(bias + q + 12);
+                    }
+                    if (!assign)
+                    {
+                        s0 += Vector128.Load(cr + q); s1 += Vector128.Load(cr + q + 4);
+                        s2 += Vector128.Load(cr + q + 8); s3 += Vector128.Load(cr + q + 12);
+                    }
+                    s0.Store(cr + q); s1.Store(cr + q + 4); s2.Store(cr + q + 8); s3.Store(cr + q + 12);
                 }
-            for (int r = 0; r < MR; r++)
-                for (int q = 0; q < NR; q++)
-                    c[r * ldc + q] = assign ? accp[r * NR + q] : c[r * ldc + q] + accp[r * NR + q];
+                else
+                {
+                    for (int j = q; j < q + 16; j++)
+                    {
+                        float s = 0;
+                        for (int p = 0; p < kc; p++) s += ar[p] * bp[p * nr + j];
+                        if (bias != null) s += bias[j];
+                        cr[j] = assign ? s : cr[j] + s;
+                    }
+                }
+            }
         }
     }
 }

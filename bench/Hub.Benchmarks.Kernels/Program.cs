@@ -1,0 +1,308 @@
+// GEMM (and attention) kernel throughput in GFLOP/s on 1 and N threads, next to the machine's FMA peak measured by an
+// FMA-only loop on the same pool threads. Every round times the FMA loop right before the kernel. Two views:
+//  - wall: GFLOP/s by the clock, and its ratio to the FMA loop's wall GFLOP/s of the same round;
+//  - cpu: GFLOP per CPU-second the process used (pool spin-waits included), and its ratio to the FMA loop's GFLOP per
+//    CPU-second — the kernel's efficiency per core, which stays meaningful when neighbours steal cycles on a shared
+//    machine (a quiet machine gives wall ≈ cpu × threads).
+//   dotnet run -c Release --project bench/Hub.Benchmarks.Kernels [-- --threads 2 --rounds 5 --dtype f32 --quick]
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Hub;
+using Hub.Runtime;
+using Hub.Runtime.Kernels;
+using Hub.Runtime.Threading;
+
+var opts = new Dictionary<string, string>(StringComparer.Ordinal);
+var flags = new HashSet<string>(StringComparer.Ordinal);
+for (int i = 0; i < args.Length; i++)
+{
+    var a = args[i].TrimStart('-');
+    if (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) opts[a] = args[++i];
+    else flags.Add(a);
+}
+int maxThreads = opts.TryGetValue("threads", out var t) ? int.Parse(t, CultureInfo.InvariantCulture) : 2;
+int rounds = opts.TryGetValue("rounds", out var r) ? int.Parse(r, CultureInfo.InvariantCulture) : 7;
+var dtypes = (opts.TryGetValue("dtype", out var d) ? d : "f32").Split(',').Select(s => s.ToLowerInvariant() switch
+{
+    "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16, _ => throw new ArgumentException($"--dtype {s}: f32, f16 or bf16"),
+}).ToArray();
+bool quick = flags.Contains("quick");
+if (flags.Contains("ab-rows"))
+{
+    foreach (var (b, tt, h, kv, hd, causal) in new[] { (8, 128, 12, 12, 32, false), (1, 512, 32, 4, 64, true) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var r32 = new List<double>(); var r64 = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                AttentionKernels.RowsPerBlock = 32; r32.Add(Bench.Attention(b, tt, h, kv, hd, causal, th, 3).Ms);
+                AttentionKernels.RowsPerBlock = 64; r64.Add(Bench.Attention(b, tt, h, kv, hd, causal, th, 3).Ms);
+            }
+            Console.WriteLine($"B{b} T{tt} h{h}/{kv} hd{hd} {th}T  ms  32 rows {r32.Order().ElementAt(r32.Count / 2),7:F2}  64 rows {r64.Order().ElementAt(r64.Count / 2),7:F2}");
+        }
+    return 0;
+}
+if (flags.Contains("ab-kc"))
+{
+    // A/B of running k ≤ 384 as one K block instead of 256 + 128.
+    foreach (var (m, n, k) in new[] { (4096, 1152, 384), (4096, 1536, 384), (128, 384, 384), (128, 1536, 384) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var off = new List<double>(); var on = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                Hub.Runtime.Kernels.Gemm.SingleBlockK = false; off.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+                Hub.Runtime.Kernels.Gemm.SingleBlockK = true; on.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+            }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  GFLOP/cpu-s  256+128 {off.Order().ElementAt(off.Count / 2),6:F1}  one block {on.Order().ElementAt(on.Count / 2),6:F1}");
+        }
+    return 0;
+}
+if (flags.Contains("ab-prefetch"))
+{
+    // A/B of the GEMM's software prefetch of the next W panel: alternate rounds with it off and on, per-CPU-second efficiency medians.
+    foreach (var (m, n, k) in new[] { (128, 2048, 2048), (128, 5632, 2048), (128, 768, 768) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var off = new List<double>(); var on = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                Hub.Runtime.Kernels.Gemm.Prefetch = false; off.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+                Hub.Runtime.Kernels.Gemm.Prefetch = true; on.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuGFlops);
+            }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  GFLOP/cpu-s  prefetch off {off.Order().ElementAt(off.Count / 2),6:F1}  on {on.Order().ElementAt(on.Count / 2),6:F1}");
+        }
+    return 0;
+}
+bool noAttention = flags.Contains("no-attention");
+var threadCounts = maxThreads > 1 ? new[] { 1, maxThreads } : new[] { 1 };
+
+Console.WriteLine($"cpu      {CpuInfo.Describe()}");
+Console.WriteLine($"rounds   {rounds} (median reported)");
+var peak = new Dictionary<int, double>();
+foreach (int th in threadCounts) peak[th] = Bench.FmaPeak(th, rounds);
+Console.WriteLine($"FMA peak {string.Join("   ", threadCounts.Select(th => $"{th} thread{(th > 1 ? "s" : "")}: {peak[th]:F1} GFLOP/s"))} (standalone; each row's % uses its own interleaved peak)");
+Console.WriteLine();
+
+var shapes = new List<(int M, int N, int K)>();
+foreach (var (n, k) in new[] { (384, 384), (1536, 384), (384, 1536), (768, 768), (2048, 768), (768, 2048), (2048, 2048), (5632, 2048), (2048, 5632) })
+    shapes.Add((128, n, k));
+if (!quick) foreach (var (n, k) in new[] { (1152, 384), (384, 384), (1536, 384), (384, 1536) }) shapes.Add((4096, n, k));
+
+Console.Write($"{"dtype",-6}{"M",6}{"N",6}{"K",6}");
+foreach (int th in threadCounts) Console.Write($"{$"{th}T GFLOP/s",12}{"%peak",7}{"GF/cpu-s",10}{"%peak",7}");
+Console.WriteLine();
+foreach (var dt in dtypes)
+    foreach (var (m, n, k) in shapes)
+    {
+        Console.Write($"{dt.ToString().ToLowerInvariant(),-6}{m,6}{n,6}{k,6}");
+        foreach (int th in threadCounts)
+        {
+            var (g, ratio, cg, cratio) = Bench.Gemm(m, n, k, dt, th, rounds);
+            Console.Write($"{g,12:F1}{100 * ratio,6:F0}%{cg,10:F1}{100 * cratio,6:F0}%");
+        }
+        Console.WriteLine();
+    }
+
+if (!noAttention)
+{
+    Console.WriteLine();
+    Console.WriteLine("attention prefill (causal, q·k and p·v counted as 2·T·S·hd each per head; causal halves S on average)");
+    Console.Write($"{"B",4}{"T",6}{"heads",7}{"kv",4}{"hd",5}");
+    foreach (int th in threadCounts) Console.Write($"{$"{th}T GFLOP/s",14}{$"{th}T ms",10}");
+    Console.WriteLine();
+    foreach (var (b, tt, h, kv, hd, causal) in new[] { (1, 128, 12, 12, 32, false), (32, 128, 12, 12, 32, false), (1, 128, 12, 12, 64, true), (1, 512, 32, 4, 64, true) })
+    {
+        Console.Write($"{b,4}{tt,6}{h,7}{kv,4}{hd,5}");
+        foreach (int th in threadCounts)
+        {
+            var (g, ms) = Bench.Attention(b, tt, h, kv, hd, causal, th, rounds);
+            Console.Write($"{g,14:F1}{ms,10:F2}");
+        }
+        Console.WriteLine(causal ? "  causal" : "  bidirectional");
+    }
+}
+return 0;
+
+internal static unsafe class Bench
+{
+    private sealed class FmaJob(long iters) : ParallelWork
+    {
+        public float Sink;
+        public override void Execute(int index, int worker) => Sink += FmaLoop(iters);
+    }
+
+    // GFLOP/s of the FMA-only loop run once per pool thread (about 20 ms).
+    private static (double Wall, double Cpu) PoolPeak(WorkerPool pool, FmaJob job, long iters)
+    {
+        var cpu0 = Environment.CpuUsage.TotalTime;
+        var sw = Stopwatch.StartNew();
+        pool.Run(job, pool.Size);
+        double wall = sw.Elapsed.TotalSeconds, cpu = (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds;
+        int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
+        double flops = pool.Size * (double)iters * 12 * lanes * 2;
+        return (flops / wall / 1e9, flops / cpu / 1e9);
+    }
+
+    public static double FmaPeak(int threads, int rounds)
+    {
+        const long iters = 20_000_000;
+        var results = new List<double>();
+        for (int round = 0; round < rounds; round++)
+        {
+            var ths = new Thread[threads];
+            using var go = new ManualResetEventSlim(false);
+            for (int i = 0; i < threads; i++) { ths[i] = new Thread(() => { go.Wait(); FmaLoop(iters / 10); FmaLoop(iters); }); ths[i].Start(); }
+            var sw = Stopwatch.StartNew();
+            go.Set();
+            foreach (var th in ths) th.Join();
+            double s = sw.Elapsed.TotalSeconds;
+            int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
+            results.Add(threads * (iters * 1.1) * 12 * lanes * 2 / s / 1e9);
+        }
+        return Median(results);
+    }
+
+    // 12 independent FMA chains: enough to cover the FMA latency (4 cycles) × 2 pipes with room to spare.
+    private static float FmaLoop(long iters)
+    {
+        if (Avx512F.IsSupported)
+        {
+            var x = Vector512.Create(1.0000001f); var y = Vector512.Create(0.9999999f);
+            Vector512<float> a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x, a11 = x;
+            for (long i = 0; i < iters; i++)
+            {
+                a0 = Avx512F.FusedMultiplyAdd(a0, x, y); a1 = Avx512F.FusedMultiplyAdd(a1, x, y); a2 = Avx512F.FusedMultiplyAdd(a2, x, y);
+                a3 = Avx512F.FusedMultiplyAdd(a3, x, y); a4 = Avx512F.FusedMultiplyAdd(a4, x, y); a5 = Avx512F.FusedMultiplyAdd(a5, x, y);
+                a6 = Avx512F.FusedMultiplyAdd(a6, x, y); a7 = Avx512F.FusedMultiplyAdd(a7, x, y); a8 = Avx512F.FusedMultiplyAdd(a8, x, y);
+                a9 = Avx512F.FusedMultiplyAdd(a9, x, y); a10 = Avx512F.FusedMultiplyAdd(a10, x, y); a11 = Avx512F.FusedMultiplyAdd(a11, x, y);
+            }
+            return Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+        }
+        if (Fma.IsSupported)
+        {
+            var x = Vector256.Create(1.0000001f); var y = Vector256.Create(0.9999999f);
+            Vector256<float> a0 = x, a1 = x, a2 = x, a3 = x, a4 = x, a5 = x, a6 = x, a7 = x, a8 = x, a9 = x, a10 = x, a11 = x;
+            for (long i = 0; i < iters; i++)
+            {
+                a0 = Fma.MultiplyAdd(a0, x, y); a1 = Fma.MultiplyAdd(a1, x, y); a2 = Fma.MultiplyAdd(a2, x, y);
+                a3 = Fma.MultiplyAdd(a3, x, y); a4 = Fma.MultiplyAdd(a4, x, y); a5 = Fma.MultiplyAdd(a5, x, y);
+                a6 = Fma.MultiplyAdd(a6, x, y); a7 = Fma.MultiplyAdd(a7, x, y); a8 = Fma.MultiplyAdd(a8, x, y);
+                a9 = Fma.MultiplyAdd(a9, x, y); a10 = Fma.MultiplyAdd(a10, x, y); a11 = Fma.MultiplyAdd(a11, x, y);
+            }
+            return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+        }
+        var v = Vector128.Create(1.0000001f); var w = Vector128.Create(0.9999999f);
+        Vector128<float> b0 = v, b1 = v, b2 = v, b3 = v, b4 = v, b5 = v, b6 = v, b7 = v, b8 = v, b9 = v, b10 = v, b11 = v;
+        for (long i = 0; i < iters; i++)
+        {
+            b0 = b0 * v + w; b1 = b1 * v + w; b2 = b2 * v + w; b3 = b3 * v + w; b4 = b4 * v + w; b5 = b5 * v + w;
+            b6 = b6 * v + w; b7 = b7 * v + w; b8 = b8 * v + w; b9 = b9 * v + w; b10 = b10 * v + w; b11 = b11 * v + w;
+        }
+        return Vector128.Sum(b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11);
+    }
+
+    private sealed class GemmJob(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y, float*[] scratch, int rows, int cols) : ParallelWork
+    {
+        public override void Execute(int index, int worker) => Hub.Runtime.Kernels.Gemm.RunUnit(index, x, m, k, w, wt, n, bias, y, rows, cols, scratch[worker]);
+    }
+
+    public static (double GFlops, double PeakRatio, double CpuGFlops, double CpuPeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds)
+    {
+        var rng = new Random(42);
+        float* x = Alloc((long)m * k), y = Alloc((long)m * n), bias = Alloc(n);
+        byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)((long)n * k * wt.SizeOf()), 64);
+        for (long i = 0; i < (long)m * k; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+        for (int i = 0; i < n; i++) bias[i] = 0.1f;
+        var wf = new float[(long)n * k];
+        for (long i = 0; i < wf.Length; i++) wf[i] = (float)rng.NextDouble() - 0.5f;
+        DTypeConvert.FromFloat32(wf, wt, new Span<byte>(w, n * k * wt.SizeOf()));
+        var scratch = new float*[threads];
+        for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
+        using var pool = new WorkerPool(threads);
+        int units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
+        var job = new GemmJob(x, m, k, w, wt, n, bias, y, scratch, rows, cols);
+        double flops = 2.0 * m * n * k;
+        int reps = Math.Max(1, (int)(0.6e9 * threads / flops));
+        for (int i = 0; i < Math.Min(reps, 3); i++) pool.Run(job, units);
+        var fma = new FmaJob(2_000_000);
+        PoolPeak(pool, fma, 2_000_000);
+        var res = new List<double>();
+        var ratios = new List<double>();
+        var cpuRes = new List<double>();
+        var cpuRatios = new List<double>();
+        for (int round = 0; round < rounds; round++)
+        {
+            var (pk, pkCpu) = PoolPeak(pool, fma, 2_000_000);
+            var cpu0 = Environment.CpuUsage.TotalTime;
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < reps; i++) pool.Run(job, units);
+            double g = flops * reps / sw.Elapsed.TotalSeconds / 1e9;
+            double gc = flops * reps / (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds / 1e9;
+            res.Add(g);
+            ratios.Add(g / pk);
+            cpuRes.Add(gc);
+            cpuRatios.Add(gc / pkCpu);
+        }
+        NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
+        foreach (var s in scratch) NativeMemory.AlignedFree(s);
+        return (Median(res), Median(ratios), Median(cpuRes), Median(cpuRatios));
+    }
+
+    public static (double GFlops, double Ms) Attention(int b, int t, int h, int kv, int hd, bool causal, int threads, int rounds)
+    {
+        var rng = new Random(7);
+        long qn = (long)b * t * h * hd, kn = (long)b * t * kv * hd;
+        float* q = Alloc(qn), k = Alloc(kn), v = Alloc(kn), o = Alloc(qn);
+        for (long i = 0; i < qn; i++) q[i] = (float)rng.NextDouble() - 0.5f;
+        for (long i = 0; i < kn; i++) { k[i] = (float)rng.NextDouble() - 0.5f; v[i] = (float)rng.NextDouble() - 0.5f; }
+        int g = h / kv;
+        var scratch = new float*[threads];
+        for (int i = 0; i < threads; i++) scratch[i] = Alloc(AttentionKernels.PrefillScratchFloats(g, hd));
+        using var pool = new WorkerPool(threads);
+        var job = new AttentionJob(q, k, v, o, b, t, h, kv, hd, causal, scratch);
+        int units = job.Units;
+        double flops = 4.0 * b * h * (double)t * t * hd * (causal ? 0.5 : 1.0);
+        int reps = Math.Max(1, (int)(0.05e9 * threads / flops * 10));
+        pool.Run(job, units);
+        var res = new List<double>();
+        for (int round = 0; round < rounds; round++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < reps; i++) pool.Run(job, units);
+            res.Add(sw.Elapsed.TotalSeconds / reps);
+        }
+        NativeMemory.AlignedFree(q); NativeMemory.AlignedFree(k); NativeMemory.AlignedFree(v); NativeMemory.AlignedFree(o);
+        foreach (var s in scratch) NativeMemory.AlignedFree(s);
+        double sec = Median(res);
+        return (flops / sec / 1e9, sec * 1e3);
+    }
+
+    private sealed class AttentionJob(float* q, float* k, float* v, float* o, int b, int t, int h, int kv, int hd, bool causal, float*[] scratch) : ParallelWork
+    {
+        private readonly int _per = AttentionKernels.QueriesPerBlock(h / kv);
+        private readonly int _blocks = (t + AttentionKernels.QueriesPerBlock(h / kv) - 1) / AttentionKernels.QueriesPerBlock(h / kv);
+        public int Units => b * kv * _blocks;
+        public override void Execute(int index, int worker)
+        {
+            int qb = index % _blocks, rest = index / _blocks, kvh = rest % kv, bi = rest / kv;
+            int g = h / kv;
+            int t0 = qb * _per, t1 = Math.Min(t, t0 + _per);
+            long kvOff = (long)bi * t * kv * hd + (long)kvh * hd;
+            long qOff = (long)bi * t * h * hd + (long)kvh * g * hd;
+            AttentionKernels.AttendBlock(q + qOff, (long)h * hd, t0, t1, g, hd, k + kvOff, v + kvOff, (long)kv * hd, t,
+                null, causal, 0, 0, 1f / MathF.Sqrt(hd), o + qOff, scratch[worker]);
+        }
+    }
+
+    private static float* Alloc(long n) => (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(n, 1) * 4), 64);
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+}

@@ -1,0 +1,155 @@
+// Linear with int8/int4 weights (docs/quantization.md). Decode (M ≤ Gemm.GemvMaxRows): the activation rows are
+// quantized once per call, then many small units of output rows run the integer GEMV on the persistent pool (each
+// weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
+// each unit dequantizes a panel of weight rows into its worker's scratch and runs the f32 GEMM block on it.
+using Hub.IR;
+using Hub.Runtime.Kernels;
+
+namespace Hub.Runtime.Execution;
+
+internal sealed unsafe class QuantLinearExec : OpExec
+{
+    /// <summary>Weight rows dequantized per prefill unit.</summary>
+    private const int PanelRows = 64;
+    /// <summary>Activation rows per prefill unit.</summary>
+    private const int PanelM = 128;
+
+    private readonly QuantMatrix _w;
+    private readonly int _n, _k;
+    private readonly bool _integer, _registers;
+    private readonly float[] _xsums;    // pinned: per-group Σx for the float-in-registers GEMV
+    private readonly byte[] _act;       // pinned: quantized activation rows for the integer GEMV
+    private readonly byte* _actPtr;
+    private float* _x, _y, _bias;
+    private int _m, _unitRows, _mBlocks, _nBlocks;
+    private bool _gemv;
+
+    public QuantLinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
+    {
+        if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
+        _w = Bind(r, In[1], n.Name);
+        _n = _w.N; _k = _w.K;
+        _integer = QuantKernels.IntegerPathFits(_w) && !ForceFloatPath;
+        if (_integer)
+        {
+            _act = GC.AllocateArray<byte>(checked((int)QuantKernels.ActivationBytes(Gemm.GemvMaxRows, _k, _w.Groups) + 64), pinned: true);
+            fixed (byte* p = _act) _actPtr = (byte*)(((nint)p + 63) & ~(nint)63);
+        }
+        else _act = Array.Empty<byte>();
+        _registers = ForceFloatPath && QuantKernels.IntegerPathFits(_w) && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();
+        if (HasInput(2))
+        {
+            RequireWeightF32(2);
+            if (R.T[In[2]].Count != _n) throw BadGraph($"bias '{n.Inputs[2]}' has {R.T[In[2]].Count} values for {_n} outputs");
+        }
+    }
+
+    /// <summary>
+    /// Test/bench switch (HUB_QUANT_GEMV=float): skip the integer GEMV; shapes that fit it use the float GEMV that widens
+    /// bytes in registers instead, the others the dequantize-a-row float GEMV.
+    /// </summary>
+    internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
+
+    /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
+    internal static QuantMatrix Bind(InferRequest r, int id, string node)
+    {
+        var info = r.Model.WeightInfoOf(id);
+        var q = info.Quant ?? throw new InvalidOperationException($"node '{node}': weight '{info.Name}' is not quantized");
+        bool int4 = q.Scheme switch
+        {
+            "int8" => false,
+            "int4" => true,
+            _ => throw new UnsupportedModelException($"node '{node}': weight '{info.Name}' uses quantization scheme '{q.Scheme}'; this runtime runs int8 and int4"),
+        };
+        if (info.Shape.Rank != 2) throw new InvalidOperationException($"node '{node}': quantized weight '{info.Name}' must be 2-D, got {info.Shape}");
+        var expected = int4 || !q.Symmetric ? DType.U8 : DType.I8;
+        if (info.DType != expected) throw new InvalidOperationException($"node '{node}': {q.Scheme} {(q.Symmetric ? "symmetric" : "asymmetric")} weight '{info.Name}' is {info.DType}; expected {expected}");
+        int n = checked((int)info.Shape[0]), k = checked((int)info.Shape[1]) * (int4 ? 2 : 1);
+        int gl = q.GroupSize == 0 ? k : q.GroupSize;
+        if (q.GroupSize < 0 || k % gl != 0 || (int4 && (gl % 32 != 0)))
+            throw new InvalidOperationException($"node '{node}': group size {q.GroupSize} of '{info.Name}' does not fit K = {k}");
+        int groups = k / gl;
+        float* scales = (float*)Tensor(r, q.Scales, DType.F32, (long)n * groups, info.Name, node);
+        byte* zeros = null;
+        if (!q.Symmetric)
+        {
+            if (q.Zeros is null) throw new InvalidOperationException($"node '{node}': asymmetric weight '{info.Name}' names no zero points");
+            zeros = Tensor(r, q.Zeros, DType.U8, (long)n * groups, info.Name, node);
+        }
+        return new QuantMatrix(r.T[id].B, scales, zeros, n, k, q.GroupSize, int4, q.Symmetric);
+    }
+
+    private static byte* Tensor(InferRequest r, string name, DType dtype, long count, string owner, string node)
+    {
+        int id;
+        try { id = r.Model.ValueId(name); }
+        catch (Exception e) when (e is IrFormatException or InvalidOperationException or KeyNotFoundException)
+        { throw new InvalidOperationException($"node '{node}': '{name}' of quantized weight '{owner}' is missing from the weights index", e); }
+        if (!r.Model.IsWeight(id)) throw new InvalidOperationException($"node '{node}': '{name}' of '{owner}' is not a stored weight");
+        var t = r.T[id];
+        if (t.DType != dtype || t.Count != count)
+            throw new InvalidOperationException($"node '{node}': '{name}' is {t.DType} {t.ShapeString()}; expected {dtype} with {count} values for '{owner}'");
+        return t.B;
+    }
+
+    public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)PanelRows * _k + 64;
+
+    public override void InferShapes()
+    {
+        RequireF32(0);
+        var x = X(0);
+        if (x.Rank < 1 || x.Dim(-1) != _k) throw Bad($"input {x.ShapeString()} does not end in K = {_k} of weight '{Node.Inputs[1]}' [{_n}, {_k}]");
+        Y().ShapeFrom(x, _n);
+        Y().DType = DType.F32;
+    }
+
+    public override void Run()
+    {
+        var x = X(0);
+        _m = checked((int)Prod(x, 0, x.Rank - 1));
+        if (_m == 0 || _n == 0) return;
+        _x = x.F; _y = Y().F; _bias = HasInput(2) ? X(2).F : null;
+        _gemv = _m <= Gemm.GemvMaxRows;
+        int workers = R.Model.Pool.Size;
+        bool single = workers == 1 || 2.0 * _m * _n * _k < 200_000;
+        if (_gemv)
+        {
+            if (_integer) QuantKernels.QuantizeActivations(_x, _m, _k, _w.GroupLength, _actPtr);
+            else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
+            // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
+            int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
+            _unitRows = ((_n + units - 1) / units + 3) & ~3;
+            units = Math.Max(1, (_n + _unitRows - 1) / _unitRows);
+            R.Model.Pool.Run(this, units);
+        }
+        else
+        {
+            _mBlocks = (_m + PanelM - 1) / PanelM;
+            _nBlocks = (_n + PanelRows - 1) / PanelRows;
+            R.Model.Pool.Run(this, _mBlocks * _nBlocks);
+        }
+    }
+
+    public override void Execute(int index, int worker)
+    {
+        float* scratch = R.ScratchFor(worker);
+        if (_gemv)
+        {
+            int c0 = index * _unitRows, c1 = Math.Min(_n, c0 + _unitRows);
+            if (c0 >= c1) return;
+            if (_integer) QuantKernels.GemvInteger(_w, _m, _actPtr, _bias, _y, _n, c0, c1);
+            else if (_registers) fixed (float* xs = _xsums) QuantKernels.GemvFloatRegisters(_w, _x, _m, xs, _bias, _y, _n, c0, c1);
+            else QuantKernels.GemvFloat(_w, _x, _m, _bias, _y, _n, c0, c1, scratch);
+            return;
+        }
+        int ni = index % _nBlocks, mi = index / _nBlocks;
+        int n0 = ni * PanelRows, n1 = Math.Min(_n, n0 + PanelRows);
+        int m0 = mi * PanelM, m1 = Math.Min(_m, m0 + PanelM);
+        float* panel = scratch + Gemm.ScratchFloats(_k);
+        panel = (float*)(((nint)panel + 63) & ~(nint)63);
+        QuantKernels.DequantizeRows(_w, n0, n1, panel);
+        // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
+        Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);
+    }
+}

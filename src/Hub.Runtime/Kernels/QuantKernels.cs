@@ -1,0 +1,511 @@
+// Kernels for int8/int4 weights in the layout of docs/quantization.md (W [N, K], groups along K, f16-exact scales,
+// int4 packed in Q4_0 runs of 32: byte j = value j | value j+16 << 4).
+// Decode GEMV (llama.cpp's ggml_vec_dot_q8_0_q8_0 / q4_0_q8_0 idea): the activation row is quantized once to int8 in
+// blocks of 32 (scale dx_b), and every weight byte is streamed once into integer dot products — AVX2 vpmaddubsw +
+// vpmaddwd on 32 values at a time, one float FMA per block. vpmaddubsw multiplies unsigned by signed bytes, so signed
+// int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
+// comes back with the zero point. Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per
+// group is computed once per activation row. Shapes the integer path cannot take (K not a multiple of 32) dequantize a
+// row into L1 scratch and use a float dot. Prefill dequantizes panels of rows and reuses the f32 GEMM.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hub.Runtime.Kernels;
+
+/// <summary>A quantized [N, K] weight bound to its data, scales and zero points (pointers into the mapped IR).</summary>
+public readonly unsafe struct QuantMatrix
+{
+    /// <summary>Quantized values: I8/U8 [N, K] (int8) or packed U8 [N, K/2] (int4).</summary>
+    public readonly byte* Data;
+    /// <summary>F32 [N, Groups].</summary>
+    public readonly float* Scales;
+    /// <summary>U8 [N, Groups], null when symmetric.</summary>
+    public readonly byte* Zeros;
+    /// <summary>Rows (outputs) and logical columns (inputs).</summary>
+    public readonly int N, K;
+    /// <summary>Values per group (K when per channel) and groups per row.</summary>
+    public readonly int GroupLength, Groups;
+    /// <summary>4-bit packed values (else 8-bit).</summary>
+    public readonly bool Int4;
+    /// <summary>No zero points (int8 values are signed, int4 values are offset by 8).</summary>
+    public readonly bool Symmetric;
+
+    /// <summary>Binds a matrix; <paramref name="groupSize"/> 0 means one group per row.</summary>
+    public QuantMatrix(byte* data, float* scales, byte* zeros, int n, int k, int groupSize, bool int4, bool symmetric)
+    {
+        int gl = groupSize == 0 ? k : groupSize;
+        if (n < 0 || k <= 0 || gl <= 0 || k % gl != 0) throw new ArgumentException($"group size {groupSize} does not divide K = {k}");
+        if (int4 && (k % 32 != 0 || gl % 32 != 0)) throw new ArgumentException($"int4 needs K ({k}) and the group ({gl}) to be multiples of 32");
+        if (!symmetric && zeros == null) throw new ArgumentException("asymmetric weights need zero points");
+        Data = data; Scales = scales; Zeros = zeros; N = n; K = k; GroupLength = gl; Groups = k / gl; Int4 = int4; Symmetric = symmetric;
+    }
+
+    /// <summary>Bytes of one stored row.</summary>
+    public int RowBytes => Int4 ? K / 2 : K;
+
+    /// <summary>
+    /// The constant subtracted from every stored value as the integer kernels read it: int8 sym 0 (signed bytes),
+    /// int8 asym z − 128 (bytes read as signed after ^0x80), int4 sym 8, int4 asym z.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ZeroOffset(int row, int group) =>
+        Int4 ? (Symmetric ? 8 : Zeros[(long)row * Groups + group]) : (Symmetric ? 0 : Zeros[(long)row * Groups + group] - 128);
+}
+
+/// <summary>GEMV and dequantization kernels for int8/int4 weights (AVX2 with a scalar twin for each).</summary>
+public static unsafe class QuantKernels
+{
+    /// <summary>Activation block length of the integer path (one float scale per 32 int8 values, as Q8_0).</summary>
+    public const int Block = 32;
+
+    /// <summary>True when <paramref name="w"/> can use the integer (quantized-activation) GEMV.</summary>
+    public static bool IntegerPathFits(in QuantMatrix w) => w.K % Block == 0 && w.GroupLength % Block == 0;
+
+    /// <summary>Bytes of the activation buffer <see cref="QuantizeActivations"/> needs for <paramref name="m"/> rows.</summary>
+    public static long ActivationBytes(int m, int k, int groups) => (long)m * k + 4L * m * (k / Block) + 4L * m * groups + 64;
+
+    /// <summary>
+    /// Quantizes <paramref name="m"/> rows of x [m, k] to int8 per block of 32 (d = amax/127, q = round(x/d)) into
+    /// <paramref name="buf"/>: xq [m, k] sbyte, dx [m, k/32] f32, then per-group sums Σ d_b·Σq [m, groups] f32.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf)
+    {
+        int blocks = k / Block, groups = k / groupLength, bpg = groupLength / Block;
+        sbyte* xq = (sbyte*)buf;
+        float* dx = (float*)(buf + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        for (int i = 0; i < m; i++)
+        {
+            float* xr = x + (long)i * k;
+            sbyte* qr = xq + (long)i * k;
+            float* dr = dx + (long)i * blocks;
+            float* sr = xs + (long)i * groups;
+            for (int g = 0; g < groups; g++) sr[g] = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                float* xb = xr + b * Block;
+                sbyte* qb = qr + b * Block;
+                float amax;
+                int isum;
+                if (Avx2.IsSupported)
+                {
+                    var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
+                    var v0 = Avx.LoadVector256(xb); var v1 = Avx.LoadVector256(xb + 8);
+                    var v2 = Avx.LoadVector256(xb + 16); var v3 = Avx.LoadVector256(xb + 24);
+                    var mx = Avx.Max(Avx.Max(Avx.And(v0, absMask), Avx.And(v1, absMask)), Avx.Max(Avx.And(v2, absMask), Avx.And(v3, absMask)));
+                    var h = Sse.Max(mx.GetLower(), mx.GetUpper());
+                    h = Sse.Max(h, Sse.MoveHighToLow(h, h));
+                    h = Sse.Max(h, Sse.Shuffle(h, h, 1));
+                    amax = h.ToScalar();
+                    float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+                    var vid = Vector256.Create(id);
+                    // nearest-even rounding (llama.cpp uses roundf, half away from zero: they differ only on exact .5 ties)
+                    var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v0, vid)));
+                    var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v1, vid)));
+                    var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v2, vid)));
+                    var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v3, vid)));
+                    var s01 = Avx2.PackSignedSaturate(i0, i1); var s23 = Avx2.PackSignedSaturate(i2, i3);
+                    var bytes = Avx2.PackSignedSaturate(s01, s23);
+                    // the two packs interleave 128-bit lanes: restore element order
+                    bytes = Avx2.PermuteVar8x32(bytes.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
+                    Avx.Store(qb, bytes);
+                    var sum = Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3));
+                    var s4 = Sse2.Add(sum.GetLower(), sum.GetUpper());
+                    s4 = Sse2.Add(s4, Sse2.Shuffle(s4, 0x4E));
+                    s4 = Sse2.Add(s4, Sse2.Shuffle(s4, 0xB1));
+                    isum = s4.ToScalar();
+                    dr[b] = d;
+                }
+                else
+                {
+                    amax = 0;
+                    for (int j = 0; j < Block; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
+                    float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+                    isum = 0;
+                    for (int j = 0; j < Block; j++)
+                    {
+                        int q = (int)MathF.Round(xb[j] * id, MidpointRounding.ToEven);
+                        qb[j] = (sbyte)q;
+                        isum += q;
+                    }
+                    dr[b] = d;
+                }
+                sr[b / bpg] += dr[b] * isum;
+            }
+        }
+    }
+
+    /// <summary>
+    /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for output rows j ∈ [n0, n1) of the <paramref name="m"/> activation rows
+    /// quantized by <see cref="QuantizeActivations"/> into <paramref name="act"/> (integer dot products).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerAvx2(w, m, act, bias, y, ldy, n0, n1);
+        else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
+    }
+
+    /// <summary>Scalar twin of <see cref="GemvInteger"/> (same integer sums, float accumulation per block).</summary>
+    public static void GemvIntegerReference(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        for (int j = n0; j < n1; j++)
+        {
+            byte* row = w.Data + (long)j * w.RowBytes;
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float acc = 0, corr = 0;
+                for (int g = 0; g < w.Groups; g++)
+                {
+                    float s = w.Scales[(long)j * w.Groups + g];
+                    for (int b = g * bpg; b < (g + 1) * bpg; b++)
+                    {
+                        int isum = 0;
+                        for (int t = 0; t < Block; t++)
+                        {
+                            int c = b * Block + t;
+                            isum += StoredValue(w, row, c) * xr[c];
+                        }
+                        acc += isum * (dx[(long)i * blocks + b] * s);
+                    }
+                    corr += s * w.ZeroOffset(j, g) * xs[(long)i * w.Groups + g];
+                }
+                y[(long)i * ldy + j] = acc - corr + (bias != null ? bias[j] : 0f);
+            }
+        }
+    }
+
+    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int StoredValue(in QuantMatrix w, byte* row, int c)
+    {
+        if (!w.Int4) return w.Symmetric ? (sbyte)row[c] : row[c] - 128;
+        int run = c & ~31, t = c & 31;
+        byte b = row[run / 2 + (t & 15)];
+        return t < 16 ? b & 15 : b >> 4;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GemvIntegerAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block, groups = w.Groups, rowBytes = w.RowBytes;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        byte* data = w.Data;
+        float* scales = w.Scales;
+        byte* zeros = w.Zeros;
+        bool int4 = w.Int4, sym = w.Symmetric;
+        // Σ (q − off)·x = Σ q·x − off·Σx: off is 8 (int4 sym), z (int4 asym), z − 128 (int8 asym, bytes flipped by ^0x80)
+        int zeroBase = int4 ? 0 : 128;
+        for (int j = n0; j < n1; j++)
+        {
+            byte* row = data + (long)j * rowBytes;
+            float* sc = scales + (long)j * groups;
+            byte* zr = zeros + (long)j * groups;
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks;
+                float dot = int4 ? DotInt4(row, xr, dxi, sc, blocks, bpg) : DotInt8(row, xr, dxi, sc, blocks, bpg, !sym);
+                float* xsi = xs + (long)i * groups;
+                float corr = 0;
+                if (int4 && sym) corr = 8f * DotF(sc, xsi, groups);
+                else if (!sym)
+                    for (int g = 0; g < groups; g++) corr += sc[g] * (zr[g] - zeroBase) * xsi[g];
+                y[(long)i * ldy + j] = dot - corr + (bias != null ? bias[j] : 0f);
+            }
+        }
+    }
+
+    // Σ_b s_{b/bpg}·dx_b·Σ(q·x) over one int8 row (signed bytes, or unsigned flipped to signed when asymmetric).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotInt8(byte* row, sbyte* xr, float* dx, float* sc, int blocks, int bpg, bool flip)
+    {
+        var ones = Vector256.Create((short)1);
+        var flipMask = flip ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
+        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+        int b = 0;
+        if (bpg == 1)
+        {
+            for (; b + 1 < blocks; b += 2)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var w1 = Avx2.Xor(Avx.LoadVector256(row + b * 32 + 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1)), ones);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1] * sc[b + 1]), acc1);
+            }
+            if (b < blocks)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
+            }
+            return Vector256.Sum(acc0 + acc1);
+        }
+        // larger groups: accumulate dx_b·Σ(q·x) per group, then scale once
+        for (int g = 0; b < blocks; g++)
+        {
+            var ga0 = Vector256<float>.Zero; var ga1 = Vector256<float>.Zero;
+            int end = b + bpg;
+            for (; b + 1 < end; b += 2)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var w1 = Avx2.Xor(Avx.LoadVector256(row + b * 32 + 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                ga1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1]), ga1);
+            }
+            if (b < end)
+            {
+                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                b++;
+            }
+            var s = Vector256.Create(sc[g]);
+            acc0 = Fma.MultiplyAdd(ga0, s, acc0);
+            acc1 = Fma.MultiplyAdd(ga1, s, acc1);
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    // Σ_b s_{b/bpg}·dx_b·Σ(nibble·x) over one int4 row (16 bytes = 32 values per block, two nibble masks).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotInt4(byte* row, sbyte* xr, float* dx, float* sc, int blocks, int bpg)
+    {
+        var ones = Vector256.Create((short)1);
+        var low4 = Vector256.Create((byte)0x0F);
+        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+        int b = 0;
+        if (bpg == 1 && (blocks & 1) == 0)
+        {
+            // groups of 32 (Q4_0): one scale per block, two blocks per 32-byte load
+            for (; b < blocks; b += 2)
+            {
+                var r = Avx.LoadVector256(row + b * 16);
+                var lo = Avx2.And(r, low4);
+                var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Permute2x128(lo, hi, 0x20), Avx.LoadVector256(xr + b * 32)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Permute2x128(lo, hi, 0x31), Avx.LoadVector256(xr + b * 32 + 32)), ones);
+                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
+                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1] * sc[b + 1]), acc1);
+            }
+            return Vector256.Sum(acc0 + acc1);
+        }
+        for (int g = 0; b < blocks; g++)
+        {
+            var ga0 = Vector256<float>.Zero; var ga1 = Vector256<float>.Zero;
+            int end = b + bpg;
+            for (; b + 1 < end; b += 2)
+            {
+                // 32 bytes = two blocks: low nibbles are values 0..15 of each block, high nibbles 16..31
+                var r = Avx.LoadVector256(row + b * 16);
+                var lo = Avx2.And(r, low4);
+                var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
+                var w0 = Avx2.Permute2x128(lo, hi, 0x20);
+                var w1 = Avx2.Permute2x128(lo, hi, 0x31);
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
+                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w1, Avx.LoadVector256(xr + b * 32 + 32)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                ga1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1]), ga1);
+            }
+            if (b < end)
+            {
+                var r0 = Sse2.LoadVector128(row + b * 16);
+                var l = Vector128.Create((byte)0x0F);
+                var w0 = Vector256.Create(Sse2.And(r0, l), Sse2.And(Sse2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), l));
+                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
+                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
+                b++;
+            }
+            var s = Vector256.Create(sc[g]);
+            acc0 = Fma.MultiplyAdd(ga0, s, acc0);
+            acc1 = Fma.MultiplyAdd(ga1, s, acc1);
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotF(float* a, float* b, int n)
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+
+    /// <summary>
+    /// Float path for any shape: dequantizes each weight row into <paramref name="scratch"/> (K floats, stays in L1)
+    /// and dots it with every activation row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemvFloat(in QuantMatrix w, float* x, int m, float* bias, float* y, int ldy, int n0, int n1, float* scratch)
+    {
+        int k = w.K;
+        for (int j = n0; j < n1; j++)
+        {
+            DequantizeRow(w, j, scratch);
+            for (int i = 0; i < m; i++)
+                y[(long)i * ldy + j] = Dot(x + (long)i * k, scratch, k) + (bias != null ? bias[j] : 0f);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot(float* a, float* b, int n)
+    {
+        int p = 0;
+        float s = 0;
+        if (Fma.IsSupported && n >= 16)
+        {
+            Vector256<float> a0 = default, a1 = default;
+            for (; p <= n - 16; p += 16)
+            {
+                a0 = Fma.MultiplyAdd(Avx.LoadVector256(a + p), Avx.LoadVector256(b + p), a0);
+                a1 = Fma.MultiplyAdd(Avx.LoadVector256(a + p + 8), Avx.LoadVector256(b + p + 8), a1);
+            }
+            s = Vector256.Sum(a0 + a1);
+        }
+        for (; p < n; p++) s += a[p] * b[p];
+        return s;
+    }
+
+    /// <summary>Σ x per group of <paramref name="groupLength"/> for each of the <paramref name="m"/> rows: dst [m, k/groupLength].</summary>
+    public static void GroupSums(float* x, int m, int k, int groupLength, float* dst)
+    {
+        int groups = k / groupLength;
+        for (int i = 0; i < m; i++)
+            for (int g = 0; g < groups; g++)
+            {
+                float s = 0;
+                float* p = x + (long)i * k + (long)g * groupLength;
+                for (int c = 0; c < groupLength; c++) s += p[c];
+                dst[(long)i * groups + g] = s;
+            }
+    }
+
+    /// <summary>
+    /// Float GEMV that widens the stored bytes in registers (no activation rounding): AVX2 only, for K and groups
+    /// that are multiples of 32; <paramref name="xsums"/> from <see cref="GroupSums"/>. Kept to compare with the
+    /// integer path (HUB_QUANT_GEMV=float), which measured faster.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemvFloatRegisters(in QuantMatrix w, float* x, int m, float* xsums, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported || w.K % 32 != 0 || w.GroupLength % 32 != 0)
+            throw new NotSupportedException("GemvFloatRegisters needs AVX2+FMA and K, group multiples of 32");
+        int k = w.K, gl = w.GroupLength, groups = w.Groups, rowBytes = w.RowBytes;
+        bool int4 = w.Int4, sym = w.Symmetric;
+        int zeroBase = int4 ? 0 : 128;
+        var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
+        var low4 = Vector128.Create((byte)0x0F);
+        for (int j = n0; j < n1; j++)
+        {
+            byte* row = w.Data + (long)j * rowBytes;
+            float* sc = w.Scales + (long)j * groups;
+            byte* zr = w.Zeros + (long)j * groups;
+            for (int i = 0; i < m; i++)
+            {
+                float* xr = x + (long)i * k;
+                var acc = Vector256<float>.Zero;
+                for (int g = 0; g < groups; g++)
+                {
+                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                    for (int c = g * gl; c < (g + 1) * gl; c += 32)
+                    {
+                        Vector128<sbyte> lo, hi;
+                        if (int4)
+                        {
+                            var r = Sse2.LoadVector128(row + c / 2);
+                            lo = Sse2.And(r, low4).AsSByte();
+                            hi = Sse2.And(Sse2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4).AsSByte();
+                        }
+                        else
+                        {
+                            var r = Avx2.Xor(Avx.LoadVector256(row + c), flip);
+                            lo = r.GetLower().AsSByte(); hi = r.GetUpper().AsSByte();
+                        }
+                        a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo)), Avx.LoadVector256(xr + c), a0);
+                        a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))), Avx.LoadVector256(xr + c + 8), a1);
+                        a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)), Avx.LoadVector256(xr + c + 16), a2);
+                        a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))), Avx.LoadVector256(xr + c + 24), a3);
+                    }
+                    acc = Fma.MultiplyAdd((a0 + a1) + (a2 + a3), Vector256.Create(sc[g]), acc);
+                }
+                float corr = 0;
+                float* xs = xsums + (long)i * groups;
+                if (int4 && sym) corr = 8f * DotF(sc, xs, groups);
+                else if (!sym) for (int g = 0; g < groups; g++) corr += sc[g] * (zr[g] - zeroBase) * xs[g];
+                y[(long)i * ldy + j] = Vector256.Sum(acc) - corr + (bias != null ? bias[j] : 0f);
+            }
+        }
+    }
+
+    /// <summary>Dequantizes rows [r0, r1) into <paramref name="dst"/> [r1 − r0, K] (prefill panels, embedding rows).</summary>
+    public static void DequantizeRows(in QuantMatrix w, int r0, int r1, float* dst)
+    {
+        for (int r = r0; r < r1; r++) DequantizeRow(w, r, dst + (long)(r - r0) * w.K);
+    }
+
+    /// <summary>Row <paramref name="row"/> of W as float32: (q − z)·s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DequantizeRow(in QuantMatrix w, int row, float* dst)
+    {
+        if (Avx2.IsSupported && w.GroupLength % 32 == 0 && w.K % 32 == 0) { DequantizeRowAvx2(w, row, dst); return; }
+        DequantizeRowReference(w, row, dst);
+    }
+
+    /// <summary>Scalar twin of <see cref="DequantizeRow"/>.</summary>
+    public static void DequantizeRowReference(in QuantMatrix w, int row, float* dst)
+    {
+        byte* data = w.Data + (long)row * w.RowBytes;
+        for (int g = 0; g < w.Groups; g++)
+        {
+            float s = w.Scales[(long)row * w.Groups + g];
+            int z = w.ZeroOffset(row, g);
+            for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c++) dst[c] = (StoredValue(w, data, c) - z) * s;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DequantizeRowAvx2(in QuantMatrix w, int row, float* dst)
+    {
+        byte* data = w.Data + (long)row * w.RowBytes;
+        var low4 = Vector128.Create((byte)0x0F);
+        for (int g = 0; g < w.Groups; g++)
+        {
+            var s = Vector256.Create(w.Scales[(long)row * w.Groups + g]);
+            int z = w.ZeroOffset(row, g);
+            var zv = Vector256.Create(z);
+            for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c += 32)
+            {
+                Vector128<sbyte> lo, hi;   // 16 + 16 values as signed bytes (int4 nibbles 0..15)
+                if (w.Int4)
+                {
+                    var r = Sse2.LoadVector128(data + c / 2);
+                    lo = Sse2.And(r, low4).AsSByte();
+                    hi = Sse2.And(Sse2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4).AsSByte();
+                }
+                else
+                {
+                    var r = Avx.LoadVector256(data + c);
+                    if (!w.Symmetric) r = Avx2.Xor(r, Vector256.Create((byte)0x80));
+                    lo = r.GetLower().AsSByte(); hi = r.GetUpper().AsSByte();
+                }
+                Avx.Store(dst + c, Avx.Multiply(Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(lo), zv)), s));
+                Avx.Store(dst + c + 8, Avx.Multiply(Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)), zv)), s));
+                Avx.Store(dst + c + 16, Avx.Multiply(Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(hi), zv)), s));
+                Avx.Store(dst + c + 24, Avx.Multiply(Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8)), zv)), s));
+            }
+        }
+    }
+}

@@ -1,0 +1,423 @@
+using Hub.IR;
+using Hub.Runtime.Kernels;
+using Hub.Weights;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// int8/int4 kernels against their scalar twins and a float64 dequantize-then-matmul loop, for every scheme, group and
+/// symmetry on odd shapes; then the executor's GEMV and prefill paths through a compiled graph.
+/// </summary>
+[Trait("Category", "Kernel")]
+public unsafe class QuantKernelTests
+{
+    /// <summary>Random stored values in the layout of docs/quantization.md (what the exporter would write).</summary>
+    internal sealed record QData(bool Int4, int N, int K, int Group, bool Sym, byte[] Data, float[] Scales, byte[]? Zeros)
+    {
+        public int GL => Group == 0 ? K : Group;
+        public int Groups => K / GL;
+        public string Scheme => Int4 ? "int4" : "int8";
+
+        public double Value(int r, int c)
+        {
+            int g = c / GL;
+            int q;
+            if (Int4)
+            {
+                int run = c / 32 * 32, j = c - run;
+                byte b = Data[(r * K + run) / 2 + (j & 15)];
+                q = (j < 16 ? b & 15 : b >> 4) - (Sym ? 8 : Zeros![r * Groups + g]);
+            }
+            else q = Sym ? (sbyte)Data[r * K + c] : Data[r * K + c] - Zeros![r * Groups + g];
+            return q * (double)Scales[r * Groups + g];
+        }
+    }
+
+    internal static QData RandomQ(bool int4, int n, int k, int group, bool sym, int seed)
+    {
+        var rnd = new Random(seed);
+        int gl = group == 0 ? k : group, groups = k / gl;
+        var data = new byte[int4 ? n * k / 2 : n * k];
+        if (int4) rnd.NextBytes(data);
+        else for (int i = 0; i < data.Length; i++) data[i] = sym ? (byte)(sbyte)rnd.Next(-127, 128) : (byte)rnd.Next(0, 256);
+        var scales = new float[n * groups];
+        for (int i = 0; i < scales.Length; i++) scales[i] = (float)(Half)((rnd.NextDouble() * 0.02 + 0.001) * (rnd.Next(2) * 2 - 1));
+        if (scales.Length > 1) scales[^1] = 0f;   // an all-zero group
+        byte[]? zeros = null;
+        if (!sym)
+        {
+            zeros = new byte[n * groups];
+            for (int i = 0; i < zeros.Length; i++) zeros[i] = (byte)rnd.Next(0, int4 ? 16 : 256);
+        }
+        return new QData(int4, n, k, group, sym, data, scales, zeros);
+    }
+
+    private static float[] Rand(int n, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
+    }
+
+    private static IEnumerable<(bool Int4, bool Sym, int Group, int N, int K)> Cases()
+    {
+        foreach (bool int4 in new[] { false, true })
+            foreach (bool sym in new[] { true, false })
+                foreach (int group in new[] { 0, 32, 64, 128 })
+                    foreach (int n in new[] { 1, 7, 37 })
+                        foreach (int k in new[] { 32, 96, 128, 256, 384 })
+                            if (group == 0 || k % group == 0) yield return (int4, sym, group, n, k);
+    }
+
+    private static void WithMatrix(QData d, Action<QuantMatrix> body)
+    {
+        fixed (byte* p = d.Data)
+        fixed (float* s = d.Scales)
+        fixed (byte* z = d.Zeros)
+            body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
+    }
+
+    private static double[] Reference(QData d, float[] x, int m, float[]? bias)
+    {
+        var y = new double[m * d.N];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < d.N; j++)
+            {
+                double s = bias?[j] ?? 0;
+                for (int c = 0; c < d.K; c++) s += x[i * d.K + c] * d.Value(j, c);
+                y[i * d.N + j] = s;
+            }
+        return y;
+    }
+
+    private static double AbsSum(QData d, float[] x, int i, int j)
+    {
+        double s = 0;
+        for (int c = 0; c < d.K; c++) s += Math.Abs(x[i * d.K + c] * d.Value(j, c));
+        return s;
+    }
+
+    [Fact]
+    public void Dequantize_row_matches_twin_and_layout_for_every_scheme()
+    {
+        foreach (var (int4, sym, group, n, k) in Cases())
+        {
+            var d = RandomQ(int4, n, k, group, sym, n * 1000 + k + group);
+            var fast = new float[k]; var twin = new float[k];
+            WithMatrix(d, w =>
+            {
+                for (int r = 0; r < n; r++)
+                {
+                    fixed (float* f = fast) QuantKernels.DequantizeRow(w, r, f);
+                    fixed (float* t = twin) QuantKernels.DequantizeRowReference(w, r, t);
+                    for (int c = 0; c < k; c++)
+                    {
+                        Assert.Equal(twin[c], fast[c]);
+                        Assert.Equal((float)d.Value(r, c), twin[c]);
+                    }
+                }
+            });
+        }
+    }
+
+    [Fact]
+    public void Activation_quantization_is_within_half_a_step_per_block()
+    {
+        foreach (int k in new[] { 32, 64, 224 })
+        {
+            int m = 3;
+            var x = Rand(m * k, k);
+            x[5] = 0; x[k + 7] = 2f;   // a tie-free exact value and an extreme
+            for (int c = 0; c < 32; c++) x[2 * k + c] = 0;   // an all-zero block
+            var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
+            fixed (byte* b0 = buf)
+            fixed (float* xp = x)
+            {
+                byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                QuantKernels.QuantizeActivations(xp, m, k, 32, b);
+                sbyte* q = (sbyte*)b;
+                float* dx = (float*)(b + ((m * k + 63) & ~63));
+                for (int i = 0; i < m * k; i++)
+                {
+                    float d = dx[i / 32];
+                    Assert.InRange(q[i], -127, 127);
+                    Assert.True(Math.Abs(q[i] * d - x[i]) <= d * 0.5f * 1.0001f + 1e-7f, $"k {k} value {i}: {x[i]} vs {q[i]}·{d}");
+                }
+                float* xs = dx + m * (k / 32);
+                for (int i = 0; i < m; i++)
+                    for (int g = 0; g < k / 32; g++)
+                    {
+                        double e = 0;
+                        for (int c = 0; c < 32; c++) e += q[i * k + g * 32 + c];
+                        Assert.Equal(e * dx[i * (k / 32) + g], xs[i * (k / 32) + g], 4);
+                    }
+            }
+        }
+    }
+
+    [Fact]
+    public void Integer_gemv_matches_twin_and_float64_within_activation_rounding()
+    {
+        foreach (var (int4, sym, group, n, k) in Cases())
+            foreach (int m in new[] { 1, 3, 4 })
+            {
+                var d = RandomQ(int4, n, k, group, sym, n * 7919 + k * 31 + group + m);
+                var x = Rand(m * k, n + k + m);
+                var bias = Rand(n, 5);
+                var exp = Reference(d, x, m, bias);
+                var fast = new float[m * n]; var twin = new float[m * n];
+                var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
+                WithMatrix(d, w =>
+                {
+                    fixed (byte* b0 = buf)
+                    fixed (float* xp = x, bp = bias, fp = fast, tp = twin)
+                    {
+                        byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                        QuantKernels.QuantizeActivations(xp, m, k, d.GL, b);
+                        // split the rows as the executor does: [0, 3) and [3, n)
+                        int split = Math.Min(3, n);
+                        QuantKernels.GemvInteger(w, m, b, bp, fp, n, 0, split);
+                        QuantKernels.GemvInteger(w, m, b, bp, fp, n, split, n);
+                        QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                    }
+                });
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                    {
+                        int at = i * n + j;
+                        double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
+                        Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{d.Scheme} sym={sym} g={group} [{n},{k}] m={m} ({i},{j}): fast {fast[at]} twin {twin[at]}");
+                        // activations carry ≤ half a step of their block scale (amax/127) per value
+                        double bound = 0;
+                        for (int c = 0; c < k; c++)
+                        {
+                            double amax = 0;
+                            for (int t = c / 32 * 32; t < c / 32 * 32 + 32; t++) amax = Math.Max(amax, Math.Abs(x[i * k + t]));
+                            bound += Math.Abs(d.Value(j, c)) * amax / 127 * 0.5;
+                        }
+                        Assert.True(Math.Abs(fast[at] - exp[at]) <= bound * 1.001 + 1e-5 * scale + 1e-6, $"{d.Scheme} sym={sym} g={group} [{n},{k}] m={m} ({i},{j}): {fast[at]} vs {exp[at]} (bound {bound})");
+                    }
+            }
+    }
+
+    [Fact]
+    public void Float_gemv_matches_float64_on_any_K()
+    {
+        var shapes = Cases().Select(c => (c.Int4, c.Sym, c.Group, c.N, c.K))
+            .Concat(new[] { (false, true, 0, 5, 37), (false, false, 0, 9, 172), (false, true, 7, 3, 21), (false, false, 5, 4, 15) });
+        foreach (var (int4, sym, group, n, k) in shapes)
+            foreach (int m in new[] { 1, 4 })
+            {
+                var d = RandomQ(int4, n, k, group, sym, n * 31 + k + group * 3 + m);
+                var x = Rand(m * k, n * k + m);
+                var exp = Reference(d, x, m, null);
+                var y = new float[m * n];
+                var scratch = new float[k + 16];
+                WithMatrix(d, w =>
+                {
+                    fixed (float* xp = x, yp = y, sp = scratch) QuantKernels.GemvFloat(w, xp, m, null, yp, n, 0, n, sp);
+                });
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                        Assert.True(Math.Abs(y[i * n + j] - exp[i * n + j]) <= 1e-5 * AbsSum(d, x, i, j) + 1e-6, $"{d.Scheme} g={group} [{n},{k}] m={m}: {y[i * n + j]} vs {exp[i * n + j]}");
+            }
+    }
+
+    [SkippableFact]
+    public void Float_in_register_gemv_matches_float64()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        foreach (var (int4, sym, group, n, k) in Cases())
+            foreach (int m in new[] { 1, 3 })
+            {
+                var d = RandomQ(int4, n, k, group, sym, n * 17 + k + group * 5 + m);
+                var x = Rand(m * k, n * k + m + 1);
+                var bias = Rand(n, 9);
+                var exp = Reference(d, x, m, bias);
+                var y = new float[m * n];
+                var xs = new float[m * d.Groups];
+                WithMatrix(d, w =>
+                {
+                    fixed (float* xp = x, yp = y, sp = xs, bp = bias)
+                    {
+                        QuantKernels.GroupSums(xp, m, k, d.GL, sp);
+                        QuantKernels.GemvFloatRegisters(w, xp, m, sp, bp, yp, n, 0, n);
+                    }
+                });
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                        Assert.True(Math.Abs(y[i * n + j] - exp[i * n + j]) <= 2e-5 * (AbsSum(d, x, i, j) + Math.Abs(bias[j]) + Math.Abs(d.Scales.Max()) * Math.Abs(x.Sum())) + 1e-5,
+                            $"{d.Scheme} sym={sym} g={group} [{n},{k}] m={m}: {y[i * n + j]} vs {exp[i * n + j]}");
+            }
+    }
+
+    [Theory]
+    [InlineData(false, true, 0, 1)]
+    [InlineData(false, false, 32, 2)]
+    [InlineData(true, true, 32, 2)]
+    [InlineData(true, false, 64, 1)]
+    [InlineData(true, false, 0, 2)]
+    public void Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(bool int4, bool sym, int group, int threads)
+    {
+        int n = 70, k = 128, vocab = 11;
+        var wq = RandomQ(int4, n, k, group, sym, 42);
+        var tq = RandomQ(int4, vocab, k, group, sym, 43);
+        var bias = Rand(n, 44);
+        var b = new GraphBuilder("quant");
+        var ids = b.Input("ids", DType.I32, "batch", "seq");
+        var table = b.Weight("emb", LazyTensor.FromArray(new float[vocab * k], new Shape(vocab, k), "emb"), WeightKind.Embedding);
+        var w = b.Weight("w", LazyTensor.FromArray(new float[n * k], new Shape(n, k), "w"), WeightKind.Matrix);
+        var bb = b.Weight("b", LazyTensor.FromArray(bias, new Shape(n), "b"), WeightKind.Vector);
+        var h = b.Op(Ops.Embedding, "e", new[] { ids, table });
+        var y = b.Op(Ops.Linear, "lin", new[] { h, w, bb });
+        b.Output(y, DType.F32);
+        var dir = Path.Combine(Path.GetTempPath(), "hub-quant-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            IReadOnlyList<EncodedWeight>? Encode(PendingWeight p, float[] _)
+            {
+                var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
+                if (q is null) return null;
+                var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
+                var sb = new byte[q.Scales.Length * 4];
+                Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
+                var list = new List<EncodedWeight>
+                {
+                    new(p.Name, int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, int4 ? k / 2 : k), q.Data, quant),
+                    new(quant.Scales, DType.F32, new Shape(q.N, q.Groups), sb, null),
+                };
+                if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
+                return list;
+            }
+            IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = Encode });
+            using var ir = IrModel.Load(dir);
+            Assert.Equal(group, ir.WeightInfo("w").Quant!.GroupSize);
+            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 64, MaxBatch = 1 });
+            using var req = cm.CreateInferRequest();
+            foreach (int seq in new[] { 1, 3, 37 })
+            {
+                var tokens = Enumerable.Range(0, seq).Select(i => (i * 7 + seq) % vocab).ToArray();
+                req.SetInput("ids", tokens, 1, seq);
+                req.Infer();
+                var got = req.GetOutput(y);
+                var x = new float[seq * k];
+                for (int t = 0; t < seq; t++) for (int c = 0; c < k; c++) x[t * k + c] = (float)tq.Value(tokens[t], c);
+                var exp = Reference(wq, x, seq, bias);
+                for (int i = 0; i < seq; i++)
+                    for (int j = 0; j < n; j++)
+                    {
+                        double scale = AbsSum(wq, x, i, j) + Math.Abs(bias[j]);
+                        // decode rows carry int8 activation rounding (≤ 1/254 of each block's range per value)
+                        double tol = seq <= 4 ? scale / 100 : 1e-5 * scale + 1e-6;
+                        Assert.True(Math.Abs(got[i * n + j] - exp[i * n + j]) <= tol, $"seq {seq} ({i},{j}): {got[i * n + j]} vs {exp[i * n + j]}");
+                    }
+            }
+        }
+        finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+    }
+}
+
+/// <summary>Single-thread GEMV throughput per weight format (HUB_BENCH=1 only; prints, asserts nothing about time).</summary>
+public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Quantized_gemv_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        int n = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_N"), out var nn) ? nn : 2048;
+        int k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 768;
+        int reps = Math.Max(3, (int)(100_000_000L / ((long)n * k)));
+        var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
+        var y = new float[n];
+        var wf = Enumerable.Range(0, n * k).Select(i => (float)Math.Cos(i) * 0.02f).ToArray();
+        var scratch = new float[Gemm.ScratchFloats(k)];
+        var cases = new (string Name, QuantKernelTests.QData? Q)[]
+        {
+            ("f32", null),
+            ("int8 asym per-channel", QuantKernelTests.RandomQ(false, n, k, 0, false, 1)),
+            ("int8 sym g32 (Q8_0)", QuantKernelTests.RandomQ(false, n, k, 32, true, 2)),
+            ("int4 sym g32 (Q4_0)", QuantKernelTests.RandomQ(true, n, k, 32, true, 3)),
+            ("int4 asym g128", QuantKernelTests.RandomQ(true, n, k, 128, false, 4)),
+        };
+        cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
+        var times = cases.Select(_ => new List<double>()).ToArray();
+        var xsums = new float[k];
+        var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
+        for (int round = 0; round < 7; round++)
+            for (int c = 0; c < cases.Length; c++)
+            {
+                var q = cases[c].Q;
+                fixed (float* xp = x, yp = y, wp = wf, sp = scratch)
+                fixed (byte* b0 = buf)
+                {
+                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    if (q is null)
+                        for (int r = 0; r < reps; r++) Gemm.GemvRows(xp, 1, k, (byte*)wp, DType.F32, n, null, yp, 0, n, sp);
+                    else
+                        fixed (byte* d = q.Data)
+                        fixed (float* s = q.Scales)
+                        fixed (byte* z = q.Zeros)
+                        {
+                        fixed (float* xsp = xsums)
+                        {
+                            var w = new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
+                            bool reg = cases[c].Name.EndsWith("float-reg", StringComparison.Ordinal);
+                            for (int r = 0; r < reps; r++)
+                            {
+                                if (reg)
+                                {
+                                    QuantKernels.GroupSums(xp, 1, k, w.GroupLength, xsp);
+                                    QuantKernels.GemvFloatRegisters(w, xp, 1, xsp, null, yp, n, 0, n);
+                                    continue;
+                                }
+                                QuantKernels.QuantizeActivations(xp, 1, k, w.GroupLength, b);
+                                QuantKernels.GemvInteger(w, 1, b, null, yp, n, 0, n);
+                            }
+                        }
+                        }
+                    times[c].Add(sw.Elapsed.TotalSeconds / reps);
+                }
+            }
+        for (int c = 0; c < cases.Length; c++)
+        {
+            double t = times[c].Order().ElementAt(times[c].Count / 2);
+            var q = cases[c].Q;
+            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 4L + (q.Zeros?.Length ?? 0);
+            output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s");
+        }
+    }
+}
+
+/// <summary>Per-node decode profile of an exported IR folder given in HUB_BENCH_IR (HUB_BENCH=1 only).</summary>
+public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Decode_profile_of_an_ir_folder()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
+        using var ir = IrModel.Load(dir!);
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 128 });
+        using var req = cm.CreateInferRequest();
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
+        output.WriteLine(string.Join(",", names));
+        req.OpTicks = new long[ir.Graph.Nodes.Count];
+        int[] id = { 1 }, p = { 0 };
+        var ones = Enumerable.Repeat(1f, 128).ToArray();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        int steps = 32;
+        for (int s = 0; s < steps; s++)
+        {
+            int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
+            req.SetInput("input_ids", id, 1, 1);
+            if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
+            if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, 1);
+            if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones.AsSpan(0, past + 1), 1, past + 1);
+            if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+            req.Infer();
+        }
+        output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s");
+        var top = Enumerable.Range(0, req.OpTicks.Length).OrderByDescending(i => req.OpTicks[i]).Take(12);
+        foreach (var i in top) output.WriteLine($"  {ir.Graph.Nodes[i].Name} ({ir.Graph.Nodes[i].Op}) {req.OpTicks[i] * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps:F3} ms");
+    }
+}
