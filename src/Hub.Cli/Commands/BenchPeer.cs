@@ -45,11 +45,18 @@ internal sealed class BenchPeer
         var options = m.Options(r, quiet: true);
         int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
 
+        var format = withPeer || r.GetResult(GgufType) is { Implicit: false } ? HubFormatFor(type) : WeightFormat.Auto;
+        bool quantized = format is WeightFormat.Int8 or WeightFormat.Int4;
         using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true, new ModelOptions
         {
             Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
             Threads = threads, MaxContext = Math.Max(options.MaxContext, promptTokens + newTokens), MaxBatch = 1,
-            WeightFormat = withPeer || r.GetResult(GgufType) is { Implicit: false } ? HubFormatFor(type) : WeightFormat.Auto,
+            WeightFormat = format,
+            // Group 32 symmetric int8/int4 blocks are exactly Q8_0/Q4_0 (docs/quantization.md), and the GGUF writer
+            // stores every matrix (embedding and head too) in the requested type: both engines read the same numbers.
+            GroupSize = quantized ? 32 : null,
+            Symmetric = quantized ? true : null,
+            AllLayers = format == WeightFormat.Int4,
         });
         var rng = new Random(1234);
         var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(lm.VocabSize)).ToArray();
@@ -126,9 +133,8 @@ internal sealed class BenchPeer
     {
         GgmlType.F32 => WeightFormat.F32,
         GgmlType.F16 => WeightFormat.F16,
-        // Seam for the int8/int4 export (docs/quantization.md): group 32 symmetric int8/int4 is exactly Q8_0/Q4_0.
-        _ => Enum.TryParse<WeightFormat>(t == GgmlType.Q8_0 ? "Int8" : "Int4", ignoreCase: true, out var f) ? f
-            : throw new HubException($"--gguf-type {t.ToString().ToLowerInvariant()} needs Hub's {(t == GgmlType.Q8_0 ? "int8" : "int4")} weight export, which this build does not have; use f32 or f16"),
+        GgmlType.Q8_0 => WeightFormat.Int8,
+        _ => WeightFormat.Int4,
     };
 
     private static (List<Round> Hub, List<Round> Peer) Alternate(CausalLM lm, LlamaCppPeer? peer, int[] prompt, int newTokens, int rounds)
