@@ -85,6 +85,39 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(hubIds, round.Tokens);
     }
 
+    [SkippableTheory]
+    [InlineData(WeightFormat.Int8, GgmlType.Q8_0)]
+    [InlineData(WeightFormat.Int4, GgmlType.Q4_0)]
+    public void Group32_symmetric_hub_export_is_copied_into_gguf_blocks_and_llama_cpp_generates_hubs_tokens(WeightFormat format, GgmlType type)
+    {
+        using var lm = CausalLM.FromPretrained(SharedDir.Require("models/karpathy/tinyllamas/stories260K"), export: true, new ModelOptions
+        {
+            ExportCacheDir = Path.Combine(_tmp, "ir-" + format), Threads = 1,
+            WeightFormat = format, GroupSize = 32, Symmetric = true, AllLayers = format == WeightFormat.Int4,
+        });
+        using var ir = IrModel.Load(lm.Directory);
+        var path = Path.Combine(_tmp, $"q.{type}.gguf");
+        var result = GgufLlamaExporter.Export(ir, path, type);
+        output.WriteLine($"{format}: {result.CopiedExact} tensors copied exactly; fallbacks: {string.Join("; ", result.Fallbacks)}");
+        Assert.True(result.CopiedExact >= 5 * 4, $"only {result.CopiedExact} tensors copied exactly"); // q, k, v, o per block at least
+
+        // Same weight numbers in both engines, but llama.cpp's Q8_0/Q4_0 matmuls quantize the activations to Q8_0
+        // blocks, so logits differ by about 0.1–0.3 on this model (logits span ±18); a block-layout or scale error
+        // gives differences of several units. Teacher-forced, so one near-tie cannot cascade.
+        using var peer = LlamaCppPeer.Load(path, threads: 1, contextSize: 64, f32Cache: true);
+        var hubLogits = lm.Logits(Prompt);
+        var cppLogits = peer.Logits(Prompt);
+        int agree = 0;
+        for (int t = 0; t < Prompt.Length; t++)
+        {
+            double diff = hubLogits[t].Zip(cppLogits[t], (a, b) => Math.Abs(a - b)).Max();
+            output.WriteLine($"position {t}: top-1 Hub {ArgMax(hubLogits[t])} llama.cpp {ArgMax(cppLogits[t])}, max diff {diff:E2}");
+            Assert.True(diff < 0.6, $"position {t}: max |Hub - llama.cpp| {diff}");
+            if (ArgMax(hubLogits[t]) == ArgMax(cppLogits[t])) agree++;
+        }
+        Assert.True(agree >= Prompt.Length - 2, $"top-1 agrees at {agree}/{Prompt.Length} positions");
+    }
+
     private static int ArgMax(float[] row)
     {
         int best = 0;
