@@ -16,7 +16,7 @@ public static class Program
         foreach (var c in new[]
         {
             ConvertCommand.Create(), GenerateCommand.Create(), LogitsCommand.Create(), InfoCommand.Create(),
-            ChatCommand.Create(), BenchCommand.Create(), ServeCommand.Create(), DownloadCommand.Create(),
+            ChatCommand.Create(), BenchCommand.Create(), BenchModelCommand.Create(), ServeCommand.Create(), DownloadCommand.Create(),
             ClassifyCommand.Create(), EmbedCommand.Create(), AccuracyCommand.Create(),
         })
             root.Subcommands.Add(c);

@@ -23,12 +23,14 @@ public static class BenchCommand
         var cmd = new Command("bench", "Measure prefill/decode tokens/s, time to first token, memory and bandwidth use.");
         m.AddTo(cmd);
         foreach (var o in new Option[] { promptTokens, newTokens, rounds, json, contexts }) cmd.Options.Add(o);
+        var peer = BenchPeer.AddTo(cmd);
         cmd.SetAction(r => CliRunner.Run(() =>
         {
             if (r.GetValue(contexts) is string cs) return BenchContexts.Run(r.GetValue(m.Model)!, cs, m.Options(r, quiet: true), r.GetValue(json), r.GetValue(rounds));
             var options = m.Options(r, quiet: true);
             int p = r.GetValue(promptTokens), n = r.GetValue(newTokens), rr = Math.Max(1, r.GetValue(rounds));
             if (p < 1 || n < 1) throw new ArgumentException("--prompt-tokens and --new-tokens must be ≥ 1");
+            if (peer.Requested(r)) return peer.Run(r, m, p, n, rr, r.GetValue(json));
             var sw = Stopwatch.StartNew();
             using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true, new ModelOptions
             {

@@ -19,6 +19,7 @@ public static class ConvertCommand
         var weights = new CliRunner.WeightArgs();
         var cmd = new Command("convert", "Convert a checkpoint into a Hub IR folder (streams one tensor at a time), optionally compressing weights to int8/int4.") { input, output, outOpt, from, sub };
         weights.AddTo(cmd);
+        var gguf = GgufConvert.AddTo(cmd);
         cmd.SetAction(r => CliRunner.Run(() =>
         {
             var outDir = (r.GetValue(output), r.GetValue(outOpt)) switch
@@ -28,6 +29,7 @@ public static class ConvertCommand
                 (var a, var b) => (a ?? b)!,
             };
             var options = weights.Apply(r, new ModelOptions { SourceFormat = r.GetValue(from), Subfolder = r.GetValue(sub), Progress = new CliRunner.StderrProgress() });
+            if (gguf.Requested(r, outDir)) return gguf.Run(r, r.GetValue(input)!, outDir, options);
             var src = ModelLocator.Resolve(r.GetValue(input)!, options);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var (arch, graph) = Exporter.Export(src, outDir, options);

@@ -1,0 +1,62 @@
+using System.CommandLine;
+using Hub.Converters.Formats;
+using Hub.IR;
+
+namespace Hub.Cli.Commands;
+
+/// <summary>
+/// <c>hub convert &lt;model&gt; &lt;out.gguf&gt; --to gguf [--gguf-type f32|f16|q8_0|q4_0]</c>: the model is exported to
+/// Hub IR first (or read as is when it already is an IR folder), then written as a llama.cpp GGUF file.
+/// </summary>
+public sealed class GgufConvert
+{
+    /// <summary><c>--to ir|gguf</c> (default: gguf when the output ends with .gguf).</summary>
+    public Option<string?> To { get; } = new("--to") { Description = "output format: ir (default) or gguf (llama.cpp); .gguf outputs imply gguf" };
+
+    /// <summary><c>--gguf-type</c>: type of the 2-D weights in the GGUF file.</summary>
+    public Option<string> GgufType { get; } = new("--gguf-type") { Description = "GGUF weight type: f32, f16, q8_0, q4_0", DefaultValueFactory = _ => "f16" };
+
+    /// <summary>Adds the GGUF options to <c>hub convert</c>.</summary>
+    public static GgufConvert AddTo(Command convert)
+    {
+        var g = new GgufConvert();
+        convert.Options.Add(g.To); convert.Options.Add(g.GgufType);
+        return g;
+    }
+
+    /// <summary>True when the user asked for GGUF output.</summary>
+    public bool Requested(ParseResult r, string output) =>
+        (r.GetValue(To)?.ToLowerInvariant() ?? (output.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? "gguf" : "ir")) switch
+        {
+            "gguf" => true,
+            "ir" => false,
+            var other => throw new ArgumentException($"--to '{other}' is not one of ir, gguf"),
+        };
+
+    /// <summary>Converts <paramref name="input"/> to GGUF at <paramref name="output"/>; returns the exit code.</summary>
+    public int Run(ParseResult r, string input, string output, ModelOptions options)
+    {
+        var type = GgufLlamaExporter.ParseType(r.GetValue(GgufType) ?? "f16");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var irDir = IrModel.Exists(input) ? input : Exporter.GetOrCreateCached(ModelLocator.Resolve(input, options), options);
+        using var ir = IrModel.Load(irDir);
+        var result = GgufLlamaExporter.Export(ir, output, type);
+        foreach (var f in result.Fallbacks) Console.Error.WriteLine($"note: {f}");
+        Console.WriteLine($"wrote {result.Tensors} tensors ({result.Type}, {result.Bytes / 1048576.0:F1} MiB{(result.CopiedExact > 0 ? $", {result.CopiedExact} quantized tensors copied exactly from the IR" : "")}) → {result.Path} in {sw.Elapsed.TotalSeconds:F1} s");
+        return 0;
+    }
+
+    /// <summary>
+    /// The GGUF of an exported model, cached beside its IR as <c>gguf/model-TYPE.gguf</c> and rewritten when the IR
+    /// is newer.
+    /// </summary>
+    public static string Cached(string irDir, GgmlType type)
+    {
+        var path = Path.Combine(irDir, "gguf", $"model-{type.ToString().ToLowerInvariant()}.gguf");
+        var bin = Path.Combine(irDir, IrFormat.BinFile);
+        if (File.Exists(path) && File.GetLastWriteTimeUtc(path) >= File.GetLastWriteTimeUtc(bin)) return path;
+        using var ir = IrModel.Load(irDir);
+        GgufLlamaExporter.Export(ir, path, type);
+        return path;
+    }
+}
