@@ -370,4 +370,47 @@ public unsafe class WeightWideningTests
                 Assert.Equal(bits[i + 3] << 16, BitConverter.SingleToInt32Bits(dst[i]));
         }
     }
+    [Fact]
+    public void Half_gemv_widens_every_finite_half_exactly_and_propagates_inf_and_nan()
+    {
+        // Every finite half bit pattern, 16 per row; a one-hot x picks column j, so y[row] must equal the half exactly.
+        var finite = Enumerable.Range(0, 65536).Where(b => (b & 0x7C00) != 0x7C00).Select(b => (ushort)b).ToArray();
+        const int k = 16;
+        int n = finite.Length / k;
+        var x = new float[k];
+        var y = new float[n];
+        var scratch = new float[Hub.Runtime.Kernels.Gemm.ScratchFloats(k)];
+        fixed (ushort* wp = finite) fixed (float* xp = x) fixed (float* yp = y) fixed (float* sp = scratch)
+        {
+            for (int j = 0; j < k; j++)
+            {
+                Array.Clear(x); x[j] = 1f;
+                Hub.Runtime.Kernels.Gemm.GemvRows(xp, 1, k, (byte*)wp, DType.F16, n, null, yp, 0, n, sp);
+                for (int r = 0; r < n; r++)
+                {
+                    float e = (float)BitConverter.UInt16BitsToHalf(finite[r * k + j]);
+                    Assert.True(e == y[r], $"half 0x{finite[r * k + j]:X4}: {e} vs {y[r]}");
+                }
+            }
+        }
+
+        // Rows with +inf / NaN among ordinary values: the affected dot products are inf / NaN, their neighbours exact.
+        const int k2 = 40, n2 = 4;
+        var w = new ushort[n2 * k2];
+        var xs = Enumerable.Range(0, k2).Select(i => 0.25f * (i % 7 - 3)).ToArray();
+        for (int i = 0; i < w.Length; i++) w[i] = BitConverter.HalfToUInt16Bits((Half)(0.125f * (i % 9 - 4)));
+        w[0 * k2 + 5] = 0x7C00;  // +inf in row 0 (x[5] = 0.5 > 0)
+        w[2 * k2 + 17] = 0x7E00; // NaN in row 2
+        var y2 = new float[n2];
+        fixed (ushort* wp = w) fixed (float* xp = xs) fixed (float* yp = y2) fixed (float* sp = scratch)
+            Hub.Runtime.Kernels.Gemm.GemvRows(xp, 1, k2, (byte*)wp, DType.F16, n2, null, yp, 0, n2, sp);
+        Assert.True(float.IsPositiveInfinity(y2[0]), $"row 0: {y2[0]}");
+        Assert.True(float.IsNaN(y2[2]), $"row 2: {y2[2]}");
+        foreach (int r in new[] { 1, 3 })
+        {
+            double e = 0;
+            for (int i = 0; i < k2; i++) e += xs[i] * (double)(float)BitConverter.UInt16BitsToHalf(w[r * k2 + i]);
+            Assert.True(Math.Abs(e - y2[r]) < 1e-5, $"row {r}: {e} vs {y2[r]}");
+        }
+    }
 }

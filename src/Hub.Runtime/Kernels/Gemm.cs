@@ -102,6 +102,12 @@ public static unsafe class Gemm
         }
     }
 
+    /// <summary>Sign-extended finite half bits → float: the sign lands in bit 31, exponent and mantissa in place, and
+    /// ×2^112 rebiases the exponent (exact for normals and subnormals). Callers must handle exponent 31 (inf/NaN).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> FiniteHalfToSingle(Vector256<int> h) =>
+        ((h << 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(BitConverter.UInt32BitsToSingle(0x77800000u));
+
     // IEEE half bits (zero-extended) → float: shift exponent+mantissa into place and rescale by 2^112, which is exact
     // for normals and subnormals alike; inf/NaN get the all-ones exponent; the sign is OR-ed back (ryg's half_to_float).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -175,18 +181,39 @@ public static unsafe class Gemm
         }
         else
         {
+            // Finite halves widen in three integer/float ops (sign-extend, shift, mask, ×2^112: exact for normals and
+            // subnormals, the sign rides along in bit 31); an inf/NaN exponent would come out finite, so any lane with
+            // exponent 31 is flagged (one compare per 16 values) and the four rows are redone exactly below.
+            var expMask = Vector256.Create((short)0x7C00);
+            Vector256<short> bad = default;
             for (; p <= k - 16; p += 16)
             {
                 var x0 = Avx.LoadVector256(x + p); var x1 = Avx.LoadVector256(x + p + 8);
-                // one accumulator per row: the conversion constants need the registers the second set would take
-                var (l0, u0) = Vector256.Widen(Vector256.Load(w0 + p));
-                a0 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u0), Fma.MultiplyAdd(x0, HalfBitsToSingle(l0), a0));
-                var (l1, u1) = Vector256.Widen(Vector256.Load(w1 + p));
-                a1 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u1), Fma.MultiplyAdd(x0, HalfBitsToSingle(l1), a1));
-                var (l2, u2) = Vector256.Widen(Vector256.Load(w2 + p));
-                a2 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u2), Fma.MultiplyAdd(x0, HalfBitsToSingle(l2), a2));
-                var (l3, u3) = Vector256.Widen(Vector256.Load(w3 + p));
-                a3 = Fma.MultiplyAdd(x1, HalfBitsToSingle(u3), Fma.MultiplyAdd(x0, HalfBitsToSingle(l3), a3));
+                var h0 = Vector256.Load((short*)w0 + p); var h1 = Vector256.Load((short*)w1 + p);
+                var h2 = Vector256.Load((short*)w2 + p); var h3 = Vector256.Load((short*)w3 + p);
+                bad |= Vector256.Equals(h0 & expMask, expMask) | Vector256.Equals(h1 & expMask, expMask)
+                     | Vector256.Equals(h2 & expMask, expMask) | Vector256.Equals(h3 & expMask, expMask);
+                var (l0, u0) = Vector256.Widen(h0);
+                a0 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l0), a0); b0 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u0), b0);
+                var (l1, u1) = Vector256.Widen(h1);
+                a1 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l1), a1); b1 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u1), b1);
+                var (l2, u2) = Vector256.Widen(h2);
+                a2 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l2), a2); b2 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u2), b2);
+                var (l3, u3) = Vector256.Widen(h3);
+                a3 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l3), a3); b3 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u3), b3);
+            }
+            if (bad != Vector256<short>.Zero)
+            {
+                // Rare (a checkpoint with inf/NaN weights): exact scalar dot products so they propagate as in PyTorch.
+                float e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+                for (int q = 0; q < p; q++)
+                {
+                    float xv = x[q];
+                    e0 += xv * (float)((Half*)w0)[q]; e1 += xv * (float)((Half*)w1)[q];
+                    e2 += xv * (float)((Half*)w2)[q]; e3 += xv * (float)((Half*)w3)[q];
+                }
+                a0 = Vector256.CreateScalar(e0); a1 = Vector256.CreateScalar(e1); a2 = Vector256.CreateScalar(e2); a3 = Vector256.CreateScalar(e3);
+                b0 = b1 = b2 = b3 = default;
             }
         }
         float s0 = Vector256.Sum(a0 + b0), s1 = Vector256.Sum(a1 + b1), s2 = Vector256.Sum(a2 + b2), s3 = Vector256.Sum(a3 + b3);
