@@ -66,6 +66,16 @@ internal abstract unsafe class OpExec : ParallelWork
             throw BadGraph($"weight '{Node.Inputs[input]}' is {R.T[In[input]].DType}; vectors must be F32");
     }
 
+    /// <summary>Shape rule shared by every Linear executor (float and quantized weights): [..., K] → [..., N].</summary>
+    protected void InferLinearShapes(int n, int k)
+    {
+        RequireF32(0);
+        var x = X(0);
+        if (x.Rank < 1 || x.Dim(-1) != k) throw Bad($"input {x.ShapeString()} does not end in K = {k} of weight '{Node.Inputs[1]}' [{n}, {k}]");
+        Y().ShapeFrom(x, n);
+        Y().DType = DType.F32;
+    }
+
     protected static int Axis(long axis, int rank) => (int)(axis < 0 ? axis + rank : axis);
 
     /// <summary>Product of dims [from, to).</summary>

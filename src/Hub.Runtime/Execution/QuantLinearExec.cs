@@ -95,14 +95,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
 
     public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)PanelRows * _k + 64;
 
-    public override void InferShapes()
-    {
-        RequireF32(0);
-        var x = X(0);
-        if (x.Rank < 1 || x.Dim(-1) != _k) throw Bad($"input {x.ShapeString()} does not end in K = {_k} of weight '{Node.Inputs[1]}' [{_n}, {_k}]");
-        Y().ShapeFrom(x, _n);
-        Y().DType = DType.F32;
-    }
+    public override void InferShapes() => InferLinearShapes(_n, _k);
 
     public override void Run()
     {
