@@ -169,14 +169,14 @@ public static unsafe class Gemm
             for (; p <= k - 16; p += 16)
             {
                 var x0 = Avx.LoadVector256(x + p); var x1 = Avx.LoadVector256(x + p + 8);
-                var (l0, u0) = Vector256.Widen(Vector256.Load(w0 + p));
-                a0 = Fma.MultiplyAdd(x0, (l0 << 16).AsSingle(), a0); b0 = Fma.MultiplyAdd(x1, (u0 << 16).AsSingle(), b0);
-                var (l1, u1) = Vector256.Widen(Vector256.Load(w1 + p));
-                a1 = Fma.MultiplyAdd(x0, (l1 << 16).AsSingle(), a1); b1 = Fma.MultiplyAdd(x1, (u1 << 16).AsSingle(), b1);
-                var (l2, u2) = Vector256.Widen(Vector256.Load(w2 + p));
-                a2 = Fma.MultiplyAdd(x0, (l2 << 16).AsSingle(), a2); b2 = Fma.MultiplyAdd(x1, (u2 << 16).AsSingle(), b2);
-                var (l3, u3) = Vector256.Widen(Vector256.Load(w3 + p));
-                a3 = Fma.MultiplyAdd(x0, (l3 << 16).AsSingle(), a3); b3 = Fma.MultiplyAdd(x1, (u3 << 16).AsSingle(), b3);
+                a0 = Fma.MultiplyAdd(x0, (Avx2.ConvertToVector256Int32(w0 + p) << 16).AsSingle(), a0);
+                b0 = Fma.MultiplyAdd(x1, (Avx2.ConvertToVector256Int32(w0 + p + 8) << 16).AsSingle(), b0);
+                a1 = Fma.MultiplyAdd(x0, (Avx2.ConvertToVector256Int32(w1 + p) << 16).AsSingle(), a1);
+                b1 = Fma.MultiplyAdd(x1, (Avx2.ConvertToVector256Int32(w1 + p + 8) << 16).AsSingle(), b1);
+                a2 = Fma.MultiplyAdd(x0, (Avx2.ConvertToVector256Int32(w2 + p) << 16).AsSingle(), a2);
+                b2 = Fma.MultiplyAdd(x1, (Avx2.ConvertToVector256Int32(w2 + p + 8) << 16).AsSingle(), b2);
+                a3 = Fma.MultiplyAdd(x0, (Avx2.ConvertToVector256Int32(w3 + p) << 16).AsSingle(), a3);
+                b3 = Fma.MultiplyAdd(x1, (Avx2.ConvertToVector256Int32(w3 + p + 8) << 16).AsSingle(), b3);
             }
         }
         else
@@ -189,18 +189,24 @@ public static unsafe class Gemm
             for (; p <= k - 16; p += 16)
             {
                 var x0 = Avx.LoadVector256(x + p); var x1 = Avx.LoadVector256(x + p + 8);
-                var h0 = Vector256.Load((short*)w0 + p); var h1 = Vector256.Load((short*)w1 + p);
-                var h2 = Vector256.Load((short*)w2 + p); var h3 = Vector256.Load((short*)w3 + p);
-                bad |= Vector256.Equals(h0 & expMask, expMask) | Vector256.Equals(h1 & expMask, expMask)
-                     | Vector256.Equals(h2 & expMask, expMask) | Vector256.Equals(h3 & expMask, expMask);
-                var (l0, u0) = Vector256.Widen(h0);
-                a0 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l0), a0); b0 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u0), b0);
-                var (l1, u1) = Vector256.Widen(h1);
-                a1 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l1), a1); b1 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u1), b1);
-                var (l2, u2) = Vector256.Widen(h2);
-                a2 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l2), a2); b2 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u2), b2);
-                var (l3, u3) = Vector256.Widen(h3);
-                a3 = Fma.MultiplyAdd(x0, FiniteHalfToSingle(l3), a3); b3 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(u3), b3);
+                // vpmovsxwd straight from memory (no 256-bit widen/extract); one accumulator per row keeps x, the constants
+                // and the flag in registers.
+                var h = Vector256.Load((short*)w0 + p);
+                bad |= Vector256.Equals(h & expMask, expMask);
+                a0 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w0 + p + 8)),
+                     Fma.MultiplyAdd(x0, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w0 + p)), a0));
+                h = Vector256.Load((short*)w1 + p);
+                bad |= Vector256.Equals(h & expMask, expMask);
+                a1 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w1 + p + 8)),
+                     Fma.MultiplyAdd(x0, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w1 + p)), a1));
+                h = Vector256.Load((short*)w2 + p);
+                bad |= Vector256.Equals(h & expMask, expMask);
+                a2 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w2 + p + 8)),
+                     Fma.MultiplyAdd(x0, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w2 + p)), a2));
+                h = Vector256.Load((short*)w3 + p);
+                bad |= Vector256.Equals(h & expMask, expMask);
+                a3 = Fma.MultiplyAdd(x1, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w3 + p + 8)),
+                     Fma.MultiplyAdd(x0, FiniteHalfToSingle(Avx2.ConvertToVector256Int32((short*)w3 + p)), a3));
             }
             if (bad != Vector256<short>.Zero)
             {
