@@ -78,7 +78,8 @@ public static class GgufLlamaExporter
             var st = (string?)sc["type"];
             if (st != "linear") throw new UnsupportedModelException($"{ir.Directory}: rope scaling '{st}' is not written to GGUF by Hub (linear only)");
             w.Add("llama.rope.scaling.type", "linear");
-            w.Add("llama.rope.scaling.factor", (float)(double)sc["factor"]!);
+            var factor = sc["factor"] ?? throw new IrFormatException(Path.Combine(ir.Directory, IrFormat.JsonFile), "linear rope scaling lacks its 'factor'");
+            w.Add("llama.rope.scaling.factor", (float)factor.GetValue<double>());
         }
         w.Add("llama.attention.layer_norm_rms_epsilon", norm.GetFloat("eps"));
         w.Add("llama.vocab_size", (uint)vocabSize);
@@ -130,7 +131,8 @@ public static class GgufLlamaExporter
         }
         Vector("output_norm.weight", "model.norm.weight");
         // A tied head has no output tensor: llama.cpp then reads token_embd for the logits.
-        var logits = g.Nodes.Single(n => n.Name == "logits");
+        var logits = g.Nodes.FirstOrDefault(n => n.Name == "logits" && n.Op == Ops.Linear && n.Inputs.Count > 1)
+                     ?? throw new UnsupportedModelException($"{ir.Directory}: the graph has no Linear node 'logits' (the LM head); only LLaMA-family causal LM exports can be written to GGUF");
         if (logits.Inputs[1] != "model.embed_tokens.weight") Matrix("output.weight", logits.Inputs[1], 0, vocabSize);
 
         w.Write(path);
@@ -139,7 +141,9 @@ public static class GgufLlamaExporter
 
     /// <summary>Columns (K) of a 2-D weight: int4 data is stored as [N, K/2] bytes (docs/quantization.md).</summary>
     private static int LogicalCols(WeightInfo w) =>
-        checked((int)(w.Quant is { } q && q.Scheme.Equals("int4", StringComparison.OrdinalIgnoreCase) ? w.Shape[1] * 2 : w.Shape[1]));
+        w.Shape.Rank != 2
+            ? throw new UnsupportedModelException($"weight '{w.Name}' has shape {w.Shape}; a LLaMA matrix for GGUF must be 2-D")
+            : checked((int)(w.Quant is { } q && q.Scheme.Equals("int4", StringComparison.OrdinalIgnoreCase) ? w.Shape[1] * 2 : w.Shape[1]));
 
     private static Node Node(IrModel ir, string name, string op) =>
         ir.Graph.Nodes.FirstOrDefault(n => n.Name == name && n.Op == op)

@@ -278,9 +278,19 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     /// penalties) read k candidates per step instead of the whole vocabulary row; other settings still read the row.
     /// The exported IR on disk is not changed. See docs/generation.md for when it pays.
     /// </summary>
+    /// <exception cref="InvalidOperationException">A generation is running on this model (the recompile would pull the
+    /// compiled graph from under it).</exception>
     public void UseLogitsTopK(int k)
     {
         ObjectDisposedException.ThrowIf(_disposedFlag, this);
+        if (!GenerationGate.Wait(0))
+            throw new InvalidOperationException("UseLogitsTopK cannot change the graph while a generation is running on this model; call it between generations");
+        try { UseLogitsTopKCore(k); }
+        finally { GenerationGate.Release(); }
+    }
+
+    private void UseLogitsTopKCore(int k)
+    {
         if (k < 0 || k > _vocab) throw new ArgumentOutOfRangeException(nameof(k), k, $"TopK candidates must be in [0, {_vocab}] (0 = off)");
         if (k == LogitsTopK) return;
         var g = Loaded.Ir.Graph;

@@ -60,7 +60,30 @@ public static class BenchModelCommand
     /// <summary>Writes the model folder; returns the parameter count. Tensors are generated and written one at a time.</summary>
     public static long Write(string dir, Shape s, int seed, DType dtype)
     {
-        Directory.CreateDirectory(dir);
+        // The whole folder is built beside the target and moved into place at the end: an interrupted run leaves no
+        // half-written model, and a rerun never mixes old files (a stale model.safetensors next to a new index).
+        dir = Path.GetFullPath(dir);
+        if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any() && !File.Exists(Path.Combine(dir, "config.json")))
+            throw new HubException($"{dir} exists and is not a model folder; choose an empty or new output folder");
+        var parent = Path.GetDirectoryName(dir)!;
+        Directory.CreateDirectory(parent);
+        var tmp = Path.Combine(parent, $".{Path.GetFileName(dir)}.tmp-{Guid.NewGuid():N}");
+        try
+        {
+            Directory.CreateDirectory(tmp);
+            long n = WriteInto(tmp, s, seed, dtype);
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            Directory.Move(tmp, dir);
+            return n;
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        }
+    }
+
+    private static long WriteInto(string dir, Shape s, int seed, DType dtype)
+    {
         int hd = s.Dim / s.Heads;
         var tensors = new List<(string Name, long[] Shape, bool Norm)>
         {
@@ -151,7 +174,7 @@ public static class BenchModelCommand
         }
         var h = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padded = (h.Length + 7) / 8 * 8;
-        var tmp = path + $".tmp{Environment.ProcessId}";
+        var tmp = path + ".tmp";  // inside the private temp folder
         try
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))

@@ -53,8 +53,12 @@ public sealed class GgufConvert
     public static string Cached(string irDir, GgmlType type)
     {
         var path = Path.Combine(irDir, "gguf", $"model-{type.ToString().ToLowerInvariant()}.gguf");
-        var bin = Path.Combine(irDir, IrFormat.BinFile);
-        if (File.Exists(path) && File.GetLastWriteTimeUtc(path) >= File.GetLastWriteTimeUtc(bin)) return path;
+        // Stale when any input the GGUF is made from is newer: the graph, the weights or the tokenizer files.
+        var inputs = new[] { IrFormat.JsonFile, IrFormat.BinFile, "config.json", "tokenizer.model", "tokenizer.json" }
+            .Select(f => Path.Combine(irDir, f)).Where(File.Exists)
+            .Concat(Directory.Exists(irDir) ? Directory.EnumerateFiles(irDir, "tok*.bin") : []);
+        var newest = inputs.Select(File.GetLastWriteTimeUtc).DefaultIfEmpty(DateTime.MaxValue).Max();
+        if (File.Exists(path) && File.GetLastWriteTimeUtc(path) >= newest) return path;
         using var ir = IrModel.Load(irDir);
         GgufLlamaExporter.Export(ir, path, type);
         return path;

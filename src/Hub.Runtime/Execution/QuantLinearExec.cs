@@ -67,7 +67,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (info.DType != expected) throw new InvalidOperationException($"node '{node}': {q.Scheme} {(q.Symmetric ? "symmetric" : "asymmetric")} weight '{info.Name}' is {info.DType}; expected {expected}");
         int n = checked((int)info.Shape[0]), k = checked((int)info.Shape[1]) * (int4 ? 2 : 1);
         int gl = q.GroupSize == 0 ? k : q.GroupSize;
-        if (q.GroupSize < 0 || k % gl != 0 || (int4 && (gl % 32 != 0)))
+        if (q.GroupSize < 0 || k <= 0 || gl <= 0 || k % gl != 0 || (int4 && (gl % 32 != 0)))
             throw new InvalidOperationException($"node '{node}': group size {q.GroupSize} of '{info.Name}' does not fit K = {k}");
         int groups = k / gl;
         float* scales = (float*)Tensor(r, q.Scales, DType.F32, (long)n * groups, info.Name, node);
