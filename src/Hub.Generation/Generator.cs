@@ -168,12 +168,15 @@ public static class Generator
                 foreach (var r in rows) if (!r.Finished) { r.Finished = true; r.Reason = FinishReason.Cancelled; }
                 break;
             }
+            // The candidate outputs are looked up once per step, not once per row.
+            ReadOnlySpan<float> topValues = cands > 0 ? topk!.TopKValues : default;
+            ReadOnlySpan<int> topIds = cands > 0 ? topk!.TopKIndices : default;
             for (int b = 0; b < batch; b++)
             {
                 var r = rows[b];
                 if (r.Finished) { next[b] = pad; continue; }
                 int tok;
-                if (cands == 0 || !pipeline.TryNextFromTopK(topk!.TopKValues.Slice(b * cands, cands), topk.TopKIndices.Slice(b * cands, cands), ref rng, out tok))
+                if (cands == 0 || !pipeline.TryNextFromTopK(topValues.Slice(b * cands, cands), topIds.Slice(b * cands, cands), ref rng, out tok))
                     tok = pipeline.Next(logits.Slice(b * vocab, vocab), r.History.AsSpan(0, r.Length), r.Generated, ref rng);
                 r.History[r.Length++] = tok;
                 next[b] = tok;
