@@ -3,6 +3,7 @@
 using System.Diagnostics;
 using LLama;
 using LLama.Common;
+using LLama.Exceptions;
 using LLama.Native;
 
 namespace Hub.Benchmarks.Peers;
@@ -39,17 +40,45 @@ public sealed class LlamaCppPeer : IDisposable
     /// <paramref name="f32Cache"/> keeps attention in f32 as Hub does: f32 KV cache (llama.cpp's default is f16) and no
     /// flash attention (its CPU kernel rounds Q to f16). Benchmarks keep llama.cpp's defaults.
     /// </summary>
+    /// <exception cref="ModelFileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="CheckpointFormatException">llama.cpp rejected the file (not a GGUF model it can load).</exception>
+    /// <exception cref="LlamaCppUnavailableException">The llama.cpp native library could not be loaded, or no context could be created.</exception>
     public static LlamaCppPeer Load(string ggufPath, int threads, int contextSize, int batchSize = 512, bool f32Cache = false)
     {
-        if (!File.Exists(ggufPath)) throw new FileNotFoundException($"GGUF file not found: {ggufPath}", ggufPath);
-        if (Interlocked.Exchange(ref _logSilenced, 1) == 0)
+        if (!File.Exists(ggufPath))
+            throw new ModelFileNotFoundException(ggufPath, "the llama.cpp peer needs a GGUF file; write one with `hub convert <model> --to gguf`");
+        LLamaWeights weights;
+        try
         {
-            // llama.cpp logs every tensor at load; keep only errors.
-            NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            if (Interlocked.Exchange(ref _logSilenced, 1) == 0)
             {
-                if (level == LLamaLogLevel.Error) Console.Error.Write($"llama.cpp: {message}");
-            });
+                // llama.cpp logs every tensor at load; keep only errors.
+                NativeLibraryConfig.All.WithLogCallback((level, message) =>
+                {
+                    if (level == LLamaLogLevel.Error) Console.Error.Write($"llama.cpp: {message}");
+                });
+            }
+            weights = LLamaWeights.LoadFromFile(Params(ggufPath, threads, contextSize, batchSize, f32Cache));
         }
+        catch (Exception e) when (Translate(e, ggufPath) is { } typed) { throw typed; }
+        try
+        {
+            var ctx = weights.CreateContext(Params(ggufPath, threads, contextSize, batchSize, f32Cache));
+            NativeLibraryPath ??= NativeLibraryConfig.LLama.LibraryHasLoaded ? DescribeLoaded() : null;
+            return new LlamaCppPeer(weights, ctx);
+        }
+        catch (Exception e)
+        {
+            weights.Dispose();
+            if (e is RuntimeError)
+                throw new LlamaCppUnavailableException(ggufPath,
+                    $"llama.cpp could not create a context of {contextSize} positions ({e.Message}); lower the context size or the thread count, or free memory", e);
+            throw;
+        }
+    }
+
+    private static ModelParams Params(string ggufPath, int threads, int contextSize, int batchSize, bool f32Cache)
+    {
         var p = new ModelParams(ggufPath)
         {
             ContextSize = (uint)contextSize,
@@ -60,15 +89,27 @@ public sealed class LlamaCppPeer : IDisposable
             GpuLayerCount = 0,
         };
         if (f32Cache) { p.TypeK = GGMLType.GGML_TYPE_F32; p.TypeV = GGMLType.GGML_TYPE_F32; p.FlashAttention = false; }
-        var weights = LLamaWeights.LoadFromFile(p);
-        try
-        {
-            var ctx = weights.CreateContext(p);
-            NativeLibraryPath ??= NativeLibraryConfig.LLama.LibraryHasLoaded ? DescribeLoaded() : null;
-            return new LlamaCppPeer(weights, ctx);
-        }
-        catch { weights.Dispose(); throw; }
+        return p;
     }
+
+    /// <summary>
+    /// The typed Hub error for what LLamaSharp throws while loading <paramref name="ggufPath"/>, or null for an exception
+    /// that is a bug rather than bad input or a broken install (it then propagates unchanged).
+    /// </summary>
+    internal static HubException? Translate(Exception e, string ggufPath) => e switch
+    {
+        LoadWeightsFailedException => new CheckpointFormatException(ggufPath, null,
+            "llama.cpp could not load this GGUF (its log above says why: unknown architecture, missing tensor or key, truncated data); " +
+            "check it with Hub's GgufReader and re-export it with `hub convert <model> --to gguf`", e),
+        TypeInitializationException or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or RuntimeError =>
+            new LlamaCppUnavailableException(ggufPath,
+                $"the llama.cpp native library could not be loaded ({(e.InnerException ?? e).Message}); restore the LLamaSharp.Backend.Cpu " +
+                "package (`dotnet restore`, it puts runtimes/<rid>/native/libllama.so next to the app) and install libstdc++ and libgomp; " +
+                "Hub's own runtime does not need it", e),
+        IOException or UnauthorizedAccessException => new LlamaCppUnavailableException(ggufPath,
+            $"the file could not be read ({e.Message}); check that it exists and is readable", e),
+        _ => null,
+    };
 
     private static string? DescribeLoaded()
     {
@@ -141,4 +182,18 @@ public sealed class LlamaCppPeer : IDisposable
         _context.Dispose();
         _weights.Dispose();
     }
+}
+
+/// <summary>
+/// The llama.cpp peer could not start on a GGUF file: its native library is missing or broken, the file is unreadable,
+/// or no context fits; the message names the file and the fix. Hub's own runtime is unaffected.
+/// </summary>
+public sealed class LlamaCppUnavailableException : HubException
+{
+    /// <summary>The GGUF file being loaded.</summary>
+    public string FilePath { get; }
+
+    /// <summary>Creates the exception; the message is prefixed with the file.</summary>
+    public LlamaCppUnavailableException(string filePath, string message, Exception? inner = null)
+        : base($"{filePath}: {message}", inner) => FilePath = filePath;
 }
