@@ -52,12 +52,8 @@ public static class GgufQuant
     {
         switch (type)
         {
-            case GgmlType.F32:
-                for (int i = 0; i < x.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(dst.Slice(i * 4), x[i]);
-                break;
-            case GgmlType.F16:
-                for (int i = 0; i < x.Length; i++) BinaryPrimitives.WriteHalfLittleEndian(dst.Slice(i * 2), (Half)x[i]);
-                break;
+            case GgmlType.F32: DTypeConvert.FromFloat32(x, DType.F32, dst); break;
+            case GgmlType.F16: DTypeConvert.FromFloat32(x, DType.F16, dst); break;
             case GgmlType.Q8_0: QuantizeQ8_0(x, dst); break;
             case GgmlType.Q4_0: QuantizeQ4_0(x, dst); break;
             default: throw new ArgumentOutOfRangeException(nameof(type), type, "unsupported ggml type");
@@ -71,8 +67,8 @@ public static class GgufQuant
         var y = new float[n];
         switch (type)
         {
-            case GgmlType.F32: for (int i = 0; i < n; i++) y[i] = BinaryPrimitives.ReadSingleLittleEndian(data.Slice(i * 4)); break;
-            case GgmlType.F16: for (int i = 0; i < n; i++) y[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(data.Slice(i * 2)); break;
+            case GgmlType.F32: DTypeConvert.ToFloat32(data[..(int)(n * 4)], DType.F32, y); break;
+            case GgmlType.F16: DTypeConvert.ToFloat32(data[..(int)(n * 2)], DType.F16, y); break;
             case GgmlType.Q8_0:
                 for (int b = 0; b < n / 32; b++)
                 {
