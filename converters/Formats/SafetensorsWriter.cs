@@ -27,7 +27,7 @@ public static class SafetensorsWriter
             if (t.Data.Length != expected)
                 throw new ArgumentException($"tensor '{name}': {t.Data.Length} bytes given, {t.DType} {t.Shape} needs {expected}", nameof(tensors));
         }
-        WriteCore(path, tensors.Select(kv => (kv.Key, kv.Value.DType, kv.Value.Shape)), metadata, (name, stream) => stream.Write(tensors[name].Data.Span));
+        WriteStreaming(path, tensors.Select(kv => (kv.Key, kv.Value.DType, kv.Value.Shape)), metadata, (name, stream) => stream.Write(tensors[name].Data.Span));
     }
 
     /// <summary>
@@ -40,7 +40,7 @@ public static class SafetensorsWriter
         ArgumentNullException.ThrowIfNull(source);
         var infos = source.Names.Select(n => source.TryGetInfo(n, out var i) ? i
             : throw new CheckpointFormatException(source.Location, n, "listed but has no metadata")).ToList();
-        WriteCore(path, infos.Select(i => (i.Name, i.DType, i.Shape)), metadata ?? new Dictionary<string, string> { ["format"] = "pt" }, (name, stream) =>
+        WriteStreaming(path, infos.Select(i => (i.Name, i.DType, i.Shape)), metadata ?? new Dictionary<string, string> { ["format"] = "pt" }, (name, stream) =>
         {
             var v = source.Open(name);
             using var ums = new UnmanagedMemoryStream((byte*)v.Pointer, v.ByteLength);
@@ -48,9 +48,16 @@ public static class SafetensorsWriter
         });
     }
 
-    private static void WriteCore(string path, IEnumerable<(string Name, DType DType, Shape Shape)> tensors,
+    /// <summary>
+    /// Writes a safetensors file whose tensor bytes are produced by <paramref name="writeData"/>(name, stream), called once
+    /// per tensor in name order, so tensors larger than memory (or generated on the fly) can be written. Each call must
+    /// write exactly the tensor's byte size; the file appears under <paramref name="path"/> only when complete.
+    /// </summary>
+    public static void WriteStreaming(string path, IEnumerable<(string Name, DType DType, Shape Shape)> tensors,
         IReadOnlyDictionary<string, string>? metadata, Action<string, Stream> writeData)
     {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(writeData);
         var list = tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))

@@ -3,12 +3,12 @@
 // "1b": TinyLlama-1.1B's shape: dim 2048, 22 layers, 32 heads, 4 kv heads, ffn 5632, vocab 32000.
 // Weights are N(0, 0.02) (norm gains 1), so activations stay finite; the tokenizer is a synthesized SentencePiece
 // vocabulary (GgufVocab.Synthesize) that Hub and llama.cpp both read.
-using System.Buffers.Binary;
 using System.CommandLine;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Hub.Converters;
 using Hub.Converters.Formats;
+using Hub.Tokenization;
 
 namespace Hub.Cli.Commands;
 
@@ -159,50 +159,24 @@ public static class BenchModelCommand
 
     private static void WriteSafetensors(string path, List<(string Name, long[] Shape, bool Norm)> tensors, int seed, DType dtype)
     {
-        var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
-        long offset = 0;
-        foreach (var (name, shape, _) in tensors)
-        {
-            long bytes = shape.Aggregate(1L, (a, b) => a * b) * dtype.SizeOf();
-            header[name] = new JsonObject
+        var byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var buf = new float[1 << 16];
+        var bytes = new byte[buf.Length * 4];
+        SafetensorsWriter.WriteStreaming(path, tensors.Select(t => (t.Name, dtype, new Hub.Shape(t.Shape))),
+            new Dictionary<string, string> { ["format"] = "pt" }, (name, fs) =>
             {
-                ["dtype"] = dtype == DType.F16 ? "F16" : "F32",
-                ["shape"] = new JsonArray(shape.Select(x => (JsonNode)x).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes),
-            };
-            offset += bytes;
-        }
-        var h = Encoding.UTF8.GetBytes(header.ToJsonString());
-        int padded = (h.Length + 7) / 8 * 8;
-        var tmp = path + ".tmp";  // inside the private temp folder
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                var len = new byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
-                fs.Write(len);
-                fs.Write(h);
-                for (int i = h.Length; i < padded; i++) fs.WriteByte((byte)' ');
-                var buf = new float[1 << 16];
-                var bytes = new byte[buf.Length * 4];
-                foreach (var (name, shape, norm) in tensors)
+                var (_, shape, isNorm) = byName[name];
+                long count = shape.Aggregate(1L, (a, b) => a * b);
+                var rng = new Normal(HashCode(seed, name));
+                for (long done = 0; done < count; done += buf.Length)
                 {
-                    long count = shape.Aggregate(1L, (a, b) => a * b);
-                    var rng = new Normal(HashCode(seed, name));
-                    for (long done = 0; done < count; done += buf.Length)
-                    {
-                        int m = (int)Math.Min(buf.Length, count - done);
-                        for (int i = 0; i < m; i++) buf[i] = norm ? 1f : 0.02f * rng.Next();
-                        int nb = m * dtype.SizeOf();
-                        DTypeConvert.FromFloat32(buf.AsSpan(0, m), dtype, bytes.AsSpan(0, nb));
-                        fs.Write(bytes, 0, nb);
-                    }
+                    int m = (int)Math.Min(buf.Length, count - done);
+                    for (int i = 0; i < m; i++) buf[i] = isNorm ? 1f : 0.02f * rng.Next();
+                    int nb = m * dtype.SizeOf();
+                    DTypeConvert.FromFloat32(buf.AsSpan(0, m), dtype, bytes.AsSpan(0, nb));
+                    fs.Write(bytes, 0, nb);
                 }
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
+            });
     }
 
     // FNV-1a of the name mixed with the seed: each tensor has its own stream, independent of write order.
@@ -237,31 +211,6 @@ public static class BenchModelCommand
     }
 
     /// <summary>A SentencePiece ModelProto (BPE, byte fallback, identity normalizer) holding <paramref name="v"/>.</summary>
-    public static byte[] SentencePieceProto(GgufVocab v)
-    {
-        var o = new MemoryStream();
-        for (int i = 0; i < v.Tokens.Length; i++)
-        {
-            var m = new MemoryStream();
-            Bytes(m, 1, Encoding.UTF8.GetBytes(v.Tokens[i]));
-            Key(m, 2, 5); var f = new byte[4]; BinaryPrimitives.WriteSingleLittleEndian(f, v.Scores[i]); m.Write(f);
-            Key(m, 3, 0); Varint(m, (ulong)v.Types[i]);
-            Bytes(o, 1, m.ToArray());
-        }
-        var trainer = new MemoryStream();
-        Key(trainer, 3, 0); Varint(trainer, 2);    // model_type BPE
-        Key(trainer, 35, 0); Varint(trainer, 1);   // byte_fallback
-        Bytes(o, 2, trainer.ToArray());
-        var norm = new MemoryStream();
-        Bytes(norm, 1, Encoding.UTF8.GetBytes("identity"));
-        Key(norm, 3, 0); Varint(norm, 1);          // add_dummy_prefix
-        Key(norm, 4, 0); Varint(norm, 0);          // remove_extra_whitespaces
-        Key(norm, 5, 0); Varint(norm, 1);          // escape_whitespaces
-        Bytes(o, 3, norm.ToArray());
-        return o.ToArray();
-
-        static void Key(Stream s, int field, int wire) => Varint(s, (ulong)((field << 3) | wire));
-        static void Varint(Stream s, ulong x) { while (x >= 0x80) { s.WriteByte((byte)(x | 0x80)); x >>= 7; } s.WriteByte((byte)x); }
-        static void Bytes(Stream s, int field, byte[] b) { Key(s, field, 2); Varint(s, (ulong)b.Length); s.Write(b); }
-    }
+    public static byte[] SentencePieceProto(GgufVocab v) =>
+        SentencePieceModelWriter.Write(v.Tokens, v.Scores, Array.ConvertAll(v.Types, t => (PieceType)t));
 }
