@@ -4,6 +4,7 @@
 // shows; on a real 7B model the body dominates and both variants converge.
 // Usage: dotnet run -c Release --project bench/Hub.Benchmarks.Generation [-- <shared dir>]
 
+using Hub.Benchmarks;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Hub;
@@ -47,7 +48,7 @@ try
                 if (r == 0) { idsOff = a; idsOn = b; continue; }
                 off.Add(t0); on.Add(t1);
             }
-            double mOff = Median(off), mOn = Median(on);
+            double mOff = BenchStats.Median(off), mOn = BenchStats.Median(on);
             Console.WriteLine($"{name,-46} {cname,-18} {$"{mOff:F0} ({off.Min():F0})",18} {$"{mOn:F0} ({on.Min():F0})",18} {mOn / mOff,7:F2}{(idsOff!.SequenceEqual(idsOn!) ? "" : "  IDS DIFFER")}");
         }
     }
@@ -61,8 +62,6 @@ static (double MicrosPerToken, int[] Ids) PerToken(CausalLM lm, int[] prompt, Ge
     // first token comes from the prefill: time the steps between the first and the last token
     return ((stamps[^1] - stamps[0]) * 1e6 / Stopwatch.Frequency / (stamps.Count - 1), r.Sequences[0]);
 }
-
-static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
 
 static string RandomLlama(string dir, int vocab, int d)
 {

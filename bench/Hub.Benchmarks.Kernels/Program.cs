@@ -5,6 +5,7 @@
 //    CPU-second — the kernel's efficiency per core, which stays meaningful when neighbours steal cycles on a shared
 //    machine (a quiet machine gives wall ≈ cpu × threads).
 //   dotnet run -c Release --project bench/Hub.Benchmarks.Kernels [-- --threads 2 --rounds 5 --dtype f32 --quick]
+using Hub.Benchmarks;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -163,7 +164,7 @@ internal static unsafe class Bench
             int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
             results.Add(threads * (iters * 1.1) * 12 * lanes * 2 / s / 1e9);
         }
-        return Median(results);
+        return BenchStats.Median(results);
     }
 
     // 12 independent FMA chains: enough to cover the FMA latency (4 cycles) × 2 pipes with room to spare.
@@ -249,7 +250,7 @@ internal static unsafe class Bench
         }
         NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
         foreach (var s in scratch) NativeMemory.AlignedFree(s);
-        return (Median(res), Median(ratios), Median(cpuRes), Median(cpuRatios));
+        return (BenchStats.Median(res), BenchStats.Median(ratios), BenchStats.Median(cpuRes), BenchStats.Median(cpuRatios));
     }
 
     public static (double GFlops, double Ms) Attention(int b, int t, int h, int kv, int hd, bool causal, int threads, int rounds)
@@ -277,7 +278,7 @@ internal static unsafe class Bench
         }
         NativeMemory.AlignedFree(q); NativeMemory.AlignedFree(k); NativeMemory.AlignedFree(v); NativeMemory.AlignedFree(o);
         foreach (var s in scratch) NativeMemory.AlignedFree(s);
-        double sec = Median(res);
+        double sec = BenchStats.Median(res);
         return (flops / sec / 1e9, sec * 1e3);
     }
 
@@ -299,10 +300,4 @@ internal static unsafe class Bench
     }
 
     private static float* Alloc(long n) => (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(n, 1) * 4), 64);
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
 }

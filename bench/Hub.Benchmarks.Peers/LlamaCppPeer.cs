@@ -1,5 +1,6 @@
 // llama.cpp (through LLamaSharp 0.30.0 and its CPU backend) as the peer engine of `hub bench --peer llamacpp` and of
 // the GGUF correctness tests: load a GGUF, run a prompt, read logits, time prefill and greedy decode.
+using Hub.Generation;
 using System.Diagnostics;
 using LLama;
 using LLama.Common;
@@ -150,14 +151,14 @@ public sealed class LlamaCppPeer : IDisposable
         _batch.Clear();
         for (int i = 0; i < prompt.Length; i++) _batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
         Decode();
-        tokens[0] = ArgMax(_context.NativeHandle.GetLogitsIth(_batch.TokenCount - 1));
+        tokens[0] = LogitsProcessors.ArgMax(_context.NativeHandle.GetLogitsIth(_batch.TokenCount - 1));
         var t1 = Stopwatch.GetTimestamp();
         for (int s = 0; s < newTokens; s++)
         {
             _batch.Clear();
             _batch.Add(tokens[s], prompt.Length + s, LLamaSeqId.Zero, true);
             Decode();
-            tokens[s + 1] = ArgMax(_context.NativeHandle.GetLogitsIth(0));
+            tokens[s + 1] = LogitsProcessors.ArgMax(_context.NativeHandle.GetLogitsIth(0));
         }
         var t2 = Stopwatch.GetTimestamp();
         return new PeerRound((t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency, tokens);
@@ -167,13 +168,6 @@ public sealed class LlamaCppPeer : IDisposable
     {
         var r = _context.NativeHandle.Decode(_batch);
         if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
     }
 
     /// <inheritdoc/>

@@ -1,3 +1,5 @@
+using Hub.Generation;
+
 namespace Hub;
 
 /// <summary>How far a compressed export's logits are from the float32 export's, teacher-forced over one sequence.</summary>
@@ -113,8 +115,8 @@ public static class CompressionAccuracy
                 if (e > _max || double.IsNaN(e)) _max = e;
                 _sum += e;
             }
-            int argA = ArgMax(a);
-            if (argA == ArgMax(b)) _agree++;
+            int argA = LogitsProcessors.ArgMax(a);
+            if (argA == LogitsProcessors.ArgMax(b)) _agree++;
             Positions++;
             return argA;
         }
@@ -125,12 +127,5 @@ public static class CompressionAccuracy
             return new CompressionAccuracyReport(Positions, (double)_agree / Positions, _max, _sum / ((double)Positions * vocab),
                 Bytes(reference), Bytes(compressed), tokens);
         }
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> x)
-    {
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
     }
 }

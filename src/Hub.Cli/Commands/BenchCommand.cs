@@ -1,3 +1,5 @@
+using Hub.Generation;
+using Hub.Benchmarks;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -84,10 +86,10 @@ public static class BenchCommand
         {
             lm.Reset();
             var t0 = Stopwatch.GetTimestamp();
-            token[0] = ArgMax(lm.Forward(prompt, 1, promptTokens, default));
+            token[0] = LogitsProcessors.ArgMax(lm.Forward(prompt, 1, promptTokens, default));
             var t1 = Stopwatch.GetTimestamp();
             long gc0 = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < newTokens; i++) token[0] = ArgMax(lm.Forward(token, 1, 1, default));
+            for (int i = 0; i < newTokens; i++) token[0] = LogitsProcessors.ArgMax(lm.Forward(token, 1, 1, default));
             var t2 = Stopwatch.GetTimestamp();
             long gcUsed = GC.GetAllocatedBytesForCurrentThread() - gc0;
             if (round == 0) continue;
@@ -95,20 +97,7 @@ public static class BenchCommand
             prefill.Add(promptTokens / pre); decode.Add(newTokens / dec); ttft.Add(pre * 1000);
             gc = Math.Max(gc, gcUsed / newTokens);
         }
-        return new Figures(Median(prefill), Median(decode), Median(ttft), gc);
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
-    }
-
-    private static double Median(List<double> xs)
-    {
-        xs.Sort();
-        return xs.Count == 0 ? 0 : xs.Count % 2 == 1 ? xs[xs.Count / 2] : (xs[xs.Count / 2 - 1] + xs[xs.Count / 2]) / 2;
+        return new Figures(BenchStats.Median(prefill), BenchStats.Median(decode), BenchStats.Median(ttft), gc);
     }
 
     /// <summary>Streaming read bandwidth of this machine in bytes/s (best of 5 passes over 512 MiB, split across threads).</summary>

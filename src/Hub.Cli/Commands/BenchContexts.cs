@@ -6,6 +6,7 @@
 // Models: any causal LM with "linear" positions (GPT-2, LLaMA, ChatGLM2/3); `synthetic:chatglm2` generates a
 // deterministic ChatGLM2-shaped random checkpoint (SyntheticChatGlm2) so contexts past the tiny fixtures' 256 mean
 // something.
+using Hub.Benchmarks;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -134,14 +135,14 @@ public static class BenchContexts
             double total = ops.Values.Sum(t => t.TotalMilliseconds);
             double attn = ops.TryGetValue(Ops.Attention, out var a) ? a.TotalMilliseconds : 0;
             double share = total > 0 ? attn / total : 0;
-            double profiledMs = Median(profiled[c]);
+            double profiledMs = BenchStats.Median(profiled[c]);
             // What the attention reads and computes for one new token at this context.
             long ctx = contexts[c] + 1, cacheBytes = 0;
             foreach (var s in g.States) cacheBytes += s.Shape[1].Value * ctx * s.Shape[3].Value * 4;
             double flops = 0;
             foreach (var node in g.Nodes.Where(x => x.Op == Ops.Attention))
                 flops += 4.0 * node.GetInt("heads") * node.GetInt("head_dim") * ctx;   // q·kᵀ and p·v, a multiply-add each
-            result[c] = new ContextFigures(contexts[c], Median(times[c]), times[c].Min(), share * profiledMs, profiledMs, cacheBytes, flops,
+            result[c] = new ContextFigures(contexts[c], BenchStats.Median(times[c]), times[c].Min(), share * profiledMs, profiledMs, cacheBytes, flops,
                 (reqs[c].StateBytesCopied - copied0[c]) / (double)steps, (reqs[c].StateBytesAppended - appended0[c]) / (2L * steps),
                 gc[c] / steps);
         }
@@ -210,12 +211,6 @@ public static class BenchContexts
         sb.AppendLine(CultureInfo.InvariantCulture,
             $"non-attention time per token (profiled): {first.ProfiledMsPerToken - first.AttentionMsPerToken:F2} ms at {first.Context}, {last.ProfiledMsPerToken - last.AttentionMsPerToken:F2} ms at {last.Context}");
         Console.Write(sb.ToString());
-    }
-
-    private static double Median(double[] xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 
     // Feeds a linear-position causal LM graph: random ids, positions = index, mask of ones, one logits row.

@@ -1,3 +1,5 @@
+using Hub.Generation;
+using Hub.Benchmarks;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
@@ -154,21 +156,21 @@ internal sealed class BenchPeer
         var tokens = new int[newTokens + 1];
         lm.Reset();
         var t0 = Stopwatch.GetTimestamp();
-        tokens[0] = ArgMax(lm.Forward(prompt, 1, prompt.Length, default));
+        tokens[0] = LogitsProcessors.ArgMax(lm.Forward(prompt, 1, prompt.Length, default));
         var t1 = Stopwatch.GetTimestamp();
-        for (int i = 0; i < newTokens; i++) tokens[i + 1] = ArgMax(lm.Forward(tokens.AsSpan(i, 1), 1, 1, default));
+        for (int i = 0; i < newTokens; i++) tokens[i + 1] = LogitsProcessors.ArgMax(lm.Forward(tokens.AsSpan(i, 1), 1, 1, default));
         var t2 = Stopwatch.GetTimestamp();
         return new Round((t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency, tokens);
     }
 
     private static JsonObject Engine(List<Round> quiet, List<Round>? busy, int p, int n, double rss, long bytesPerToken, double bw)
     {
-        double decode = Median(quiet.Select(x => n / x.Decode));
+        double decode = BenchStats.Median(quiet.Select(x => n / x.Decode));
         var o = new JsonObject
         {
-            ["prefill_tok_s"] = Math.Round(Median(quiet.Select(x => p / x.Prefill)), 2),
+            ["prefill_tok_s"] = Math.Round(BenchStats.Median(quiet.Select(x => p / x.Prefill)), 2),
             ["decode_tok_s"] = Math.Round(decode, 2),
-            ["ttft_ms"] = Math.Round(Median(quiet.Select(x => x.Prefill * 1000)), 2),
+            ["ttft_ms"] = Math.Round(BenchStats.Median(quiet.Select(x => x.Prefill * 1000)), 2),
             ["peak_rss_mib"] = Math.Round(rss, 1),
             ["weight_mib_per_token"] = Math.Round(bytesPerToken / 1048576.0, 1),
             ["decode_bandwidth_fraction"] = Math.Round(bytesPerToken * decode / bw, 3),
@@ -176,9 +178,9 @@ internal sealed class BenchPeer
         };
         if (busy is not null)
         {
-            double bd = Median(busy.Select(x => n / x.Decode));
+            double bd = BenchStats.Median(busy.Select(x => n / x.Decode));
             o["busy_decode_tok_s"] = Math.Round(bd, 2);
-            o["busy_prefill_tok_s"] = Math.Round(Median(busy.Select(x => p / x.Prefill)), 2);
+            o["busy_prefill_tok_s"] = Math.Round(BenchStats.Median(busy.Select(x => p / x.Prefill)), 2);
             o["busy_over_quiet_decode"] = Math.Round(bd / decode, 3);
             o["busy_decode_tok_s_rounds"] = new JsonArray(busy.Select(x => (JsonNode)Math.Round(n / x.Decode, 2)).ToArray());
         }
@@ -216,19 +218,6 @@ internal sealed class BenchPeer
         if (a is null || b is null) return null;
         double x = (double)a, y = (double)b;
         return y == 0 ? null : Math.Round(x / y, 3);
-    }
-
-    private static double Median(IEnumerable<double> xs)
-    {
-        var a = xs.Order().ToArray();
-        return a.Length == 0 ? 0 : a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
     }
 
     /// <summary>
