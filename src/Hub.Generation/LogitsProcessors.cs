@@ -10,6 +10,8 @@
 // then softmax and one draw from a seeded xoshiro256** generator. Masked tokens get -inf.
 // Not supported: epsilon/eta cutoff, sequence bias, suppress tokens, forced BOS/EOS, guidance.
 
+using Hub.Internal;
+
 namespace Hub.Generation;
 
 /// <summary>
@@ -170,53 +172,8 @@ public static class LogitsProcessors
     {
         int k = values.Length;
         if (k == 0 || k > logits.Length) return false;
-        // Min-heap on (value, -id): the root is the worst kept candidate. Ids arrive in increasing order, so a later
-        // equal value never beats the root: only strictly larger values enter once the heap is full.
-        for (int i = 0; i < k; i++)
-        {
-            float v = logits[i];
-            if (float.IsNaN(v)) return false;
-            values[i] = v; ids[i] = i;
-            for (int c = i; c > 0;)
-            {
-                int p = (c - 1) >> 1;
-                if (!Worse(values[c], ids[c], values[p], ids[p])) break;
-                (values[c], values[p]) = (values[p], values[c]); (ids[c], ids[p]) = (ids[p], ids[c]);
-                c = p;
-            }
-        }
-        for (int i = k; i < logits.Length; i++)
-        {
-            float v = logits[i];
-            if (!(v > values[0]))
-            {
-                if (float.IsNaN(v)) return false;
-                continue;
-            }
-            values[0] = v; ids[0] = i;
-            SiftDown(values, ids, 0, k);
-        }
-        // Heap sort: repeatedly move the worst to the end, leaving descending order.
-        for (int end = k - 1; end > 0; end--)
-        {
-            (values[0], values[end]) = (values[end], values[0]); (ids[0], ids[end]) = (ids[end], ids[0]);
-            SiftDown(values, ids, 0, end);
-        }
-        return true;
-
-        static bool Worse(float a, int ia, float b, int ib) => a < b || (a == b && ia > ib);
-        static void SiftDown(Span<float> v, Span<int> id, int at, int n)
-        {
-            while (true)
-            {
-                int l = 2 * at + 1, w = at;
-                if (l < n && Worse(v[l], id[l], v[w], id[w])) w = l;
-                if (l + 1 < n && Worse(v[l + 1], id[l + 1], v[w], id[w])) w = l + 1;
-                if (w == at) return;
-                (v[at], v[w]) = (v[w], v[at]); (id[at], id[w]) = (id[w], id[at]);
-                at = w;
-            }
-        }
+        TopKHeap.Select(logits, values, ids);
+        return !float.IsNaN(values[0]); // NaN ranks first, so any NaN in the row is at the top
     }
 
     /// <summary>Index of the largest logit; ties go to the lowest id.</summary>
