@@ -118,19 +118,36 @@ public static class GenerationStreaming
         if (config.NumBeams > 1 || config.NumReturnSequences > 1)
             throw new GenerationConfigException(new[] { "num_beams", "num_return_sequences" }, "streaming returns one sequence: use num_beams = 1 and num_return_sequences = 1, or call Generate");
         // Bounded: generation waits for a slow reader instead of racing ahead (and stops promptly when cancelled).
-        var channel = Channel.CreateBounded<string>(new BoundedChannelOptions(16) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        var pieces = WorkerStream(capacity: 16, (emit, token) =>
+        {
+            var streamer = new TextStreamer(tokenizer, emit, config.StopStrings, config.IncludeStopStrInOutput);
+            var hooks = streamer.ToHooks(0, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
+            Generator.Generate(model, new[] { prompt }, config, hooks, token);
+            streamer.End();
+        }, ct);
+        await foreach (var piece in pieces.ConfigureAwait(false)) yield return piece;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="produce"/> on a worker thread and yields the pieces it emits, through a channel of
+    /// <paramref name="capacity"/> pieces (0: unbounded). Its exception surfaces from the enumeration; cancelling
+    /// <paramref name="ct"/> or leaving the enumeration early cancels the token handed to it and waits for it to end.
+    /// </summary>
+    internal static async IAsyncEnumerable<string> WorkerStream(int capacity, Action<Action<string>, CancellationToken> produce,
+        [EnumeratorCancellation] CancellationToken ct)
+    {
+        var channel = capacity > 0
+            ? Channel.CreateBounded<string>(new BoundedChannelOptions(capacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait })
+            : Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var worker = Task.Run(() =>
         {
             try
             {
-                var streamer = new TextStreamer(tokenizer, piece =>
+                produce(piece =>
                 {
                     if (!channel.Writer.TryWrite(piece)) channel.Writer.WriteAsync(piece, cts.Token).AsTask().GetAwaiter().GetResult();
-                }, config.StopStrings, config.IncludeStopStrInOutput);
-                var hooks = streamer.ToHooks(0, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
-                Generator.Generate(model, new[] { prompt }, config, hooks, cts.Token);
-                streamer.End();
+                }, cts.Token);
                 channel.Writer.TryComplete();
             }
             catch (Exception e)

@@ -5,7 +5,6 @@
 // the oldest user/assistant messages are dropped (never the system prompt) and HistoryTruncated says so.
 
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Hub.Tokenization;
 
 namespace Hub.Generation.Chat;
@@ -192,32 +191,12 @@ public sealed class ChatEngine
     public async IAsyncEnumerable<string> SendStreamAsync(string userMessage, GenerationConfig? overrides = null,
         Action<ChatReply>? onReply = null, [EnumeratorCancellation] CancellationToken ct = default)
     {
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var worker = Task.Run(() =>
+        var pieces = GenerationStreaming.WorkerStream(capacity: 0, (emit, token) =>
         {
-            try
-            {
-                var reply = Send(userMessage, overrides, piece => channel.Writer.TryWrite(piece), cts.Token);
-                onReply?.Invoke(reply);
-                channel.Writer.TryComplete();
-            }
-            catch (Exception e) { channel.Writer.TryComplete(e); }
-        }, CancellationToken.None);
-        try
-        {
-            await foreach (var piece in channel.Reader.ReadAllAsync(ct).ConfigureAwait(false))
-            {
-                ct.ThrowIfCancellationRequested(); // buffered pieces are not handed out after a cancel
-                yield return piece;
-            }
-            await worker.ConfigureAwait(false);
-        }
-        finally
-        {
-            await cts.CancelAsync().ConfigureAwait(false);
-            try { await worker.ConfigureAwait(false); } catch { /* surfaced through the channel */ }
-        }
+            var reply = Send(userMessage, overrides, emit, token);
+            onReply?.Invoke(reply);
+        }, ct);
+        await foreach (var piece in pieces.ConfigureAwait(false)) yield return piece;
     }
 
     private List<ChatMessage> Messages()
