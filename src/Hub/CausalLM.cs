@@ -33,6 +33,7 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
         _glm1Positions = (string?)loaded.Ir.Graph.Metadata["positions"] == "chatglm1";
         if (_glm1Positions) _glm1Tokens = Hub.Models.ChatGlm.ChatGlm1SpecialTokens.FromMetadata(loaded.Ir.Graph.Metadata);
         GenerationConfig = DefaultGenerationConfig(loaded);
+        GenerationGate = new GenerationGate(loaded.Directory);
     }
 
     /// <summary>Loads a causal LM (see <see cref="Model.FromPretrained"/>).</summary>
@@ -62,9 +63,10 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
 
     /// <summary>
     /// Serializes generations on this model (its KV cache is single-use): <see cref="HubChatClient"/> takes it for every
-    /// request, so concurrent callers wait their turn instead of corrupting each other's cache.
+    /// request, so concurrent callers wait their turn instead of corrupting each other's cache; a call from the flow that
+    /// already holds it (its own streaming loop, an OnToken hook) throws <see cref="GenerationReentryException"/>.
     /// </summary>
-    internal SemaphoreSlim GenerationGate { get; } = new(1, 1);
+    internal GenerationGate GenerationGate { get; }
 
     /// <summary>Counts <see cref="Forward"/> calls (for tests and benchmarks).</summary>
     public long ForwardCalls { get; private set; }
@@ -205,34 +207,30 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     }
 
     /// <summary>Generates from token ids; returns the new ids only.</summary>
+    /// <exception cref="GenerationReentryException">Called from inside a generation running on this model (its streaming
+    /// loop or an OnToken hook).</exception>
     public int[] Generate(int[] promptIds, GenerationConfig? config = null)
     {
         var cfg = GenerationConfig.Merge(config);
-        GenerationGate.Wait();
-        try
-        {
-            // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
-            Reset();
-            EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
-            var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
-            return result.Sequences[0];
-        }
-        finally { GenerationGate.Release(); }
+        using var gate = GenerationGate.Enter();
+        // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
+        Reset();
+        EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
+        var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
+        return result.Sequences[0];
     }
 
-    /// <summary>Streams the continuation of <paramref name="prompt"/> as text pieces that never split a character.</summary>
-    public async IAsyncEnumerable<string> GenerateStreamAsync(string prompt, GenerationConfig? config = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        var tok = RequireTokenizer();
-        var cfg = GenerationConfig.Merge(config);
-        await GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+    /// <summary>
+    /// Streams the continuation of <paramref name="prompt"/> as text pieces that never split a character. The model is
+    /// busy until the enumeration ends: generating on it from inside the loop throws <see cref="GenerationReentryException"/>.
+    /// </summary>
+    public IAsyncEnumerable<string> GenerateStreamAsync(string prompt, GenerationConfig? config = null, CancellationToken cancellationToken = default) =>
+        GenerationGate.Stream(ct =>
         {
-            await foreach (var piece in GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, cancellationToken).ConfigureAwait(false))
-                yield return piece;
-        }
-        finally { GenerationGate.Release(); }
-    }
+            var tok = RequireTokenizer();
+            var cfg = GenerationConfig.Merge(config);
+            return GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, ct);
+        }, cancellationToken);
 
     private GenerationHooks? Hooks(GenerationConfig cfg) =>
         Tokenizer is { } tok ? new GenerationHooks { Decode = ids => tok.Decode(ids, skipSpecialTokens: true) } : null;
@@ -283,10 +281,9 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     public void UseLogitsTopK(int k)
     {
         ObjectDisposedException.ThrowIf(_disposedFlag, this);
-        if (!GenerationGate.Wait(0))
-            throw new InvalidOperationException("UseLogitsTopK cannot change the graph while a generation is running on this model; call it between generations");
-        try { UseLogitsTopKCore(k); }
-        finally { GenerationGate.Release(); }
+        using var gate = GenerationGate.TryEnter()
+            ?? throw new InvalidOperationException("UseLogitsTopK cannot change the graph while a generation is running on this model; call it between generations");
+        UseLogitsTopKCore(k);
     }
 
     private void UseLogitsTopKCore(int k)

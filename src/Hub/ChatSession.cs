@@ -45,20 +45,11 @@ public sealed class ChatSession
     /// <summary>Sends a user message; <paramref name="onText"/> receives the answer as it streams.</summary>
     public ChatReply Send(string message, GenerationConfig? overrides = null, Action<string>? onText = null, CancellationToken cancellationToken = default)
     {
-        Model.GenerationGate.Wait(cancellationToken);
-        try { return _engine.Send(message, overrides, onText, cancellationToken); }
-        finally { Model.GenerationGate.Release(); }
+        using var gate = Model.GenerationGate.Enter(cancellationToken);
+        return _engine.Send(message, overrides, onText, cancellationToken);
     }
 
     /// <summary>Sends a user message and streams the answer.</summary>
-    public async IAsyncEnumerable<string> SendStreamAsync(string message, GenerationConfig? overrides = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        await Model.GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await foreach (var piece in _engine.SendStreamAsync(message, overrides, null, cancellationToken).ConfigureAwait(false))
-                yield return piece;
-        }
-        finally { Model.GenerationGate.Release(); }
-    }
+    public IAsyncEnumerable<string> SendStreamAsync(string message, GenerationConfig? overrides = null, CancellationToken cancellationToken = default) =>
+        Model.GenerationGate.Stream(ct => _engine.SendStreamAsync(message, overrides, null, ct), cancellationToken);
 }

@@ -6,7 +6,6 @@
 // concurrent callers wait.
 
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Hub.Generation;
 using Hub.Generation.Chat;
 using Microsoft.Extensions.AI;
@@ -60,14 +59,13 @@ public sealed class HubChatClient : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<AI.ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var (list, cfg) = Prepare(messages, options);
-        await Model.GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await Model.GenerationGate.EnterAsync(cancellationToken).ConfigureAwait(false);
         ChatReply reply;
-        try
+        using (Model.GenerationGate.Held())
         {
             reply = await Task.Run(() => _engine.Complete(list, cfg, null, cancellationToken), cancellationToken).ConfigureAwait(false);
             LastReusedTokens = reply.ReusedTokens;
         }
-        finally { Model.GenerationGate.Release(); }
         cancellationToken.ThrowIfCancellationRequested();
         var id = NewId();
         return new ChatResponse(new AI.ChatMessage(ChatRole.Assistant, reply.Text) { MessageId = id })
@@ -82,57 +80,33 @@ public sealed class HubChatClient : IChatClient
     }
 
     /// <inheritdoc/>
-    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AI.ChatMessage> messages, ChatOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AI.ChatMessage> messages, ChatOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        Model.GenerationGate.Stream(ct => StreamResponse(messages, options, ct), cancellationToken);
+
+    private async IAsyncEnumerable<ChatResponseUpdate> StreamResponse(IEnumerable<AI.ChatMessage> messages, ChatOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var (list, cfg) = Prepare(messages, options);
-        await Model.GenerationGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        var id = NewId();
+        var created = DateTimeOffset.UtcNow;
+        ChatReply? reply = null;
+        // Bounded: generation waits for a slow reader instead of racing ahead.
+        var pieces = GenerationStreaming.WorkerStream(capacity: 16, (emit, token) =>
         {
-            var id = NewId();
-            var created = DateTimeOffset.UtcNow;
-            // Bounded: generation waits for a slow reader instead of racing ahead.
-            var channel = Channel.CreateBounded<string>(new BoundedChannelOptions(16) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            ChatReply? reply = null;
-            var worker = Task.Run(() =>
-            {
-                try
-                {
-                    // The final text is trimmed (as ChatSession stores it); the trimmer makes the pieces add up to it.
-                    var trim = new TrimmingWriter(piece =>
-                    {
-                        if (!channel.Writer.TryWrite(piece)) channel.Writer.WriteAsync(piece, cts.Token).AsTask().GetAwaiter().GetResult();
-                    });
-                    reply = _engine.Complete(list, cfg, trim.Write, cts.Token);
-                    channel.Writer.TryComplete();
-                }
-                catch (Exception e) { channel.Writer.TryComplete(e); }
-            }, CancellationToken.None);
-
-            try
-            {
-                await foreach (var piece in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    cancellationToken.ThrowIfCancellationRequested(); // buffered pieces are not handed out after a cancel
-                    yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created };
-                }
-                await worker.ConfigureAwait(false);
-            }
-            finally
-            {
-                await cts.CancelAsync().ConfigureAwait(false);
-                try { await worker.ConfigureAwait(false); } catch { /* surfaced through the channel */ }
-            }
-            cancellationToken.ThrowIfCancellationRequested();
-            LastReusedTokens = reply!.ReusedTokens;
-            yield return new ChatResponseUpdate(ChatRole.Assistant, new List<AIContent> { new UsageContent(Usage(reply)) })
-            {
-                ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created,
-                FinishReason = MapFinish(reply.FinishReason), RawRepresentation = reply,
-            };
-        }
-        finally { Model.GenerationGate.Release(); }
+            // The final text is trimmed (as ChatSession stores it); the trimmer makes the pieces add up to it.
+            var trim = new TrimmingWriter(emit);
+            reply = _engine.Complete(list, cfg, trim.Write, token);
+        }, cancellationToken);
+        await foreach (var piece in pieces.ConfigureAwait(false))
+            yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created };
+        cancellationToken.ThrowIfCancellationRequested();
+        LastReusedTokens = reply!.ReusedTokens;
+        yield return new ChatResponseUpdate(ChatRole.Assistant, new List<AIContent> { new UsageContent(Usage(reply)) })
+        {
+            ResponseId = id, MessageId = id, ModelId = ModelId, CreatedAt = created,
+            FinishReason = MapFinish(reply.FinishReason), RawRepresentation = reply,
+        };
     }
 
     /// <inheritdoc/>
