@@ -130,10 +130,10 @@ public sealed class CompiledModel : IDisposable
     internal bool IsDisposed => _disposed;
 
     internal int ValueId(string name) =>
-        _valueIds.TryGetValue(name, out var id) ? id : throw new InvalidOperationException($"value '{name}' is not defined");
+        _valueIds.TryGetValue(name, out var id) ? id : throw new IrFormatException(GraphFile, $"value '{name}' is used but not defined by an input, weight, state or node; the IR is malformed, re-export the model");
 
     internal int StateId(string name) =>
-        _stateIds.TryGetValue(name, out var id) ? id : throw new InvalidOperationException($"state '{name}' is not declared");
+        _stateIds.TryGetValue(name, out var id) ? id : throw new IrFormatException(GraphFile, $"state '{name}' is used but not declared; the IR is malformed, re-export the model");
 
     internal bool IsWeight(int id) => Values[id].Kind == ValueKind.Weight;
 

@@ -50,6 +50,11 @@ public sealed unsafe class InferRequest : IDisposable
     /// </summary>
     public long StateBytesAppended { get; private set; }
 
+    // Bytes one row's new position appends across all states (K and V of every layer), and the smallest state capacity.
+    private readonly long _stateBytesPerRowPosition;
+    private readonly int _stateCapacity;
+    private readonly string _stateCapacityName = "";
+
     /// <summary>Times a state buffer was allocated (once per state at creation; growth would add to it).</summary>
     public int StateAllocations { get; private set; }
 
@@ -104,6 +109,13 @@ public sealed unsafe class InferRequest : IDisposable
     internal InferRequest(CompiledModel model, bool probe)
     {
         Model = model; _probe = probe;
+        // Per-Infer state bookkeeping is fixed by the graph: computed once here, not by a loop over the states per call.
+        _stateCapacity = int.MaxValue;
+        foreach (var st in model.States)
+        {
+            _stateBytesPerRowPosition += (long)st.KvHeads * st.HeadDim * 4;
+            if (st.Capacity < _stateCapacity) (_stateCapacity, _stateCapacityName) = (st.Capacity, st.Name);
+        }
         var g = model.Model.Graph;
         T = new TensorRt[model.Values.Length];
         for (int i = 0; i < T.Length; i++)
@@ -125,9 +137,10 @@ public sealed unsafe class InferRequest : IDisposable
         {
             _ops = g.Nodes.Select(CreateOp).ToArray();
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or IrFormatException)
         {
             foreach (var b in _inputs) b.Dispose();
+            if (e is IrFormatException) throw;
             throw new IrFormatException(model.GraphFile, e.Message, e);
         }
         _slots = Enumerable.Range(0, model.SlotCount).Select(_ => new NativeBuffer()).ToArray();
@@ -241,9 +254,8 @@ public sealed unsafe class InferRequest : IDisposable
                     throw new ModelInputException($"batch {_stepB} exceeds MaxBatch {Model.Options.MaxBatch}; compile with a larger RuntimeOptions.MaxBatch");
                 if (PastLength > 0 && _stepB != StateBatch)
                     throw new ModelInputException($"batch {_stepB} differs from the {StateBatch} rows held in the KV cache; call ResetState or ReorderState first");
-                foreach (var s in Model.States)
-                    if (PastLength + _stepT > s.Capacity)
-                        throw new ModelInputException($"{_stepT} new positions after {PastLength} cached ones need {PastLength + _stepT} > the context capacity {s.Capacity} (state '{s.Name}'); shorten the prompt or raise RuntimeOptions.MaxContext");
+                if (PastLength + _stepT > _stateCapacity)
+                    throw new ModelInputException($"{_stepT} new positions after {PastLength} cached ones need {PastLength + _stepT} > the context capacity {_stateCapacity} (state '{_stateCapacityName}'); shorten the prompt or raise RuntimeOptions.MaxContext");
             }
             AssignMemory();
             if (OpTicks is { } ticks)
@@ -256,7 +268,7 @@ public sealed unsafe class InferRequest : IDisposable
             else foreach (var op in _ops) op.Run();
             if (_stepOwner is not null)
             {
-                foreach (var s in Model.States) StateBytesAppended += (long)_stepB * s.KvHeads * _stepT * s.HeadDim * 4;
+                StateBytesAppended += (long)_stepB * _stepT * _stateBytesPerRowPosition;
                 PastLength += _stepT;
                 StateBatch = _stepB;
             }

@@ -18,15 +18,15 @@ internal abstract unsafe class OpExec : ParallelWork
     {
         Node = node; R = r;
         if (node.Inputs.Count < minInputs || node.Inputs.Count > maxInputs)
-            throw new InvalidOperationException($"node '{node.Name}' ({node.Op}) has {node.Inputs.Count} inputs; expected {(minInputs == maxInputs ? minInputs.ToString() : $"{minInputs}..{maxInputs}")}");
+            throw BadGraph($"{node.Inputs.Count} inputs; expected {(minInputs == maxInputs ? minInputs.ToString() : $"{minInputs}..{maxInputs}")}");
         if (outputs >= 0 && node.Outputs.Count != outputs)
-            throw new InvalidOperationException($"node '{node.Name}' ({node.Op}) has {node.Outputs.Count} outputs; expected {outputs}");
+            throw BadGraph($"{node.Outputs.Count} outputs; expected {outputs}");
         In = new int[node.Inputs.Count];
         for (int i = 0; i < In.Length; i++) In[i] = node.Inputs[i].Length == 0 ? -1 : r.Model.ValueId(node.Inputs[i]);
         Out = new int[node.Outputs.Count];
         for (int i = 0; i < Out.Length; i++) Out[i] = r.Model.ValueId(node.Outputs[i]);
         for (int i = 0; i < minInputs; i++)
-            if (In[i] < 0) throw new InvalidOperationException($"node '{node.Name}' ({node.Op}): input {i} is required");
+            if (In[i] < 0) throw BadGraph($"input {i} is required");
     }
 
     protected TensorRt X(int i) => R.T[In[i]];
@@ -46,7 +46,9 @@ internal abstract unsafe class OpExec : ParallelWork
 
     protected ModelInputException Bad(string message) => new($"node '{Node.Name}' ({Node.Op}): {message}");
 
-    protected InvalidOperationException BadGraph(string message) => new($"node '{Node.Name}' ({Node.Op}): {message}");
+    /// <summary>The IR itself is malformed at this node: the error names the graph file, the node and what to re-export.</summary>
+    protected IrFormatException BadGraph(string message) =>
+        new(R.Model.GraphFile, $"node '{Node.Name}' ({Node.Op}): {message}; the IR is malformed, re-export the model");
 
     protected void RequireF32(int input)
     {
