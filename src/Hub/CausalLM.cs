@@ -128,13 +128,12 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
         }
         else
         {
-        Grow(ref _positions, batch * seqLen);
-        for (int b = 0; b < batch; b++)
-            for (int t = 0; t < seqLen; t++) _positions[b * seqLen + t] = Math.Max(0, past + t - _leftPad[b]);
-
-        _request.SetInput("input_ids", _ids.AsSpan(0, batch * seqLen), batch, seqLen);
-        _request.SetInput("position_ids", _positions.AsSpan(0, batch * seqLen), batch, seqLen);
-        _request.SetInput("attention_mask", _mask.AsSpan(0, batch * total), batch, total);
+            Grow(ref _positions, batch * seqLen);
+            for (int b = 0; b < batch; b++)
+                for (int t = 0; t < seqLen; t++) _positions[b * seqLen + t] = Math.Max(0, past + t - _leftPad[b]);
+            _request.SetInput("input_ids", _ids.AsSpan(0, batch * seqLen), batch, seqLen);
+            _request.SetInput("position_ids", _positions.AsSpan(0, batch * seqLen), batch, seqLen);
+            _request.SetInput("attention_mask", _mask.AsSpan(0, batch * total), batch, total);
         }
         _keep[0] = keepLast;
         _request.SetInput("logits_to_keep", _keep, ShapeOne);

@@ -1,0 +1,50 @@
+using Hub.Generation;
+
+namespace Hub.Integration.Tests;
+
+/// <summary>A steady-state decode step allocates nothing on the managed heap, for every causal-LM input layout.</summary>
+public class DecodeAllocationTests(ChatModels models) : IClassFixture<ChatModels>
+{
+    public static TheoryData<string> Models() => new()
+    {
+        "models/karpathy/tinyllamas/stories260K", // LLaMA: ids, positions, mask
+        "fixtures/chatglm1-tiny",                 // ChatGLM-6B: 2-D positions and prefix length, no mask
+        "fixtures/chatglm2-tiny",
+        "fixtures/gpt2-tiny",
+    };
+
+    // ChatGLM-6B's fixture has no tokenizer: its golden prompt ends with [gMASK] <sop> as the real tokenizer's do.
+    private static int[] Prompt(CausalLM lm) =>
+        lm.Tokenizer?.Encode("Once upon a time") ?? [208, 216, 433, 135, 335, 51, 98, 75, 501, 504];
+
+    [SkippableTheory]
+    [MemberData(nameof(Models))]
+    public void Forward_decode_step_allocates_nothing(string model)
+    {
+        var lm = models.Get(model);
+        lm.Reset();
+        var prompt = Prompt(lm);
+        var token = new int[1];
+        token[0] = LogitsProcessors.ArgMax(lm.Forward(prompt, 1, prompt.Length, default));
+        for (int i = 0; i < 3; i++) token[0] = LogitsProcessors.ArgMax(lm.Forward(token, 1, 1, default)); // warm up
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 8; i++) token[0] = LogitsProcessors.ArgMax(lm.Forward(token, 1, 1, default));
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        lm.Reset();
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Models))]
+    public void Greedy_generation_decode_steps_allocate_nothing(string model)
+    {
+        var lm = models.Get(model);
+        var marks = new List<long>(64);
+        var hooks = new GenerationHooks { OnToken = (_, _) => marks.Add(GC.GetAllocatedBytesForCurrentThread()) };
+        lm.Reset();
+        Generator.Generate(lm, [Prompt(lm)], new GenerationConfig { MaxNewTokens = 16, MinNewTokens = 16 }, hooks);
+        Assert.Equal(16, marks.Count);
+        // marks[k] - marks[k-1] is one decode step plus the hook's own List.Add (capacity preallocated): skip warm-up.
+        var perStep = marks.Zip(marks.Skip(1), (a, b) => b - a).Skip(4).ToArray();
+        Assert.All(perStep, d => Assert.Equal(0, d));
+    }
+}
