@@ -31,7 +31,7 @@ try
 {
     Console.Error.WriteLine($"loading {model}{(subfolder is null ? "" : "/" + subfolder)} ...");
     using var lm = CausalLM.FromPretrained(model, export: true, new ModelOptions { Subfolder = subfolder });
-    if (!extensionsAi) return ChatConsole.Run(lm, Console.In, Console.Out, new GenerationConfig { MaxNewTokens = maxNew }, system);
+    if (!extensionsAi) return ChatConsole.RunConsole(lm, new GenerationConfig { MaxNewTokens = maxNew }, system);
 
     IChatClient client = lm.AsChatClient();
     var history = new List<ChatMessage>();

@@ -26,4 +26,63 @@ public class ChatTests : IDisposable
         Assert.EndsWith("bye" + Environment.NewLine, text);
         Assert.Matches(@"reused [1-9]\d* cached tokens", text); // the second turn reused the first turn's cache
     }
+
+    [SkippableFact]
+    public void Interrupt_during_an_answer_stops_it_and_returns_to_the_prompt()
+    {
+        var dir = SharedDir.Require("models/karpathy/tinyllamas/stories260K");
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _tmp });
+        var interrupt = new ChatInterrupt();
+        // The first piece of the answer is written after "> "; the writer presses "Ctrl-C" right then.
+        var output = new InterruptingWriter(interrupt, afterPrompts: 1);
+        int code = ChatConsole.Run(lm, new StringReader("Once upon a time\n"), output,
+            new GenerationConfig { MaxNewTokens = 200, MinNewTokens = 200 }, null, interrupt);
+        var text = output.ToString();
+        Assert.Equal(0, code); // end of input after the stopped answer
+        Assert.Contains("[answer stopped]", text);
+        var stats = System.Text.RegularExpressions.Regex.Match(text, @"\[(\d+) tokens, [\d.]+ tokens/s, Cancelled,");
+        Assert.True(stats.Success, text);
+        Assert.InRange(int.Parse(stats.Groups[1].Value), 1, 199);
+        Assert.EndsWith("bye" + Environment.NewLine, text);
+    }
+
+    [SkippableFact]
+    public void Interrupt_at_the_prompt_ends_the_chat_with_exit_code_130()
+    {
+        var dir = SharedDir.Require("models/karpathy/tinyllamas/stories260K");
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _tmp });
+        var interrupt = new ChatInterrupt();
+        var output = new InterruptingWriter(interrupt, afterPrompts: 0);
+        // A reader that never returns, like a terminal nobody types into.
+        using var never = new BlockingReader();
+        var run = Task.Run(() => ChatConsole.Run(lm, never, output, null, null, interrupt));
+        Assert.True(run.Wait(TimeSpan.FromMinutes(2)), "the chat did not end after the interrupt");
+        Assert.Equal(ChatConsole.InterruptedExitCode, run.Result);
+        Assert.EndsWith("bye" + Environment.NewLine, output.ToString());
+    }
+
+    /// <summary>Calls <see cref="ChatInterrupt.Interrupt"/> on the first write after the n-th "> " prompt.</summary>
+    private sealed class InterruptingWriter(ChatInterrupt interrupt, int afterPrompts) : StringWriter
+    {
+        private int _prompts, _fired;
+
+        public override void Write(string? value)
+        {
+            base.Write(value);
+            if (value == "> ") { if (++_prompts == 1 && afterPrompts == 0) Fire(); }
+            else if (afterPrompts > 0 && _prompts == afterPrompts && !string.IsNullOrEmpty(value)) Fire();
+        }
+
+        private void Fire()
+        {
+            if (Interlocked.Exchange(ref _fired, 1) == 0) interrupt.Interrupt();
+        }
+    }
+
+    private sealed class BlockingReader : TextReader
+    {
+        private readonly ManualResetEventSlim _never = new();
+        public override string? ReadLine() { _never.Wait(); return null; }
+        protected override void Dispose(bool disposing) { _never.Set(); base.Dispose(disposing); }
+    }
 }

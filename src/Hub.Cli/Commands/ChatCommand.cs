@@ -20,7 +20,7 @@ public static class ChatCommand
         {
             using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true, m.Options(r));
             var cfg = new GenerationConfig { MaxNewTokens = r.GetValue(maxNew), DoSample = r.GetValue(sample) };
-            return ChatConsole.Run(lm, Console.In, Console.Out, cfg, r.GetValue(system));
+            return ChatConsole.RunConsole(lm, cfg, r.GetValue(system));
         }));
         return cmd;
     }
