@@ -104,6 +104,19 @@ public static class Exporter
         return dir;
     }
 
+    /// <summary>
+    /// The cached export of <paramref name="sourcePath"/> made with <paramref name="options"/>, when one exists (nothing
+    /// is exported): lets a caller that accepts several precisions reuse whichever export is already there.
+    /// </summary>
+    public static bool TryGetCached(string sourcePath, ModelOptions options, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? dir)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        dir = Path.Combine(options.ExportCacheRoot, CacheKey(sourcePath, options));
+        if (IrModel.Exists(dir)) return true;
+        dir = null;
+        return false;
+    }
+
     private static FileStream AcquireLock(string path)
     {
         for (int attempt = 0; ; attempt++)

@@ -12,6 +12,29 @@ public class CliTests : IDisposable
     public void Dispose() { try { Directory.Delete(_tmp, true); } catch (IOException) { } }
 
     [SkippableFact]
+    public void Convert_to_gguf_without_weight_format_reuses_the_cached_float32_export()
+    {
+        var src = SharedDir.Require("models/karpathy/tinyllamas/stories260K");
+        var gen = HubCli.Run(Env, "generate", src, "--prompt-ids", "1,403", "--max-new-tokens", "2", "--weight-format", "f32");
+        Assert.True(gen.ExitCode == 0, gen.Stderr);
+        var cache = Path.Combine(_tmp, "ir");
+        var exports = Directory.GetDirectories(cache);
+        Assert.Single(exports);
+
+        var gguf = Path.Combine(_tmp, "s.gguf");
+        var conv = HubCli.Run(Env, "convert", src, gguf, "--gguf-type", "f16");
+        Assert.True(conv.ExitCode == 0, conv.Stderr);
+        Assert.Equal(exports, Directory.GetDirectories(cache)); // no second export
+        Assert.Contains("reusing the cached F32 export", conv.Stderr);
+        Assert.True(new FileInfo(gguf).Length > 0);
+
+        // Asked for explicitly, another precision is exported (and cached) as before.
+        var f16 = HubCli.Run(Env, "convert", src, Path.Combine(_tmp, "s2.gguf"), "--gguf-type", "f16", "--weight-format", "f16");
+        Assert.True(f16.ExitCode == 0, f16.Stderr);
+        Assert.Equal(2, Directory.GetDirectories(cache).Length);
+    }
+
+    [SkippableFact]
     public void Convert_then_generate_json_and_logits_on_gpt2_tiny()
     {
         var src = SharedDir.Require("fixtures/gpt2-tiny");

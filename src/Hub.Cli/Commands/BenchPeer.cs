@@ -47,19 +47,15 @@ internal sealed class BenchPeer
         var options = m.Options(r, quiet: true);
         int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
 
-        var format = withPeer || r.GetResult(GgufType) is { Implicit: false } ? HubFormatFor(type) : WeightFormat.Auto;
-        bool quantized = format is WeightFormat.Int8 or WeightFormat.Int4;
-        using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true, new ModelOptions
+        var baseOptions = new ModelOptions
         {
             Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
             Threads = threads, MaxContext = Math.Max(options.MaxContext, promptTokens + newTokens), MaxBatch = 1,
-            WeightFormat = format,
-            // Group 32 symmetric int8/int4 blocks are exactly Q8_0/Q4_0 (docs/quantization.md), and the GGUF writer
-            // stores every matrix (embedding and head too) in the requested type: both engines read the same numbers.
-            GroupSize = quantized ? 32 : null,
-            Symmetric = quantized ? true : null,
-            AllLayers = format == WeightFormat.Int4,
-        });
+        };
+        // Group 32 symmetric int8/int4 blocks are exactly Q8_0/Q4_0 (docs/quantization.md), and the GGUF writer stores
+        // every matrix (embedding and head too) in the requested type: both engines read the same numbers.
+        using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true,
+            withPeer || r.GetResult(GgufType) is { Implicit: false } ? GgufConvert.HubOptionsFor(type, baseOptions) : baseOptions);
         var rng = new Random(1234);
         var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(lm.VocabSize)).ToArray();
 
@@ -130,14 +126,6 @@ internal sealed class BenchPeer
         }
         finally { peer?.Dispose(); }
     }
-
-    private static WeightFormat HubFormatFor(GgmlType t) => t switch
-    {
-        GgmlType.F32 => WeightFormat.F32,
-        GgmlType.F16 => WeightFormat.F16,
-        GgmlType.Q8_0 => WeightFormat.Int8,
-        _ => WeightFormat.Int4,
-    };
 
     private static (List<Round> Hub, List<Round> Peer) Alternate(CausalLM lm, LlamaCppPeer? peer, int[] prompt, int newTokens, int rounds)
     {

@@ -99,18 +99,18 @@ internal static class CliRunner
             if (all && format != WeightFormat.Int4) throw new ArgumentException("--all-layers needs --weight-format int4");
             if (format == WeightFormat.Int4 && group is > 0 && group % 32 != 0)
                 throw new ArgumentException($"--group-size {group} must be a multiple of 32 for int4 (32, 64, 128, ...)");
-            return new ModelOptions
-            {
-                Revision = o.Revision, Subfolder = o.Subfolder, SourceFormat = o.SourceFormat, Threads = o.Threads, MaxContext = o.MaxContext,
-                MaxBatch = o.MaxBatch, ExportCacheDir = o.ExportCacheDir, Endpoint = o.Endpoint, HubCacheDir = o.HubCacheDir, Token = o.Token,
-                Offline = o.Offline, Progress = o.Progress,
-                WeightFormat = format,
-                GroupSize = quant && group is not null ? Math.Max(0, group.Value) : null,
-                Symmetric = quant && (sym || asym) ? sym : null,
-                IgnoredScope = ignored,
-                AllLayers = all,
-            };
+            return With(o, format, quant && group is not null ? Math.Max(0, group.Value) : null, quant && (sym || asym) ? sym : null, ignored, all);
         }
+
+        /// <summary><paramref name="o"/> with its export precision settings replaced (everything else kept).</summary>
+        public static ModelOptions With(ModelOptions o, WeightFormat format, int? groupSize = null, bool? symmetric = null,
+            IReadOnlyList<string>? ignoredScope = null, bool allLayers = false) => new()
+        {
+            Revision = o.Revision, Subfolder = o.Subfolder, SourceFormat = o.SourceFormat, Threads = o.Threads, MaxContext = o.MaxContext,
+            MaxBatch = o.MaxBatch, ExportCacheDir = o.ExportCacheDir, Endpoint = o.Endpoint, HubCacheDir = o.HubCacheDir, Token = o.Token,
+            Offline = o.Offline, Progress = o.Progress,
+            WeightFormat = format, GroupSize = groupSize, Symmetric = symmetric, IgnoredScope = ignoredScope ?? Array.Empty<string>(), AllLayers = allLayers,
+        };
     }
 
     public static int[] ParseIds(string text)

@@ -38,12 +38,47 @@ public sealed class GgufConvert
     {
         var type = GgufLlamaExporter.ParseType(r.GetValue(GgufType) ?? "f16");
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var irDir = IrModel.Exists(input) ? input : Exporter.GetOrCreateCached(ModelLocator.Resolve(input, options), options);
+        var irDir = IrModel.Exists(input) ? input : ExportFor(ModelLocator.Resolve(input, options), options, type);
         using var ir = IrModel.Load(irDir);
         var result = GgufLlamaExporter.Export(ir, output, type);
         foreach (var f in result.Fallbacks) Console.Error.WriteLine($"note: {f}");
         Console.WriteLine($"wrote {result.Tensors} tensors ({result.Type}, {result.Bytes / 1048576.0:F1} MiB{(result.CopiedExact > 0 ? $", {result.CopiedExact} quantized tensors copied exactly from the IR" : "")}) → {result.Path} in {sw.Elapsed.TotalSeconds:F1} s");
         return 0;
+    }
+
+    /// <summary>
+    /// The IR export a GGUF of <paramref name="type"/> is written from. With no <c>--weight-format</c> (Auto), an export
+    /// already in the cache is reused when it carries the same numbers: the one <c>hub bench --peer</c> makes for this
+    /// type (<see cref="HubOptionsFor"/>), or a float32 one; otherwise the Auto export is made (once, then cached).
+    /// </summary>
+    internal static string ExportFor(string source, ModelOptions options, GgmlType type)
+    {
+        if (options.WeightFormat == WeightFormat.Auto)
+            foreach (var candidate in new[] { options, HubOptionsFor(type, options), CliRunner.WeightArgs.With(options, WeightFormat.F32) })
+                if (Exporter.TryGetCached(source, candidate, out var cached))
+                {
+                    if (!ReferenceEquals(candidate, options)) Console.Error.WriteLine($"note: reusing the cached {candidate.WeightFormat} export {cached}");
+                    return cached;
+                }
+        return Exporter.GetOrCreateCached(source, options);
+    }
+
+    /// <summary>
+    /// Hub export options whose weights are exactly a GGUF of <paramref name="type"/>: F32/F16 as is, Q8_0/Q4_0 as
+    /// int8/int4 in symmetric groups of 32 (int4 on all layers, since the GGUF holds every matrix as Q4_0), which the
+    /// GGUF writer copies block for block.
+    /// </summary>
+    internal static ModelOptions HubOptionsFor(GgmlType type, ModelOptions o)
+    {
+        var format = type switch
+        {
+            GgmlType.F32 => WeightFormat.F32,
+            GgmlType.F16 => WeightFormat.F16,
+            GgmlType.Q8_0 => WeightFormat.Int8,
+            _ => WeightFormat.Int4,
+        };
+        bool quantized = format is WeightFormat.Int8 or WeightFormat.Int4;
+        return CliRunner.WeightArgs.With(o, format, groupSize: quantized ? 32 : null, symmetric: quantized ? true : null, allLayers: format == WeightFormat.Int4);
     }
 
     /// <summary>
