@@ -17,11 +17,8 @@ public sealed unsafe class TorchCheckpoint : ITensorSource
     private readonly string _prefix;
     private readonly Dictionary<string, (TensorInfo Info, TorchTensorRef Ref)> _tensors;
     private readonly List<string> _names;
-    private readonly Dictionary<string, TensorView> _materialized = new(StringComparer.Ordinal);
+    private readonly NativeTensorCache _materialized = new();
     private readonly Dictionary<string, byte[]> _inflated = new(StringComparer.Ordinal);
-    private readonly List<nint> _native = new();
-    private readonly object _lock = new();
-    private bool _disposed;
 
     /// <inheritdoc/>
     public string Location => _file.Path;
@@ -168,7 +165,7 @@ public sealed unsafe class TorchCheckpoint : ITensorSource
     {
         if (!_tensors.TryGetValue(name, out var t))
             throw new CheckpointFormatException(_file.Path, name, "no such tensor in this checkpoint");
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_materialized.IsDisposed, this);
         var (info, r) = t;
         var entry = _zip[_prefix + "data/" + r.Storage.Key];
         int es = r.Storage.DType.SizeOf();
@@ -176,30 +173,15 @@ public sealed unsafe class TorchCheckpoint : ITensorSource
         if (entry.Method == 0 && IsContiguous(r))
             return new TensorView(info.DType, info.Shape, (nint)(_file.Pointer + entry.DataOffset + r.Offset * es), bytes);
 
-        lock (_lock)
+        lock (_materialized.Sync)
         {
-            if (_materialized.TryGetValue(name, out var cached)) return cached;
-            byte* src;
-            if (entry.Method == 0) src = _file.Pointer + entry.DataOffset;
-            else
+            return _materialized.GetOrAdd(name, info.DType, info.Shape, bytes, dst =>
             {
+                if (entry.Method == 0) { Gather(r, _file.Pointer + entry.DataOffset, (byte*)dst, es); return; }
                 if (!_inflated.TryGetValue(entry.Name, out var buf)) _inflated[entry.Name] = buf = ZipIndex.ReadAll(_file, entry);
-                var h = GCHandle.Alloc(buf, GCHandleType.Pinned); // pinned only for the copy below
-                try { return Remember(name, info, r, (byte*)h.AddrOfPinnedObject(), es, bytes); }
-                finally { h.Free(); }
-            }
-            return Remember(name, info, r, src, es, bytes);
+                fixed (byte* storage = buf) Gather(r, storage, (byte*)dst, es);
+            });
         }
-    }
-
-    private TensorView Remember(string name, TensorInfo info, TorchTensorRef r, byte* storage, int es, long bytes)
-    {
-        var dst = (byte*)NativeMemory.Alloc((nuint)Math.Max(bytes, 1));
-        _native.Add((nint)dst);
-        Gather(r, storage, dst, es);
-        var v = new TensorView(info.DType, info.Shape, (nint)dst, bytes);
-        _materialized[name] = v;
-        return v;
     }
 
     private static bool IsContiguous(TorchTensorRef r)
@@ -239,15 +221,8 @@ public sealed unsafe class TorchCheckpoint : ITensorSource
     /// <inheritdoc/>
     public void Dispose()
     {
-        lock (_lock)
-        {
-            if (_disposed) return;
-            _disposed = true;
-            foreach (var p in _native) NativeMemory.Free((void*)p);
-            _native.Clear();
-            _materialized.Clear();
-            _inflated.Clear();
-        }
+        if (!_materialized.TryDispose()) return;
+        lock (_materialized.Sync) _inflated.Clear();
         _file.Dispose();
     }
 }

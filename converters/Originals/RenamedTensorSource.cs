@@ -16,10 +16,7 @@ public sealed unsafe class RenamedTensorSource : ILazyTensorSource
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly List<string> _names = new();
     private readonly List<IDisposable> _owned = new();
-    private readonly Dictionary<string, TensorView> _materialized = new(StringComparer.Ordinal);
-    private readonly List<nint> _native = new();
-    private readonly object _lock = new();
-    private bool _disposed;
+    private readonly NativeTensorCache _materialized = new();
 
     /// <inheritdoc/>
     public string Location { get; }
@@ -114,18 +111,13 @@ public sealed unsafe class RenamedTensorSource : ILazyTensorSource
     public TensorView Open(string name)
     {
         if (!_entries.TryGetValue(name, out var e)) throw new CheckpointFormatException(Location, name, "no such tensor");
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_materialized.IsDisposed, this);
         if (e.View is not null) return e.View();
-        lock (_lock)
+        lock (_materialized.Sync)
         {
-            if (_materialized.TryGetValue(name, out var v)) return v;
             long bytes = e.Info.Shape.ElementCount * e.Info.DType.SizeOf();
-            var p = (byte*)NativeMemory.Alloc((nuint)Math.Max(bytes, 1));
-            _native.Add((nint)p);
-            e.Merge!((at, chunk) => chunk.CopyTo(new Span<byte>(p + at, chunk.Length)));
-            v = new TensorView(e.Info.DType, e.Info.Shape, (nint)p, bytes);
-            _materialized[name] = v;
-            return v;
+            return _materialized.GetOrAdd(name, e.Info.DType, e.Info.Shape, bytes,
+                p => e.Merge!((at, chunk) => chunk.CopyTo(new Span<byte>((byte*)p + at, chunk.Length))));
         }
     }
 
@@ -148,14 +140,7 @@ public sealed unsafe class RenamedTensorSource : ILazyTensorSource
     /// <inheritdoc/>
     public void Dispose()
     {
-        lock (_lock)
-        {
-            if (_disposed) return;
-            _disposed = true;
-            foreach (var p in _native) NativeMemory.Free((void*)p);
-            _native.Clear();
-            _materialized.Clear();
-        }
+        if (!_materialized.TryDispose()) return;
         foreach (var d in _owned) d.Dispose();
     }
 }
