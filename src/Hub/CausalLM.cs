@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using Hub.Generation;
+using Hub.Generation.Chat;
 using Hub.Runtime;
 using Hub.Tokenization;
 
@@ -230,6 +230,17 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
             var cfg = GenerationConfig.Merge(config);
             return GenerationStreaming.GenerateStreamAsync(this, tok, tok.Encode(prompt), cfg, ct);
         }, cancellationToken);
+
+    /// <summary>
+    /// A chat engine over this model with <paramref name="format"/> or the one its tokenizer and config call for;
+    /// <paramref name="user"/> names the caller in the error when the tokenizer files are missing.
+    /// </summary>
+    internal (ChatEngine Engine, IChatFormat Format) CreateChatEngine(IChatFormat? format, string user)
+    {
+        var tok = Tokenizer ?? throw new ModelFileNotFoundException(Directory, $"{user} needs the model's tokenizer files");
+        format ??= ChatFormats.For(tok, ModelType);
+        return (new ChatEngine(this, tok, format, GenerationConfig), format);
+    }
 
     private GenerationHooks? Hooks(GenerationConfig cfg) =>
         Tokenizer is { } tok ? new GenerationHooks { Decode = ids => tok.Decode(ids, skipSpecialTokens: true) } : null;

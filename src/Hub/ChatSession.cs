@@ -18,9 +18,8 @@ public sealed class ChatSession
     {
         ArgumentNullException.ThrowIfNull(model);
         Model = model;
-        var tok = model.Tokenizer ?? throw new ModelFileNotFoundException(model.Directory, "chat needs the model's tokenizer files");
-        Format = format ?? ChatFormats.For(tok, model.ModelType);
-        _engine = new ChatEngine(model, tok, Format, model.GenerationConfig) { SystemPrompt = systemPrompt };
+        (_engine, Format) = model.CreateChatEngine(format, "chat");
+        _engine.SystemPrompt = systemPrompt;
         _engine.HistoryTruncated += (_, e) => HistoryTruncated?.Invoke(this, e);
     }
 

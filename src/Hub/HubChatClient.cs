@@ -33,9 +33,7 @@ public sealed class HubChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(model);
         Model = model;
-        var tok = model.Tokenizer ?? throw new ModelFileNotFoundException(model.Directory, "a chat client needs the model's tokenizer files");
-        Format = format ?? ChatFormats.For(tok, model.ModelType);
-        _engine = new ChatEngine(model, tok, Format, model.GenerationConfig);
+        (_engine, Format) = model.CreateChatEngine(format, "a chat client");
         ModelId = modelId ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Directory));
         _metadata = new ChatClientMetadata("hub", providerUri: null, defaultModelId: ModelId);
     }
