@@ -110,7 +110,7 @@ internal sealed class GenerationGate(string modelDirectory)
         private readonly CancellationToken _ct;
         private IAsyncEnumerator<T>? _inner;
         private Holder? _previous;
-        private bool _started, _entered, _disposed;
+        private bool _started, _marked, _entered, _disposed;
 
         public Enumerator(GenerationGate gate, Func<CancellationToken, IAsyncEnumerable<T>> body, CancellationToken a, CancellationToken b)
         {
@@ -131,6 +131,7 @@ internal sealed class GenerationGate(string modelDirectory)
             _gate.ThrowIfHeldByThisFlow();
             _previous = HeldHere.Value;
             HeldHere.Value = new Holder(_gate, _previous);
+            _marked = true;
             return First();
         }
 
@@ -147,7 +148,9 @@ internal sealed class GenerationGate(string modelDirectory)
         {
             if (_disposed) return default;
             _disposed = true;
-            if (_started) HeldHere.Value = _previous; // synchronous: back in the consumer's flow
+            // Synchronous: back in the consumer's flow. Only a stream that marked it unmarks it (a stream refused for
+            // re-entry must leave the outer stream's marker in place).
+            if (_marked) HeldHere.Value = _previous;
             return Core();
 
             async ValueTask Core()

@@ -48,6 +48,8 @@ public class GenerationReentryTests(ChatModels models) : IClassFixture<ChatModel
                 {
                     await foreach (var __ in lm.GenerateStreamAsync("Twice", Short)) { }
                 });
+                // The refused stream left this flow marked as the outer stream's: still refused, not a deadlock.
+                Assert.Throws<GenerationReentryException>(() => lm.Generate([1, 2], Short));
                 break; // leaving early disposes the stream and releases the gate
             }
             await foreach (var _ in lm.GenerateStreamAsync("Thrice", Short)) { }
