@@ -2,14 +2,16 @@
 // probe shape inference, and plans intermediate memory by liveness: values whose lifetimes do not overlap share one
 // grow-only buffer ("slot"), best-fit by the size each value has at one token, so decode steps reuse the same
 // buffers and prefill grows them once.
+using System.Runtime.InteropServices;
 using Hub.IR;
 using Hub.Runtime.Execution;
+using Hub.Runtime.Kernels;
 using Hub.Runtime.Threading;
 
 namespace Hub.Runtime;
 
 /// <summary>A graph compiled for the CPU: execution plan, memory plan and thread pool. Create requests from it.</summary>
-public sealed class CompiledModel : IDisposable
+public sealed unsafe class CompiledModel : IDisposable
 {
     internal enum ValueKind { Input, Weight, Node }
 
@@ -23,6 +25,8 @@ public sealed class CompiledModel : IDisposable
     private readonly Dictionary<string, int> _valueIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _stateIds = new(StringComparer.Ordinal);
     private bool _disposed;
+    // Weight value id → packed panels (see RuntimeOptions.PackWeightsMaxBytes); freed on Dispose.
+    private readonly Dictionary<int, nint> _packed = new();
 
     /// <summary>The IR this model runs (its weights stay memory-mapped; keep it alive while the model is used).</summary>
     public IrModel Model { get; }
@@ -91,6 +95,48 @@ public sealed class CompiledModel : IDisposable
         }
         States = states.ToArray();
         Pool = new WorkerPool(options.EffectiveThreads);
+        PacksWeights = options.PackWeightsMaxBytes > 0 && PackedBytesNeeded() <= options.PackWeightsMaxBytes;
+    }
+
+    /// <summary>Whether float Linear weights get a packed copy (their total fits <see cref="RuntimeOptions.PackWeightsMaxBytes"/>).</summary>
+    internal bool PacksWeights { get; }
+
+    // Bytes the packed copies of every float (F32/F16/BF16, unquantized, 2-D) Linear weight would take.
+    private long PackedBytesNeeded()
+    {
+        long total = 0;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var byName = Model.Graph.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+        foreach (var n in Model.Graph.Nodes)
+        {
+            if (n.Op != Ops.Linear || n.Inputs.Count < 2 || !seen.Add(n.Inputs[1])) continue;
+            if (!byName.TryGetValue(n.Inputs[1], out var w) || w.Quant is not null || w.Shape.Count != 2) continue;
+            if (w.DType is not (DType.F32 or DType.F16 or DType.BF16)) continue;
+            total += Gemm.PackedFloats(checked((int)w.Shape[0]), checked((int)w.Shape[1])) * 4;
+        }
+        return total;
+    }
+
+    /// <summary>
+    /// The packed copy of Linear weight <paramref name="id"/> ([n, k] at <paramref name="w"/>), made on first use;
+    /// null when this model does not pack. Shared by every request of the model.
+    /// </summary>
+    internal float* PackedWeight(int id, byte* w, DType wt, int n, int k)
+    {
+        if (!PacksWeights) return null;
+        lock (_packed)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_packed.TryGetValue(id, out var p)) return (float*)p;
+            long floats = Gemm.PackedFloats(n, k);
+            var dst = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
+            var scratch = (float*)NativeMemory.AlignedAlloc((nuint)(Gemm.ScratchFloats(k) * 4L), 64);
+            try { Gemm.PackWeights(w, wt, n, k, dst, scratch); }
+            catch { NativeMemory.AlignedFree(dst); throw; }
+            finally { NativeMemory.AlignedFree(scratch); }
+            _packed[id] = (nint)dst;
+            return dst;
+        }
     }
 
     /// <summary>
@@ -192,5 +238,10 @@ public sealed class CompiledModel : IDisposable
         if (_disposed) return;
         _disposed = true;
         Pool.Dispose();
+        lock (_packed)
+        {
+            foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p);
+            _packed.Clear();
+        }
     }
 }

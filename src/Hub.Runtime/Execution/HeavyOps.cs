@@ -9,7 +9,7 @@ internal sealed unsafe class LinearExec : OpExec
     private readonly int _n, _k;
     private readonly DType _wt;
     // per-run parameters read by Execute
-    private float* _x, _y, _bias;
+    private float* _x, _y, _bias, _packed;
     private byte* _w;
     private int _m, _unitCols, _unitRows;
     private bool _gemv;
@@ -56,6 +56,8 @@ internal sealed unsafe class LinearExec : OpExec
         }
         else
         {
+            // A small model's weights are packed once (shared by the model's requests); null keeps per-call packing.
+            if (_packed == null) _packed = R.Model.PackedWeight(In[1], _w, _wt, _n, _k);
             int units = Gemm.PlanUnits(_m, _n, single ? 1 : workers, out _unitRows, out _unitCols);
             R.Model.Pool.Run(this, units);
         }
@@ -70,7 +72,8 @@ internal sealed unsafe class LinearExec : OpExec
             if (c0 < c1) Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
             return;
         }
-        Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
+        if (_packed != null) Gemm.RunUnitPacked(index, _x, _m, _k, _packed, _n, _bias, _y, _unitRows, _unitCols, scratch);
+        else Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
     }
 }
 
