@@ -179,7 +179,7 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
-    private bool _single;
+    private bool _single, _direct;
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 400_000;
 
@@ -208,7 +208,8 @@ internal sealed unsafe class AttentionExec : OpExec
         }
     }
 
-    public override long ScratchFloats => Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd));
+    public override long ScratchFloats => Math.Max(Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd)),
+        _causal ? 0 : AttentionKernels.DirectScratchFloats(_hd));
 
     public override void InferShapes()
     {
@@ -264,7 +265,9 @@ internal sealed unsafe class AttentionExec : OpExec
         int workers = R.Model.Pool.Size;
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
-        _tChunk = _t == 1 ? 1 : AttentionKernels.QueriesPerBlock(_g);
+        // Bidirectional, cache-less and short (encoders): the direct path with materialized scores on the GEMM tile.
+        _direct = !_causal && !_prefix && _stateK < 0 && _t > 1 && _s <= AttentionKernels.DirectMaxKeys;
+        _tChunk = _t == 1 ? 1 : _direct ? _t : AttentionKernels.QueriesPerBlock(_g);
         _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
@@ -310,6 +313,11 @@ internal sealed unsafe class AttentionExec : OpExec
         }
         float* scratch = R.ScratchFor(worker);
         long qOff = (long)b * _t * _h * _hd + (long)kvh * _g * _hd;
+        if (_direct)
+        {
+            AttentionKernels.AttendDirect(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _scale, y.F + qOff, scratch);
+            return;
+        }
         if (_t > 1)
         {
             AttentionKernels.AttendBlock(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _causal, _past,

@@ -480,6 +480,26 @@ public static unsafe class Gemm
         if (m0 < m1 && n0 < n1) GemmBlockPacked(x, m0, m1, k, packed, n, bias, y, n0, n1, scratch);
     }
 
+    /// <summary>
+    /// Packs <paramref name="ncols"/> ≤ <see cref="PanelWidth"/> float rows (row q at src + q·ld, kc values each) into
+    /// one k-major panel, zero-padded to the panel width: the B operand <see cref="MicroTile"/> reads.
+    /// </summary>
+    internal static void PackRowsPanel(float* src, int ld, int ncols, int kc, float* panel) =>
+        PackPanel((byte*)src, DType.F32, ld, 0, ncols, 0, kc, PanelWidth, panel, null);
+
+    /// <summary>
+    /// c[mr × ncols] = a[mr × kc] (row stride lda) · panel[kc × <see cref="PanelWidth"/>], for any mr ≤ <see cref="MR"/>
+    /// and ncols ≤ <see cref="PanelWidth"/>: the register tile with a scratch <paramref name="tile"/> (MR × PanelWidth
+    /// floats) at the edges, so small fixed-stride products (attention's q·kᵀ and p·v) reuse the GEMM's kernels.
+    /// </summary>
+    internal static void MicroTile(float* a, int lda, int mr, float* panel, int kc, float* c, int ldc, int ncols, float* tile)
+    {
+        int nr = PanelWidth;
+        if (mr == MR && ncols == nr) { Micro(a, lda, MR, panel, kc, c, ldc, true, null); return; }
+        Micro(a, lda, mr, panel, kc, tile, nr, true, null);
+        for (int r = 0; r < mr; r++) Buffer.MemoryCopy(tile + r * nr, c + (long)r * ldc, ncols * 4L, ncols * 4L);
+    }
+
     // panel[p·nr + q] = W[col + q, pc + p] for p < kc, q < ncols; zero for q ≥ ncols.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackPanel(byte* w, DType wt, int k, int col, int ncols, int pc, int kc, int nr, float* panel, float* tmp)
