@@ -210,6 +210,59 @@ public sealed class OpGraphTests : IDisposable
         Close(Expect(q => q * 0.5, dynTheta), req.GetOutput("dyn"), 1e-5f);
     }
 
+    [Fact]
+    public void Row_ops_split_over_the_pool_give_the_same_bits_as_one_thread()
+    {
+        // Big enough (3 × 70 × 240 values) for LayerNorm, RMSNorm, Add (equal and broadcast), Mul and Split to run in
+        // chunks on two threads; every element must come out as on one thread.
+        GraphBuilder Build()
+        {
+            var b = new GraphBuilder("rows");
+            var a = b.Input("a", DType.F32, "batch", "seq", 240);
+            var c = b.Input("c", DType.F32, "batch", "seq", 240);
+            var gamma = b.Weight("g", LazyTensor.FromArray(Rand(240, 5), new Shape(240), "g"), WeightKind.Vector);
+            var beta = b.Weight("be", LazyTensor.FromArray(Rand(240, 6), new Shape(240), "be"), WeightKind.Vector);
+            var sum = b.Op(Ops.Add, "sum", new[] { a, c });
+            var biased = b.Op(Ops.Add, "biased", new[] { sum, beta });
+            var ln = b.Op(Ops.LayerNorm, "ln", new[] { biased, gamma, beta }, new { eps = 1e-5 });
+            var rms = b.Op(Ops.RMSNorm, "rms", new[] { sum, gamma }, new { eps = 1e-6 });
+            var mul = b.Op(Ops.Mul, "mul", new[] { ln, rms });
+            var parts = b.OpMulti(Ops.Split, "split", new[] { mul }, 3, new { sizes = new[] { 50, 150, 40 } });
+            foreach (var o in parts) b.Output(o, DType.F32);
+            return b;
+        }
+        var one = Compile(Build(), threads: 1);
+        var two = Compile(Build(), threads: 2);
+        int B = 3, S = 70;
+        var x = Rand(B * S * 240, 7); var y = Rand(B * S * 240, 8);
+        foreach (var r in new[] { one, two })
+        {
+            r.SetInput("a", x, B, S, 240);
+            r.SetInput("c", y, B, S, 240);
+            r.Infer();
+        }
+        foreach (var name in new[] { "split:0", "split:1", "split:2" })
+        {
+            var e = one.GetOutput(name).ToArray(); var g = two.GetOutput(name).ToArray();
+            Assert.Equal(e.Length, g.Length);
+            for (int i = 0; i < e.Length; i++)
+                if (BitConverter.SingleToInt32Bits(e[i]) != BitConverter.SingleToInt32Bits(g[i])) Assert.Fail($"{name}[{i}]: {g[i]:R} on two threads, {e[i]:R} on one");
+        }
+        // and the chain is right, not just consistent: row 0 of the first part against plain loops
+        var row = new double[240];
+        var gm = Rand(240, 5); var bt = Rand(240, 6);
+        for (int i = 0; i < 240; i++) row[i] = x[i] + y[i] + bt[i];
+        double mean = row.Average(), var = row.Select(v => (v - mean) * (v - mean)).Average();
+        double ms = Enumerable.Range(0, 240).Select(i => (double)(x[i] + y[i]) * (x[i] + y[i])).Average();
+        var first = one.GetOutput("split:0");
+        for (int i = 0; i < 50; i++)
+        {
+            double ln = (row[i] - mean) / Math.Sqrt(var + 1e-5) * gm[i] + bt[i];
+            double rms = (x[i] + y[i]) / Math.Sqrt(ms + 1e-6) * gm[i];
+            Assert.True(Math.Abs(ln * rms - first[i]) < 1e-4 * Math.Max(1, Math.Abs(ln * rms)), $"[{i}] {first[i]} vs {ln * rms}");
+        }
+    }
+
     private static void Close(float[] expected, ReadOnlySpan<float> actual, float tol = 1e-6f)
     {
         Assert.Equal(expected.Length, actual.Length);
