@@ -196,6 +196,14 @@ public static unsafe class AttentionKernels
         float* L = tile + Gemm.MR * 32;                          // [DirectRows] 1/sum
         for (int j0 = 0; j0 < keys; j0 += nr)
             Gemm.PackRowsPanel(k + j0 * kvStride, (int)kvStride, Math.Min(nr, keys - j0), hd, Kp + (long)j0 * hd);
+        // The softmax scale goes into K once, and a mask that drops nothing is not consulted per score.
+        VecMath.ScaleShift(Kp, scale, 0f, Kp, (long)kPad * hd);
+        if (mask != null)
+        {
+            bool any = false;
+            for (int j = 0; j < keys && !any; j++) any = mask[j] == 0f;
+            if (!any) mask = null;
+        }
         for (int c0 = 0; c0 < hd; c0 += nr)
         {
             int nc = Math.Min(nr, hd - c0);
@@ -227,7 +235,7 @@ public static unsafe class AttentionKernels
                     for (int j0 = 0; j0 < keys; j0 += nr)
                         Gemm.MicroTile(qg + r0 * qStride, (int)qStride, mr, Kp + (long)j0 * hd, hd, S + r0 * kPad + j0, kPad, nr, tile);
                 }
-                for (int r = 0; r < rows; r++) L[r] = SoftmaxRow(S + r * kPad, keys, mask, scale);
+                for (int r = 0; r < rows; r++) L[r] = SoftmaxRow(S + r * kPad, keys, mask);
                 // O = P·V over the visible keys (dropped ones have P = 0).
                 for (int r0 = 0; r0 < rows; r0 += Gemm.MR)
                 {
@@ -247,31 +255,31 @@ public static unsafe class AttentionKernels
             }
     }
 
-    // s[j] ← exp(scale·s[j] − max) over the visible keys (0 for dropped ones); returns 1/Σ, or 0 when no key is visible.
+    // s[j] ← exp(s[j] − max) over the visible keys (0 for dropped ones); returns 1/Σ, or 0 when no key is visible.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float SoftmaxRow(float* s, int n, float* mask, float scale)
+    private static float SoftmaxRow(float* s, int n, float* mask)
     {
         float mx = float.NegativeInfinity;
         int j = 0;
         var ninf = Vector256.Create(float.NegativeInfinity);
         if (Vector256.IsHardwareAccelerated)
         {
-            var sc = Vector256.Create(scale);
             var vm = ninf;
-            for (; j + 8 <= n; j += 8)
-            {
-                var x = Vector256.Load(s + j) * sc;
-                if (mask != null) x = Vector256.ConditionalSelect(Vector256.Equals(Vector256.Load(mask + j), Vector256<float>.Zero), ninf, x);
-                x.Store(s + j);
-                vm = Vector256.Max(vm, x);
-            }
+            if (mask == null)
+                for (; j + 8 <= n; j += 8) vm = Vector256.Max(vm, Vector256.Load(s + j));
+            else
+                for (; j + 8 <= n; j += 8)
+                {
+                    var x = Vector256.ConditionalSelect(Vector256.Equals(Vector256.Load(mask + j), Vector256<float>.Zero), ninf, Vector256.Load(s + j));
+                    x.Store(s + j);
+                    vm = Vector256.Max(vm, x);
+                }
             mx = MaxAcross(vm);
         }
         for (; j < n; j++)
         {
-            float x = mask != null && mask[j] == 0f ? float.NegativeInfinity : s[j] * scale;
-            s[j] = x;
-            if (x > mx) mx = x;
+            if (mask != null && mask[j] == 0f) s[j] = float.NegativeInfinity;
+            if (s[j] > mx) mx = s[j];
         }
         if (mx == float.NegativeInfinity) { new Span<float>(s, n).Clear(); return 0f; }
         float sum = 0;
@@ -279,15 +287,17 @@ public static unsafe class AttentionKernels
         if (Vector256.IsHardwareAccelerated)
         {
             var m = Vector256.Create(mx);
-            var vs = Vector256<float>.Zero;
+            var vs0 = Vector256<float>.Zero;
+            // (dropped keys hold −∞ only when there is a mask; without one the select is skipped)
+            var keep = mask == null ? Vector256<float>.AllBitsSet : Vector256<float>.Zero;
             for (; j + 8 <= n; j += 8)
             {
                 var x = Vector256.Load(s + j);
-                var e = Vector256.ConditionalSelect(Vector256.Equals(x, ninf), Vector256<float>.Zero, ExpNonPositive(x - m));
+                var e = ExpNonPositive(x - m) & (keep | ~Vector256.Equals(x, ninf));
                 e.Store(s + j);
-                vs += e;
+                vs0 += e;
             }
-            sum = Vector256.Sum(vs);
+            sum = Vector256.Sum(vs0);
         }
         for (; j < n; j++)
         {
