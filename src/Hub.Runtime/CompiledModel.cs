@@ -96,6 +96,44 @@ public sealed unsafe class CompiledModel : IDisposable
         States = states.ToArray();
         Pool = new WorkerPool(options.EffectiveThreads);
         PacksWeights = options.PackWeightsMaxBytes > 0 && PackedBytesNeeded() <= options.PackWeightsMaxBytes;
+        FindGeluEpilogues();
+    }
+
+    // Linear node → the Gelu node applied in its epilogue, and the Gelu nodes that then run as no-ops.
+    private readonly Dictionary<Node, Node> _geluOfLinear = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<Node> _fusedGelus = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// The Gelu node whose activation the float Linear <paramref name="linear"/> applies to its output block while it
+    /// is still in cache (the Gelu then runs in place as a no-op), or null.
+    /// </summary>
+    internal Node? GeluEpilogueOf(Node linear) => _geluOfLinear.TryGetValue(linear, out var g) ? g : null;
+
+    /// <summary>Whether <paramref name="gelu"/> was folded into its producing Linear (its output shares that buffer).</summary>
+    internal bool IsFusedGelu(Node gelu) => _fusedGelus.Contains(gelu);
+
+    // A float (unquantized) Linear whose only reader is a Gelu, neither value a graph output: the pair runs as one op.
+    private void FindGeluEpilogues()
+    {
+        var nodes = Model.Graph.Nodes;
+        var readers = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var n in nodes)
+            foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
+        var outputs = Model.Graph.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
+        foreach (var n in nodes) foreach (var o in n.Outputs) producer[o] = n;
+        var byName = Model.Graph.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+        foreach (var g in nodes)
+        {
+            if (g.Op != Ops.Gelu || g.Inputs.Count != 1 || g.Outputs.Count != 1 || outputs.Contains(g.Outputs[0])) continue;
+            string y = g.Inputs[0];
+            if (readers.GetValueOrDefault(y) != 1 || outputs.Contains(y) || !producer.TryGetValue(y, out var lin)) continue;
+            if (lin.Op != Ops.Linear || lin.Outputs.Count != 1 || lin.Inputs.Count < 2) continue;
+            if (!byName.TryGetValue(lin.Inputs[1], out var w) || w.Quant is not null || w.DType is not (DType.F32 or DType.F16 or DType.BF16)) continue;
+            if (g.GetString("approximate", "none") is not ("none" or "tanh")) continue;
+            _geluOfLinear[lin] = g;
+            _fusedGelus.Add(g);
+        }
     }
 
     /// <summary>Whether float Linear weights get a packed copy (their total fits <see cref="RuntimeOptions.PackWeightsMaxBytes"/>).</summary>
@@ -203,9 +241,19 @@ public sealed unsafe class CompiledModel : IDisposable
         var free = new List<int>();
         for (int i = 0; i < nodes.Count; i++)
         {
+            int inPlaceFrom = -1;
+            if (_fusedGelus.Contains(nodes[i]))
+            {
+                // The Linear already wrote the activated values: the Gelu's output is its input's buffer.
+                int src = _valueIds[nodes[i].Inputs[0]], dst = _valueIds[nodes[i].Outputs[0]];
+                slotOf[dst] = slotOf[src];
+                slotSize[slotOf[src]] = Math.Max(slotSize[slotOf[src]], Math.Max(1, estimate[dst]));
+                inPlaceFrom = src;
+            }
             foreach (var o in nodes[i].Outputs)
             {
                 int id = _valueIds[o];
+                if (slotOf[id] >= 0) continue;
                 long need = Math.Max(1, estimate[id]);
                 int best = -1;
                 foreach (var s in free)
@@ -225,6 +273,7 @@ public sealed unsafe class CompiledModel : IDisposable
             {
                 if (name.Length == 0) continue;
                 int id = _valueIds[name];
+                if (id == inPlaceFrom) continue; // its buffer lives on as the Gelu's output
                 if (slotOf[id] >= 0 && lastUse[id] == i && seen.Add(id)) free.Add(slotOf[id]);
             }
         }

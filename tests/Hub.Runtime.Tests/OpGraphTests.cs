@@ -210,6 +210,56 @@ public sealed class OpGraphTests : IDisposable
         Close(Expect(q => q * 0.5, dynTheta), req.GetOutput("dyn"), 1e-5f);
     }
 
+    [Theory]
+    [InlineData("none", 1)]
+    [InlineData("none", 2)]
+    [InlineData("tanh", 2)]
+    public unsafe void Gelu_folded_into_its_linear_matches_the_separate_ops(string approximate, int threads)
+    {
+        // up = Linear(x) → Gelu → down = Linear, + x: the Gelu is folded into the up projection (run in place). The same
+        // graph with `up` also a graph output keeps them apart and is the reference; x stays alive across the pair.
+        int k = 40, n = 203;
+        var wu = Rand(n * k, 21); var bu = Rand(n, 22); var wd = Rand(k * n, 23); var bd = Rand(k, 24);
+        GraphBuilder Build(bool exposeUp)
+        {
+            var b = new GraphBuilder("ffn");
+            var x = b.Input("x", DType.F32, "batch", "seq", k);
+            var up = b.Op(Ops.Linear, "up", new[] { x, b.Weight("wu", LazyTensor.FromArray(wu, new Shape(n, k), "wu"), WeightKind.Matrix),
+                b.Weight("bu", LazyTensor.FromArray(bu, new Shape(n), "bu"), WeightKind.Vector) });
+            var act = b.Op(Ops.Gelu, "act", new[] { up }, new { approximate });
+            var down = b.Op(Ops.Linear, "down", new[] { act, b.Weight("wd", LazyTensor.FromArray(wd, new Shape(k, n), "wd"), WeightKind.Matrix),
+                b.Weight("bd", LazyTensor.FromArray(bd, new Shape(k), "bd"), WeightKind.Vector) });
+            var res = b.Op(Ops.Add, "res", new[] { down, x });
+            b.Output(res, DType.F32);
+            if (exposeUp) b.Output(up, DType.F32);
+            return b;
+        }
+        var fused = Compile(Build(false), threads);
+        var apart = Compile(Build(true), threads);
+        Assert.Single(fused.Model.Model.Graph.Nodes, nd => fused.Model.IsFusedGelu(nd));
+        Assert.DoesNotContain(apart.Model.Model.Graph.Nodes, nd => apart.Model.IsFusedGelu(nd));
+        foreach (var m in new[] { 1, 3, 150 }) // GEMV rows and GEMM blocks
+        {
+            var xd = Rand(m * k, 30 + m);
+            foreach (var r in new[] { fused, apart }) { r.SetInput("x", xd, 1, m, k); r.Infer(); }
+            Close(apart.GetOutput("res").ToArray(), fused.GetOutput("res"), 1e-5f);
+            // and the reference itself is GELU of the projection
+            var upv = apart.GetOutput("up").ToArray();
+            var act = new float[upv.Length];
+            if (approximate == "tanh") Hub.Runtime.Kernels.Activations.GeluTanhReference(upv, act);
+            else Hub.Runtime.Kernels.Activations.GeluErfReference(upv, act);
+            var expect = new float[m * k];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < k; j++)
+                {
+                    double sum = bd[j] + xd[i * k + j];
+                    for (int p = 0; p < n; p++) sum += (double)act[i * n + p] * wd[j * n + p];
+                    expect[i * k + j] = (float)sum;
+                }
+            Close(expect, fused.GetOutput("res"), 1e-4f);
+        }
+    }
+
     [Fact]
     public void Row_ops_split_over_the_pool_give_the_same_bits_as_one_thread()
     {

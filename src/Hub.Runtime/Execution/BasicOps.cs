@@ -169,9 +169,12 @@ internal sealed unsafe class UnaryExec : OpExec
     private readonly UnaryKind _kind;
     private readonly float _alpha, _beta;
 
+    private readonly bool _fused;
+
     public UnaryExec(Node n, InferRequest r, UnaryKind kind) : base(n, r, 1, 1, 1)
     {
         _kind = kind;
+        _fused = kind == UnaryKind.GeluErf && r.Model.IsFusedGelu(n);
         if (kind == UnaryKind.Scale) { _alpha = n.GetFloat("alpha", 1f); _beta = n.GetFloat("beta", 0f); }
         if (kind == UnaryKind.GeluErf)
         {
@@ -195,7 +198,7 @@ internal sealed unsafe class UnaryExec : OpExec
     public override void Run()
     {
         _n = X(0).Count;
-        if (_n == 0) return;
+        if (_n == 0 || _fused) return; // a folded Gelu: its producing Linear already wrote the activation in place
         int chunks = (int)Math.Min((_n + Chunk - 1) / Chunk, WorkerPool.MaxItems);
         if (R.Model.Pool.Size == 1 || chunks <= 1) Apply(0, _n);
         else R.Model.Pool.Run(this, chunks);

@@ -13,6 +13,8 @@ internal sealed unsafe class LinearExec : OpExec
     private byte* _w;
     private int _m, _unitCols, _unitRows;
     private bool _gemv;
+    // GELU applied to each finished output block (0 none, 1 erf, 2 tanh) when the graph's Gelu was folded in here.
+    private readonly int _gelu;
 
     public LinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
@@ -24,6 +26,7 @@ internal sealed unsafe class LinearExec : OpExec
         if (w.Rank != 2) throw BadGraph($"weight '{n.Inputs[1]}' must be [N, K], got {w.ShapeString()}");
         if (w.DType is not (DType.F32 or DType.F16 or DType.BF16)) throw BadGraph($"weight '{n.Inputs[1]}' has dtype {w.DType}; expected F32, F16 or BF16");
         _n = w.Dims[0]; _k = w.Dims[1]; _wt = w.DType;
+        if (R.Model.GeluEpilogueOf(n) is { } gelu) _gelu = gelu.GetString("approximate", "none") == "tanh" ? 2 : 1;
         if (HasInput(2))
         {
             RequireWeightF32(2);
@@ -70,10 +73,30 @@ internal sealed unsafe class LinearExec : OpExec
         {
             int c0 = index * _unitCols, c1 = Math.Min(_n, c0 + _unitCols);
             if (c0 < c1) Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
+            if (_gelu != 0) Activate(0, _m, c0, c1);
             return;
         }
         if (_packed != null) Gemm.RunUnitPacked(index, _x, _m, _k, _packed, _n, _bias, _y, _unitRows, _unitCols, scratch);
         else Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
+        if (_gelu != 0)
+        {
+            // the same unit → block mapping as Gemm.RunUnit
+            int nBlocks = (_n + _unitCols - 1) / _unitCols;
+            int m0 = index / nBlocks * _unitRows, n0 = index % nBlocks * _unitCols;
+            Activate(m0, Math.Min(_m, m0 + _unitRows), n0, Math.Min(_n, n0 + _unitCols));
+        }
+    }
+
+    // GELU in place on rows [m0, m1) × columns [n0, n1) of the output, while the block is still in cache.
+    private void Activate(int m0, int m1, int n0, int n1)
+    {
+        if (n1 <= n0) return;
+        for (int i = m0; i < m1; i++)
+        {
+            float* row = _y + (long)i * _n + n0;
+            if (_gelu == 2) VecMath.GeluTanh(row, row, n1 - n0);
+            else Activations.GeluErf(new ReadOnlySpan<float>(row, n1 - n0), new Span<float>(row, n1 - n0));
+        }
     }
 }
 
