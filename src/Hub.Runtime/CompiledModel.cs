@@ -97,6 +97,43 @@ public sealed unsafe class CompiledModel : IDisposable
         Pool = new WorkerPool(options.EffectiveThreads);
         PacksWeights = options.PackWeightsMaxBytes > 0 && PackedBytesNeeded() <= options.PackWeightsMaxBytes;
         FindGeluEpilogues();
+        FindQkvSplits();
+    }
+
+    // Attention node → the fused q/k/v projection it reads in place of its Split's outputs; the elided Splits.
+    private readonly Dictionary<Node, string> _qkvSourceOf = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<Node> _elidedSplits = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// The fused projection (the input of an elided 3-way Split) a bidirectional, cache-less Attention reads its q, k
+    /// and v from as column slices, or null. The Split's outputs are only filled when the kernel needs them contiguous.
+    /// </summary>
+    internal string? QkvSourceOf(Node attention) => _qkvSourceOf.TryGetValue(attention, out var s) ? s : null;
+
+    /// <summary>Whether <paramref name="split"/> is left to its Attention reader (see <see cref="QkvSourceOf"/>).</summary>
+    internal bool IsElidedSplit(Node split) => _elidedSplits.Contains(split);
+
+    // Split(x) → q, k, v read only by one bidirectional Attention without a KV cache (an encoder's fused projection).
+    private void FindQkvSplits()
+    {
+        var nodes = Model.Graph.Nodes;
+        var readers = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var n in nodes)
+            foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
+        var outputs = Model.Graph.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
+        foreach (var n in nodes) foreach (var o in n.Outputs) producer[o] = n;
+        foreach (var a in nodes)
+        {
+            if (a.Op != Ops.Attention || a.Inputs.Count < 3 || a.GetBool("causal", true) || a.Has("state_k") || a.GetBool("prefix_bidirectional", false)) continue;
+            if (!producer.TryGetValue(a.Inputs[0], out var sp) || sp.Op != Ops.Split || sp.Outputs.Count != 3 || sp.Inputs.Count != 1) continue;
+            bool ok = true;
+            for (int i = 0; i < 3; i++)
+                ok &= a.Inputs[i] == sp.Outputs[i] && readers.GetValueOrDefault(sp.Outputs[i]) == 1 && !outputs.Contains(sp.Outputs[i]);
+            if (!ok || _elidedSplits.Contains(sp)) continue;
+            _qkvSourceOf[a] = sp.Inputs[0];
+            _elidedSplits.Add(sp);
+        }
     }
 
     // Linear node → the Gelu node applied in its epilogue, and the Gelu nodes that then run as no-ops.
@@ -234,6 +271,15 @@ public sealed unsafe class CompiledModel : IDisposable
             foreach (var o in nodes[i].Outputs) lastUse[_valueIds[o]] = i;
             foreach (var inp in nodes[i].Inputs) if (inp.Length > 0) lastUse[_valueIds[inp]] = i;
         }
+        // An Attention that reads its fused projection in place keeps that buffer alive until it has run.
+        var extraRead = new int[nodes.Count];
+        Array.Fill(extraRead, -1);
+        for (int i = 0; i < nodes.Count; i++)
+            if (QkvSourceOf(nodes[i]) is { } src)
+            {
+                extraRead[i] = _valueIds[src];
+                lastUse[extraRead[i]] = Math.Max(lastUse[extraRead[i]], i);
+            }
         foreach (var o in OutputIds) lastUse[o] = int.MaxValue;
         var slotOf = new int[Values.Length];
         Array.Fill(slotOf, -1);
@@ -269,6 +315,7 @@ public sealed unsafe class CompiledModel : IDisposable
                 slotOf[id] = best;
             }
             var seen = new HashSet<int>();
+            if (extraRead[i] >= 0 && slotOf[extraRead[i]] >= 0 && lastUse[extraRead[i]] == i && seen.Add(extraRead[i])) free.Add(slotOf[extraRead[i]]);
             foreach (var name in nodes[i].Inputs.Concat(nodes[i].Outputs))
             {
                 if (name.Length == 0) continue;

@@ -100,13 +100,14 @@ public unsafe class AttentionBlockTests
         for (int j = 0; j < s; j++) mask[j] = masked && (j % 7 == 2 || j >= s - 3) ? 0f : 1f;
         if (masked && s > 1) mask[0] = 0f;
         float scale = 1f / MathF.Sqrt(hd);
-        var o = Enumerable.Repeat(float.NaN, (int)(t * qStride)).ToArray();
+        long oStride = (long)h * hd + 1; // output rows laid out apart from the query rows
+        var o = Enumerable.Repeat(float.NaN, (int)(t * oStride)).ToArray();
         var scratch = new float[AttentionKernels.DirectScratchFloats(hd)];
         fixed (float* qp = q, kp = k, vp = v, mp = mask, op = o, sp = scratch)
             for (int kvh = 0; kvh < kv; kvh++)
                 for (int t0 = 0; t0 < t; t0 += 50) // a split that is not a multiple of the 48-row block
                     AttentionKernels.AttendDirect(qp + kvh * g * hd, qStride, t0, Math.Min(t, t0 + 50), g, hd,
-                        kp + kvh * hd, vp + kvh * hd, kvStride, s, masked ? mp : null, scale, op + kvh * g * hd, sp);
+                        kp + kvh * hd, vp + kvh * hd, kvStride, s, masked ? mp : null, scale, op + kvh * g * hd, oStride, sp);
         var expected = new float[g * hd];
         fixed (float* kp = k, vp = v, mp = mask, ep = expected)
             for (int ti = 0; ti < t; ti++)
@@ -117,7 +118,7 @@ public unsafe class AttentionBlockTests
                             masked ? mp : null, scale, ep);
                     for (int i = 0; i < g * hd; i++)
                     {
-                        float e = expected[i], got = o[ti * qStride + kvh * g * hd + i];
+                        float e = expected[i], got = o[ti * oStride + kvh * g * hd + i];
                         if (!(Math.Abs(e - got) <= 2e-5 * Math.Max(1, Math.Abs(e))))
                             Assert.Fail($"t={ti} kv head={kvh} ch={i}: expected {e:R}, got {got:R}");
                     }
@@ -133,7 +134,7 @@ public unsafe class AttentionBlockTests
         var o = Enumerable.Repeat(float.NaN, t * hd).ToArray();
         var scratch = new float[AttentionKernels.DirectScratchFloats(hd)];
         fixed (float* qp = q, kp = k, vp = v, mp = mask, op = o, sp = scratch)
-            AttentionKernels.AttendDirect(qp, hd, 0, t, 1, hd, kp, vp, hd, t, mp, 0.25f, op, sp);
+            AttentionKernels.AttendDirect(qp, hd, 0, t, 1, hd, kp, vp, hd, t, mp, 0.25f, op, hd, sp);
         Assert.All(o, x => Assert.Equal(0f, x));
     }
 

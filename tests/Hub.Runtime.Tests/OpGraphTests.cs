@@ -260,6 +260,50 @@ public sealed class OpGraphTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Attention_reading_q_k_v_from_the_fused_projection_matches_the_split(int threads)
+    {
+        // qkv = Linear(x); q, k, v = Split(qkv); Attention(q, k, v, mask): the Split is elided and attention reads the
+        // projection's column slices. Exposing q as a graph output keeps the Split, which is the reference. Lengths
+        // cover the direct kernel and the fallbacks that want the Split's copy (one token; more than 512 keys).
+        const int heads = 2, kvHeads = 1, hd = 8, k = 12, n = (heads + 2 * kvHeads) * hd;
+        var w = Rand(n * k, 41); var bias = Rand(n, 42);
+        GraphBuilder Build(bool exposeQ)
+        {
+            var b = new GraphBuilder("enc");
+            var x = b.Input("x", DType.F32, "batch", "seq", k);
+            var mask = b.Input("mask", DType.F32, "batch", "seq");
+            var qkv = b.Op(Ops.Linear, "qkv", new[] { x, b.Weight("w", LazyTensor.FromArray(w, new Shape(n, k), "w"), WeightKind.Matrix),
+                b.Weight("b", LazyTensor.FromArray(bias, new Shape(n), "b"), WeightKind.Vector) });
+            var parts = b.OpMulti(Ops.Split, "split", new[] { qkv }, 3, new { sizes = new[] { heads * hd, kvHeads * hd, kvHeads * hd } });
+            var ctx = b.Op(Ops.Attention, "attn", new[] { parts[0], parts[1], parts[2], mask },
+                new { heads, kv_heads = kvHeads, head_dim = hd, causal = false, scale = 0.3 });
+            var res = b.Op(Ops.Add, "res", new[] { ctx, ctx });
+            b.Output(res, DType.F32);
+            if (exposeQ) b.Output(parts[0], DType.F32);
+            return b;
+        }
+        var fused = Compile(Build(false), threads);
+        var apart = Compile(Build(true), threads);
+        Assert.Single(fused.Model.Model.Graph.Nodes, nd => fused.Model.IsElidedSplit(nd));
+        Assert.DoesNotContain(apart.Model.Model.Graph.Nodes, nd => apart.Model.IsElidedSplit(nd));
+        foreach (var (batch, seq) in new[] { (3, 37), (2, 1), (1, 520) })
+        {
+            var xd = Rand(batch * seq * k, seq);
+            var md = new float[batch * seq];
+            for (int i = 0; i < md.Length; i++) md[i] = i % seq >= seq - 2 && seq > 2 && i / seq == 1 ? 0f : 1f; // row 1 padded
+            foreach (var r in new[] { fused, apart })
+            {
+                r.SetInput("x", xd, batch, seq, k);
+                r.SetInput("mask", md, batch, seq);
+                r.Infer();
+            }
+            Close(apart.GetOutput("res").ToArray(), fused.GetOutput("res"), 1e-6f);
+        }
+    }
+
     [Fact]
     public void Row_ops_split_over_the_pool_give_the_same_bits_as_one_thread()
     {

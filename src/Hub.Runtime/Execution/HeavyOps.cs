@@ -203,6 +203,8 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
     private bool _single, _direct;
+    // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
+    private readonly int _qkv = -1;
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 400_000;
 
@@ -216,6 +218,7 @@ internal sealed unsafe class AttentionExec : OpExec
         _scale = n.GetFloat("scale", 1f / MathF.Sqrt(_hd));
         _causal = n.GetBool("causal", true);
         _prefix = n.GetBool("prefix_bidirectional", false);
+        if (r.Model.QkvSourceOf(n) is { } qkv) _qkv = r.Model.ValueId(qkv);
         bool hasK = n.Has("state_k"), hasV = n.Has("state_v");
         if (hasK != hasV) throw BadGraph("state_k and state_v must be given together");
         if (hasK)
@@ -291,6 +294,19 @@ internal sealed unsafe class AttentionExec : OpExec
         // Bidirectional, cache-less and short (encoders): the direct path with materialized scores on the GEMM tile.
         _direct = !_causal && !_prefix && _stateK < 0 && _t > 1 && _s <= AttentionKernels.DirectMaxKeys;
         _tChunk = _t == 1 ? 1 : _direct ? _t : AttentionKernels.QueriesPerBlock(_g);
+        if (_qkv >= 0 && !_direct)
+        {
+            // The other kernels want q, k and v contiguous: do the elided Split's copy here.
+            var src = R.T[_qkv];
+            int d = src.Dim(-1), off = 0;
+            long outer = Prod(src, 0, src.Rank - 1);
+            for (int i = 0; i < 3; i++)
+            {
+                int size = X(i).Dim(-1);
+                AxisCopy.Copy(src.B, d, off, X(i).B, size, 0, size, outer, 1);
+                off += size;
+            }
+        }
         _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
@@ -338,7 +354,19 @@ internal sealed unsafe class AttentionExec : OpExec
         long qOff = (long)b * _t * _h * _hd + (long)kvh * _g * _hd;
         if (_direct)
         {
-            AttentionKernels.AttendDirect(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _scale, y.F + qOff, scratch);
+            float* qp = q.F + qOff;
+            long qStride = (long)_h * _hd;
+            if (_qkv >= 0)
+            {
+                // q, k and v as column slices of the fused projection [B, T, h·hd + 2·kv·hd]
+                long d = (long)(_h + 2 * _kv) * _hd;
+                float* row = R.T[_qkv].F + (long)b * _t * d;
+                qp = row + (long)kvh * _g * _hd;
+                k = row + (long)_h * _hd + (long)kvh * _hd;
+                v = row + (long)(_h + _kv) * _hd + (long)kvh * _hd;
+                qStride = stride = d;
+            }
+            AttentionKernels.AttendDirect(qp, qStride, t0, t1, _g, _hd, k, v, stride, _s, mask, _scale, y.F + qOff, (long)_h * _hd, scratch);
             return;
         }
         if (_t > 1)

@@ -100,6 +100,7 @@ internal sealed unsafe class SplitExec : OpExec
         _sizes = n.GetInts("sizes").Select(v => checked((int)v)).ToArray();
         if (_sizes.Length != n.Outputs.Count) throw BadGraph($"{_sizes.Length} sizes for {n.Outputs.Count} outputs");
         if (_sizes.Any(s => s < 0)) throw BadGraph("negative size in 'sizes'");
+        _elided = r.Model.IsElidedSplit(n);
     }
 
     public override void InferShapes()
@@ -114,8 +115,11 @@ internal sealed unsafe class SplitExec : OpExec
     private long _outer;
     private int _chunks;
 
+    private readonly bool _elided;
+
     public override void Run()
     {
+        if (_elided) return; // its Attention reads q, k, v in place from the input
         var x = X(0);
         _outer = Prod(x, 0, x.Rank - 1);
         _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _outer, x.Count);

@@ -176,12 +176,13 @@ public static unsafe class AttentionKernels
     /// materialized, as BERT-style encoders need: K and V of the group's kv head are packed once into GEMM panels,
     /// then per query head and block of <see cref="DirectRows"/> queries S = Q·Kᵀ and O = P·V run on the GEMM register
     /// tile, with a two-pass softmax in between (no online rescaling). Queries [<paramref name="t0"/>,
-    /// <paramref name="t1"/>), layout as in <see cref="AttendBlock"/>; <paramref name="mask"/>[j] == 0 drops key j; a
-    /// row that sees no key gets zeros.
+    /// <paramref name="t1"/>), layout as in <see cref="AttendBlock"/> except that the output rows are
+    /// <paramref name="oStride"/> apart (q, k and v may then be column slices of one fused projection);
+    /// <paramref name="mask"/>[j] == 0 drops key j; a row that sees no key gets zeros.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AttendDirect(float* q, long qStride, int t0, int t1, int groupHeads, int headDim,
-        float* k, float* v, long kvStride, int keys, float* mask, float scale, float* o, float* scratch)
+        float* k, float* v, long kvStride, int keys, float* mask, float scale, float* o, long oStride, float* scratch)
     {
         int hd = headDim, nr = Gemm.PanelWidth;
         if (t1 <= t0) return;
@@ -245,7 +246,7 @@ public static unsafe class AttentionKernels
                 }
                 for (int r = 0; r < rows; r++)
                 {
-                    float* dst = o + (b0 + r) * qStride + g * hd, src = Ob + r * hPad;
+                    float* dst = o + (b0 + r) * oStride + g * hd, src = Ob + r * hPad;
                     float inv = L[r];
                     int i = 0;
                     if (Vector256.IsHardwareAccelerated)
