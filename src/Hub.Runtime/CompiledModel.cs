@@ -2,14 +2,16 @@
 // probe shape inference, and plans intermediate memory by liveness: values whose lifetimes do not overlap share one
 // grow-only buffer ("slot"), best-fit by the size each value has at one token, so decode steps reuse the same
 // buffers and prefill grows them once.
+using System.Runtime.InteropServices;
 using Hub.IR;
 using Hub.Runtime.Execution;
+using Hub.Runtime.Kernels;
 using Hub.Runtime.Threading;
 
 namespace Hub.Runtime;
 
 /// <summary>A graph compiled for the CPU: execution plan, memory plan and thread pool. Create requests from it.</summary>
-public sealed class CompiledModel : IDisposable
+public sealed unsafe class CompiledModel : IDisposable
 {
     internal enum ValueKind { Input, Weight, Node }
 
@@ -23,6 +25,8 @@ public sealed class CompiledModel : IDisposable
     private readonly Dictionary<string, int> _valueIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _stateIds = new(StringComparer.Ordinal);
     private bool _disposed;
+    // Weight value id → packed panels (see RuntimeOptions.PackWeightsMaxBytes); freed on Dispose.
+    private readonly Dictionary<int, nint> _packed = new();
 
     /// <summary>The IR this model runs (its weights stay memory-mapped; keep it alive while the model is used).</summary>
     public IrModel Model { get; }
@@ -91,6 +95,123 @@ public sealed class CompiledModel : IDisposable
         }
         States = states.ToArray();
         Pool = new WorkerPool(options.EffectiveThreads);
+        PacksWeights = options.PackWeightsMaxBytes > 0 && PackedBytesNeeded() <= options.PackWeightsMaxBytes;
+        FindGeluEpilogues();
+        FindQkvSplits();
+    }
+
+    // Attention node → the fused q/k/v projection it reads in place of its Split's outputs; the elided Splits.
+    private readonly Dictionary<Node, string> _qkvSourceOf = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<Node> _elidedSplits = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// The fused projection (the input of an elided 3-way Split) a bidirectional, cache-less Attention reads its q, k
+    /// and v from as column slices, or null. The Split's outputs are only filled when the kernel needs them contiguous.
+    /// </summary>
+    internal string? QkvSourceOf(Node attention) => _qkvSourceOf.TryGetValue(attention, out var s) ? s : null;
+
+    /// <summary>Whether <paramref name="split"/> is left to its Attention reader (see <see cref="QkvSourceOf"/>).</summary>
+    internal bool IsElidedSplit(Node split) => _elidedSplits.Contains(split);
+
+    // Split(x) → q, k, v read only by one bidirectional Attention without a KV cache (an encoder's fused projection).
+    private void FindQkvSplits()
+    {
+        var nodes = Model.Graph.Nodes;
+        var readers = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var n in nodes)
+            foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
+        var outputs = Model.Graph.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
+        foreach (var n in nodes) foreach (var o in n.Outputs) producer[o] = n;
+        foreach (var a in nodes)
+        {
+            if (a.Op != Ops.Attention || a.Inputs.Count < 3 || a.GetBool("causal", true) || a.Has("state_k") || a.GetBool("prefix_bidirectional", false)) continue;
+            if (!producer.TryGetValue(a.Inputs[0], out var sp) || sp.Op != Ops.Split || sp.Outputs.Count != 3 || sp.Inputs.Count != 1) continue;
+            bool ok = true;
+            for (int i = 0; i < 3; i++)
+                ok &= a.Inputs[i] == sp.Outputs[i] && readers.GetValueOrDefault(sp.Outputs[i]) == 1 && !outputs.Contains(sp.Outputs[i]);
+            if (!ok || _elidedSplits.Contains(sp)) continue;
+            _qkvSourceOf[a] = sp.Inputs[0];
+            _elidedSplits.Add(sp);
+        }
+    }
+
+    // Linear node → the Gelu node applied in its epilogue, and the Gelu nodes that then run as no-ops.
+    private readonly Dictionary<Node, Node> _geluOfLinear = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<Node> _fusedGelus = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// The Gelu node whose activation the float Linear <paramref name="linear"/> applies to its output block while it
+    /// is still in cache (the Gelu then runs in place as a no-op), or null.
+    /// </summary>
+    internal Node? GeluEpilogueOf(Node linear) => _geluOfLinear.TryGetValue(linear, out var g) ? g : null;
+
+    /// <summary>Whether <paramref name="gelu"/> was folded into its producing Linear (its output shares that buffer).</summary>
+    internal bool IsFusedGelu(Node gelu) => _fusedGelus.Contains(gelu);
+
+    // A float (unquantized) Linear whose only reader is a Gelu, neither value a graph output: the pair runs as one op.
+    private void FindGeluEpilogues()
+    {
+        var nodes = Model.Graph.Nodes;
+        var readers = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var n in nodes)
+            foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
+        var outputs = Model.Graph.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
+        foreach (var n in nodes) foreach (var o in n.Outputs) producer[o] = n;
+        var byName = Model.Graph.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+        foreach (var g in nodes)
+        {
+            if (g.Op != Ops.Gelu || g.Inputs.Count != 1 || g.Outputs.Count != 1 || outputs.Contains(g.Outputs[0])) continue;
+            string y = g.Inputs[0];
+            if (readers.GetValueOrDefault(y) != 1 || outputs.Contains(y) || !producer.TryGetValue(y, out var lin)) continue;
+            if (lin.Op != Ops.Linear || lin.Outputs.Count != 1 || lin.Inputs.Count < 2) continue;
+            if (!byName.TryGetValue(lin.Inputs[1], out var w) || w.Quant is not null || w.DType is not (DType.F32 or DType.F16 or DType.BF16)) continue;
+            if (g.GetString("approximate", "none") is not ("none" or "tanh")) continue;
+            _geluOfLinear[lin] = g;
+            _fusedGelus.Add(g);
+        }
+    }
+
+    /// <summary>Whether float Linear weights get a packed copy (their total fits <see cref="RuntimeOptions.PackWeightsMaxBytes"/>).</summary>
+    internal bool PacksWeights { get; }
+
+    // Bytes the packed copies of every float (F32/F16/BF16, unquantized, 2-D) Linear weight would take.
+    private long PackedBytesNeeded()
+    {
+        long total = 0;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var byName = Model.Graph.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+        foreach (var n in Model.Graph.Nodes)
+        {
+            if (n.Op != Ops.Linear || n.Inputs.Count < 2 || !seen.Add(n.Inputs[1])) continue;
+            if (!byName.TryGetValue(n.Inputs[1], out var w) || w.Quant is not null || w.Shape.Count != 2) continue;
+            if (w.DType is not (DType.F32 or DType.F16 or DType.BF16)) continue;
+            total += Gemm.PackedFloats(checked((int)w.Shape[0]), checked((int)w.Shape[1])) * 4;
+        }
+        return total;
+    }
+
+    /// <summary>
+    /// The packed copy of Linear weight <paramref name="id"/> ([n, k] at <paramref name="w"/>), made on first use;
+    /// null when this model does not pack. Shared by every request of the model.
+    /// </summary>
+    internal float* PackedWeight(int id, byte* w, DType wt, int n, int k)
+    {
+        if (!PacksWeights) return null;
+        lock (_packed)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_packed.TryGetValue(id, out var p)) return (float*)p;
+            long floats = Gemm.PackedFloats(n, k);
+            var dst = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
+            var scratch = (float*)NativeMemory.AlignedAlloc((nuint)(Gemm.ScratchFloats(k) * 4L), 64);
+            try { Gemm.PackWeights(w, wt, n, k, dst, scratch); }
+            catch { NativeMemory.AlignedFree(dst); throw; }
+            finally { NativeMemory.AlignedFree(scratch); }
+            _packed[id] = (nint)dst;
+            return dst;
+        }
     }
 
     /// <summary>
@@ -150,6 +271,15 @@ public sealed class CompiledModel : IDisposable
             foreach (var o in nodes[i].Outputs) lastUse[_valueIds[o]] = i;
             foreach (var inp in nodes[i].Inputs) if (inp.Length > 0) lastUse[_valueIds[inp]] = i;
         }
+        // An Attention that reads its fused projection in place keeps that buffer alive until it has run.
+        var extraRead = new int[nodes.Count];
+        Array.Fill(extraRead, -1);
+        for (int i = 0; i < nodes.Count; i++)
+            if (QkvSourceOf(nodes[i]) is { } src)
+            {
+                extraRead[i] = _valueIds[src];
+                lastUse[extraRead[i]] = Math.Max(lastUse[extraRead[i]], i);
+            }
         foreach (var o in OutputIds) lastUse[o] = int.MaxValue;
         var slotOf = new int[Values.Length];
         Array.Fill(slotOf, -1);
@@ -157,9 +287,19 @@ public sealed class CompiledModel : IDisposable
         var free = new List<int>();
         for (int i = 0; i < nodes.Count; i++)
         {
+            int inPlaceFrom = -1;
+            if (_fusedGelus.Contains(nodes[i]))
+            {
+                // The Linear already wrote the activated values: the Gelu's output is its input's buffer.
+                int src = _valueIds[nodes[i].Inputs[0]], dst = _valueIds[nodes[i].Outputs[0]];
+                slotOf[dst] = slotOf[src];
+                slotSize[slotOf[src]] = Math.Max(slotSize[slotOf[src]], Math.Max(1, estimate[dst]));
+                inPlaceFrom = src;
+            }
             foreach (var o in nodes[i].Outputs)
             {
                 int id = _valueIds[o];
+                if (slotOf[id] >= 0) continue;
                 long need = Math.Max(1, estimate[id]);
                 int best = -1;
                 foreach (var s in free)
@@ -175,10 +315,12 @@ public sealed class CompiledModel : IDisposable
                 slotOf[id] = best;
             }
             var seen = new HashSet<int>();
+            if (extraRead[i] >= 0 && slotOf[extraRead[i]] >= 0 && lastUse[extraRead[i]] == i && seen.Add(extraRead[i])) free.Add(slotOf[extraRead[i]]);
             foreach (var name in nodes[i].Inputs.Concat(nodes[i].Outputs))
             {
                 if (name.Length == 0) continue;
                 int id = _valueIds[name];
+                if (id == inPlaceFrom) continue; // its buffer lives on as the Gelu's output
                 if (slotOf[id] >= 0 && lastUse[id] == i && seen.Add(id)) free.Add(slotOf[id]);
             }
         }
@@ -192,5 +334,10 @@ public sealed class CompiledModel : IDisposable
         if (_disposed) return;
         _disposed = true;
         Pool.Dispose();
+        lock (_packed)
+        {
+            foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p);
+            _packed.Clear();
+        }
     }
 }

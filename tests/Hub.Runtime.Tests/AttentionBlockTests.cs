@@ -75,6 +75,69 @@ public unsafe class AttentionBlockTests
             }
     }
 
+    public static IEnumerable<object[]> DirectCases()
+    {
+        // groupHeads, headDim, T, masked
+        yield return new object[] { 1, 32, 128, true };
+        yield return new object[] { 1, 32, 128, false };
+        yield return new object[] { 2, 37, 53, true };
+        yield return new object[] { 1, 8, 2, false };
+        yield return new object[] { 3, 80, 17, true };
+        yield return new object[] { 1, 16, 300, true };
+        yield return new object[] { 1, 5, AttentionKernels.DirectMaxKeys, false };
+    }
+
+    [Theory]
+    [MemberData(nameof(DirectCases))]
+    public void Direct_path_matches_float64_softmax_on_odd_shapes_and_masks(int g, int hd, int t, bool masked)
+    {
+        int kv = 2, h = kv * g, s = t;
+        long qStride = (long)h * hd + 3, kvStride = (long)kv * hd + 5; // rows interleaved with other data
+        var q = Rand((int)(t * qStride), 11);
+        var k = Rand((int)(s * kvStride), 12, 2f);
+        var v = Rand((int)(s * kvStride), 13);
+        var mask = new float[s];
+        for (int j = 0; j < s; j++) mask[j] = masked && (j % 7 == 2 || j >= s - 3) ? 0f : 1f;
+        if (masked && s > 1) mask[0] = 0f;
+        float scale = 1f / MathF.Sqrt(hd);
+        long oStride = (long)h * hd + 1; // output rows laid out apart from the query rows
+        var o = Enumerable.Repeat(float.NaN, (int)(t * oStride)).ToArray();
+        var scratch = new float[AttentionKernels.DirectScratchFloats(hd)];
+        fixed (float* qp = q, kp = k, vp = v, mp = mask, op = o, sp = scratch)
+            for (int kvh = 0; kvh < kv; kvh++)
+                for (int t0 = 0; t0 < t; t0 += 50) // a split that is not a multiple of the 48-row block
+                    AttentionKernels.AttendDirect(qp + kvh * g * hd, qStride, t0, Math.Min(t, t0 + 50), g, hd,
+                        kp + kvh * hd, vp + kvh * hd, kvStride, s, masked ? mp : null, scale, op + kvh * g * hd, oStride, sp);
+        var expected = new float[g * hd];
+        fixed (float* kp = k, vp = v, mp = mask, ep = expected)
+            for (int ti = 0; ti < t; ti++)
+                for (int kvh = 0; kvh < kv; kvh++)
+                {
+                    fixed (float* qp = q)
+                        AttentionKernels.AttendRowReference(qp + ti * qStride + kvh * g * hd, g, hd, kp + kvh * hd, vp + kvh * hd, kvStride, s,
+                            masked ? mp : null, scale, ep);
+                    for (int i = 0; i < g * hd; i++)
+                    {
+                        float e = expected[i], got = o[ti * oStride + kvh * g * hd + i];
+                        if (!(Math.Abs(e - got) <= 2e-5 * Math.Max(1, Math.Abs(e))))
+                            Assert.Fail($"t={ti} kv head={kvh} ch={i}: expected {e:R}, got {got:R}");
+                    }
+                }
+    }
+
+    [Fact]
+    public void Direct_path_gives_zeros_when_every_key_is_masked()
+    {
+        const int hd = 16, t = 9;
+        var q = Rand(t * hd, 1); var k = Rand(t * hd, 2); var v = Rand(t * hd, 3);
+        var mask = new float[t];
+        var o = Enumerable.Repeat(float.NaN, t * hd).ToArray();
+        var scratch = new float[AttentionKernels.DirectScratchFloats(hd)];
+        fixed (float* qp = q, kp = k, vp = v, mp = mask, op = o, sp = scratch)
+            AttentionKernels.AttendDirect(qp, hd, 0, t, 1, hd, kp, vp, hd, t, mp, 0.25f, op, hd, sp);
+        Assert.All(o, x => Assert.Equal(0f, x));
+    }
+
     [Fact]
     public void Rows_whose_keys_are_all_masked_get_zeros()
     {

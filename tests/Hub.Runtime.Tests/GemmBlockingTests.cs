@@ -54,6 +54,45 @@ public unsafe class GemmBlockingTests
             }
     }
 
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Prepacked_weights_give_the_same_bits_as_per_call_packing(DType dt, int m, int n, int k, int workers)
+    {
+        var rng = new Random(m * 5 + n * 11 + k);
+        var x = new float[m * k]; var wf = new float[n * k]; var bias = new float[n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        for (int i = 0; i < wf.Length; i++) wf[i] = (float)(rng.NextDouble() * 2 - 1);
+        for (int i = 0; i < n; i++) bias[i] = (float)rng.NextDouble();
+        var wbytes = new byte[n * k * dt.SizeOf()];
+        DTypeConvert.FromFloat32(wf, dt, wbytes);
+        var expected = new float[m * n];
+        var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+        int units = Gemm.PlanUnits(m, n, workers, out int rows, out int cols);
+        var scratch = (float*)NativeMemory.AlignedAlloc((nuint)(Gemm.ScratchFloats(k) * 4), 64);
+        var packed = (float*)NativeMemory.AlignedAlloc((nuint)(Gemm.PackedFloats(n, k) * 4), 64);
+        try
+        {
+            fixed (float* xp = x, bp = bias, yp = y, ep = expected)
+            fixed (byte* wp = wbytes)
+            {
+                Gemm.PackWeights(wp, dt, n, k, packed, scratch);
+                for (int u = 0; u < units; u++) Gemm.RunUnit(u, xp, m, k, wp, dt, n, bp, ep, rows, cols, scratch);
+                for (int u = units - 1; u >= 0; u--) Gemm.RunUnitPacked(u, xp, m, k, packed, n, bp, yp, rows, cols, scratch);
+            }
+        }
+        finally { NativeMemory.AlignedFree(scratch); NativeMemory.AlignedFree(packed); }
+        for (int i = 0; i < y.Length; i++)
+            if (BitConverter.SingleToInt32Bits(y[i]) != BitConverter.SingleToInt32Bits(expected[i]))
+                Assert.Fail($"{dt} m={m} n={n} k={k} workers={workers}: y[{i / n},{i % n}] packed {y[i]:R}, per-call {expected[i]:R}");
+    }
+
+    [Fact]
+    public void Packed_block_refuses_a_column_start_inside_a_panel()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.GemmBlockPacked(null, 0, 1, 4, null, 40, null, null, 3, 8, null));
+        Assert.Contains("panel width", ex.Message);
+    }
+
     [Fact]
     public void A_prompt_of_128_rows_is_split_into_enough_units_for_two_workers()
     {

@@ -210,6 +210,153 @@ public sealed class OpGraphTests : IDisposable
         Close(Expect(q => q * 0.5, dynTheta), req.GetOutput("dyn"), 1e-5f);
     }
 
+    [Theory]
+    [InlineData("none", 1)]
+    [InlineData("none", 2)]
+    [InlineData("tanh", 2)]
+    public unsafe void Gelu_folded_into_its_linear_matches_the_separate_ops(string approximate, int threads)
+    {
+        // up = Linear(x) → Gelu → down = Linear, + x: the Gelu is folded into the up projection (run in place). The same
+        // graph with `up` also a graph output keeps them apart and is the reference; x stays alive across the pair.
+        int k = 40, n = 203;
+        var wu = Rand(n * k, 21); var bu = Rand(n, 22); var wd = Rand(k * n, 23); var bd = Rand(k, 24);
+        GraphBuilder Build(bool exposeUp)
+        {
+            var b = new GraphBuilder("ffn");
+            var x = b.Input("x", DType.F32, "batch", "seq", k);
+            var up = b.Op(Ops.Linear, "up", new[] { x, b.Weight("wu", LazyTensor.FromArray(wu, new Shape(n, k), "wu"), WeightKind.Matrix),
+                b.Weight("bu", LazyTensor.FromArray(bu, new Shape(n), "bu"), WeightKind.Vector) });
+            var act = b.Op(Ops.Gelu, "act", new[] { up }, new { approximate });
+            var down = b.Op(Ops.Linear, "down", new[] { act, b.Weight("wd", LazyTensor.FromArray(wd, new Shape(k, n), "wd"), WeightKind.Matrix),
+                b.Weight("bd", LazyTensor.FromArray(bd, new Shape(k), "bd"), WeightKind.Vector) });
+            var res = b.Op(Ops.Add, "res", new[] { down, x });
+            b.Output(res, DType.F32);
+            if (exposeUp) b.Output(up, DType.F32);
+            return b;
+        }
+        var fused = Compile(Build(false), threads);
+        var apart = Compile(Build(true), threads);
+        Assert.Single(fused.Model.Model.Graph.Nodes, nd => fused.Model.IsFusedGelu(nd));
+        Assert.DoesNotContain(apart.Model.Model.Graph.Nodes, nd => apart.Model.IsFusedGelu(nd));
+        foreach (var m in new[] { 1, 3, 150 }) // GEMV rows and GEMM blocks
+        {
+            var xd = Rand(m * k, 30 + m);
+            foreach (var r in new[] { fused, apart }) { r.SetInput("x", xd, 1, m, k); r.Infer(); }
+            Close(apart.GetOutput("res").ToArray(), fused.GetOutput("res"), 1e-5f);
+            // and the reference itself is GELU of the projection
+            var upv = apart.GetOutput("up").ToArray();
+            var act = new float[upv.Length];
+            if (approximate == "tanh") Hub.Runtime.Kernels.Activations.GeluTanhReference(upv, act);
+            else Hub.Runtime.Kernels.Activations.GeluErfReference(upv, act);
+            var expect = new float[m * k];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < k; j++)
+                {
+                    double sum = bd[j] + xd[i * k + j];
+                    for (int p = 0; p < n; p++) sum += (double)act[i * n + p] * wd[j * n + p];
+                    expect[i * k + j] = (float)sum;
+                }
+            Close(expect, fused.GetOutput("res"), 1e-4f);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Attention_reading_q_k_v_from_the_fused_projection_matches_the_split(int threads)
+    {
+        // qkv = Linear(x); q, k, v = Split(qkv); Attention(q, k, v, mask): the Split is elided and attention reads the
+        // projection's column slices. Exposing q as a graph output keeps the Split, which is the reference. Lengths
+        // cover the direct kernel and the fallbacks that want the Split's copy (one token; more than 512 keys).
+        const int heads = 2, kvHeads = 1, hd = 8, k = 12, n = (heads + 2 * kvHeads) * hd;
+        var w = Rand(n * k, 41); var bias = Rand(n, 42);
+        GraphBuilder Build(bool exposeQ)
+        {
+            var b = new GraphBuilder("enc");
+            var x = b.Input("x", DType.F32, "batch", "seq", k);
+            var mask = b.Input("mask", DType.F32, "batch", "seq");
+            var qkv = b.Op(Ops.Linear, "qkv", new[] { x, b.Weight("w", LazyTensor.FromArray(w, new Shape(n, k), "w"), WeightKind.Matrix),
+                b.Weight("b", LazyTensor.FromArray(bias, new Shape(n), "b"), WeightKind.Vector) });
+            var parts = b.OpMulti(Ops.Split, "split", new[] { qkv }, 3, new { sizes = new[] { heads * hd, kvHeads * hd, kvHeads * hd } });
+            var ctx = b.Op(Ops.Attention, "attn", new[] { parts[0], parts[1], parts[2], mask },
+                new { heads, kv_heads = kvHeads, head_dim = hd, causal = false, scale = 0.3 });
+            var res = b.Op(Ops.Add, "res", new[] { ctx, ctx });
+            b.Output(res, DType.F32);
+            if (exposeQ) b.Output(parts[0], DType.F32);
+            return b;
+        }
+        var fused = Compile(Build(false), threads);
+        var apart = Compile(Build(true), threads);
+        Assert.Single(fused.Model.Model.Graph.Nodes, nd => fused.Model.IsElidedSplit(nd));
+        Assert.DoesNotContain(apart.Model.Model.Graph.Nodes, nd => apart.Model.IsElidedSplit(nd));
+        foreach (var (batch, seq) in new[] { (3, 37), (2, 1), (1, 520) })
+        {
+            var xd = Rand(batch * seq * k, seq);
+            var md = new float[batch * seq];
+            for (int i = 0; i < md.Length; i++) md[i] = i % seq >= seq - 2 && seq > 2 && i / seq == 1 ? 0f : 1f; // row 1 padded
+            foreach (var r in new[] { fused, apart })
+            {
+                r.SetInput("x", xd, batch, seq, k);
+                r.SetInput("mask", md, batch, seq);
+                r.Infer();
+            }
+            Close(apart.GetOutput("res").ToArray(), fused.GetOutput("res"), 1e-6f);
+        }
+    }
+
+    [Fact]
+    public void Row_ops_split_over_the_pool_give_the_same_bits_as_one_thread()
+    {
+        // Big enough (3 × 70 × 240 values) for LayerNorm, RMSNorm, Add (equal and broadcast), Mul and Split to run in
+        // chunks on two threads; every element must come out as on one thread.
+        GraphBuilder Build()
+        {
+            var b = new GraphBuilder("rows");
+            var a = b.Input("a", DType.F32, "batch", "seq", 240);
+            var c = b.Input("c", DType.F32, "batch", "seq", 240);
+            var gamma = b.Weight("g", LazyTensor.FromArray(Rand(240, 5), new Shape(240), "g"), WeightKind.Vector);
+            var beta = b.Weight("be", LazyTensor.FromArray(Rand(240, 6), new Shape(240), "be"), WeightKind.Vector);
+            var sum = b.Op(Ops.Add, "sum", new[] { a, c });
+            var biased = b.Op(Ops.Add, "biased", new[] { sum, beta });
+            var ln = b.Op(Ops.LayerNorm, "ln", new[] { biased, gamma, beta }, new { eps = 1e-5 });
+            var rms = b.Op(Ops.RMSNorm, "rms", new[] { sum, gamma }, new { eps = 1e-6 });
+            var mul = b.Op(Ops.Mul, "mul", new[] { ln, rms });
+            var parts = b.OpMulti(Ops.Split, "split", new[] { mul }, 3, new { sizes = new[] { 50, 150, 40 } });
+            foreach (var o in parts) b.Output(o, DType.F32);
+            return b;
+        }
+        var one = Compile(Build(), threads: 1);
+        var two = Compile(Build(), threads: 2);
+        int B = 3, S = 70;
+        var x = Rand(B * S * 240, 7); var y = Rand(B * S * 240, 8);
+        foreach (var r in new[] { one, two })
+        {
+            r.SetInput("a", x, B, S, 240);
+            r.SetInput("c", y, B, S, 240);
+            r.Infer();
+        }
+        foreach (var name in new[] { "split:0", "split:1", "split:2" })
+        {
+            var e = one.GetOutput(name).ToArray(); var g = two.GetOutput(name).ToArray();
+            Assert.Equal(e.Length, g.Length);
+            for (int i = 0; i < e.Length; i++)
+                if (BitConverter.SingleToInt32Bits(e[i]) != BitConverter.SingleToInt32Bits(g[i])) Assert.Fail($"{name}[{i}]: {g[i]:R} on two threads, {e[i]:R} on one");
+        }
+        // and the chain is right, not just consistent: row 0 of the first part against plain loops
+        var row = new double[240];
+        var gm = Rand(240, 5); var bt = Rand(240, 6);
+        for (int i = 0; i < 240; i++) row[i] = x[i] + y[i] + bt[i];
+        double mean = row.Average(), var = row.Select(v => (v - mean) * (v - mean)).Average();
+        double ms = Enumerable.Range(0, 240).Select(i => (double)(x[i] + y[i]) * (x[i] + y[i])).Average();
+        var first = one.GetOutput("split:0");
+        for (int i = 0; i < 50; i++)
+        {
+            double ln = (row[i] - mean) / Math.Sqrt(var + 1e-5) * gm[i] + bt[i];
+            double rms = (x[i] + y[i]) / Math.Sqrt(ms + 1e-6) * gm[i];
+            Assert.True(Math.Abs(ln * rms - first[i]) < 1e-4 * Math.Max(1, Math.Abs(ln * rms)), $"[{i}] {first[i]} vs {ln * rms}");
+        }
+    }
+
     private static void Close(float[] expected, ReadOnlySpan<float> actual, float tol = 1e-6f)
     {
         Assert.Equal(expected.Length, actual.Length);

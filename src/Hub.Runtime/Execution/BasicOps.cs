@@ -68,14 +68,49 @@ internal sealed unsafe class NormExec : OpExec
         Y().DType = DType.F32;
     }
 
+    private int _d, _rows, _chunks;
+
     public override void Run()
     {
         var x = X(0);
-        int d = x.Dim(-1);
-        var gamma = new ReadOnlySpan<float>(X(1).F, d);
-        if (_rms) Norms.RmsNorm(x.FSpan, gamma, Y().FSpan, d, _eps);
-        else Norms.LayerNorm(x.FSpan, gamma, HasInput(2) ? new ReadOnlySpan<float>(X(2).F, d) : default, Y().FSpan, d, _eps);
+        _d = x.Dim(-1);
+        _rows = _d == 0 ? 0 : checked((int)(x.Count / _d));
+        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _rows, x.Count);
+        if (_chunks <= 1) Rows(0, _rows);
+        else R.Model.Pool.Run(this, _chunks);
     }
+
+    public override void Execute(int index, int worker)
+    {
+        var (r0, r1) = ParallelRows.Range(index, _chunks, _rows);
+        Rows(r0, r1);
+    }
+
+    private void Rows(int r0, int r1)
+    {
+        if (r1 <= r0) return;
+        int d = _d;
+        var xs = new ReadOnlySpan<float>(X(0).F + (long)r0 * d, (r1 - r0) * d);
+        var ys = new Span<float>(Y().F + (long)r0 * d, (r1 - r0) * d);
+        var gamma = new ReadOnlySpan<float>(X(1).F, d);
+        if (_rms) Norms.RmsNorm(xs, gamma, ys, d, _eps);
+        else Norms.LayerNorm(xs, gamma, HasInput(2) ? new ReadOnlySpan<float>(X(2).F, d) : default, ys, d, _eps);
+    }
+}
+
+/// <summary>Row-chunked splits of row-wise ops over the pool, when the tensor is big enough to pay for the wake-up.</summary>
+internal static class ParallelRows
+{
+    /// <summary>Elements below which one thread is faster than waking the pool (a decode step's rows stay serial).</summary>
+    public const long MinElements = 32768;
+
+    /// <summary>Chunks for <paramref name="rows"/> rows of <paramref name="elements"/> values in all on a pool of <paramref name="workers"/>.</summary>
+    public static int Chunks(int workers, long rows, long elements) =>
+        workers <= 1 || elements < MinElements || rows < 2 ? 1 : (int)Math.Min(rows, 4L * workers);
+
+    /// <summary>Rows [r0, r1) of chunk <paramref name="index"/>.</summary>
+    public static (int R0, int R1) Range(int index, int chunks, int rows) =>
+        ((int)((long)index * rows / chunks), (int)((long)(index + 1) * rows / chunks));
 }
 
 internal sealed unsafe class BinaryExec : OpExec
@@ -95,14 +130,34 @@ internal sealed unsafe class BinaryExec : OpExec
         Y().DType = DType.F32;
     }
 
+    // Parallel split: blocks of bn elements (b broadcast over them), or, for equal shapes, 8-aligned element ranges.
+    private long _bn, _blocks, _block;
+    private int _chunks;
+
     public override void Run()
     {
+        var a = X(0); var b = X(1);
+        _bn = b.Count;
+        if (_bn == 0) return;
+        _block = _bn == a.Count ? Math.Max(8, (a.Count + 31) / 32 + 7 & ~7L) : _bn;
+        _blocks = (a.Count + _block - 1) / _block;
+        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _blocks, a.Count);
+        if (_chunks <= 1) Blocks(0, _blocks);
+        else R.Model.Pool.Run(this, _chunks);
+    }
+
+    public override void Execute(int index, int worker) =>
+        Blocks((long)index * _blocks / _chunks, (long)(index + 1) * _blocks / _chunks);
+
+    private void Blocks(long i0, long i1)
+    {
         var a = X(0); var b = X(1); var y = Y();
-        int bn = checked((int)b.Count);
-        if (bn == 0) return;
-        for (long off = 0; off < a.Count; off += bn)
+        long n = a.Count;
+        for (long i = i0; i < i1; i++)
         {
-            if (_mul) VecMath.Mul(a.F + off, b.F, y.F + off, bn); else VecMath.Add(a.F + off, b.F, y.F + off, bn);
+            long off = i * _block, len = Math.Min(_block, n - off);
+            float* bp = _bn == n ? b.F + off : b.F;
+            if (_mul) VecMath.Mul(a.F + off, bp, y.F + off, len); else VecMath.Add(a.F + off, bp, y.F + off, len);
         }
     }
 }
@@ -114,9 +169,12 @@ internal sealed unsafe class UnaryExec : OpExec
     private readonly UnaryKind _kind;
     private readonly float _alpha, _beta;
 
+    private readonly bool _fused;
+
     public UnaryExec(Node n, InferRequest r, UnaryKind kind) : base(n, r, 1, 1, 1)
     {
         _kind = kind;
+        _fused = kind == UnaryKind.GeluErf && r.Model.IsFusedGelu(n);
         if (kind == UnaryKind.Scale) { _alpha = n.GetFloat("alpha", 1f); _beta = n.GetFloat("beta", 0f); }
         if (kind == UnaryKind.GeluErf)
         {
@@ -140,7 +198,7 @@ internal sealed unsafe class UnaryExec : OpExec
     public override void Run()
     {
         _n = X(0).Count;
-        if (_n == 0) return;
+        if (_n == 0 || _fused) return; // a folded Gelu: its producing Linear already wrote the activation in place
         int chunks = (int)Math.Min((_n + Chunk - 1) / Chunk, WorkerPool.MaxItems);
         if (R.Model.Pool.Size == 1 || chunks <= 1) Apply(0, _n);
         else R.Model.Pool.Run(this, chunks);

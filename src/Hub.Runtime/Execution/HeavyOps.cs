@@ -9,10 +9,12 @@ internal sealed unsafe class LinearExec : OpExec
     private readonly int _n, _k;
     private readonly DType _wt;
     // per-run parameters read by Execute
-    private float* _x, _y, _bias;
+    private float* _x, _y, _bias, _packed;
     private byte* _w;
     private int _m, _unitCols, _unitRows;
     private bool _gemv;
+    // GELU applied to each finished output block (0 none, 1 erf, 2 tanh) when the graph's Gelu was folded in here.
+    private readonly int _gelu;
 
     public LinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
@@ -24,6 +26,7 @@ internal sealed unsafe class LinearExec : OpExec
         if (w.Rank != 2) throw BadGraph($"weight '{n.Inputs[1]}' must be [N, K], got {w.ShapeString()}");
         if (w.DType is not (DType.F32 or DType.F16 or DType.BF16)) throw BadGraph($"weight '{n.Inputs[1]}' has dtype {w.DType}; expected F32, F16 or BF16");
         _n = w.Dims[0]; _k = w.Dims[1]; _wt = w.DType;
+        if (R.Model.GeluEpilogueOf(n) is { } gelu) _gelu = gelu.GetString("approximate", "none") == "tanh" ? 2 : 1;
         if (HasInput(2))
         {
             RequireWeightF32(2);
@@ -56,6 +59,8 @@ internal sealed unsafe class LinearExec : OpExec
         }
         else
         {
+            // A small model's weights are packed once (shared by the model's requests); null keeps per-call packing.
+            if (_packed == null) _packed = R.Model.PackedWeight(In[1], _w, _wt, _n, _k);
             int units = Gemm.PlanUnits(_m, _n, single ? 1 : workers, out _unitRows, out _unitCols);
             R.Model.Pool.Run(this, units);
         }
@@ -68,9 +73,30 @@ internal sealed unsafe class LinearExec : OpExec
         {
             int c0 = index * _unitCols, c1 = Math.Min(_n, c0 + _unitCols);
             if (c0 < c1) Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
+            if (_gelu != 0) Activate(0, _m, c0, c1);
             return;
         }
-        Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
+        if (_packed != null) Gemm.RunUnitPacked(index, _x, _m, _k, _packed, _n, _bias, _y, _unitRows, _unitCols, scratch);
+        else Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
+        if (_gelu != 0)
+        {
+            // the same unit → block mapping as Gemm.RunUnit
+            int nBlocks = (_n + _unitCols - 1) / _unitCols;
+            int m0 = index / nBlocks * _unitRows, n0 = index % nBlocks * _unitCols;
+            Activate(m0, Math.Min(_m, m0 + _unitRows), n0, Math.Min(_n, n0 + _unitCols));
+        }
+    }
+
+    // GELU in place on rows [m0, m1) × columns [n0, n1) of the output, while the block is still in cache.
+    private void Activate(int m0, int m1, int n0, int n1)
+    {
+        if (n1 <= n0) return;
+        for (int i = m0; i < m1; i++)
+        {
+            float* row = _y + (long)i * _n + n0;
+            if (_gelu == 2) VecMath.GeluTanh(row, row, n1 - n0);
+            else Activations.GeluErf(new ReadOnlySpan<float>(row, n1 - n0), new Span<float>(row, n1 - n0));
+        }
     }
 }
 
@@ -176,7 +202,9 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
-    private bool _single;
+    private bool _single, _direct;
+    // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
+    private readonly int _qkv = -1;
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 400_000;
 
@@ -190,6 +218,7 @@ internal sealed unsafe class AttentionExec : OpExec
         _scale = n.GetFloat("scale", 1f / MathF.Sqrt(_hd));
         _causal = n.GetBool("causal", true);
         _prefix = n.GetBool("prefix_bidirectional", false);
+        if (r.Model.QkvSourceOf(n) is { } qkv) _qkv = r.Model.ValueId(qkv);
         bool hasK = n.Has("state_k"), hasV = n.Has("state_v");
         if (hasK != hasV) throw BadGraph("state_k and state_v must be given together");
         if (hasK)
@@ -205,7 +234,8 @@ internal sealed unsafe class AttentionExec : OpExec
         }
     }
 
-    public override long ScratchFloats => Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd));
+    public override long ScratchFloats => Math.Max(Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd)),
+        _causal ? 0 : AttentionKernels.DirectScratchFloats(_hd));
 
     public override void InferShapes()
     {
@@ -261,7 +291,22 @@ internal sealed unsafe class AttentionExec : OpExec
         int workers = R.Model.Pool.Size;
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
-        _tChunk = _t == 1 ? 1 : AttentionKernels.QueriesPerBlock(_g);
+        // Bidirectional, cache-less and short (encoders): the direct path with materialized scores on the GEMM tile.
+        _direct = !_causal && !_prefix && _stateK < 0 && _t > 1 && _s <= AttentionKernels.DirectMaxKeys;
+        _tChunk = _t == 1 ? 1 : _direct ? _t : AttentionKernels.QueriesPerBlock(_g);
+        if (_qkv >= 0 && !_direct)
+        {
+            // The other kernels want q, k and v contiguous: do the elided Split's copy here.
+            var src = R.T[_qkv];
+            int d = src.Dim(-1), off = 0;
+            long outer = Prod(src, 0, src.Rank - 1);
+            for (int i = 0; i < 3; i++)
+            {
+                int size = X(i).Dim(-1);
+                AxisCopy.Copy(src.B, d, off, X(i).B, size, 0, size, outer, 1);
+                off += size;
+            }
+        }
         _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
@@ -307,6 +352,23 @@ internal sealed unsafe class AttentionExec : OpExec
         }
         float* scratch = R.ScratchFor(worker);
         long qOff = (long)b * _t * _h * _hd + (long)kvh * _g * _hd;
+        if (_direct)
+        {
+            float* qp = q.F + qOff;
+            long qStride = (long)_h * _hd;
+            if (_qkv >= 0)
+            {
+                // q, k and v as column slices of the fused projection [B, T, h·hd + 2·kv·hd]
+                long d = (long)(_h + 2 * _kv) * _hd;
+                float* row = R.T[_qkv].F + (long)b * _t * d;
+                qp = row + (long)kvh * _g * _hd;
+                k = row + (long)_h * _hd + (long)kvh * _hd;
+                v = row + (long)(_h + _kv) * _hd + (long)kvh * _hd;
+                qStride = stride = d;
+            }
+            AttentionKernels.AttendDirect(qp, qStride, t0, t1, _g, _hd, k, v, stride, _s, mask, _scale, y.F + qOff, (long)_h * _hd, scratch);
+            return;
+        }
         if (_t > 1)
         {
             AttentionKernels.AttendBlock(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _causal, _past,

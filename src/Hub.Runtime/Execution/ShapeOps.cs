@@ -100,6 +100,7 @@ internal sealed unsafe class SplitExec : OpExec
         _sizes = n.GetInts("sizes").Select(v => checked((int)v)).ToArray();
         if (_sizes.Length != n.Outputs.Count) throw BadGraph($"{_sizes.Length} sizes for {n.Outputs.Count} outputs");
         if (_sizes.Any(s => s < 0)) throw BadGraph("negative size in 'sizes'");
+        _elided = r.Model.IsElidedSplit(n);
     }
 
     public override void InferShapes()
@@ -111,14 +112,31 @@ internal sealed unsafe class SplitExec : OpExec
         for (int i = 0; i < _sizes.Length; i++) AxisCopy.WithDim(Y(i), x, x.Rank - 1, _sizes[i]);
     }
 
+    private long _outer;
+    private int _chunks;
+
+    private readonly bool _elided;
+
     public override void Run()
+    {
+        if (_elided) return; // its Attention reads q, k, v in place from the input
+        var x = X(0);
+        _outer = Prod(x, 0, x.Rank - 1);
+        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _outer, x.Count);
+        if (_chunks <= 1) Rows(0, _outer);
+        else R.Model.Pool.Run(this, _chunks);
+    }
+
+    public override void Execute(int index, int worker) =>
+        Rows((long)index * _outer / _chunks, (long)(index + 1) * _outer / _chunks);
+
+    private void Rows(long r0, long r1)
     {
         var x = X(0);
         int d = x.Dim(-1), off = 0;
-        long outer = Prod(x, 0, x.Rank - 1);
         for (int i = 0; i < _sizes.Length; i++)
         {
-            AxisCopy.Copy(x.B, d, off, Y(i).B, _sizes[i], 0, _sizes[i], outer, 1);
+            AxisCopy.Copy(x.B + r0 * d * 4, d, off, Y(i).B + r0 * _sizes[i] * 4, _sizes[i], 0, _sizes[i], r1 - r0, 1);
             off += _sizes[i];
         }
     }

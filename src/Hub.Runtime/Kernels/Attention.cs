@@ -158,6 +158,188 @@ public static unsafe class AttentionKernels
         }
     }
 
+    /// <summary>Most keys <see cref="AttendDirect"/> takes (its scores block is <see cref="DirectRows"/> × keys floats).</summary>
+    public const int DirectMaxKeys = 512;
+
+    /// <summary>Query rows per scores block of <see cref="AttendDirect"/>: 8 register tiles of <see cref="Gemm.MR"/> rows.</summary>
+    public const int DirectRows = 8 * Gemm.MR;
+
+    /// <summary>Floats of per-worker scratch <see cref="AttendDirect"/> needs for heads of <paramref name="headDim"/>.</summary>
+    public static int DirectScratchFloats(int headDim)
+    {
+        int nr = Gemm.PanelWidth, kPad = DirectMaxKeys, hPad = (headDim + nr - 1) / nr * nr;
+        return kPad * headDim + hPad * DirectMaxKeys + DirectRows * kPad + DirectRows * hPad + Gemm.MR * 32 + DirectRows + 6 * 16;
+    }
+
+    /// <summary>
+    /// Bidirectional attention for short sequences (at most <see cref="DirectMaxKeys"/> keys) with the scores
+    /// materialized, as BERT-style encoders need: K and V of the group's kv head are packed once into GEMM panels,
+    /// then per query head and block of <see cref="DirectRows"/> queries S = Q·Kᵀ and O = P·V run on the GEMM register
+    /// tile, with a two-pass softmax in between (no online rescaling). Queries [<paramref name="t0"/>,
+    /// <paramref name="t1"/>), layout as in <see cref="AttendBlock"/> except that the output rows are
+    /// <paramref name="oStride"/> apart (q, k and v may then be column slices of one fused projection);
+    /// <paramref name="mask"/>[j] == 0 drops key j; a row that sees no key gets zeros.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AttendDirect(float* q, long qStride, int t0, int t1, int groupHeads, int headDim,
+        float* k, float* v, long kvStride, int keys, float* mask, float scale, float* o, long oStride, float* scratch)
+    {
+        int hd = headDim, nr = Gemm.PanelWidth;
+        if (t1 <= t0) return;
+        if (keys > DirectMaxKeys || keys < 0)
+            throw new ArgumentOutOfRangeException(nameof(keys), $"{keys} keys: the direct path takes 0..{DirectMaxKeys}");
+        int kPad = (keys + nr - 1) / nr * nr, hPad = (hd + nr - 1) / nr * nr;
+        float* Kp = (float*)(((nint)scratch + 63) & ~(nint)63); // [kPad/nr] panels of [hd][nr]
+        float* Vp = Kp + kPad * hd;                              // [hPad/nr] panels of [keys][nr]
+        float* S = Vp + hPad * keys;                             // [DirectRows][kPad]
+        float* Ob = S + DirectRows * kPad;                       // [DirectRows][hPad]
+        float* tile = Ob + DirectRows * hPad;                    // [MR][nr]
+        float* L = tile + Gemm.MR * 32;                          // [DirectRows] 1/sum
+        for (int j0 = 0; j0 < keys; j0 += nr)
+            Gemm.PackRowsPanel(k + j0 * kvStride, (int)kvStride, Math.Min(nr, keys - j0), hd, Kp + (long)j0 * hd);
+        // The softmax scale goes into K once, and a mask that drops nothing is not consulted per score.
+        VecMath.ScaleShift(Kp, scale, 0f, Kp, (long)kPad * hd);
+        if (mask != null)
+        {
+            bool any = false;
+            for (int j = 0; j < keys && !any; j++) any = mask[j] == 0f;
+            if (!any) mask = null;
+        }
+        for (int c0 = 0; c0 < hd; c0 += nr)
+        {
+            int nc = Math.Min(nr, hd - c0);
+            float* panel = Vp + (long)c0 * keys;
+            if (nc == 16 && Vector256.IsHardwareAccelerated)
+                for (int j = 0; j < keys; j++)
+                {
+                    float* src = v + j * kvStride + c0, dst = panel + j * 16;
+                    Vector256.Load(src).Store(dst); Vector256.Load(src + 8).Store(dst + 8);
+                }
+            else
+                for (int j = 0; j < keys; j++)
+                {
+                    float* src = v + j * kvStride + c0, dst = panel + j * nr;
+                    int c = 0;
+                    for (; c < nc; c++) dst[c] = src[c];
+                    for (; c < nr; c++) dst[c] = 0f;
+                }
+        }
+        for (int g = 0; g < groupHeads; g++)
+            for (int b0 = t0; b0 < t1; b0 += DirectRows)
+            {
+                int rows = Math.Min(DirectRows, t1 - b0);
+                float* qg = q + b0 * qStride + g * hd;
+                // S = Q·Kᵀ, one 6-row tile × one key panel at a time.
+                for (int r0 = 0; r0 < rows; r0 += Gemm.MR)
+                {
+                    int mr = Math.Min(Gemm.MR, rows - r0);
+                    for (int j0 = 0; j0 < keys; j0 += nr)
+                        Gemm.MicroTile(qg + r0 * qStride, (int)qStride, mr, Kp + (long)j0 * hd, hd, S + r0 * kPad + j0, kPad, nr, tile);
+                }
+                for (int r = 0; r < rows; r++) L[r] = SoftmaxRow(S + r * kPad, keys, mask);
+                // O = P·V over the visible keys (dropped ones have P = 0).
+                for (int r0 = 0; r0 < rows; r0 += Gemm.MR)
+                {
+                    int mr = Math.Min(Gemm.MR, rows - r0);
+                    for (int c0 = 0; c0 < hd; c0 += nr)
+                        Gemm.MicroTile(S + r0 * kPad, kPad, mr, Vp + (long)c0 * keys, keys, Ob + r0 * hPad + c0, hPad, nr, tile);
+                }
+                for (int r = 0; r < rows; r++)
+                {
+                    float* dst = o + (b0 + r) * oStride + g * hd, src = Ob + r * hPad;
+                    float inv = L[r];
+                    int i = 0;
+                    if (Vector256.IsHardwareAccelerated)
+                        for (var iv = Vector256.Create(inv); i + 8 <= hd; i += 8) (Vector256.Load(src + i) * iv).Store(dst + i);
+                    for (; i < hd; i++) dst[i] = src[i] * inv;
+                }
+            }
+    }
+
+    // s[j] ← exp(s[j] − max) over the visible keys (0 for dropped ones); returns 1/Σ, or 0 when no key is visible.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float SoftmaxRow(float* s, int n, float* mask)
+    {
+        float mx = float.NegativeInfinity;
+        int j = 0;
+        var ninf = Vector256.Create(float.NegativeInfinity);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vm = ninf;
+            if (mask == null)
+                for (; j + 8 <= n; j += 8) vm = Vector256.Max(vm, Vector256.Load(s + j));
+            else
+                for (; j + 8 <= n; j += 8)
+                {
+                    var x = Vector256.ConditionalSelect(Vector256.Equals(Vector256.Load(mask + j), Vector256<float>.Zero), ninf, Vector256.Load(s + j));
+                    x.Store(s + j);
+                    vm = Vector256.Max(vm, x);
+                }
+            mx = MaxAcross(vm);
+        }
+        for (; j < n; j++)
+        {
+            if (mask != null && mask[j] == 0f) s[j] = float.NegativeInfinity;
+            if (s[j] > mx) mx = s[j];
+        }
+        if (mx == float.NegativeInfinity) { new Span<float>(s, n).Clear(); return 0f; }
+        float sum = 0;
+        j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Create(mx);
+            var vs0 = Vector256<float>.Zero;
+            // (dropped keys hold −∞ only when there is a mask; without one the select is skipped)
+            var keep = mask == null ? Vector256<float>.AllBitsSet : Vector256<float>.Zero;
+            for (; j + 8 <= n; j += 8)
+            {
+                var x = Vector256.Load(s + j);
+                var e = ExpNonPositive(x - m) & (keep | ~Vector256.Equals(x, ninf));
+                e.Store(s + j);
+                vs0 += e;
+            }
+            sum = Vector256.Sum(vs0);
+        }
+        for (; j < n; j++)
+        {
+            float e = s[j] == float.NegativeInfinity ? 0f : MathF.Exp(s[j] - mx);
+            s[j] = e;
+            sum += e;
+        }
+        return 1f / sum;
+    }
+
+    // e^x for x ≤ 0 (x − max of a softmax row), inlined with FMAs: the same range reduction and degree-5 polynomial as
+    // VecMath.Exp (relative error ≈ 1e-7); x below −87.3 gives ≈ 1e-38 rather than 0.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ExpNonPositive(Vector256<float> x)
+    {
+        x = Vector256.Max(x, Vector256.Create(-87.3f));
+        // n = round(x·log2 e) by the 1.5·2²³ trick: t's low mantissa bits hold n, so 2ⁿ is (bits(t) + 127) << 23.
+        var magic = Vector256.Create(12582912f);
+        var t = Madd(x, Vector256.Create(1.44269504088896341f), magic);
+        var n = t - magic;
+        var r = Madd(n, Vector256.Create(-0.693359375f), x);
+        r = Madd(n, Vector256.Create(2.12194440e-4f), r);
+        var p = Madd(Vector256.Create(1.9875691500E-4f), r, Vector256.Create(1.3981999507E-3f));
+        p = Madd(p, r, Vector256.Create(8.3334519073E-3f));
+        p = Madd(p, r, Vector256.Create(4.1665795894E-2f));
+        p = Madd(p, r, Vector256.Create(1.6666665459E-1f));
+        p = Madd(p, r, Vector256.Create(5.0000001201E-1f));
+        var y = Madd(p, r * r, r) + Vector256<float>.One;
+        var pow2 = (t.AsInt32() + Vector256.Create(127)) << 23;
+        return y * pow2.AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector256<float> v)
+    {
+        var m = Vector128.Max(v.GetLower(), v.GetUpper());
+        float r = m[0];
+        for (int i = 1; i < 4; i++) r = Math.Max(r, m[i]);
+        return r;
+    }
+
     // Keys [0, end) a query at position past+t may see.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int End(int t, int keys, bool causal, int past, int prefixLen)

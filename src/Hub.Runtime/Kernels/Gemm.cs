@@ -291,8 +291,46 @@ public static unsafe class Gemm
     /// depth (which then stays in L2), every <see cref="PanelWidth"/>-column panel of W is transposed (and widened)
     /// once into a k-major panel that stays in L1 while the register tile walks down the rows.
     /// </summary>
+    public static void GemmBlock(float* a, int m0, int m1, int k, byte* w, DType wt, int n, float* bias, float* c, int n0, int n1, float* scratch) =>
+        GemmCore(a, m0, m1, k, w, wt, null, n, bias, c, n0, n1, scratch);
+
+    /// <summary>
+    /// <see cref="GemmBlock"/> over a weight packed once by <see cref="PackWeights"/>: no per-call transposition or
+    /// widening. <paramref name="n0"/> must be a multiple of <see cref="PanelWidth"/> (as <see cref="PlanUnits"/> gives).
+    /// </summary>
+    public static void GemmBlockPacked(float* a, int m0, int m1, int k, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch)
+    {
+        if (n0 % PanelWidth != 0) throw new ArgumentException($"column start {n0} is not a multiple of the panel width {PanelWidth}", nameof(n0));
+        GemmCore(a, m0, m1, k, null, DType.F32, packed, n, bias, c, n0, n1, scratch);
+    }
+
+    /// <summary>Floats of the packed copy of an [n, k] weight (<see cref="PackWeights"/>): n rounded up to whole panels.</summary>
+    public static long PackedFloats(int n, int k) => (long)((n + PanelWidth - 1) / PanelWidth) * PanelWidth * k;
+
+    // K block for depth k: one block up to KCMax, else KC (the packed layout and GemmCore must agree).
+    private static int KBlock(int k) => k <= KCMax && SingleBlockK ? k : KC;
+
+    /// <summary>
+    /// Packs (and widens) all of W [n, k] once into the panel layout the GEMM reads: for the K block starting at pc
+    /// (depth kc), the panels in column order at pc·nPad + j·kc·<see cref="PanelWidth"/> (nPad = n rounded up to
+    /// panels), zero beyond n. <paramref name="scratch"/> needs <see cref="ScratchFloats"/>(k) floats.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GemmBlock(float* a, int m0, int m1, int k, byte* w, DType wt, int n, float* bias, float* c, int n0, int n1, float* scratch)
+    public static void PackWeights(byte* w, DType wt, int n, int k, float* dst, float* scratch)
+    {
+        int nr = PanelWidth, kcb = KBlock(k);
+        long nPad = (long)((n + nr - 1) / nr) * nr;
+        float* tmp = Align64(scratch);
+        for (int pc = 0; pc < k; pc += kcb)
+        {
+            int kc = Math.Min(kcb, k - pc);
+            for (int col = 0, j = 0; col < n; col += nr, j++)
+                PackPanel(w, wt, k, col, Math.Min(nr, n - col), pc, kc, nr, dst + pc * nPad + (long)j * kc * nr, tmp);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GemmCore(float* a, int m0, int m1, int k, byte* w, DType wt, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch)
     {
         if (m0 >= m1 || n0 >= n1) return;
         if (k == 0)
@@ -307,7 +345,8 @@ public static unsafe class Gemm
         float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
         float* tmp = tile + MR * MaxPanel;       // [nr][KCMax] widened F16/BF16 rows
         float* apack = tmp + MaxPanel * KCMax;   // [MC][KC] contiguous copy of the A block
-        int kcb = k <= KCMax && SingleBlockK ? k : KC;
+        int kcb = KBlock(k);
+        long nPad = (long)((n + nr - 1) / nr) * nr;
         for (int mb = m0; mb < m1; mb += MC)
         {
             int mc = Math.Min(MC, m1 - mb);
@@ -328,12 +367,31 @@ public static unsafe class Gemm
                 for (int col = n0; col < n1; col += nr)
                 {
                     int ncols = Math.Min(nr, n1 - col);
-                    PackPanel(w, wt, k, col, ncols, pc, kc, nr, panel, tmp);
+                    float* pan;
+                    int nextRows = 0, nextLines = 0, linesPerTile = 0;
+                    byte* nextW = null;
+                    if (packed != null)
+                    {
+                        // Prepacked: the panel is read in place; each tile prefetches a share of the next panel into L1.
+                        pan = packed + pc * nPad + (long)(col / nr) * kc * nr;
+                        if (Prefetch && Sse.IsSupported && col + nr < n1)
+                        {
+                            nextW = (byte*)(pan + kc * nr);
+                            nextLines = kc * nr * 4 / 64;
+                            int tiles = (mc + MR - 1) / MR;
+                            linesPerTile = (nextLines + tiles - 1) / tiles;
+                        }
+                    }
+                    else
+                    {
+                        PackPanel(w, wt, k, col, ncols, pc, kc, nr, panel, tmp);
+                        pan = panel;
+                        // While this panel's tiles run, each tile prefetches one W row of the next panel into L2, so its
+                        // packing finds the rows there instead of waiting on DRAM (weights larger than L3 stream once).
+                        nextRows = Prefetch && Sse.IsSupported ? Math.Min(nr, n1 - col - nr) : 0;
+                        nextW = w + ((long)(col + nr) * k + pc) * es;
+                    }
                     float* bb = last && bias != null ? bias + col : null;
-                    // While this panel's tiles run, each tile prefetches one W row of the next panel into L2, so its
-                    // packing finds the rows there instead of waiting on DRAM (weights larger than L3 stream once).
-                    int nextRows = Prefetch && Sse.IsSupported ? Math.Min(nr, n1 - col - nr) : 0;
-                    byte* nextW = w + ((long)(col + nr) * k + pc) * es;
                     int tileIx = 0;
                     for (int ir = 0; ir < mc; ir += MR, tileIx++)
                     {
@@ -342,13 +400,18 @@ public static unsafe class Gemm
                             byte* pr = nextW + (long)tileIx * k * es;
                             for (int off = 0; off < rowBytes; off += 64) Sse.Prefetch1(pr + off);
                         }
+                        else if (linesPerTile > 0)
+                        {
+                            int l0 = tileIx * linesPerTile, l1 = Math.Min(nextLines, l0 + linesPerTile);
+                            for (int l = l0; l < l1; l++) Sse.Prefetch0(nextW + l * 64);
+                        }
                         int mr = Math.Min(MR, mc - ir);
                         float* ap = ab + (long)ir * lda;
                         float* cp = c + (long)(mb + ir) * n + col;
-                        if (mr == MR && ncols == nr) Micro(ap, lda, MR, panel, kc, cp, n, first, bb);
+                        if (mr == MR && ncols == nr) Micro(ap, lda, MR, pan, kc, cp, n, first, bb);
                         else
                         {
-                            Micro(ap, lda, mr, panel, kc, tile, nr, true, null);
+                            Micro(ap, lda, mr, pan, kc, tile, nr, true, null);
                             for (int r = 0; r < mr; r++)
                             {
                                 float* cr = cp + (long)r * n, tr = tile + r * nr;
@@ -404,6 +467,37 @@ public static unsafe class Gemm
         int m0 = mi * unitRows, m1 = Math.Min(m, m0 + unitRows);
         int n0 = ni * unitCols, n1 = Math.Min(n, n0 + unitCols);
         if (m0 < m1 && n0 < n1) GemmBlock(x, m0, m1, k, w, wt, n, bias, y, n0, n1, scratch);
+    }
+
+    /// <summary>Runs work unit <paramref name="index"/> of a <see cref="PlanUnits"/> split over a <see cref="PackWeights"/> copy.</summary>
+    public static void RunUnitPacked(int index, float* x, int m, int k, float* packed, int n, float* bias, float* y,
+        int unitRows, int unitCols, float* scratch)
+    {
+        int nBlocks = (n + unitCols - 1) / unitCols;
+        int mi = index / nBlocks, ni = index % nBlocks;
+        int m0 = mi * unitRows, m1 = Math.Min(m, m0 + unitRows);
+        int n0 = ni * unitCols, n1 = Math.Min(n, n0 + unitCols);
+        if (m0 < m1 && n0 < n1) GemmBlockPacked(x, m0, m1, k, packed, n, bias, y, n0, n1, scratch);
+    }
+
+    /// <summary>
+    /// Packs <paramref name="ncols"/> ≤ <see cref="PanelWidth"/> float rows (row q at src + q·ld, kc values each) into
+    /// one k-major panel, zero-padded to the panel width: the B operand <see cref="MicroTile"/> reads.
+    /// </summary>
+    internal static void PackRowsPanel(float* src, int ld, int ncols, int kc, float* panel) =>
+        PackPanel((byte*)src, DType.F32, ld, 0, ncols, 0, kc, PanelWidth, panel, null);
+
+    /// <summary>
+    /// c[mr × ncols] = a[mr × kc] (row stride lda) · panel[kc × <see cref="PanelWidth"/>], for any mr ≤ <see cref="MR"/>
+    /// and ncols ≤ <see cref="PanelWidth"/>: the register tile with a scratch <paramref name="tile"/> (MR × PanelWidth
+    /// floats) at the edges, so small fixed-stride products (attention's q·kᵀ and p·v) reuse the GEMM's kernels.
+    /// </summary>
+    internal static void MicroTile(float* a, int lda, int mr, float* panel, int kc, float* c, int ldc, int ncols, float* tile)
+    {
+        int nr = PanelWidth;
+        if (mr == MR && ncols == nr) { Micro(a, lda, MR, panel, kc, c, ldc, true, null); return; }
+        Micro(a, lda, mr, panel, kc, tile, nr, true, null);
+        for (int r = 0; r < mr; r++) Buffer.MemoryCopy(tile + r * nr, c + (long)r * ldc, ncols * 4L, ncols * 4L);
     }
 
     // panel[p·nr + q] = W[col + q, pc + p] for p < kc, q < ncols; zero for q ≥ ncols.
