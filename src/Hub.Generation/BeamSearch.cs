@@ -108,6 +108,7 @@ internal static class BeamSearch
         int len = 0; // generated tokens so far (same for every live beam)
 
         model.Reset();
+        model.ReserveBatch(nPrompts * k);
         var logits = model.Forward(tokens, nPrompts, maxPrompt, padding);
         bool prefill = true;
 

@@ -39,6 +39,13 @@ public interface ICausalLMRunner
     /// <summary>Empties the cache.</summary>
     void Reset();
 
+    /// <summary>
+    /// Makes room for <paramref name="rows"/> cache rows before a generation that will grow the batch past its prefill
+    /// (beam search expands each prompt's row to its beams with <see cref="ReorderCache"/>). Called on an empty cache;
+    /// runners without a fixed capacity ignore it.
+    /// </summary>
+    void ReserveBatch(int rows) { }
+
     /// <summary>Reorders (and possibly resizes) the batch of the cache: new row i takes old row <paramref name="rows"/>[i].</summary>
     void ReorderCache(ReadOnlySpan<int> rows);
 

@@ -158,6 +158,16 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     }
 
     /// <inheritdoc/>
+    public void ReserveBatch(int rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposedFlag, this);
+        if (rows <= Loaded.Compiled.Options.MaxBatch) return;
+        if (_request.PastLength != 0)
+            throw new InvalidOperationException($"ReserveBatch({rows}) needs an empty cache (it recompiles for the larger batch); call Reset first");
+        EnsureBatchCapacity(rows);
+    }
+
+    /// <inheritdoc/>
     public void ReorderCache(ReadOnlySpan<int> rows)
     {
         if (rows.Length > Loaded.Compiled.Options.MaxBatch)
@@ -212,9 +222,6 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     {
         var cfg = GenerationConfig.Merge(config);
         using var gate = GenerationGate.Enter();
-        // Beams live in the batch dimension: make room before the prefill (the cache is empty then).
-        Reset();
-        EnsureBatchCapacity(Math.Max(1, cfg.NumBeams));
         var result = Generator.Generate(this, [promptIds], cfg, Hooks(cfg));
         return result.Sequences[0];
     }

@@ -1,4 +1,5 @@
 using Hub.Generation;
+using Hub.Tests;
 
 namespace Hub.Integration.Tests;
 
@@ -40,5 +41,22 @@ public class BatchedGenerationTests(ChatModels models) : IClassFixture<ChatModel
         var search = Generator.Generate(lm, [prompt], new GenerationConfig { MaxNewTokens = 8, NumBeams = 3, NumReturnSequences = 2 });
         var cold = Generator.Generate(lm, [prompt], Sample(4, 1e-4f));
         Assert.Equal(search.Sequences, cold.Sequences);
+    }
+
+    [SkippableFact]
+    public void Beam_search_through_the_static_generator_grows_a_fresh_models_batch_capacity()
+    {
+        // A freshly loaded model is compiled for one row; beams are created by ReorderCache after a one-row prefill, so
+        // the generator must reserve the rows first (this failed when no earlier test had grown the batch).
+        var dir = SharedDir.Require("fixtures/gpt2-tiny");
+        var tmp = SharedDir.TempDir("hub-beam-fresh");
+        try
+        {
+            using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = tmp, MaxBatch = 1 });
+            var result = Generator.Generate(lm, [[464, 3290, 318]], new GenerationConfig { MaxNewTokens = 4, NumBeams = 3, NumReturnSequences = 2 });
+            Assert.Equal(2, result.Sequences.Count);
+            Assert.All(result.Sequences, s => Assert.Equal(4, s.Length));
+        }
+        finally { try { Directory.Delete(tmp, true); } catch (IOException) { } }
     }
 }
