@@ -108,7 +108,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         bool single = workers == 1 || 2.0 * _m * _n * _k < 200_000;
         if (_gemv)
         {
-            if (_integer) QuantKernels.QuantizeActivations(_x, _m, _k, _w.GroupLength, _actPtr);
+            if (_integer) QuantKernels.QuantizeActivations(_w, _x, _m, _actPtr);
             else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
             // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
             int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
