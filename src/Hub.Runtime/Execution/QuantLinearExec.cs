@@ -9,10 +9,10 @@ namespace Hub.Runtime.Execution;
 
 internal sealed unsafe class QuantLinearExec : OpExec
 {
-    /// <summary>Weight rows dequantized per prefill unit.</summary>
+    /// <summary>Most weight rows dequantized per prefill unit.</summary>
     private const int PanelRows = 64;
-    /// <summary>Activation rows per prefill unit.</summary>
-    private const int PanelM = 128;
+    /// <summary>Bytes of dequantized panel a prefill unit aims for (it then stays in L2 while the GEMM reads it).</summary>
+    private const int PanelBytes = 128 * 1024;
 
     private readonly QuantMatrix _w;
     private readonly int _n, _k;
@@ -21,14 +21,17 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly byte[] _act;       // pinned: quantized activation rows for the integer GEMV
     private readonly byte* _actPtr;
     private float* _x, _y, _bias;
-    private int _m, _unitRows, _mBlocks, _nBlocks;
-    private bool _gemv;
+    private readonly int _panelRows;
+    private int _m, _unitRows, _mBlocks, _mRows, _nBlocks;
+    private bool _gemv, _singleUnit;
 
     public QuantLinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
         if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
+        // 64 rows for small K; fewer (a multiple of the GEMM's 16-column panel) so a panel of large K stays in L2
+        _panelRows = Math.Clamp(PanelBytes / (4 * _k) / Gemm.NR * Gemm.NR, Gemm.NR, PanelRows);
         _integer = QuantKernels.IntegerPathFits(_w) && !ForceFloatPath;
         if (_integer)
         {
@@ -93,7 +96,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         return t.B;
     }
 
-    public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)PanelRows * _k + 64;
+    public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)_panelRows * _k + 64;
 
     public override void InferShapes() => InferLinearShapes(_n, _k);
 
@@ -118,9 +121,13 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
         else
         {
-            _mBlocks = (_m + PanelM - 1) / PanelM;
-            _nBlocks = (_n + PanelRows - 1) / PanelRows;
-            R.Model.Pool.Run(this, _mBlocks * _nBlocks);
+            // Each unit dequantizes its panel once and runs it over all M rows; M is split only when there are too few
+            // panels to keep every worker busy (each split dequantizes the panel again).
+            _nBlocks = (_n + _panelRows - 1) / _panelRows;
+            _mBlocks = single ? 1 : Math.Clamp((workers * 4 + _nBlocks - 1) / _nBlocks, 1, (_m + Gemm.MR * 8 - 1) / (Gemm.MR * 8));
+            _mRows = (_m + _mBlocks - 1) / _mBlocks;
+            _singleUnit = single;
+            R.Model.Pool.Run(this, single ? 1 : _mBlocks * _nBlocks);
         }
     }
 
@@ -136,13 +143,19 @@ internal sealed unsafe class QuantLinearExec : OpExec
             else QuantKernels.GemvFloat(_w, _x, _m, _bias, _y, _n, c0, c1, scratch);
             return;
         }
-        int ni = index % _nBlocks, mi = index / _nBlocks;
-        int n0 = ni * PanelRows, n1 = Math.Min(_n, n0 + PanelRows);
-        int m0 = mi * PanelM, m1 = Math.Min(_m, m0 + PanelM);
         float* panel = scratch + Gemm.ScratchFloats(_k);
         panel = (float*)(((nint)panel + 63) & ~(nint)63);
-        QuantKernels.DequantizeRows(_w, n0, n1, panel);
-        // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
-        Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);
+        int first = index, last = index + 1;
+        if (_singleUnit) { first = 0; last = _mBlocks * _nBlocks; }
+        for (int u = first; u < last; u++)
+        {
+            int ni = u % _nBlocks, mi = u / _nBlocks;
+            int n0 = ni * _panelRows, n1 = Math.Min(_n, n0 + _panelRows);
+            int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
+            if (m0 >= m1) continue;
+            QuantKernels.DequantizeRows(_w, n0, n1, panel);
+            // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
+            Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);
+        }
     }
 }

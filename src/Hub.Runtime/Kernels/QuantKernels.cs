@@ -93,7 +93,7 @@ public static unsafe class QuantKernels
         return (b & ~1) * Block + (t >> 4) * Block + (b & 1) * 16 + (t & 15);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf, bool nibblePairOrder)
     {
         int blocks = k / Block, groups = k / groupLength, bpg = groupLength / Block;
@@ -236,7 +236,7 @@ public static unsafe class QuantKernels
     /// <summary>Blocks whose combined scales s_g·dx_b are computed per pass (a 1 KiB stack buffer).</summary>
     private const int ScaleChunk = 256;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvIntegerAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
         int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block, groups = w.Groups, rowBytes = w.RowBytes;
