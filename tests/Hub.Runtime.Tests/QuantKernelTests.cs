@@ -269,6 +269,50 @@ public unsafe class QuantKernelTests
             }
     }
 
+    [SkippableFact]
+    public void Int4_gemm_matches_integer_twin_and_float64_on_odd_tiles()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        foreach (bool sym in new[] { true, false })
+            foreach (int group in new[] { 0, 32, 64, 128 })
+                foreach (int n in new[] { 1, 2, 7, 37 })
+                    foreach (int k in new[] { 64, 128, 384 })
+                        foreach (int m in new[] { 5, 6, 13 })
+                        {
+                            if (group != 0 && k % group != 0) continue;
+                            var d = RandomQ(true, n, k, group, sym, n * 131 + k + group + m * 7 + (sym ? 1 : 0));
+                            var x = Rand(m * k, n + k * 3 + m);
+                            var bias = Rand(n, 11);
+                            var exp = Reference(d, x, m, bias);
+                            var fast = new float[m * n]; var twin = new float[m * n];
+                            var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64];
+                            var scratch = new float[QuantKernels.GemmRows * k / 4 + 64];
+                            WithMatrix(d, w =>
+                            {
+                                fixed (byte* b0 = buf)
+                                fixed (float* xp = x, bp = bias, fp = fast, tp = twin, sp = scratch)
+                                {
+                                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                                    QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
+                                    // split rows and outputs as the executor may: [0, 3) × [0, n1) and the rest
+                                    int ms = Math.Min(3, m), ns = Math.Min(n, 17);
+                                    QuantKernels.GemmInt4(w, m, b, bp, fp, n, 0, ms, 0, ns, sp);
+                                    QuantKernels.GemmInt4(w, m, b, bp, fp, n, ms, m, 0, ns, sp);
+                                    QuantKernels.GemmInt4(w, m, b, bp, fp, n, 0, m, ns, n, sp);
+                                    QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                                }
+                            });
+                            for (int i = 0; i < m; i++)
+                                for (int j = 0; j < n; j++)
+                                {
+                                    int at = i * n + j;
+                                    double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
+                                    Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"sym={sym} g={group} [{n},{k}] m={m} ({i},{j}): fast {fast[at]} twin {twin[at]}");
+                                    Assert.True(Math.Abs(fast[at] - exp[at]) <= scale / 100, $"sym={sym} g={group} [{n},{k}] m={m} ({i},{j}): {fast[at]} vs {exp[at]}");
+                                }
+                        }
+    }
+
     [Fact]
     public void Float_gemv_matches_float64_on_any_K()
     {
@@ -378,7 +422,8 @@ public unsafe class QuantKernelTests
                     {
                         double scale = AbsSum(wq, x, i, j) + Math.Abs(bias[j]);
                         // decode rows carry int8 activation rounding (≤ 1/254 of each block's range per value)
-                        double tol = seq <= 4 ? scale / 100 : 1e-5 * scale + 1e-6;
+                        // (int4 prefill runs the int4 × int8 GEMM: the same activation rounding)
+                        double tol = seq <= 4 || (int4 && k % 64 == 0) ? scale / 100 : 1e-5 * scale + 1e-6;
                         Assert.True(Math.Abs(got[i * n + j] - exp[i * n + j]) <= tol, $"seq {seq} ({i},{j}): {got[i * n + j]} vs {exp[i * n + j]}");
                     }
             }
@@ -461,6 +506,61 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             var q = cases[c].Q;
             long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 4L + (q.Zeros?.Length ?? 0);
             output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s  cpu {tc * 1e6,8:F1} µs {(double)n * k / tc / 1e9,6:F2} GMAC/s");
+        }
+    }
+}
+
+/// <summary>Single-thread int4 prefill: the int4 × int8 GEMM against dequantized panels + f32 GEMM (HUB_BENCH=1 only).</summary>
+public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Int4_prefill_gemm_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        int m = 128, n = 768, k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 2048;
+        var q = QuantKernelTests.RandomQ(true, n, k, 32, true, 5);
+        var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
+        var y = new float[m * n];
+        var scratch = new float[Gemm.ScratchFloats(k) + 64L * k + 64];
+        var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, k / 32) + 64];
+        var times = new[] { new List<double>(), new List<double>() };
+        fixed (byte* d = q.Data, b0 = buf)
+        fixed (float* s = q.Scales, xp = x, yp = y, sp = scratch)
+        {
+            var w = new QuantMatrix(d, s, null, n, k, 32, true, true);
+            byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+            float* panel = sp + Gemm.ScratchFloats(k);
+            panel = (float*)(((nint)panel + 63) & ~(nint)63);
+            var proc = System.Diagnostics.Process.GetCurrentProcess();
+            for (int round = 0; round < 7; round++)
+                for (int c = 0; c < 2; c++)
+                {
+                    proc.Refresh();
+                    var cpu0 = proc.TotalProcessorTime;
+                    for (int rep = 0; rep < 3; rep++)
+                    {
+                        if (c == 0)
+                        {
+                            QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
+                            for (int n0 = 0; n0 < n; n0 += QuantKernels.GemmRows)
+                                QuantKernels.GemmInt4(w, m, b, null, yp, n, 0, m, n0, Math.Min(n, n0 + QuantKernels.GemmRows), sp);
+                        }
+                        else
+                            for (int n0 = 0; n0 < n; n0 += 16)
+                            {
+                                QuantKernels.DequantizeRows(w, n0, n0 + 16, panel);
+                                Gemm.GemmBlock(xp, 0, m, k, (byte*)(panel - (long)n0 * k), DType.F32, n, null, yp, n0, n0 + 16, sp);
+                            }
+                    }
+                    proc.Refresh();
+                    times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
+                }
+        }
+        string[] names = { "int4 x int8 GEMM", "dequantize + f32 GEMM" };
+        for (int c = 0; c < 2; c++)
+        {
+            double t = times[c].Order().ElementAt(times[c].Count / 2);
+            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] cpu {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
         }
     }
 }

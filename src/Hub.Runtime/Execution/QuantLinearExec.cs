@@ -22,6 +22,9 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly byte* _actPtr;
     private float* _x, _y, _bias;
     private readonly int _panelRows;
+    private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
+    private byte[] _prefAct = Array.Empty<byte>();   // pinned, grown to the largest prefill: activations for GemmInt4
+    private byte* _prefActPtr;
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks;
     private bool _gemv, _singleUnit;
 
@@ -31,7 +34,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
         // 64 rows for small K; fewer (a multiple of the GEMM's 16-column panel) so a panel of large K stays in L2
-        _panelRows = Math.Clamp(PanelBytes / (4 * _k) / Gemm.NR * Gemm.NR, Gemm.NR, PanelRows);
+        _int4Gemm = QuantKernels.Int4GemmFits(_w) && !ForceFloatGemm;
+        _panelRows = _int4Gemm ? QuantKernels.GemmRows : Math.Clamp(PanelBytes / (4 * _k) / Gemm.NR * Gemm.NR, Gemm.NR, PanelRows);
         _integer = QuantKernels.IntegerPathFits(_w) && !ForceFloatPath;
         if (_integer)
         {
@@ -53,6 +57,12 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// bytes in registers instead, the others the dequantize-a-row float GEMV.
     /// </summary>
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
+
+    /// <summary>
+    /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
+    /// int4 × int8 GEMM (activations then keep full precision).
+    /// </summary>
+    internal static bool ForceFloatGemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") == "float";
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
     internal static QuantMatrix Bind(InferRequest r, int id, string node)
@@ -125,7 +135,17 @@ internal sealed unsafe class QuantLinearExec : OpExec
             // panels to keep every worker busy (each split dequantizes the panel again).
             _nBlocks = (_n + _panelRows - 1) / _panelRows;
             _mBlocks = single ? 1 : Math.Clamp((workers * 4 + _nBlocks - 1) / _nBlocks, 1, (_m + Gemm.MR * 8 - 1) / (Gemm.MR * 8));
-            _mRows = (_m + _mBlocks - 1) / _mBlocks;
+            _mRows = ((_m + _mBlocks - 1) / _mBlocks + 3) & ~3;
+            if (_int4Gemm)
+            {
+                long bytes = QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) + 64;
+                if (_prefAct.Length < bytes)
+                {
+                    _prefAct = GC.AllocateArray<byte>(checked((int)bytes), pinned: true);
+                    fixed (byte* p = _prefAct) _prefActPtr = (byte*)(((nint)p + 63) & ~(nint)63);
+                }
+                QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr);
+            }
             _singleUnit = single;
             R.Model.Pool.Run(this, single ? 1 : _mBlocks * _nBlocks);
         }
@@ -153,6 +173,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int n0 = ni * _panelRows, n1 = Math.Min(_n, n0 + _panelRows);
             int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
             if (m0 >= m1) continue;
+            if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             QuantKernels.DequantizeRows(_w, n0, n1, panel);
             // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
             Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);

@@ -532,6 +532,113 @@ public static unsafe class QuantKernels
         }
     }
 
+    /// <summary>True when <paramref name="w"/> can use <see cref="GemmInt4"/> (int4 with an even number of blocks per row, AVX2+FMA).</summary>
+    public static bool Int4GemmFits(in QuantMatrix w) => w.Int4 && w.K % 64 == 0 && Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Bytes of the prefill activation buffer: <see cref="ActivationBytes"/> then dx pair vectors [m, K/64, 8] f32.</summary>
+    public static long PrefillActivationBytes(int m, int k, int groups) => PairScalesOffset(m, k, groups) + 16L * m * (k / Block) + 64;
+
+    private static long PairScalesOffset(int m, int k, int groups) => ((((long)m * k + 63) & ~63L) + 4L * m * (k / Block) + 4L * m * groups + 63) & ~63L;
+
+    /// <summary>
+    /// Quantizes x [m, w.K] for <see cref="GemmInt4"/>: <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/>
+    /// then, per row and block pair, the vector [dx_b ×4 | dx_b+1 ×4] the pair's four-lane halves are scaled by.
+    /// </summary>
+    public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf)
+    {
+        QuantizeActivations(w, x, m, buf);
+        int blocks = w.K / Block, pairs = blocks / 2;
+        float* dx = (float*)(buf + (((long)m * w.K + 63) & ~63L));
+        float* dp = (float*)(buf + PairScalesOffset(m, w.K, w.Groups));
+        for (long i = 0; i < (long)m * pairs; i++)
+            Avx.Store(dp + i * 8, Vector256.Create(Vector128.Create(dx[2 * i]), Vector128.Create(dx[2 * i + 1])));
+    }
+
+    /// <summary>
+    /// Prefill GEMM for int4 weights with int8 activations (<see cref="QuantizeActivationsForGemm"/>): y[i, j] for rows
+    /// i ∈ [m0, m1) and outputs j ∈ [n0, n1). A 3×2 register tile (3 activation rows × 2 weight rows) shares each
+    /// unpacked 32-byte weight load (two Q4_0 blocks) among 3 rows and each activation load among 2 weight rows:
+    /// per row pair and block pair two vpmaddubsw, one int16 add, one vpmaddwd, one convert, one scale multiply and one
+    /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+    {
+        if (!Int4GemmFits(w)) throw new NotSupportedException("GemmInt4 needs int4 weights, K a multiple of 64 and AVX2+FMA");
+        int k = w.K, blocks = k / Block, pairs = blocks / 2, groups = w.Groups, bpg = w.GroupLength / Block, rowBytes = w.RowBytes;
+        bool sym = w.Symmetric;
+        sbyte* xq = (sbyte*)act;
+        float* xs = (float*)(act + (((long)m * k + 63) & ~63L)) + (long)m * blocks;
+        float* dxp = (float*)(act + PairScalesOffset(m, k, groups));
+        float* spBase = (float*)(((nint)scratch + 31) & ~(nint)31);
+        var ones = Vector256.Create((short)1);
+        var low4 = Vector256.Create((byte)0x0F);
+        // Chunks of GemmRows weight rows: their pair scales and packed rows stay in L1/L2 while the activation rows,
+        // four at a time, walk past them.
+        for (int jc = n0; jc < n1; jc += GemmRows)
+        {
+            int jcEnd = Math.Min(n1, jc + GemmRows);
+            for (int j = jc; j < jcEnd; j++)
+            {
+                float* sc = w.Scales + (long)j * groups, sp = spBase + (long)(j - jc) * pairs * 8;
+                for (int p = 0; p < pairs; p++)
+                {
+                    int b = 2 * p;
+                    Avx.Store(sp + p * 8, Vector256.Create(Vector128.Create(sc[b / bpg]), Vector128.Create(sc[(b + 1) / bpg])));
+                }
+            }
+            for (int i = m0; i < m1; i += 3)
+            {
+                int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1);
+                sbyte* x0 = xq + (long)i * k, x1 = xq + (long)i1 * k, x2 = xq + (long)i2 * k;
+                float* d0 = dxp + (long)i * pairs * 8, d1 = dxp + (long)i1 * pairs * 8, d2 = dxp + (long)i2 * pairs * 8;
+                for (int j = jc; j < jcEnd; j += 2)
+                {
+                    int j1 = Math.Min(j + 1, jcEnd - 1);
+                    float* sp0 = spBase + (long)(j - jc) * pairs * 8, sp1 = spBase + (long)(j1 - jc) * pairs * 8;
+                    byte* w0 = w.Data + (long)j * rowBytes, w1 = w.Data + (long)j1 * rowBytes;
+                    Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default;
+                    for (int p = 0; p < pairs; p++)
+                    {
+                        var r0 = Avx.LoadVector256(w0 + p * 32);
+                        var r1 = Avx.LoadVector256(w1 + p * 32);
+                        var l0 = Avx2.And(r0, low4); var h0 = Avx2.And(Avx2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), low4);
+                        var l1 = Avx2.And(r1, low4); var h1 = Avx2.And(Avx2.ShiftRightLogical(r1.AsUInt16(), 4).AsByte(), low4);
+                        int o = p * 64, s = p * 8;
+                        var xa = Avx.LoadVector256(x0 + o); var xb = Avx.LoadVector256(x0 + o + 32); var dd = Avx.LoadVector256(d0 + s);
+                        a00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l0, xa), Avx2.MultiplyAddAdjacent(h0, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp0 + s)), a00);
+                        a01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a01);
+                        xa = Avx.LoadVector256(x1 + o); xb = Avx.LoadVector256(x1 + o + 32); dd = Avx.LoadVector256(d1 + s);
+                        a10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l0, xa), Avx2.MultiplyAddAdjacent(h0, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp0 + s)), a10);
+                        a11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a11);
+                        xa = Avx.LoadVector256(x2 + o); xb = Avx.LoadVector256(x2 + o + 32); dd = Avx.LoadVector256(d2 + s);
+                        a20 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l0, xa), Avx2.MultiplyAddAdjacent(h0, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp0 + s)), a20);
+                        a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a21);
+                    }
+                    bool two = j + 1 < jcEnd;
+                    float* sc0 = w.Scales + (long)j * groups, sc1 = w.Scales + (long)j1 * groups;
+                    byte* z0 = sym ? null : w.Zeros + (long)j * groups, z1 = sym ? null : w.Zeros + (long)j1 * groups;
+                    StoreTile(a00, a01, i, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
+                    if (i + 1 < m1) StoreTile(a10, a11, i + 1, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
+                    if (i + 2 < m1) StoreTile(a20, a21, i + 2, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
+                }
+            }
+        }
+    }
+
+    /// <summary>Weight rows whose pair scales <see cref="GemmInt4"/> prepares at once (scratch: GemmRows·K/4 floats).</summary>
+    public const int GemmRows = 16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTile(Vector256<float> a0, Vector256<float> a1, int i, int j, bool two, float* sc0, float* sc1, byte* z0, byte* z1,
+        float* xs, int groups, bool sym, float* bias, float* y, int ldy)
+    {
+        float* xsi = xs + (long)i * groups;
+        float* yr = y + (long)i * ldy;
+        yr[j] = Vector256.Sum(a0) - Correction(sc0, z0, xsi, groups, true, sym) + (bias != null ? bias[j] : 0f);
+        if (two) yr[j + 1] = Vector256.Sum(a1) - Correction(sc1, z1, xsi, groups, true, sym) + (bias != null ? bias[j + 1] : 0f);
+    }
+
     /// <summary>Dequantizes rows [r0, r1) into <paramref name="dst"/> [r1 − r0, K] (prefill panels, embedding rows).</summary>
     public static void DequantizeRows(in QuantMatrix w, int r0, int r1, float* dst)
     {
