@@ -1,7 +1,8 @@
 // Linear with int8/int4 weights (docs/quantization.md). Decode (M ≤ Gemm.GemvMaxRows): the activation rows are
 // quantized once per call, then many small units of output rows run the integer GEMV on the persistent pool (each
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
-// each unit dequantizes a panel of weight rows into its worker's scratch and runs the f32 GEMM block on it.
+// int4 runs the int4 × int8 GEMM on 16-row units; otherwise each unit dequantizes a panel of weight rows into its
+// worker's scratch once and runs the f32 GEMM block on it over all M rows.
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -9,10 +10,8 @@ namespace Hub.Runtime.Execution;
 
 internal sealed unsafe class QuantLinearExec : OpExec
 {
-    /// <summary>Most weight rows dequantized per prefill unit.</summary>
+    /// <summary>Weight rows dequantized per prefill unit.</summary>
     private const int PanelRows = 64;
-    /// <summary>Bytes of dequantized panel a prefill unit aims for (it then stays in L2 while the GEMM reads it).</summary>
-    private const int PanelBytes = 128 * 1024;
 
     private readonly QuantMatrix _w;
     private readonly int _n, _k;
@@ -33,9 +32,10 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
-        // 64 rows for small K; fewer (a multiple of the GEMM's 16-column panel) so a panel of large K stays in L2
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && !ForceFloatGemm;
-        _panelRows = _int4Gemm ? QuantKernels.GemmRows : Math.Clamp(PanelBytes / (4 * _k) / Gemm.NR * Gemm.NR, Gemm.NR, PanelRows);
+        // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
+        // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
+        _panelRows = _int4Gemm ? QuantKernels.GemmRows : PanelRows;
         _integer = QuantKernels.IntegerPathFits(_w) && !ForceFloatPath;
         if (_integer)
         {
