@@ -1,8 +1,8 @@
 // Linear with int8/int4 weights (docs/quantization.md). Decode (M ≤ Gemm.GemvMaxRows): the activation rows are
 // quantized once per call, then many small units of output rows run the integer GEMV on the persistent pool (each
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
-// int4 runs the int4 × int8 GEMM on 16-row units; otherwise each unit dequantizes a panel of weight rows into its
-// worker's scratch once and runs the f32 GEMM block on it over all M rows.
+// each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
+// all M rows (HUB_QUANT_GEMM=int: int4 runs the int4 × int8 GEMM on 16-row units instead).
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -32,7 +32,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
-        _int4Gemm = QuantKernels.Int4GemmFits(_w) && !ForceFloatGemm;
+        _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
         // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
         _panelRows = _int4Gemm ? QuantKernels.GemmRows : PanelRows;
@@ -59,10 +59,11 @@ internal sealed unsafe class QuantLinearExec : OpExec
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
 
     /// <summary>
-    /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
-    /// int4 × int8 GEMM (activations then keep full precision).
+    /// Bench switch (HUB_QUANT_GEMM=int): int4 prefill runs the int4 × int8 GEMM instead of dequantized panels + f32
+    /// GEMM. Off by default: 1.36× faster single-threaded, but slower in 2-thread Q4_0 prefill of the small model
+    /// (median 0.86× vs 0.89× llama.cpp over alternating runs), see docs/quantization.md.
     /// </summary>
-    internal static bool ForceFloatGemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") == "float";
+    internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") == "int";
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
     internal static QuantMatrix Bind(InferRequest r, int id, string node)
