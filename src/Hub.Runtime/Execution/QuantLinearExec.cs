@@ -1,7 +1,8 @@
 // Linear with int8/int4 weights (docs/quantization.md). Decode (M ≤ Gemm.GemvMaxRows): the activation rows are
 // quantized once per call, then many small units of output rows run the integer GEMV on the persistent pool (each
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
-// each unit dequantizes a panel of weight rows into its worker's scratch and runs the f32 GEMM block on it.
+// each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
+// all M rows (HUB_QUANT_GEMM=int: int4 runs the int4 × int8 GEMM on 16-row units instead).
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -11,8 +12,6 @@ internal sealed unsafe class QuantLinearExec : OpExec
 {
     /// <summary>Weight rows dequantized per prefill unit.</summary>
     private const int PanelRows = 64;
-    /// <summary>Activation rows per prefill unit.</summary>
-    private const int PanelM = 128;
 
     private readonly QuantMatrix _w;
     private readonly int _n, _k;
@@ -21,14 +20,22 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly byte[] _act;       // pinned: quantized activation rows for the integer GEMV
     private readonly byte* _actPtr;
     private float* _x, _y, _bias;
-    private int _m, _unitRows, _mBlocks, _nBlocks;
-    private bool _gemv;
+    private readonly int _panelRows;
+    private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
+    private byte[] _prefAct = Array.Empty<byte>();   // pinned, grown to the largest prefill: activations for GemmInt4
+    private byte* _prefActPtr;
+    private int _m, _unitRows, _mBlocks, _mRows, _nBlocks;
+    private bool _gemv, _singleUnit;
 
     public QuantLinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
         if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
+        _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
+        // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
+        // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
+        _panelRows = _int4Gemm ? QuantKernels.GemmRows : PanelRows;
         _integer = QuantKernels.IntegerPathFits(_w) && !ForceFloatPath;
         if (_integer)
         {
@@ -50,6 +57,13 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// bytes in registers instead, the others the dequantize-a-row float GEMV.
     /// </summary>
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
+
+    /// <summary>
+    /// Bench switch (HUB_QUANT_GEMM=int): int4 prefill runs the int4 × int8 GEMM instead of dequantized panels + f32
+    /// GEMM. Off by default: 1.36× faster single-threaded, but slower in 2-thread Q4_0 prefill of the small model
+    /// (median 0.86× vs 0.89× llama.cpp over alternating runs), see docs/quantization.md.
+    /// </summary>
+    internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") == "int";
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
     internal static QuantMatrix Bind(InferRequest r, int id, string node)
@@ -93,7 +107,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         return t.B;
     }
 
-    public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)PanelRows * _k + 64;
+    public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)_panelRows * _k + 64;
 
     public override void InferShapes() => InferLinearShapes(_n, _k);
 
@@ -108,7 +122,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         bool single = workers == 1 || 2.0 * _m * _n * _k < 200_000;
         if (_gemv)
         {
-            if (_integer) QuantKernels.QuantizeActivations(_x, _m, _k, _w.GroupLength, _actPtr);
+            if (_integer) QuantKernels.QuantizeActivations(_w, _x, _m, _actPtr);
             else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
             // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
             int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
@@ -118,9 +132,23 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
         else
         {
-            _mBlocks = (_m + PanelM - 1) / PanelM;
-            _nBlocks = (_n + PanelRows - 1) / PanelRows;
-            R.Model.Pool.Run(this, _mBlocks * _nBlocks);
+            // Each unit dequantizes its panel once and runs it over all M rows; M is split only when there are too few
+            // panels to keep every worker busy (each split dequantizes the panel again).
+            _nBlocks = (_n + _panelRows - 1) / _panelRows;
+            _mBlocks = single ? 1 : Math.Clamp((workers * 4 + _nBlocks - 1) / _nBlocks, 1, (_m + Gemm.MR * 8 - 1) / (Gemm.MR * 8));
+            _mRows = ((_m + _mBlocks - 1) / _mBlocks + 3) & ~3;
+            if (_int4Gemm)
+            {
+                long bytes = QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) + 64;
+                if (_prefAct.Length < bytes)
+                {
+                    _prefAct = GC.AllocateArray<byte>(checked((int)bytes), pinned: true);
+                    fixed (byte* p = _prefAct) _prefActPtr = (byte*)(((nint)p + 63) & ~(nint)63);
+                }
+                QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr);
+            }
+            _singleUnit = single;
+            R.Model.Pool.Run(this, single ? 1 : _mBlocks * _nBlocks);
         }
     }
 
@@ -136,13 +164,20 @@ internal sealed unsafe class QuantLinearExec : OpExec
             else QuantKernels.GemvFloat(_w, _x, _m, _bias, _y, _n, c0, c1, scratch);
             return;
         }
-        int ni = index % _nBlocks, mi = index / _nBlocks;
-        int n0 = ni * PanelRows, n1 = Math.Min(_n, n0 + PanelRows);
-        int m0 = mi * PanelM, m1 = Math.Min(_m, m0 + PanelM);
         float* panel = scratch + Gemm.ScratchFloats(_k);
         panel = (float*)(((nint)panel + 63) & ~(nint)63);
-        QuantKernels.DequantizeRows(_w, n0, n1, panel);
-        // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
-        Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);
+        int first = index, last = index + 1;
+        if (_singleUnit) { first = 0; last = _mBlocks * _nBlocks; }
+        for (int u = first; u < last; u++)
+        {
+            int ni = u % _nBlocks, mi = u / _nBlocks;
+            int n0 = ni * _panelRows, n1 = Math.Min(_n, n0 + _panelRows);
+            int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
+            if (m0 >= m1) continue;
+            if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
+            QuantKernels.DequantizeRows(_w, n0, n1, panel);
+            // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
+            Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);
+        }
     }
 }

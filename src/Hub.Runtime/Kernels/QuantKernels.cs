@@ -62,20 +62,45 @@ public static unsafe class QuantKernels
     /// <summary>True when <paramref name="w"/> can use the integer (quantized-activation) GEMV.</summary>
     public static bool IntegerPathFits(in QuantMatrix w) => w.K % Block == 0 && w.GroupLength % Block == 0;
 
-    /// <summary>Bytes of the activation buffer <see cref="QuantizeActivations"/> needs for <paramref name="m"/> rows.</summary>
+    /// <summary>Bytes of the activation buffer <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/> needs for <paramref name="m"/> rows.</summary>
     public static long ActivationBytes(int m, int k, int groups) => (long)m * k + 4L * m * (k / Block) + 4L * m * groups + 64;
 
     /// <summary>
-    /// Quantizes <paramref name="m"/> rows of x [m, k] to int8 per block of 32 (d = amax/127, q = round(x/d)) into
-    /// <paramref name="buf"/>: xq [m, k] sbyte, dx [m, k/32] f32, then per-group sums Σ d_b·Σq [m, groups] f32.
+    /// Quantizes <paramref name="m"/> rows of x [m, k] to int8 per block of 32 in natural order (the layout int8
+    /// matrices read); int4 matrices need <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/>.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf)
+    public static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf) =>
+        QuantizeActivations(x, m, k, groupLength, buf, nibblePairOrder: false);
+
+    /// <summary>
+    /// Quantizes <paramref name="m"/> rows of x [m, w.K] to int8 per block of 32 (d = amax/127, q = round(x/d)) into
+    /// <paramref name="buf"/> in the order <paramref name="w"/>'s GEMV reads: xq [m, k] sbyte, dx [m, k/32] f32, then
+    /// per-group sums Σ d_b·Σq [m, groups] f32.
+    /// </summary>
+    public static void QuantizeActivations(in QuantMatrix w, float* x, int m, byte* buf) =>
+        QuantizeActivations(x, m, w.K, w.GroupLength, buf, nibblePairOrder: w.Int4);
+
+    /// <summary>
+    /// Where value <paramref name="c"/> of an activation row sits in the quantized buffer. Natural order, except that
+    /// int4 matrices (<paramref name="nibblePairOrder"/>) read blocks in pairs as one 32-byte load of packed nibbles
+    /// gives them: [b 0..15 | b+1 0..15] then [b 16..31 | b+1 16..31] (a trailing odd block stays natural).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int ActivationPosition(int c, int blocks, bool nibblePairOrder)
+    {
+        int b = c >> 5, t = c & 31;
+        if (!nibblePairOrder || ((b & 1) == 0 && b + 1 >= blocks)) return c;
+        return (b & ~1) * Block + (t >> 4) * Block + (b & 1) * 16 + (t & 15);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf, bool nibblePairOrder)
     {
         int blocks = k / Block, groups = k / groupLength, bpg = groupLength / Block;
         sbyte* xq = (sbyte*)buf;
         float* dx = (float*)(buf + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
+        sbyte* tmp = stackalloc sbyte[Block];
         for (int i = 0; i < m; i++)
         {
             float* xr = x + (long)i * k;
@@ -83,63 +108,79 @@ public static unsafe class QuantKernels
             float* dr = dx + (long)i * blocks;
             float* sr = xs + (long)i * groups;
             for (int g = 0; g < groups; g++) sr[g] = 0;
+            if (Avx2.IsSupported)
+            {
+                int b = 0;
+                if (nibblePairOrder)
+                    for (; b + 1 < blocks; b += 2)
+                    {
+                        var q0 = QuantizeBlockAvx2(xr + b * Block, out dr[b], out int s0);
+                        var q1 = QuantizeBlockAvx2(xr + b * Block + Block, out dr[b + 1], out int s1);
+                        Avx.Store(qr + b * Block, Avx2.Permute2x128(q0, q1, 0x20));
+                        Avx.Store(qr + b * Block + Block, Avx2.Permute2x128(q0, q1, 0x31));
+                        sr[b / bpg] += dr[b] * s0;
+                        sr[(b + 1) / bpg] += dr[b + 1] * s1;
+                    }
+                for (; b < blocks; b++)
+                {
+                    Avx.Store(qr + b * Block, QuantizeBlockAvx2(xr + b * Block, out dr[b], out int s0));
+                    sr[b / bpg] += dr[b] * s0;
+                }
+                continue;
+            }
             for (int b = 0; b < blocks; b++)
             {
                 float* xb = xr + b * Block;
-                sbyte* qb = qr + b * Block;
-                float amax;
-                int isum;
-                if (Avx2.IsSupported)
+                float amax = 0;
+                for (int j = 0; j < Block; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
+                float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+                int isum = 0;
+                for (int j = 0; j < Block; j++)
                 {
-                    var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
-                    var v0 = Avx.LoadVector256(xb); var v1 = Avx.LoadVector256(xb + 8);
-                    var v2 = Avx.LoadVector256(xb + 16); var v3 = Avx.LoadVector256(xb + 24);
-                    var mx = Avx.Max(Avx.Max(Avx.And(v0, absMask), Avx.And(v1, absMask)), Avx.Max(Avx.And(v2, absMask), Avx.And(v3, absMask)));
-                    var h = Sse.Max(mx.GetLower(), mx.GetUpper());
-                    h = Sse.Max(h, Sse.MoveHighToLow(h, h));
-                    h = Sse.Max(h, Sse.Shuffle(h, h, 1));
-                    amax = h.ToScalar();
-                    float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-                    var vid = Vector256.Create(id);
-                    // nearest-even rounding (llama.cpp uses roundf, half away from zero: they differ only on exact .5 ties)
-                    var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v0, vid)));
-                    var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v1, vid)));
-                    var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v2, vid)));
-                    var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v3, vid)));
-                    var s01 = Avx2.PackSignedSaturate(i0, i1); var s23 = Avx2.PackSignedSaturate(i2, i3);
-                    var bytes = Avx2.PackSignedSaturate(s01, s23);
-                    // the two packs interleave 128-bit lanes: restore element order
-                    bytes = Avx2.PermuteVar8x32(bytes.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
-                    Avx.Store(qb, bytes);
-                    var sum = Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3));
-                    var s4 = Sse2.Add(sum.GetLower(), sum.GetUpper());
-                    s4 = Sse2.Add(s4, Sse2.Shuffle(s4, 0x4E));
-                    s4 = Sse2.Add(s4, Sse2.Shuffle(s4, 0xB1));
-                    isum = s4.ToScalar();
-                    dr[b] = d;
+                    int q = (int)MathF.Round(xb[j] * id, MidpointRounding.ToEven);
+                    tmp[j] = (sbyte)q;
+                    isum += q;
                 }
-                else
-                {
-                    amax = 0;
-                    for (int j = 0; j < Block; j++) amax = MathF.Max(amax, MathF.Abs(xb[j]));
-                    float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-                    isum = 0;
-                    for (int j = 0; j < Block; j++)
-                    {
-                        int q = (int)MathF.Round(xb[j] * id, MidpointRounding.ToEven);
-                        qb[j] = (sbyte)q;
-                        isum += q;
-                    }
-                    dr[b] = d;
-                }
-                sr[b / bpg] += dr[b] * isum;
+                for (int j = 0; j < Block; j++) qr[ActivationPosition(b * Block + j, blocks, nibblePairOrder)] = tmp[j];
+                dr[b] = d;
+                sr[b / bpg] += d * isum;
             }
         }
     }
 
+    // One block of 32 floats → 32 int8 in natural order, its scale d = amax/127 and Σq.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> QuantizeBlockAvx2(float* xb, out float d, out int isum)
+    {
+        var absMask = Vector256.Create(0x7FFFFFFF).AsSingle();
+        var v0 = Avx.LoadVector256(xb); var v1 = Avx.LoadVector256(xb + 8);
+        var v2 = Avx.LoadVector256(xb + 16); var v3 = Avx.LoadVector256(xb + 24);
+        var mx = Avx.Max(Avx.Max(Avx.And(v0, absMask), Avx.And(v1, absMask)), Avx.Max(Avx.And(v2, absMask), Avx.And(v3, absMask)));
+        var h = Sse.Max(mx.GetLower(), mx.GetUpper());
+        h = Sse.Max(h, Sse.MoveHighToLow(h, h));
+        h = Sse.Max(h, Sse.Shuffle(h, h, 1));
+        float amax = h.ToScalar();
+        d = amax / 127f;
+        var vid = Vector256.Create(d != 0 ? 1f / d : 0f);
+        // nearest-even rounding (llama.cpp uses roundf, half away from zero: they differ only on exact .5 ties)
+        var i0 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v0, vid)));
+        var i1 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v1, vid)));
+        var i2 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v2, vid)));
+        var i3 = Avx.ConvertToVector256Int32(Avx.RoundToNearestInteger(Avx.Multiply(v3, vid)));
+        var bytes = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(i0, i1), Avx2.PackSignedSaturate(i2, i3));
+        var sum = Avx2.Add(Avx2.Add(i0, i1), Avx2.Add(i2, i3));
+        var s4 = Sse2.Add(sum.GetLower(), sum.GetUpper());
+        s4 = Sse2.Add(s4, Sse2.Shuffle(s4, 0x4E));
+        s4 = Sse2.Add(s4, Sse2.Shuffle(s4, 0xB1));
+        isum = s4.ToScalar();
+        // the two packs interleave 128-bit lanes: restore element order
+        return Avx2.PermuteVar8x32(bytes.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
+    }
+
     /// <summary>
     /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for output rows j ∈ [n0, n1) of the <paramref name="m"/> activation rows
-    /// quantized by <see cref="QuantizeActivations"/> into <paramref name="act"/> (integer dot products).
+    /// quantized for <paramref name="w"/> by <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/> into
+    /// <paramref name="act"/> (integer dot products).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
@@ -171,7 +212,7 @@ public static unsafe class QuantKernels
                         for (int t = 0; t < Block; t++)
                         {
                             int c = b * Block + t;
-                            isum += StoredValue(w, row, c) * xr[c];
+                            isum += StoredValue(w, row, c) * xr[ActivationPosition(c, blocks, w.Int4)];
                         }
                         acc += isum * (dx[(long)i * blocks + b] * s);
                     }
@@ -192,156 +233,201 @@ public static unsafe class QuantKernels
         return t < 16 ? b & 15 : b >> 4;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Blocks whose combined scales s_g·dx_b are computed per pass (a 1 KiB stack buffer).</summary>
+    private const int ScaleChunk = 256;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvIntegerAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
         int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block, groups = w.Groups, rowBytes = w.RowBytes;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        byte* data = w.Data;
-        float* scales = w.Scales;
-        byte* zeros = w.Zeros;
         bool int4 = w.Int4, sym = w.Symmetric;
-        // Σ (q − off)·x = Σ q·x − off·Σx: off is 8 (int4 sym), z (int4 asym), z − 128 (int8 asym, bytes flipped by ^0x80)
-        int zeroBase = int4 ? 0 : 128;
+        float* ds = stackalloc float[ScaleChunk];
         for (int j = n0; j < n1; j++)
         {
-            byte* row = data + (long)j * rowBytes;
-            float* sc = scales + (long)j * groups;
-            byte* zr = zeros + (long)j * groups;
+            byte* row = w.Data + (long)j * rowBytes;
+            float* sc = w.Scales + (long)j * groups;
+            byte* zr = sym ? null : w.Zeros + (long)j * groups;
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
                 float* dxi = dx + (long)i * blocks;
-                float dot = int4 ? DotInt4(row, xr, dxi, sc, blocks, bpg) : DotInt8(row, xr, dxi, sc, blocks, bpg, !sym);
-                float* xsi = xs + (long)i * groups;
-                float corr = 0;
-                if (int4 && sym) corr = 8f * DotF(sc, xsi, groups);
-                else if (!sym)
-                    for (int g = 0; g < groups; g++) corr += sc[g] * (zr[g] - zeroBase) * xsi[g];
+                float dot = 0;
+                for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
+                {
+                    int nb = Math.Min(ScaleChunk, blocks - b0);
+                    BlockScales(sc, dxi, b0, nb, bpg, ds);
+                    dot += int4 ? DotInt4(row + b0 * 16, xr + b0 * Block, ds, nb)
+                        : sym ? DotInt8(row + b0 * Block, xr + b0 * Block, ds, nb, false) : DotInt8(row + b0 * Block, xr + b0 * Block, ds, nb, true);
+                }
+                float corr = Correction(sc, zr, xs + (long)i * groups, groups, int4, sym);
                 y[(long)i * ldy + j] = dot - corr + (bias != null ? bias[j] : 0f);
             }
         }
     }
 
-    // Σ_b s_{b/bpg}·dx_b·Σ(q·x) over one int8 row (signed bytes, or unsigned flipped to signed when asymmetric).
+    // ds[t] = s_{(b0+t)/bpg} · dx_{b0+t}: the one float each block's integer sum is multiplied by (vector code for the
+    // common group lengths, no division per block).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float DotInt8(byte* row, sbyte* xr, float* dx, float* sc, int blocks, int bpg, bool flip)
+    private static void BlockScales(float* sc, float* dx, int b0, int nb, int bpg, float* ds)
     {
-        var ones = Vector256.Create((short)1);
-        var flipMask = flip ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
-        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
-        int b = 0;
+        int t = 0;
+        float* d = dx + b0;
         if (bpg == 1)
         {
-            for (; b + 1 < blocks; b += 2)
-            {
-                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
-                var w1 = Avx2.Xor(Avx.LoadVector256(row + b * 32 + 32), flipMask).AsSByte();
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
-                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1)), ones);
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
-                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1] * sc[b + 1]), acc1);
-            }
-            if (b < blocks)
-            {
-                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
-            }
-            return Vector256.Sum(acc0 + acc1);
+            for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(Avx.LoadVector256(sc + b0 + t), Avx.LoadVector256(d + t)));
+            for (; t < nb; t++) ds[t] = sc[b0 + t] * d[t];
+            return;
         }
-        // larger groups: accumulate dx_b·Σ(q·x) per group, then scale once
-        for (int g = 0; b < blocks; g++)
+        if (bpg == 2 && (b0 & 1) == 0)
         {
-            var ga0 = Vector256<float>.Zero; var ga1 = Vector256<float>.Zero;
-            int end = b + bpg;
-            for (; b + 1 < end; b += 2)
+            var idx = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
+            for (; t + 8 <= nb; t += 8)
             {
-                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
-                var w1 = Avx2.Xor(Avx.LoadVector256(row + b * 32 + 32), flipMask).AsSByte();
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
-                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xr + b * 32 + 32), w1)), ones);
-                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
-                ga1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1]), ga1);
+                var s4 = Sse.LoadVector128(sc + ((b0 + t) >> 1));
+                Avx.Store(ds + t, Avx.Multiply(Avx2.PermuteVar8x32(Vector256.Create(s4, s4), idx), Avx.LoadVector256(d + t)));
             }
-            if (b < end)
-            {
-                var w0 = Avx2.Xor(Avx.LoadVector256(row + b * 32), flipMask).AsSByte();
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * 32), w0)), ones);
-                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
-                b++;
-            }
-            var s = Vector256.Create(sc[g]);
-            acc0 = Fma.MultiplyAdd(ga0, s, acc0);
-            acc1 = Fma.MultiplyAdd(ga1, s, acc1);
         }
-        return Vector256.Sum(acc0 + acc1);
+        else if (bpg == 4 && (b0 & 3) == 0)
+            for (; t + 8 <= nb; t += 8)
+            {
+                int g = (b0 + t) >> 2;
+                Avx.Store(ds + t, Avx.Multiply(Vector256.Create(Vector128.Create(sc[g]), Vector128.Create(sc[g + 1])), Avx.LoadVector256(d + t)));
+            }
+        else if (bpg >= 8)
+            while (t < nb)
+            {
+                int g = (b0 + t) / bpg, te = Math.Min((g + 1) * bpg - b0, nb);
+                var sv = Vector256.Create(sc[g]);
+                for (; t + 8 <= te; t += 8) Avx.Store(ds + t, Avx.Multiply(sv, Avx.LoadVector256(d + t)));
+                for (; t < te; t++) ds[t] = sc[g] * d[t];
+            }
+        if (t >= nb) return;
+        int gr = (b0 + t) / bpg, left = (gr + 1) * bpg - (b0 + t);
+        float s = sc[gr];
+        for (; t < nb; t++)
+        {
+            if (left == 0) { s = sc[++gr]; left = bpg; }
+            ds[t] = s * d[t];
+            left--;
+        }
     }
 
-    // Σ_b s_{b/bpg}·dx_b·Σ(nibble·x) over one int4 row (16 bytes = 32 values per block, two nibble masks).
+    // Σ_g s_g·off_g·Σx_g (the zero-point term, vectorized over groups): int4 sym off = 8, int4 asym z, int8 asym z − 128.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float DotInt4(byte* row, sbyte* xr, float* dx, float* sc, int blocks, int bpg)
+    internal static float Correction(float* sc, byte* zr, float* xs, int groups, bool int4, bool sym)
+    {
+        if (sym && !int4) return 0;
+        int g = 0;
+        var acc = Vector256<float>.Zero;
+        float s = 0;
+        if (sym)
+        {
+            for (; g + 8 <= groups; g += 8) acc = Fma.MultiplyAdd(Avx.LoadVector256(sc + g), Avx.LoadVector256(xs + g), acc);
+            for (; g < groups; g++) s += sc[g] * xs[g];
+            return 8f * (Vector256.Sum(acc) + s);
+        }
+        int zb = int4 ? 0 : 128;
+        var zbv = Vector256.Create(zb);
+        for (; g + 8 <= groups; g += 8)
+        {
+            var z = Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(zr + g), zbv));
+            acc = Fma.MultiplyAdd(Avx.Multiply(Avx.LoadVector256(sc + g), z), Avx.LoadVector256(xs + g), acc);
+        }
+        for (; g < groups; g++) s += sc[g] * (zr[g] - zb) * xs[g];
+        return Vector256.Sum(acc) + s;
+    }
+
+    // Σ_b ds_b·Σ(q·x) over nb blocks of one int8 row (signed bytes, or unsigned flipped to signed by ^0x80): the sign
+    // trick |w|·sign(x, w) feeds vpmaddubsw, one FMA per block, four accumulators to cover the FMA latency.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotInt8(byte* row, sbyte* xr, float* ds, int nb, bool asym)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        var ones = Vector256.Create((short)1);
+        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero; var acc3 = Vector256<float>.Zero;
+        int b = 0;
+        for (; b + 4 <= nb; b += 4)
+        {
+            byte* r = row + b * Block;
+            sbyte* xb = xr + b * Block;
+            Vector256<sbyte> w0, w1, w2, w3;
+            if (asym)
+            {
+                w0 = Avx2.Xor(Avx.LoadVector256(r), flip).AsSByte(); w1 = Avx2.Xor(Avx.LoadVector256(r + 32), flip).AsSByte();
+                w2 = Avx2.Xor(Avx.LoadVector256(r + 64), flip).AsSByte(); w3 = Avx2.Xor(Avx.LoadVector256(r + 96), flip).AsSByte();
+            }
+            else
+            {
+                w0 = Avx.LoadVector256((sbyte*)r); w1 = Avx.LoadVector256((sbyte*)r + 32);
+                w2 = Avx.LoadVector256((sbyte*)r + 64); w3 = Avx.LoadVector256((sbyte*)r + 96);
+            }
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xb), w0)), ones);
+            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Avx.LoadVector256(xb + 32), w1)), ones);
+            var p2 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w2), Avx2.Sign(Avx.LoadVector256(xb + 64), w2)), ones);
+            var p3 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w3), Avx2.Sign(Avx.LoadVector256(xb + 96), w3)), ones);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(ds[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(ds[b + 1]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p2), Vector256.Create(ds[b + 2]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p3), Vector256.Create(ds[b + 3]), acc3);
+        }
+        for (; b < nb; b++)
+        {
+            var w0 = asym ? Avx2.Xor(Avx.LoadVector256(row + b * Block), flip).AsSByte() : Avx.LoadVector256((sbyte*)row + b * Block);
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Avx.LoadVector256(xr + b * Block), w0)), ones);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(ds[b]), acc0);
+        }
+        return Vector256.Sum((acc0 + acc1) + (acc2 + acc3));
+    }
+
+    // Σ_b ds_b·Σ(nibble·x) over nb blocks of one int4 row, activations in nibble-pair order: one 32-byte load holds two
+    // blocks; its low nibbles meet [b 0..15 | b+1 0..15] and its high nibbles [b 16..31 | b+1 16..31], so no lane
+    // shuffle is needed; the two vpmaddubsw results add in int16 (|sum| ≤ 4·15·127) before one vpmaddwd, and lanes 0–3
+    // (block b) and 4–7 (block b+1) take their scales from one [ds_b ×4 | ds_b+1 ×4] vector.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotInt4(byte* row, sbyte* xr, float* ds, int nb)
     {
         var ones = Vector256.Create((short)1);
         var low4 = Vector256.Create((byte)0x0F);
         var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
         int b = 0;
-        if (bpg == 1 && (blocks & 1) == 0)
+        for (; b + 4 <= nb; b += 4)
         {
-            // groups of 32 (Q4_0): one scale per block, two blocks per 32-byte load
-            for (; b < blocks; b += 2)
-            {
-                var r = Avx.LoadVector256(row + b * 16);
-                var lo = Avx2.And(r, low4);
-                var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Permute2x128(lo, hi, 0x20), Avx.LoadVector256(xr + b * 32)), ones);
-                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Permute2x128(lo, hi, 0x31), Avx.LoadVector256(xr + b * 32 + 32)), ones);
-                acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b] * sc[b]), acc0);
-                acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1] * sc[b + 1]), acc1);
-            }
-            return Vector256.Sum(acc0 + acc1);
+            var r0 = Avx.LoadVector256(row + b * 16);
+            var r1 = Avx.LoadVector256(row + b * 16 + 32);
+            sbyte* xb = xr + b * Block;
+            var s0 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(r0, low4), Avx.LoadVector256(xb)),
+                              Avx2.MultiplyAddAdjacent(Avx2.And(Avx2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), low4), Avx.LoadVector256(xb + 32)));
+            var s1 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(r1, low4), Avx.LoadVector256(xb + 64)),
+                              Avx2.MultiplyAddAdjacent(Avx2.And(Avx2.ShiftRightLogical(r1.AsUInt16(), 4).AsByte(), low4), Avx.LoadVector256(xb + 96)));
+            var d0 = Vector256.Create(Vector128.Create(ds[b]), Vector128.Create(ds[b + 1]));
+            var d1 = Vector256.Create(Vector128.Create(ds[b + 2]), Vector128.Create(ds[b + 3]));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones)), d0, acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones)), d1, acc1);
         }
-        for (int g = 0; b < blocks; g++)
+        if (b + 2 <= nb)
         {
-            var ga0 = Vector256<float>.Zero; var ga1 = Vector256<float>.Zero;
-            int end = b + bpg;
-            for (; b + 1 < end; b += 2)
-            {
-                // 32 bytes = two blocks: low nibbles are values 0..15 of each block, high nibbles 16..31
-                var r = Avx.LoadVector256(row + b * 16);
-                var lo = Avx2.And(r, low4);
-                var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
-                var w0 = Avx2.Permute2x128(lo, hi, 0x20);
-                var w1 = Avx2.Permute2x128(lo, hi, 0x31);
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
-                var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w1, Avx.LoadVector256(xr + b * 32 + 32)), ones);
-                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
-                ga1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(dx[b + 1]), ga1);
-            }
-            if (b < end)
-            {
-                var r0 = Sse2.LoadVector128(row + b * 16);
-                var l = Vector128.Create((byte)0x0F);
-                var w0 = Vector256.Create(Sse2.And(r0, l), Sse2.And(Sse2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), l));
-                var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * 32)), ones);
-                ga0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(dx[b]), ga0);
-                b++;
-            }
-            var s = Vector256.Create(sc[g]);
-            acc0 = Fma.MultiplyAdd(ga0, s, acc0);
-            acc1 = Fma.MultiplyAdd(ga1, s, acc1);
+            var r0 = Avx.LoadVector256(row + b * 16);
+            sbyte* xb = xr + b * Block;
+            var s0 = Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(r0, low4), Avx.LoadVector256(xb)),
+                              Avx2.MultiplyAddAdjacent(Avx2.And(Avx2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), low4), Avx.LoadVector256(xb + 32)));
+            var d0 = Vector256.Create(Vector128.Create(ds[b]), Vector128.Create(ds[b + 1]));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones)), d0, acc0);
+            b += 2;
+        }
+        if (b < nb)
+        {
+            // a trailing odd block (natural order): 16 bytes → [values 0..15 | 16..31]
+            var r0 = Sse2.LoadVector128(row + b * 16);
+            var l = Vector128.Create((byte)0x0F);
+            var w0 = Vector256.Create(Sse2.And(r0, l), Sse2.And(Sse2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), l));
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(w0, Avx.LoadVector256(xr + b * Block)), ones);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(ds[b]), acc1);
         }
         return Vector256.Sum(acc0 + acc1);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float DotF(float* a, float* b, int n)
-    {
-        float s = 0;
-        for (int i = 0; i < n; i++) s += a[i] * b[i];
-        return s;
     }
 
     /// <summary>
@@ -405,7 +491,6 @@ public static unsafe class QuantKernels
             throw new NotSupportedException("GemvFloatRegisters needs AVX2+FMA and K, group multiples of 32");
         int k = w.K, gl = w.GroupLength, groups = w.Groups, rowBytes = w.RowBytes;
         bool int4 = w.Int4, sym = w.Symmetric;
-        int zeroBase = int4 ? 0 : 128;
         var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
         var low4 = Vector128.Create((byte)0x0F);
         for (int j = n0; j < n1; j++)
@@ -441,13 +526,117 @@ public static unsafe class QuantKernels
                     }
                     acc = Fma.MultiplyAdd((a0 + a1) + (a2 + a3), Vector256.Create(sc[g]), acc);
                 }
-                float corr = 0;
-                float* xs = xsums + (long)i * groups;
-                if (int4 && sym) corr = 8f * DotF(sc, xs, groups);
-                else if (!sym) for (int g = 0; g < groups; g++) corr += sc[g] * (zr[g] - zeroBase) * xs[g];
+                float corr = Correction(sc, sym ? null : zr, xsums + (long)i * groups, groups, int4, sym);
                 y[(long)i * ldy + j] = Vector256.Sum(acc) - corr + (bias != null ? bias[j] : 0f);
             }
         }
+    }
+
+    /// <summary>True when <paramref name="w"/> can use <see cref="GemmInt4"/> (int4 with an even number of blocks per row, AVX2+FMA).</summary>
+    public static bool Int4GemmFits(in QuantMatrix w) => w.Int4 && w.K % 64 == 0 && Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Bytes of the prefill activation buffer: <see cref="ActivationBytes"/> then dx pair vectors [m, K/64, 8] f32.</summary>
+    public static long PrefillActivationBytes(int m, int k, int groups) => PairScalesOffset(m, k, groups) + 16L * m * (k / Block) + 64;
+
+    private static long PairScalesOffset(int m, int k, int groups) => ((((long)m * k + 63) & ~63L) + 4L * m * (k / Block) + 4L * m * groups + 63) & ~63L;
+
+    /// <summary>
+    /// Quantizes x [m, w.K] for <see cref="GemmInt4"/>: <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/>
+    /// then, per row and block pair, the vector [dx_b ×4 | dx_b+1 ×4] the pair's four-lane halves are scaled by.
+    /// </summary>
+    public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf)
+    {
+        QuantizeActivations(w, x, m, buf);
+        int blocks = w.K / Block, pairs = blocks / 2;
+        float* dx = (float*)(buf + (((long)m * w.K + 63) & ~63L));
+        float* dp = (float*)(buf + PairScalesOffset(m, w.K, w.Groups));
+        for (long i = 0; i < (long)m * pairs; i++)
+            Avx.Store(dp + i * 8, Vector256.Create(Vector128.Create(dx[2 * i]), Vector128.Create(dx[2 * i + 1])));
+    }
+
+    /// <summary>
+    /// Prefill GEMM for int4 weights with int8 activations (<see cref="QuantizeActivationsForGemm"/>): y[i, j] for rows
+    /// i ∈ [m0, m1) and outputs j ∈ [n0, n1). A 3×2 register tile (3 activation rows × 2 weight rows) shares each
+    /// unpacked 32-byte weight load (two Q4_0 blocks) among 3 rows and each activation load among 2 weight rows:
+    /// per row pair and block pair two vpmaddubsw, one int16 add, one vpmaddwd, one convert, one scale multiply and one
+    /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+    {
+        if (!Int4GemmFits(w)) throw new NotSupportedException("GemmInt4 needs int4 weights, K a multiple of 64 and AVX2+FMA");
+        int k = w.K, blocks = k / Block, pairs = blocks / 2, groups = w.Groups, bpg = w.GroupLength / Block, rowBytes = w.RowBytes;
+        bool sym = w.Symmetric;
+        sbyte* xq = (sbyte*)act;
+        float* xs = (float*)(act + (((long)m * k + 63) & ~63L)) + (long)m * blocks;
+        float* dxp = (float*)(act + PairScalesOffset(m, k, groups));
+        float* spBase = (float*)(((nint)scratch + 31) & ~(nint)31);
+        var ones = Vector256.Create((short)1);
+        var low4 = Vector256.Create((byte)0x0F);
+        // Chunks of GemmRows weight rows: their pair scales and packed rows stay in L1/L2 while the activation rows,
+        // four at a time, walk past them.
+        for (int jc = n0; jc < n1; jc += GemmRows)
+        {
+            int jcEnd = Math.Min(n1, jc + GemmRows);
+            for (int j = jc; j < jcEnd; j++)
+            {
+                float* sc = w.Scales + (long)j * groups, sp = spBase + (long)(j - jc) * pairs * 8;
+                for (int p = 0; p < pairs; p++)
+                {
+                    int b = 2 * p;
+                    Avx.Store(sp + p * 8, Vector256.Create(Vector128.Create(sc[b / bpg]), Vector128.Create(sc[(b + 1) / bpg])));
+                }
+            }
+            for (int i = m0; i < m1; i += 3)
+            {
+                int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1);
+                sbyte* x0 = xq + (long)i * k, x1 = xq + (long)i1 * k, x2 = xq + (long)i2 * k;
+                float* d0 = dxp + (long)i * pairs * 8, d1 = dxp + (long)i1 * pairs * 8, d2 = dxp + (long)i2 * pairs * 8;
+                for (int j = jc; j < jcEnd; j += 2)
+                {
+                    int j1 = Math.Min(j + 1, jcEnd - 1);
+                    float* sp0 = spBase + (long)(j - jc) * pairs * 8, sp1 = spBase + (long)(j1 - jc) * pairs * 8;
+                    byte* w0 = w.Data + (long)j * rowBytes, w1 = w.Data + (long)j1 * rowBytes;
+                    Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default;
+                    for (int p = 0; p < pairs; p++)
+                    {
+                        var r0 = Avx.LoadVector256(w0 + p * 32);
+                        var r1 = Avx.LoadVector256(w1 + p * 32);
+                        var l0 = Avx2.And(r0, low4); var h0 = Avx2.And(Avx2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte(), low4);
+                        var l1 = Avx2.And(r1, low4); var h1 = Avx2.And(Avx2.ShiftRightLogical(r1.AsUInt16(), 4).AsByte(), low4);
+                        int o = p * 64, s = p * 8;
+                        var xa = Avx.LoadVector256(x0 + o); var xb = Avx.LoadVector256(x0 + o + 32); var dd = Avx.LoadVector256(d0 + s);
+                        a00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l0, xa), Avx2.MultiplyAddAdjacent(h0, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp0 + s)), a00);
+                        a01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a01);
+                        xa = Avx.LoadVector256(x1 + o); xb = Avx.LoadVector256(x1 + o + 32); dd = Avx.LoadVector256(d1 + s);
+                        a10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l0, xa), Avx2.MultiplyAddAdjacent(h0, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp0 + s)), a10);
+                        a11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a11);
+                        xa = Avx.LoadVector256(x2 + o); xb = Avx.LoadVector256(x2 + o + 32); dd = Avx.LoadVector256(d2 + s);
+                        a20 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l0, xa), Avx2.MultiplyAddAdjacent(h0, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp0 + s)), a20);
+                        a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a21);
+                    }
+                    bool two = j + 1 < jcEnd;
+                    float* sc0 = w.Scales + (long)j * groups, sc1 = w.Scales + (long)j1 * groups;
+                    byte* z0 = sym ? null : w.Zeros + (long)j * groups, z1 = sym ? null : w.Zeros + (long)j1 * groups;
+                    StoreTile(a00, a01, i, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
+                    if (i + 1 < m1) StoreTile(a10, a11, i + 1, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
+                    if (i + 2 < m1) StoreTile(a20, a21, i + 2, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
+                }
+            }
+        }
+    }
+
+    /// <summary>Weight rows whose pair scales <see cref="GemmInt4"/> prepares at once (scratch: GemmRows·K/4 floats).</summary>
+    public const int GemmRows = 16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTile(Vector256<float> a0, Vector256<float> a1, int i, int j, bool two, float* sc0, float* sc1, byte* z0, byte* z1,
+        float* xs, int groups, bool sym, float* bias, float* y, int ldy)
+    {
+        float* xsi = xs + (long)i * groups;
+        float* yr = y + (long)i * ldy;
+        yr[j] = Vector256.Sum(a0) - Correction(sc0, z0, xsi, groups, true, sym) + (bias != null ? bias[j] : 0f);
+        if (two) yr[j + 1] = Vector256.Sum(a1) - Correction(sc1, z1, xsi, groups, true, sym) + (bias != null ? bias[j + 1] : 0f);
     }
 
     /// <summary>Dequantizes rows [r0, r1) into <paramref name="dst"/> [r1 − r0, K] (prefill panels, embedding rows).</summary>
