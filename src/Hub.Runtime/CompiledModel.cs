@@ -96,8 +96,25 @@ public sealed unsafe class CompiledModel : IDisposable
         States = states.ToArray();
         Pool = new WorkerPool(options.EffectiveThreads);
         PacksWeights = options.PackWeightsMaxBytes > 0 && PackedBytesNeeded() <= options.PackWeightsMaxBytes;
-        FindGeluEpilogues();
-        FindQkvSplits();
+        var uses = GraphUses.Of(Model.Graph);
+        FindGeluEpilogues(uses);
+        FindQkvSplits(uses);
+    }
+
+    // Who reads and who produces each value, for the fusion passes below.
+    private sealed record GraphUses(List<Node> Nodes, Dictionary<string, int> Readers, HashSet<string> Outputs, Dictionary<string, Node> Producer)
+    {
+        public static GraphUses Of(Graph g)
+        {
+            var readers = new Dictionary<string, int>(StringComparer.Ordinal);
+            var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
+            foreach (var n in g.Nodes)
+            {
+                foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
+                foreach (var o in n.Outputs) producer[o] = n;
+            }
+            return new GraphUses(g.Nodes, readers, g.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal), producer);
+        }
     }
 
     // Attention node → the fused q/k/v projection it reads in place of its Split's outputs; the elided Splits.
@@ -114,15 +131,9 @@ public sealed unsafe class CompiledModel : IDisposable
     internal bool IsElidedSplit(Node split) => _elidedSplits.Contains(split);
 
     // Split(x) → q, k, v read only by one bidirectional Attention without a KV cache (an encoder's fused projection).
-    private void FindQkvSplits()
+    private void FindQkvSplits(GraphUses uses)
     {
-        var nodes = Model.Graph.Nodes;
-        var readers = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var n in nodes)
-            foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
-        var outputs = Model.Graph.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
-        foreach (var n in nodes) foreach (var o in n.Outputs) producer[o] = n;
+        var (nodes, readers, outputs, producer) = uses;
         foreach (var a in nodes)
         {
             if (a.Op != Ops.Attention || a.Inputs.Count < 3 || a.GetBool("causal", true) || a.Has("state_k") || a.GetBool("prefix_bidirectional", false)) continue;
@@ -150,15 +161,9 @@ public sealed unsafe class CompiledModel : IDisposable
     internal bool IsFusedGelu(Node gelu) => _fusedGelus.Contains(gelu);
 
     // A float (unquantized) Linear whose only reader is a Gelu, neither value a graph output: the pair runs as one op.
-    private void FindGeluEpilogues()
+    private void FindGeluEpilogues(GraphUses uses)
     {
-        var nodes = Model.Graph.Nodes;
-        var readers = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var n in nodes)
-            foreach (var i in n.Inputs) if (i.Length > 0) readers[i] = readers.GetValueOrDefault(i) + 1;
-        var outputs = Model.Graph.Outputs.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        var producer = new Dictionary<string, Node>(StringComparer.Ordinal);
-        foreach (var n in nodes) foreach (var o in n.Outputs) producer[o] = n;
+        var (nodes, readers, outputs, producer) = uses;
         var byName = Model.Graph.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
         foreach (var g in nodes)
         {
