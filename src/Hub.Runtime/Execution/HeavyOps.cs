@@ -15,6 +15,14 @@ internal sealed unsafe class LinearExec : OpExec
     private bool _gemv;
     // GELU applied to each finished output block (0 none, 1 erf, 2 tanh) when the graph's Gelu was folded in here.
     private readonly int _gelu;
+    // F16 decode (m = 1): x prepared once per run for HalfGemv, and per GEMV unit whether its rows are known finite
+    // (0 unknown, 1 finite: fast kernel, 2 holds inf/NaN: exact kernel). The first decode step runs the exact kernel,
+    // which reports what it saw, so learning this costs no extra pass over the (possibly memory-mapped) weights.
+    private readonly float[]? _xHalf;
+    private double _xHalfScale;
+    private bool _halfGemv;
+    private byte[] _unitFinite = [];
+    private int _unitFiniteCols;
 
     public LinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
@@ -32,6 +40,7 @@ internal sealed unsafe class LinearExec : OpExec
             RequireWeightF32(2);
             if (R.T[In[2]].Count != _n) throw BadGraph($"bias '{n.Inputs[2]}' has {R.T[In[2]].Count} values for {_n} outputs");
         }
+        if (_wt == DType.F16 && HalfGemv.IsSupported && _k >= 16) _xHalf = GC.AllocateArray<float>(HalfGemv.PreparedFloats(_k), pinned: true);
     }
 
     public override long ScratchFloats => Gemm.ScratchFloats(_k);
@@ -55,6 +64,12 @@ internal sealed unsafe class LinearExec : OpExec
             int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
             _unitCols = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitCols - 1) / Math.Max(1, _unitCols));
+            _halfGemv = _m == 1 && _xHalf != null;
+            if (_halfGemv)
+            {
+                fixed (float* xp = _xHalf) _xHalfScale = HalfGemv.PrepareX(_x, _k, xp);
+                if (_unitFinite.Length != units || _unitFiniteCols != _unitCols) { _unitFinite = new byte[units]; _unitFiniteCols = _unitCols; }
+            }
             R.Model.Pool.Run(this, units);
         }
         else
@@ -72,7 +87,21 @@ internal sealed unsafe class LinearExec : OpExec
         if (_gemv)
         {
             int c0 = index * _unitCols, c1 = Math.Min(_n, c0 + _unitCols);
-            if (c0 < c1) Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
+            if (c0 >= c1) return;
+            if (_halfGemv)
+            {
+                byte state = _unitFinite[index];
+                if (state == 1 && _xHalfScale != 0)
+                {
+                    fixed (float* xp = _xHalf) HalfGemv.Rows(xp, _xHalfScale, _x, _k, (ushort*)_w, _bias, _y, c0, c1);
+                }
+                else
+                {
+                    bool finite = HalfGemv.RowsExact(_x, _k, (ushort*)_w, _bias, _y, c0, c1);
+                    if (state == 0) _unitFinite[index] = finite ? (byte)1 : (byte)2;
+                }
+            }
+            else Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
             if (_gelu != 0) Activate(0, _m, c0, c1);
             return;
         }

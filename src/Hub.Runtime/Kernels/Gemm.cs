@@ -157,10 +157,12 @@ public static unsafe class Gemm
         }
     }
 
-    /// <summary>Four dot products of x with F16/BF16 rows w0..w3, widened in registers (AVX2+FMA only).</summary>
+    /// <summary>Four dot products of x with F16/BF16 rows w0..w3, widened in registers (AVX2+FMA only); returns whether
+    /// an F16 inf/NaN was seen among the first k &amp; ~15 values (the exact redo then ran).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4Half(float* x, ushort* w0, ushort* w1, ushort* w2, ushort* w3, int k, bool bf16, Span<float> r)
+    internal static bool Dot4Half(float* x, ushort* w0, ushort* w1, ushort* w2, ushort* w3, int k, bool bf16, Span<float> r)
     {
+        bool nonFinite = false;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
         int p = 0;
@@ -210,6 +212,7 @@ public static unsafe class Gemm
             }
             if (bad != Vector256<short>.Zero)
             {
+                nonFinite = true;
                 // Rare (a checkpoint with inf/NaN weights): exact scalar dot products so they propagate as in PyTorch.
                 float e0 = 0, e1 = 0, e2 = 0, e3 = 0;
                 for (int q = 0; q < p; q++)
@@ -231,6 +234,7 @@ public static unsafe class Gemm
             s2 += xv * LoadWeight((byte*)w2, dt, p); s3 += xv * LoadWeight((byte*)w3, dt, p);
         }
         r[0] = s0; r[1] = s1; r[2] = s2; r[3] = s3;
+        return nonFinite;
     }
 
     /// <summary>Four dot products of x with w0..w3 over k values.</summary>

@@ -1,0 +1,240 @@
+// F16 GEMV for one input row (decode) with the half → float widening cut to shift + mask, and no multiply.
+// A 256-bit load of 16 halves, read as 8 int32 lanes, holds element 2i in the low and element 2i+1 in the high 16 bits of
+// lane i. (lane >>a 3) & 0x8FFFE000 is then the float bit pattern of the odd element times 2^-112: the sign stays in bit
+// 31, exponent and mantissa land in place and the neighbour's bits are masked off; subnormal halves become float denormals
+// with the same value × 2^-112, exactly. The even element takes one more shift (lane << 16 first). The missing 2^112 is
+// folded into x: PrepareX copies x once per call, scaled by 2^a and de-interleaved into the lanes' even/odd order, and the
+// dot sums are rescaled by 2^(112-a) in double. With a = 112 (any x below 2^15) every product equals the exact kernel's.
+// Exponent-31 halves (inf/NaN) would come out finite here, so callers run Rows only on weights known to be finite and use
+// RowsExact (which reports what it saw) otherwise; LinearExec learns that per work unit on the first decode step.
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hub.Runtime.Kernels;
+
+/// <summary>Decode GEMV for F16 weights: two integer ops per 8 halves instead of a full conversion, for finite weights.</summary>
+public static unsafe class HalfGemv
+{
+    /// <summary>Whether <see cref="Rows"/> can run (AVX2 + FMA); otherwise callers use <see cref="Gemm.GemvRows"/>.</summary>
+    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Floats <see cref="PrepareX"/> writes for reduction depth <paramref name="k"/>.</summary>
+    public static int PreparedFloats(int k) => k & ~15;
+
+    /// <summary>
+    /// Writes x scaled by a power of two and de-interleaved per 16 values (8 even, then 8 odd) to <paramref name="xp"/>;
+    /// returns the factor the dot sums must be multiplied by, or 0 when x holds inf/NaN (then use the exact path).
+    /// </summary>
+    public static double PrepareX(float* x, int k, float* xp)
+    {
+        if (k <= 0) return 1.0;
+        float mx = MathF.Abs(TensorPrimitives.MaxMagnitude(new ReadOnlySpan<float>(x, k)));
+        if (!float.IsFinite(mx)) return 0;
+        // 2^a with a ≤ 112 keeps |x·2^a| < 2^127; a = 112 makes every product bit-identical to the exact kernel's.
+        int a = mx == 0 ? 112 : Math.Min(112, 126 - Math.ILogB(mx));
+        float s = MathF.ScaleB(1f, a);
+        int k16 = k & ~15, p = 0;
+        if (Avx2.IsSupported)
+        {
+            var sv = Vector256.Create(s);
+            for (; p < k16; p += 16)
+            {
+                var v0 = Avx.LoadVector256(x + p); var v1 = Avx.LoadVector256(x + p + 8);
+                // shuffle picks x0 x2 x8 x10 | x4 x6 x12 x14; the 64-bit permute puts them in order.
+                var even = Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0b10_00_10_00).AsDouble(), 0b11_01_10_00).AsSingle();
+                var odd = Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0b11_01_11_01).AsDouble(), 0b11_01_10_00).AsSingle();
+                Avx.Store(xp + p, even * sv);
+                Avx.Store(xp + p + 8, odd * sv);
+            }
+        }
+        for (; p < k16; p += 16)
+            for (int i = 0; i < 8; i++)
+            {
+                xp[p + i] = x[p + 2 * i] * s;
+                xp[p + 8 + i] = x[p + 2 * i + 1] * s;
+            }
+        return Math.ScaleB(1.0, 112 - a);
+    }
+
+    // A/B switch for the kernel bench: false runs the 8-row pass with the shift-only widening.
+    internal static bool OffsetLoads = true;
+
+    /// <summary>
+    /// y[j] = x·w[j] + b[j] for rows j in [<paramref name="n0"/>, <paramref name="n1"/>) of the finite F16 matrix
+    /// <paramref name="w"/> [n, k]; <paramref name="xp"/>/<paramref name="scale"/> come from <see cref="PrepareX"/>.
+    /// Inf/NaN weights give wrong (finite) results: check them first (<see cref="RowsExact"/> reports them).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y, int n0, int n1)
+    {
+        if (!IsSupported) throw new PlatformNotSupportedException("HalfGemv.Rows needs AVX2 and FMA; use Gemm.GemvRows");
+        int j = n0;
+        for (; j + 8 <= n1; j += 8) if (OffsetLoads) Dot8(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j); else Dot8Shift(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
+        for (; j < n1; j++) Dot1(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
+    }
+
+    /// <summary>
+    /// The exact path for rows [<paramref name="n0"/>, <paramref name="n1"/>) (inf/NaN weights propagate as in PyTorch);
+    /// returns whether every weight it read was finite, so a caller can switch those rows to <see cref="Rows"/>.
+    /// </summary>
+    public static bool RowsExact(float* x, int k, ushort* w, float* bias, float* y, int n0, int n1)
+    {
+        if (!IsSupported || k < 16) throw new PlatformNotSupportedException("HalfGemv.RowsExact needs AVX2, FMA and k ≥ 16; use Gemm.GemvRows");
+        Span<float> r = stackalloc float[4];
+        bool finite = true;
+        for (int j = n0; j < n1; j += 4)
+        {
+            int nb = Math.Min(4, n1 - j);
+            ushort* h = w + (long)j * k;
+            ushort* h1 = nb > 1 ? h + k : h, h2 = nb > 2 ? h + 2L * k : h, h3 = nb > 3 ? h + 3L * k : h;
+            finite &= !Gemm.Dot4Half(x, h, h1, h2, h3, k, false, r);
+            for (int q = 0; q < nb; q++) y[j + q] = r[q] + (bias != null ? bias[j + q] : 0f);
+        }
+        if (finite)
+        {
+            // Dot4Half flags only its vector part; the k % 16 tail values are checked here.
+            for (int j = n0; j < n1 && finite; j++)
+                for (int p = k & ~15; p < k; p++)
+                    if ((w[(long)j * k + p] & 0x7C00) == 0x7C00) { finite = false; break; }
+        }
+        return finite;
+    }
+
+    // Float bit pattern × 2^-112 of the half in the high 16 bits of each int32 lane.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> High(Vector256<int> v, Vector256<int> mask) => Avx2.And(Avx2.ShiftRightArithmetic(v, 3), mask).AsSingle();
+
+    // The same for the half in the low 16 bits.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Low(Vector256<int> v, Vector256<int> mask) => Avx2.And(Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogical(v, 16), 3), mask).AsSingle();
+
+    // Exact dot product of the k % 16 tail values, added after the rescaled vector sum.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Tail(float* x, int k, ushort* w)
+    {
+        float t = 0;
+        for (int p = k & ~15; p < k; p++) t += x[p] * (float)BitConverter.UInt16BitsToHalf(w[p]);
+        return t;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Finish(float sum, double scale, float* x, int k, ushort* w, float* bias) =>
+        (float)(sum * scale) + Tail(x, k, w) + (bias != null ? *bias : 0f);
+
+    // Eight rows share each x load; one accumulator per row (two chained FMAs per 16 values).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot8(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y)
+    {
+        var m = Vector256.Create(unchecked((int)0x8FFFE000));
+        int k16 = k & ~15;
+        ushort* w0 = w, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k, w4 = w3 + k, w5 = w4 + k, w6 = w5 + k, w7 = w6 + k;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        if (k16 > 0)
+        {
+            // First 16 values: the even halves come from the low 16 bits (one more shift).
+            var xe = Avx.LoadVector256(xp); var xo = Avx.LoadVector256(xp + 8);
+            var v = Avx.LoadVector256((int*)w0);
+            a0 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a0));
+            v = Avx.LoadVector256((int*)w1);
+            a1 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a1));
+            v = Avx.LoadVector256((int*)w2);
+            a2 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a2));
+            v = Avx.LoadVector256((int*)w3);
+            a3 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a3));
+            v = Avx.LoadVector256((int*)w4);
+            a4 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a4));
+            v = Avx.LoadVector256((int*)w5);
+            a5 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a5));
+            v = Avx.LoadVector256((int*)w6);
+            a6 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a6));
+            v = Avx.LoadVector256((int*)w7);
+            a7 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a7));
+        }
+        for (int p = 16; p < k16; p += 16)
+        {
+            // A second load one half earlier puts the even halves in the high 16 bits too (its low bits, the preceding
+            // value, are masked off): two integer ops per 8 values.
+            var xe = Avx.LoadVector256(xp + p); var xo = Avx.LoadVector256(xp + p + 8);
+            a0 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w0 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w0 + p)), m), a0));
+            a1 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w1 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w1 + p)), m), a1));
+            a2 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w2 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w2 + p)), m), a2));
+            a3 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w3 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w3 + p)), m), a3));
+            a4 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w4 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w4 + p)), m), a4));
+            a5 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w5 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w5 + p)), m), a5));
+            a6 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w6 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w6 + p)), m), a6));
+            a7 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w7 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w7 + p)), m), a7));
+        }
+        // Reduce every accumulator before anything that may call out: a vector live across a call is spilled at its
+        // definition, i.e. stored to the stack on every loop iteration.
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        float s4 = Vector256.Sum(a4), s5 = Vector256.Sum(a5), s6 = Vector256.Sum(a6), s7 = Vector256.Sum(a7);
+        y[0] = Finish(s0, scale, x, k, w0, bias);
+        y[1] = Finish(s1, scale, x, k, w1, bias == null ? null : bias + 1);
+        y[2] = Finish(s2, scale, x, k, w2, bias == null ? null : bias + 2);
+        y[3] = Finish(s3, scale, x, k, w3, bias == null ? null : bias + 3);
+        y[4] = Finish(s4, scale, x, k, w4, bias == null ? null : bias + 4);
+        y[5] = Finish(s5, scale, x, k, w5, bias == null ? null : bias + 5);
+        y[6] = Finish(s6, scale, x, k, w6, bias == null ? null : bias + 6);
+        y[7] = Finish(s7, scale, x, k, w7, bias == null ? null : bias + 7);
+    }
+
+    // Eight rows share each x load; one accumulator per row (two chained FMAs per 16 values).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot8Shift(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y)
+    {
+        var m = Vector256.Create(unchecked((int)0x8FFFE000));
+        int k16 = k & ~15;
+        ushort* w0 = w, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k, w4 = w3 + k, w5 = w4 + k, w6 = w5 + k, w7 = w6 + k;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int p = 0; p < k16; p += 16)
+        {
+            var xe = Avx.LoadVector256(xp + p); var xo = Avx.LoadVector256(xp + p + 8);
+            var v = Avx.LoadVector256((int*)(w0 + p));
+            a0 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a0));
+            v = Avx.LoadVector256((int*)(w1 + p));
+            a1 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a1));
+            v = Avx.LoadVector256((int*)(w2 + p));
+            a2 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a2));
+            v = Avx.LoadVector256((int*)(w3 + p));
+            a3 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a3));
+            v = Avx.LoadVector256((int*)(w4 + p));
+            a4 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a4));
+            v = Avx.LoadVector256((int*)(w5 + p));
+            a5 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a5));
+            v = Avx.LoadVector256((int*)(w6 + p));
+            a6 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a6));
+            v = Avx.LoadVector256((int*)(w7 + p));
+            a7 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a7));
+        }
+        // Reduce every accumulator before anything that may call out: a vector live across a call is spilled at its
+        // definition, i.e. stored to the stack on every loop iteration.
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        float s4 = Vector256.Sum(a4), s5 = Vector256.Sum(a5), s6 = Vector256.Sum(a6), s7 = Vector256.Sum(a7);
+        y[0] = Finish(s0, scale, x, k, w0, bias);
+        y[1] = Finish(s1, scale, x, k, w1, bias == null ? null : bias + 1);
+        y[2] = Finish(s2, scale, x, k, w2, bias == null ? null : bias + 2);
+        y[3] = Finish(s3, scale, x, k, w3, bias == null ? null : bias + 3);
+        y[4] = Finish(s4, scale, x, k, w4, bias == null ? null : bias + 4);
+        y[5] = Finish(s5, scale, x, k, w5, bias == null ? null : bias + 5);
+        y[6] = Finish(s6, scale, x, k, w6, bias == null ? null : bias + 6);
+        y[7] = Finish(s7, scale, x, k, w7, bias == null ? null : bias + 7);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot1(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y)
+    {
+        var m = Vector256.Create(unchecked((int)0x8FFFE000));
+        int k16 = k & ~15;
+        Vector256<float> a = default, b = default;
+        for (int p = 0; p < k16; p += 16)
+        {
+            var v = Avx.LoadVector256((int*)(w + p));
+            a = Fma.MultiplyAdd(Avx.LoadVector256(xp + p + 8), High(v, m), a);
+            b = Fma.MultiplyAdd(Avx.LoadVector256(xp + p), Low(v, m), b);
+        }
+        float s = Vector256.Sum(a + b);
+        *y = Finish(s, scale, x, k, w, bias);
+    }
+}

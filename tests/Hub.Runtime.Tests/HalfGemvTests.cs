@@ -1,0 +1,211 @@
+using Hub.IR;
+using Hub.Runtime.Kernels;
+using Hub.Weights;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// The F16 decode GEMV (shift+mask widening with the 2^112 folded into x) against a float64 loop, on every depth, every
+/// finite half and extreme x; and the executor's switch between the exact and the fast kernel. Kernel category, so
+/// <see cref="IsaSweepTests"/> re-runs it with AVX2 off (the fast kernel then must not be used, the fallback must agree).
+/// </summary>
+[Trait("Category", "Kernel")]
+public unsafe class HalfGemvTests
+{
+    // Random halves including subnormals, ±0, ±65504 and ±min subnormal; finite only.
+    private static ushort[] RandomHalves(int count, int seed)
+    {
+        var r = new Random(seed);
+        var w = new ushort[count];
+        for (int i = 0; i < count; i++)
+        {
+            w[i] = (r.Next(10)) switch
+            {
+                0 => (ushort)(r.Next(0x400) | (r.Next(2) << 15)),           // subnormal or ±0
+                1 => (ushort)(0x7BFF | (r.Next(2) << 15)),                  // ±65504
+                2 => (ushort)(r.Next(2) << 15),                             // ±0
+                _ => BitConverter.HalfToUInt16Bits((Half)((r.NextDouble() * 2 - 1) * Math.Pow(2, r.Next(-14, 4)))),
+            };
+        }
+        return w;
+    }
+
+    private static float[] RandomX(int k, int seed, double scale, bool subnormals)
+    {
+        var r = new Random(seed);
+        var x = new float[k];
+        for (int i = 0; i < k; i++)
+        {
+            x[i] = (float)((r.NextDouble() * 2 - 1) * scale);
+            if (subnormals && i % 5 == 0) x[i] = BitConverter.Int32BitsToSingle(r.Next(1, 0x7FFFFF) | (r.Next(2) << 31));
+            if (i % 13 == 0) x[i] = 0;
+        }
+        return x;
+    }
+
+    // y = PrepareX + Rows (fast kernel) where supported; the caller compares with a float64 loop.
+    private static float[] Fast(float[] x, ushort[] w, float[]? bias, int k, int n, out double scale)
+    {
+        var y = new float[n];
+        var xp = new float[HalfGemv.PreparedFloats(k) + 1];
+        fixed (float* xq = x) fixed (float* xpq = xp) fixed (ushort* wq = w) fixed (float* yq = y) fixed (float* bq = bias)
+        {
+            scale = HalfGemv.PrepareX(xq, k, xpq);
+            Assert.NotEqual(0, scale);
+            HalfGemv.Rows(xpq, scale, xq, k, wq, bias == null ? null : bq, yq, 0, n);
+        }
+        return y;
+    }
+
+    [SkippableFact]
+    public void Fast_half_gemv_matches_float64_on_every_depth_with_extreme_values()
+    {
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        const int n = 13; // one 8-row pass and five single rows
+        foreach (bool offsetLoads in new[] { true, false })
+        foreach (var (scale, subnormals) in new[] { (1.0, false), (1e-30, true), (3e4, false), (1e12, false), (3e38, false), (1e-42, true) })
+            for (int k = 0; k <= 256; k += k < 40 ? 1 : 7)
+            {
+                HalfGemv.OffsetLoads = offsetLoads;
+                var w = RandomHalves(n * k, k);
+                var x = RandomX(k, 1000 + k, scale, subnormals);
+                var bias = Enumerable.Range(0, n).Select(i => (float)(i - 6) * 0.5f).ToArray();
+                var y = Fast(x, w, bias, k, n, out _);
+                for (int j = 0; j < n; j++)
+                {
+                    double e = bias[j], mag = 0;
+                    for (int p = 0; p < k; p++)
+                    {
+                        double t = x[p] * (double)(float)BitConverter.UInt16BitsToHalf(w[j * k + p]);
+                        e += t; mag += Math.Abs(t);
+                    }
+                    // float32 accumulation error, plus one denormal step per product.
+                    double tol = 4 * (k + 2) * Math.Pow(2, -24) * (mag + Math.Abs(bias[j])) + (k + 1) * Math.Pow(2, -149);
+                    if (mag > float.MaxValue) continue; // a float32 product or partial sum may overflow: no float answer to compare
+                    Assert.True(Math.Abs(y[j] - e) <= tol, $"k={k} x-scale={scale} offset loads {offsetLoads} row {j}: {y[j]} vs {e} (tol {tol})");
+                }
+                HalfGemv.OffsetLoads = true;
+            }
+    }
+
+    [SkippableFact]
+    public void Fast_half_gemv_widens_every_finite_half_exactly_at_any_x_magnitude()
+    {
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        var finite = Enumerable.Range(0, 65536).Where(b => (b & 0x7C00) != 0x7C00).Select(b => (ushort)b).ToArray();
+        const int k = 32;
+        int n = finite.Length / k;
+        // One-hot x (value v at column j): y[row] must be exactly v·half. 2^20 and 2^100 force the scale below 2^112.
+        foreach (float v in new[] { 1f, MathF.ScaleB(1f, -30), MathF.ScaleB(1f, 20), MathF.ScaleB(1f, 100), -MathF.ScaleB(1f, -100) })
+            foreach (int j in new[] { 0, 1, 14, 15, 16, 31 })
+            {
+                var x = new float[k];
+                x[j] = v;
+                var y = Fast(x, finite, null, k, n, out _);
+                for (int r = 0; r < n; r++)
+                {
+                    float e = v * (float)BitConverter.UInt16BitsToHalf(finite[r * k + j]);
+                    Assert.True(e.Equals(y[r]) || (e == 0 && y[r] == 0), $"half 0x{finite[r * k + j]:X4} × {v}: {e} vs {y[r]}");
+                }
+            }
+    }
+
+    [Fact]
+    public void Prepare_refuses_x_with_inf_or_nan_and_scales_by_powers_of_two()
+    {
+        const int k = 48;
+        var xp = new float[HalfGemv.PreparedFloats(k)];
+        var x = Enumerable.Range(0, k).Select(i => (float)(i + 1)).ToArray();
+        fixed (float* xq = x) fixed (float* xpq = xp)
+        {
+            double s = HalfGemv.PrepareX(xq, k, xpq);
+            Assert.Equal(1.0, s); // max 48 < 2^15: the full 2^112 goes into x
+            for (int c = 0; c < k / 16; c++)
+                for (int i = 0; i < 8; i++)
+                {
+                    Assert.Equal(x[16 * c + 2 * i] * MathF.ScaleB(1f, 112), xp[16 * c + i]);
+                    Assert.Equal(x[16 * c + 2 * i + 1] * MathF.ScaleB(1f, 112), xp[16 * c + 8 + i]);
+                }
+            x[7] = 1e20f;
+            s = HalfGemv.PrepareX(xq, k, xpq);
+            Assert.Equal(Math.ScaleB(1.0, 112 - (126 - Math.ILogB(1e20f))), s);
+            Assert.Equal(1e20f * (float)(Math.ScaleB(1.0, 112) / s), xp[8 + 3]);
+            x[7] = float.NaN;
+            Assert.Equal(0, HalfGemv.PrepareX(xq, k, xpq));
+            x[7] = float.NegativeInfinity;
+            Assert.Equal(0, HalfGemv.PrepareX(xq, k, xpq));
+        }
+    }
+
+    [SkippableFact]
+    public void Exact_rows_report_inf_and_nan_weights_in_the_vector_part_and_the_tail()
+    {
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        const int k = 37, n = 6;
+        var x = Enumerable.Range(0, k).Select(i => 0.25f * (i % 7 - 3) + 0.125f).ToArray();
+        var clean = RandomHalves(n * k, 5);
+        var y = new float[n];
+        fixed (float* xq = x) fixed (float* yq = y)
+        {
+            fixed (ushort* wq = clean) Assert.True(HalfGemv.RowsExact(xq, k, wq, null, yq, 0, n));
+            foreach (var (row, col, bits) in new[] { (0, 5, (ushort)0x7C00), (3, 20, (ushort)0x7E00), (5, 35, (ushort)0xFC00) })
+            {
+                var w = (ushort[])clean.Clone();
+                w[row * k + col] = bits;
+                fixed (ushort* wq = w)
+                {
+                    Assert.False(HalfGemv.RowsExact(xq, k, wq, null, yq, 0, n), $"{bits:X4} at ({row}, {col})");
+                    Assert.False(float.IsFinite(y[row]), $"row {row}: {y[row]}");
+                    // Rows outside the bad one's 4-row group are unaffected.
+                    Assert.True(HalfGemv.RowsExact(xq, k, wq, null, yq, row < 4 ? 4 : 0, row < 4 ? n : 4));
+                }
+            }
+        }
+    }
+
+    // One Linear with F16 weights through the runtime: the first decode step runs the exact kernel (and learns which
+    // units are finite), later ones the fast kernel; both must match the float64 loop, and inf/NaN weights propagate.
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(2, false)]
+    [InlineData(2, true)]
+    public void Linear_f16_decode_steps_match_reference_and_propagate_inf(int threads, bool withInf)
+    {
+        const int n = 1100, k = 96; // 2·n·k ≥ 200k flops: split into 32 units of 36 rows (8-row passes plus single rows)
+        var r = new Random(3);
+        var w = new float[n * k];
+        for (int i = 0; i < w.Length; i++) w[i] = (float)(Half)(r.NextDouble() - 0.5);
+        if (withInf) { w[17 * k + 40] = float.PositiveInfinity; w[1050 * k + 3] = float.NaN; }
+        var dir = Path.Combine(Path.GetTempPath(), "hub-halfgemv-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var b = new GraphBuilder("f16gemv");
+            var xin = b.Input("x", DType.F32, "batch", "seq", k);
+            var y = b.Op(Ops.Linear, "y", new[] { xin, b.Weight("w", LazyTensor.FromArray(w, new Shape(n, k), "w"), WeightKind.Matrix) });
+            b.Output(y, DType.F32, "batch", "seq", n);
+            IrFormat.Write(dir, b.Build(), new IrWriteOptions { WeightDType = DType.F16 });
+            using var ir = IrModel.Load(dir);
+            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads });
+            using var req = cm.CreateInferRequest();
+            for (int step = 0; step < 3; step++)
+            {
+                var x = Enumerable.Range(0, k).Select(_ => (float)(r.NextDouble() * 2 - 1) * (step == 2 ? 1e6f : 1f)).ToArray();
+                req.SetInput("x", x, 1, 1, k);
+                req.Infer();
+                var got = req.GetOutput("y").ToArray();
+                for (int j = 0; j < n; j++)
+                {
+                    double e = 0, mag = 0;
+                    for (int p = 0; p < k; p++) { double t = x[p] * (double)w[j * k + p]; e += t; mag += Math.Abs(t); }
+                    if (double.IsNaN(e)) Assert.True(float.IsNaN(got[j]), $"step {step} row {j}: {got[j]}");
+                    else if (double.IsInfinity(e)) Assert.Equal((float)e, got[j]);
+                    else Assert.True(Math.Abs(got[j] - e) <= 1e-5 * mag + 1e-30, $"step {step} row {j}: {got[j]} vs {e}");
+                }
+            }
+        }
+        finally
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+}
