@@ -566,7 +566,11 @@ public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
     }
 }
 
-/// <summary>Per-node decode profile of an exported IR folder given in HUB_BENCH_IR (HUB_BENCH=1 only).</summary>
+/// <summary>
+/// Decode profile of an exported IR folder given in HUB_BENCH_IR (HUB_BENCH=1 only): tok/s after 8 warm-up steps (the
+/// first F16 step runs the exact kernel), time per op kind and the slowest nodes. HUB_BENCH_THREADS (default 2);
+/// HUB_BENCH_PROFILE=0 measures without per-op timestamps.
+/// </summary>
 public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
 {
     [SkippableFact]
@@ -575,17 +579,21 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
         using var ir = IrModel.Load(dir!);
-        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 128 });
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 4096 });
         using var req = cm.CreateInferRequest();
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         output.WriteLine(string.Join(",", names));
         req.OpTicks = new long[ir.Graph.Nodes.Count];
         int[] id = { 1 }, p = { 0 };
-        var ones = Enumerable.Repeat(1f, 128).ToArray();
+        // HUB_BENCH_WARMUP decode steps fill the cache first (default 8); timed steps then attend over that many positions.
+        int warm = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_WARMUP"), out var wu) ? wu : 8, steps = 64;
+        var ones = Enumerable.Repeat(1f, warm + steps).ToArray();
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        int steps = 32;
-        for (int s = 0; s < steps; s++)
+        bool prof = Environment.GetEnvironmentVariable("HUB_BENCH_PROFILE") != "0";
+        if (!prof) req.OpTicks = null;
+        for (int s = 0; s < steps + warm; s++)
         {
+            if (s == warm) { sw.Restart(); if (prof) Array.Clear(req.OpTicks!); }
             int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
             req.SetInput("input_ids", id, 1, 1);
             if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
@@ -595,7 +603,13 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             req.Infer();
         }
         output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s");
+        if (!prof) return;
+        double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps;
+        // Op kind, with a Linear keyed by the last part of its node name (qkv_proj, gate_up_proj, down_proj, logits, ...).
+        string Kind(int i) => ir.Graph.Nodes[i].Op == Hub.IR.Ops.Linear ? "Linear " + ir.Graph.Nodes[i].Name.Split('.')[^1] : ir.Graph.Nodes[i].Op;
+        foreach (var g in Enumerable.Range(0, req.OpTicks!.Length).GroupBy(Kind).OrderByDescending(g => g.Sum(i => req.OpTicks[i])))
+            output.WriteLine($"  [{g.Key}] x{g.Count()} {Ms(g.Sum(i => req.OpTicks[i])):F3} ms");
         var top = Enumerable.Range(0, req.OpTicks.Length).OrderByDescending(i => req.OpTicks[i]).Take(12);
-        foreach (var i in top) output.WriteLine($"  {ir.Graph.Nodes[i].Name} ({ir.Graph.Nodes[i].Op}) {req.OpTicks[i] * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps:F3} ms");
+        foreach (var i in top) output.WriteLine($"  {ir.Graph.Nodes[i].Name} ({ir.Graph.Nodes[i].Op}) {Ms(req.OpTicks[i]):F3} ms");
     }
 }

@@ -235,7 +235,7 @@ internal sealed unsafe class AttentionExec : OpExec
     // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
     private readonly int _qkv = -1;
     // q·k multiply-adds below which a single thread is faster than waking the pool
-    private const long ParallelThreshold = 400_000;
+    private const long ParallelThreshold = 32_768;
 
     public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 4, 1)
     {
