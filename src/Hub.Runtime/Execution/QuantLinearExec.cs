@@ -24,8 +24,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
     private byte[] _prefAct = Array.Empty<byte>();   // pinned, grown to the largest prefill: activations for GemmInt4
     private byte* _prefActPtr;
-    private int _m, _unitRows, _mBlocks, _mRows, _nBlocks;
-    private bool _gemv, _singleUnit;
+    private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
+    private bool _gemv, _singleUnit, _quantPhase;
 
     public QuantLinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
@@ -145,7 +145,11 @@ internal sealed unsafe class QuantLinearExec : OpExec
                     _prefAct = GC.AllocateArray<byte>(checked((int)bytes), pinned: true);
                     fixed (byte* p = _prefAct) _prefActPtr = (byte*)(((nint)p + 63) & ~(nint)63);
                 }
-                QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr);
+                // The workers quantize disjoint row ranges, then run the GEMM units.
+                _quantUnits = single ? 1 : Math.Min(workers * 2, (_m + 7) / 8);
+                _quantPhase = true;
+                try { R.Model.Pool.Run(this, _quantUnits); }
+                finally { _quantPhase = false; }
             }
             _singleUnit = single;
             R.Model.Pool.Run(this, single ? 1 : _mBlocks * _nBlocks);
@@ -154,6 +158,12 @@ internal sealed unsafe class QuantLinearExec : OpExec
 
     public override void Execute(int index, int worker)
     {
+        if (_quantPhase)
+        {
+            int r0 = (int)((long)_m * index / _quantUnits), r1 = (int)((long)_m * (index + 1) / _quantUnits);
+            QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
+            return;
+        }
         float* scratch = R.ScratchFor(worker);
         if (_gemv)
         {
