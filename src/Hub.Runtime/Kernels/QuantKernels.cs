@@ -566,7 +566,8 @@ public static unsafe class QuantKernels
     /// i ∈ [m0, m1) and outputs j ∈ [n0, n1). A 3×2 register tile (3 activation rows × 2 weight rows) shares each
     /// unpacked 32-byte weight load (two Q4_0 blocks) among 3 rows and each activation load among 2 weight rows:
     /// per row pair and block pair two vpmaddubsw, one int16 add, one vpmaddwd, one convert, one scale multiply and one
-    /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats.
+    /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats (pair scales
+    /// GemmRows·K/8, then zero-point weights GemmRows·K/32 at most).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
@@ -580,8 +581,9 @@ public static unsafe class QuantKernels
         float* spBase = (float*)(((nint)scratch + 31) & ~(nint)31);
         var ones = Vector256.Create((short)1);
         var low4 = Vector256.Create((byte)0x0F);
-        var eight = Vector256.Create(8f);
-        bool fastTile = sym && groups % 8 == 0;
+        bool fastTile = groups % 8 == 0;
+        // After the pair scales: per chunk row the zero-point weights s_g·z_g (z = 8 when symmetric), [GemmRows, groups].
+        float* czBase = spBase + (long)GemmRows * pairs * 8;
         // Chunks of GemmRows weight rows: their pair scales and packed rows stay in L1/L2 while the activation rows,
         // four at a time, walk past them.
         for (int jc = n0; jc < n1; jc += GemmRows)
@@ -590,6 +592,12 @@ public static unsafe class QuantKernels
             for (int j = jc; j < jcEnd; j++)
             {
                 float* sc = w.Scales + (long)j * groups, sp = spBase + (long)(j - jc) * pairs * 8;
+                if (fastTile)
+                {
+                    float* cz = czBase + (long)(j - jc) * groups;
+                    byte* zr = sym ? null : w.Zeros + (long)j * groups;
+                    for (int g = 0; g < groups; g++) cz[g] = sc[g] * (sym ? 8 : zr[g]);
+                }
                 for (int p = 0; p < pairs; p++)
                 {
                     int b = 2 * p;
@@ -628,12 +636,13 @@ public static unsafe class QuantKernels
                     float* sc0 = w.Scales + (long)j * groups, sc1 = w.Scales + (long)j1 * groups;
                     if (fastTile)
                     {
-                        // Symmetric: subtract 8·Σ_g s_g·xs_g inside the accumulators, eight groups per FMA, then one
-                        // horizontal add tree per weight-row pair.
+                        // Subtract the zero-point term Σ_g s_g·z_g·xs_g inside the accumulators, eight groups per FMA,
+                        // then one horizontal add tree per weight-row pair.
+                        float* cz0 = czBase + (long)(j - jc) * groups, cz1 = czBase + (long)(j1 - jc) * groups;
                         float* xs0 = xs + (long)i * groups, xs1 = xs + (long)i1 * groups, xs2 = xs + (long)i2 * groups;
                         for (int g = 0; g < groups; g += 8)
                         {
-                            var s0 = Avx.Multiply(Avx.LoadVector256(sc0 + g), eight); var s1 = Avx.Multiply(Avx.LoadVector256(sc1 + g), eight);
+                            var s0 = Avx.LoadVector256(cz0 + g); var s1 = Avx.LoadVector256(cz1 + g);
                             var v0 = Avx.LoadVector256(xs0 + g); var v1 = Avx.LoadVector256(xs1 + g); var v2 = Avx.LoadVector256(xs2 + g);
                             a00 = Fma.MultiplyAddNegated(s0, v0, a00); a01 = Fma.MultiplyAddNegated(s1, v0, a01);
                             a10 = Fma.MultiplyAddNegated(s0, v1, a10); a11 = Fma.MultiplyAddNegated(s1, v1, a11);
