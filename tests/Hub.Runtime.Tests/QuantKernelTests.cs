@@ -270,13 +270,42 @@ public unsafe class QuantKernelTests
     }
 
     [SkippableFact]
+    public void Int4_gemm_activations_quantized_in_row_ranges_match_one_pass()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        const int m = 13, k = 256, n = 3;
+        var d = RandomQ(true, n, k, 32, true, 77);
+        var x = Rand(m * k, 5);
+        long bytes = QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64;
+        var whole = new byte[bytes]; var split = new byte[bytes];
+        WithMatrix(d, w =>
+        {
+            fixed (float* xp = x)
+            fixed (byte* a = whole, b = split)
+            {
+                QuantKernels.QuantizeActivationsForGemm(w, xp, m, a);
+                // uneven ranges as the executor's workers take them, in reverse order
+                QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 9, 13);
+                QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 4, 9);
+                QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 0, 4);
+                bool threw = false;
+                try { QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 4, 14); }
+                catch (ArgumentOutOfRangeException) { threw = true; }
+                Assert.True(threw, "rows past m must be rejected");
+            }
+        });
+        Assert.Equal(whole, split);
+    }
+
+    [SkippableFact]
     public void Int4_gemm_matches_integer_twin_and_float64_on_odd_tiles()
     {
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
         foreach (bool sym in new[] { true, false })
             foreach (int group in new[] { 0, 32, 64, 128 })
                 foreach (int n in new[] { 1, 2, 7, 37 })
-                    foreach (int k in new[] { 64, 128, 384 })
+                    // 512 with groups of 32/64: 16/8 groups, the symmetric eight-groups-per-FMA correction
+                    foreach (int k in new[] { 64, 128, 384, 512 })
                         foreach (int m in new[] { 5, 6, 13 })
                         {
                             if (group != 0 && k % group != 0) continue;
@@ -422,8 +451,8 @@ public unsafe class QuantKernelTests
                     {
                         double scale = AbsSum(wq, x, i, j) + Math.Abs(bias[j]);
                         // decode rows carry int8 activation rounding (≤ 1/254 of each block's range per value)
-                        // (HUB_QUANT_GEMM=int: int4 prefill runs the int4 × int8 GEMM, the same activation rounding)
-                        bool intGemm = int4 && k % 64 == 0 && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") == "int";
+                        // (int4 prefill runs the int4 × int8 GEMM unless HUB_QUANT_GEMM=float: the same activation rounding)
+                        bool intGemm = int4 && k % 64 == 0 && Hub.Runtime.Execution.QuantLinearExec.UseInt4Gemm;
                         double tol = seq <= 4 || intGemm ? scale / 100 : 1e-5 * scale + 1e-6;
                         Assert.True(Math.Abs(got[i * n + j] - exp[i * n + j]) <= tol, $"seq {seq} ({i},{j}): {got[i * n + j]} vs {exp[i * n + j]}");
                     }

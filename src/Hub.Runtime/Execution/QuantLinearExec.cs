@@ -2,7 +2,8 @@
 // quantized once per call, then many small units of output rows run the integer GEMV on the persistent pool (each
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
-// all M rows (HUB_QUANT_GEMM=int: int4 runs the int4 × int8 GEMM on 16-row units instead).
+// all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
+// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too).
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -24,8 +25,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
     private byte[] _prefAct = Array.Empty<byte>();   // pinned, grown to the largest prefill: activations for GemmInt4
     private byte* _prefActPtr;
-    private int _m, _unitRows, _mBlocks, _mRows, _nBlocks;
-    private bool _gemv, _singleUnit;
+    private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
+    private bool _gemv, _singleUnit, _quantPhase;
 
     public QuantLinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
@@ -59,11 +60,11 @@ internal sealed unsafe class QuantLinearExec : OpExec
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
 
     /// <summary>
-    /// Bench switch (HUB_QUANT_GEMM=int): int4 prefill runs the int4 × int8 GEMM instead of dequantized panels + f32
-    /// GEMM. Off by default: 1.36× faster single-threaded, but slower in 2-thread Q4_0 prefill of the small model
-    /// (median 0.86× vs 0.89× llama.cpp over alternating runs), see docs/quantization.md.
+    /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
+    /// int4 × int8 GEMM (the default since its tile correction was vectorized: 1.27–1.33× the panel path with 2
+    /// threads on the small/1b shapes, see docs/quantization.md).
     /// </summary>
-    internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") == "int";
+    internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
     internal static QuantMatrix Bind(InferRequest r, int id, string node)
@@ -145,7 +146,11 @@ internal sealed unsafe class QuantLinearExec : OpExec
                     _prefAct = GC.AllocateArray<byte>(checked((int)bytes), pinned: true);
                     fixed (byte* p = _prefAct) _prefActPtr = (byte*)(((nint)p + 63) & ~(nint)63);
                 }
-                QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr);
+                // The workers quantize disjoint row ranges, then run the GEMM units.
+                _quantUnits = single ? 1 : Math.Min(workers * 2, (_m + 7) / 8);
+                _quantPhase = true;
+                try { R.Model.Pool.Run(this, _quantUnits); }
+                finally { _quantPhase = false; }
             }
             _singleUnit = single;
             R.Model.Pool.Run(this, single ? 1 : _mBlocks * _nBlocks);
@@ -154,6 +159,12 @@ internal sealed unsafe class QuantLinearExec : OpExec
 
     public override void Execute(int index, int worker)
     {
+        if (_quantPhase)
+        {
+            int r0 = (int)((long)_m * index / _quantUnits), r1 = (int)((long)_m * (index + 1) / _quantUnits);
+            QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
+            return;
+        }
         float* scratch = R.ScratchFor(worker);
         if (_gemv)
         {

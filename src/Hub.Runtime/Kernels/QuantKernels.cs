@@ -70,7 +70,7 @@ public static unsafe class QuantKernels
     /// matrices read); int4 matrices need <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/>.
     /// </summary>
     public static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf) =>
-        QuantizeActivations(x, m, k, groupLength, buf, nibblePairOrder: false);
+        QuantizeActivations(x, m, k, groupLength, buf, nibblePairOrder: false, 0, m);
 
     /// <summary>
     /// Quantizes <paramref name="m"/> rows of x [m, w.K] to int8 per block of 32 (d = amax/127, q = round(x/d)) into
@@ -78,7 +78,7 @@ public static unsafe class QuantKernels
     /// per-group sums Σ d_b·Σq [m, groups] f32.
     /// </summary>
     public static void QuantizeActivations(in QuantMatrix w, float* x, int m, byte* buf) =>
-        QuantizeActivations(x, m, w.K, w.GroupLength, buf, nibblePairOrder: w.Int4);
+        QuantizeActivations(x, m, w.K, w.GroupLength, buf, nibblePairOrder: w.Int4, 0, m);
 
     /// <summary>
     /// Where value <paramref name="c"/> of an activation row sits in the quantized buffer. Natural order, except that
@@ -94,14 +94,14 @@ public static unsafe class QuantKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf, bool nibblePairOrder)
+    private static void QuantizeActivations(float* x, int m, int k, int groupLength, byte* buf, bool nibblePairOrder, int r0, int r1)
     {
         int blocks = k / Block, groups = k / groupLength, bpg = groupLength / Block;
         sbyte* xq = (sbyte*)buf;
         float* dx = (float*)(buf + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
         sbyte* tmp = stackalloc sbyte[Block];
-        for (int i = 0; i < m; i++)
+        for (int i = r0; i < r1; i++)
         {
             float* xr = x + (long)i * k;
             sbyte* qr = xq + (long)i * k;
@@ -544,22 +544,30 @@ public static unsafe class QuantKernels
     /// Quantizes x [m, w.K] for <see cref="GemmInt4"/>: <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/>
     /// then, per row and block pair, the vector [dx_b ×4 | dx_b+1 ×4] the pair's four-lane halves are scaled by.
     /// </summary>
-    public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf)
+    public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf) => QuantizeActivationsForGemm(w, x, m, buf, 0, m);
+
+    /// <summary>
+    /// Rows [<paramref name="r0"/>, <paramref name="r1"/>) of <see cref="QuantizeActivationsForGemm(in QuantMatrix, float*, int, byte*)"/>
+    /// (the buffer laid out for all <paramref name="m"/> rows), so that workers can quantize disjoint row ranges at once.
+    /// </summary>
+    public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
     {
-        QuantizeActivations(w, x, m, buf);
+        if (r0 < 0 || r1 > m || r0 > r1) throw new ArgumentOutOfRangeException(nameof(r0), $"rows [{r0}, {r1}) are outside [0, {m})");
+        QuantizeActivations(x, m, w.K, w.GroupLength, buf, w.Int4, r0, r1);
         int blocks = w.K / Block, pairs = blocks / 2;
         float* dx = (float*)(buf + (((long)m * w.K + 63) & ~63L));
         float* dp = (float*)(buf + PairScalesOffset(m, w.K, w.Groups));
-        for (long i = 0; i < (long)m * pairs; i++)
+        for (long i = (long)r0 * pairs; i < (long)r1 * pairs; i++)
             Avx.Store(dp + i * 8, Vector256.Create(Vector128.Create(dx[2 * i]), Vector128.Create(dx[2 * i + 1])));
     }
 
     /// <summary>
-    /// Prefill GEMM for int4 weights with int8 activations (<see cref="QuantizeActivationsForGemm"/>): y[i, j] for rows
+    /// Prefill GEMM for int4 weights with int8 activations (<see cref="QuantizeActivationsForGemm(in QuantMatrix, float*, int, byte*)"/>): y[i, j] for rows
     /// i ∈ [m0, m1) and outputs j ∈ [n0, n1). A 3×2 register tile (3 activation rows × 2 weight rows) shares each
     /// unpacked 32-byte weight load (two Q4_0 blocks) among 3 rows and each activation load among 2 weight rows:
     /// per row pair and block pair two vpmaddubsw, one int16 add, one vpmaddwd, one convert, one scale multiply and one
-    /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats.
+    /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats (pair scales
+    /// GemmRows·K/8, then zero-point weights GemmRows·K/32 at most).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
@@ -573,6 +581,9 @@ public static unsafe class QuantKernels
         float* spBase = (float*)(((nint)scratch + 31) & ~(nint)31);
         var ones = Vector256.Create((short)1);
         var low4 = Vector256.Create((byte)0x0F);
+        bool fastTile = groups % 8 == 0;
+        // After the pair scales: per chunk row the zero-point weights s_g·z_g (z = 8 when symmetric), [GemmRows, groups].
+        float* czBase = spBase + (long)GemmRows * pairs * 8;
         // Chunks of GemmRows weight rows: their pair scales and packed rows stay in L1/L2 while the activation rows,
         // four at a time, walk past them.
         for (int jc = n0; jc < n1; jc += GemmRows)
@@ -581,6 +592,12 @@ public static unsafe class QuantKernels
             for (int j = jc; j < jcEnd; j++)
             {
                 float* sc = w.Scales + (long)j * groups, sp = spBase + (long)(j - jc) * pairs * 8;
+                if (fastTile)
+                {
+                    float* cz = czBase + (long)(j - jc) * groups;
+                    byte* zr = sym ? null : w.Zeros + (long)j * groups;
+                    for (int g = 0; g < groups; g++) cz[g] = sc[g] * (sym ? 8 : zr[g]);
+                }
                 for (int p = 0; p < pairs; p++)
                 {
                     int b = 2 * p;
@@ -617,6 +634,26 @@ public static unsafe class QuantKernels
                     }
                     bool two = j + 1 < jcEnd;
                     float* sc0 = w.Scales + (long)j * groups, sc1 = w.Scales + (long)j1 * groups;
+                    if (fastTile)
+                    {
+                        // Subtract the zero-point term Σ_g s_g·z_g·xs_g inside the accumulators, eight groups per FMA,
+                        // then one horizontal add tree per weight-row pair.
+                        float* cz0 = czBase + (long)(j - jc) * groups, cz1 = czBase + (long)(j1 - jc) * groups;
+                        float* xs0 = xs + (long)i * groups, xs1 = xs + (long)i1 * groups, xs2 = xs + (long)i2 * groups;
+                        for (int g = 0; g < groups; g += 8)
+                        {
+                            var s0 = Avx.LoadVector256(cz0 + g); var s1 = Avx.LoadVector256(cz1 + g);
+                            var v0 = Avx.LoadVector256(xs0 + g); var v1 = Avx.LoadVector256(xs1 + g); var v2 = Avx.LoadVector256(xs2 + g);
+                            a00 = Fma.MultiplyAddNegated(s0, v0, a00); a01 = Fma.MultiplyAddNegated(s1, v0, a01);
+                            a10 = Fma.MultiplyAddNegated(s0, v1, a10); a11 = Fma.MultiplyAddNegated(s1, v1, a11);
+                            a20 = Fma.MultiplyAddNegated(s0, v2, a20); a21 = Fma.MultiplyAddNegated(s1, v2, a21);
+                        }
+                        float b0 = bias != null ? bias[j] : 0f, b1 = bias != null ? bias[j1] : 0f;
+                        StorePair(a00, a01, y + (long)i * ldy + j, two, b0, b1);
+                        if (i + 1 < m1) StorePair(a10, a11, y + (long)(i + 1) * ldy + j, two, b0, b1);
+                        if (i + 2 < m1) StorePair(a20, a21, y + (long)(i + 2) * ldy + j, two, b0, b1);
+                        continue;
+                    }
                     byte* z0 = sym ? null : w.Zeros + (long)j * groups, z1 = sym ? null : w.Zeros + (long)j1 * groups;
                     StoreTile(a00, a01, i, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
                     if (i + 1 < m1) StoreTile(a10, a11, i + 1, j, two, sc0, sc1, z0, z1, xs, groups, sym, bias, y, ldy);
@@ -628,6 +665,17 @@ public static unsafe class QuantKernels
 
     /// <summary>Weight rows whose pair scales <see cref="GemmInt4"/> prepares at once (scratch: GemmRows·K/4 floats).</summary>
     public const int GemmRows = 16;
+
+    // y[0] = Σ a0 + b0 and, when two, y[1] = Σ a1 + b1: one hadd serves both sums.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StorePair(Vector256<float> a0, Vector256<float> a1, float* y, bool two, float b0, float b1)
+    {
+        var h = Avx.HorizontalAdd(a0, a1);
+        var q = Sse.Add(h.GetLower(), h.GetUpper());
+        q = Sse3.HorizontalAdd(q, q);
+        y[0] = q.ToScalar() + b0;
+        if (two) y[1] = q.GetElement(1) + b1;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreTile(Vector256<float> a0, Vector256<float> a1, int i, int j, bool two, float* sc0, float* sc1, byte* z0, byte* z1,
