@@ -58,9 +58,6 @@ public static unsafe class HalfGemv
         return Math.ScaleB(1.0, 112 - a);
     }
 
-    // A/B switch for the kernel bench: false runs the 8-row pass with the shift-only widening.
-    internal static bool OffsetLoads = true;
-
     /// <summary>
     /// y[j] = x·w[j] + b[j] for rows j in [<paramref name="n0"/>, <paramref name="n1"/>) of the finite F16 matrix
     /// <paramref name="w"/> [n, k]; <paramref name="xp"/>/<paramref name="scale"/> come from <see cref="PrepareX"/>.
@@ -71,7 +68,7 @@ public static unsafe class HalfGemv
     {
         if (!IsSupported) throw new PlatformNotSupportedException("HalfGemv.Rows needs AVX2 and FMA; use Gemm.GemvRows");
         int j = n0;
-        for (; j + 8 <= n1; j += 8) if (OffsetLoads) Dot8(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j); else Dot8Shift(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
+        for (; j + 8 <= n1; j += 8) Dot8(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
         for (; j < n1; j++) Dot1(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
     }
 
@@ -165,48 +162,6 @@ public static unsafe class HalfGemv
             a5 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w5 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w5 + p)), m), a5));
             a6 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w6 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w6 + p)), m), a6));
             a7 = Fma.MultiplyAdd(xe, High(Avx.LoadVector256((int*)(w7 + p - 1)), m), Fma.MultiplyAdd(xo, High(Avx.LoadVector256((int*)(w7 + p)), m), a7));
-        }
-        // Reduce every accumulator before anything that may call out: a vector live across a call is spilled at its
-        // definition, i.e. stored to the stack on every loop iteration.
-        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
-        float s4 = Vector256.Sum(a4), s5 = Vector256.Sum(a5), s6 = Vector256.Sum(a6), s7 = Vector256.Sum(a7);
-        y[0] = Finish(s0, scale, x, k, w0, bias);
-        y[1] = Finish(s1, scale, x, k, w1, bias == null ? null : bias + 1);
-        y[2] = Finish(s2, scale, x, k, w2, bias == null ? null : bias + 2);
-        y[3] = Finish(s3, scale, x, k, w3, bias == null ? null : bias + 3);
-        y[4] = Finish(s4, scale, x, k, w4, bias == null ? null : bias + 4);
-        y[5] = Finish(s5, scale, x, k, w5, bias == null ? null : bias + 5);
-        y[6] = Finish(s6, scale, x, k, w6, bias == null ? null : bias + 6);
-        y[7] = Finish(s7, scale, x, k, w7, bias == null ? null : bias + 7);
-    }
-
-    // Eight rows share each x load; one accumulator per row (two chained FMAs per 16 values).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot8Shift(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y)
-    {
-        var m = Vector256.Create(unchecked((int)0x8FFFE000));
-        int k16 = k & ~15;
-        ushort* w0 = w, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k, w4 = w3 + k, w5 = w4 + k, w6 = w5 + k, w7 = w6 + k;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        for (int p = 0; p < k16; p += 16)
-        {
-            var xe = Avx.LoadVector256(xp + p); var xo = Avx.LoadVector256(xp + p + 8);
-            var v = Avx.LoadVector256((int*)(w0 + p));
-            a0 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a0));
-            v = Avx.LoadVector256((int*)(w1 + p));
-            a1 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a1));
-            v = Avx.LoadVector256((int*)(w2 + p));
-            a2 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a2));
-            v = Avx.LoadVector256((int*)(w3 + p));
-            a3 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a3));
-            v = Avx.LoadVector256((int*)(w4 + p));
-            a4 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a4));
-            v = Avx.LoadVector256((int*)(w5 + p));
-            a5 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a5));
-            v = Avx.LoadVector256((int*)(w6 + p));
-            a6 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a6));
-            v = Avx.LoadVector256((int*)(w7 + p));
-            a7 = Fma.MultiplyAdd(xe, Low(v, m), Fma.MultiplyAdd(xo, High(v, m), a7));
         }
         // Reduce every accumulator before anything that may call out: a vector live across a call is spilled at its
         // definition, i.e. stored to the stack on every loop iteration.
