@@ -14,15 +14,27 @@ string model = "karpathy/tinyllamas";
 string? subfolder = null, system = null;
 int maxNew = 128;
 bool explicitModel = false, extensionsAi = false;
+const string Usage = "usage: dotnet run --project samples/Chat [-- <repo id or folder> [--subfolder S] [--system TEXT] [--max-new-tokens N] [--ai]]";
 for (int i = 0; i < args.Length; i++)
 {
+    // An option's value is the next argument; a missing or malformed one is a usage error, not a stack trace.
+    string Value(string option)
+    {
+        if (i + 1 >= args.Length) { Console.Error.WriteLine($"error: {option} needs a value\n{Usage}"); Environment.Exit(2); }
+        return args[++i];
+    }
     switch (args[i])
     {
-        case "--subfolder": subfolder = args[++i]; break;
-        case "--system": system = args[++i]; break;
-        case "--max-new-tokens": maxNew = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--subfolder": subfolder = Value("--subfolder"); break;
+        case "--system": system = Value("--system"); break;
+        case "--max-new-tokens":
+            if (!int.TryParse(Value("--max-new-tokens"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out maxNew) || maxNew < 1)
+            { Console.Error.WriteLine($"error: --max-new-tokens needs a positive integer, got '{args[i]}'\n{Usage}"); return 2; }
+            break;
         case "--ai": extensionsAi = true; break;
-        default: model = args[i]; explicitModel = true; break;
+        default:
+            if (args[i].StartsWith("--", StringComparison.Ordinal)) { Console.Error.WriteLine($"error: unknown option {args[i]}\n{Usage}"); return 2; }
+            model = args[i]; explicitModel = true; break;
     }
 }
 if (!explicitModel) subfolder ??= "stories260K";

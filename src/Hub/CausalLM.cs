@@ -161,6 +161,7 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     public void ReserveBatch(int rows)
     {
         ObjectDisposedException.ThrowIf(_disposedFlag, this);
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         if (rows <= Loaded.Compiled.Options.MaxBatch) return;
         if (_request.PastLength != 0)
             throw new InvalidOperationException($"ReserveBatch({rows}) needs an empty cache (it recompiles for the larger batch); call Reset first");

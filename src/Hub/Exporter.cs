@@ -110,7 +110,10 @@ public static class Exporter
     /// </summary>
     public static bool TryGetCached(string sourcePath, ModelOptions options, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? dir)
     {
+        ArgumentException.ThrowIfNullOrEmpty(sourcePath);
         ArgumentNullException.ThrowIfNull(options);
+        dir = null;
+        if (!File.Exists(sourcePath) && !Directory.Exists(sourcePath)) return false; // nothing to key a cache entry on
         dir = Path.Combine(options.ExportCacheRoot, CacheKey(sourcePath, options));
         if (IrModel.Exists(dir)) return true;
         dir = null;

@@ -55,6 +55,26 @@ public class BenchModelAndCliTests : IDisposable
         Assert.NotEqual(a, File.ReadAllBytes(Path.Combine(_tmp, "c", "model.safetensors")));
     }
 
+    [Fact]
+    public void Bench_model_replaces_only_a_folder_it_wrote_and_refuses_a_real_model_folder()
+    {
+        var shape = new BenchModelCommand.Shape(32, 1, 2, 2, 64, 300, 1);
+        // A user's model folder (has config.json, no marker) must survive untouched.
+        var user = Path.Combine(_tmp, "user-model");
+        Directory.CreateDirectory(user);
+        File.WriteAllText(Path.Combine(user, "config.json"), "{}");
+        File.WriteAllText(Path.Combine(user, "model.safetensors"), "precious");
+        var ex = Assert.Throws<HubException>(() => BenchModelCommand.Write(user, shape, 1, DType.F32));
+        Assert.Contains(BenchModelCommand.Marker, ex.Message);
+        Assert.Equal("precious", File.ReadAllText(Path.Combine(user, "model.safetensors")));
+        // Its own output is replaced on a rerun.
+        var own = Path.Combine(_tmp, "own");
+        BenchModelCommand.Write(own, shape, 1, DType.F32);
+        Assert.True(File.Exists(Path.Combine(own, BenchModelCommand.Marker)));
+        BenchModelCommand.Write(own, shape, 2, DType.F32);
+        Assert.True(File.Exists(Path.Combine(own, "config.json")));
+    }
+
     [SkippableFact]
     public void Cli_convert_to_gguf_writes_q4_0_with_f16_fallback_for_rows_not_multiple_of_32()
     {

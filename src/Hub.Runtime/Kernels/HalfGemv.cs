@@ -78,7 +78,8 @@ public static unsafe class HalfGemv
     /// </summary>
     public static bool RowsExact(float* x, int k, ushort* w, float* bias, float* y, int n0, int n1)
     {
-        if (!IsSupported || k < 16) throw new PlatformNotSupportedException("HalfGemv.RowsExact needs AVX2, FMA and k ≥ 16; use Gemm.GemvRows");
+        if (!IsSupported) throw new PlatformNotSupportedException("HalfGemv.RowsExact needs AVX2 and FMA; use Gemm.GemvRows");
+        if (k < 16) throw new ArgumentOutOfRangeException(nameof(k), k, "HalfGemv.RowsExact needs k ≥ 16; use Gemm.GemvRows for shorter rows");
         Span<float> r = stackalloc float[4];
         bool finite = true;
         for (int j = n0; j < n1; j += 4)

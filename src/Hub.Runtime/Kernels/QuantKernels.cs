@@ -552,7 +552,10 @@ public static unsafe class QuantKernels
     /// </summary>
     public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
     {
-        if (r0 < 0 || r1 > m || r0 > r1) throw new ArgumentOutOfRangeException(nameof(r0), $"rows [{r0}, {r1}) are outside [0, {m})");
+        if (!Int4GemmFits(w)) throw new ArgumentException($"the int4 prefill GEMM needs int4 weights with K a multiple of 64 and AVX2+FMA (K = {w.K}, int4 = {w.Int4}); check Int4GemmFits first", nameof(w));
+        if (x == null || buf == null) throw new ArgumentNullException(x == null ? nameof(x) : nameof(buf));
+        if (r0 < 0 || r0 > r1) throw new ArgumentOutOfRangeException(nameof(r0), $"rows [{r0}, {r1}) are outside [0, {m})");
+        if (r1 > m) throw new ArgumentOutOfRangeException(nameof(r1), $"rows [{r0}, {r1}) are outside [0, {m})");
         QuantizeActivations(x, m, w.K, w.GroupLength, buf, w.Int4, r0, r1);
         int blocks = w.K / Block, pairs = blocks / 2;
         float* dx = (float*)(buf + (((long)m * w.K + 63) & ~63L));
