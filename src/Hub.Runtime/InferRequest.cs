@@ -339,6 +339,17 @@ public sealed unsafe class InferRequest : IDisposable
 
     internal float* ScratchFor(int worker) => (float*)_scratch[worker].Ptr;
 
+    // One grow-only, 64-byte aligned buffer for an op's prefill-sized working set (the int4 GEMM's quantized
+    // activations): ops run one after another, so every node shares it instead of each keeping its own.
+    private readonly NativeBuffer _prefillScratch = new();
+
+    /// <summary>At least <paramref name="bytes"/> of 64-byte aligned memory shared by the request's ops (valid during one op's Run).</summary>
+    internal byte* PrefillScratch(long bytes)
+    {
+        _prefillScratch.Ensure(bytes);
+        return (byte*)_prefillScratch.Ptr;
+    }
+
     /// <summary>The float32 output <paramref name="name"/> of the last Infer (valid until the next Infer).</summary>
     public ReadOnlySpan<float> GetOutput(string name)
     {
@@ -442,6 +453,7 @@ public sealed unsafe class InferRequest : IDisposable
         foreach (var b in _slots) b.Dispose();
         foreach (var b in _states) b.Dispose();
         foreach (var b in _scratch) b.Dispose();
+        _prefillScratch.Dispose();
         _reorderTmp.Dispose();
     }
 }

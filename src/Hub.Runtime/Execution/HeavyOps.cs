@@ -109,10 +109,8 @@ internal sealed unsafe class LinearExec : OpExec
         else Gemm.RunUnit(index, _x, _m, _k, _w, _wt, _n, _bias, _y, _unitRows, _unitCols, scratch);
         if (_gelu != 0)
         {
-            // the same unit → block mapping as Gemm.RunUnit
-            int nBlocks = (_n + _unitCols - 1) / _unitCols;
-            int m0 = index / nBlocks * _unitRows, n0 = index % nBlocks * _unitCols;
-            Activate(m0, Math.Min(_m, m0 + _unitRows), n0, Math.Min(_n, n0 + _unitCols));
+            Gemm.UnitBlock(index, _m, _n, _unitRows, _unitCols, out int m0, out int m1, out int n0, out int n1);
+            if (m0 < m1) Activate(m0, m1, n0, n1);
         }
     }
 

@@ -23,8 +23,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private float* _x, _y, _bias;
     private readonly int _panelRows;
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
-    private byte[] _prefAct = Array.Empty<byte>();   // pinned, grown to the largest prefill: activations for GemmInt4
-    private byte* _prefActPtr;
+    private byte* _prefActPtr;          // GemmInt4's quantized activations, in the request's shared prefill scratch
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
     private bool _gemv, _singleUnit, _quantPhase;
 
@@ -140,12 +139,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             _mRows = ((_m + _mBlocks - 1) / _mBlocks + 3) & ~3;
             if (_int4Gemm)
             {
-                long bytes = QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) + 64;
-                if (_prefAct.Length < bytes)
-                {
-                    _prefAct = GC.AllocateArray<byte>(checked((int)bytes), pinned: true);
-                    fixed (byte* p = _prefAct) _prefActPtr = (byte*)(((nint)p + 63) & ~(nint)63);
-                }
+                _prefActPtr = R.PrefillScratch(QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups));
                 // The workers quantize disjoint row ranges, then run the GEMM units.
                 _quantUnits = single ? 1 : Math.Min(workers * 2, (_m + 7) / 8);
                 _quantPhase = true;

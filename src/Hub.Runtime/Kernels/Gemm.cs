@@ -311,8 +311,9 @@ public static unsafe class Gemm
     /// <summary>Floats of the packed copy of an [n, k] weight (<see cref="PackWeights"/>): n rounded up to whole panels.</summary>
     public static long PackedFloats(int n, int k) => (long)((n + PanelWidth - 1) / PanelWidth) * PanelWidth * k;
 
-    // K block for depth k: one block up to KCMax, else KC (the packed layout and GemmCore must agree).
-    private static int KBlock(int k) => k <= KCMax && SingleBlockK ? k : KC;
+    // K block for depth k: one block up to KCMax, else KC. Packed weights fix their layout when packed, so they never
+    // follow the bench's SingleBlockK switch (flipping it after a model packed would misread the panels).
+    private static int KBlock(int k, bool packed) => k <= KCMax && (packed || SingleBlockK) ? k : KC;
 
     /// <summary>
     /// Packs (and widens) all of W [n, k] once into the panel layout the GEMM reads: for the K block starting at pc
@@ -322,7 +323,7 @@ public static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackWeights(byte* w, DType wt, int n, int k, float* dst, float* scratch)
     {
-        int nr = PanelWidth, kcb = KBlock(k);
+        int nr = PanelWidth, kcb = KBlock(k, packed: true);
         long nPad = (long)((n + nr - 1) / nr) * nr;
         float* tmp = Align64(scratch);
         for (int pc = 0; pc < k; pc += kcb)
@@ -349,7 +350,7 @@ public static unsafe class Gemm
         float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
         float* tmp = tile + MR * MaxPanel;       // [nr][KCMax] widened F16/BF16 rows
         float* apack = tmp + MaxPanel * KCMax;   // [MC][KC] contiguous copy of the A block
-        int kcb = KBlock(k);
+        int kcb = KBlock(k, packed != null);
         long nPad = (long)((n + nr - 1) / nr) * nr;
         for (int mb = m0; mb < m1; mb += MC)
         {
@@ -462,14 +463,20 @@ public static unsafe class Gemm
         return mBlocks * ((n + cols - 1) / cols);
     }
 
+    /// <summary>The output block [m0, m1) × [n0, n1) of work unit <paramref name="index"/> of a <see cref="PlanUnits"/> split
+    /// (one mapping for the GEMM and for epilogues applied to the unit's block afterwards).</summary>
+    public static void UnitBlock(int index, int m, int n, int unitRows, int unitCols, out int m0, out int m1, out int n0, out int n1)
+    {
+        int nBlocks = (n + unitCols - 1) / unitCols;
+        m0 = index / nBlocks * unitRows; m1 = Math.Min(m, m0 + unitRows);
+        n0 = index % nBlocks * unitCols; n1 = Math.Min(n, n0 + unitCols);
+    }
+
     /// <summary>Runs work unit <paramref name="index"/> of a <see cref="PlanUnits"/> split.</summary>
     public static void RunUnit(int index, float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y,
         int unitRows, int unitCols, float* scratch)
     {
-        int nBlocks = (n + unitCols - 1) / unitCols;
-        int mi = index / nBlocks, ni = index % nBlocks;
-        int m0 = mi * unitRows, m1 = Math.Min(m, m0 + unitRows);
-        int n0 = ni * unitCols, n1 = Math.Min(n, n0 + unitCols);
+        UnitBlock(index, m, n, unitRows, unitCols, out int m0, out int m1, out int n0, out int n1);
         if (m0 < m1 && n0 < n1) GemmBlock(x, m0, m1, k, w, wt, n, bias, y, n0, n1, scratch);
     }
 
@@ -477,10 +484,7 @@ public static unsafe class Gemm
     public static void RunUnitPacked(int index, float* x, int m, int k, float* packed, int n, float* bias, float* y,
         int unitRows, int unitCols, float* scratch)
     {
-        int nBlocks = (n + unitCols - 1) / unitCols;
-        int mi = index / nBlocks, ni = index % nBlocks;
-        int m0 = mi * unitRows, m1 = Math.Min(m, m0 + unitRows);
-        int n0 = ni * unitCols, n1 = Math.Min(n, n0 + unitCols);
+        UnitBlock(index, m, n, unitRows, unitCols, out int m0, out int m1, out int n0, out int n1);
         if (m0 < m1 && n0 < n1) GemmBlockPacked(x, m0, m1, k, packed, n, bias, y, n0, n1, scratch);
     }
 
