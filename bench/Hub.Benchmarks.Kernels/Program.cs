@@ -4,7 +4,7 @@
 //  - cpu: GFLOP per CPU-second the process used (pool spin-waits included), and its ratio to the FMA loop's GFLOP per
 //    CPU-second — the kernel's efficiency per core, which stays meaningful when neighbours steal cycles on a shared
 //    machine (a quiet machine gives wall ≈ cpu × threads).
-//   dotnet run -c Release --project bench/Hub.Benchmarks.Kernels [-- --threads 2 --rounds 5 --dtype f32 --quick]
+//   dotnet run -c Release --project bench/Hub.Benchmarks.Kernels [-- --threads 2 --rounds 7 --dtype f32 --quick]
 using Hub.Benchmarks;
 using System.Diagnostics;
 using System.Globalization;

@@ -59,6 +59,9 @@ public static class SafetensorsWriter
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(writeData);
         var list = tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        for (int i = 1; i < list.Count; i++)
+            if (list[i].Name == list[i - 1].Name)
+                throw new ArgumentException($"tensor '{list[i].Name}' is listed twice; a safetensors header holds each name once", nameof(tensors));
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
         {

@@ -22,14 +22,18 @@ public static class SentencePieceModelWriter
         ArgumentNullException.ThrowIfNull(pieces);
         ArgumentNullException.ThrowIfNull(scores);
         ArgumentNullException.ThrowIfNull(types);
-        if (scores.Count != pieces.Count || types.Count != pieces.Count)
-            throw new ArgumentException($"{pieces.Count} pieces need as many scores and types, got {scores.Count} and {types.Count}", nameof(scores));
+        if (scores.Count != pieces.Count)
+            throw new ArgumentException($"{pieces.Count} pieces need as many scores, got {scores.Count}", nameof(scores));
+        if (types.Count != pieces.Count)
+            throw new ArgumentException($"{pieces.Count} pieces need as many types, got {types.Count}", nameof(types));
         var o = new MemoryStream();
         var m = new MemoryStream();
         Span<byte> f32 = stackalloc byte[4];
         for (int i = 0; i < pieces.Count; i++)
         {
             m.SetLength(0);
+            if (pieces[i] is null) throw new ArgumentException($"piece {i} is null", nameof(pieces));
+            if (!Enum.IsDefined(types[i])) throw new ArgumentException($"piece {i} ('{pieces[i]}') has undefined type {(int)types[i]}", nameof(types));
             Bytes(m, 1, Encoding.UTF8.GetBytes(pieces[i]));
             Key(m, 2, 5); BinaryPrimitives.WriteSingleLittleEndian(f32, scores[i]); m.Write(f32);
             Key(m, 3, 0); Varint(m, (ulong)types[i]);
