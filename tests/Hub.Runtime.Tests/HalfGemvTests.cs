@@ -63,7 +63,7 @@ public unsafe class HalfGemvTests
         Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
         const int n = 13; // one 8-row pass and five single rows
         foreach (var (scale, subnormals) in new[] { (1.0, false), (1e-30, true), (3e4, false), (1e12, false), (3e38, false), (1e-42, true) })
-            for (int k = 0; k <= 256; k += k < 40 ? 1 : 7)
+            for (int k = 1; k <= 256; k += k < 40 ? 1 : 7)
             {
                 var w = RandomHalves(n * k, k);
                 var x = RandomX(k, 1000 + k, scale, subnormals);
@@ -105,6 +105,80 @@ public unsafe class HalfGemvTests
                     Assert.True(e.Equals(y[r]) || (e == 0 && y[r] == 0), $"half 0x{finite[r * k + j]:X4} × {v}: {e} vs {y[r]}");
                 }
             }
+    }
+
+    // Sub-ranges of rows with both passes of 8 and single rows, depths with and without the next-pass prefetch
+    // (k ≤ 1024) and with k % 16 tails: every row in range matches float64, rows outside the range are not written.
+    [SkippableFact]
+    public void Fast_half_gemv_on_row_ranges_matches_float64_and_leaves_other_rows_alone()
+    {
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        const int n = 45;
+        foreach (int k in new[] { 16, 17, 768, 777, 1024, 1031, 1040, 2048 + 5 })
+        {
+            var w = RandomHalves(n * k, 7 * k);
+            var x = RandomX(k, 11 * k, 1.0, subnormals: false);
+            var bias = Enumerable.Range(0, n).Select(i => 0.25f * (i % 5) - 0.5f).ToArray();
+            var xp = new float[HalfGemv.PreparedFloats(k)];
+            foreach (var (n0, n1) in new[] { (0, n), (3, 40), (5, 29), (8, 24), (0, 16), (17, 18), (44, 45), (9, 9) })
+            {
+                var y = Enumerable.Repeat(float.NaN, n).ToArray();
+                fixed (float* xq = x) fixed (float* xpq = xp) fixed (ushort* wq = w) fixed (float* yq = y) fixed (float* bq = bias)
+                {
+                    double s = HalfGemv.PrepareX(xq, k, xpq);
+                    HalfGemv.Rows(xpq, s, xq, k, wq, bq, yq, n0, n1);
+                }
+                for (int j = 0; j < n; j++)
+                {
+                    if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[j]), $"k={k} [{n0}, {n1}): row {j} written"); continue; }
+                    double e = bias[j], mag = Math.Abs(bias[j]);
+                    for (int p = 0; p < k; p++)
+                    {
+                        double t = x[p] * (double)(float)BitConverter.UInt16BitsToHalf(w[j * k + p]);
+                        e += t; mag += Math.Abs(t);
+                    }
+                    double tol = 4 * (k + 2) * Math.Pow(2, -24) * mag;
+                    Assert.True(Math.Abs(y[j] - e) <= tol, $"k={k} [{n0}, {n1}) row {j}: {y[j]} vs {e} (tol {tol})");
+                }
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void Rows_prepare_and_exact_reject_bad_arguments_naming_them()
+    {
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        const int k = 32, n = 4;
+        var x = new float[k]; var xp = new float[HalfGemv.PreparedFloats(k)]; var w = new ushort[n * k]; var y = new float[n];
+        fixed (float* xq = x) fixed (float* xpq = xp) fixed (ushort* wq = w) fixed (float* yq = y)
+        {
+            float* xs = xq, xps = xpq, ys = yq; ushort* ws = wq; // fixed locals cannot be captured by the lambdas below
+            void Throws<T>(string param, Action a) where T : ArgumentException => Assert.Equal(param, Assert.Throws<T>(a).ParamName);
+            Throws<ArgumentNullException>("x", () => HalfGemv.PrepareX(null, k, xps));
+            Throws<ArgumentNullException>("xp", () => HalfGemv.PrepareX(xs, k, null));
+            Throws<ArgumentOutOfRangeException>("k", () => HalfGemv.PrepareX(xs, 0, xps));
+            Throws<ArgumentOutOfRangeException>("k", () => HalfGemv.PrepareX(xs, -3, xps));
+            Assert.Equal(1.0, HalfGemv.PrepareX(xs, 15, null)); // below 16 values nothing is prepared
+
+            double s = HalfGemv.PrepareX(xs, k, xps);
+            Throws<ArgumentNullException>("xp", () => HalfGemv.Rows(null, s, xs, k, ws, null, ys, 0, n));
+            Throws<ArgumentNullException>("x", () => HalfGemv.Rows(xps, s, null, k, ws, null, ys, 0, n));
+            Throws<ArgumentNullException>("w", () => HalfGemv.Rows(xps, s, xs, k, null, null, ys, 0, n));
+            Throws<ArgumentNullException>("y", () => HalfGemv.Rows(xps, s, xs, k, ws, null, null, 0, n));
+            Throws<ArgumentOutOfRangeException>("k", () => HalfGemv.Rows(xps, s, xs, 0, ws, null, ys, 0, n));
+            Throws<ArgumentOutOfRangeException>("n0", () => HalfGemv.Rows(xps, s, xs, k, ws, null, ys, -1, n));
+            Throws<ArgumentOutOfRangeException>("n1", () => HalfGemv.Rows(xps, s, xs, k, ws, null, ys, 3, 2));
+            Throws<ArgumentOutOfRangeException>("scale", () => HalfGemv.Rows(xps, 0, xs, k, ws, null, ys, 0, n));
+            Throws<ArgumentOutOfRangeException>("scale", () => HalfGemv.Rows(xps, double.NaN, xs, k, ws, null, ys, 0, n));
+            HalfGemv.Rows(null, 1.0, xs, 15, ws, null, ys, 0, n); // k < 16: only the exact tail runs, xp is not read
+
+            Throws<ArgumentNullException>("x", () => HalfGemv.RowsExact(null, k, ws, null, ys, 0, n));
+            Throws<ArgumentNullException>("w", () => HalfGemv.RowsExact(xs, k, null, null, ys, 0, n));
+            Throws<ArgumentNullException>("y", () => HalfGemv.RowsExact(xs, k, ws, null, null, 0, n));
+            Throws<ArgumentOutOfRangeException>("k", () => HalfGemv.RowsExact(xs, 15, ws, null, ys, 0, n));
+            Throws<ArgumentOutOfRangeException>("n0", () => HalfGemv.RowsExact(xs, k, ws, null, ys, -2, n));
+            Throws<ArgumentOutOfRangeException>("n1", () => HalfGemv.RowsExact(xs, k, ws, null, ys, 2, 1));
+        }
     }
 
     [Fact]
