@@ -81,13 +81,15 @@ public static unsafe class HalfGemv
         if (!(scale > 0) || double.IsInfinity(scale))
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "HalfGemv.Rows needs PrepareX's positive scale; 0 means x holds inf/NaN: use RowsExact");
         bool prefetch = k <= PrefetchMaxK;
+        float* s = stackalloc float[8];
         int j = n0;
         for (; j + 8 <= n1; j += 8)
         {
             ushort* wj = w + (long)j * k;
-            // The next pass's rows, only when it stays inside this call's range (another worker may own the rows after).
-            byte* next = prefetch && j + 16 <= n1 ? (byte*)(wj + 8L * k) : null;
-            Dot8(xp, scale, x, k, wj, next, bias == null ? null : bias + j, y + j);
+            // Prefetch the next pass only when it stays inside this call's range (another worker may own the rows after).
+            if (prefetch && j + 16 <= n1) Sums8<NextPass>(xp, k, wj, s);
+            else Sums8<NoPrefetch>(xp, k, wj, s);
+            for (int q = 0; q < 8; q++) y[j + q] = Finish(s[q], scale, x, k, wj + (long)q * k, bias == null ? null : bias + j + q);
         }
         for (; j < n1; j++) Dot1(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
     }
@@ -157,19 +159,28 @@ public static unsafe class HalfGemv
     private static float Finish(float sum, double scale, float* x, int k, ushort* w, float* bias) =>
         (float)(sum * scale) + Tail(x, k, w) + (bias != null ? *bias : 0f);
 
-    // Eight rows share each x load; one accumulator per row (two chained FMAs per 16 values). next (or null): the start of
-    // the next pass's 8 rows, prefetched 256 bytes per step so that it is in L1 when that pass starts.
+    // Compile-time switch for Sums8: the JIT specializes the method per struct, so the loop without prefetches carries no
+    // test and no extra pointer (eight row pointers, x, the index and the bound already fill most general registers).
+    private interface IPrefetch { static abstract bool On { get; } }
+    private struct NoPrefetch : IPrefetch { public static bool On => false; }
+    private struct NextPass : IPrefetch { public static bool On => true; }
+
+    // The vector dot sums (× 2^-112·2^-a, tails excluded) of 8 rows starting at w, written to s[0..8). Eight rows share
+    // each x load; one accumulator per row (two chained FMAs per 16 values). With NextPass the 8 rows after these are
+    // prefetched 256 bytes per step, so they are in L1 when the next pass starts. Only the sums leave the loop: keeping
+    // x, y, bias and scale live across it made the JIT reload row pointers from the stack on every step.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot8(float* xp, double scale, float* x, int k, ushort* w, byte* next, float* bias, float* y)
+    private static void Sums8<TPrefetch>(float* xp, int k, ushort* w, float* s) where TPrefetch : struct, IPrefetch
     {
         var m = Vector256.Create(unchecked((int)0x8FFFE000));
         var lo = Vector256.Create(0x2000).AsInt16();
         int k16 = k & ~15;
         ushort* w0 = w, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k, w4 = w3 + k, w5 = w4 + k, w6 = w5 + k, w7 = w6 + k;
+        byte* next = (byte*)(w7 + k);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         for (int p = 0; p < k16; p += 16)
         {
-            if (next != null)
+            if (TPrefetch.On)
             {
                 // 16 values × 8 rows = 256 bytes per step: the whole next pass over k16 / 16 steps.
                 byte* q = next + 16L * p;
@@ -193,18 +204,8 @@ public static unsafe class HalfGemv
             v = Avx.LoadVector256((int*)(w7 + p));
             a7 = Fma.MultiplyAdd(xe, Low(v, lo, m), Fma.MultiplyAdd(xo, High(v, m), a7));
         }
-        // Reduce every accumulator before anything that may call out: a vector live across a call is spilled at its
-        // definition, i.e. stored to the stack on every loop iteration.
-        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
-        float s4 = Vector256.Sum(a4), s5 = Vector256.Sum(a5), s6 = Vector256.Sum(a6), s7 = Vector256.Sum(a7);
-        y[0] = Finish(s0, scale, x, k, w0, bias);
-        y[1] = Finish(s1, scale, x, k, w1, bias == null ? null : bias + 1);
-        y[2] = Finish(s2, scale, x, k, w2, bias == null ? null : bias + 2);
-        y[3] = Finish(s3, scale, x, k, w3, bias == null ? null : bias + 3);
-        y[4] = Finish(s4, scale, x, k, w4, bias == null ? null : bias + 4);
-        y[5] = Finish(s5, scale, x, k, w5, bias == null ? null : bias + 5);
-        y[6] = Finish(s6, scale, x, k, w6, bias == null ? null : bias + 6);
-        y[7] = Finish(s7, scale, x, k, w7, bias == null ? null : bias + 7);
+        s[0] = Vector256.Sum(a0); s[1] = Vector256.Sum(a1); s[2] = Vector256.Sum(a2); s[3] = Vector256.Sum(a3);
+        s[4] = Vector256.Sum(a4); s[5] = Vector256.Sum(a5); s[6] = Vector256.Sum(a6); s[7] = Vector256.Sum(a7);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
