@@ -280,3 +280,71 @@ public unsafe class HalfGemvTests
         }
     }
 }
+
+/// <summary>
+/// Single-thread F16 decode GEMV against the F32 GEMV on the same shapes, L2-hot (~200 KB of F16 weights, re-read) and
+/// DRAM-cold (160 MB of F16 weights, each byte read once per round), HUB_BENCH=1 only; prints, asserts nothing about time.
+/// </summary>
+public unsafe class HalfGemvBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Half_gemv_throughput_hot_and_cold()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        foreach (int k in new[] { 768, 2048 })
+            foreach (bool cold in new[] { false, true })
+            {
+                int n = cold ? (160 << 20) / (2 * k) / 8 * 8 : 196608 / (2 * k) / 8 * 8, chunk = cold ? 1024 : n, passes = cold ? 1 : 400;
+                long count = (long)n * k;
+                ushort* w16 = (ushort*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(count * 2), 64);
+                float* w32 = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(count * 4), 64);
+                try
+                {
+                    var r = new Random(1);
+                    for (long i = 0; i < count; i++) { var h = (Half)(r.NextDouble() - 0.5); w16[i] = BitConverter.HalfToUInt16Bits(h); w32[i] = (float)h; }
+                    var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
+                    var xp = new float[HalfGemv.PreparedFloats(k)];
+                    var y = new float[n];
+                    var scratch = new float[Gemm.ScratchFloats(k)];
+                    var names = new[] { "f32 Gemm.GemvRows", "f16 HalfGemv.Rows", "f16 HalfGemv.RowsExact" };
+                    var wall = names.Select(_ => new List<double>()).ToArray();
+                    var cpu = names.Select(_ => new List<double>()).ToArray();
+                    fixed (float* xq = x, xpq = xp, yq = y, sq = scratch)
+                    {
+                        double s = HalfGemv.PrepareX(xq, k, xpq);
+                        for (int round = 0; round < 6; round++)
+                            for (int c = 0; c < names.Length; c++)
+                            {
+                                var proc = System.Diagnostics.Process.GetCurrentProcess();
+                                var cpu0 = proc.TotalProcessorTime;
+                                var sw = System.Diagnostics.Stopwatch.StartNew();
+                                for (int ps = 0; ps < passes; ps++)
+                                    for (int j = 0; j < n; j += chunk)
+                                    {
+                                        int j1 = Math.Min(n, j + chunk);
+                                        if (c == 0) Gemm.GemvRows(xq, 1, k, (byte*)w32, DType.F32, n, null, yq, j, j1, sq);
+                                        else if (c == 1) HalfGemv.Rows(xpq, s, xq, k, w16, null, yq, j, j1);
+                                        else HalfGemv.RowsExact(xq, k, w16, null, yq, j, j1);
+                                    }
+                                double t = sw.Elapsed.TotalSeconds;
+                                proc.Refresh();
+                                if (round == 0) continue; // warm-up (JIT, page faults)
+                                wall[c].Add(t); cpu[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds);
+                            }
+                    }
+                    for (int c = 0; c < names.Length; c++)
+                    {
+                        double bytes = (double)count * (c == 0 ? 4 : 2) * passes;
+                        double tw = wall[c].Order().ElementAt(wall[c].Count / 2), tc = cpu[c].Order().ElementAt(cpu[c].Count / 2);
+                        output.WriteLine($"k={k} {(cold ? "cold" : "hot"),-4} {names[c],-24} {bytes / tw / 1e9,6:F1} GB/s wall  {bytes / tc / 1e9,6:F1} GB/s cpu  {count * passes / tw / 1e9,6:F2} Gw/s");
+                    }
+                }
+                finally
+                {
+                    System.Runtime.InteropServices.NativeMemory.AlignedFree(w16);
+                    System.Runtime.InteropServices.NativeMemory.AlignedFree(w32);
+                }
+            }
+    }
+}
