@@ -320,7 +320,7 @@ internal sealed unsafe class AttentionExec : OpExec
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
         // Bidirectional, cache-less and short (encoders): the direct path with materialized scores on the GEMM tile.
         _direct = !_causal && !_prefix && _stateK < 0 && _t > 1 && _s <= AttentionKernels.DirectMaxKeys;
-        _tChunk = _t == 1 ? 1 : _direct ? _t : AttentionKernels.QueriesPerBlock(_g);
+        _tChunk = _t == 1 ? 1 : _direct ? AttentionKernels.DirectQueriesPerUnit(_t, _b * _kv, workers) : AttentionKernels.QueriesPerBlock(_g);
         if (_qkv >= 0 && !_direct)
         {
             // The other kernels want q, k and v contiguous: do the elided Split's copy here.
