@@ -235,7 +235,7 @@ internal sealed unsafe class AttentionExec : OpExec
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 32_768;
 
-    public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 4, 1)
+    public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 5, 1)
     {
         _h = checked((int)n.GetInt("heads"));
         _kv = checked((int)n.GetInt("kv_heads", _h));
@@ -286,6 +286,14 @@ internal sealed unsafe class AttentionExec : OpExec
                 throw Bad($"mask '{Node.Inputs[3]}' must be F32 [B, S] = [{_b}, {_s}] (S = past {_past} + new {_t}), got {m.DType} {m.ShapeString()}");
         }
         else if (_prefix) throw Bad("prefix_bidirectional needs the prefix-length input");
+        if (HasInput(4))
+        {
+            // prefix_bidirectional's padding mask (ChatGLM-6B left-padded batches)
+            var m = X(4);
+            if (!_prefix) throw Bad($"a fifth input '{Node.Inputs[4]}' (key mask) goes with prefix_bidirectional only; pass the mask as the fourth input");
+            if (m.DType != DType.F32 || m.Rank != 2 || m.Dims[0] != _b || m.Dims[1] != _s)
+                throw Bad($"mask '{Node.Inputs[4]}' must be F32 [B, S] = [{_b}, {_s}] (S = past {_past} + new {_t}), got {m.DType} {m.ShapeString()}");
+        }
         Y().SameShape(q);
         Y().DType = DType.F32;
     }
@@ -376,6 +384,7 @@ internal sealed unsafe class AttentionExec : OpExec
         {
             if (_prefix) prefixLen = X(3).I[b];
             else mask = X(3).F + (long)b * _s;
+            if (HasInput(4)) mask = X(4).F + (long)b * _s;
         }
         float* scratch = R.ScratchFor(worker);
         long qOff = (long)b * _t * _h * _hd + (long)kvh * _g * _hd;
