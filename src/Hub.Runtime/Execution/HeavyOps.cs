@@ -245,6 +245,8 @@ internal sealed unsafe class AttentionExec : OpExec
         _scale = n.GetFloat("scale", 1f / MathF.Sqrt(_hd));
         _causal = n.GetBool("causal", true);
         _prefix = n.GetBool("prefix_bidirectional", false);
+        if (HasInput(4) && !_prefix)
+            throw BadGraph($"a fifth input '{n.Inputs[4]}' (key mask) goes with prefix_bidirectional only; pass the mask as the fourth input");
         if (r.Model.QkvSourceOf(n) is { } qkv) _qkv = r.Model.ValueId(qkv);
         bool hasK = n.Has("state_k"), hasV = n.Has("state_v");
         if (hasK != hasV) throw BadGraph("state_k and state_v must be given together");
@@ -290,7 +292,6 @@ internal sealed unsafe class AttentionExec : OpExec
         {
             // prefix_bidirectional's padding mask (ChatGLM-6B left-padded batches)
             var m = X(4);
-            if (!_prefix) throw Bad($"a fifth input '{Node.Inputs[4]}' (key mask) goes with prefix_bidirectional only; pass the mask as the fourth input");
             if (m.DType != DType.F32 || m.Rank != 2 || m.Dims[0] != _b || m.Dims[1] != _s)
                 throw Bad($"mask '{Node.Inputs[4]}' must be F32 [B, S] = [{_b}, {_s}] (S = past {_past} + new {_t}), got {m.DType} {m.ShapeString()}");
         }
