@@ -8,14 +8,9 @@ namespace Hub.Runtime.Tests;
 /// </summary>
 public sealed class DirectAttentionSplitTests : IDisposable
 {
-    private readonly List<string> _dirs = new();
-    private readonly List<IDisposable> _owned = new();
+    private readonly GraphHarness _graphs = new();
 
-    public void Dispose()
-    {
-        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
-        foreach (var d in _dirs) try { Directory.Delete(d, true); } catch (IOException) { }
-    }
+    public void Dispose() => _graphs.Dispose();
 
     private InferRequest Compile(int threads, int heads, int kvHeads, int hd)
     {
@@ -26,13 +21,7 @@ public sealed class DirectAttentionSplitTests : IDisposable
         var m = b.Input("m", DType.F32, "batch", "seq");
         var o = b.Op(Ops.Attention, "o", new[] { q, k, v, m }, new { heads, kv_heads = kvHeads, head_dim = hd, causal = false, scale = 0.25 });
         b.Output(o, DType.F32);
-        var dir = Path.Combine(Path.GetTempPath(), "hub-rt-direct-" + Guid.NewGuid().ToString("N"));
-        _dirs.Add(dir);
-        IrFormat.Write(dir, b.Build());
-        var ir = IrModel.Load(dir); _owned.Add(ir);
-        var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxBatch = 2 }); _owned.Add(cm);
-        var req = cm.CreateInferRequest(); _owned.Add(req);
-        return req;
+        return _graphs.Compile(b, new RuntimeOptions { Threads = threads, MaxBatch = 2 });
     }
 
     private static float[] Rand(int n, int seed)

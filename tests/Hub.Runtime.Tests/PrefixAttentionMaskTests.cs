@@ -9,14 +9,9 @@ namespace Hub.Runtime.Tests;
 public sealed class PrefixAttentionMaskTests : IDisposable
 {
     private const int H = 2, Hd = 16;
-    private readonly List<string> _dirs = new();
-    private readonly List<IDisposable> _owned = new();
+    private readonly GraphHarness _graphs = new();
 
-    public void Dispose()
-    {
-        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
-        foreach (var d in _dirs) try { Directory.Delete(d, true); } catch (IOException) { }
-    }
+    public void Dispose() => _graphs.Dispose();
 
     private InferRequest Compile(bool prefix, int threads)
     {
@@ -31,13 +26,7 @@ public sealed class PrefixAttentionMaskTests : IDisposable
         var o = b.Op(Ops.Attention, "o", new[] { q, k, v, p, m },
             new { heads = H, head_dim = Hd, causal = true, prefix_bidirectional = prefix, scale = 0.3, state_k = sk, state_v = sv });
         b.Output(o, DType.F32);
-        var dir = Path.Combine(Path.GetTempPath(), "hub-rt-prefix-mask-" + Guid.NewGuid().ToString("N"));
-        _dirs.Add(dir);
-        IrFormat.Write(dir, b.Build());
-        var ir = IrModel.Load(dir); _owned.Add(ir);
-        var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxBatch = 2, MaxContext = 128 }); _owned.Add(cm);
-        var req = cm.CreateInferRequest(); _owned.Add(req);
-        return req;
+        return _graphs.Compile(b, new RuntimeOptions { Threads = threads, MaxBatch = 2, MaxContext = 128 });
     }
 
     private static float[] Rand(int n, int seed)
