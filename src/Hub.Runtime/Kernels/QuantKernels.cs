@@ -251,7 +251,7 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
-        int k = w.K, blocks = k / Block, groups = w.Groups, rowBytes = w.RowBytes;
+        int k = w.K, blocks = k / Block, groups = w.Groups, rowBytes = w.RowBytes, bpg = w.GroupLength / Block;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
@@ -269,9 +269,10 @@ public static unsafe class QuantKernels
                 sbyte* xr = xq + (long)i * k;
                 float* dxi = dx + (long)i * blocks;
                 Vector256<float> a0, a1, a2, a3;
-                if (int4) Int4Pass(rows, xr, dxi, ds, blocks, w.GroupLength / Block, out a0, out a1, out a2, out a3);
-                else if (sym) Int8Pass(rows, xr, dxi, ds, blocks, w.GroupLength / Block, false, out a0, out a1, out a2, out a3);
-                else Int8Pass(rows, xr, dxi, ds, blocks, w.GroupLength / Block, true, out a0, out a1, out a2, out a3);
+                if (int4 && bpg == 1) Int4PassBlocks(rows, xr, dxi, ds, blocks, out a0, out a1, out a2, out a3);
+                else if (int4) Int4PassGroups(rows, xr, dxi, blocks, bpg, out a0, out a1, out a2, out a3);
+                else if (sym) Int8Pass(rows, xr, dxi, ds, blocks, bpg, false, out a0, out a1, out a2, out a3);
+                else Int8Pass(rows, xr, dxi, ds, blocks, bpg, true, out a0, out a1, out a2, out a3);
                 // [Σa0 Σa1 Σa2 Σa3]: hadd pairs within 128-bit lanes, then add the two lanes.
                 var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
                 var sum = Sse.Add(h.GetLower(), h.GetUpper());
@@ -378,36 +379,45 @@ public static unsafe class QuantKernels
     private static Vector256<float> PairBroadcast(float* v) =>
         Avx2.PermuteVar8x32(Sse2.LoadScalarVector128((double*)v).AsSingle().ToVector256Unsafe(), Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1));
 
-    // Four int4 rows against one activation row, a block pair (one 32-byte load per row) at a time.
+    // Four int4 rows against one activation row with one group per block (Q4_0): a block pair (one 32-byte load per
+    // row) at a time, combined scales from the chunk buffer. Small enough to inline into the pass loop.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Int4Pass(in RowQuad q, sbyte* xr, float* dx, float* ds, int blocks, int bpg,
+    private static void Int4PassBlocks(in RowQuad q, sbyte* xr, float* dx, float* ds, int blocks,
+        out Vector256<float> a0, out Vector256<float> a1, out Vector256<float> a2, out Vector256<float> a3)
+    {
+        a0 = a1 = a2 = a3 = Vector256<float>.Zero;
+        byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
+        int even = blocks & ~1;
+        for (int b0 = 0; b0 < even; b0 += ScaleChunk)
+        {
+            int nb = Math.Min(ScaleChunk, even - b0);
+            BlockScales(q.S0, dx, b0, nb, ds); BlockScales(q.S1, dx, b0, nb, ds + ScaleChunk);
+            BlockScales(q.S2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, dx, b0, nb, ds + 3 * ScaleChunk);
+            for (int t = 0; t < nb; t += 2)
+            {
+                int bb = b0 + t, o = bb * 16;
+                Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                var xa = Avx.LoadVector256(xr + bb * Block); var xb = Avx.LoadVector256(xr + bb * Block + Block);
+                a0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), PairBroadcast(ds + t), a0);
+                a1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), PairBroadcast(ds + ScaleChunk + t), a1);
+                a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), PairBroadcast(ds + 2 * ScaleChunk + t), a2);
+                a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), PairBroadcast(ds + 3 * ScaleChunk + t), a3);
+            }
+        }
+        if (even < blocks) Int4TailBlock(q, xr, dx, even, 1, ref a0, ref a1, ref a2, ref a3);
+    }
+
+    // Four int4 rows against one activation row for groups of several blocks: per group Σ dx·dot over its block pairs,
+    // scaled once at its end; groups of an odd block count (a pair may straddle two groups) scale per pair.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Int4PassGroups(in RowQuad q, sbyte* xr, float* dx, int blocks, int bpg,
         out Vector256<float> a0, out Vector256<float> a1, out Vector256<float> a2, out Vector256<float> a3)
     {
         a0 = a1 = a2 = a3 = Vector256<float>.Zero;
         byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
         float* s0 = q.S0, s1 = q.S1, s2 = q.S2, s3 = q.S3;
         int b = 0, even = blocks & ~1;
-        if (bpg == 1)
-        {
-            for (int b0 = 0; b0 < even; b0 += ScaleChunk)
-            {
-                int nb = Math.Min(ScaleChunk, even - b0);
-                BlockScales(s0, dx, b0, nb, ds); BlockScales(s1, dx, b0, nb, ds + ScaleChunk);
-                BlockScales(s2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(s3, dx, b0, nb, ds + 3 * ScaleChunk);
-                for (int t = 0; t < nb; t += 2)
-                {
-                    int bb = b0 + t, o = bb * 16;
-                    Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
-                    var xa = Avx.LoadVector256(xr + bb * Block); var xb = Avx.LoadVector256(xr + bb * Block + Block);
-                    a0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), PairBroadcast(ds + t), a0);
-                    a1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), PairBroadcast(ds + ScaleChunk + t), a1);
-                    a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), PairBroadcast(ds + 2 * ScaleChunk + t), a2);
-                    a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), PairBroadcast(ds + 3 * ScaleChunk + t), a3);
-                }
-            }
-            b = even;
-        }
-        else if ((bpg & 1) == 0)
+        if ((bpg & 1) == 0)
             for (int g = 0; b < even; g++)
             {
                 Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
@@ -440,17 +450,20 @@ public static unsafe class QuantKernels
                 a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s2[ga]), Vector128.Create(s2[gb]))), a2);
                 a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s3[ga]), Vector128.Create(s3[gb]))), a3);
             }
-        if (b < blocks)
-        {
-            // a trailing odd block (natural order): 16 bytes → [values 0..15 | 16..31]
-            var xv = Avx.LoadVector256(xr + b * Block);
-            int o = b * 16, g = b / bpg;
-            var d = Vector256.Create(dx[b]);
-            a0 = Fma.MultiplyAdd(TailDot4(r0 + o, xv), Avx.Multiply(d, Vector256.Create(s0[g])), a0);
-            a1 = Fma.MultiplyAdd(TailDot4(r1 + o, xv), Avx.Multiply(d, Vector256.Create(s1[g])), a1);
-            a2 = Fma.MultiplyAdd(TailDot4(r2 + o, xv), Avx.Multiply(d, Vector256.Create(s2[g])), a2);
-            a3 = Fma.MultiplyAdd(TailDot4(r3 + o, xv), Avx.Multiply(d, Vector256.Create(s3[g])), a3);
-        }
+        if (b < blocks) Int4TailBlock(q, xr, dx, b, bpg, ref a0, ref a1, ref a2, ref a3);
+    }
+
+    // A trailing odd block of an int4 row (natural order): 16 bytes → [values 0..15 | 16..31].
+    private static void Int4TailBlock(in RowQuad q, sbyte* xr, float* dx, int b, int bpg,
+        ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3)
+    {
+        var xv = Avx.LoadVector256(xr + b * Block);
+        int o = b * 16, g = b / bpg;
+        var d = Vector256.Create(dx[b]);
+        a0 = Fma.MultiplyAdd(TailDot4(q.R0 + o, xv), Avx.Multiply(d, Vector256.Create(q.S0[g])), a0);
+        a1 = Fma.MultiplyAdd(TailDot4(q.R1 + o, xv), Avx.Multiply(d, Vector256.Create(q.S1[g])), a1);
+        a2 = Fma.MultiplyAdd(TailDot4(q.R2 + o, xv), Avx.Multiply(d, Vector256.Create(q.S2[g])), a2);
+        a3 = Fma.MultiplyAdd(TailDot4(q.R3 + o, xv), Avx.Multiply(d, Vector256.Create(q.S3[g])), a3);
     }
 
     // Σ(nibble·x) of one natural-order int4 block (16 packed bytes).
