@@ -316,9 +316,10 @@ public static unsafe class QuantKernels
     // Groups of one block fold s·dx per block; longer groups accumulate Σ dx_b·dot_b per group and scale once at its end.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Int8Pass(in RowQuad q, sbyte* xr, float* dx, float* ds, int blocks, int bpg, bool asym,
-        out Vector256<float> a0, out Vector256<float> a1, out Vector256<float> a2, out Vector256<float> a3)
+        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
     {
-        a0 = a1 = a2 = a3 = Vector256<float>.Zero;
+        // accumulate in locals: the out parameters live in memory (store-forwarding on every FMA)
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
         if (bpg == 1)
         {
@@ -340,6 +341,7 @@ public static unsafe class QuantKernels
                     a3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), Vector256.Create(ds[3 * ScaleChunk + t]), a3);
                 }
             }
+            o0 = a0; o1 = a1; o2 = a2; o3 = a3;
             return;
         }
         for (int g = 0, b = 0; b < blocks; g++)
@@ -361,6 +363,7 @@ public static unsafe class QuantKernels
             a2 = Fma.MultiplyAdd(t2, Vector256.Create(q.S2[g]), a2);
             a3 = Fma.MultiplyAdd(t3, Vector256.Create(q.S3[g]), a3);
         }
+        o0 = a0; o1 = a1; o2 = a2; o3 = a3;
     }
 
     // Σ(nibble·x) of one block pair (32 packed bytes, activations in nibble-pair order): lanes 0–3 block b, 4–7 block b+1.
@@ -383,9 +386,10 @@ public static unsafe class QuantKernels
     // row) at a time, combined scales from the chunk buffer. Small enough to inline into the pass loop.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Int4PassBlocks(in RowQuad q, sbyte* xr, float* dx, float* ds, int blocks,
-        out Vector256<float> a0, out Vector256<float> a1, out Vector256<float> a2, out Vector256<float> a3)
+        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
     {
-        a0 = a1 = a2 = a3 = Vector256<float>.Zero;
+        // accumulate in locals: the out parameters live in memory (store-forwarding on every FMA)
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
         int even = blocks & ~1;
         for (int b0 = 0; b0 < even; b0 += ScaleChunk)
@@ -404,16 +408,18 @@ public static unsafe class QuantKernels
                 a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), PairBroadcast(ds + 3 * ScaleChunk + t), a3);
             }
         }
-        if (even < blocks) Int4TailBlock(q, xr, dx, even, 1, ref a0, ref a1, ref a2, ref a3);
+        o0 = a0; o1 = a1; o2 = a2; o3 = a3;
+        if (even < blocks) Int4TailBlock(q, xr, dx, even, 1, ref o0, ref o1, ref o2, ref o3);
     }
 
     // Four int4 rows against one activation row for groups of several blocks: per group Σ dx·dot over its block pairs,
     // scaled once at its end; groups of an odd block count (a pair may straddle two groups) scale per pair.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Int4PassGroups(in RowQuad q, sbyte* xr, float* dx, int blocks, int bpg,
-        out Vector256<float> a0, out Vector256<float> a1, out Vector256<float> a2, out Vector256<float> a3)
+        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
     {
-        a0 = a1 = a2 = a3 = Vector256<float>.Zero;
+        // accumulate in locals: the out parameters live in memory (store-forwarding on every FMA)
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
         float* s0 = q.S0, s1 = q.S1, s2 = q.S2, s3 = q.S3;
         int b = 0, even = blocks & ~1;
@@ -450,7 +456,8 @@ public static unsafe class QuantKernels
                 a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s2[ga]), Vector128.Create(s2[gb]))), a2);
                 a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s3[ga]), Vector128.Create(s3[gb]))), a3);
             }
-        if (b < blocks) Int4TailBlock(q, xr, dx, b, bpg, ref a0, ref a1, ref a2, ref a3);
+        o0 = a0; o1 = a1; o2 = a2; o3 = a3;
+        if (b < blocks) Int4TailBlock(q, xr, dx, b, bpg, ref o0, ref o1, ref o2, ref o3);
     }
 
     // A trailing odd block of an int4 row (natural order): 16 bytes → [values 0..15 | 16..31].
