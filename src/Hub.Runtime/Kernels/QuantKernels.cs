@@ -414,7 +414,8 @@ public static unsafe class QuantKernels
 
     // Four int4 rows against one activation row for groups of several blocks: per group Σ dx·dot over its block pairs,
     // scaled once at its end; groups of an odd block count (a pair may straddle two groups) scale per pair.
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    // Not inlined (it would bloat the pass loop); AggressiveOptimization so that it never runs as unoptimized tier-0 code.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Int4PassGroups(in RowQuad q, sbyte* xr, float* dx, int blocks, int bpg,
         out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
     {
@@ -461,6 +462,7 @@ public static unsafe class QuantKernels
     }
 
     // A trailing odd block of an int4 row (natural order): 16 bytes → [values 0..15 | 16..31].
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Int4TailBlock(in RowQuad q, sbyte* xr, float* dx, int b, int bpg,
         ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3)
     {
