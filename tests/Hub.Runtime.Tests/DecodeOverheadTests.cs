@@ -41,30 +41,35 @@ public class DecodeOverheadTests(ITestOutputHelper output)
             req.Infer();
         }
         var nodes = ir.Graph.Nodes;
-        var results = new List<(double Wall, double Busy, double Serial)>();
-        for (int round = 0; round < 4; round++)
+        var serialOps = Enumerable.Range(0, nodes.Count).Where(i => nodes[i].Op is not (Ops.Linear or Ops.Attention)).ToArray();
+        // Per-step samples, so that steps a neighbour process preempted show up as outliers and the medians hold.
+        var wall = new List<double>(); var nonKernel = new List<double>(); var plain = new List<double>();
+        double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+        for (int round = 0; round < 6; round++)
         {
             req.ResetState();
             Feed(ids, pos, prompt);
             bool profile = round % 2 == 1;
-            req.OpTicks = profile ? new long[nodes.Count] : null;
+            var opTicks = profile ? new long[nodes.Count] : null;
+            req.OpTicks = opTicks;
             cm.Pool.BusyTicks = profile ? new long[cm.Pool.Size] : null;
-            long t0 = Stopwatch.GetTimestamp();
             for (int s = 0; s < steps; s++)
             {
                 p[0] = req.PastLength; id[0] = (s * 13) % 1000 + 1;
+                long busy0 = profile ? cm.Pool.BusyTicks!.Sum() : 0, serial0 = profile ? serialOps.Sum(i => opTicks![i]) : 0;
+                long t0 = Stopwatch.GetTimestamp();
                 Feed(id, p, 1);
+                double w = Ms(Stopwatch.GetTimestamp() - t0);
+                if (!profile) { plain.Add(w); continue; }
+                double busy = Ms(cm.Pool.BusyTicks!.Sum() - busy0) / cm.Pool.Size, serial = Ms(serialOps.Sum(i => opTicks![i]) - serial0);
+                wall.Add(w); nonKernel.Add(w - busy - serial);
             }
-            double wall = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / steps;
-            double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency / steps;
-            if (!profile) { output.WriteLine($"round {round}: {wall:F3} ms/token unprofiled ({1000 / wall:F1} tok/s)"); continue; }
-            double busy = Ms(cm.Pool.BusyTicks!.Sum()) / cm.Pool.Size;
-            double serial = Ms(Enumerable.Range(0, nodes.Count).Where(i => nodes[i].Op is not (Ops.Linear or Ops.Attention)).Sum(i => req.OpTicks![i]));
-            double inOps = Ms(req.OpTicks!.Sum());
-            output.WriteLine($"round {round}: {wall:F3} ms/token profiled: kernels in pool items {busy:F3} ms (÷{cm.Pool.Size}), caller-only ops {serial:F3} ms, "
-                + $"non-kernel {wall - busy - serial:F3} ms ({100 * (wall - busy - serial) / wall:F1} %), of which between ops {wall - inOps:F3} ms");
-            results.Add((wall, busy, serial));
         }
+        static double Median(List<double> l) { var a = l.Order().ToArray(); return a[a.Length / 2]; }
+        static double Quartile(List<double> l) { var a = l.Order().ToArray(); return a[a.Length / 4]; }
+        output.WriteLine($"{dir}: {threads} threads, decode at {prompt}..{prompt + steps} positions, {plain.Count} + {wall.Count} steps");
+        output.WriteLine($"unprofiled step: median {Median(plain):F3} ms ({1000 / Median(plain):F1} tok/s), lower quartile {Quartile(plain):F3} ms, fastest {plain.Min():F3} ms");
+        output.WriteLine($"profiled step: median {Median(wall):F3} ms; non-kernel per step: median {Median(nonKernel) * 1000:F0} µs, lower quartile {Quartile(nonKernel) * 1000:F0} µs, least {nonKernel.Min() * 1000:F0} µs");
         cm.Pool.BusyTicks = null;
     }
 }

@@ -3,7 +3,7 @@
 // semaphore, so a core shared with a busy neighbour costs a proportional slowdown instead of a spin-wait collapse.
 //
 // A decode step of a small model dispatches ~60 jobs of ~30 items each, so the pool's own cost per job is a visible
-// share of a token: items are claimed with one atomic add (no compare-exchange retry loop), each participant reports
+// share of a token: runs of items are claimed with one atomic add (no compare-exchange retry loop), each participant reports
 // the items it ran with one atomic add when it runs out of items (not one per item), the caller waits for the last
 // item with a tight pause loop (no exponential back-off that overshoots the moment it finishes), and the claim word,
 // the completion counter and the sleeper count sit on cache lines of their own so waiting on one does not steal
@@ -25,11 +25,11 @@ internal abstract class ParallelWork
 /// <summary>Fixed set of threads that execute <see cref="ParallelWork"/> items claimed through one atomic ticket.</summary>
 internal sealed class WorkerPool : IDisposable
 {
-    // The claim word packs generation (20 bits) | count (20 bits) | next index (24 bits). A claim is one atomic add of 1;
-    // the value it returns says which job (generation, count) the index belongs to, so a worker that wakes late can
-    // only ever run an index of the job that is current at that instant (the job cannot finish, nor its work be
-    // replaced, before that index is done). Each participant overshoots the count by one failed claim per job at
-    // most, which the 4 spare index bits absorb.
+    // The claim word packs generation (20 bits) | count (20 bits) | next index (24 bits). A claim is one atomic add;
+    // the value it returns says which job (generation, count) the indices belong to, so a worker that wakes late can
+    // only ever run indices of the job that is current at that instant (the job cannot finish, nor its work be
+    // replaced, before they are done). A claim that finds the job exhausted overshoots the count by at most
+    // count / (4 × participants) + 1, once per participant and job, which the 4 spare index bits absorb.
     private const int IndexBits = 24, CountBits = 20, GenShift = IndexBits + CountBits;
     private const long IndexMask = (1L << IndexBits) - 1, CountMask = (1L << CountBits) - 1;
     /// <summary>Largest number of items one dispatch may have.</summary>
@@ -152,16 +152,27 @@ internal sealed class WorkerPool : IDisposable
         int done = 0;
         long[]? busy = BusyTicks;
         long t0 = busy is null ? 0 : Stopwatch.GetTimestamp();
+        int share = 4 * Size;
         while (true)
         {
-            long s = Interlocked.Increment(ref _state.Value) - 1;
+            // Guided claims: a run of (items left) / (4 × participants) items per atomic add, down to single items at
+            // the end, so a 32-item job costs about half the atomics and a delayed participant holds at most 1/8 of it.
+            long seen = Volatile.Read(ref _state.Value);
+            long left = ((seen >> IndexBits) & CountMask) - (seen & IndexMask);
+            if (left <= 0) break;
+            long take = Math.Max(1, left / share);
+            long s = Interlocked.Add(ref _state.Value, take) - take;
             long idx = s & IndexMask, cnt = (s >> IndexBits) & CountMask;
             if (idx >= cnt) break;
-            // idx < cnt was claimed from the current job, which cannot finish before this item reports: _work is its work.
+            long end = Math.Min(cnt, idx + take);
+            // [idx, end) was claimed from the current job, which cannot finish before these items report: _work is its work.
             var w = Volatile.Read(ref _work);
-            try { w!.Execute((int)idx, worker); }
-            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(ex), null); }
-            done++;
+            for (; idx < end; idx++)
+            {
+                try { w!.Execute((int)idx, worker); }
+                catch (Exception ex) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(ex), null); }
+                done++;
+            }
         }
         if (busy is not null && done > 0) busy[worker] += Stopwatch.GetTimestamp() - t0;
         if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
