@@ -256,7 +256,7 @@ internal sealed unsafe class AttentionExec : OpExec
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 32_768;
 
-    public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 4, 1)
+    public AttentionExec(Node n, InferRequest r) : base(n, r, 3, 5, 1)
     {
         _h = checked((int)n.GetInt("heads"));
         _kv = checked((int)n.GetInt("kv_heads", _h));
@@ -266,6 +266,8 @@ internal sealed unsafe class AttentionExec : OpExec
         _scale = n.GetFloat("scale", 1f / MathF.Sqrt(_hd));
         _causal = n.GetBool("causal", true);
         _prefix = n.GetBool("prefix_bidirectional", false);
+        if (HasInput(4) && !_prefix)
+            throw BadGraph($"a fifth input '{n.Inputs[4]}' (key mask) goes with prefix_bidirectional only; pass the mask as the fourth input");
         if (r.Model.QkvSourceOf(n) is { } qkv) _qkv = r.Model.ValueId(qkv);
         bool hasK = n.Has("state_k"), hasV = n.Has("state_v");
         if (hasK != hasV) throw BadGraph("state_k and state_v must be given together");
@@ -314,6 +316,13 @@ internal sealed unsafe class AttentionExec : OpExec
                 throw Bad($"mask '{Node.Inputs[3]}' must be F32 [B, S] = [{_b}, {_s}] (S = past {_past} + new {_t}), got {m.DType} {m.ShapeString()}");
         }
         else if (_prefix) throw Bad("prefix_bidirectional needs the prefix-length input");
+        if (HasInput(4))
+        {
+            // prefix_bidirectional's padding mask (ChatGLM-6B left-padded batches)
+            var m = X(4);
+            if (m.DType != DType.F32 || m.Rank != 2 || m.Dims[0] != _b || m.Dims[1] != _s)
+                throw Bad($"mask '{Node.Inputs[4]}' must be F32 [B, S] = [{_b}, {_s}] (S = past {_past} + new {_t}), got {m.DType} {m.ShapeString()}");
+        }
         Y().SameShape(q);
         Y().DType = DType.F32;
     }
@@ -349,7 +358,7 @@ internal sealed unsafe class AttentionExec : OpExec
         // Bidirectional, cache-less and short (encoders): the direct path with materialized scores on the GEMM tile.
         _direct = !_causal && !_prefix && _stateK < 0 && DirectPath(_t, _s);
         // With _qkv set and !_direct, the elided Split already copied q, k and v out (SplitExec asks DirectPath too).
-        _tChunk = _t == 1 ? 1 : _direct ? _t : AttentionKernels.QueriesPerBlock(_g);
+        _tChunk = _t == 1 ? 1 : _direct ? AttentionKernels.DirectQueriesPerUnit(_t, _b * _kv, workers) : AttentionKernels.QueriesPerBlock(_g);
         _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
@@ -392,6 +401,7 @@ internal sealed unsafe class AttentionExec : OpExec
         {
             if (_prefix) prefixLen = X(3).I[b];
             else mask = X(3).F + (long)b * _s;
+            if (HasInput(4)) mask = X(4).F + (long)b * _s;
         }
         float* scratch = R.ScratchFor(worker);
         long qOff = (long)b * _t * _h * _hd + (long)kvh * _g * _hd;
