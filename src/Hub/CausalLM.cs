@@ -22,6 +22,8 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     private static readonly int[] ShapeOne = [1];
     private readonly int _vocab;
     private readonly bool _glm1Positions;
+    // ChatGLM-6B exports made before left-padded batches were supported have no padding mask input.
+    private readonly bool _glm1Mask;
     private readonly Hub.Models.ChatGlm.ChatGlm1SpecialTokens _glm1Tokens;
     private Hub.Models.ChatGlm.ChatGlm1Layout[] _glm1Layouts = [];
     private int[] _prefix = [];
@@ -32,6 +34,7 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
         _vocab = (int?)loaded.Ir.Graph.Metadata["vocab_size"] ?? throw new UnsupportedModelException($"{loaded.Directory}: graph metadata lacks vocab_size; re-export the model");
         _glm1Positions = (string?)loaded.Ir.Graph.Metadata["positions"] == "chatglm1";
         if (_glm1Positions) _glm1Tokens = Hub.Models.ChatGlm.ChatGlm1SpecialTokens.FromMetadata(loaded.Ir.Graph.Metadata);
+        _glm1Mask = _glm1Positions && loaded.Ir.Graph.Inputs.Any(i => i.Name == Hub.Models.ChatGlm.ChatGlm1Graph.AttentionMaskInput);
         GenerationConfig = DefaultGenerationConfig(loaded);
         GenerationGate = new GenerationGate(loaded.Directory);
     }
@@ -107,24 +110,33 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
 
         Grow(ref _ids, batch * seqLen);
         tokens.CopyTo(_ids);
-        Grow(ref _mask, batch * total);
-        for (int b = 0; b < batch; b++)
-            for (int j = 0; j < total; j++) _mask[b * total + j] = j >= _leftPad[b] ? 1f : 0f;
+        if (_mask.Length < batch * total) { Grow(ref _mask, batch * total); _maskPositions = -1; } // a new array: rebuild
+        if (batch == 1 && past > 0 && _maskPositions == past)
+        {
+            // One row: the mask of the cached positions is already in place (row stride = total), append the new ones.
+            for (int j = past; j < total; j++) _mask[j] = j >= _leftPad[0] ? 1f : 0f;
+        }
+        else
+            for (int b = 0; b < batch; b++)
+                for (int j = 0; j < total; j++) _mask[b * total + j] = j >= _leftPad[b] ? 1f : 0f;
+        _maskPositions = batch == 1 ? total : -1;
 
         if (_glm1Positions)
         {
-            // ChatGLM-6B: 2D positions and a bidirectional prefix around [gMASK]/<sop>, no padding mask.
-            if (past == 0 && _leftPad.AsSpan().IndexOfAnyExcept(0) >= 0)
-                throw new ModelInputException("ChatGLM-6B (v1) takes no padding mask: run prompts of different lengths one at a time");
+            // ChatGLM-6B: 2D positions and a bidirectional prefix around [gMASK]/<sop>, each row laid out as if unpadded
+            // (ChatGlm1Positions) with its left padding masked.
+            if (past == 0 && !_glm1Mask && _leftPad.AsSpan().IndexOfAnyExcept(0) >= 0)
+                throw new ModelInputException("this ChatGLM-6B (v1) export has no padding mask input: re-export the model (hub convert, or FromPretrained with export: true into a fresh cache) to run left-padded batches, or run prompts of different lengths one at a time");
             Grow(ref _positions, batch * 2 * seqLen);
             Grow(ref _prefix, batch);
             if (past == 0)
-                _glm1Layouts = Hub.Models.ChatGlm.ChatGlm1Positions.ForPrompt(tokens, batch, seqLen, _glm1Tokens, _positions, _prefix);
+                _glm1Layouts = Hub.Models.ChatGlm.ChatGlm1Positions.ForPrompt(tokens, batch, seqLen, _leftPad, _glm1Tokens, _positions, _prefix);
             else
-                Hub.Models.ChatGlm.ChatGlm1Positions.ForStep(_glm1Layouts, past, seqLen, _positions, _prefix);
+                Hub.Models.ChatGlm.ChatGlm1Positions.ForStep(_glm1Layouts, _leftPad, past, seqLen, _positions, _prefix);
             _request.SetInput("input_ids", _ids.AsSpan(0, batch * seqLen), batch, seqLen);
             _request.SetInput("position_ids", _positions.AsSpan(0, batch * 2 * seqLen), batch, 2, seqLen);
             _request.SetInput("prefix_length", _prefix.AsSpan(0, batch), batch);
+            if (_glm1Mask) _request.SetInput("attention_mask", _mask.AsSpan(0, batch * total), batch, total);
         }
         else
         {
@@ -145,6 +157,8 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     }
 
     private long _cacheStamp;
+    // Positions of a one-row mask already written to _mask by the previous call (-1: rebuild it).
+    private int _maskPositions = -1;
 
     /// <inheritdoc/>
     public long CacheStamp => _cacheStamp;
@@ -174,14 +188,19 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
         if (rows.Length > Loaded.Compiled.Options.MaxBatch)
             throw new ModelInputException($"{rows.Length} rows exceed the runtime's batch capacity {Loaded.Compiled.Options.MaxBatch}; raise ModelOptions.MaxBatch");
         var pads = new int[rows.Length];
+        // ChatGLM-6B's per-row layouts follow the rows too (beam search expands a prompt row into its beams).
+        var layouts = _glm1Layouts.Length == _batch ? new Hub.Models.ChatGlm.ChatGlm1Layout[rows.Length] : _glm1Layouts;
         for (int i = 0; i < rows.Length; i++)
         {
             if ((uint)rows[i] >= (uint)_batch) throw new ArgumentOutOfRangeException(nameof(rows), $"row {rows[i]} outside the cached batch of {_batch}");
             pads[i] = _leftPad[rows[i]];
+            if (layouts != _glm1Layouts) layouts[i] = _glm1Layouts[rows[i]];
         }
         _cacheStamp++;
+        _maskPositions = -1;
         _request.ReorderState(rows);
         _leftPad = pads;
+        _glm1Layouts = layouts;
         _batch = rows.Length;
     }
 

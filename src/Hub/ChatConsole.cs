@@ -6,9 +6,10 @@ namespace Hub;
 
 /// <summary>
 /// The interactive console loop shared by <c>hub chat</c> and samples/Chat: reads lines, streams answers with
-/// tokens/s, understands <c>/reset</c>, <c>/system TEXT</c> and <c>/exit</c>. With a <see cref="ChatInterrupt"/>
-/// (which <see cref="RunConsole"/> wires to Ctrl-C), an interrupt during an answer stops that answer and returns to the
-/// prompt; an interrupt at the prompt ends the chat with <see cref="InterruptedExitCode"/>.
+/// tokens/s, understands <c>/reset</c>, <c>/system TEXT</c> (a bare <c>/system</c> shows the current prompt) and
+/// <c>/exit</c>. With a <see cref="ChatInterrupt"/> (which <see cref="RunConsole"/> wires to Ctrl-C), an interrupt during
+/// an answer stops that answer and returns to the prompt; an interrupt at the prompt ends the chat with
+/// <see cref="InterruptedExitCode"/>.
 /// </summary>
 public static class ChatConsole
 {
@@ -43,7 +44,7 @@ public static class ChatConsole
         ArgumentNullException.ThrowIfNull(output);
         var session = new ChatSession(model, systemPrompt);
         session.HistoryTruncated += (_, e) => output.WriteLine($"[dropped the {e.DroppedMessages} oldest messages to fit the context of {model.MaxContext} tokens]");
-        output.WriteLine($"Chatting with {model.ModelType} ({session.Format.GetType().Name}). Commands: /reset, /system TEXT, /exit.");
+        output.WriteLine($"Chatting with {model.ModelType} ({session.Format.GetType().Name}). Commands: /reset, /system [TEXT], /exit.");
         while (true)
         {
             output.Write("> ");
@@ -54,7 +55,16 @@ public static class ChatConsole
             line = line.Trim();
             if (line.Length == 0) continue;
             if (line == "/reset") { session.Reset(); output.WriteLine("[conversation reset]"); continue; }
-            if (line.StartsWith("/system ", StringComparison.Ordinal)) { session.SystemPrompt = line[8..]; session.Reset(); output.WriteLine("[system prompt set; conversation reset]"); continue; }
+            if (IsCommand(line, "/system", out var text))
+            {
+                // A bare /system shows the prompt (it is a command, never a message to the model).
+                if (text.Length == 0)
+                    output.WriteLine(string.IsNullOrEmpty(session.SystemPrompt)
+                        ? "[no system prompt; set one with /system TEXT]"
+                        : $"[system prompt: {session.SystemPrompt}]");
+                else { session.SystemPrompt = text; session.Reset(); output.WriteLine("[system prompt set; conversation reset]"); }
+                continue;
+            }
             var sw = Stopwatch.StartNew();
             ChatReply reply;
             var ct = interrupt?.BeginAnswer() ?? default;
@@ -65,6 +75,15 @@ public static class ChatConsole
             if (reply.FinishReason == FinishReason.Cancelled) output.WriteLine("[answer stopped]");
             output.WriteLine($"[{reply.Ids.Length} tokens, {reply.Ids.Length / Math.Max(sw.Elapsed.TotalSeconds, 1e-9):F1} tokens/s, {reply.FinishReason}, reused {reply.ReusedTokens} cached tokens]");
         }
+    }
+
+    // line is `name` alone or `name` + whitespace + argument (trimmed into text).
+    private static bool IsCommand(string line, string name, out string text)
+    {
+        text = "";
+        if (!line.StartsWith(name, StringComparison.Ordinal) || (line.Length > name.Length && !char.IsWhiteSpace(line[name.Length]))) return false;
+        text = line[name.Length..].Trim();
+        return true;
     }
 }
 

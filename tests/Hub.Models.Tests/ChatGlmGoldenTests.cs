@@ -58,6 +58,34 @@ public sealed class ChatGlmGoldenTests
         Assert.True(cases >= 3, $"expected the fixture's cases, ran {cases}");
     }
 
+    /// <summary>
+    /// ChatGLM-6B (v1): the fixture's single-row cases left-padded (pad id) into one batch, as THUDM's tokenizer pads them;
+    /// every row must give its own golden logits at its real positions and its own golden greedy ids.
+    /// </summary>
+    internal static void RunLeftPaddedV1Batch(ChatGlmFixture fx, IChatGlmStepper stepper)
+    {
+        var config = fx.Config;
+        var cases = fx.Cases().Where(c => c.Ids.Length == 1).ToArray();
+        Assert.True(cases.Length >= 2 && cases.Select(c => c.Ids[0].Length).Distinct().Count() >= 2, "needs single-row cases of different lengths");
+        int seq = cases.Max(c => c.Ids[0].Length), batch = cases.Length, vocab = config.VocabSize, pad = config.PadTokenId!.Value;
+        var rows = cases.Select(c => Enumerable.Repeat(pad, seq - c.Ids[0].Length).Concat(c.Ids[0]).ToArray()).ToArray();
+        var firstReal = cases.Select(c => seq - c.Ids[0].Length).ToArray();
+        var golden = cases.Select((c, b) => Enumerable.Repeat(Array.Empty<float>(), firstReal[b]).Concat(c.Logits[0]).ToArray()).ToArray();
+        var host = new ChatGlmHost(stepper, config);
+        AssertLogits(golden, host.Prompt(rows), batch, seq, vocab, firstReal, "v1 left-padded batch");
+        var greedy = host.Greedy(rows, cases[0].Greedy[0].Length);
+        for (int b = 0; b < batch; b++)
+            Assert.True(cases[b].Greedy[0].SequenceEqual(greedy[b]),
+                $"v1 left-padded batch row {b} (padded by {firstReal[b]}): greedy {string.Join(",", greedy[b])} != alone {string.Join(",", cases[b].Greedy[0])}");
+    }
+
+    [SkippableFact]
+    public void ChatGlm1_reference_graph_gives_each_row_of_a_left_padded_batch_its_golden_logits_and_greedy_ids()
+    {
+        using var fx = ChatGlmFixture.Open("chatglm1-tiny");
+        RunLeftPaddedV1Batch(fx, new ReferenceStepper(fx.Export, 128));
+    }
+
     [SkippableFact]
     public void ChatGlm2_reference_graph_matches_golden_logits_and_greedy_ids_for_every_case_including_left_padded_batch()
     {

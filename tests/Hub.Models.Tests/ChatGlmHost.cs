@@ -42,18 +42,18 @@ internal sealed class ChatGlmHost
         var ids = rows.SelectMany(r => r).ToArray();
         _past = 0;
         float[] logits;
+        int pad = _config.PadTokenId ?? 0;
+        _leftPad = rows.Select(r => { int n = 0; while (n < r.Length && r[n] == pad) n++; return n; }).ToArray();
         if (_config.Variant == ChatGlmVariant.V1)
         {
             var pos = new int[_batch * 2 * seq];
             var prefix = new int[_batch];
-            _layouts = ChatGlm1Positions.ForPrompt(ids, _batch, seq, new ChatGlm1SpecialTokens(_config.MaskTokenId!.Value, _config.GMaskTokenId!.Value, _config.BosTokenId!.Value), pos, prefix);
+            _layouts = ChatGlm1Positions.ForPrompt(ids, _batch, seq, _leftPad, new ChatGlm1SpecialTokens(_config.MaskTokenId!.Value, _config.GMaskTokenId!.Value, _config.BosTokenId!.Value), pos, prefix);
             LastPositions = pos;
-            logits = _stepper.Step(ids, _batch, seq, pos, new[] { _batch, 2, seq }, null, prefix, 0);
+            logits = _stepper.Step(ids, _batch, seq, pos, new[] { _batch, 2, seq }, Mask(seq), prefix, 0);
         }
         else
         {
-            int pad = _config.PadTokenId ?? 0;
-            _leftPad = rows.Select(r => { int n = 0; while (n < r.Length && r[n] == pad) n++; return n; }).ToArray();
             var pos = new int[_batch * seq];
             for (int b = 0; b < _batch; b++)
                 for (int t = 0; t < seq; t++) pos[b * seq + t] = Math.Max(0, t - _leftPad[b]);
@@ -72,8 +72,8 @@ internal sealed class ChatGlmHost
         {
             var pos = new int[_batch * 2];
             var prefix = new int[_batch];
-            ChatGlm1Positions.ForStep(_layouts, _past, 1, pos, prefix);
-            logits = _stepper.Step(tokens, _batch, 1, pos, new[] { _batch, 2, 1 }, null, prefix, 1);
+            ChatGlm1Positions.ForStep(_layouts, _leftPad, _past, 1, pos, prefix);
+            logits = _stepper.Step(tokens, _batch, 1, pos, new[] { _batch, 2, 1 }, Mask(_past + 1), prefix, 1);
         }
         else
         {

@@ -122,7 +122,7 @@ internal sealed class ChatGlmReferenceExecutor
                     f[n.Outputs[0]] = Rope(n, f[ins[0]], ints[ins[1]]);
                     break;
                 case Ops.Attention:
-                    f[n.Outputs[0]] = Attention(n, f[ins[0]], f[ins[1]], f[ins[2]], ins.Count > 3 ? ins[3] : "", f, ints);
+                    f[n.Outputs[0]] = Attention(n, f[ins[0]], f[ins[1]], f[ins[2]], ins.Count > 3 ? ins[3] : "", ins.Count > 4 ? ins[4] : "", f, ints);
                     break;
                 case Ops.Add:
                 case Ops.Mul:
@@ -221,7 +221,7 @@ internal sealed class ChatGlmReferenceExecutor
     }
 
     private (float[] Data, int[] Shape) Attention(Node n, (float[] Data, int[] Shape) qIn, (float[] Data, int[] Shape) kIn,
-        (float[] Data, int[] Shape) vIn, string maskName, Dictionary<string, (float[] Data, int[] Shape)> f,
+        (float[] Data, int[] Shape) vIn, string maskName, string prefixMaskName, Dictionary<string, (float[] Data, int[] Shape)> f,
         IReadOnlyDictionary<string, (int[] Data, int[] Shape)> ints)
     {
         int h = (int)n.GetInt("heads"), kvh = (int)n.GetInt("kv_heads", h), hd = (int)n.GetInt("head_dim");
@@ -240,7 +240,8 @@ internal sealed class ChatGlmReferenceExecutor
                     Array.Copy(kIn.Data, src, kc, dst, hd);
                     Array.Copy(vIn.Data, src, vc, dst, hd);
                 }
-        float[]? mask = !prefixMode && maskName.Length > 0 ? f[maskName].Data : null;
+        // (v1: the prefix lengths take the fourth input's place and the padding mask comes fifth)
+        float[]? mask = !prefixMode && maskName.Length > 0 ? f[maskName].Data : prefixMode && prefixMaskName.Length > 0 ? f[prefixMaskName].Data : null;
         int[]? prefix = prefixMode ? ints[maskName].Data : null;
         var y = new float[batch * seq * h * hd];
         var scores = new double[total];

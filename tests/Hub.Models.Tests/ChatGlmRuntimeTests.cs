@@ -119,6 +119,20 @@ public sealed class ChatGlmRuntimeTests
     }
 
     [SkippableFact]
+    public void ChatGlm1_runtime_gives_each_row_of_a_left_padded_batch_its_golden_logits_and_greedy_ids()
+    {
+        using var fx = ChatGlmFixture.Open("chatglm1-tiny");
+        Skip.IfNot(RuntimeHonoursF16Frequencies(), "the CPU runtime's Rope ignores freq_dtype = \"f16\" (see the unpadded v1 test)");
+        var dir = WriteIr(fx);
+        try
+        {
+            using var stepper = new RuntimeStepper(dir, maxBatch: 4, maxContext: 128);
+            ChatGlmGoldenTests.RunLeftPaddedV1Batch(fx, stepper);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [SkippableFact]
     public void ChatGlm2_decode_steps_append_in_place_and_allocate_nothing_managed()
     {
         using var fx = ChatGlmFixture.Open("chatglm2-tiny");

@@ -34,6 +34,7 @@ public sealed class ChatGlmStatefulCacheTests
             var prefix = new int[1];
             ChatGlm1Layout[] layouts = [];
             float[] mask = new float[128];
+            Array.Fill(mask, 1f);
             if (v1)
             {
                 layouts = ChatGlm1Positions.ForPrompt(prompt, 1, seq, new ChatGlm1SpecialTokens(cfg.MaskTokenId!.Value, cfg.GMaskTokenId!.Value, cfg.BosTokenId!.Value), pos, prefix);
@@ -42,10 +43,9 @@ public sealed class ChatGlmStatefulCacheTests
             else
             {
                 for (int t = 0; t < seq; t++) pos[t] = t;
-                Array.Fill(mask, 1f);
                 stepper.SetInputs(prompt, 1, seq, pos.AsSpan(0, seq), [1, seq], null, null, 1);
-                req.SetInput("attention_mask", mask.AsSpan(0, seq), 1, seq);
             }
+            req.SetInput("attention_mask", mask.AsSpan(0, seq), 1, seq);
             req.Infer();
             int token = ChatGlmHost.ArgMax(req.GetOutput("logits")[..vocab]);
 
@@ -79,9 +79,9 @@ public sealed class ChatGlmStatefulCacheTests
                 {
                     stepPos[0] = past;
                     req.SetInput("position_ids", stepPos.AsSpan(0, 1), oneByOne);
-                    maskShape[1] = past + 1;
-                    req.SetInput("attention_mask", mask.AsSpan(0, past + 1), maskShape);
                 }
+                maskShape[1] = past + 1;
+                req.SetInput("attention_mask", mask.AsSpan(0, past + 1), maskShape);
                 req.Infer();
                 token = ChatGlmHost.ArgMax(req.GetOutput("logits"));
                 long delta = GC.GetAllocatedBytesForCurrentThread() - before;

@@ -190,6 +190,7 @@ public sealed class ChatGlmUnitTests
         var att = g.Nodes.Single(n => n.Op == Ops.Attention);
         Assert.True(att.GetBool("prefix_bidirectional"));
         Assert.Equal(ChatGlm1Graph.PrefixLengthInput, att.Inputs[3]);
+        Assert.Equal(ChatGlm1Graph.AttentionMaskInput, att.Inputs[4]);   // left padding, next to the prefix lengths
         Assert.All(g.Nodes.Where(n => n.Op == Ops.Scale), n => Assert.Equal((float)Math.Sqrt(56), n.GetFloat("alpha")));
         // the fused qkv is regrouped: first rows of the IR weight are head 0's q, then head 1's q
         var qkv = export.Weights.Single(x => x.Name == "transformer.layers.0.attention.query_key_value.weight").Tensor.ToFloat32();
@@ -216,6 +217,27 @@ public sealed class ChatGlmUnitTests
         // [MASK] is used only when there is no [gMASK]
         Assert.Equal(1, ChatGlm1Positions.Analyze(new[] { 7, 500, 8, 504 }, tok).MaskPosition);
         Assert.Equal(2, ChatGlm1Positions.Analyze(new[] { 500, 7, 501, 504 }, tok).MaskPosition);
+    }
+
+    [Fact]
+    public void ChatGlm1Positions_of_a_left_padded_row_are_its_unpadded_positions_shifted_past_the_pads()
+    {
+        // THUDM's v1 tokenizer pads position_ids with zeros on the left; the prefix (context) length counts the pads.
+        var tok = new ChatGlm1SpecialTokens(Mask: 500, GMask: 501, Bos: 504);
+        int[] ids = { 3, 3, 7, 8, 9, 501, 504,   /* row 1, unpadded: */ 6, 6, 7, 8, 9, 501, 504 };
+        var pos = new int[2 * 2 * 7];
+        var prefix = new int[2];
+        var layouts = ChatGlm1Positions.ForPrompt(ids, 2, 7, new[] { 2, 0 }, tok, pos, prefix);
+        Assert.Equal(new[] { 0, 0, 0, 1, 2, 3, 3, /* block */ 0, 0, 0, 0, 0, 0, 1 }, pos[..14]);
+        Assert.Equal(new[] { 0, 1, 2, 3, 4, 5, 5, /* block */ 0, 0, 0, 0, 0, 0, 1 }, pos[14..]);
+        Assert.Equal(new[] { 6, 6 }, prefix);
+        Assert.Equal(new ChatGlm1Layout(4, 3), layouts[0]);   // the layout of the unpadded ids
+        var step = new int[4];
+        ChatGlm1Positions.ForStep(layouts, new[] { 2, 0 }, past: 7, seqLen: 1, step, prefix);
+        Assert.Equal(new[] { 3, 2, 5, 2 }, step);            // as the unpadded row at past 5
+        Assert.Equal(new[] { 6, 6 }, prefix);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ChatGlm1Positions.ForPrompt(ids, 2, 7, new[] { 7, 0 }, tok, pos, prefix));
+        Assert.Throws<ArgumentException>(() => ChatGlm1Positions.ForPrompt(ids, 2, 7, new[] { 1 }, tok, pos, prefix));
     }
 
     [Fact]

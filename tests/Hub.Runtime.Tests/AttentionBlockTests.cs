@@ -151,4 +151,63 @@ public unsafe class AttentionBlockTests
         Assert.All(o.AsSpan(0, 2 * hd).ToArray(), x => Assert.Equal(0f, x)); // queries 0, 1 see only masked keys
         Assert.Contains(o.AsSpan(2 * hd).ToArray(), x => x != 0f);
     }
+
+    [Fact]
+    public void Direct_units_split_query_rows_only_when_kv_heads_leave_workers_idle()
+    {
+        // MiniLM/BERT-base at batch 1: 12 kv heads already give 2 workers six units each.
+        Assert.Equal(128, AttentionKernels.DirectQueriesPerUnit(128, 12, 2));
+        Assert.Equal(128, AttentionKernels.DirectQueriesPerUnit(128, 1, 1));
+        // The same model on 8 workers: 12 units would leave most idle, so the 128 rows are split in whole register tiles.
+        int rows = AttentionKernels.DirectQueriesPerUnit(128, 12, 8);
+        Assert.InRange(rows, AttentionKernels.DirectMinUnitRows, 127);
+        Assert.Equal(0, rows % Gemm.MR);
+        Assert.True(12 * ((128 + rows - 1) / rows) >= 2 * 8, $"{rows} rows per unit");
+        // Short sequences are not split below the minimum.
+        Assert.Equal(20, AttentionKernels.DirectQueriesPerUnit(20, 1, 16));
+        Assert.Throws<ArgumentOutOfRangeException>(() => AttentionKernels.DirectQueriesPerUnit(128, 0, 2));
+    }
+
+    [Theory]
+    [InlineData(1, 32, 128, false)]
+    [InlineData(3, 24, 131, true)]
+    [InlineData(2, 16, 500, true)]
+    public void Direct_path_split_into_units_gives_the_same_bits_as_one_unit(int g, int hd, int t, bool masked)
+    {
+        int h = g;
+        long stride = (long)h * hd;
+        var q = Rand((int)(t * stride), 21); var k = Rand(t * hd, 22, 2f); var v = Rand(t * hd, 23);
+        var mask = new float[t];
+        for (int j = 0; j < t; j++) mask[j] = masked && j % 9 == 4 ? 0f : 1f;
+        var whole = new float[t * stride]; var split = new float[t * stride];
+        var scratch = new float[AttentionKernels.DirectScratchFloats(hd)];
+        int rows = AttentionKernels.DirectQueriesPerUnit(t, 1, 8);
+        Assert.True(rows < t, "the planner should split this case");
+        fixed (float* qp = q, kp = k, vp = v, mp = mask, wp = whole, sp2 = split, sp = scratch)
+        {
+            AttentionKernels.AttendDirect(qp, stride, 0, t, g, hd, kp, vp, hd, t, masked ? mp : null, 0.2f, wp, stride, sp);
+            // units in reverse order, as workers may take them
+            for (int t0 = (t - 1) / rows * rows; t0 >= 0; t0 -= rows)
+                AttentionKernels.AttendDirect(qp, stride, t0, Math.Min(t, t0 + rows), g, hd, kp, vp, hd, t, masked ? mp : null, 0.2f, sp2, stride, sp);
+        }
+        for (int i = 0; i < whole.Length; i++)
+            if (BitConverter.SingleToInt32Bits(whole[i]) != BitConverter.SingleToInt32Bits(split[i]))
+                Assert.Fail($"element {i} (row {i / stride}): one unit {whole[i]:R}, split into {rows}-row units {split[i]:R}");
+    }
+
+    [Fact]
+    public void Vector_exp_is_within_one_ulp_over_the_softmax_range()
+    {
+        // Attention's row softmax and online softmax, and every activation, share VecMath.Exp (one FMA implementation);
+        // on x − max ≤ 0 it must stay within one float ulp of e^x down to e^−80.
+        var e = new float[8];
+        double worst = 0;
+        for (float x = -80f; x <= 0f; x += 0.0137f)
+        {
+            System.Runtime.Intrinsics.Vector256.CopyTo(VecMath.Exp(System.Runtime.Intrinsics.Vector256.Create(x)), e);
+            double want = Math.Exp(x), ulp = MathF.BitIncrement((float)want) - (float)want;
+            worst = Math.Max(worst, Math.Abs(e[0] - want) / ulp);
+        }
+        Assert.True(worst <= 1.0, $"worst error {worst:F2} ulp");
+    }
 }

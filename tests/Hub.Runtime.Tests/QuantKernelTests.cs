@@ -269,6 +269,51 @@ public unsafe class QuantKernelTests
             }
     }
 
+    [Fact]
+    public void Integer_gemv_matches_twin_on_row_ranges_that_split_its_four_row_passes()
+    {
+        // The AVX2 GEMV computes four output rows per pass: ranges that start and end off a multiple of four, short
+        // ranges (a last pass repeating its last row), odd block counts (int4's trailing natural-order block), group
+        // lengths of one block, of even and odd block counts (int4 pairs straddling groups: 96) and per channel.
+        var shapes = new (int Group, int K)[] { (32, 32), (32, 96), (32, 320), (64, 192), (96, 288), (128, 384), (0, 96), (0, 160), (0, 256) };
+        foreach (bool int4 in new[] { false, true })
+            foreach (bool sym in new[] { true, false })
+                foreach (var (group, k) in shapes)
+                    foreach (int m in new[] { 1, 2, 4 })
+                    {
+                        int n = 11;
+                        var d = RandomQ(int4, n, k, group, sym, k * 13 + group + m + (int4 ? 1 : 0) + (sym ? 2 : 0));
+                        var x = Rand(m * k, k + m);
+                        var bias = Rand(n, 9);
+                        var twin = new float[m * n];
+                        var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
+                        foreach (var (n0, n1) in new[] { (0, 11), (1, 10), (2, 5), (3, 4), (5, 11), (0, 8), (4, 7) })
+                        {
+                            var fast = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                            WithMatrix(d, w =>
+                            {
+                                fixed (byte* b0 = buf)
+                                fixed (float* xp = x, bp = bias, fp = fast, tp = twin)
+                                {
+                                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                                    QuantKernels.QuantizeActivations(w, xp, m, b);
+                                    QuantKernels.GemvInteger(w, m, b, (n0 & 1) == 0 ? bp : null, fp, n, n0, n1);
+                                    QuantKernels.GemvIntegerReference(w, m, b, (n0 & 1) == 0 ? bp : null, tp, n, 0, n);
+                                }
+                            });
+                            for (int i = 0; i < m; i++)
+                                for (int j = 0; j < n; j++)
+                                {
+                                    int at = i * n + j;
+                                    string what = $"{d.Scheme} sym={sym} g={group} K={k} m={m} rows [{n0}, {n1}) ({i},{j})";
+                                    if (j < n0 || j >= n1) { Assert.True(float.IsNaN(fast[at]), $"{what}: wrote outside its rows"); continue; }
+                                    double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
+                                    Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{what}: fast {fast[at]} twin {twin[at]}");
+                                }
+                        }
+                    }
+    }
+
     [SkippableFact]
     public void Int4_gemm_activations_quantized_in_row_ranges_match_one_pass()
     {

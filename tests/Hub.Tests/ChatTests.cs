@@ -28,6 +28,23 @@ public class ChatTests : IDisposable
     }
 
     [SkippableFact]
+    public void Bare_system_command_shows_the_prompt_and_is_never_sent_to_the_model()
+    {
+        var dir = SharedDir.Require("models/karpathy/tinyllamas/stories260K");
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _tmp });
+        var output = new StringWriter();
+        // "/system" alone (also with trailing blanks), then set one and show it again.
+        int code = ChatConsole.Run(lm, new StringReader("/system\n/system   \n/system Be brief.\n/system\n/exit\n"), output);
+        var text = output.ToString();
+        Assert.Equal(0, code);
+        Assert.Equal(0, lm.ForwardCalls); // nothing reached the model
+        Assert.DoesNotContain("tokens/s", text);
+        Assert.Equal(2, text.Split("[no system prompt; set one with /system TEXT]").Length - 1);
+        Assert.Contains("[system prompt set; conversation reset]", text);
+        Assert.Contains("[system prompt: Be brief.]", text);
+    }
+
+    [SkippableFact]
     public void Interrupt_during_an_answer_stops_it_and_returns_to_the_prompt()
     {
         var dir = SharedDir.Require("models/karpathy/tinyllamas/stories260K");

@@ -96,7 +96,8 @@ public static class Ops
     /// attention. Attrs: <c>heads</c> H, <c>kv_heads</c> KV (default H; query head h reads kv head h / (H/KV)),
     /// <c>head_dim</c> hd, <c>scale</c> (float, default 1/√hd), <c>causal</c> (bool, default true),
     /// <c>state_k</c>/<c>state_v</c> (state names; absent = no cache), <c>prefix_bidirectional</c> (bool, false: when
-    /// true the mask input is instead [B] I32 holding a prefix length P per row, positions &lt; P see each other; ChatGLM v1).
+    /// true the mask input is instead [B] I32 holding a prefix length P per row, positions &lt; P see each other; ChatGLM v1,
+    /// whose left-padded batches add the [B,S] mask as an optional fifth input).
     /// With a cache: k and v are written in place into the states at positions [past, past+T) (past = the request's
     /// current length), and the queries attend over all S = past+T keys; query t sits at absolute position past+t and,
     /// when causal, sees keys 0..past+t. States have shape [B, KV, capacity, hd]. The optional mask [B,S] (1 keep,

@@ -15,7 +15,18 @@ public static unsafe class AttentionKernels
     public const int BlockKeys = 64;
 
     /// <summary>Floats of per-worker scratch for a group of <paramref name="groupHeads"/> heads of <paramref name="headDim"/>.</summary>
-    public static int ScratchFloats(int groupHeads, int headDim) => groupHeads * (headDim + 2) + BlockKeys + 16;
+    public static int ScratchFloats(int groupHeads, int headDim)
+    {
+        CheckHeads(groupHeads, headDim);
+        return groupHeads * (headDim + 2) + BlockKeys + 16;
+    }
+
+    // Heads of a group and their width must be positive (every entry point and scratch size).
+    private static void CheckHeads(int groupHeads, int headDim)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(groupHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
+    }
 
     /// <summary>
     /// Attends the <paramref name="groupHeads"/> consecutive query heads at <paramref name="q"/> (each head
@@ -27,6 +38,8 @@ public static unsafe class AttentionKernels
     public static void AttendRow(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
         float* mask, float scale, float* o, float* scratch)
     {
+        CheckRow(q, groupHeads, headDim, k, v, stride, end, o);
+        KernelArgs.NotNull(scratch, true);
         int hd = headDim, G = groupHeads;
         float* acc = scratch;
         float* mx = acc + G * hd;
@@ -84,7 +97,11 @@ public static unsafe class AttentionKernels
     public const int BlockRows = 32;
 
     /// <summary>Query positions per <see cref="AttendBlock"/> call for a group of <paramref name="groupHeads"/> heads.</summary>
-    public static int QueriesPerBlock(int groupHeads) => Math.Max(1, RowsPerBlock / groupHeads);
+    public static int QueriesPerBlock(int groupHeads)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(groupHeads);
+        return Math.Max(1, RowsPerBlock / groupHeads);
+    }
 
     /// <summary>Rows per prefill block actually used (a switch for A/B runs of the kernel bench; 32 or 64).</summary>
     internal static int RowsPerBlock = BlockRows;
@@ -92,6 +109,7 @@ public static unsafe class AttentionKernels
     /// <summary>Floats of per-worker scratch <see cref="AttendBlock"/> needs.</summary>
     public static int PrefillScratchFloats(int groupHeads, int headDim)
     {
+        CheckHeads(groupHeads, headDim);
         int rows = QueriesPerBlock(groupHeads) * groupHeads, rp = (rows + 7) & ~7;
         return rp * (2 * headDim + 3 + BlockKeys) + 32;
     }
@@ -110,6 +128,12 @@ public static unsafe class AttentionKernels
         float* k, float* v, long kvStride, int keys, float* mask, bool causal, int past, int prefixLen, float scale,
         float* o, float* scratch)
     {
+        CheckBlock(q, qStride, t0, t1, groupHeads, headDim, k, v, kvStride, keys, qStride, o, scratch);
+        ArgumentOutOfRangeException.ThrowIfNegative(past);
+        ArgumentOutOfRangeException.ThrowIfNegative(prefixLen);
+        // A causal query at absolute position past + t needs its own key: the keys must reach past + t1.
+        if (causal && t1 > t0 && (long)past + t1 > keys)
+            throw new ArgumentOutOfRangeException(nameof(keys), keys, $"{keys} keys but causal queries reach position {past + t1 - 1} (past {past} + t1 {t1} − 1)");
         int G = groupHeads, hd = headDim, rows = (t1 - t0) * G;
         if (rows <= 0) return;
         int rp = (rows + 7) & ~7;
@@ -164,9 +188,34 @@ public static unsafe class AttentionKernels
     /// <summary>Query rows per scores block of <see cref="AttendDirect"/>: 8 register tiles of <see cref="Gemm.MR"/> rows.</summary>
     public const int DirectRows = 8 * Gemm.MR;
 
+    /// <summary>Fewest query rows a split <see cref="AttendDirect"/> unit takes: each unit packs K and V again, which
+    /// costs about as much as a few rows of Q·Kᵀ and P·V.</summary>
+    public const int DirectMinUnitRows = 4 * Gemm.MR;
+
+    /// <summary>
+    /// Query rows per <see cref="AttendDirect"/> work unit when <paramref name="groups"/> (batch rows × kv heads) units of
+    /// <paramref name="queries"/> rows each are shared by <paramref name="workers"/> threads: all of them while there are
+    /// at least four units per worker (BERT-base at batch 1 has 12 on 2 workers), else blocks of whole register tiles,
+    /// at least <see cref="DirectMinUnitRows"/>, so that about four units per worker keep a bigger machine busy. Each
+    /// query row's result does not depend on how the rows are split.
+    /// </summary>
+    public static int DirectQueriesPerUnit(int queries, int groups, int workers)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(queries);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(groups);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(workers);
+        long want = 4L * workers;
+        if (workers == 1 || groups >= want || queries <= DirectMinUnitRows) return Math.Max(queries, 1);
+        int chunks = (int)((want + groups - 1) / groups);
+        int rows = (queries + chunks - 1) / chunks;
+        rows = (rows + Gemm.MR - 1) / Gemm.MR * Gemm.MR;
+        return Math.Min(queries, Math.Max(rows, DirectMinUnitRows));
+    }
+
     /// <summary>Floats of per-worker scratch <see cref="AttendDirect"/> needs for heads of <paramref name="headDim"/>.</summary>
     public static int DirectScratchFloats(int headDim)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
         int nr = Gemm.PanelWidth, kPad = DirectMaxKeys, hPad = (headDim + nr - 1) / nr * nr;
         return kPad * headDim + hPad * DirectMaxKeys + DirectRows * kPad + DirectRows * hPad + Gemm.MR * 32 + DirectRows + 6 * 16;
     }
@@ -184,10 +233,11 @@ public static unsafe class AttentionKernels
     public static void AttendDirect(float* q, long qStride, int t0, int t1, int groupHeads, int headDim,
         float* k, float* v, long kvStride, int keys, float* mask, float scale, float* o, long oStride, float* scratch)
     {
-        int hd = headDim, nr = Gemm.PanelWidth;
-        if (t1 <= t0) return;
         if (keys > DirectMaxKeys || keys < 0)
             throw new ArgumentOutOfRangeException(nameof(keys), $"{keys} keys: the direct path takes 0..{DirectMaxKeys}");
+        CheckBlock(q, qStride, t0, t1, groupHeads, headDim, k, v, kvStride, keys, oStride, o, scratch);
+        int hd = headDim, nr = Gemm.PanelWidth;
+        if (t1 <= t0) return;
         int kPad = (keys + nr - 1) / nr * nr, hPad = (hd + nr - 1) / nr * nr;
         float* Kp = (float*)(((nint)scratch + 63) & ~(nint)63); // [kPad/nr] panels of [hd][nr]
         float* Vp = Kp + kPad * hd;                              // [hPad/nr] panels of [keys][nr]
@@ -256,6 +306,37 @@ public static unsafe class AttentionKernels
             }
     }
 
+    // AttendRow's arguments: positive group shape, end ≥ 0, key rows that do not overlap, buffers where they are read.
+    private static void CheckRow(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end, float* o)
+    {
+        CheckHeads(groupHeads, headDim);
+        ArgumentOutOfRangeException.ThrowIfNegative(end);
+        KernelArgs.Stride(stride, headDim, "one key row holds headDim floats");
+        KernelArgs.NotNull(q, true);
+        KernelArgs.NotNull(o, true);
+        KernelArgs.NotNull(k, end > 0);
+        KernelArgs.NotNull(v, end > 0);
+    }
+
+    // AttendBlock's and AttendDirect's shared arguments: queries 0 ≤ t0 ≤ t1 whose rows hold the group's heads, keys ≥ 0
+    // whose rows hold one head, buffers where they are read or written.
+    private static void CheckBlock(float* q, long qStride, int t0, int t1, int groupHeads, int headDim, float* k, float* v,
+        long kvStride, int keys, long oStride, float* o, float* scratch)
+    {
+        CheckHeads(groupHeads, headDim);
+        KernelArgs.Range(t0, t1);
+        ArgumentOutOfRangeException.ThrowIfNegative(keys);
+        KernelArgs.Stride(qStride, (long)groupHeads * headDim, "a query row holds the group's heads");
+        KernelArgs.Stride(oStride, (long)groupHeads * headDim, "an output row holds the group's heads");
+        KernelArgs.Stride(kvStride, headDim, "a key row holds headDim floats");
+        bool any = t1 > t0;
+        KernelArgs.NotNull(q, any);
+        KernelArgs.NotNull(o, any);
+        KernelArgs.NotNull(scratch, any);
+        KernelArgs.NotNull(k, any && keys > 0);
+        KernelArgs.NotNull(v, any && keys > 0);
+    }
+
     // s[j] ← exp(s[j] − max) over the visible keys (0 for dropped ones); returns 1/Σ, or 0 when no key is visible.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float SoftmaxRow(float* s, int n, float* mask)
@@ -294,7 +375,7 @@ public static unsafe class AttentionKernels
             for (; j + 8 <= n; j += 8)
             {
                 var x = Vector256.Load(s + j);
-                var e = ExpNonPositive(x - m) & (keep | ~Vector256.Equals(x, ninf));
+                var e = VecMath.Exp(x - m) & (keep | ~Vector256.Equals(x, ninf));
                 e.Store(s + j);
                 vs0 += e;
             }
@@ -307,28 +388,6 @@ public static unsafe class AttentionKernels
             sum += e;
         }
         return 1f / sum;
-    }
-
-    // e^x for x ≤ 0 (x − max of a softmax row), inlined with FMAs: the same range reduction and degree-5 polynomial as
-    // VecMath.Exp (relative error ≈ 1e-7); x below −87.3 gives ≈ 1e-38 rather than 0.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ExpNonPositive(Vector256<float> x)
-    {
-        x = Vector256.Max(x, Vector256.Create(-87.3f));
-        // n = round(x·log2 e) by the 1.5·2²³ trick: t's low mantissa bits hold n, so 2ⁿ is (bits(t) + 127) << 23.
-        var magic = Vector256.Create(12582912f);
-        var t = Madd(x, Vector256.Create(1.44269504088896341f), magic);
-        var n = t - magic;
-        var r = Madd(n, Vector256.Create(-0.693359375f), x);
-        r = Madd(n, Vector256.Create(2.12194440e-4f), r);
-        var p = Madd(Vector256.Create(1.9875691500E-4f), r, Vector256.Create(1.3981999507E-3f));
-        p = Madd(p, r, Vector256.Create(8.3334519073E-3f));
-        p = Madd(p, r, Vector256.Create(4.1665795894E-2f));
-        p = Madd(p, r, Vector256.Create(1.6666665459E-1f));
-        p = Madd(p, r, Vector256.Create(5.0000001201E-1f));
-        var y = Madd(p, r * r, r) + Vector256<float>.One;
-        var pow2 = (t.AsInt32() + Vector256.Create(127)) << 23;
-        return y * pow2.AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -529,6 +588,7 @@ public static unsafe class AttentionKernels
     public static void AttendRowReference(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
         float* mask, float scale, float* o)
     {
+        CheckRow(q, groupHeads, headDim, k, v, stride, end, o);
         var sc = new double[Math.Max(end, 0)];
         for (int g = 0; g < groupHeads; g++)
         {

@@ -27,7 +27,11 @@ public static unsafe class Gemm
     public const int GemvMaxRows = 4;
 
     /// <summary>Floats of per-worker scratch the kernels need for reduction depth <paramref name="k"/>.</summary>
-    public static int ScratchFloats(int k) => Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + MC * KC) + 64;
+    public static int ScratchFloats(int k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + MC * KC) + 64;
+    }
 
     // Depths up to this run in one K block (one pass over C, no A copy); the panel is then up to 24 KiB.
     private const int KCMax = 384;
@@ -38,6 +42,7 @@ public static unsafe class Gemm
     /// <summary>Scalar twin: y[m,n] = Σ_k x[m,k]·w[n,k] + b[n], accumulated in float32 in k order.</summary>
     public static void LinearReference(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y)
     {
+        CheckLinear(x, m, k, w, wt, n, y, 0, n);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
@@ -50,6 +55,7 @@ public static unsafe class Gemm
     /// <summary>Single-threaded entry: runs the GEMV or GEMM path over the whole output.</summary>
     public static void Linear(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y, float* scratch)
     {
+        // (GemvRows and GemmBlock check the arguments)
         if (m <= GemvMaxRows) GemvRows(x, m, k, w, wt, n, bias, y, 0, n, scratch);
         else GemmBlock(x, 0, m, k, w, wt, n, bias, y, 0, n, scratch);
     }
@@ -66,6 +72,18 @@ public static unsafe class Gemm
     /// <summary>Widens <paramref name="count"/> weights starting at element <paramref name="offset"/> to float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToFloat(byte* w, DType wt, long offset, float* dst, int count)
+    {
+        KernelArgs.FloatWeight(wt);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        KernelArgs.NotNull(w, count > 0);
+        KernelArgs.NotNull(dst, count > 0);
+        ToFloatCore(w, wt, offset, dst, count);
+    }
+
+    // ToFloat without the checks, for the kernels' own per-row calls.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ToFloatCore(byte* w, DType wt, long offset, float* dst, int count)
     {
         switch (wt)
         {
@@ -124,6 +142,8 @@ public static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvRows(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y, int n0, int n1, float* scratch)
     {
+        CheckLinear(x, m, k, w, wt, n, y, n0, n1);
+        KernelArgs.NotNull(scratch, wt != DType.F32 && m > 0 && n1 > n0 && k > 0);
         Span<float> r = stackalloc float[4];
         for (int j = n0; j < n1; j += 4)
         {
@@ -145,7 +165,7 @@ public static unsafe class Gemm
             }
             else
             {
-                for (int q = 0; q < nb; q++) ToFloat(w, wt, (long)(j + q) * k, scratch + (long)q * k, k);
+                for (int q = 0; q < nb; q++) ToFloatCore(w, wt, (long)(j + q) * k, scratch + (long)q * k, k);
                 w0 = scratch; w1 = nb > 1 ? scratch + k : scratch; w2 = nb > 2 ? scratch + 2L * k : scratch; w3 = nb > 3 ? scratch + 3L * k : scratch;
             }
             for (int i = 0; i < m; i++)
@@ -295,8 +315,13 @@ public static unsafe class Gemm
     /// depth (which then stays in L2), every <see cref="PanelWidth"/>-column panel of W is transposed (and widened)
     /// once into a k-major panel that stays in L1 while the register tile walks down the rows.
     /// </summary>
-    public static void GemmBlock(float* a, int m0, int m1, int k, byte* w, DType wt, int n, float* bias, float* c, int n0, int n1, float* scratch) =>
+    public static void GemmBlock(float* a, int m0, int m1, int k, byte* w, DType wt, int n, float* bias, float* c, int n0, int n1, float* scratch)
+    {
+        KernelArgs.Range(m0, m1);
+        CheckLinear(a, m1, k, w, wt, n, c, n0, n1, nameof(a), nameof(w), nameof(c));
+        KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
         GemmCore(a, m0, m1, k, w, wt, null, n, bias, c, n0, n1, scratch);
+    }
 
     /// <summary>
     /// <see cref="GemmBlock"/> over a weight packed once by <see cref="PackWeights"/>: no per-call transposition or
@@ -305,11 +330,36 @@ public static unsafe class Gemm
     public static void GemmBlockPacked(float* a, int m0, int m1, int k, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch)
     {
         if (n0 % PanelWidth != 0) throw new ArgumentException($"column start {n0} is not a multiple of the panel width {PanelWidth}", nameof(n0));
+        KernelArgs.Range(m0, m1);
+        CheckLinear(a, m1, k, (byte*)packed, DType.F32, n, c, n0, n1, nameof(a), nameof(packed), nameof(c));
+        KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
         GemmCore(a, m0, m1, k, null, DType.F32, packed, n, bias, c, n0, n1, scratch);
     }
 
     /// <summary>Floats of the packed copy of an [n, k] weight (<see cref="PackWeights"/>): n rounded up to whole panels.</summary>
-    public static long PackedFloats(int n, int k) => (long)((n + PanelWidth - 1) / PanelWidth) * PanelWidth * k;
+    public static long PackedFloats(int n, int k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        return (long)((n + PanelWidth - 1) / PanelWidth) * PanelWidth * k;
+    }
+
+    // Checks shared by the Linear entry points: sizes non-negative, columns 0 ≤ n0 ≤ n1 ≤ n, a supported weight type, and
+    // x (rows [0, m)), w and y non-null wherever they address data. w may point before its first used row (a caller
+    // passing only the columns it owns), so it is not range-checked.
+    private static void CheckLinear(float* x, int m, int k, byte* w, DType wt, int n, float* y, int n0, int n1,
+        string xName = "x", string wName = "w", string yName = "y")
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        KernelArgs.Range(n0, n1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(n1, n);
+        KernelArgs.FloatWeight(wt);
+        KernelArgs.NotNull(x, m > 0 && k > 0, xName);
+        KernelArgs.NotNull(w, n1 > n0 && k > 0, wName);
+        KernelArgs.NotNull(y, m > 0 && n1 > n0, yName);
+    }
 
     // K block for depth k: one block up to KCMax, else KC. Packed weights fix their layout when packed, so they never
     // follow the bench's SingleBlockK switch (flipping it after a model packed would misread the panels).
@@ -323,6 +373,12 @@ public static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackWeights(byte* w, DType wt, int n, int k, float* dst, float* scratch)
     {
+        KernelArgs.FloatWeight(wt);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(k);
+        KernelArgs.NotNull(w, true);
+        KernelArgs.NotNull(dst, true);
+        KernelArgs.NotNull(scratch, wt != DType.F32);
         int nr = PanelWidth, kcb = KBlock(k, packed: true);
         long nPad = (long)((n + nr - 1) / nr) * nr;
         float* tmp = Align64(scratch);
@@ -450,6 +506,8 @@ public static unsafe class Gemm
     /// </summary>
     public static int PlanUnits(int m, int n, int workers, out int unitRows, out int unitCols)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
         if (workers <= 1 || m <= 0 || n <= 0) { unitRows = Math.Max(m, 1); unitCols = Math.Max(n, 1); return 1; }
         int mBlocks = (m + MC - 1) / MC;
         unitRows = (m + mBlocks - 1) / mBlocks;
@@ -467,6 +525,11 @@ public static unsafe class Gemm
     /// (one mapping for the GEMM and for epilogues applied to the unit's block afterwards).</summary>
     public static void UnitBlock(int index, int m, int n, int unitRows, int unitCols, out int m0, out int m1, out int n0, out int n1)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(unitRows);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(unitCols);
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
         int nBlocks = (n + unitCols - 1) / unitCols;
         m0 = index / nBlocks * unitRows; m1 = Math.Min(m, m0 + unitRows);
         n0 = index % nBlocks * unitCols; n1 = Math.Min(n, n0 + unitCols);
@@ -516,7 +579,7 @@ public static unsafe class Gemm
         if (wt == DType.F32) { src = (float*)w + (long)col * k + pc; ld = k; }
         else
         {
-            for (int q = 0; q < ncols; q++) ToFloat(w, wt, (long)(col + q) * k + pc, tmp + (long)q * KCMax, kc);
+            for (int q = 0; q < ncols; q++) ToFloatCore(w, wt, (long)(col + q) * k + pc, tmp + (long)q * KCMax, kc);
             src = tmp; ld = KCMax;
         }
         int q0 = 0;
