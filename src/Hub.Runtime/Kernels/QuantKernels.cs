@@ -10,6 +10,7 @@
 // integer path cannot take (K not a multiple of 32) dequantize a
 // row into L1 scratch and use a float dot. Prefill dequantizes panels of rows and reuses the f32 GEMM.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -20,8 +21,10 @@ public readonly unsafe struct QuantMatrix
 {
     /// <summary>Quantized values: I8/U8 [N, K] (int8) or packed U8 [N, K/2] (int4).</summary>
     public readonly byte* Data;
-    /// <summary>F32 [N, Groups].</summary>
+    /// <summary>F32 [N, Groups] (IRs exported before F16 scales), null when <see cref="ScalesF16"/> is set.</summary>
     public readonly float* Scales;
+    /// <summary>IEEE half bits [N, Groups] (the current IR format: half the scale bytes of F32), null when <see cref="Scales"/> is set.</summary>
+    public readonly ushort* ScalesF16;
     /// <summary>U8 [N, Groups], null when symmetric.</summary>
     public readonly byte* Zeros;
     /// <summary>Rows (outputs) and logical columns (inputs).</summary>
@@ -40,8 +43,33 @@ public readonly unsafe struct QuantMatrix
         if (n < 0 || k <= 0 || gl <= 0 || k % gl != 0) throw new ArgumentException($"group size {groupSize} does not divide K = {k}");
         if (int4 && (k % 32 != 0 || gl % 32 != 0)) throw new ArgumentException($"int4 needs K ({k}) and the group ({gl}) to be multiples of 32");
         if (!symmetric && zeros == null) throw new ArgumentException("asymmetric weights need zero points");
-        Data = data; Scales = scales; Zeros = zeros; N = n; K = k; GroupLength = gl; Groups = k / gl; Int4 = int4; Symmetric = symmetric;
+        if (scales == null) throw new ArgumentNullException(nameof(scales));
+        Data = data; Scales = scales; ScalesF16 = null; Zeros = zeros; N = n; K = k; GroupLength = gl; Groups = k / gl; Int4 = int4; Symmetric = symmetric;
     }
+
+    /// <summary>Binds a matrix whose scales are IEEE half bits (finite); <paramref name="groupSize"/> 0 means one group per row.</summary>
+    public QuantMatrix(byte* data, ushort* scalesF16, byte* zeros, int n, int k, int groupSize, bool int4, bool symmetric)
+        : this(data, (float*)scalesF16, zeros, n, k, groupSize, int4, symmetric)
+    {
+        Scales = null; ScalesF16 = scalesF16;
+    }
+
+    /// <summary>
+    /// The float scales of row <paramref name="row"/>: a pointer into F32 scales, or F16 scales converted (exactly) into
+    /// <paramref name="buf"/> (<see cref="Groups"/> floats) — once per pass of rows, never per block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float* RowScales(int row, float* buf)
+    {
+        if (ScalesF16 == null) return Scales + (long)row * Groups;
+        QuantKernels.HalfToSingle(ScalesF16 + (long)row * Groups, buf, Groups);
+        return buf;
+    }
+
+    /// <summary>One scale as float (scalar reference paths).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Scale(int row, int group) =>
+        ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
 
     /// <summary>Bytes of one stored row.</summary>
     public int RowBytes => Int4 ? K / 2 : K;
@@ -60,6 +88,36 @@ public static unsafe class QuantKernels
 {
     /// <summary>Activation block length of the integer path (one float scale per 32 int8 values, as Q8_0).</summary>
     public const int Block = 32;
+
+    /// <summary>2^112: the exponent bias difference of f32 (127) and f16 (15).</summary>
+    private static readonly float Two112 = MathF.ScaleB(1f, 112);
+
+    /// <summary>
+    /// Exact IEEE half → float for finite values (normals, subnormals, ±0): the magnitude bits shifted into float
+    /// position and scaled by 2^112 (no rounding: the product is representable), the sign copied. Bit arithmetic, not
+    /// the (slow) Half conversion; infinities and NaN are not mapped (the bind rejects them).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HalfToSingle(ushort h) =>
+        BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(BitConverter.Int32BitsToSingle((h & 0x7FFF) << 13) * Two112) | ((h & 0x8000) << 16));
+
+    /// <summary>Converts <paramref name="n"/> finite half values to float exactly (eight per AVX2 step, see <see cref="HalfToSingle(ushort)"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void HalfToSingle(ushort* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            var m7 = Vector256.Create(0x7FFF); var m8 = Vector256.Create(0x8000); var sc = Vector256.Create(Two112);
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = Avx2.ConvertToVector256Int32(src + i);
+                var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, m7), 13).AsSingle(), sc);
+                Avx.Store(dst + i, Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, m8), 16).AsSingle()));
+            }
+        }
+        for (; i < n; i++) dst[i] = HalfToSingle(src[i]);
+    }
 
     /// <summary>True when <paramref name="w"/> can use the integer (quantized-activation) GEMV.</summary>
     public static bool IntegerPathFits(in QuantMatrix w) => w.K % Block == 0 && w.GroupLength % Block == 0;
@@ -207,7 +265,7 @@ public static unsafe class QuantKernels
                 float acc = 0, corr = 0;
                 for (int g = 0; g < w.Groups; g++)
                 {
-                    float s = w.Scales[(long)j * w.Groups + g];
+                    float s = w.Scale(j, g);
                     for (int b = g * bpg; b < (g + 1) * bpg; b++)
                     {
                         int isum = 0;
@@ -259,13 +317,19 @@ public static unsafe class QuantKernels
         float* xs = dx + (long)m * blocks;
         bool int4 = w.Int4, sym = w.Symmetric;
         float* ds = stackalloc float[PassRows * ScaleChunk];
+        // F16 scales: the pass's four scale rows converted once into float (stack up to StackScaleGroups per row)
+        bool half = w.ScalesF16 != null;
+        float* sb = stackalloc float[half && groups <= StackScaleGroups ? PassRows * groups : 0];
+        if (half && groups > StackScaleGroups) sb = (float*)NativeMemory.Alloc((nuint)(PassRows * groups), sizeof(float));
+        try
+        {
         int pfRows = rowBytes >= 1024 ? PassRows : PrefetchRows;
         for (int j = n0; j < n1; j += PassRows)
         {
             int valid = Math.Min(PassRows, n1 - j);
             int j1 = Math.Min(j + 1, n1 - 1), j2 = Math.Min(j + 2, n1 - 1), j3 = Math.Min(j + 3, n1 - 1);
             var rows = new RowQuad(w.Data + (long)j * rowBytes, w.Data + (long)j1 * rowBytes, w.Data + (long)j2 * rowBytes, w.Data + (long)j3 * rowBytes,
-                w.Scales + (long)j * groups, w.Scales + (long)j1 * groups, w.Scales + (long)j2 * groups, w.Scales + (long)j3 * groups,
+                w.RowScales(j, sb), w.RowScales(j1, sb + groups), w.RowScales(j2, sb + 2 * groups), w.RowScales(j3, sb + 3 * groups),
                 w.Data + (long)j * rowBytes + (long)pfRows * rowBytes);
             for (int i = 0; i < m; i++)
             {
@@ -298,7 +362,15 @@ public static unsafe class QuantKernels
                     for (int t = 0; t < valid; t++) yr[t] = sum.GetElement(t) + (bias != null ? bias[j + t] : 0f);
             }
         }
+        }
+        finally
+        {
+            if (half && groups > StackScaleGroups) NativeMemory.Free(sb);
+        }
     }
+
+    /// <summary>Groups per row up to which a GEMV pass converts F16 scales into a stack buffer (4 rows: 16 KiB).</summary>
+    private const int StackScaleGroups = 1024;
 
     // The four weight rows (data and scales) of one GEMV pass.
     private readonly struct RowQuad(byte* r0, byte* r1, byte* r2, byte* r3, float* s0, float* s1, float* s2, float* s3, byte* ahead)
@@ -589,10 +661,12 @@ public static unsafe class QuantKernels
         bool int4 = w.Int4, sym = w.Symmetric;
         var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
         var low4 = Vector128.Create((byte)0x0F);
+        float[]? sbuf = w.ScalesF16 != null ? new float[groups] : null;
+        fixed (float* sb = sbuf)
         for (int j = n0; j < n1; j++)
         {
             byte* row = w.Data + (long)j * rowBytes;
-            float* sc = w.Scales + (long)j * groups;
+            float* sc = w.RowScales(j, sb);
             byte* zr = w.Zeros + (long)j * groups;
             for (int i = 0; i < m; i++)
             {
@@ -666,7 +740,7 @@ public static unsafe class QuantKernels
     /// unpacked 32-byte weight load (two Q4_0 blocks) among 3 rows and each activation load among 2 weight rows:
     /// per row pair and block pair two vpmaddubsw, one int16 add, one vpmaddwd, one convert, one scale multiply and one
     /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats (pair scales
-    /// GemmRows·K/8, then zero-point weights GemmRows·K/32 at most).
+    /// GemmRows·K/8, then zero-point weights GemmRows·K/32 at most, then F16 scales as float GemmRows·K/32 at most).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
@@ -683,6 +757,8 @@ public static unsafe class QuantKernels
         bool fastTile = groups % 8 == 0;
         // After the pair scales: per chunk row the zero-point weights s_g·z_g (z = 8 when symmetric), [GemmRows, groups].
         float* czBase = spBase + (long)GemmRows * pairs * 8;
+        // After those: the chunk's scales as float [GemmRows, groups] (converted once when they are F16).
+        float* scBase = czBase + (long)GemmRows * groups;
         // Chunks of GemmRows weight rows: their pair scales and packed rows stay in L1/L2 while the activation rows,
         // four at a time, walk past them.
         for (int jc = n0; jc < n1; jc += GemmRows)
@@ -690,7 +766,7 @@ public static unsafe class QuantKernels
             int jcEnd = Math.Min(n1, jc + GemmRows);
             for (int j = jc; j < jcEnd; j++)
             {
-                float* sc = w.Scales + (long)j * groups, sp = spBase + (long)(j - jc) * pairs * 8;
+                float* sc = w.RowScales(j, scBase + (long)(j - jc) * groups), sp = spBase + (long)(j - jc) * pairs * 8;
                 if (fastTile)
                 {
                     float* cz = czBase + (long)(j - jc) * groups;
@@ -732,7 +808,8 @@ public static unsafe class QuantKernels
                         a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a21);
                     }
                     bool two = j + 1 < jcEnd;
-                    float* sc0 = w.Scales + (long)j * groups, sc1 = w.Scales + (long)j1 * groups;
+                    float* sc0 = w.ScalesF16 == null ? w.Scales + (long)j * groups : scBase + (long)(j - jc) * groups;
+                    float* sc1 = w.ScalesF16 == null ? w.Scales + (long)j1 * groups : scBase + (long)(j1 - jc) * groups;
                     if (fastTile)
                     {
                         // Subtract the zero-point term Σ_g s_g·z_g·xs_g inside the accumulators, eight groups per FMA,
@@ -806,7 +883,7 @@ public static unsafe class QuantKernels
         byte* data = w.Data + (long)row * w.RowBytes;
         for (int g = 0; g < w.Groups; g++)
         {
-            float s = w.Scales[(long)row * w.Groups + g];
+            float s = w.Scale(row, g);
             int z = w.ZeroOffset(row, g);
             for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c++) dst[c] = (StoredValue(w, data, c) - z) * s;
         }
@@ -819,7 +896,7 @@ public static unsafe class QuantKernels
         var low4 = Vector128.Create((byte)0x0F);
         for (int g = 0; g < w.Groups; g++)
         {
-            var s = Vector256.Create(w.Scales[(long)row * w.Groups + g]);
+            var s = Vector256.Create(w.Scale(row, g));
             int z = w.ZeroOffset(row, g);
             var zv = Vector256.Create(z);
             for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c += 32)
