@@ -590,6 +590,67 @@ public unsafe class QuantKernelTests
         }
         finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
     }
+
+    [Theory]
+    [InlineData(false, true, 32)]
+    [InlineData(false, false, 0)]
+    [InlineData(true, true, 32)]
+    [InlineData(true, false, 128)]
+    public void Ir_with_f32_scales_runs_bit_identical_to_the_same_ir_with_f16_scales(bool int4, bool sym, int group)
+    {
+        // IRs exported before session 4 store the (f16-exact) scales as F32: they must still load and give the same
+        // outputs as the current F16 export, in decode (GEMV) and prefill (GEMM / panels) and the embedding lookup.
+        int n = 36, k = 256, vocab = 13;
+        var wq = RandomQ(int4, n, k, group, sym, 7);
+        var tq = RandomQ(int4, vocab, k, group, sym, 8);
+        var outs = new List<float[]>();
+        foreach (bool f16 in new[] { true, false })
+        {
+            var b = new GraphBuilder("quant-scales");
+            var ids = b.Input("ids", DType.I32, "batch", "seq");
+            var table = b.Weight("emb", LazyTensor.FromArray(new float[vocab * k], new Shape(vocab, k), "emb"), WeightKind.Embedding);
+            var w = b.Weight("w", LazyTensor.FromArray(new float[n * k], new Shape(n, k), "w"), WeightKind.Matrix);
+            var h = b.Op(Ops.Embedding, "e", new[] { ids, table });
+            var y = b.Op(Ops.Linear, "lin", new[] { h, w });
+            b.Output(y, DType.F32);
+            var dir = Path.Combine(Path.GetTempPath(), "hub-quant-scales-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                IReadOnlyList<EncodedWeight>? Encode(PendingWeight p, float[] _)
+                {
+                    var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
+                    if (q is null) return null;
+                    var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
+                    var sb = new byte[q.Scales.Length * (f16 ? 2 : 4)];
+                    if (f16) Buffer.BlockCopy(HalfBits(q.Scales), 0, sb, 0, sb.Length);
+                    else Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
+                    var list = new List<EncodedWeight>
+                    {
+                        new(p.Name, int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, int4 ? k / 2 : k), q.Data, quant),
+                        new(quant.Scales, f16 ? DType.F16 : DType.F32, new Shape(q.N, q.Groups), sb, null),
+                    };
+                    if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
+                    return list;
+                }
+                IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = Encode });
+                using var ir = IrModel.Load(dir);
+                using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 128, MaxBatch = 1 });
+                using var req = cm.CreateInferRequest();
+                var all = new List<float>();
+                foreach (int seq in new[] { 1, 2, 70 })
+                {
+                    req.SetInput("ids", Enumerable.Range(0, seq).Select(i => (i * 5 + seq) % vocab).ToArray(), 1, seq);
+                    req.Infer();
+                    all.AddRange(req.GetOutput(y));
+                }
+                outs.Add(all.ToArray());
+            }
+            finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+        }
+        Assert.Equal(outs[0].Length, outs[1].Length);
+        for (int i = 0; i < outs[0].Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(outs[0][i]) == BitConverter.SingleToInt32Bits(outs[1][i]), $"output {i}: F16 scales {outs[0][i]}, F32 scales {outs[1][i]}");
+    }
 }
 
 /// <summary>Single-thread GEMV throughput per weight format (HUB_BENCH=1 only; prints, asserts nothing about time).</summary>
