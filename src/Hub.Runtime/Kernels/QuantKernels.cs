@@ -317,8 +317,9 @@ public static unsafe class QuantKernels
         float* xs = dx + (long)m * blocks;
         bool int4 = w.Int4, sym = w.Symmetric;
         float* ds = stackalloc float[PassRows * ScaleChunk];
-        // F16 scales: the pass's four scale rows converted once into float (stack up to StackScaleGroups per row)
-        bool half = w.ScalesF16 != null;
+        // F16 scales: groups of one block (Q8_0/Q4_0) read the half bits directly in BlockScales and Correction; longer
+        // groups convert the pass's four scale rows once into float (stack up to StackScaleGroups per row)
+        bool half = w.ScalesF16 != null && bpg != 1, direct = w.ScalesF16 != null && bpg == 1;
         float* sb = stackalloc float[half && groups <= StackScaleGroups ? PassRows * groups : 0];
         if (half && groups > StackScaleGroups) sb = (float*)NativeMemory.Alloc((nuint)(PassRows * groups), sizeof(float));
         try
@@ -329,8 +330,11 @@ public static unsafe class QuantKernels
             int valid = Math.Min(PassRows, n1 - j);
             int j1 = Math.Min(j + 1, n1 - 1), j2 = Math.Min(j + 2, n1 - 1), j3 = Math.Min(j + 3, n1 - 1);
             var rows = new RowQuad(w.Data + (long)j * rowBytes, w.Data + (long)j1 * rowBytes, w.Data + (long)j2 * rowBytes, w.Data + (long)j3 * rowBytes,
-                w.RowScales(j, sb), w.RowScales(j1, sb + groups), w.RowScales(j2, sb + 2 * groups), w.RowScales(j3, sb + 3 * groups),
-                w.Data + (long)j * rowBytes + (long)pfRows * rowBytes);
+                direct ? null : w.RowScales(j, sb), direct ? null : w.RowScales(j1, sb + groups),
+                direct ? null : w.RowScales(j2, sb + 2 * groups), direct ? null : w.RowScales(j3, sb + 3 * groups),
+                w.Data + (long)j * rowBytes + (long)pfRows * rowBytes,
+                direct ? w.ScalesF16 + (long)j * groups : null, direct ? w.ScalesF16 + (long)j1 * groups : null,
+                direct ? w.ScalesF16 + (long)j2 * groups : null, direct ? w.ScalesF16 + (long)j3 * groups : null);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
@@ -347,10 +351,10 @@ public static unsafe class QuantKernels
                 {
                     float* xsi = xs + (long)i * groups;
                     sum = Sse.Subtract(sum, Vector128.Create(
-                        Correction(rows.S0, sym ? null : w.Zeros + (long)j * groups, xsi, groups, int4, sym),
-                        Correction(rows.S1, sym ? null : w.Zeros + (long)j1 * groups, xsi, groups, int4, sym),
-                        Correction(rows.S2, sym ? null : w.Zeros + (long)j2 * groups, xsi, groups, int4, sym),
-                        Correction(rows.S3, sym ? null : w.Zeros + (long)j3 * groups, xsi, groups, int4, sym)));
+                        Correction(rows.S0, rows.H0, sym ? null : w.Zeros + (long)j * groups, xsi, groups, int4, sym),
+                        Correction(rows.S1, rows.H1, sym ? null : w.Zeros + (long)j1 * groups, xsi, groups, int4, sym),
+                        Correction(rows.S2, rows.H2, sym ? null : w.Zeros + (long)j2 * groups, xsi, groups, int4, sym),
+                        Correction(rows.S3, rows.H3, sym ? null : w.Zeros + (long)j3 * groups, xsi, groups, int4, sym)));
                 }
                 float* yr = y + (long)i * ldy + j;
                 if (valid == PassRows)
@@ -373,10 +377,25 @@ public static unsafe class QuantKernels
     private const int StackScaleGroups = 1024;
 
     // The four weight rows (data and scales) of one GEMV pass.
-    private readonly struct RowQuad(byte* r0, byte* r1, byte* r2, byte* r3, float* s0, float* s1, float* s2, float* s3, byte* ahead)
+    // Scales: float rows S (F32 scales, or F16 staged per pass), or the F16 rows H read directly (groups of one block).
+    private readonly struct RowQuad(byte* r0, byte* r1, byte* r2, byte* r3, float* s0, float* s1, float* s2, float* s3, byte* ahead,
+        ushort* h0, ushort* h1, ushort* h2, ushort* h3)
     {
         public readonly byte* R0 = r0, R1 = r1, R2 = r2, R3 = r3, Ahead = ahead;
         public readonly float* S0 = s0, S1 = s1, S2 = s2, S3 = s3;
+        public readonly ushort* H0 = h0, H1 = h1, H2 = h2, H3 = h3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ScaleAt(float* s, ushort* h, int g) => h != null ? HalfToSingle(h[g]) : s[g];
+
+    // Eight F16 scales as floats (exact, see HalfToSingle).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadHalf8(ushort* p)
+    {
+        var v = Avx2.ConvertToVector256Int32(p);
+        var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7FFF)), 13).AsSingle(), Vector256.Create(Two112));
+        return Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x8000)), 16).AsSingle());
     }
 
     // Σ(q·x) of one int8 block as 8 float lanes: sign trick |w|·sign(x, w) (asymmetric bytes flipped to signed first).
@@ -403,8 +422,8 @@ public static unsafe class QuantKernels
             for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
             {
                 int nb = Math.Min(ScaleChunk, blocks - b0);
-                BlockScales(q.S0, dx, b0, nb, ds); BlockScales(q.S1, dx, b0, nb, ds + ScaleChunk);
-                BlockScales(q.S2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, dx, b0, nb, ds + 3 * ScaleChunk);
+                BlockScales(q.S0, q.H0, dx, b0, nb, ds); BlockScales(q.S1, q.H1, dx, b0, nb, ds + ScaleChunk);
+                BlockScales(q.S2, q.H2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, q.H3, dx, b0, nb, ds + 3 * ScaleChunk);
                 for (int t = 0; t < nb; t++)
                 {
                     int o = (b0 + t) * Block;
@@ -470,8 +489,8 @@ public static unsafe class QuantKernels
         for (int b0 = 0; b0 < even; b0 += ScaleChunk)
         {
             int nb = Math.Min(ScaleChunk, even - b0);
-            BlockScales(q.S0, dx, b0, nb, ds); BlockScales(q.S1, dx, b0, nb, ds + ScaleChunk);
-            BlockScales(q.S2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, dx, b0, nb, ds + 3 * ScaleChunk);
+            BlockScales(q.S0, q.H0, dx, b0, nb, ds); BlockScales(q.S1, q.H1, dx, b0, nb, ds + ScaleChunk);
+            BlockScales(q.S2, q.H2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, q.H3, dx, b0, nb, ds + 3 * ScaleChunk);
             for (int t = 0; t < nb; t += 2)
             {
                 int bb = b0 + t, o = bb * 16;
@@ -544,10 +563,10 @@ public static unsafe class QuantKernels
         var xv = Avx.LoadVector256(xr + b * Block);
         int o = b * 16, g = b / bpg;
         var d = Vector256.Create(dx[b]);
-        a0 = Fma.MultiplyAdd(TailDot4(q.R0 + o, xv), Avx.Multiply(d, Vector256.Create(q.S0[g])), a0);
-        a1 = Fma.MultiplyAdd(TailDot4(q.R1 + o, xv), Avx.Multiply(d, Vector256.Create(q.S1[g])), a1);
-        a2 = Fma.MultiplyAdd(TailDot4(q.R2 + o, xv), Avx.Multiply(d, Vector256.Create(q.S2[g])), a2);
-        a3 = Fma.MultiplyAdd(TailDot4(q.R3 + o, xv), Avx.Multiply(d, Vector256.Create(q.S3[g])), a3);
+        a0 = Fma.MultiplyAdd(TailDot4(q.R0 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S0, q.H0, g))), a0);
+        a1 = Fma.MultiplyAdd(TailDot4(q.R1 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S1, q.H1, g))), a1);
+        a2 = Fma.MultiplyAdd(TailDot4(q.R2 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S2, q.H2, g))), a2);
+        a3 = Fma.MultiplyAdd(TailDot4(q.R3 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S3, q.H3, g))), a3);
     }
 
     // Σ(nibble·x) of one natural-order int4 block (16 packed bytes).
@@ -566,16 +585,27 @@ public static unsafe class QuantKernels
     // ds[t] = s_{b0+t} · dx_{b0+t} for groups of one block (32): the one float each block's integer sum is multiplied
     // by, eight per vector multiply instead of one per block in the loop.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BlockScales(float* sc, float* dx, int b0, int nb, float* ds)
+    private static void BlockScales(float* sc, ushort* sh, float* dx, int b0, int nb, float* ds)
     {
         int t = 0;
+        if (sh != null)
+        {
+            for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(LoadHalf8(sh + b0 + t), Avx.LoadVector256(dx + b0 + t)));
+            for (; t < nb; t++) ds[t] = HalfToSingle(sh[b0 + t]) * dx[b0 + t];
+            return;
+        }
         for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(Avx.LoadVector256(sc + b0 + t), Avx.LoadVector256(dx + b0 + t)));
         for (; t < nb; t++) ds[t] = sc[b0 + t] * dx[b0 + t];
     }
 
     // Σ_g s_g·off_g·Σx_g (the zero-point term, vectorized over groups): int4 sym off = 8, int4 asym z, int8 asym z − 128.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Correction(float* sc, byte* zr, float* xs, int groups, bool int4, bool sym)
+    internal static float Correction(float* sc, byte* zr, float* xs, int groups, bool int4, bool sym) =>
+        Correction(sc, null, zr, xs, groups, int4, sym);
+
+    // As above with the scales as float (sc) or F16 bits (sh, when not null).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Correction(float* sc, ushort* sh, byte* zr, float* xs, int groups, bool int4, bool sym)
     {
         if (sym && !int4) return 0;
         int g = 0;
@@ -583,8 +613,8 @@ public static unsafe class QuantKernels
         float s = 0;
         if (sym)
         {
-            for (; g + 8 <= groups; g += 8) acc = Fma.MultiplyAdd(Avx.LoadVector256(sc + g), Avx.LoadVector256(xs + g), acc);
-            for (; g < groups; g++) s += sc[g] * xs[g];
+            for (; g + 8 <= groups; g += 8) acc = Fma.MultiplyAdd(sh != null ? LoadHalf8(sh + g) : Avx.LoadVector256(sc + g), Avx.LoadVector256(xs + g), acc);
+            for (; g < groups; g++) s += ScaleAt(sc, sh, g) * xs[g];
             return 8f * (Vector256.Sum(acc) + s);
         }
         int zb = int4 ? 0 : 128;
@@ -592,9 +622,9 @@ public static unsafe class QuantKernels
         for (; g + 8 <= groups; g += 8)
         {
             var z = Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(zr + g), zbv));
-            acc = Fma.MultiplyAdd(Avx.Multiply(Avx.LoadVector256(sc + g), z), Avx.LoadVector256(xs + g), acc);
+            acc = Fma.MultiplyAdd(Avx.Multiply(sh != null ? LoadHalf8(sh + g) : Avx.LoadVector256(sc + g), z), Avx.LoadVector256(xs + g), acc);
         }
-        for (; g < groups; g++) s += sc[g] * (zr[g] - zb) * xs[g];
+        for (; g < groups; g++) s += ScaleAt(sc, sh, g) * (zr[g] - zb) * xs[g];
         return Vector256.Sum(acc) + s;
     }
 
