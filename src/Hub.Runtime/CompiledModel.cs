@@ -253,7 +253,7 @@ public sealed unsafe class CompiledModel : IDisposable
         return new InferRequest(this, probe: false);
     }
 
-    internal bool IsDisposed => _disposed;
+    internal bool IsDisposed => Volatile.Read(ref _disposed);
 
     internal int ValueId(string name) =>
         _valueIds.TryGetValue(name, out var id) ? id : throw new IrFormatException(GraphFile, $"value '{name}' is used but not defined by an input, weight, state or node; the IR is malformed, re-export the model");
@@ -333,11 +333,18 @@ public sealed unsafe class CompiledModel : IDisposable
         SlotCount = slotSize.Count;
     }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// Stops the thread pool and frees the packed weights. Safe against requests running on other threads: it waits
+    /// for an <see cref="InferRequest.Infer"/> in progress to finish, and every later Infer on this model's requests
+    /// throws <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        lock (InferLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
         Pool.Dispose();
         lock (_packed)
         {

@@ -242,9 +242,14 @@ public sealed unsafe class InferRequest : IDisposable
     public void Infer()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        ObjectDisposedException.ThrowIf(Model.IsDisposed, Model);
         lock (Model.InferLock)
         {
+            // CompiledModel.Dispose takes the same lock: checked inside it, a model disposed by another thread either
+            // waits for this call to finish or makes it throw here, never frees the pool or packed weights under it.
+            ObjectDisposedException.ThrowIf(Model.IsDisposed, Model);
+            // Workers that blocked while the caller sampled the previous token start waking now, during the shape
+            // pass and the first serial ops, instead of inside the first parallel op.
+            Model.Pool.Prewake();
             BindInputs();
             _stepOwner = null; _stepB = 0; _stepT = 0;
             foreach (var op in _ops) op.InferShapes();
@@ -336,6 +341,15 @@ public sealed unsafe class InferRequest : IDisposable
     }
 
     internal float* StatePtr(int state) => (float*)_states[state].Ptr;
+
+    private readonly Dictionary<string, RopeAngles> _ropeAngles = new(StringComparer.Ordinal);
+
+    /// <summary>The request's cos/sin cache for Rope ops whose inverse frequencies are <paramref name="key"/> (made at construction).</summary>
+    internal RopeAngles SharedRopeAngles(string key, int half)
+    {
+        if (!_ropeAngles.TryGetValue(key, out var a)) _ropeAngles[key] = a = new RopeAngles(half);
+        return a;
+    }
 
     internal float* ScratchFor(int worker) => (float*)_scratch[worker].Ptr;
 

@@ -110,9 +110,16 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
 
         Grow(ref _ids, batch * seqLen);
         tokens.CopyTo(_ids);
-        Grow(ref _mask, batch * total);
-        for (int b = 0; b < batch; b++)
-            for (int j = 0; j < total; j++) _mask[b * total + j] = j >= _leftPad[b] ? 1f : 0f;
+        if (_mask.Length < batch * total) { Grow(ref _mask, batch * total); _maskPositions = -1; } // a new array: rebuild
+        if (batch == 1 && past > 0 && _maskPositions == past)
+        {
+            // One row: the mask of the cached positions is already in place (row stride = total), append the new ones.
+            for (int j = past; j < total; j++) _mask[j] = j >= _leftPad[0] ? 1f : 0f;
+        }
+        else
+            for (int b = 0; b < batch; b++)
+                for (int j = 0; j < total; j++) _mask[b * total + j] = j >= _leftPad[b] ? 1f : 0f;
+        _maskPositions = batch == 1 ? total : -1;
 
         if (_glm1Positions)
         {
@@ -150,6 +157,8 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     }
 
     private long _cacheStamp;
+    // Positions of a one-row mask already written to _mask by the previous call (-1: rebuild it).
+    private int _maskPositions = -1;
 
     /// <inheritdoc/>
     public long CacheStamp => _cacheStamp;
@@ -188,6 +197,7 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
             if (layouts != _glm1Layouts) layouts[i] = _glm1Layouts[rows[i]];
         }
         _cacheStamp++;
+        _maskPositions = -1;
         _request.ReorderState(rows);
         _leftPad = pads;
         _glm1Layouts = layouts;

@@ -137,6 +137,34 @@ public class LogitsProcessorTests
     }
 
     [Fact]
+    public void Vectorized_argmax_matches_the_scalar_loop_on_ties_nans_infinities_and_every_length()
+    {
+        var rng = new Random(7);
+        float[] specials = [float.NaN, float.NegativeInfinity, float.PositiveInfinity, 0f, -0f, 1f, 1f];
+        for (int n = 0; n <= 80; n++)
+            for (int trial = 0; trial < 40; trial++)
+            {
+                var row = new float[n];
+                int mode = trial % 5;
+                for (int i = 0; i < n; i++)
+                    row[i] = mode switch
+                    {
+                        0 => (float)rng.NextDouble(),
+                        1 => rng.Next(4),                                        // many ties
+                        2 => specials[rng.Next(specials.Length)],                // NaN, ±inf, ±0
+                        3 => rng.Next(3) == 0 ? float.NaN : float.NegativeInfinity, // NaN and -inf only
+                        _ => float.NaN,                                          // all NaN
+                    };
+                Assert.True(LogitsProcessors.ArgMaxScalar(row) == LogitsProcessors.ArgMax(row),
+                    $"n {n} mode {mode}: [{string.Join(", ", row)}] scalar {LogitsProcessors.ArgMaxScalar(row)} vector {LogitsProcessors.ArgMax(row)}");
+            }
+        var big = new float[32000];
+        for (int i = 0; i < big.Length; i++) big[i] = (float)rng.NextDouble();
+        big[31999] = 2f; big[20001] = 2f; big[5] = float.NaN;
+        Assert.Equal(20001, LogitsProcessors.ArgMax(big));
+    }
+
+    [Fact]
     public void Sampling_follows_the_distribution_and_never_draws_masked_ids()
     {
         var l = FromProbs(0.6, 0.3, 0.1);

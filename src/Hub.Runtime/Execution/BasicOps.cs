@@ -164,6 +164,20 @@ internal sealed unsafe class BinaryExec : OpExec
 
 internal enum UnaryKind { Scale, GeluErf, GeluTanh, Silu, Relu, Tanh, Sigmoid }
 
+/// <summary>The one GELU dispatch behind a Gelu op and a Linear's fused GELU epilogue (so both give identical values).</summary>
+internal static unsafe class GeluKernel
+{
+    /// <summary>Whether Gelu node <paramref name="gelu"/> is the tanh approximation; null when its 'approximate' is neither 'none' nor 'tanh'.</summary>
+    public static bool? IsTanh(Node gelu) => gelu.GetString("approximate", "none") switch { "none" => false, "tanh" => true, _ => null };
+
+    /// <summary>y = gelu(x) over <paramref name="n"/> values (y may alias x): exact erf form or the tanh approximation.</summary>
+    public static void Apply(float* x, float* y, long n, bool tanh)
+    {
+        if (tanh) VecMath.GeluTanh(x, y, n);
+        else Activations.GeluErf(new ReadOnlySpan<float>(x, checked((int)n)), new Span<float>(y, (int)n));
+    }
+}
+
 internal sealed unsafe class UnaryExec : OpExec
 {
     private readonly UnaryKind _kind;
@@ -178,9 +192,8 @@ internal sealed unsafe class UnaryExec : OpExec
         if (kind == UnaryKind.Scale) { _alpha = n.GetFloat("alpha", 1f); _beta = n.GetFloat("beta", 0f); }
         if (kind == UnaryKind.GeluErf)
         {
-            var approx = n.GetString("approximate", "none");
-            if (approx == "tanh") _kind = UnaryKind.GeluTanh;
-            else if (approx != "none") throw BadGraph($"attribute 'approximate' is '{approx}'; expected 'none' or 'tanh'");
+            bool tanh = GeluKernel.IsTanh(n) ?? throw BadGraph($"attribute 'approximate' is '{n.GetString("approximate", "none")}'; expected 'none' or 'tanh'");
+            if (tanh) _kind = UnaryKind.GeluTanh;
         }
     }
 
@@ -218,8 +231,8 @@ internal sealed unsafe class UnaryExec : OpExec
         switch (_kind)
         {
             case UnaryKind.Scale: VecMath.ScaleShift(x, _alpha, _beta, y, n); break;
-            case UnaryKind.GeluErf: Activations.GeluErf(new ReadOnlySpan<float>(x, checked((int)n)), new Span<float>(y, (int)n)); break;
-            case UnaryKind.GeluTanh: VecMath.GeluTanh(x, y, n); break;
+            case UnaryKind.GeluErf: GeluKernel.Apply(x, y, n, tanh: false); break;
+            case UnaryKind.GeluTanh: GeluKernel.Apply(x, y, n, tanh: true); break;
             case UnaryKind.Silu: VecMath.SiluMul(x, null, y, n); break;
             case UnaryKind.Relu: VecMath.Relu(x, y, n); break;
             case UnaryKind.Tanh: VecMath.Tanh(x, y, n); break;

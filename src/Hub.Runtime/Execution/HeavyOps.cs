@@ -34,7 +34,7 @@ internal sealed unsafe class LinearExec : OpExec
         if (w.Rank != 2) throw BadGraph($"weight '{n.Inputs[1]}' must be [N, K], got {w.ShapeString()}");
         if (w.DType is not (DType.F32 or DType.F16 or DType.BF16)) throw BadGraph($"weight '{n.Inputs[1]}' has dtype {w.DType}; expected F32, F16 or BF16");
         _n = w.Dims[0]; _k = w.Dims[1]; _wt = w.DType;
-        if (R.Model.GeluEpilogueOf(n) is { } gelu) _gelu = gelu.GetString("approximate", "none") == "tanh" ? 2 : 1;
+        if (R.Model.GeluEpilogueOf(n) is { } gelu) _gelu = GeluKernel.IsTanh(gelu) == true ? 2 : 1;
         if (HasInput(2))
         {
             RequireWeightF32(2);
@@ -121,8 +121,7 @@ internal sealed unsafe class LinearExec : OpExec
         for (int i = m0; i < m1; i++)
         {
             float* row = _y + (long)i * _n + n0;
-            if (_gelu == 2) VecMath.GeluTanh(row, row, n1 - n0);
-            else Activations.GeluErf(new ReadOnlySpan<float>(row, n1 - n0), new Span<float>(row, n1 - n0));
+            GeluKernel.Apply(row, row, n1 - n0, tanh: _gelu == 2);
         }
     }
 }
@@ -134,7 +133,7 @@ internal sealed unsafe class RopeExec : OpExec
     private readonly float _theta, _posScale, _linear = 1f;
     private readonly string _scaling = "default";
     private readonly float _factor = 1f, _origMax;
-    private readonly float[] _invFreq, _baseInvFreq, _cos, _sin;
+    private readonly float[] _invFreq, _baseInvFreq;
 
     public RopeExec(Node n, InferRequest r) : base(n, r, 2, 2, 1)
     {
@@ -149,7 +148,7 @@ internal sealed unsafe class RopeExec : OpExec
         _posScale = n.GetFloat("position_scale", 1f);
         if (_rot % 2 != 0 || _rot <= 0 || _off < 0 || _off + _rot > _hd)
             throw BadGraph($"rotary_dims {_rot} at channel_offset {_off} does not fit head_dim {_hd} (must be even and inside the head)");
-        _invFreq = new float[_rot / 2]; _baseInvFreq = new float[_rot / 2]; _cos = new float[_rot / 2]; _sin = new float[_rot / 2];
+        _invFreq = new float[_rot / 2]; _baseInvFreq = new float[_rot / 2];
         RopeKernels.InverseFrequencies(_theta, _rot, _baseInvFreq);
         if (n.Attributes["scaling"] is JsonObject sc)
         {
@@ -178,7 +177,14 @@ internal sealed unsafe class RopeExec : OpExec
         if (n.GetString("freq_dtype", "f32") == "f16")
             for (int i = 0; i < _baseInvFreq.Length; i++) _baseInvFreq[i] = (float)(Half)_baseInvFreq[i];
         _baseInvFreq.CopyTo(_invFreq, 0);
+        // Every Rope with the same frequencies (q and k of all layers) rotates by the same angles at a decode step:
+        // they share one cos/sin cache keyed by the position, so the step computes them once instead of per op.
+        // Dynamic scaling changes the frequencies with the sequence length, so such an op keeps its own.
+        _angles = _scaling == "dynamic" ? new RopeAngles(_rot / 2)
+            : r.SharedRopeAngles(string.Join(",", _baseInvFreq.Select(f => BitConverter.SingleToInt32Bits(f))), _rot / 2);
     }
+
+    private readonly RopeAngles _angles;
 
     public override void InferShapes()
     {
@@ -209,7 +215,9 @@ internal sealed unsafe class RopeExec : OpExec
                 RopeKernels.InverseFrequencies((float)baseT, _rot, _invFreq);
             }
             else _baseInvFreq.CopyTo(_invFreq, 0);
+            _angles.Valid = false;
         }
+        var ang = _angles;
         for (int bi = 0; bi < b; bi++)
             for (int ti = 0; ti < t; ti++)
             {
@@ -217,9 +225,22 @@ internal sealed unsafe class RopeExec : OpExec
                 float fp = pos * _posScale;
                 if (_linear != 1f) fp /= _linear;
                 long off = ((long)bi * t + ti) * _heads * _hd;
-                RopeKernels.RotatePosition(x.F + off, y.F + off, _heads, _hd, _rot, _off, _interleaved, fp, _invFreq, _cos, _sin);
+                if (!ang.Valid || ang.Position != fp)
+                {
+                    RopeKernels.Angles(fp, _invFreq, ang.Cos, ang.Sin);
+                    ang.Position = fp; ang.Valid = true;
+                }
+                RopeKernels.Rotate(x.F + off, y.F + off, _heads, _hd, _rot, _off, _interleaved, ang.Cos, ang.Sin);
             }
     }
+}
+
+/// <summary>cos/sin of one position's rotary angles, shared by the Rope ops of a request that use the same frequencies.</summary>
+internal sealed class RopeAngles(int half)
+{
+    public readonly float[] Cos = new float[half], Sin = new float[half];
+    public float Position;
+    public bool Valid;
 }
 
 internal sealed unsafe class AttentionExec : OpExec
@@ -262,6 +283,13 @@ internal sealed unsafe class AttentionExec : OpExec
             }
         }
     }
+
+    /// <summary>
+    /// Whether a bidirectional, cache-less attention over <paramref name="t"/> queries and <paramref name="s"/> keys
+    /// runs the direct kernel, which reads q, k and v as column slices of a fused projection; the other kernels
+    /// (one query, or more keys than the direct kernel holds) need them contiguous, so an elided Split copies them.
+    /// </summary>
+    internal static bool DirectPath(int t, int s) => t > 1 && s <= AttentionKernels.DirectMaxKeys;
 
     public override long ScratchFloats => Math.Max(Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd)),
         _causal ? 0 : AttentionKernels.DirectScratchFloats(_hd));
@@ -328,21 +356,9 @@ internal sealed unsafe class AttentionExec : OpExec
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
         // Bidirectional, cache-less and short (encoders): the direct path with materialized scores on the GEMM tile.
-        _direct = !_causal && !_prefix && _stateK < 0 && _t > 1 && _s <= AttentionKernels.DirectMaxKeys;
+        _direct = !_causal && !_prefix && _stateK < 0 && DirectPath(_t, _s);
+        // With _qkv set and !_direct, the elided Split already copied q, k and v out (SplitExec asks DirectPath too).
         _tChunk = _t == 1 ? 1 : _direct ? AttentionKernels.DirectQueriesPerUnit(_t, _b * _kv, workers) : AttentionKernels.QueriesPerBlock(_g);
-        if (_qkv >= 0 && !_direct)
-        {
-            // The other kernels want q, k and v contiguous: do the elided Split's copy here.
-            var src = R.T[_qkv];
-            int d = src.Dim(-1), off = 0;
-            long outer = Prod(src, 0, src.Rank - 1);
-            for (int i = 0; i < 3; i++)
-            {
-                int size = X(i).Dim(-1);
-                AxisCopy.Copy(src.B, d, off, X(i).B, size, 0, size, outer, 1);
-                off += size;
-            }
-        }
         _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;

@@ -115,12 +115,15 @@ internal sealed unsafe class SplitExec : OpExec
     private long _outer;
     private int _chunks;
 
+    // Left to its Attention reader when that reads the fused projection in place (CompiledModel.IsElidedSplit).
     private readonly bool _elided;
 
     public override void Run()
     {
-        if (_elided) return; // its Attention reads q, k, v in place from the input
         var x = X(0);
+        // Its Attention reads q, k, v in place from the input when it runs the direct kernel ([B, T, D] input, no
+        // cache: keys = queries = T); otherwise this copy (the same pool-split routine as any Split) feeds it.
+        if (_elided && x.Rank >= 2 && AttentionExec.DirectPath(x.Dims[x.Rank - 2], x.Dims[x.Rank - 2])) return;
         _outer = Prod(x, 0, x.Rank - 1);
         _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _outer, x.Count);
         if (_chunks <= 1) Rows(0, _outer);

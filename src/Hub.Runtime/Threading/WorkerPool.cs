@@ -1,8 +1,17 @@
 // A persistent worker pool for the per-token path: no delegates, no Parallel.For, no allocation per dispatch.
 // Workers spin for a few microseconds after a job (ops follow each other closely during decode) and then block on a
 // semaphore, so a core shared with a busy neighbour costs a proportional slowdown instead of a spin-wait collapse.
+//
+// A decode step of a small model dispatches ~60 jobs of ~30 items each, so the pool's own cost per job is a visible
+// share of a token: runs of items are claimed with one atomic add (no compare-exchange retry loop), each participant reports
+// the items it ran with one atomic add when it runs out of items (not one per item), the caller waits for the last
+// item with a tight pause loop (no exponential back-off that overshoots the moment it finishes), and the claim word,
+// the completion counter and the sleeper count sit on cache lines of their own so waiting on one does not steal
+// the others from the thread writing them.
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Hub.Runtime.Threading;
 
@@ -16,20 +25,31 @@ internal abstract class ParallelWork
 /// <summary>Fixed set of threads that execute <see cref="ParallelWork"/> items claimed through one atomic ticket.</summary>
 internal sealed class WorkerPool : IDisposable
 {
-    // _state packs generation (24 bits) | count (20 bits) | next index (20 bits), so a worker that wakes late can
-    // never claim an index of a job other than the one whose count it read (the CAS compares all three).
-    private const int IndexBits = 20;
-    private const long IndexMask = (1L << IndexBits) - 1;
+    // The claim word packs generation (20 bits) | count (20 bits) | next index (24 bits). A claim is one atomic add;
+    // the value it returns says which job (generation, count) the indices belong to, so a worker that wakes late can
+    // only ever run indices of the job that is current at that instant (the job cannot finish, nor its work be
+    // replaced, before they are done). A claim that finds the job exhausted overshoots the count by at most
+    // count / (4 × participants) + 1, once per participant and job, which the 4 spare index bits absorb.
+    private const int IndexBits = 24, CountBits = 20, GenShift = IndexBits + CountBits;
+    private const long IndexMask = (1L << IndexBits) - 1, CountMask = (1L << CountBits) - 1;
     /// <summary>Largest number of items one dispatch may have.</summary>
-    public const int MaxItems = (1 << IndexBits) - 1;
+    public const int MaxItems = (1 << CountBits) - 1;
+
+    // One value alone on its cache line(s): 128 bytes with the value in the middle keeps neighbours (the adjacent-line
+    // prefetcher pairs lines) off it.
+    [StructLayout(LayoutKind.Explicit, Size = 192)]
+    private struct Padded
+    {
+        [FieldOffset(64)] public long Value;
+    }
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly long _spinTicks;
-    private long _state;
+    private readonly long _spinTicks, _waitSpinTicks;
+    private Padded _state;     // claim word: every participant adds to it once per item
+    private Padded _remaining; // items not yet reported done; the caller polls it at the end of a job
+    private Padded _sleepers;  // workers blocked (or about to block) on _wake
     private ParallelWork? _work;
-    private int _remaining;
-    private int _sleepers;
     private volatile bool _stop;
     private ExceptionDispatchInfo? _error;
     private long _generation;
@@ -38,7 +58,8 @@ internal sealed class WorkerPool : IDisposable
     public WorkerPool(int threads)
     {
         threads = Math.Max(1, threads);
-        _spinTicks = Stopwatch.Frequency / 50_000; // 20 µs
+        _spinTicks = Stopwatch.Frequency / 50_000;      // 20 µs of spinning for the next job, then block
+        _waitSpinTicks = Stopwatch.Frequency / 20_000;  // 50 µs of tight polling for the last item, then yield
         _threads = new Thread[threads - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
@@ -51,43 +72,110 @@ internal sealed class WorkerPool : IDisposable
     /// <summary>Number of participants, the caller included.</summary>
     public int Size => _threads.Length + 1;
 
+    /// <summary>
+    /// When set (length ≥ <see cref="Size"/>), each participant adds the Stopwatch ticks it spends inside
+    /// <see cref="ParallelWork.Execute"/> to its slot: wall time minus busy time / Size is the pool's own cost (profiling).
+    /// </summary>
+    internal long[]? BusyTicks { get; set; }
+
+    /// <summary>
+    /// Wakes blocked workers so they are spinning by the time the next <see cref="Run"/> comes: a request calls it at
+    /// the start of a step, whose first parallel op follows a few microseconds of serial work, instead of paying the
+    /// semaphore wake-up latency inside that op. Cheap when nobody sleeps; harmless when no job follows (the workers
+    /// spin their usual 20 µs and block again).
+    /// </summary>
+    public void Prewake()
+    {
+        if (Volatile.Read(ref _sleepers.Value) == 0) return;
+        int s = (int)Interlocked.Exchange(ref _sleepers.Value, 0);
+        if (s > 0) _wake.Release(s);
+    }
+
     /// <summary>Runs <paramref name="work"/> for every index in [0, count) and returns when all are done.</summary>
     public void Run(ParallelWork work, int count)
     {
         if (count <= 0) return;
         if (count == 1 || _threads.Length == 0)
         {
-            for (int i = 0; i < count; i++) work.Execute(i, 0);
+            if (BusyTicks is { } busy)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                for (int i = 0; i < count; i++) work.Execute(i, 0);
+                busy[0] += Stopwatch.GetTimestamp() - t0;
+            }
+            else for (int i = 0; i < count; i++) work.Execute(i, 0);
             return;
         }
-        if (count > MaxItems) throw new ArgumentOutOfRangeException(nameof(count));
+        if (count > MaxItems) throw new ArgumentOutOfRangeException(nameof(count), $"{count} items exceed {MaxItems}");
         _work = work;
-        Volatile.Write(ref _remaining, count);
-        long gen = (++_generation) & 0xFFFFFF;
-        Volatile.Write(ref _state, (gen << (2 * IndexBits)) | ((long)count << IndexBits));
-        int s = Interlocked.Exchange(ref _sleepers, 0);
-        if (s > 0) _wake.Release(s);
+        Volatile.Write(ref _remaining.Value, count);
+        long gen = (++_generation) & ((1L << (64 - GenShift)) - 1);
+        // A full fence between publishing the job and reading the sleeper count: a worker increments the count and
+        // then re-reads the claim word, so either it sees this job or this read sees its increment (no lost wake-up).
+        Interlocked.Exchange(ref _state.Value, (gen << GenShift) | ((long)count << IndexBits));
+        if (Volatile.Read(ref _sleepers.Value) != 0)
+        {
+            int s = (int)Interlocked.Exchange(ref _sleepers.Value, 0);
+            if (s > 0) _wake.Release(s);
+        }
         Drain(0);
-        var sw = new SpinWait();
-        while (Volatile.Read(ref _remaining) != 0) sw.SpinOnce(-1);
+        if (Volatile.Read(ref _remaining.Value) != 0) WaitDone();
         _work = null;
         if (_error is { } e) { _error = null; e.Throw(); }
     }
 
+    // The caller ran out of items: the others are finishing the ones they claimed (usually within one item's time).
+    // Poll tightly for a while, then yield so a worker preempted by a neighbour process gets the core back.
+    private void WaitDone()
+    {
+        long start = Stopwatch.GetTimestamp();
+        while (Volatile.Read(ref _remaining.Value) != 0)
+        {
+            Pause();
+            if (Stopwatch.GetTimestamp() - start > _waitSpinTicks)
+            {
+                var sw = new SpinWait();
+                while (Volatile.Read(ref _remaining.Value) != 0) sw.SpinOnce(-1);
+                return;
+            }
+        }
+    }
+
+    private static void Pause()
+    {
+        if (X86Base.IsSupported) X86Base.Pause();
+        else Thread.SpinWait(1);
+    }
+
     private void Drain(int worker)
     {
+        int done = 0;
+        long[]? busy = BusyTicks;
+        long t0 = busy is null ? 0 : Stopwatch.GetTimestamp();
+        int share = 4 * Size;
         while (true)
         {
-            long s = Volatile.Read(ref _state);
-            long idx = s & IndexMask, cnt = (s >> IndexBits) & IndexMask;
-            if (idx >= cnt) return;
+            // Guided claims: a run of (items left) / (4 × participants) items per atomic add, down to single items at
+            // the end, so a 32-item job costs about half the atomics and a delayed participant holds at most 1/8 of it.
+            long seen = Volatile.Read(ref _state.Value);
+            long left = ((seen >> IndexBits) & CountMask) - (seen & IndexMask);
+            if (left <= 0) break;
+            long take = Math.Max(1, left / share);
+            long s = Interlocked.Add(ref _state.Value, take) - take;
+            long idx = s & IndexMask, cnt = (s >> IndexBits) & CountMask;
+            if (idx >= cnt) break;
+            long end = Math.Min(cnt, idx + take);
+            // [idx, end) was claimed from the current job, which cannot finish before these items report: _work is its work.
             var w = Volatile.Read(ref _work);
-            if (Interlocked.CompareExchange(ref _state, s + 1, s) != s) continue;
-            // The CAS succeeded with idx < cnt, so this job is not finished and _work (read after _state) is its work.
-            try { w!.Execute((int)idx, worker); }
-            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(ex), null); }
-            Interlocked.Decrement(ref _remaining);
+            for (; idx < end; idx++)
+            {
+                try { w!.Execute((int)idx, worker); }
+                catch (Exception ex) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(ex), null); }
+                done++;
+            }
         }
+        if (busy is not null && done > 0) busy[worker] += Stopwatch.GetTimestamp() - t0;
+        if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
     }
 
     private void WorkerLoop(int id)
@@ -97,15 +185,18 @@ internal sealed class WorkerPool : IDisposable
         {
             long start = Stopwatch.GetTimestamp();
             long gen;
-            while ((gen = Volatile.Read(ref _state) >> (2 * IndexBits)) == seenGen && !_stop)
+            while ((gen = Volatile.Read(ref _state.Value) >>> GenShift) == seenGen && !_stop)
             {
                 if (Stopwatch.GetTimestamp() - start > _spinTicks)
                 {
-                    Interlocked.Increment(ref _sleepers);
-                    if ((Volatile.Read(ref _state) >> (2 * IndexBits)) == seenGen && !_stop) _wake.Wait();
+                    Interlocked.Increment(ref _sleepers.Value);
+                    if ((Volatile.Read(ref _state.Value) >>> GenShift) == seenGen && !_stop) _wake.Wait();
                     start = Stopwatch.GetTimestamp();
                 }
-                else Thread.SpinWait(16);
+                else
+                {
+                    Pause(); Pause(); Pause(); Pause();
+                }
             }
             if (_stop) return;
             seenGen = gen;

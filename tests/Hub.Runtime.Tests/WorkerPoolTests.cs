@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using Hub.Runtime.Threading;
+using Xunit.Abstractions;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>The persistent pool: every index runs once per dispatch, errors surface, sleeping workers come back.</summary>
+public class WorkerPoolTests(ITestOutputHelper output)
+{
+    private sealed class CountingWork(int size) : ParallelWork
+    {
+        public readonly int[] Hits = new int[size];
+        public int Throw = -1;
+        public override void Execute(int index, int worker)
+        {
+            Interlocked.Increment(ref Hits[index]);
+            if (index == Throw) throw new InvalidOperationException($"item {index} failed");
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Every_index_runs_exactly_once_per_dispatch(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var work = new CountingWork(300);
+        int runs = 0;
+        for (int round = 0; round < 400; round++)
+        {
+            int count = round % 7 == 0 ? 1 : 1 + round % 300;
+            pool.Run(work, count);
+            runs++;
+            for (int i = 0; i < count; i++)
+                Assert.True(work.Hits[i] == 1, $"round {round}: item {i} of {count} ran {work.Hits[i]} times");
+            for (int i = count; i < work.Hits.Length; i++) Assert.Equal(0, work.Hits[i]);
+            Array.Clear(work.Hits);
+            if (round % 50 == 0) Thread.Sleep(2); // long enough for the workers to block on the semaphore
+            if (round % 3 == 0) pool.Prewake();
+        }
+        Assert.Equal(400, runs);
+    }
+
+    [Fact]
+    public void A_failing_item_throws_after_the_dispatch_and_the_pool_keeps_working()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new CountingWork(64) { Throw = 17 };
+        var e = Assert.Throws<InvalidOperationException>(() => pool.Run(work, 64));
+        Assert.Contains("item 17", e.Message);
+        Assert.All(work.Hits, h => Assert.Equal(1, h)); // the other items still ran
+        work.Throw = -1;
+        Array.Clear(work.Hits);
+        pool.Run(work, 64);
+        Assert.All(work.Hits, h => Assert.Equal(1, h));
+    }
+
+    [Fact]
+    public void Dispatches_larger_than_MaxItems_are_rejected()
+    {
+        using var pool = new WorkerPool(2);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.Run(new CountingWork(1), WorkerPool.MaxItems + 1));
+    }
+
+    [Fact]
+    public void Busy_ticks_count_the_time_spent_in_work_items()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new SpinWork(Stopwatch.Frequency / 20_000); // 50 µs per item
+        pool.BusyTicks = new long[pool.Size];
+        pool.Run(work, 8);
+        pool.Run(work, 1);
+        long busy = pool.BusyTicks.Sum();
+        Assert.True(busy >= 9 * work.Ticks, $"busy {busy} ticks < 9 items × {work.Ticks}");
+        pool.BusyTicks = null;
+        pool.Run(work, 8);
+    }
+
+    private sealed class SpinWork(long ticks) : ParallelWork
+    {
+        public long Ticks => ticks;
+        public override void Execute(int index, int worker)
+        {
+            long end = Stopwatch.GetTimestamp() + ticks;
+            while (Stopwatch.GetTimestamp() < end) { }
+        }
+    }
+
+    /// <summary>
+    /// Dispatch cost: items of a known duration (a timestamp spin), so everything above count × item / threads is
+    /// the pool's own time (wake, claim, completion wait). HUB_BENCH=1 only; prints, asserts nothing about time.
+    /// </summary>
+    [SkippableFact]
+    public void Dispatch_overhead_per_run()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        using var pool = new WorkerPool(threads);
+        for (int round = 0; round < 3; round++)
+            foreach (var (items, itemUs, gapUs) in new[] { (32, 0.0, 0.0), (32, 1.0, 0.0), (32, 1.0, 5.0), (32, 1.0, 60.0), (8, 5.0, 0.0) })
+            {
+                var work = new SpinWork((long)(itemUs * Stopwatch.Frequency / 1e6));
+                var gap = new SpinWork((long)(gapUs * Stopwatch.Frequency / 1e6));
+                int runs = gapUs >= 50 ? 2000 : 20000;
+                double Measure(Action<ParallelWork, int> run)
+                {
+                    for (int i = 0; i < 200; i++) { gap.Execute(0, 0); run(work, items); }
+                    long sum = 0;
+                    for (int i = 0; i < runs; i++)
+                    {
+                        gap.Execute(0, 0);
+                        long t0 = Stopwatch.GetTimestamp();
+                        run(work, items);
+                        sum += Stopwatch.GetTimestamp() - t0;
+                    }
+                    return sum * 1e6 / Stopwatch.Frequency / runs;
+                }
+                double ideal = items * itemUs / pool.Size;
+                double us = Measure(pool.Run);
+                output.WriteLine($"{items} items × {itemUs} µs, {gapUs} µs caller gap: {us:F2} µs per Run, ideal {ideal:F2} → overhead {us - ideal:F2} µs");
+            }
+    }
+}
