@@ -146,19 +146,26 @@ public sealed class WeightCompressor
     public static bool Fits(string scheme, int k, int group) =>
         (group == 0 || k % group == 0) && (scheme != Int4 || (k % 32 == 0 && group % 32 == 0));
 
-    /// <summary>The IR entries of a quantized matrix: data, <c>.scales</c> and (asymmetric) <c>.zeros</c>.</summary>
+    /// <summary>The IR entries of a quantized matrix: data, <c>.scales</c> (F16) and (asymmetric) <c>.zeros</c>.</summary>
     public static IReadOnlyList<EncodedWeight> ToEncoded(string name, QuantizedMatrix q)
     {
         var quant = new Quantization(q.Scheme, q.GroupSize, q.Symmetric, name + ".scales", q.Symmetric ? null : name + ".zeros");
         var dataDType = q.Scheme == Int8 && q.Symmetric ? DType.I8 : DType.U8;
         var dataShape = new Shape(q.N, q.Scheme == Int4 ? q.K / 2 : q.K);
-        var scaleBytes = new byte[q.Scales.Length * 4];
-        Buffer.BlockCopy(q.Scales, 0, scaleBytes, 0, scaleBytes.Length);
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("IR weights are little-endian");
+        // F16 scales (half the scale bytes of F32): the quantizer already rounded every scale to f16, so this is exact.
+        var scaleBytes = new byte[q.Scales.Length * 2];
+        for (int i = 0; i < q.Scales.Length; i++)
+        {
+            var h = (Half)q.Scales[i];
+            if ((float)h != q.Scales[i] || !Half.IsFinite(h))
+                throw new ArgumentException($"scale {i} of '{name}' ({q.Scales[i]}) is not a finite float16 value; the quantizer must round scales to f16", nameof(q));
+            System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(scaleBytes.AsSpan(2 * i), h);
+        }
         var list = new List<EncodedWeight>
         {
             new(name, dataDType, dataShape, q.Data, quant),
-            new(quant.Scales, DType.F32, new Shape(q.N, q.Groups), scaleBytes, null),
+            new(quant.Scales, DType.F16, new Shape(q.N, q.Groups), scaleBytes, null),
         };
         if (q.Zeros is not null) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros, null));
         return list;

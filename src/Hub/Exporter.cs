@@ -136,7 +136,9 @@ public static class Exporter
         if (options.IsQuantized)
             sb.Append("g=").Append(options.GroupSize?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "default")
               .Append("|sym=").Append(options.Symmetric?.ToString() ?? "default").Append("|all=").Append(options.AllLayers)
-              .Append("|ignored=").Append(string.Join('\u001f', options.IgnoredScope)).Append('|');
+              .Append("|ignored=").Append(string.Join('\u001f', options.IgnoredScope))
+              // F16 scales since session 4: exports cached with F32 scales are not served again (they still load)
+              .Append("|scales=f16|");
         var full = Path.GetFullPath(sourcePath);
         IEnumerable<string> files = File.Exists(full) ? [full] : Directory.EnumerateFiles(full, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal);
         foreach (var f in files)

@@ -106,6 +106,38 @@ public class WeightCompressorTests
     }
 
     [Fact]
+    public void Encoded_scales_are_f16_with_the_exact_quantizer_values()
+    {
+        var r = new Random(5);
+        var x = Enumerable.Range(0, 4 * 64).Select(_ => (float)(r.NextDouble() * 2 - 1) * 1e-4f).ToArray();
+        x[0] = 1e-4f;   // a group of tiny values: its scale is an f16 subnormal
+        for (int i = 1; i < 32; i++) x[i] = 0;
+        for (int i = 32; i < 64; i++) x[i] = 0;   // an all-zero group: scale 0
+        foreach (var (scheme, sym) in new[] { ("int8", true), ("int4", true), ("int4", false), ("int8", false) })
+        {
+            var q = WeightCompressor.Quantize(x, 4, 64, scheme, 32, sym);
+            var enc = WeightCompressor.ToEncoded("w", q);
+            var scales = enc.Single(e => e.Name == "w.scales");
+            Assert.Equal(DType.F16, scales.DType);
+            Assert.Equal(new Shape(4, 2), scales.Shape);
+            Assert.Equal(q.Scales.Length * 2, scales.Data.Length);
+            for (int i = 0; i < q.Scales.Length; i++)
+                Assert.Equal(q.Scales[i], (float)System.Buffers.Binary.BinaryPrimitives.ReadHalfLittleEndian(scales.Data.AsSpan(2 * i)));
+            Assert.True(Half.IsSubnormal((Half)q.Scales[0]), $"{scheme}: scale {q.Scales[0]} should be subnormal");
+            Assert.Equal(0f, q.Scales[1]);
+        }
+    }
+
+    [Fact]
+    public void Encoding_a_scale_that_is_not_f16_exact_throws_with_the_weight_name()
+    {
+        var q = WeightCompressor.Quantize(new float[] { 1f, -2f, 0.5f, 4f }, 1, 4, "int8", 0, symmetric: true);
+        var bad = q with { Scales = [0.1f] };
+        var e = Assert.Throws<ArgumentException>(() => WeightCompressor.ToEncoded("layer.w", bad));
+        Assert.Contains("layer.w", e.Message);
+    }
+
+    [Fact]
     public void Constant_nonzero_group_keeps_its_value()
     {
         var q = WeightCompressor.Quantize(Enumerable.Repeat(0.75f, 32).ToArray(), 1, 32, "int4", 32, symmetric: false);
@@ -120,7 +152,7 @@ public class WeightCompressorTests
         Assert.Equal(3, enc.Count);
         Assert.Equal(("l.weight", DType.U8, new Shape(4, 32)), (enc[0].Name, enc[0].DType, enc[0].Shape));
         Assert.Equal(new Quantization("int4", 32, false, "l.weight.scales", "l.weight.zeros"), enc[0].Quant);
-        Assert.Equal(("l.weight.scales", DType.F32, new Shape(4, 2)), (enc[1].Name, enc[1].DType, enc[1].Shape));
+        Assert.Equal(("l.weight.scales", DType.F16, new Shape(4, 2)), (enc[1].Name, enc[1].DType, enc[1].Shape));
         Assert.Equal(("l.weight.zeros", DType.U8, new Shape(4, 2)), (enc[2].Name, enc[2].DType, enc[2].Shape));
 
         var sym = new WeightCompressor(new WeightCompressionOptions { Scheme = "int8", Symmetric = true });

@@ -43,6 +43,8 @@ public unsafe class QuantKernelTests
         var scales = new float[n * groups];
         for (int i = 0; i < scales.Length; i++) scales[i] = (float)(Half)((rnd.NextDouble() * 0.02 + 0.001) * (rnd.Next(2) * 2 - 1));
         if (scales.Length > 1) scales[^1] = 0f;   // an all-zero group
+        if (scales.Length > 2) scales[^2] = (float)BitConverter.UInt16BitsToHalf(0x0123);   // an f16 subnormal
+        if (scales.Length > 3) scales[^3] = -(float)BitConverter.UInt16BitsToHalf(0x0001);  // the smallest negative one
         byte[]? zeros = null;
         if (!sym)
         {
@@ -68,12 +70,91 @@ public unsafe class QuantKernelTests
                             if (group == 0 || k % group == 0) yield return (int4, sym, group, n, k);
     }
 
+    /// <summary>Runs <paramref name="body"/> on the matrix with F16 scales (the IR format), then with the same scales as F32 (older IRs).</summary>
     private static void WithMatrix(QData d, Action<QuantMatrix> body)
     {
+        var half = HalfBits(d.Scales);
         fixed (byte* p = d.Data)
         fixed (float* s = d.Scales)
+        fixed (ushort* h = half)
         fixed (byte* z = d.Zeros)
+        {
+            body(new QuantMatrix(p, h, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
             body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
+        }
+    }
+
+    /// <summary>The f16 bits of f16-exact scales (asserts exactness: the kernels must see the same values either way).</summary>
+    internal static ushort[] HalfBits(float[] scales)
+    {
+        var h = new ushort[scales.Length];
+        for (int i = 0; i < h.Length; i++)
+        {
+            Assert.Equal(scales[i], (float)(Half)scales[i]);
+            h[i] = BitConverter.HalfToUInt16Bits((Half)scales[i]);
+        }
+        return h;
+    }
+
+    [Fact]
+    public void Half_to_single_is_exact_for_every_finite_half()
+    {
+        var src = new ushort[65536];
+        int n = 0;
+        for (int i = 0; i < 65536; i++)
+            if (Half.IsFinite(BitConverter.UInt16BitsToHalf((ushort)i))) src[n++] = (ushort)i;
+        var dst = new float[n];
+        fixed (ushort* sp = src) fixed (float* dp = dst) QuantKernels.HalfToSingle(sp, dp, n);
+        for (int i = 0; i < n; i++)
+        {
+            float exp = (float)BitConverter.UInt16BitsToHalf(src[i]);
+            Assert.Equal(BitConverter.SingleToInt32Bits(exp), BitConverter.SingleToInt32Bits(dst[i]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(exp), BitConverter.SingleToInt32Bits(QuantKernels.HalfToSingle(src[i])));
+        }
+    }
+
+    [Fact]
+    public void F16_and_f32_scales_give_identical_results_in_every_kernel()
+    {
+        foreach (var (int4, sym, group) in new[] { (true, true, 32), (false, true, 32), (true, false, 64), (false, false, 0), (true, true, 128), (false, false, 96) })
+        {
+            int n = 9, k = 384, m = 3;
+            var d = RandomQ(int4, n, k, group, sym, 5 + group);
+            var x = Rand(m * k, 6);
+            var outs = new List<float[]>();
+            var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64];
+            var scratch = new float[QuantKernels.GemmRows * k / 4 + 8];
+            var xs = new float[m * d.Groups];
+            WithMatrix(d, w =>
+            {
+                var o = new float[5 * m * n + n * k];
+                fixed (byte* b0 = buf)
+                fixed (float* xp = x, op = o, sp = scratch, xsp = xs)
+                {
+                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                    QuantKernels.QuantizeActivations(w, xp, m, b);
+                    QuantKernels.GemvInteger(w, m, b, null, op, n, 0, n);
+                    QuantKernels.GemvIntegerReference(w, m, b, null, op + m * n, n, 0, n);
+                    QuantKernels.GemvFloat(w, xp, m, null, op + 2 * m * n, n, 0, n, sp);
+                    if (System.Runtime.Intrinsics.X86.Fma.IsSupported)
+                    {
+                        QuantKernels.GroupSums(xp, m, k, w.GroupLength, xsp);
+                        QuantKernels.GemvFloatRegisters(w, xp, m, xsp, null, op + 3 * m * n, n, 0, n);
+                    }
+                    if (QuantKernels.Int4GemmFits(w))
+                    {
+                        QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
+                        QuantKernels.GemmInt4(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
+                    }
+                    QuantKernels.DequantizeRows(w, 0, n, op + 5 * m * n);
+                }
+                outs.Add(o);
+            });
+            Assert.Equal(2, outs.Count);
+            for (int i = 0; i < outs[0].Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(outs[0][i]) == BitConverter.SingleToInt32Bits(outs[1][i]),
+                    $"{d.Scheme} sym={sym} g={group} output {i}: f16 scales {outs[0][i]}, f32 scales {outs[1][i]}");
+        }
     }
 
     private static double[] Reference(QData d, float[] x, int m, float[]? bias)
@@ -439,12 +520,14 @@ public unsafe class QuantKernelTests
     }
 
     [Theory]
-    [InlineData(false, true, 0, 1)]
-    [InlineData(false, false, 32, 2)]
-    [InlineData(true, true, 32, 2)]
-    [InlineData(true, false, 64, 1)]
-    [InlineData(true, false, 0, 2)]
-    public void Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(bool int4, bool sym, int group, int threads)
+    [InlineData(false, true, 0, 1, true)]
+    [InlineData(false, false, 32, 2, true)]
+    [InlineData(true, true, 32, 2, true)]
+    [InlineData(true, false, 64, 1, true)]
+    [InlineData(true, false, 0, 2, true)]
+    [InlineData(false, false, 32, 2, false)]
+    [InlineData(true, true, 32, 2, false)]
+    public void Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(bool int4, bool sym, int group, int threads, bool f16Scales)
     {
         int n = 70, k = 128, vocab = 11;
         var wq = RandomQ(int4, n, k, group, sym, 42);
@@ -466,12 +549,14 @@ public unsafe class QuantKernelTests
                 var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
                 if (q is null) return null;
                 var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
-                var sb = new byte[q.Scales.Length * 4];
-                Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
+                // F16 scales as exported now, or F32 as IRs exported before session 4 stored them
+                var sb = new byte[q.Scales.Length * (f16Scales ? 2 : 4)];
+                if (f16Scales) Buffer.BlockCopy(HalfBits(q.Scales), 0, sb, 0, sb.Length);
+                else Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
                 var list = new List<EncodedWeight>
                 {
                     new(p.Name, int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, int4 ? k / 2 : k), q.Data, quant),
-                    new(quant.Scales, DType.F32, new Shape(q.N, q.Groups), sb, null),
+                    new(quant.Scales, f16Scales ? DType.F16 : DType.F32, new Shape(q.N, q.Groups), sb, null),
                 };
                 if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
                 return list;
@@ -505,6 +590,67 @@ public unsafe class QuantKernelTests
         }
         finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
     }
+
+    [Theory]
+    [InlineData(false, true, 32)]
+    [InlineData(false, false, 0)]
+    [InlineData(true, true, 32)]
+    [InlineData(true, false, 128)]
+    public void Ir_with_f32_scales_runs_bit_identical_to_the_same_ir_with_f16_scales(bool int4, bool sym, int group)
+    {
+        // IRs exported before session 4 store the (f16-exact) scales as F32: they must still load and give the same
+        // outputs as the current F16 export, in decode (GEMV) and prefill (GEMM / panels) and the embedding lookup.
+        int n = 36, k = 256, vocab = 13;
+        var wq = RandomQ(int4, n, k, group, sym, 7);
+        var tq = RandomQ(int4, vocab, k, group, sym, 8);
+        var outs = new List<float[]>();
+        foreach (bool f16 in new[] { true, false })
+        {
+            var b = new GraphBuilder("quant-scales");
+            var ids = b.Input("ids", DType.I32, "batch", "seq");
+            var table = b.Weight("emb", LazyTensor.FromArray(new float[vocab * k], new Shape(vocab, k), "emb"), WeightKind.Embedding);
+            var w = b.Weight("w", LazyTensor.FromArray(new float[n * k], new Shape(n, k), "w"), WeightKind.Matrix);
+            var h = b.Op(Ops.Embedding, "e", new[] { ids, table });
+            var y = b.Op(Ops.Linear, "lin", new[] { h, w });
+            b.Output(y, DType.F32);
+            var dir = Path.Combine(Path.GetTempPath(), "hub-quant-scales-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                IReadOnlyList<EncodedWeight>? Encode(PendingWeight p, float[] _)
+                {
+                    var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
+                    if (q is null) return null;
+                    var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
+                    var sb = new byte[q.Scales.Length * (f16 ? 2 : 4)];
+                    if (f16) Buffer.BlockCopy(HalfBits(q.Scales), 0, sb, 0, sb.Length);
+                    else Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
+                    var list = new List<EncodedWeight>
+                    {
+                        new(p.Name, int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, int4 ? k / 2 : k), q.Data, quant),
+                        new(quant.Scales, f16 ? DType.F16 : DType.F32, new Shape(q.N, q.Groups), sb, null),
+                    };
+                    if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
+                    return list;
+                }
+                IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = Encode });
+                using var ir = IrModel.Load(dir);
+                using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 128, MaxBatch = 1 });
+                using var req = cm.CreateInferRequest();
+                var all = new List<float>();
+                foreach (int seq in new[] { 1, 2, 70 })
+                {
+                    req.SetInput("ids", Enumerable.Range(0, seq).Select(i => (i * 5 + seq) % vocab).ToArray(), 1, seq);
+                    req.Infer();
+                    all.AddRange(req.GetOutput(y));
+                }
+                outs.Add(all.ToArray());
+            }
+            finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+        }
+        Assert.Equal(outs[0].Length, outs[1].Length);
+        for (int i = 0; i < outs[0].Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(outs[0][i]) == BitConverter.SingleToInt32Bits(outs[1][i]), $"output {i}: F16 scales {outs[0][i]}, F32 scales {outs[1][i]}");
+    }
 }
 
 /// <summary>Single-thread GEMV throughput per weight format (HUB_BENCH=1 only; prints, asserts nothing about time).</summary>
@@ -530,6 +676,7 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             ("int4 asym g128", QuantKernelTests.RandomQ(true, n, k, 128, false, 4)),
         };
         cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
+        var halves = cases.Select(c => c.Q is null ? null : QuantKernelTests.HalfBits(c.Q.Scales)).ToArray();   // F16 scales as exported
         var times = cases.Select(_ => new List<double>()).ToArray();
         var cpuTimes = cases.Select(_ => new List<double>()).ToArray();   // process CPU time: steadier on a shared machine
         var xsums = new float[k];
@@ -549,7 +696,7 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
                         for (int r = 0; r < reps; r++) Gemm.GemvRows(xp, 1, k, (byte*)wp, DType.F32, n, null, yp, 0, n, sp);
                     else
                         fixed (byte* d = q.Data)
-                        fixed (float* s = q.Scales)
+                        fixed (ushort* s = halves[c])
                         fixed (byte* z = q.Zeros)
                         {
                         fixed (float* xsp = xsums)
@@ -579,7 +726,7 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             double t = times[c].Order().ElementAt(times[c].Count / 2);
             double tc = cpuTimes[c].Order().ElementAt(cpuTimes[c].Count / 2);
             var q = cases[c].Q;
-            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 4L + (q.Zeros?.Length ?? 0);
+            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 2L + (q.Zeros?.Length ?? 0);
             output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s  cpu {tc * 1e6,8:F1} µs {(double)n * k / tc / 1e9,6:F2} GMAC/s");
         }
     }

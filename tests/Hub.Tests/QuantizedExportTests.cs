@@ -27,7 +27,7 @@ public sealed class QuantizedExportTests : IDisposable
         Assert.Equal(new Quantization("int4", 32, false, "model.layers.1.self_attn.qkv_proj.weight.scales", "model.layers.1.self_attn.qkv_proj.weight.zeros"), q.Quant);
         long n = q.Shape[0], k = q.Shape[1] * 2;
         Assert.Equal(new Shape(n, k / 32), byName[q.Quant!.Scales].Shape);
-        Assert.Equal(DType.F32, byName[q.Quant.Scales].DType);
+        Assert.Equal(DType.F16, byName[q.Quant.Scales].DType);                      // f16-exact scales stored as F16
         Assert.Equal(DType.U8, byName[q.Quant.Zeros!].DType);
         Assert.Null(byName["model.layers.0.self_attn.qkv_proj.weight"].Quant);           // ignored scope
         Assert.Equal("int8", byName["model.embed_tokens.weight"].Quant!.Scheme);        // NNCF backup precision

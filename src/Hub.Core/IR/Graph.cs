@@ -79,7 +79,7 @@ public sealed class Node
 /// <param name="Scheme"><c>int8</c> or <c>int4</c>.</param>
 /// <param name="GroupSize">Elements per scale along the input axis (0 = one scale per output row).</param>
 /// <param name="Symmetric">True when there is no zero point.</param>
-/// <param name="Scales">Weight name of the F32 scales [N, K/GroupSize].</param>
+/// <param name="Scales">Weight name of the scales [N, K/GroupSize]: F16 (IRs exported before session 4: F32, still loaded).</param>
 /// <param name="Zeros">Weight name of the zero points (asymmetric only).</param>
 public sealed record Quantization(string Scheme, int GroupSize, bool Symmetric, string Scales, string? Zeros);
 

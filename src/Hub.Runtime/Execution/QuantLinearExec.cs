@@ -84,14 +84,32 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (q.GroupSize < 0 || k <= 0 || gl <= 0 || k % gl != 0 || (int4 && (gl % 32 != 0)))
             throw new InvalidOperationException($"node '{node}': group size {q.GroupSize} of '{info.Name}' does not fit K = {k}");
         int groups = k / gl;
-        float* scales = (float*)Tensor(r, q.Scales, DType.F32, (long)n * groups, info.Name, node);
+        // F16 scales (current exports) or F32 (IRs exported before): both bind in place, the kernels read either.
+        long count = (long)n * groups;
+        bool half = ScalesDType(r, q.Scales) == DType.F16;
+        byte* scales = Tensor(r, q.Scales, half ? DType.F16 : DType.F32, count, info.Name, node);
+        if (half)
+        {
+            var hs = (ushort*)scales;
+            for (long i = 0; i < count; i++)
+                if ((hs[i] & 0x7C00) == 0x7C00)
+                    throw new InvalidOperationException($"node '{node}': scale {i} of '{q.Scales}' (for '{info.Name}') is not finite; re-export the model");
+        }
         byte* zeros = null;
         if (!q.Symmetric)
         {
             if (q.Zeros is null) throw new InvalidOperationException($"node '{node}': asymmetric weight '{info.Name}' names no zero points");
             zeros = Tensor(r, q.Zeros, DType.U8, (long)n * groups, info.Name, node);
         }
-        return new QuantMatrix(r.T[id].B, scales, zeros, n, k, q.GroupSize, int4, q.Symmetric);
+        return half ? new QuantMatrix(r.T[id].B, (ushort*)scales, zeros, n, k, q.GroupSize, int4, q.Symmetric)
+                    : new QuantMatrix(r.T[id].B, (float*)scales, zeros, n, k, q.GroupSize, int4, q.Symmetric);
+    }
+
+    // The stored type of a scales entry (F32 when it is missing, so that Tensor reports the missing name).
+    private static DType ScalesDType(InferRequest r, string name)
+    {
+        try { return r.Model.IsWeight(r.Model.ValueId(name)) ? r.T[r.Model.ValueId(name)].DType : DType.F32; }
+        catch (Exception e) when (e is IrFormatException or InvalidOperationException or KeyNotFoundException) { return DType.F32; }
     }
 
     private static byte* Tensor(InferRequest r, string name, DType dtype, long count, string owner, string node)

@@ -10,6 +10,7 @@
 // integer path cannot take (K not a multiple of 32) dequantize a
 // row into L1 scratch and use a float dot. Prefill dequantizes panels of rows and reuses the f32 GEMM.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -20,8 +21,10 @@ public readonly unsafe struct QuantMatrix
 {
     /// <summary>Quantized values: I8/U8 [N, K] (int8) or packed U8 [N, K/2] (int4).</summary>
     public readonly byte* Data;
-    /// <summary>F32 [N, Groups].</summary>
+    /// <summary>F32 [N, Groups] (IRs exported before F16 scales), null when <see cref="ScalesF16"/> is set.</summary>
     public readonly float* Scales;
+    /// <summary>IEEE half bits [N, Groups] (the current IR format: half the scale bytes of F32), null when <see cref="Scales"/> is set.</summary>
+    public readonly ushort* ScalesF16;
     /// <summary>U8 [N, Groups], null when symmetric.</summary>
     public readonly byte* Zeros;
     /// <summary>Rows (outputs) and logical columns (inputs).</summary>
@@ -40,8 +43,33 @@ public readonly unsafe struct QuantMatrix
         if (n < 0 || k <= 0 || gl <= 0 || k % gl != 0) throw new ArgumentException($"group size {groupSize} does not divide K = {k}");
         if (int4 && (k % 32 != 0 || gl % 32 != 0)) throw new ArgumentException($"int4 needs K ({k}) and the group ({gl}) to be multiples of 32");
         if (!symmetric && zeros == null) throw new ArgumentException("asymmetric weights need zero points");
-        Data = data; Scales = scales; Zeros = zeros; N = n; K = k; GroupLength = gl; Groups = k / gl; Int4 = int4; Symmetric = symmetric;
+        if (scales == null) throw new ArgumentNullException(nameof(scales));
+        Data = data; Scales = scales; ScalesF16 = null; Zeros = zeros; N = n; K = k; GroupLength = gl; Groups = k / gl; Int4 = int4; Symmetric = symmetric;
     }
+
+    /// <summary>Binds a matrix whose scales are IEEE half bits (finite); <paramref name="groupSize"/> 0 means one group per row.</summary>
+    public QuantMatrix(byte* data, ushort* scalesF16, byte* zeros, int n, int k, int groupSize, bool int4, bool symmetric)
+        : this(data, (float*)scalesF16, zeros, n, k, groupSize, int4, symmetric)
+    {
+        Scales = null; ScalesF16 = scalesF16;
+    }
+
+    /// <summary>
+    /// The float scales of row <paramref name="row"/>: a pointer into F32 scales, or F16 scales converted (exactly) into
+    /// <paramref name="buf"/> (<see cref="Groups"/> floats) — once per pass of rows, never per block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float* RowScales(int row, float* buf)
+    {
+        if (ScalesF16 == null) return Scales + (long)row * Groups;
+        QuantKernels.HalfToSingle(ScalesF16 + (long)row * Groups, buf, Groups);
+        return buf;
+    }
+
+    /// <summary>One scale as float (scalar reference paths).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Scale(int row, int group) =>
+        ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
 
     /// <summary>Bytes of one stored row.</summary>
     public int RowBytes => Int4 ? K / 2 : K;
@@ -60,6 +88,36 @@ public static unsafe class QuantKernels
 {
     /// <summary>Activation block length of the integer path (one float scale per 32 int8 values, as Q8_0).</summary>
     public const int Block = 32;
+
+    /// <summary>2^112: the exponent bias difference of f32 (127) and f16 (15).</summary>
+    private static readonly float Two112 = MathF.ScaleB(1f, 112);
+
+    /// <summary>
+    /// Exact IEEE half → float for finite values (normals, subnormals, ±0): the magnitude bits shifted into float
+    /// position and scaled by 2^112 (no rounding: the product is representable), the sign copied. Bit arithmetic, not
+    /// the (slow) Half conversion; infinities and NaN are not mapped (the bind rejects them).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float HalfToSingle(ushort h) =>
+        BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(BitConverter.Int32BitsToSingle((h & 0x7FFF) << 13) * Two112) | ((h & 0x8000) << 16));
+
+    /// <summary>Converts <paramref name="n"/> finite half values to float exactly (eight per AVX2 step, see <see cref="HalfToSingle(ushort)"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void HalfToSingle(ushort* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            var m7 = Vector256.Create(0x7FFF); var m8 = Vector256.Create(0x8000); var sc = Vector256.Create(Two112);
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = Avx2.ConvertToVector256Int32(src + i);
+                var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, m7), 13).AsSingle(), sc);
+                Avx.Store(dst + i, Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, m8), 16).AsSingle()));
+            }
+        }
+        for (; i < n; i++) dst[i] = HalfToSingle(src[i]);
+    }
 
     /// <summary>True when <paramref name="w"/> can use the integer (quantized-activation) GEMV.</summary>
     public static bool IntegerPathFits(in QuantMatrix w) => w.K % Block == 0 && w.GroupLength % Block == 0;
@@ -207,7 +265,7 @@ public static unsafe class QuantKernels
                 float acc = 0, corr = 0;
                 for (int g = 0; g < w.Groups; g++)
                 {
-                    float s = w.Scales[(long)j * w.Groups + g];
+                    float s = w.Scale(j, g);
                     for (int b = g * bpg; b < (g + 1) * bpg; b++)
                     {
                         int isum = 0;
@@ -259,14 +317,24 @@ public static unsafe class QuantKernels
         float* xs = dx + (long)m * blocks;
         bool int4 = w.Int4, sym = w.Symmetric;
         float* ds = stackalloc float[PassRows * ScaleChunk];
+        // F16 scales: groups of one block (Q8_0/Q4_0) read the half bits directly in BlockScales and Correction; longer
+        // groups convert the pass's four scale rows once into float (stack up to StackScaleGroups per row)
+        bool half = w.ScalesF16 != null && bpg != 1, direct = w.ScalesF16 != null && bpg == 1;
+        float* sb = stackalloc float[half && groups <= StackScaleGroups ? PassRows * groups : 0];
+        if (half && groups > StackScaleGroups) sb = (float*)NativeMemory.Alloc((nuint)(PassRows * groups), sizeof(float));
+        try
+        {
         int pfRows = rowBytes >= 1024 ? PassRows : PrefetchRows;
         for (int j = n0; j < n1; j += PassRows)
         {
             int valid = Math.Min(PassRows, n1 - j);
             int j1 = Math.Min(j + 1, n1 - 1), j2 = Math.Min(j + 2, n1 - 1), j3 = Math.Min(j + 3, n1 - 1);
             var rows = new RowQuad(w.Data + (long)j * rowBytes, w.Data + (long)j1 * rowBytes, w.Data + (long)j2 * rowBytes, w.Data + (long)j3 * rowBytes,
-                w.Scales + (long)j * groups, w.Scales + (long)j1 * groups, w.Scales + (long)j2 * groups, w.Scales + (long)j3 * groups,
-                w.Data + (long)j * rowBytes + (long)pfRows * rowBytes);
+                direct ? null : w.RowScales(j, sb), direct ? null : w.RowScales(j1, sb + groups),
+                direct ? null : w.RowScales(j2, sb + 2 * groups), direct ? null : w.RowScales(j3, sb + 3 * groups),
+                w.Data + (long)j * rowBytes + (long)pfRows * rowBytes,
+                direct ? w.ScalesF16 + (long)j * groups : null, direct ? w.ScalesF16 + (long)j1 * groups : null,
+                direct ? w.ScalesF16 + (long)j2 * groups : null, direct ? w.ScalesF16 + (long)j3 * groups : null);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
@@ -283,10 +351,10 @@ public static unsafe class QuantKernels
                 {
                     float* xsi = xs + (long)i * groups;
                     sum = Sse.Subtract(sum, Vector128.Create(
-                        Correction(rows.S0, sym ? null : w.Zeros + (long)j * groups, xsi, groups, int4, sym),
-                        Correction(rows.S1, sym ? null : w.Zeros + (long)j1 * groups, xsi, groups, int4, sym),
-                        Correction(rows.S2, sym ? null : w.Zeros + (long)j2 * groups, xsi, groups, int4, sym),
-                        Correction(rows.S3, sym ? null : w.Zeros + (long)j3 * groups, xsi, groups, int4, sym)));
+                        Correction(rows.S0, rows.H0, sym ? null : w.Zeros + (long)j * groups, xsi, groups, int4, sym),
+                        Correction(rows.S1, rows.H1, sym ? null : w.Zeros + (long)j1 * groups, xsi, groups, int4, sym),
+                        Correction(rows.S2, rows.H2, sym ? null : w.Zeros + (long)j2 * groups, xsi, groups, int4, sym),
+                        Correction(rows.S3, rows.H3, sym ? null : w.Zeros + (long)j3 * groups, xsi, groups, int4, sym)));
                 }
                 float* yr = y + (long)i * ldy + j;
                 if (valid == PassRows)
@@ -298,13 +366,36 @@ public static unsafe class QuantKernels
                     for (int t = 0; t < valid; t++) yr[t] = sum.GetElement(t) + (bias != null ? bias[j + t] : 0f);
             }
         }
+        }
+        finally
+        {
+            if (half && groups > StackScaleGroups) NativeMemory.Free(sb);
+        }
     }
 
+    /// <summary>Groups per row up to which a GEMV pass converts F16 scales into a stack buffer (4 rows: 16 KiB).</summary>
+    private const int StackScaleGroups = 1024;
+
     // The four weight rows (data and scales) of one GEMV pass.
-    private readonly struct RowQuad(byte* r0, byte* r1, byte* r2, byte* r3, float* s0, float* s1, float* s2, float* s3, byte* ahead)
+    // Scales: float rows S (F32 scales, or F16 staged per pass), or the F16 rows H read directly (groups of one block).
+    private readonly struct RowQuad(byte* r0, byte* r1, byte* r2, byte* r3, float* s0, float* s1, float* s2, float* s3, byte* ahead,
+        ushort* h0, ushort* h1, ushort* h2, ushort* h3)
     {
         public readonly byte* R0 = r0, R1 = r1, R2 = r2, R3 = r3, Ahead = ahead;
         public readonly float* S0 = s0, S1 = s1, S2 = s2, S3 = s3;
+        public readonly ushort* H0 = h0, H1 = h1, H2 = h2, H3 = h3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ScaleAt(float* s, ushort* h, int g) => h != null ? HalfToSingle(h[g]) : s[g];
+
+    // Eight F16 scales as floats (exact, see HalfToSingle).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadHalf8(ushort* p)
+    {
+        var v = Avx2.ConvertToVector256Int32(p);
+        var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7FFF)), 13).AsSingle(), Vector256.Create(Two112));
+        return Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x8000)), 16).AsSingle());
     }
 
     // Σ(q·x) of one int8 block as 8 float lanes: sign trick |w|·sign(x, w) (asymmetric bytes flipped to signed first).
@@ -331,8 +422,8 @@ public static unsafe class QuantKernels
             for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
             {
                 int nb = Math.Min(ScaleChunk, blocks - b0);
-                BlockScales(q.S0, dx, b0, nb, ds); BlockScales(q.S1, dx, b0, nb, ds + ScaleChunk);
-                BlockScales(q.S2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, dx, b0, nb, ds + 3 * ScaleChunk);
+                BlockScales(q.S0, q.H0, dx, b0, nb, ds); BlockScales(q.S1, q.H1, dx, b0, nb, ds + ScaleChunk);
+                BlockScales(q.S2, q.H2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, q.H3, dx, b0, nb, ds + 3 * ScaleChunk);
                 for (int t = 0; t < nb; t++)
                 {
                     int o = (b0 + t) * Block;
@@ -398,8 +489,8 @@ public static unsafe class QuantKernels
         for (int b0 = 0; b0 < even; b0 += ScaleChunk)
         {
             int nb = Math.Min(ScaleChunk, even - b0);
-            BlockScales(q.S0, dx, b0, nb, ds); BlockScales(q.S1, dx, b0, nb, ds + ScaleChunk);
-            BlockScales(q.S2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, dx, b0, nb, ds + 3 * ScaleChunk);
+            BlockScales(q.S0, q.H0, dx, b0, nb, ds); BlockScales(q.S1, q.H1, dx, b0, nb, ds + ScaleChunk);
+            BlockScales(q.S2, q.H2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, q.H3, dx, b0, nb, ds + 3 * ScaleChunk);
             for (int t = 0; t < nb; t += 2)
             {
                 int bb = b0 + t, o = bb * 16;
@@ -472,10 +563,10 @@ public static unsafe class QuantKernels
         var xv = Avx.LoadVector256(xr + b * Block);
         int o = b * 16, g = b / bpg;
         var d = Vector256.Create(dx[b]);
-        a0 = Fma.MultiplyAdd(TailDot4(q.R0 + o, xv), Avx.Multiply(d, Vector256.Create(q.S0[g])), a0);
-        a1 = Fma.MultiplyAdd(TailDot4(q.R1 + o, xv), Avx.Multiply(d, Vector256.Create(q.S1[g])), a1);
-        a2 = Fma.MultiplyAdd(TailDot4(q.R2 + o, xv), Avx.Multiply(d, Vector256.Create(q.S2[g])), a2);
-        a3 = Fma.MultiplyAdd(TailDot4(q.R3 + o, xv), Avx.Multiply(d, Vector256.Create(q.S3[g])), a3);
+        a0 = Fma.MultiplyAdd(TailDot4(q.R0 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S0, q.H0, g))), a0);
+        a1 = Fma.MultiplyAdd(TailDot4(q.R1 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S1, q.H1, g))), a1);
+        a2 = Fma.MultiplyAdd(TailDot4(q.R2 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S2, q.H2, g))), a2);
+        a3 = Fma.MultiplyAdd(TailDot4(q.R3 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S3, q.H3, g))), a3);
     }
 
     // Σ(nibble·x) of one natural-order int4 block (16 packed bytes).
@@ -494,16 +585,27 @@ public static unsafe class QuantKernels
     // ds[t] = s_{b0+t} · dx_{b0+t} for groups of one block (32): the one float each block's integer sum is multiplied
     // by, eight per vector multiply instead of one per block in the loop.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BlockScales(float* sc, float* dx, int b0, int nb, float* ds)
+    private static void BlockScales(float* sc, ushort* sh, float* dx, int b0, int nb, float* ds)
     {
         int t = 0;
+        if (sh != null)
+        {
+            for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(LoadHalf8(sh + b0 + t), Avx.LoadVector256(dx + b0 + t)));
+            for (; t < nb; t++) ds[t] = HalfToSingle(sh[b0 + t]) * dx[b0 + t];
+            return;
+        }
         for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(Avx.LoadVector256(sc + b0 + t), Avx.LoadVector256(dx + b0 + t)));
         for (; t < nb; t++) ds[t] = sc[b0 + t] * dx[b0 + t];
     }
 
     // Σ_g s_g·off_g·Σx_g (the zero-point term, vectorized over groups): int4 sym off = 8, int4 asym z, int8 asym z − 128.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float Correction(float* sc, byte* zr, float* xs, int groups, bool int4, bool sym)
+    internal static float Correction(float* sc, byte* zr, float* xs, int groups, bool int4, bool sym) =>
+        Correction(sc, null, zr, xs, groups, int4, sym);
+
+    // As above with the scales as float (sc) or F16 bits (sh, when not null).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Correction(float* sc, ushort* sh, byte* zr, float* xs, int groups, bool int4, bool sym)
     {
         if (sym && !int4) return 0;
         int g = 0;
@@ -511,8 +613,8 @@ public static unsafe class QuantKernels
         float s = 0;
         if (sym)
         {
-            for (; g + 8 <= groups; g += 8) acc = Fma.MultiplyAdd(Avx.LoadVector256(sc + g), Avx.LoadVector256(xs + g), acc);
-            for (; g < groups; g++) s += sc[g] * xs[g];
+            for (; g + 8 <= groups; g += 8) acc = Fma.MultiplyAdd(sh != null ? LoadHalf8(sh + g) : Avx.LoadVector256(sc + g), Avx.LoadVector256(xs + g), acc);
+            for (; g < groups; g++) s += ScaleAt(sc, sh, g) * xs[g];
             return 8f * (Vector256.Sum(acc) + s);
         }
         int zb = int4 ? 0 : 128;
@@ -520,9 +622,9 @@ public static unsafe class QuantKernels
         for (; g + 8 <= groups; g += 8)
         {
             var z = Avx.ConvertToVector256Single(Avx2.Subtract(Avx2.ConvertToVector256Int32(zr + g), zbv));
-            acc = Fma.MultiplyAdd(Avx.Multiply(Avx.LoadVector256(sc + g), z), Avx.LoadVector256(xs + g), acc);
+            acc = Fma.MultiplyAdd(Avx.Multiply(sh != null ? LoadHalf8(sh + g) : Avx.LoadVector256(sc + g), z), Avx.LoadVector256(xs + g), acc);
         }
-        for (; g < groups; g++) s += sc[g] * (zr[g] - zb) * xs[g];
+        for (; g < groups; g++) s += ScaleAt(sc, sh, g) * (zr[g] - zb) * xs[g];
         return Vector256.Sum(acc) + s;
     }
 
@@ -589,10 +691,12 @@ public static unsafe class QuantKernels
         bool int4 = w.Int4, sym = w.Symmetric;
         var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
         var low4 = Vector128.Create((byte)0x0F);
+        float[]? sbuf = w.ScalesF16 != null ? new float[groups] : null;
+        fixed (float* sb = sbuf)
         for (int j = n0; j < n1; j++)
         {
             byte* row = w.Data + (long)j * rowBytes;
-            float* sc = w.Scales + (long)j * groups;
+            float* sc = w.RowScales(j, sb);
             byte* zr = w.Zeros + (long)j * groups;
             for (int i = 0; i < m; i++)
             {
@@ -666,7 +770,7 @@ public static unsafe class QuantKernels
     /// unpacked 32-byte weight load (two Q4_0 blocks) among 3 rows and each activation load among 2 weight rows:
     /// per row pair and block pair two vpmaddubsw, one int16 add, one vpmaddwd, one convert, one scale multiply and one
     /// FMA for 64 multiply-adds. <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/4 + 8 floats (pair scales
-    /// GemmRows·K/8, then zero-point weights GemmRows·K/32 at most).
+    /// GemmRows·K/8, then zero-point weights GemmRows·K/32 at most, then F16 scales as float GemmRows·K/32 at most).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
@@ -683,6 +787,8 @@ public static unsafe class QuantKernels
         bool fastTile = groups % 8 == 0;
         // After the pair scales: per chunk row the zero-point weights s_g·z_g (z = 8 when symmetric), [GemmRows, groups].
         float* czBase = spBase + (long)GemmRows * pairs * 8;
+        // After those: the chunk's scales as float [GemmRows, groups] (converted once when they are F16).
+        float* scBase = czBase + (long)GemmRows * groups;
         // Chunks of GemmRows weight rows: their pair scales and packed rows stay in L1/L2 while the activation rows,
         // four at a time, walk past them.
         for (int jc = n0; jc < n1; jc += GemmRows)
@@ -690,7 +796,7 @@ public static unsafe class QuantKernels
             int jcEnd = Math.Min(n1, jc + GemmRows);
             for (int j = jc; j < jcEnd; j++)
             {
-                float* sc = w.Scales + (long)j * groups, sp = spBase + (long)(j - jc) * pairs * 8;
+                float* sc = w.RowScales(j, scBase + (long)(j - jc) * groups), sp = spBase + (long)(j - jc) * pairs * 8;
                 if (fastTile)
                 {
                     float* cz = czBase + (long)(j - jc) * groups;
@@ -732,7 +838,8 @@ public static unsafe class QuantKernels
                         a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(l1, xa), Avx2.MultiplyAddAdjacent(h1, xb)), ones)), Avx.Multiply(dd, Avx.LoadVector256(sp1 + s)), a21);
                     }
                     bool two = j + 1 < jcEnd;
-                    float* sc0 = w.Scales + (long)j * groups, sc1 = w.Scales + (long)j1 * groups;
+                    float* sc0 = w.ScalesF16 == null ? w.Scales + (long)j * groups : scBase + (long)(j - jc) * groups;
+                    float* sc1 = w.ScalesF16 == null ? w.Scales + (long)j1 * groups : scBase + (long)(j1 - jc) * groups;
                     if (fastTile)
                     {
                         // Subtract the zero-point term Σ_g s_g·z_g·xs_g inside the accumulators, eight groups per FMA,
@@ -806,7 +913,7 @@ public static unsafe class QuantKernels
         byte* data = w.Data + (long)row * w.RowBytes;
         for (int g = 0; g < w.Groups; g++)
         {
-            float s = w.Scales[(long)row * w.Groups + g];
+            float s = w.Scale(row, g);
             int z = w.ZeroOffset(row, g);
             for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c++) dst[c] = (StoredValue(w, data, c) - z) * s;
         }
@@ -819,7 +926,7 @@ public static unsafe class QuantKernels
         var low4 = Vector128.Create((byte)0x0F);
         for (int g = 0; g < w.Groups; g++)
         {
-            var s = Vector256.Create(w.Scales[(long)row * w.Groups + g]);
+            var s = Vector256.Create(w.Scale(row, g));
             int z = w.ZeroOffset(row, g);
             var zv = Vector256.Create(z);
             for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c += 32)
