@@ -544,24 +544,7 @@ public unsafe class QuantKernelTests
         var dir = Path.Combine(Path.GetTempPath(), "hub-quant-" + Guid.NewGuid().ToString("N"));
         try
         {
-            IReadOnlyList<EncodedWeight>? Encode(PendingWeight p, float[] _)
-            {
-                var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
-                if (q is null) return null;
-                var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
-                // F16 scales as exported now, or F32 as IRs exported before session 4 stored them
-                var sb = new byte[q.Scales.Length * (f16Scales ? 2 : 4)];
-                if (f16Scales) Buffer.BlockCopy(HalfBits(q.Scales), 0, sb, 0, sb.Length);
-                else Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
-                var list = new List<EncodedWeight>
-                {
-                    new(p.Name, int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, int4 ? k / 2 : k), q.Data, quant),
-                    new(quant.Scales, f16Scales ? DType.F16 : DType.F32, new Shape(q.N, q.Groups), sb, null),
-                };
-                if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
-                return list;
-            }
-            IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = Encode });
+            IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = QuantEncoder(wq, tq, k, group, sym, f16Scales) });
             using var ir = IrModel.Load(dir);
             Assert.Equal(group, ir.WeightInfo("w").Quant!.GroupSize);
             using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 256, MaxBatch = 1 });
@@ -591,6 +574,25 @@ public unsafe class QuantKernelTests
         finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
     }
 
+    // Encodes weight "w" as wq and "emb" as tq (scales F16 as exported now, or F32 as IRs exported before session 4).
+    private static Func<PendingWeight, float[], IReadOnlyList<EncodedWeight>?> QuantEncoder(QData wq, QData tq, int k, int group, bool sym, bool f16Scales) =>
+        (p, _) =>
+        {
+            var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
+            if (q is null) return null;
+            var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
+            var sb = new byte[q.Scales.Length * (f16Scales ? 2 : 4)];
+            if (f16Scales) Buffer.BlockCopy(HalfBits(q.Scales), 0, sb, 0, sb.Length);
+            else Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
+            var list = new List<EncodedWeight>
+            {
+                new(p.Name, q.Int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, q.Int4 ? k / 2 : k), q.Data, quant),
+                new(quant.Scales, f16Scales ? DType.F16 : DType.F32, new Shape(q.N, q.Groups), sb, null),
+            };
+            if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
+            return list;
+        };
+
     [Theory]
     [InlineData(false, true, 32)]
     [InlineData(false, false, 0)]
@@ -616,23 +618,7 @@ public unsafe class QuantKernelTests
             var dir = Path.Combine(Path.GetTempPath(), "hub-quant-scales-" + Guid.NewGuid().ToString("N"));
             try
             {
-                IReadOnlyList<EncodedWeight>? Encode(PendingWeight p, float[] _)
-                {
-                    var q = p.Name == "w" ? wq : p.Name == "emb" ? tq : null;
-                    if (q is null) return null;
-                    var quant = new Quantization(q.Scheme, group, sym, p.Name + ".scales", sym ? null : p.Name + ".zeros");
-                    var sb = new byte[q.Scales.Length * (f16 ? 2 : 4)];
-                    if (f16) Buffer.BlockCopy(HalfBits(q.Scales), 0, sb, 0, sb.Length);
-                    else Buffer.BlockCopy(q.Scales, 0, sb, 0, sb.Length);
-                    var list = new List<EncodedWeight>
-                    {
-                        new(p.Name, int4 || !sym ? DType.U8 : DType.I8, new Shape(q.N, int4 ? k / 2 : k), q.Data, quant),
-                        new(quant.Scales, f16 ? DType.F16 : DType.F32, new Shape(q.N, q.Groups), sb, null),
-                    };
-                    if (!sym) list.Add(new EncodedWeight(quant.Zeros!, DType.U8, new Shape(q.N, q.Groups), q.Zeros!, null));
-                    return list;
-                }
-                IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = Encode });
+                IrFormat.Write(dir, b.Build(), new IrWriteOptions { Encoder = QuantEncoder(wq, tq, k, group, sym, f16) });
                 using var ir = IrModel.Load(dir);
                 using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 128, MaxBatch = 1 });
                 using var req = cm.CreateInferRequest();
