@@ -78,6 +78,39 @@ if (flags.Contains("ab-prefetch"))
         }
     return 0;
 }
+if (flags.Contains("ab-packw"))
+{
+    // A/B of per-call W packing against a W packed once (the small-model path): the cost of packing per call.
+    foreach (var (m, n, k) in new[] { (128, 384, 384), (128, 384, 1536), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632), (4096, 384, 1536) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var off = new List<double>(); var on = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                off.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuPeakRatio);
+                on.Add(Bench.Gemm(m, n, k, DType.F32, th, 3, prepack: true).CpuPeakRatio);
+            }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  %peak/cpu-s  per-call packing {100 * BenchStats.Median(off),5:F1}  prepacked {100 * BenchStats.Median(on),5:F1}");
+        }
+    return 0;
+}
+if (flags.Contains("ab-packa"))
+{
+    // A/B of packing the A block into register-tile micro-panels (on) against reading A rows in place (off).
+    foreach (var (m, n, k) in new[] { (128, 384, 384), (128, 1536, 384), (128, 384, 1536), (128, 768, 768), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632), (4096, 384, 384), (4096, 384, 1536) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var off = new List<double>(); var on = new List<double>(); var onp = new List<double>();
+            for (int i = 0; i < rounds; i++)
+            {
+                Hub.Runtime.Kernels.Gemm.PackA = false; off.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuPeakRatio);
+                Hub.Runtime.Kernels.Gemm.PackA = true; on.Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuPeakRatio);
+                onp.Add(Bench.Gemm(m, n, k, DType.F32, th, 3, prepack: true).CpuPeakRatio);
+            }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  %peak/cpu-s  A in place {100 * BenchStats.Median(off),5:F1}  A micro-panels {100 * BenchStats.Median(on),5:F1}  (W prepacked {100 * BenchStats.Median(onp),5:F1})");
+        }
+    return 0;
+}
 bool noAttention = flags.Contains("no-attention");
 var threadCounts = maxThreads > 1 ? new[] { 1, maxThreads } : new[] { 1 };
 
@@ -206,12 +239,16 @@ internal static unsafe class Bench
         return Vector128.Sum(b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11);
     }
 
-    private sealed class GemmJob(float* x, int m, int k, byte* w, DType wt, int n, float* bias, float* y, float*[] scratch, int rows, int cols) : ParallelWork
+    private sealed class GemmJob(float* x, int m, int k, byte* w, DType wt, float* packed, int n, float* bias, float* y, float*[] scratch, int rows, int cols) : ParallelWork
     {
-        public override void Execute(int index, int worker) => Hub.Runtime.Kernels.Gemm.RunUnit(index, x, m, k, w, wt, n, bias, y, rows, cols, scratch[worker]);
+        public override void Execute(int index, int worker)
+        {
+            if (packed != null) Hub.Runtime.Kernels.Gemm.RunUnitPacked(index, x, m, k, packed, n, bias, y, rows, cols, scratch[worker]);
+            else Hub.Runtime.Kernels.Gemm.RunUnit(index, x, m, k, w, wt, n, bias, y, rows, cols, scratch[worker]);
+        }
     }
 
-    public static (double GFlops, double PeakRatio, double CpuGFlops, double CpuPeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds)
+    public static (double GFlops, double PeakRatio, double CpuGFlops, double CpuPeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds, bool prepack = false)
     {
         var rng = new Random(42);
         float* x = Alloc((long)m * k), y = Alloc((long)m * n), bias = Alloc(n);
@@ -225,7 +262,13 @@ internal static unsafe class Bench
         for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
         using var pool = new WorkerPool(threads);
         int units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
-        var job = new GemmJob(x, m, k, w, wt, n, bias, y, scratch, rows, cols);
+        float* packed = null;
+        if (prepack)
+        {
+            packed = Alloc(Hub.Runtime.Kernels.Gemm.PackedFloats(n, k));
+            Hub.Runtime.Kernels.Gemm.PackWeights(w, wt, n, k, packed, scratch[0]);
+        }
+        var job = new GemmJob(x, m, k, w, wt, packed, n, bias, y, scratch, rows, cols);
         double flops = 2.0 * m * n * k;
         int reps = Math.Max(1, (int)(0.6e9 * threads / flops));
         for (int i = 0; i < Math.Min(reps, 3); i++) pool.Run(job, units);
@@ -249,6 +292,7 @@ internal static unsafe class Bench
             cpuRatios.Add(gc / pkCpu);
         }
         NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
+        if (packed != null) NativeMemory.AlignedFree(packed);
         foreach (var s in scratch) NativeMemory.AlignedFree(s);
         return (BenchStats.Median(res), BenchStats.Median(ratios), BenchStats.Median(cpuRes), BenchStats.Median(cpuRatios));
     }

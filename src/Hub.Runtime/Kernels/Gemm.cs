@@ -30,11 +30,15 @@ public static unsafe class Gemm
     public static int ScratchFloats(int k)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
-        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + MC * KC) + 64;
+        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats) + 64;
     }
 
-    // Depths up to this run in one K block (one pass over C, no A copy); the panel is then up to 24 KiB.
+    // Depths up to this run in one K block (one pass over C); the panel is then up to 24 KiB.
     private const int KCMax = 384;
+
+    // The packed A block: up to MC rows rounded up to whole register tiles (+4: a 6-row tile over 5 rows, or two
+    // 4-row tiles over 7), KCMax deep, plus 8 floats the overlapping 8-wide stores of PackAPanel may write past the end.
+    private const int APackFloats = (MC + 4) * KCMax + 8;
 
     /// <summary>Whether k ≤ 384 runs as one K block (a switch for A/B runs of the kernel bench).</summary>
     internal static bool SingleBlockK = true;
@@ -405,32 +409,37 @@ public static unsafe class Gemm
         float* panel = Align64(scratch);          // [kcb][nr]
         float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
         float* tmp = tile + MR * MaxPanel;       // [nr][KCMax] widened F16/BF16 rows
-        float* apack = tmp + MaxPanel * KCMax;   // [MC][KC] contiguous copy of the A block
+        float* apack = tmp + MaxPanel * KCMax;   // the A block as register-tile micro-panels (APackFloats)
         int kcb = KBlock(k, packed != null);
         long nPad = (long)((n + nr - 1) / nr) * nr;
         for (int mb = m0; mb < m1; mb += MC)
         {
             int mc = Math.Min(MC, m1 - mb);
+            TilePlan(mc, out int n6, out int tiles);
             for (int pc = 0; pc < k; pc += kcb)
             {
                 int kc = Math.Min(kcb, k - pc);
                 bool first = pc == 0, last = pc + kc == k;
-                // With k > KC the rows of the A block sit k floats apart; a power-of-two k (2048) maps them onto a few L2
-                // sets and they evict each other, so the block is copied to contiguous rows of kc first (≈2% of the work).
-                float* ab; int lda;
-                if (k > kcb && PackA)
+                float* ab = a + (long)mb * k + pc;
+                if (PackA)
                 {
-                    for (int r = 0; r < mc; r++) Buffer.MemoryCopy(a + (long)(mb + r) * k + pc, apack + (long)r * kc, kc * 4L, kc * 4L);
-                    ab = apack; lda = kc;
+                    // Each register tile's rows go k-major into one micro-panel (h floats per k step), so the kernel
+                    // reads A as one sequential stream from L2 instead of h rows k floats apart.
+                    for (int t = 0, r0 = 0; t < tiles; t++)
+                    {
+                        int h = t < n6 ? MR : 4;
+                        PackAPanel(ab + (long)r0 * k, k, Math.Min(h, mc - r0), h, kc, apack + (long)r0 * kc);
+                        r0 += h;
+                    }
                 }
-                else { ab = a + (long)mb * k + pc; lda = k; }
                 int es = wt.SizeOf(), rowBytes = kc * es;
                 for (int col = n0; col < n1; col += nr)
                 {
                     int ncols = Math.Min(nr, n1 - col);
                     float* pan;
-                    int nextRows = 0, nextLines = 0, linesPerTile = 0;
+                    int nextLines = 0, linesPerTile = 0, lineShift = 0;
                     byte* nextW = null;
+                    bool toL1 = false;
                     if (packed != null)
                     {
                         // Prepacked: the panel is read in place; each tile prefetches a share of the next panel into L1.
@@ -439,50 +448,135 @@ public static unsafe class Gemm
                         {
                             nextW = (byte*)(pan + kc * nr);
                             nextLines = kc * nr * 4 / 64;
-                            int tiles = (mc + MR - 1) / MR;
-                            linesPerTile = (nextLines + tiles - 1) / tiles;
+                            toL1 = true;
                         }
                     }
                     else
                     {
                         PackPanel(w, wt, k, col, ncols, pc, kc, nr, panel, tmp);
                         pan = panel;
-                        // While this panel's tiles run, each tile prefetches one W row of the next panel into L2, so its
-                        // packing finds the rows there instead of waiting on DRAM (weights larger than L3 stream once).
-                        nextRows = Prefetch && Sse.IsSupported ? Math.Min(nr, n1 - col - nr) : 0;
-                        nextW = w + ((long)(col + nr) * k + pc) * es;
+                        // While this panel's tiles run, they prefetch the next panel's W rows into L2 in equal shares, so
+                        // its packing finds them there instead of waiting on DRAM (weights larger than L3 stream once).
+                        if (Prefetch && Sse.IsSupported && col + nr < n1)
+                        {
+                            nextW = w + ((long)(col + nr) * k + pc) * es;
+                            int linesPerRow = (rowBytes + 63) >> 6;
+                            lineShift = linesPerRow;
+                            nextLines = Math.Min(nr, n1 - col - nr) * linesPerRow;
+                        }
                     }
+                    if (nextLines > 0) linesPerTile = (nextLines + tiles - 1) / tiles;
                     float* bb = last && bias != null ? bias + col : null;
-                    int tileIx = 0;
-                    for (int ir = 0; ir < mc; ir += MR, tileIx++)
+                    for (int t = 0, ir = 0; t < tiles; t++)
                     {
-                        if (tileIx < nextRows)
+                        int h = PackA ? (t < n6 ? MR : 4) : MR;
+                        if (linesPerTile > 0)
                         {
-                            byte* pr = nextW + (long)tileIx * k * es;
-                            for (int off = 0; off < rowBytes; off += 64) Sse.Prefetch1(pr + off);
+                            int l0 = t * linesPerTile, l1 = Math.Min(nextLines, l0 + linesPerTile);
+                            if (toL1) for (int l = l0; l < l1; l++) Sse.Prefetch0(nextW + l * 64);
+                            else
+                                for (int l = l0; l < l1; l++)
+                                {
+                                    int row = l / lineShift;
+                                    Sse.Prefetch1(nextW + (long)row * k * es + (l - row * lineShift) * 64);
+                                }
                         }
-                        else if (linesPerTile > 0)
-                        {
-                            int l0 = tileIx * linesPerTile, l1 = Math.Min(nextLines, l0 + linesPerTile);
-                            for (int l = l0; l < l1; l++) Sse.Prefetch0(nextW + l * 64);
-                        }
-                        int mr = Math.Min(MR, mc - ir);
-                        float* ap = ab + (long)ir * lda;
+                        int mr = Math.Min(h, mc - ir);
                         float* cp = c + (long)(mb + ir) * n + col;
-                        if (mr == MR && ncols == nr) Micro(ap, lda, MR, pan, kc, cp, n, first, bb);
-                        else
+                        if (PackA)
                         {
-                            Micro(ap, lda, mr, pan, kc, tile, nr, true, null);
-                            for (int r = 0; r < mr; r++)
+                            float* ap = apack + (long)ir * kc;
+                            if (ncols == nr) MicroPacked(ap, h, mr, pan, kc, cp, n, first, bb);
+                            else
                             {
-                                float* cr = cp + (long)r * n, tr = tile + r * nr;
-                                for (int q = 0; q < ncols; q++)
-                                    cr[q] = (first ? 0f : cr[q]) + tr[q] + (bb != null ? bb[q] : 0f);
+                                MicroPacked(ap, h, mr, pan, kc, tile, nr, true, null);
+                                AddTile(tile, nr, mr, ncols, cp, n, first, bb);
                             }
                         }
+                        else
+                        {
+                            float* ap = ab + (long)ir * k;
+                            if (mr == MR && ncols == nr) Micro(ap, k, MR, pan, kc, cp, n, first, bb);
+                            else
+                            {
+                                Micro(ap, k, mr, pan, kc, tile, nr, true, null);
+                                AddTile(tile, nr, mr, ncols, cp, n, first, bb);
+                            }
+                        }
+                        ir += h;
+                        if (ir >= mc) break;
                     }
                 }
             }
+        }
+    }
+
+    // Register tiles over mc rows: n6 tiles of MR = 6 rows, then 4-row tiles. A 4-row tile (8 accumulators, FMA-latency
+    // bound) costs 4/6 of a 6-row one, so 128 rows run as 20×6 + 2×4 with no idle rows instead of 22×6 over 132.
+    private static void TilePlan(int mc, out int n6, out int tiles)
+    {
+        int q = mc / MR, rem = mc % MR;
+        switch (rem)
+        {
+            case 0: n6 = q; tiles = q; break;
+            case 5: n6 = q + 1; tiles = q + 1; break;           // one 6-row tile over 5 rows
+            case 3 or 4: n6 = q; tiles = q + 1; break;          // one 4-row tile
+            default: if (q > 0) { n6 = q - 1; tiles = q + 1; }  // 7 or 8 rows: two 4-row tiles
+                     else { n6 = 0; tiles = 1; } break;         // 1 or 2 rows: one 4-row tile
+        }
+    }
+
+    // c[r, q] (=|+=) tile[r, q] (+ bias[q]) for the first mr rows and ncols columns of an edge tile.
+    private static void AddTile(float* tile, int ldt, int mr, int ncols, float* c, int ldc, bool first, float* bias)
+    {
+        for (int r = 0; r < mr; r++)
+        {
+            float* cr = c + (long)r * ldc, tr = tile + r * ldt;
+            for (int q = 0; q < ncols; q++)
+                cr[q] = (first ? 0f : cr[q]) + tr[q] + (bias != null ? bias[q] : 0f);
+        }
+    }
+
+    /// <summary>
+    /// Packs rows [0, <paramref name="rows"/>) of A (row stride lda, kc values each) into one register-tile micro-panel
+    /// of height h ∈ {4, 6}: dst[p·h + r] = a[r·lda + p]; rows in [rows, h) repeat row 0 (the kernel's results for them
+    /// are discarded). The 8×8 AVX transposes store 8 floats per k step, so up to 8 − h floats past h·kc are written.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackAPanel(float* a, int lda, int rows, int h, int kc, float* dst)
+    {
+        float* s0 = a, s1 = rows > 1 ? a + lda : a, s2 = rows > 2 ? a + 2L * lda : a, s3 = rows > 3 ? a + 3L * lda : a,
+            s4 = rows > 4 ? a + 4L * lda : a, s5 = rows > 5 ? a + 5L * lda : a;
+        int p = 0;
+        if (Avx.IsSupported)
+            for (; p + 8 <= kc; p += 8)
+            {
+                var r0 = Avx.LoadVector256(s0 + p); var r1 = Avx.LoadVector256(s1 + p);
+                var r2 = Avx.LoadVector256(s2 + p); var r3 = Avx.LoadVector256(s3 + p);
+                var r4 = Avx.LoadVector256(s4 + p); var r5 = Avx.LoadVector256(s5 + p);
+                var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+                var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+                var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+                var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+                var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+                // rows 4, 5 (and two don't-care lanes): u4..u7 = (t4|t5) pairs
+                var u4 = Avx.Shuffle(t4, t4, 0x44); var u5 = Avx.Shuffle(t4, t4, 0xEE);
+                var u6 = Avx.Shuffle(t5, t5, 0x44); var u7 = Avx.Shuffle(t5, t5, 0xEE);
+                float* d = dst + p * h;
+                Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+                Avx.Store(d + h, Avx.Permute2x128(u1, u5, 0x20));
+                Avx.Store(d + 2 * h, Avx.Permute2x128(u2, u6, 0x20));
+                Avx.Store(d + 3 * h, Avx.Permute2x128(u3, u7, 0x20));
+                Avx.Store(d + 4 * h, Avx.Permute2x128(u0, u4, 0x31));
+                Avx.Store(d + 5 * h, Avx.Permute2x128(u1, u5, 0x31));
+                Avx.Store(d + 6 * h, Avx.Permute2x128(u2, u6, 0x31));
+                Avx.Store(d + 7 * h, Avx.Permute2x128(u3, u7, 0x31));
+            }
+        for (; p < kc; p++)
+        {
+            float* d = dst + p * h;
+            d[0] = s0[p]; d[1] = s1[p]; d[2] = s2[p]; d[3] = s3[p];
+            if (h > 4) { d[4] = s4[p]; d[5] = s5[p]; }
         }
     }
 
@@ -631,7 +725,7 @@ public static unsafe class Gemm
     {
         if (Avx512F.IsSupported) MicroAvx512(a, lda, mr, bp, kc, c, ldc, assign, bias);
         else if (Fma.IsSupported && Avx.IsSupported) MicroAvx2(a, lda, mr, bp, kc, c, ldc, assign, bias);
-        else MicroPortable(a, lda, mr, bp, kc, c, ldc, assign, bias);
+        else MicroPortable(a, lda, 1, mr, bp, kc, c, ldc, assign, bias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -683,6 +777,176 @@ public static unsafe class Gemm
         Store(c + 3 * ldc, c30, c31, assign); Store(c + 4 * ldc, c40, c41, assign); Store(c + 5 * ldc, c50, c51, assign);
     }
 
+    // c[rows × nr] (=|+=) A micro-panel [kc × h] (k-major, PackAPanel) · panel[kc × nr] (+ bias), h ∈ {4, 6}.
+    private static void MicroPacked(float* ap, int h, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    {
+        if (Avx512F.IsSupported)
+        {
+            if (h == MR) MicroPacked6Avx512(ap, rows, bp, kc, c, ldc, assign, bias);
+            else MicroPacked4Avx512(ap, rows, bp, kc, c, ldc, assign, bias);
+        }
+        else if (Fma.IsSupported && Avx.IsSupported)
+        {
+            if (h == MR) MicroPacked6Avx2(ap, rows, bp, kc, c, ldc, assign, bias);
+            else MicroPacked4Avx2(ap, rows, bp, kc, c, ldc, assign, bias);
+        }
+        else MicroPortable(ap, 1, h, rows, bp, kc, c, ldc, assign, bias);
+    }
+
+    // The 6×16 register tile over a packed A micro-panel: per k step two panel loads and six broadcasts from one
+    // sequential 24-byte stream feed 12 FMAs (12 ymm accumulators); only the first `rows` rows are stored.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroPacked6Avx2(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        float* end = bp + kc * 16;
+        float* end2 = bp + (kc & ~1) * 16;
+        while (bp < end2)
+        {
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var av = Avx.BroadcastScalarToVector256(ap); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(ap + 1); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(ap + 2); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(ap + 3); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Avx.BroadcastScalarToVector256(ap + 4); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Avx.BroadcastScalarToVector256(ap + 5); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+            b0 = Avx.LoadVector256(bp + 16);
+            b1 = Avx.LoadVector256(bp + 24);
+            av = Avx.BroadcastScalarToVector256(ap + 6); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(ap + 7); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(ap + 8); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(ap + 9); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Avx.BroadcastScalarToVector256(ap + 10); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Avx.BroadcastScalarToVector256(ap + 11); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+            bp += 32; ap += 12;
+        }
+        if (bp < end)
+        {
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var av = Avx.BroadcastScalarToVector256(ap); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(ap + 1); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(ap + 2); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(ap + 3); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Avx.BroadcastScalarToVector256(ap + 4); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Avx.BroadcastScalarToVector256(ap + 5); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+        }
+        if (bias != null)
+        {
+            var v0 = Avx.LoadVector256(bias); var v1 = Avx.LoadVector256(bias + 8);
+            c00 += v0; c01 += v1; c10 += v0; c11 += v1; c20 += v0; c21 += v1;
+            c30 += v0; c31 += v1; c40 += v0; c41 += v1; c50 += v0; c51 += v1;
+        }
+        Store(c, c00, c01, assign);
+        if (rows > 1) Store(c + ldc, c10, c11, assign);
+        if (rows > 2) Store(c + 2 * ldc, c20, c21, assign);
+        if (rows > 3) Store(c + 3 * ldc, c30, c31, assign);
+        if (rows > 4) Store(c + 4 * ldc, c40, c41, assign);
+        if (rows > 5) Store(c + 5 * ldc, c50, c51, assign);
+    }
+
+    // The 4×16 tile for the rows a 6-row tiling leaves over: 8 accumulators keep both FMA pipes busy (latency 4).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroPacked4Avx2(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default;
+        float* end = bp + kc * 16;
+        float* end2 = bp + (kc & ~1) * 16;
+        while (bp < end2)
+        {
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var av = Avx.BroadcastScalarToVector256(ap); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(ap + 1); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(ap + 2); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(ap + 3); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            b0 = Avx.LoadVector256(bp + 16);
+            b1 = Avx.LoadVector256(bp + 24);
+            av = Avx.BroadcastScalarToVector256(ap + 4); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(ap + 5); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(ap + 6); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(ap + 7); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            bp += 32; ap += 8;
+        }
+        if (bp < end)
+        {
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var av = Avx.BroadcastScalarToVector256(ap); c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(ap + 1); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(ap + 2); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(ap + 3); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+        }
+        if (bias != null)
+        {
+            var v0 = Avx.LoadVector256(bias); var v1 = Avx.LoadVector256(bias + 8);
+            c00 += v0; c01 += v1; c10 += v0; c11 += v1; c20 += v0; c21 += v1; c30 += v0; c31 += v1;
+        }
+        Store(c, c00, c01, assign);
+        if (rows > 1) Store(c + ldc, c10, c11, assign);
+        if (rows > 2) Store(c + 2 * ldc, c20, c21, assign);
+        if (rows > 3) Store(c + 3 * ldc, c30, c31, assign);
+    }
+
+    // AVX-512 twins of MicroPacked6Avx2 / MicroPacked4Avx2: the same tiles over 32-column panels (two zmm per row).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroPacked6Avx512(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++, bp += 32, ap += 6)
+        {
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(ap[0]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(ap[1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(ap[2]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(ap[3]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(ap[4]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(ap[5]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+        }
+        if (bias != null)
+        {
+            var v0 = Vector512.Load(bias); var v1 = Vector512.Load(bias + 16);
+            c00 += v0; c01 += v1; c10 += v0; c11 += v1; c20 += v0; c21 += v1;
+            c30 += v0; c31 += v1; c40 += v0; c41 += v1; c50 += v0; c51 += v1;
+        }
+        Store512(c, c00, c01, assign);
+        if (rows > 1) Store512(c + ldc, c10, c11, assign);
+        if (rows > 2) Store512(c + 2 * ldc, c20, c21, assign);
+        if (rows > 3) Store512(c + 3 * ldc, c30, c31, assign);
+        if (rows > 4) Store512(c + 4 * ldc, c40, c41, assign);
+        if (rows > 5) Store512(c + 5 * ldc, c50, c51, assign);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroPacked4Avx512(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default;
+        for (int p = 0; p < kc; p++, bp += 32, ap += 4)
+        {
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(ap[0]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(ap[1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(ap[2]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(ap[3]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+        }
+        if (bias != null)
+        {
+            var v0 = Vector512.Load(bias); var v1 = Vector512.Load(bias + 16);
+            c00 += v0; c01 += v1; c10 += v0; c11 += v1; c20 += v0; c21 += v1; c30 += v0; c31 += v1;
+        }
+        Store512(c, c00, c01, assign);
+        if (rows > 1) Store512(c + ldc, c10, c11, assign);
+        if (rows > 2) Store512(c + 2 * ldc, c20, c21, assign);
+        if (rows > 3) Store512(c + 3 * ldc, c30, c31, assign);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(float* c, Vector256<float> v0, Vector256<float> v1, bool assign)
     {
@@ -728,13 +992,14 @@ public static unsafe class Gemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroPortable(float* a, int lda, int mr, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    private static void MicroPortable(float* a, int lda, int ks, int mr, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
     {
-        // One row of the tile at a time: 16 columns as four Vector128 accumulators (or scalars without SIMD).
+        // One row of the tile at a time (row r at a + r·lda, k step ks floats): 16 columns as four Vector128
+        // accumulators (or scalars without SIMD); only the first mr rows are computed and stored.
         int nr = PanelWidth;
-        for (int r = 0; r < MR; r++)
+        for (int r = 0; r < mr; r++)
         {
-            float* ar = a + (long)(r < mr ? r : 0) * lda;
+            float* ar = a + (long)r * lda;
             float* cr = c + (long)r * ldc;
             for (int q = 0; q < nr; q += 16)
             {
@@ -744,7 +1009,7 @@ public static unsafe class Gemm
                     float* b = bp + q;
                     for (int p = 0; p < kc; p++, b += nr)
                     {
-                        var av = Vector128.Create(ar[p]);
+                        var av = Vector128.Create(ar[(long)p * ks]);
                         s0 += av * Vector128.Load(b); s1 += av * Vector128.Load(b + 4);
                         s2 += av * Vector128.Load(b + 8); s3 += av * Vector128.Load(b + 12);
                     }
@@ -765,7 +1030,7 @@ public static unsafe class Gemm
                     for (int j = q; j < q + 16; j++)
                     {
                         float s = 0;
-                        for (int p = 0; p < kc; p++) s += ar[p] * bp[p * nr + j];
+                        for (int p = 0; p < kc; p++) s += ar[(long)p * ks] * bp[p * nr + j];
                         if (bias != null) s += bias[j];
                         cr[j] = assign ? s : cr[j] + s;
                     }
