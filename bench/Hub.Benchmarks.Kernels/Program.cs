@@ -111,6 +111,58 @@ if (flags.Contains("ab-packa"))
         }
     return 0;
 }
+if (opts.TryGetValue("ab-deepkc", out var kcs))
+{
+    // A/B of the K block used when k > 384.
+    var kcList = kcs.Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+    foreach (var (m, n, k) in new[] { (128, 768, 2048), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632), (4096, 384, 1536) })
+        foreach (int th in new[] { 1, maxThreads })
+        {
+            var res = kcList.Select(_ => new List<double>()).ToArray();
+            for (int i = 0; i < rounds; i++)
+                for (int j = 0; j < kcList.Length; j++)
+                {
+                    Hub.Runtime.Kernels.Gemm.DeepKC = kcList[j];
+                    res[j].Add(Bench.Gemm(m, n, k, DType.F32, th, 3).CpuPeakRatio);
+                }
+            Console.WriteLine($"{m}x{n}x{k} {th}T  %peak/cpu-s  " + string.Join("  ", kcList.Select((v, j) => $"KC {v}: {100 * BenchStats.Median(res[j]),5:F1}")));
+        }
+    return 0;
+}
+if (opts.TryGetValue("ab", out var abName))
+{
+    // Best-of-N A/B (robust on a shared machine): variants alternate call by call; best wall GFLOP/s per variant
+    // against the best FMA-loop GFLOP/s on the same pool.
+    (string Name, Action Set)[] variants = abName switch
+    {
+        "packa" => [("A in place", () => Hub.Runtime.Kernels.Gemm.PackA = false), ("A micro-panels", () => Hub.Runtime.Kernels.Gemm.PackA = true)],
+        "prefetch" => [("prefetch off", () => Hub.Runtime.Kernels.Gemm.Prefetch = false), ("prefetch on", () => Hub.Runtime.Kernels.Gemm.Prefetch = true)],
+        "kc" => [("KC 256", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
+                 ("KC ≤256 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
+                 ("KC ≤320 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 320; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
+                 ("KC ≤384 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 384; Hub.Runtime.Kernels.Gemm.BalancedKC = true; })],
+        "chunk" => [("one pass per K block", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = false), ("NC column chunks", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = true)],
+        "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
+        _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
+    };
+    var abShapes = quick
+        ? new[] { (128, 384, 1536), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632) }
+        : new[] { (128, 384, 384), (128, 1536, 384), (128, 384, 1536), (128, 768, 768), (128, 2048, 768), (128, 768, 2048), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632), (4096, 1152, 384), (4096, 384, 384), (4096, 1536, 384), (4096, 384, 1536) };
+    foreach (var (m, n, k) in abShapes)
+        foreach (int th in threadCounts0(maxThreads))
+        {
+            var best = Bench.GemmAb(m, n, k, DType.F32, th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak);
+            Console.WriteLine($"{m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1}")));
+        }
+    variants[^1].Set();
+    return 0;
+}
+if (flags.Contains("probe"))
+{
+    Bench.Probe(rounds);
+    return 0;
+}
+static int[] threadCounts0(int max) => max > 1 ? new[] { 1, max } : new[] { 1 };
 bool noAttention = flags.Contains("no-attention");
 var threadCounts = maxThreads > 1 ? new[] { 1, maxThreads } : new[] { 1 };
 
@@ -248,6 +300,45 @@ internal static unsafe class Bench
         }
     }
 
+    // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
+    // the best FMA-loop GFLOP/s of the same pool measured between them.
+    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak)
+    {
+        var rng = new Random(42);
+        float* x = Alloc((long)m * k), y = Alloc((long)m * n), bias = Alloc(n);
+        byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)((long)n * k * wt.SizeOf()), 64);
+        for (long i = 0; i < (long)m * k; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+        for (int i = 0; i < n; i++) bias[i] = 0.1f;
+        var wf = new float[(long)n * k];
+        for (long i = 0; i < wf.Length; i++) wf[i] = (float)rng.NextDouble() - 0.5f;
+        DTypeConvert.FromFloat32(wf, wt, new Span<byte>(w, n * k * wt.SizeOf()));
+        var scratch = new float*[threads];
+        for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
+        using var pool = new WorkerPool(threads);
+        int units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
+        var job = new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols);
+        double flops = 2.0 * m * n * k;
+        int reps = Math.Max(1, (int)(0.3e9 * threads / flops));
+        var best = new double[variants.Length];
+        var fma = new FmaJob(1_000_000);
+        peak = 0;
+        foreach (var v in variants) { v(); pool.Run(job, units); }
+        for (int s = 0; s < samples; s++)
+        {
+            peak = Math.Max(peak, PoolPeak(pool, fma, 1_000_000).Wall);
+            for (int j = 0; j < variants.Length; j++)
+            {
+                variants[j]();
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < reps; i++) pool.Run(job, units);
+                best[j] = Math.Max(best[j], flops * reps / sw.Elapsed.TotalSeconds / 1e9);
+            }
+        }
+        NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
+        foreach (var sp in scratch) NativeMemory.AlignedFree(sp);
+        return best;
+    }
+
     public static (double GFlops, double PeakRatio, double CpuGFlops, double CpuPeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds, bool prepack = false)
     {
         var rng = new Random(42);
@@ -340,6 +431,37 @@ internal static unsafe class Bench
             long qOff = (long)bi * t * h * hd + (long)kvh * g * hd;
             AttentionKernels.AttendBlock(q + qOff, (long)h * hd, t0, t1, g, hd, k + kvOff, v + kvOff, (long)kv * hd, t,
                 null, causal, 0, 0, 1f / MathF.Sqrt(hd), o + qOff, scratch[worker]);
+        }
+    }
+
+    // Hot-cache costs of the GEMM's pieces on one thread: W panel packing (ns per float) and the register tile over a
+    // packed panel (GFLOP/s next to the FMA loop).
+    public static void Probe(int rounds)
+    {
+        const int kc = 256, k = 2048;
+        const int nn = 256;
+        float* w = Alloc((long)nn * k), panel = Alloc(kc * 32), x = Alloc(132L * kc), y = Alloc(132L * nn), packed = Alloc((long)nn * kc);
+        for (int i = 0; i < nn * k; i++) w[i] = i % 7;
+        for (int i = 0; i < 132 * kc; i++) x[i] = i % 5;
+        float* scratch = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(kc));
+        Hub.Runtime.Kernels.Gemm.PackWeights((byte*)w, DType.F32, nn, kc, packed, scratch);
+        for (int r = 0; r < rounds; r++)
+        {
+            const int reps = 200_000;
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < reps; i++) Hub.Runtime.Kernels.Gemm.PackRowsPanel(w + (i & 7) * kc, k, 16, kc, panel);
+            double packNs = sw.Elapsed.TotalNanoseconds / reps / (16.0 * kc);
+            const int reps2 = 1_500;
+            sw.Restart();
+            for (int i = 0; i < reps2; i++) Hub.Runtime.Kernels.Gemm.GemmBlockPacked(x, 0, 132, kc, packed, nn, null, y, 0, nn, scratch);
+            double gf = 2.0 * 132 * nn * kc * reps2 / sw.Elapsed.TotalSeconds / 1e9;
+            sw.Restart();
+            for (int i = 0; i < reps2; i++) Hub.Runtime.Kernels.Gemm.GemmBlockPacked(x, 0, 128, kc, packed, nn, null, y, 0, nn, scratch);
+            double gf128 = 2.0 * 128 * nn * kc * reps2 / sw.Elapsed.TotalSeconds / 1e9;
+            sw.Restart();
+            FmaLoop(20_000_000);
+            double pk = 20_000_000.0 * 12 * 8 * 2 / sw.Elapsed.TotalSeconds / 1e9;
+            Console.WriteLine($"pack W panel {packNs:F3} ns/float   132x{nn}x{kc} block (A pack + tiles) {gf:F1} GFLOP/s, 128 rows {gf128:F1}   FMA loop {pk:F1}");
         }
     }
 

@@ -13,7 +13,7 @@ public unsafe class GemmBlockingTests
     public static IEnumerable<object[]> Shapes()
     {
         foreach (var dt in new[] { DType.F32, DType.F16, DType.BF16 })
-            foreach (var (m, n, k) in new[] { (150, 37, 300), (7, 300, 520), (145, 33, 257), (128, 70, 17), (1, 1, 600), (289, 1, 9) })
+            foreach (var (m, n, k) in new[] { (150, 37, 300), (7, 300, 520), (145, 33, 257), (128, 70, 17), (1, 1, 600), (289, 1, 9), (128, 290, 777), (20, 513, 1000) })
                 foreach (int workers in new[] { 1, 2, 3 })
                     yield return new object[] { dt, m, n, k, workers };
     }

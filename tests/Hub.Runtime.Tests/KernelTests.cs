@@ -197,7 +197,10 @@ public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
     {
         foreach (var dt in new[] { DType.F32, DType.F16, DType.BF16 })
             foreach (var (m, n, k) in new[] { (1, 1, 1), (1, 7, 3), (1, 33, 65), (2, 17, 31), (3, 40, 9), (4, 5, 300), (5, 17, 31),
-                                               (7, 23, 257), (13, 65, 70), (6, 16, 256), (12, 32, 512), (37, 129, 513), (1, 0, 5), (3, 4, 0) })
+                                               (7, 23, 257), (13, 65, 70), (6, 16, 256), (12, 32, 512), (37, 129, 513), (1, 0, 5), (3, 4, 0),
+                                               // every remainder of the 6-row tiling with 4-row tiles after it; K split
+                                               // into equal blocks (385, 777); more than NC columns with several K blocks
+                                               (8, 16, 385), (9, 31, 8), (10, 17, 9), (11, 48, 777), (14, 33, 400), (131, 270, 391) })
                 yield return new object[] { dt, m, n, k };
     }
 

@@ -367,7 +367,20 @@ public static unsafe class Gemm
 
     // K block for depth k: one block up to KCMax, else KC. Packed weights fix their layout when packed, so they never
     // follow the bench's SingleBlockK switch (flipping it after a model packed would misread the panels).
-    private static int KBlock(int k, bool packed) => k <= KCMax && (packed || SingleBlockK) ? k : KC;
+    private static int KBlock(int k, bool packed)
+    {
+        if (k <= KCMax && (packed || SingleBlockK)) return k;
+        if (!BalancedKC) return DeepKC;
+        // Equal blocks of at most DeepKC (a multiple of 8), so no short last block pays a whole pass over C.
+        int blocks = (k + DeepKC - 1) / DeepKC;
+        return Math.Min(DeepKC, ((k + blocks - 1) / blocks + 7) & ~7);
+    }
+
+    /// <summary>Whether deep k is split into equal blocks of at most <see cref="DeepKC"/> (a switch for A/B runs).</summary>
+    internal static bool BalancedKC = true;
+
+    /// <summary>K block for k &gt; 384 (≤ 384; a switch for A/B runs of the kernel bench).</summary>
+    internal static int DeepKC = KC;
 
     /// <summary>
     /// Packs (and widens) all of W [n, k] once into the panel layout the GEMM reads: for the K block starting at pc
@@ -405,6 +418,23 @@ public static unsafe class Gemm
                 else new Span<float>(c + (long)i * n + n0, n1 - n0).Clear();
             return;
         }
+        // With several K blocks, C is revisited once per block: in column chunks of NC the chunk's C (MC×NC, 144 KiB)
+        // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages);
+        // the price is one A packing per chunk (≈1/NC of the FMA work).
+        if (ChunkColumns && k > KBlock(k, packed != null) && n1 - n0 > NC)
+        {
+            for (int c0 = n0; c0 < n1; c0 += NC) GemmRange(a, m0, m1, k, w, wt, packed, n, bias, c, c0, Math.Min(n1, c0 + NC), scratch);
+            return;
+        }
+        GemmRange(a, m0, m1, k, w, wt, packed, n, bias, c, n0, n1, scratch);
+    }
+
+    /// <summary>Split the columns into NC chunks when k has several K blocks (a switch for A/B runs).</summary>
+    internal static bool ChunkColumns = true;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GemmRange(float* a, int m0, int m1, int k, byte* w, DType wt, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch)
+    {
         int nr = PanelWidth;
         float* panel = Align64(scratch);          // [kcb][nr]
         float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
@@ -412,6 +442,7 @@ public static unsafe class Gemm
         float* apack = tmp + MaxPanel * KCMax;   // the A block as register-tile micro-panels (APackFloats)
         int kcb = KBlock(k, packed != null);
         long nPad = (long)((n + nr - 1) / nr) * nr;
+        bool packA = PackA; // read once: the bench/tests may flip the switch while other threads run
         for (int mb = m0; mb < m1; mb += MC)
         {
             int mc = Math.Min(MC, m1 - mb);
@@ -421,7 +452,7 @@ public static unsafe class Gemm
                 int kc = Math.Min(kcb, k - pc);
                 bool first = pc == 0, last = pc + kc == k;
                 float* ab = a + (long)mb * k + pc;
-                if (PackA)
+                if (packA)
                 {
                     // Each register tile's rows go k-major into one micro-panel (h floats per k step), so the kernel
                     // reads A as one sequential stream from L2 instead of h rows k floats apart.
@@ -469,7 +500,7 @@ public static unsafe class Gemm
                     float* bb = last && bias != null ? bias + col : null;
                     for (int t = 0, ir = 0; t < tiles; t++)
                     {
-                        int h = PackA ? (t < n6 ? MR : 4) : MR;
+                        int h = packA ? (t < n6 ? MR : 4) : MR;
                         if (linesPerTile > 0)
                         {
                             int l0 = t * linesPerTile, l1 = Math.Min(nextLines, l0 + linesPerTile);
@@ -483,7 +514,10 @@ public static unsafe class Gemm
                         }
                         int mr = Math.Min(h, mc - ir);
                         float* cp = c + (long)(mb + ir) * n + col;
-                        if (PackA)
+                        if (PrefetchC && Sse.IsSupported && ncols == nr)
+                            // The tile's C rows (L3 when C outgrows L2) arrive while its k loop runs, not after it.
+                            for (int r = 0; r < mr; r++) { Sse.Prefetch0(cp + (long)r * n); if (nr > 16) Sse.Prefetch0(cp + (long)r * n + 16); }
+                        if (packA)
                         {
                             float* ap = apack + (long)ir * kc;
                             if (ncols == nr) MicroPacked(ap, h, mr, pan, kc, cp, n, first, bb);
@@ -513,7 +547,7 @@ public static unsafe class Gemm
 
     // Register tiles over mc rows: n6 tiles of MR = 6 rows, then 4-row tiles. A 4-row tile (8 accumulators, FMA-latency
     // bound) costs 4/6 of a 6-row one, so 128 rows run as 20×6 + 2×4 with no idle rows instead of 22×6 over 132.
-    private static void TilePlan(int mc, out int n6, out int tiles)
+    internal static void TilePlan(int mc, out int n6, out int tiles)
     {
         int q = mc / MR, rem = mc % MR;
         switch (rem)
@@ -587,6 +621,9 @@ public static unsafe class Gemm
 
     /// <summary>Copy the A block to contiguous rows when k &gt; KC (a switch for A/B runs of the kernel bench).</summary>
     internal static bool PackA = true;
+
+    /// <summary>Software prefetch of each register tile's C rows before its k loop (a switch for A/B runs).</summary>
+    internal static bool PrefetchC = true;
 
     /// <summary>Software prefetch of the next W panel (a switch for A/B runs of the kernel bench).</summary>
     internal static bool Prefetch = true;
