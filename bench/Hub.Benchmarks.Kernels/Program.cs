@@ -141,6 +141,8 @@ if (opts.TryGetValue("ab", out var abName))
                  ("KC ≤256 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
                  ("KC ≤320 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 320; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
                  ("KC ≤384 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 384; Hub.Runtime.Kernels.Gemm.BalancedKC = true; })],
+        "session5" => [("session 4 blocking", () => SetAll(false)), ("session 5 blocking", () => SetAll(true))],
+        "units" => [("4 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 4), ("3 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 3), ("2 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 2)],
         "chunk" => [("one pass per K block", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = false), ("NC column chunks", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = true)],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
@@ -161,6 +163,11 @@ if (flags.Contains("probe"))
 {
     Bench.Probe(rounds);
     return 0;
+}
+static void SetAll(bool on)
+{
+    Hub.Runtime.Kernels.Gemm.PackA = on; Hub.Runtime.Kernels.Gemm.ChunkColumns = on;
+    Hub.Runtime.Kernels.Gemm.BalancedKC = on; Hub.Runtime.Kernels.Gemm.PrefetchC = on;
 }
 static int[] threadCounts0(int max) => max > 1 ? new[] { 1, max } : new[] { 1 };
 bool noAttention = flags.Contains("no-attention");
@@ -315,20 +322,25 @@ internal static unsafe class Bench
         var scratch = new float*[threads];
         for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
         using var pool = new WorkerPool(threads);
-        int units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
-        var job = new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols);
         double flops = 2.0 * m * n * k;
         int reps = Math.Max(1, (int)(0.3e9 * threads / flops));
         var best = new double[variants.Length];
         var fma = new FmaJob(1_000_000);
         peak = 0;
-        foreach (var v in variants) { v(); pool.Run(job, units); }
+        // the plan follows the variant (PlanUnits may be what is compared)
+        GemmJob Plan(out int units)
+        {
+            units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
+            return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols);
+        }
+        foreach (var v in variants) { v(); pool.Run(Plan(out int u0), u0); }
         for (int s = 0; s < samples; s++)
         {
             peak = Math.Max(peak, PoolPeak(pool, fma, 1_000_000).Wall);
             for (int j = 0; j < variants.Length; j++)
             {
                 variants[j]();
+                var job = Plan(out int units);
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < reps; i++) pool.Run(job, units);
                 best[j] = Math.Max(best[j], flops * reps / sw.Elapsed.TotalSeconds / 1e9);
@@ -451,6 +463,13 @@ internal static unsafe class Bench
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < reps; i++) Hub.Runtime.Kernels.Gemm.PackRowsPanel(w + (i & 7) * kc, k, 16, kc, panel);
             double packNs = sw.Elapsed.TotalNanoseconds / reps / (16.0 * kc);
+            sw.Restart();
+            for (int i = 0; i < reps; i++) Hub.Runtime.Kernels.Gemm.PackRowsPanel(w + (i & 7) * kc, k + 24, 16, kc, panel);
+            double packNs2 = sw.Elapsed.TotalNanoseconds / reps / (16.0 * kc);
+            sw.Restart();
+            for (int i = 0; i < reps; i++) Hub.Runtime.Kernels.Gemm.PackRowsPanel(w + (i & 7) * kc, 384, 16, kc, panel);
+            double packNs3 = sw.Elapsed.TotalNanoseconds / reps / (16.0 * kc);
+            Console.Write($"pack ns/float: row stride 2048 {packNs:F3}, 2072 {packNs2:F3}, 384 {packNs3:F3}   ");
             const int reps2 = 1_500;
             sw.Restart();
             for (int i = 0; i < reps2; i++) Hub.Runtime.Kernels.Gemm.GemmBlockPacked(x, 0, 132, kc, packed, nn, null, y, 0, nn, scratch);

@@ -30,15 +30,15 @@ public static unsafe class Gemm
     public static int ScratchFloats(int k)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
-        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats) + 64;
+        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats(k)) + 64;
     }
 
     // Depths up to this run in one K block (one pass over C); the panel is then up to 24 KiB.
     private const int KCMax = 384;
 
     // The packed A block: up to MC rows rounded up to whole register tiles (+4: a 6-row tile over 5 rows, or two
-    // 4-row tiles over 7), KCMax deep, plus 8 floats the overlapping 8-wide stores of PackAPanel may write past the end.
-    private const int APackFloats = (MC + 4) * KCMax + 8;
+    // 4-row tiles over 7), k deep, plus 8 floats the overlapping 8-wide stores of PackAPanel may write past the end.
+    private static int APackFloats(int k) => (MC + 4) * Math.Max(k, KCMax) + 8;
 
     /// <summary>Whether k ≤ 384 runs as one K block (a switch for A/B runs of the kernel bench).</summary>
     internal static bool SingleBlockK = true;
@@ -418,16 +418,11 @@ public static unsafe class Gemm
                 else new Span<float>(c + (long)i * n + n0, n1 - n0).Clear();
             return;
         }
-        // With several K blocks, C is revisited once per block: in column chunks of NC the chunk's C (MC×NC, 144 KiB)
-        // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages);
-        // the price is one A packing per chunk (≈1/NC of the FMA work).
-        if (ChunkColumns && k > KBlock(k, packed != null) && n1 - n0 > NC)
-        {
-            for (int c0 = n0; c0 < n1; c0 += NC) GemmRange(a, m0, m1, k, w, wt, packed, n, bias, c, c0, Math.Min(n1, c0 + NC), scratch);
-            return;
-        }
         GemmRange(a, m0, m1, k, w, wt, packed, n, bias, c, n0, n1, scratch);
     }
+
+    /// <summary>Work units per worker <see cref="PlanUnits"/> aims for (a switch for A/B runs of the kernel bench).</summary>
+    internal static int UnitsPerWorker = 4;
 
     /// <summary>Split the columns into NC chunks when k has several K blocks (a switch for A/B runs).</summary>
     internal static bool ChunkColumns = true;
@@ -443,28 +438,38 @@ public static unsafe class Gemm
         int kcb = KBlock(k, packed != null);
         long nPad = (long)((n + nr - 1) / nr) * nr;
         bool packA = PackA; // read once: the bench/tests may flip the switch while other threads run
+        // With several K blocks, C is revisited once per block: in column chunks of NC the chunk's C (MC×NC, 144 KiB)
+        // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages).
+        int chunk = ChunkColumns && k > kcb ? NC : n1 - n0;
         for (int mb = m0; mb < m1; mb += MC)
         {
             int mc = Math.Min(MC, m1 - mb);
             TilePlan(mc, out int n6, out int tiles);
+            int mcPad = n6 * MR + (tiles - n6) * 4;
+            if (packA)
+                // The whole A block (mc rows × k) once, K block by K block (at apack + pc·mcPad), each register tile's
+                // rows k-major in one micro-panel (h floats per k step): the kernel reads A as one sequential stream
+                // instead of h rows k floats apart, and every column chunk reuses it.
+                for (int pc = 0; pc < k; pc += kcb)
+                {
+                    int kc = Math.Min(kcb, k - pc);
+                    float* ab = a + (long)mb * k + pc;
+                    for (int t = 0, r0 = 0; t < tiles; t++)
+                    {
+                        int h = t < n6 ? MR : 4;
+                        PackAPanel(ab + (long)r0 * k, k, Math.Min(h, mc - r0), h, kc, apack + (long)pc * mcPad + (long)r0 * kc);
+                        r0 += h;
+                    }
+                }
+            for (int c0 = n0; c0 < n1; c0 += chunk)
             for (int pc = 0; pc < k; pc += kcb)
             {
                 int kc = Math.Min(kcb, k - pc);
                 bool first = pc == 0, last = pc + kc == k;
                 float* ab = a + (long)mb * k + pc;
-                if (packA)
-                {
-                    // Each register tile's rows go k-major into one micro-panel (h floats per k step), so the kernel
-                    // reads A as one sequential stream from L2 instead of h rows k floats apart.
-                    for (int t = 0, r0 = 0; t < tiles; t++)
-                    {
-                        int h = t < n6 ? MR : 4;
-                        PackAPanel(ab + (long)r0 * k, k, Math.Min(h, mc - r0), h, kc, apack + (long)r0 * kc);
-                        r0 += h;
-                    }
-                }
-                int es = wt.SizeOf(), rowBytes = kc * es;
-                for (int col = n0; col < n1; col += nr)
+                float* apc = apack + (long)pc * mcPad;
+                int es = wt.SizeOf(), rowBytes = kc * es, c1 = Math.Min(n1, c0 + chunk);
+                for (int col = c0; col < c1; col += nr)
                 {
                     int ncols = Math.Min(nr, n1 - col);
                     float* pan;
@@ -475,7 +480,7 @@ public static unsafe class Gemm
                     {
                         // Prepacked: the panel is read in place; each tile prefetches a share of the next panel into L1.
                         pan = packed + pc * nPad + (long)(col / nr) * kc * nr;
-                        if (Prefetch && Sse.IsSupported && col + nr < n1)
+                        if (Prefetch && Sse.IsSupported && col + nr < c1)
                         {
                             nextW = (byte*)(pan + kc * nr);
                             nextLines = kc * nr * 4 / 64;
@@ -488,12 +493,12 @@ public static unsafe class Gemm
                         pan = panel;
                         // While this panel's tiles run, they prefetch the next panel's W rows into L2 in equal shares, so
                         // its packing finds them there instead of waiting on DRAM (weights larger than L3 stream once).
-                        if (Prefetch && Sse.IsSupported && col + nr < n1)
+                        if (Prefetch && Sse.IsSupported && col + nr < c1)
                         {
                             nextW = w + ((long)(col + nr) * k + pc) * es;
                             int linesPerRow = (rowBytes + 63) >> 6;
                             lineShift = linesPerRow;
-                            nextLines = Math.Min(nr, n1 - col - nr) * linesPerRow;
+                            nextLines = Math.Min(nr, c1 - col - nr) * linesPerRow;
                         }
                     }
                     if (nextLines > 0) linesPerTile = (nextLines + tiles - 1) / tiles;
@@ -519,7 +524,7 @@ public static unsafe class Gemm
                             for (int r = 0; r < mr; r++) { Sse.Prefetch0(cp + (long)r * n); if (nr > 16) Sse.Prefetch0(cp + (long)r * n + 16); }
                         if (packA)
                         {
-                            float* ap = apack + (long)ir * kc;
+                            float* ap = apc + (long)ir * kc;
                             if (ncols == nr) MicroPacked(ap, h, mr, pan, kc, cp, n, first, bb);
                             else
                             {
@@ -644,7 +649,7 @@ public static unsafe class Gemm
         unitRows = (m + mBlocks - 1) / mBlocks;
         unitRows = (unitRows + MR - 1) / MR * MR;
         mBlocks = (m + unitRows - 1) / unitRows;
-        int want = Math.Max(1, (4 * workers + mBlocks - 1) / mBlocks);
+        int want = Math.Max(1, (UnitsPerWorker * workers + mBlocks - 1) / mBlocks);
         int nr = PanelWidth;
         int cols = (n + want - 1) / want;
         cols = Math.Clamp((cols + nr - 1) / nr * nr, 64, NC);
