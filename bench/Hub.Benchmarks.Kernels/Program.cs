@@ -138,9 +138,11 @@ if (opts.TryGetValue("ab", out var abName))
         "packa" => [("A in place", () => Hub.Runtime.Kernels.Gemm.PackA = false), ("A micro-panels", () => Hub.Runtime.Kernels.Gemm.PackA = true)],
         "prefetch" => [("prefetch off", () => Hub.Runtime.Kernels.Gemm.Prefetch = false), ("prefetch on", () => Hub.Runtime.Kernels.Gemm.Prefetch = true)],
         "kc" => [("KC 256", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
+                 ("KC 320", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 320; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
                  ("KC ≤256 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
                  ("KC ≤320 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 320; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
-                 ("KC ≤384 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 384; Hub.Runtime.Kernels.Gemm.BalancedKC = true; })],
+                 ("KC ≤384 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 384; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
+                 ("KC ≤320 balanced (default)", () => { Hub.Runtime.Kernels.Gemm.DeepKC = Hub.Runtime.Kernels.Gemm.KC; Hub.Runtime.Kernels.Gemm.BalancedKC = true; })],
         "session5" => [("session 4 blocking", () => SetAll(false)), ("session 5 blocking", () => SetAll(true))],
         "units" => [("4 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 4), ("3 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 3), ("2 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 2)],
         "chunk" => [("one pass per K block", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = false), ("NC column chunks", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = true)],
@@ -168,6 +170,7 @@ static void SetAll(bool on)
 {
     Hub.Runtime.Kernels.Gemm.PackA = on; Hub.Runtime.Kernels.Gemm.ChunkColumns = on;
     Hub.Runtime.Kernels.Gemm.BalancedKC = on; Hub.Runtime.Kernels.Gemm.PrefetchC = on;
+    Hub.Runtime.Kernels.Gemm.DeepKC = on ? Hub.Runtime.Kernels.Gemm.KC : 256;
 }
 static int[] threadCounts0(int max) => max > 1 ? new[] { 1, max } : new[] { 1 };
 bool noAttention = flags.Contains("no-attention");

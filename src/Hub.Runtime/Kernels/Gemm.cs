@@ -17,8 +17,9 @@ public static unsafe class Gemm
     public const int MR = 6;
     /// <summary>Register tile columns (two 8-float vectors).</summary>
     public const int NR = 16;
-    /// <summary>K block: a 16-column panel of this depth is 16 KiB, half of Zen 3's L1d.</summary>
-    public const int KC = 256;
+    /// <summary>Deepest K block when k &gt; 384 (k is split into equal blocks up to this): the 16-column W panel
+    /// (20 KiB) and one 6-row A micro-panel (7.5 KiB) fit Zen 3's 32 KiB L1d together.</summary>
+    public const int KC = 320;
     /// <summary>Most columns per GEMM work unit (the A block is re-read from L2 once per panel of a unit).</summary>
     public const int NC = 256;
     /// <summary>Rows per A block: MC×KC floats (144 KiB) stay in the 512 KiB L2 while the panels stream past.</summary>
@@ -724,31 +725,7 @@ public static unsafe class Gemm
             {
                 float* s0 = src + q0 * ld;
                 int p = 0;
-                for (; p + 8 <= kc; p += 8)
-                {
-                    float* s = s0 + p;
-                    var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + ld);
-                    var r2 = Avx.LoadVector256(s + 2 * ld); var r3 = Avx.LoadVector256(s + 3 * ld);
-                    var r4 = Avx.LoadVector256(s + 4 * ld); var r5 = Avx.LoadVector256(s + 5 * ld);
-                    var r6 = Avx.LoadVector256(s + 6 * ld); var r7 = Avx.LoadVector256(s + 7 * ld);
-                    var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-                    var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-                    var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-                    var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-                    var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-                    var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-                    var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-                    var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-                    float* d = panel + p * nr + q0;
-                    Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
-                    Avx.Store(d + nr, Avx.Permute2x128(u1, u5, 0x20));
-                    Avx.Store(d + 2 * nr, Avx.Permute2x128(u2, u6, 0x20));
-                    Avx.Store(d + 3 * nr, Avx.Permute2x128(u3, u7, 0x20));
-                    Avx.Store(d + 4 * nr, Avx.Permute2x128(u0, u4, 0x31));
-                    Avx.Store(d + 5 * nr, Avx.Permute2x128(u1, u5, 0x31));
-                    Avx.Store(d + 6 * nr, Avx.Permute2x128(u2, u6, 0x31));
-                    Avx.Store(d + 7 * nr, Avx.Permute2x128(u3, u7, 0x31));
-                }
+                for (; p + 8 <= kc; p += 8) Transpose8x8(s0 + p, ld, panel + p * nr + q0, nr);
                 for (; p < kc; p++)
                     for (int q = 0; q < 8; q++) panel[p * nr + q0 + q] = s0[q * ld + p];
             }
@@ -759,6 +736,32 @@ public static unsafe class Gemm
         }
         if (ncols < nr)
             for (int p = 0; p < kc; p++) new Span<float>(panel + p * nr + ncols, nr - ncols).Clear();
+    }
+
+    // d[j·nr + q] = s[q·ld + j] for q, j < 8: one 8×8 transpose (unpack, shuffle, 128-bit lane permute).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* s, long ld, float* d, int nr)
+    {
+        var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + ld);
+        var r2 = Avx.LoadVector256(s + 2 * ld); var r3 = Avx.LoadVector256(s + 3 * ld);
+        var r4 = Avx.LoadVector256(s + 4 * ld); var r5 = Avx.LoadVector256(s + 5 * ld);
+        var r6 = Avx.LoadVector256(s + 6 * ld); var r7 = Avx.LoadVector256(s + 7 * ld);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(d + nr, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * nr, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(d + 3 * nr, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * nr, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(d + 5 * nr, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * nr, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(d + 7 * nr, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     // c[mr×nr] (=|+=) a[mr×kc] (row stride lda) · panel[kc×nr] (+ bias); rows ≥ mr read row 0 and are discarded by the
