@@ -145,6 +145,7 @@ if (opts.TryGetValue("ab", out var abName))
                  ("KC ≤320 balanced (default)", () => { Hub.Runtime.Kernels.Gemm.DeepKC = Hub.Runtime.Kernels.Gemm.KC; Hub.Runtime.Kernels.Gemm.BalancedKC = true; })],
         "session5" => [("session 4 blocking", () => SetAll(false)), ("session 5 blocking", () => SetAll(true))],
         "units" => [("4 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 4), ("3 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 3), ("2 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 2)],
+        "packamin" => [("pack A from 64 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 64), ("pack A from 128 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 128), ("pack A from 256 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 256)],
         "chunk" => [("one pass per K block", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = false), ("NC column chunks", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = true)],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
@@ -155,8 +156,8 @@ if (opts.TryGetValue("ab", out var abName))
     foreach (var (m, n, k) in abShapes)
         foreach (int th in threadCounts0(maxThreads))
         {
-            var best = Bench.GemmAb(m, n, k, DType.F32, th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak);
-            Console.WriteLine($"{m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1}")));
+            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak);
+            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1}")));
         }
     variants[^1].Set();
     return 0;
