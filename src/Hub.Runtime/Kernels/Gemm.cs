@@ -104,7 +104,9 @@ public static unsafe class Gemm
                             HalfBitsToSingle(lo).Store(dst + i);
                             HalfBitsToSingle(hi).Store(dst + i + 8);
                         }
-                    if (i < count) TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)s + i, count - i), new Span<float>(dst + i, count - i));
+                    // (a short tail, as a K block's row may leave, is cheaper converted here than through a library call)
+                    if (count - i >= 16) TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)s + i, count - i), new Span<float>(dst + i, count - i));
+                    else for (; i < count; i++) dst[i] = (float)((Half*)s)[i];
                     break;
                 }
             case DType.BF16:
@@ -372,9 +374,10 @@ public static unsafe class Gemm
     {
         if (k <= KCMax && (packed || SingleBlockK)) return k;
         if (!BalancedKC) return DeepKC;
-        // Equal blocks of at most DeepKC (a multiple of 8), so no short last block pays a whole pass over C.
+        // Near-equal blocks of at most DeepKC, so no short last block pays a whole pass over C; a multiple of 16 keeps
+        // the F16/BF16 widening of each row segment in whole vectors.
         int blocks = (k + DeepKC - 1) / DeepKC;
-        return Math.Min(DeepKC, ((k + blocks - 1) / blocks + 7) & ~7);
+        return Math.Min(DeepKC, ((k + blocks - 1) / blocks + 15) & ~15);
     }
 
     /// <summary>Whether deep k is split into equal blocks of at most <see cref="DeepKC"/> (a switch for A/B runs).</summary>
