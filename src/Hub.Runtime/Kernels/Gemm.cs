@@ -425,8 +425,8 @@ public static unsafe class Gemm
         GemmRange(a, m0, m1, k, w, wt, packed, n, bias, c, n0, n1, scratch);
     }
 
-    /// <summary>Narrowest column range that packs A when k is one K block (a switch for A/B runs of the kernel bench).</summary>
-    internal static int PackAMinColumns = 128;
+    /// <summary>Narrowest column range that packs A into micro-panels (a switch for A/B runs of the kernel bench).</summary>
+    internal static int PackAMinColumns = 96;
 
     /// <summary>Work units per worker <see cref="PlanUnits"/> aims for (a switch for A/B runs of the kernel bench).</summary>
     internal static int UnitsPerWorker = 4;
@@ -445,10 +445,10 @@ public static unsafe class Gemm
         int kcb = KBlock(k, packed != null);
         long nPad = (long)((n + nr - 1) / nr) * nr;
         // Packing A costs ≈ 4/cols of the FMA work (≈ 0.25 cycles per float against 2·cols flops at 32 per cycle) and
-        // makes the tile ≈ 7-10 % faster: a narrow unit (one 128-token prompt split over 2 workers at n = 384) with a
-        // single K block reads A in place; deeper k always packs (rows k floats apart, often a power of two, alias
-        // in L1). PackA is read once: the bench/tests may flip the switch while other threads run.
-        bool packA = PackA && (k > kcb || n1 - n0 >= PackAMinColumns);
+        // makes the tile ≈ 7-10 % faster, so a narrow column range (one 128-token prompt split over 2 workers at
+        // n = 384; the 64-row dequantized panels of QuantLinearExec) reads A in place, as a contiguous copy per K block
+        // when k has several. PackA is read once: the bench/tests may flip the switch while other threads run.
+        bool packA = PackA && n1 - n0 >= PackAMinColumns;
         // With several K blocks, C is revisited once per block: in column chunks of NC the chunk's C (MC×NC, 144 KiB)
         // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages).
         int chunk = ChunkColumns && k > kcb ? NC : n1 - n0;
@@ -479,6 +479,13 @@ public static unsafe class Gemm
                 bool first = pc == 0, last = pc + kc == k;
                 float* ab = a + (long)mb * k + pc;
                 float* apc = apack + (long)pc * mcPad;
+                int lda = k;
+                if (!packA && k > kcb)
+                {
+                    // Rows k floats apart (a power-of-two k maps them onto a few L2 sets): copy the block contiguous.
+                    for (int r = 0; r < mc; r++) Buffer.MemoryCopy(ab + (long)r * k, apack + (long)r * kc, kc * 4L, kc * 4L);
+                    ab = apack; lda = kc;
+                }
                 int es = wt.SizeOf(), rowBytes = kc * es, c1 = Math.Min(n1, c0 + chunk);
                 for (int col = c0; col < c1; col += nr)
                 {
@@ -545,11 +552,11 @@ public static unsafe class Gemm
                         }
                         else
                         {
-                            float* ap = ab + (long)ir * k;
-                            if (mr == MR && ncols == nr) Micro(ap, k, MR, pan, kc, cp, n, first, bb);
+                            float* ap = ab + (long)ir * lda;
+                            if (mr == MR && ncols == nr) Micro(ap, lda, MR, pan, kc, cp, n, first, bb);
                             else
                             {
-                                Micro(ap, k, mr, pan, kc, tile, nr, true, null);
+                                Micro(ap, lda, mr, pan, kc, tile, nr, true, null);
                                 AddTile(tile, nr, mr, ncols, cp, n, first, bb);
                             }
                         }
