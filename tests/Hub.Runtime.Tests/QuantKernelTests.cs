@@ -661,7 +661,9 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             ("int4 sym g32 (Q4_0)", QuantKernelTests.RandomQ(true, n, k, 32, true, 3)),
             ("int4 asym g128", QuantKernelTests.RandomQ(true, n, k, 128, false, 4)),
         };
-        cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
+        // each integer case with F16 scales (as exported) and with F32 scales (IRs exported before session 4)
+        cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " f32-scales", c.Q)))
+                     .Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
         var halves = cases.Select(c => c.Q is null ? null : QuantKernelTests.HalfBits(c.Q.Scales)).ToArray();   // F16 scales as exported
         var times = cases.Select(_ => new List<double>()).ToArray();
         var cpuTimes = cases.Select(_ => new List<double>()).ToArray();   // process CPU time: steadier on a shared machine
@@ -683,11 +685,14 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
                     else
                         fixed (byte* d = q.Data)
                         fixed (ushort* s = halves[c])
+                        fixed (float* s32 = q.Scales)
                         fixed (byte* z = q.Zeros)
                         {
                         fixed (float* xsp = xsums)
                         {
-                            var w = new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
+                            var w = cases[c].Name.EndsWith("f32-scales", StringComparison.Ordinal)
+                                ? new QuantMatrix(d, s32, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym)
+                                : new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
                             bool reg = cases[c].Name.EndsWith("float-reg", StringComparison.Ordinal);
                             for (int r = 0; r < reps; r++)
                             {
@@ -712,8 +717,8 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             double t = times[c].Order().ElementAt(times[c].Count / 2);
             double tc = cpuTimes[c].Order().ElementAt(cpuTimes[c].Count / 2);
             var q = cases[c].Q;
-            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 2L + (q.Zeros?.Length ?? 0);
-            output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s  cpu {tc * 1e6,8:F1} µs {(double)n * k / tc / 1e9,6:F2} GMAC/s");
+            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * (cases[c].Name.EndsWith("f32-scales", StringComparison.Ordinal) ? 4L : 2L) + (q.Zeros?.Length ?? 0);
+            output.WriteLine($"{cases[c].Name,-34} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s  cpu {tc * 1e6,8:F1} µs {(double)n * k / tc / 1e9,6:F2} GMAC/s");
         }
     }
 }
