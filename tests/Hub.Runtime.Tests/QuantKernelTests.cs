@@ -276,8 +276,9 @@ public unsafe class QuantKernelTests
     [Fact]
     public void Integer_gemv_matches_twin_beyond_one_scale_chunk()
     {
-        // K = 8288: 259 blocks, more than the 256 whose combined scales one pass computes, and an odd count
-        foreach (var (int4, sym, group) in new[] { (true, true, 32), (false, true, 32), (true, false, 0), (false, false, 224), (true, false, 224), (false, true, 0) })
+        // K = 8288: 259 blocks, more than twice the 128 whose combined scales one pass stages at once, and an odd count
+        // (int4: the trailing natural-order block in the last chunk, after a staging remainder of 3 blocks)
+        foreach (var (int4, sym, group) in new[] { (true, true, 32), (false, true, 32), (true, false, 32), (false, false, 32), (true, false, 0), (false, false, 224), (true, false, 224), (false, true, 0) })
         {
             int n = 5, k = 8288, m = 2;
             var d = RandomQ(int4, n, k, group, sym, group + (int4 ? 1 : 0));
@@ -360,7 +361,7 @@ public unsafe class QuantKernelTests
         foreach (bool int4 in new[] { false, true })
             foreach (bool sym in new[] { true, false })
                 foreach (var (group, k) in shapes)
-                    foreach (int m in new[] { 1, 2, 4 })
+                    foreach (int m in new[] { 1, 2, 3, 4 })
                     {
                         int n = 11;
                         var d = RandomQ(int4, n, k, group, sym, k * 13 + group + m + (int4 ? 1 : 0) + (sym ? 2 : 0));
