@@ -802,11 +802,13 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         int warm = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_WARMUP"), out var wu) ? wu : 8, steps = 64;
         var ones = Enumerable.Repeat(1f, warm + steps).ToArray();
         var sw = System.Diagnostics.Stopwatch.StartNew();
+        var proc = System.Diagnostics.Process.GetCurrentProcess();
+        var cpu0 = proc.TotalProcessorTime;
         bool prof = Environment.GetEnvironmentVariable("HUB_BENCH_PROFILE") != "0";
         if (!prof) req.OpTicks = null;
         for (int s = 0; s < steps + warm; s++)
         {
-            if (s == warm) { sw.Restart(); if (prof) Array.Clear(req.OpTicks!); }
+            if (s == warm) { sw.Restart(); proc.Refresh(); cpu0 = proc.TotalProcessorTime; if (prof) Array.Clear(req.OpTicks!); }
             int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
             req.SetInput("input_ids", id, 1, 1);
             if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
@@ -815,7 +817,9 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
             req.Infer();
         }
-        output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s");
+        proc.Refresh();
+        // process CPU time per token: with one thread a steadier figure than wall time on a shared machine
+        output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s, cpu {(proc.TotalProcessorTime - cpu0).TotalMilliseconds / steps:F2} ms/token");
         if (!prof) return;
         double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps;
         // Op kind, with a Linear keyed by the last part of its node name (qkv_proj, gate_up_proj, down_proj, logits, ...).
