@@ -539,13 +539,25 @@ public static unsafe class QuantKernels
         }
     }
 
-    // Float scale rows of a pass for groups of several blocks: F32 in place, F16 converted once per pass into sb.
+    // Float scale rows of the pass starting at row j (groups of several blocks): F32 in place, F16 converted once per
+    // pass into sb — the four rows' halves are contiguous, so one vector conversion covers them (at K = 768, g128 a
+    // row has only 6 groups: converted row by row they would all go through the scalar tail).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float* PassScales(float* sc, ushort* sh, long row, int groups, float* sb)
+    private static void PassScales(float* sc, ushort* sh, int j, int n1, int groups, float* sb, float** s0, float** s1, float** s2, float** s3)
     {
-        if (sh == null) return sc + row * groups;
-        HalfToSingle(sh + row * groups, sb, groups);
-        return sb;
+        long j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+        if (sh == null)
+        {
+            *s0 = sc + (long)j * groups; *s1 = sc + j1 * groups; *s2 = sc + j2 * groups; *s3 = sc + j3 * groups;
+            return;
+        }
+        if (j + PassRows <= n1) HalfToSingle(sh + (long)j * groups, sb, PassRows * groups);
+        else
+        {
+            HalfToSingle(sh + (long)j * groups, sb, groups); HalfToSingle(sh + j1 * groups, sb + groups, groups);
+            HalfToSingle(sh + j2 * groups, sb + 2 * groups, groups); HalfToSingle(sh + j3 * groups, sb + 3 * groups, groups);
+        }
+        *s0 = sb; *s1 = sb + groups; *s2 = sb + 2 * groups; *s3 = sb + 3 * groups;
     }
 
     // Int8 weights with groups of several blocks (per channel, g64, g128, ...): per group Σ dx_b·dot_b (one dx broadcast
@@ -567,8 +579,8 @@ public static unsafe class QuantKernels
             long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
             byte* r0 = data + j0 * k, r1 = data + j1 * k, r2 = data + j2 * k, r3 = data + j3 * k;
             byte* pf = r0 + ahead;
-            float* s0 = PassScales(sc, sh, j0, groups, sb), s1 = PassScales(sc, sh, j1, groups, sb + groups);
-            float* s2 = PassScales(sc, sh, j2, groups, sb + 2 * groups), s3 = PassScales(sc, sh, j3, groups, sb + 3 * groups);
+            float* s0, s1, s2, s3;
+            PassScales(sc, sh, j, n1, groups, sb, &s0, &s1, &s2, &s3);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
@@ -628,8 +640,8 @@ public static unsafe class QuantKernels
             long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
             byte* r0 = data + j0 * rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
             byte* pf = r0 + ahead;
-            float* s0 = PassScales(sc, sh, j0, groups, sb), s1 = PassScales(sc, sh, j1, groups, sb + groups);
-            float* s2 = PassScales(sc, sh, j2, groups, sb + 2 * groups), s3 = PassScales(sc, sh, j3, groups, sb + 3 * groups);
+            float* s0, s1, s2, s3;
+            PassScales(sc, sh, j, n1, groups, sb, &s0, &s1, &s2, &s3);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
