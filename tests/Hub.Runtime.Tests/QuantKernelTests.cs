@@ -792,7 +792,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
         using var ir = IrModel.Load(dir!);
-        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 4096 });
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 8192 });
         using var req = cm.CreateInferRequest();
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         output.WriteLine(string.Join(",", names));
@@ -820,6 +820,40 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         proc.Refresh();
         // process CPU time per token: with one thread a steadier figure than wall time on a shared machine
         output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s, cpu {(proc.TotalProcessorTime - cpu0).TotalMilliseconds / steps:F2} ms/token");
+        if (Environment.GetEnvironmentVariable("HUB_BENCH_AB") is { } ab)
+        {
+            // In-process A/B of a kernel switch: segments of 16 decode steps alternate the switch off/on (the cache
+            // keeps growing, so the order flips every round) for HUB_BENCH_AB_ROUNDS rounds (default 8); medians of
+            // the per-segment tok/s.
+            Action<bool> set = ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
+                ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default)");
+            var rates = new[] { new List<double>(), new List<double>() };
+            req.OpTicks = null;
+            int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
+            for (int round = 0; round < abRounds; round++)
+                for (int v = 0; v < 2; v++)
+                {
+                    bool on = (v ^ (round & 1)) == 1;
+                    set(on);
+                    sw.Restart();
+                    for (int s = 0; s < 16; s++)
+                    {
+                        int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
+                        req.SetInput("input_ids", id, 1, 1);
+                        if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
+                        if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, 1);
+                        if (names.Contains("attention_mask")) req.SetInput("attention_mask", Enumerable.Repeat(1f, past + 1).ToArray(), 1, past + 1);
+                        if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+                        req.Infer();
+                    }
+                    rates[on ? 1 : 0].Add(16 / sw.Elapsed.TotalSeconds);
+                }
+            set(false);
+            double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+            output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
+            return;
+        }
         if (!prof) return;
         double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps;
         // Op kind, with a Linear keyed by the last part of its node name (qkv_proj, gate_up_proj, down_proj, logits, ...).
