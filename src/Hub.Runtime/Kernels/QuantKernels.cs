@@ -6,9 +6,10 @@
 // int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
 // comes back with the zero point. Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per
 // group is computed once per activation row. The AVX2 GEMV runs four output rows per pass (one activation load per
-// block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass). Shapes the
-// integer path cannot take (K not a multiple of 32) dequantize a
-// row into L1 scratch and use a float dot. Prefill dequantizes panels of rows and reuses the f32 GEMM.
+// block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass), in one small
+// non-inlined kernel per format so that the JIT keeps the loop state in registers. Shapes the integer path cannot take
+// (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
+// and reuses the f32 GEMM (int4: an int4 × int8 GEMM).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
