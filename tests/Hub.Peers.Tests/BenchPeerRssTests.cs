@@ -36,7 +36,7 @@ public class BenchPeerRssTests : IDisposable
             }
             Assert.True((double)a["peak_rss_both_engines_mib"]! >= baseline);
         }
-        else Assert.Null(a["llamacpp"]!["peak_rss_mib"]);
+        else Assert.Contains("cannot reset", (string)a["llamacpp"]!["peak_rss_mib_note"]!);
 
         var second = HubCli.Run(env, args);
         Assert.True(second.ExitCode == 0, second.Stderr);

@@ -84,7 +84,8 @@ internal sealed class BenchPeer
                 peer = LlamaCppPeer.Load(gguf, threads, promptTokens + newTokens + 8, Math.Max(32, promptTokens));
                 if (peer.VocabSize != lm.VocabSize) throw new HubException($"{gguf}: llama.cpp sees {peer.VocabSize} tokens, Hub {lm.VocabSize}");
                 peer.Run(prompt, newTokens); // warm-up
-                peerGrowth = peerPhase.GrowthBytes();
+                // Without a resettable peak: the growth of the current resident set (the figure before session 5).
+                peerGrowth = peerPhase.Isolated ? peerPhase.GrowthBytes() : Math.Max(0, PeakRss.CurrentBytes() - peerPhase.BaselineBytes);
             }
 
             var bothPhase = RssPhase.Begin();
@@ -126,12 +127,11 @@ internal sealed class BenchPeer
             {
                 o["gguf"] = gguf;
                 o["llamacpp_native"] = LlamaCppPeer.NativeLibraryPath;
-                // Without a resettable peak the process-lifetime figure would be Hub's (and any export's): give none.
-                double? peerRss = hubPhase.Isolated ? RssPhase.Mib(hubPhase.BaselineBytes + peerGrowth) : null;
+                double peerRss = RssPhase.Mib(hubPhase.Isolated ? hubPhase.BaselineBytes + peerGrowth : peerGrowth);
                 o["llamacpp"] = Engine(quiet.Peer, busyRounds?.Peer, promptTokens, newTokens, peerRss, peerBytes, bw);
                 o["llamacpp"]!["peak_rss_mib_note"] = hubPhase.Isolated
                     ? "process baseline before Hub loaded + resident-set growth while llama.cpp loaded and ran its warm-up round (Hub loaded, idle); the GGUF's mmap'd pages count as it touches them, as Hub's IR pages do for Hub"
-                    : "not measured: this OS cannot reset the peak resident set, so a phase's own peak is unknown";
+                    : "resident-set growth (current, not peak) from loading llama.cpp and running one round: this OS cannot reset the peak resident set";
                 if (hubPhase.Isolated) o["llamacpp"]!["peak_rss_growth_mib"] = RssPhase.Mib(peerGrowth);
                 var h = o["hub"]!; var c = o["llamacpp"]!;
                 o["ratio_hub_over_llamacpp"] = new JsonObject
@@ -177,7 +177,7 @@ internal sealed class BenchPeer
         return new Round((t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency, tokens);
     }
 
-    private static JsonObject Engine(List<Round> quiet, List<Round>? busy, int p, int n, double? rss, long bytesPerToken, double bw)
+    private static JsonObject Engine(List<Round> quiet, List<Round>? busy, int p, int n, double rss, long bytesPerToken, double bw)
     {
         double decode = BenchStats.Median(quiet.Select(x => n / x.Decode));
         var o = new JsonObject
