@@ -170,7 +170,8 @@ public static class GgufLlamaExporter
     {
         private readonly WeightInfo _w;
         private readonly byte* _data;
-        private readonly float[]? _scales;
+        private readonly TensorView _scaleView;
+        private float[]? _scales;
         private readonly byte[]? _zeros;
         private readonly int _group;
         private readonly string _scheme;
@@ -195,12 +196,15 @@ public static class GgufLlamaExporter
                 if (_scheme is not ("int8" or "int4"))
                     throw new UnsupportedModelException($"{ir.Directory}: weight '{w.Name}' uses quantization scheme '{q.Scheme}', unknown to the GGUF writer");
                 _group = q.GroupSize == 0 ? Cols : q.GroupSize;
-                _scales = ir.GetWeight(q.Scales).ToFloat32();
+                _scaleView = ir.GetWeight(q.Scales);
                 if (q.Zeros is { } z) _zeros = ir.GetWeight(z).Bytes.ToArray();
-                if (_scales.Length != (long)Rows * (Cols / _group))
-                    throw new IrFormatException(ir.Directory, $"weight '{w.Name}': {_scales.Length} scales do not match [{Rows}, {Cols}/{_group}]");
+                if (_scaleView.Shape.ElementCount != (long)Rows * (Cols / _group))
+                    throw new IrFormatException(ir.Directory, $"weight '{w.Name}': {_scaleView.Shape.ElementCount} scales do not match [{Rows}, {Cols}/{_group}]");
             }
         }
+
+        /// <summary>Scales as f32, converted on first use: a block copy from F16 scales never needs them.</summary>
+        private float[] Scales => _scales ??= _scaleView.ToFloat32();
 
         /// <summary>True when the IR blocks are already this ggml type's blocks (group 32, symmetric, same width).</summary>
         public bool CanCopy(GgmlType t) => _w.Quant is { Symmetric: true } && _group == 32 &&
@@ -219,13 +223,20 @@ public static class GgufLlamaExporter
             }
         }
 
+        /// <summary>
+        /// One row of ggml blocks straight from the IR's: the quantized bytes as they are, and the scale's half bits
+        /// copied when the IR stores F16 scales (current exports) or rounded from F32 ones (exports before session 4,
+        /// whose scales are f16 values too, so both give the same bytes).
+        /// </summary>
         private void CopyBlocks(int r, GgmlType t, Span<byte> dst)
         {
             int nb = Cols / 32, bb = t.BlockBytes(), qb = bb - 2;
             byte* src = _data + (long)r * nb * qb;
+            byte* halfScales = _scaleView.DType == DType.F16 ? (byte*)_scaleView.Pointer + (long)r * nb * 2 : null;
             for (int b = 0; b < nb; b++)
             {
-                System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(dst.Slice(b * bb), (Half)_scales![(long)r * nb + b]);
+                if (halfScales is not null) new ReadOnlySpan<byte>(halfScales + 2L * b, 2).CopyTo(dst.Slice(b * bb, 2));
+                else System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(dst.Slice(b * bb), (Half)Scales[(long)r * nb + b]);
                 new ReadOnlySpan<byte>(src + (long)b * qb, qb).CopyTo(dst.Slice(b * bb + 2, qb));
             }
         }
@@ -239,13 +250,14 @@ public static class GgufLlamaExporter
                 return;
             }
             int groups = Cols / _group;
+            var scales = Scales;
             if (_scheme == "int8")
             {
                 byte* q = _data + (long)r * Cols;
                 for (int k = 0; k < Cols; k++)
                 {
                     long gi = (long)r * groups + k / _group;
-                    dst[k] = _zeros is null ? (sbyte)q[k] * _scales![gi] : (q[k] - _zeros[gi]) * _scales![gi];
+                    dst[k] = _zeros is null ? (sbyte)q[k] * scales[gi] : (q[k] - _zeros[gi]) * scales[gi];
                 }
             }
             else
@@ -257,7 +269,7 @@ public static class GgufLlamaExporter
                     byte packed = q[run * 16 + (j & 15)];
                     int v = j < 16 ? packed & 0xF : packed >> 4;
                     long gi = (long)r * groups + k / _group;
-                    dst[k] = (v - (_zeros is null ? 8 : _zeros[gi])) * _scales![gi];
+                    dst[k] = (v - (_zeros is null ? 8 : _zeros[gi])) * scales[gi];
                 }
             }
         }

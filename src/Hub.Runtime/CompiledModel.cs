@@ -117,18 +117,28 @@ public sealed unsafe class CompiledModel : IDisposable
         }
     }
 
+    // Fusions found at compile time: the node that takes over → what it takes over with, and the nodes it absorbs.
+    private sealed class Fusions<T> where T : class
+    {
+        private readonly Dictionary<Node, T> _of = new(ReferenceEqualityComparer.Instance);
+        private readonly HashSet<Node> _absorbed = new(ReferenceEqualityComparer.Instance);
+
+        public T? Of(Node n) => _of.TryGetValue(n, out var v) ? v : null;
+        public bool Absorbs(Node n) => _absorbed.Contains(n);
+        public void Add(Node n, T with, Node absorbed) { _of[n] = with; _absorbed.Add(absorbed); }
+    }
+
     // Attention node → the fused q/k/v projection it reads in place of its Split's outputs; the elided Splits.
-    private readonly Dictionary<Node, string> _qkvSourceOf = new(ReferenceEqualityComparer.Instance);
-    private readonly HashSet<Node> _elidedSplits = new(ReferenceEqualityComparer.Instance);
+    private readonly Fusions<string> _qkv = new();
 
     /// <summary>
     /// The fused projection (the input of an elided 3-way Split) a bidirectional, cache-less Attention reads its q, k
     /// and v from as column slices, or null. The Split's outputs are only filled when the kernel needs them contiguous.
     /// </summary>
-    internal string? QkvSourceOf(Node attention) => _qkvSourceOf.TryGetValue(attention, out var s) ? s : null;
+    internal string? QkvSourceOf(Node attention) => _qkv.Of(attention);
 
     /// <summary>Whether <paramref name="split"/> is left to its Attention reader (see <see cref="QkvSourceOf"/>).</summary>
-    internal bool IsElidedSplit(Node split) => _elidedSplits.Contains(split);
+    internal bool IsElidedSplit(Node split) => _qkv.Absorbs(split);
 
     // Split(x) → q, k, v read only by one bidirectional Attention without a KV cache (an encoder's fused projection).
     private void FindQkvSplits(GraphUses uses)
@@ -141,24 +151,22 @@ public sealed unsafe class CompiledModel : IDisposable
             bool ok = true;
             for (int i = 0; i < 3; i++)
                 ok &= a.Inputs[i] == sp.Outputs[i] && readers.GetValueOrDefault(sp.Outputs[i]) == 1 && !outputs.Contains(sp.Outputs[i]);
-            if (!ok || _elidedSplits.Contains(sp)) continue;
-            _qkvSourceOf[a] = sp.Inputs[0];
-            _elidedSplits.Add(sp);
+            if (!ok || _qkv.Absorbs(sp)) continue;
+            _qkv.Add(a, sp.Inputs[0], sp);
         }
     }
 
     // Linear node → the Gelu node applied in its epilogue, and the Gelu nodes that then run as no-ops.
-    private readonly Dictionary<Node, Node> _geluOfLinear = new(ReferenceEqualityComparer.Instance);
-    private readonly HashSet<Node> _fusedGelus = new(ReferenceEqualityComparer.Instance);
+    private readonly Fusions<Node> _gelu = new();
 
     /// <summary>
     /// The Gelu node whose activation the float Linear <paramref name="linear"/> applies to its output block while it
     /// is still in cache (the Gelu then runs in place as a no-op), or null.
     /// </summary>
-    internal Node? GeluEpilogueOf(Node linear) => _geluOfLinear.TryGetValue(linear, out var g) ? g : null;
+    internal Node? GeluEpilogueOf(Node linear) => _gelu.Of(linear);
 
     /// <summary>Whether <paramref name="gelu"/> was folded into its producing Linear (its output shares that buffer).</summary>
-    internal bool IsFusedGelu(Node gelu) => _fusedGelus.Contains(gelu);
+    internal bool IsFusedGelu(Node gelu) => _gelu.Absorbs(gelu);
 
     // A float (unquantized) Linear whose only reader is a Gelu, neither value a graph output: the pair runs as one op.
     private void FindGeluEpilogues(GraphUses uses)
@@ -173,8 +181,7 @@ public sealed unsafe class CompiledModel : IDisposable
             if (lin.Op != Ops.Linear || lin.Outputs.Count != 1 || lin.Inputs.Count < 2) continue;
             if (!byName.TryGetValue(lin.Inputs[1], out var w) || w.Quant is not null || w.DType is not (DType.F32 or DType.F16 or DType.BF16)) continue;
             if (g.GetString("approximate", "none") is not ("none" or "tanh")) continue;
-            _geluOfLinear[lin] = g;
-            _fusedGelus.Add(g);
+            _gelu.Add(lin, g, g);
         }
     }
 
@@ -293,7 +300,7 @@ public sealed unsafe class CompiledModel : IDisposable
         for (int i = 0; i < nodes.Count; i++)
         {
             int inPlaceFrom = -1;
-            if (_fusedGelus.Contains(nodes[i]))
+            if (IsFusedGelu(nodes[i]))
             {
                 // The Linear already wrote the activated values: the Gelu's output is its input's buffer.
                 int src = _valueIds[nodes[i].Inputs[0]], dst = _valueIds[nodes[i].Outputs[0]];

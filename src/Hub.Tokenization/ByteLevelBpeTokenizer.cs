@@ -39,11 +39,6 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
     private readonly AddedTokenSplitter _splitter;
     private readonly TextNormalization _normalization;
     private readonly bool _addPrefixSpace;
-    private readonly bool _addBos;
-    private readonly bool _addEos;
-    private readonly int? _bos, _pad;
-    private readonly int[] _eos;
-    private readonly string? _template;
     private readonly string _source;
 
     private ByteLevelBpeTokenizer(string source, Dictionary<string, int> vocab, IEnumerable<string> merges, IReadOnlyList<AddedToken> added,
@@ -62,7 +57,6 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
             };
         _normalization = normalization;
         _addPrefixSpace = cfg.AddPrefixSpace ?? addPrefixSpace;
-        _template = cfg.ChatTemplate;
 
         // Added tokens: from tokenizer.json / added_tokens_decoder, plus special strings named in tokenizer_config.json
         // that are in the vocabulary (GPT-2's <|endoftext|> is a vocab entry marked special only in the config).
@@ -102,13 +96,7 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
             throw new TokenizerException($"{source}: the BPE vocabulary/merges are inconsistent ({e.Message}); every merge's parts and result must be vocabulary tokens", e);
         }
 
-        int? Lookup(string? s) => s is null ? null : TokenToId(s);
-        _bos = Lookup(cfg.BosToken);
-        _pad = Lookup(cfg.PadToken);
-        var eos = Lookup(cfg.EosToken);
-        _eos = eos is null ? Array.Empty<int>() : new[] { eos.Value };
-        _addBos = (cfg.AddBosToken ?? false) && _bos is not null;
-        _addEos = (cfg.AddEosToken ?? false) && eos is not null;
+        Specials = new ConfigSpecials(cfg, TokenToId, _special, addBosByDefault: false);
         MaxLength = cfg.ModelMaxLength;
     }
 
@@ -268,24 +256,13 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
 
     /// <inheritdoc/>
     public override int VocabSize => _idToToken.Length;
-    /// <inheritdoc/>
-    public override int? BosTokenId => _bos;
-    /// <inheritdoc/>
-    public override IReadOnlyList<int> EosTokenIds => _eos;
-    /// <inheritdoc/>
-    public override int? PadTokenId => _pad;
-    /// <inheritdoc/>
-    public override string? ChatTemplate => _template;
-    /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, int> SpecialTokens => _special;
 
     /// <inheritdoc/>
     public override int[] Encode(string text, bool addSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(text);
         text = Normalize(text);
-        var ids = new List<int>(text.Length / 3 + 2);
-        if (addSpecialTokens && _addBos) ids.Add(_bos!.Value);
+        var ids = Specials!.Start(addSpecialTokens, text.Length / 3 + 2);
         foreach (var seg in _splitter.Split(text))
         {
             if (seg.Token is { } t) { ids.Add(t.Id); continue; }
@@ -293,8 +270,7 @@ public sealed class ByteLevelBpeTokenizer : HubTokenizer
             if (_addPrefixSpace && s[0] != ' ') s = " " + s;
             ids.AddRange(_bpe.EncodeToIds(s, considerPreTokenization: true, considerNormalization: false));
         }
-        if (addSpecialTokens && _addEos) ids.Add(_eos[0]);
-        return ids.ToArray();
+        return Specials.Finish(ids, addSpecialTokens);
     }
 
     private string Normalize(string text) => _normalization switch

@@ -11,10 +11,6 @@ public sealed class SentencePieceTokenizer : HubTokenizer
     private readonly Dictionary<int, AddedToken> _added = new();
     private readonly Dictionary<string, int> _special = new();
     private readonly AddedTokenSplitter _splitter;
-    private readonly bool _addBos, _addEos;
-    private readonly int? _bos, _pad;
-    private readonly int[] _eos;
-    private readonly string? _template;
     private readonly int _vocabSize;
 
     /// <summary>The SentencePiece model.</summary>
@@ -31,13 +27,8 @@ public sealed class SentencePieceTokenizer : HubTokenizer
         foreach (var t in _added.Values) if (t.Special) _special[t.Content] = t.Id;
         _splitter = new AddedTokenSplitter(_added.Values);
         _vocabSize = Math.Max(model.Count, _added.Count == 0 ? 0 : _added.Keys.Max() + 1);
-        _bos = config.BosToken is { } b ? TokenToId(b) : (model.BosId >= 0 ? model.BosId : null);
-        var eos = config.EosToken is { } e ? TokenToId(e) : (model.EosId >= 0 ? model.EosId : null);
-        _eos = eos is null ? Array.Empty<int>() : new[] { eos.Value };
-        _pad = config.PadToken is { } p ? TokenToId(p) : null;
-        _addBos = (config.AddBosToken ?? true) && _bos is not null;
-        _addEos = (config.AddEosToken ?? false) && eos is not null;
-        _template = config.ChatTemplate;
+        Specials = new ConfigSpecials(config, TokenToId, _special, addBosByDefault: true,
+            model.BosId >= 0 ? model.BosId : null, model.EosId >= 0 ? model.EosId : null);
     }
 
     /// <summary>Loads tokenizer.model and tokenizer_config.json from <paramref name="dir"/>.</summary>
@@ -46,30 +37,18 @@ public sealed class SentencePieceTokenizer : HubTokenizer
 
     /// <inheritdoc/>
     public override int VocabSize => _vocabSize;
-    /// <inheritdoc/>
-    public override int? BosTokenId => _bos;
-    /// <inheritdoc/>
-    public override IReadOnlyList<int> EosTokenIds => _eos;
-    /// <inheritdoc/>
-    public override int? PadTokenId => _pad;
-    /// <inheritdoc/>
-    public override string? ChatTemplate => _template;
-    /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, int> SpecialTokens => _special;
 
     /// <inheritdoc/>
     public override int[] Encode(string text, bool addSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var ids = new List<int>();
-        if (addSpecialTokens && _addBos) ids.Add(_bos!.Value);
+        var ids = Specials!.Start(addSpecialTokens);
         foreach (var seg in _splitter.Split(text))
         {
             if (seg.Token is { } t) ids.Add(t.Id);
             else ids.AddRange(Model.Encode(seg.Text!));
         }
-        if (addSpecialTokens && _addEos) ids.Add(_eos[0]);
-        return ids.ToArray();
+        return Specials.Finish(ids, addSpecialTokens);
     }
 
     /// <inheritdoc/>

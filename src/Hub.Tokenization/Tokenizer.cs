@@ -10,20 +10,23 @@ public abstract class HubTokenizer
     /// <summary>Number of ids the tokenizer can produce (including added/special tokens).</summary>
     public abstract int VocabSize { get; }
 
+    // Set by the tokenizers that take their special tokens from tokenizer_config.json (the defaults below read it).
+    private protected ConfigSpecials? Specials;
+
     /// <summary>Beginning-of-sequence id, if the tokenizer has one.</summary>
-    public virtual int? BosTokenId => null;
+    public virtual int? BosTokenId => Specials?.Bos;
 
     /// <summary>End-of-sequence ids (one or more; chat end-of-turn tokens included where the tokenizer knows them).</summary>
-    public virtual IReadOnlyList<int> EosTokenIds => Array.Empty<int>();
+    public virtual IReadOnlyList<int> EosTokenIds => Specials?.EosIds ?? Array.Empty<int>();
 
     /// <summary>Padding id, if any.</summary>
-    public virtual int? PadTokenId => null;
+    public virtual int? PadTokenId => Specials?.Pad;
 
     /// <summary>The Jinja chat template from tokenizer_config.json, if the repo ships one.</summary>
-    public virtual string? ChatTemplate => null;
+    public virtual string? ChatTemplate => Specials?.Template;
 
     /// <summary>Special tokens by content (e.g. <c>&lt;|endoftext|&gt;</c> → 50256).</summary>
-    public virtual IReadOnlyDictionary<string, int> SpecialTokens => new Dictionary<string, int>();
+    public virtual IReadOnlyDictionary<string, int> SpecialTokens => Specials?.Special ?? new Dictionary<string, int>();
 
     /// <summary>
     /// Encodes <paramref name="text"/>. With <paramref name="addSpecialTokens"/> the model's usual prefix/suffix is added
@@ -45,6 +48,55 @@ public abstract class HubTokenizer
     /// or a dangling SentencePiece space); the concatenation of all pieces equals <see cref="Decode"/> of all ids.
     /// </summary>
     public virtual StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = true) => new PrefixStreamingDecoder(this, skipSpecialTokens);
+}
+
+/// <summary>
+/// BOS/EOS/PAD ids, the add-BOS/add-EOS flags and the chat template as tokenizer_config.json gives them (the same rules
+/// for the byte-level BPE and the SentencePiece tokenizers); a token the config does not name takes the model's own.
+/// </summary>
+internal sealed class ConfigSpecials
+{
+    public int? Bos { get; }
+    public int? Pad { get; }
+    public int[] EosIds { get; }
+    public bool AddBos { get; }
+    public bool AddEos { get; }
+    public string? Template { get; }
+    public IReadOnlyDictionary<string, int> Special { get; }
+
+    /// <param name="config">The tokenizer config.</param>
+    /// <param name="toId">The tokenizer's token → id lookup.</param>
+    /// <param name="special">Special tokens by content.</param>
+    /// <param name="addBosByDefault">add_bos_token when the config leaves it out (LlamaTokenizer: true, GPT2Tokenizer: false).</param>
+    /// <param name="modelBos">BOS when the config names none.</param>
+    /// <param name="modelEos">EOS when the config names none.</param>
+    public ConfigSpecials(TokenizerConfig config, Func<string, int?> toId, IReadOnlyDictionary<string, int> special, bool addBosByDefault,
+        int? modelBos = null, int? modelEos = null)
+    {
+        Bos = config.BosToken is { } b ? toId(b) : modelBos;
+        var eos = config.EosToken is { } e ? toId(e) : modelEos;
+        EosIds = eos is null ? Array.Empty<int>() : new[] { eos.Value };
+        Pad = config.PadToken is { } p ? toId(p) : null;
+        AddBos = (config.AddBosToken ?? addBosByDefault) && Bos is not null;
+        AddEos = (config.AddEosToken ?? false) && eos is not null;
+        Template = config.ChatTemplate;
+        Special = special;
+    }
+
+    /// <summary>A list for encoding, starting with BOS when asked for and the config adds it.</summary>
+    public List<int> Start(bool addSpecialTokens, int capacity = 0)
+    {
+        var ids = new List<int>(capacity);
+        if (addSpecialTokens && AddBos) ids.Add(Bos!.Value);
+        return ids;
+    }
+
+    /// <summary>The encoded ids, with EOS appended when asked for and the config adds it.</summary>
+    public int[] Finish(List<int> ids, bool addSpecialTokens)
+    {
+        if (addSpecialTokens && AddEos) ids.Add(EosIds[0]);
+        return ids.ToArray();
+    }
 }
 
 /// <summary>Incremental detokenization; see <see cref="HubTokenizer.CreateStreamingDecoder"/>.</summary>

@@ -276,8 +276,9 @@ public unsafe class QuantKernelTests
     [Fact]
     public void Integer_gemv_matches_twin_beyond_one_scale_chunk()
     {
-        // K = 8288: 259 blocks, more than the 256 whose combined scales one pass computes, and an odd count
-        foreach (var (int4, sym, group) in new[] { (true, true, 32), (false, true, 32), (true, false, 0), (false, false, 224), (true, false, 224), (false, true, 0) })
+        // K = 8288: 259 blocks, more than twice the 128 whose combined scales one pass stages at once, and an odd count
+        // (int4: the trailing natural-order block in the last chunk, after a staging remainder of 3 blocks)
+        foreach (var (int4, sym, group) in new[] { (true, true, 32), (false, true, 32), (true, false, 32), (false, false, 32), (true, false, 0), (false, false, 224), (true, false, 224), (false, true, 0) })
         {
             int n = 5, k = 8288, m = 2;
             var d = RandomQ(int4, n, k, group, sym, group + (int4 ? 1 : 0));
@@ -360,7 +361,7 @@ public unsafe class QuantKernelTests
         foreach (bool int4 in new[] { false, true })
             foreach (bool sym in new[] { true, false })
                 foreach (var (group, k) in shapes)
-                    foreach (int m in new[] { 1, 2, 4 })
+                    foreach (int m in new[] { 1, 2, 3, 4 })
                     {
                         int n = 11;
                         var d = RandomQ(int4, n, k, group, sym, k * 13 + group + m + (int4 ? 1 : 0) + (sym ? 2 : 0));
@@ -661,7 +662,9 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             ("int4 sym g32 (Q4_0)", QuantKernelTests.RandomQ(true, n, k, 32, true, 3)),
             ("int4 asym g128", QuantKernelTests.RandomQ(true, n, k, 128, false, 4)),
         };
-        cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
+        // each integer case with F16 scales (as exported) and with F32 scales (IRs exported before session 4)
+        cases = cases.Concat(cases.Skip(1).Select(c => (c.Name + " f32-scales", c.Q)))
+                     .Concat(cases.Skip(1).Select(c => (c.Name + " float-reg", c.Q))).ToArray();
         var halves = cases.Select(c => c.Q is null ? null : QuantKernelTests.HalfBits(c.Q.Scales)).ToArray();   // F16 scales as exported
         var times = cases.Select(_ => new List<double>()).ToArray();
         var cpuTimes = cases.Select(_ => new List<double>()).ToArray();   // process CPU time: steadier on a shared machine
@@ -683,11 +686,14 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
                     else
                         fixed (byte* d = q.Data)
                         fixed (ushort* s = halves[c])
+                        fixed (float* s32 = q.Scales)
                         fixed (byte* z = q.Zeros)
                         {
                         fixed (float* xsp = xsums)
                         {
-                            var w = new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
+                            var w = cases[c].Name.EndsWith("f32-scales", StringComparison.Ordinal)
+                                ? new QuantMatrix(d, s32, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym)
+                                : new QuantMatrix(d, s, q.Sym ? null : z, n, k, q.Group, q.Int4, q.Sym);
                             bool reg = cases[c].Name.EndsWith("float-reg", StringComparison.Ordinal);
                             for (int r = 0; r < reps; r++)
                             {
@@ -712,8 +718,8 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
             double t = times[c].Order().ElementAt(times[c].Count / 2);
             double tc = cpuTimes[c].Order().ElementAt(cpuTimes[c].Count / 2);
             var q = cases[c].Q;
-            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * 2L + (q.Zeros?.Length ?? 0);
-            output.WriteLine($"{cases[c].Name,-24} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s  cpu {tc * 1e6,8:F1} µs {(double)n * k / tc / 1e9,6:F2} GMAC/s");
+            long bytes = q is null ? 4L * n * k : q.Data.Length + q.Scales.Length * (cases[c].Name.EndsWith("f32-scales", StringComparison.Ordinal) ? 4L : 2L) + (q.Zeros?.Length ?? 0);
+            output.WriteLine($"{cases[c].Name,-34} [{n}x{k}] {t * 1e6,8:F1} µs  {bytes / t / 1e9,6:F2} GB/s  {(double)n * k / t / 1e9,6:F2} GMAC/s  cpu {tc * 1e6,8:F1} µs {(double)n * k / tc / 1e9,6:F2} GMAC/s");
         }
     }
 }
@@ -786,7 +792,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
         using var ir = IrModel.Load(dir!);
-        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 4096 });
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 8192 });
         using var req = cm.CreateInferRequest();
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         output.WriteLine(string.Join(",", names));
@@ -796,11 +802,13 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         int warm = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_WARMUP"), out var wu) ? wu : 8, steps = 64;
         var ones = Enumerable.Repeat(1f, warm + steps).ToArray();
         var sw = System.Diagnostics.Stopwatch.StartNew();
+        var proc = System.Diagnostics.Process.GetCurrentProcess();
+        var cpu0 = proc.TotalProcessorTime;
         bool prof = Environment.GetEnvironmentVariable("HUB_BENCH_PROFILE") != "0";
         if (!prof) req.OpTicks = null;
         for (int s = 0; s < steps + warm; s++)
         {
-            if (s == warm) { sw.Restart(); if (prof) Array.Clear(req.OpTicks!); }
+            if (s == warm) { sw.Restart(); proc.Refresh(); cpu0 = proc.TotalProcessorTime; if (prof) Array.Clear(req.OpTicks!); }
             int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
             req.SetInput("input_ids", id, 1, 1);
             if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
@@ -809,7 +817,43 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
             req.Infer();
         }
-        output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s");
+        proc.Refresh();
+        // process CPU time per token: with one thread a steadier figure than wall time on a shared machine
+        output.WriteLine($"{steps * 1000.0 / sw.Elapsed.TotalMilliseconds:F1} tok/s, cpu {(proc.TotalProcessorTime - cpu0).TotalMilliseconds / steps:F2} ms/token");
+        if (Environment.GetEnvironmentVariable("HUB_BENCH_AB") is { } ab)
+        {
+            // In-process A/B of a kernel switch: segments of 16 decode steps alternate the switch off/on (the cache
+            // keeps growing, so the order flips every round) for HUB_BENCH_AB_ROUNDS rounds (default 8); medians of
+            // the per-segment tok/s.
+            Action<bool> set = ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
+                ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default)");
+            var rates = new[] { new List<double>(), new List<double>() };
+            req.OpTicks = null;
+            int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
+            for (int round = 0; round < abRounds; round++)
+                for (int v = 0; v < 2; v++)
+                {
+                    bool on = (v ^ (round & 1)) == 1;
+                    set(on);
+                    sw.Restart();
+                    for (int s = 0; s < 16; s++)
+                    {
+                        int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
+                        req.SetInput("input_ids", id, 1, 1);
+                        if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
+                        if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, 1);
+                        if (names.Contains("attention_mask")) req.SetInput("attention_mask", Enumerable.Repeat(1f, past + 1).ToArray(), 1, past + 1);
+                        if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+                        req.Infer();
+                    }
+                    rates[on ? 1 : 0].Add(16 / sw.Elapsed.TotalSeconds);
+                }
+            set(false);
+            double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+            output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
+            return;
+        }
         if (!prof) return;
         double Ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency / steps;
         // Op kind, with a Linear keyed by the last part of its node name (qkv_proj, gate_up_proj, down_proj, logits, ...).

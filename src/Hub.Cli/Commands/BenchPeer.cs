@@ -54,30 +54,43 @@ internal sealed class BenchPeer
         };
         // Group 32 symmetric int8/int4 blocks are exactly Q8_0/Q4_0 (docs/quantization.md), and the GGUF writer stores
         // every matrix (embedding and head too) in the requested type: both engines read the same numbers.
-        using var lm = CausalLM.FromPretrained(r.GetValue(m.Model)!, export: true,
-            withPeer || r.GetResult(GgufType) is { Implicit: false } ? GgufConvert.HubOptionsFor(type, baseOptions) : baseOptions);
+        var hubOptions = withPeer || r.GetResult(GgufType) is { Implicit: false } ? GgufConvert.HubOptionsFor(type, baseOptions) : baseOptions;
+        // Memory, per engine in its own phase (both run in this process): Hub's phase begins after any export and
+        // covers loading + one warm-up round; llama.cpp's begins after the GGUF is written, with Hub loaded, and covers
+        // its load + one warm-up round. Each engine's peak is reported as the process baseline before Hub loaded (the
+        // .NET runtime a LLamaSharp app has too) plus the growth of its phase; then both run the timed rounds.
+        var (irDir, exportSeconds) = BenchLoad.EnsureExported(r.GetValue(m.Model)!, hubOptions);
+        var hubPhase = RssPhase.Begin();
+        using var lm = BenchLoad.Load(irDir, hubOptions);
         var rng = new Random(1234);
         var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(lm.VocabSize)).ToArray();
 
         HubRound(lm, prompt, newTokens); // warm-up
-        double hubRss = Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0;
+        long hubPeak = hubPhase.PeakBytes(), hubGrowth = hubPhase.GrowthBytes();
 
         LlamaCppPeer? peer = null;
         string? gguf = null;
-        double peerRss = 0;
+        double? ggufSeconds = null;
+        long peerGrowth = 0;
         try
         {
             if (withPeer)
             {
+                var sw = Stopwatch.StartNew();
+                bool fresh = !GgufConvert.IsCached(lm.Directory, type);
                 gguf = GgufConvert.Cached(lm.Directory, type);
-                long before = Process.GetCurrentProcess().WorkingSet64;
+                if (fresh) ggufSeconds = sw.Elapsed.TotalSeconds;
+                var peerPhase = RssPhase.Begin();
                 peer = LlamaCppPeer.Load(gguf, threads, promptTokens + newTokens + 8, Math.Max(32, promptTokens));
                 if (peer.VocabSize != lm.VocabSize) throw new HubException($"{gguf}: llama.cpp sees {peer.VocabSize} tokens, Hub {lm.VocabSize}");
                 peer.Run(prompt, newTokens); // warm-up
-                peerRss = (Process.GetCurrentProcess().WorkingSet64 - before) / 1048576.0;
+                // Without a resettable peak: the growth of the current resident set (the figure before session 5).
+                peerGrowth = peerPhase.Isolated ? peerPhase.GrowthBytes() : Math.Max(0, PeakRss.CurrentBytes() - peerPhase.BaselineBytes);
             }
 
+            var bothPhase = RssPhase.Begin();
             var quiet = Alternate(lm, peer, prompt, newTokens, rounds);
+            long bothPeak = bothPhase.PeakBytes();
             (List<Round> Hub, List<Round> Peer)? busyRounds = null;
             if (busy > 0)
             {
@@ -99,14 +112,27 @@ internal sealed class BenchPeer
                 ["precision"] = type.ToString(),
                 ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
                 ["busy_cores"] = busy,
-                ["hub"] = Engine(quiet.Hub, busyRounds?.Hub, promptTokens, newTokens, hubRss, hubBytes, bw),
+                ["peak_rss_scope"] = hubPhase.Scope,
+                ["hub"] = Engine(quiet.Hub, busyRounds?.Hub, promptTokens, newTokens, RssPhase.Mib(hubPeak), hubBytes, bw),
             };
+            if (exportSeconds is { } es) o["export_seconds"] = Math.Round(es, 3);
+            if (ggufSeconds is { } gs) o["gguf_export_seconds"] = Math.Round(gs, 3);
+            if (hubPhase.Isolated)
+            {
+                o["process_baseline_rss_mib"] = RssPhase.Mib(hubPhase.BaselineBytes);
+                o["hub"]!["peak_rss_growth_mib"] = RssPhase.Mib(hubGrowth);
+                if (peer is not null) o["peak_rss_both_engines_mib"] = RssPhase.Mib(bothPeak);
+            }
             if (peer is not null)
             {
                 o["gguf"] = gguf;
                 o["llamacpp_native"] = LlamaCppPeer.NativeLibraryPath;
+                double peerRss = RssPhase.Mib(hubPhase.Isolated ? hubPhase.BaselineBytes + peerGrowth : peerGrowth);
                 o["llamacpp"] = Engine(quiet.Peer, busyRounds?.Peer, promptTokens, newTokens, peerRss, peerBytes, bw);
-                o["llamacpp"]!["peak_rss_mib_note"] = "resident-set growth from loading llama.cpp and running one round";
+                o["llamacpp"]!["peak_rss_mib_note"] = hubPhase.Isolated
+                    ? "process baseline before Hub loaded + resident-set growth while llama.cpp loaded and ran its warm-up round (Hub loaded, idle); the GGUF's mmap'd pages count as it touches them, as Hub's IR pages do for Hub"
+                    : "resident-set growth (current, not peak) from loading llama.cpp and running one round: this OS cannot reset the peak resident set";
+                if (hubPhase.Isolated) o["llamacpp"]!["peak_rss_growth_mib"] = RssPhase.Mib(peerGrowth);
                 var h = o["hub"]!; var c = o["llamacpp"]!;
                 o["ratio_hub_over_llamacpp"] = new JsonObject
                 {
@@ -159,7 +185,7 @@ internal sealed class BenchPeer
             ["prefill_tok_s"] = Math.Round(BenchStats.Median(quiet.Select(x => p / x.Prefill)), 2),
             ["decode_tok_s"] = Math.Round(decode, 2),
             ["ttft_ms"] = Math.Round(BenchStats.Median(quiet.Select(x => x.Prefill * 1000)), 2),
-            ["peak_rss_mib"] = Math.Round(rss, 1),
+            ["peak_rss_mib"] = rss,
             ["weight_mib_per_token"] = Math.Round(bytesPerToken / 1048576.0, 1),
             ["decode_bandwidth_fraction"] = Math.Round(bytesPerToken * decode / bw, 3),
             ["decode_tok_s_rounds"] = new JsonArray(quiet.Select(x => (JsonNode)Math.Round(n / x.Decode, 2)).ToArray()),
@@ -177,14 +203,16 @@ internal sealed class BenchPeer
 
     private static void Print(JsonObject o, bool peer, int busy)
     {
-        foreach (var k in new[] { "model", "runtime", "threads", "prompt_tokens", "new_tokens", "rounds", "precision", "read_bandwidth_gb_s", "gguf", "llamacpp_native", "greedy_tokens_identical_prefix" })
+        foreach (var k in new[] { "model", "runtime", "threads", "prompt_tokens", "new_tokens", "rounds", "precision", "read_bandwidth_gb_s", "gguf", "llamacpp_native", "greedy_tokens_identical_prefix",
+                     "export_seconds", "gguf_export_seconds", "peak_rss_scope", "process_baseline_rss_mib", "peak_rss_both_engines_mib" })
             if (o[k] is { } v) Console.WriteLine($"{k,-32} {v}");
         Console.WriteLine();
         Console.WriteLine(peer ? $"{"",-28}{"hub",12}{"llama.cpp",12}{"hub/llama.cpp",15}" : $"{"",-28}{"hub",12}");
         var rows = new List<(string Label, string Key)>
         {
             ("prefill tok/s", "prefill_tok_s"), ("decode tok/s", "decode_tok_s"), ("time to first token ms", "ttft_ms"),
-            ("peak RSS MiB", "peak_rss_mib"), ("weights MiB read / token", "weight_mib_per_token"), ("decode / bandwidth roof", "decode_bandwidth_fraction"),
+            ("peak RSS MiB", "peak_rss_mib"), ("  of which its own growth", "peak_rss_growth_mib"),
+            ("weights MiB read / token", "weight_mib_per_token"), ("decode / bandwidth roof", "decode_bandwidth_fraction"),
         };
         if (busy > 0)
         {

@@ -87,15 +87,24 @@ public sealed class GgufConvert
     /// </summary>
     public static string Cached(string irDir, GgmlType type)
     {
-        var path = Path.Combine(irDir, "gguf", $"model-{type.ToString().ToLowerInvariant()}.gguf");
+        var path = CachePath(irDir, type);
+        if (IsCached(irDir, type)) return path;
+        using var ir = IrModel.Load(irDir);
+        GgufLlamaExporter.Export(ir, path, type);
+        return path;
+    }
+
+    /// <summary>True when <see cref="Cached"/> would return the GGUF already there (written after every input of it).</summary>
+    public static bool IsCached(string irDir, GgmlType type)
+    {
+        var path = CachePath(irDir, type);
         // Stale when any input the GGUF is made from is newer: the graph, the weights or the tokenizer files.
         var inputs = new[] { IrFormat.JsonFile, IrFormat.BinFile, "config.json", "tokenizer.model", "tokenizer.json" }
             .Select(f => Path.Combine(irDir, f)).Where(File.Exists)
             .Concat(Directory.Exists(irDir) ? Directory.EnumerateFiles(irDir, "tok*.bin") : []);
         var newest = inputs.Select(File.GetLastWriteTimeUtc).DefaultIfEmpty(DateTime.MaxValue).Max();
-        if (File.Exists(path) && File.GetLastWriteTimeUtc(path) >= newest) return path;
-        using var ir = IrModel.Load(irDir);
-        GgufLlamaExporter.Export(ir, path, type);
-        return path;
+        return File.Exists(path) && File.GetLastWriteTimeUtc(path) >= newest;
     }
+
+    private static string CachePath(string irDir, GgmlType type) => Path.Combine(irDir, "gguf", $"model-{type.ToString().ToLowerInvariant()}.gguf");
 }

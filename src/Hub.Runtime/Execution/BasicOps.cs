@@ -44,7 +44,7 @@ internal sealed unsafe class EmbeddingExec : OpExec
     }
 }
 
-internal sealed unsafe class NormExec : OpExec
+internal sealed unsafe class NormExec : ChunkedExec
 {
     private readonly bool _rms;
     private readonly float _eps;
@@ -68,26 +68,18 @@ internal sealed unsafe class NormExec : OpExec
         Y().DType = DType.F32;
     }
 
-    private int _d, _rows, _chunks;
+    private int _d;
 
     public override void Run()
     {
         var x = X(0);
         _d = x.Dim(-1);
-        _rows = _d == 0 ? 0 : checked((int)(x.Count / _d));
-        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _rows, x.Count);
-        if (_chunks <= 1) Rows(0, _rows);
-        else R.Model.Pool.Run(this, _chunks);
+        RunChunked(_d == 0 ? 0 : checked((int)(x.Count / _d)), x.Count);
     }
 
-    public override void Execute(int index, int worker)
+    protected override void Units(long u0, long u1)
     {
-        var (r0, r1) = ParallelRows.Range(index, _chunks, _rows);
-        Rows(r0, r1);
-    }
-
-    private void Rows(int r0, int r1)
-    {
+        int r0 = (int)u0, r1 = (int)u1;
         if (r1 <= r0) return;
         int d = _d;
         var xs = new ReadOnlySpan<float>(X(0).F + (long)r0 * d, (r1 - r0) * d);
@@ -107,13 +99,36 @@ internal static class ParallelRows
     /// <summary>Chunks for <paramref name="rows"/> rows of <paramref name="elements"/> values in all on a pool of <paramref name="workers"/>.</summary>
     public static int Chunks(int workers, long rows, long elements) =>
         workers <= 1 || elements < MinElements || rows < 2 ? 1 : (int)Math.Min(rows, 4L * workers);
-
-    /// <summary>Rows [r0, r1) of chunk <paramref name="index"/>.</summary>
-    public static (int R0, int R1) Range(int index, int chunks, int rows) =>
-        ((int)((long)index * rows / chunks), (int)((long)(index + 1) * rows / chunks));
 }
 
-internal sealed unsafe class BinaryExec : OpExec
+/// <summary>
+/// An op whose work is <c>units</c> independent pieces (rows, blocks): run serially when small, else split into
+/// <see cref="ParallelRows.Chunks"/> contiguous ranges on the pool, the op itself being the pool's work item.
+/// </summary>
+internal abstract class ChunkedExec : OpExec
+{
+    private long _units;
+    private int _chunks;
+
+    protected ChunkedExec(Node node, InferRequest r, int minInputs, int maxInputs, int outputs) : base(node, r, minInputs, maxInputs, outputs) { }
+
+    /// <summary>Runs <see cref="Units"/> over [0, <paramref name="units"/>) that hold <paramref name="elements"/> values in all.</summary>
+    protected void RunChunked(long units, long elements)
+    {
+        _units = units;
+        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, units, elements);
+        if (_chunks <= 1) Units(0, units);
+        else R.Model.Pool.Run(this, _chunks);
+    }
+
+    public sealed override void Execute(int index, int worker) =>
+        Units((long)index * _units / _chunks, (long)(index + 1) * _units / _chunks);
+
+    /// <summary>Does units [<paramref name="u0"/>, <paramref name="u1"/>) (one chunk, or all of them).</summary>
+    protected abstract void Units(long u0, long u1);
+}
+
+internal sealed unsafe class BinaryExec : ChunkedExec
 {
     private readonly bool _mul;
 
@@ -131,8 +146,7 @@ internal sealed unsafe class BinaryExec : OpExec
     }
 
     // Parallel split: blocks of bn elements (b broadcast over them), or, for equal shapes, 8-aligned element ranges.
-    private long _bn, _blocks, _block;
-    private int _chunks;
+    private long _bn, _block;
 
     public override void Run()
     {
@@ -140,16 +154,10 @@ internal sealed unsafe class BinaryExec : OpExec
         _bn = b.Count;
         if (_bn == 0) return;
         _block = _bn == a.Count ? Math.Max(8, (a.Count + 31) / 32 + 7 & ~7L) : _bn;
-        _blocks = (a.Count + _block - 1) / _block;
-        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _blocks, a.Count);
-        if (_chunks <= 1) Blocks(0, _blocks);
-        else R.Model.Pool.Run(this, _chunks);
+        RunChunked((a.Count + _block - 1) / _block, a.Count);
     }
 
-    public override void Execute(int index, int worker) =>
-        Blocks((long)index * _blocks / _chunks, (long)(index + 1) * _blocks / _chunks);
-
-    private void Blocks(long i0, long i1)
+    protected override void Units(long i0, long i1)
     {
         var a = X(0); var b = X(1); var y = Y();
         long n = a.Count;

@@ -91,7 +91,7 @@ internal sealed unsafe class KeepLastExec : OpExec
     }
 }
 
-internal sealed unsafe class SplitExec : OpExec
+internal sealed unsafe class SplitExec : ChunkedExec
 {
     private readonly int[] _sizes;
 
@@ -112,9 +112,6 @@ internal sealed unsafe class SplitExec : OpExec
         for (int i = 0; i < _sizes.Length; i++) AxisCopy.WithDim(Y(i), x, x.Rank - 1, _sizes[i]);
     }
 
-    private long _outer;
-    private int _chunks;
-
     // Left to its Attention reader when that reads the fused projection in place (CompiledModel.IsElidedSplit).
     private readonly bool _elided;
 
@@ -124,16 +121,10 @@ internal sealed unsafe class SplitExec : OpExec
         // Its Attention reads q, k, v in place from the input when it runs the direct kernel ([B, T, D] input, no
         // cache: keys = queries = T); otherwise this copy (the same pool-split routine as any Split) feeds it.
         if (_elided && x.Rank >= 2 && AttentionExec.DirectPath(x.Dims[x.Rank - 2], x.Dims[x.Rank - 2])) return;
-        _outer = Prod(x, 0, x.Rank - 1);
-        _chunks = ParallelRows.Chunks(R.Model.Pool.Size, _outer, x.Count);
-        if (_chunks <= 1) Rows(0, _outer);
-        else R.Model.Pool.Run(this, _chunks);
+        RunChunked(Prod(x, 0, x.Rank - 1), x.Count);
     }
 
-    public override void Execute(int index, int worker) =>
-        Rows((long)index * _outer / _chunks, (long)(index + 1) * _outer / _chunks);
-
-    private void Rows(long r0, long r1)
+    protected override void Units(long r0, long r1)
     {
         var x = X(0);
         int d = x.Dim(-1), off = 0;

@@ -6,9 +6,10 @@
 // int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
 // comes back with the zero point. Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per
 // group is computed once per activation row. The AVX2 GEMV runs four output rows per pass (one activation load per
-// block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass). Shapes the
-// integer path cannot take (K not a multiple of 32) dequantize a
-// row into L1 scratch and use a float dot. Prefill dequantizes panels of rows and reuses the f32 GEMM.
+// block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass), in one small
+// non-inlined kernel per format so that the JIT keeps the loop state in registers. Shapes the integer path cannot take
+// (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
+// and reuses the f32 GEMM (int4: an int4 × int8 GEMM).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -294,78 +295,57 @@ public static unsafe class QuantKernels
     }
 
     /// <summary>
-    /// Software prefetch distance in weight rows for rows under 1 KiB (longer rows prefetch one pass ahead, 4 rows): a
-    /// pass reads its four rows interleaved, which the hardware stream prefetcher follows poorly (single-thread
-    /// DRAM-cold GEMV 6.6 GB/s without, 13–14 GB/s with, vs 12.6 for the old one-row kernel); each pass prefetches the
-    /// lines of the pass ahead as it consumes its own (one pass ahead measured 1.0–1.1× two passes ahead on the 1b
-    /// model's 2–5.5 KiB rows, alternating in one process).
+    /// Software prefetch distance in bytes ahead of a pass's first row, or 0 for the default: 8 rows for rows under 1
+    /// KiB, 4 rows (one pass) for longer rows. A pass reads its four rows interleaved, which the hardware stream
+    /// prefetcher follows poorly (single-thread DRAM-cold GEMV 6.6 GB/s without, 13–14 GB/s with); each pass prefetches
+    /// the contiguous bytes that far ahead at four times the rate it walks its own rows. Settable for A/B benchmarks.
     /// </summary>
-    private const int PrefetchRows = 8;
+    internal static int PrefetchBytes { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("HUB_QGEMV_PREFETCH"), out var pb) ? pb : 0;
+
+    // Bytes a pass prefetches ahead of its first row.
+    private static nint PrefetchAhead(int rowBytes) =>
+        PrefetchBytes > 0 ? PrefetchBytes : (nint)rowBytes * (rowBytes >= 1024 ? PassRows : 2 * PassRows);
 
     /// <summary>Output rows one pass of the AVX2 GEMV computes together (each activation load serves all of them).</summary>
     private const int PassRows = 4;
 
-    // Four output rows per pass: every activation block (and its scale dx_b) is loaded once for the four weight rows,
-    // the four rows' dependent chains interleave, combined scales s·dx are formed in registers, and the four sums end
-    // in one transposing hadd tree and one 4-float store. A short last pass repeats its last row (stores only valid ones).
+    /// <summary>Blocks whose combined scales s_b·dx_b a pass stages at once (int4: 8 floats per block pair and row, 8 KiB).</summary>
+    private const int ScaleChunk = 128;
+
+    /// <summary>Groups per row up to which a GEMV pass converts F16 scales into a stack buffer (4 rows: 16 KiB).</summary>
+    private const int StackScaleGroups = 1024;
+
+    // Type arguments that make a kernel's zero-point handling a JIT-time constant (value-type generics are compiled per
+    // instantiation, so `typeof(T) == typeof(Asym)` folds and the untaken branches vanish from the loops).
+    private struct Sym { }
+    private struct Asym { }
+
+    // Dispatch to one specialised kernel per format. Each kernel is a small non-inlined method whose inner loop sees only
+    // locals (row pointers, one offset, four accumulators): one large method with all formats inlined (session 4, 21 KB
+    // of code) made the JIT keep the four accumulators on the stack across the loop back edge — a store and a reload
+    // on every FMA chain per block, half the single-thread rate of the session-3 loops.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
-        int k = w.K, blocks = k / Block, groups = w.Groups, rowBytes = w.RowBytes, bpg = w.GroupLength / Block;
-        sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
-        float* xs = dx + (long)m * blocks;
-        bool int4 = w.Int4, sym = w.Symmetric;
-        float* ds = stackalloc float[PassRows * ScaleChunk];
-        // F16 scales: groups of one block (Q8_0/Q4_0) read the half bits directly in BlockScales and Correction; longer
-        // groups convert the pass's four scale rows once into float (stack up to StackScaleGroups per row)
-        bool half = w.ScalesF16 != null && bpg != 1, direct = w.ScalesF16 != null && bpg == 1;
+        if (n0 >= n1 || m <= 0) return;
+        int bpg = w.GroupLength / Block;
+        if (bpg == 1)
+        {
+            if (w.Int4) { if (w.Symmetric) GemvInt4Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt4Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1); }
+            else if (w.Symmetric) GemvInt8Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1);
+            else GemvInt8Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1);
+            return;
+        }
+        // Longer groups read float scale rows: F32 in place, F16 converted for the pass's four rows into sb.
+        int groups = w.Groups;
+        bool half = w.ScalesF16 != null;
         float* sb = stackalloc float[half && groups <= StackScaleGroups ? PassRows * groups : 0];
         if (half && groups > StackScaleGroups) sb = (float*)NativeMemory.Alloc((nuint)(PassRows * groups), sizeof(float));
         try
         {
-        int pfRows = rowBytes >= 1024 ? PassRows : PrefetchRows;
-        for (int j = n0; j < n1; j += PassRows)
-        {
-            int valid = Math.Min(PassRows, n1 - j);
-            int j1 = Math.Min(j + 1, n1 - 1), j2 = Math.Min(j + 2, n1 - 1), j3 = Math.Min(j + 3, n1 - 1);
-            var rows = new RowQuad(w.Data + (long)j * rowBytes, w.Data + (long)j1 * rowBytes, w.Data + (long)j2 * rowBytes, w.Data + (long)j3 * rowBytes,
-                direct ? null : w.RowScales(j, sb), direct ? null : w.RowScales(j1, sb + groups),
-                direct ? null : w.RowScales(j2, sb + 2 * groups), direct ? null : w.RowScales(j3, sb + 3 * groups),
-                w.Data + (long)j * rowBytes + (long)pfRows * rowBytes,
-                direct ? w.ScalesF16 + (long)j * groups : null, direct ? w.ScalesF16 + (long)j1 * groups : null,
-                direct ? w.ScalesF16 + (long)j2 * groups : null, direct ? w.ScalesF16 + (long)j3 * groups : null);
-            for (int i = 0; i < m; i++)
-            {
-                sbyte* xr = xq + (long)i * k;
-                float* dxi = dx + (long)i * blocks;
-                Vector256<float> a0, a1, a2, a3;
-                if (int4 && bpg == 1) Int4PassBlocks(rows, xr, dxi, ds, blocks, out a0, out a1, out a2, out a3);
-                else if (int4) Int4PassGroups(rows, xr, dxi, blocks, bpg, out a0, out a1, out a2, out a3);
-                else if (sym) Int8Pass(rows, xr, dxi, ds, blocks, bpg, false, out a0, out a1, out a2, out a3);
-                else Int8Pass(rows, xr, dxi, ds, blocks, bpg, true, out a0, out a1, out a2, out a3);
-                // [Σa0 Σa1 Σa2 Σa3]: hadd pairs within 128-bit lanes, then add the two lanes.
-                var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
-                var sum = Sse.Add(h.GetLower(), h.GetUpper());
-                if (int4 || !sym)
-                {
-                    float* xsi = xs + (long)i * groups;
-                    sum = Sse.Subtract(sum, Vector128.Create(
-                        Correction(rows.S0, rows.H0, sym ? null : w.Zeros + (long)j * groups, xsi, groups, int4, sym),
-                        Correction(rows.S1, rows.H1, sym ? null : w.Zeros + (long)j1 * groups, xsi, groups, int4, sym),
-                        Correction(rows.S2, rows.H2, sym ? null : w.Zeros + (long)j2 * groups, xsi, groups, int4, sym),
-                        Correction(rows.S3, rows.H3, sym ? null : w.Zeros + (long)j3 * groups, xsi, groups, int4, sym)));
-                }
-                float* yr = y + (long)i * ldy + j;
-                if (valid == PassRows)
-                {
-                    if (bias != null) sum = Sse.Add(sum, Sse.LoadVector128(bias + j));
-                    Sse.Store(yr, sum);
-                }
-                else
-                    for (int t = 0; t < valid; t++) yr[t] = sum.GetElement(t) + (bias != null ? bias[j + t] : 0f);
-            }
-        }
+            if (w.Int4) GemvInt4Groups(w, m, act, bias, y, ldy, n0, n1, sb);
+            else if (w.Symmetric) GemvInt8Groups<Sym>(w, m, act, bias, y, ldy, n0, n1, sb);
+            else GemvInt8Groups<Asym>(w, m, act, bias, y, ldy, n0, n1, sb);
         }
         finally
         {
@@ -373,17 +353,354 @@ public static unsafe class QuantKernels
         }
     }
 
-    /// <summary>Groups per row up to which a GEMV pass converts F16 scales into a stack buffer (4 rows: 16 KiB).</summary>
-    private const int StackScaleGroups = 1024;
+    // Row r of a pass starting at j, clamped to the last valid row (a short last pass repeats it, stores only valid ones).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long PassRow(int j, int r, int n1) => Math.Min(j + r, n1 - 1);
 
-    // The four weight rows (data and scales) of one GEMV pass.
-    // Scales: float rows S (F32 scales, or F16 staged per pass), or the F16 rows H read directly (groups of one block).
-    private readonly struct RowQuad(byte* r0, byte* r1, byte* r2, byte* r3, float* s0, float* s1, float* s2, float* s3, byte* ahead,
-        ushort* h0, ushort* h1, ushort* h2, ushort* h3)
+    // [Σa0 Σa1 Σa2 Σa3] − corr + bias into y[j .. j + valid).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StorePass(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3, Vector128<float> corr,
+        float* bias, float* yr, int j, int valid)
     {
-        public readonly byte* R0 = r0, R1 = r1, R2 = r2, R3 = r3, Ahead = ahead;
-        public readonly float* S0 = s0, S1 = s1, S2 = s2, S3 = s3;
-        public readonly ushort* H0 = h0, H1 = h1, H2 = h2, H3 = h3;
+        // hadd pairs within 128-bit lanes, then add the two lanes
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        var sum = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), corr);
+        if (valid == PassRows)
+        {
+            if (bias != null) sum = Sse.Add(sum, Sse.LoadVector128(bias + j));
+            Sse.Store(yr, sum);
+        }
+        else
+            for (int t = 0; t < valid; t++) yr[t] = sum.GetElement(t) + (bias != null ? bias[j + t] : 0f);
+    }
+
+    // Zero-point kinds of the staging step: the constant subtracted from each stored value as the kernels read it.
+    private const int OffNone = 0, OffZMinus128 = 1, OffEight = 2, OffZ = 3;
+
+    // Staging for groups of one block, one row: ds gets the combined scales s_b·dx_b of blocks [b0, b0 + nb) — one float
+    // per block (int8) or, when pairs, the vector [s_b·dx_b ×4 | s_b+1·dx_b+1 ×4] per block pair that the int4 pair dot's
+    // lanes are multiplied by (no permute in the loop). Returns the zero-point term Σ_b s_b·off_b·xs_b as 8 lanes to
+    // subtract from the row's accumulator (off per kind; xs_b = dx_b·Σq_b from the activation quantization). The F16
+    // scales are converted once here, never in the loop.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> StageBlocks(float* sc, ushort* sh, byte* z, long rowOff, float* dx, float* xs, int b0, int nb, float* ds, int kind, bool pairs)
+    {
+        // the row's scales and zero points (sc or sh is null; z is null when symmetric)
+        if (sh != null) sh += rowOff; else sc += rowOff;
+        if (kind == OffZ || kind == OffZMinus128) z += rowOff;
+        var c = Vector256<float>.Zero;
+        float cs = 0;
+        int t = 0;
+        for (; t + 8 <= nb; t += 8)
+        {
+            int b = b0 + t;
+            var s = sh != null ? LoadHalf8(sh + b) : Avx.LoadVector256(sc + b);
+            var d = Avx.Multiply(s, Avx.LoadVector256(dx + b));
+            if (pairs)
+            {
+                Avx.Store(ds + 4 * t, Avx2.PermuteVar8x32(d, Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1)));
+                Avx.Store(ds + 4 * t + 8, Avx2.PermuteVar8x32(d, Vector256.Create(2, 2, 2, 2, 3, 3, 3, 3)));
+                Avx.Store(ds + 4 * t + 16, Avx2.PermuteVar8x32(d, Vector256.Create(4, 4, 4, 4, 5, 5, 5, 5)));
+                Avx.Store(ds + 4 * t + 24, Avx2.PermuteVar8x32(d, Vector256.Create(6, 6, 6, 6, 7, 7, 7, 7)));
+            }
+            else Avx.Store(ds + t, d);
+            if (kind == OffEight) c = Fma.MultiplyAdd(s, Avx.LoadVector256(xs + b), c);
+            else if (kind != OffNone)
+            {
+                var zi = Avx2.ConvertToVector256Int32(z + b);
+                if (kind == OffZMinus128) zi = Avx2.Subtract(zi, Vector256.Create(128));
+                c = Fma.MultiplyAdd(Avx.Multiply(s, Avx.ConvertToVector256Single(zi)), Avx.LoadVector256(xs + b), c);
+            }
+        }
+        for (; t < nb; t++)
+        {
+            int b = b0 + t;
+            float s = sh != null ? HalfToSingle(sh[b]) : sc[b], d = s * dx[b];
+            if (pairs) { float* p = ds + (t >> 1) * 8 + (t & 1) * 4; p[0] = d; p[1] = d; p[2] = d; p[3] = d; }
+            else ds[t] = d;
+            if (kind == OffEight) cs += s * xs[b];
+            else if (kind == OffZ) cs += s * z[b] * xs[b];
+            else if (kind == OffZMinus128) cs += s * (z[b] - 128) * xs[b];
+        }
+        if (kind == OffNone) return c;
+        if (kind == OffEight) return Avx.Multiply(Avx.Add(c, Vector256.CreateScalar(cs)), Vector256.Create(8f));
+        return Avx.Add(c, Vector256.CreateScalar(cs));
+    }
+
+    // Int8 weights with groups of one block (Q8_0 sym, or asym g32): per pass of four rows and activation row, the
+    // combined scales of a chunk of blocks are staged (ds, one float per block and row) and the zero-point term goes
+    // into the accumulators; the loop then does per block one activation load and, per row, load, |w|, sign, two
+    // multiply-adds, convert and one FMA with the broadcast scale.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8Blocks<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        int k = w.K, blocks = k / Block;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        float* ds = stackalloc float[PassRows * ScaleChunk];
+        nint ahead = PrefetchAhead(k);
+        int kind = asym ? OffZMinus128 : OffNone;
+        for (int j = n0; j < n1; j += PassRows)
+        {
+            long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+            byte* r0 = data + j0 * k, r1 = data + j1 * k, r2 = data + j2 * k, r3 = data + j3 * k;
+            byte* pf = r0 + ahead;
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
+                {
+                    int nb = Math.Min(ScaleChunk, blocks - b0);
+                    a0 = Avx.Subtract(a0, StageBlocks(sc, sh, zeros, j0 * blocks, dxi, xsi, b0, nb, ds, kind, false));
+                    a1 = Avx.Subtract(a1, StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + ScaleChunk, kind, false));
+                    a2 = Avx.Subtract(a2, StageBlocks(sc, sh, zeros, j2 * blocks, dxi, xsi, b0, nb, ds + 2 * ScaleChunk, kind, false));
+                    a3 = Avx.Subtract(a3, StageBlocks(sc, sh, zeros, j3 * blocks, dxi, xsi, b0, nb, ds + 3 * ScaleChunk, kind, false));
+                    float* d = ds;
+                    for (nint o = (nint)b0 * Block, end = o + (nint)nb * Block; o < end; o += Block, d++)
+                    {
+                        Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                        var xv = Avx.LoadVector256(xr + o);
+                        a0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), Vector256.Create(d[0]), a0);
+                        a1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), Vector256.Create(d[ScaleChunk]), a1);
+                        a2 = Fma.MultiplyAdd(BlockDot8(r2 + o, xv, asym), Vector256.Create(d[2 * ScaleChunk]), a2);
+                        a3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), Vector256.Create(d[3 * ScaleChunk]), a3);
+                    }
+                }
+                StorePass(a0, a1, a2, a3, Vector128<float>.Zero, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+            }
+        }
+    }
+
+    // Int4 weights with groups of one block (Q4_0, or asym g32): a block pair (one 32-byte load per row) at a time, its
+    // scale vector [s_b·dx_b ×4 | s_b+1·dx_b+1 ×4] staged per chunk (loaded as the FMA's memory operand); a trailing odd
+    // block (K ≡ 32 mod 64) reads 16 bytes in natural order.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt4Blocks<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        int k = w.K, blocks = k / Block, rowBytes = k / 2;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        const int RowStage = ScaleChunk * 4;   // floats per row: 8 per block pair
+        float* ds = stackalloc float[PassRows * RowStage];
+        nint ahead = PrefetchAhead(rowBytes);
+        int kind = asym ? OffZ : OffEight;
+        for (int j = n0; j < n1; j += PassRows)
+        {
+            long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+            byte* r0 = data + j0 * rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
+            byte* pf = r0 + ahead;
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
+                {
+                    int nb = Math.Min(ScaleChunk, blocks - b0);
+                    a0 = Avx.Subtract(a0, StageBlocks(sc, sh, zeros, j0 * blocks, dxi, xsi, b0, nb, ds, kind, true));
+                    a1 = Avx.Subtract(a1, StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + RowStage, kind, true));
+                    a2 = Avx.Subtract(a2, StageBlocks(sc, sh, zeros, j2 * blocks, dxi, xsi, b0, nb, ds + 2 * RowStage, kind, true));
+                    a3 = Avx.Subtract(a3, StageBlocks(sc, sh, zeros, j3 * blocks, dxi, xsi, b0, nb, ds + 3 * RowStage, kind, true));
+                    float* d = ds;
+                    // o: packed-byte offset of the pair (16 bytes per block); activations sit at 2·o
+                    nint o = (nint)b0 * 16, end = o + (nint)(nb & ~1) * 16;
+                    for (; o < end; o += 32, d += 8)
+                    {
+                        Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                        var xa = Avx.LoadVector256(xr + 2 * o); var xb = Avx.LoadVector256(xr + 2 * o + 32);
+                        a0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), Avx.LoadVector256(d), a0);
+                        a1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), Avx.LoadVector256(d + RowStage), a1);
+                        a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), Avx.LoadVector256(d + 2 * RowStage), a2);
+                        a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), Avx.LoadVector256(d + 3 * RowStage), a3);
+                    }
+                    if ((nb & 1) != 0)
+                    {
+                        // the trailing odd block: its scale sits in the first half of the next pair slot
+                        var xv = Avx.LoadVector256(xr + 2 * o);
+                        a0 = Fma.MultiplyAdd(TailDot4(r0 + o, xv), Vector256.Create(d[0]), a0);
+                        a1 = Fma.MultiplyAdd(TailDot4(r1 + o, xv), Vector256.Create(d[RowStage]), a1);
+                        a2 = Fma.MultiplyAdd(TailDot4(r2 + o, xv), Vector256.Create(d[2 * RowStage]), a2);
+                        a3 = Fma.MultiplyAdd(TailDot4(r3 + o, xv), Vector256.Create(d[3 * RowStage]), a3);
+                    }
+                }
+                StorePass(a0, a1, a2, a3, Vector128<float>.Zero, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+            }
+        }
+    }
+
+    // Float scale rows of the pass starting at row j (groups of several blocks): F32 in place, F16 converted once per
+    // pass into sb — the four rows' halves are contiguous, so one vector conversion covers them (at K = 768, g128 a
+    // row has only 6 groups: converted row by row they would all go through the scalar tail).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PassScales(float* sc, ushort* sh, int j, int n1, int groups, float* sb, float** s0, float** s1, float** s2, float** s3)
+    {
+        long j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+        if (sh == null)
+        {
+            *s0 = sc + (long)j * groups; *s1 = sc + j1 * groups; *s2 = sc + j2 * groups; *s3 = sc + j3 * groups;
+            return;
+        }
+        if (j + PassRows <= n1) HalfToSingle(sh + (long)j * groups, sb, PassRows * groups);
+        else
+        {
+            HalfToSingle(sh + (long)j * groups, sb, groups); HalfToSingle(sh + j1 * groups, sb + groups, groups);
+            HalfToSingle(sh + j2 * groups, sb + 2 * groups, groups); HalfToSingle(sh + j3 * groups, sb + 3 * groups, groups);
+        }
+        *s0 = sb; *s1 = sb + groups; *s2 = sb + 2 * groups; *s3 = sb + 3 * groups;
+    }
+
+    // Int8 weights with groups of several blocks (per channel, g64, g128, ...): per group Σ dx_b·dot_b (one dx broadcast
+    // per block for the four rows), scaled once at the group's end; the zero-point term once per row and pass.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8Groups<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, float* sb) where TAsym : struct
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        nint ahead = PrefetchAhead(k);
+        for (int j = n0; j < n1; j += PassRows)
+        {
+            long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+            byte* r0 = data + j0 * k, r1 = data + j1 * k, r2 = data + j2 * k, r3 = data + j3 * k;
+            byte* pf = r0 + ahead;
+            float* s0, s1, s2, s3;
+            PassScales(sc, sh, j, n1, groups, sb, &s0, &s1, &s2, &s3);
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                nint o = 0;
+                for (int g = 0; g < groups; g++)
+                {
+                    Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+                    float* d = dxi + g * bpg;
+                    for (nint end = o + (nint)bpg * Block; o < end; o += Block, d++)
+                    {
+                        Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                        var xv = Avx.LoadVector256(xr + o);
+                        var dv = Vector256.Create(d[0]);
+                        t0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), dv, t0);
+                        t1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), dv, t1);
+                        t2 = Fma.MultiplyAdd(BlockDot8(r2 + o, xv, asym), dv, t2);
+                        t3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), dv, t3);
+                    }
+                    a0 = Fma.MultiplyAdd(t0, Vector256.Create(s0[g]), a0);
+                    a1 = Fma.MultiplyAdd(t1, Vector256.Create(s1[g]), a1);
+                    a2 = Fma.MultiplyAdd(t2, Vector256.Create(s2[g]), a2);
+                    a3 = Fma.MultiplyAdd(t3, Vector256.Create(s3[g]), a3);
+                }
+                var corr = Vector128<float>.Zero;
+                if (asym)
+                {
+                    float* xsi = xs + (long)i * groups;
+                    corr = Vector128.Create(Correction(s0, null, zeros + j0 * groups, xsi, groups, false, false),
+                        Correction(s1, null, zeros + j1 * groups, xsi, groups, false, false),
+                        Correction(s2, null, zeros + j2 * groups, xsi, groups, false, false),
+                        Correction(s3, null, zeros + j3 * groups, xsi, groups, false, false));
+                }
+                StorePass(a0, a1, a2, a3, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+            }
+        }
+    }
+
+    // Int4 weights with groups of several blocks (g64, g128, ...): per group Σ dx·dot over its block pairs, scaled once
+    // at its end; groups of an odd block count (a pair may straddle two groups) scale per pair; a trailing odd block
+    // reads 16 bytes in natural order.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt4Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, float* sb)
+    {
+        bool sym = w.Symmetric;
+        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block, rowBytes = k / 2, even = blocks & ~1;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        nint ahead = PrefetchAhead(rowBytes);
+        for (int j = n0; j < n1; j += PassRows)
+        {
+            long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+            byte* r0 = data + j0 * rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
+            byte* pf = r0 + ahead;
+            float* s0, s1, s2, s3;
+            PassScales(sc, sh, j, n1, groups, sb, &s0, &s1, &s2, &s3);
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                int b = 0;
+                if ((bpg & 1) == 0)
+                    for (int g = 0; b < even; g++)
+                    {
+                        Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+                        for (int be = b + bpg; b < be; b += 2)
+                        {
+                            nint o = (nint)b * 16;
+                            Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                            var xa = Avx.LoadVector256(xr + 2 * o); var xb = Avx.LoadVector256(xr + 2 * o + 32);
+                            var d = PairBroadcast(dxi + b);
+                            t0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), d, t0);
+                            t1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), d, t1);
+                            t2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), d, t2);
+                            t3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), d, t3);
+                        }
+                        a0 = Fma.MultiplyAdd(t0, Vector256.Create(s0[g]), a0);
+                        a1 = Fma.MultiplyAdd(t1, Vector256.Create(s1[g]), a1);
+                        a2 = Fma.MultiplyAdd(t2, Vector256.Create(s2[g]), a2);
+                        a3 = Fma.MultiplyAdd(t3, Vector256.Create(s3[g]), a3);
+                    }
+                else
+                    for (; b < even; b += 2)
+                    {
+                        nint o = (nint)b * 16;
+                        int ga = b / bpg, gb = (b + 1) / bpg;
+                        Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                        var xa = Avx.LoadVector256(xr + 2 * o); var xb = Avx.LoadVector256(xr + 2 * o + 32);
+                        var d = PairBroadcast(dxi + b);
+                        a0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s0[ga]), Vector128.Create(s0[gb]))), a0);
+                        a1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s1[ga]), Vector128.Create(s1[gb]))), a1);
+                        a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s2[ga]), Vector128.Create(s2[gb]))), a2);
+                        a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s3[ga]), Vector128.Create(s3[gb]))), a3);
+                    }
+                if (b < blocks)
+                {
+                    nint o = (nint)b * 16;
+                    int g = b / bpg;
+                    var xv = Avx.LoadVector256(xr + 2 * o);
+                    var d = Vector256.Create(dxi[b]);
+                    a0 = Fma.MultiplyAdd(TailDot4(r0 + o, xv), Avx.Multiply(d, Vector256.Create(s0[g])), a0);
+                    a1 = Fma.MultiplyAdd(TailDot4(r1 + o, xv), Avx.Multiply(d, Vector256.Create(s1[g])), a1);
+                    a2 = Fma.MultiplyAdd(TailDot4(r2 + o, xv), Avx.Multiply(d, Vector256.Create(s2[g])), a2);
+                    a3 = Fma.MultiplyAdd(TailDot4(r3 + o, xv), Avx.Multiply(d, Vector256.Create(s3[g])), a3);
+                }
+                float* xsi = xs + (long)i * groups;
+                var corr = Vector128.Create(Correction(s0, null, sym ? null : zeros + j0 * groups, xsi, groups, true, sym),
+                    Correction(s1, null, sym ? null : zeros + j1 * groups, xsi, groups, true, sym),
+                    Correction(s2, null, sym ? null : zeros + j2 * groups, xsi, groups, true, sym),
+                    Correction(s3, null, sym ? null : zeros + j3 * groups, xsi, groups, true, sym));
+                StorePass(a0, a1, a2, a3, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -406,60 +723,6 @@ public static unsafe class QuantKernels
         return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), Vector256.Create((short)1)));
     }
 
-    // Four int8 rows against one activation row: per block one activation load and one dx broadcast for all four rows.
-    // Groups of one block fold s·dx per block; longer groups accumulate Σ dx_b·dot_b per group and scale once at its end.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Int8Pass(in RowQuad q, sbyte* xr, float* dx, float* ds, int blocks, int bpg, bool asym,
-        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
-    {
-        // accumulate in locals: the out parameters live in memory (store-forwarding on every FMA)
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
-        if (bpg == 1)
-        {
-            // one group per block: the combined scales s·dx of a chunk of blocks, vectorized per row, then one
-            // broadcast per block and row in the loop
-            for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
-            {
-                int nb = Math.Min(ScaleChunk, blocks - b0);
-                BlockScales(q.S0, q.H0, dx, b0, nb, ds); BlockScales(q.S1, q.H1, dx, b0, nb, ds + ScaleChunk);
-                BlockScales(q.S2, q.H2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, q.H3, dx, b0, nb, ds + 3 * ScaleChunk);
-                for (int t = 0; t < nb; t++)
-                {
-                    int o = (b0 + t) * Block;
-                    Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
-                    var xv = Avx.LoadVector256(xr + o);
-                    a0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), Vector256.Create(ds[t]), a0);
-                    a1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), Vector256.Create(ds[ScaleChunk + t]), a1);
-                    a2 = Fma.MultiplyAdd(BlockDot8(r2 + o, xv, asym), Vector256.Create(ds[2 * ScaleChunk + t]), a2);
-                    a3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), Vector256.Create(ds[3 * ScaleChunk + t]), a3);
-                }
-            }
-            o0 = a0; o1 = a1; o2 = a2; o3 = a3;
-            return;
-        }
-        for (int g = 0, b = 0; b < blocks; g++)
-        {
-            Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
-            for (int be = b + bpg; b < be; b++)
-            {
-                int o = b * Block;
-                Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
-                var xv = Avx.LoadVector256(xr + o);
-                var d = Vector256.Create(dx[b]);
-                t0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), d, t0);
-                t1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), d, t1);
-                t2 = Fma.MultiplyAdd(BlockDot8(r2 + o, xv, asym), d, t2);
-                t3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), d, t3);
-            }
-            a0 = Fma.MultiplyAdd(t0, Vector256.Create(q.S0[g]), a0);
-            a1 = Fma.MultiplyAdd(t1, Vector256.Create(q.S1[g]), a1);
-            a2 = Fma.MultiplyAdd(t2, Vector256.Create(q.S2[g]), a2);
-            a3 = Fma.MultiplyAdd(t3, Vector256.Create(q.S3[g]), a3);
-        }
-        o0 = a0; o1 = a1; o2 = a2; o3 = a3;
-    }
-
     // Σ(nibble·x) of one block pair (32 packed bytes, activations in nibble-pair order): lanes 0–3 block b, 4–7 block b+1.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> PairDot4(byte* p, Vector256<sbyte> xa, Vector256<sbyte> xb)
@@ -476,99 +739,6 @@ public static unsafe class QuantKernels
     private static Vector256<float> PairBroadcast(float* v) =>
         Avx2.PermuteVar8x32(Sse2.LoadScalarVector128((double*)v).AsSingle().ToVector256Unsafe(), Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1));
 
-    // Four int4 rows against one activation row with one group per block (Q4_0): a block pair (one 32-byte load per
-    // row) at a time, combined scales from the chunk buffer. Small enough to inline into the pass loop.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Int4PassBlocks(in RowQuad q, sbyte* xr, float* dx, float* ds, int blocks,
-        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
-    {
-        // accumulate in locals: the out parameters live in memory (store-forwarding on every FMA)
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
-        int even = blocks & ~1;
-        for (int b0 = 0; b0 < even; b0 += ScaleChunk)
-        {
-            int nb = Math.Min(ScaleChunk, even - b0);
-            BlockScales(q.S0, q.H0, dx, b0, nb, ds); BlockScales(q.S1, q.H1, dx, b0, nb, ds + ScaleChunk);
-            BlockScales(q.S2, q.H2, dx, b0, nb, ds + 2 * ScaleChunk); BlockScales(q.S3, q.H3, dx, b0, nb, ds + 3 * ScaleChunk);
-            for (int t = 0; t < nb; t += 2)
-            {
-                int bb = b0 + t, o = bb * 16;
-                Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
-                var xa = Avx.LoadVector256(xr + bb * Block); var xb = Avx.LoadVector256(xr + bb * Block + Block);
-                a0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), PairBroadcast(ds + t), a0);
-                a1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), PairBroadcast(ds + ScaleChunk + t), a1);
-                a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), PairBroadcast(ds + 2 * ScaleChunk + t), a2);
-                a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), PairBroadcast(ds + 3 * ScaleChunk + t), a3);
-            }
-        }
-        o0 = a0; o1 = a1; o2 = a2; o3 = a3;
-        if (even < blocks) Int4TailBlock(q, xr, dx, even, 1, ref o0, ref o1, ref o2, ref o3);
-    }
-
-    // Four int4 rows against one activation row for groups of several blocks: per group Σ dx·dot over its block pairs,
-    // scaled once at its end; groups of an odd block count (a pair may straddle two groups) scale per pair.
-    // Not inlined (it would bloat the pass loop); AggressiveOptimization so that it never runs as unoptimized tier-0 code.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Int4PassGroups(in RowQuad q, sbyte* xr, float* dx, int blocks, int bpg,
-        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3)
-    {
-        // accumulate in locals: the out parameters live in memory (store-forwarding on every FMA)
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        byte* r0 = q.R0, r1 = q.R1, r2 = q.R2, r3 = q.R3, pf = q.Ahead;
-        float* s0 = q.S0, s1 = q.S1, s2 = q.S2, s3 = q.S3;
-        int b = 0, even = blocks & ~1;
-        if ((bpg & 1) == 0)
-            for (int g = 0; b < even; g++)
-            {
-                Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
-                for (int be = b + bpg; b < be; b += 2)
-                {
-                    int o = b * 16;
-                    Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
-                    var xa = Avx.LoadVector256(xr + b * Block); var xb = Avx.LoadVector256(xr + b * Block + Block);
-                    var d = PairBroadcast(dx + b);
-                    t0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), d, t0);
-                    t1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), d, t1);
-                    t2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), d, t2);
-                    t3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), d, t3);
-                }
-                a0 = Fma.MultiplyAdd(t0, Vector256.Create(s0[g]), a0);
-                a1 = Fma.MultiplyAdd(t1, Vector256.Create(s1[g]), a1);
-                a2 = Fma.MultiplyAdd(t2, Vector256.Create(s2[g]), a2);
-                a3 = Fma.MultiplyAdd(t3, Vector256.Create(s3[g]), a3);
-            }
-        else
-            // odd group lengths (in blocks): a pair may straddle two groups
-            for (; b < even; b += 2)
-            {
-                int o = b * 16, ga = b / bpg, gb = (b + 1) / bpg;
-                Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
-                var xa = Avx.LoadVector256(xr + b * Block); var xb = Avx.LoadVector256(xr + b * Block + Block);
-                var d = PairBroadcast(dx + b);
-                a0 = Fma.MultiplyAdd(PairDot4(r0 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s0[ga]), Vector128.Create(s0[gb]))), a0);
-                a1 = Fma.MultiplyAdd(PairDot4(r1 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s1[ga]), Vector128.Create(s1[gb]))), a1);
-                a2 = Fma.MultiplyAdd(PairDot4(r2 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s2[ga]), Vector128.Create(s2[gb]))), a2);
-                a3 = Fma.MultiplyAdd(PairDot4(r3 + o, xa, xb), Avx.Multiply(d, Vector256.Create(Vector128.Create(s3[ga]), Vector128.Create(s3[gb]))), a3);
-            }
-        o0 = a0; o1 = a1; o2 = a2; o3 = a3;
-        if (b < blocks) Int4TailBlock(q, xr, dx, b, bpg, ref o0, ref o1, ref o2, ref o3);
-    }
-
-    // A trailing odd block of an int4 row (natural order): 16 bytes → [values 0..15 | 16..31].
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Int4TailBlock(in RowQuad q, sbyte* xr, float* dx, int b, int bpg,
-        ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3)
-    {
-        var xv = Avx.LoadVector256(xr + b * Block);
-        int o = b * 16, g = b / bpg;
-        var d = Vector256.Create(dx[b]);
-        a0 = Fma.MultiplyAdd(TailDot4(q.R0 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S0, q.H0, g))), a0);
-        a1 = Fma.MultiplyAdd(TailDot4(q.R1 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S1, q.H1, g))), a1);
-        a2 = Fma.MultiplyAdd(TailDot4(q.R2 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S2, q.H2, g))), a2);
-        a3 = Fma.MultiplyAdd(TailDot4(q.R3 + o, xv), Avx.Multiply(d, Vector256.Create(ScaleAt(q.S3, q.H3, g))), a3);
-    }
-
     // Σ(nibble·x) of one natural-order int4 block (16 packed bytes).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> TailDot4(byte* p, Vector256<sbyte> xv)
@@ -577,25 +747,6 @@ public static unsafe class QuantKernels
         var r = Sse2.LoadVector128(p);
         var wv = Vector256.Create(Sse2.And(r, l), Sse2.And(Sse2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), l));
         return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(wv, xv), Vector256.Create((short)1)));
-    }
-
-    /// <summary>Blocks whose combined scales s_b·dx_b one pass computes at once (4 rows: a 4 KiB stack buffer).</summary>
-    private const int ScaleChunk = 256;
-
-    // ds[t] = s_{b0+t} · dx_{b0+t} for groups of one block (32): the one float each block's integer sum is multiplied
-    // by, eight per vector multiply instead of one per block in the loop.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BlockScales(float* sc, ushort* sh, float* dx, int b0, int nb, float* ds)
-    {
-        int t = 0;
-        if (sh != null)
-        {
-            for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(LoadHalf8(sh + b0 + t), Avx.LoadVector256(dx + b0 + t)));
-            for (; t < nb; t++) ds[t] = HalfToSingle(sh[b0 + t]) * dx[b0 + t];
-            return;
-        }
-        for (; t + 8 <= nb; t += 8) Avx.Store(ds + t, Avx.Multiply(Avx.LoadVector256(sc + b0 + t), Avx.LoadVector256(dx + b0 + t)));
-        for (; t < nb; t++) ds[t] = sc[b0 + t] * dx[b0 + t];
     }
 
     // Σ_g s_g·off_g·Σx_g (the zero-point term, vectorized over groups): int4 sym off = 8, int4 asym z, int8 asym z − 128.

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Hub.Cli.Commands;
+
+/// <summary>
+/// Resident-set figures of this process for <c>hub bench</c>, which may export a model and run llama.cpp in the same
+/// process as the engine it measures. On Linux the kernel's high-water mark (<c>VmHWM</c> in /proc/self/status) can be
+/// reset by writing "5" to /proc/self/clear_refs (Linux ≥ 4.0), so a phase's peak leaves out whatever ran before it;
+/// elsewhere only the process-lifetime peak exists (<see cref="Process.PeakWorkingSet64"/>).
+/// </summary>
+public static class PeakRss
+{
+    /// <summary>Where Linux reports the process's memory counters.</summary>
+    public const string StatusPath = "/proc/self/status";
+
+    /// <summary>Writing "5" here resets the process's resident-set high-water mark (proc(5), /proc/pid/clear_refs).</summary>
+    public const string ClearRefsPath = "/proc/self/clear_refs";
+
+    /// <summary>
+    /// The value of a <c>Field:   N kB</c> line of /proc/PID/status text in bytes, or null when the field is absent or
+    /// not in kB (the kernel reports every Vm* counter in kB).
+    /// </summary>
+    public static long? ParseStatusBytes(string status, string field)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        ArgumentException.ThrowIfNullOrEmpty(field);
+        foreach (var line in status.AsSpan().EnumerateLines())
+        {
+            if (line.Length <= field.Length || line[field.Length] != ':' || !line.StartsWith(field, StringComparison.Ordinal)) continue;
+            var rest = line[(field.Length + 1)..].Trim();
+            int space = rest.IndexOf(' ');
+            if (space < 0 || !rest[(space + 1)..].Trim().SequenceEqual("kB")) return null;
+            return long.TryParse(rest[..space], NumberStyles.None, CultureInfo.InvariantCulture, out var kb) && kb <= long.MaxValue / 1024
+                ? kb * 1024 : null;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Resets the high-water mark to the current resident set; false when this OS or kernel cannot (then
+    /// <see cref="PeakBytes"/> stays the process-lifetime peak).
+    /// </summary>
+    public static bool TryReset()
+    {
+        if (!OperatingSystem.IsLinux() || StatusField("VmHWM") is null) return false;
+        try
+        {
+            using var f = new FileStream(ClearRefsPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, bufferSize: 0);
+            f.Write("5"u8);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+
+    /// <summary>Bytes resident now (VmRSS on Linux, the working set elsewhere).</summary>
+    public static long CurrentBytes() => StatusField("VmRSS") ?? Process.GetCurrentProcess().WorkingSet64;
+
+    /// <summary>Peak resident bytes since the last <see cref="TryReset"/> (Linux) or since the process started.</summary>
+    public static long PeakBytes() => StatusField("VmHWM") ?? Process.GetCurrentProcess().PeakWorkingSet64;
+
+    /// <summary>
+    /// Returns the C heap's free pages to the OS (glibc <c>malloc_trim(0)</c>), so buffers an export freed do not stay
+    /// resident in the next phase's baseline; a no-op where glibc is absent.
+    /// </summary>
+    public static void TrimNativeHeap()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { _ = MallocTrim(0); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { } // musl and others: nothing to trim
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
+
+    private static long? StatusField(string field)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try { return ParseStatusBytes(File.ReadAllText(StatusPath), field); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+}
+
+/// <summary>
+/// The resident-set peak of one phase of <c>hub bench</c> (load + prefill + decode of one engine): begun after any
+/// export, with the garbage collector's free memory given back and the high-water mark reset where the OS allows it.
+/// </summary>
+public sealed class RssPhase
+{
+    private RssPhase(bool isolated, long baseline) { Isolated = isolated; BaselineBytes = baseline; }
+
+    /// <summary>True when the peak is this phase's own (Linux); false when it is the process-lifetime peak.</summary>
+    public bool Isolated { get; }
+
+    /// <summary>Resident bytes when the phase began (the .NET runtime and whatever earlier phases left loaded).</summary>
+    public long BaselineBytes { get; }
+
+    /// <summary>
+    /// Begins a phase: a blocking, compacting, aggressive collection returns an export's freed buffers to the OS, then
+    /// the high-water mark is reset and the resident set recorded.
+    /// </summary>
+    public static RssPhase Begin()
+    {
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        PeakRss.TrimNativeHeap();
+        bool isolated = PeakRss.TryReset();
+        return new RssPhase(isolated, PeakRss.CurrentBytes());
+    }
+
+    /// <summary>Peak resident bytes of the phase so far (of the whole process so far when not <see cref="Isolated"/>).</summary>
+    public long PeakBytes() => PeakRss.PeakBytes();
+
+    /// <summary>How far the phase raised the resident set above its baseline (0 when not <see cref="Isolated"/>: unknown).</summary>
+    public long GrowthBytes() => Isolated ? Math.Max(0, PeakBytes() - BaselineBytes) : 0;
+
+    /// <summary>What the phase's peak covers, for the bench output.</summary>
+    public string Scope => Isolated
+        ? "this phase only: VmHWM reset through /proc/self/clear_refs after any export"
+        : "process lifetime (this OS/kernel cannot reset the peak): includes an export made by this run";
+
+    /// <summary>MiB with one decimal, as the bench prints memory.</summary>
+    public static double Mib(long bytes) => Math.Round(bytes / 1048576.0, 1);
+}
+
+/// <summary>How <c>hub bench</c> gets its model: exported (timed, outside the measured phase) and then loaded.</summary>
+internal static class BenchLoad
+{
+    /// <summary>
+    /// The IR folder of <paramref name="idOrPath"/>: itself when it already is one, else the cached export, made now
+    /// (timed in <c>ExportSeconds</c>) when absent.
+    /// </summary>
+    public static (string IrDir, double? ExportSeconds) EnsureExported(string idOrPath, ModelOptions options)
+    {
+        var local = ModelLocator.Resolve(idOrPath, options);
+        if (Directory.Exists(local) && Hub.IR.IrModel.Exists(local)) return (local, null);
+        if (Exporter.TryGetCached(local, options, out var cached)) return (cached, null);
+        var sw = Stopwatch.StartNew();
+        var dir = Exporter.GetOrCreateCached(local, options);
+        return (dir, sw.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Loads the IR folder <paramref name="irDir"/> with the runtime settings of <paramref name="options"/>.</summary>
+    public static CausalLM Load(string irDir, ModelOptions options) =>
+        CausalLM.FromPretrained(irDir, export: false, new ModelOptions
+        {
+            Threads = options.Threads, MaxContext = options.MaxContext, MaxBatch = options.MaxBatch, Progress = options.Progress,
+        });
+}

@@ -1,0 +1,104 @@
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using Hub.Cli.Commands;
+using Hub.Tests;
+
+namespace Hub.Integration.Tests;
+
+/// <summary>Tests that reset or read this process's resident-set peak run alone (other tests allocate meanwhile).</summary>
+[CollectionDefinition(nameof(ResidentSetCollection), DisableParallelization = true)]
+public sealed class ResidentSetCollection;
+
+/// <summary>
+/// <c>hub bench</c>'s memory figure: the /proc/self/status parser, the Linux high-water-mark reset that keeps an export
+/// out of the load + prefill + decode peak, and the bench output with and without an export.
+/// </summary>
+[Collection(nameof(ResidentSetCollection))]
+public unsafe class PeakRssTests : IDisposable
+{
+    private readonly string _tmp = SharedDir.TempDir("hub-peak-rss");
+
+    public void Dispose() { try { Directory.Delete(_tmp, true); } catch (IOException) { } }
+
+    private const string Status = "Name:\tdotnet\nVmPeak:\t 3412345 kB\nVmHWM:\t  320660 kB\nVmRSS:\t   13560 kB\nVmHWMx:\t 1 kB\nThreads:\t12\nVmSwap:\t0 MB\n";
+
+    [Fact]
+    public void Status_parser_reads_kB_fields_as_bytes_by_exact_name()
+    {
+        Assert.Equal(320660L * 1024, PeakRss.ParseStatusBytes(Status, "VmHWM"));
+        Assert.Equal(13560L * 1024, PeakRss.ParseStatusBytes(Status, "VmRSS"));
+        Assert.Equal(3412345L * 1024, PeakRss.ParseStatusBytes(Status, "VmPeak"));
+        Assert.Equal(1024L, PeakRss.ParseStatusBytes("VmHWMx:\t 1 kB\nVmHWM:\t 1 kB", "VmHWM")); // a longer name is another field
+    }
+
+    [Fact]
+    public void Status_parser_returns_null_for_missing_unitless_or_malformed_fields()
+    {
+        Assert.Null(PeakRss.ParseStatusBytes(Status, "VmData"));
+        Assert.Null(PeakRss.ParseStatusBytes(Status, "Threads")); // no unit: not a memory counter
+        Assert.Null(PeakRss.ParseStatusBytes(Status, "VmSwap")); // not kB
+        Assert.Null(PeakRss.ParseStatusBytes("VmHWM:\t -5 kB", "VmHWM"));
+        Assert.Null(PeakRss.ParseStatusBytes("VmHWM:\t 99999999999999999999 kB", "VmHWM"));
+        Assert.Null(PeakRss.ParseStatusBytes("", "VmHWM"));
+    }
+
+    [SkippableFact]
+    public void Reset_drops_the_peak_of_a_freed_allocation_and_a_phase_sees_only_its_own_growth()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "the high-water mark can be reset on Linux only");
+        const long big = 256L << 20, small = 64L << 20;
+        Touch(big);
+        long peakWithBig = PeakRss.PeakBytes();
+        Assert.True(peakWithBig >= big, $"peak {peakWithBig} after touching {big} bytes");
+
+        var phase = RssPhase.Begin();
+        Assert.True(phase.Isolated, "/proc/self/clear_refs did not take the reset");
+        long peakAfterReset = phase.PeakBytes();
+        Assert.True(peakAfterReset < peakWithBig - big / 2, $"peak {peakAfterReset} after the reset, {peakWithBig} before it: the freed {big} bytes still count");
+
+        Touch(small);
+        long growth = phase.GrowthBytes();
+        Assert.True(growth >= small - (4L << 20), $"phase growth {growth} after touching {small} bytes");
+        Assert.True(growth < big, $"phase growth {growth} includes the allocation made before the phase");
+    }
+
+    [Fact]
+    public void Without_a_reset_a_phase_reports_no_growth_and_says_its_peak_is_the_process_lifetime()
+    {
+        var phase = RssPhase.Begin();
+        if (phase.Isolated) Assert.Contains("this phase only", phase.Scope);
+        else
+        {
+            Assert.Equal(0, phase.GrowthBytes());
+            Assert.Contains("process lifetime", phase.Scope);
+        }
+    }
+
+    [SkippableFact]
+    public void Bench_prints_export_seconds_only_when_it_exported_and_what_its_peak_covers()
+    {
+        var src = SharedDir.Require("models/karpathy/tinyllamas/stories260K");
+        var env = new Dictionary<string, string> { ["HUB_CACHE"] = _tmp, ["HF_HUB_OFFLINE"] = "1" };
+        string[] args = ["bench", src, "--prompt-tokens", "4", "--new-tokens", "4", "--rounds", "1", "--json"];
+        var first = HubCli.Run(env, args);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        var a = JsonNode.Parse(first.Stdout)!;
+        Assert.True((double)a["export_seconds"]! > 0);
+        Assert.True((double)a["peak_rss_mib"]! > 0);
+        Assert.StartsWith("load + prefill + decode", (string)a["peak_rss_scope"]!);
+        if (OperatingSystem.IsLinux()) Assert.Contains("VmHWM reset", (string)a["peak_rss_scope"]!);
+
+        var second = HubCli.Run(env, args);
+        Assert.True(second.ExitCode == 0, second.Stderr);
+        var b = JsonNode.Parse(second.Stdout)!;
+        Assert.Null(b["export_seconds"]); // the cached export was reused
+        Assert.True((double)b["load_seconds"]! > 0);
+    }
+
+    private static void Touch(long bytes)
+    {
+        var p = (byte*)NativeMemory.Alloc((nuint)bytes);
+        try { for (long i = 0; i < bytes; i += 4096) p[i] = 1; }
+        finally { NativeMemory.Free(p); }
+    }
+}
