@@ -146,6 +146,11 @@ public unsafe class QuantKernelTests
                         QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
                         QuantKernels.GemmInt4(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
                     }
+                    if (QuantKernels.Int8GemmFits(w))
+                    {
+                        QuantKernels.QuantizeActivations(w, xp, m, b);
+                        QuantKernels.GemmInt8(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
+                    }
                     QuantKernels.DequantizeRows(w, 0, n, op + 5 * m * n);
                 }
                 outs.Add(o);
@@ -469,6 +474,68 @@ public unsafe class QuantKernelTests
                         }
     }
 
+    [SkippableFact]
+    public void Int8_gemm_matches_integer_twin_and_float64_on_odd_tiles()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        foreach (int n in new[] { 1, 2, 7, 19, 37 })
+            // K = 32·odd (one block, three, seven, fifteen) and an even count of blocks
+            foreach (int k in new[] { 32, 96, 224, 480, 256 })
+                foreach (int m in new[] { 1, 5, 7, 13 })
+                {
+                    var d = RandomQ(false, n, k, 32, true, n * 131 + k + m * 7);
+                    var x = Rand(m * k, n + k * 3 + m);
+                    var bias = Rand(n, 11);
+                    var exp = Reference(d, x, m, bias);
+                    var fast = new float[m * n]; var twin = new float[m * n];
+                    var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
+                    var scratch = new float[QuantKernels.GemmRows * k / 32 + 64];
+                    WithMatrix(d, w =>
+                    {
+                        Assert.True(QuantKernels.Int8GemmFits(w));
+                        Array.Fill(fast, float.NaN);
+                        fixed (byte* b0 = buf)
+                        fixed (float* xp = x, bp = bias, fp = fast, tp = twin, sp = scratch)
+                        {
+                            byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                            QuantKernels.QuantizeActivations(w, xp, m, b);
+                            // split rows and outputs as the executor may: rows [0, 4) and the rest (tiles of 3 cut
+                            // mid-tile), outputs [0, 5) and [5, n) (pairs and 16-row chunks cut mid-way)
+                            int ms = Math.Min(4, m), ns = Math.Min(n, 5);
+                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, 0, ms, 0, ns, sp);
+                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, ms, m, 0, ns, sp);
+                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, 0, ms, ns, n, sp);
+                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, ms, m, ns, n, sp);
+                            QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                        }
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++)
+                            {
+                                int at = i * n + j;
+                                double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
+                                Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"[{n},{k}] m={m} ({i},{j}): fast {fast[at]} twin {twin[at]}");
+                                Assert.True(Math.Abs(fast[at] - exp[at]) <= scale / 100, $"[{n},{k}] m={m} ({i},{j}): {fast[at]} vs {exp[at]}");
+                            }
+                    });
+                }
+    }
+
+    [Fact]
+    public void Int8_gemm_takes_only_symmetric_int8_with_groups_of_one_block()
+    {
+        foreach (var (int4, sym, group, fits) in new[] { (false, true, 32, true), (false, true, 64, false), (false, true, 0, false), (false, false, 32, false), (true, true, 32, false) })
+        {
+            var d = RandomQ(int4, 3, 128, group, sym, 3);
+            WithMatrix(d, w =>
+            {
+                bool avx = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+                Assert.Equal(fits && avx, QuantKernels.Int8GemmFits(w));
+                if (!QuantKernels.Int8GemmFits(w))
+                    Assert.Throws<NotSupportedException>(() => QuantKernels.GemmInt8(w, 1, null, null, null, 3, 0, 1, 0, 3, null));
+            });
+        }
+    }
+
     [Fact]
     public void Float_gemv_matches_float64_on_any_K()
     {
@@ -771,6 +838,66 @@ public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
                 }
         }
         string[] names = { "int4 x int8 GEMM", "dequantize + f32 GEMM" };
+        for (int c = 0; c < 2; c++)
+        {
+            double t = times[c].Order().ElementAt(times[c].Count / 2);
+            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] cpu {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
+        }
+    }
+}
+
+/// <summary>Single-thread int8 (Q8_0) prefill: the int8 × int8 GEMM against dequantized panels + f32 GEMM (HUB_BENCH=1 only).</summary>
+public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Int8_prefill_gemm_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
+        int n = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_N"), out var nn) ? nn : 768;
+        int k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 2048;
+        var q = QuantKernelTests.RandomQ(false, n, k, 32, true, 5);
+        var half = QuantKernelTests.HalfBits(q.Scales);
+        var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
+        var y = new float[m * n];
+        var scratch = new float[Gemm.ScratchFloats(k) + 64L * k + 64];
+        var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
+        var times = new[] { new List<double>(), new List<double>() };
+        fixed (byte* d = q.Data, b0 = buf)
+        fixed (ushort* s = half)
+        fixed (float* xp = x, yp = y, sp = scratch)
+        {
+            var w = new QuantMatrix(d, s, null, n, k, 32, false, true);
+            byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+            float* panel = sp + Gemm.ScratchFloats(k);
+            panel = (float*)(((nint)panel + 63) & ~(nint)63);
+            var proc = System.Diagnostics.Process.GetCurrentProcess();
+            for (int round = 0; round < 7; round++)
+                for (int c = 0; c < 2; c++)
+                {
+                    proc.Refresh();
+                    var cpu0 = proc.TotalProcessorTime;
+                    for (int rep = 0; rep < 3; rep++)
+                    {
+                        if (c == 0)
+                        {
+                            QuantKernels.QuantizeActivations(w, xp, m, b);
+                            for (int n0 = 0; n0 < n; n0 += QuantKernels.GemmRows)
+                                QuantKernels.GemmInt8(w, m, b, null, yp, n, 0, m, n0, Math.Min(n, n0 + QuantKernels.GemmRows), sp);
+                        }
+                        else
+                            for (int n0 = 0; n0 < n; n0 += 64)
+                            {
+                                int n1 = Math.Min(n, n0 + 64);
+                                QuantKernels.DequantizeRows(w, n0, n1, panel);
+                                Gemm.GemmBlock(xp, 0, m, k, (byte*)(panel - (long)n0 * k), DType.F32, n, null, yp, n0, n1, sp);
+                            }
+                    }
+                    proc.Refresh();
+                    times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
+                }
+        }
+        string[] names = { "int8 x int8 GEMM", "dequantize + f32 GEMM" };
         for (int c = 0; c < 2; c++)
         {
             double t = times[c].Order().ElementAt(times[c].Count / 2);
