@@ -489,7 +489,7 @@ public unsafe class QuantKernelTests
                     var exp = Reference(d, x, m, bias);
                     var fast = new float[m * n]; var twin = new float[m * n];
                     var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
-                    var scratch = new float[QuantKernels.GemmRows * k / 32 + 64];
+                    var scratch = new float[QuantKernels.Int8GemmScratchFloats(k)];
                     WithMatrix(d, w =>
                     {
                         Assert.True(QuantKernels.Int8GemmFits(w));
@@ -633,13 +633,27 @@ public unsafe class QuantKernelTests
                         double scale = AbsSum(wq, x, i, j) + Math.Abs(bias[j]);
                         // decode rows carry int8 activation rounding (≤ 1/254 of each block's range per value)
                         // (int4 prefill runs the int4 × int8 GEMM unless HUB_QUANT_GEMM=float: the same activation rounding)
-                        bool intGemm = int4 && k % 64 == 0 && Hub.Runtime.Execution.QuantLinearExec.UseInt4Gemm;
+                        bool intGemm = int4 && k % 64 == 0 && Hub.Runtime.Execution.QuantLinearExec.UseInt4Gemm
+                            || !int4 && sym && group == 32 && Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm && System.Runtime.Intrinsics.X86.Fma.IsSupported;
                         double tol = seq <= 4 || intGemm ? scale / 100 : 1e-5 * scale + 1e-6;
                         Assert.True(Math.Abs(got[i * n + j] - exp[i * n + j]) <= tol, $"seq {seq} ({i},{j}): {got[i * n + j]} vs {exp[i * n + j]}");
                     }
             }
         }
         finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+    }
+
+    [Theory]
+    [InlineData(false, 2, true)]
+    [InlineData(false, 1, false)]
+    [InlineData(true, 2, true)]
+    [InlineData(true, 1, false)]
+    public void Executor_runs_int8_q8_0_prefill_through_either_gemm(bool int8Gemm, int threads, bool f16Scales)
+    {
+        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm;
+        Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = int8Gemm;
+        try { Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, true, 32, threads, f16Scales); }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = before; }
     }
 
     // Encodes weight "w" as wq and "emb" as tq (scales F16 as exported now, or F32 as IRs exported before session 4).

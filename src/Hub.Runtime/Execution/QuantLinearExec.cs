@@ -3,7 +3,8 @@
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
 // all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
-// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too).
+// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too). int8 symmetric with groups of 32 (Q8_0)
+// can do the same with the int8 × int8 GEMM (UseInt8Gemm, HUB_QUANT_GEMM8).
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -23,7 +24,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private float* _x, _y, _bias;
     private readonly int _panelRows;
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
-    private byte* _prefActPtr;          // GemmInt4's quantized activations, in the request's shared prefill scratch
+    private readonly bool _int8Gemm;    // prefill through the int8 × int8 GEMM (int8 sym g32) instead of dequantized panels
+    private byte* _prefActPtr;          // GemmInt4/GemmInt8's quantized activations, in the request's shared prefill scratch
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
     private bool _gemv, _singleUnit, _quantPhase;
 
@@ -33,9 +35,10 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
+        _int8Gemm = QuantKernels.Int8GemmFits(_w) && UseInt8Gemm;
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
         // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
-        _panelRows = _int4Gemm ? QuantKernels.GemmRows : PanelRows;
+        _panelRows = _int4Gemm || _int8Gemm ? QuantKernels.GemmRows : PanelRows;
         _integer = QuantKernels.IntegerPathFits(_w) && !ForceFloatPath;
         if (_integer)
         {
@@ -64,6 +67,22 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// threads on the small/1b shapes, see docs/quantization.md).
     /// </summary>
     internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+
+    /// <summary>
+    /// Test/bench switch (HUB_QUANT_GEMM8=int): int8 symmetric g32 (Q8_0) prefill runs the int8 × int8 GEMM instead of
+    /// dequantized panels + the f32 GEMM. Off by default: single-thread it measured only level with the panel path
+    /// (0.98–1.14×, docs/quantization.md); HUB_QUANT_GEMM=float keeps the panel path regardless.
+    /// </summary>
+    internal static bool UseInt8Gemm
+    {
+        get => _int8GemmOverride ?? Int8GemmFromEnvironment;
+        set => _int8GemmOverride = value;   // per thread: a test forcing it does not leak into tests on other threads
+    }
+
+    private static readonly bool Int8GemmFromEnvironment =
+        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") == "int" && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+
+    [ThreadStatic] private static bool? _int8GemmOverride;
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
     internal static QuantMatrix Bind(InferRequest r, int id, string node)
@@ -155,9 +174,9 @@ internal sealed unsafe class QuantLinearExec : OpExec
             _nBlocks = (_n + _panelRows - 1) / _panelRows;
             _mBlocks = single ? 1 : Math.Clamp((workers * 4 + _nBlocks - 1) / _nBlocks, 1, (_m + Gemm.MR * 8 - 1) / (Gemm.MR * 8));
             _mRows = ((_m + _mBlocks - 1) / _mBlocks + 3) & ~3;
-            if (_int4Gemm)
+            if (_int4Gemm || _int8Gemm)
             {
-                _prefActPtr = R.PrefillScratch(QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups));
+                _prefActPtr = R.PrefillScratch(_int4Gemm ? QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) : QuantKernels.ActivationBytes(_m, _k, _w.Groups));
                 // The workers quantize disjoint row ranges, then run the GEMM units.
                 _quantUnits = single ? 1 : Math.Min(workers * 2, (_m + 7) / 8);
                 _quantPhase = true;
@@ -174,7 +193,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (_quantPhase)
         {
             int r0 = (int)((long)_m * index / _quantUnits), r1 = (int)((long)_m * (index + 1) / _quantUnits);
-            QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
+            if (_int4Gemm) QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
+            else QuantKernels.QuantizeActivations(_w, _x, _m, _prefActPtr, r0, r1);
             return;
         }
         float* scratch = R.ScratchFor(worker);
@@ -198,6 +218,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
             if (m0 >= m1) continue;
             if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
+            if (_int8Gemm) { QuantKernels.GemmInt8(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             QuantKernels.DequantizeRows(_w, n0, n1, panel);
             // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
             Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);

@@ -142,6 +142,18 @@ public static unsafe class QuantKernels
         QuantizeActivations(x, m, w.K, w.GroupLength, buf, nibblePairOrder: w.Int4, 0, m);
 
     /// <summary>
+    /// Rows [<paramref name="r0"/>, <paramref name="r1"/>) of <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/>
+    /// (the buffer laid out for all <paramref name="m"/> rows), so that prefill workers can quantize disjoint row ranges at once.
+    /// </summary>
+    public static void QuantizeActivations(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
+    {
+        if (x == null || buf == null) throw new ArgumentNullException(x == null ? nameof(x) : nameof(buf));
+        if (r0 < 0 || r0 > r1) throw new ArgumentOutOfRangeException(nameof(r0), $"rows [{r0}, {r1}) are outside [0, {m})");
+        if (r1 > m) throw new ArgumentOutOfRangeException(nameof(r1), $"rows [{r0}, {r1}) are outside [0, {m})");
+        QuantizeActivations(x, m, w.K, w.GroupLength, buf, w.Int4, r0, r1);
+    }
+
+    /// <summary>
     /// Where value <paramref name="c"/> of an activation row sits in the quantized buffer. Natural order, except that
     /// int4 matrices (<paramref name="nibblePairOrder"/>) read blocks in pairs as one 32-byte load of packed nibbles
     /// gives them: [b 0..15 | b+1 0..15] then [b 16..31 | b+1 16..31] (a trailing odd block stays natural).
@@ -1050,14 +1062,18 @@ public static unsafe class QuantKernels
     /// </summary>
     public static bool Int8GemmFits(in QuantMatrix w) => !w.Int4 && w.Symmetric && w.GroupLength == Block && Avx2.IsSupported && Fma.IsSupported;
 
+    /// <summary>Scratch floats <see cref="GemmInt8"/> needs for K = <paramref name="k"/>.</summary>
+    public static long Int8GemmScratchFloats(int k) => (long)(GemmRows + 6) * (k / Block) + 16;
+
     /// <summary>
     /// Prefill GEMM for int8 symmetric Q8_0 weights (<see cref="Int8GemmFits"/>) with int8 activations quantized in
     /// natural order by <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/> (the decode layout,
     /// <see cref="ActivationBytes"/>): y[i, j] for rows i ∈ [m0, m1) and outputs j ∈ [n0, n1). The tile of
     /// <see cref="GemmInt4"/> (3 activation rows × 2 weight rows): per block, |w| of each weight row is shared by the 3
     /// rows and each activation load by the 2 weight rows; per row pair one vpsignb, one vpmaddubsw, one vpmaddwd by
-    /// ones, one convert, one s_b·dx_b multiply and one FMA for 32 multiply-adds. No zero-point term (symmetric).
-    /// <paramref name="scratch"/> holds <see cref="GemmRows"/>·K/32 + 8 floats (the chunk's F16 scales as float).
+    /// ones, one convert and one FMA by the broadcast product s_b·dx_b (computed eight blocks at a time per tile) for
+    /// 32 multiply-adds. No zero-point term (symmetric). <paramref name="scratch"/> holds <see cref="Int8GemmScratchFloats"/>
+    /// floats (the chunk's F16 scales as float, then the tile's scale products).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmInt8(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
@@ -1067,6 +1083,7 @@ public static unsafe class QuantKernels
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* scBase = (float*)(((nint)scratch + 31) & ~(nint)31);
+        float* sd = scBase + (long)GemmRows * blocks;
         var ones = Vector256.Create((short)1);
         for (int jc = n0; jc < n1; jc += GemmRows)
         {
@@ -1084,6 +1101,9 @@ public static unsafe class QuantKernels
                     int j1 = Math.Min(j + 1, jcEnd - 1);
                     float* sc0 = w.ScalesF16 == null ? w.Scales + (long)j * blocks : scBase + (long)(j - jc) * blocks;
                     float* sc1 = w.ScalesF16 == null ? w.Scales + (long)j1 * blocks : scBase + (long)(j1 - jc) * blocks;
+                    // The tile's six scale products s_jb·dx_ib, eight blocks per multiply: the block loop then
+                    // broadcasts them from L1 (a load, no ALU op) straight into its FMAs.
+                    ScaleProducts(sc0, sc1, d0, d1, d2, sd, blocks);
                     sbyte* w0 = (sbyte*)w.Data + (long)j * k, w1 = (sbyte*)w.Data + (long)j1 * k;
                     Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default;
                     for (int b = 0; b < blocks; b++)
@@ -1091,16 +1111,16 @@ public static unsafe class QuantKernels
                         int o = b * Block;
                         var v0 = Avx.LoadVector256(w0 + o); var v1 = Avx.LoadVector256(w1 + o);
                         var u0 = Avx2.Abs(v0); var u1 = Avx2.Abs(v1);
-                        var s0 = Vector256.Create(sc0[b]); var s1 = Vector256.Create(sc1[b]);
-                        var xv = Avx.LoadVector256(x0 + o); var dd = Vector256.Create(d0[b]);
-                        a00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Avx.Multiply(dd, s0), a00);
-                        a01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Avx.Multiply(dd, s1), a01);
-                        xv = Avx.LoadVector256(x1 + o); dd = Vector256.Create(d1[b]);
-                        a10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Avx.Multiply(dd, s0), a10);
-                        a11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Avx.Multiply(dd, s1), a11);
-                        xv = Avx.LoadVector256(x2 + o); dd = Vector256.Create(d2[b]);
-                        a20 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Avx.Multiply(dd, s0), a20);
-                        a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Avx.Multiply(dd, s1), a21);
+                        float* sb = sd + b;
+                        var xv = Avx.LoadVector256(x0 + o);
+                        a00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Vector256.Create(sb[0]), a00);
+                        a01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Vector256.Create(sb[blocks]), a01);
+                        xv = Avx.LoadVector256(x1 + o);
+                        a10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Vector256.Create(sb[2 * blocks]), a10);
+                        a11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Vector256.Create(sb[3 * blocks]), a11);
+                        xv = Avx.LoadVector256(x2 + o);
+                        a20 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Vector256.Create(sb[4 * blocks]), a20);
+                        a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Vector256.Create(sb[5 * blocks]), a21);
                     }
                     bool two = j + 1 < jcEnd;
                     float b0 = bias != null ? bias[j] : 0f, b1 = bias != null ? bias[j1] : 0f;
@@ -1109,6 +1129,27 @@ public static unsafe class QuantKernels
                     if (i + 2 < m1) StorePair(a20, a21, y + (long)(i + 2) * ldy + j, two, b0, b1);
                 }
             }
+        }
+    }
+
+    // sd [6, blocks] = s0·d0, s1·d0, s0·d1, s1·d1, s0·d2, s1·d2 (the 3×2 tile's per-block scale products).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScaleProducts(float* s0, float* s1, float* d0, float* d1, float* d2, float* sd, int blocks)
+    {
+        int b = 0;
+        for (; b + 8 <= blocks; b += 8)
+        {
+            var v0 = Avx.LoadVector256(s0 + b); var v1 = Avx.LoadVector256(s1 + b);
+            var e0 = Avx.LoadVector256(d0 + b); var e1 = Avx.LoadVector256(d1 + b); var e2 = Avx.LoadVector256(d2 + b);
+            Avx.Store(sd + b, Avx.Multiply(v0, e0)); Avx.Store(sd + blocks + b, Avx.Multiply(v1, e0));
+            Avx.Store(sd + 2 * blocks + b, Avx.Multiply(v0, e1)); Avx.Store(sd + 3 * blocks + b, Avx.Multiply(v1, e1));
+            Avx.Store(sd + 4 * blocks + b, Avx.Multiply(v0, e2)); Avx.Store(sd + 5 * blocks + b, Avx.Multiply(v1, e2));
+        }
+        for (; b < blocks; b++)
+        {
+            sd[b] = s0[b] * d0[b]; sd[blocks + b] = s1[b] * d0[b];
+            sd[2 * blocks + b] = s0[b] * d1[b]; sd[3 * blocks + b] = s1[b] * d1[b];
+            sd[4 * blocks + b] = s0[b] * d2[b]; sd[5 * blocks + b] = s1[b] * d2[b];
         }
     }
 
