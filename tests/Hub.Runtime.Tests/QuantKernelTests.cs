@@ -536,6 +536,39 @@ public unsafe class QuantKernelTests
         }
     }
 
+    [SkippableFact]
+    public void Prefill_gemms_reject_bad_ranges_and_missing_buffers_naming_the_argument()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the prefill GEMMs need AVX2+FMA");
+        foreach (bool int4 in new[] { false, true })
+        {
+            var d = RandomQ(int4, 3, 128, 32, true, 9);
+            var act = new byte[QuantKernels.PrefillActivationBytes(2, 128, 4) + 64];
+            var y = new float[2 * 3];
+            var scratch = new float[Gemm.ScratchFloats(128) + 64];
+            WithMatrix(d, w =>
+            {
+                fixed (byte* a = act)
+                fixed (float* yp = y, sp = scratch)
+                {
+                    byte* ap = a; float* yq = yp, sq = sp;
+                    void Call(int m1, int n1, int ldy, byte* pa, float* py, float* ps)
+                    {
+                        if (int4) QuantKernels.GemmInt4(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
+                        else QuantKernels.GemmInt8(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
+                    }
+                    Assert.Equal("m1", Assert.Throws<ArgumentOutOfRangeException>(() => Call(3, 3, 3, ap, yq, sq)).ParamName);
+                    Assert.Equal("n1", Assert.Throws<ArgumentOutOfRangeException>(() => Call(2, 4, 4, ap, yq, sq)).ParamName);
+                    Assert.Equal("ldy", Assert.Throws<ArgumentOutOfRangeException>(() => Call(2, 3, 2, ap, yq, sq)).ParamName);
+                    Assert.Equal("act", Assert.Throws<ArgumentNullException>(() => Call(2, 3, 3, null, yq, sq)).ParamName);
+                    Assert.Equal("y", Assert.Throws<ArgumentNullException>(() => Call(2, 3, 3, ap, null, sq)).ParamName);
+                    Assert.Equal("scratch", Assert.Throws<ArgumentNullException>(() => Call(2, 3, 3, ap, yq, null)).ParamName);
+                    Call(0, 0, 3, null, null, null);   // an empty range addresses nothing
+                }
+            });
+        }
+    }
+
     [Fact]
     public void Float_gemv_matches_float64_on_any_K()
     {

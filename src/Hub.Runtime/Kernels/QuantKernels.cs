@@ -147,10 +147,31 @@ public static unsafe class QuantKernels
     /// </summary>
     public static void QuantizeActivations(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
     {
+        CheckQuantizeRows(x, m, buf, r0, r1);
+        QuantizeActivations(x, m, w.K, w.GroupLength, buf, w.Int4, r0, r1);
+    }
+
+    // Arguments of the row-range activation quantizers: both buffers present, 0 ≤ r0 ≤ r1 ≤ m.
+    private static void CheckQuantizeRows(float* x, int m, byte* buf, int r0, int r1)
+    {
         if (x == null || buf == null) throw new ArgumentNullException(x == null ? nameof(x) : nameof(buf));
         if (r0 < 0 || r0 > r1) throw new ArgumentOutOfRangeException(nameof(r0), $"rows [{r0}, {r1}) are outside [0, {m})");
         if (r1 > m) throw new ArgumentOutOfRangeException(nameof(r1), $"rows [{r0}, {r1}) are outside [0, {m})");
-        QuantizeActivations(x, m, w.K, w.GroupLength, buf, w.Int4, r0, r1);
+    }
+
+    // Arguments of the prefill GEMMs (once per call): row and output ranges inside [0, m) × [0, n), ldy ≥ n, and every
+    // buffer the ranges address present; a wrong call is an ArgumentException instead of an access violation.
+    private static void CheckGemmArgs(in QuantMatrix w, int m, byte* act, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+    {
+        KernelArgs.Range(m0, m1);
+        KernelArgs.Range(n0, n1);
+        if (m1 > m) throw new ArgumentOutOfRangeException(nameof(m1), m1, $"m1 = {m1} is past the {m} quantized activation rows");
+        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
+        KernelArgs.Stride(ldy, n1, "the output rows");
+        bool work = m1 > m0 && n1 > n0;
+        KernelArgs.NotNull(act, work);
+        KernelArgs.NotNull(y, work);
+        KernelArgs.NotNull(scratch, work);
     }
 
     /// <summary>
@@ -916,9 +937,7 @@ public static unsafe class QuantKernels
     public static void QuantizeActivationsForGemm(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
     {
         if (!Int4GemmFits(w)) throw new ArgumentException($"the int4 prefill GEMM needs int4 weights with K a multiple of 64 and AVX2+FMA (K = {w.K}, int4 = {w.Int4}); check Int4GemmFits first", nameof(w));
-        if (x == null || buf == null) throw new ArgumentNullException(x == null ? nameof(x) : nameof(buf));
-        if (r0 < 0 || r0 > r1) throw new ArgumentOutOfRangeException(nameof(r0), $"rows [{r0}, {r1}) are outside [0, {m})");
-        if (r1 > m) throw new ArgumentOutOfRangeException(nameof(r1), $"rows [{r0}, {r1}) are outside [0, {m})");
+        CheckQuantizeRows(x, m, buf, r0, r1);
         QuantizeActivations(x, m, w.K, w.GroupLength, buf, w.Int4, r0, r1);
         int blocks = w.K / Block, pairs = blocks / 2;
         float* dx = (float*)(buf + (((long)m * w.K + 63) & ~63L));
@@ -939,6 +958,7 @@ public static unsafe class QuantKernels
     public static void GemmInt4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
     {
         if (!Int4GemmFits(w)) throw new NotSupportedException("GemmInt4 needs int4 weights, K a multiple of 64 and AVX2+FMA");
+        CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, scratch);
         int k = w.K, blocks = k / Block, pairs = blocks / 2, groups = w.Groups, bpg = w.GroupLength / Block, rowBytes = w.RowBytes;
         bool sym = w.Symmetric;
         sbyte* xq = (sbyte*)act;
@@ -1079,6 +1099,7 @@ public static unsafe class QuantKernels
     public static void GemmInt8(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
     {
         if (!Int8GemmFits(w)) throw new NotSupportedException($"GemmInt8 needs int8 symmetric weights with groups of {Block} and AVX2+FMA (group {w.GroupLength}, int4 = {w.Int4}, symmetric = {w.Symmetric}); check Int8GemmFits first");
+        CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, scratch);
         int k = w.K, blocks = k / Block;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
