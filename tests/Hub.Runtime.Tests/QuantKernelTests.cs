@@ -838,83 +838,38 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
     }
 }
 
-/// <summary>Single-thread int4 prefill: the int4 × int8 GEMM against dequantized panels + f32 GEMM (HUB_BENCH=1 only).</summary>
+/// <summary>
+/// Single-thread prefill of int4 (Q4_0) and int8 (Q8_0) weights: the integer GEMM (int4 × int8 / int8 × int8) against
+/// dequantized panels + the f32 GEMM, alternating, CPU-time medians of 7 rounds (HUB_BENCH=1 only; prints, asserts
+/// nothing about time). HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048).
+/// </summary>
 public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
 {
     [SkippableFact]
-    public void Int4_prefill_gemm_throughput()
-    {
-        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
-        int m = 128, n = 768, k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 2048;
-        var q = QuantKernelTests.RandomQ(true, n, k, 32, true, 5);
-        var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
-        var y = new float[m * n];
-        var scratch = new float[Gemm.ScratchFloats(k) + 64L * k + 64];
-        var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, k / 32) + 64];
-        var times = new[] { new List<double>(), new List<double>() };
-        fixed (byte* d = q.Data, b0 = buf)
-        fixed (float* s = q.Scales, xp = x, yp = y, sp = scratch)
-        {
-            var w = new QuantMatrix(d, s, null, n, k, 32, true, true);
-            byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-            float* panel = sp + Gemm.ScratchFloats(k);
-            panel = (float*)(((nint)panel + 63) & ~(nint)63);
-            var proc = System.Diagnostics.Process.GetCurrentProcess();
-            for (int round = 0; round < 7; round++)
-                for (int c = 0; c < 2; c++)
-                {
-                    proc.Refresh();
-                    var cpu0 = proc.TotalProcessorTime;
-                    for (int rep = 0; rep < 3; rep++)
-                    {
-                        if (c == 0)
-                        {
-                            QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
-                            for (int n0 = 0; n0 < n; n0 += QuantKernels.GemmRows)
-                                QuantKernels.GemmInt4(w, m, b, null, yp, n, 0, m, n0, Math.Min(n, n0 + QuantKernels.GemmRows), sp);
-                        }
-                        else
-                            for (int n0 = 0; n0 < n; n0 += 16)
-                            {
-                                QuantKernels.DequantizeRows(w, n0, n0 + 16, panel);
-                                Gemm.GemmBlock(xp, 0, m, k, (byte*)(panel - (long)n0 * k), DType.F32, n, null, yp, n0, n0 + 16, sp);
-                            }
-                    }
-                    proc.Refresh();
-                    times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
-                }
-        }
-        string[] names = { "int4 x int8 GEMM", "dequantize + f32 GEMM" };
-        for (int c = 0; c < 2; c++)
-        {
-            double t = times[c].Order().ElementAt(times[c].Count / 2);
-            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] cpu {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
-        }
-    }
-}
+    public void Int4_prefill_gemm_throughput() => Run(int4: true);
 
-/// <summary>Single-thread int8 (Q8_0) prefill: the int8 × int8 GEMM against dequantized panels + f32 GEMM (HUB_BENCH=1 only).</summary>
-public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper output)
-{
     [SkippableFact]
-    public void Int8_prefill_gemm_throughput()
+    public void Int8_prefill_gemm_throughput() => Run(int4: false);
+
+    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
+
+    private void Run(bool int4)
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
-        int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
-        int n = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_N"), out var nn) ? nn : 768;
-        int k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 2048;
-        var q = QuantKernelTests.RandomQ(false, n, k, 32, true, 5);
-        var half = QuantKernelTests.HalfBits(q.Scales);
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
+        int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048);
+        var q = QuantKernelTests.RandomQ(int4, n, k, 32, true, 5);
+        var half = QuantKernelTests.HalfBits(q.Scales);   // F16 scales, as exported
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
         var y = new float[m * n];
         var scratch = new float[Gemm.ScratchFloats(k) + 64L * k + 64];
-        var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
+        var buf = new byte[(int4 ? QuantKernels.PrefillActivationBytes(m, k, k / 32) : QuantKernels.ActivationBytes(m, k, k / 32)) + 64];
         var times = new[] { new List<double>(), new List<double>() };
         fixed (byte* d = q.Data, b0 = buf)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp = scratch)
         {
-            var w = new QuantMatrix(d, s, null, n, k, 32, false, true);
+            var w = new QuantMatrix(d, s, null, n, k, 32, int4, true);
             byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
             float* panel = sp + Gemm.ScratchFloats(k);
             panel = (float*)(((nint)panel + 63) & ~(nint)63);
@@ -928,11 +883,17 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                     {
                         if (c == 0)
                         {
-                            QuantKernels.QuantizeActivations(w, xp, m, b);
+                            if (int4) QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
+                            else QuantKernels.QuantizeActivations(w, xp, m, b);
                             for (int n0 = 0; n0 < n; n0 += QuantKernels.GemmRows)
-                                QuantKernels.GemmInt8(w, m, b, null, yp, n, 0, m, n0, Math.Min(n, n0 + QuantKernels.GemmRows), sp);
+                            {
+                                int n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
+                                if (int4) QuantKernels.GemmInt4(w, m, b, null, yp, n, 0, m, n0, n1, sp);
+                                else QuantKernels.GemmInt8(w, m, b, null, yp, n, 0, m, n0, n1, sp);
+                            }
                         }
                         else
+                            // the panel path as QuantLinearExec runs it: 64-row dequantized panels
                             for (int n0 = 0; n0 < n; n0 += 64)
                             {
                                 int n1 = Math.Min(n, n0 + 64);
@@ -944,7 +905,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                     times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
                 }
         }
-        string[] names = { "int8 x int8 GEMM", "dequantize + f32 GEMM" };
+        string[] names = { int4 ? "int4 x int8 GEMM" : "int8 x int8 GEMM", "dequantize + f32 GEMM" };
         for (int c = 0; c < 2; c++)
         {
             double t = times[c].Order().ElementAt(times[c].Count / 2);
