@@ -315,16 +315,7 @@ internal static unsafe class Bench
     // the best FMA-loop GFLOP/s of the same pool measured between them.
     public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak)
     {
-        var rng = new Random(42);
-        float* x = Alloc((long)m * k), y = Alloc((long)m * n), bias = Alloc(n);
-        byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)((long)n * k * wt.SizeOf()), 64);
-        for (long i = 0; i < (long)m * k; i++) x[i] = (float)rng.NextDouble() - 0.5f;
-        for (int i = 0; i < n; i++) bias[i] = 0.1f;
-        var wf = new float[(long)n * k];
-        for (long i = 0; i < wf.Length; i++) wf[i] = (float)rng.NextDouble() - 0.5f;
-        DTypeConvert.FromFloat32(wf, wt, new Span<byte>(w, n * k * wt.SizeOf()));
-        var scratch = new float*[threads];
-        for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
+        GemmOperands(m, n, k, wt, threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
         using var pool = new WorkerPool(threads);
         double flops = 2.0 * m * n * k;
         int reps = Math.Max(1, (int)(0.3e9 * threads / flops));
@@ -350,23 +341,13 @@ internal static unsafe class Bench
                 best[j] = Math.Max(best[j], flops * reps / sw.Elapsed.TotalSeconds / 1e9);
             }
         }
-        NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
-        foreach (var sp in scratch) NativeMemory.AlignedFree(sp);
+        FreeGemmOperands(x, y, bias, w, scratch);
         return best;
     }
 
     public static (double GFlops, double PeakRatio, double CpuGFlops, double CpuPeakRatio) Gemm(int m, int n, int k, DType wt, int threads, int rounds, bool prepack = false)
     {
-        var rng = new Random(42);
-        float* x = Alloc((long)m * k), y = Alloc((long)m * n), bias = Alloc(n);
-        byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)((long)n * k * wt.SizeOf()), 64);
-        for (long i = 0; i < (long)m * k; i++) x[i] = (float)rng.NextDouble() - 0.5f;
-        for (int i = 0; i < n; i++) bias[i] = 0.1f;
-        var wf = new float[(long)n * k];
-        for (long i = 0; i < wf.Length; i++) wf[i] = (float)rng.NextDouble() - 0.5f;
-        DTypeConvert.FromFloat32(wf, wt, new Span<byte>(w, n * k * wt.SizeOf()));
-        var scratch = new float*[threads];
-        for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
+        GemmOperands(m, n, k, wt, threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
         using var pool = new WorkerPool(threads);
         int units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
         float* packed = null;
@@ -398,9 +379,8 @@ internal static unsafe class Bench
             cpuRes.Add(gc);
             cpuRatios.Add(gc / pkCpu);
         }
-        NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
         if (packed != null) NativeMemory.AlignedFree(packed);
-        foreach (var s in scratch) NativeMemory.AlignedFree(s);
+        FreeGemmOperands(x, y, bias, w, scratch);
         return (BenchStats.Median(res), BenchStats.Median(ratios), BenchStats.Median(cpuRes), BenchStats.Median(cpuRatios));
     }
 
@@ -486,6 +466,27 @@ internal static unsafe class Bench
             double pk = 20_000_000.0 * 12 * 8 * 2 / sw.Elapsed.TotalSeconds / 1e9;
             Console.WriteLine($"pack W panel {packNs:F3} ns/float   132x{nn}x{kc} block (A pack + tiles) {gf:F1} GFLOP/s, 128 rows {gf128:F1}   FMA loop {pk:F1}");
         }
+    }
+
+    // Seeded random x [m, k] and W [n, k] (stored as wt), bias 0.1, y, and one GEMM scratch per pool thread.
+    private static void GemmOperands(int m, int n, int k, DType wt, int threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch)
+    {
+        var rng = new Random(42);
+        x = Alloc((long)m * k); y = Alloc((long)m * n); bias = Alloc(n);
+        w = (byte*)NativeMemory.AlignedAlloc((nuint)((long)n * k * wt.SizeOf()), 64);
+        for (long i = 0; i < (long)m * k; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+        for (int i = 0; i < n; i++) bias[i] = 0.1f;
+        var wf = new float[(long)n * k];
+        for (long i = 0; i < wf.Length; i++) wf[i] = (float)rng.NextDouble() - 0.5f;
+        DTypeConvert.FromFloat32(wf, wt, new Span<byte>(w, n * k * wt.SizeOf()));
+        scratch = new float*[threads];
+        for (int i = 0; i < threads; i++) scratch[i] = Alloc(Hub.Runtime.Kernels.Gemm.ScratchFloats(k));
+    }
+
+    private static void FreeGemmOperands(float* x, float* y, float* bias, byte* w, float*[] scratch)
+    {
+        NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y); NativeMemory.AlignedFree(bias); NativeMemory.AlignedFree(w);
+        foreach (var sp in scratch) NativeMemory.AlignedFree(sp);
     }
 
     private static float* Alloc(long n) => (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(n, 1) * 4), 64);
