@@ -176,11 +176,21 @@ public class ExecutorTests
             sink += req.GetOutput("logits")[0] + req.GetOutputInt("top:1")[0] + req.GetOutputDims("logits")[2];
         }
         for (int i = 0; i < 3; i++) Step();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10; i++) Step();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // Up to three windows of 10 steps: a per-step allocation shows in every window, while the runtime's own one-off
+        // work on this thread (tiered-compilation promotions run on a timer, so a loaded machine moves them into the
+        // window) shows in one at most.
+        long allocated = 0;
+        int steps = 3;
+        for (int window = 0; window < 3; window++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 10; i++) Step();
+            steps += 10;
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            if (allocated == 0) break;
+        }
         Assert.Equal(0, allocated);
-        Assert.Equal(21, req.PastLength);
+        Assert.Equal(8 + steps, req.PastLength);
         Assert.False(float.IsNaN(sink));
     }
 

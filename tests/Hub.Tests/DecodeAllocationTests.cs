@@ -27,9 +27,18 @@ public class DecodeAllocationTests(ChatModels models) : IClassFixture<ChatModels
         var token = new int[1];
         token[0] = LogitsProcessors.ArgMax(lm.Forward(prompt, 1, prompt.Length, default));
         for (int i = 0; i < 3; i++) token[0] = LogitsProcessors.ArgMax(lm.Forward(token, 1, 1, default)); // warm up
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 8; i++) token[0] = LogitsProcessors.ArgMax(lm.Forward(token, 1, 1, default));
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        // Up to three windows of 8 steps: a per-token allocation shows in every window, while the runtime's own one-off
+        // work on this thread (tiered-compilation promotions happen on a timer, so a loaded machine moves them into the
+        // window) shows in one at most. Seen once in CI: 4416 bytes in one window of chatglm2-tiny.
+        long allocated = 0;
+        for (int window = 0; window < 3; window++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 8; i++) token[0] = LogitsProcessors.ArgMax(lm.Forward(token, 1, 1, default));
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            if (allocated == 0) break;
+        }
+        Assert.Equal(0, allocated);
         lm.Reset();
     }
 
