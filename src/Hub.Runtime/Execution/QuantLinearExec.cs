@@ -4,7 +4,8 @@
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
 // all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
 // GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too). int8 symmetric with groups of 32 (Q8_0)
-// can do the same with the int8 × int8 GEMM (UseInt8Gemm, HUB_QUANT_GEMM8).
+// can do the same with the int8 × int8 GEMM: the broadcast layout (QuantGemmInt8, UseInt8Broadcast) or the older dot-product
+// layout (QuantKernels.GemmInt8, UseInt8Gemm); HUB_QUANT_GEMM8 picks.
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -25,6 +26,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly int _panelRows;
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
     private readonly bool _int8Gemm;    // prefill through the int8 × int8 GEMM (int8 sym g32) instead of dequantized panels
+    private readonly bool _int8Bcast;   // ... in the broadcast layout (QuantGemmInt8) rather than QuantKernels.GemmInt8
     private byte* _prefActPtr;          // GemmInt4/GemmInt8's quantized activations, in the request's shared prefill scratch
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
     private bool _gemv, _singleUnit, _quantPhase;
@@ -35,7 +37,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
-        _int8Gemm = QuantKernels.Int8GemmFits(_w) && UseInt8Gemm;
+        _int8Bcast = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
+        _int8Gemm = QuantKernels.Int8GemmFits(_w) && (UseInt8Gemm || _int8Bcast);
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
         // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
         _panelRows = _int4Gemm || _int8Gemm ? QuantKernels.GemmRows : PanelRows;
@@ -83,6 +86,22 @@ internal sealed unsafe class QuantLinearExec : OpExec
         Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") == "int" && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
 
     [ThreadStatic] private static bool? _int8GemmOverride;
+
+    /// <summary>
+    /// Test/bench switch: int8 symmetric g32 (Q8_0) prefill runs <see cref="QuantGemmInt8"/> (broadcast layout, weight
+    /// rows repacked into interleaved nibble planes). Off unless HUB_QUANT_GEMM8=bcast; HUB_QUANT_GEMM=float keeps the
+    /// panel path regardless. Takes precedence over <see cref="UseInt8Gemm"/>.
+    /// </summary>
+    internal static bool UseInt8Broadcast
+    {
+        get => _int8BcastOverride ?? Int8BroadcastFromEnvironment;
+        set => _int8BcastOverride = value;   // per thread, as UseInt8Gemm
+    }
+
+    private static readonly bool Int8BroadcastFromEnvironment =
+        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") == "bcast" && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+
+    [ThreadStatic] private static bool? _int8BcastOverride;
 
     /// <summary>Binds a quantized weight value (data, scales, zeros) and checks the entries agree with its index.</summary>
     internal static QuantMatrix Bind(InferRequest r, int id, string node)
@@ -144,7 +163,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         return t.B;
     }
 
-    public override long ScratchFloats => Gemm.ScratchFloats(_k) + (long)_panelRows * _k + 64;
+    public override long ScratchFloats => Gemm.ScratchFloats(_k) + Math.Max((long)_panelRows * _k, _int8Bcast ? QuantGemmInt8.ScratchFloats(_k) : 0) + 64;
 
     public override void InferShapes() => InferLinearShapes(_n, _k);
 
@@ -218,6 +237,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
             if (m0 >= m1) continue;
             if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
+            if (_int8Bcast) { QuantGemmInt8.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             if (_int8Gemm) { QuantKernels.GemmInt8(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             QuantKernels.DequantizeRows(_w, n0, n1, panel);
             // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
