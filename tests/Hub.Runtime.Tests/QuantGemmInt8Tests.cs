@@ -170,6 +170,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
         int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 1);
+        int reps = Env("HUB_BENCH_REPS", 3);   // more for small (cache-resident) shapes
         var q = QuantKernelTests.RandomQ(false, n, k, 32, true, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
@@ -214,7 +215,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                     proc.Refresh();
                     var cpu0 = proc.TotalProcessorTime;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
-                    for (int rep = 0; rep < 3; rep++)
+                    for (int rep = 0; rep < reps; rep++)
                     {
                         if (c != 2) QuantKernels.QuantizeActivations(w, xq, m, bb);
                         if (threads == 1) RunPart(c, 0, n, spAll);
@@ -230,7 +231,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                         }
                     }
                     proc.Refresh();
-                    times[c].Add(threads == 1 ? (proc.TotalProcessorTime - cpu0).TotalSeconds / 3 : sw.Elapsed.TotalSeconds / 3);
+                    times[c].Add(threads == 1 ? (proc.TotalProcessorTime - cpu0).TotalSeconds / reps : sw.Elapsed.TotalSeconds / reps);
                 }
         }
         for (int c = 0; c < names.Length; c++)

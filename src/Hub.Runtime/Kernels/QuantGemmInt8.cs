@@ -32,13 +32,13 @@ public static unsafe class QuantGemmInt8
     private const int BlockBytes = Interleave * Block * 2;  // one block of 8 rows in both planes: 512 bytes
     private const int MR = 4;                               // activation rows per register tile
     private const int RowChunk = 64;                        // activation rows whose float accumulators live in scratch
-    private const int KcBlocks = 8;                         // blocks per pass over a row chunk (4 KiB of panel per group)
+    private const int KcBlocks = 16;                        // blocks per pass over a row chunk (8 KiB of panel per group)
 
     /// <summary>True when <paramref name="w"/> can use <see cref="Gemm"/> (the same shapes as <see cref="QuantKernels.GemmInt8"/>).</summary>
     public static bool Fits(in QuantMatrix w) => QuantKernels.Int8GemmFits(w);
 
-    /// <summary>Scratch floats <see cref="Gemm"/> needs for K = <paramref name="k"/>: the panel (2 bytes per weight), its scales and the accumulators.</summary>
-    public static long ScratchFloats(int k) => (long)Rows * k / 2 + (long)Rows * (k / Block) + (long)(RowChunk + MR) * Rows + 32;
+    /// <summary>Scratch floats <see cref="Gemm"/> needs for K = <paramref name="k"/>: the panel (2 bytes per weight), its scales, the accumulators and 128·Σx per row chunk.</summary>
+    public static long ScratchFloats(int k) => (long)Rows * k / 2 + (long)Rows * (k / Block) + (long)(RowChunk + MR) * Rows + (long)RowChunk * (k / Block) + 32;
 
     /// <summary>
     /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for rows i ∈ [<paramref name="m0"/>, <paramref name="m1"/>) and outputs
@@ -69,6 +69,7 @@ public static unsafe class QuantGemmInt8
         byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
         float* sc = (float*)(panel + (long)Rows * k * 2);
         float* acc = sc + (long)Rows * blocks;
+        float* c128 = acc + (RowChunk + MR) * Rows;   // 128·xs [RowChunk, blocks] of the current row chunk
         for (int jc = n0; jc < n1; jc += Rows)
         {
             int jn = Math.Min(Rows, n1 - jc), groups = (jn + Interleave - 1) / Interleave;
@@ -76,6 +77,11 @@ public static unsafe class QuantGemmInt8
             for (int ic = m0; ic < m1; ic += RowChunk)
             {
                 int rows = Math.Min(RowChunk, m1 - ic);
+                for (int t = 0; t < rows; t++)
+                {
+                    float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
+                    for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
+                }
                 for (int g = 0; g < groups; g++)
                 {
                     byte* pg = panel + (long)g * blocks * BlockBytes;
@@ -92,7 +98,7 @@ public static unsafe class QuantGemmInt8
                             Tile(pg + (long)kb * BlockBytes, sg + kb * Interleave, nb,
                                 xq + r0 * k + o, xq + r1 * k + o, xq + r2 * k + o, xq + r3 * k + o,
                                 dx + r0 * blocks + kb, dx + r1 * blocks + kb, dx + r2 * blocks + kb, dx + r3 * blocks + kb,
-                                xs + r0 * blocks + kb, xs + r1 * blocks + kb, xs + r2 * blocks + kb, xs + r3 * blocks + kb,
+                                c128 + (r0 - ic) * blocks + kb, c128 + (r1 - ic) * blocks + kb, c128 + (r2 - ic) * blocks + kb, c128 + (r3 - ic) * blocks + kb,
                                 acc + t * Interleave, blocks);
                         }
                     }
@@ -109,98 +115,131 @@ public static unsafe class QuantGemmInt8
     }
 
     // MR = 4 activation rows × 8 interleaved weight rows over nb blocks; acc [4, 8] floats (row stride 8) accumulates.
-    // Register budget: 8 int16 plane accumulators, 2 weight vectors, the broadcast, one product.
+    // Register budget: 8 int16 plane accumulators, 2 weight vectors, the broadcast, one product. The activation
+    // broadcasts are vbroadcastss (a plain load on AMD, unlike vpbroadcastd) of the same 4 bytes; the first quad of a
+    // block initializes the accumulators.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tile(byte* wp, float* sp, int nb, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
         float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3, float* acc, int blocks)
     {
         var sixteen = Vector256.Create((short)16);
         var one = Vector256.Create((short)1);
-        var k128 = Vector256.Create(128f);
         for (int b = 0; b < nb; b++)
         {
-            Vector256<short> h0 = default, h1 = default, h2 = default, h3 = default;
-            Vector256<short> l0 = default, l1 = default, l2 = default, l3 = default;
             byte* p = wp + b * BlockBytes;
             int o = b * Block;
-            for (int q = 0; q < 8; q++, p += 64, o += 4)
+            var wh = Avx.LoadVector256(p);
+            var wl = Avx.LoadVector256(p + 32);
+            var v = Avx.BroadcastScalarToVector256((float*)(x0 + o)).AsSByte();
+            var h0 = Avx2.MultiplyAddAdjacent(wh, v); var l0 = Avx2.MultiplyAddAdjacent(wl, v);
+            v = Avx.BroadcastScalarToVector256((float*)(x1 + o)).AsSByte();
+            var h1 = Avx2.MultiplyAddAdjacent(wh, v); var l1 = Avx2.MultiplyAddAdjacent(wl, v);
+            v = Avx.BroadcastScalarToVector256((float*)(x2 + o)).AsSByte();
+            var h2 = Avx2.MultiplyAddAdjacent(wh, v); var l2 = Avx2.MultiplyAddAdjacent(wl, v);
+            v = Avx.BroadcastScalarToVector256((float*)(x3 + o)).AsSByte();
+            var h3 = Avx2.MultiplyAddAdjacent(wh, v); var l3 = Avx2.MultiplyAddAdjacent(wl, v);
+            for (int q = 1; q < 8; q++)
             {
-                var wh = Avx.LoadVector256(p);
-                var wl = Avx.LoadVector256(p + 32);
-                var v = Vector256.Create(*(int*)(x0 + o)).AsSByte();
+                p += 64; o += 4;
+                wh = Avx.LoadVector256(p);
+                wl = Avx.LoadVector256(p + 32);
+                v = Avx.BroadcastScalarToVector256((float*)(x0 + o)).AsSByte();
                 h0 = Avx2.Add(h0, Avx2.MultiplyAddAdjacent(wh, v));
                 l0 = Avx2.Add(l0, Avx2.MultiplyAddAdjacent(wl, v));
-                v = Vector256.Create(*(int*)(x1 + o)).AsSByte();
+                v = Avx.BroadcastScalarToVector256((float*)(x1 + o)).AsSByte();
                 h1 = Avx2.Add(h1, Avx2.MultiplyAddAdjacent(wh, v));
                 l1 = Avx2.Add(l1, Avx2.MultiplyAddAdjacent(wl, v));
-                v = Vector256.Create(*(int*)(x2 + o)).AsSByte();
+                v = Avx.BroadcastScalarToVector256((float*)(x2 + o)).AsSByte();
                 h2 = Avx2.Add(h2, Avx2.MultiplyAddAdjacent(wh, v));
                 l2 = Avx2.Add(l2, Avx2.MultiplyAddAdjacent(wl, v));
-                v = Vector256.Create(*(int*)(x3 + o)).AsSByte();
+                v = Avx.BroadcastScalarToVector256((float*)(x3 + o)).AsSByte();
                 h3 = Avx2.Add(h3, Avx2.MultiplyAddAdjacent(wh, v));
                 l3 = Avx2.Add(l3, Avx2.MultiplyAddAdjacent(wl, v));
             }
             var s = Avx.LoadVector256(sp + b * Interleave);
-            Combine(h0, l0, sixteen, one, d0[b], c0[b], k128, s, acc);
-            Combine(h1, l1, sixteen, one, d1[b], c1[b], k128, s, acc + Interleave);
-            Combine(h2, l2, sixteen, one, d2[b], c2[b], k128, s, acc + 2 * Interleave);
-            Combine(h3, l3, sixteen, one, d3[b], c3[b], k128, s, acc + 3 * Interleave);
+            Combine(h0, l0, sixteen, one, d0 + b, c0 + b, s, acc);
+            Combine(h1, l1, sixteen, one, d1 + b, c1 + b, s, acc + Interleave);
+            Combine(h2, l2, sixteen, one, d2 + b, c2 + b, s, acc + 2 * Interleave);
+            Combine(h3, l3, sixteen, one, d3 + b, c3 + b, s, acc + 3 * Interleave);
         }
     }
 
-    // acc[0..8) += s · (dx·(16·H + L) − 128·xs): the planes' int32 block sums, the −128·Σx term and the scales.
+    // acc[0..8) += s · (dx·(16·H + L) − 128·xs): the planes' int32 block sums, the −128·Σx term (c = 128·xs, prepared
+    // per call) and the scales.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Combine(Vector256<short> h, Vector256<short> l, Vector256<short> sixteen, Vector256<short> one,
-        float dx, float xs, Vector256<float> k128, Vector256<float> s, float* acc)
+        float* dx, float* c, Vector256<float> s, float* acc)
     {
         var sum = Avx.ConvertToVector256Single(Avx2.Add(Avx2.MultiplyAddAdjacent(h, sixteen), Avx2.MultiplyAddAdjacent(l, one)));
-        var t = Fma.MultiplySubtract(sum, Vector256.Create(dx), Avx.Multiply(k128, Vector256.Create(xs)));
+        var t = Fma.MultiplySubtract(sum, Avx.BroadcastScalarToVector256(dx), Avx.BroadcastScalarToVector256(c));
         Avx.Store(acc, Fma.MultiplyAdd(t, s, Avx.LoadVector256(acc)));
     }
 
     // Rows [j0, j0 + jn) of w into the panel: per group of 8 rows and block, 8 quads of [h plane 32 B | l plane 32 B]
-    // with row r at bytes 4r..4r+3 of each plane vector; scales [group, block, 8] as float (0 for rows past jn, whose
-    // bytes are 0 as well).
+    // with row r at bytes 4r..4r+3 of each plane vector (an 8 × 8 transpose of dwords per plane); scales
+    // [group, block, 8] as float. Rows past jn read as 0 with scale 0.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Repack(in QuantMatrix w, int j0, int jn, byte* panel, float* sc)
     {
         int k = w.K, blocks = k / Block, groups = (jn + Interleave - 1) / Interleave;
         var low = Vector256.Create((byte)0x0F);
         var eight = Vector256.Create((byte)0x08);
+        byte** rows = stackalloc byte*[Interleave];
+        float* rs = stackalloc float[blocks];
         for (int g = 0; g < groups; g++)
         {
             byte* pg = panel + (long)g * blocks * BlockBytes;
             float* sg = sc + (long)g * blocks * Interleave;
+            int live = Math.Min(Interleave, jn - g * Interleave);
             for (int r = 0; r < Interleave; r++)
             {
-                int j = g * Interleave + r;
-                if (j >= jn)
-                {
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        sg[b * Interleave + r] = 0f;
-                        for (int q = 0; q < 8; q++)
-                        {
-                            int* dst = (int*)(pg + (long)b * BlockBytes + q * 64);
-                            dst[r] = 0; dst[8 + r] = 0;
-                        }
-                    }
-                    continue;
-                }
-                byte* row = w.Data + (long)(j0 + j) * k;
-                for (int b = 0; b < blocks; b++)
-                {
-                    sg[b * Interleave + r] = w.Scale(j0 + j, b);
-                    var v = Avx.LoadVector256(row + b * Block);
-                    var h = Avx2.Xor(Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), low), eight).AsInt32();
-                    var l = Avx2.And(v, low).AsInt32();
-                    int* dst = (int*)(pg + (long)b * BlockBytes) + r;
-                    for (int q = 0; q < 8; q++, dst += 16)
-                    {
-                        dst[0] = h.GetElement(q);
-                        dst[8] = l.GetElement(q);
-                    }
-                }
+                int j = j0 + g * Interleave + Math.Min(r, live - 1);
+                rows[r] = w.Data + (long)j * k;
+                float* s = w.RowScales(j, rs);
+                for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = r < live ? s[b] : 0f;
+            }
+            for (int b = 0; b < blocks; b++)
+            {
+                int o = b * Block;
+                byte* dst = pg + (long)b * BlockBytes;
+                var v0 = Avx.LoadVector256(rows[0] + o); var v1 = Avx.LoadVector256(rows[1] + o);
+                var v2 = Avx.LoadVector256(rows[2] + o); var v3 = Avx.LoadVector256(rows[3] + o);
+                var v4 = Avx.LoadVector256(rows[4] + o); var v5 = Avx.LoadVector256(rows[5] + o);
+                var v6 = Avx.LoadVector256(rows[6] + o); var v7 = Avx.LoadVector256(rows[7] + o);
+                Transpose(Hi(v0, low, eight), Hi(v1, low, eight), Hi(v2, low, eight), Hi(v3, low, eight),
+                          Hi(v4, low, eight), Hi(v5, low, eight), Hi(v6, low, eight), Hi(v7, low, eight), dst);
+                Transpose(Avx2.And(v0, low), Avx2.And(v1, low), Avx2.And(v2, low), Avx2.And(v3, low),
+                          Avx2.And(v4, low), Avx2.And(v5, low), Avx2.And(v6, low), Avx2.And(v7, low), dst + 32);
             }
         }
+    }
+
+    // (w >> 4) + 8 of signed bytes = the unsigned high nibble with its top bit flipped.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Hi(Vector256<byte> v, Vector256<byte> low, Vector256<byte> eight) =>
+        Avx2.Xor(Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), low), eight);
+
+    // Rows a..h of 8 dwords each → 8 vectors (stride 64 bytes from dst), vector q = dword q of rows a..h.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose(Vector256<byte> a, Vector256<byte> b, Vector256<byte> c, Vector256<byte> d,
+        Vector256<byte> e, Vector256<byte> f, Vector256<byte> g, Vector256<byte> h, byte* dst)
+    {
+        var t0 = Avx2.UnpackLow(a.AsInt32(), b.AsInt32()); var t1 = Avx2.UnpackHigh(a.AsInt32(), b.AsInt32());
+        var t2 = Avx2.UnpackLow(c.AsInt32(), d.AsInt32()); var t3 = Avx2.UnpackHigh(c.AsInt32(), d.AsInt32());
+        var t4 = Avx2.UnpackLow(e.AsInt32(), f.AsInt32()); var t5 = Avx2.UnpackHigh(e.AsInt32(), f.AsInt32());
+        var t6 = Avx2.UnpackLow(g.AsInt32(), h.AsInt32()); var t7 = Avx2.UnpackHigh(g.AsInt32(), h.AsInt32());
+        // per 128-bit lane: u0 = dword 0 of a b c d, u1 = dword 1, u2 = dword 2, u3 = dword 3 (lane 1: dwords 4..7)
+        var u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()); var u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64());
+        var u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()); var u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64());
+        var u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()); var u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64());
+        var u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()); var u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64());
+        Avx.Store(dst + 0 * 64, Avx2.Permute2x128(u0, u4, 0x20).AsByte());
+        Avx.Store(dst + 1 * 64, Avx2.Permute2x128(u1, u5, 0x20).AsByte());
+        Avx.Store(dst + 2 * 64, Avx2.Permute2x128(u2, u6, 0x20).AsByte());
+        Avx.Store(dst + 3 * 64, Avx2.Permute2x128(u3, u7, 0x20).AsByte());
+        Avx.Store(dst + 4 * 64, Avx2.Permute2x128(u0, u4, 0x31).AsByte());
+        Avx.Store(dst + 5 * 64, Avx2.Permute2x128(u1, u5, 0x31).AsByte());
+        Avx.Store(dst + 6 * 64, Avx2.Permute2x128(u2, u6, 0x31).AsByte());
+        Avx.Store(dst + 7 * 64, Avx2.Permute2x128(u3, u7, 0x31).AsByte());
     }
 }
