@@ -684,10 +684,11 @@ public unsafe class QuantKernelTests
     [InlineData(true, 1, false)]
     public void Executor_runs_int8_q8_0_prefill_through_either_gemm(bool int8Gemm, int threads, bool f16Scales)
     {
-        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm;
+        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm, bcast = Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast;
         Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = int8Gemm;
+        Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast = false;   // the broadcast GEMM (the default) has its own test
         try { Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, true, 32, threads, f16Scales); }
-        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = before; }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = before; Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast = bcast; }
     }
 
     // Encodes weight "w" as wq and "emb" as tq (scales F16 as exported now, or F32 as IRs exported before session 4).

@@ -4,8 +4,8 @@
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
 // all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
 // GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too). int8 symmetric with groups of 32 (Q8_0)
-// can do the same with the int8 × int8 GEMM: the broadcast layout (QuantGemmInt8, UseInt8Broadcast) or the older dot-product
-// layout (QuantKernels.GemmInt8, UseInt8Gemm); HUB_QUANT_GEMM8 picks.
+// does the same with the int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast) or,
+// opt-in, the older dot-product layout (QuantKernels.GemmInt8, UseInt8Gemm); HUB_QUANT_GEMM8=panel|int picks.
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -72,8 +72,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
     internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
 
     /// <summary>
-    /// Test/bench switch (HUB_QUANT_GEMM8=int): int8 symmetric g32 (Q8_0) prefill runs the int8 × int8 GEMM instead of
-    /// dequantized panels + the f32 GEMM. Off by default: single-thread it measured only level with the panel path
+    /// Test/bench switch (HUB_QUANT_GEMM8=int): int8 symmetric g32 (Q8_0) prefill runs the dot-layout int8 × int8 GEMM
+    /// when <see cref="UseInt8Broadcast"/> is off, instead of dequantized panels + the f32 GEMM. Off by default: single-thread it measured only level with the panel path
     /// (0.98–1.14×, docs/quantization.md); HUB_QUANT_GEMM=float keeps the panel path regardless.
     /// </summary>
     internal static bool UseInt8Gemm
@@ -89,8 +89,9 @@ internal sealed unsafe class QuantLinearExec : OpExec
 
     /// <summary>
     /// Test/bench switch: int8 symmetric g32 (Q8_0) prefill runs <see cref="QuantGemmInt8"/> (broadcast layout, weight
-    /// rows repacked into interleaved nibble planes). Off unless HUB_QUANT_GEMM8=bcast; HUB_QUANT_GEMM=float keeps the
-    /// panel path regardless. Takes precedence over <see cref="UseInt8Gemm"/>.
+    /// rows repacked into interleaved nibble planes), the default since it measured faster than dequantized panels
+    /// (docs/quantization.md). HUB_QUANT_GEMM8=panel (or HUB_QUANT_GEMM=float) switches back to the panel path,
+    /// HUB_QUANT_GEMM8=int to the dot-layout <see cref="QuantKernels.GemmInt8"/>. Takes precedence over <see cref="UseInt8Gemm"/>.
     /// </summary>
     internal static bool UseInt8Broadcast
     {
@@ -99,7 +100,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     }
 
     private static readonly bool Int8BroadcastFromEnvironment =
-        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") == "bcast" && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") is not ("panel" or "int") && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
 
     [ThreadStatic] private static bool? _int8BcastOverride;
 
