@@ -62,6 +62,14 @@ internal sealed unsafe class QuantLinearExec : OpExec
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
 
     /// <summary>
+    /// Decode GEMV units per pool participant (HUB_QGEMV_UNITS, default 16; at least 32 rows each): more units shorten
+    /// the tail where one worker waits for the other's last unit, fewer give each worker longer contiguous ranges.
+    /// Settable for A/B benchmarks.
+    /// </summary>
+    internal static int GemvUnitsPerWorker { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("HUB_QGEMV_UNITS"), out var u) && u > 0 ? u : 16;
+
+    /// <summary>
     /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
     /// int4 × int8 GEMM (the default since its tile correction was vectorized: 1.27–1.33× the panel path with 2
     /// threads on the small/1b shapes, see docs/quantization.md).
@@ -162,7 +170,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             if (_integer) QuantKernels.QuantizeActivations(_w, _x, _m, _actPtr);
             else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
             // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
-            int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
+            int units = single ? 1 : Math.Min(workers * GemvUnitsPerWorker, (_n + 31) / 32);
             _unitRows = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitRows - 1) / _unitRows);
             R.Model.Pool.Run(this, units);
