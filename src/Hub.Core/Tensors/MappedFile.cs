@@ -55,7 +55,18 @@ public sealed unsafe class MappedFile : IDisposable
         byte* end = start + len, rawEnd = raw + len + (nuint)Huge;
         if (rawEnd > end) Munmap(end, (nuint)(rawEnd - end));
         Madvise(start, len, MadvHugePage);
-        Buffer.MemoryCopy(_ptr, start, Length, Length);
+        // read() into the region, not a copy through the mapping: touching the mapped pages would add the whole file
+        // to this process's RSS on top of the copy until the mapping is dropped
+        using (var fs = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.SequentialScan))
+        {
+            long done = 0;
+            while (done < Length)
+            {
+                int got = fs.Read(new Span<byte>(start + done, (int)Math.Min(1 << 30, Length - done)));
+                if (got <= 0) throw new IrFormatException(Path, $"the file ended at byte {done} of {Length} while it was copied into memory (was it replaced while loading? load it again)");
+                done += got;
+            }
+        }
         _view!.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _mmf!.Dispose();
