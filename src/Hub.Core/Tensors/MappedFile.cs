@@ -57,8 +57,9 @@ public sealed unsafe class MappedFile : IDisposable
         Madvise(start, len, MadvHugePage);
         // read() into the region, not a copy through the mapping: touching the mapped pages would add the whole file
         // to this process's RSS on top of the copy until the mapping is dropped
-        using (var fs = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.SequentialScan))
+        try
         {
+            using var fs = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.SequentialScan);
             long done = 0;
             while (done < Length)
             {
@@ -66,6 +67,11 @@ public sealed unsafe class MappedFile : IDisposable
                 if (got <= 0) throw new IrFormatException(Path, $"the file ended at byte {done} of {Length} while it was copied into memory (was it replaced while loading? load it again)");
                 done += got;
             }
+        }
+        catch
+        {
+            Munmap(start, len);
+            throw;
         }
         _view!.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
