@@ -240,3 +240,20 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         }
     }
 }
+
+/// <summary>The executor's Q4_0 prefill through the broadcast GEMM (the default) and through GemmInt4 (HUB_QUANT_GEMM4=dot).</summary>
+public class QuantGemmInt4ExecutorTests
+{
+    [Theory]
+    [InlineData(true, 2, true)]
+    [InlineData(true, 1, false)]
+    [InlineData(false, 2, true)]
+    [InlineData(false, 1, false)]
+    public void Executor_runs_q4_0_prefill_through_either_gemm(bool broadcast, int threads, bool f16Scales)
+    {
+        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
+        Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = broadcast;
+        try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(true, true, 32, threads, f16Scales); }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
+    }
+}
