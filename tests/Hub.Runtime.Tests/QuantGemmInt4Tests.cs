@@ -257,3 +257,71 @@ public class QuantGemmInt4ExecutorTests
         finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
     }
 }
+
+/// <summary>
+/// In-process prefill A/B of an exported Q4_0 IR folder in HUB_BENCH_IR (HUB_BENCH=1 only; prints, asserts nothing
+/// about time): the model compiled once with the broadcast GEMM and once with GemmInt4 (HUB_QUANT_GEMM4=dot),
+/// alternating prefills of a HUB_BENCH_M-token prompt (default 128) for HUB_BENCH_AB_ROUNDS rounds (default 6), medians
+/// of wall-time tok/s with HUB_BENCH_THREADS threads (default 2).
+/// </summary>
+public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Q4_0_prefill_ab_of_an_ir_folder()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var r) ? r : 6;
+        using var ir = IrModel.Load(dir!);
+        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
+        var models = new CompiledModel[2];
+        var reqs = new InferRequest[2];
+        try
+        {
+            // the switch is read when a request builds its executors
+            for (int v = 0; v < 2; v++)
+            {
+                Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v == 1;
+                models[v] = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 1024 });
+                reqs[v] = models[v].CreateInferRequest();
+            }
+        }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
+        var ids = Enumerable.Range(0, m).Select(i => (i * 13) % 1000 + 1).ToArray();
+        var pos = Enumerable.Range(0, m).ToArray();
+        var ones = Enumerable.Repeat(1f, m).ToArray();
+        var rates = new[] { new List<double>(), new List<double>() };
+        var outs = new float[2][];
+        try
+        {
+            for (int round = -1; round < rounds; round++)   // round -1 warms up both
+                for (int k = 0; k < 2; k++)
+                {
+                    int v = k ^ (round & 1);
+                    var req = reqs[v];
+                    req.ResetState();
+                    req.SetInput("input_ids", ids, 1, m);
+                    if (names.Contains("positions")) req.SetInput("positions", pos, 1, m);
+                    if (names.Contains("position_ids")) req.SetInput("position_ids", pos, 1, m);
+                    if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones, 1, m);
+                    if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    req.Infer();
+                    if (round >= 0) rates[v].Add(m / sw.Elapsed.TotalSeconds);
+                    else outs[v] = req.GetOutput(ir.Graph.Outputs[0].Name).ToArray();
+                }
+        }
+        finally
+        {
+            foreach (var q in reqs) q.Dispose();
+            foreach (var c in models) c.Dispose();
+        }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        double maxDiff = outs[0].Zip(outs[1], (a, b) => Math.Abs(a - b)).Max(), maxAbs = outs[0].Max(Math.Abs);
+        output.WriteLine($"prefill {m} tokens, {threads} threads: dot {Med(rates[0]):F1} tok/s, broadcast {Med(rates[1]):F1} tok/s (broadcast/dot {Med(rates[1]) / Med(rates[0]):F3}); " +
+            $"per round dot [{string.Join(" ", rates[0].Select(x => x.ToString("F0")))}] broadcast [{string.Join(" ", rates[1].Select(x => x.ToString("F0")))}]; max |Δ output| {maxDiff:G3} of max |output| {maxAbs:G3}");
+    }
+}
