@@ -37,7 +37,7 @@ public unsafe class QuantGemmInt4Tests
     public void Broadcast_gemm_matches_integer_twin_and_float64_on_odd_shapes_and_ranges()
     {
         Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
-        foreach (int n in new[] { 1, 7, 8, 13, 37 })
+        foreach (int n in new[] { 1, 7, 8, 13, 29, 37 })   // [9, 29): three 8-row groups (an odd pair)
             foreach (int k in new[] { 64, 192, 320 })   // 64·odd: an odd number of block pairs
                 foreach (int m in new[] { 1, 5, 6, 13 })
                     foreach (bool withBias in new[] { true, false })
@@ -59,10 +59,16 @@ public unsafe class QuantGemmInt4Tests
                                 QuantGemmInt4.QuantizeActivations(w, xp, m, b, m / 2, m);
                                 QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
                                 // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
+                                // (with bias through the 2 × 16 tiles, without through the 4 × 8 tiles)
                                 int ms = Math.Min(3, m), ns = Math.Min(n, 9);
-                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
-                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
-                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
+                                QuantGemmInt4.TwoGroups = withBias;
+                                try
+                                {
+                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
+                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
+                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
+                                }
+                                finally { QuantGemmInt4.TwoGroups = false; }
                                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
                             }
                         });
@@ -164,7 +170,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         var panels = new byte[threads * (QuantGemmInt4.PanelBytes(unitRows, k) + 64)];
         var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, k / 32) + 64];
         var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
-        string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8" };
+        string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8", "broadcast 2x16" };
         fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp = scratch)
@@ -194,11 +200,12 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 else QuantGemmInt4.QuantizeActivations(w, (float*)xA, m, (byte*)nbA, r0, r1);
             }
             // single thread, CPU time
-            var times = new[] { new List<double>(), new List<double>() };
+            var times = new[] { new List<double>(), new List<double>(), new List<double>() };
             var proc = System.Diagnostics.Process.GetCurrentProcess();
             for (int round = 0; round < 7; round++)
-                for (int c = 0; c < 2; c++)
+                for (int c = 0; c < 3; c++)
                 {
+                    QuantGemmInt4.TwoGroups = c == 2;
                     proc.Refresh();
                     var cpu0 = proc.TotalProcessorTime;
                     for (int rep = 0; rep < 3; rep++)
@@ -209,7 +216,8 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     proc.Refresh();
                     times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
                 }
-            for (int c = 0; c < 2; c++)
+            QuantGemmInt4.TwoGroups = false;
+            for (int c = 0; c < 3; c++)
             {
                 double t = times[c].Order().ElementAt(times[c].Count / 2);
                 output.WriteLine($"1 thread  {names[c],-20} [{m}x{n}x{k}] cpu  {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
