@@ -29,6 +29,12 @@ public static unsafe class QuantGemmInt4
     /// <summary>Bench switch (HUB_Q4GEMM_TILE=2x16): 2 activation rows × two 8-row groups per tile instead of 4 × 8.</summary>
     internal static bool TwoGroups { get; set; } = Environment.GetEnvironmentVariable("HUB_Q4GEMM_TILE") == "2x16";
 
+    /// <summary>
+    /// Bench switch (HUB_Q4GEMM_KC=blocks): walk K in chunks of this many 32-value blocks (even; 0 = whole rows), adding
+    /// each chunk's partial sums into y.
+    /// </summary>
+    internal static int KcBlocks { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("HUB_Q4GEMM_KC"), out var kcb) ? kcb : 0;
+
     /// <summary>Panel bytes per block of one 8-row group: 8 quad vectors of 32 bytes, then 8 f32 scales.</summary>
     private const int BlockBytes = 8 * 32 + 32;
 
@@ -193,23 +199,33 @@ public static unsafe class QuantGemmInt4
             }
             return;
         }
-        // Activation tiles outer: a tile's 4 rows (4·K bytes) stay in L1 while the unit's groups stream past them.
-        for (int i = m0; i < m1; i += TileRows)
+        // Activation tiles outer: a tile's 4 rows stay in L1 while the unit's groups stream past them. With
+        // KcBlocks > 0, K is walked in chunks of that many blocks (partial sums added into y) so that the 4-row tile
+        // stays small for long rows.
+        int kc = KcBlocks > 0 ? Math.Min(blocks, (KcBlocks + 1) & ~1) : blocks;
+        for (int kb0 = 0; kb0 < blocks; kb0 += kc)
         {
-            int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1), i3 = Math.Min(i + 3, m1 - 1);
-            for (int j0 = n0; j0 < n1; j0 += GroupRows)
+            int nb = Math.Min(kc, blocks - kb0);
+            bool add = kb0 > 0;
+            float* bs = add ? null : bias;
+            for (int i = m0; i < m1; i += TileRows)
             {
-                byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes;
-                int count = Math.Min(GroupRows, n1 - j0);
-                Vector256<float> a0, a1, a2, a3;
-                Tile4(pg, blocks, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
-                    dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
-                    nx + (long)i * blocks, nx + (long)i1 * blocks, nx + (long)i2 * blocks, nx + (long)i3 * blocks,
-                    out a0, out a1, out a2, out a3);
-                Store(a0, y + (long)i * ldy + j0, bias == null ? null : bias + j0, count, tile);
-                if (i + 1 < m1) Store(a1, y + (long)(i + 1) * ldy + j0, bias == null ? null : bias + j0, count, tile);
-                if (i + 2 < m1) Store(a2, y + (long)(i + 2) * ldy + j0, bias == null ? null : bias + j0, count, tile);
-                if (i + 3 < m1) Store(a3, y + (long)(i + 3) * ldy + j0, bias == null ? null : bias + j0, count, tile);
+                int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1), i3 = Math.Min(i + 3, m1 - 1);
+                for (int j0 = n0; j0 < n1; j0 += GroupRows)
+                {
+                    byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes + (long)kb0 * BlockBytes;
+                    int count = Math.Min(GroupRows, n1 - j0);
+                    long xo = (long)kb0 * QuantKernels.Block;
+                    Tile4(pg, nb, xq + (long)i * k + xo, xq + (long)i1 * k + xo, xq + (long)i2 * k + xo, xq + (long)i3 * k + xo,
+                        dx + (long)i * blocks + kb0, dx + (long)i1 * blocks + kb0, dx + (long)i2 * blocks + kb0, dx + (long)i3 * blocks + kb0,
+                        nx + (long)i * blocks + kb0, nx + (long)i1 * blocks + kb0, nx + (long)i2 * blocks + kb0, nx + (long)i3 * blocks + kb0,
+                        out var a0, out var a1, out var a2, out var a3);
+                    float* bj = bs == null ? null : bs + j0;
+                    Store(a0, y + (long)i * ldy + j0, bj, count, tile, add);
+                    if (i + 1 < m1) Store(a1, y + (long)(i + 1) * ldy + j0, bj, count, tile, add);
+                    if (i + 2 < m1) Store(a2, y + (long)(i + 2) * ldy + j0, bj, count, tile, add);
+                    if (i + 3 < m1) Store(a3, y + (long)(i + 3) * ldy + j0, bj, count, tile, add);
+                }
             }
         }
     }
@@ -226,12 +242,17 @@ public static unsafe class QuantGemmInt4
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(Vector256<float> a, float* y, float* bias, int count, float* tile)
+    private static void Store(Vector256<float> a, float* y, float* bias, int count, float* tile, bool add = false)
     {
-        if (bias != null && count == GroupRows) a = Avx.Add(a, Avx.LoadVector256(bias));
-        if (count == GroupRows) { Avx.Store(y, a); return; }
+        if (count == GroupRows)
+        {
+            if (bias != null) a = Avx.Add(a, Avx.LoadVector256(bias));
+            if (add) a = Avx.Add(a, Avx.LoadVector256(y));
+            Avx.Store(y, a);
+            return;
+        }
         Avx.Store(tile, a);
-        for (int r = 0; r < count; r++) y[r] = tile[r] + (bias != null ? bias[r] : 0f);
+        for (int r = 0; r < count; r++) y[r] = tile[r] + (bias != null ? bias[r] : 0f) + (add ? y[r] : 0f);
     }
 
     // Σ_k over all blocks for 4 activation rows × one 8-row group: per block 8 quad vectors, each multiplied with the
