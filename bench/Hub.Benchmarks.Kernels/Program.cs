@@ -148,6 +148,14 @@ if (opts.TryGetValue("ab", out var abName))
         "packamin" => [("pack A from 64 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 64), ("pack A from 128 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 128), ("pack A from 256 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 256)],
         "chunk" => [("one pass per K block", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = false), ("NC column chunks", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = true)],
         "split" => [("PlanUnits units", () => Hub.Runtime.Kernels.Gemm.StealSplit = false), ("shares + stealing", () => Hub.Runtime.Kernels.Gemm.StealSplit = true)],
+        "session6" => [("PlanUnits units", () => Hub.Runtime.Kernels.Gemm.StealSplit = false),
+                       ("shares, prefetch stops at chunk end", () => { Hub.Runtime.Kernels.Gemm.StealSplit = true; Hub.Runtime.Kernels.Gemm.PrefetchPastChunk = false; }),
+                       ("shares + stealing (default)", () => { Hub.Runtime.Kernels.Gemm.StealSplit = true; Hub.Runtime.Kernels.Gemm.PrefetchPastChunk = true; })],
+        "minchunk" => [("deep-k chunks from 16 columns", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 16),
+                       ("from 32", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 32),
+                       ("from 64 (default)", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 64),
+                       ("from 128", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 128),
+                       ("static halves", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 1 << 20)],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
     };
@@ -157,8 +165,10 @@ if (opts.TryGetValue("ab", out var abName))
     foreach (var (m, n, k) in abShapes)
         foreach (int th in threadCounts0(maxThreads))
         {
-            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak);
-            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1}")));
+            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak, out double[] busy, out double cpuPeak, out double[] cpuBest);
+            // busy: share of the best sample's threads × wall spent inside work items (the rest is pool wake-up,
+            // claiming and waiting at the end of each call)
+            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1} (busy {100 * busy[j],3:F0} %)")));
         }
     variants[^1].Set();
     return 0;
@@ -331,15 +341,17 @@ internal static unsafe class Bench
 
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.
-    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak)
+    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy, out double cpuPeak, out double[] cpuBest)
     {
         GemmOperands(m, n, k, wt, threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
         using var pool = new WorkerPool(threads);
         double flops = 2.0 * m * n * k;
         int reps = Math.Max(1, (int)(0.3e9 * threads / flops));
         var best = new double[variants.Length];
+        busy = new double[variants.Length];
+        cpuBest = new double[variants.Length];
         var fma = new FmaJob(1_000_000);
-        peak = 0;
+        peak = 0; cpuPeak = 0;
         // the plan follows the variant (PlanUnits may be what is compared)
         var split = new Hub.Runtime.Kernels.Gemm.GemmSplit();
         GemmJob Plan(out int units)
@@ -354,14 +366,22 @@ internal static unsafe class Bench
         foreach (var v in variants) { v(); var j0 = Plan(out int u0); for (int i = 0; i < 3; i++) j0.Run(pool, u0); }
         for (int s = 0; s < samples; s++)
         {
-            peak = Math.Max(peak, PoolPeak(pool, fma, 1_000_000).Wall);
+            var (pw, pcpu) = PoolPeak(pool, fma, 1_000_000);
+            peak = Math.Max(peak, pw); cpuPeak = Math.Max(cpuPeak, pcpu);
             for (int j = 0; j < variants.Length; j++)
             {
                 variants[j]();
                 var job = Plan(out int units);
+                var busyTicks = new long[threads];
+                pool.BusyTicks = busyTicks;
+                var cpu0 = Environment.CpuUsage.TotalTime;
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < reps; i++) job.Run(pool, units);
-                best[j] = Math.Max(best[j], flops * reps / sw.Elapsed.TotalSeconds / 1e9);
+                double sec = sw.Elapsed.TotalSeconds;
+                cpuBest[j] = Math.Max(cpuBest[j], flops * reps / (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds / 1e9);
+                pool.BusyTicks = null;
+                double g = flops * reps / sec / 1e9;
+                if (g > best[j]) { best[j] = g; busy[j] = busyTicks.Sum() / (double)Stopwatch.Frequency / (threads * sec); }
             }
         }
         FreeGemmOperands(x, y, bias, w, scratch);

@@ -446,7 +446,7 @@ public static unsafe class Gemm
         {
             int mc = Math.Min(MC, m1 - mb);
             if (packA) PackABlock(a, mb, mc, k, KBlock(k, packed != null), scratch);
-            GemmColumns(a, mb, mc, k, w, wt, packed, n, bias, c, n0, n1, scratch, packA);
+            GemmColumns(a, mb, mc, k, w, wt, packed, n, bias, c, n0, n1, scratch, packA, false);
         }
     }
 
@@ -474,8 +474,9 @@ public static unsafe class Gemm
     private static float* APack(float* scratch) => Align64(scratch) + KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax;
 
     // Rows [mb, mb + mc) (mc ≤ MC) × columns [n0, n1); with packA the block's A is already in the scratch (PackABlock).
+    // pastEnd: with one K block, the last panel prefetches the panel after n1 too (a GemmSplit owner's next chunk).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GemmColumns(float* a, int mb, int mc, int k, byte* w, DType wt, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch, bool packA)
+    private static void GemmColumns(float* a, int mb, int mc, int k, byte* w, DType wt, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch, bool packA, bool pastEnd)
     {
         int nr = PanelWidth;
         float* panel = Align64(scratch);          // [kcb][nr]
@@ -487,6 +488,7 @@ public static unsafe class Gemm
         // With several K blocks, C is revisited once per block: in column chunks of NC the chunk's C (MC×NC, 144 KiB)
         // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages).
         int chunk = ChunkColumns && k > kcb ? NC : n1 - n0;
+        int wEnd = pastEnd && k <= kcb ? n : n1;
         {
             TilePlan(mc, out int n6, out int tiles);
             int mcPad = n6 * MR + (tiles - n6) * 4;
@@ -504,7 +506,7 @@ public static unsafe class Gemm
                     for (int r = 0; r < mc; r++) Buffer.MemoryCopy(ab + (long)r * k, apack + (long)r * kc, kc * 4L, kc * 4L);
                     ab = apack; lda = kc;
                 }
-                int es = wt.SizeOf(), rowBytes = kc * es, c1 = Math.Min(n1, c0 + chunk);
+                int es = wt.SizeOf(), rowBytes = kc * es, c1 = Math.Min(n1, c0 + chunk), pf1 = c1 == n1 ? wEnd : c1;
                 for (int col = c0; col < c1; col += nr)
                 {
                     int ncols = Math.Min(nr, n1 - col);
@@ -516,7 +518,7 @@ public static unsafe class Gemm
                     {
                         // Prepacked: the panel is read in place; each tile prefetches a share of the next panel into L1.
                         pan = packed + pc * nPad + (long)(col / nr) * kc * nr;
-                        if (Prefetch && Sse.IsSupported && col + nr < c1)
+                        if (Prefetch && Sse.IsSupported && col + nr < pf1)
                         {
                             nextW = (byte*)(pan + kc * nr);
                             nextLines = kc * nr * 4 / 64;
@@ -529,12 +531,12 @@ public static unsafe class Gemm
                         pan = panel;
                         // While this panel's tiles run, they prefetch the next panel's W rows into L2 in equal shares, so
                         // its packing finds them there instead of waiting on DRAM (weights larger than L3 stream once).
-                        if (Prefetch && Sse.IsSupported && col + nr < c1)
+                        if (Prefetch && Sse.IsSupported && col + nr < pf1)
                         {
                             nextW = w + ((long)(col + nr) * k + pc) * es;
                             int linesPerRow = (rowBytes + 63) >> 6;
                             lineShift = linesPerRow;
-                            nextLines = Math.Min(nr, c1 - col - nr) * linesPerRow;
+                            nextLines = Math.Min(nr, pf1 - col - nr) * linesPerRow;
                         }
                     }
                     if (nextLines > 0) linesPerTile = (nextLines + tiles - 1) / tiles;
@@ -724,8 +726,17 @@ public static unsafe class Gemm
     }
 
     /// <summary>Whether <c>LinearExec</c> splits a multi-threaded GEMM with <see cref="GemmSplit"/> (contiguous
-    /// per-worker ranges with stealing at the end) instead of the <see cref="PlanUnits"/> units (a switch for A/B runs).</summary>
-    internal static bool StealSplit = true;
+    /// per-worker ranges with stealing at the end) instead of the <see cref="PlanUnits"/> units (a switch for A/B runs;
+    /// HUB_GEMM_SPLIT=units in the environment selects the session-5 units for end-to-end comparisons).</summary>
+    internal static bool StealSplit = !string.Equals(Environment.GetEnvironmentVariable("HUB_GEMM_SPLIT"), "units", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether a <see cref="RunChunk"/> with one K block prefetches the W panel after its last column (the
+    /// owner's next chunk) instead of stopping at the chunk's end (a switch for A/B runs).</summary>
+    internal static bool PrefetchPastChunk = true;
+
+    /// <summary>Smallest chunk (columns) a <see cref="GemmSplit"/> hands out when k has several K blocks (a switch for
+    /// A/B runs).</summary>
+    internal static int DeepKMinChunk = 64;
 
     /// <summary>
     /// Runs rows [m0, m1) (at most <see cref="MC"/>, one row block of a <see cref="GemmSplit"/>) × columns [n0, n1) of
@@ -751,7 +762,7 @@ public static unsafe class Gemm
             PackABlock(x, m0, m1 - m0, k, KBlock(k, packed != null), scratch);
             packedRow = m0;
         }
-        GemmColumns(x, m0, m1 - m0, k, w, wt, packed, n, bias, y, n0, n1, scratch, packA);
+        GemmColumns(x, m0, m1 - m0, k, w, wt, packed, n, bias, y, n0, n1, scratch, packA, PrefetchPastChunk);
     }
 
     /// <summary>
@@ -766,7 +777,7 @@ public static unsafe class Gemm
         // Per share one claim word, lo (low 32 bits) | hi (high 32 bits) over the item space, on a cache line of its own.
         private const int Stride = 16;
         private long[] _words = [];
-        private int _panels, _rowsPerBlock, _m, _n, _maxChunk;
+        private int _panels, _rowsPerBlock, _m, _n, _maxChunk, _minChunk;
 
         /// <summary>Number of shares (pool items) of the current split.</summary>
         public int Shares { get; private set; }
@@ -790,6 +801,9 @@ public static unsafe class Gemm
             _m = m; _n = n;
             // With several K blocks a chunk's C stays in L2 across the blocks while it is at most NC columns wide.
             _maxChunk = Math.Max(1, NC / nr);
+            // With several K blocks every chunk reloads each K block of packed A (MC×KC, 180 KiB) from L3 into L2, about
+            // 1/5 of one panel's FMA time: chunks of at least DeepKMinChunk panels keep that small.
+            _minChunk = k > KBlock(k, false) ? Math.Max(1, DeepKMinChunk / nr) : 1;
             long items = (long)mBlocks * _panels;
             if (items > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(m), $"{m}×{n} GEMM has too many panels to split");
             shares = (int)Math.Min(shares, items);
@@ -822,7 +836,7 @@ public static unsafe class Gemm
                     if (lo >= hi) break;
                     // Half of what is left (at most NC columns), within one row block: big chunks while the share is
                     // long, single panels at the end so both workers finish within about one panel of each other.
-                    int take = Math.Min(_maxChunk, (hi - lo + 1) / 2);
+                    int take = Math.Min(hi - lo, Math.Max(_minChunk, Math.Min(_maxChunk, (hi - lo + 1) / 2)));
                     int a, b;
                     if (own)
                     {
