@@ -229,3 +229,57 @@ public unsafe class GemmBlockingTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Gemm.RunChunk(null, 0, Gemm.MC + 1, 4, null, DType.F32, null, 8, null, null, 0, 8, null, true, ref packedRow));
     }
 }
+
+/// <summary>
+/// In-process A/B of the multi-threaded GEMM split on the prefill of an exported IR folder (HUB_BENCH=1 and
+/// HUB_BENCH_PREFILL_IR only): 128-token prefills alternate the session-5 <see cref="Gemm.PlanUnits"/> units and the
+/// <see cref="Gemm.GemmSplit"/> shares, HUB_BENCH_ROUNDS rounds (default 6), best tok/s of each (a neighbour process
+/// can only slow a round down). HUB_BENCH_THREADS (default 2).
+/// </summary>
+public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Prefill_ab_of_the_gemm_split_on_an_ir_folder()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_PREFILL_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_PREFILL_IR=<ir folder>");
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var r) ? r : 6;
+        const int T = 128;
+        using var ir = Hub.IR.IrModel.Load(dir!);
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 256 });
+        using var req = cm.CreateInferRequest();
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToHashSet();
+        var ids = Enumerable.Range(0, T).Select(i => (i * 13) % 1000 + 1).ToArray();
+        var pos = Enumerable.Range(0, T).ToArray();
+        var ones = Enumerable.Repeat(1f, T).ToArray();
+        double Prefill()
+        {
+            req.ResetState();
+            req.SetInput("input_ids", ids, 1, T);
+            if (names.Contains("positions")) req.SetInput("positions", pos, 1, T);
+            if (names.Contains("position_ids")) req.SetInput("position_ids", pos, 1, T);
+            if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones, 1, T);
+            if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            req.Infer();
+            return T / sw.Elapsed.TotalSeconds;
+        }
+        bool saved = Gemm.StealSplit;
+        var best = new double[2];
+        try
+        {
+            Gemm.StealSplit = false; Prefill();
+            Gemm.StealSplit = true; Prefill();
+            for (int round = 0; round < rounds; round++)
+                for (int v = 0; v < 2; v++)
+                {
+                    bool on = (v ^ (round & 1)) == 1;
+                    Gemm.StealSplit = on;
+                    best[on ? 1 : 0] = Math.Max(best[on ? 1 : 0], Prefill());
+                }
+        }
+        finally { Gemm.StealSplit = saved; }
+        output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: PlanUnits units {best[0]:F1} tok/s, GemmSplit shares {best[1]:F1} tok/s (shares/units {best[1] / best[0]:F3})");
+    }
+}
