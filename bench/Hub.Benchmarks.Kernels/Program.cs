@@ -159,13 +159,15 @@ if (opts.TryGetValue("ab", out var abName))
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
     };
-    var abShapes = quick
+    var abShapes = opts.TryGetValue("shapes", out var shapeList)
+        ? shapeList.Split(',').Select(v => v.Split('x').Select(q => int.Parse(q, CultureInfo.InvariantCulture)).ToArray()).Select(q => (q[0], q[1], q[2])).ToArray()
+        : quick
         ? new[] { (128, 384, 1536), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632) }
         : new[] { (128, 384, 384), (128, 1536, 384), (128, 384, 1536), (128, 768, 768), (128, 2048, 768), (128, 768, 2048), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632), (4096, 1152, 384), (4096, 384, 384), (4096, 1536, 384), (4096, 384, 1536) };
     foreach (var (m, n, k) in abShapes)
         foreach (int th in threadCounts0(maxThreads))
         {
-            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak, out double[] busy, out double cpuPeak, out double[] cpuBest);
+            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak, out double[] busy);
             // busy: share of the best sample's threads × wall spent inside work items (the rest is pool wake-up,
             // claiming and waiting at the end of each call)
             Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1} (busy {100 * busy[j],3:F0} %)")));
@@ -341,7 +343,7 @@ internal static unsafe class Bench
 
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.
-    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy, out double cpuPeak, out double[] cpuBest)
+    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy)
     {
         GemmOperands(m, n, k, wt, threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
         using var pool = new WorkerPool(threads);
@@ -349,9 +351,8 @@ internal static unsafe class Bench
         int reps = Math.Max(1, (int)(0.3e9 * threads / flops));
         var best = new double[variants.Length];
         busy = new double[variants.Length];
-        cpuBest = new double[variants.Length];
         var fma = new FmaJob(1_000_000);
-        peak = 0; cpuPeak = 0;
+        peak = 0;
         // the plan follows the variant (PlanUnits may be what is compared)
         var split = new Hub.Runtime.Kernels.Gemm.GemmSplit();
         GemmJob Plan(out int units)
@@ -366,19 +367,16 @@ internal static unsafe class Bench
         foreach (var v in variants) { v(); var j0 = Plan(out int u0); for (int i = 0; i < 3; i++) j0.Run(pool, u0); }
         for (int s = 0; s < samples; s++)
         {
-            var (pw, pcpu) = PoolPeak(pool, fma, 1_000_000);
-            peak = Math.Max(peak, pw); cpuPeak = Math.Max(cpuPeak, pcpu);
+            peak = Math.Max(peak, PoolPeak(pool, fma, 1_000_000).Wall);
             for (int j = 0; j < variants.Length; j++)
             {
                 variants[j]();
                 var job = Plan(out int units);
                 var busyTicks = new long[threads];
                 pool.BusyTicks = busyTicks;
-                var cpu0 = Environment.CpuUsage.TotalTime;
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < reps; i++) job.Run(pool, units);
                 double sec = sw.Elapsed.TotalSeconds;
-                cpuBest[j] = Math.Max(cpuBest[j], flops * reps / (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds / 1e9);
                 pool.BusyTicks = null;
                 double g = flops * reps / sec / 1e9;
                 if (g > best[j]) { best[j] = g; busy[j] = busyTicks.Sum() / (double)Stopwatch.Frequency / (threads * sec); }
