@@ -757,7 +757,9 @@ public static unsafe class Gemm
         if (m0 >= m1 || n0 >= n1) return;
         if (k == 0) { GemmCore(x, m0, m1, k, w, wt, packed, n, bias, y, n0, n1, scratch); return; }
         packA &= PackA;
-        if (packA && packedRow != m0)
+        // Without packing, deep k copies A rows into the same scratch: a later packed chunk must pack again.
+        if (!packA) packedRow = -1;
+        else if (packedRow != m0)
         {
             PackABlock(x, m0, m1 - m0, k, KBlock(k, packed != null), scratch);
             packedRow = m0;
@@ -808,7 +810,8 @@ public static unsafe class Gemm
             if (items > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(m), $"{m}×{n} GEMM has too many panels to split");
             shares = (int)Math.Min(shares, items);
             Shares = shares;
-            PackA = (long)n * mBlocks / shares >= PackAMinColumns;
+            // Columns one A pack serves: a worker's part of the row block when there are fewer blocks than shares, else whole rows.
+            PackA = Math.Min(n, (long)n * mBlocks / shares) >= PackAMinColumns;
             if (_words.Length < shares * Stride) _words = new long[shares * Stride];
             for (int s = 0; s < shares; s++)
             {
