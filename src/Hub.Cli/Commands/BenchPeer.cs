@@ -67,11 +67,14 @@ internal sealed class BenchPeer
 
         HubRound(lm, prompt, newTokens); // warm-up
         long hubPeak = hubPhase.PeakBytes(), hubGrowth = hubPhase.GrowthBytes();
+        var hubKinds = PeakRss.Composition();
 
         LlamaCppPeer? peer = null;
         string? gguf = null;
         double? ggufSeconds = null;
         long peerGrowth = 0;
+        RssPhase? peerPhase = null;
+        RssComposition? peerKinds = null;
         try
         {
             if (withPeer)
@@ -80,12 +83,13 @@ internal sealed class BenchPeer
                 bool fresh = !GgufConvert.IsCached(lm.Directory, type);
                 gguf = GgufConvert.Cached(lm.Directory, type);
                 if (fresh) ggufSeconds = sw.Elapsed.TotalSeconds;
-                var peerPhase = RssPhase.Begin();
+                peerPhase = RssPhase.Begin();
                 peer = LlamaCppPeer.Load(gguf, threads, promptTokens + newTokens + 8, Math.Max(32, promptTokens));
                 if (peer.VocabSize != lm.VocabSize) throw new HubException($"{gguf}: llama.cpp sees {peer.VocabSize} tokens, Hub {lm.VocabSize}");
                 peer.Run(prompt, newTokens); // warm-up
                 // Without a resettable peak: the growth of the current resident set (the figure before session 5).
                 peerGrowth = peerPhase.Isolated ? peerPhase.GrowthBytes() : Math.Max(0, PeakRss.CurrentBytes() - peerPhase.BaselineBytes);
+                peerKinds = PeakRss.Composition();
             }
 
             var bothPhase = RssPhase.Begin();
@@ -121,6 +125,7 @@ internal sealed class BenchPeer
             {
                 o["process_baseline_rss_mib"] = RssPhase.Mib(hubPhase.BaselineBytes);
                 o["hub"]!["peak_rss_growth_mib"] = RssPhase.Mib(hubGrowth);
+                hubPhase.AddGrowthByKind(o["hub"]!.AsObject(), hubKinds);
                 if (peer is not null) o["peak_rss_both_engines_mib"] = RssPhase.Mib(bothPeak);
             }
             if (peer is not null)
@@ -133,6 +138,7 @@ internal sealed class BenchPeer
                     ? "process baseline before Hub loaded + resident-set growth while llama.cpp loaded and ran its warm-up round (Hub loaded, idle); the GGUF's mmap'd pages count as it touches them, as Hub's IR pages do for Hub"
                     : "resident-set growth (current, not peak) from loading llama.cpp and running one round: this OS cannot reset the peak resident set";
                 if (hubPhase.Isolated) o["llamacpp"]!["peak_rss_growth_mib"] = RssPhase.Mib(peerGrowth);
+                peerPhase?.AddGrowthByKind(o["llamacpp"]!.AsObject(), peerKinds);
                 var h = o["hub"]!; var c = o["llamacpp"]!;
                 o["ratio_hub_over_llamacpp"] = new JsonObject
                 {
@@ -212,6 +218,7 @@ internal sealed class BenchPeer
         {
             ("prefill tok/s", "prefill_tok_s"), ("decode tok/s", "decode_tok_s"), ("time to first token ms", "ttft_ms"),
             ("peak RSS MiB", "peak_rss_mib"), ("  of which its own growth", "peak_rss_growth_mib"),
+            ("    anonymous (heap, buffers)", "rss_growth_anon_mib"), ("    file-backed (weights, code)", "rss_growth_file_mib"),
             ("weights MiB read / token", "weight_mib_per_token"), ("decode / bandwidth roof", "decode_bandwidth_fraction"),
         };
         if (busy > 0)
