@@ -147,17 +147,30 @@ if (opts.TryGetValue("ab", out var abName))
         "units" => [("4 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 4), ("3 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 3), ("2 units/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 2), ("1 unit/worker", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 1), ("4 units/worker (default)", () => Hub.Runtime.Kernels.Gemm.UnitsPerWorker = 4)],
         "packamin" => [("pack A from 64 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 64), ("pack A from 128 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 128), ("pack A from 256 columns", () => Hub.Runtime.Kernels.Gemm.PackAMinColumns = 256)],
         "chunk" => [("one pass per K block", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = false), ("NC column chunks", () => Hub.Runtime.Kernels.Gemm.ChunkColumns = true)],
+        "split" => [("PlanUnits units", () => Hub.Runtime.Kernels.Gemm.StealSplit = false), ("shares + stealing", () => Hub.Runtime.Kernels.Gemm.StealSplit = true)],
+        "session6" => [("PlanUnits units", () => Hub.Runtime.Kernels.Gemm.StealSplit = false),
+                       ("shares, prefetch stops at chunk end", () => { Hub.Runtime.Kernels.Gemm.StealSplit = true; Hub.Runtime.Kernels.Gemm.PrefetchPastChunk = false; }),
+                       ("shares + stealing (default)", () => { Hub.Runtime.Kernels.Gemm.StealSplit = true; Hub.Runtime.Kernels.Gemm.PrefetchPastChunk = true; })],
+        "minchunk" => [("deep-k chunks from 16 columns", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 16),
+                       ("from 32", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 32),
+                       ("from 64 (default)", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 64),
+                       ("from 128", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 128),
+                       ("static halves", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 1 << 20)],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
     };
-    var abShapes = quick
+    var abShapes = opts.TryGetValue("shapes", out var shapeList)
+        ? shapeList.Split(',').Select(v => v.Split('x').Select(q => int.Parse(q, CultureInfo.InvariantCulture)).ToArray()).Select(q => (q[0], q[1], q[2])).ToArray()
+        : quick
         ? new[] { (128, 384, 1536), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632) }
         : new[] { (128, 384, 384), (128, 1536, 384), (128, 384, 1536), (128, 768, 768), (128, 2048, 768), (128, 768, 2048), (128, 2048, 2048), (128, 5632, 2048), (128, 2048, 5632), (4096, 1152, 384), (4096, 384, 384), (4096, 1536, 384), (4096, 384, 1536) };
     foreach (var (m, n, k) in abShapes)
         foreach (int th in threadCounts0(maxThreads))
         {
-            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak);
-            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1}")));
+            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak, out double[] busy);
+            // busy: share of the best sample's threads × wall spent inside work items (the rest is pool wake-up,
+            // claiming and waiting at the end of each call)
+            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1} (busy {100 * busy[j],3:F0} %)")));
         }
     variants[^1].Set();
     return 0;
@@ -302,10 +315,27 @@ internal static unsafe class Bench
         return Vector128.Sum(b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11);
     }
 
-    private sealed class GemmJob(float* x, int m, int k, byte* w, DType wt, float* packed, int n, float* bias, float* y, float*[] scratch, int rows, int cols) : ParallelWork
+    private sealed class GemmJob(float* x, int m, int k, byte* w, DType wt, float* packed, int n, float* bias, float* y, float*[] scratch, int rows, int cols,
+        Hub.Runtime.Kernels.Gemm.GemmSplit? split = null, int threads = 1) : ParallelWork
     {
+        // One GEMM call on the pool (the split's claim words are consumed by a call, so it is reset before each, as
+        // LinearExec does).
+        public void Run(WorkerPool pool, int units)
+        {
+            if (split != null) { split.Reset(m, n, k, threads); units = split.Shares; }
+            pool.Run(this, units);
+        }
+
         public override void Execute(int index, int worker)
         {
+            if (split != null)
+            {
+                // as LinearExec: the worker's share, then stolen chunks, A packed once per row block
+                int cursor = 0, packedRow = -1;
+                while (split.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
+                    Hub.Runtime.Kernels.Gemm.RunChunk(x, m0, m1, k, packed != null ? null : w, wt, packed, n, bias, y, n0, n1, scratch[worker], split.PackA, ref packedRow);
+                return;
+            }
             if (packed != null) Hub.Runtime.Kernels.Gemm.RunUnitPacked(index, x, m, k, packed, n, bias, y, rows, cols, scratch[worker]);
             else Hub.Runtime.Kernels.Gemm.RunUnit(index, x, m, k, w, wt, n, bias, y, rows, cols, scratch[worker]);
         }
@@ -313,22 +343,28 @@ internal static unsafe class Bench
 
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.
-    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak)
+    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy)
     {
         GemmOperands(m, n, k, wt, threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
         using var pool = new WorkerPool(threads);
         double flops = 2.0 * m * n * k;
         int reps = Math.Max(1, (int)(0.3e9 * threads / flops));
         var best = new double[variants.Length];
+        busy = new double[variants.Length];
         var fma = new FmaJob(1_000_000);
         peak = 0;
         // the plan follows the variant (PlanUnits may be what is compared)
+        var split = new Hub.Runtime.Kernels.Gemm.GemmSplit();
         GemmJob Plan(out int units)
         {
             units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
+            if (threads > 1 && Hub.Runtime.Kernels.Gemm.StealSplit)
+            {
+                return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols, split, threads);
+            }
             return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols);
         }
-        foreach (var v in variants) { v(); var j0 = Plan(out int u0); for (int i = 0; i < 3; i++) pool.Run(j0, u0); }
+        foreach (var v in variants) { v(); var j0 = Plan(out int u0); for (int i = 0; i < 3; i++) j0.Run(pool, u0); }
         for (int s = 0; s < samples; s++)
         {
             peak = Math.Max(peak, PoolPeak(pool, fma, 1_000_000).Wall);
@@ -336,9 +372,14 @@ internal static unsafe class Bench
             {
                 variants[j]();
                 var job = Plan(out int units);
+                var busyTicks = new long[threads];
+                pool.BusyTicks = busyTicks;
                 var sw = Stopwatch.StartNew();
-                for (int i = 0; i < reps; i++) pool.Run(job, units);
-                best[j] = Math.Max(best[j], flops * reps / sw.Elapsed.TotalSeconds / 1e9);
+                for (int i = 0; i < reps; i++) job.Run(pool, units);
+                double sec = sw.Elapsed.TotalSeconds;
+                pool.BusyTicks = null;
+                double g = flops * reps / sec / 1e9;
+                if (g > best[j]) { best[j] = g; busy[j] = busyTicks.Sum() / (double)Stopwatch.Frequency / (threads * sec); }
             }
         }
         FreeGemmOperands(x, y, bias, w, scratch);
@@ -356,10 +397,13 @@ internal static unsafe class Bench
             packed = Alloc(Hub.Runtime.Kernels.Gemm.PackedFloats(n, k));
             Hub.Runtime.Kernels.Gemm.PackWeights(w, wt, n, k, packed, scratch[0]);
         }
-        var job = new GemmJob(x, m, k, w, wt, packed, n, bias, y, scratch, rows, cols);
+        // the split LinearExec uses: shares with stealing on several threads (Gemm.StealSplit), else PlanUnits' units
+        var job = threads > 1 && Hub.Runtime.Kernels.Gemm.StealSplit
+            ? new GemmJob(x, m, k, w, wt, packed, n, bias, y, scratch, rows, cols, new Hub.Runtime.Kernels.Gemm.GemmSplit(), threads)
+            : new GemmJob(x, m, k, w, wt, packed, n, bias, y, scratch, rows, cols);
         double flops = 2.0 * m * n * k;
         int reps = Math.Max(1, (int)(0.6e9 * threads / flops));
-        for (int i = 0; i < Math.Min(reps, 3); i++) pool.Run(job, units);
+        for (int i = 0; i < Math.Min(reps, 3); i++) job.Run(pool, units);
         var fma = new FmaJob(2_000_000);
         PoolPeak(pool, fma, 2_000_000);
         var res = new List<double>();
@@ -371,7 +415,7 @@ internal static unsafe class Bench
             var (pk, pkCpu) = PoolPeak(pool, fma, 2_000_000);
             var cpu0 = Environment.CpuUsage.TotalTime;
             var sw = Stopwatch.StartNew();
-            for (int i = 0; i < reps; i++) pool.Run(job, units);
+            for (int i = 0; i < reps; i++) job.Run(pool, units);
             double g = flops * reps / sw.Elapsed.TotalSeconds / 1e9;
             double gc = flops * reps / (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds / 1e9;
             res.Add(g);

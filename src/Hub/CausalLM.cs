@@ -35,7 +35,7 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
         _glm1Positions = (string?)loaded.Ir.Graph.Metadata["positions"] == "chatglm1";
         if (_glm1Positions) _glm1Tokens = Hub.Models.ChatGlm.ChatGlm1SpecialTokens.FromMetadata(loaded.Ir.Graph.Metadata);
         _glm1Mask = _glm1Positions && loaded.Ir.Graph.Inputs.Any(i => i.Name == Hub.Models.ChatGlm.ChatGlm1Graph.AttentionMaskInput);
-        GenerationConfig = DefaultGenerationConfig(loaded);
+        _generationConfig = DefaultGenerationConfig(loaded);
         GenerationGate = new GenerationGate(loaded.Directory);
     }
 
@@ -50,7 +50,31 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     }
 
     /// <summary>Defaults from the repo's generation_config.json, config.json and tokenizer (eos ids merged).</summary>
-    public GenerationConfig GenerationConfig { get; }
+    /// <remarks>
+    /// The tokenizer's end ids are merged on first access, from the model's one <see cref="Model.Tokenizer"/>: a caller
+    /// that feeds token ids to <see cref="Forward"/> never loads the tokenizer (~15 MiB of resident memory for a
+    /// 32k-vocabulary model, most of it load-time garbage), and one that generates text loads it once, not twice.
+    /// </remarks>
+    public GenerationConfig GenerationConfig
+    {
+        get
+        {
+            if (!Volatile.Read(ref _tokenizerEosMerged))
+                lock (_eosLock)
+                {
+                    if (!_tokenizerEosMerged)
+                    {
+                        MergeTokenizerEos(_generationConfig);
+                        Volatile.Write(ref _tokenizerEosMerged, true);
+                    }
+                }
+            return _generationConfig;
+        }
+    }
+
+    private readonly GenerationConfig _generationConfig;
+    private bool _tokenizerEosMerged;
+    private readonly Lock _eosLock = new();
 
     /// <inheritdoc/>
     public int VocabSize => _vocab;
@@ -373,13 +397,22 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
             System.Text.Json.Nodes.JsonArray a => a.Select(x => (int)x!).ToArray(),
             var v => [(int)v],
         };
-        HubTokenizer? tok = null;
-        try { if (TokenizerFiles.Present(loaded.Directory)) tok = AutoTokenizer.FromPretrained(loaded.Directory); }
-        catch (HubException) { }
-        var union = Generator.UnionIds(cfg.EosTokenId, fromConfig, tok?.EosTokenIds);
+        var union = Generator.UnionIds(cfg.EosTokenId, fromConfig, null);
         if (union.Length > 0) cfg.EosTokenId = union;
         if (cfg.PadTokenId is null && (int?)loaded.Ir.Graph.Metadata["pad_token_id"] is int pad) cfg.PadTokenId = pad;
         return cfg;
+    }
+
+    // The tokenizer's eos and end-of-turn ids, added to the ids from generation_config.json and config.json; a folder
+    // whose tokenizer cannot be read keeps those (the tokenizer's error surfaces where text is encoded).
+    private void MergeTokenizerEos(GenerationConfig cfg)
+    {
+        HubTokenizer? tok = null;
+        try { tok = Tokenizer; }
+        catch (HubException) { }
+        if (tok is null) return;
+        var union = Generator.UnionIds(cfg.EosTokenId, tok.EosTokenIds);
+        if (union.Length > 0) cfg.EosTokenId = union;
     }
 
     private bool _disposedFlag;

@@ -46,6 +46,9 @@ public abstract class Model : IDisposable
     /// <summary>The model's tokenizer, or null when its folder has no tokenizer files.</summary>
     public HubTokenizer? Tokenizer => _tokenizer.Value;
 
+    /// <summary>Whether <see cref="Tokenizer"/> has been loaded (tests check that token-id callers never load it).</summary>
+    internal bool TokenizerLoaded => _tokenizer.IsValueCreated;
+
     /// <summary>The tokenizer; throws a clear error when the model has none.</summary>
     protected HubTokenizer RequireTokenizer() => Tokenizer ??
         throw new ModelFileNotFoundException(Path.Combine(Directory, "tokenizer.json"), "this model has no tokenizer files; pass token ids instead of text, or add the tokenizer files to the model folder");

@@ -357,6 +357,61 @@ public unsafe class QuantKernelTests
     }
 
     [Fact]
+    public void Int8_gemv_leaf_loop_is_bit_identical_to_the_inline_loop_and_matches_twin()
+    {
+        // The leaf loop (Int8BlockRun, the default) does the same operations in the same order as the inline loop it
+        // replaced: outputs must be bit-identical, on odd row ranges, K of one block, of a partial and of more than two
+        // scale chunks (8288 = 259 blocks), and weights that include -128 (|w| as unsigned 128) for asymmetric bytes.
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
+        foreach (bool sym in new[] { true, false })
+            foreach (int k in new[] { 32, 96, 4128, 8288 })
+                foreach (int m in new[] { 1, 2, 3 })
+                {
+                    int n = 11;
+                    var d = RandomQ(false, n, k, 32, sym, k + m + (sym ? 7 : 0));
+                    if (sym) d.Data[5] = 0x80;   // -128: not produced by the exporter, but a valid int8
+                    var x = Rand(m * k, k * 3 + m);
+                    var bias = Rand(n, 11);
+                    var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
+                    foreach (var (n0, n1) in new[] { (0, 11), (1, 10), (3, 6) })
+                    {
+                        var leaf = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                        var inline = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                        var twin = new float[m * n];
+                        WithMatrix(d, w =>
+                        {
+                            fixed (byte* b0 = buf)
+                            fixed (float* xp = x, bp = bias, lp = leaf, ip = inline, tp = twin)
+                            {
+                                byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                                QuantKernels.QuantizeActivations(w, xp, m, b);
+                                bool before = QuantKernels.Int8RunKernel;
+                                try
+                                {
+                                    QuantKernels.Int8RunKernel = true;
+                                    QuantKernels.GemvInteger(w, m, b, bp, lp, n, n0, n1);
+                                    QuantKernels.Int8RunKernel = false;
+                                    QuantKernels.GemvInteger(w, m, b, bp, ip, n, n0, n1);
+                                }
+                                finally { QuantKernels.Int8RunKernel = before; }
+                                QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                            }
+                            for (int i = 0; i < m; i++)
+                                for (int j = 0; j < n; j++)
+                                {
+                                    int at = i * n + j;
+                                    string what = $"int8 sym={sym} K={k} m={m} rows [{n0}, {n1}) ({i},{j})";
+                                    if (j < n0 || j >= n1) { Assert.True(float.IsNaN(leaf[at]), $"{what}: wrote outside its rows"); continue; }
+                                    Assert.Equal(BitConverter.SingleToInt32Bits(inline[at]), BitConverter.SingleToInt32Bits(leaf[at]));
+                                    double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
+                                    Assert.True(Math.Abs(leaf[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{what}: leaf {leaf[at]} twin {twin[at]}");
+                                }
+                        });
+                    }
+                }
+    }
+
+    [Fact]
     public void Integer_gemv_matches_twin_on_row_ranges_that_split_its_four_row_passes()
     {
         // The AVX2 GEMV computes four output rows per pass: ranges that start and end off a multiple of four, short
@@ -962,9 +1017,41 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             // In-process A/B of a kernel switch: segments of 16 decode steps alternate the switch off/on (the cache
             // keeps growing, so the order flips every round) for HUB_BENCH_AB_ROUNDS rounds (default 8); medians of
             // the per-segment tok/s.
-            Action<bool> set = ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
+            int unitsOff = Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker;
+            // hugepages: a second model whose weights were copied into MADV_HUGEPAGE memory at load, run by its own request
+            InferRequest?[] reqs = { req, null };
+            IrModel? ir2 = null; CompiledModel? cm2 = null;
+            if (ab == "hugepages")
+            {
+                var rss0 = System.Diagnostics.Process.GetCurrentProcess().WorkingSet64;
+                var load = System.Diagnostics.Stopwatch.StartNew();
+                Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", "1");
+                try { ir2 = IrModel.Load(dir!); }
+                finally { Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", null); }
+                double loadMs = load.Elapsed.TotalMilliseconds;
+                cm2 = CompiledModel.Compile(ir2, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t2) ? t2 : 2, MaxContext = 8192 });
+                reqs[1] = cm2.CreateInferRequest();
+                for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
+                var hp = File.ReadAllLines("/proc/self/smaps_rollup").FirstOrDefault(l => l.StartsWith("AnonHugePages", StringComparison.Ordinal));
+                output.WriteLine($"hugepages copy: load {loadMs:F0} ms, RSS +{(System.Diagnostics.Process.GetCurrentProcess().WorkingSet64 - rss0) / 1048576.0:F1} MiB, {hp}");
+            }
+            void Step(InferRequest r)
+            {
+                int past = r.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
+                r.SetInput("input_ids", id, 1, 1);
+                if (names.Contains("positions")) r.SetInput("positions", p, 1, 1);
+                if (names.Contains("position_ids")) r.SetInput("position_ids", p, 1, 1);
+                if (names.Contains("attention_mask")) r.SetInput("attention_mask", Enumerable.Repeat(1f, past + 1).ToArray(), 1, past + 1);
+                if (names.Contains("logits_to_keep")) r.SetInput("logits_to_keep", new[] { 1 }, 1);
+                r.Infer();
+            }
+            Action<bool> set = ab == "hugepages" ? _ => { }
+                : ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
                 ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default)");
+                : ab == "run" ? on => Hub.Runtime.Kernels.QuantKernels.Int8RunKernel = on
+                : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
+                ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop)");
             var rates = new[] { new List<double>(), new List<double>() };
             req.OpTicks = null;
             int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
@@ -973,20 +1060,13 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 {
                     bool on = (v ^ (round & 1)) == 1;
                     set(on);
+                    var r = reqs[on && reqs[1] != null ? 1 : 0]!;
                     sw.Restart();
-                    for (int s = 0; s < 16; s++)
-                    {
-                        int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
-                        req.SetInput("input_ids", id, 1, 1);
-                        if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
-                        if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, 1);
-                        if (names.Contains("attention_mask")) req.SetInput("attention_mask", Enumerable.Repeat(1f, past + 1).ToArray(), 1, past + 1);
-                        if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
-                        req.Infer();
-                    }
+                    for (int s = 0; s < 16; s++) Step(r);
                     rates[on ? 1 : 0].Add(16 / sw.Elapsed.TotalSeconds);
                 }
             set(false);
+            reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
             return;

@@ -42,13 +42,22 @@ public static class BenchCommand
             };
             // An export in this process is timed apart and kept out of the memory figure: the phase starts after it.
             var (irDir, exportSeconds) = BenchLoad.EnsureExported(r.GetValue(m.Model)!, benchOptions);
+            int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
             var phase = RssPhase.Begin();
             var sw = Stopwatch.StartNew();
             using var lm = BenchLoad.Load(irDir, benchOptions);
             double loadSeconds = sw.Elapsed.TotalSeconds;
-            var result = Run(lm, p, n, rr);
-            long peakRss = phase.PeakBytes(); // before the bandwidth probe's buffer
-            double bw = MeasureReadBandwidth(options.Threads > 0 ? options.Threads : Environment.ProcessorCount);
+            long loadPeak = phase.PeakBytes();
+            Figures result;
+            using (var between = new ReadProbe(threads))
+            {
+                result = Run(lm, p, n, rr, between);
+                // The probe's buffer is anonymous, filled once and resident for the whole run: not Hub's memory.
+                long runPeak = phase.PeakBytes() - between.Bytes;
+                result = result with { PeakRssBytes = Math.Max(loadPeak, runPeak), BetweenRoundsBandwidth = between.Median };
+            }
+            long peakRss = result.PeakRssBytes;
+            double bw = MeasureReadBandwidth(threads);
             long weightBytes = lm.Graph.Weights.Where(w => w.Shape.Rank == 2).Sum(w => w.Length);
             double decodeBytesPerSec = weightBytes * result.DecodeTokPerSec;
             var o = new JsonObject
@@ -69,6 +78,8 @@ public static class BenchCommand
                 ["weight_bytes_per_token"] = weightBytes,
                 ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
                 ["decode_bandwidth_fraction"] = Math.Round(decodeBytesPerSec / bw, 3),
+                ["read_bandwidth_between_rounds_gb_s"] = Math.Round(result.BetweenRoundsBandwidth / 1e9, 2),
+                ["decode_bandwidth_fraction_between_rounds"] = Math.Round(decodeBytesPerSec / result.BetweenRoundsBandwidth, 3),
             };
             if (exportSeconds is null) o.Remove("export_seconds"); // printed only when an export happened
             if (r.GetValue(json)) Console.WriteLine(o.ToJsonString());
@@ -78,11 +89,15 @@ public static class BenchCommand
         return cmd;
     }
 
-    /// <summary>Figures of one benchmark run (medians over rounds).</summary>
-    public sealed record Figures(double PrefillTokPerSec, double DecodeTokPerSec, double TtftMs, long GcBytesPerToken);
+    /// <summary>Figures of one benchmark run (medians over rounds); the last two are filled in by the command.</summary>
+    public sealed record Figures(double PrefillTokPerSec, double DecodeTokPerSec, double TtftMs, long GcBytesPerToken,
+        long PeakRssBytes = 0, double BetweenRoundsBandwidth = 0);
 
-    /// <summary>Runs <paramref name="rounds"/> rounds of a <paramref name="promptTokens"/>-token prefill and <paramref name="newTokens"/> greedy decode steps.</summary>
-    public static Figures Run(CausalLM lm, int promptTokens, int newTokens, int rounds)
+    /// <summary>
+    /// Runs <paramref name="rounds"/> rounds of a <paramref name="promptTokens"/>-token prefill and <paramref name="newTokens"/>
+    /// greedy decode steps; <paramref name="between"/>, when given, takes one read pass after each timed round.
+    /// </summary>
+    public static Figures Run(CausalLM lm, int promptTokens, int newTokens, int rounds, ReadProbe? between = null)
     {
         var rng = new Random(1234);
         var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(lm.VocabSize)).ToArray();
@@ -100,6 +115,7 @@ public static class BenchCommand
             var t2 = Stopwatch.GetTimestamp();
             long gcUsed = GC.GetAllocatedBytesForCurrentThread() - gc0;
             if (round == 0) continue;
+            between?.Pass();
             double pre = (t1 - t0) / (double)Stopwatch.Frequency, dec = (t2 - t1) / (double)Stopwatch.Frequency;
             prefill.Add(promptTokens / pre); decode.Add(newTokens / dec); ttft.Add(pre * 1000);
             gc = Math.Max(gc, gcUsed / newTokens);
@@ -108,32 +124,69 @@ public static class BenchCommand
     }
 
     /// <summary>Streaming read bandwidth of this machine in bytes/s (best of 5 passes over 512 MiB, split across threads).</summary>
-    public static unsafe double MeasureReadBandwidth(int threads)
+    public static double MeasureReadBandwidth(int threads)
     {
-        const long size = 512L << 20;
-        var buf = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64);
-        try
+        using var probe = new ReadProbe(threads, 512L << 20);
+        double best = 0;
+        for (int pass = 0; pass < 5; pass++) best = Math.Max(best, probe.Pass());
+        return best;
+    }
+}
+
+/// <summary>
+/// A streaming-read probe over one filled buffer. Besides the best-of-5 figure before or after the rounds, passes
+/// taken between timed rounds see the same neighbours as the rounds do: their median is the like-for-like roof for a
+/// median decode rate (a busy neighbour lowers both), where the best pass is the machine's quiet capability.
+/// </summary>
+public sealed unsafe class ReadProbe : IDisposable
+{
+    private byte* _buf;
+    private readonly int _threads;
+
+    /// <summary>Allocates and fills <paramref name="bytes"/> (anonymous memory, resident until disposed).</summary>
+    public ReadProbe(int threads, long bytes = 256L << 20)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "at least one thread");
+        _threads = threads;
+        Bytes = bytes / (threads * 128L) * (threads * 128L); // whole 4-vector steps per thread
+        _buf = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
+        for (long at = 0; at < Bytes; at += 1 << 28) new Span<byte>(_buf + at, (int)Math.Min(1L << 28, Bytes - at)).Fill(1);
+    }
+
+    /// <summary>Resident bytes the probe holds (for subtracting from a peak that spans its life).</summary>
+    public long Bytes { get; }
+
+    /// <summary>Passes recorded by <see cref="Pass"/>, bytes/s.</summary>
+    public List<double> Passes { get; } = new();
+
+    /// <summary>One pass over the buffer split across the threads; returns bytes/s and records it.</summary>
+    public double Pass()
+    {
+        ObjectDisposedException.ThrowIf(_buf == null, this);
+        var buf = _buf;
+        long chunk = Bytes / _threads;
+        var sums = new double[_threads];
+        var sw = Stopwatch.StartNew();
+        Parallel.For(0, _threads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, t =>
         {
-            for (long at = 0; at < size; at += 1 << 28) new Span<byte>(buf + at, (int)Math.Min(1L << 28, size - at)).Fill(1);
-            double best = 0;
-            for (int pass = 0; pass < 5; pass++)
-            {
-                var sw = Stopwatch.StartNew();
-                var sums = new double[threads];
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                {
-                    long chunk = size / threads;
-                    var p = (System.Runtime.Intrinsics.Vector256<float>*)(buf + t * chunk);
-                    long count = chunk / 32;
-                    var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-                    for (long i = 0; i + 4 <= count; i += 4) { a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]; }
-                    sums[t] = System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3);
-                });
-                best = Math.Max(best, size / sw.Elapsed.TotalSeconds);
-                GC.KeepAlive(sums);
-            }
-            return best;
-        }
-        finally { NativeMemory.AlignedFree(buf); }
+            var p = (System.Runtime.Intrinsics.Vector256<float>*)(buf + t * chunk);
+            long count = chunk / 32;
+            var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+            for (long i = 0; i + 4 <= count; i += 4) { a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]; }
+            sums[t] = System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3);
+        });
+        double rate = Bytes / sw.Elapsed.TotalSeconds;
+        GC.KeepAlive(sums);
+        Passes.Add(rate);
+        return rate;
+    }
+
+    /// <summary>Median of the recorded passes (0 when none).</summary>
+    public double Median => Passes.Count == 0 ? 0 : BenchStats.Median(Passes);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_buf != null) { NativeMemory.AlignedFree(_buf); _buf = null; }
     }
 }

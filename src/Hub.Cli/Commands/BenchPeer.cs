@@ -67,11 +67,14 @@ internal sealed class BenchPeer
 
         HubRound(lm, prompt, newTokens); // warm-up
         long hubPeak = hubPhase.PeakBytes(), hubGrowth = hubPhase.GrowthBytes();
+        var hubKinds = PeakRss.Composition();
 
         LlamaCppPeer? peer = null;
         string? gguf = null;
         double? ggufSeconds = null;
         long peerGrowth = 0;
+        RssPhase? peerPhase = null;
+        RssComposition? peerKinds = null;
         try
         {
             if (withPeer)
@@ -80,22 +83,28 @@ internal sealed class BenchPeer
                 bool fresh = !GgufConvert.IsCached(lm.Directory, type);
                 gguf = GgufConvert.Cached(lm.Directory, type);
                 if (fresh) ggufSeconds = sw.Elapsed.TotalSeconds;
-                var peerPhase = RssPhase.Begin();
+                peerPhase = RssPhase.Begin();
                 peer = LlamaCppPeer.Load(gguf, threads, promptTokens + newTokens + 8, Math.Max(32, promptTokens));
                 if (peer.VocabSize != lm.VocabSize) throw new HubException($"{gguf}: llama.cpp sees {peer.VocabSize} tokens, Hub {lm.VocabSize}");
                 peer.Run(prompt, newTokens); // warm-up
                 // Without a resettable peak: the growth of the current resident set (the figure before session 5).
                 peerGrowth = peerPhase.Isolated ? peerPhase.GrowthBytes() : Math.Max(0, PeakRss.CurrentBytes() - peerPhase.BaselineBytes);
+                peerKinds = PeakRss.Composition();
             }
 
+            // Read passes between the quiet rounds see the neighbours the rounds see (ReadProbe); the buffer is filled
+            // before the phase begins, stays resident through it and is subtracted from its peak.
+            using var between = new ReadProbe(threads);
             var bothPhase = RssPhase.Begin();
-            var quiet = Alternate(lm, peer, prompt, newTokens, rounds);
-            long bothPeak = bothPhase.PeakBytes();
+            var quiet = Alternate(lm, peer, prompt, newTokens, rounds, between);
+            long bothPeak = bothPhase.PeakBytes() - between.Bytes;
+            double bwRounds = between.Median;
+            between.Dispose();
             (List<Round> Hub, List<Round> Peer)? busyRounds = null;
             if (busy > 0)
             {
                 using var spin = new Spinner(busy);
-                busyRounds = Alternate(lm, peer, prompt, newTokens, rounds);
+                busyRounds = Alternate(lm, peer, prompt, newTokens, rounds, null);
             }
             double bw = BenchCommand.MeasureReadBandwidth(threads);
 
@@ -111,9 +120,10 @@ internal sealed class BenchPeer
                 ["rounds"] = rounds,
                 ["precision"] = type.ToString(),
                 ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
+                ["read_bandwidth_between_rounds_gb_s"] = Math.Round(bwRounds / 1e9, 2),
                 ["busy_cores"] = busy,
                 ["peak_rss_scope"] = hubPhase.Scope,
-                ["hub"] = Engine(quiet.Hub, busyRounds?.Hub, promptTokens, newTokens, RssPhase.Mib(hubPeak), hubBytes, bw),
+                ["hub"] = Engine(quiet.Hub, busyRounds?.Hub, promptTokens, newTokens, RssPhase.Mib(hubPeak), hubBytes, bw, bwRounds),
             };
             if (exportSeconds is { } es) o["export_seconds"] = Math.Round(es, 3);
             if (ggufSeconds is { } gs) o["gguf_export_seconds"] = Math.Round(gs, 3);
@@ -121,6 +131,7 @@ internal sealed class BenchPeer
             {
                 o["process_baseline_rss_mib"] = RssPhase.Mib(hubPhase.BaselineBytes);
                 o["hub"]!["peak_rss_growth_mib"] = RssPhase.Mib(hubGrowth);
+                hubPhase.AddGrowthByKind(o["hub"]!.AsObject(), hubKinds);
                 if (peer is not null) o["peak_rss_both_engines_mib"] = RssPhase.Mib(bothPeak);
             }
             if (peer is not null)
@@ -128,11 +139,12 @@ internal sealed class BenchPeer
                 o["gguf"] = gguf;
                 o["llamacpp_native"] = LlamaCppPeer.NativeLibraryPath;
                 double peerRss = RssPhase.Mib(hubPhase.Isolated ? hubPhase.BaselineBytes + peerGrowth : peerGrowth);
-                o["llamacpp"] = Engine(quiet.Peer, busyRounds?.Peer, promptTokens, newTokens, peerRss, peerBytes, bw);
+                o["llamacpp"] = Engine(quiet.Peer, busyRounds?.Peer, promptTokens, newTokens, peerRss, peerBytes, bw, bwRounds);
                 o["llamacpp"]!["peak_rss_mib_note"] = hubPhase.Isolated
                     ? "process baseline before Hub loaded + resident-set growth while llama.cpp loaded and ran its warm-up round (Hub loaded, idle); the GGUF's mmap'd pages count as it touches them, as Hub's IR pages do for Hub"
                     : "resident-set growth (current, not peak) from loading llama.cpp and running one round: this OS cannot reset the peak resident set";
                 if (hubPhase.Isolated) o["llamacpp"]!["peak_rss_growth_mib"] = RssPhase.Mib(peerGrowth);
+                peerPhase?.AddGrowthByKind(o["llamacpp"]!.AsObject(), peerKinds);
                 var h = o["hub"]!; var c = o["llamacpp"]!;
                 o["ratio_hub_over_llamacpp"] = new JsonObject
                 {
@@ -153,13 +165,14 @@ internal sealed class BenchPeer
         finally { peer?.Dispose(); }
     }
 
-    private static (List<Round> Hub, List<Round> Peer) Alternate(CausalLM lm, LlamaCppPeer? peer, int[] prompt, int newTokens, int rounds)
+    private static (List<Round> Hub, List<Round> Peer) Alternate(CausalLM lm, LlamaCppPeer? peer, int[] prompt, int newTokens, int rounds, ReadProbe? between)
     {
         var hub = new List<Round>(); var cpp = new List<Round>();
         for (int i = 0; i < rounds; i++)
         {
             hub.Add(HubRound(lm, prompt, newTokens));
-            if (peer is not null) { var p = peer.Run(prompt, newTokens); cpp.Add(new Round(p.PrefillSeconds, p.DecodeSeconds, p.Tokens)); }
+            between?.Pass();
+            if (peer is not null) { var p = peer.Run(prompt, newTokens); cpp.Add(new Round(p.PrefillSeconds, p.DecodeSeconds, p.Tokens)); between?.Pass(); }
         }
         return (hub, cpp);
     }
@@ -177,7 +190,7 @@ internal sealed class BenchPeer
         return new Round((t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency, tokens);
     }
 
-    private static JsonObject Engine(List<Round> quiet, List<Round>? busy, int p, int n, double rss, long bytesPerToken, double bw)
+    private static JsonObject Engine(List<Round> quiet, List<Round>? busy, int p, int n, double rss, long bytesPerToken, double bw, double bwRounds)
     {
         double decode = BenchStats.Median(quiet.Select(x => n / x.Decode));
         var o = new JsonObject
@@ -188,6 +201,7 @@ internal sealed class BenchPeer
             ["peak_rss_mib"] = rss,
             ["weight_mib_per_token"] = Math.Round(bytesPerToken / 1048576.0, 1),
             ["decode_bandwidth_fraction"] = Math.Round(bytesPerToken * decode / bw, 3),
+            ["decode_bandwidth_fraction_between_rounds"] = Math.Round(bytesPerToken * decode / bwRounds, 3),
             ["decode_tok_s_rounds"] = new JsonArray(quiet.Select(x => (JsonNode)Math.Round(n / x.Decode, 2)).ToArray()),
         };
         if (busy is not null)
@@ -203,7 +217,7 @@ internal sealed class BenchPeer
 
     private static void Print(JsonObject o, bool peer, int busy)
     {
-        foreach (var k in new[] { "model", "runtime", "threads", "prompt_tokens", "new_tokens", "rounds", "precision", "read_bandwidth_gb_s", "gguf", "llamacpp_native", "greedy_tokens_identical_prefix",
+        foreach (var k in new[] { "model", "runtime", "threads", "prompt_tokens", "new_tokens", "rounds", "precision", "read_bandwidth_gb_s", "read_bandwidth_between_rounds_gb_s", "gguf", "llamacpp_native", "greedy_tokens_identical_prefix",
                      "export_seconds", "gguf_export_seconds", "peak_rss_scope", "process_baseline_rss_mib", "peak_rss_both_engines_mib" })
             if (o[k] is { } v) Console.WriteLine($"{k,-32} {v}");
         Console.WriteLine();
@@ -212,7 +226,9 @@ internal sealed class BenchPeer
         {
             ("prefill tok/s", "prefill_tok_s"), ("decode tok/s", "decode_tok_s"), ("time to first token ms", "ttft_ms"),
             ("peak RSS MiB", "peak_rss_mib"), ("  of which its own growth", "peak_rss_growth_mib"),
+            ("    anonymous (heap, buffers)", "rss_growth_anon_mib"), ("    file-backed (weights, code)", "rss_growth_file_mib"),
             ("weights MiB read / token", "weight_mib_per_token"), ("decode / bandwidth roof", "decode_bandwidth_fraction"),
+            ("  / probe between rounds", "decode_bandwidth_fraction_between_rounds"),
         };
         if (busy > 0)
         {

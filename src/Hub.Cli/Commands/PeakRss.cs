@@ -60,6 +60,25 @@ public static class PeakRss
     public static long PeakBytes() => StatusField("VmHWM") ?? Process.GetCurrentProcess().PeakWorkingSet64;
 
     /// <summary>
+    /// What the resident set is made of now, from /proc/self/status: anonymous pages (the GC heap, native buffers, the
+    /// KV cache, JIT'd code's writable views), file-backed pages (mapped weights and loaded libraries) and shared memory;
+    /// null where the OS does not report them.
+    /// </summary>
+    public static RssComposition? Composition()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        string status;
+        try { status = File.ReadAllText(StatusPath); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+        return ParseComposition(status);
+    }
+
+    /// <summary>The RssAnon/RssFile/RssShmem lines of /proc/PID/status text; null when any is missing.</summary>
+    public static RssComposition? ParseComposition(string status) =>
+        ParseStatusBytes(status, "RssAnon") is { } anon && ParseStatusBytes(status, "RssFile") is { } file && ParseStatusBytes(status, "RssShmem") is { } shmem
+            ? new RssComposition(anon, file, shmem) : null;
+
+    /// <summary>
     /// Returns the C heap's free pages to the OS (glibc <c>malloc_trim(0)</c>), so buffers an export freed do not stay
     /// resident in the next phase's baseline; a no-op where glibc is absent.
     /// </summary>
@@ -81,13 +100,39 @@ public static class PeakRss
     }
 }
 
+/// <summary>Resident bytes by kind (Linux /proc/PID/status): what a phase's growth went to.</summary>
+/// <param name="AnonBytes">Anonymous pages: GC heap, native tensors and KV cache, runtime data.</param>
+/// <param name="FileBytes">File-backed pages: memory-mapped weights and loaded code.</param>
+/// <param name="ShmemBytes">Shared memory (the runtime's double-mapped JIT code).</param>
+public sealed record RssComposition(long AnonBytes, long FileBytes, long ShmemBytes);
+
 /// <summary>
 /// The resident-set peak of one phase of <c>hub bench</c> (load + prefill + decode of one engine): begun after any
 /// export, with the garbage collector's free memory given back and the high-water mark reset where the OS allows it.
 /// </summary>
 public sealed class RssPhase
 {
-    private RssPhase(bool isolated, long baseline) { Isolated = isolated; BaselineBytes = baseline; }
+    private RssPhase(bool isolated, long baseline, RssComposition? composition)
+    {
+        Isolated = isolated; BaselineBytes = baseline; BaselineComposition = composition;
+    }
+
+    /// <summary>What <see cref="BaselineBytes"/> was made of (null where the OS does not say).</summary>
+    public RssComposition? BaselineComposition { get; }
+
+    /// <summary>
+    /// Adds how each kind of resident memory grew since the phase began to <paramref name="engine"/>
+    /// (<c>rss_growth_anon_mib</c>, <c>rss_growth_file_mib</c>, <c>rss_growth_shmem_mib</c>); nothing where the OS does
+    /// not report the kinds. Call it at the phase's peak (after the warm-up round, before anything is freed).
+    /// </summary>
+    public void AddGrowthByKind(System.Text.Json.Nodes.JsonObject engine, RssComposition? now)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        if (BaselineComposition is not { } b || now is null) return;
+        engine["rss_growth_anon_mib"] = Mib(now.AnonBytes - b.AnonBytes);
+        engine["rss_growth_file_mib"] = Mib(now.FileBytes - b.FileBytes);
+        engine["rss_growth_shmem_mib"] = Mib(now.ShmemBytes - b.ShmemBytes);
+    }
 
     /// <summary>True when the peak is this phase's own (Linux); false when it is the process-lifetime peak.</summary>
     public bool Isolated { get; }
@@ -105,7 +150,7 @@ public sealed class RssPhase
         GC.WaitForPendingFinalizers();
         PeakRss.TrimNativeHeap();
         bool isolated = PeakRss.TryReset();
-        return new RssPhase(isolated, PeakRss.CurrentBytes());
+        return new RssPhase(isolated, PeakRss.CurrentBytes(), PeakRss.Composition());
     }
 
     /// <summary>Peak resident bytes of the phase so far (of the whole process so far when not <see cref="Isolated"/>).</summary>

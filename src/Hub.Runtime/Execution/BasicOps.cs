@@ -19,7 +19,74 @@ internal sealed unsafe class EmbeddingExec : OpExec
             _q = QuantLinearExec.Bind(r, In[1], n.Name);   // int8/int4 rows are dequantized on lookup
             _quantized = true;
         }
+        if (ReleaseTablePages && R.Model.IsWeight(In[1]) && OperatingSystem.IsLinux() && OnlyReader(n))
+        {
+            // Stored weights live in the IR's read-only file mapping, where MADV_DONTNEED only unmaps (the page cache
+            // keeps the bytes and the next lookup maps its row again); never used on anonymous memory, which it zeroes.
+            if (_quantized)
+            {
+                long groups = (long)_q.N * _q.Groups;
+                _release = [
+                    PageRange(_q.Data, (long)_q.N * (_q.Int4 ? _q.K / 2 : _q.K)),
+                    _q.ScalesF16 != null ? PageRange((byte*)_q.ScalesF16, groups * 2) : PageRange((byte*)_q.Scales, groups * 4),
+                    _q.Zeros != null ? PageRange(_q.Zeros, groups) : default,
+                ];
+            }
+            else _release = [PageRange(table.B, table.Count * table.DType.SizeOf())];
+            Release(); // binding read every scale of a quantized table
+        }
     }
+
+    /// <summary>
+    /// HUB_EMBEDDING_RELEASE=0 keeps the embedding table's pages mapped. By default each lookup unmaps them again: a
+    /// decode step reads one row, but the kernel maps ~64 KiB around every page it faults in (fault-around), so a
+    /// 32k-row table would otherwise stay resident a few rows at a time — 11 MiB after 160 random ids on the 1b int4
+    /// model, up to the whole table (35 MiB int4, 250 MiB f32) over a long session (docs/performance.md "Memory").
+    /// </summary>
+    internal static bool ReleaseTablePages { get; set; } = Environment.GetEnvironmentVariable("HUB_EMBEDDING_RELEASE") != "0";
+
+    // Whole pages inside [p, p + bytes): a page shared with a neighbouring tensor stays mapped.
+    private static (nint Start, nuint Length) PageRange(byte* p, long bytes)
+    {
+        long start = ((long)p + PageSize - 1) & ~(PageSize - 1), end = ((long)p + bytes) & ~(PageSize - 1);
+        return end > start ? ((nint)start, (nuint)(end - start)) : default;
+    }
+
+    // The table is read by this node alone and shares no byte with another weight: a tied LM head streams every page
+    // each step, so unmapping them would make it fault the whole table in again per token.
+    private bool OnlyReader(Node n)
+    {
+        var ir = R.Model.Model;
+        string name = n.Inputs[1];
+        foreach (var other in ir.Graph.Nodes)
+            if (!ReferenceEquals(other, n) && other.Inputs.Contains(name)) return false;
+        var info = R.Model.WeightInfoOf(In[1]);
+        var own = new HashSet<string>(StringComparer.Ordinal) { name };
+        if (info.Quant is { } q) { own.Add(q.Scales); if (q.Zeros is { } z) own.Add(z); }
+        var mine = own.Select(ir.GetWeight).ToArray();
+        foreach (var w in ir.Graph.Weights)
+        {
+            if (own.Contains(w.Name)) continue;
+            var v = ir.GetWeight(w.Name);
+            foreach (var m in mine)
+                if (v.Pointer < m.Pointer + (nint)m.ByteLength && m.Pointer < v.Pointer + (nint)v.ByteLength) return false;
+        }
+        return true;
+    }
+
+    private static readonly long PageSize = Environment.SystemPageSize;
+    private readonly (nint Start, nuint Length)[] _release = [];
+
+    private void Release()
+    {
+        foreach (var (start, length) in _release)
+            if (length != 0) _ = Madvise(start, length, MadvDontNeed);
+    }
+
+    private const int MadvDontNeed = 4; // Linux MADV_DONTNEED
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(nint addr, nuint length, int advice);
 
     public override void InferShapes()
     {
@@ -41,6 +108,7 @@ internal sealed unsafe class EmbeddingExec : OpExec
             if (_quantized) QuantKernels.DequantizeRow(_q, id, y.F + i * d);
             else Gemm.ToFloat(table.B, table.DType, (long)id * d, y.F + i * d, d);
         }
+        Release();
     }
 }
 

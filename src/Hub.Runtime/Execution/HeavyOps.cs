@@ -13,6 +13,9 @@ internal sealed unsafe class LinearExec : OpExec
     private byte* _w;
     private int _m, _unitCols, _unitRows;
     private bool _gemv;
+    // Multi-threaded GEMM: one contiguous share per worker with stealing at the end (null until first used).
+    private Gemm.GemmSplit? _split;
+    private bool _useSplit;
     // GELU applied to each finished output block (0 none, 1 erf, 2 tanh) when the graph's Gelu was folded in here.
     private readonly int _gelu;
     // F16 decode (m = 1): x prepared once per run for HalfGemv, and per GEMV unit whether its rows are known finite
@@ -76,6 +79,14 @@ internal sealed unsafe class LinearExec : OpExec
         {
             // A small model's weights are packed once (shared by the model's requests); null keeps per-call packing.
             if (_packed == null) _packed = R.Model.PackedWeight(In[1], _w, _wt, _n, _k);
+            _useSplit = !single && Gemm.StealSplit;
+            if (_useSplit)
+            {
+                _split ??= new Gemm.GemmSplit();
+                _split.Reset(_m, _n, _k, workers);
+                R.Model.Pool.Run(this, _split.Shares);
+                return;
+            }
             int units = Gemm.PlanUnits(_m, _n, single ? 1 : workers, out _unitRows, out _unitCols);
             R.Model.Pool.Run(this, units);
         }
@@ -103,6 +114,18 @@ internal sealed unsafe class LinearExec : OpExec
             }
             else Gemm.GemvRows(_x, _m, _k, _w, _wt, _n, _bias, _y, c0, c1, scratch);
             if (_gelu != 0) Activate(0, _m, c0, c1);
+            return;
+        }
+        if (_useSplit)
+        {
+            // This worker's share from its front, then chunks stolen from the back of the others' shares; A is packed
+            // once per row block into this worker's scratch and reused by all its chunks.
+            int cursor = 0, packedRow = -1;
+            while (_split!.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
+            {
+                Gemm.RunChunk(_x, m0, m1, _k, _packed != null ? null : _w, _wt, _packed, _n, _bias, _y, n0, n1, scratch, _split.PackA, ref packedRow);
+                if (_gelu != 0) Activate(m0, m1, n0, n1);
+            }
             return;
         }
         if (_packed != null) Gemm.RunUnitPacked(index, _x, _m, _k, _packed, _n, _bias, _y, _unitRows, _unitCols, scratch);

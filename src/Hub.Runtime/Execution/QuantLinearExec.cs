@@ -3,9 +3,11 @@
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
 // all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
-// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too). int8 symmetric with groups of 32 (Q8_0)
-// does the same with the int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast) or,
-// opt-in, the older dot-product layout (QuantKernels.GemmInt8, UseInt8Gemm); HUB_QUANT_GEMM8=panel|int picks.
+// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too); Q4_0 (int4 symmetric g32) runs the
+// broadcast-layout GEMM of QuantGemmInt4 on panels each unit repacks (HUB_QUANT_GEMM4=dot: GemmInt4 for it too).
+// int8 symmetric with groups of 32 (Q8_0) does the same with the int8 × int8 GEMM in the broadcast layout
+// (QuantGemmInt8, the default: UseInt8Broadcast) or, opt-in, the older dot-product layout (QuantKernels.GemmInt8,
+// UseInt8Gemm); HUB_QUANT_GEMM8=panel|int picks.
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -25,6 +27,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private float* _x, _y, _bias;
     private readonly int _panelRows;
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
+    private readonly bool _int4Bcast;   // Q4_0 prefill through QuantGemmInt4 (repacked 8-row panels, broadcast tiles)
     private readonly bool _int8Gemm;    // prefill through the int8 × int8 GEMM (int8 sym g32) instead of dequantized panels
     private readonly bool _int8Bcast;   // ... in the broadcast layout (QuantGemmInt8) rather than QuantKernels.GemmInt8
     private byte* _prefActPtr;          // GemmInt4/GemmInt8's quantized activations, in the request's shared prefill scratch
@@ -37,6 +40,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
+        _int4Bcast = _int4Gemm && UseInt4Broadcast && QuantGemmInt4.Fits(_w);
         _int8Bcast = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
         _int8Gemm = QuantKernels.Int8GemmFits(_w) && (UseInt8Gemm || _int8Bcast);
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
@@ -65,11 +69,33 @@ internal sealed unsafe class QuantLinearExec : OpExec
     internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
 
     /// <summary>
+    /// Decode GEMV units per pool participant (HUB_QGEMV_UNITS, default 16; at least 32 rows each): more units shorten
+    /// the tail where one worker waits for the other's last unit, fewer give each worker longer contiguous ranges.
+    /// Settable for A/B benchmarks.
+    /// </summary>
+    internal static int GemvUnitsPerWorker { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("HUB_QGEMV_UNITS"), out var u) && u > 0 ? u : 16;
+
+    /// <summary>
     /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
     /// int4 × int8 GEMM (the default since its tile correction was vectorized: 1.27–1.33× the panel path with 2
     /// threads on the small/1b shapes, see docs/quantization.md).
     /// </summary>
     internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+
+    /// <summary>
+    /// Test/bench switch (HUB_QUANT_GEMM4=dot): Q4_0 prefill runs GemmInt4's dot-product tiles instead of the
+    /// broadcast-layout GEMM on repacked panels (the default: faster on every bench shape, docs/quantization.md).
+    /// </summary>
+    internal static bool UseInt4Broadcast
+    {
+        get => _int4BroadcastOverride ?? Int4BroadcastFromEnvironment;
+        set => _int4BroadcastOverride = value;   // per thread, as UseInt8Gemm
+    }
+
+    private static readonly bool Int4BroadcastFromEnvironment = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM4") != "dot";
+
+    [ThreadStatic] private static bool? _int4BroadcastOverride;
 
     /// <summary>
     /// Test/bench switch (HUB_QUANT_GEMM8=int): int8 symmetric g32 (Q8_0) prefill runs the dot-layout int8 × int8 GEMM
@@ -182,7 +208,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             if (_integer) QuantKernels.QuantizeActivations(_w, _x, _m, _actPtr);
             else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
             // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
-            int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
+            int units = single ? 1 : Math.Min(workers * GemvUnitsPerWorker, (_n + 31) / 32);
             _unitRows = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitRows - 1) / _unitRows);
             R.Model.Pool.Run(this, units);
@@ -196,7 +222,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
             _mRows = ((_m + _mBlocks - 1) / _mBlocks + 3) & ~3;
             if (_int4Gemm || _int8Gemm)
             {
-                _prefActPtr = R.PrefillScratch(_int4Gemm ? QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) : QuantKernels.ActivationBytes(_m, _k, _w.Groups));
+                _prefActPtr = R.PrefillScratch(_int4Bcast ? QuantGemmInt4.ActivationBytes(_m, _k)
+                    : _int4Gemm ? QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) : QuantKernels.ActivationBytes(_m, _k, _w.Groups));
                 // The workers quantize disjoint row ranges, then run the GEMM units.
                 _quantUnits = single ? 1 : Math.Min(workers * 2, (_m + 7) / 8);
                 _quantPhase = true;
@@ -213,7 +240,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (_quantPhase)
         {
             int r0 = (int)((long)_m * index / _quantUnits), r1 = (int)((long)_m * (index + 1) / _quantUnits);
-            if (_int4Gemm) QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
+            if (_int4Bcast) QuantGemmInt4.QuantizeActivations(_w, _x, _m, _prefActPtr, r0, r1);
+            else if (_int4Gemm) QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
             else QuantKernels.QuantizeActivations(_w, _x, _m, _prefActPtr, r0, r1);
             return;
         }
@@ -237,6 +265,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int n0 = ni * _panelRows, n1 = Math.Min(_n, n0 + _panelRows);
             int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
             if (m0 >= m1) continue;
+            if (_int4Bcast) { QuantGemmInt4.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, (byte*)panel); continue; }
             if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             if (_int8Bcast) { QuantGemmInt8.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             if (_int8Gemm) { QuantKernels.GemmInt8(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }

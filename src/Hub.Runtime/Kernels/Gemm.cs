@@ -437,6 +437,47 @@ public static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GemmRange(float* a, int m0, int m1, int k, byte* w, DType wt, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch)
     {
+        // Packing A costs ≈ 4/cols of the FMA work (≈ 0.25 cycles per float against 2·cols flops at 32 per cycle) and
+        // makes the tile ≈ 7-10 % faster, so a narrow column range (the 64-row dequantized panels of QuantLinearExec)
+        // reads A in place, as a contiguous copy per K block when k has several. PackA is read once: the bench/tests
+        // may flip the switch while other threads run.
+        bool packA = PackA && n1 - n0 >= PackAMinColumns;
+        for (int mb = m0; mb < m1; mb += MC)
+        {
+            int mc = Math.Min(MC, m1 - mb);
+            if (packA) PackABlock(a, mb, mc, k, KBlock(k, packed != null), scratch);
+            GemmColumns(a, mb, mc, k, w, wt, packed, n, bias, c, n0, n1, scratch, packA, false);
+        }
+    }
+
+    // The whole A block (mc rows × k from row mb) once, K block by K block (at apack + pc·mcPad), each register tile's
+    // rows k-major in one micro-panel (h floats per k step): the kernel reads A as one sequential stream instead of h
+    // rows k floats apart, and every column range of the block reuses it.
+    private static void PackABlock(float* a, int mb, int mc, int k, int kcb, float* scratch)
+    {
+        float* apack = APack(scratch);
+        TilePlan(mc, out int n6, out int tiles);
+        int mcPad = n6 * MR + (tiles - n6) * 4;
+        for (int pc = 0; pc < k; pc += kcb)
+        {
+            int kc = Math.Min(kcb, k - pc);
+            float* ab = a + (long)mb * k + pc;
+            for (int t = 0, r0 = 0; t < tiles; t++)
+            {
+                int h = t < n6 ? MR : 4;
+                PackAPanel(ab + (long)r0 * k, k, Math.Min(h, mc - r0), h, kc, apack + (long)pc * mcPad + (long)r0 * kc);
+                r0 += h;
+            }
+        }
+    }
+
+    private static float* APack(float* scratch) => Align64(scratch) + KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax;
+
+    // Rows [mb, mb + mc) (mc ≤ MC) × columns [n0, n1); with packA the block's A is already in the scratch (PackABlock).
+    // pastEnd: with one K block, the last panel prefetches the panel after n1 too (a GemmSplit owner's next chunk).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GemmColumns(float* a, int mb, int mc, int k, byte* w, DType wt, float* packed, int n, float* bias, float* c, int n0, int n1, float* scratch, bool packA, bool pastEnd)
+    {
         int nr = PanelWidth;
         float* panel = Align64(scratch);          // [kcb][nr]
         float* tile = panel + KCMax * MaxPanel;  // [MR][nr]
@@ -444,34 +485,13 @@ public static unsafe class Gemm
         float* apack = tmp + MaxPanel * KCMax;   // the A block as register-tile micro-panels (APackFloats)
         int kcb = KBlock(k, packed != null);
         long nPad = (long)((n + nr - 1) / nr) * nr;
-        // Packing A costs ≈ 4/cols of the FMA work (≈ 0.25 cycles per float against 2·cols flops at 32 per cycle) and
-        // makes the tile ≈ 7-10 % faster, so a narrow column range (one 128-token prompt split over 2 workers at
-        // n = 384; the 64-row dequantized panels of QuantLinearExec) reads A in place, as a contiguous copy per K block
-        // when k has several. PackA is read once: the bench/tests may flip the switch while other threads run.
-        bool packA = PackA && n1 - n0 >= PackAMinColumns;
         // With several K blocks, C is revisited once per block: in column chunks of NC the chunk's C (MC×NC, 144 KiB)
         // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages).
         int chunk = ChunkColumns && k > kcb ? NC : n1 - n0;
-        for (int mb = m0; mb < m1; mb += MC)
+        int wEnd = pastEnd && k <= kcb ? n : n1;
         {
-            int mc = Math.Min(MC, m1 - mb);
             TilePlan(mc, out int n6, out int tiles);
             int mcPad = n6 * MR + (tiles - n6) * 4;
-            if (packA)
-                // The whole A block (mc rows × k) once, K block by K block (at apack + pc·mcPad), each register tile's
-                // rows k-major in one micro-panel (h floats per k step): the kernel reads A as one sequential stream
-                // instead of h rows k floats apart, and every column chunk reuses it.
-                for (int pc = 0; pc < k; pc += kcb)
-                {
-                    int kc = Math.Min(kcb, k - pc);
-                    float* ab = a + (long)mb * k + pc;
-                    for (int t = 0, r0 = 0; t < tiles; t++)
-                    {
-                        int h = t < n6 ? MR : 4;
-                        PackAPanel(ab + (long)r0 * k, k, Math.Min(h, mc - r0), h, kc, apack + (long)pc * mcPad + (long)r0 * kc);
-                        r0 += h;
-                    }
-                }
             for (int c0 = n0; c0 < n1; c0 += chunk)
             for (int pc = 0; pc < k; pc += kcb)
             {
@@ -486,7 +506,7 @@ public static unsafe class Gemm
                     for (int r = 0; r < mc; r++) Buffer.MemoryCopy(ab + (long)r * k, apack + (long)r * kc, kc * 4L, kc * 4L);
                     ab = apack; lda = kc;
                 }
-                int es = wt.SizeOf(), rowBytes = kc * es, c1 = Math.Min(n1, c0 + chunk);
+                int es = wt.SizeOf(), rowBytes = kc * es, c1 = Math.Min(n1, c0 + chunk), pf1 = c1 == n1 ? wEnd : c1;
                 for (int col = c0; col < c1; col += nr)
                 {
                     int ncols = Math.Min(nr, n1 - col);
@@ -498,7 +518,7 @@ public static unsafe class Gemm
                     {
                         // Prepacked: the panel is read in place; each tile prefetches a share of the next panel into L1.
                         pan = packed + pc * nPad + (long)(col / nr) * kc * nr;
-                        if (Prefetch && Sse.IsSupported && col + nr < c1)
+                        if (Prefetch && Sse.IsSupported && col + nr < pf1)
                         {
                             nextW = (byte*)(pan + kc * nr);
                             nextLines = kc * nr * 4 / 64;
@@ -511,12 +531,12 @@ public static unsafe class Gemm
                         pan = panel;
                         // While this panel's tiles run, they prefetch the next panel's W rows into L2 in equal shares, so
                         // its packing finds them there instead of waiting on DRAM (weights larger than L3 stream once).
-                        if (Prefetch && Sse.IsSupported && col + nr < c1)
+                        if (Prefetch && Sse.IsSupported && col + nr < pf1)
                         {
                             nextW = w + ((long)(col + nr) * k + pc) * es;
                             int linesPerRow = (rowBytes + 63) >> 6;
                             lineShift = linesPerRow;
-                            nextLines = Math.Min(nr, c1 - col - nr) * linesPerRow;
+                            nextLines = Math.Min(nr, pf1 - col - nr) * linesPerRow;
                         }
                     }
                     if (nextLines > 0) linesPerTile = (nextLines + tiles - 1) / tiles;
@@ -703,6 +723,144 @@ public static unsafe class Gemm
     {
         UnitBlock(index, m, n, unitRows, unitCols, out int m0, out int m1, out int n0, out int n1);
         if (m0 < m1 && n0 < n1) GemmBlockPacked(x, m0, m1, k, packed, n, bias, y, n0, n1, scratch);
+    }
+
+    /// <summary>Whether <c>LinearExec</c> splits a multi-threaded GEMM with <see cref="GemmSplit"/> (contiguous
+    /// per-worker ranges with stealing at the end) instead of the <see cref="PlanUnits"/> units (a switch for A/B runs;
+    /// HUB_GEMM_SPLIT=units in the environment selects the session-5 units for end-to-end comparisons).</summary>
+    internal static bool StealSplit = !string.Equals(Environment.GetEnvironmentVariable("HUB_GEMM_SPLIT"), "units", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether a <see cref="RunChunk"/> with one K block prefetches the W panel after its last column (the
+    /// owner's next chunk) instead of stopping at the chunk's end (a switch for A/B runs).</summary>
+    internal static bool PrefetchPastChunk = true;
+
+    /// <summary>Smallest chunk (columns) a <see cref="GemmSplit"/> hands out when k has several K blocks (a switch for
+    /// A/B runs).</summary>
+    internal static int DeepKMinChunk = 64;
+
+    /// <summary>
+    /// Runs rows [m0, m1) (at most <see cref="MC"/>, one row block of a <see cref="GemmSplit"/>) × columns [n0, n1) of
+    /// y = x·Wᵀ + b for a worker that claims several such chunks in a row: with <paramref name="packA"/> the row block's
+    /// A is packed into the worker's scratch only when <paramref name="packedRow"/> (the row block packed there last,
+    /// −1 at the start of the worker's share) differs from m0, so a worker packs A once per row block, not per chunk.
+    /// Exactly one of <paramref name="w"/> (with <paramref name="wt"/>) and <paramref name="packed"/> (a
+    /// <see cref="PackWeights"/> copy; n0 then a multiple of <see cref="PanelWidth"/>) is non-null.
+    /// </summary>
+    internal static void RunChunk(float* x, int m0, int m1, int k, byte* w, DType wt, float* packed, int n, float* bias, float* y,
+        int n0, int n1, float* scratch, bool packA, ref int packedRow)
+    {
+        KernelArgs.Range(m0, m1);
+        if (m1 - m0 > MC) throw new ArgumentOutOfRangeException(nameof(m1), $"rows [{m0}, {m1}) exceed one row block of {MC}");
+        if (packed != null && n0 % PanelWidth != 0) throw new ArgumentException($"column start {n0} is not a multiple of the panel width {PanelWidth}", nameof(n0));
+        CheckLinear(x, m1, k, packed != null ? (byte*)packed : w, packed != null ? DType.F32 : wt, n, y, n0, n1);
+        KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
+        if (m0 >= m1 || n0 >= n1) return;
+        if (k == 0) { GemmCore(x, m0, m1, k, w, wt, packed, n, bias, y, n0, n1, scratch); return; }
+        packA &= PackA;
+        // Without packing, deep k copies A rows into the same scratch: a later packed chunk must pack again.
+        if (!packA) packedRow = -1;
+        else if (packedRow != m0)
+        {
+            PackABlock(x, m0, m1 - m0, k, KBlock(k, packed != null), scratch);
+            packedRow = m0;
+        }
+        GemmColumns(x, m0, m1 - m0, k, w, wt, packed, n, bias, y, n0, n1, scratch, packA, PrefetchPastChunk);
+    }
+
+    /// <summary>
+    /// Splits an m×n GEMM over the workers of a pool as contiguous, equal shares of (row block × W panel) items, one per
+    /// worker (pool item i = share i), each claimed from its front by its owner in shrinking chunks; a worker that runs
+    /// out steals chunks from the back of the others' shares. So each worker packs A once per row block and streams
+    /// its own contiguous W columns, and no worker idles at the end of the op for more than a small last chunk, while
+    /// a worker delayed by a neighbour process still has its share taken over.
+    /// </summary>
+    internal sealed class GemmSplit
+    {
+        // Per share one claim word, lo (low 32 bits) | hi (high 32 bits) over the item space, on a cache line of its own.
+        private const int Stride = 16;
+        private long[] _words = [];
+        private int _panels, _rowsPerBlock, _m, _n, _maxChunk, _minChunk;
+
+        /// <summary>Number of shares (pool items) of the current split.</summary>
+        public int Shares { get; private set; }
+
+        /// <summary>Whether the shares are wide enough that packing A per row block pays (see <see cref="PackAMinColumns"/>).</summary>
+        public bool PackA { get; private set; }
+
+        /// <summary>Prepares a split of an m×n GEMM with k-deep rows into <paramref name="shares"/> shares (not thread-safe:
+        /// call before the pool runs the shares).</summary>
+        public void Reset(int m, int n, int k, int shares)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(m);
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
+            ArgumentOutOfRangeException.ThrowIfNegative(k);
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(shares);
+            int nr = PanelWidth;
+            int mBlocks = (m + MC - 1) / MC;
+            _rowsPerBlock = Math.Min(MC, ((m + mBlocks - 1) / mBlocks + MR - 1) / MR * MR);
+            mBlocks = (m + _rowsPerBlock - 1) / _rowsPerBlock;
+            _panels = (n + nr - 1) / nr;
+            _m = m; _n = n;
+            // With several K blocks a chunk's C stays in L2 across the blocks while it is at most NC columns wide.
+            _maxChunk = Math.Max(1, NC / nr);
+            // With several K blocks every chunk reloads each K block of packed A (MC×KC, 180 KiB) from L3 into L2, about
+            // 1/5 of one panel's FMA time: chunks of at least DeepKMinChunk panels keep that small.
+            _minChunk = k > KBlock(k, false) ? Math.Max(1, DeepKMinChunk / nr) : 1;
+            long items = (long)mBlocks * _panels;
+            if (items > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(m), $"{m}×{n} GEMM has too many panels to split");
+            shares = (int)Math.Min(shares, items);
+            Shares = shares;
+            // Columns one A pack serves: a worker's part of the row block when there are fewer blocks than shares, else whole rows.
+            PackA = Math.Min(n, (long)n * mBlocks / shares) >= PackAMinColumns;
+            if (_words.Length < shares * Stride) _words = new long[shares * Stride];
+            for (int s = 0; s < shares; s++)
+            {
+                long lo = items * s / shares, hi = items * (s + 1) / shares;
+                Volatile.Write(ref _words[s * Stride], lo | (hi << 32));
+            }
+        }
+
+        /// <summary>
+        /// Claims the next chunk for the worker running share <paramref name="share"/>: from the front of its own share,
+        /// then from the back of the others' (<paramref name="cursor"/>: 0 at the start, advanced as shares run dry).
+        /// The chunk is rows [m0, m1) (one row block) × columns [n0, n1); false when every share is done.
+        /// </summary>
+        public bool Claim(int share, ref int cursor, out int m0, out int m1, out int n0, out int n1)
+        {
+            while (cursor < Shares)
+            {
+                int s = (share + cursor) % Shares;
+                bool own = cursor == 0;
+                ref long word = ref _words[s * Stride];
+                while (true)
+                {
+                    long v = Volatile.Read(ref word);
+                    int lo = (int)(v & 0xFFFFFFFF), hi = (int)(v >>> 32);
+                    if (lo >= hi) break;
+                    // Half of what is left (at most NC columns), within one row block: big chunks while the share is
+                    // long, single panels at the end so both workers finish within about one panel of each other.
+                    int take = Math.Min(hi - lo, Math.Max(_minChunk, Math.Min(_maxChunk, (hi - lo + 1) / 2)));
+                    int a, b;
+                    if (own)
+                    {
+                        a = lo; b = Math.Min(lo + take, (lo / _panels + 1) * _panels);
+                        if (Interlocked.CompareExchange(ref word, (uint)b | ((long)hi << 32), v) != v) continue;
+                    }
+                    else
+                    {
+                        b = hi; a = Math.Max(hi - take, (hi - 1) / _panels * _panels);
+                        if (Interlocked.CompareExchange(ref word, (uint)lo | ((long)a << 32), v) != v) continue;
+                    }
+                    int rb = a / _panels, nr = PanelWidth;
+                    m0 = rb * _rowsPerBlock; m1 = Math.Min(_m, m0 + _rowsPerBlock);
+                    n0 = (a - rb * _panels) * nr; n1 = Math.Min(_n, (b - rb * _panels) * nr);
+                    return true;
+                }
+                cursor++;
+            }
+            m0 = m1 = n0 = n1 = 0;
+            return false;
+        }
     }
 
     /// <summary>

@@ -476,6 +476,7 @@ public static unsafe class QuantKernels
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
         float* ds = stackalloc float[PassRows * ScaleChunk];
+        var acc = stackalloc Vector256<float>[PassRows];
         nint ahead = PrefetchAhead(k);
         int kind = asym ? OffZMinus128 : OffNone;
         for (int j = n0; j < n1; j += PassRows)
@@ -495,6 +496,15 @@ public static unsafe class QuantKernels
                     a1 = Avx.Subtract(a1, StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + ScaleChunk, kind, false));
                     a2 = Avx.Subtract(a2, StageBlocks(sc, sh, zeros, j2 * blocks, dxi, xsi, b0, nb, ds + 2 * ScaleChunk, kind, false));
                     a3 = Avx.Subtract(a3, StageBlocks(sc, sh, zeros, j3 * blocks, dxi, xsi, b0, nb, ds + 3 * ScaleChunk, kind, false));
+                    if (Int8RunKernel)
+                    {
+                        // the chunk's blocks in a leaf method whose loop keeps every pointer in a register
+                        nint o0 = (nint)b0 * Block;
+                        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+                        Int8BlockRun<TAsym>(r0 + o0, r1 + o0, r2 + o0, r3 + o0, xr + o0, ds, pf + 4 * o0, nb, acc);
+                        a0 = acc[0]; a1 = acc[1]; a2 = acc[2]; a3 = acc[3];
+                        continue;
+                    }
                     float* d = ds;
                     for (nint o = (nint)b0 * Block, end = o + (nint)nb * Block; o < end; o += Block, d++)
                     {
@@ -509,6 +519,43 @@ public static unsafe class QuantKernels
                 StorePass(a0, a1, a2, a3, Vector128<float>.Zero, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
             }
         }
+    }
+
+    /// <summary>
+    /// Whether the Q8_0-style int8 GEMV runs each chunk of blocks in the leaf <see cref="Int8BlockRun{TAsym}"/>
+    /// (HUB_QGEMV_RUN=0 turns it off: the loop inline in the pass, as before session 6). Settable for A/B benchmarks.
+    /// </summary>
+    internal static bool Int8RunKernel { get; set; } = Environment.GetEnvironmentVariable("HUB_QGEMV_RUN") != "0";
+
+    // nb blocks of four int8 rows against one activation row: acc[0..3] += Σ_b dot_b(row r)·ds[r·ScaleChunk + b]. A leaf
+    // with only walking pointers live, so the JIT keeps them all in registers and addresses the loads directly (inline in
+    // GemvInt8Blocks it spilled three row pointers and recomputed each load address: 48 instructions per block of four
+    // rows, this loop has fewer on a core whose GEMV is bound by instruction throughput as much as by memory).
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void Int8BlockRun<TAsym>(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* xr, float* d, byte* pf, int nb, Vector256<float>* acc) where TAsym : struct
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        Vector256<float> a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        float* dEnd = d + nb;
+        nint o = 0;
+        for (; d < dEnd; d++, o += Block, pf += 4 * Block)
+        {
+            Sse.Prefetch0(pf); Sse.Prefetch0(pf + 64);
+            var xv = Avx.LoadVector256(xr + o);
+            a0 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r0 + o), xv, asym), Vector256.Create(d[0]), a0);
+            a1 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r1 + o), xv, asym), Vector256.Create(d[ScaleChunk]), a1);
+            a2 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r2 + o), xv, asym), Vector256.Create(d[2 * ScaleChunk]), a2);
+            a3 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r3 + o), xv, asym), Vector256.Create(d[3 * ScaleChunk]), a3);
+        }
+        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+    }
+
+    // BlockDot8 on loaded bytes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Dot8(Vector256<byte> raw, Vector256<sbyte> xv, bool asym)
+    {
+        var wv = asym ? Avx2.Xor(raw, Vector256.Create((byte)0x80)).AsSByte() : raw.AsSByte();
+        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), Vector256.Create((short)1)));
     }
 
     // Int4 weights with groups of one block (Q4_0, or asym g32): a block pair (one 32-byte load per row) at a time, its

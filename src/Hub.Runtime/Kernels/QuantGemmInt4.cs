@@ -1,0 +1,350 @@
+// int4 (Q4_0: symmetric, groups of 32) prefill GEMM in the broadcast layout (the idea of llama.cpp's block_q4_0x8
+// repack, our own layout and code). Each prefill unit repacks its weight rows once into a scratch panel of 8-row
+// groups: per 32-value block, eight 32-byte vectors, vector q holding the 4 consecutive k values 4q..4q+3 of each of
+// the 8 rows as unsigned nibbles 0..15 (rows interleaved), then the 8 rows' block scales as f32. The micro-kernel
+// broadcasts 4 activation bytes (vpbroadcastd) per activation row and multiplies them with the weight vector
+// (vpmaddubsw: unsigned weight × signed activation, no sign trick), sums the block's 8 quads in int16
+// (|Σ| ≤ 8·2·15·127 = 30480), then one vpmaddwd by ones, one convert and two FMAs per activation row and block:
+// t = isum·dx_b − 8·Σx_b (the Q4_0 offset, per block) and acc += t·s_w[8 rows]. The 8 accumulator lanes are the 8
+// output rows, so a tile ends in one 8-float store: no horizontal reduction. The repack costs about as much as one
+// activation row's pass and is amortized over all M rows of the unit.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hub.Runtime.Kernels;
+
+/// <summary>
+/// Prefill GEMM for Q4_0 weights (int4 symmetric, groups of 32) on 8-row interleaved panels repacked per unit; the
+/// other int4 groupings keep <see cref="QuantKernels.GemmInt4"/>.
+/// </summary>
+public static unsafe class QuantGemmInt4
+{
+    /// <summary>Weight rows interleaved in one panel group (the 8 f32 lanes of an accumulator).</summary>
+    public const int GroupRows = 8;
+
+    /// <summary>Activation rows per register tile: 4 int16 block sums + 4 f32 accumulators + weight, broadcast, scales.</summary>
+    public const int TileRows = 4;
+
+    /// <summary>Bench switch (HUB_Q4GEMM_TILE=2x16): 2 activation rows × two 8-row groups per tile instead of 4 × 8.</summary>
+    internal static bool TwoGroups { get; set; } = Environment.GetEnvironmentVariable("HUB_Q4GEMM_TILE") == "2x16";
+
+    /// <summary>
+    /// Bench switch (HUB_Q4GEMM_KC=blocks): walk K in chunks of this many 32-value blocks (even; 0 = whole rows), adding
+    /// each chunk's partial sums into y.
+    /// </summary>
+    internal static int KcBlocks { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("HUB_Q4GEMM_KC"), out var kcb) ? kcb : 0;
+
+    /// <summary>Panel bytes per block of one 8-row group: 8 quad vectors of 32 bytes, then 8 f32 scales.</summary>
+    private const int BlockBytes = 8 * 32 + 32;
+
+    /// <summary>
+    /// True when <paramref name="w"/> can use this GEMM: int4 symmetric with groups of 32 (what Q4_0 exports), K a
+    /// multiple of 64 (the nibble-pair activation order pairs blocks), AVX2+FMA.
+    /// </summary>
+    public static bool Fits(in QuantMatrix w) =>
+        w.Int4 && w.Symmetric && w.GroupLength == QuantKernels.Block && w.K % 64 == 0 && Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>Bytes of the scratch panel <see cref="Repack"/> writes for <paramref name="rows"/> weight rows of length <paramref name="k"/> (plus 32 for alignment).</summary>
+    public static long PanelBytes(int rows, int k) => (long)((rows + GroupRows - 1) / GroupRows) * (k / QuantKernels.Block) * BlockBytes + 32;
+
+    /// <summary>
+    /// Bytes of the activation buffer for <paramref name="m"/> rows: <see cref="QuantKernels.ActivationBytes"/> (the
+    /// integer GEMV's layout in nibble-pair order) then −8·Σx per row and block [m, K/32] f32.
+    /// </summary>
+    public static long ActivationBytes(int m, int k) => OffsetsOffset(m, k) + 4L * m * (k / QuantKernels.Block) + 64;
+
+    private static long OffsetsOffset(int m, int k) => (QuantKernels.ActivationBytes(m, k, k / QuantKernels.Block) + 63) & ~63L;
+
+    /// <summary>
+    /// Quantizes rows [<paramref name="r0"/>, <paramref name="r1"/>) of x [m, w.K] into <paramref name="buf"/>
+    /// (laid out for all <paramref name="m"/> rows, <see cref="ActivationBytes"/>): int8 per block of 32 as the GEMV
+    /// reads them, then the per-block Q4_0 offset term −8·dx_b·Σq_b. Workers may quantize disjoint ranges at once.
+    /// </summary>
+    public static void QuantizeActivations(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
+    {
+        if (!Fits(w)) throw new ArgumentException($"the Q4_0 broadcast GEMM needs int4 symmetric weights with groups of 32, K a multiple of 64 and AVX2+FMA (K = {w.K}, group = {w.GroupLength}, int4 = {w.Int4}, symmetric = {w.Symmetric}); check Fits first", nameof(w));
+        QuantKernels.QuantizeActivations(w, x, m, buf, r0, r1);
+        int blocks = w.K / QuantKernels.Block;
+        // groups of 32: the per-group sums Σ d_b·Σq are per block
+        float* xs = (float*)(buf + (((long)m * w.K + 63) & ~63L)) + (long)m * blocks;
+        float* nx = (float*)(buf + OffsetsOffset(m, w.K));
+        for (long t = (long)r0 * blocks; t < (long)r1 * blocks; t++) nx[t] = -8f * xs[t];
+    }
+
+    /// <summary>
+    /// Repacks weight rows [<paramref name="n0"/>, <paramref name="n1"/>) into <paramref name="panel"/> (32-byte
+    /// aligned, <see cref="PanelBytes"/>): per 8-row group and block, 8 quad vectors (row r's k values 4q..4q+3 in bytes
+    /// 4r..4r+3, each 0..15) then the 8 rows' scales as f32; a last group's missing rows get scale 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Repack(in QuantMatrix w, int n0, int n1, byte* panel)
+    {
+        if (!Fits(w)) throw new NotSupportedException("the Q4_0 broadcast GEMM needs int4 symmetric g32 weights, K a multiple of 64 and AVX2+FMA");
+        KernelArgs.Range(n0, n1);
+        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
+        if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
+        int blocks = w.K / QuantKernels.Block, rowBytes = w.RowBytes;
+        var low4 = Vector128.Create((byte)0x0F);
+        byte** rows = stackalloc byte*[GroupRows];
+        for (int j0 = n0; j0 < n1; j0 += GroupRows)
+        {
+            int count = Math.Min(GroupRows, n1 - j0);
+            // a last group's missing rows repeat its first row (their scales are 0 and their lanes are never stored)
+            for (int r = 0; r < GroupRows; r++) rows[r] = w.Data + (long)(j0 + (r < count ? r : 0)) * rowBytes;
+            byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes;
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* pb = pg + (long)b * BlockBytes;
+                int o = b * 16;
+                // each row's block: 16 bytes → 32 values in k order (low nibbles 0..15, high nibbles 16..31)
+                var v0 = Unpack(rows[0] + o, low4); var v1 = Unpack(rows[1] + o, low4);
+                var v2 = Unpack(rows[2] + o, low4); var v3 = Unpack(rows[3] + o, low4);
+                var v4 = Unpack(rows[4] + o, low4); var v5 = Unpack(rows[5] + o, low4);
+                var v6 = Unpack(rows[6] + o, low4); var v7 = Unpack(rows[7] + o, low4);
+                // 8×8 transpose of 32-bit quads: out[q] = row quads q of rows 0..7
+                var t0 = Avx.UnpackLow(v0, v1); var t1 = Avx.UnpackHigh(v0, v1);
+                var t2 = Avx.UnpackLow(v2, v3); var t3 = Avx.UnpackHigh(v2, v3);
+                var t4 = Avx.UnpackLow(v4, v5); var t5 = Avx.UnpackHigh(v4, v5);
+                var t6 = Avx.UnpackLow(v6, v7); var t7 = Avx.UnpackHigh(v6, v7);
+                var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+                var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+                var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+                var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+                float* f = (float*)pb;
+                Avx.StoreAligned(f, Avx.Permute2x128(u0, u4, 0x20));
+                Avx.StoreAligned(f + 8, Avx.Permute2x128(u1, u5, 0x20));
+                Avx.StoreAligned(f + 16, Avx.Permute2x128(u2, u6, 0x20));
+                Avx.StoreAligned(f + 24, Avx.Permute2x128(u3, u7, 0x20));
+                Avx.StoreAligned(f + 32, Avx.Permute2x128(u0, u4, 0x31));
+                Avx.StoreAligned(f + 40, Avx.Permute2x128(u1, u5, 0x31));
+                Avx.StoreAligned(f + 48, Avx.Permute2x128(u2, u6, 0x31));
+                Avx.StoreAligned(f + 56, Avx.Permute2x128(u3, u7, 0x31));
+            }
+            // the scales, one 8-float vector per block
+            for (int r = 0; r < GroupRows; r++)
+            {
+                float* dst = (float*)(pg + 256) + r;
+                if (r >= count) { for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = 0f; continue; }
+                int j = j0 + r;
+                if (w.ScalesF16 == null)
+                {
+                    float* s = w.Scales + (long)j * blocks;
+                    for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = s[b];
+                }
+                else
+                {
+                    ushort* s = w.ScalesF16 + (long)j * blocks;
+                    for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = QuantKernels.HalfToSingle(s[b]);
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Unpack(byte* p, Vector128<byte> low4)
+    {
+        var x = Sse2.LoadVector128(p);
+        var lo = Sse2.And(x, low4);
+        var hi = Sse2.And(Sse2.ShiftRightLogical(x.AsUInt16(), 4).AsByte(), low4);
+        return Vector256.Create(lo, hi).AsSingle();
+    }
+
+    /// <summary>
+    /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for activation rows i ∈ [<paramref name="m0"/>, <paramref name="m1"/>) and
+    /// outputs j ∈ [<paramref name="n0"/>, <paramref name="n1"/>), from <paramref name="panel"/> as <see cref="Repack"/>
+    /// wrote it for exactly those rows and activations quantized by <see cref="QuantizeActivations"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
+    {
+        if (!Fits(w)) throw new NotSupportedException("the Q4_0 broadcast GEMM needs int4 symmetric g32 weights, K a multiple of 64 and AVX2+FMA");
+        KernelArgs.Range(m0, m1);
+        KernelArgs.Range(n0, n1);
+        if (m1 > m) throw new ArgumentOutOfRangeException(nameof(m1), m1, $"m1 = {m1} is past the {m} quantized activation rows");
+        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
+        KernelArgs.Stride(ldy, n1, "the output rows");
+        bool work = m1 > m0 && n1 > n0;
+        KernelArgs.NotNull(act, work);
+        KernelArgs.NotNull(y, work);
+        KernelArgs.NotNull(panel, work);
+        if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
+        int k = w.K, blocks = k / QuantKernels.Block;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* nx = (float*)(act + OffsetsOffset(m, k));
+        float* tile = stackalloc float[GroupRows];
+        if (TwoGroups && n1 - n0 > GroupRows)
+        {
+            for (int i = m0; i < m1; i += 2)
+            {
+                int i1 = Math.Min(i + 1, m1 - 1);
+                for (int j0 = n0; j0 < n1; j0 += 2 * GroupRows)
+                {
+                    byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes;
+                    // a last odd group pairs with itself (computed twice, stored once)
+                    byte* ph = j0 + GroupRows < n1 ? pg + (long)blocks * BlockBytes : pg;
+                    int count = Math.Min(GroupRows, n1 - j0), count2 = Math.Min(GroupRows, n1 - j0 - GroupRows);
+                    Tile2x2(pg, ph, blocks, xq + (long)i * k, xq + (long)i1 * k, dx + (long)i * blocks, dx + (long)i1 * blocks,
+                        nx + (long)i * blocks, nx + (long)i1 * blocks, out var a00, out var a01, out var a10, out var a11);
+                    float* bj = bias == null ? null : bias + j0, bj2 = bias == null ? null : bias + j0 + GroupRows;
+                    Store(a00, y + (long)i * ldy + j0, bj, count, tile);
+                    if (count2 > 0) Store(a01, y + (long)i * ldy + j0 + GroupRows, bj2, count2, tile);
+                    if (i + 1 < m1)
+                    {
+                        Store(a10, y + (long)(i + 1) * ldy + j0, bj, count, tile);
+                        if (count2 > 0) Store(a11, y + (long)(i + 1) * ldy + j0 + GroupRows, bj2, count2, tile);
+                    }
+                }
+            }
+            return;
+        }
+        // Activation tiles outer: a tile's 4 rows stay in L1 while the unit's groups stream past them. With
+        // KcBlocks > 0, K is walked in chunks of that many blocks (partial sums added into y) so that the 4-row tile
+        // stays small for long rows.
+        int kc = KcBlocks > 0 ? Math.Min(blocks, (KcBlocks + 1) & ~1) : blocks;
+        for (int kb0 = 0; kb0 < blocks; kb0 += kc)
+        {
+            int nb = Math.Min(kc, blocks - kb0);
+            bool add = kb0 > 0;
+            float* bs = add ? null : bias;
+            for (int i = m0; i < m1; i += TileRows)
+            {
+                int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1), i3 = Math.Min(i + 3, m1 - 1);
+                for (int j0 = n0; j0 < n1; j0 += GroupRows)
+                {
+                    byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes + (long)kb0 * BlockBytes;
+                    int count = Math.Min(GroupRows, n1 - j0);
+                    long xo = (long)kb0 * QuantKernels.Block;
+                    Tile4(pg, nb, xq + (long)i * k + xo, xq + (long)i1 * k + xo, xq + (long)i2 * k + xo, xq + (long)i3 * k + xo,
+                        dx + (long)i * blocks + kb0, dx + (long)i1 * blocks + kb0, dx + (long)i2 * blocks + kb0, dx + (long)i3 * blocks + kb0,
+                        nx + (long)i * blocks + kb0, nx + (long)i1 * blocks + kb0, nx + (long)i2 * blocks + kb0, nx + (long)i3 * blocks + kb0,
+                        out var a0, out var a1, out var a2, out var a3);
+                    float* bj = bs == null ? null : bs + j0;
+                    Store(a0, y + (long)i * ldy + j0, bj, count, tile, add);
+                    if (i + 1 < m1) Store(a1, y + (long)(i + 1) * ldy + j0, bj, count, tile, add);
+                    if (i + 2 < m1) Store(a2, y + (long)(i + 2) * ldy + j0, bj, count, tile, add);
+                    if (i + 3 < m1) Store(a3, y + (long)(i + 3) * ldy + j0, bj, count, tile, add);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Repacks rows [<paramref name="n0"/>, <paramref name="n1"/>) into <paramref name="panel"/> and runs
+    /// <see cref="GemmPacked"/> on activation rows [<paramref name="m0"/>, <paramref name="m1"/>): one prefill unit.
+    /// </summary>
+    public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel)
+    {
+        if (m1 <= m0 || n1 <= n0) return;
+        Repack(w, n0, n1, panel);
+        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(Vector256<float> a, float* y, float* bias, int count, float* tile, bool add = false)
+    {
+        if (count == GroupRows)
+        {
+            if (bias != null) a = Avx.Add(a, Avx.LoadVector256(bias));
+            if (add) a = Avx.Add(a, Avx.LoadVector256(y));
+            Avx.Store(y, a);
+            return;
+        }
+        Avx.Store(tile, a);
+        for (int r = 0; r < count; r++) y[r] = tile[r] + (bias != null ? bias[r] : 0f) + (add ? y[r] : 0f);
+    }
+
+    // Σ_k over all blocks for 4 activation rows × one 8-row group: per block 8 quad vectors, each multiplied with the
+    // 4 rows' broadcast quads and summed in int16, then per row one vpmaddwd, convert and two FMAs.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Tile4(byte* pg, int blocks, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3,
+        out Vector256<float> r0, out Vector256<float> r1, out Vector256<float> r2, out Vector256<float> r3)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* pb = pg + (long)b * BlockBytes;
+            // nibble-pair activation order: block b's values 0..15 at xo, 16..31 at xo + 32
+            int xo = (b >> 1) * 64 + (b & 1) * 16;
+            var wv = Avx.LoadVector256(pb);
+            var s0 = Avx2.MultiplyAddAdjacent(wv, B(x0 + xo));
+            var s1 = Avx2.MultiplyAddAdjacent(wv, B(x1 + xo));
+            var s2 = Avx2.MultiplyAddAdjacent(wv, B(x2 + xo));
+            var s3 = Avx2.MultiplyAddAdjacent(wv, B(x3 + xo));
+            Quad(pb + 32, xo + 4, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            Quad(pb + 64, xo + 8, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            Quad(pb + 96, xo + 12, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            Quad(pb + 128, xo + 32, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            Quad(pb + 160, xo + 36, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            Quad(pb + 192, xo + 40, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            Quad(pb + 224, xo + 44, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+            var sw = Avx.LoadVector256((float*)(pb + 256));
+            a0 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones)), Avx.BroadcastScalarToVector256(d0 + b), Avx.BroadcastScalarToVector256(c0 + b)), sw, a0);
+            a1 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones)), Avx.BroadcastScalarToVector256(d1 + b), Avx.BroadcastScalarToVector256(c1 + b)), sw, a1);
+            a2 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s2, ones)), Avx.BroadcastScalarToVector256(d2 + b), Avx.BroadcastScalarToVector256(c2 + b)), sw, a2);
+            a3 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones)), Avx.BroadcastScalarToVector256(d3 + b), Avx.BroadcastScalarToVector256(c3 + b)), sw, a3);
+        }
+        r0 = a0; r1 = a1; r2 = a2; r3 = a3;
+    }
+
+    // 2 activation rows × two 8-row groups: each broadcast quad serves both groups (half the broadcasts of Tile4).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Tile2x2(byte* pg, byte* ph, int blocks, sbyte* x0, sbyte* x1, float* d0, float* d1, float* c0, float* c1,
+        out Vector256<float> r00, out Vector256<float> r01, out Vector256<float> r10, out Vector256<float> r11)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* pb = pg + (long)b * BlockBytes, qb = ph + (long)b * BlockBytes;
+            int xo = (b >> 1) * 64 + (b & 1) * 16;
+            var v = Avx.LoadVector256(pb); var u = Avx.LoadVector256(qb);
+            var e = B(x0 + xo); var s00 = Avx2.MultiplyAddAdjacent(v, e); var s01 = Avx2.MultiplyAddAdjacent(u, e);
+            e = B(x1 + xo); var s10 = Avx2.MultiplyAddAdjacent(v, e); var s11 = Avx2.MultiplyAddAdjacent(u, e);
+            Quad2(pb + 32, qb + 32, xo + 4, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            Quad2(pb + 64, qb + 64, xo + 8, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            Quad2(pb + 96, qb + 96, xo + 12, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            Quad2(pb + 128, qb + 128, xo + 32, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            Quad2(pb + 160, qb + 160, xo + 36, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            Quad2(pb + 192, qb + 192, xo + 40, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            Quad2(pb + 224, qb + 224, xo + 44, x0, x1, ref s00, ref s01, ref s10, ref s11);
+            var sv = Avx.LoadVector256((float*)(pb + 256)); var su = Avx.LoadVector256((float*)(qb + 256));
+            var t0 = Avx.BroadcastScalarToVector256(d0 + b); var n0 = Avx.BroadcastScalarToVector256(c0 + b);
+            a00 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s00, ones)), t0, n0), sv, a00);
+            a01 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s01, ones)), t0, n0), su, a01);
+            var t1 = Avx.BroadcastScalarToVector256(d1 + b); var n1 = Avx.BroadcastScalarToVector256(c1 + b);
+            a10 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s10, ones)), t1, n1), sv, a10);
+            a11 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s11, ones)), t1, n1), su, a11);
+        }
+        r00 = a00; r01 = a01; r10 = a10; r11 = a11;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quad2(byte* pv, byte* pu, int o, sbyte* x0, sbyte* x1,
+        ref Vector256<short> s00, ref Vector256<short> s01, ref Vector256<short> s10, ref Vector256<short> s11)
+    {
+        var v = Avx.LoadVector256(pv); var u = Avx.LoadVector256(pu);
+        var e = B(x0 + o);
+        s00 = Avx2.Add(s00, Avx2.MultiplyAddAdjacent(v, e)); s01 = Avx2.Add(s01, Avx2.MultiplyAddAdjacent(u, e));
+        e = B(x1 + o);
+        s10 = Avx2.Add(s10, Avx2.MultiplyAddAdjacent(v, e)); s11 = Avx2.Add(s11, Avx2.MultiplyAddAdjacent(u, e));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quad(byte* pw, int o, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        ref Vector256<short> s0, ref Vector256<short> s1, ref Vector256<short> s2, ref Vector256<short> s3)
+    {
+        var wv = Avx.LoadVector256(pw);
+        s0 = Avx2.Add(s0, Avx2.MultiplyAddAdjacent(wv, B(x0 + o)));
+        s1 = Avx2.Add(s1, Avx2.MultiplyAddAdjacent(wv, B(x1 + o)));
+        s2 = Avx2.Add(s2, Avx2.MultiplyAddAdjacent(wv, B(x2 + o)));
+        s3 = Avx2.Add(s3, Avx2.MultiplyAddAdjacent(wv, B(x3 + o)));
+    }
+
+    // 4 activation bytes broadcast to all 8 dwords (vpbroadcastd from memory).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> B(sbyte* p) => Avx2.BroadcastScalarToVector256((int*)p).AsSByte();
+}

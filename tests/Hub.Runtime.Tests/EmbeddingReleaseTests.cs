@@ -1,0 +1,106 @@
+using Hub.IR;
+using Hub.Runtime.Execution;
+using Hub.Weights;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>Tests that switch <see cref="EmbeddingExec.ReleaseTablePages"/> run alone.</summary>
+[CollectionDefinition(nameof(EmbeddingReleaseCollection), DisableParallelization = true)]
+public sealed class EmbeddingReleaseCollection;
+
+/// <summary>
+/// An embedding lookup unmaps the table's pages again (MADV_DONTNEED on the IR's read-only file mapping) so a table
+/// read a few rows per token does not stay resident (issue #8's peak-RSS target), unless another node reads the table.
+/// </summary>
+[Collection(nameof(EmbeddingReleaseCollection))]
+public class EmbeddingReleaseTests
+{
+    private const int V = 2048, D = 512; // 4 MiB of f32 rows, 2 KiB each
+
+    private static (GraphBuilder Builder, string Rows) Graph(bool tiedHead)
+    {
+        var rng = new Random(7);
+        var b = new GraphBuilder("emb-release");
+        var ids = b.Input("ids", DType.I32, "batch", "seq");
+        var table = b.Weight("emb", LazyTensor.FromArray(Enumerable.Range(0, V * D).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(), new Shape(V, D), "emb"), WeightKind.Embedding);
+        if (tiedHead)
+        {
+            // The head reads the table before the lookup does: a release by the lookup would leave it unmapped.
+            var x = b.Input("x", DType.F32, "batch", "seq", D);
+            var logits = b.Op(Ops.Linear, "head", new[] { x, table });
+            b.Output(logits, DType.F32);
+        }
+        var h = b.Op(Ops.Embedding, "e", new[] { ids, table });
+        b.Output(h, DType.F32);
+        return (b, h);
+    }
+
+    private static int[] Ids(int n) => Enumerable.Range(0, n).Select(i => i * 31 % V).ToArray();
+
+    // Resident bytes of this process's mappings of files under dir (/proc/self/smaps).
+    private static long MappedRss(string dirPrefix)
+    {
+        long rss = 0;
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length >= 5 && parts[0].Contains('-') && !parts[0].EndsWith(':'))
+                inside = parts.Length == 6 && parts[5].Trim().StartsWith(dirPrefix, StringComparison.Ordinal);
+            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
+                rss += long.Parse(line[4..].Trim().Split(' ')[0]) * 1024;
+        }
+        return rss;
+    }
+
+    private static (float[] Rows, long Rss, long TableBytes) Run(bool release, bool tiedHead, int[] ids)
+    {
+        bool before = EmbeddingExec.ReleaseTablePages;
+        EmbeddingExec.ReleaseTablePages = release;
+        var dir = Path.Combine(Path.GetTempPath(), "hub-emb-release-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (builder, output) = Graph(tiedHead);
+            IrFormat.Write(dir, builder.Build());
+            using var ir = IrModel.Load(dir);
+            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 256, MaxBatch = 1 });
+            using var req = cm.CreateInferRequest();
+            req.SetInput("ids", ids, 1, ids.Length);
+            if (tiedHead) req.SetInput("x", new float[ids.Length * D], 1, ids.Length, D);
+            req.Infer();
+            var rows = req.GetOutput(output).ToArray();
+            return (rows, OperatingSystem.IsLinux() ? MappedRss(dir) : 0, ir.GetWeight("emb").ByteLength);
+        }
+        finally
+        {
+            EmbeddingExec.ReleaseTablePages = before;
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
+    [Fact]
+    public void Released_lookup_returns_the_same_rows_as_a_kept_one_on_every_call()
+    {
+        foreach (int n in new[] { 1, 3, 64, 200 })
+        {
+            var ids = Ids(n);
+            var kept = Run(release: false, tiedHead: false, ids).Rows;
+            var released = Run(release: true, tiedHead: false, ids).Rows;
+            Assert.Equal(n * D, kept.Length);
+            Assert.Equal(kept, released);
+        }
+    }
+
+    [SkippableFact]
+    public void Lookup_leaves_the_table_unmapped_unless_another_node_reads_it()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "MADV_DONTNEED release is Linux only");
+        var ids = Ids(64); // 64 rows on 64 different pages
+        long kept = Run(release: false, tiedHead: false, ids).Rss;
+        long released = Run(release: true, tiedHead: false, ids).Rss;
+        var (_, tied, tableBytes) = Run(release: true, tiedHead: true, ids);
+        Assert.True(kept >= 64 * 4096, $"kept table: {kept} bytes resident after 64 lookups");
+        Assert.True(released <= 4 * 4096, $"released table: {released} bytes still resident");
+        Assert.True(tied >= tableBytes * 9 / 10, $"tied head: {tied} bytes resident of the {tableBytes}-byte table it streams");
+    }
+}

@@ -1,0 +1,341 @@
+using Hub.IR;
+using Hub.Runtime.Kernels;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// The Q4_0 broadcast-layout prefill GEMM (QuantGemmInt4) against the integer GEMV's scalar twin on the same quantized
+/// activations and a float64 dequantize-then-matmul loop, on odd shapes, row ranges and tails, F16 and F32 scales.
+/// </summary>
+[Trait("Category", "Kernel")]
+public unsafe class QuantGemmInt4Tests
+{
+    private static bool Avx2Fma => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+
+    private static float[] Rand(int n, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
+    }
+
+    // F16 scales (the IR format), then the same scales as F32 (older IRs).
+    private static void WithMatrix(QuantKernelTests.QData d, Action<QuantMatrix> body)
+    {
+        var half = QuantKernelTests.HalfBits(d.Scales);
+        fixed (byte* p = d.Data)
+        fixed (float* s = d.Scales)
+        fixed (ushort* h = half)
+        {
+            body(new QuantMatrix(p, h, null, d.N, d.K, d.Group, d.Int4, d.Sym));
+            body(new QuantMatrix(p, s, null, d.N, d.K, d.Group, d.Int4, d.Sym));
+        }
+    }
+
+    private static byte* Align(byte* p, int to) => (byte*)(((nint)p + to - 1) & ~(nint)(to - 1));
+
+    [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_and_float64_on_odd_shapes_and_ranges()
+    {
+        Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
+        foreach (int n in new[] { 1, 7, 8, 13, 29, 37 })   // [9, 29): three 8-row groups (an odd pair)
+            foreach (int k in new[] { 64, 192, 320 })   // 64·odd: an odd number of block pairs
+                foreach (int m in new[] { 1, 5, 6, 13 })
+                    foreach (bool withBias in new[] { true, false })
+                    {
+                        var d = QuantKernelTests.RandomQ(true, n, k, 32, true, n * 131 + k + m * 7 + (withBias ? 1 : 0));
+                        var x = Rand(m * k, n + k * 3 + m);
+                        float[]? bias = withBias ? Rand(n, 11) : null;
+                        var fast = new float[m * n]; var twin = new float[m * n];
+                        var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
+                        var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
+                        WithMatrix(d, w =>
+                        {
+                            Array.Fill(fast, float.NaN);
+                            fixed (byte* b0 = buf, p0 = panel)
+                            fixed (float* xp = x, bp = bias, fp = fast, tp = twin)
+                            {
+                                byte* b = Align(b0, 64), pp = Align(p0, 32);
+                                // row ranges in reverse order as workers may quantize them
+                                QuantGemmInt4.QuantizeActivations(w, xp, m, b, m / 2, m);
+                                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
+                                // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
+                                // (with bias through the 2 × 16 tiles, without through the 4 × 8 tiles)
+                                int ms = Math.Min(3, m), ns = Math.Min(n, 9);
+                                // (K walked in chunks of 4 blocks when m is odd: the partial sums added into y)
+                                QuantGemmInt4.TwoGroups = withBias;
+                                QuantGemmInt4.KcBlocks = m % 2 == 1 ? 4 : 0;
+                                try
+                                {
+                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
+                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
+                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
+                                }
+                                finally { QuantGemmInt4.TwoGroups = false; QuantGemmInt4.KcBlocks = 0; }
+                                QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                            }
+                        });
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++)
+                            {
+                                int at = i * n + j;
+                                double exp = bias?[j] ?? 0, scale = Math.Abs(bias?[j] ?? 0);
+                                for (int c = 0; c < k; c++) { double t = x[i * k + c] * d.Value(j, c); exp += t; scale += Math.Abs(t); }
+                                Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"[{n},{k}] m={m} bias={withBias} ({i},{j}): fast {fast[at]} twin {twin[at]}");
+                                Assert.True(Math.Abs(fast[at] - exp) <= scale / 100, $"[{n},{k}] m={m} bias={withBias} ({i},{j}): {fast[at]} vs {exp}");
+                            }
+                    }
+    }
+
+    [SkippableFact]
+    public void Broadcast_gemm_writes_only_its_output_range()
+    {
+        Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
+        const int m = 7, n = 21, k = 128, ldy = 25;
+        var d = QuantKernelTests.RandomQ(true, n, k, 32, true, 3);
+        var x = Rand(m * k, 4);
+        var y = new float[m * ldy];
+        var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
+        var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
+        WithMatrix(d, w =>
+        {
+            Array.Fill(y, -7f);
+            fixed (byte* b0 = buf, p0 = panel)
+            fixed (float* xp = x, yp = y)
+            {
+                byte* b = Align(b0, 64);
+                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m);
+                QuantGemmInt4.Gemm(w, m, b, null, yp, ldy, 2, 5, 3, 14, Align(p0, 32));
+            }
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < ldy; j++)
+                {
+                    bool inside = i >= 2 && i < 5 && j >= 3 && j < 14;
+                    Assert.True(inside ? y[i * ldy + j] != -7f : y[i * ldy + j] == -7f, $"({i},{j}) inside={inside}: {y[i * ldy + j]}");
+                }
+        });
+    }
+
+    [SkippableFact]
+    public void Fits_only_q4_0_and_bad_arguments_throw_naming_them()
+    {
+        Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
+        foreach (var (sym, group, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, false), (false, 32, 128, false), (true, 32, 96, false), (true, 0, 64, false) })
+        {
+            var d = QuantKernelTests.RandomQ(true, 3, k, group, sym, 1);
+            fixed (byte* p = d.Data) fixed (float* s = d.Scales) fixed (byte* z = d.Zeros)
+                Assert.Equal(fits, QuantGemmInt4.Fits(new QuantMatrix(p, s, sym ? null : z, 3, k, group, true, sym)));
+        }
+        var q = QuantKernelTests.RandomQ(true, 3, 128, 32, true, 2);
+        var act = new byte[QuantGemmInt4.ActivationBytes(2, 128) + 64];
+        var panel = new byte[QuantGemmInt4.PanelBytes(3, 128) + 64];
+        var y = new float[2 * 3];
+        WithMatrix(q, w =>
+        {
+            fixed (byte* a0 = act, p0 = panel)
+            fixed (float* yp = y)
+            {
+                byte* a = Align(a0, 64), pp = Align(p0, 32);
+                float* yq = yp;
+                Assert.Equal("m1", Assert.Throws<ArgumentOutOfRangeException>(() => QuantGemmInt4.GemmPacked(w, 2, a, pp, null, yq, 3, 0, 3, 0, 3)).ParamName);
+                Assert.Equal("n1", Assert.Throws<ArgumentOutOfRangeException>(() => QuantGemmInt4.Gemm(w, 2, a, null, yq, 4, 0, 2, 0, 4, pp)).ParamName);
+                Assert.Equal("ldy", Assert.Throws<ArgumentOutOfRangeException>(() => QuantGemmInt4.GemmPacked(w, 2, a, pp, null, yq, 2, 0, 2, 0, 3)).ParamName);
+                Assert.Equal("y", Assert.Throws<ArgumentNullException>(() => QuantGemmInt4.GemmPacked(w, 2, a, pp, null, null, 3, 0, 2, 0, 3)).ParamName);
+                Assert.Equal("panel", Assert.Throws<ArgumentException>(() => QuantGemmInt4.Repack(w, 0, 3, pp + 4)).ParamName);
+            }
+        });
+    }
+}
+
+/// <summary>
+/// Q4_0 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast-layout GEMM (repack per
+/// 16-row unit + 4×8 tiles) against QuantKernels.GemmInt4 (3×2 dot-product tiles), alternating, medians of 7 rounds
+/// of CPU time on 1 thread and of wall time on HUB_BENCH_THREADS (default 2) threads claiming units dynamically as the
+/// executor does. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048).
+/// </summary>
+public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
+
+    [SkippableFact]
+    public void Q4_0_broadcast_gemm_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
+        int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 2);
+        int unitRows = Env("HUB_BENCH_UNIT", QuantKernels.GemmRows);
+        var q = QuantKernelTests.RandomQ(true, n, k, 32, true, 5);
+        var half = QuantKernelTests.HalfBits(q.Scales);   // F16 scales, as exported
+        var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
+        var y = new float[m * n];
+        long scratchFloats = QuantKernels.GemmRows * (long)k / 4 + 64;
+        var scratch = new float[threads * scratchFloats];
+        var panels = new byte[threads * (QuantGemmInt4.PanelBytes(unitRows, k) + 64)];
+        var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, k / 32) + 64];
+        var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
+        // the third variant: HUB_BENCH_KC=<blocks> the K-blocked 4 × 8 loop, else the 2 × 16 tile
+        int kcBench = Env("HUB_BENCH_KC", 0);
+        string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8", kcBench > 0 ? $"broadcast 4x8 kc {kcBench}" : "broadcast 2x16" };
+        fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels)
+        fixed (ushort* s = half)
+        fixed (float* xp = x, yp = y, sp = scratch)
+        {
+            var w = new QuantMatrix(d, s, null, n, k, 32, true, true);
+            byte* ob = (byte*)(((nint)ob0 + 63) & ~(nint)63), nb = (byte*)(((nint)nb0 + 63) & ~(nint)63);
+            nint obA = (nint)ob, nbA = (nint)nb, pnA = (nint)pn0, spA = (nint)sp, xA = (nint)xp, yA = (nint)yp;
+            long panelStride = QuantGemmInt4.PanelBytes(unitRows, k) + 64;
+            int units = (n + unitRows - 1) / unitRows, oldUnits = (n + QuantKernels.GemmRows - 1) / QuantKernels.GemmRows;
+            void Unit(int c, int u, int t)
+            {
+                if (c == 0)
+                {
+                    int n0 = u * QuantKernels.GemmRows, n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
+                    QuantKernels.GemmInt4(w, m, (byte*)obA, null, (float*)yA, n, 0, m, n0, n1, (float*)spA + t * scratchFloats);
+                }
+                else
+                {
+                    int n0 = u * unitRows, n1 = Math.Min(n, n0 + unitRows);
+                    byte* p = (byte*)((pnA + t * (nint)panelStride + 31) & ~(nint)31);
+                    QuantGemmInt4.Gemm(w, m, (byte*)nbA, null, (float*)yA, n, 0, m, n0, n1, p);
+                }
+            }
+            void Quantize(int c, int r0, int r1)
+            {
+                if (c == 0) QuantKernels.QuantizeActivationsForGemm(w, (float*)xA, m, (byte*)obA, r0, r1);
+                else QuantGemmInt4.QuantizeActivations(w, (float*)xA, m, (byte*)nbA, r0, r1);
+            }
+            // single thread, CPU time
+            var times = new[] { new List<double>(), new List<double>(), new List<double>() };
+            var proc = System.Diagnostics.Process.GetCurrentProcess();
+            for (int round = 0; round < 7; round++)
+                for (int c = 0; c < 3; c++)
+                {
+                    QuantGemmInt4.TwoGroups = c == 2 && kcBench == 0;
+                    QuantGemmInt4.KcBlocks = c == 2 ? kcBench : 0;
+                    proc.Refresh();
+                    var cpu0 = proc.TotalProcessorTime;
+                    for (int rep = 0; rep < 3; rep++)
+                    {
+                        Quantize(c, 0, m);
+                        for (int u = 0; u < (c == 0 ? oldUnits : units); u++) Unit(c, u, 0);
+                    }
+                    proc.Refresh();
+                    times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
+                }
+            QuantGemmInt4.TwoGroups = false;
+            QuantGemmInt4.KcBlocks = 0;
+            for (int c = 0; c < 3; c++)
+            {
+                double t = times[c].Order().ElementAt(times[c].Count / 2);
+                output.WriteLine($"1 thread  {names[c],-20} [{m}x{n}x{k}] cpu  {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
+            }
+            // threads claiming units dynamically, wall time
+            times = new[] { new List<double>(), new List<double>() };
+            for (int round = 0; round < 7; round++)
+                for (int c = 0; c < 2; c++)
+                {
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    for (int rep = 0; rep < 3; rep++)
+                    {
+                        int cc = c;
+                        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => Quantize(cc, m * t / threads, m * (t + 1) / threads));
+                        int next = -1, total = c == 0 ? oldUnits : units;
+                        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                        {
+                            for (int u; (u = Interlocked.Increment(ref next)) < total;) Unit(cc, u, t);
+                        });
+                    }
+                    times[c].Add(sw.Elapsed.TotalSeconds / 3);
+                }
+            for (int c = 0; c < 2; c++)
+            {
+                double t = times[c].Order().ElementAt(times[c].Count / 2);
+                output.WriteLine($"{threads} threads {names[c],-20} [{m}x{n}x{k}] wall {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
+            }
+        }
+    }
+}
+
+/// <summary>The executor's Q4_0 prefill through the broadcast GEMM (the default) and through GemmInt4 (HUB_QUANT_GEMM4=dot).</summary>
+public class QuantGemmInt4ExecutorTests
+{
+    [Theory]
+    [InlineData(true, 2, true)]
+    [InlineData(true, 1, false)]
+    [InlineData(false, 2, true)]
+    [InlineData(false, 1, false)]
+    public void Executor_runs_q4_0_prefill_through_either_gemm(bool broadcast, int threads, bool f16Scales)
+    {
+        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
+        Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = broadcast;
+        try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(true, true, 32, threads, f16Scales); }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
+    }
+}
+
+/// <summary>
+/// In-process prefill A/B of an exported Q4_0 IR folder in HUB_BENCH_IR (HUB_BENCH=1 only; prints, asserts nothing
+/// about time): the model compiled once with the broadcast GEMM and once with GemmInt4 (HUB_QUANT_GEMM4=dot),
+/// alternating prefills of a HUB_BENCH_M-token prompt (default 128) for HUB_BENCH_AB_ROUNDS rounds (default 6), medians
+/// of wall-time tok/s with HUB_BENCH_THREADS threads (default 2).
+/// </summary>
+public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Q4_0_prefill_ab_of_an_ir_folder()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var r) ? r : 6;
+        using var ir = IrModel.Load(dir!);
+        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
+        var models = new CompiledModel[2];
+        var reqs = new InferRequest[2];
+        try
+        {
+            // the switch is read when a request builds its executors
+            for (int v = 0; v < 2; v++)
+            {
+                Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v == 1;
+                models[v] = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 1024 });
+                reqs[v] = models[v].CreateInferRequest();
+            }
+        }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
+        var ids = Enumerable.Range(0, m).Select(i => (i * 13) % 1000 + 1).ToArray();
+        var pos = Enumerable.Range(0, m).ToArray();
+        var ones = Enumerable.Repeat(1f, m).ToArray();
+        var rates = new[] { new List<double>(), new List<double>() };
+        var outs = new float[2][];
+        try
+        {
+            for (int round = -1; round < rounds; round++)   // round -1 warms up both
+                for (int k = 0; k < 2; k++)
+                {
+                    int v = k ^ (round & 1);
+                    var req = reqs[v];
+                    req.ResetState();
+                    req.SetInput("input_ids", ids, 1, m);
+                    if (names.Contains("positions")) req.SetInput("positions", pos, 1, m);
+                    if (names.Contains("position_ids")) req.SetInput("position_ids", pos, 1, m);
+                    if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones, 1, m);
+                    if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    req.Infer();
+                    if (round >= 0) rates[v].Add(m / sw.Elapsed.TotalSeconds);
+                    else outs[v] = req.GetOutput(ir.Graph.Outputs[0].Name).ToArray();
+                }
+        }
+        finally
+        {
+            foreach (var q in reqs) q.Dispose();
+            foreach (var c in models) c.Dispose();
+        }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        double maxDiff = outs[0].Zip(outs[1], (a, b) => Math.Abs(a - b)).Max(), maxAbs = outs[0].Max(Math.Abs);
+        output.WriteLine($"prefill {m} tokens, {threads} threads: dot {Med(rates[0]):F1} tok/s, broadcast {Med(rates[1]):F1} tok/s (broadcast/dot {Med(rates[1]) / Med(rates[0]):F3}); " +
+            $"per round dot [{string.Join(" ", rates[0].Select(x => x.ToString("F0")))}] broadcast [{string.Join(" ", rates[1].Select(x => x.ToString("F0")))}]; max |Δ output| {maxDiff:G3} of max |output| {maxAbs:G3}");
+    }
+}
