@@ -8,6 +8,7 @@ namespace Hub.Runtime.Tests;
 /// the runtime hands to the pool, against a float64 loop, for every weight dtype.
 /// </summary>
 [Trait("Category", "Kernel")]
+[Collection(nameof(GemmStaticsCollection))]
 public unsafe class GemmBlockingTests
 {
     public static IEnumerable<object[]> Shapes()
@@ -236,6 +237,7 @@ public unsafe class GemmBlockingTests
 /// <see cref="Gemm.GemmSplit"/> shares, HUB_BENCH_ROUNDS rounds (default 6), best tok/s of each (a neighbour process
 /// can only slow a round down). HUB_BENCH_THREADS (default 2).
 /// </summary>
+[Collection(nameof(GemmStaticsCollection))]
 public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
 {
     [SkippableFact]

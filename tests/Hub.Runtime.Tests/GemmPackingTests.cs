@@ -8,6 +8,14 @@ namespace Hub.Runtime.Tests;
 /// row tiling (6-row tiles, then 4-row tiles) covering every block height exactly.
 /// </summary>
 [Trait("Category", "Kernel")]
+/// <summary>
+/// Tests that flip Gemm's static switches (PackA, StealSplit) or compare GEMM bits across calls: one collection, so a
+/// flip in one class never lands in the middle of another's bit-for-bit comparison (xunit runs classes in parallel).
+/// </summary>
+[CollectionDefinition(nameof(GemmStaticsCollection))]
+public sealed class GemmStaticsCollection { }
+
+[Collection(nameof(GemmStaticsCollection))]
 public unsafe class GemmPackingTests
 {
     [Theory]
