@@ -115,7 +115,7 @@ public static class BenchCommand
             var t2 = Stopwatch.GetTimestamp();
             long gcUsed = GC.GetAllocatedBytesForCurrentThread() - gc0;
             if (round == 0) continue;
-            between?.Pass();
+            between?.Sample();
             double pre = (t1 - t0) / (double)Stopwatch.Frequency, dec = (t2 - t1) / (double)Stopwatch.Frequency;
             prefill.Add(promptTokens / pre); decode.Add(newTokens / dec); ttft.Add(pre * 1000);
             gc = Math.Max(gc, gcUsed / newTokens);
@@ -181,8 +181,25 @@ public sealed unsafe class ReadProbe : IDisposable
         return rate;
     }
 
-    /// <summary>Median of the recorded passes (0 when none).</summary>
-    public double Median => Passes.Count == 0 ? 0 : BenchStats.Median(Passes);
+    /// <summary>
+    /// One between-rounds sample: waits <paramref name="settleMs"/> first (an engine's workers, llama.cpp's above all,
+    /// spin for a while after a round and would share the cores with the probe), then the best of
+    /// <paramref name="passes"/> passes (a lone pass also pays the thread pool's start-up); recorded in <see cref="Samples"/>.
+    /// </summary>
+    public double Sample(int settleMs = 200, int passes = 3)
+    {
+        Thread.Sleep(settleMs);
+        double best = 0;
+        for (int i = 0; i < passes; i++) best = Math.Max(best, Pass());
+        Samples.Add(best);
+        return best;
+    }
+
+    /// <summary>Samples recorded by <see cref="Sample"/>, bytes/s.</summary>
+    public List<double> Samples { get; } = new();
+
+    /// <summary>Median of the recorded samples, else of the passes (0 when none).</summary>
+    public double Median => Samples.Count > 0 ? BenchStats.Median(Samples) : Passes.Count == 0 ? 0 : BenchStats.Median(Passes);
 
     /// <inheritdoc/>
     public void Dispose()

@@ -171,8 +171,8 @@ internal sealed class BenchPeer
         for (int i = 0; i < rounds; i++)
         {
             hub.Add(HubRound(lm, prompt, newTokens));
-            between?.Pass();
-            if (peer is not null) { var p = peer.Run(prompt, newTokens); cpp.Add(new Round(p.PrefillSeconds, p.DecodeSeconds, p.Tokens)); between?.Pass(); }
+            between?.Sample();
+            if (peer is not null) { var p = peer.Run(prompt, newTokens); cpp.Add(new Round(p.PrefillSeconds, p.DecodeSeconds, p.Tokens)); between?.Sample(); }
         }
         return (hub, cpp);
     }
