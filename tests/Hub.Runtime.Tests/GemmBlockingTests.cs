@@ -19,11 +19,10 @@ public unsafe class GemmBlockingTests
                     yield return new object[] { dt, m, n, k, workers };
     }
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Planned_units_cover_the_output_once_and_match_float64(DType dt, int m, int n, int k, int workers)
+    // x [m, k] and w [n, k] in (-1, 1), bias in [0, 1), w stored as dt and read back (wq: the values the kernel sees).
+    private static (float[] X, float[] Bias, byte[] W, float[] Wq) Operands(DType dt, int m, int n, int k, int seed)
     {
-        var rng = new Random(m * 7 + n * 13 + k);
+        var rng = new Random(seed);
         var x = new float[m * k]; var wf = new float[n * k]; var bias = new float[n];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
         for (int i = 0; i < wf.Length; i++) wf[i] = (float)(rng.NextDouble() * 2 - 1);
@@ -32,6 +31,14 @@ public unsafe class GemmBlockingTests
         DTypeConvert.FromFloat32(wf, dt, wbytes);
         var wq = new float[n * k];
         DTypeConvert.ToFloat32(wbytes, dt, wq);
+        return (x, bias, wbytes, wq);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Planned_units_cover_the_output_once_and_match_float64(DType dt, int m, int n, int k, int workers)
+    {
+        var (x, bias, wbytes, wq) = Operands(dt, m, n, k, m * 7 + n * 13 + k);
         var y = Enumerable.Repeat(float.NaN, m * n).ToArray(); // every element must be written
         int units = Gemm.PlanUnits(m, n, workers, out int rows, out int cols);
         Assert.True(units >= 1);
@@ -59,13 +66,7 @@ public unsafe class GemmBlockingTests
     [MemberData(nameof(Shapes))]
     public void Prepacked_weights_give_the_same_bits_as_per_call_packing(DType dt, int m, int n, int k, int workers)
     {
-        var rng = new Random(m * 5 + n * 11 + k);
-        var x = new float[m * k]; var wf = new float[n * k]; var bias = new float[n];
-        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
-        for (int i = 0; i < wf.Length; i++) wf[i] = (float)(rng.NextDouble() * 2 - 1);
-        for (int i = 0; i < n; i++) bias[i] = (float)rng.NextDouble();
-        var wbytes = new byte[n * k * dt.SizeOf()];
-        DTypeConvert.FromFloat32(wf, dt, wbytes);
+        var (x, bias, wbytes, _) = Operands(dt, m, n, k, m * 5 + n * 11 + k);
         var expected = new float[m * n];
         var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
         int units = Gemm.PlanUnits(m, n, workers, out int rows, out int cols);
@@ -142,15 +143,7 @@ public unsafe class GemmBlockingTests
     [MemberData(nameof(Shapes))]
     public void Split_chunks_cover_the_output_once_and_match_float64(DType dt, int m, int n, int k, int workers)
     {
-        var rng = new Random(m * 3 + n * 17 + k);
-        var x = new float[m * k]; var wf = new float[n * k]; var bias = new float[n];
-        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
-        for (int i = 0; i < wf.Length; i++) wf[i] = (float)(rng.NextDouble() * 2 - 1);
-        for (int i = 0; i < n; i++) bias[i] = (float)rng.NextDouble();
-        var wbytes = new byte[n * k * dt.SizeOf()];
-        DTypeConvert.FromFloat32(wf, dt, wbytes);
-        var wq = new float[n * k];
-        DTypeConvert.ToFloat32(wbytes, dt, wq);
+        var (x, bias, wbytes, wq) = Operands(dt, m, n, k, m * 3 + n * 17 + k);
         var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
         var cover = new int[m * n];
         fixed (float* xp = x, bp = bias, yp = y)
