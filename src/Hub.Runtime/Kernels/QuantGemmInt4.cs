@@ -159,15 +159,7 @@ public static unsafe class QuantGemmInt4
     public static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
     {
         if (!Fits(w)) throw new NotSupportedException("the Q4_0 broadcast GEMM needs int4 symmetric g32 weights, K a multiple of 64 and AVX2+FMA");
-        KernelArgs.Range(m0, m1);
-        KernelArgs.Range(n0, n1);
-        if (m1 > m) throw new ArgumentOutOfRangeException(nameof(m1), m1, $"m1 = {m1} is past the {m} quantized activation rows");
-        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
-        KernelArgs.Stride(ldy, n1, "the output rows");
-        bool work = m1 > m0 && n1 > n0;
-        KernelArgs.NotNull(act, work);
-        KernelArgs.NotNull(y, work);
-        KernelArgs.NotNull(panel, work);
+        QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, panel);
         if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
         int k = w.K, blocks = k / QuantKernels.Block;
         sbyte* xq = (sbyte*)act;

@@ -51,15 +51,8 @@ public static unsafe class QuantGemmInt8
     public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
     {
         if (!Fits(w)) throw new NotSupportedException($"QuantGemmInt8 needs int8 symmetric weights with groups of {Block} and AVX2+FMA (group {w.GroupLength}, int4 = {w.Int4}, symmetric = {w.Symmetric}); check Fits first");
-        KernelArgs.Range(m0, m1);
-        KernelArgs.Range(n0, n1);
-        if (m1 > m) throw new ArgumentOutOfRangeException(nameof(m1), m1, $"m1 = {m1} is past the {m} quantized activation rows");
-        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
-        KernelArgs.Stride(ldy, n1, "the output rows");
+        QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, scratch);
         bool work = m1 > m0 && n1 > n0;
-        KernelArgs.NotNull(act, work);
-        KernelArgs.NotNull(y, work);
-        KernelArgs.NotNull(scratch, work);
         if (!work) return;
 
         int k = w.K, blocks = k / Block;

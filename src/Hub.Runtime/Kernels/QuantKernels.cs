@@ -159,9 +159,11 @@ public static unsafe class QuantKernels
         if (r1 > m) throw new ArgumentOutOfRangeException(nameof(r1), $"rows [{r0}, {r1}) are outside [0, {m})");
     }
 
-    // Arguments of the prefill GEMMs (once per call): row and output ranges inside [0, m) × [0, n), ldy ≥ n, and every
-    // buffer the ranges address present; a wrong call is an ArgumentException instead of an access violation.
-    private static void CheckGemmArgs(in QuantMatrix w, int m, byte* act, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+    // Arguments of the prefill GEMMs (once per call; GemmInt4/GemmInt8 here, QuantGemmInt4/QuantGemmInt8): row and
+    // output ranges inside [0, m) × [0, n), ldy ≥ n, and every buffer the ranges address present (the scratch or panel
+    // reported under the caller's own argument name); a wrong call is an ArgumentException instead of an access violation.
+    internal static void CheckGemmArgs(in QuantMatrix w, int m, byte* act, float* y, int ldy, int m0, int m1, int n0, int n1, void* scratch,
+        [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(scratch))] string? scratchName = null)
     {
         KernelArgs.Range(m0, m1);
         KernelArgs.Range(n0, n1);
@@ -171,7 +173,7 @@ public static unsafe class QuantKernels
         bool work = m1 > m0 && n1 > n0;
         KernelArgs.NotNull(act, work);
         KernelArgs.NotNull(y, work);
-        KernelArgs.NotNull(scratch, work);
+        KernelArgs.NotNull(scratch, work, scratchName);
     }
 
     /// <summary>
