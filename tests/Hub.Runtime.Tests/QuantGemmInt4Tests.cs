@@ -59,18 +59,10 @@ public unsafe class QuantGemmInt4Tests
                                 QuantGemmInt4.QuantizeActivations(w, xp, m, b, m / 2, m);
                                 QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
                                 // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
-                                // (with bias through the 2 × 16 tiles, without through the 4 × 8 tiles)
                                 int ms = Math.Min(3, m), ns = Math.Min(n, 9);
-                                // (K walked in chunks of 4 blocks when m is odd: the partial sums added into y)
-                                QuantGemmInt4.TwoGroups = withBias;
-                                QuantGemmInt4.KcBlocks = m % 2 == 1 ? 4 : 0;
-                                try
-                                {
-                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
-                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
-                                    QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
-                                }
-                                finally { QuantGemmInt4.TwoGroups = false; QuantGemmInt4.KcBlocks = 0; }
+                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
+                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
+                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
                                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
                             }
                         });
@@ -172,9 +164,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         var panels = new byte[threads * (QuantGemmInt4.PanelBytes(unitRows, k) + 64)];
         var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, k / 32) + 64];
         var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
-        // the third variant: HUB_BENCH_KC=<blocks> the K-blocked 4 × 8 loop, else the 2 × 16 tile
-        int kcBench = Env("HUB_BENCH_KC", 0);
-        string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8", kcBench > 0 ? $"broadcast 4x8 kc {kcBench}" : "broadcast 2x16" };
+        string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8" };
         fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp = scratch)
@@ -204,13 +194,11 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 else QuantGemmInt4.QuantizeActivations(w, (float*)xA, m, (byte*)nbA, r0, r1);
             }
             // single thread, CPU time
-            var times = new[] { new List<double>(), new List<double>(), new List<double>() };
+            var times = new[] { new List<double>(), new List<double>() };
             var proc = System.Diagnostics.Process.GetCurrentProcess();
             for (int round = 0; round < 7; round++)
-                for (int c = 0; c < 3; c++)
+                for (int c = 0; c < 2; c++)
                 {
-                    QuantGemmInt4.TwoGroups = c == 2 && kcBench == 0;
-                    QuantGemmInt4.KcBlocks = c == 2 ? kcBench : 0;
                     proc.Refresh();
                     var cpu0 = proc.TotalProcessorTime;
                     for (int rep = 0; rep < 3; rep++)
@@ -221,9 +209,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     proc.Refresh();
                     times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
                 }
-            QuantGemmInt4.TwoGroups = false;
-            QuantGemmInt4.KcBlocks = 0;
-            for (int c = 0; c < 3; c++)
+            for (int c = 0; c < 2; c++)
             {
                 double t = times[c].Order().ElementAt(times[c].Count / 2);
                 output.WriteLine($"1 thread  {names[c],-20} [{m}x{n}x{k}] cpu  {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");

@@ -26,15 +26,6 @@ public static unsafe class QuantGemmInt4
     /// <summary>Activation rows per register tile: 4 int16 block sums + 4 f32 accumulators + weight, broadcast, scales.</summary>
     public const int TileRows = 4;
 
-    /// <summary>Bench switch (HUB_Q4GEMM_TILE=2x16): 2 activation rows × two 8-row groups per tile instead of 4 × 8.</summary>
-    internal static bool TwoGroups { get; set; } = Environment.GetEnvironmentVariable("HUB_Q4GEMM_TILE") == "2x16";
-
-    /// <summary>
-    /// Bench switch (HUB_Q4GEMM_KC=blocks): walk K in chunks of this many 32-value blocks (even; 0 = whole rows), adding
-    /// each chunk's partial sums into y.
-    /// </summary>
-    internal static int KcBlocks { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("HUB_Q4GEMM_KC"), out var kcb) ? kcb : 0;
-
     /// <summary>Panel bytes per block of one 8-row group: 8 quad vectors of 32 bytes, then 8 f32 scales.</summary>
     private const int BlockBytes = 8 * 32 + 32;
 
@@ -166,58 +157,23 @@ public static unsafe class QuantGemmInt4
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* nx = (float*)(act + OffsetsOffset(m, k));
         float* tile = stackalloc float[GroupRows];
-        if (TwoGroups && n1 - n0 > GroupRows)
+        // Activation tiles outer: a tile's 4 rows stay in L1 while the unit's groups stream past them.
+        for (int i = m0; i < m1; i += TileRows)
         {
-            for (int i = m0; i < m1; i += 2)
+            int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1), i3 = Math.Min(i + 3, m1 - 1);
+            for (int j0 = n0; j0 < n1; j0 += GroupRows)
             {
-                int i1 = Math.Min(i + 1, m1 - 1);
-                for (int j0 = n0; j0 < n1; j0 += 2 * GroupRows)
-                {
-                    byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes;
-                    // a last odd group pairs with itself (computed twice, stored once)
-                    byte* ph = j0 + GroupRows < n1 ? pg + (long)blocks * BlockBytes : pg;
-                    int count = Math.Min(GroupRows, n1 - j0), count2 = Math.Min(GroupRows, n1 - j0 - GroupRows);
-                    Tile2x2(pg, ph, blocks, xq + (long)i * k, xq + (long)i1 * k, dx + (long)i * blocks, dx + (long)i1 * blocks,
-                        nx + (long)i * blocks, nx + (long)i1 * blocks, out var a00, out var a01, out var a10, out var a11);
-                    float* bj = bias == null ? null : bias + j0, bj2 = bias == null ? null : bias + j0 + GroupRows;
-                    Store(a00, y + (long)i * ldy + j0, bj, count, tile);
-                    if (count2 > 0) Store(a01, y + (long)i * ldy + j0 + GroupRows, bj2, count2, tile);
-                    if (i + 1 < m1)
-                    {
-                        Store(a10, y + (long)(i + 1) * ldy + j0, bj, count, tile);
-                        if (count2 > 0) Store(a11, y + (long)(i + 1) * ldy + j0 + GroupRows, bj2, count2, tile);
-                    }
-                }
-            }
-            return;
-        }
-        // Activation tiles outer: a tile's 4 rows stay in L1 while the unit's groups stream past them. With
-        // KcBlocks > 0, K is walked in chunks of that many blocks (partial sums added into y) so that the 4-row tile
-        // stays small for long rows.
-        int kc = KcBlocks > 0 ? Math.Min(blocks, (KcBlocks + 1) & ~1) : blocks;
-        for (int kb0 = 0; kb0 < blocks; kb0 += kc)
-        {
-            int nb = Math.Min(kc, blocks - kb0);
-            bool add = kb0 > 0;
-            float* bs = add ? null : bias;
-            for (int i = m0; i < m1; i += TileRows)
-            {
-                int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1), i3 = Math.Min(i + 3, m1 - 1);
-                for (int j0 = n0; j0 < n1; j0 += GroupRows)
-                {
-                    byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes + (long)kb0 * BlockBytes;
-                    int count = Math.Min(GroupRows, n1 - j0);
-                    long xo = (long)kb0 * QuantKernels.Block;
-                    Tile4(pg, nb, xq + (long)i * k + xo, xq + (long)i1 * k + xo, xq + (long)i2 * k + xo, xq + (long)i3 * k + xo,
-                        dx + (long)i * blocks + kb0, dx + (long)i1 * blocks + kb0, dx + (long)i2 * blocks + kb0, dx + (long)i3 * blocks + kb0,
-                        nx + (long)i * blocks + kb0, nx + (long)i1 * blocks + kb0, nx + (long)i2 * blocks + kb0, nx + (long)i3 * blocks + kb0,
-                        out var a0, out var a1, out var a2, out var a3);
-                    float* bj = bs == null ? null : bs + j0;
-                    Store(a0, y + (long)i * ldy + j0, bj, count, tile, add);
-                    if (i + 1 < m1) Store(a1, y + (long)(i + 1) * ldy + j0, bj, count, tile, add);
-                    if (i + 2 < m1) Store(a2, y + (long)(i + 2) * ldy + j0, bj, count, tile, add);
-                    if (i + 3 < m1) Store(a3, y + (long)(i + 3) * ldy + j0, bj, count, tile, add);
-                }
+                byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes;
+                int count = Math.Min(GroupRows, n1 - j0);
+                Tile4(pg, blocks, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
+                    dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
+                    nx + (long)i * blocks, nx + (long)i1 * blocks, nx + (long)i2 * blocks, nx + (long)i3 * blocks,
+                    out var a0, out var a1, out var a2, out var a3);
+                float* bj = bias == null ? null : bias + j0;
+                Store(a0, y + (long)i * ldy + j0, bj, count, tile);
+                if (i + 1 < m1) Store(a1, y + (long)(i + 1) * ldy + j0, bj, count, tile);
+                if (i + 2 < m1) Store(a2, y + (long)(i + 2) * ldy + j0, bj, count, tile);
+                if (i + 3 < m1) Store(a3, y + (long)(i + 3) * ldy + j0, bj, count, tile);
             }
         }
     }
@@ -234,17 +190,16 @@ public static unsafe class QuantGemmInt4
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(Vector256<float> a, float* y, float* bias, int count, float* tile, bool add = false)
+    private static void Store(Vector256<float> a, float* y, float* bias, int count, float* tile)
     {
         if (count == GroupRows)
         {
             if (bias != null) a = Avx.Add(a, Avx.LoadVector256(bias));
-            if (add) a = Avx.Add(a, Avx.LoadVector256(y));
             Avx.Store(y, a);
             return;
         }
         Avx.Store(tile, a);
-        for (int r = 0; r < count; r++) y[r] = tile[r] + (bias != null ? bias[r] : 0f) + (add ? y[r] : 0f);
+        for (int r = 0; r < count; r++) y[r] = tile[r] + (bias != null ? bias[r] : 0f);
     }
 
     // Σ_k over all blocks for 4 activation rows × one 8-row group: per block 8 quad vectors, each multiplied with the
@@ -280,49 +235,6 @@ public static unsafe class QuantGemmInt4
             a3 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones)), Avx.BroadcastScalarToVector256(d3 + b), Avx.BroadcastScalarToVector256(c3 + b)), sw, a3);
         }
         r0 = a0; r1 = a1; r2 = a2; r3 = a3;
-    }
-
-    // 2 activation rows × two 8-row groups: each broadcast quad serves both groups (half the broadcasts of Tile4).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Tile2x2(byte* pg, byte* ph, int blocks, sbyte* x0, sbyte* x1, float* d0, float* d1, float* c0, float* c1,
-        out Vector256<float> r00, out Vector256<float> r01, out Vector256<float> r10, out Vector256<float> r11)
-    {
-        var ones = Vector256.Create((short)1);
-        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
-        for (int b = 0; b < blocks; b++)
-        {
-            byte* pb = pg + (long)b * BlockBytes, qb = ph + (long)b * BlockBytes;
-            int xo = (b >> 1) * 64 + (b & 1) * 16;
-            var v = Avx.LoadVector256(pb); var u = Avx.LoadVector256(qb);
-            var e = B(x0 + xo); var s00 = Avx2.MultiplyAddAdjacent(v, e); var s01 = Avx2.MultiplyAddAdjacent(u, e);
-            e = B(x1 + xo); var s10 = Avx2.MultiplyAddAdjacent(v, e); var s11 = Avx2.MultiplyAddAdjacent(u, e);
-            Quad2(pb + 32, qb + 32, xo + 4, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            Quad2(pb + 64, qb + 64, xo + 8, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            Quad2(pb + 96, qb + 96, xo + 12, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            Quad2(pb + 128, qb + 128, xo + 32, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            Quad2(pb + 160, qb + 160, xo + 36, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            Quad2(pb + 192, qb + 192, xo + 40, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            Quad2(pb + 224, qb + 224, xo + 44, x0, x1, ref s00, ref s01, ref s10, ref s11);
-            var sv = Avx.LoadVector256((float*)(pb + 256)); var su = Avx.LoadVector256((float*)(qb + 256));
-            var t0 = Avx.BroadcastScalarToVector256(d0 + b); var n0 = Avx.BroadcastScalarToVector256(c0 + b);
-            a00 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s00, ones)), t0, n0), sv, a00);
-            a01 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s01, ones)), t0, n0), su, a01);
-            var t1 = Avx.BroadcastScalarToVector256(d1 + b); var n1 = Avx.BroadcastScalarToVector256(c1 + b);
-            a10 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s10, ones)), t1, n1), sv, a10);
-            a11 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s11, ones)), t1, n1), su, a11);
-        }
-        r00 = a00; r01 = a01; r10 = a10; r11 = a11;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Quad2(byte* pv, byte* pu, int o, sbyte* x0, sbyte* x1,
-        ref Vector256<short> s00, ref Vector256<short> s01, ref Vector256<short> s10, ref Vector256<short> s11)
-    {
-        var v = Avx.LoadVector256(pv); var u = Avx.LoadVector256(pu);
-        var e = B(x0 + o);
-        s00 = Avx2.Add(s00, Avx2.MultiplyAddAdjacent(v, e)); s01 = Avx2.Add(s01, Avx2.MultiplyAddAdjacent(u, e));
-        e = B(x1 + o);
-        s10 = Avx2.Add(s10, Avx2.MultiplyAddAdjacent(v, e)); s11 = Avx2.Add(s11, Avx2.MultiplyAddAdjacent(u, e));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
