@@ -915,12 +915,18 @@ public static unsafe class Gemm
 
     // d[j·nr + q] = s[q·ld + j] for q, j < 8: one 8×8 transpose (unpack, shuffle, 128-bit lane permute).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* s, long ld, float* d, int nr)
+    private static void Transpose8x8(float* s, long ld, float* d, int nr) =>
+        Transpose8x8(Avx.LoadVector256(s), Avx.LoadVector256(s + ld), Avx.LoadVector256(s + 2 * ld), Avx.LoadVector256(s + 3 * ld),
+            Avx.LoadVector256(s + 4 * ld), Avx.LoadVector256(s + 5 * ld), Avx.LoadVector256(s + 6 * ld), Avx.LoadVector256(s + 7 * ld), d, nr);
+
+    /// <summary>
+    /// Stores the 8×8 transpose of the 32-bit lanes of r0..r7: d[j·stride + q] = lane j of r_q. Shared by the f32 W
+    /// packing and the int4/int8 prefill repacks (there the lanes are 4-byte weight quads; the shuffles move bits only).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Transpose8x8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+        Vector256<float> r4, Vector256<float> r5, Vector256<float> r6, Vector256<float> r7, float* d, long stride)
     {
-        var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + ld);
-        var r2 = Avx.LoadVector256(s + 2 * ld); var r3 = Avx.LoadVector256(s + 3 * ld);
-        var r4 = Avx.LoadVector256(s + 4 * ld); var r5 = Avx.LoadVector256(s + 5 * ld);
-        var r6 = Avx.LoadVector256(s + 6 * ld); var r7 = Avx.LoadVector256(s + 7 * ld);
         var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
         var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
         var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
@@ -930,13 +936,13 @@ public static unsafe class Gemm
         var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
         var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
         Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
-        Avx.Store(d + nr, Avx.Permute2x128(u1, u5, 0x20));
-        Avx.Store(d + 2 * nr, Avx.Permute2x128(u2, u6, 0x20));
-        Avx.Store(d + 3 * nr, Avx.Permute2x128(u3, u7, 0x20));
-        Avx.Store(d + 4 * nr, Avx.Permute2x128(u0, u4, 0x31));
-        Avx.Store(d + 5 * nr, Avx.Permute2x128(u1, u5, 0x31));
-        Avx.Store(d + 6 * nr, Avx.Permute2x128(u2, u6, 0x31));
-        Avx.Store(d + 7 * nr, Avx.Permute2x128(u3, u7, 0x31));
+        Avx.Store(d + stride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * stride, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(d + 3 * stride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * stride, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(d + 5 * stride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * stride, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(d + 7 * stride, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     // c[mr×nr] (=|+=) a[mr×kc] (row stride lda) · panel[kc×nr] (+ bias); rows ≥ mr read row 0 and are discarded by the

@@ -93,24 +93,8 @@ public static unsafe class QuantGemmInt4
                 var v2 = Unpack(rows[2] + o, low4); var v3 = Unpack(rows[3] + o, low4);
                 var v4 = Unpack(rows[4] + o, low4); var v5 = Unpack(rows[5] + o, low4);
                 var v6 = Unpack(rows[6] + o, low4); var v7 = Unpack(rows[7] + o, low4);
-                // 8×8 transpose of 32-bit quads: out[q] = row quads q of rows 0..7
-                var t0 = Avx.UnpackLow(v0, v1); var t1 = Avx.UnpackHigh(v0, v1);
-                var t2 = Avx.UnpackLow(v2, v3); var t3 = Avx.UnpackHigh(v2, v3);
-                var t4 = Avx.UnpackLow(v4, v5); var t5 = Avx.UnpackHigh(v4, v5);
-                var t6 = Avx.UnpackLow(v6, v7); var t7 = Avx.UnpackHigh(v6, v7);
-                var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-                var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-                var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-                var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-                float* f = (float*)pb;
-                Avx.StoreAligned(f, Avx.Permute2x128(u0, u4, 0x20));
-                Avx.StoreAligned(f + 8, Avx.Permute2x128(u1, u5, 0x20));
-                Avx.StoreAligned(f + 16, Avx.Permute2x128(u2, u6, 0x20));
-                Avx.StoreAligned(f + 24, Avx.Permute2x128(u3, u7, 0x20));
-                Avx.StoreAligned(f + 32, Avx.Permute2x128(u0, u4, 0x31));
-                Avx.StoreAligned(f + 40, Avx.Permute2x128(u1, u5, 0x31));
-                Avx.StoreAligned(f + 48, Avx.Permute2x128(u2, u6, 0x31));
-                Avx.StoreAligned(f + 56, Avx.Permute2x128(u3, u7, 0x31));
+                // 8×8 transpose of 32-bit quads: vector q = quad q of rows 0..7
+                Kernels.Gemm.Transpose8x8(v0, v1, v2, v3, v4, v5, v6, v7, (float*)pb, 8);
             }
             // the scales, one 8-float vector per block
             for (int r = 0; r < GroupRows; r++)

@@ -215,24 +215,6 @@ public static unsafe class QuantGemmInt8
     // Rows a..h of 8 dwords each → 8 vectors (stride 64 bytes from dst), vector q = dword q of rows a..h.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose(Vector256<byte> a, Vector256<byte> b, Vector256<byte> c, Vector256<byte> d,
-        Vector256<byte> e, Vector256<byte> f, Vector256<byte> g, Vector256<byte> h, byte* dst)
-    {
-        var t0 = Avx2.UnpackLow(a.AsInt32(), b.AsInt32()); var t1 = Avx2.UnpackHigh(a.AsInt32(), b.AsInt32());
-        var t2 = Avx2.UnpackLow(c.AsInt32(), d.AsInt32()); var t3 = Avx2.UnpackHigh(c.AsInt32(), d.AsInt32());
-        var t4 = Avx2.UnpackLow(e.AsInt32(), f.AsInt32()); var t5 = Avx2.UnpackHigh(e.AsInt32(), f.AsInt32());
-        var t6 = Avx2.UnpackLow(g.AsInt32(), h.AsInt32()); var t7 = Avx2.UnpackHigh(g.AsInt32(), h.AsInt32());
-        // per 128-bit lane: u0 = dword 0 of a b c d, u1 = dword 1, u2 = dword 2, u3 = dword 3 (lane 1: dwords 4..7)
-        var u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()); var u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64());
-        var u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()); var u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64());
-        var u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()); var u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64());
-        var u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()); var u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64());
-        Avx.Store(dst + 0 * 64, Avx2.Permute2x128(u0, u4, 0x20).AsByte());
-        Avx.Store(dst + 1 * 64, Avx2.Permute2x128(u1, u5, 0x20).AsByte());
-        Avx.Store(dst + 2 * 64, Avx2.Permute2x128(u2, u6, 0x20).AsByte());
-        Avx.Store(dst + 3 * 64, Avx2.Permute2x128(u3, u7, 0x20).AsByte());
-        Avx.Store(dst + 4 * 64, Avx2.Permute2x128(u0, u4, 0x31).AsByte());
-        Avx.Store(dst + 5 * 64, Avx2.Permute2x128(u1, u5, 0x31).AsByte());
-        Avx.Store(dst + 6 * 64, Avx2.Permute2x128(u2, u6, 0x31).AsByte());
-        Avx.Store(dst + 7 * 64, Avx2.Permute2x128(u3, u7, 0x31).AsByte());
-    }
+        Vector256<byte> e, Vector256<byte> f, Vector256<byte> g, Vector256<byte> h, byte* dst) =>
+        Kernels.Gemm.Transpose8x8(a.AsSingle(), b.AsSingle(), c.AsSingle(), d.AsSingle(), e.AsSingle(), f.AsSingle(), g.AsSingle(), h.AsSingle(), (float*)dst, 16);
 }
