@@ -1,0 +1,390 @@
+// Decode GEMV for int4 weights (Q4_0 g32 and group-wise g64/g128/per-channel, sym and asym) against int8 activations
+// quantized by QuantKernels.QuantizeActivations (nibble-pair order), in the weights' IR layout (no repack).
+// Per block pair (one 32-byte load per row) a row costs six vector ops: the low nibbles (vpand) and the high ones
+// (vpsrlw + vpand) are unsigned, so vpmaddubsw multiplies them with the signed activations directly (no sign step),
+// and one vpaddw adds the two halves: 16 int16 sums, eight per block. The four rows of a pass are then reduced
+// together: two levels of vphaddw and one vpmaddwd give [r0 r1 r2 r3] of block b in the low 128-bit lane and of block
+// b+1 in the high one (each int16 holds at most 16 products of 15·127: 30480, no overflow), so a pass needs one
+// vcvtdq2ps and one FMA per block pair for all four rows instead of four of each — with a staged scale vector
+// [s_r,b·dx_b | s_r,b+1·dx_b+1] (Q4_0) or the activation scales [dx_b ×4 | dx_b+1 ×4] and one group-scale FMA at
+// each group's end (longer groups). The offset (8 or the zero point) never enters the loop: Σ(q − z)·x = Σq·x − z·Σx.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Hub.Runtime.Kernels;
+
+/// <summary>AVX2 integer GEMV for int4 weights (the decode path of <see cref="QuantKernels.GemvInteger"/>).</summary>
+public static unsafe class QuantGemvInt4
+{
+    private const int Block = QuantKernels.Block;
+
+    /// <summary>Output rows one pass computes together (each activation load and scale vector serves all of them).</summary>
+    private const int PassRows = 4;
+
+    /// <summary>Floats of staged scales a kernel keeps on the stack before it takes native memory (32 KiB).</summary>
+    private const int StackFloats = 8192;
+
+    /// <summary>
+    /// True when this kernel takes <paramref name="w"/>: int4, AVX2+FMA, and groups of one block, of an even number of
+    /// blocks, or one group per row (an odd block count only as the row's trailing block).
+    /// </summary>
+    public static bool Fits(in QuantMatrix w)
+    {
+        if (!w.Int4 || !Avx2.IsSupported || !Fma.IsSupported || w.K % Block != 0 || w.GroupLength % Block != 0) return false;
+        int bpg = w.GroupLength / Block;
+        return bpg == 1 || bpg % 2 == 0 || w.Groups == 1;
+    }
+
+    /// <summary>
+    /// True when <see cref="QuantKernels.GemvInteger"/> should dispatch <paramref name="w"/> here: groups of one block
+    /// (Q4_0, asym g32), where this kernel measured 1.6–2.0× the session-6 loop; longer groups (the default g128 export)
+    /// measured level with it (0.87–0.97×), so they stay on the older loop unless HUB_QGEMV_INT4_GROUPS=1 (read once).
+    /// </summary>
+    public static bool Preferred(in QuantMatrix w) => Fits(w) && (w.GroupLength == Block || GroupsByDefault);
+
+    private static readonly bool GroupsByDefault = Environment.GetEnvironmentVariable("HUB_QGEMV_INT4_GROUPS") == "1";
+
+    /// <summary>
+    /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for rows j ∈ [<paramref name="n0"/>, <paramref name="n1"/>) and the
+    /// <paramref name="m"/> activation rows quantized for <paramref name="w"/> into <paramref name="act"/>; the same
+    /// integer sums as <see cref="QuantKernels.GemvIntegerReference"/>.
+    /// </summary>
+    public static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        if (!Fits(w)) throw new ArgumentException($"the int4 GEMV does not take this matrix (int4 {w.Int4}, K {w.K}, group {w.GroupLength}, AVX2 {Avx2.IsSupported})", nameof(w));
+        KernelArgs.Range(n0, n1);
+        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
+        if (n0 >= n1 || m <= 0) return;
+        KernelArgs.NotNull(act, true);
+        KernelArgs.NotNull(y, true);
+        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1);
+        else Groups(w, m, act, bias, y, ldy, n0, n1);
+    }
+
+    // Row r of a pass starting at j, clamped to the last valid row (a short last pass repeats it, stores only valid ones).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long PassRow(int j, int r, int n1) => Math.Min(j + r, n1 - 1);
+
+    // Bytes a pass prefetches ahead of its first row (as the int8 kernels: 8 rows for rows under 1 KiB, else one pass).
+    private static nint PrefetchAhead(int rowBytes) =>
+        QuantKernels.PrefetchBytes > 0 ? QuantKernels.PrefetchBytes : (nint)rowBytes * (rowBytes >= 1024 ? PassRows : 2 * PassRows);
+
+    // Groups of one block (Q4_0 sym, asym g32). Per pass and activation row, the combined scales s_r,b·dx_b of the four
+    // rows are staged transposed, one 8-float vector per block pair (a trailing odd block repeats its 4 in both halves),
+    // with the offset term Σ_b s_r,b·off_r,b·xs_b; then one leaf loop over the pairs.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        bool sym = w.Symmetric;
+        int k = w.K, blocks = k / Block, rowBytes = k / 2, pairs = blocks / 2, slots = (blocks + 1) / 2;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        int stFloats = slots * 8 + 8;
+        bool heap = stFloats > StackFloats;
+        float* stack = stackalloc float[heap ? 8 : stFloats];
+        float* st = heap ? (float*)NativeMemory.AlignedAlloc((nuint)stFloats * sizeof(float), 64) : stack;
+        try
+        {
+            nint ahead = PrefetchAhead(rowBytes);
+            for (int j = n0; j < n1; j += PassRows)
+            {
+                long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+                byte* r0 = data + j0 * rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
+                for (int i = 0; i < m; i++)
+                {
+                    sbyte* xr = xq + (long)i * k;
+                    var corr = StageBlocks(sc, sh, sym ? null : zeros, j0 * blocks, j1 * blocks, j2 * blocks, j3 * blocks,
+                        dx + (long)i * blocks, xs + (long)i * blocks, blocks, st);
+                    var acc = PairRun(r0, r1, r2, r3, xr, st, r0 + ahead, pairs, Vector256<float>.Zero);
+                    if (pairs < slots) acc = Fma.MultiplyAdd(TailTree(r0, r1, r2, r3, xr, pairs), Avx.LoadVector256(st + 8 * pairs), acc);
+                    Store(acc, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+                }
+            }
+        }
+        finally
+        {
+            if (heap) NativeMemory.AlignedFree(st);
+        }
+    }
+
+    // Stages st[8p + 4h + r] = s_r,b·dx_b for b = 2p + h (the trailing odd block in both halves of its slot) and returns
+    // [Σ_b s_r,b·off_r,b·xs_b]_r (off 8 when z is null, else the zero point): eight blocks per step, 4×8 transposed.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> StageBlocks(float* sc, ushort* sh, byte* z, long o0, long o1, long o2, long o3, float* dx, float* xs, int blocks, float* st)
+    {
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        int b = 0;
+        for (; b + 8 <= blocks; b += 8)
+        {
+            var d = Avx.LoadVector256(dx + b);
+            var x = Avx.LoadVector256(xs + b);
+            var s0 = Scales8(sc, sh, o0 + b); var s1 = Scales8(sc, sh, o1 + b);
+            var s2 = Scales8(sc, sh, o2 + b); var s3 = Scales8(sc, sh, o3 + b);
+            if (z == null)
+            {
+                c0 = Fma.MultiplyAdd(s0, x, c0); c1 = Fma.MultiplyAdd(s1, x, c1);
+                c2 = Fma.MultiplyAdd(s2, x, c2); c3 = Fma.MultiplyAdd(s3, x, c3);
+            }
+            else
+            {
+                c0 = Fma.MultiplyAdd(Avx.Multiply(s0, Zeros8(z + o0 + b)), x, c0); c1 = Fma.MultiplyAdd(Avx.Multiply(s1, Zeros8(z + o1 + b)), x, c1);
+                c2 = Fma.MultiplyAdd(Avx.Multiply(s2, Zeros8(z + o2 + b)), x, c2); c3 = Fma.MultiplyAdd(Avx.Multiply(s3, Zeros8(z + o3 + b)), x, c3);
+            }
+            var p0 = Avx.Multiply(s0, d); var p1 = Avx.Multiply(s1, d); var p2 = Avx.Multiply(s2, d); var p3 = Avx.Multiply(s3, d);
+            Transpose4x8(Avx.Multiply(s0, d), Avx.Multiply(s1, d), Avx.Multiply(s2, d), Avx.Multiply(s3, d), st + 4 * b);
+        }
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(c0, c1), Avx.HorizontalAdd(c2, c3));
+        var corr = Sse.Add(h.GetLower(), h.GetUpper());
+        float e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+        for (; b < blocks; b++)
+        {
+            float f0 = Scale(sc, sh, o0 + b), f1 = Scale(sc, sh, o1 + b), f2 = Scale(sc, sh, o2 + b), f3 = Scale(sc, sh, o3 + b);
+            float* o = st + 4 * b;
+            o[0] = f0 * dx[b]; o[1] = f1 * dx[b]; o[2] = f2 * dx[b]; o[3] = f3 * dx[b];
+            if (z == null) { e0 += f0 * xs[b]; e1 += f1 * xs[b]; e2 += f2 * xs[b]; e3 += f3 * xs[b]; }
+            else
+            {
+                e0 += f0 * z[o0 + b] * xs[b]; e1 += f1 * z[o1 + b] * xs[b];
+                e2 += f2 * z[o2 + b] * xs[b]; e3 += f3 * z[o3 + b] * xs[b];
+            }
+        }
+        if ((blocks & 1) != 0) Sse.Store(st + 4 * blocks, Sse.LoadVector128(st + 4 * blocks - 4));
+        corr = Sse.Add(corr, Vector128.Create(e0, e1, e2, e3));
+        return z == null ? Sse.Multiply(corr, Vector128.Create(8f)) : corr;
+    }
+
+    // Rows p0..p3 of 8 columns → dst[4c + r] (32 floats: one [r0 r1 r2 r3] quadruple per column, two per vector).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x8(Vector256<float> p0, Vector256<float> p1, Vector256<float> p2, Vector256<float> p3, float* dst)
+    {
+        var t0 = Avx.UnpackLow(p0, p1); var t1 = Avx.UnpackLow(p2, p3);     // columns 0,1 | 4,5
+        var t2 = Avx.UnpackHigh(p0, p1); var t3 = Avx.UnpackHigh(p2, p3);   // columns 2,3 | 6,7
+        var u0 = Avx.Shuffle(t0, t1, 0x44); var u1 = Avx.Shuffle(t0, t1, 0xEE);   // column 0 | 4, column 1 | 5
+        var u2 = Avx.Shuffle(t2, t3, 0x44); var u3 = Avx.Shuffle(t2, t3, 0xEE);   // column 2 | 6, column 3 | 7
+        Avx.Store(dst, Avx.Permute2x128(u0, u1, 0x20));
+        Avx.Store(dst + 8, Avx.Permute2x128(u2, u3, 0x20));
+        Avx.Store(dst + 16, Avx.Permute2x128(u0, u1, 0x31));
+        Avx.Store(dst + 24, Avx.Permute2x128(u2, u3, 0x31));
+    }
+
+    // The pass's group scales transposed, sg[4g + r] = s_r,g, and the offset products so[4g + r] = s_r,g·off_r,g (off 8
+    // when z is null, else the zero point): F16 scales converted first into tmp (4 × groups floats; the four rows'
+    // halves are contiguous in a full pass, so one vector conversion covers them even when a row has only 6 groups),
+    // then eight groups per transpose step.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StageGroups(float* sc, ushort* sh, byte* z, long o0, long o1, long o2, long o3, int groups, float* sg, float* so, float* tmp)
+    {
+        float* f0, f1, f2, f3;
+        if (sh == null) { f0 = sc + o0; f1 = sc + o1; f2 = sc + o2; f3 = sc + o3; }
+        else
+        {
+            if (o3 == o0 + 3L * groups) QuantKernels.HalfToSingle(sh + o0, tmp, PassRows * groups);
+            else
+            {
+                QuantKernels.HalfToSingle(sh + o0, tmp, groups); QuantKernels.HalfToSingle(sh + o1, tmp + groups, groups);
+                QuantKernels.HalfToSingle(sh + o2, tmp + 2 * groups, groups); QuantKernels.HalfToSingle(sh + o3, tmp + 3 * groups, groups);
+            }
+            f0 = tmp; f1 = tmp + groups; f2 = tmp + 2 * groups; f3 = tmp + 3 * groups;
+        }
+        int g = 0;
+        for (; g + 8 <= groups; g += 8)
+        {
+            var s0 = Avx.LoadVector256(f0 + g); var s1 = Avx.LoadVector256(f1 + g);
+            var s2 = Avx.LoadVector256(f2 + g); var s3 = Avx.LoadVector256(f3 + g);
+            Transpose4x8(s0, s1, s2, s3, sg + 4 * g);
+            if (z == null)
+            {
+                var e = Vector256.Create(8f);
+                Transpose4x8(Avx.Multiply(s0, e), Avx.Multiply(s1, e), Avx.Multiply(s2, e), Avx.Multiply(s3, e), so + 4 * g);
+            }
+            else
+                Transpose4x8(Avx.Multiply(s0, Zeros8(z + o0 + g)), Avx.Multiply(s1, Zeros8(z + o1 + g)),
+                    Avx.Multiply(s2, Zeros8(z + o2 + g)), Avx.Multiply(s3, Zeros8(z + o3 + g)), so + 4 * g);
+        }
+        for (; g < groups; g++)
+        {
+            var v = Vector128.Create(f0[g], f1[g], f2[g], f3[g]);
+            Sse.Store(sg + 4 * g, v);
+            Sse.Store(so + 4 * g, Sse.Multiply(v, z == null ? Vector128.Create(8f) : Vector128.Create((float)z[o0 + g], z[o1 + g], z[o2 + g], z[o3 + g])));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales8(float* sc, ushort* sh, long at) =>
+        sh != null ? LoadHalf8(sh + at) : Avx.LoadVector256(sc + at);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Scale(float* sc, ushort* sh, long at) => sh != null ? QuantKernels.HalfToSingle(sh[at]) : sc[at];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Zeros8(byte* z) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(z));
+
+    // Eight F16 scales as floats (exact: the magnitude bits shifted into float position times 2^112, the sign copied).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadHalf8(ushort* p)
+    {
+        var v = Avx2.ConvertToVector256Int32(p);
+        var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7FFF)), 13).AsSingle(), Vector256.Create(MathF.ScaleB(1f, 112)));
+        return Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x8000)), 16).AsSingle());
+    }
+
+    // Σ nibble·x of one block pair of one row as 16 int16 (8 per block): low nibbles × xa, high nibbles × xb.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> PairSums(byte* p, Vector256<sbyte> xa, Vector256<sbyte> xb, Vector256<byte> low4)
+    {
+        var r = Avx.LoadVector256(p);
+        return Avx2.Add(Avx2.MultiplyAddAdjacent(Avx2.And(r, low4), xa),
+                        Avx2.MultiplyAddAdjacent(Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4), xb));
+    }
+
+    // Four rows' 16 int16 sums → [r0 r1 r2 r3] per 128-bit lane as float (exact: |each int16| ≤ 4·7620 = 30480).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Tree(Vector256<short> q0, Vector256<short> q1, Vector256<short> q2, Vector256<short> q3, Vector256<short> ones) =>
+        Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.HorizontalAdd(Avx2.HorizontalAdd(q0, q1), Avx2.HorizontalAdd(q2, q3)), ones));
+
+    // acc += Σ_p Tree(pair p)·st[8p..8p+8) over np block pairs of four rows: a leaf whose loop keeps every pointer in a
+    // register, prefetching the bytes `pf` walks at four times the rate of one row.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector256<float> PairRun(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, float* st, byte* pf, int np, Vector256<float> acc)
+    {
+        var low4 = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        float* end = st + 8L * np;
+        for (nint o = 0; st < end; st += 8, o += 32)
+        {
+            Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+            var xa = Avx.LoadVector256(x + 2 * o); var xb = Avx.LoadVector256(x + 2 * o + 32);
+            var t = Tree(PairSums(r0 + o, xa, xb, low4), PairSums(r1 + o, xa, xb, low4), PairSums(r2 + o, xa, xb, low4), PairSums(r3 + o, xa, xb, low4), ones);
+            acc = Fma.MultiplyAdd(t, Avx.LoadVector256(st), acc);
+        }
+        return acc;
+    }
+
+    // The trailing natural-order block (16 bytes per row at pair index p): Tree lanes hold its low and high halves, so a
+    // scale vector repeating [s_r·dx]_r in both halves scales it.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TailTree(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, int p)
+    {
+        nint o = (nint)p * 32;
+        var xv = Avx.LoadVector256(x + 2 * o);
+        var ones = Vector256.Create((short)1);
+        return Tree(TailSums(r0 + o, xv), TailSums(r1 + o, xv), TailSums(r2 + o, xv), TailSums(r3 + o, xv), ones);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> TailSums(byte* p, Vector256<sbyte> xv)
+    {
+        var l = Vector128.Create((byte)0x0F);
+        var r = Sse2.LoadVector128(p);
+        return Avx2.MultiplyAddAdjacent(Vector256.Create(Sse2.And(r, l), Sse2.And(Sse2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), l)), xv);
+    }
+
+    // [Σ lanes r and r+4] − corr + bias into y[j .. j + valid).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(Vector256<float> acc, Vector128<float> corr, float* bias, float* yr, int j, int valid)
+    {
+        var sum = Sse.Subtract(Sse.Add(acc.GetLower(), acc.GetUpper()), corr);
+        if (valid == PassRows)
+        {
+            if (bias != null) sum = Sse.Add(sum, Sse.LoadVector128(bias + j));
+            Sse.Store(yr, sum);
+        }
+        else
+            for (int t = 0; t < valid; t++) yr[t] = sum.GetElement(t) + (bias != null ? bias[j + t] : 0f);
+    }
+
+    // Groups of several blocks (g64, g128, ..., or one per row). Per call the activation scales of every block pair are
+    // staged as [dx_b ×4 | dx_b+1 ×4] (dp, per activation row); per pass the four rows' group scales transposed
+    // (sg[4g + r]) and their offset products (og = s·off, off 8 or the zero point). The leaf accumulates a group's pairs against
+    // dp and scales the group's sum by sg once at its end.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        bool sym = w.Symmetric;
+        int k = w.K, blocks = k / Block, rowBytes = k / 2, groups = w.Groups, bpg = w.GroupLength / Block;
+        int pairs = blocks / 2, slots = (blocks + 1) / 2;
+        // pairs per group: a group of an odd block count is the whole row (Fits), whose trailing block is done apart
+        int ppg = groups == 1 ? pairs : bpg / 2;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        long dpFloats = (long)m * slots * 8, total = dpFloats + 12L * groups + 40;
+        bool heap = total > StackFloats;
+        float* stack = stackalloc float[heap ? 8 : (int)total];
+        float* dp = heap ? (float*)NativeMemory.AlignedAlloc((nuint)total * sizeof(float), 64) : stack;
+        float* sg = dp + dpFloats, og = sg + 4L * groups, tmp = og + 4L * groups;
+        try
+        {
+            for (int i = 0; i < m; i++)
+            {
+                float* d = dx + (long)i * blocks, o = dp + (long)i * slots * 8;
+                for (int b = 0; b < blocks; b++)
+                {
+                    var v = Vector128.Create(d[b]);
+                    Sse.Store(o + 4 * b, v);
+                    if ((b & 1) == 0 && b == blocks - 1) Sse.Store(o + 4 * b + 4, v);
+                }
+            }
+            nint ahead = PrefetchAhead(rowBytes);
+            for (int j = n0; j < n1; j += PassRows)
+            {
+                long j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+                StageGroups(sc, sh, sym ? null : zeros, j * (long)groups, j1 * groups, j2 * groups, j3 * groups, groups, sg, og, tmp);
+                byte* r0 = data + j * (long)rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
+                for (int i = 0; i < m; i++)
+                {
+                    sbyte* xr = xq + (long)i * k;
+                    float* xsi = xs + (long)i * groups, dpi = dp + (long)i * slots * 8;
+                    var corr = Vector128<float>.Zero;
+                    for (int g = 0; g < groups; g++)
+                        corr = Fma.MultiplyAdd(Sse.LoadVector128(og + 4 * g), Vector128.Create(xsi[g]), corr);
+                    var acc = GroupRun(r0, r1, r2, r3, xr, dpi, sg, r0 + ahead, groups, ppg);
+                    if (pairs < slots)
+                    {
+                        // per channel, odd block count: the trailing block, scaled by the row's one group scale
+                        var s = Vector256.Create(Sse.LoadVector128(sg), Sse.LoadVector128(sg));
+                        acc = Fma.MultiplyAdd(TailTree(r0, r1, r2, r3, xr, pairs), Avx.Multiply(Avx.LoadVector256(dpi + 8 * pairs), s), acc);
+                    }
+                    Store(acc, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+                }
+            }
+        }
+        finally
+        {
+            if (heap) NativeMemory.AlignedFree(dp);
+        }
+    }
+
+    // Σ_g sg[g]·Σ_{p in g} Tree(pair p)·dp[p] over `groups` groups of ppg pairs: one leaf for the whole row.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector256<float> GroupRun(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, float* dp, float* sg, byte* pf, int groups, int ppg)
+    {
+        var low4 = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        var acc = Vector256<float>.Zero;
+        nint o = 0;
+        float* sgEnd = sg + 4L * groups;
+        for (; sg < sgEnd; sg += 4)
+        {
+            var t = Vector256<float>.Zero;
+            for (float* end = dp + 8L * ppg; dp < end; dp += 8, o += 32)
+            {
+                Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                var xa = Avx.LoadVector256(x + 2 * o); var xb = Avx.LoadVector256(x + 2 * o + 32);
+                var s = Tree(PairSums(r0 + o, xa, xb, low4), PairSums(r1 + o, xa, xb, low4), PairSums(r2 + o, xa, xb, low4), PairSums(r3 + o, xa, xb, low4), ones);
+                t = Fma.MultiplyAdd(s, Avx.LoadVector256(dp), t);
+            }
+            acc = Fma.MultiplyAdd(t, Avx.BroadcastVector128ToVector256(sg), acc);
+        }
+        return acc;
+    }
+}
