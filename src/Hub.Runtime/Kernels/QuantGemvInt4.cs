@@ -40,9 +40,15 @@ public static unsafe class QuantGemvInt4
     /// <summary>
     /// True when <see cref="QuantKernels.GemvInteger"/> should dispatch <paramref name="w"/> here: groups of one block
     /// (Q4_0, asym g32), where this kernel measured 1.6–2.0× the session-6 loop; longer groups (the default g128 export)
-    /// measured level with it (0.87–0.97×), so they stay on the older loop unless HUB_QGEMV_INT4_GROUPS=1 (read once).
+    /// measured level with it (0.87–0.97×), so they stay on the older loop unless HUB_QGEMV_INT4_GROUPS=1; HUB_QGEMV_INT4=0 turns the kernel off (both read once).
     /// </summary>
-    public static bool Preferred(in QuantMatrix w) => Fits(w) && (w.GroupLength == Block || GroupsByDefault);
+    public static bool Preferred(in QuantMatrix w) => Enabled && Fits(w) && (w.GroupLength == Block || GroupsByDefault);
+
+    /// <summary>
+    /// Whether <see cref="Preferred"/> may pick this kernel (HUB_QGEMV_INT4=0: every int4 matrix on the session-6 loop).
+    /// Settable only for the decode profile's in-process A/B (HUB_BENCH_AB=int4), never by tests.
+    /// </summary>
+    internal static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("HUB_QGEMV_INT4") != "0";
 
     private static readonly bool GroupsByDefault = Environment.GetEnvironmentVariable("HUB_QGEMV_INT4_GROUPS") == "1";
 
