@@ -37,11 +37,12 @@ public unsafe class QuantGemvInt4Tests
         foreach (bool f16 in new[] { true, false })
         {
             var fast = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
+            var staged = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             var disp = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             var twin = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             bool fits;
             fixed (byte* p = d.Data, z = d.Zeros, b0 = buf)
-            fixed (float* s = d.Scales, xp = x, bp = bias, fp = fast, dp = disp, tp = twin)
+            fixed (float* s = d.Scales, xp = x, bp = bias, fp = fast, gp = staged, dp = disp, tp = twin)
             fixed (ushort* h = half)
             {
                 var w = f16 ? new QuantMatrix(p, h, d.Sym ? null : z, n, k, d.Group, true, d.Sym)
@@ -49,7 +50,11 @@ public unsafe class QuantGemvInt4Tests
                 byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
                 QuantKernels.QuantizeActivations(w, xp, m, b);
                 fits = QuantGemvInt4.Fits(w);
-                if (fits) QuantGemvInt4.Gemv(w, m, b, bp, fp, ldy, n0, n1);
+                if (fits)
+                {
+                    QuantGemvInt4.Gemv(w, m, b, bp, fp, ldy, n0, n1);
+                    QuantGemvInt4.Gemv(w, m, b, bp, gp, ldy, n0, n1, chunks: false);
+                }
                 QuantKernels.GemvInteger(w, m, b, bp, dp, ldy, n0, n1);
                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, ldy, n0, n1);
             }
@@ -59,12 +64,14 @@ public unsafe class QuantGemvInt4Tests
                     int at = i * ldy + j;
                     if (j < n0 || j >= n1)
                     {
-                        Assert.True(float.IsNaN(disp[at]) && (!fits || float.IsNaN(fast[at])), $"{what} f16={f16}: wrote outside the rows at [{i}, {j}]");
+                        Assert.True(float.IsNaN(disp[at]) && (!fits || (float.IsNaN(fast[at]) && float.IsNaN(staged[at]))), $"{what} f16={f16}: wrote outside the rows at [{i}, {j}]");
                         continue;
                     }
                     double tol = 1e-5 * (Bound(d, x, i, j) + Math.Abs(bias[j])) + 1e-6;
                     Assert.True(Math.Abs(disp[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: dispatch {disp[at]} twin {twin[at]}");
-                    if (fits) Assert.True(Math.Abs(fast[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV {fast[at]} twin {twin[at]}");
+                    if (!fits) continue;
+                    Assert.True(Math.Abs(fast[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV {fast[at]} twin {twin[at]}");
+                    Assert.True(Math.Abs(staged[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV (staged Q4_0) {staged[at]} twin {twin[at]}");
                 }
         }
     }
@@ -75,7 +82,7 @@ public unsafe class QuantGemvInt4Tests
         var shapes = new List<(int N, int K)>();
         foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 })
             foreach (int k in new[] { 32, 64, 96, 160, 384 }) shapes.Add((n, k));
-        shapes.AddRange(new[] { (67, 128), (67, 96), (67, 768), (5, 2048), (9, 2016), (4, 1056) });
+        shapes.AddRange(new[] { (67, 128), (67, 96), (67, 768), (5, 2048), (9, 2016), (4, 1056), (6, 256), (7, 288), (3, 480), (10, 544) });
         foreach (var (n, k) in shapes)
             foreach (int group in new[] { 32, 64, 128, 0 })
             {
@@ -145,7 +152,7 @@ public unsafe class QuantGemvInt4Tests
 
 /// <summary>
 /// Single-thread A/B of the int4 decode GEMV (<see cref="QuantGemvInt4"/>) against the session-6 loop it replaced
-/// (QuantKernels' four-row pair loop), alternating in one process, CPU-time medians of 9 rounds (HUB_BENCH=1 only;
+/// (QuantKernels' four-row pair loop), staged and eight-block-run Q4_0 variants alternating in one process, CPU-time medians of HUB_BENCH_ROUNDS rounds (default 9; HUB_BENCH=1 only;
 /// prints, asserts nothing about time). HUB_BENCH_SHAPES="NxK,NxK" sets the shapes.
 /// </summary>
 public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper output)
@@ -159,15 +166,15 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             .Split(',').Select(s => s.Split('x')).Select(p => (N: int.Parse(p[0]), K: int.Parse(p[1]))).ToArray();
         var proc = System.Diagnostics.Process.GetCurrentProcess();
         foreach (var (n, k) in shapes)
-            foreach (var (group, sym, name) in new[] { (32, true, "Q4_0"), (128, false, "int4 asym g128") })
+            foreach (var (group, sym, name) in new[] { (32, true, "Q4_0"), (128, false, "int4 asym g128") }.Where(c => Environment.GetEnvironmentVariable("HUB_BENCH_Q4_0_ONLY") != "1" || c.Item1 == 32))
             {
                 var q = QuantKernelTests.RandomQ(true, n, k, group, sym, 3 + group);
                 var half = QuantKernelTests.HalfBits(q.Scales);
                 var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
                 var y = new float[n];
                 var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
-                int reps = Math.Max(3, (int)(200_000_000L / ((long)n * k)));
-                var t = new[] { new List<double>(), new List<double>() };
+                int reps = Math.Max(3, (int)(100_000_000L / ((long)n * k))), rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 9;
+                var t = new[] { new List<double>(), new List<double>(), new List<double>() };
                 fixed (byte* d = q.Data, z = q.Zeros, b0 = buf)
                 fixed (ushort* s = half)
                 fixed (float* xp = x, yp = y)
@@ -175,22 +182,22 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, true, sym);
                     byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
                     QuantKernels.QuantizeActivations(w, xp, 1, b);
-                    for (int round = 0; round < 9; round++)
-                        for (int v = 0; v < 2; v++)
+                    for (int round = 0; round < rounds; round++)
+                        for (int v = 0; v < 3; v++)
                         {
                             proc.Refresh();
                             var c0 = proc.TotalProcessorTime;
                             for (int r = 0; r < reps; r++)
                             {
                                 if (v == 0) QuantKernels.GemvIntegerRowsAvx2(w, 1, b, null, yp, n, 0, n);
-                                else QuantGemvInt4.Gemv(w, 1, b, null, yp, n, 0, n);
+                                else QuantGemvInt4.Gemv(w, 1, b, null, yp, n, 0, n, chunks: v == 2);
                             }
                             proc.Refresh();
                             t[v].Add((proc.TotalProcessorTime - c0).TotalSeconds / reps);
                         }
                 }
-                double old = t[0].Order().ElementAt(4), nw = t[1].Order().ElementAt(4);
-                output.WriteLine($"{name,-16} [{n}x{k}] old {(double)n * k / old / 1e9,6:F2} GMAC/s  new {(double)n * k / nw / 1e9,6:F2} GMAC/s  new/old {old / nw:F2}x");
+                double old = t[0].Order().ElementAt(rounds / 2), st = t[1].Order().ElementAt(rounds / 2), ch = t[2].Order().ElementAt(rounds / 2);
+                output.WriteLine($"{name,-16} [{n}x{k}] old {(double)n * k / old / 1e9,6:F2} GMAC/s  staged {(double)n * k / st / 1e9,6:F2} ({old / st:F2}x)  chunks {(double)n * k / ch / 1e9,6:F2} GMAC/s ({old / ch:F2}x)");
             }
     }
 }

@@ -57,7 +57,15 @@ public static unsafe class QuantGemvInt4
     /// <paramref name="m"/> activation rows quantized for <paramref name="w"/> into <paramref name="act"/>; the same
     /// integer sums as <see cref="QuantKernels.GemvIntegerReference"/>.
     /// </summary>
-    public static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    public static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) =>
+        Gemv(w, m, act, bias, y, ldy, n0, n1, chunks: true);
+
+    /// <summary>
+    /// <see cref="Gemv(in QuantMatrix, int, byte*, float*, float*, int, int, int)"/> with the Q4_0 variant as a
+    /// parameter (tests and A/B benchmarks): <paramref name="chunks"/> false runs every block four rows at a time with
+    /// staged scales instead of row by row in runs of eight blocks.
+    /// </summary>
+    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
     {
         if (!Fits(w)) throw new ArgumentException($"the int4 GEMV does not take this matrix (int4 {w.Int4}, K {w.K}, group {w.GroupLength}, AVX2 {Avx2.IsSupported})", nameof(w));
         KernelArgs.Range(n0, n1);
@@ -65,8 +73,8 @@ public static unsafe class QuantGemvInt4
         if (n0 >= n1 || m <= 0) return;
         KernelArgs.NotNull(act, true);
         KernelArgs.NotNull(y, true);
-        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1);
-        else Groups(w, m, act, bias, y, ldy, n0, n1);
+        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1, chunks);
+        else Groups(w, m, act, bias, y, ldy, n0, n1, chunks);
     }
 
     // Row r of a pass starting at j, clamped to the last valid row (a short last pass repeats it, stores only valid ones).
@@ -81,23 +89,25 @@ public static unsafe class QuantGemvInt4
     // rows are staged transposed, one 8-float vector per block pair (a trailing odd block repeats its 4 in both halves),
     // with the offset term Σ_b s_r,b·off_r,b·xs_b; then one leaf loop over the pairs.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, pairs = blocks / 2, slots = (blocks + 1) / 2;
+        int cb = chunks && sym ? blocks & ~7 : 0;   // blocks the row-wise chunk loop takes
         byte* data = w.Data, zeros = w.Zeros;
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        int stFloats = slots * 8 + 8;
+        int stFloats = slots * 8 + 8 + 2 * cb + 8;   // staged pair scales, then ChunkRun's aux
         bool heap = stFloats > StackFloats;
         float* stack = stackalloc float[heap ? 8 : stFloats];
         float* st = heap ? (float*)NativeMemory.AlignedAlloc((nuint)stFloats * sizeof(float), 64) : stack;
         try
         {
             nint ahead = PrefetchAhead(rowBytes);
+            float* aux = st + slots * 8 + 8;
             for (int j = n0; j < n1; j += PassRows)
             {
                 long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
@@ -105,10 +115,26 @@ public static unsafe class QuantGemvInt4
                 for (int i = 0; i < m; i++)
                 {
                     sbyte* xr = xq + (long)i * k;
-                    var corr = StageBlocks(sc, sh, sym ? null : zeros, j0 * blocks, j1 * blocks, j2 * blocks, j3 * blocks,
-                        dx + (long)i * blocks, xs + (long)i * blocks, blocks, st);
-                    var acc = PairRun(r0, r1, r2, r3, xr, st, r0 + ahead, pairs, Vector256<float>.Zero);
-                    if (pairs < slots) acc = Fma.MultiplyAdd(TailTree(r0, r1, r2, r3, xr, pairs), Avx.LoadVector256(st + 8 * pairs), acc);
+                    float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
+                    // (aux depends only on the activation row: recomputed per pass only when m > 1)
+                    if (cb > 0 && (m > 1 || j == n0)) RunScales(dxi, xsi, cb / 8, 1, 8f, aux);
+                    // Q4_0: runs of eight blocks row by row (ChunkRun), the remaining blocks staged
+                    var head = Vector128<float>.Zero;
+                    if (cb > 0)
+                        head = sh != null
+                            ? ChunkRun<F16, G1, Off8>(r0, r1, r2, r3, xr, aux, (byte*)(sh + j0 * blocks), (byte*)(sh + j1 * blocks), (byte*)(sh + j2 * blocks), (byte*)(sh + j3 * blocks), null, null, null, null, ahead, cb / 8)
+                            : ChunkRun<F32, G1, Off8>(r0, r1, r2, r3, xr, aux, (byte*)(sc + j0 * blocks), (byte*)(sc + j1 * blocks), (byte*)(sc + j2 * blocks), (byte*)(sc + j3 * blocks), null, null, null, null, ahead, cb / 8);
+                    var corr = Vector128<float>.Zero;
+                    var acc = Vector256<float>.Zero;
+                    if (cb < blocks)
+                    {
+                        nint o = (nint)cb * 16;
+                        corr = StageBlocks(sc, sh, sym ? null : zeros, j0 * blocks + cb, j1 * blocks + cb, j2 * blocks + cb, j3 * blocks + cb,
+                            dxi + cb, xsi + cb, blocks - cb, st);
+                        acc = PairRun(r0 + o, r1 + o, r2 + o, r3 + o, xr + 2 * o, st, r0 + ahead + 4 * o, pairs - cb / 2, Vector256<float>.Zero);
+                        if (pairs < slots) acc = Fma.MultiplyAdd(TailTree(r0 + o, r1 + o, r2 + o, r3 + o, xr + 2 * o, pairs - cb / 2), Avx.LoadVector256(st + 8 * (pairs - cb / 2)), acc);
+                    }
+                    corr = Sse.Subtract(corr, head);
                     Store(acc, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
                 }
             }
@@ -181,16 +207,16 @@ public static unsafe class QuantGemvInt4
 
     // The pass's group scales transposed, sg[4g + r] = s_r,g, and the offset products so[4g + r] = s_r,g·off_r,g (off 8
     // when z is null, else the zero point): F16 scales converted first into tmp (4 × groups floats; the four rows'
-    // halves are contiguous in a full pass, so one vector conversion covers them even when a row has only 6 groups),
+    // halves are contiguous in a full pass of whole rows (`contiguous`), so one vector conversion covers them even when a row has only 6 groups),
     // then eight groups per transpose step.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StageGroups(float* sc, ushort* sh, byte* z, long o0, long o1, long o2, long o3, int groups, float* sg, float* so, float* tmp)
+    private static void StageGroups(float* sc, ushort* sh, byte* z, long o0, long o1, long o2, long o3, int groups, bool contiguous, float* sg, float* so, float* tmp)
     {
         float* f0, f1, f2, f3;
         if (sh == null) { f0 = sc + o0; f1 = sc + o1; f2 = sc + o2; f3 = sc + o3; }
         else
         {
-            if (o3 == o0 + 3L * groups) QuantKernels.HalfToSingle(sh + o0, tmp, PassRows * groups);
+            if (contiguous) QuantKernels.HalfToSingle(sh + o0, tmp, PassRows * groups);
             else
             {
                 QuantKernels.HalfToSingle(sh + o0, tmp, groups); QuantKernels.HalfToSingle(sh + o1, tmp + groups, groups);
@@ -249,6 +275,17 @@ public static unsafe class QuantGemvInt4
                         Avx2.MultiplyAddAdjacent(Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4), xb));
     }
 
+    // PairSums with the activations read from x (pair order: low nibbles' 32 bytes, then the high nibbles') as the
+    // multiplies' memory operands, so that a row-at-a-time loop keeps no activation registers live.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> PairSumsAt(byte* p, sbyte* x, Vector256<byte> low4)
+    {
+        var r = Avx.LoadVector256(p);
+        var lo = Avx2.MultiplyAddAdjacent(Avx2.And(r, low4), Avx.LoadVector256(x));
+        var hi = Avx2.MultiplyAddAdjacent(Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4), Avx.LoadVector256(x + 32));
+        return Avx2.Add(lo, hi);
+    }
+
     // Four rows' 16 int16 sums → [r0 r1 r2 r3] per 128-bit lane as float (exact: |each int16| ≤ 4·7620 = 30480).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Tree(Vector256<short> q0, Vector256<short> q1, Vector256<short> q2, Vector256<short> q3, Vector256<short> ones) =>
@@ -270,6 +307,114 @@ public static unsafe class QuantGemvInt4
             acc = Fma.MultiplyAdd(t, Avx.LoadVector256(st), acc);
         }
         return acc;
+    }
+
+    // Scale formats of ChunkRun (value-type generics: the untaken branch folds away).
+    private struct F16 { }
+    private struct F32 { }
+
+    // Q4_0 rows in runs of eight blocks (four pairs), one row after the other: the four pairs' int16 sums of ONE row go
+    // through the vphaddw tree, giving blocks [0 2 4 6 | 1 3 5 7] of the run in the lanes. Its scales then need no
+    // staging across rows — eight consecutive scales of the row, loaded and permuted into that order (F16: vpshufb
+    // on the halves before widening) — times the activation scales permuted the same way once per call (aux: per run
+    // dx then 8·xs), and the offset term 8·Σ s_b·xs_b is one more FMA per run. The activations are the multiplies'
+    // memory operands (L1), so the loop holds only constants and one accumulator, and each row streams sequentially.
+    // Returns [Σ row r] for the four rows, offset already subtracted.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector128<float> ChunkRun<TScale, TGroup, TOff>(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, float* aux,
+        byte* s0, byte* s1, byte* s2, byte* s3, byte* z0, byte* z1, byte* z2, byte* z3, nint ahead, int runs)
+        where TScale : struct where TGroup : struct where TOff : struct
+    {
+        var a0 = RowRun<TScale, TGroup, TOff>(r0, x, aux, s0, z0, ahead, runs);
+        var a1 = RowRun<TScale, TGroup, TOff>(r1, x, aux, s1, z1, ahead, runs);
+        var a2 = RowRun<TScale, TGroup, TOff>(r2, x, aux, s2, z2, ahead, runs);
+        var a3 = RowRun<TScale, TGroup, TOff>(r3, x, aux, s3, z3, ahead, runs);
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        return Sse.Add(h.GetLower(), h.GetUpper());
+    }
+
+    // One row's runs: a += tree·(s·dx) − s·off·e per run (aux: dx, then e = the group's Σx, times 8 for Off8, divided
+    // by the lanes the group fills), lanes in block order [0 2 4 6 | 1 3 5 7]; each lane's scale (and zero point) is its
+    // group's: G1 eight per run, G2 four ([0 1 2 3 | 0 1 2 3]), G4 two ([0 0 1 1 | 0 0 1 1]).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RowRun<TScale, TGroup, TOff>(byte* w, sbyte* x, float* aux, byte* s, byte* z, nint ahead, int runs)
+        where TScale : struct where TGroup : struct where TOff : struct
+    {
+        var low4 = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        var a = Vector256<float>.Zero;
+        int perRun = typeof(TGroup) == typeof(G1) ? 8 : typeof(TGroup) == typeof(G2) ? 4 : 2;   // scales per run
+        nint sb = perRun * (typeof(TScale) == typeof(F16) ? 2 : 4);   // scale bytes per run
+        byte* pf = w + ahead;
+        for (byte* end = w + (nint)runs * 128; w < end; w += 128, x += 256, pf += 128, aux += 16, s += sb, z += perRun)
+        {
+            Sse.Prefetch0(pf); Sse.Prefetch0(pf + 64);
+            var q0 = PairSumsAt(w, x, low4);
+            var q1 = PairSumsAt(w + 32, x + 64, low4);
+            var h01 = Avx2.HorizontalAdd(q0, q1);
+            var q2 = PairSumsAt(w + 64, x + 128, low4);
+            var q3 = PairSumsAt(w + 96, x + 192, low4);
+            var h23 = Avx2.HorizontalAdd(q2, q3);
+            var t = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.HorizontalAdd(h01, h23), ones));
+            var sv = RunScaleVector<TScale, TGroup>(s);
+            a = Fma.MultiplyAdd(t, Avx.Multiply(sv, Avx.LoadVector256(aux)), a);
+            if (typeof(TOff) == typeof(OffZ)) sv = Avx.Multiply(sv, RunZeros<TGroup>(z));
+            a = Fma.MultiplyAddNegated(sv, Avx.LoadVector256(aux + 8), a);
+        }
+        return a;
+    }
+
+    // The scales of one run in RowRun's lane order, as floats. F16: the halves shuffled into lane order and
+    // sign-extended, then (h << 13) with bits 30..28 cleared is the magnitude in float position with the sign in bit
+    // 31, times 2^112 (exact, as QuantKernels.HalfToSingle).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RunScaleVector<TScale, TGroup>(byte* s) where TScale : struct where TGroup : struct
+    {
+        if (typeof(TScale) == typeof(F16))
+        {
+            Vector128<byte> hv;
+            if (typeof(TGroup) == typeof(G1)) hv = Ssse3.Shuffle(Sse2.LoadVector128(s), Vector128.Create((byte)0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+            else if (typeof(TGroup) == typeof(G2)) hv = Ssse3.Shuffle(Sse2.LoadScalarVector128((long*)s).AsByte(), Vector128.Create((byte)0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7));
+            else hv = Ssse3.Shuffle(Sse2.LoadScalarVector128((int*)s).AsByte(), Vector128.Create((byte)0, 1, 0, 1, 2, 3, 2, 3, 0, 1, 0, 1, 2, 3, 2, 3));
+            var v = Avx2.And(Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(hv.AsInt16()), 13), Vector256.Create(unchecked((int)0x8FFFFFFF)));
+            return Avx.Multiply(v.AsSingle(), Vector256.Create(MathF.ScaleB(1f, 112)));
+        }
+        if (typeof(TGroup) == typeof(G1)) return Avx2.PermuteVar8x32(Avx.LoadVector256((float*)s), Vector256.Create(0, 2, 4, 6, 1, 3, 5, 7));
+        if (typeof(TGroup) == typeof(G2)) { var q = Sse.LoadVector128((float*)s); return Vector256.Create(q, q); }
+        return Avx2.PermuteVar8x32(Sse2.LoadScalarVector128((double*)s).AsSingle().ToVector256Unsafe(), Vector256.Create(0, 0, 1, 1, 0, 0, 1, 1));
+    }
+
+    // The zero points of one run in RowRun's lane order, as floats (G2: 4 bytes, G4: 2 bytes; never read past them).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RunZeros<TGroup>(byte* z) where TGroup : struct
+    {
+        Vector128<byte> zb = typeof(TGroup) == typeof(G4)
+            ? Ssse3.Shuffle(Vector128.CreateScalar(*(ushort*)z).AsByte(), Vector128.Create((byte)0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0))
+            : Ssse3.Shuffle(Vector128.CreateScalar(*(uint*)z).AsByte(), Vector128.Create((byte)0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0));
+        return Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(zb));
+    }
+
+    // Offsets of RowRun: 8 (symmetric) or the zero point (asymmetric).
+    private struct Off8 { }
+    private struct OffZ { }
+
+    // Group lengths of RowRun in blocks (value-type generics, as F16/F32).
+    private struct G1 { }
+    private struct G2 { }
+    private struct G4 { }
+
+    // aux for ChunkRun: per run of eight blocks, dx in lane order [0 2 4 6 1 3 5 7], then e: per lane its group's Σx
+    // (xs, one per group of bpg blocks) times `mul` / (lanes per group: 8 / (8 / bpg) ... = bpg) — exact (powers of 2).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RunScales(float* dx, float* xs, int runs, int bpg, float mul, float* aux)
+    {
+        var perm = Vector256.Create(0, 2, 4, 6, 1, 3, 5, 7);
+        for (int c = 0; c < runs; c++, dx += 8, aux += 16)
+        {
+            Avx.Store(aux, Avx2.PermuteVar8x32(Avx.LoadVector256(dx), perm));
+            // lane l holds block 2(l mod 4) + l / 4 of the run
+            for (int l = 0; l < 8; l++) aux[8 + l] = xs[(c * 8 + 2 * (l & 3) + (l >> 2)) / bpg] * (mul / bpg);
+        }
     }
 
     // The trailing natural-order block (16 bytes per row at pair index p): Tree lanes hold its low and high halves, so a
@@ -310,10 +455,11 @@ public static unsafe class QuantGemvInt4
     // (sg[4g + r]) and their offset products (og = s·off, off 8 or the zero point). The leaf accumulates a group's pairs against
     // dp and scales the group's sum by sg once at its end.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, groups = w.Groups, bpg = w.GroupLength / Block;
+        int cb = chunks && (bpg == 2 || bpg == 4) ? blocks & ~7 : 0, gc = cb / bpg;   // blocks (groups) ChunkRun takes
         int pairs = blocks / 2, slots = (blocks + 1) / 2;
         // pairs per group: a group of an odd block count is the whole row (Fits), whose trailing block is done apart
         int ppg = groups == 1 ? pairs : bpg / 2;
@@ -323,11 +469,11 @@ public static unsafe class QuantGemvInt4
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        long dpFloats = (long)m * slots * 8, total = dpFloats + 12L * groups + 40;
+        long dpFloats = (long)m * slots * 8, auxFloats = 2L * m * cb, total = dpFloats + 12L * groups + auxFloats + 48;
         bool heap = total > StackFloats;
         float* stack = stackalloc float[heap ? 8 : (int)total];
         float* dp = heap ? (float*)NativeMemory.AlignedAlloc((nuint)total * sizeof(float), 64) : stack;
-        float* sg = dp + dpFloats, og = sg + 4L * groups, tmp = og + 4L * groups;
+        float* sg = dp + dpFloats, og = sg + 4L * groups, tmp = og + 4L * groups, aux = tmp + 4L * groups + 8;
         try
         {
             for (int i = 0; i < m; i++)
@@ -339,21 +485,52 @@ public static unsafe class QuantGemvInt4
                     Sse.Store(o + 4 * b, v);
                     if ((b & 1) == 0 && b == blocks - 1) Sse.Store(o + 4 * b + 4, v);
                 }
+                if (cb > 0) RunScales(d, xs + (long)i * groups, cb / 8, bpg, sym ? 8f : 1f, aux + (long)i * 2 * cb);
             }
             nint ahead = PrefetchAhead(rowBytes);
             for (int j = n0; j < n1; j += PassRows)
             {
                 long j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
-                StageGroups(sc, sh, sym ? null : zeros, j * (long)groups, j1 * groups, j2 * groups, j3 * groups, groups, sg, og, tmp);
+                // staged scales and offset products of the groups the four-row loop takes (those after ChunkRun's)
+                if (gc < groups)
+                    StageGroups(sc, sh, sym ? null : zeros, j * (long)groups + gc, j1 * groups + gc, j2 * groups + gc, j3 * groups + gc, groups - gc, gc == 0 && j + PassRows <= n1, sg, og, tmp);
                 byte* r0 = data + j * (long)rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
                 for (int i = 0; i < m; i++)
                 {
                     sbyte* xr = xq + (long)i * k;
                     float* xsi = xs + (long)i * groups, dpi = dp + (long)i * slots * 8;
                     var corr = Vector128<float>.Zero;
-                    for (int g = 0; g < groups; g++)
-                        corr = Fma.MultiplyAdd(Sse.LoadVector128(og + 4 * g), Vector128.Create(xsi[g]), corr);
-                    var acc = GroupRun(r0, r1, r2, r3, xr, dpi, sg, r0 + ahead, groups, ppg);
+                    for (int g = gc; g < groups; g++)
+                        corr = Fma.MultiplyAdd(Sse.LoadVector128(og + 4 * (g - gc)), Vector128.Create(xsi[g]), corr);
+                    if (cb > 0)
+                    {
+                        // the first cb blocks row by row in runs of eight, the remaining groups four rows at a time
+                        float* ai = aux + (long)i * 2 * cb;
+                        long t0 = j * (long)groups, t1 = j1 * groups, t2 = j2 * groups, t3 = j3 * groups;
+                        byte* z0 = sym ? null : zeros + t0, z1 = sym ? null : zeros + t1, z2 = sym ? null : zeros + t2, z3 = sym ? null : zeros + t3;
+                        Vector128<float> head;
+                        if (sh != null)
+                        {
+                            byte* h0 = (byte*)(sh + t0), h1 = (byte*)(sh + t1), h2 = (byte*)(sh + t2), h3 = (byte*)(sh + t3);
+                            head = bpg == 2
+                                ? (sym ? ChunkRun<F16, G2, Off8>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F16, G2, OffZ>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8))
+                                : (sym ? ChunkRun<F16, G4, Off8>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F16, G4, OffZ>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8));
+                        }
+                        else
+                        {
+                            byte* f0 = (byte*)(sc + t0), f1 = (byte*)(sc + t1), f2 = (byte*)(sc + t2), f3 = (byte*)(sc + t3);
+                            head = bpg == 2
+                                ? (sym ? ChunkRun<F32, G2, Off8>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F32, G2, OffZ>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8))
+                                : (sym ? ChunkRun<F32, G4, Off8>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F32, G4, OffZ>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8));
+                        }
+                        corr = Sse.Subtract(corr, head);
+                    }
+                    nint ob = (nint)cb * 16;
+                    var acc = GroupRun(r0 + ob, r1 + ob, r2 + ob, r3 + ob, xr + 2 * ob, dpi + 4 * cb, sg, r0 + ahead + 4 * ob, groups - gc, ppg);
                     if (pairs < slots)
                     {
                         // per channel, odd block count: the trailing block, scaled by the row's one group scale
