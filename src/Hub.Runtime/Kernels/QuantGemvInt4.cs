@@ -38,19 +38,17 @@ public static unsafe class QuantGemvInt4
     }
 
     /// <summary>
-    /// True when <see cref="QuantKernels.GemvInteger"/> should dispatch <paramref name="w"/> here: groups of one block
-    /// (Q4_0, asym g32), where this kernel measured 1.6–2.0× the session-6 loop; longer groups (the default g128 export)
-    /// measured level with it (0.87–0.97×), so they stay on the older loop unless HUB_QGEMV_INT4_GROUPS=1; HUB_QGEMV_INT4=0 turns the kernel off (both read once).
+    /// True when <see cref="QuantKernels.GemvInteger"/> dispatches <paramref name="w"/> here (every matrix this kernel
+    /// <see cref="Fits"/> while <see cref="Enabled"/>): single-thread 1.7–2.0× the session-6 loop on Q4_0 and
+    /// 1.07–1.26× on asym g128 (docs/quantization.md).
     /// </summary>
-    public static bool Preferred(in QuantMatrix w) => Enabled && Fits(w) && (w.GroupLength == Block || GroupsByDefault);
+    public static bool Preferred(in QuantMatrix w) => Enabled && Fits(w);
 
     /// <summary>
     /// Whether <see cref="Preferred"/> may pick this kernel (HUB_QGEMV_INT4=0: every int4 matrix on the session-6 loop).
     /// Settable only for the decode profile's in-process A/B (HUB_BENCH_AB=int4), never by tests.
     /// </summary>
     internal static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("HUB_QGEMV_INT4") != "0";
-
-    private static readonly bool GroupsByDefault = Environment.GetEnvironmentVariable("HUB_QGEMV_INT4_GROUPS") == "1";
 
     /// <summary>
     /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for rows j ∈ [<paramref name="n0"/>, <paramref name="n1"/>) and the
@@ -93,7 +91,7 @@ public static unsafe class QuantGemvInt4
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, pairs = blocks / 2, slots = (blocks + 1) / 2;
-        int cb = chunks && sym ? blocks & ~7 : 0;   // blocks the row-wise chunk loop takes
+        int cb = chunks ? blocks & ~7 : 0;   // blocks the row-wise run loop takes
         byte* data = w.Data, zeros = w.Zeros;
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
@@ -117,13 +115,25 @@ public static unsafe class QuantGemvInt4
                     sbyte* xr = xq + (long)i * k;
                     float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
                     // (aux depends only on the activation row: recomputed per pass only when m > 1)
-                    if (cb > 0 && (m > 1 || j == n0)) RunScales(dxi, xsi, cb / 8, 1, 8f, aux);
-                    // Q4_0: runs of eight blocks row by row (ChunkRun), the remaining blocks staged
+                    if (cb > 0 && (m > 1 || j == n0)) RunScales(dxi, xsi, cb / 8, 1, sym ? 8f : 1f, aux);
+                    // runs of eight blocks row by row (ChunkRun), the remaining blocks staged four rows at a time
                     var head = Vector128<float>.Zero;
                     if (cb > 0)
-                        head = sh != null
-                            ? ChunkRun<F16, G1, Off8>(r0, r1, r2, r3, xr, aux, (byte*)(sh + j0 * blocks), (byte*)(sh + j1 * blocks), (byte*)(sh + j2 * blocks), (byte*)(sh + j3 * blocks), null, null, null, null, ahead, cb / 8)
-                            : ChunkRun<F32, G1, Off8>(r0, r1, r2, r3, xr, aux, (byte*)(sc + j0 * blocks), (byte*)(sc + j1 * blocks), (byte*)(sc + j2 * blocks), (byte*)(sc + j3 * blocks), null, null, null, null, ahead, cb / 8);
+                    {
+                        byte* z0 = sym ? null : zeros + j0 * blocks, z1 = sym ? null : zeros + j1 * blocks, z2 = sym ? null : zeros + j2 * blocks, z3 = sym ? null : zeros + j3 * blocks;
+                        if (sh != null)
+                        {
+                            byte* h0 = (byte*)(sh + j0 * blocks), h1 = (byte*)(sh + j1 * blocks), h2 = (byte*)(sh + j2 * blocks), h3 = (byte*)(sh + j3 * blocks);
+                            head = sym ? ChunkRun<F16, G1, Off8>(r0, r1, r2, r3, xr, aux, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F16, G1, OffZ>(r0, r1, r2, r3, xr, aux, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8);
+                        }
+                        else
+                        {
+                            byte* f0 = (byte*)(sc + j0 * blocks), f1 = (byte*)(sc + j1 * blocks), f2 = (byte*)(sc + j2 * blocks), f3 = (byte*)(sc + j3 * blocks);
+                            head = sym ? ChunkRun<F32, G1, Off8>(r0, r1, r2, r3, xr, aux, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F32, G1, OffZ>(r0, r1, r2, r3, xr, aux, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8);
+                        }
+                    }
                     var corr = Vector128<float>.Zero;
                     var acc = Vector256<float>.Zero;
                     if (cb < blocks)
@@ -384,13 +394,15 @@ public static unsafe class QuantGemvInt4
         return Avx2.PermuteVar8x32(Sse2.LoadScalarVector128((double*)s).AsSingle().ToVector256Unsafe(), Vector256.Create(0, 0, 1, 1, 0, 0, 1, 1));
     }
 
-    // The zero points of one run in RowRun's lane order, as floats (G2: 4 bytes, G4: 2 bytes; never read past them).
+    // The zero points of one run in RowRun's lane order, as floats (G1: 8 bytes, G2: 4, G4: 2; never read past them).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> RunZeros<TGroup>(byte* z) where TGroup : struct
     {
         Vector128<byte> zb = typeof(TGroup) == typeof(G4)
             ? Ssse3.Shuffle(Vector128.CreateScalar(*(ushort*)z).AsByte(), Vector128.Create((byte)0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0))
-            : Ssse3.Shuffle(Vector128.CreateScalar(*(uint*)z).AsByte(), Vector128.Create((byte)0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0));
+            : typeof(TGroup) == typeof(G2)
+            ? Ssse3.Shuffle(Vector128.CreateScalar(*(uint*)z).AsByte(), Vector128.Create((byte)0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0))
+            : Ssse3.Shuffle(Vector128.CreateScalar(*(ulong*)z).AsByte(), Vector128.Create((byte)0, 2, 4, 6, 1, 3, 5, 7, 0, 0, 0, 0, 0, 0, 0, 0));
         return Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(zb));
     }
 
