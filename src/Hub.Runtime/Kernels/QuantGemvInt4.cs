@@ -98,7 +98,7 @@ public static unsafe class QuantGemvInt4
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        int stFloats = slots * 8 + 8 + 2 * cb + 8;   // staged pair scales, then ChunkRun's aux
+        int stFloats = slots * 8 + 8 + 2 * cb * m + 8;   // staged pair scales, then ChunkRun's aux per activation row
         bool heap = stFloats > StackFloats;
         float* stack = stackalloc float[heap ? 8 : stFloats];
         float* st = heap ? (float*)NativeMemory.AlignedAlloc((nuint)stFloats * sizeof(float), 64) : stack;
@@ -106,6 +106,8 @@ public static unsafe class QuantGemvInt4
         {
             nint ahead = PrefetchAhead(rowBytes);
             float* aux = st + slots * 8 + 8;
+            if (cb > 0)
+                for (int i = 0; i < m; i++) RunScales(dx + (long)i * blocks, xs + (long)i * blocks, cb / 8, 1, sym ? 8f : 1f, aux + (long)i * 2 * cb);
             for (int j = n0; j < n1; j += PassRows)
             {
                 long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
@@ -114,8 +116,7 @@ public static unsafe class QuantGemvInt4
                 {
                     sbyte* xr = xq + (long)i * k;
                     float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
-                    // (aux depends only on the activation row: recomputed per pass only when m > 1)
-                    if (cb > 0 && (m > 1 || j == n0)) RunScales(dxi, xsi, cb / 8, 1, sym ? 8f : 1f, aux);
+                    float* ai = aux + (long)i * 2 * cb;
                     // runs of eight blocks row by row (ChunkRun), the remaining blocks staged four rows at a time
                     var head = Vector128<float>.Zero;
                     if (cb > 0)
@@ -124,14 +125,14 @@ public static unsafe class QuantGemvInt4
                         if (sh != null)
                         {
                             byte* h0 = (byte*)(sh + j0 * blocks), h1 = (byte*)(sh + j1 * blocks), h2 = (byte*)(sh + j2 * blocks), h3 = (byte*)(sh + j3 * blocks);
-                            head = sym ? ChunkRun<F16, G1, Off8>(r0, r1, r2, r3, xr, aux, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F16, G1, OffZ>(r0, r1, r2, r3, xr, aux, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8);
+                            head = sym ? ChunkRun<F16, G1, Off8>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F16, G1, OffZ>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8);
                         }
                         else
                         {
                             byte* f0 = (byte*)(sc + j0 * blocks), f1 = (byte*)(sc + j1 * blocks), f2 = (byte*)(sc + j2 * blocks), f3 = (byte*)(sc + j3 * blocks);
-                            head = sym ? ChunkRun<F32, G1, Off8>(r0, r1, r2, r3, xr, aux, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F32, G1, OffZ>(r0, r1, r2, r3, xr, aux, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8);
+                            head = sym ? ChunkRun<F32, G1, Off8>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
+                                       : ChunkRun<F32, G1, OffZ>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8);
                         }
                     }
                     var corr = Vector128<float>.Zero;
