@@ -152,7 +152,7 @@ public unsafe class QuantGemvInt4Tests
 
 /// <summary>
 /// Single-thread A/B of the int4 decode GEMV (<see cref="QuantGemvInt4"/>) against the session-6 loop it replaced
-/// (QuantKernels' four-row pair loop), staged and eight-block-run Q4_0 variants alternating in one process, CPU-time medians of HUB_BENCH_ROUNDS rounds (default 9; HUB_BENCH=1 only;
+/// (QuantKernels' four-row pair loop), staged and eight-block-run Q4_0 variants alternating in one process, wall-time medians of HUB_BENCH_ROUNDS rounds of ~20 ms each (process CPU time ticks at 10 ms on Linux: too coarse for them) (default 9; HUB_BENCH=1 only;
 /// prints, asserts nothing about time). HUB_BENCH_SHAPES="NxK,NxK" sets the shapes.
 /// </summary>
 public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper output)
@@ -164,7 +164,6 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         Skip.IfNot(Avx2.IsSupported && Fma.IsSupported, "the int4 GEMV needs AVX2+FMA");
         var shapes = (Environment.GetEnvironmentVariable("HUB_BENCH_SHAPES") ?? "256x768,2048x768,5632x2048")
             .Split(',').Select(s => s.Split('x')).Select(p => (N: int.Parse(p[0]), K: int.Parse(p[1]))).ToArray();
-        var proc = System.Diagnostics.Process.GetCurrentProcess();
         foreach (var (n, k) in shapes)
             foreach (var (group, sym, name) in new[] { (32, true, "Q4_0"), (128, false, "int4 asym g128") }.Where(c => Environment.GetEnvironmentVariable("HUB_BENCH_Q4_0_ONLY") != "1" || c.Item1 == 32))
             {
@@ -173,7 +172,7 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
                 var y = new float[n];
                 var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
-                int reps = Math.Max(3, (int)(100_000_000L / ((long)n * k))), rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 9;
+                int reps = Math.Max(3, (int)(400_000_000L / ((long)n * k))), rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 9;
                 var t = new[] { new List<double>(), new List<double>(), new List<double>() };
                 fixed (byte* d = q.Data, z = q.Zeros, b0 = buf)
                 fixed (ushort* s = half)
@@ -185,15 +184,13 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     for (int round = 0; round < rounds; round++)
                         for (int v = 0; v < 3; v++)
                         {
-                            proc.Refresh();
-                            var c0 = proc.TotalProcessorTime;
+                            var sw = System.Diagnostics.Stopwatch.StartNew();
                             for (int r = 0; r < reps; r++)
                             {
                                 if (v == 0) QuantKernels.GemvIntegerRowsAvx2(w, 1, b, null, yp, n, 0, n);
                                 else QuantGemvInt4.Gemv(w, 1, b, null, yp, n, 0, n, chunks: v == 2);
                             }
-                            proc.Refresh();
-                            t[v].Add((proc.TotalProcessorTime - c0).TotalSeconds / reps);
+                            t[v].Add(sw.Elapsed.TotalSeconds / reps);
                         }
                 }
                 double old = t[0].Order().ElementAt(rounds / 2), st = t[1].Order().ElementAt(rounds / 2), ch = t[2].Order().ElementAt(rounds / 2);
