@@ -137,6 +137,7 @@ if (opts.TryGetValue("ab", out var abName))
     {
         "packa" => [("A in place", () => Hub.Runtime.Kernels.Gemm.PackA = false), ("A micro-panels", () => Hub.Runtime.Kernels.Gemm.PackA = true)],
         "prefetch" => [("prefetch off", () => Hub.Runtime.Kernels.Gemm.Prefetch = false), ("prefetch on", () => Hub.Runtime.Kernels.Gemm.Prefetch = true)],
+        "prefetchw" => [("per-call W prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = true), ("off (default)", () => Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = false)],
         "kc" => [("KC 256", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
                  ("KC 320", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 320; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
                  ("KC ≤256 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
@@ -156,8 +157,13 @@ if (opts.TryGetValue("ab", out var abName))
                        ("from 64 (default)", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 64),
                        ("from 128", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 128),
                        ("static halves", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 1 << 20)],
+        "none" => [("default", () => { })],
+        "packw" => [("W packed per call", () => Bench.AbPrepacked = false), ("W prepacked", () => Bench.AbPrepacked = true), ("W packed per call (default)", () => Bench.AbPrepacked = false)],
+        "session7" => [("session 6 (W prefetch per call)", () => { Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = true; Hub.Runtime.Kernels.Gemm.PrefetchC = true; }),
+                       ("no W prefetch, no C prefetch", () => { Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = false; Hub.Runtime.Kernels.Gemm.PrefetchC = false; }),
+                       ("no W prefetch (default)", () => { Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = false; Hub.Runtime.Kernels.Gemm.PrefetchC = true; })],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
-        _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
+        _ => throw new ArgumentException($"--ab {abName}: an A/B name of README.md (e.g. session7, packw, packa, prefetch, kc)"),
     };
     var abShapes = opts.TryGetValue("shapes", out var shapeList)
         ? shapeList.Split(',').Select(v => v.Split('x').Select(q => int.Parse(q, CultureInfo.InvariantCulture)).ToArray()).Select(q => (q[0], q[1], q[2])).ToArray()
@@ -341,6 +347,9 @@ internal static unsafe class Bench
         }
     }
 
+    /// <summary>Whether the <see cref="GemmAb"/> variant being run reads a W packed once instead of packing per call.</summary>
+    public static bool AbPrepacked;
+
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.
     public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy)
@@ -355,14 +364,18 @@ internal static unsafe class Bench
         peak = 0;
         // the plan follows the variant (PlanUnits may be what is compared)
         var split = new Hub.Runtime.Kernels.Gemm.GemmSplit();
+        // W packed once (the small-model path) for variants that set AbPrepacked
+        float* packed = Alloc(Hub.Runtime.Kernels.Gemm.PackedFloats(n, k));
+        Hub.Runtime.Kernels.Gemm.PackWeights(w, wt, n, k, packed, scratch[0]);
         GemmJob Plan(out int units)
         {
             units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
+            float* pk = AbPrepacked ? packed : null;
             if (threads > 1 && Hub.Runtime.Kernels.Gemm.StealSplit)
             {
-                return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols, split, threads);
+                return new GemmJob(x, m, k, w, wt, pk, n, bias, y, scratch, rows, cols, split, threads);
             }
-            return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols);
+            return new GemmJob(x, m, k, w, wt, pk, n, bias, y, scratch, rows, cols);
         }
         foreach (var v in variants) { v(); var j0 = Plan(out int u0); for (int i = 0; i < 3; i++) j0.Run(pool, u0); }
         for (int s = 0; s < samples; s++)
@@ -382,6 +395,7 @@ internal static unsafe class Bench
                 if (g > best[j]) { best[j] = g; busy[j] = busyTicks.Sum() / (double)Stopwatch.Frequency / (threads * sec); }
             }
         }
+        NativeMemory.AlignedFree(packed);
         FreeGemmOperands(x, y, bias, w, scratch);
         return best;
     }

@@ -529,9 +529,10 @@ public static unsafe class Gemm
                     {
                         PackPanel(w, wt, k, col, ncols, pc, kc, nr, panel, tmp);
                         pan = panel;
-                        // While this panel's tiles run, they prefetch the next panel's W rows into L2 in equal shares, so
-                        // its packing finds them there instead of waiting on DRAM (weights larger than L3 stream once).
-                        if (Prefetch && Sse.IsSupported && col + nr < pf1)
+                        // Opt-in (PrefetchPerCallW): while this panel's tiles run, they prefetch the next panel's W rows
+                        // into L2 in equal shares. Off by default: session 7 measured it 1.5-4 points of the FMA peak
+                        // slower than leaving the rows to the hardware prefetchers (the prefetcht1 bursts stall).
+                        if (Prefetch && PrefetchPerCallW && Sse.IsSupported && col + nr < pf1)
                         {
                             nextW = w + ((long)(col + nr) * k + pc) * es;
                             int linesPerRow = (rowBytes + 63) >> 6;
@@ -548,12 +549,17 @@ public static unsafe class Gemm
                         {
                             int l0 = t * linesPerTile, l1 = Math.Min(nextLines, l0 + linesPerTile);
                             if (toL1) for (int l = l0; l < l1; l++) Sse.Prefetch0(nextW + l * 64);
-                            else
+                            else if (l0 < l1)
+                            {
+                                // (one division per tile, not one per line)
+                                int row = l0 / lineShift, off = l0 - row * lineShift;
+                                byte* rp = nextW + (long)row * k * es;
                                 for (int l = l0; l < l1; l++)
                                 {
-                                    int row = l / lineShift;
-                                    Sse.Prefetch1(nextW + (long)row * k * es + (l - row * lineShift) * 64);
+                                    Sse.Prefetch1(rp + off * 64);
+                                    if (++off == lineShift) { off = 0; rp += (long)k * es; }
                                 }
+                            }
                         }
                         int mr = Math.Min(h, mc - ir);
                         float* cp = c + (long)(mb + ir) * n + col;
@@ -667,6 +673,10 @@ public static unsafe class Gemm
 
     /// <summary>Software prefetch of each register tile's C rows before its k loop (a switch for A/B runs).</summary>
     internal static bool PrefetchC = true;
+
+    /// <summary>Software prefetch of the next W panel's rows into L2 when W is packed per call (a switch for A/B runs of
+    /// the kernel bench and the prefill A/B; off: the bursts of prefetcht1 cost more than they save on Zen 3).</summary>
+    internal static bool PrefetchPerCallW;
 
     /// <summary>Software prefetch of the next W panel (a switch for A/B runs of the kernel bench).</summary>
     internal static bool Prefetch = true;
