@@ -137,7 +137,6 @@ if (opts.TryGetValue("ab", out var abName))
     {
         "packa" => [("A in place", () => Hub.Runtime.Kernels.Gemm.PackA = false), ("A micro-panels", () => Hub.Runtime.Kernels.Gemm.PackA = true)],
         "prefetch" => [("prefetch off", () => Hub.Runtime.Kernels.Gemm.Prefetch = false), ("prefetch on", () => Hub.Runtime.Kernels.Gemm.Prefetch = true)],
-        "prefetchw" => [("per-call W prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = true), ("off (default)", () => Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = false)],
         "kc" => [("KC 256", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
                  ("KC 320", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 320; Hub.Runtime.Kernels.Gemm.BalancedKC = false; }),
                  ("KC ≤256 balanced", () => { Hub.Runtime.Kernels.Gemm.DeepKC = 256; Hub.Runtime.Kernels.Gemm.BalancedKC = true; }),
@@ -159,9 +158,9 @@ if (opts.TryGetValue("ab", out var abName))
                        ("static halves", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 1 << 20)],
         "none" => [("default", () => { })],
         "packw" => [("W packed per call", () => Bench.AbPrepacked = false), ("W prepacked", () => Bench.AbPrepacked = true), ("W packed per call (default)", () => Bench.AbPrepacked = false)],
-        "session7" => [("session 6 (W prefetch per call)", () => { Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = true; Hub.Runtime.Kernels.Gemm.PrefetchC = true; }),
-                       ("no W prefetch, no C prefetch", () => { Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = false; Hub.Runtime.Kernels.Gemm.PrefetchC = false; }),
-                       ("no W prefetch (default)", () => { Hub.Runtime.Kernels.Gemm.PrefetchPerCallW = false; Hub.Runtime.Kernels.Gemm.PrefetchC = true; })],
+        "session7" => [("session 6 (W prefetch bursts per tile)", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 1),
+                       ("no W prefetch", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 0),
+                       ("W prefetch in the k loop (default)", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 2)],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: an A/B name of README.md (e.g. session7, packw, packa, prefetch, kc)"),
     };

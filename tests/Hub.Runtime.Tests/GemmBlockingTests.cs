@@ -229,7 +229,7 @@ public unsafe class GemmBlockingTests
 /// HUB_BENCH_PREFILL_IR only): 128-token prefills alternate the session-5 <see cref="Gemm.PlanUnits"/> units and the
 /// <see cref="Gemm.GemmSplit"/> shares, HUB_BENCH_ROUNDS rounds (default 6), best tok/s of each (a neighbour process
 /// can only slow a round down). HUB_BENCH_THREADS (default 2). HUB_BENCH_PREFILL_AB=prefetchw alternates the per-call W
-/// prefetch (<see cref="Gemm.PrefetchPerCallW"/>) off and on instead.
+/// prefetch of session 6 (bursts per tile) and of session 7 (in the k loop; <see cref="Gemm.PerCallWPrefetch"/>) instead.
 /// </summary>
 [Collection(nameof(GemmStaticsCollection))]
 public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
@@ -262,8 +262,9 @@ public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
             return T / sw.Elapsed.TotalSeconds;
         }
         bool prefetchW = Environment.GetEnvironmentVariable("HUB_BENCH_PREFILL_AB") == "prefetchw";
-        Action<bool> set = prefetchW ? on => Gemm.PrefetchPerCallW = on : on => Gemm.StealSplit = on;
-        bool savedSplit = Gemm.StealSplit, savedPrefetch = Gemm.PrefetchPerCallW;
+        Action<bool> set = prefetchW ? on => Gemm.PerCallWPrefetch = on ? 2 : 1 : on => Gemm.StealSplit = on;
+        bool savedSplit = Gemm.StealSplit;
+        int savedPrefetch = Gemm.PerCallWPrefetch;
         var best = new double[2];
         try
         {
@@ -277,9 +278,9 @@ public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
                     best[on ? 1 : 0] = Math.Max(best[on ? 1 : 0], Prefill());
                 }
         }
-        finally { Gemm.StealSplit = savedSplit; Gemm.PrefetchPerCallW = savedPrefetch; }
+        finally { Gemm.StealSplit = savedSplit; Gemm.PerCallWPrefetch = savedPrefetch; }
         if (prefetchW)
-            output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: per-call W prefetch off {best[0]:F1} tok/s, on {best[1]:F1} tok/s (on/off {best[1] / best[0]:F3})");
+            output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: W prefetch bursts (session 6) {best[0]:F1} tok/s, in the k loop {best[1]:F1} tok/s (k loop/bursts {best[1] / best[0]:F3})");
         else
             output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: PlanUnits units {best[0]:F1} tok/s, GemmSplit shares {best[1]:F1} tok/s (shares/units {best[1] / best[0]:F3})");
     }
