@@ -489,6 +489,8 @@ public static unsafe class Gemm
         // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages).
         int chunk = ChunkColumns && k > kcb ? NC : n1 - n0;
         int wEnd = pastEnd && k <= kcb ? n : n1;
+        // whether the per-call W prefetch runs inside the tiles' k loops (see wRow); read once
+        bool kLoopPrefetch = PerCallWPrefetch == 2 && Prefetch && packA && Sse.IsSupported && Fma.IsSupported && Avx.IsSupported && !Avx512F.IsSupported;
         {
             TilePlan(mc, out int n6, out int tiles);
             int mcPad = n6 * MR + (tiles - n6) * 4;
@@ -532,8 +534,9 @@ public static unsafe class Gemm
                         // Session 6 (PerCallWPrefetch = 1): while this panel's tiles run, they prefetch the next panel's W
                         // rows into L2 in equal shares, as bursts before each tile's k loop; session 7 measured the bursts
                         // 1.5-4 points of the FMA peak slower than no prefetch (prefetcht1 stalls on misses to L3/DRAM).
-                        // The default (2) spreads them through the k loops instead (wRow below).
-                        if (Prefetch && PerCallWPrefetch == 1 && Sse.IsSupported && col + nr < pf1)
+                        // The default (2) spreads them through the k loops instead (wRow below) where the tiles take a
+                        // stream (AVX2 packed-A tiles); the tiles that do not (A read in place, AVX-512) keep the bursts.
+                        if (Prefetch && Sse.IsSupported && col + nr < pf1 && (PerCallWPrefetch == 1 || (PerCallWPrefetch == 2 && !kLoopPrefetch)))
                         {
                             nextW = w + ((long)(col + nr) * k + pc) * es;
                             int linesPerRow = (rowBytes + 63) >> 6;
@@ -550,7 +553,7 @@ public static unsafe class Gemm
                     // else the next chunk, else (a GemmSplit owner) the panel after n1.
                     byte* wRow = null;
                     int wRows = 0;
-                    if (packed == null && PerCallWPrefetch == 2 && Prefetch && Sse.IsSupported && !Avx512F.IsSupported)
+                    if (packed == null && kLoopPrefetch)
                     {
                         int nCol = -1, nPc = 0;
                         if (col + nr < c1) nCol = col + nr;
