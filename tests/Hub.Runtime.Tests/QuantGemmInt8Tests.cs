@@ -24,9 +24,10 @@ public unsafe class QuantGemmInt8Tests
         fixed (byte* p = d.Data)
         fixed (float* s = d.Scales)
         fixed (ushort* h = half)
+        fixed (byte* z = d.Zeros)
         {
-            body(new QuantMatrix(p, h, null, d.N, d.K, d.Group, false, true));
-            body(new QuantMatrix(p, s, null, d.N, d.K, d.Group, false, true));
+            body(new QuantMatrix(p, h, d.Sym ? null : z, d.N, d.K, d.Group, false, d.Sym));
+            body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, false, d.Sym));
         }
     }
 
@@ -90,6 +91,56 @@ public unsafe class QuantGemmInt8Tests
     }
 
     [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_on_asymmetric_and_long_group_int8()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        // asymmetric per channel (the default export), groups of 32/64/128, and symmetric groups longer than one block;
+        // n: not a multiple of the 8-row interleave or the 16-row unit; K up to 2048 (more than one 16-block pass)
+        int seed = 0;
+        foreach (var (sym, group) in new[] { (false, 0), (false, 32), (false, 64), (false, 128), (true, 64), (true, 0) })
+            foreach (int n in new[] { 1, 9, 23, 67 })
+                foreach (int k in new[] { 32, 128, 384, 2048 })
+                {
+                    if (group != 0 && k % group != 0) continue;
+                    foreach (int m in new[] { 1, 5, 13, 70 })
+                    {
+                        if (k == 2048 && n * m > 300) continue;   // keep the float64 check fast
+                        seed++;
+                        var d = QuantKernelTests.RandomQ(false, n, k, group, sym, seed * 31 + n + k);
+                        var x = Rand(m * k, seed);
+                        var bias = seed % 2 == 0 ? Rand(n, seed + 1) : null;
+                        Check(d, x, m, bias, Math.Min(m, m > 64 ? 66 : 3), Math.Min(n, n > 16 ? 12 : 5), $"sym={sym} group={group}");
+                    }
+                }
+    }
+
+    [SkippableFact]
+    public void Broadcast_gemm_is_exact_at_asymmetric_extremes_of_values_and_zero_points()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        // q at 0, 255 and between, zero points 0, 255 and 128, activations ±127 per block: both planes at 15 against
+        // ±127 reach the int16 bound the kernel relies on (8 quads · 2 · 15 · 127 = 30480)
+        int m = 6, k = 256;
+        byte[] qs = { 0, 255, 128, 127, 1, 254 };
+        byte[] zs = { 0, 255, 128 };
+        foreach (int group in new[] { 0, 32, 128 })
+        {
+            int n = 19;
+            var d = QuantKernelTests.RandomQ(false, n, k, group, false, 91 + group);
+            for (int j = 0; j < n; j++)
+            {
+                for (int c = 0; c < k; c++) d.Data[j * k + c] = j < qs.Length ? qs[j] : qs[(j + c / 32) % qs.Length];
+                for (int g = 0; g < d.Groups; g++) d.Zeros![j * d.Groups + g] = zs[(j + g) % zs.Length];
+            }
+            var x = new float[m * k];
+            for (int i = 0; i < m; i++)
+                for (int c = 0; c < k; c++)
+                    x[i * k + c] = i switch { 0 => 1f, 1 => -1f, 2 => ((c / 4) % 2 == 0 ? 2f : -2f), 3 => 0f, _ => (c % 3 == 0 ? -3f : 3f) };
+            Check(d, x, m, Rand(n, 5), 4, 9, $"asym extremes group {group}");
+        }
+    }
+
+    [SkippableFact]
     public void Broadcast_gemm_is_exact_at_the_extremes_of_both_nibble_planes()
     {
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
@@ -109,22 +160,23 @@ public unsafe class QuantGemmInt8Tests
     }
 
     [Fact]
-    public void Broadcast_gemm_takes_only_symmetric_int8_with_groups_of_one_block_and_checks_ranges()
+    public void Broadcast_gemm_takes_int8_with_groups_of_whole_blocks_and_checks_ranges()
     {
         bool avx = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        foreach (var (sym, group, fits) in new[] { (true, 32, true), (true, 64, false), (true, 0, false), (false, 32, false) })
+        foreach (var (sym, group, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, true), (true, 0, 128, true), (false, 32, 128, true),
+            (false, 0, 128, true), (false, 16, 128, false), (false, 0, 112, false), (true, 0, 112, false) })
         {
-            var d = QuantKernelTests.RandomQ(false, 3, 128, group, sym, 3);
+            var d = QuantKernelTests.RandomQ(false, 3, k, group, sym, 3);
             fixed (byte* p = d.Data) fixed (float* s = d.Scales) fixed (byte* z = d.Zeros)
             {
-                var w = new QuantMatrix(p, s, sym ? null : z, 3, 128, group, false, sym);
+                var w = new QuantMatrix(p, s, sym ? null : z, 3, k, group, false, sym);
                 Assert.Equal(fits && avx, QuantGemmInt8.Fits(w));
                 if (!QuantGemmInt8.Fits(w))
                 {
                     Assert.Throws<NotSupportedException>(() => QuantGemmInt8.Gemm(w, 1, null, null, null, 3, 0, 1, 0, 3, null));
                     continue;
                 }
-                var act = new byte[QuantKernels.ActivationBytes(2, 128, 4) + 64];
+                var act = new byte[QuantKernels.ActivationBytes(2, 128, w.Groups) + 64];
                 var y = new float[2 * 3];
                 var scratch = new float[QuantGemmInt8.ScratchFloats(128)];
                 fixed (byte* a = act) fixed (float* yp = y, sp = scratch)
@@ -150,6 +202,21 @@ public unsafe class QuantGemmInt8Tests
         bool before = QuantLinearExec.UseInt8Broadcast;
         QuantLinearExec.UseInt8Broadcast = true;
         try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, true, 32, threads, f16Scales); }
+        finally { QuantLinearExec.UseInt8Broadcast = before; }
+    }
+
+    [Theory]
+    [InlineData(false, 0, 2, true, true)]     // the default int8 export: asymmetric per channel
+    [InlineData(false, 0, 1, false, true)]
+    [InlineData(false, 128, 2, true, true)]
+    [InlineData(true, 64, 1, true, true)]
+    [InlineData(false, 0, 2, true, false)]    // the panel path (HUB_QUANT_GEMM8=panel) on the same shapes
+    [InlineData(false, 128, 1, false, false)]
+    public void Executor_runs_asymmetric_and_long_group_int8_prefill_through_the_broadcast_gemm_or_panels(bool sym, int group, int threads, bool f16Scales, bool broadcast)
+    {
+        bool before = QuantLinearExec.UseInt8Broadcast;
+        QuantLinearExec.UseInt8Broadcast = broadcast;
+        try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, sym, group, threads, f16Scales); }
         finally { QuantLinearExec.UseInt8Broadcast = before; }
     }
 }

@@ -42,7 +42,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
         _int4Bcast = _int4Gemm && UseInt4Broadcast && QuantGemmInt4.Fits(_w);
         _int8Bcast = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
-        _int8Gemm = QuantKernels.Int8GemmFits(_w) && (UseInt8Gemm || _int8Bcast);
+        _int8Gemm = _int8Bcast || QuantKernels.Int8GemmFits(_w) && UseInt8Gemm;
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
         // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
         _panelRows = _int4Gemm || _int8Gemm ? QuantKernels.GemmRows : PanelRows;
