@@ -267,7 +267,14 @@ public class QuantGemmInt4ExecutorTests
 public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
 {
     [SkippableFact]
-    public void Q4_0_prefill_ab_of_an_ir_folder()
+    public void Q4_0_prefill_ab_of_an_ir_folder() =>
+        output.WriteLine(Ab("dot", "broadcast", () => Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast, v => Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v));
+
+    /// <summary>
+    /// The A/B of HUB_BENCH_IR with a per-thread executor switch off (<paramref name="off"/>) and on
+    /// (<paramref name="on"/>): one compiled model per setting, alternating prefills; the line to print.
+    /// </summary>
+    internal static string Ab(string off, string on, Func<bool> get, Action<bool> set)
     {
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
@@ -275,7 +282,7 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
         int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
         int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var r) ? r : 6;
         using var ir = IrModel.Load(dir!);
-        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
+        bool before = get();
         var models = new CompiledModel[2];
         var reqs = new InferRequest[2];
         try
@@ -283,12 +290,12 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
             // the switch is read when a request builds its executors
             for (int v = 0; v < 2; v++)
             {
-                Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v == 1;
+                set(v == 1);
                 models[v] = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 1024 });
                 reqs[v] = models[v].CreateInferRequest();
             }
         }
-        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
+        finally { set(before); }
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         var ids = Enumerable.Range(0, m).Select(i => (i * 13) % 1000 + 1).ToArray();
         var pos = Enumerable.Range(0, m).ToArray();
@@ -321,7 +328,7 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
         }
         double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
         double maxDiff = outs[0].Zip(outs[1], (a, b) => Math.Abs(a - b)).Max(), maxAbs = outs[0].Max(Math.Abs);
-        output.WriteLine($"prefill {m} tokens, {threads} threads: dot {Med(rates[0]):F1} tok/s, broadcast {Med(rates[1]):F1} tok/s (broadcast/dot {Med(rates[1]) / Med(rates[0]):F3}); " +
-            $"per round dot [{string.Join(" ", rates[0].Select(x => x.ToString("F0")))}] broadcast [{string.Join(" ", rates[1].Select(x => x.ToString("F0")))}]; max |Δ output| {maxDiff:G3} of max |output| {maxAbs:G3}");
+        return $"prefill {m} tokens, {threads} threads: {off} {Med(rates[0]):F1} tok/s, {on} {Med(rates[1]):F1} tok/s ({on}/{off} {Med(rates[1]) / Med(rates[0]):F3}); " +
+            $"per round {off} [{string.Join(" ", rates[0].Select(x => x.ToString("F0")))}] {on} [{string.Join(" ", rates[1].Select(x => x.ToString("F0")))}]; max |Δ output| {maxDiff:G3} of max |output| {maxAbs:G3}";
     }
 }

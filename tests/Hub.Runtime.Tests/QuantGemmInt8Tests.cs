@@ -238,20 +238,25 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
         int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 1);
         int reps = Env("HUB_BENCH_REPS", 3);   // more for small (cache-resident) shapes
-        var q = QuantKernelTests.RandomQ(false, n, k, 32, true, 5);
+        // HUB_BENCH_GROUP (default 32; 0 = per channel) and HUB_BENCH_SYM=0 (asymmetric: the default int8 export) pick
+        // the format; the dot-layout GemmInt8 runs only on Q8_0
+        int group = Env("HUB_BENCH_GROUP", 32);
+        bool sym = Env("HUB_BENCH_SYM", 1) != 0;
+        var q = QuantKernelTests.RandomQ(false, n, k, group, sym, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
         var y = new float[m * n];
         long perThread = Gemm.ScratchFloats(k) + Math.Max(64L * k, QuantGemmInt8.ScratchFloats(k)) + 64;
         var scratch = new float[perThread * threads];
-        var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
+        var buf = new byte[QuantKernels.ActivationBytes(m, k, q.Groups) + 64];
         string[] names = { "broadcast int8 GEMM", "dot int8 GEMM", "dequantize + f32 GEMM" };
         var times = names.Select(_ => new List<double>()).ToArray();
-        fixed (byte* d = q.Data, b0 = buf)
+        fixed (byte* d = q.Data, b0 = buf, z = q.Zeros)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp0 = scratch)
         {
-            var w = new QuantMatrix(d, s, null, n, k, 32, false, true);
+            var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, false, sym);
+            bool dot = QuantKernels.Int8GemmFits(w);
             byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
             byte* bb = b; float* xq = xp, yq = yp, spAll = sp0;
             // One variant over output rows [lo, hi) with the given scratch, in the executor's unit sizes.
@@ -279,6 +284,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
             for (int round = 0; round < 7; round++)
                 for (int c = 0; c < names.Length; c++)
                 {
+                    if (c == 1 && !dot) continue;
                     proc.Refresh();
                     var cpu0 = proc.TotalProcessorTime;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -303,8 +309,21 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         }
         for (int c = 0; c < names.Length; c++)
         {
+            if (times[c].Count == 0) continue;
             double t = times[c].Order().ElementAt(times[c].Count / 2);
-            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] {threads} thr {(threads == 1 ? "cpu" : "wall")} {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
+            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] {(sym ? "sym" : "asym")} g{group} {threads} thr {(threads == 1 ? "cpu" : "wall")} {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
         }
     }
+}
+
+/// <summary>
+/// In-process prefill A/B of an exported int8 IR folder in HUB_BENCH_IR (HUB_BENCH=1 only; prints, asserts nothing
+/// about time): the broadcast GEMM against dequantized panels (HUB_QUANT_GEMM8=panel), as the Q4_0 one in
+/// <see cref="QuantGemmInt4PrefillBench"/> (same HUB_BENCH_M / HUB_BENCH_AB_ROUNDS / HUB_BENCH_THREADS).
+/// </summary>
+public class QuantGemmInt8PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Int8_prefill_ab_of_an_ir_folder() =>
+        output.WriteLine(QuantGemmInt4PrefillBench.Ab("panel", "broadcast", () => QuantLinearExec.UseInt8Broadcast, v => QuantLinearExec.UseInt8Broadcast = v));
 }
