@@ -91,6 +91,21 @@ public unsafe class QuantGemmInt8Tests
     }
 
     [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_on_the_shapes_of_the_retired_dot_layout_gemm()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        // the sweep QuantKernels.GemmInt8 (3 × 2 dot tiles, removed) was tested on: K = 32·odd and an even block count,
+        // rows and outputs cut at 4 and 5, bias
+        foreach (int n in new[] { 1, 2, 7, 19, 37 })
+            foreach (int k in new[] { 32, 96, 224, 480, 256 })
+                foreach (int m in new[] { 1, 5, 7, 13 })
+                {
+                    var d = QuantKernelTests.RandomQ(false, n, k, 32, true, n * 131 + k + m * 7);
+                    Check(d, Rand(m * k, n + k * 3 + m), m, Rand(n, 11), Math.Min(4, m), Math.Min(n, 5), "Q8_0");
+                }
+    }
+
+    [SkippableFact]
     public void Broadcast_gemm_matches_integer_twin_on_asymmetric_and_long_group_int8()
     {
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
@@ -163,13 +178,15 @@ public unsafe class QuantGemmInt8Tests
     public void Broadcast_gemm_takes_int8_with_groups_of_whole_blocks_and_checks_ranges()
     {
         bool avx = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        foreach (var (sym, group, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, true), (true, 0, 128, true), (false, 32, 128, true),
-            (false, 0, 128, true), (false, 16, 128, false), (false, 0, 112, false), (true, 0, 112, false) })
+        foreach (var (sym, signedGroup, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, true), (true, 0, 128, true), (false, 32, 128, true),
+            (false, 0, 128, true), (false, 16, 128, false), (false, 0, 112, false), (true, 0, 112, false), (true, -32, 128, false) })
         {
-            var d = QuantKernelTests.RandomQ(false, 3, k, group, sym, 3);
+            bool int4 = signedGroup < 0;   // a negative group: int4 (QuantGemmInt4's)
+            int group = Math.Abs(signedGroup);
+            var d = QuantKernelTests.RandomQ(int4, 3, k, group, sym, 3);
             fixed (byte* p = d.Data) fixed (float* s = d.Scales) fixed (byte* z = d.Zeros)
             {
-                var w = new QuantMatrix(p, s, sym ? null : z, 3, k, group, false, sym);
+                var w = new QuantMatrix(p, s, sym ? null : z, 3, k, group, int4, sym);
                 Assert.Equal(fits && avx, QuantGemmInt8.Fits(w));
                 if (!QuantGemmInt8.Fits(w))
                 {
@@ -222,9 +239,8 @@ public unsafe class QuantGemmInt8Tests
 }
 
 /// <summary>
-/// Q8_0 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast GEMM, the dot-layout
-/// <see cref="QuantKernels.GemmInt8"/> and dequantized 64-row panels + the f32 GEMM, alternating within each of 7
-/// rounds, medians. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048); HUB_BENCH_THREADS=2 splits the
+/// int8 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast GEMM and dequantized 64-row
+/// panels + the f32 GEMM, alternating within each of 7 rounds, medians. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048); HUB_BENCH_THREADS=2 splits the
 /// output rows over two threads (wall time) instead of one thread (CPU time).
 /// </summary>
 public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper output)
@@ -239,7 +255,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 1);
         int reps = Env("HUB_BENCH_REPS", 3);   // more for small (cache-resident) shapes
         // HUB_BENCH_GROUP (default 32; 0 = per channel) and HUB_BENCH_SYM=0 (asymmetric: the default int8 export) pick
-        // the format; the dot-layout GemmInt8 runs only on Q8_0
+        // the format
         int group = Env("HUB_BENCH_GROUP", 32);
         bool sym = Env("HUB_BENCH_SYM", 1) != 0;
         var q = QuantKernelTests.RandomQ(false, n, k, group, sym, 5);
@@ -249,20 +265,19 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         long perThread = Gemm.ScratchFloats(k) + Math.Max(64L * k, QuantGemmInt8.ScratchFloats(k)) + 64;
         var scratch = new float[perThread * threads];
         var buf = new byte[QuantKernels.ActivationBytes(m, k, q.Groups) + 64];
-        string[] names = { "broadcast int8 GEMM", "dot int8 GEMM", "dequantize + f32 GEMM" };
+        string[] names = { "broadcast int8 GEMM", "dequantize + f32 GEMM" };
         var times = names.Select(_ => new List<double>()).ToArray();
         fixed (byte* d = q.Data, b0 = buf, z = q.Zeros)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp0 = scratch)
         {
             var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, false, sym);
-            bool dot = QuantKernels.Int8GemmFits(w);
             byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
             byte* bb = b; float* xq = xp, yq = yp, spAll = sp0;
             // One variant over output rows [lo, hi) with the given scratch, in the executor's unit sizes.
             void RunPart(int c, int lo, int hi, float* sp)
             {
-                if (c == 2)
+                if (c == 1)
                 {
                     float* panel = (float*)(((nint)(sp + Gemm.ScratchFloats(k)) + 63) & ~(nint)63);
                     for (int n0 = lo; n0 < hi; n0 += 64)
@@ -276,21 +291,19 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                 for (int n0 = lo; n0 < hi; n0 += 16)
                 {
                     int n1 = Math.Min(hi, n0 + 16);
-                    if (c == 0) QuantGemmInt8.Gemm(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
-                    else QuantKernels.GemmInt8(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
+                    QuantGemmInt8.Gemm(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
                 }
             }
             var proc = System.Diagnostics.Process.GetCurrentProcess();
             for (int round = 0; round < 7; round++)
                 for (int c = 0; c < names.Length; c++)
                 {
-                    if (c == 1 && !dot) continue;
                     proc.Refresh();
                     var cpu0 = proc.TotalProcessorTime;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     for (int rep = 0; rep < reps; rep++)
                     {
-                        if (c != 2) QuantKernels.QuantizeActivations(w, xq, m, bb);
+                        if (c == 0) QuantKernels.QuantizeActivations(w, xq, m, bb);
                         if (threads == 1) RunPart(c, 0, n, spAll);
                         else
                         {

@@ -1,4 +1,4 @@
-// int8 symmetric Q8_0 prefill GEMM in the broadcast layout (issue #8). The dot-product layout of QuantKernels.GemmInt8
+// int8 prefill GEMM in the broadcast layout (issue #8). The dot-product layout of the former QuantKernels.GemmInt8 (removed)
 // spends a vpsignb per (activation row, weight row, block) to feed signed × signed bytes to vpmaddubsw, and that sign
 // step was its bottleneck. Here each call first repacks its weight rows, once, into a scratch panel where the sign
 // problem disappears and no horizontal reduction is needed:
