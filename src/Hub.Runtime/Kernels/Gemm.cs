@@ -550,7 +550,8 @@ public static unsafe class Gemm
                     // packed next into L2 from inside its k loop (one prefetcht1 per 24 FMAs, 4 bytes per k step =
                     // the row's kc floats), so the packing finds the panel in L2 instead of stalling on L3/DRAM. The
                     // next panel: the next column panel of this chunk, else the chunk's first at the next K block,
-                    // else the next chunk, else (a GemmSplit owner) the panel after n1.
+                    // else the next chunk, else (a GemmSplit owner) the panel after n1. (A stream may run past its row's
+                    // segment, e.g. F16/BF16 rows are half as long or a shorter last K block ends W: prefetches never fault.)
                     byte* wRow = null;
                     int wRows = 0;
                     if (packed == null && kLoopPrefetch)
