@@ -25,57 +25,104 @@ public unsafe class QuantGemmInt4Tests
         fixed (byte* p = d.Data)
         fixed (float* s = d.Scales)
         fixed (ushort* h = half)
+        fixed (byte* z = d.Zeros)
         {
-            body(new QuantMatrix(p, h, null, d.N, d.K, d.Group, d.Int4, d.Sym));
-            body(new QuantMatrix(p, s, null, d.N, d.K, d.Group, d.Int4, d.Sym));
+            body(new QuantMatrix(p, h, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
+            body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
         }
     }
 
     private static byte* Align(byte* p, int to) => (byte*)(((nint)p + to - 1) & ~(nint)(to - 1));
 
     [SkippableFact]
-    public void Broadcast_gemm_matches_integer_twin_and_float64_on_odd_shapes_and_ranges()
+    public void Broadcast_gemm_matches_integer_twin_and_float64_on_odd_shapes_and_ranges() =>
+        CheckShapes(true, 32, new[] { 1, 7, 8, 13, 29, 37 }, new[] { 64, 192, 320 });   // n in [9, 29): three 8-row groups; 64·odd: an odd number of block pairs
+
+    [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_on_asymmetric_group_128_the_default_int4_export() =>
+        CheckShapes(false, 128, new[] { 1, 9, 23, 67 }, new[] { 128, 384, 2048 });
+
+    [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_on_other_int4_groupings()
+    {
+        // asymmetric g32/g64 and per channel, symmetric g64 and per channel (offset 8 as a preset zero-point term)
+        foreach (var (sym, group) in new[] { (false, 32), (false, 64), (false, 0), (true, 64), (true, 0) })
+            CheckShapes(sym, group, new[] { 5, 17 }, new[] { 64, 192, 256 });
+    }
+
+    [SkippableFact]
+    public void Broadcast_gemm_is_exact_at_asymmetric_extremes_of_nibbles_and_zero_points()
     {
         Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
-        foreach (int n in new[] { 1, 7, 8, 13, 29, 37 })   // [9, 29): three 8-row groups (an odd pair)
-            foreach (int k in new[] { 64, 192, 320 })   // 64·odd: an odd number of block pairs
+        // nibbles 0 and 15 against zero points 0, 15 and 8, activations ±127 per block: the int16 bound 8·2·15·127
+        int n = 19, k = 256, m = 6;
+        foreach (int group in new[] { 128, 0 })
+        {
+            var d = QuantKernelTests.RandomQ(true, n, k, group, false, 17 + group);
+            byte[] packed = { 0x00, 0xFF, 0xF0, 0x0F, 0x88, 0x7E };
+            byte[] zs = { 0, 15, 8 };
+            for (int j = 0; j < n; j++)
+            {
+                for (int c = 0; c < k / 2; c++) d.Data[j * k / 2 + c] = j < packed.Length ? packed[j] : packed[(j + c / 16) % packed.Length];
+                for (int g = 0; g < d.Groups; g++) d.Zeros![j * d.Groups + g] = zs[(j + g) % zs.Length];
+            }
+            var x = new float[m * k];
+            for (int i = 0; i < m; i++)
+                for (int c = 0; c < k; c++)
+                    x[i * k + c] = i switch { 0 => 1f, 1 => -1f, 2 => ((c / 4) % 2 == 0 ? 2f : -2f), 3 => 0f, _ => (c % 3 == 0 ? -3f : 3f) };
+            CheckOne(d, x, m, Rand(n, 3), $"extremes group {group}");
+        }
+    }
+
+    private static void CheckShapes(bool sym, int group, int[] ns, int[] ks)
+    {
+        Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
+        foreach (int n in ns)
+            foreach (int k in ks)
                 foreach (int m in new[] { 1, 5, 6, 13 })
                     foreach (bool withBias in new[] { true, false })
                     {
-                        var d = QuantKernelTests.RandomQ(true, n, k, 32, true, n * 131 + k + m * 7 + (withBias ? 1 : 0));
-                        var x = Rand(m * k, n + k * 3 + m);
-                        float[]? bias = withBias ? Rand(n, 11) : null;
-                        var fast = new float[m * n]; var twin = new float[m * n];
-                        var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
-                        var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
-                        WithMatrix(d, w =>
-                        {
-                            Array.Fill(fast, float.NaN);
-                            fixed (byte* b0 = buf, p0 = panel)
-                            fixed (float* xp = x, bp = bias, fp = fast, tp = twin)
-                            {
-                                byte* b = Align(b0, 64), pp = Align(p0, 32);
-                                // row ranges in reverse order as workers may quantize them
-                                QuantGemmInt4.QuantizeActivations(w, xp, m, b, m / 2, m);
-                                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
-                                // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
-                                int ms = Math.Min(3, m), ns = Math.Min(n, 9);
-                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
-                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
-                                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
-                                QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
-                            }
-                        });
-                        for (int i = 0; i < m; i++)
-                            for (int j = 0; j < n; j++)
-                            {
-                                int at = i * n + j;
-                                double exp = bias?[j] ?? 0, scale = Math.Abs(bias?[j] ?? 0);
-                                for (int c = 0; c < k; c++) { double t = x[i * k + c] * d.Value(j, c); exp += t; scale += Math.Abs(t); }
-                                Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"[{n},{k}] m={m} bias={withBias} ({i},{j}): fast {fast[at]} twin {twin[at]}");
-                                Assert.True(Math.Abs(fast[at] - exp) <= scale / 100, $"[{n},{k}] m={m} bias={withBias} ({i},{j}): {fast[at]} vs {exp}");
-                            }
+                        if (group != 0 && k % group != 0) continue;
+                        var d = QuantKernelTests.RandomQ(true, n, k, group, sym, n * 131 + k + m * 7 + (withBias ? 1 : 0));
+                        CheckOne(d, Rand(m * k, n + k * 3 + m), m, withBias ? Rand(n, 11) : null, $"sym={sym} group={group}");
                     }
+    }
+
+    // The GEMM in three split ranges against the integer twin (same activations) and a float64 loop.
+    private static void CheckOne(QuantKernelTests.QData d, float[] x, int m, float[]? bias, string what)
+    {
+        int n = d.N, k = d.K;
+        bool withBias = bias != null;
+        var fast = new float[m * n]; var twin = new float[m * n];
+        var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
+        var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
+        WithMatrix(d, w =>
+        {
+            Array.Fill(fast, float.NaN);
+            fixed (byte* b0 = buf, p0 = panel)
+            fixed (float* xp = x, bp = bias, fp = fast, tp = twin)
+            {
+                byte* b = Align(b0, 64), pp = Align(p0, 32);
+                // row ranges in reverse order as workers may quantize them
+                QuantGemmInt4.QuantizeActivations(w, xp, m, b, m / 2, m);
+                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
+                // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
+                int ms = Math.Min(3, m), ns = Math.Min(n, 9);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
+                QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+            }
+        });
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                int at = i * n + j;
+                double exp = bias?[j] ?? 0, scale = Math.Abs(bias?[j] ?? 0);
+                for (int c = 0; c < k; c++) { double t = x[i * k + c] * d.Value(j, c); exp += t; scale += Math.Abs(t); }
+                Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{what} [{n},{k}] m={m} bias={withBias} ({i},{j}): fast {fast[at]} twin {twin[at]}");
+                Assert.True(Math.Abs(fast[at] - exp) <= scale / 100 + 1e-6, $"{what} [{n},{k}] m={m} bias={withBias} ({i},{j}): {fast[at]} vs {exp}");
+            }
     }
 
     [SkippableFact]
@@ -108,10 +155,11 @@ public unsafe class QuantGemmInt4Tests
     }
 
     [SkippableFact]
-    public void Fits_only_q4_0_and_bad_arguments_throw_naming_them()
+    public void Fits_int4_with_k_a_multiple_of_64_and_bad_arguments_throw_naming_them()
     {
         Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
-        foreach (var (sym, group, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, false), (false, 32, 128, false), (true, 32, 96, false), (true, 0, 64, false) })
+        foreach (var (sym, group, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, true), (false, 32, 128, true), (false, 128, 256, true),
+            (false, 0, 192, true), (true, 32, 96, false), (false, 32, 96, false), (true, 0, 64, true) })
         {
             var d = QuantKernelTests.RandomQ(true, 3, k, group, sym, 1);
             fixed (byte* p = d.Data) fixed (float* s = d.Scales) fixed (byte* z = d.Zeros)
@@ -155,21 +203,24 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
         int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 2);
         int unitRows = Env("HUB_BENCH_UNIT", QuantKernels.GemmRows);
-        var q = QuantKernelTests.RandomQ(true, n, k, 32, true, 5);
+        // HUB_BENCH_GROUP (default 32; 0 = per channel) and HUB_BENCH_SYM=0 (asymmetric; the default int4 export is g128)
+        int group = Env("HUB_BENCH_GROUP", 32);
+        bool sym = Env("HUB_BENCH_SYM", 1) != 0;
+        var q = QuantKernelTests.RandomQ(true, n, k, group, sym, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);   // F16 scales, as exported
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
         var y = new float[m * n];
         long scratchFloats = QuantKernels.GemmRows * (long)k / 4 + 64;
         var scratch = new float[threads * scratchFloats];
         var panels = new byte[threads * (QuantGemmInt4.PanelBytes(unitRows, k) + 64)];
-        var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, k / 32) + 64];
+        var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, q.Groups) + 64];
         var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
         string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8" };
-        fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels)
+        fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels, z = q.Zeros)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp = scratch)
         {
-            var w = new QuantMatrix(d, s, null, n, k, 32, true, true);
+            var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, true, sym);
             byte* ob = (byte*)(((nint)ob0 + 63) & ~(nint)63), nb = (byte*)(((nint)nb0 + 63) & ~(nint)63);
             nint obA = (nint)ob, nbA = (nint)nb, pnA = (nint)pn0, spA = (nint)sp, xA = (nint)xp, yA = (nint)yp;
             long panelStride = QuantGemmInt4.PanelBytes(unitRows, k) + 64;
@@ -212,7 +263,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             for (int c = 0; c < 2; c++)
             {
                 double t = times[c].Order().ElementAt(times[c].Count / 2);
-                output.WriteLine($"1 thread  {names[c],-20} [{m}x{n}x{k}] cpu  {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
+                output.WriteLine($"1 thread  {names[c],-20} [{m}x{n}x{k}] {(sym ? "sym" : "asym")} g{group} cpu  {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
             }
             // threads claiming units dynamically, wall time
             times = new[] { new List<double>(), new List<double>() };
@@ -235,7 +286,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             for (int c = 0; c < 2; c++)
             {
                 double t = times[c].Order().ElementAt(times[c].Count / 2);
-                output.WriteLine($"{threads} threads {names[c],-20} [{m}x{n}x{k}] wall {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
+                output.WriteLine($"{threads} threads {names[c],-20} [{m}x{n}x{k}] {(sym ? "sym" : "asym")} g{group} wall {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
             }
         }
     }
@@ -267,7 +318,14 @@ public class QuantGemmInt4ExecutorTests
 public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
 {
     [SkippableFact]
-    public void Q4_0_prefill_ab_of_an_ir_folder()
+    public void Q4_0_prefill_ab_of_an_ir_folder() =>
+        output.WriteLine(Ab("dot", "broadcast", () => Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast, v => Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v));
+
+    /// <summary>
+    /// The A/B of HUB_BENCH_IR with a per-thread executor switch off (<paramref name="off"/>) and on
+    /// (<paramref name="on"/>): one compiled model per setting, alternating prefills; the line to print.
+    /// </summary>
+    internal static string Ab(string off, string on, Func<bool> get, Action<bool> set)
     {
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
@@ -275,7 +333,7 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
         int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
         int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var r) ? r : 6;
         using var ir = IrModel.Load(dir!);
-        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
+        bool before = get();
         var models = new CompiledModel[2];
         var reqs = new InferRequest[2];
         try
@@ -283,12 +341,12 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
             // the switch is read when a request builds its executors
             for (int v = 0; v < 2; v++)
             {
-                Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v == 1;
+                set(v == 1);
                 models[v] = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 1024 });
                 reqs[v] = models[v].CreateInferRequest();
             }
         }
-        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
+        finally { set(before); }
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         var ids = Enumerable.Range(0, m).Select(i => (i * 13) % 1000 + 1).ToArray();
         var pos = Enumerable.Range(0, m).ToArray();
@@ -321,7 +379,7 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
         }
         double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
         double maxDiff = outs[0].Zip(outs[1], (a, b) => Math.Abs(a - b)).Max(), maxAbs = outs[0].Max(Math.Abs);
-        output.WriteLine($"prefill {m} tokens, {threads} threads: dot {Med(rates[0]):F1} tok/s, broadcast {Med(rates[1]):F1} tok/s (broadcast/dot {Med(rates[1]) / Med(rates[0]):F3}); " +
-            $"per round dot [{string.Join(" ", rates[0].Select(x => x.ToString("F0")))}] broadcast [{string.Join(" ", rates[1].Select(x => x.ToString("F0")))}]; max |Δ output| {maxDiff:G3} of max |output| {maxAbs:G3}");
+        return $"prefill {m} tokens, {threads} threads: {off} {Med(rates[0]):F1} tok/s, {on} {Med(rates[1]):F1} tok/s ({on}/{off} {Med(rates[1]) / Med(rates[0]):F3}); " +
+            $"per round {off} [{string.Join(" ", rates[0].Select(x => x.ToString("F0")))}] {on} [{string.Join(" ", rates[1].Select(x => x.ToString("F0")))}]; max |Δ output| {maxDiff:G3} of max |output| {maxAbs:G3}";
     }
 }

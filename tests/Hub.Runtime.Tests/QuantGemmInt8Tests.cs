@@ -24,9 +24,10 @@ public unsafe class QuantGemmInt8Tests
         fixed (byte* p = d.Data)
         fixed (float* s = d.Scales)
         fixed (ushort* h = half)
+        fixed (byte* z = d.Zeros)
         {
-            body(new QuantMatrix(p, h, null, d.N, d.K, d.Group, false, true));
-            body(new QuantMatrix(p, s, null, d.N, d.K, d.Group, false, true));
+            body(new QuantMatrix(p, h, d.Sym ? null : z, d.N, d.K, d.Group, false, d.Sym));
+            body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, false, d.Sym));
         }
     }
 
@@ -90,6 +91,71 @@ public unsafe class QuantGemmInt8Tests
     }
 
     [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_on_the_shapes_of_the_retired_dot_layout_gemm()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        // the sweep QuantKernels.GemmInt8 (3 × 2 dot tiles, removed) was tested on: K = 32·odd and an even block count,
+        // rows and outputs cut at 4 and 5, bias
+        foreach (int n in new[] { 1, 2, 7, 19, 37 })
+            foreach (int k in new[] { 32, 96, 224, 480, 256 })
+                foreach (int m in new[] { 1, 5, 7, 13 })
+                {
+                    var d = QuantKernelTests.RandomQ(false, n, k, 32, true, n * 131 + k + m * 7);
+                    Check(d, Rand(m * k, n + k * 3 + m), m, Rand(n, 11), Math.Min(4, m), Math.Min(n, 5), "Q8_0");
+                }
+    }
+
+    [SkippableFact]
+    public void Broadcast_gemm_matches_integer_twin_on_asymmetric_and_long_group_int8()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        // asymmetric per channel (the default export), groups of 32/64/128, and symmetric groups longer than one block;
+        // n: not a multiple of the 8-row interleave or the 16-row unit; K up to 2048 (more than one 16-block pass)
+        int seed = 0;
+        foreach (var (sym, group) in new[] { (false, 0), (false, 32), (false, 64), (false, 128), (true, 64), (true, 0) })
+            foreach (int n in new[] { 1, 9, 23, 67 })
+                foreach (int k in new[] { 32, 128, 384, 2048 })
+                {
+                    if (group != 0 && k % group != 0) continue;
+                    foreach (int m in new[] { 1, 5, 13, 70 })
+                    {
+                        if (k == 2048 && n * m > 300) continue;   // keep the float64 check fast
+                        seed++;
+                        var d = QuantKernelTests.RandomQ(false, n, k, group, sym, seed * 31 + n + k);
+                        var x = Rand(m * k, seed);
+                        var bias = seed % 2 == 0 ? Rand(n, seed + 1) : null;
+                        Check(d, x, m, bias, Math.Min(m, m > 64 ? 66 : 3), Math.Min(n, n > 16 ? 12 : 5), $"sym={sym} group={group}");
+                    }
+                }
+    }
+
+    [SkippableFact]
+    public void Broadcast_gemm_is_exact_at_asymmetric_extremes_of_values_and_zero_points()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
+        // q at 0, 255 and between, zero points 0, 255 and 128, activations ±127 per block: both planes at 15 against
+        // ±127 reach the int16 bound the kernel relies on (8 quads · 2 · 15 · 127 = 30480)
+        int m = 6, k = 256;
+        byte[] qs = { 0, 255, 128, 127, 1, 254 };
+        byte[] zs = { 0, 255, 128 };
+        foreach (int group in new[] { 0, 32, 128 })
+        {
+            int n = 19;
+            var d = QuantKernelTests.RandomQ(false, n, k, group, false, 91 + group);
+            for (int j = 0; j < n; j++)
+            {
+                for (int c = 0; c < k; c++) d.Data[j * k + c] = j < qs.Length ? qs[j] : qs[(j + c / 32) % qs.Length];
+                for (int g = 0; g < d.Groups; g++) d.Zeros![j * d.Groups + g] = zs[(j + g) % zs.Length];
+            }
+            var x = new float[m * k];
+            for (int i = 0; i < m; i++)
+                for (int c = 0; c < k; c++)
+                    x[i * k + c] = i switch { 0 => 1f, 1 => -1f, 2 => ((c / 4) % 2 == 0 ? 2f : -2f), 3 => 0f, _ => (c % 3 == 0 ? -3f : 3f) };
+            Check(d, x, m, Rand(n, 5), 4, 9, $"asym extremes group {group}");
+        }
+    }
+
+    [SkippableFact]
     public void Broadcast_gemm_is_exact_at_the_extremes_of_both_nibble_planes()
     {
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
@@ -109,22 +175,25 @@ public unsafe class QuantGemmInt8Tests
     }
 
     [Fact]
-    public void Broadcast_gemm_takes_only_symmetric_int8_with_groups_of_one_block_and_checks_ranges()
+    public void Broadcast_gemm_takes_int8_with_groups_of_whole_blocks_and_checks_ranges()
     {
         bool avx = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        foreach (var (sym, group, fits) in new[] { (true, 32, true), (true, 64, false), (true, 0, false), (false, 32, false) })
+        foreach (var (sym, signedGroup, k, fits) in new[] { (true, 32, 128, true), (true, 64, 128, true), (true, 0, 128, true), (false, 32, 128, true),
+            (false, 0, 128, true), (false, 16, 128, false), (false, 0, 112, false), (true, 0, 112, false), (true, -32, 128, false) })
         {
-            var d = QuantKernelTests.RandomQ(false, 3, 128, group, sym, 3);
+            bool int4 = signedGroup < 0;   // a negative group: int4 (QuantGemmInt4's)
+            int group = Math.Abs(signedGroup);
+            var d = QuantKernelTests.RandomQ(int4, 3, k, group, sym, 3);
             fixed (byte* p = d.Data) fixed (float* s = d.Scales) fixed (byte* z = d.Zeros)
             {
-                var w = new QuantMatrix(p, s, sym ? null : z, 3, 128, group, false, sym);
+                var w = new QuantMatrix(p, s, sym ? null : z, 3, k, group, int4, sym);
                 Assert.Equal(fits && avx, QuantGemmInt8.Fits(w));
                 if (!QuantGemmInt8.Fits(w))
                 {
                     Assert.Throws<NotSupportedException>(() => QuantGemmInt8.Gemm(w, 1, null, null, null, 3, 0, 1, 0, 3, null));
                     continue;
                 }
-                var act = new byte[QuantKernels.ActivationBytes(2, 128, 4) + 64];
+                var act = new byte[QuantKernels.ActivationBytes(2, 128, w.Groups) + 64];
                 var y = new float[2 * 3];
                 var scratch = new float[QuantGemmInt8.ScratchFloats(128)];
                 fixed (byte* a = act) fixed (float* yp = y, sp = scratch)
@@ -152,12 +221,26 @@ public unsafe class QuantGemmInt8Tests
         try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, true, 32, threads, f16Scales); }
         finally { QuantLinearExec.UseInt8Broadcast = before; }
     }
+
+    [Theory]
+    [InlineData(false, 0, 2, true, true)]     // the default int8 export: asymmetric per channel
+    [InlineData(false, 0, 1, false, true)]
+    [InlineData(false, 128, 2, true, true)]
+    [InlineData(true, 64, 1, true, true)]
+    [InlineData(false, 0, 2, true, false)]    // the panel path (HUB_QUANT_GEMM8=panel) on the same shapes
+    [InlineData(false, 128, 1, false, false)]
+    public void Executor_runs_asymmetric_and_long_group_int8_prefill_through_the_broadcast_gemm_or_panels(bool sym, int group, int threads, bool f16Scales, bool broadcast)
+    {
+        bool before = QuantLinearExec.UseInt8Broadcast;
+        QuantLinearExec.UseInt8Broadcast = broadcast;
+        try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, sym, group, threads, f16Scales); }
+        finally { QuantLinearExec.UseInt8Broadcast = before; }
+    }
 }
 
 /// <summary>
-/// Q8_0 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast GEMM, the dot-layout
-/// <see cref="QuantKernels.GemmInt8"/> and dequantized 64-row panels + the f32 GEMM, alternating within each of 7
-/// rounds, medians. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048); HUB_BENCH_THREADS=2 splits the
+/// int8 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast GEMM and dequantized 64-row
+/// panels + the f32 GEMM, alternating within each of 7 rounds, medians. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048); HUB_BENCH_THREADS=2 splits the
 /// output rows over two threads (wall time) instead of one thread (CPU time).
 /// </summary>
 public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper output)
@@ -171,26 +254,30 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
         int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 1);
         int reps = Env("HUB_BENCH_REPS", 3);   // more for small (cache-resident) shapes
-        var q = QuantKernelTests.RandomQ(false, n, k, 32, true, 5);
+        // HUB_BENCH_GROUP (default 32; 0 = per channel) and HUB_BENCH_SYM=0 (asymmetric: the default int8 export) pick
+        // the format
+        int group = Env("HUB_BENCH_GROUP", 32);
+        bool sym = Env("HUB_BENCH_SYM", 1) != 0;
+        var q = QuantKernelTests.RandomQ(false, n, k, group, sym, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
         var y = new float[m * n];
         long perThread = Gemm.ScratchFloats(k) + Math.Max(64L * k, QuantGemmInt8.ScratchFloats(k)) + 64;
         var scratch = new float[perThread * threads];
-        var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
-        string[] names = { "broadcast int8 GEMM", "dot int8 GEMM", "dequantize + f32 GEMM" };
+        var buf = new byte[QuantKernels.ActivationBytes(m, k, q.Groups) + 64];
+        string[] names = { "broadcast int8 GEMM", "dequantize + f32 GEMM" };
         var times = names.Select(_ => new List<double>()).ToArray();
-        fixed (byte* d = q.Data, b0 = buf)
+        fixed (byte* d = q.Data, b0 = buf, z = q.Zeros)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp0 = scratch)
         {
-            var w = new QuantMatrix(d, s, null, n, k, 32, false, true);
+            var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, false, sym);
             byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
             byte* bb = b; float* xq = xp, yq = yp, spAll = sp0;
             // One variant over output rows [lo, hi) with the given scratch, in the executor's unit sizes.
             void RunPart(int c, int lo, int hi, float* sp)
             {
-                if (c == 2)
+                if (c == 1)
                 {
                     float* panel = (float*)(((nint)(sp + Gemm.ScratchFloats(k)) + 63) & ~(nint)63);
                     for (int n0 = lo; n0 < hi; n0 += 64)
@@ -204,8 +291,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                 for (int n0 = lo; n0 < hi; n0 += 16)
                 {
                     int n1 = Math.Min(hi, n0 + 16);
-                    if (c == 0) QuantGemmInt8.Gemm(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
-                    else QuantKernels.GemmInt8(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
+                    QuantGemmInt8.Gemm(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
                 }
             }
             var proc = System.Diagnostics.Process.GetCurrentProcess();
@@ -217,7 +303,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     for (int rep = 0; rep < reps; rep++)
                     {
-                        if (c != 2) QuantKernels.QuantizeActivations(w, xq, m, bb);
+                        if (c == 0) QuantKernels.QuantizeActivations(w, xq, m, bb);
                         if (threads == 1) RunPart(c, 0, n, spAll);
                         else
                         {
@@ -236,8 +322,21 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         }
         for (int c = 0; c < names.Length; c++)
         {
+            if (times[c].Count == 0) continue;
             double t = times[c].Order().ElementAt(times[c].Count / 2);
-            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] {threads} thr {(threads == 1 ? "cpu" : "wall")} {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
+            output.WriteLine($"{names[c],-24} [{m}x{n}x{k}] {(sym ? "sym" : "asym")} g{group} {threads} thr {(threads == 1 ? "cpu" : "wall")} {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GFLOP/s");
         }
     }
+}
+
+/// <summary>
+/// In-process prefill A/B of an exported int8 IR folder in HUB_BENCH_IR (HUB_BENCH=1 only; prints, asserts nothing
+/// about time): the broadcast GEMM against dequantized panels (HUB_QUANT_GEMM8=panel), as the Q4_0 one in
+/// <see cref="QuantGemmInt4PrefillBench"/> (same HUB_BENCH_M / HUB_BENCH_AB_ROUNDS / HUB_BENCH_THREADS).
+/// </summary>
+public class QuantGemmInt8PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Int8_prefill_ab_of_an_ir_folder() =>
+        output.WriteLine(QuantGemmInt4PrefillBench.Ab("panel", "broadcast", () => QuantLinearExec.UseInt8Broadcast, v => QuantLinearExec.UseInt8Broadcast = v));
 }

@@ -123,7 +123,7 @@ public unsafe class QuantKernelTests
             var x = Rand(m * k, 6);
             var outs = new List<float[]>();
             var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64];
-            var scratch = new float[QuantKernels.GemmRows * k / 4 + 8];
+            var scratch = new float[Math.Max(QuantKernels.GemmRows * k / 4 + 8, QuantGemmInt8.ScratchFloats(k))];
             var xs = new float[m * d.Groups];
             WithMatrix(d, w =>
             {
@@ -146,10 +146,10 @@ public unsafe class QuantKernelTests
                         QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
                         QuantKernels.GemmInt4(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
                     }
-                    if (QuantKernels.Int8GemmFits(w))
+                    if (QuantGemmInt8.Fits(w))
                     {
                         QuantKernels.QuantizeActivations(w, xp, m, b);
-                        QuantKernels.GemmInt8(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
+                        QuantGemmInt8.Gemm(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
                     }
                     QuantKernels.DequantizeRows(w, 0, n, op + 5 * m * n);
                 }
@@ -530,68 +530,6 @@ public unsafe class QuantKernelTests
     }
 
     [SkippableFact]
-    public void Int8_gemm_matches_integer_twin_and_float64_on_odd_tiles()
-    {
-        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
-        foreach (int n in new[] { 1, 2, 7, 19, 37 })
-            // K = 32·odd (one block, three, seven, fifteen) and an even count of blocks
-            foreach (int k in new[] { 32, 96, 224, 480, 256 })
-                foreach (int m in new[] { 1, 5, 7, 13 })
-                {
-                    var d = RandomQ(false, n, k, 32, true, n * 131 + k + m * 7);
-                    var x = Rand(m * k, n + k * 3 + m);
-                    var bias = Rand(n, 11);
-                    var exp = Reference(d, x, m, bias);
-                    var fast = new float[m * n]; var twin = new float[m * n];
-                    var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
-                    var scratch = new float[QuantKernels.Int8GemmScratchFloats(k)];
-                    WithMatrix(d, w =>
-                    {
-                        Assert.True(QuantKernels.Int8GemmFits(w));
-                        Array.Fill(fast, float.NaN);
-                        fixed (byte* b0 = buf)
-                        fixed (float* xp = x, bp = bias, fp = fast, tp = twin, sp = scratch)
-                        {
-                            byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-                            QuantKernels.QuantizeActivations(w, xp, m, b);
-                            // split rows and outputs as the executor may: rows [0, 4) and the rest (tiles of 3 cut
-                            // mid-tile), outputs [0, 5) and [5, n) (pairs and 16-row chunks cut mid-way)
-                            int ms = Math.Min(4, m), ns = Math.Min(n, 5);
-                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, 0, ms, 0, ns, sp);
-                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, ms, m, 0, ns, sp);
-                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, 0, ms, ns, n, sp);
-                            QuantKernels.GemmInt8(w, m, b, bp, fp, n, ms, m, ns, n, sp);
-                            QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
-                        }
-                        for (int i = 0; i < m; i++)
-                            for (int j = 0; j < n; j++)
-                            {
-                                int at = i * n + j;
-                                double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
-                                Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"[{n},{k}] m={m} ({i},{j}): fast {fast[at]} twin {twin[at]}");
-                                Assert.True(Math.Abs(fast[at] - exp[at]) <= scale / 100, $"[{n},{k}] m={m} ({i},{j}): {fast[at]} vs {exp[at]}");
-                            }
-                    });
-                }
-    }
-
-    [Fact]
-    public void Int8_gemm_takes_only_symmetric_int8_with_groups_of_one_block()
-    {
-        foreach (var (int4, sym, group, fits) in new[] { (false, true, 32, true), (false, true, 64, false), (false, true, 0, false), (false, false, 32, false), (true, true, 32, false) })
-        {
-            var d = RandomQ(int4, 3, 128, group, sym, 3);
-            WithMatrix(d, w =>
-            {
-                bool avx = System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-                Assert.Equal(fits && avx, QuantKernels.Int8GemmFits(w));
-                if (!QuantKernels.Int8GemmFits(w))
-                    Assert.Throws<NotSupportedException>(() => QuantKernels.GemmInt8(w, 1, null, null, null, 3, 0, 1, 0, 3, null));
-            });
-        }
-    }
-
-    [SkippableFact]
     public void Prefill_gemms_reject_bad_ranges_and_missing_buffers_naming_the_argument()
     {
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the prefill GEMMs need AVX2+FMA");
@@ -600,7 +538,7 @@ public unsafe class QuantKernelTests
             var d = RandomQ(int4, 3, 128, 32, true, 9);
             var act = new byte[QuantKernels.PrefillActivationBytes(2, 128, 4) + 64];
             var y = new float[2 * 3];
-            var scratch = new float[Gemm.ScratchFloats(128) + 64];
+            var scratch = new float[Math.Max(Gemm.ScratchFloats(128) + 64, QuantGemmInt8.ScratchFloats(128))];
             WithMatrix(d, w =>
             {
                 fixed (byte* a = act)
@@ -610,7 +548,7 @@ public unsafe class QuantKernelTests
                     void Call(int m1, int n1, int ldy, byte* pa, float* py, float* ps)
                     {
                         if (int4) QuantKernels.GemmInt4(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
-                        else QuantKernels.GemmInt8(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
+                        else QuantGemmInt8.Gemm(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
                     }
                     Assert.Equal("m1", Assert.Throws<ArgumentOutOfRangeException>(() => Call(3, 3, 3, ap, yq, sq)).ParamName);
                     Assert.Equal("n1", Assert.Throws<ArgumentOutOfRangeException>(() => Call(2, 4, 4, ap, yq, sq)).ParamName);
@@ -722,8 +660,7 @@ public unsafe class QuantKernelTests
                         // decode rows carry int8 activation rounding (≤ 1/254 of each block's range per value)
                         // (int4 prefill runs the int4 × int8 GEMM unless HUB_QUANT_GEMM=float: the same activation rounding)
                         bool intGemm = int4 && k % 64 == 0 && Hub.Runtime.Execution.QuantLinearExec.UseInt4Gemm
-                            || !int4 && sym && group == 32 && Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast && System.Runtime.Intrinsics.X86.Fma.IsSupported
-                            || !int4 && sym && group == 32 && Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+                            || !int4 && Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast && System.Runtime.Intrinsics.X86.Fma.IsSupported;
                         double tol = seq <= 4 || intGemm ? scale / 100 : 1e-5 * scale + 1e-6;
                         Assert.True(Math.Abs(got[i * n + j] - exp[i * n + j]) <= tol, $"seq {seq} ({i},{j}): {got[i * n + j]} vs {exp[i * n + j]}");
                     }
@@ -733,17 +670,14 @@ public unsafe class QuantKernelTests
     }
 
     [Theory]
-    [InlineData(false, 2, true)]
-    [InlineData(false, 1, false)]
-    [InlineData(true, 2, true)]
-    [InlineData(true, 1, false)]
-    public void Executor_runs_int8_q8_0_prefill_through_either_gemm(bool int8Gemm, int threads, bool f16Scales)
+    [InlineData(2, true)]
+    [InlineData(1, false)]
+    public void Executor_runs_int8_q8_0_prefill_through_dequantized_panels(int threads, bool f16Scales)
     {
-        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm, bcast = Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast;
-        Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = int8Gemm;
+        bool bcast = Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast;
         Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast = false;   // the broadcast GEMM (the default) has its own test
         try { Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(false, true, 32, threads, f16Scales); }
-        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt8Gemm = before; Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast = bcast; }
+        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt8Broadcast = bcast; }
     }
 
     // Encodes weight "w" as wq and "emb" as tq (scales F16 as exported now, or F32 as IRs exported before session 4).
@@ -946,7 +880,7 @@ public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
                             {
                                 int n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
                                 if (int4) QuantKernels.GemmInt4(w, m, b, null, yp, n, 0, m, n0, n1, sp);
-                                else QuantKernels.GemmInt8(w, m, b, null, yp, n, 0, m, n0, n1, sp);
+                                else QuantGemmInt8.Gemm(w, m, b, null, yp, n, 0, m, n0, n1, sp);
                             }
                         }
                         else

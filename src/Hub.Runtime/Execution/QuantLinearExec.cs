@@ -3,11 +3,11 @@
 // weight byte is read once). Shapes the integer path cannot take use the float GEMV over dequantized rows. Prefill:
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
 // all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
-// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too); Q4_0 (int4 symmetric g32) runs the
-// broadcast-layout GEMM of QuantGemmInt4 on panels each unit repacks (HUB_QUANT_GEMM4=dot: GemmInt4 for it too).
-// int8 symmetric with groups of 32 (Q8_0) does the same with the int8 × int8 GEMM in the broadcast layout
-// (QuantGemmInt8, the default: UseInt8Broadcast) or, opt-in, the older dot-product layout (QuantKernels.GemmInt8,
-// UseInt8Gemm); HUB_QUANT_GEMM8=panel|int picks.
+// GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too): the broadcast-layout GEMM of
+// QuantGemmInt4 on panels each unit repacks, every int4 grouping (HUB_QUANT_GEMM4=dot: the older GemmInt4).
+// int8 with groups of a multiple of 32 (Q8_0, and the default asymmetric per-channel export) does the same with the
+// int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast; HUB_QUANT_GEMM8=panel for
+// dequantized panels).
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -27,10 +27,9 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private float* _x, _y, _bias;
     private readonly int _panelRows;
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
-    private readonly bool _int4Bcast;   // Q4_0 prefill through QuantGemmInt4 (repacked 8-row panels, broadcast tiles)
-    private readonly bool _int8Gemm;    // prefill through the int8 × int8 GEMM (int8 sym g32) instead of dequantized panels
-    private readonly bool _int8Bcast;   // ... in the broadcast layout (QuantGemmInt8) rather than QuantKernels.GemmInt8
-    private byte* _prefActPtr;          // GemmInt4/GemmInt8's quantized activations, in the request's shared prefill scratch
+    private readonly bool _int4Bcast;   // int4 prefill through QuantGemmInt4 (repacked 8-row panels, broadcast tiles)
+    private readonly bool _int8Gemm;    // int8 prefill through QuantGemmInt8 instead of dequantized panels
+    private byte* _prefActPtr;          // the integer GEMMs' quantized activations, in the request's shared prefill scratch
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
     private bool _gemv, _singleUnit, _quantPhase;
 
@@ -41,8 +40,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _n = _w.N; _k = _w.K;
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
         _int4Bcast = _int4Gemm && UseInt4Broadcast && QuantGemmInt4.Fits(_w);
-        _int8Bcast = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
-        _int8Gemm = QuantKernels.Int8GemmFits(_w) && (UseInt8Gemm || _int8Bcast);
+        _int8Gemm = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
         // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
         _panelRows = _int4Gemm || _int8Gemm ? QuantKernels.GemmRows : PanelRows;
@@ -90,7 +88,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     internal static bool UseInt4Broadcast
     {
         get => _int4BroadcastOverride ?? Int4BroadcastFromEnvironment;
-        set => _int4BroadcastOverride = value;   // per thread, as UseInt8Gemm
+        set => _int4BroadcastOverride = value;   // per thread, as UseInt8Broadcast
     }
 
     private static readonly bool Int4BroadcastFromEnvironment = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM4") != "dot";
@@ -98,35 +96,19 @@ internal sealed unsafe class QuantLinearExec : OpExec
     [ThreadStatic] private static bool? _int4BroadcastOverride;
 
     /// <summary>
-    /// Test/bench switch (HUB_QUANT_GEMM8=int): int8 symmetric g32 (Q8_0) prefill runs the dot-layout int8 × int8 GEMM
-    /// when <see cref="UseInt8Broadcast"/> is off, instead of dequantized panels + the f32 GEMM. Off by default: single-thread it measured only level with the panel path
-    /// (0.98–1.14×, docs/quantization.md); HUB_QUANT_GEMM=float keeps the panel path regardless.
-    /// </summary>
-    internal static bool UseInt8Gemm
-    {
-        get => _int8GemmOverride ?? Int8GemmFromEnvironment;
-        set => _int8GemmOverride = value;   // per thread: a test forcing it does not leak into tests on other threads
-    }
-
-    private static readonly bool Int8GemmFromEnvironment =
-        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") == "int" && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
-
-    [ThreadStatic] private static bool? _int8GemmOverride;
-
-    /// <summary>
-    /// Test/bench switch: int8 symmetric g32 (Q8_0) prefill runs <see cref="QuantGemmInt8"/> (broadcast layout, weight
-    /// rows repacked into interleaved nibble planes), the default since it measured faster than dequantized panels
-    /// (docs/quantization.md). HUB_QUANT_GEMM8=panel (or HUB_QUANT_GEMM=float) switches back to the panel path,
-    /// HUB_QUANT_GEMM8=int to the dot-layout <see cref="QuantKernels.GemmInt8"/>. Takes precedence over <see cref="UseInt8Gemm"/>.
+    /// Test/bench switch: int8 prefill (Q8_0 and the asymmetric per-channel / grouped exports) runs
+    /// <see cref="QuantGemmInt8"/> (broadcast layout, weight rows repacked into interleaved nibble planes), the default
+    /// since it measured faster than dequantized panels (docs/quantization.md). HUB_QUANT_GEMM8=panel (or
+    /// HUB_QUANT_GEMM=float) switches back to the panel path.
     /// </summary>
     internal static bool UseInt8Broadcast
     {
         get => _int8BcastOverride ?? Int8BroadcastFromEnvironment;
-        set => _int8BcastOverride = value;   // per thread, as UseInt8Gemm
+        set => _int8BcastOverride = value;   // per thread: a test forcing it does not leak into tests on other threads
     }
 
     private static readonly bool Int8BroadcastFromEnvironment =
-        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") is not ("panel" or "int") && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+        Environment.GetEnvironmentVariable("HUB_QUANT_GEMM8") != "panel" && Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
 
     [ThreadStatic] private static bool? _int8BcastOverride;
 
@@ -190,7 +172,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         return t.B;
     }
 
-    public override long ScratchFloats => Gemm.ScratchFloats(_k) + Math.Max((long)_panelRows * _k, _int8Bcast ? QuantGemmInt8.ScratchFloats(_k) : 0) + 64;
+    public override long ScratchFloats => Gemm.ScratchFloats(_k) + Math.Max((long)_panelRows * _k, _int8Gemm ? QuantGemmInt8.ScratchFloats(_k) : 0) + 64;
 
     public override void InferShapes() => InferLinearShapes(_n, _k);
 
@@ -267,8 +249,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             if (m0 >= m1) continue;
             if (_int4Bcast) { QuantGemmInt4.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, (byte*)panel); continue; }
             if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
-            if (_int8Bcast) { QuantGemmInt8.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
-            if (_int8Gemm) { QuantKernels.GemmInt8(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
+            if (_int8Gemm) { QuantGemmInt8.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
             QuantKernels.DequantizeRows(_w, n0, n1, panel);
             // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
             Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);

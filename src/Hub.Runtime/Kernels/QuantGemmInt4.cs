@@ -8,6 +8,11 @@
 // t = isum·dx_b − 8·Σx_b (the Q4_0 offset, per block) and acc += t·s_w[8 rows]. The 8 accumulator lanes are the 8
 // output rows, so a tile ends in one 8-float store: no horizontal reduction. The repack costs about as much as one
 // activation row's pass and is amortized over all M rows of the unit.
+// Other int4 groupings (the default `--weight-format int4` export is asymmetric group 128, zero point z per group)
+// take the same panel and tiles: the block's scale slot holds its group's scale, the per-block term becomes a plain
+// multiply (t = isum·dx_b; groups of several blocks sum isum·dx_b over the group and multiply by s_g once: 1.01–1.3×
+// the per-block multiply on asymmetric g128), and the zero-point term Σ_g s_g·z_g·Σx_g (z = 8 when symmetric) presets the accumulators
+// from an 8-float vector s_g·z_g per group and 8-row group stored after the blocks.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -15,8 +20,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Hub.Runtime.Kernels;
 
 /// <summary>
-/// Prefill GEMM for Q4_0 weights (int4 symmetric, groups of 32) on 8-row interleaved panels repacked per unit; the
-/// other int4 groupings keep <see cref="QuantKernels.GemmInt4"/>.
+/// Prefill GEMM for int4 weights — Q4_0 (symmetric, groups of 32) and the asymmetric / longer-group exports — on 8-row
+/// interleaved panels repacked per unit.
 /// </summary>
 public static unsafe class QuantGemmInt4
 {
@@ -30,14 +35,27 @@ public static unsafe class QuantGemmInt4
     private const int BlockBytes = 8 * 32 + 32;
 
     /// <summary>
-    /// True when <paramref name="w"/> can use this GEMM: int4 symmetric with groups of 32 (what Q4_0 exports), K a
-    /// multiple of 64 (the nibble-pair activation order pairs blocks), AVX2+FMA.
+    /// True when <paramref name="w"/> can use this GEMM: int4 of either symmetry and any group (a multiple of 32 for
+    /// int4), K a multiple of 64 (the nibble-pair activation order pairs blocks), AVX2+FMA.
     /// </summary>
-    public static bool Fits(in QuantMatrix w) =>
-        w.Int4 && w.Symmetric && w.GroupLength == QuantKernels.Block && w.K % 64 == 0 && Avx2.IsSupported && Fma.IsSupported;
+    public static bool Fits(in QuantMatrix w) => w.Int4 && w.K % 64 == 0 && Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>Bytes of the scratch panel <see cref="Repack"/> writes for <paramref name="rows"/> weight rows of length <paramref name="k"/> (plus 32 for alignment).</summary>
-    public static long PanelBytes(int rows, int k) => (long)((rows + GroupRows - 1) / GroupRows) * (k / QuantKernels.Block) * BlockBytes + 32;
+    /// <summary>
+    /// Bytes of the scratch panel <see cref="Repack"/> writes for <paramref name="rows"/> weight rows of length
+    /// <paramref name="k"/>: the blocks, then room for the zero-point terms (8 floats per group, at most one group per
+    /// block), plus 32 for alignment.
+    /// </summary>
+    public static long PanelBytes(int rows, int k) => (long)((rows + GroupRows - 1) / GroupRows) * (k / QuantKernels.Block) * (BlockBytes + 32) + 32;
+
+    // Q4_0 (symmetric, groups of one block): the offset term −8·Σx_b per block. Others: zero-point terms preset.
+    private static bool IsQ4_0(in QuantMatrix w) => w.Symmetric && w.GroupLength == QuantKernels.Block;
+
+    // Where the zero-point terms [8-row group, group, 8] start in a panel for rows [n0, n1).
+    private static float* ZeroTerms(in QuantMatrix w, byte* panel, int n0, int n1) =>
+        (float*)(panel + (long)((n1 - n0 + GroupRows - 1) / GroupRows) * (w.K / QuantKernels.Block) * BlockBytes);
+
+    private struct OffsetPerBlock { }   // Q4_0: a += (isum·dx_b − 8·Σx_b)·s_b
+    private struct ZeroPreset { }       // a starts at −Σ_g s_g·z_g·Σx_g, a += (isum·dx_b)·s_b
 
     /// <summary>
     /// Bytes of the activation buffer for <paramref name="m"/> rows: <see cref="QuantKernels.ActivationBytes"/> (the
@@ -50,12 +68,13 @@ public static unsafe class QuantGemmInt4
     /// <summary>
     /// Quantizes rows [<paramref name="r0"/>, <paramref name="r1"/>) of x [m, w.K] into <paramref name="buf"/>
     /// (laid out for all <paramref name="m"/> rows, <see cref="ActivationBytes"/>): int8 per block of 32 as the GEMV
-    /// reads them, then the per-block Q4_0 offset term −8·dx_b·Σq_b. Workers may quantize disjoint ranges at once.
+    /// reads them, then (Q4_0) the per-block offset term −8·dx_b·Σq_b. Workers may quantize disjoint ranges at once.
     /// </summary>
     public static void QuantizeActivations(in QuantMatrix w, float* x, int m, byte* buf, int r0, int r1)
     {
-        if (!Fits(w)) throw new ArgumentException($"the Q4_0 broadcast GEMM needs int4 symmetric weights with groups of 32, K a multiple of 64 and AVX2+FMA (K = {w.K}, group = {w.GroupLength}, int4 = {w.Int4}, symmetric = {w.Symmetric}); check Fits first", nameof(w));
+        if (!Fits(w)) throw new ArgumentException($"the int4 broadcast GEMM needs int4 weights, K a multiple of 64 and AVX2+FMA (K = {w.K}, group = {w.GroupLength}, int4 = {w.Int4}); check Fits first", nameof(w));
         QuantKernels.QuantizeActivations(w, x, m, buf, r0, r1);
+        if (!IsQ4_0(w)) return;   // the group sums Σx_g the quantizer stores are all the other groupings read
         int blocks = w.K / QuantKernels.Block;
         // groups of 32: the per-group sums Σ d_b·Σq are per block
         float* xs = (float*)(buf + (((long)m * w.K + 63) & ~63L)) + (long)m * blocks;
@@ -66,16 +85,19 @@ public static unsafe class QuantGemmInt4
     /// <summary>
     /// Repacks weight rows [<paramref name="n0"/>, <paramref name="n1"/>) into <paramref name="panel"/> (32-byte
     /// aligned, <see cref="PanelBytes"/>): per 8-row group and block, 8 quad vectors (row r's k values 4q..4q+3 in bytes
-    /// 4r..4r+3, each 0..15) then the 8 rows' scales as f32; a last group's missing rows get scale 0.
+    /// 4r..4r+3, each 0..15) then the 8 rows' scales of the block's group as f32; then, unless Q4_0, the zero-point
+    /// terms s_g·z_g [8-row group, group, 8]. A last group's missing rows get scale 0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Repack(in QuantMatrix w, int n0, int n1, byte* panel)
     {
-        if (!Fits(w)) throw new NotSupportedException("the Q4_0 broadcast GEMM needs int4 symmetric g32 weights, K a multiple of 64 and AVX2+FMA");
+        if (!Fits(w)) throw new NotSupportedException("the int4 broadcast GEMM needs int4 weights, K a multiple of 64 and AVX2+FMA");
         KernelArgs.Range(n0, n1);
         if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
         if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
-        int blocks = w.K / QuantKernels.Block, rowBytes = w.RowBytes;
+        int blocks = w.K / QuantKernels.Block, rowBytes = w.RowBytes, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
+        bool q4 = IsQ4_0(w);
+        float* zt = ZeroTerms(w, panel, n0, n1);
         var low4 = Vector128.Create((byte)0x0F);
         byte** rows = stackalloc byte*[GroupRows];
         for (int j0 = n0; j0 < n1; j0 += GroupRows)
@@ -96,22 +118,22 @@ public static unsafe class QuantGemmInt4
                 // 8×8 transpose of 32-bit quads: vector q = quad q of rows 0..7
                 Kernels.Gemm.Transpose8x8(v0, v1, v2, v3, v4, v5, v6, v7, (float*)pb, 8);
             }
-            // the scales, one 8-float vector per block
+            // the scales, one 8-float vector per block; the zero-point terms, one 8-float vector per group
+            float* zg = zt + (long)((j0 - n0) / GroupRows) * groups * GroupRows;
             for (int r = 0; r < GroupRows; r++)
             {
                 float* dst = (float*)(pg + 256) + r;
-                if (r >= count) { for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = 0f; continue; }
+                if (r >= count)
+                {
+                    for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = 0f;
+                    if (!q4) for (int g = 0; g < groups; g++) zg[g * GroupRows + r] = 0f;
+                    continue;
+                }
                 int j = j0 + r;
-                if (w.ScalesF16 == null)
-                {
-                    float* s = w.Scales + (long)j * blocks;
-                    for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = s[b];
-                }
-                else
-                {
-                    ushort* s = w.ScalesF16 + (long)j * blocks;
-                    for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = QuantKernels.HalfToSingle(s[b]);
-                }
+                for (int b = 0; b < blocks; b++) dst[(long)b * (BlockBytes / 4)] = w.Scale(j, b / bpg);
+                if (!q4)
+                    for (int g = 0; g < groups; g++)
+                        zg[g * GroupRows + r] = w.Scale(j, g) * (w.Symmetric ? 8 : w.Zeros[(long)j * groups + g]);
             }
         }
     }
@@ -133,10 +155,21 @@ public static unsafe class QuantGemmInt4
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
     {
-        if (!Fits(w)) throw new NotSupportedException("the Q4_0 broadcast GEMM needs int4 symmetric g32 weights, K a multiple of 64 and AVX2+FMA");
+        if (!Fits(w)) throw new NotSupportedException("the int4 broadcast GEMM needs int4 weights, K a multiple of 64 and AVX2+FMA");
         QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, panel);
         if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
-        int k = w.K, blocks = k / QuantKernels.Block;
+        if (IsQ4_0(w)) Packed<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
+        else Packed<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Packed<TMode>(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
+        where TMode : struct
+    {
+        int k = w.K, blocks = k / QuantKernels.Block, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
+        bool preset = typeof(TMode) == typeof(ZeroPreset);
+        float* xs = (float*)(act + (((long)m * k + 63) & ~63L)) + (long)m * blocks;   // Σx per row and group
+        float* zt = ZeroTerms(w, panel, n0, n1);
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* nx = (float*)(act + OffsetsOffset(m, k));
@@ -149,10 +182,29 @@ public static unsafe class QuantGemmInt4
             {
                 byte* pg = panel + (long)((j0 - n0) / GroupRows) * blocks * BlockBytes;
                 int count = Math.Min(GroupRows, n1 - j0);
-                Tile4(pg, blocks, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
-                    dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
-                    nx + (long)i * blocks, nx + (long)i1 * blocks, nx + (long)i2 * blocks, nx + (long)i3 * blocks,
-                    out var a0, out var a1, out var a2, out var a3);
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                if (preset)
+                {
+                    float* zg = zt + (long)((j0 - n0) / GroupRows) * groups * GroupRows;
+                    float* e0 = xs + (long)i * groups, e1 = xs + (long)i1 * groups, e2 = xs + (long)i2 * groups, e3 = xs + (long)i3 * groups;
+                    for (int g = 0; g < groups; g++)
+                    {
+                        var z = Avx.LoadVector256(zg + g * GroupRows);
+                        a0 = Fma.MultiplyAddNegated(Vector256.Create(e0[g]), z, a0);
+                        a1 = Fma.MultiplyAddNegated(Vector256.Create(e1[g]), z, a1);
+                        a2 = Fma.MultiplyAddNegated(Vector256.Create(e2[g]), z, a2);
+                        a3 = Fma.MultiplyAddNegated(Vector256.Create(e3[g]), z, a3);
+                    }
+                }
+                if (preset && bpg > 1)
+                    Tile4Groups(pg, blocks, bpg, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
+                        dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
+                        ref a0, ref a1, ref a2, ref a3);
+                else
+                    Tile4<TMode>(pg, blocks, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
+                        dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
+                        nx + (long)i * blocks, nx + (long)i1 * blocks, nx + (long)i2 * blocks, nx + (long)i3 * blocks,
+                        ref a0, ref a1, ref a2, ref a3);
                 float* bj = bias == null ? null : bias + j0;
                 Store(a0, y + (long)i * ldy + j0, bj, count, tile);
                 if (i + 1 < m1) Store(a1, y + (long)(i + 1) * ldy + j0, bj, count, tile);
@@ -189,12 +241,12 @@ public static unsafe class QuantGemmInt4
     // Σ_k over all blocks for 4 activation rows × one 8-row group: per block 8 quad vectors, each multiplied with the
     // 4 rows' broadcast quads and summed in int16, then per row one vpmaddwd, convert and two FMAs.
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Tile4(byte* pg, int blocks, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+    private static void Tile4<TMode>(byte* pg, int blocks, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
         float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3,
-        out Vector256<float> r0, out Vector256<float> r1, out Vector256<float> r2, out Vector256<float> r3)
+        ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3) where TMode : struct
     {
         var ones = Vector256.Create((short)1);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> a0 = r0, a1 = r1, a2 = r2, a3 = r3;
         for (int b = 0; b < blocks; b++)
         {
             byte* pb = pg + (long)b * BlockBytes;
@@ -213,10 +265,60 @@ public static unsafe class QuantGemmInt4
             Quad(pb + 192, xo + 40, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
             Quad(pb + 224, xo + 44, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
             var sw = Avx.LoadVector256((float*)(pb + 256));
+            if (typeof(TMode) == typeof(ZeroPreset))
+            {
+                a0 = Fma.MultiplyAdd(Avx.Multiply(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones)), Avx.BroadcastScalarToVector256(d0 + b)), sw, a0);
+                a1 = Fma.MultiplyAdd(Avx.Multiply(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones)), Avx.BroadcastScalarToVector256(d1 + b)), sw, a1);
+                a2 = Fma.MultiplyAdd(Avx.Multiply(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s2, ones)), Avx.BroadcastScalarToVector256(d2 + b)), sw, a2);
+                a3 = Fma.MultiplyAdd(Avx.Multiply(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones)), Avx.BroadcastScalarToVector256(d3 + b)), sw, a3);
+                continue;
+            }
             a0 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones)), Avx.BroadcastScalarToVector256(d0 + b), Avx.BroadcastScalarToVector256(c0 + b)), sw, a0);
             a1 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones)), Avx.BroadcastScalarToVector256(d1 + b), Avx.BroadcastScalarToVector256(c1 + b)), sw, a1);
             a2 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s2, ones)), Avx.BroadcastScalarToVector256(d2 + b), Avx.BroadcastScalarToVector256(c2 + b)), sw, a2);
             a3 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones)), Avx.BroadcastScalarToVector256(d3 + b), Avx.BroadcastScalarToVector256(c3 + b)), sw, a3);
+        }
+        r0 = a0; r1 = a1; r2 = a2; r3 = a3;
+    }
+
+    // Tile4 for groups of bpg > 1 blocks (zero-point terms preset in r0..r3): per block t += isum·dx_b (one FMA), per
+    // group a += t·s_g (one FMA), instead of a multiply and an FMA per block.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Tile4Groups(byte* pg, int blocks, int bpg, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        float* d0, float* d1, float* d2, float* d3,
+        ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> a0 = r0, a1 = r1, a2 = r2, a3 = r3;
+        for (int g0 = 0; g0 < blocks; g0 += bpg)
+        {
+            Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+            for (int b = g0; b < g0 + bpg; b++)
+            {
+                byte* pb = pg + (long)b * BlockBytes;
+                int xo = (b >> 1) * 64 + (b & 1) * 16;
+                var wv = Avx.LoadVector256(pb);
+                var s0 = Avx2.MultiplyAddAdjacent(wv, B(x0 + xo));
+                var s1 = Avx2.MultiplyAddAdjacent(wv, B(x1 + xo));
+                var s2 = Avx2.MultiplyAddAdjacent(wv, B(x2 + xo));
+                var s3 = Avx2.MultiplyAddAdjacent(wv, B(x3 + xo));
+                Quad(pb + 32, xo + 4, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                Quad(pb + 64, xo + 8, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                Quad(pb + 96, xo + 12, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                Quad(pb + 128, xo + 32, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                Quad(pb + 160, xo + 36, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                Quad(pb + 192, xo + 40, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                Quad(pb + 224, xo + 44, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                t0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones)), Avx.BroadcastScalarToVector256(d0 + b), t0);
+                t1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones)), Avx.BroadcastScalarToVector256(d1 + b), t1);
+                t2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s2, ones)), Avx.BroadcastScalarToVector256(d2 + b), t2);
+                t3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones)), Avx.BroadcastScalarToVector256(d3 + b), t3);
+            }
+            var sw = Avx.LoadVector256((float*)(pg + (long)g0 * BlockBytes + 256));
+            a0 = Fma.MultiplyAdd(t0, sw, a0);
+            a1 = Fma.MultiplyAdd(t1, sw, a1);
+            a2 = Fma.MultiplyAdd(t2, sw, a2);
+            a3 = Fma.MultiplyAdd(t3, sw, a3);
         }
         r0 = a0; r1 = a1; r2 = a2; r3 = a3;
     }

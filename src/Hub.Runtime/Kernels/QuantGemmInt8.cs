@@ -1,4 +1,4 @@
-// int8 symmetric Q8_0 prefill GEMM in the broadcast layout (issue #8). The dot-product layout of QuantKernels.GemmInt8
+// int8 prefill GEMM in the broadcast layout (issue #8). The dot-product layout of the former QuantKernels.GemmInt8 (removed)
 // spends a vpsignb per (activation row, weight row, block) to feed signed × signed bytes to vpmaddubsw, and that sign
 // step was its bottleneck. Here each call first repacks its weight rows, once, into a scratch panel where the sign
 // problem disappears and no horizontal reduction is needed:
@@ -12,6 +12,12 @@
 // the 8 rows' int32 block sums, one convert, one FMS for dx_b·Σ − 128·Σx_b (Σx_b·dx_b is the group sum the activation
 // quantizer already stores, the group being the block) and one FMA by the 8 rows' scales. Results are those of
 // QuantKernels.GemvIntegerReference on the same quantized activations up to float rounding.
+// Asymmetric int8 (the default `--weight-format int8` export: unsigned q with a zero point z per group, per channel by
+// default) and symmetric weights with groups longer than one block take the same tiles: the planes are q = 16·h + l
+// directly (symmetric: w + 128), no per-block correction, and the zero-point term Σ_g s_g·z_g·Σx_g (z = 128 when
+// symmetric) initializes each 8-row accumulator instead of zero (Σx_g is the quantizer's group sum). Groups of one block
+// multiply dx_b·Σ by the block's scale as Q8_0 does; longer groups repeat the group scale per block; per channel
+// (one group) accumulates dx_b·Σ alone and multiplies by the row's scale once, when the result is stored.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -19,8 +25,9 @@ using System.Runtime.Intrinsics.X86;
 namespace Hub.Runtime.Kernels;
 
 /// <summary>
-/// Prefill GEMM for int8 symmetric weights with groups of 32 (Q8_0) against int8 activations quantized in the decode
-/// layout: weight rows repacked per call into interleaved nibble planes (see the file header), AVX2 + FMA.
+/// Prefill GEMM for int8 weights — symmetric Q8_0 and the asymmetric per-channel / grouped exports, any group length
+/// that is a multiple of 32 — against int8 activations quantized in the decode layout: weight rows repacked per call
+/// into interleaved nibble planes (see the file header), AVX2 + FMA.
 /// </summary>
 public static unsafe class QuantGemmInt8
 {
@@ -34,11 +41,23 @@ public static unsafe class QuantGemmInt8
     private const int RowChunk = 64;                        // activation rows whose float accumulators live in scratch
     private const int KcBlocks = 16;                        // blocks per pass over a row chunk (8 KiB of panel per group)
 
-    /// <summary>True when <paramref name="w"/> can use <see cref="Gemm"/> (the same shapes as <see cref="QuantKernels.GemmInt8"/>).</summary>
-    public static bool Fits(in QuantMatrix w) => QuantKernels.Int8GemmFits(w);
+    /// <summary>
+    /// True when <paramref name="w"/> can use <see cref="Gemm"/>: int8 (either symmetry) with groups of a multiple of 32
+    /// values (per channel included), AVX2+FMA.
+    /// </summary>
+    public static bool Fits(in QuantMatrix w) =>
+        !w.Int4 && w.K % Block == 0 && w.GroupLength % Block == 0 && Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>Scratch floats <see cref="Gemm"/> needs for K = <paramref name="k"/>: the panel (2 bytes per weight), its scales, the accumulators and 128·Σx per row chunk.</summary>
-    public static long ScratchFloats(int k) => (long)Rows * k / 2 + (long)Rows * (k / Block) + (long)(RowChunk + MR) * Rows + (long)RowChunk * (k / Block) + 32;
+    /// <summary>
+    /// Scratch floats <see cref="Gemm"/> needs for K = <paramref name="k"/>: the panel (2 bytes per weight), its scales,
+    /// the zero-point terms, the accumulators and 128·Σx per row chunk.
+    /// </summary>
+    public static long ScratchFloats(int k) => (long)Rows * k / 2 + 2L * Rows * (k / Block) + (long)(RowChunk + MR) * Rows + (long)RowChunk * (k / Block) + 32;
+
+    // How a tile turns the 8 rows' int32 block sums Σ into acc (see Combine).
+    private struct Q8Sym { }        // symmetric groups of one block: acc += s_b·(dx_b·Σ − 128·Σx_b)
+    private struct PerBlockScale { } // groups of one or more blocks: acc += s_b·(dx_b·Σ), zero-point term preset in acc
+    private struct RowScale { }     // per channel: acc += dx_b·Σ, zero-point term (unscaled) preset, s applied at the store
 
     /// <summary>
     /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for rows i ∈ [<paramref name="m0"/>, <paramref name="m1"/>) and outputs
@@ -50,36 +69,59 @@ public static unsafe class QuantGemmInt8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
     {
-        if (!Fits(w)) throw new NotSupportedException($"QuantGemmInt8 needs int8 symmetric weights with groups of {Block} and AVX2+FMA (group {w.GroupLength}, int4 = {w.Int4}, symmetric = {w.Symmetric}); check Fits first");
+        if (!Fits(w)) throw new NotSupportedException($"QuantGemmInt8 needs int8 weights with groups of a multiple of {Block} and AVX2+FMA (group {w.GroupLength}, K {w.K}, int4 = {w.Int4}); check Fits first");
         QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, scratch);
         bool work = m1 > m0 && n1 > n0;
         if (!work) return;
+        if (w.Symmetric && w.GroupLength == Block) Run<Q8Sym>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+        else if (w.Groups == 1) Run<RowScale>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+        else Run<PerBlockScale>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+    }
 
-        int k = w.K, blocks = k / Block;
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Run<TMode>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+        where TMode : struct
+    {
+        int k = w.K, blocks = k / Block, groups = w.Groups;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
-        float* xs = dx + (long)m * blocks;   // groups = blocks: Σ_t x_t·dx_b per row and block
+        float* xs = dx + (long)m * blocks;   // Σ_t x_t·dx_b per row and group (Q8_0: the group is the block)
         byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
         float* sc = (float*)(panel + (long)Rows * k * 2);
-        float* acc = sc + (long)Rows * blocks;
+        float* sz = sc + (long)Rows * blocks;             // zero-point terms [8-row group, group, 8]
+        float* acc = sz + (long)Rows * blocks;
         float* c128 = acc + (RowChunk + MR) * Rows;   // 128·xs [RowChunk, blocks] of the current row chunk
+        bool q8 = typeof(TMode) == typeof(Q8Sym), rowScale = typeof(TMode) == typeof(RowScale);
         for (int jc = n0; jc < n1; jc += Rows)
         {
-            int jn = Math.Min(Rows, n1 - jc), groups = (jn + Interleave - 1) / Interleave;
-            Repack(w, jc, jn, panel, sc);
+            int jn = Math.Min(Rows, n1 - jc), rowGroups = (jn + Interleave - 1) / Interleave;
+            Repack(w, jc, jn, panel, sc, sz, rowScale);
             for (int ic = m0; ic < m1; ic += RowChunk)
             {
                 int rows = Math.Min(RowChunk, m1 - ic);
-                for (int t = 0; t < rows; t++)
-                {
-                    float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
-                    for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
-                }
-                for (int g = 0; g < groups; g++)
+                if (q8)
+                    for (int t = 0; t < rows; t++)
+                    {
+                        float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
+                        for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
+                    }
+                for (int g = 0; g < rowGroups; g++)
                 {
                     byte* pg = panel + (long)g * blocks * BlockBytes;
                     float* sg = sc + (long)g * blocks * Interleave;
                     new Span<float>(acc, (RowChunk + MR) * Interleave).Clear();
+                    if (!q8)
+                    {
+                        // acc starts at −Σ_g' Σx_g'·sz_g' (the zero points' share of every row's sum)
+                        float* zg = sz + (long)g * groups * Interleave;
+                        for (int t = 0; t < rows; t++)
+                        {
+                            float* xr = xs + (long)(ic + t) * groups;
+                            var a = Vector256<float>.Zero;
+                            for (int gi = 0; gi < groups; gi++) a = Fma.MultiplyAddNegated(Vector256.Create(xr[gi]), Avx.LoadVector256(zg + gi * Interleave), a);
+                            Avx.Store(acc + t * Interleave, a);
+                        }
+                    }
                     for (int kb = 0; kb < blocks; kb += KcBlocks)
                     {
                         int nb = Math.Min(KcBlocks, blocks - kb);
@@ -88,7 +130,7 @@ public static unsafe class QuantGemmInt8
                             // rows past the range repeat the last one and accumulate into spare rows of acc
                             long r0 = ic + t, r1 = ic + Math.Min(t + 1, rows - 1), r2 = ic + Math.Min(t + 2, rows - 1), r3 = ic + Math.Min(t + 3, rows - 1);
                             long o = (long)kb * Block;
-                            Tile(pg + (long)kb * BlockBytes, sg + kb * Interleave, nb,
+                            Tile<TMode>(pg + (long)kb * BlockBytes, sg + kb * Interleave, nb,
                                 xq + r0 * k + o, xq + r1 * k + o, xq + r2 * k + o, xq + r3 * k + o,
                                 dx + r0 * blocks + kb, dx + r1 * blocks + kb, dx + r2 * blocks + kb, dx + r3 * blocks + kb,
                                 c128 + (r0 - ic) * blocks + kb, c128 + (r1 - ic) * blocks + kb, c128 + (r2 - ic) * blocks + kb, c128 + (r3 - ic) * blocks + kb,
@@ -100,7 +142,8 @@ public static unsafe class QuantGemmInt8
                     {
                         float* yr = y + (long)(ic + t) * ldy + j0;
                         float* ar = acc + t * Interleave;
-                        for (int c = 0; c < cols; c++) yr[c] = ar[c] + (bias != null ? bias[j0 + c] : 0f);
+                        if (rowScale) for (int c = 0; c < cols; c++) yr[c] = ar[c] * sg[c] + (bias != null ? bias[j0 + c] : 0f);
+                        else for (int c = 0; c < cols; c++) yr[c] = ar[c] + (bias != null ? bias[j0 + c] : 0f);
                     }
                 }
             }
@@ -112,8 +155,9 @@ public static unsafe class QuantGemmInt8
     // broadcasts are vbroadcastss (a plain load on AMD, unlike vpbroadcastd) of the same 4 bytes; the first quad of a
     // block initializes the accumulators.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Tile(byte* wp, float* sp, int nb, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+    private static void Tile<TMode>(byte* wp, float* sp, int nb, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
         float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3, float* acc, int blocks)
+        where TMode : struct
     {
         var sixteen = Vector256.Create((short)16);
         var one = Vector256.Create((short)1);
@@ -149,47 +193,63 @@ public static unsafe class QuantGemmInt8
                 h3 = Avx2.Add(h3, Avx2.MultiplyAddAdjacent(wh, v));
                 l3 = Avx2.Add(l3, Avx2.MultiplyAddAdjacent(wl, v));
             }
-            var s = Avx.LoadVector256(sp + b * Interleave);
-            Combine(h0, l0, sixteen, one, d0 + b, c0 + b, s, acc);
-            Combine(h1, l1, sixteen, one, d1 + b, c1 + b, s, acc + Interleave);
-            Combine(h2, l2, sixteen, one, d2 + b, c2 + b, s, acc + 2 * Interleave);
-            Combine(h3, l3, sixteen, one, d3 + b, c3 + b, s, acc + 3 * Interleave);
+            var s = typeof(TMode) == typeof(RowScale) ? default : Avx.LoadVector256(sp + b * Interleave);
+            Combine<TMode>(h0, l0, sixteen, one, d0 + b, c0 + b, s, acc);
+            Combine<TMode>(h1, l1, sixteen, one, d1 + b, c1 + b, s, acc + Interleave);
+            Combine<TMode>(h2, l2, sixteen, one, d2 + b, c2 + b, s, acc + 2 * Interleave);
+            Combine<TMode>(h3, l3, sixteen, one, d3 + b, c3 + b, s, acc + 3 * Interleave);
         }
     }
 
-    // acc[0..8) += s · (dx·(16·H + L) − 128·xs): the planes' int32 block sums, the −128·Σx term (c = 128·xs, prepared
-    // per call) and the scales.
+    // Q8Sym: acc[0..8) += s · (dx·(16·H + L) − 128·xs): the planes' int32 block sums, the −128·Σx term (c = 128·xs,
+    // prepared per call) and the scales. PerBlockScale: acc += s · dx·(16·H + L). RowScale: acc += dx·(16·H + L).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Combine(Vector256<short> h, Vector256<short> l, Vector256<short> sixteen, Vector256<short> one,
-        float* dx, float* c, Vector256<float> s, float* acc)
+    private static void Combine<TMode>(Vector256<short> h, Vector256<short> l, Vector256<short> sixteen, Vector256<short> one,
+        float* dx, float* c, Vector256<float> s, float* acc) where TMode : struct
     {
         var sum = Avx.ConvertToVector256Single(Avx2.Add(Avx2.MultiplyAddAdjacent(h, sixteen), Avx2.MultiplyAddAdjacent(l, one)));
-        var t = Fma.MultiplySubtract(sum, Avx.BroadcastScalarToVector256(dx), Avx.BroadcastScalarToVector256(c));
+        if (typeof(TMode) == typeof(RowScale))
+        {
+            Avx.Store(acc, Fma.MultiplyAdd(sum, Avx.BroadcastScalarToVector256(dx), Avx.LoadVector256(acc)));
+            return;
+        }
+        var t = typeof(TMode) == typeof(Q8Sym)
+            ? Fma.MultiplySubtract(sum, Avx.BroadcastScalarToVector256(dx), Avx.BroadcastScalarToVector256(c))
+            : Avx.Multiply(sum, Avx.BroadcastScalarToVector256(dx));
         Avx.Store(acc, Fma.MultiplyAdd(t, s, Avx.LoadVector256(acc)));
     }
 
     // Rows [j0, j0 + jn) of w into the panel: per group of 8 rows and block, 8 quads of [h plane 32 B | l plane 32 B]
     // with row r at bytes 4r..4r+3 of each plane vector (an 8 × 8 transpose of dwords per plane); scales
-    // [group, block, 8] as float. Rows past jn read as 0 with scale 0.
+    // [8-row group, block, 8] as float (a group's scale repeated over its blocks); zero-point terms [8-row group,
+    // group, 8]: s_g·z_g, or z alone when rowScale (per channel, s applied at the store); z = 128 when symmetric.
+    // Rows past jn read as 0 with scale 0.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Repack(in QuantMatrix w, int j0, int jn, byte* panel, float* sc)
+    private static void Repack(in QuantMatrix w, int j0, int jn, byte* panel, float* sc, float* sz, bool rowScale)
     {
-        int k = w.K, blocks = k / Block, groups = (jn + Interleave - 1) / Interleave;
+        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block, rowGroups = (jn + Interleave - 1) / Interleave;
         var low = Vector256.Create((byte)0x0F);
-        var eight = Vector256.Create((byte)0x08);
+        // symmetric bytes w become w + 128 = w ^ 0x80: the high nibble's top bit flips
+        var eight = Vector256.Create((byte)(w.Symmetric ? 0x08 : 0));
         byte** rows = stackalloc byte*[Interleave];
-        float* rs = stackalloc float[blocks];
-        for (int g = 0; g < groups; g++)
+        float* rs = stackalloc float[groups];
+        for (int g = 0; g < rowGroups; g++)
         {
             byte* pg = panel + (long)g * blocks * BlockBytes;
             float* sg = sc + (long)g * blocks * Interleave;
+            float* zg = sz + (long)g * groups * Interleave;
             int live = Math.Min(Interleave, jn - g * Interleave);
             for (int r = 0; r < Interleave; r++)
             {
                 int j = j0 + g * Interleave + Math.Min(r, live - 1);
                 rows[r] = w.Data + (long)j * k;
                 float* s = w.RowScales(j, rs);
-                for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = r < live ? s[b] : 0f;
+                for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = r < live ? s[b / bpg] : 0f;
+                for (int gi = 0; gi < groups; gi++)
+                {
+                    float z = w.Symmetric ? 128f : w.Zeros[(long)j * groups + gi];
+                    zg[gi * Interleave + r] = r >= live ? 0f : rowScale ? z : s[gi] * z;
+                }
             }
             for (int b = 0; b < blocks; b++)
             {
@@ -207,7 +267,8 @@ public static unsafe class QuantGemmInt8
         }
     }
 
-    // (w >> 4) + 8 of signed bytes = the unsigned high nibble with its top bit flipped.
+    // (w >> 4) + 8 of signed bytes = the unsigned high nibble with its top bit flipped (eight = 8); q >> 4 of unsigned
+    // bytes (eight = 0).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Hi(Vector256<byte> v, Vector256<byte> low, Vector256<byte> eight) =>
         Avx2.Xor(Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), low), eight);

@@ -9,7 +9,7 @@
 // block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass), in one small
 // non-inlined kernel per format so that the JIT keeps the loop state in registers. Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
-// and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8 symmetric Q8_0: an int8 × int8 GEMM).
+// and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -159,7 +159,7 @@ public static unsafe class QuantKernels
         if (r1 > m) throw new ArgumentOutOfRangeException(nameof(r1), $"rows [{r0}, {r1}) are outside [0, {m})");
     }
 
-    // Arguments of the prefill GEMMs (once per call; GemmInt4/GemmInt8 here, QuantGemmInt4/QuantGemmInt8): row and
+    // Arguments of the prefill GEMMs (once per call; GemmInt4 here, QuantGemmInt4/QuantGemmInt8): row and
     // output ranges inside [0, m) × [0, n), ldy ≥ n, and every buffer the ranges address present (the scratch or panel
     // reported under the caller's own argument name); a wrong call is an ArgumentException instead of an access violation.
     internal static void CheckGemmArgs(in QuantMatrix w, int m, byte* act, float* y, int ldy, int m0, int m1, int n0, int n1, void* scratch,
@@ -1124,104 +1124,6 @@ public static unsafe class QuantKernels
         float* yr = y + (long)i * ldy;
         yr[j] = Vector256.Sum(a0) - Correction(sc0, z0, xsi, groups, true, sym) + (bias != null ? bias[j] : 0f);
         if (two) yr[j + 1] = Vector256.Sum(a1) - Correction(sc1, z1, xsi, groups, true, sym) + (bias != null ? bias[j + 1] : 0f);
-    }
-
-    /// <summary>
-    /// True when <paramref name="w"/> can use <see cref="GemmInt8"/>: int8 symmetric with groups of one 32-value block
-    /// (Q8_0), AVX2+FMA. Other int8 groupings keep the dequantized-panel prefill.
-    /// </summary>
-    public static bool Int8GemmFits(in QuantMatrix w) => !w.Int4 && w.Symmetric && w.GroupLength == Block && Avx2.IsSupported && Fma.IsSupported;
-
-    /// <summary>Scratch floats <see cref="GemmInt8"/> needs for K = <paramref name="k"/>.</summary>
-    public static long Int8GemmScratchFloats(int k) => (long)(GemmRows + 6) * (k / Block) + 16;
-
-    /// <summary>
-    /// Prefill GEMM for int8 symmetric Q8_0 weights (<see cref="Int8GemmFits"/>) with int8 activations quantized in
-    /// natural order by <see cref="QuantizeActivations(in QuantMatrix, float*, int, byte*)"/> (the decode layout,
-    /// <see cref="ActivationBytes"/>): y[i, j] for rows i ∈ [m0, m1) and outputs j ∈ [n0, n1). The tile of
-    /// <see cref="GemmInt4"/> (3 activation rows × 2 weight rows): per block, |w| of each weight row is shared by the 3
-    /// rows and each activation load by the 2 weight rows; per row pair one vpsignb, one vpmaddubsw, one vpmaddwd by
-    /// ones, one convert and one FMA by the broadcast product s_b·dx_b (computed eight blocks at a time per tile) for
-    /// 32 multiply-adds. No zero-point term (symmetric). <paramref name="scratch"/> holds <see cref="Int8GemmScratchFloats"/>
-    /// floats (the chunk's F16 scales as float, then the tile's scale products).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GemmInt8(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
-    {
-        if (!Int8GemmFits(w)) throw new NotSupportedException($"GemmInt8 needs int8 symmetric weights with groups of {Block} and AVX2+FMA (group {w.GroupLength}, int4 = {w.Int4}, symmetric = {w.Symmetric}); check Int8GemmFits first");
-        CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, scratch);
-        int k = w.K, blocks = k / Block;
-        sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
-        float* scBase = (float*)(((nint)scratch + 31) & ~(nint)31);
-        float* sd = scBase + (long)GemmRows * blocks;
-        var ones = Vector256.Create((short)1);
-        for (int jc = n0; jc < n1; jc += GemmRows)
-        {
-            int jcEnd = Math.Min(n1, jc + GemmRows);
-            // F16 scales converted once per chunk (every activation row reuses them); F32 scales are read in place.
-            if (w.ScalesF16 != null)
-                for (int j = jc; j < jcEnd; j++) w.RowScales(j, scBase + (long)(j - jc) * blocks);
-            for (int i = m0; i < m1; i += 3)
-            {
-                int i1 = Math.Min(i + 1, m1 - 1), i2 = Math.Min(i + 2, m1 - 1);
-                sbyte* x0 = xq + (long)i * k, x1 = xq + (long)i1 * k, x2 = xq + (long)i2 * k;
-                float* d0 = dx + (long)i * blocks, d1 = dx + (long)i1 * blocks, d2 = dx + (long)i2 * blocks;
-                for (int j = jc; j < jcEnd; j += 2)
-                {
-                    int j1 = Math.Min(j + 1, jcEnd - 1);
-                    float* sc0 = w.ScalesF16 == null ? w.Scales + (long)j * blocks : scBase + (long)(j - jc) * blocks;
-                    float* sc1 = w.ScalesF16 == null ? w.Scales + (long)j1 * blocks : scBase + (long)(j1 - jc) * blocks;
-                    // The tile's six scale products s_jb·dx_ib, eight blocks per multiply: the block loop then
-                    // broadcasts them from L1 (a load, no ALU op) straight into its FMAs.
-                    ScaleProducts(sc0, sc1, d0, d1, d2, sd, blocks);
-                    sbyte* w0 = (sbyte*)w.Data + (long)j * k, w1 = (sbyte*)w.Data + (long)j1 * k;
-                    Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default;
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        int o = b * Block;
-                        var v0 = Avx.LoadVector256(w0 + o); var v1 = Avx.LoadVector256(w1 + o);
-                        var u0 = Avx2.Abs(v0); var u1 = Avx2.Abs(v1);
-                        float* sb = sd + b;
-                        var xv = Avx.LoadVector256(x0 + o);
-                        a00 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Vector256.Create(sb[0]), a00);
-                        a01 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Vector256.Create(sb[blocks]), a01);
-                        xv = Avx.LoadVector256(x1 + o);
-                        a10 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Vector256.Create(sb[2 * blocks]), a10);
-                        a11 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Vector256.Create(sb[3 * blocks]), a11);
-                        xv = Avx.LoadVector256(x2 + o);
-                        a20 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, Avx2.Sign(xv, v0)), ones)), Vector256.Create(sb[4 * blocks]), a20);
-                        a21 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, Avx2.Sign(xv, v1)), ones)), Vector256.Create(sb[5 * blocks]), a21);
-                    }
-                    bool two = j + 1 < jcEnd;
-                    float b0 = bias != null ? bias[j] : 0f, b1 = bias != null ? bias[j1] : 0f;
-                    StorePair(a00, a01, y + (long)i * ldy + j, two, b0, b1);
-                    if (i + 1 < m1) StorePair(a10, a11, y + (long)(i + 1) * ldy + j, two, b0, b1);
-                    if (i + 2 < m1) StorePair(a20, a21, y + (long)(i + 2) * ldy + j, two, b0, b1);
-                }
-            }
-        }
-    }
-
-    // sd [6, blocks] = s0·d0, s1·d0, s0·d1, s1·d1, s0·d2, s1·d2 (the 3×2 tile's per-block scale products).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScaleProducts(float* s0, float* s1, float* d0, float* d1, float* d2, float* sd, int blocks)
-    {
-        int b = 0;
-        for (; b + 8 <= blocks; b += 8)
-        {
-            var v0 = Avx.LoadVector256(s0 + b); var v1 = Avx.LoadVector256(s1 + b);
-            var e0 = Avx.LoadVector256(d0 + b); var e1 = Avx.LoadVector256(d1 + b); var e2 = Avx.LoadVector256(d2 + b);
-            Avx.Store(sd + b, Avx.Multiply(v0, e0)); Avx.Store(sd + blocks + b, Avx.Multiply(v1, e0));
-            Avx.Store(sd + 2 * blocks + b, Avx.Multiply(v0, e1)); Avx.Store(sd + 3 * blocks + b, Avx.Multiply(v1, e1));
-            Avx.Store(sd + 4 * blocks + b, Avx.Multiply(v0, e2)); Avx.Store(sd + 5 * blocks + b, Avx.Multiply(v1, e2));
-        }
-        for (; b < blocks; b++)
-        {
-            sd[b] = s0[b] * d0[b]; sd[blocks + b] = s1[b] * d0[b];
-            sd[2 * blocks + b] = s0[b] * d1[b]; sd[3 * blocks + b] = s1[b] * d1[b];
-            sd[4 * blocks + b] = s0[b] * d2[b]; sd[5 * blocks + b] = s1[b] * d2[b];
-        }
     }
 
     /// <summary>Dequantizes rows [r0, r1) into <paramref name="dst"/> [r1 − r0, K] (prefill panels, embedding rows).</summary>
