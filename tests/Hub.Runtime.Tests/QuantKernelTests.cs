@@ -983,9 +983,10 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 : ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
                 ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
                 : ab == "run" ? on => Hub.Runtime.Kernels.QuantKernels.Int8RunKernel = on
+                : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop)");
             var rates = new[] { new List<double>(), new List<double>() };
             req.OpTicks = null;
             int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;

@@ -281,6 +281,7 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
+        if (w.Int4 && QuantGemvInt4.Preferred(w)) { QuantGemvInt4.Gemv(w, m, act, bias, y, ldy, n0, n1); return; }
         if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1);
         else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
     }
@@ -360,7 +361,7 @@ public static unsafe class QuantKernels
     // of code) made the JIT keep the four accumulators on the stack across the loop back edge — a store and a reload
     // on every FMA chain per block, half the single-thread rate of the session-3 loops.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
         if (n0 >= n1 || m <= 0) return;
         int bpg = w.GroupLength / Block;
