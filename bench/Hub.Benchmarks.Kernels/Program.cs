@@ -156,8 +156,13 @@ if (opts.TryGetValue("ab", out var abName))
                        ("from 64 (default)", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 64),
                        ("from 128", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 128),
                        ("static halves", () => Hub.Runtime.Kernels.Gemm.DeepKMinChunk = 1 << 20)],
+        "none" => [("default", () => { })],
+        "packw" => [("W packed per call", () => Bench.AbPrepacked = false), ("W prepacked", () => Bench.AbPrepacked = true), ("W packed per call (default)", () => Bench.AbPrepacked = false)],
+        "session7" => [("session 6 (W prefetch bursts per tile)", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 1),
+                       ("no W prefetch", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 0),
+                       ("W prefetch in the k loop (default)", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 2)],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
-        _ => throw new ArgumentException($"--ab {abName}: packa, prefetch or kc"),
+        _ => throw new ArgumentException($"--ab {abName}: an A/B name of README.md (e.g. session7, packw, packa, prefetch, kc)"),
     };
     var abShapes = opts.TryGetValue("shapes", out var shapeList)
         ? shapeList.Split(',').Select(v => v.Split('x').Select(q => int.Parse(q, CultureInfo.InvariantCulture)).ToArray()).Select(q => (q[0], q[1], q[2])).ToArray()
@@ -167,10 +172,10 @@ if (opts.TryGetValue("ab", out var abName))
     foreach (var (m, n, k) in abShapes)
         foreach (int th in threadCounts0(maxThreads))
         {
-            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak, out double[] busy);
+            var best = Bench.GemmAb(m, n, k, dtypes[0], th, rounds, variants.Select(v => v.Set).ToArray(), out double fmaPeak, out double[] busy, out double[] cpuRatio);
             // busy: share of the best sample's threads × wall spent inside work items (the rest is pool wake-up,
             // claiming and waiting at the end of each call)
-            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1} (busy {100 * busy[j],3:F0} %)")));
+            Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1} (busy {100 * busy[j],3:F0} %, cpu {100 * cpuRatio[j],5:F1})")));
         }
     variants[^1].Set();
     return 0;
@@ -341,9 +346,14 @@ internal static unsafe class Bench
         }
     }
 
+    /// <summary>Whether the <see cref="GemmAb"/> variant being run reads a W packed once instead of packing per call.</summary>
+    public static bool AbPrepacked;
+
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.
-    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy)
+    // cpuRatio: all samples' GFLOP per CPU-second of the variant against the FMA loop's (robust to a neighbour taking
+    // the core for a while, not to one sharing its caches).
+    public static double[] GemmAb(int m, int n, int k, DType wt, int threads, int samples, Action[] variants, out double peak, out double[] busy, out double[] cpuRatio)
     {
         GemmOperands(m, n, k, wt, threads, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
         using var pool = new WorkerPool(threads);
@@ -355,33 +365,47 @@ internal static unsafe class Bench
         peak = 0;
         // the plan follows the variant (PlanUnits may be what is compared)
         var split = new Hub.Runtime.Kernels.Gemm.GemmSplit();
+        // W packed once (the small-model path) for variants that set AbPrepacked
+        float* packed = Alloc(Hub.Runtime.Kernels.Gemm.PackedFloats(n, k));
+        Hub.Runtime.Kernels.Gemm.PackWeights(w, wt, n, k, packed, scratch[0]);
         GemmJob Plan(out int units)
         {
             units = Hub.Runtime.Kernels.Gemm.PlanUnits(m, n, threads, out int rows, out int cols);
+            float* pk = AbPrepacked ? packed : null;
             if (threads > 1 && Hub.Runtime.Kernels.Gemm.StealSplit)
             {
-                return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols, split, threads);
+                return new GemmJob(x, m, k, w, wt, pk, n, bias, y, scratch, rows, cols, split, threads);
             }
-            return new GemmJob(x, m, k, w, wt, null, n, bias, y, scratch, rows, cols);
+            return new GemmJob(x, m, k, w, wt, pk, n, bias, y, scratch, rows, cols);
         }
         foreach (var v in variants) { v(); var j0 = Plan(out int u0); for (int i = 0; i < 3; i++) j0.Run(pool, u0); }
+        var cpuSec = new double[variants.Length];
+        double fmaGf = 0, fmaCpu = 0;
         for (int s = 0; s < samples; s++)
         {
-            peak = Math.Max(peak, PoolPeak(pool, fma, 1_000_000).Wall);
+            var (pw, pc) = PoolPeak(pool, fma, 1_000_000);
+            peak = Math.Max(peak, pw);
+            fmaGf += 1; fmaCpu += 1 / pc;
             for (int j = 0; j < variants.Length; j++)
             {
                 variants[j]();
                 var job = Plan(out int units);
                 var busyTicks = new long[threads];
                 pool.BusyTicks = busyTicks;
+                var cpu0 = Environment.CpuUsage.TotalTime;
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < reps; i++) job.Run(pool, units);
                 double sec = sw.Elapsed.TotalSeconds;
+                cpuSec[j] += (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds;
                 pool.BusyTicks = null;
                 double g = flops * reps / sec / 1e9;
                 if (g > best[j]) { best[j] = g; busy[j] = busyTicks.Sum() / (double)Stopwatch.Frequency / (threads * sec); }
             }
         }
+        // (fmaGf / fmaCpu: the harmonic mean of the FMA loop's per-sample GFLOP per CPU-second, i.e. total flops / total CPU)
+        double fmaRate = fmaGf / fmaCpu;
+        cpuRatio = cpuSec.Select(c => flops * reps * samples / c / 1e9 / fmaRate).ToArray();
+        NativeMemory.AlignedFree(packed);
         FreeGemmOperands(x, y, bias, w, scratch);
         return best;
     }

@@ -228,7 +228,9 @@ public unsafe class GemmBlockingTests
 /// In-process A/B of the multi-threaded GEMM split on the prefill of an exported IR folder (HUB_BENCH=1 and
 /// HUB_BENCH_PREFILL_IR only): 128-token prefills alternate the session-5 <see cref="Gemm.PlanUnits"/> units and the
 /// <see cref="Gemm.GemmSplit"/> shares, HUB_BENCH_ROUNDS rounds (default 6), best tok/s of each (a neighbour process
-/// can only slow a round down). HUB_BENCH_THREADS (default 2).
+/// can only slow a round down). HUB_BENCH_THREADS (default 2). HUB_BENCH_PREFILL_AB=prefetchw alternates the per-call W
+/// prefetch of session 6 (bursts per tile) and of session 7 (in the k loop; <see cref="Gemm.PerCallWPrefetch"/>) instead,
+/// HUB_BENCH_PREFILL_AB=prefetchw0 no W prefetch and session 7's.
 /// </summary>
 [Collection(nameof(GemmStaticsCollection))]
 public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
@@ -260,21 +262,29 @@ public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
             req.Infer();
             return T / sw.Elapsed.TotalSeconds;
         }
-        bool saved = Gemm.StealSplit;
+        var ab = Environment.GetEnvironmentVariable("HUB_BENCH_PREFILL_AB");
+        bool prefetchW = ab is "prefetchw" or "prefetchw0";
+        int offMode = ab == "prefetchw0" ? 0 : 1;
+        Action<bool> set = prefetchW ? on => Gemm.PerCallWPrefetch = on ? 2 : offMode : on => Gemm.StealSplit = on;
+        bool savedSplit = Gemm.StealSplit;
+        int savedPrefetch = Gemm.PerCallWPrefetch;
         var best = new double[2];
         try
         {
-            Gemm.StealSplit = false; Prefill();
-            Gemm.StealSplit = true; Prefill();
+            set(false); Prefill();
+            set(true); Prefill();
             for (int round = 0; round < rounds; round++)
                 for (int v = 0; v < 2; v++)
                 {
                     bool on = (v ^ (round & 1)) == 1;
-                    Gemm.StealSplit = on;
+                    set(on);
                     best[on ? 1 : 0] = Math.Max(best[on ? 1 : 0], Prefill());
                 }
         }
-        finally { Gemm.StealSplit = saved; }
-        output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: PlanUnits units {best[0]:F1} tok/s, GemmSplit shares {best[1]:F1} tok/s (shares/units {best[1] / best[0]:F3})");
+        finally { Gemm.StealSplit = savedSplit; Gemm.PerCallWPrefetch = savedPrefetch; }
+        if (prefetchW)
+            output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: W prefetch {(offMode == 0 ? "none" : "bursts (session 6)")} {best[0]:F1} tok/s, in the k loop {best[1]:F1} tok/s (ratio {best[1] / best[0]:F3})");
+        else
+            output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: PlanUnits units {best[0]:F1} tok/s, GemmSplit shares {best[1]:F1} tok/s (shares/units {best[1] / best[0]:F3})");
     }
 }

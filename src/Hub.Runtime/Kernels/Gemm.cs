@@ -494,6 +494,8 @@ public static unsafe class Gemm
         // stays in L2 across the blocks, and the chunk's W rows are read whole within a short time (TLB, DRAM pages).
         int chunk = ChunkColumns && k > kcb ? NC : n1 - n0;
         int wEnd = pastEnd && k <= kcb ? n : n1;
+        // whether the per-call W prefetch runs inside the tiles' k loops (see wRow); read once
+        bool kLoopPrefetch = PerCallWPrefetch == 2 && Prefetch && packA && Sse.IsSupported && Fma.IsSupported && Avx.IsSupported && !Avx512F.IsSupported;
         {
             TilePlan(mc, out int n6, out int tiles);
             int mcPad = n6 * MR + (tiles - n6) * 4;
@@ -534,9 +536,12 @@ public static unsafe class Gemm
                     {
                         PackPanel(w, wt, k, col, ncols, pc, kc, nr, panel, tmp);
                         pan = panel;
-                        // While this panel's tiles run, they prefetch the next panel's W rows into L2 in equal shares, so
-                        // its packing finds them there instead of waiting on DRAM (weights larger than L3 stream once).
-                        if (Prefetch && Sse.IsSupported && col + nr < pf1)
+                        // Session 6 (PerCallWPrefetch = 1): while this panel's tiles run, they prefetch the next panel's W
+                        // rows into L2 in equal shares, as bursts before each tile's k loop; session 7 measured the bursts
+                        // 1.5-4 points of the FMA peak slower than no prefetch (prefetcht1 stalls on misses to L3/DRAM).
+                        // The default (2) spreads them through the k loops instead (wRow below) where the tiles take a
+                        // stream (AVX2 packed-A tiles); the tiles that do not (A read in place, AVX-512) keep the bursts.
+                        if (Prefetch && Sse.IsSupported && col + nr < pf1 && (PerCallWPrefetch == 1 || (PerCallWPrefetch == 2 && !kLoopPrefetch)))
                         {
                             nextW = w + ((long)(col + nr) * k + pc) * es;
                             int linesPerRow = (rowBytes + 63) >> 6;
@@ -546,6 +551,27 @@ public static unsafe class Gemm
                     }
                     if (nextLines > 0) linesPerTile = (nextLines + tiles - 1) / tiles;
                     float* bb = last && bias != null ? bias + col : null;
+                    // Spread prefetch (PerCallWPrefetch = 2, AVX2 6/4-row tiles): tile t streams row t of the panel
+                    // packed next into L2 from inside its k loop (one prefetcht1 per 24 FMAs, 4 bytes per k step =
+                    // the row's kc floats), so the packing finds the panel in L2 instead of stalling on L3/DRAM. The
+                    // next panel: the next column panel of this chunk, else the chunk's first at the next K block,
+                    // else the next chunk, else (a GemmSplit owner) the panel after n1. (A stream may run past its row's
+                    // segment, e.g. F16/BF16 rows are half as long or a shorter last K block ends W: prefetches never fault.)
+                    byte* wRow = null;
+                    int wRows = 0;
+                    if (packed == null && kLoopPrefetch)
+                    {
+                        int nCol = -1, nPc = 0;
+                        if (col + nr < c1) nCol = col + nr;
+                        else if (pc + kc < k) { nCol = c0; nPc = pc + kc; }
+                        else if (c1 < n1) nCol = c1;
+                        else if (wEnd > n1) nCol = n1;
+                        if (nCol >= 0 && nCol < n)
+                        {
+                            wRow = w + ((long)nCol * k + nPc) * es;
+                            wRows = Math.Min(nr, n - nCol);
+                        }
+                    }
                     for (int t = 0, ir = 0; t < tiles; t++)
                     {
                         int h = packA ? (t < n6 ? MR : 4) : MR;
@@ -553,12 +579,17 @@ public static unsafe class Gemm
                         {
                             int l0 = t * linesPerTile, l1 = Math.Min(nextLines, l0 + linesPerTile);
                             if (toL1) for (int l = l0; l < l1; l++) Sse.Prefetch0(nextW + l * 64);
-                            else
+                            else if (l0 < l1)
+                            {
+                                // (one division per tile, not one per line)
+                                int row = l0 / lineShift, off = l0 - row * lineShift;
+                                byte* rp = nextW + (long)row * k * es;
                                 for (int l = l0; l < l1; l++)
                                 {
-                                    int row = l / lineShift;
-                                    Sse.Prefetch1(nextW + (long)row * k * es + (l - row * lineShift) * 64);
+                                    Sse.Prefetch1(rp + off * 64);
+                                    if (++off == lineShift) { off = 0; rp += (long)k * es; }
                                 }
+                            }
                         }
                         int mr = Math.Min(h, mc - ir);
                         float* cp = c + (long)(mb + ir) * n + col;
@@ -568,7 +599,8 @@ public static unsafe class Gemm
                         if (packA)
                         {
                             float* ap = apc + (long)ir * kc;
-                            if (ncols == nr) MicroPacked(ap, h, mr, pan, kc, cp, n, first, bb);
+                            byte* pf = t < wRows ? wRow + (long)t * k * es : null;
+                            if (ncols == nr) MicroPacked(ap, h, mr, pan, kc, cp, n, first, bb, pf);
                             else
                             {
                                 MicroPacked(ap, h, mr, pan, kc, tile, nr, true, null);
@@ -672,6 +704,11 @@ public static unsafe class Gemm
 
     /// <summary>Software prefetch of each register tile's C rows before its k loop (a switch for A/B runs).</summary>
     internal static bool PrefetchC = true;
+
+    /// <summary>Software prefetch of the next W panel's rows into L2 when W is packed per call: 0 none, 1 bursts before each
+    /// tile's k loop (session 6), 2 one line at a time from inside the tiles' k loops (a switch for A/B runs of the kernel
+    /// bench and the prefill A/B).</summary>
+    internal static int PerCallWPrefetch = 2;
 
     /// <summary>Software prefetch of the next W panel (a switch for A/B runs of the kernel bench).</summary>
     internal static bool Prefetch = true;
@@ -1009,7 +1046,9 @@ public static unsafe class Gemm
     }
 
     // c[rows × nr] (=|+=) A micro-panel [kc × h] (k-major, PackAPanel) · panel[kc × nr] (+ bias), h ∈ {4, 6}.
-    private static void MicroPacked(float* ap, int h, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    // pf (AVX2 only; null: none): a byte stream the tile prefetches into L2 while its k loop runs, 8 bytes per two k steps
+    // (one prefetcht1 per 24 FMAs), i.e. one W row segment of the panel packed next (kc floats) per tile.
+    private static void MicroPacked(float* ap, int h, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias, byte* pf = null)
     {
         if (Avx512F.IsSupported)
         {
@@ -1018,8 +1057,10 @@ public static unsafe class Gemm
         }
         else if (Fma.IsSupported && Avx.IsSupported)
         {
-            if (h == MR) MicroPacked6Avx2(ap, rows, bp, kc, c, ldc, assign, bias);
-            else MicroPacked4Avx2(ap, rows, bp, kc, c, ldc, assign, bias);
+            // (no stream: prefetch the panel being read, already in L1)
+            if (pf == null) pf = (byte*)bp;
+            if (h == MR) MicroPacked6Avx2(ap, rows, bp, kc, c, ldc, assign, bias, pf);
+            else MicroPacked4Avx2(ap, rows, bp, kc, c, ldc, assign, bias, pf);
         }
         else MicroPortable(ap, 1, h, rows, bp, kc, c, ldc, assign, bias);
     }
@@ -1027,7 +1068,7 @@ public static unsafe class Gemm
     // The 6×16 register tile over a packed A micro-panel: per k step two panel loads and six broadcasts from one
     // sequential 24-byte stream feed 12 FMAs (12 ymm accumulators); only the first `rows` rows are stored.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroPacked6Avx2(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    private static void MicroPacked6Avx2(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias, byte* pf)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -1051,7 +1092,8 @@ public static unsafe class Gemm
             av = Avx.BroadcastScalarToVector256(ap + 9); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
             av = Avx.BroadcastScalarToVector256(ap + 10); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
             av = Avx.BroadcastScalarToVector256(ap + 11); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
-            bp += 32; ap += 12;
+            Sse.Prefetch1(pf);
+            bp += 32; ap += 12; pf += 8;
         }
         if (bp < end)
         {
@@ -1080,7 +1122,7 @@ public static unsafe class Gemm
 
     // The 4×16 tile for the rows a 6-row tiling leaves over: 8 accumulators keep both FMA pipes busy (latency 4).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroPacked4Avx2(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias)
+    private static void MicroPacked4Avx2(float* ap, int rows, float* bp, int kc, float* c, int ldc, bool assign, float* bias, byte* pf)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default;
@@ -1100,7 +1142,8 @@ public static unsafe class Gemm
             av = Avx.BroadcastScalarToVector256(ap + 5); c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
             av = Avx.BroadcastScalarToVector256(ap + 6); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
             av = Avx.BroadcastScalarToVector256(ap + 7); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
-            bp += 32; ap += 8;
+            Sse.Prefetch1(pf);
+            bp += 32; ap += 8; pf += 8;
         }
         if (bp < end)
         {
