@@ -952,6 +952,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             // keeps growing, so the order flips every round) for HUB_BENCH_AB_ROUNDS rounds (default 8); medians of
             // the per-segment tok/s.
             int unitsOff = Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker;
+            var f32Default = Hub.Runtime.Kernels.GemvF32.Default;
             // hugepages: a second model whose weights were copied into MADV_HUGEPAGE memory at load, run by its own request
             InferRequest?[] reqs = { req, null };
             IrModel? ir2 = null; CompiledModel? cm2 = null;
@@ -984,9 +985,13 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
                 : ab == "run" ? on => Hub.Runtime.Kernels.QuantKernels.Int8RunKernel = on
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
+                : ab.StartsWith("f32gemv=", StringComparison.Ordinal) && ab[8..].Split('/') is var f32s
+                  && Enum.TryParse<Hub.Runtime.Kernels.GemvF32.Variant>(f32s[^1], out var f32v)
+                  && Enum.TryParse<Hub.Runtime.Kernels.GemvF32.Variant>(f32s.Length > 1 ? f32s[0] : "Dot4", out var f32o)
+                ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             req.OpTicks = null;
             int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
@@ -1001,6 +1006,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     rates[on ? 1 : 0].Add(16 / sw.Elapsed.TotalSeconds);
                 }
             set(false);
+            if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
             reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");

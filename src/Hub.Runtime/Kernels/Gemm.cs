@@ -151,6 +151,11 @@ public static unsafe class Gemm
     {
         CheckLinear(x, m, k, w, wt, n, y, n0, n1);
         KernelArgs.NotNull(scratch, wt != DType.F32 && m > 0 && n1 > n0 && k > 0);
+        if (m == 1 && wt == DType.F32 && k >= 16 && GemvF32.Default != GemvF32.Variant.Dot4 && GemvF32.IsSupported)
+        {
+            GemvF32.Rows(x, k, (float*)w, bias, y, n0, n1, GemvF32.Default);
+            return;
+        }
         Span<float> r = stackalloc float[4];
         for (int j = n0; j < n1; j += 4)
         {

@@ -1,0 +1,207 @@
+using Hub.IR;
+using Hub.Runtime.Kernels;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// The F32 decode GEMV variants (<see cref="GemvF32"/>) and <see cref="Gemm.GemvRows"/>' dispatch to them against a
+/// float64 loop on odd row counts, depths with every tail, sub-ranges and bias on/off. Kernel category, so
+/// <see cref="IsaSweepTests"/> re-runs it with AVX2 off (GemvRows must then fall back to Dot4 and still agree).
+/// </summary>
+[Trait("Category", "Kernel")]
+public unsafe class GemvF32Tests
+{
+    private static readonly GemvF32.Variant[] Variants =
+        [GemvF32.Variant.Rows4T0, GemvF32.Variant.Rows4T1, GemvF32.Variant.Rows4Nta, GemvF32.Variant.Rows4, GemvF32.Variant.Rows8T0];
+
+    private static float[] Random(int count, int seed)
+    {
+        var r = new Random(seed);
+        var a = new float[count];
+        for (int i = 0; i < count; i++) a[i] = (float)(r.NextDouble() * 2 - 1);
+        return a;
+    }
+
+    private static void Check(float[] x, float[] w, float[]? bias, float[] y, int m, int k, int n, int n0, int n1, string what)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[(long)i * n + j]), $"{what}: y[{i},{j}] outside [{n0},{n1}) was written"); continue; }
+                double s = bias?[j] ?? 0, mag = Math.Abs(s);
+                for (int p = 0; p < k; p++) { double t = (double)x[(long)i * k + p] * w[(long)j * k + p]; s += t; mag += Math.Abs(t); }
+                double got = y[(long)i * n + j];
+                Assert.True(Math.Abs(got - s) <= 1e-5 * mag + 1e-6, $"{what}: y[{i},{j}] = {got}, expected {s} (m={m} k={k} n={n})");
+            }
+    }
+
+    public static IEnumerable<object[]> Shapes()
+    {
+        int[] ns = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 67];
+        int[] ks = [16, 17, 23, 24, 31, 32, 33, 47, 48, 63, 64, 67, 256, 263, 264, 271];
+        foreach (int n in ns)
+            foreach (int k in ks)
+                yield return [n, k];
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Every_variant_matches_float64_loop_on_odd_shapes(int n, int k)
+    {
+        if (!GemvF32.IsSupported) return;   // the ISA sweep's no-AVX2 children: GemvRows' fallback is covered below
+        var x = Random(k, n * 1000 + k);
+        var w = Random(n * k, n * 7 + k * 3);
+        var bias = Random(n, n + k);
+        var y = new float[n];
+        fixed (float* xp = x, wp = w, bp = bias, yp = y)
+            foreach (var v in Variants)
+                foreach (bool withBias in new[] { false, true })
+                    foreach (var (n0, n1) in new[] { (0, n), (n / 3, n - n / 4) })
+                    {
+                        Array.Fill(y, float.NaN);
+                        GemvF32.Rows(xp, k, wp, withBias ? bp : null, yp, n0, n1, v);
+                        Check(x, w, withBias ? bias : null, y, 1, k, n, n0, n1, $"{v} bias={withBias} [{n0},{n1})");
+                    }
+    }
+
+    [Fact]
+    public void GemvRows_matches_float64_loop_for_one_to_four_rows_on_every_depth()
+    {
+        // k 1..67 and 256+tails through the dispatch (GemvF32 where AVX2+FMA and k >= 16 with one row, Dot4 otherwise)
+        var ks = Enumerable.Range(1, 67).Concat([256, 257, 263, 264, 271]);
+        foreach (int k in ks)
+            foreach (int n in new[] { 1, 3, 5, 8, 9, 67 })
+                for (int m = 1; m <= 4; m++)
+                {
+                    var x = Random(m * k, k * 31 + n * 5 + m);
+                    var w = Random(n * k, k + n);
+                    var bias = Random(n, k * n);
+                    var y = new float[m * n];
+                    var scratch = new float[Gemm.ScratchFloats(k)];
+                    fixed (float* xp = x, wp = w, bp = bias, yp = y, sp = scratch)
+                        foreach (bool withBias in new[] { false, true })
+                        {
+                            Array.Fill(y, float.NaN);
+                            Gemm.GemvRows(xp, m, k, (byte*)wp, DType.F32, n, withBias ? bp : null, yp, 0, n, sp);
+                            Check(x, w, withBias ? bias : null, y, m, k, n, 0, n, $"GemvRows bias={withBias}");
+                        }
+                }
+    }
+
+    [Fact]
+    public void Rows_rejects_short_depth_and_bad_range()
+    {
+        if (!GemvF32.IsSupported)
+        {
+            Assert.Throws<PlatformNotSupportedException>(() => GemvF32.Rows(null, 16, null, null, null, 0, 0, GemvF32.Variant.Rows4T0));
+            return;
+        }
+        var f = new float[64];
+        fixed (float* p = f)
+        {
+            float* q = p;
+            Assert.Throws<ArgumentOutOfRangeException>(() => GemvF32.Rows(q, 15, q, null, q, 0, 1, GemvF32.Variant.Rows4T0));
+            Assert.Throws<ArgumentOutOfRangeException>(() => GemvF32.Rows(q, 16, q, null, q, 2, 1, GemvF32.Variant.Rows4T0));
+            Assert.Throws<ArgumentOutOfRangeException>(() => GemvF32.Rows(q, 16, q, null, q, 0, 1, GemvF32.Variant.Dot4));
+        }
+    }
+}
+
+/// <summary>
+/// F32 decode GEMV streaming from DRAM (HUB_BENCH=1 only; prints, asserts nothing about time): the small model's
+/// per-token weight set (12 × [2304+768+4096+768 rows × 768] + lm_head 32000 × 768, 418 MiB) run as LinearExec does
+/// (units of ~1/32 of the rows claimed dynamically) on HUB_BENCH_THREADS threads (default 2), variants alternating,
+/// medians of 7 rounds, against a plain read of the same bytes.
+/// </summary>
+public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void F32_decode_gemv_streaming()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        Skip.IfNot(GemvF32.IsSupported, "needs AVX2+FMA");
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        const int k = 768;
+        var mats = new List<int>();
+        for (int l = 0; l < 12; l++) mats.AddRange([2304, 768, 4096, 768]);
+        mats.Add(32000);
+        long total = mats.Sum(r => (long)r * k);
+        float* w = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(total * 4), 4096);
+        float* x = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(k * 4 * 8, 64);
+        float* y = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(32000 * 4, 64);
+        try
+        {
+            for (long i = 0; i < total; i++) w[i] = (i % 97) * 0.001f;
+            for (int i = 0; i < k; i++) x[i] = 1f / (i + 1);
+            var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["Dot4", "Rows4T0", "Rows4T1", "Rows4Nta", "Rows4", "Rows8T0", "read"];
+            var times = names.Select(_ => new List<double>()).ToArray();
+            var scratch = new float[Gemm.ScratchFloats(k)];
+            double sink = 0;
+            for (int round = 0; round < 7; round++)
+                for (int c = 0; c < names.Length; c++)
+                {
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    for (int rep = 0; rep < 3; rep++)
+                    {
+                        long off = 0;
+                        foreach (int rows in mats)
+                        {
+                            float* wm = w + off;
+                            int units = Math.Min(threads * 16, (rows + 31) / 32);
+                            int unitCols = ((rows + units - 1) / units + 3) & ~3;
+                            units = (rows + unitCols - 1) / unitCols;
+                            int next = 0;
+                            string name = names[c];
+                            double[] sums = new double[threads];
+                            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, wk =>
+                            {
+                                int u;
+                                while ((u = Interlocked.Increment(ref next) - 1) < units)
+                                {
+                                    int c0 = u * unitCols, c1 = Math.Min(rows, c0 + unitCols);
+                                    if (name.StartsWith("readpf", StringComparison.Ordinal))
+                                    {
+                                        // a plain read with prefetcht0 this many bytes ahead (readpf8192: 8 KiB)
+                                        int ahead = int.Parse(name.AsSpan(6)) / 4;
+                                        var acc = System.Runtime.Intrinsics.Vector256<float>.Zero;
+                                        float* s = wm + (long)c0 * k, e = wm + (long)c1 * k;
+                                        for (; s < e; s += 16)
+                                        {
+                                            System.Runtime.Intrinsics.X86.Sse.Prefetch0(s + ahead);
+                                            acc += System.Runtime.Intrinsics.Vector256.Load(s) + System.Runtime.Intrinsics.Vector256.Load(s + 8);
+                                        }
+                                        sums[wk] += System.Runtime.Intrinsics.Vector256.Sum(acc);
+                                    }
+                                    else if (name == "read")
+                                    {
+                                        var acc = System.Runtime.Intrinsics.Vector256<float>.Zero;
+                                        float* s = wm + (long)c0 * k, e = wm + (long)c1 * k;
+                                        for (; s < e; s += 16) acc += System.Runtime.Intrinsics.Vector256.Load(s) + System.Runtime.Intrinsics.Vector256.Load(s + 8);
+                                        sums[wk] += System.Runtime.Intrinsics.Vector256.Sum(acc);
+                                    }
+                                    else if (name == "Dot4")
+                                        fixed (float* sp = scratch) Gemm.GemvRows(x, 1, k, (byte*)wm, DType.F32, rows, null, y, c0, c1, sp);
+                                    else GemvF32.Rows(x, k, wm, null, y, c0, c1, Enum.Parse<GemvF32.Variant>(name));
+                                }
+                            });
+                            sink += sums.Sum();
+                            off += (long)rows * k;
+                        }
+                    }
+                    times[c].Add(sw.Elapsed.TotalSeconds / 3);
+                }
+            for (int c = 0; c < names.Length; c++)
+            {
+                double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
+                output.WriteLine($"{names[c],-10} {threads} thr: median {med * 1e3,7:F2} ms/token ({total * 4 / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({total * 4 / best / 1e9,5:F2} GB/s)");
+            }
+            output.WriteLine($"(sink {sink:E1}, {total * 4 / 1048576.0:F0} MiB per token)");
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(w);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(x);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(y);
+        }
+    }
+}
