@@ -75,14 +75,6 @@ public static unsafe class QuantGemvInt4
         else Groups(w, m, act, bias, y, ldy, n0, n1, chunks);
     }
 
-    // Row r of a pass starting at j, clamped to the last valid row (a short last pass repeats it, stores only valid ones).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static long PassRow(int j, int r, int n1) => Math.Min(j + r, n1 - 1);
-
-    // Bytes a pass prefetches ahead of its first row (as the int8 kernels: 8 rows for rows under 1 KiB, else one pass).
-    private static nint PrefetchAhead(int rowBytes) =>
-        QuantKernels.PrefetchBytes > 0 ? QuantKernels.PrefetchBytes : (nint)rowBytes * (rowBytes >= 1024 ? PassRows : 2 * PassRows);
-
     // Groups of one block (Q4_0 sym, asym g32). Per pass and activation row, the combined scales s_r,b·dx_b of the four
     // rows are staged transposed, one 8-float vector per block pair (a trailing odd block repeats its 4 in both halves),
     // with the offset term Σ_b s_r,b·off_r,b·xs_b; then one leaf loop over the pairs.
@@ -104,13 +96,13 @@ public static unsafe class QuantGemvInt4
         float* st = heap ? (float*)NativeMemory.AlignedAlloc((nuint)stFloats * sizeof(float), 64) : stack;
         try
         {
-            nint ahead = PrefetchAhead(rowBytes);
+            nint ahead = QuantKernels.PrefetchAhead(rowBytes);
             float* aux = st + slots * 8 + 8;
             if (cb > 0)
                 for (int i = 0; i < m; i++) RunScales(dx + (long)i * blocks, xs + (long)i * blocks, cb / 8, 1, sym ? 8f : 1f, aux + (long)i * 2 * cb);
             for (int j = n0; j < n1; j += PassRows)
             {
-                long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+                long j0 = j, j1 = QuantKernels.PassRow(j, 1, n1), j2 = QuantKernels.PassRow(j, 2, n1), j3 = QuantKernels.PassRow(j, 3, n1);
                 byte* r0 = data + j0 * rowBytes, r1 = data + j1 * rowBytes, r2 = data + j2 * rowBytes, r3 = data + j3 * rowBytes;
                 for (int i = 0; i < m; i++)
                 {
@@ -260,22 +252,13 @@ public static unsafe class QuantGemvInt4
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Scales8(float* sc, ushort* sh, long at) =>
-        sh != null ? LoadHalf8(sh + at) : Avx.LoadVector256(sc + at);
+        sh != null ? QuantKernels.LoadHalf8(sh + at) : Avx.LoadVector256(sc + at);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Scale(float* sc, ushort* sh, long at) => sh != null ? QuantKernels.HalfToSingle(sh[at]) : sc[at];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Zeros8(byte* z) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(z));
-
-    // Eight F16 scales as floats (exact: the magnitude bits shifted into float position times 2^112, the sign copied).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> LoadHalf8(ushort* p)
-    {
-        var v = Avx2.ConvertToVector256Int32(p);
-        var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7FFF)), 13).AsSingle(), Vector256.Create(MathF.ScaleB(1f, 112)));
-        return Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x8000)), 16).AsSingle());
-    }
 
     // Σ nibble·x of one block pair of one row as 16 int16 (8 per block): low nibbles × xa, high nibbles × xb.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -453,14 +436,7 @@ public static unsafe class QuantGemvInt4
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(Vector256<float> acc, Vector128<float> corr, float* bias, float* yr, int j, int valid)
     {
-        var sum = Sse.Subtract(Sse.Add(acc.GetLower(), acc.GetUpper()), corr);
-        if (valid == PassRows)
-        {
-            if (bias != null) sum = Sse.Add(sum, Sse.LoadVector128(bias + j));
-            Sse.Store(yr, sum);
-        }
-        else
-            for (int t = 0; t < valid; t++) yr[t] = sum.GetElement(t) + (bias != null ? bias[j + t] : 0f);
+        QuantKernels.StoreSums(Sse.Subtract(Sse.Add(acc.GetLower(), acc.GetUpper()), corr), bias, yr, j, valid);
     }
 
     // Groups of several blocks (g64, g128, ..., or one per row). Per call the activation scales of every block pair are
@@ -500,10 +476,10 @@ public static unsafe class QuantGemvInt4
                 }
                 if (cb > 0) RunScales(d, xs + (long)i * groups, cb / 8, bpg, sym ? 8f : 1f, aux + (long)i * 2 * cb);
             }
-            nint ahead = PrefetchAhead(rowBytes);
+            nint ahead = QuantKernels.PrefetchAhead(rowBytes);
             for (int j = n0; j < n1; j += PassRows)
             {
-                long j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
+                long j1 = QuantKernels.PassRow(j, 1, n1), j2 = QuantKernels.PassRow(j, 2, n1), j3 = QuantKernels.PassRow(j, 3, n1);
                 // staged scales and offset products of the groups the four-row loop takes (those after ChunkRun's)
                 if (gc < groups)
                     StageGroups(sc, sh, sym ? null : zeros, j * (long)groups + gc, j1 * groups + gc, j2 * groups + gc, j3 * groups + gc, groups - gc, gc == 0 && j + PassRows <= n1, sg, og, tmp);

@@ -339,7 +339,7 @@ public static unsafe class QuantKernels
     internal static int PrefetchBytes { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("HUB_QGEMV_PREFETCH"), out var pb) ? pb : 0;
 
     // Bytes a pass prefetches ahead of its first row.
-    private static nint PrefetchAhead(int rowBytes) =>
+    internal static nint PrefetchAhead(int rowBytes) =>
         PrefetchBytes > 0 ? PrefetchBytes : (nint)rowBytes * (rowBytes >= 1024 ? PassRows : 2 * PassRows);
 
     /// <summary>Output rows one pass of the AVX2 GEMV computes together (each activation load serves all of them).</summary>
@@ -391,7 +391,7 @@ public static unsafe class QuantKernels
 
     // Row r of a pass starting at j, clamped to the last valid row (a short last pass repeats it, stores only valid ones).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static long PassRow(int j, int r, int n1) => Math.Min(j + r, n1 - 1);
+    internal static long PassRow(int j, int r, int n1) => Math.Min(j + r, n1 - 1);
 
     // [Σa0 Σa1 Σa2 Σa3] − corr + bias into y[j .. j + valid).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -400,7 +400,13 @@ public static unsafe class QuantKernels
     {
         // hadd pairs within 128-bit lanes, then add the two lanes
         var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
-        var sum = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), corr);
+        StoreSums(Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), corr), bias, yr, j, valid);
+    }
+
+    // A pass's four row sums + bias into y[j .. j + valid) (a short last pass stores only its valid rows).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StoreSums(Vector128<float> sum, float* bias, float* yr, int j, int valid)
+    {
         if (valid == PassRows)
         {
             if (bias != null) sum = Sse.Add(sum, Sse.LoadVector128(bias + j));
@@ -791,7 +797,7 @@ public static unsafe class QuantKernels
 
     // Eight F16 scales as floats (exact, see HalfToSingle).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> LoadHalf8(ushort* p)
+    internal static Vector256<float> LoadHalf8(ushort* p)
     {
         var v = Avx2.ConvertToVector256Int32(p);
         var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, Vector256.Create(0x7FFF)), 13).AsSingle(), Vector256.Create(Two112));
