@@ -12,26 +12,6 @@ public unsafe class QuantGemmInt4Tests
 {
     private static bool Avx2Fma => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
 
-    private static float[] Rand(int n, int seed)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
-    }
-
-    // F16 scales (the IR format), then the same scales as F32 (older IRs).
-    private static void WithMatrix(QuantKernelTests.QData d, Action<QuantMatrix> body)
-    {
-        var half = QuantKernelTests.HalfBits(d.Scales);
-        fixed (byte* p = d.Data)
-        fixed (float* s = d.Scales)
-        fixed (ushort* h = half)
-        fixed (byte* z = d.Zeros)
-        {
-            body(new QuantMatrix(p, h, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
-            body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, d.Int4, d.Sym));
-        }
-    }
-
     private static byte* Align(byte* p, int to) => (byte*)(((nint)p + to - 1) & ~(nint)(to - 1));
 
     [SkippableFact]
@@ -70,7 +50,7 @@ public unsafe class QuantGemmInt4Tests
             for (int i = 0; i < m; i++)
                 for (int c = 0; c < k; c++)
                     x[i * k + c] = i switch { 0 => 1f, 1 => -1f, 2 => ((c / 4) % 2 == 0 ? 2f : -2f), 3 => 0f, _ => (c % 3 == 0 ? -3f : 3f) };
-            CheckOne(d, x, m, Rand(n, 3), $"extremes group {group}");
+            CheckOne(d, x, m, QuantKernelTests.Rand(n, 3), $"extremes group {group}");
         }
     }
 
@@ -84,7 +64,7 @@ public unsafe class QuantGemmInt4Tests
                     {
                         if (group != 0 && k % group != 0) continue;
                         var d = QuantKernelTests.RandomQ(true, n, k, group, sym, n * 131 + k + m * 7 + (withBias ? 1 : 0));
-                        CheckOne(d, Rand(m * k, n + k * 3 + m), m, withBias ? Rand(n, 11) : null, $"sym={sym} group={group}");
+                        CheckOne(d, QuantKernelTests.Rand(m * k, n + k * 3 + m), m, withBias ? QuantKernelTests.Rand(n, 11) : null, $"sym={sym} group={group}");
                     }
     }
 
@@ -96,7 +76,7 @@ public unsafe class QuantGemmInt4Tests
         var fast = new float[m * n]; var twin = new float[m * n];
         var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
         var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
-        WithMatrix(d, w =>
+        QuantKernelTests.WithMatrix(d, w =>
         {
             Array.Fill(fast, float.NaN);
             fixed (byte* b0 = buf, p0 = panel)
@@ -131,11 +111,11 @@ public unsafe class QuantGemmInt4Tests
         Skip.IfNot(Avx2Fma, "needs AVX2+FMA");
         const int m = 7, n = 21, k = 128, ldy = 25;
         var d = QuantKernelTests.RandomQ(true, n, k, 32, true, 3);
-        var x = Rand(m * k, 4);
+        var x = QuantKernelTests.Rand(m * k, 4);
         var y = new float[m * ldy];
         var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
         var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
-        WithMatrix(d, w =>
+        QuantKernelTests.WithMatrix(d, w =>
         {
             Array.Fill(y, -7f);
             fixed (byte* b0 = buf, p0 = panel)
@@ -169,7 +149,7 @@ public unsafe class QuantGemmInt4Tests
         var act = new byte[QuantGemmInt4.ActivationBytes(2, 128) + 64];
         var panel = new byte[QuantGemmInt4.PanelBytes(3, 128) + 64];
         var y = new float[2 * 3];
-        WithMatrix(q, w =>
+        QuantKernelTests.WithMatrix(q, w =>
         {
             fixed (byte* a0 = act, p0 = panel)
             fixed (float* yp = y)

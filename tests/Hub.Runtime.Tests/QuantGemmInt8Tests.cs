@@ -11,26 +11,6 @@ namespace Hub.Runtime.Tests;
 [Trait("Category", "Kernel")]
 public unsafe class QuantGemmInt8Tests
 {
-    private static float[] Rand(int n, int seed)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
-    }
-
-    // F16 scales (the IR format), then the same scales as F32 (older IRs).
-    private static void WithMatrix(QuantKernelTests.QData d, Action<QuantMatrix> body)
-    {
-        var half = QuantKernelTests.HalfBits(d.Scales);
-        fixed (byte* p = d.Data)
-        fixed (float* s = d.Scales)
-        fixed (ushort* h = half)
-        fixed (byte* z = d.Zeros)
-        {
-            body(new QuantMatrix(p, h, d.Sym ? null : z, d.N, d.K, d.Group, false, d.Sym));
-            body(new QuantMatrix(p, s, d.Sym ? null : z, d.N, d.K, d.Group, false, d.Sym));
-        }
-    }
-
     private static double Exact(QuantKernelTests.QData d, float[] x, int i, int j, out double abs)
     {
         double s = 0; abs = 0;
@@ -45,7 +25,7 @@ public unsafe class QuantGemmInt8Tests
         var fast = new float[m * n]; var twin = new float[m * n];
         var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
         var scratch = new float[QuantGemmInt8.ScratchFloats(k)];
-        WithMatrix(d, w =>
+        QuantKernelTests.WithMatrix(d, w =>
         {
             Assert.True(QuantGemmInt8.Fits(w));
             Array.Fill(fast, float.NaN);
@@ -83,8 +63,8 @@ public unsafe class QuantGemmInt8Tests
                 foreach (int m in new[] { 1, 6, 13, 70 })
                 {
                     var d = QuantKernelTests.RandomQ(false, n, k, 32, true, n * 131 + k + m * 7);
-                    var x = Rand(m * k, n + k * 3 + m);
-                    var bias = (n + m) % 2 == 0 ? Rand(n, 11) : null;
+                    var x = QuantKernelTests.Rand(m * k, n + k * 3 + m);
+                    var bias = (n + m) % 2 == 0 ? QuantKernelTests.Rand(n, 11) : null;
                     // rows cut mid-tile at 5 (and at 66 inside the second chunk), outputs cut at 5 (mid-group) or 12
                     Check(d, x, m, bias, Math.Min(m, m > 64 ? 66 : 5), Math.Min(n, n > 16 ? 12 : 5), bias is null ? "no bias" : "bias");
                 }
@@ -101,7 +81,7 @@ public unsafe class QuantGemmInt8Tests
                 foreach (int m in new[] { 1, 5, 7, 13 })
                 {
                     var d = QuantKernelTests.RandomQ(false, n, k, 32, true, n * 131 + k + m * 7);
-                    Check(d, Rand(m * k, n + k * 3 + m), m, Rand(n, 11), Math.Min(4, m), Math.Min(n, 5), "Q8_0");
+                    Check(d, QuantKernelTests.Rand(m * k, n + k * 3 + m), m, QuantKernelTests.Rand(n, 11), Math.Min(4, m), Math.Min(n, 5), "Q8_0");
                 }
     }
 
@@ -122,8 +102,8 @@ public unsafe class QuantGemmInt8Tests
                         if (k == 2048 && n * m > 300) continue;   // keep the float64 check fast
                         seed++;
                         var d = QuantKernelTests.RandomQ(false, n, k, group, sym, seed * 31 + n + k);
-                        var x = Rand(m * k, seed);
-                        var bias = seed % 2 == 0 ? Rand(n, seed + 1) : null;
+                        var x = QuantKernelTests.Rand(m * k, seed);
+                        var bias = seed % 2 == 0 ? QuantKernelTests.Rand(n, seed + 1) : null;
                         Check(d, x, m, bias, Math.Min(m, m > 64 ? 66 : 3), Math.Min(n, n > 16 ? 12 : 5), $"sym={sym} group={group}");
                     }
                 }
@@ -151,7 +131,7 @@ public unsafe class QuantGemmInt8Tests
             for (int i = 0; i < m; i++)
                 for (int c = 0; c < k; c++)
                     x[i * k + c] = i switch { 0 => 1f, 1 => -1f, 2 => ((c / 4) % 2 == 0 ? 2f : -2f), 3 => 0f, _ => (c % 3 == 0 ? -3f : 3f) };
-            Check(d, x, m, Rand(n, 5), 4, 9, $"asym extremes group {group}");
+            Check(d, x, m, QuantKernelTests.Rand(n, 5), 4, 9, $"asym extremes group {group}");
         }
     }
 

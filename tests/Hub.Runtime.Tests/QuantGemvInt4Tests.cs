@@ -12,12 +12,6 @@ namespace Hub.Runtime.Tests;
 [Trait("Category", "Kernel")]
 public unsafe class QuantGemvInt4Tests
 {
-    private static float[] Rand(int n, int seed)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
-    }
-
     // Σ_c |x_c|·16·|s| per output: a bound on the magnitude of every integer term the kernel and the twin add.
     private static double Bound(QuantKernelTests.QData d, float[] x, int i, int j)
     {
@@ -31,7 +25,7 @@ public unsafe class QuantGemvInt4Tests
     private static void Check(QuantKernelTests.QData d, float[] x, int m, int n0, int n1, string what)
     {
         int n = d.N, k = d.K, ldy = n + 3;
-        var bias = Rand(n, n + k);
+        var bias = QuantKernelTests.Rand(n, n + k);
         var half = QuantKernelTests.HalfBits(d.Scales);
         var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
         foreach (bool f16 in new[] { true, false })
@@ -92,7 +86,7 @@ public unsafe class QuantGemvInt4Tests
                     {
                         if (n * k > 30000 && m > 2) continue;   // the twin is scalar: keep the test fast
                         var d = QuantKernelTests.RandomQ(true, n, k, group, sym, n * 7 + k * 3 + group + m + (sym ? 1 : 0));
-                        var x = Rand(m * k, n + k + m);
+                        var x = QuantKernelTests.Rand(m * k, n + k + m);
                         Check(d, x, m, 0, n, $"N={n} K={k} g={group} sym={sym} M={m}");
                     }
             }
@@ -105,7 +99,7 @@ public unsafe class QuantGemvInt4Tests
         {
             int n = 23, k = group == 0 ? 352 : 512, m = 3;
             var d = QuantKernelTests.RandomQ(true, n, k, group, sym, 11 + group);
-            var x = Rand(m * k, 5);
+            var x = QuantKernelTests.Rand(m * k, 5);
             foreach (var (n0, n1) in new[] { (0, 1), (1, 6), (5, 22), (22, 23), (3, 3), (4, 12) })
                 Check(d, x, m, n0, n1, $"g={group} sym={sym} rows [{n0}, {n1})");
         }

@@ -54,7 +54,8 @@ public unsafe class QuantKernelTests
         return new QData(int4, n, k, group, sym, data, scales, zeros);
     }
 
-    private static float[] Rand(int n, int seed)
+    /// <summary>Uniform values in [−2, 2) from <paramref name="seed"/> (activations and biases of the quantized-kernel tests).</summary>
+    internal static float[] Rand(int n, int seed)
     {
         var r = new Random(seed);
         return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
@@ -71,7 +72,7 @@ public unsafe class QuantKernelTests
     }
 
     /// <summary>Runs <paramref name="body"/> on the matrix with F16 scales (the IR format), then with the same scales as F32 (older IRs).</summary>
-    private static void WithMatrix(QData d, Action<QuantMatrix> body)
+    internal static void WithMatrix(QData d, Action<QuantMatrix> body)
     {
         var half = HalfBits(d.Scales);
         fixed (byte* p = d.Data)

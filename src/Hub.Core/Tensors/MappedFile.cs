@@ -30,7 +30,19 @@ public sealed unsafe class MappedFile : IDisposable
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _ptr = p + _view.PointerOffset;
-        if (Environment.GetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES") == "1" && OperatingSystem.IsLinux()) CopyToHugePages();
+        if (Environment.GetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES") == "1" && OperatingSystem.IsLinux())
+        {
+            try { CopyToHugePages(); }
+            catch
+            {
+                // the constructor throws, so no Dispose will run: release the mapping here
+                _view.SafeMemoryMappedViewHandle.ReleasePointer();
+                _view.Dispose();
+                _mmf.Dispose();
+                _ptr = null;
+                throw;
+            }
+        }
     }
 
     /// <summary>

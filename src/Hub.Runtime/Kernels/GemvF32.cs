@@ -1,8 +1,8 @@
 // Decode GEMV (one input row) over F32 weights, y[j] = x·W[j] + b[j], for AVX2+FMA. Decode streams every weight once
-// per token from DRAM, so the kernel is about keeping loads in flight: a pass dots x with a block of adjacent rows
-// (contiguous memory) and, while it does, software-prefetches the NEXT block of rows line by line at the rate it
-// consumes the current one, so the prefetches stay one block ahead and run sequentially through memory (the hardware
-// prefetcher follows the interleaved row streams of a block poorly at their starts).
+// per token from DRAM, so the kernel is about keeping loads in flight: a pass dots x with a block of four adjacent rows
+// (contiguous memory), one 64-byte line of each row per step with two accumulators per row. The default (Rows4) uses
+// no software prefetch: the hardware prefetcher follows these four streams, and prefetching the next block (the
+// Rows4T0/T1/Nta variants, kept for A/B runs) measured level or slower (docs/performance.md, "f32 decode GEMV").
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;

@@ -807,10 +807,7 @@ public static unsafe class QuantKernels
     // Σ(q·x) of one int8 block as 8 float lanes: sign trick |w|·sign(x, w) (asymmetric bytes flipped to signed first).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> BlockDot8(byte* p, Vector256<sbyte> xv, bool asym)
-    {
-        var wv = asym ? Avx2.Xor(Avx.LoadVector256(p), Vector256.Create((byte)0x80)).AsSByte() : Avx.LoadVector256((sbyte*)p);
-        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), Vector256.Create((short)1)));
-    }
+        => Dot8(Avx.LoadVector256(p), xv, asym);
 
     // Σ(nibble·x) of one block pair (32 packed bytes, activations in nibble-pair order): lanes 0–3 block b, 4–7 block b+1.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
