@@ -282,9 +282,42 @@ public static unsafe class QuantKernels
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
         if (w.Int4 && QuantGemvInt4.Preferred(w)) { QuantGemvInt4.Gemv(w, m, act, bias, y, ldy, n0, n1); return; }
-        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1);
+        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1, StreamDefault);
         else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
     }
+
+    /// <summary>
+    /// How the int8 decode GEMV streams its weight rows (the software prefetch of the next pass: into L1, into L2,
+    /// non-temporal, or none). Every variant computes bit-identical sums; they differ only in the hints issued.
+    /// </summary>
+    internal enum Int8Stream
+    {
+        /// <summary>prefetcht0 of the next pass (one 4-row pass ahead for rows ≥ 1 KiB), the session-5 default.</summary>
+        T0,
+        /// <summary>prefetcht1: the same lines into L2 only.</summary>
+        T1,
+        /// <summary>prefetchnta.</summary>
+        Nta,
+        /// <summary>No software prefetch: the hardware prefetchers alone.</summary>
+        None,
+        /// <summary>prefetcht0 of the first line of each 128-byte pair only (the L2's adjacent-line prefetcher fetches the other).</summary>
+        Half,
+        /// <summary>One row at a time (a single sequential stream per worker, the activation block reloaded per row), no software prefetch.</summary>
+        Row,
+        /// <summary>One row at a time with prefetcht0 4 KiB (or HUB_QGEMV_PREFETCH bytes) ahead.</summary>
+        RowT0,
+    }
+
+    /// <summary>The int8 GEMV's streaming variant (HUB_QGEMV_STREAM=T0|T1|Nta|None). Settable for A/B benchmarks only.</summary>
+    internal static Int8Stream StreamDefault { get; set; } =
+        Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_STREAM"), true, out var st) ? st : Int8Stream.T0;
+
+    private interface IPrefetch { static abstract void Line(void* p); }
+    private struct PfT0 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch0(p); }
+    private struct PfT1 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch1(p); }
+    private struct PfNta : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.PrefetchNonTemporal(p); }
+    private struct PfNone : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) { } }
+    private struct PfHalf : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) { if (((nint)p & 64) == 0) Sse.Prefetch0(p); } }
 
     /// <summary>Scalar twin of <see cref="GemvInteger"/> (same integer sums, float accumulation per block).</summary>
     public static void GemvIntegerReference(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
@@ -361,15 +394,20 @@ public static unsafe class QuantKernels
     // of code) made the JIT keep the four accumulators on the stack across the loop back edge — a store and a reload
     // on every FMA chain per block, half the single-thread rate of the session-3 loops.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) =>
+        GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1, StreamDefault);
+
+    /// <summary><see cref="GemvIntegerRowsAvx2(in QuantMatrix, int, byte*, float*, float*, int, int, int)"/> with the int8 streaming variant as a parameter.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, Int8Stream stream)
     {
         if (n0 >= n1 || m <= 0) return;
         int bpg = w.GroupLength / Block;
         if (bpg == 1)
         {
             if (w.Int4) { if (w.Symmetric) GemvInt4Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt4Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1); }
-            else if (w.Symmetric) GemvInt8Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1);
-            else GemvInt8Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1);
+            else if (w.Symmetric) Int8Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1, stream);
+            else Int8Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1, stream);
             return;
         }
         // Longer groups read float scale rows: F32 in place, F16 converted for the pass's four rows into sb.
@@ -469,12 +507,26 @@ public static unsafe class QuantKernels
         return Avx.Add(c, Vector256.CreateScalar(cs));
     }
 
+    private static void Int8Blocks<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, Int8Stream stream) where TAsym : struct
+    {
+        switch (stream)
+        {
+            case Int8Stream.T1: GemvInt8Blocks<TAsym, PfT1>(w, m, act, bias, y, ldy, n0, n1); break;
+            case Int8Stream.Nta: GemvInt8Blocks<TAsym, PfNta>(w, m, act, bias, y, ldy, n0, n1); break;
+            case Int8Stream.None: GemvInt8Blocks<TAsym, PfNone>(w, m, act, bias, y, ldy, n0, n1); break;
+            case Int8Stream.Half: GemvInt8Blocks<TAsym, PfHalf>(w, m, act, bias, y, ldy, n0, n1); break;
+            case Int8Stream.Row: GemvInt8Row<TAsym, PfNone>(w, m, act, bias, y, ldy, n0, n1); break;
+            case Int8Stream.RowT0: GemvInt8Row<TAsym, PfT0>(w, m, act, bias, y, ldy, n0, n1); break;
+            default: GemvInt8Blocks<TAsym, PfT0>(w, m, act, bias, y, ldy, n0, n1); break;
+        }
+    }
+
     // Int8 weights with groups of one block (Q8_0 sym, or asym g32): per pass of four rows and activation row, the
     // combined scales of a chunk of blocks are staged (ds, one float per block and row) and the zero-point term goes
     // into the accumulators; the loop then does per block one activation load and, per row, load, |w|, sign, two
     // multiply-adds, convert and one FMA with the broadcast scale.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void GemvInt8Blocks<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
+    private static void GemvInt8Blocks<TAsym, TPf>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct where TPf : struct, IPrefetch
     {
         bool asym = typeof(TAsym) == typeof(Asym);
         int k = w.K, blocks = k / Block;
@@ -510,14 +562,14 @@ public static unsafe class QuantKernels
                         // the chunk's blocks in a leaf method whose loop keeps every pointer in a register
                         nint o0 = (nint)b0 * Block;
                         acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
-                        Int8BlockRun<TAsym>(r0 + o0, r1 + o0, r2 + o0, r3 + o0, xr + o0, ds, pf + 4 * o0, nb, acc);
+                        Int8BlockRun<TAsym, TPf>(r0 + o0, r1 + o0, r2 + o0, r3 + o0, xr + o0, ds, pf + 4 * o0, nb, acc);
                         a0 = acc[0]; a1 = acc[1]; a2 = acc[2]; a3 = acc[3];
                         continue;
                     }
                     float* d = ds;
                     for (nint o = (nint)b0 * Block, end = o + (nint)nb * Block; o < end; o += Block, d++)
                     {
-                        Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
+                        TPf.Line(pf + 4 * o); TPf.Line(pf + 4 * o + 64);
                         var xv = Avx.LoadVector256(xr + o);
                         a0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), Vector256.Create(d[0]), a0);
                         a1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), Vector256.Create(d[ScaleChunk]), a1);
@@ -530,8 +582,65 @@ public static unsafe class QuantKernels
         }
     }
 
+    // Int8 weights with groups of one block, one output row at a time: the row's bytes are one sequential stream (the
+    // four-row pass reads four 2 KiB streams interleaved at K = 2048), the activation block is reloaded per row from L1.
+    // The same staging, the same FMA chain per row and the same horizontal sum as GemvInt8Blocks: bit-identical sums.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8Row<TAsym, TPf>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct where TPf : struct, IPrefetch
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        int k = w.K, blocks = k / Block;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        float* ds = stackalloc float[ScaleChunk];
+        nint ahead = PrefetchBytes > 0 ? PrefetchBytes : 4096;
+        int kind = asym ? OffZMinus128 : OffNone;
+        for (int j = n0; j < n1; j++)
+        {
+            byte* r = data + (long)j * k;
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
+                Vector256<float> a = default;
+                for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
+                {
+                    int nb = Math.Min(ScaleChunk, blocks - b0);
+                    a = Avx.Subtract(a, StageBlocks(sc, sh, zeros, (long)j * blocks, dxi, xsi, b0, nb, ds, kind, false));
+                    nint o0 = (nint)b0 * Block;
+                    a = Int8RowRun<TAsym, TPf>(r + o0, xr + o0, ds, r + o0 + ahead, nb, a);
+                }
+                // StorePass's reduction for one row: ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a, a), Avx.HorizontalAdd(a, a));
+                float v = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Vector128<float>.Zero).ToScalar();
+                y[(long)i * ldy + j] = bias != null ? v + bias[j] : v;
+            }
+        }
+    }
+
+    // nb blocks of one int8 row against one activation row: a += dot_b·ds[b], the prefetch (if any) 64 bytes per 64.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector256<float> Int8RowRun<TAsym, TPf>(byte* r, sbyte* xr, float* d, byte* pf, int nb, Vector256<float> a) where TAsym : struct where TPf : struct, IPrefetch
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        float* dEnd = d + (nb & ~1);
+        nint o = 0;
+        for (; d < dEnd; d += 2, o += 2 * Block)
+        {
+            TPf.Line(pf + o);
+            a = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o), asym), Vector256.Create(d[0]), a);
+            a = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o + Block), Avx.LoadVector256(xr + o + Block), asym), Vector256.Create(d[1]), a);
+        }
+        if ((nb & 1) != 0) a = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o), asym), Vector256.Create(d[0]), a);
+        return a;
+    }
+
     /// <summary>
-    /// Whether the Q8_0-style int8 GEMV runs each chunk of blocks in the leaf <see cref="Int8BlockRun{TAsym}"/>
+    /// Whether the Q8_0-style int8 GEMV runs each chunk of blocks in the leaf <see cref="Int8BlockRun{TAsym, TPf}"/>
     /// (HUB_QGEMV_RUN=0 turns it off: the loop inline in the pass, as before session 6). Settable for A/B benchmarks.
     /// </summary>
     internal static bool Int8RunKernel { get; set; } = Environment.GetEnvironmentVariable("HUB_QGEMV_RUN") != "0";
@@ -541,7 +650,7 @@ public static unsafe class QuantKernels
     // GemvInt8Blocks it spilled three row pointers and recomputed each load address: 48 instructions per block of four
     // rows, this loop has fewer on a core whose GEMV is bound by instruction throughput as much as by memory).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Int8BlockRun<TAsym>(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* xr, float* d, byte* pf, int nb, Vector256<float>* acc) where TAsym : struct
+    private static void Int8BlockRun<TAsym, TPf>(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* xr, float* d, byte* pf, int nb, Vector256<float>* acc) where TAsym : struct where TPf : struct, IPrefetch
     {
         bool asym = typeof(TAsym) == typeof(Asym);
         Vector256<float> a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
@@ -549,7 +658,7 @@ public static unsafe class QuantKernels
         nint o = 0;
         for (; d < dEnd; d++, o += Block, pf += 4 * Block)
         {
-            Sse.Prefetch0(pf); Sse.Prefetch0(pf + 64);
+            TPf.Line(pf); TPf.Line(pf + 64);
             var xv = Avx.LoadVector256(xr + o);
             a0 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r0 + o), xv, asym), Vector256.Create(d[0]), a0);
             a1 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r1 + o), xv, asym), Vector256.Create(d[ScaleChunk]), a1);

@@ -1,0 +1,199 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Hub.Runtime.Kernels;
+using Hub.Runtime.Threading;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
+/// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
+/// 32000×2048, ~1.1 GB with F16 scales) run back to back on the runtime's own worker pool with QuantLinearExec's unit
+/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7). Variants: the
+/// <see cref="QuantKernels.Int8Stream"/> names; "read" and "halves" (a plain read of the same bytes in the same units, or
+/// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (the same work on 64 rows per matrix that stay in
+/// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
+/// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
+/// pass, timed on its own copy of the weights, same integer/float work as the kernel).
+/// </summary>
+public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private sealed class Work(Action<int, int> body) : ParallelWork
+    {
+        public override void Execute(int index, int worker) => body(index, worker);
+    }
+
+    [SkippableFact]
+    public void Int8_decode_gemv_streaming()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        Skip.IfNot(Avx2.IsSupported && Fma.IsSupported, "needs AVX2+FMA");
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 7;
+        int layers = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_LAYERS"), out var ll) ? ll : 22;
+        var mats = new List<(int N, int K)>();
+        for (int l = 0; l < layers; l++) mats.AddRange([(2560, 2048), (2048, 2048), (11264, 2048), (2048, 5632)]);
+        mats.Add((32000, 2048));
+        long data = mats.Sum(m => (long)m.N * m.K), scales = data / 32;
+        var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["T0", "T1", "Nta", "None", "read", "halves", "x4", "x4pf"];
+        bool inter = names.Any(n => n.StartsWith("x4", StringComparison.Ordinal));
+        byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)data, 4096);
+        ushort* s = (ushort*)NativeMemory.AlignedAlloc((nuint)(scales * 2), 4096);
+        byte* wx = inter ? (byte*)NativeMemory.AlignedAlloc((nuint)(data + scales * 2), 4096) : null;
+        int maxK = mats.Max(m => m.K);
+        byte* act = (byte*)NativeMemory.AlignedAlloc((nuint)QuantKernels.ActivationBytes(1, maxK, maxK / 32), 64);
+        float* x = (float*)NativeMemory.AlignedAlloc((nuint)maxK * 4, 64);
+        float* y = (float*)NativeMemory.AlignedAlloc(32000 * 4, 64);
+        using var pool = new WorkerPool(threads);
+        try
+        {
+            var rnd = new Random(7);
+            for (long i = 0; i < data; i += 4096) rnd.NextBytes(new Span<byte>(w + i, (int)Math.Min(4096, data - i)));
+            for (long i = 0; i < scales; i++) s[i] = (ushort)(0x2000 + (i % 1000));   // small finite halves
+            for (int i = 0; i < maxK; i++) x[i] = MathF.Sin(i * 0.37f);
+            if (inter) Interleave(mats, w, s, wx);
+            var times = names.Select(_ => new List<double>()).ToArray();
+            double sink = 0;
+            for (int round = 0; round < rounds; round++)
+                for (int c = 0; c < names.Length; c++)
+                {
+                    string name = names[c];
+                    // "<variant>@<bytes>": the software prefetch that many bytes ahead of a pass's first row
+                    var parts = name.Split('@');
+                    var stream = Enum.TryParse<QuantKernels.Int8Stream>(parts[0].StartsWith("hot", StringComparison.Ordinal) ? parts[0][3..] : parts[0], out var sv) ? sv : (QuantKernels.Int8Stream?)null;
+                    QuantKernels.PrefetchBytes = parts.Length > 1 ? int.Parse(parts[1]) : 0;
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    long off = 0, offS = 0;
+                    double[] sums = new double[threads];
+                    foreach (var (n, k) in mats)
+                    {
+                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, 32, false, true);
+                        byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
+                        QuantKernels.QuantizeActivations(qm, x, 1, act);
+                        int units = Math.Min(threads * 16, (n + 31) / 32);
+                        int unitRows = ((n + units - 1) / units + 3) & ~3;
+                        units = (n + unitRows - 1) / unitRows;
+                        if (name == "halves") { unitRows = ((n + threads - 1) / threads + 3) & ~3; units = (n + unitRows - 1) / unitRows; }
+                        int kk = k;
+                        pool.Run(new Work((u, wk) =>
+                        {
+                            int c0 = u * unitRows, c1 = Math.Min(n, c0 + unitRows);
+                            if (name.StartsWith("hot", StringComparison.Ordinal))
+                            {
+                                // the kernel's compute rate: the same rows' worth of work on 64 rows that stay in L2
+                                var hm = new QuantMatrix(wm, s, null, 64, kk, 32, false, true);
+                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), stream ?? QuantKernels.Int8Stream.None);
+                            }
+                            else if (stream is { } st) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, st);
+                            else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name.StartsWith("read4", StringComparison.Ordinal)) sums[wk] += Read4(wm, kk, c0, c1, name == "read4pf");
+                            else if (name is "x4" or "x4pf") Interleaved(xm, kk, act, y, c0, c1, name == "x4pf");
+                            else throw new ArgumentException($"HUB_BENCH_VARIANTS: unknown variant '{name}'");
+                        }), units);
+                        off += (long)n * k; offS += (long)n * k / 32;
+                    }
+                    times[c].Add(sw.Elapsed.TotalSeconds);
+                    QuantKernels.PrefetchBytes = 0;
+                    sink += sums.Sum() + y[0];
+                }
+            long bytes = data + scales * 2;
+            for (int c = 0; c < names.Length; c++)
+            {
+                double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
+                output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
+            }
+            output.WriteLine($"(sink {sink:E1}, {bytes / 1048576.0:F0} MiB per pass incl. scales; read/halves read the data only)");
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(w); NativeMemory.AlignedFree(s); NativeMemory.AlignedFree(act);
+            NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y);
+            if (wx != null) NativeMemory.AlignedFree(wx);
+        }
+    }
+
+    private static double Read(byte* p, byte* e)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        for (; p + 64 <= e; p += 64) { a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
+        return Vector256.Sum(a + b);
+    }
+
+    // The kernel's access pattern without its arithmetic: 4 rows read interleaved 32 bytes at a time, optionally with the
+    // kernel's prefetch of the next pass (2 lines per step, one pass ahead).
+    private static double Read4(byte* w, int k, int c0, int c1, bool pf)
+    {
+        var a = Vector256<int>.Zero;
+        for (int j = c0; j < c1; j += 4)
+        {
+            byte* r0 = w + (long)j * k, r1 = r0 + k, r2 = r1 + k, r3 = r2 + k, p = r0 + 4L * k;
+            if (j + 4 > c1) r1 = r2 = r3 = r0;
+            for (int o = 0; o < k; o += 32, p += 128)
+            {
+                if (pf) { Sse.Prefetch0(p); Sse.Prefetch0(p + 64); }
+                a = Avx2.Add(a, Avx2.Add(Avx2.Add(Avx.LoadVector256((int*)(r0 + o)), Avx.LoadVector256((int*)(r1 + o))),
+                    Avx2.Add(Avx.LoadVector256((int*)(r2 + o)), Avx.LoadVector256((int*)(r3 + o)))));
+            }
+        }
+        return Vector256.Sum(a);
+    }
+
+    // The x4 layout of rows j..j+3 (j a multiple of 4; a last partial group repeats its last row): per block 4 F16
+    // scales (8 bytes) then the 4 rows' 32 bytes: 136 bytes per block and group of 4 rows.
+    private static void Interleave(List<(int N, int K)> mats, byte* w, ushort* s, byte* wx)
+    {
+        long off = 0, offS = 0;
+        foreach (var (n, k) in mats)
+        {
+            int nb = k / 32;
+            byte* dst = wx + off + offS * 2;
+            for (int j = 0; j < n; j += 4)
+                for (int b = 0; b < nb; b++)
+                {
+                    byte* g = dst + ((long)(j / 4) * nb + b) * 136;
+                    for (int r = 0; r < 4; r++)
+                    {
+                        long row = Math.Min(j + r, n - 1);
+                        ((ushort*)g)[r] = s[offS + row * nb + b];
+                        Buffer.MemoryCopy(w + off + row * k + b * 32, g + 8 + 32 * r, 32, 32);
+                    }
+                }
+            off += (long)n * k; offS += (long)n * k / 32;
+        }
+    }
+
+    // The prototype kernel on the x4 layout: per block one activation load, 4 × (|w|, sign, maddubs, maddwd, convert,
+    // FMA with s_r·dx_b), the 4 scales converted by LoadHalf8 per block; pf: prefetcht0 one group of 4 rows ahead.
+    private static void Interleaved(byte* wx, int k, byte* act, float* y, int c0, int c1, bool pf)
+    {
+        int nb = k / 32;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)k + 63) & ~63L));
+        long ahead = 136L * nb;
+        var ones = Vector256.Create((short)1);
+        for (int j = c0; j < c1; j += 4)
+        {
+            byte* g = wx + (long)(j / 4) * nb * 136;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int b = 0; b < nb; b++, g += 136)
+            {
+                if (pf) { Sse.Prefetch0(g + ahead); Sse.Prefetch0(g + ahead + 64); Sse.Prefetch0(g + ahead + 128); }
+                var xv = Avx.LoadVector256(xq + b * 32);
+                var sc = Sse.Multiply(QuantKernels.LoadHalf8((ushort*)g).GetLower(), Vector128.Create(dx[b]));
+                a0 = Fma.MultiplyAdd(Dot(Avx.LoadVector256((sbyte*)g + 8), xv, ones), Avx2.BroadcastScalarToVector256(sc), a0);
+                a1 = Fma.MultiplyAdd(Dot(Avx.LoadVector256((sbyte*)g + 40), xv, ones), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+                a2 = Fma.MultiplyAdd(Dot(Avx.LoadVector256((sbyte*)g + 72), xv, ones), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+                a3 = Fma.MultiplyAdd(Dot(Avx.LoadVector256((sbyte*)g + 104), xv, ones), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+            }
+            var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+            var sum = Sse.Add(h.GetLower(), h.GetUpper());
+            if (j + 4 <= c1) Sse.Store(y + j, sum);
+            else for (int r = 0; r < c1 - j; r++) y[j + r] = sum.GetElement(r);
+        }
+    }
+
+    private static Vector256<float> Dot(Vector256<sbyte> wv, Vector256<sbyte> xv, Vector256<short> ones) =>
+        Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), ones));
+}

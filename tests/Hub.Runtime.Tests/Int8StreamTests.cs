@@ -1,0 +1,78 @@
+using Hub.Runtime.Kernels;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// Every streaming variant of the int8 decode GEMV (<see cref="QuantKernels.Int8Stream"/>: the four-row pass with each
+/// prefetch hint, and the one-row-at-a-time kernel) against the four-row pass with prefetcht0 (exactly equal: only the
+/// order rows are visited and the hints differ) and against the scalar twin, on odd row counts and split ranges, K of
+/// one block up to more than two scale chunks, 1–4 activation rows, symmetric and asymmetric, F16 and F32 scales. Kernel
+/// category: <see cref="IsaSweepTests"/> re-runs it with AVX2 off, where only the twin runs.
+/// </summary>
+[Trait("Category", "Kernel")]
+public unsafe class Int8StreamTests
+{
+    private static readonly QuantKernels.Int8Stream[] Variants = Enum.GetValues<QuantKernels.Int8Stream>();
+
+    [Fact]
+    public void Int8_stream_variants_are_bit_identical_to_the_four_row_pass_and_match_twin()
+    {
+        foreach (bool sym in new[] { true, false })
+            foreach (int k in new[] { 32, 96, 2048, 4128, 8288 })
+                foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 67 })
+                {
+                    if (n > 9 && k > 2048) continue;   // keep the test fast: the long rows run on the small row counts
+                    int m = 1 + (n + k / 32) % 4;
+                    var d = QuantKernelTests.RandomQ(false, n, k, 32, sym, n * 31 + k + (sym ? 1 : 0));
+                    if (sym) d.Data[0] = 0x80;   // -128: valid int8, |w| = 128 as unsigned
+                    else if (n * k > 3) { d.Data[1] = 0; d.Data[2] = 255; }
+                    var x = QuantKernelTests.Rand(m * k, k + m);
+                    var bias = QuantKernelTests.Rand(n, n);
+                    var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
+                    var ranges = new List<(int, int)> { (0, n) };
+                    if (n > 2) ranges.Add((1, n - 1));
+                    if (n > 6) ranges.Add((3, 6));
+                    foreach (var (n0, n1) in ranges)
+                        foreach (bool withBias in new[] { true, false })
+                            QuantKernelTests.WithMatrix(d, w =>
+                            {
+                                var twin = new float[m * n];
+                                var baseline = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                                fixed (byte* b0 = buf)
+                                fixed (float* xp = x, bp0 = bias, tp = twin, yp0 = baseline)
+                                {
+                                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                                    float* bp = withBias ? bp0 : null;
+                                    QuantKernels.QuantizeActivations(w, xp, m, b);
+                                    QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                                    if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported || !System.Runtime.Intrinsics.X86.Fma.IsSupported)
+                                    {
+                                        // the scalar machine: GemvInteger is the twin
+                                        var y = new float[m * n];
+                                        fixed (float* yp = y) QuantKernels.GemvInteger(w, m, b, bp, yp, n, 0, n);
+                                        Assert.Equal(twin, y);
+                                        return;
+                                    }
+                                    QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, yp0, n, n0, n1, QuantKernels.Int8Stream.T0);
+                                    foreach (var v in Variants)
+                                    {
+                                        var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                                        fixed (float* yp = y) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, yp, n, n0, n1, v);
+                                        for (int i = 0; i < m; i++)
+                                            for (int j = 0; j < n; j++)
+                                            {
+                                                int at = i * n + j;
+                                                string what = $"{v} sym={sym} [{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
+                                                if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[at]), $"{what}: wrote outside its rows"); continue; }
+                                                Assert.True(baseline[at] == y[at], $"{what}: {y[at]} vs the four-row pass {baseline[at]}");
+                                                double scale = 0;
+                                                for (int c = 0; c < k; c++) scale += Math.Abs(x[i * k + c] * d.Value(j, c));
+                                                scale += withBias ? Math.Abs(bias[j]) : 0;
+                                                Assert.True(Math.Abs(y[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{what}: {y[at]} vs twin {twin[at]}");
+                                            }
+                                    }
+                                }
+                            });
+                }
+    }
+}
