@@ -389,10 +389,11 @@ public unsafe class QuantKernelTests
                                 bool before = QuantKernels.Int8RunKernel;
                                 try
                                 {
+                                    // the four-row pass (the default streams one row at a time: Int8StreamTests)
                                     QuantKernels.Int8RunKernel = true;
-                                    QuantKernels.GemvInteger(w, m, b, bp, lp, n, n0, n1);
+                                    QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, lp, n, n0, n1, QuantKernels.Int8Stream.T0);
                                     QuantKernels.Int8RunKernel = false;
-                                    QuantKernels.GemvInteger(w, m, b, bp, ip, n, n0, n1);
+                                    QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, ip, n, n0, n1, QuantKernels.Int8Stream.T0);
                                 }
                                 finally { QuantKernels.Int8RunKernel = before; }
                                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);

@@ -310,7 +310,7 @@ public static unsafe class QuantKernels
 
     /// <summary>The int8 GEMV's streaming variant (HUB_QGEMV_STREAM=T0|T1|Nta|None). Settable for A/B benchmarks only.</summary>
     internal static Int8Stream StreamDefault { get; set; } =
-        Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_STREAM"), true, out var st) ? st : Int8Stream.T0;
+        Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_STREAM"), true, out var st) ? st : Int8Stream.RowT0;
 
     private interface IPrefetch { static abstract void Line(void* p); }
     private struct PfT0 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch0(p); }
@@ -418,6 +418,13 @@ public static unsafe class QuantKernels
         try
         {
             if (w.Int4) GemvInt4Groups(w, m, act, bias, y, ldy, n0, n1, sb);
+            else if (stream is Int8Stream.Row or Int8Stream.RowT0)
+            {
+                bool pf = stream == Int8Stream.RowT0;
+                if (w.Symmetric) { if (pf) GemvInt8GroupsRow<Sym, PfT0>(w, m, act, bias, y, ldy, n0, n1, sb); else GemvInt8GroupsRow<Sym, PfNone>(w, m, act, bias, y, ldy, n0, n1, sb); }
+                else if (pf) GemvInt8GroupsRow<Asym, PfT0>(w, m, act, bias, y, ldy, n0, n1, sb);
+                else GemvInt8GroupsRow<Asym, PfNone>(w, m, act, bias, y, ldy, n0, n1, sb);
+            }
             else if (w.Symmetric) GemvInt8Groups<Sym>(w, m, act, bias, y, ldy, n0, n1, sb);
             else GemvInt8Groups<Asym>(w, m, act, bias, y, ldy, n0, n1, sb);
         }
@@ -815,6 +822,50 @@ public static unsafe class QuantKernels
                         Correction(s3, null, zeros + j3 * groups, xsi, groups, false, false));
                 }
                 StorePass(a0, a1, a2, a3, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
+            }
+        }
+    }
+
+    // GemvInt8Groups one output row at a time (Int8Stream.Row/RowT0): the row's bytes are one sequential stream; the same
+    // per-group sums, scale FMAs, zero-point correction and horizontal sum per row as the four-row pass (equal results).
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8GroupsRow<TAsym, TPf>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, float* sb) where TAsym : struct where TPf : struct, IPrefetch
+    {
+        bool asym = typeof(TAsym) == typeof(Asym);
+        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        nint ahead = PrefetchBytes > 0 ? PrefetchBytes : 4096;
+        for (int j = n0; j < n1; j++)
+        {
+            byte* r = data + (long)j * k;
+            float* s0 = sc + (long)j * groups;
+            if (sh != null) { HalfToSingle(sh + (long)j * groups, sb, groups); s0 = sb; }
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks;
+                Vector256<float> a = default;
+                nint o = 0;
+                for (int g = 0; g < groups; g++)
+                {
+                    Vector256<float> t = default;
+                    float* d = dxi + g * bpg;
+                    for (nint end = o + (nint)bpg * Block; o < end; o += Block, d++)
+                    {
+                        if ((o & 63) == 0) TPf.Line(r + o + ahead);
+                        t = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o), asym), Vector256.Create(d[0]), t);
+                    }
+                    a = Fma.MultiplyAdd(t, Vector256.Create(s0[g]), a);
+                }
+                float corr = asym ? Correction(s0, null, zeros + (long)j * groups, xs + (long)i * groups, groups, false, false) : 0f;
+                var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a, a), Avx.HorizontalAdd(a, a));
+                float v = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Vector128.CreateScalar(corr)).ToScalar();
+                y[(long)i * ldy + j] = bias != null ? v + bias[j] : v;
             }
         }
     }
