@@ -9,7 +9,7 @@ namespace Hub.Runtime.Tests;
 /// <summary>
 /// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
-/// 32000×2048, ~1.1 GB with F16 scales) run back to back on the runtime's own worker pool with QuantLinearExec's unit
+/// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
 /// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7). Variants: the
 /// <see cref="QuantKernels.Int8Stream"/> names; "read" and "halves" (a plain read of the same bytes in the same units, or
 /// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (the same work on 64 rows per matrix that stay in
@@ -33,8 +33,10 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 7;
         int layers = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_LAYERS"), out var ll) ? ll : 22;
         var mats = new List<(int N, int K)>();
-        for (int l = 0; l < layers; l++) mats.AddRange([(2560, 2048), (2048, 2048), (11264, 2048), (2048, 5632)]);
-        mats.Add((32000, 2048));
+        bool small = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "small";   // the 134M model's shapes instead
+        for (int l = 0; l < (small ? 12 : layers); l++)
+            mats.AddRange(small ? [(2304, 768), (768, 768), (4096, 768), (768, 2048)] : [(2560, 2048), (2048, 2048), (11264, 2048), (2048, 5632)]);
+        mats.Add((32000, small ? 768 : 2048));
         long data = mats.Sum(m => (long)m.N * m.K), scales = data / 32;
         var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["T0", "T1", "Nta", "None", "read", "halves", "x4", "x4pf"];
         bool inter = names.Any(n => n.StartsWith("x4", StringComparison.Ordinal));

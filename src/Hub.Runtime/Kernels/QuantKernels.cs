@@ -287,28 +287,32 @@ public static unsafe class QuantKernels
     }
 
     /// <summary>
-    /// How the int8 decode GEMV streams its weight rows (the software prefetch of the next pass: into L1, into L2,
-    /// non-temporal, or none). Every variant computes bit-identical sums; they differ only in the hints issued.
+    /// How the int8 decode GEMV streams its weight rows: the four-row pass (four rows read interleaved, one activation
+    /// load per block for all four) with a software prefetch of the next pass by hint, or one row at a time (one
+    /// sequential stream). Every variant computes the same sums in the same order (equal outputs); the hints apply to
+    /// groups of one block (Q8_0), longer groups run the four-row pass with prefetcht0 or the row kernels. Session 8
+    /// (docs/quantization.md): RowT0 streams 1.09–1.22× the four-row pass from DRAM and decodes 1b Q8_0 1.09–1.13×.
     /// </summary>
     internal enum Int8Stream
     {
         /// <summary>prefetcht0 of the next pass (one 4-row pass ahead for rows ≥ 1 KiB), the session-5 default.</summary>
         T0,
-        /// <summary>prefetcht1: the same lines into L2 only.</summary>
+        /// <summary>prefetcht1 (the L2 hint) of the same lines.</summary>
         T1,
         /// <summary>prefetchnta.</summary>
         Nta,
         /// <summary>No software prefetch: the hardware prefetchers alone.</summary>
         None,
-        /// <summary>prefetcht0 of the first line of each 128-byte pair only (the L2's adjacent-line prefetcher fetches the other).</summary>
-        Half,
         /// <summary>One row at a time (a single sequential stream per worker, the activation block reloaded per row), no software prefetch.</summary>
         Row,
         /// <summary>One row at a time with prefetcht0 4 KiB (or HUB_QGEMV_PREFETCH bytes) ahead.</summary>
         RowT0,
     }
 
-    /// <summary>The int8 GEMV's streaming variant (HUB_QGEMV_STREAM=T0|T1|Nta|None). Settable for A/B benchmarks only.</summary>
+    /// <summary>
+    /// The int8 decode GEMV's streaming variant: RowT0 unless HUB_QGEMV_STREAM names another (T0 is the four-row pass of
+    /// sessions 5–7). Settable for in-process A/B benchmarks only; tests pass the variant to GemvIntegerRowsAvx2.
+    /// </summary>
     internal static Int8Stream StreamDefault { get; set; } =
         Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_STREAM"), true, out var st) ? st : Int8Stream.RowT0;
 
@@ -317,7 +321,6 @@ public static unsafe class QuantKernels
     private struct PfT1 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch1(p); }
     private struct PfNta : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.PrefetchNonTemporal(p); }
     private struct PfNone : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) { } }
-    private struct PfHalf : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) { if (((nint)p & 64) == 0) Sse.Prefetch0(p); } }
 
     /// <summary>Scalar twin of <see cref="GemvInteger"/> (same integer sums, float accumulation per block).</summary>
     public static void GemvIntegerReference(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
@@ -365,7 +368,7 @@ public static unsafe class QuantKernels
 
     /// <summary>
     /// Software prefetch distance in bytes ahead of a pass's first row, or 0 for the default: 8 rows for rows under 1
-    /// KiB, 4 rows (one pass) for longer rows. A pass reads its four rows interleaved, which the hardware stream
+    /// KiB, 4 rows (one pass) for longer rows; the one-row kernels (Int8Stream.RowT0): 4 KiB ahead in the row stream. A pass reads its four rows interleaved, which the hardware stream
     /// prefetcher follows poorly (single-thread DRAM-cold GEMV 6.6 GB/s without, 13–14 GB/s with); each pass prefetches
     /// the contiguous bytes that far ahead at four times the rate it walks its own rows. Settable for A/B benchmarks.
     /// </summary>
@@ -420,7 +423,7 @@ public static unsafe class QuantKernels
             if (w.Int4) GemvInt4Groups(w, m, act, bias, y, ldy, n0, n1, sb);
             else if (stream is Int8Stream.Row or Int8Stream.RowT0)
             {
-                bool pf = stream == Int8Stream.RowT0;
+                bool pf = stream != Int8Stream.Row;
                 if (w.Symmetric) { if (pf) GemvInt8GroupsRow<Sym, PfT0>(w, m, act, bias, y, ldy, n0, n1, sb); else GemvInt8GroupsRow<Sym, PfNone>(w, m, act, bias, y, ldy, n0, n1, sb); }
                 else if (pf) GemvInt8GroupsRow<Asym, PfT0>(w, m, act, bias, y, ldy, n0, n1, sb);
                 else GemvInt8GroupsRow<Asym, PfNone>(w, m, act, bias, y, ldy, n0, n1, sb);
@@ -521,7 +524,6 @@ public static unsafe class QuantKernels
             case Int8Stream.T1: GemvInt8Blocks<TAsym, PfT1>(w, m, act, bias, y, ldy, n0, n1); break;
             case Int8Stream.Nta: GemvInt8Blocks<TAsym, PfNta>(w, m, act, bias, y, ldy, n0, n1); break;
             case Int8Stream.None: GemvInt8Blocks<TAsym, PfNone>(w, m, act, bias, y, ldy, n0, n1); break;
-            case Int8Stream.Half: GemvInt8Blocks<TAsym, PfHalf>(w, m, act, bias, y, ldy, n0, n1); break;
             case Int8Stream.Row: GemvInt8Row<TAsym, PfNone>(w, m, act, bias, y, ldy, n0, n1); break;
             case Int8Stream.RowT0: GemvInt8Row<TAsym, PfT0>(w, m, act, bias, y, ldy, n0, n1); break;
             default: GemvInt8Blocks<TAsym, PfT0>(w, m, act, bias, y, ldy, n0, n1); break;
