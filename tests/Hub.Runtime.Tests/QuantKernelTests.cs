@@ -990,6 +990,10 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                   && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(sts[^1], true, out var stOn)
                   && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(sts.Length > 1 ? sts[0] : "T0", true, out var stOff)
                 ? on => Hub.Runtime.Kernels.QuantKernels.StreamDefault = on ? stOn : stOff
+                : ab.StartsWith("gstream=", StringComparison.Ordinal) && ab[8..].Split('/') is var gsts
+                  && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(gsts[^1], true, out var gsOn)
+                  && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(gsts.Length > 1 ? gsts[0] : "T0", true, out var gsOff)
+                ? on => Hub.Runtime.Kernels.QuantKernels.GroupedStreamDefault = on ? gsOn : gsOff
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
                 : ab.StartsWith("f32gemv=", StringComparison.Ordinal) && ab[8..].Split('/') is var f32s
                   && Enum.TryParse<Hub.Runtime.Kernels.GemvF32.Variant>(f32s[^1], out var f32v)
@@ -997,7 +1001,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are stream=[<off>/]<on> (QuantKernels.Int8Stream of the int8 decode GEMV; off defaults to T0), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are stream=[<off>/]<on> (QuantKernels.Int8Stream of the int8 decode GEMV, groups of 32; off defaults to T0), gstream=[<off>/]<on> (the same for longer int8 groups), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             req.OpTicks = null;
             int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;

@@ -282,7 +282,7 @@ public static unsafe class QuantKernels
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
         if (w.Int4 && QuantGemvInt4.Preferred(w)) { QuantGemvInt4.Gemv(w, m, act, bias, y, ldy, n0, n1); return; }
-        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1, StreamDefault);
+        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1, w.GroupLength == Block ? StreamDefault : GroupedStreamDefault);
         else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
     }
 
@@ -310,11 +310,19 @@ public static unsafe class QuantKernels
     }
 
     /// <summary>
-    /// The int8 decode GEMV's streaming variant: RowT0 unless HUB_QGEMV_STREAM names another (T0 is the four-row pass of
-    /// sessions 5–7). Settable for in-process A/B benchmarks only; tests pass the variant to GemvIntegerRowsAvx2.
+    /// The int8 decode GEMV's streaming variant for groups of one block (Q8_0, asym g32): RowT0 unless HUB_QGEMV_STREAM
+    /// names another (T0 is the four-row pass of sessions 5–7). Settable for in-process A/B benchmarks only; tests pass the variant to GemvIntegerRowsAvx2.
     /// </summary>
     internal static Int8Stream StreamDefault { get; set; } =
         Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_STREAM"), true, out var st) ? st : Int8Stream.RowT0;
+
+    /// <summary>
+    /// The streaming variant for int8 with longer groups (per channel, the default export; g64, g128): T0, the four-row
+    /// pass, unless HUB_QGEMV_GSTREAM=Row|RowT0 — the one-row kernel measured level there (0.98–1.02× in decode, no
+    /// per-block scale stream to interleave). Settable for in-process A/B benchmarks only.
+    /// </summary>
+    internal static Int8Stream GroupedStreamDefault { get; set; } =
+        Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_GSTREAM"), true, out var gst) ? gst : Int8Stream.T0;
 
     private interface IPrefetch { static abstract void Line(void* p); }
     private struct PfT0 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch0(p); }
