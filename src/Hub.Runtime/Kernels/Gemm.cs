@@ -333,7 +333,11 @@ public static unsafe class Gemm
         CheckLinear(a, m1, k, w, wt, n, c, n0, n1, nameof(a), nameof(w), nameof(c));
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
         // F32 W at prefill sizes: read W in place (GemmWRows) instead of packing it per call.
-        if (k > 0 && GemmWRows.Applies(m1 - m0, wt)) { GemmWRows.Rows(a, m0, m1, k, (float*)w, n, bias, c, n0, n1, scratch); return; }
+        if (k > 0 && GemmWRows.Applies(m1 - m0, wt))
+        {
+            GemmWRows.Rows(a, m0, m1, k, (float*)w, n, bias, c, n0, n1, scratch, !(PackA && n1 - n0 >= PackAMinColumns));
+            return;
+        }
         GemmCore(a, m0, m1, k, w, wt, null, n, bias, c, n0, n1, scratch);
     }
 
@@ -377,7 +381,7 @@ public static unsafe class Gemm
 
     // K block for depth k: one block up to KCMax, else KC. Packed weights fix their layout when packed, so they never
     // follow the bench's SingleBlockK switch (flipping it after a model packed would misread the panels).
-    private static int KBlock(int k, bool packed)
+    internal static int KBlock(int k, bool packed)
     {
         if (k <= KCMax && (packed || SingleBlockK)) return k;
         if (!BalancedKC) return DeepKC;
@@ -804,7 +808,7 @@ public static unsafe class Gemm
         // F32 W packed per call at prefill sizes (rows: the whole GEMM's M, 0 when unknown): W read in place.
         if (packed == null && GemmWRows.Applies(rows > 0 ? rows : m1 - m0, wt))
         {
-            GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk);
+            GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk, !(packA && PackA));
             return;
         }
         packA &= PackA;

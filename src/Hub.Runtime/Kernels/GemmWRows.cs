@@ -28,9 +28,6 @@ public static unsafe class GemmWRows
     /// (0 turns it off; a switch for the kernel bench and the prefill A/B, never flipped by tests).</summary>
     internal static int MaxRows = 512;
 
-    /// <summary>Deepest K block when k &gt; 384 (k is split into near-equal blocks up to this; a switch for A/B runs).</summary>
-    internal static int DeepKC = 320;
-
     /// <summary>Whether a Linear of <paramref name="m"/> rows with weights of type <paramref name="wt"/> (packed per
     /// call) runs here.</summary>
     internal static bool Applies(int m, DType wt) => IsSupported && wt == DType.F32 && m > Gemm.GemvMaxRows && m <= MaxRows;
@@ -49,14 +46,9 @@ public static unsafe class GemmWRows
 
     private static int Panels(int rows) => (rows + XR - 1) / XR;
 
-    /// <summary>K block for depth k: the whole of k up to 384, else near-equal blocks of at most <see cref="DeepKC"/>.</summary>
-    internal static int KBlock(int k)
-    {
-        if (k <= 384) return Math.Max(k, 1);
-        int kcMax = Math.Clamp(DeepKC, 16, 384);
-        int blocks = (k + kcMax - 1) / kcMax;
-        return Math.Min(kcMax, ((k + blocks - 1) / blocks + 7) & ~7);
-    }
+    // Gemm's K blocks (the whole of k up to 384, else near-equal blocks of at most Gemm.DeepKC), so every output sums
+    // in the order of Gemm's packed paths and a model gives the same bits whether its weights are packed once or not.
+    private static int KBlock(int k) => Math.Max(1, Gemm.KBlock(k, false));
 
     /// <summary>
     /// Packs rows [m0, m1) of x (row stride k) into the scratch as xᵀ panels: for the K block at pc (depth kc), panel j
@@ -93,9 +85,11 @@ public static unsafe class GemmWRows
     /// place. x is packed into the scratch unless <paramref name="packedRow"/> already equals m0 (a worker running
     /// several column chunks of the same row block packs once; pass −1 to force packing); it is set to m0 on return.
     /// <paramref name="pastEnd"/>: the last W group prefetches the rows after n1 (a split owner's next chunk).
+    /// <paramref name="gemmReadsAInPlace"/>: Gemm's packed path would read A in place for this range (see
+    /// <see cref="Gemm.GemmBlockPacked"/>), so the bias order of its edge rows is followed: results then equal its bits.
     /// </summary>
     public static void Block(float* x, int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1,
-        float* scratch, ref int packedRow, bool pastEnd = false)
+        float* scratch, ref int packedRow, bool pastEnd = false, bool gemmReadsAInPlace = false)
     {
         KernelArgs.Range(m0, m1);
         KernelArgs.Range(n0, n1);
@@ -116,26 +110,30 @@ public static unsafe class GemmWRows
             return;
         }
         if (packedRow != m0) { PackCore(x, m0, m1, k, scratch); packedRow = m0; }
-        Columns(m0, m1, k, w, n, bias, y, n0, n1, scratch, pastEnd);
+        // Gemm with A read in place (narrow column ranges) adds the bias of a partial last 6-row tile after y: so do its rows
+        int lateRow = gemmReadsAInPlace ? m0 + (m1 - m0) / Gemm.MR * Gemm.MR : m1;
+        Columns(m0, m1, k, w, n, bias, y, n0, n1, scratch, pastEnd, lateRow);
     }
 
     /// <summary>Runs rows [m0, m1) (any count, in row blocks of <see cref="Gemm.MC"/>) × columns [n0, n1) on one thread.</summary>
-    public static void Rows(float* x, int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1, float* scratch)
+    public static void Rows(float* x, int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1, float* scratch,
+        bool gemmReadsAInPlace = false)
     {
         KernelArgs.Range(m0, m1);
         int packedRow = -1;
         for (int mb = m0; mb < m1; mb += Gemm.MC)
-            Block(x, mb, Math.Min(m1, mb + Gemm.MC), k, w, n, bias, y, n0, n1, scratch, ref packedRow);
+            Block(x, mb, Math.Min(m1, mb + Gemm.MC), k, w, n, bias, y, n0, n1, scratch, ref packedRow, false, gemmReadsAInPlace);
     }
 
     // The W groups of columns [n0, n1) against every packed xᵀ panel; with several K blocks in column chunks of NC (the
     // chunk's y, ≤ MC×NC floats, stays in L2 across the K blocks).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Columns(int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1, float* scratch, bool pastEnd)
+    private static void Columns(int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1, float* scratch, bool pastEnd, int lateRow)
     {
         float* pack = Pack(scratch), tile = (float*)(((nint)scratch + 63) & ~(nint)63);
         int rows = m1 - m0, panels = Panels(rows), kcb = KBlock(k);
         int chunk = k > kcb ? Gemm.NC : n1 - n0;
+        int edgeStart = n0 + ((n1 - n0) & ~(XR - 1));
         for (int c0 = n0; c0 < n1; c0 += chunk)
         {
             int c1 = Math.Min(n1, c0 + chunk);
@@ -160,6 +158,8 @@ public static unsafe class GemmWRows
                     int nextRows = next != null ? Math.Min(WR, n - nextCol) : 0;
                     float* wg = w + (long)col * k + pc;
                     float* bg = last && bias != null ? bias + col : null;
+                    // Gemm adds the bias of a partial last panel's columns after y (AddTile): those columns do the same
+                    int edgeFrom = Math.Clamp(edgeStart - col, 0, wrows);
                     for (int j = 0; j < panels; j++)
                     {
                         int mr = Math.Min(XR, rows - j * XR);
@@ -173,8 +173,9 @@ public static unsafe class GemmWRows
                             }
                         float* yp = y + (long)(m0 + j * XR) * n + col;
                         float* xp = blk + (long)j * kc * XR;
-                        if (h == WR) Tile6(wg, k, wrows, xp, kc, yp, n, mr, first, bg, pf, tile);
-                        else Tile4(wg, k, wrows, xp, kc, yp, n, mr, first, bg, pf, tile);
+                        int lateI = Math.Clamp(lateRow - (m0 + j * XR), 0, mr);
+                        if (h == WR) Tile6(wg, k, wrows, xp, kc, yp, n, mr, first, bg, edgeFrom, lateI, pf, tile);
+                        else Tile4(wg, k, wrows, xp, kc, yp, n, mr, first, bg, edgeFrom, lateI, pf, tile);
                     }
                     col += wrows;
                 }
@@ -185,7 +186,7 @@ public static unsafe class GemmWRows
     // yᵀ tile: rows = W rows w + r·ldw (r < wrows; the rest repeat row 0 and are discarded), columns = the 16 input rows
     // of the xᵀ panel xp; stored transposed into y (ldy) for the first mr input rows, y (=|+=) tile (+ bias[r]).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile6(float* w, int ldw, int wrows, float* xp, int kc, float* y, int ldy, int mr, bool assign, float* bias, byte* pf, float* spill)
+    private static void Tile6(float* w, int ldw, int wrows, float* xp, int kc, float* y, int ldy, int mr, bool assign, float* bias, int edgeFrom, int lateI, byte* pf, float* spill)
     {
         float* w0 = w, w1 = wrows > 1 ? w + ldw : w, w2 = wrows > 2 ? w + 2L * ldw : w, w3 = wrows > 3 ? w + 3L * ldw : w,
             w4 = wrows > 4 ? w + 4L * ldw : w, w5 = wrows > 5 ? w + 5L * ldw : w;
@@ -227,7 +228,9 @@ public static unsafe class GemmWRows
             av = Avx.BroadcastScalarToVector256(w4 + p); c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
             av = Avx.BroadcastScalarToVector256(w5 + p); c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
         }
-        if (bias != null)
+        // (rows from edgeFrom of an accumulating store add the bias after y: the spill path)
+        bool late = bias != null && !assign && (edgeFrom < wrows || lateI < mr);
+        if (bias != null && !late)
         {
             Vector256<float> v = Vector256.Create(bias[0]); c00 += v; c01 += v;
             if (wrows > 1) { v = Vector256.Create(bias[1]); c10 += v; c11 += v; }
@@ -236,7 +239,7 @@ public static unsafe class GemmWRows
             if (wrows > 4) { v = Vector256.Create(bias[4]); c40 += v; c41 += v; }
             if (wrows > 5) { v = Vector256.Create(bias[5]); c50 += v; c51 += v; }
         }
-        if (wrows == WR && mr == XR)
+        if (wrows == WR && mr == XR && !late)
         {
             Store6x8(c00, c10, c20, c30, c40, c50, y, ldy, assign);
             Store6x8(c01, c11, c21, c31, c41, c51, y + 8L * ldy, ldy, assign);
@@ -245,12 +248,12 @@ public static unsafe class GemmWRows
         c00.Store(spill); c01.Store(spill + 8); c10.Store(spill + 16); c11.Store(spill + 24);
         c20.Store(spill + 32); c21.Store(spill + 40); c30.Store(spill + 48); c31.Store(spill + 56);
         c40.Store(spill + 64); c41.Store(spill + 72); c50.Store(spill + 80); c51.Store(spill + 88);
-        SpillStore(spill, wrows, mr, y, ldy, assign);
+        SpillStore(spill, wrows, mr, y, ldy, assign, late ? bias : null, edgeFrom, lateI);
     }
 
     // The 4-row tile for the W rows a 6-row grouping leaves over (8 accumulators keep both FMA pipes busy).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile4(float* w, int ldw, int wrows, float* xp, int kc, float* y, int ldy, int mr, bool assign, float* bias, byte* pf, float* spill)
+    private static void Tile4(float* w, int ldw, int wrows, float* xp, int kc, float* y, int ldy, int mr, bool assign, float* bias, int edgeFrom, int lateI, byte* pf, float* spill)
     {
         float* w0 = w, w1 = wrows > 1 ? w + ldw : w, w2 = wrows > 2 ? w + 2L * ldw : w, w3 = wrows > 3 ? w + 3L * ldw : w;
         if (pf == null) pf = (byte*)xp;
@@ -284,14 +287,16 @@ public static unsafe class GemmWRows
             av = Avx.BroadcastScalarToVector256(w2 + p); c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
             av = Avx.BroadcastScalarToVector256(w3 + p); c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
         }
-        if (bias != null)
+        // (rows from edgeFrom of an accumulating store add the bias after y: the spill path)
+        bool late = bias != null && !assign && (edgeFrom < wrows || lateI < mr);
+        if (bias != null && !late)
         {
             Vector256<float> v = Vector256.Create(bias[0]); c00 += v; c01 += v;
             if (wrows > 1) { v = Vector256.Create(bias[1]); c10 += v; c11 += v; }
             if (wrows > 2) { v = Vector256.Create(bias[2]); c20 += v; c21 += v; }
             if (wrows > 3) { v = Vector256.Create(bias[3]); c30 += v; c31 += v; }
         }
-        if (wrows == 4 && mr == XR)
+        if (wrows == 4 && mr == XR && !late)
         {
             Store4x8(c00, c10, c20, c30, y, ldy, assign);
             Store4x8(c01, c11, c21, c31, y + 8L * ldy, ldy, assign);
@@ -299,16 +304,23 @@ public static unsafe class GemmWRows
         }
         c00.Store(spill); c01.Store(spill + 8); c10.Store(spill + 16); c11.Store(spill + 24);
         c20.Store(spill + 32); c21.Store(spill + 40); c30.Store(spill + 48); c31.Store(spill + 56);
-        SpillStore(spill, wrows, mr, y, ldy, assign);
+        SpillStore(spill, wrows, mr, y, ldy, assign, late ? bias : null, edgeFrom, lateI);
     }
 
-    // Edge tile: spill[r·16 + i] = yᵀ[r, i] → y[i·ldy + r] for r < wrows, i < mr.
-    private static void SpillStore(float* spill, int wrows, int mr, float* y, int ldy, bool assign)
+    // Edge tile: spill[r·16 + i] = yᵀ[r, i] → y[i·ldy + r] for r < wrows, i < mr. With lateBias (accumulating, bias
+    // not yet added) the cells of W rows from edgeFrom or input rows from lateI add (y + t) + b (Gemm's edge tiles),
+    // the others y + (t + b) (its full tiles).
+    private static void SpillStore(float* spill, int wrows, int mr, float* y, int ldy, bool assign, float* lateBias, int edgeFrom, int lateI)
     {
         for (int i = 0; i < mr; i++)
         {
             float* yi = y + (long)i * ldy;
-            for (int r = 0; r < wrows; r++) yi[r] = assign ? spill[r * XR + i] : yi[r] + spill[r * XR + i];
+            for (int r = 0; r < wrows; r++)
+            {
+                float t = spill[r * XR + i];
+                if (lateBias == null) yi[r] = assign ? t : yi[r] + t;
+                else yi[r] = r < edgeFrom && i < lateI ? yi[r] + (t + lateBias[r]) : (yi[r] + t) + lateBias[r];
+            }
         }
     }
 
