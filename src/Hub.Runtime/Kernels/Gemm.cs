@@ -31,7 +31,7 @@ public static unsafe class Gemm
     public static int ScratchFloats(int k)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
-        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats(k)) + 64;
+        return Math.Max(Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats(k)), (int)GemmWRows.ScratchFloats(MC, k)) + 64;
     }
 
     // Depths up to this run in one K block (one pass over C); the panel is then up to 24 KiB.
