@@ -55,21 +55,8 @@ public static unsafe class GemmWRows
     // in the order of Gemm's packed paths and a model gives the same bits whether its weights are packed once or not.
     private static int KBlock(int k) => Math.Max(1, Gemm.KBlock(k, false));
 
-    /// <summary>
-    /// Packs rows [m0, m1) of x (row stride k) into the scratch as xᵀ panels: for the K block at pc (depth kc), panel j
-    /// (rows m0 + 16j …) at pack + pc·P·16 + j·kc·16, element [p·16 + r] = x[m0 + 16j + r, pc + p], zero past m1.
-    /// </summary>
-    public static void PackX(float* x, int m0, int m1, int k, float* scratch)
-    {
-        KernelArgs.Range(m0, m1);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        KernelArgs.NotNull(x, m1 > m0 && k > 0, nameof(x));
-        KernelArgs.NotNull(scratch, m1 > m0 && k > 0, nameof(scratch));
-        if (m1 - m0 > Gemm.MC) throw new ArgumentOutOfRangeException(nameof(m1), $"rows [{m0}, {m1}) exceed one row block of {Gemm.MC}");
-        if (!IsSupported) throw new PlatformNotSupportedException("GemmWRows needs AVX2 + FMA without AVX-512");
-        PackCore(x, m0, m1, k, scratch);
-    }
-
+    // Rows [m0, m1) of x (row stride k) as xᵀ panels: for the K block at pc (depth kc), panel j (rows m0 + 16j …) at
+    // pack + pc·mPad + j·kc·16, element [p·16 + r] = x[m0 + 16j + r, pc + p], zero past m1.
     private static void PackCore(float* x, int m0, int m1, int k, float* scratch)
     {
         int rows = m1 - m0, panels = Panels(rows), kcb = KBlock(k);
