@@ -125,10 +125,13 @@ public unsafe class GemmWRowsTests
     [InlineData(33, 390, 1000, 3)]
     [InlineData(150, 67, 320, 2)]
     [InlineData(3, 9, 31, 1)]
+    [InlineData(20, 200, 321, 2)]
+    [InlineData(128, 97, 385, 1)]
     public void Gemm_dispatch_matches_float64_on_every_instruction_set(int m, int n, int k, int workers)
     {
         // Gemm.GemmBlock (one thread) and RunChunk over a GemmSplit (as LinearExec): W in place where this machine runs
-        // GemmWRows, Gemm's packed or portable path elsewhere (the ISA sweep), the same results either way.
+        // GemmWRows and the column ranges are wide (≥ Gemm.PackAMinColumns), Gemm's packed or portable path elsewhere
+        // (narrow ranges, the ISA sweep), the same results either way.
         var (x, w, bias) = Operands(m, n, k, 99 + m);
         var yRef = Reference(x, w, bias, m, n, k);
         var y = new float[m * n];
@@ -153,6 +156,35 @@ public unsafe class GemmWRowsTests
             }
         }
         finally { foreach (var s in scratch) NativeMemory.AlignedFree((void*)s); }
+    }
+
+    [SkippableTheory]
+    [InlineData(20, 64, 520, true)]
+    [InlineData(23, 40, 1000, true)]
+    [InlineData(20, 200, 520, false)]
+    [InlineData(128, 290, 777, false)]
+    public void Results_have_the_bits_of_the_prepacked_gemm(int m, int n, int k, bool narrow)
+    {
+        // Gemm's K blocks and bias order are followed (narrow: the order of its A-in-place tiles), so a model's outputs do
+        // not depend on whether its weights were packed once.
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        var (x, w, bias) = Operands(m, n, k, 5 + n);
+        var y = new float[m * n]; var expected = new float[m * n];
+        float* scratch = Scratch(k);
+        float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(Gemm.PackedFloats(n, k) * 4), 64);
+        try
+        {
+            fixed (float* xp = x, wp = w, bp = bias, yp = y, ep = expected)
+            {
+                Gemm.PackWeights((byte*)wp, DType.F32, n, k, packed, scratch);
+                Gemm.GemmBlockPacked(xp, 0, m, k, packed, n, bp, ep, 0, n, scratch);
+                GemmWRows.Rows(xp, 0, m, k, wp, n, bp, yp, 0, n, scratch, gemmReadsAInPlace: narrow);
+            }
+        }
+        finally { NativeMemory.AlignedFree(scratch); NativeMemory.AlignedFree(packed); }
+        for (int i = 0; i < y.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(y[i]) == BitConverter.SingleToInt32Bits(expected[i]),
+                $"y[{i / n},{i % n}] = {y[i]:R}, prepacked Gemm {expected[i]:R}");
     }
 
     [Fact]

@@ -332,10 +332,11 @@ public static unsafe class Gemm
         KernelArgs.Range(m0, m1);
         CheckLinear(a, m1, k, w, wt, n, c, n0, n1, nameof(a), nameof(w), nameof(c));
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
-        // F32 W at prefill sizes: read W in place (GemmWRows) instead of packing it per call.
-        if (k > 0 && GemmWRows.Applies(m1 - m0, wt))
+        // F32 W at prefill sizes: read W in place (GemmWRows) instead of packing it per call, for column ranges wide
+        // enough that Gemm would pack A (narrow ones, e.g. QuantLinearExec's 64-row dequantized panels, read A in place).
+        if (k > 0 && PackA && n1 - n0 >= PackAMinColumns && GemmWRows.Applies(m1 - m0, wt))
         {
-            GemmWRows.Rows(a, m0, m1, k, (float*)w, n, bias, c, n0, n1, scratch, !(PackA && n1 - n0 >= PackAMinColumns));
+            GemmWRows.Rows(a, m0, m1, k, (float*)w, n, bias, c, n0, n1, scratch);
             return;
         }
         GemmCore(a, m0, m1, k, w, wt, null, n, bias, c, n0, n1, scratch);
@@ -805,10 +806,11 @@ public static unsafe class Gemm
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
         if (m0 >= m1 || n0 >= n1) return;
         if (k == 0) { GemmCore(x, m0, m1, k, w, wt, packed, n, bias, y, n0, n1, scratch); return; }
-        // F32 W packed per call at prefill sizes (rows: the whole GEMM's M, 0 when unknown): W read in place.
-        if (packed == null && GemmWRows.Applies(rows > 0 ? rows : m1 - m0, wt))
+        // F32 W packed per call at prefill sizes (rows: the whole GEMM's M, 0 when unknown) where the split's shares are
+        // wide enough to pack A: W read in place.
+        if (packed == null && packA && PackA && GemmWRows.Applies(rows > 0 ? rows : m1 - m0, wt))
         {
-            GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk, !(packA && PackA));
+            GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk);
             return;
         }
         packA &= PackA;
