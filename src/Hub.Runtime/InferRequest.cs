@@ -31,6 +31,9 @@ public sealed unsafe class InferRequest : IDisposable
     internal long[]? OpTicks { get; set; }
     internal TensorRt[] T { get; }
 
+    /// <summary>The decode attention kernel this request's Attention ops run (a per-request switch for in-process A/B runs).</summary>
+    internal Kernels.AttentionKernels.RowKernel AttentionRowKernel { get; set; }
+
     /// <summary>Positions held in the states (all rows share it); advanced by each successful Infer of a stateful graph.</summary>
     public int PastLength { get; private set; }
 

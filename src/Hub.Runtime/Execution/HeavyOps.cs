@@ -462,7 +462,7 @@ internal sealed unsafe class AttentionExec : OpExec
                 end = Math.Min(end, _s);
             }
             long row = ((long)b * _t + t) * _h * _hd + (long)kvh * _g * _hd;
-            AttentionKernels.AttendRow(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch);
+            AttentionKernels.AttendRowWith(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch, R.AttentionRowKernel);
         }
     }
 }
