@@ -984,6 +984,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             Action<bool> set = ab == "hugepages" ? _ => { }
                 : ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
                 ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
+                : ab == "kvhalf" ? on => req.HalfKvDecode = on
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "run" ? on => Hub.Runtime.Kernels.QuantKernels.Int8RunKernel = on
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
@@ -993,7 +994,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvhalf (decode attention reads an f16 copy of the KV cache; off = the f32 states), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.

@@ -232,6 +232,188 @@ public static unsafe class AttentionKernels
         s[3] = Vector256.Sum(a3 + b3) * scale;
     }
 
+    /// <summary>
+    /// <see cref="AttendRow"/> over keys and values stored as IEEE half bits (an f16 copy of the cache, half the bytes a
+    /// memory-bound decode step streams): rows are widened to f32 on load, the softmax and sums run in f32 as in
+    /// AttendRow. Inputs are finite halves (QuantKernels.HalfToSingle's conversion).
+    /// </summary>
+    public static void AttendRowHalf(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch)
+    {
+        CheckHeads(groupHeads, headDim);
+        ArgumentOutOfRangeException.ThrowIfNegative(end);
+        KernelArgs.Stride(stride, headDim, "one key row holds headDim halves");
+        KernelArgs.NotNull(q, true);
+        KernelArgs.NotNull(o, true);
+        KernelArgs.NotNull(k, end > 0);
+        KernelArgs.NotNull(v, end > 0);
+        KernelArgs.NotNull(scratch, true);
+        int hd = headDim, G = groupHeads;
+        bool simd = Avx2.IsSupported && Fma.IsSupported && headDim % 8 == 0 && G * hd <= 4096;
+        // The SIMD path widens a half with three integer operations and no multiply (LoadHalfRaw: the value × 2⁻¹¹²),
+        // so q and the softmax weights carry the 2¹¹² instead: q' = q·2¹¹² once per call, p' = p·2¹¹² per key.
+        float* qs = stackalloc float[simd ? G * hd : 1];
+        if (simd) for (int i = 0; i < G * hd; i++) qs[i] = q[i] * Two112;
+        float* acc = scratch;
+        float* mx = acc + G * hd;
+        float* l = mx + G;
+        float* s = l + G;
+        new Span<float>(acc, G * hd).Clear();
+        for (int g = 0; g < G; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        for (int j0 = 0; j0 < end; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, end - j0);
+            ushort* kb = k + j0 * stride, vb = v + j0 * stride;
+            for (int g = 0; g < G; g++)
+            {
+                float* qg = q + g * hd;
+                int jj = 0;
+                if (simd)
+                    for (; jj <= jn - 4; jj += 4)
+                    {
+                        if (g == 0)
+                        {
+                            PrefetchHalfRows(kb + (jj + PrefetchKeys) * stride, stride, 4, hd, k + end * stride);
+                            PrefetchHalfRows(vb + jj * stride, stride, 4, hd, v + end * stride); // the block's V rows, read after its K pass
+                        }
+                        DotHalf4(qs + g * hd, kb + jj * stride, stride, hd, scale, s + jj);
+                    }
+                for (; jj < jn; jj++)
+                {
+                    ushort* kr = kb + jj * stride;
+                    float d = 0;
+                    for (int i = 0; i < hd; i++) d += qg[i] * QuantKernels.HalfToSingle(kr[i]);
+                    s[jj] = d * scale;
+                }
+                float bmax = float.NegativeInfinity;
+                for (jj = 0; jj < jn; jj++)
+                {
+                    if (mask != null && mask[j0 + jj] == 0f) { s[jj] = float.NegativeInfinity; continue; }
+                    if (s[jj] > bmax) bmax = s[jj];
+                }
+                if (bmax == float.NegativeInfinity) continue;
+                float mnew = Math.Max(mx[g], bmax);
+                float* ag = acc + g * hd;
+                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
+                {
+                    float corr = MathF.Exp(mx[g] - mnew);
+                    Scale(ag, corr, hd);
+                    l[g] *= corr;
+                }
+                ExpShifted(s, jn, mnew);
+                float sum = l[g];
+                for (jj = 0; jj < jn; jj++) if (s[jj] != 0f) sum += s[jj];
+                l[g] = sum;
+                mx[g] = mnew;
+                if (simd)
+                {
+                    int c = 0;
+                    for (; c <= hd - 32; c += 32) AccumulatePVHalf32(s, jn, vb + c, stride, ag + c);
+                    for (; c < hd; c += 8)
+                    {
+                        var a = Avx.LoadVector256(ag + c);
+                        for (jj = 0; jj < jn; jj++)
+                        {
+                            float p = s[jj];
+                            if (p == 0f) continue;
+                            a = Fma.MultiplyAdd(Vector256.Create(p * Two112), LoadHalfRaw(vb + jj * stride + c), a);
+                        }
+                        a.Store(ag + c);
+                    }
+                }
+                else
+                    for (jj = 0; jj < jn; jj++)
+                    {
+                        float p = s[jj];
+                        if (p == 0f) continue;
+                        ushort* vr = vb + jj * stride;
+                        for (int i = 0; i < hd; i++) ag[i] += p * QuantKernels.HalfToSingle(vr[i]);
+                    }
+            }
+        }
+        for (int g = 0; g < G; g++)
+        {
+            float* og = o + g * hd;
+            float* ag = acc + g * hd;
+            if (l[g] > 0) { float inv = 1f / l[g]; for (int i = 0; i < hd; i++) og[i] = ag[i] * inv; }
+            else new Span<float>(og, hd).Clear();
+        }
+    }
+
+    private static readonly float Two112 = MathF.ScaleB(1f, 112);
+
+    // Eight halves as floats scaled by 2⁻¹¹²: sign-extended to 32 bits and shifted so the half's exponent and mantissa
+    // land in the float's (bits 27..13), the sign extension's copies above the exponent masked off. Exact for every
+    // finite half (zero and subnormals included); × 2¹¹² gives the value.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadHalfRaw(ushort* p) =>
+        Avx2.And(Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13), Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
+
+    // acc[0..32) += p_j·2¹¹² · raw(v_j[0..32)) over the block's keys with p_j ≠ 0, the 32 outputs in four registers.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePVHalf32(float* p, int n, ushort* v, long stride, float* acc)
+    {
+        var r0 = Avx.LoadVector256(acc); var r1 = Avx.LoadVector256(acc + 8);
+        var r2 = Avx.LoadVector256(acc + 16); var r3 = Avx.LoadVector256(acc + 24);
+        for (int j = 0; j < n; j++)
+        {
+            float pj = p[j];
+            if (pj == 0f) continue;
+            var pv = Vector256.Create(pj * Two112);
+            ushort* vr = v + j * stride;
+            r0 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr), r0);
+            r1 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr + 8), r1);
+            r2 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr + 16), r2);
+            r3 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr + 24), r3);
+        }
+        r0.Store(acc); r1.Store(acc + 8); r2.Store(acc + 16); r3.Store(acc + 24);
+    }
+
+    // s[0..4) = scale · (q' · raw(k_j)) for four half-precision key rows (q' = q·2¹¹²), 8 lanes per step in two accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DotHalf4(float* q, ushort* k, long stride, int n, float scale, float* s)
+    {
+        ushort* k0 = k, k1 = k + stride, k2 = k1 + stride, k3 = k2 + stride;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        int i = 0;
+        for (; i <= n - 16; i += 16)
+        {
+            var qa = Avx.LoadVector256(q + i);
+            var qb = Avx.LoadVector256(q + i + 8);
+            a0 = Fma.MultiplyAdd(qa, LoadHalfRaw(k0 + i), a0);
+            b0 = Fma.MultiplyAdd(qb, LoadHalfRaw(k0 + i + 8), b0);
+            a1 = Fma.MultiplyAdd(qa, LoadHalfRaw(k1 + i), a1);
+            b1 = Fma.MultiplyAdd(qb, LoadHalfRaw(k1 + i + 8), b1);
+            a2 = Fma.MultiplyAdd(qa, LoadHalfRaw(k2 + i), a2);
+            b2 = Fma.MultiplyAdd(qb, LoadHalfRaw(k2 + i + 8), b2);
+            a3 = Fma.MultiplyAdd(qa, LoadHalfRaw(k3 + i), a3);
+            b3 = Fma.MultiplyAdd(qb, LoadHalfRaw(k3 + i + 8), b3);
+        }
+        if (i <= n - 8)
+        {
+            var qa = Avx.LoadVector256(q + i);
+            a0 = Fma.MultiplyAdd(qa, LoadHalfRaw(k0 + i), a0);
+            a1 = Fma.MultiplyAdd(qa, LoadHalfRaw(k1 + i), a1);
+            a2 = Fma.MultiplyAdd(qa, LoadHalfRaw(k2 + i), a2);
+            a3 = Fma.MultiplyAdd(qa, LoadHalfRaw(k3 + i), a3);
+        }
+        s[0] = Vector256.Sum(a0 + b0) * scale;
+        s[1] = Vector256.Sum(a1 + b1) * scale;
+        s[2] = Vector256.Sum(a2 + b2) * scale;
+        s[3] = Vector256.Sum(a3 + b3) * scale;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchHalfRows(ushort* p, long stride, int rows, int width, ushort* end)
+    {
+        for (int r = 0; r < rows; r++, p += stride)
+        {
+            if (p >= end) return;
+            for (int i = 0; i < width; i += 32) Sse.Prefetch0(p + i);
+        }
+    }
+
     /// <summary>Keys ahead that <see cref="RowKernel.InterleavedPrefetch"/> prefetches.</summary>
     internal static int PrefetchKeys = 8;
 
