@@ -8,7 +8,7 @@ namespace Hub.Runtime.Tests;
 /// <summary>
 /// Decode attention kernels alone (HUB_BENCH=1 only; prints, asserts nothing about time): one query row against a
 /// small-model-shaped KV cache (HUB_BENCH_LAYERS layers × HUB_BENCH_HEADS heads × HUB_BENCH_CTX positions × 64, default
-/// 12 × 12 × 192), one thread's CPU time, the per-key and the interleaved kernel alternating call by call, each call either on a
+/// 12 × 12 × 192), one thread's CPU time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default; Half = the f16 copy) alternating call by call, each call either on a
 /// cache just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads)
 /// or on a hot one. Medians of the per-pass times.
 /// </summary>
@@ -34,6 +34,7 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
         nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = 64u << 20;
         float* kv = (float*)NativeMemory.AlignedAlloc(cacheBytes, 64);
         byte* evict = (byte*)NativeMemory.AlignedAlloc(evictBytes, 64);
+        ushort* kvh = null;
         var q = new float[heads * g * hd]; var o = new float[heads * g * hd];
         var scratch = new float[AttentionKernels.ScratchFloats(g, hd)];
         try
@@ -42,9 +43,10 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             for (long i = 0; i < 2 * layers * perLayer; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
             for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
             new Span<byte>(evict, (int)evictBytes).Fill(1);
-            var kernels = Environment.GetEnvironmentVariable("HUB_BENCH_KERNELS") is { } ks
-                ? ks.Split(',').Select(Enum.Parse<AttentionKernels.RowKernel>).ToArray()
-                : new[] { AttentionKernels.RowKernel.PerKey, AttentionKernels.RowKernel.Interleaved };
+            // kernel names: the RowKernel values, and Half (AttendRowHalf on an f16 copy of the same cache)
+            var kernels = (Environment.GetEnvironmentVariable("HUB_BENCH_KERNELS") ?? "PerKey,Default").Split(',');
+            kvh = (ushort*)NativeMemory.AlignedAlloc(cacheBytes / 2, 64);
+            for (long i = 0; i < 2 * layers * perLayer; i++) kvh[i] = BitConverter.HalfToUInt16Bits((Half)kv[i]);
             if (int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_KEYS"), out var pk)) AttentionKernels.PrefetchKeys = pk;
             AttentionKernels.PrefetchVWithK = Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_V") == "1";
             var times = new List<double>[2, 2] { { new(), new() }, { new(), new() } };
@@ -61,7 +63,12 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                                 for (int h = 0; h < heads; h++)
                                 {
                                     float* k = kv + (2L * l) * perLayer + (long)h * ctx * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * ctx * hd;
-                                    AttentionKernels.AttendRowWith(qp + h * g * hd, g, hd, k, vv, hd, ctx, null, 0.125f, op + h * g * hd, sp, kernels[kv2]);
+                                    if (kernels[kv2] == "Half")
+                                    {
+                                        long ko = (2L * l) * perLayer + (long)h * ctx * hd, vo = (2L * l + 1) * perLayer + (long)h * ctx * hd;
+                                        AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvh + ko, kvh + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
+                                    }
+                                    else AttentionKernels.AttendRowWith(qp + h * g * hd, g, hd, k, vv, hd, ctx, null, 0.125f, op + h * g * hd, sp, Enum.Parse<AttentionKernels.RowKernel>(kernels[kv2]));
                                 }
                             if (rep > 0) times[cold, kv2].Add(ThreadCpuMs() - t0);
                         }
@@ -70,12 +77,13 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             output.WriteLine($"{layers} layers x {heads} kv heads x group {g} x {ctx} positions x {hd}: {mb:F1} MB of K/V per pass (sink {sink & 1})");
             for (int cold = 0; cold < 2; cold++)
                 for (int v = 0; v < 2; v++)
-                    output.WriteLine($"  {(cold == 1 ? "cold" : "hot "),-5} {kernels[v],-12} {Med(times[cold, v]):F3} ms  {mb / Med(times[cold, v]):F1} GB/s");
+                    output.WriteLine($"  {(cold == 1 ? "cold" : "hot "),-5} {kernels[v],-12} {Med(times[cold, v]):F3} ms  {mb / Med(times[cold, v]):F1} GB/s of f32 K/V");
         }
         finally
         {
             NativeMemory.AlignedFree(kv);
             NativeMemory.AlignedFree(evict);
+            if (kvh != null) NativeMemory.AlignedFree(kvh);
         }
     }
 }
