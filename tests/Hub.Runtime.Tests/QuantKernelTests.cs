@@ -1000,6 +1000,8 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             // Linear (ms per token) and of the Attention ops, per variant.
             var nonLinear = new[] { new List<double>(), new List<double>() };
             var attention = new[] { new List<double>(), new List<double>() };
+            // process CPU time per token: with HUB_BENCH_THREADS=1 the figure a busy machine disturbs least
+            var cpuMs = new[] { new List<double>(), new List<double>() };
             if (!prof) req.OpTicks = null;
             int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
             for (int round = 0; round < abRounds; round++)
@@ -1009,9 +1011,13 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     set(on);
                     var r = reqs[on && reqs[1] != null ? 1 : 0]!;
                     if (r.OpTicks is { } ot0) Array.Clear(ot0);
+                    proc.Refresh();
+                    var segCpu = proc.TotalProcessorTime;
                     sw.Restart();
                     for (int s = 0; s < 16; s++) Step(r);
                     rates[on ? 1 : 0].Add(16 / sw.Elapsed.TotalSeconds);
+                    proc.Refresh();
+                    cpuMs[on ? 1 : 0].Add((proc.TotalProcessorTime - segCpu).TotalMilliseconds / 16);
                     if (r.OpTicks is { } ot)
                     {
                         double ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency / 16;
@@ -1029,6 +1035,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
+            output.WriteLine($"A/B {ab} process CPU per token: off {Med(cpuMs[0]):F3} ms, on {Med(cpuMs[1]):F3} ms (on/off {Med(cpuMs[1]) / Med(cpuMs[0]):F3})");
             if (nonLinear[0].Count > 0)
                 output.WriteLine($"A/B {ab} per token outside the Linear ops: off {Med(nonLinear[0]):F3} ms (Attention {Med(attention[0]):F3}), on {Med(nonLinear[1]):F3} ms (Attention {Med(attention[1]):F3})");
             return;
