@@ -31,8 +31,14 @@ public sealed unsafe class InferRequest : IDisposable
     internal long[]? OpTicks { get; set; }
     internal TensorRt[] T { get; }
 
-    /// <summary>The decode attention kernel this request's Attention ops run (a per-request switch for in-process A/B runs).</summary>
-    internal Kernels.AttentionKernels.RowKernel AttentionRowKernel { get; set; }
+    /// <summary>
+    /// The decode attention kernel this request's Attention ops run (a per-request switch for in-process A/B runs;
+    /// HUB_ATTENTION_ROW=PerKey|Interleaved|InterleavedPrefetch sets the default for end-to-end comparisons).
+    /// </summary>
+    internal Kernels.AttentionKernels.RowKernel AttentionRowKernel { get; set; } = DefaultRowKernel;
+
+    private static readonly Kernels.AttentionKernels.RowKernel DefaultRowKernel =
+        Enum.TryParse<Kernels.AttentionKernels.RowKernel>(Environment.GetEnvironmentVariable("HUB_ATTENTION_ROW"), true, out var k) ? k : default;
 
     /// <summary>
     /// Opt-in (HUB_KV_HALF=1 sets the default): decode steps (one new position) read an f16 copy of the KV cache,
