@@ -161,6 +161,10 @@ if (opts.TryGetValue("ab", out var abName))
         "session7" => [("session 6 (W prefetch bursts per tile)", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 1),
                        ("no W prefetch", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 0),
                        ("W prefetch in the k loop (default)", () => Hub.Runtime.Kernels.Gemm.PerCallWPrefetch = 2)],
+        // session 8: W packed per call (Gemm's panels), W read in place (GemmWRows, at every M), W packed once
+        "wrows" => [("W packed per call", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = 0; }),
+                    ("W packed once", () => { Bench.AbPrepacked = true; GemmWRows.MaxRows = 0; }),
+                    ("W in place", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; })],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: an A/B name of README.md (e.g. session7, packw, packa, prefetch, kc)"),
     };
@@ -178,6 +182,16 @@ if (opts.TryGetValue("ab", out var abName))
             Console.WriteLine($"{dtypes[0].ToString().ToLowerInvariant()} {m}x{n}x{k} {th}T  best % of FMA peak ({fmaPeak:F0} GFLOP/s)  " + string.Join("  ", variants.Select((v, j) => $"{v.Name}: {100 * best[j] / fmaPeak,5:F1} (busy {100 * busy[j],3:F0} %, cpu {100 * cpuRatio[j],5:F1})")));
         }
     variants[^1].Set();
+    return 0;
+}
+if (opts.TryGetValue("spin", out var spinShape))
+{
+    // One thread, one variant, a fixed number of GEMM calls (for `perf stat -e cycles:u`: flops per user cycle is immune
+    // to neighbours taking the core): --spin MxNxK --variant percall,inplace,prepacked [--reps R]
+    var q = spinShape.Split('x').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+    string variant = opts.TryGetValue("variant", out var vv) ? vv : "inplace";
+    int spinReps = opts.TryGetValue("reps", out var rr) ? int.Parse(rr, CultureInfo.InvariantCulture) : 50;
+    Bench.Spin(q[0], q[1], q[2], variant, spinReps);
     return 0;
 }
 if (flags.Contains("probe"))
@@ -338,7 +352,7 @@ internal static unsafe class Bench
                 // as LinearExec: the worker's share, then stolen chunks, A packed once per row block
                 int cursor = 0, packedRow = -1;
                 while (split.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
-                    Hub.Runtime.Kernels.Gemm.RunChunk(x, m0, m1, k, packed != null ? null : w, wt, packed, n, bias, y, n0, n1, scratch[worker], split.PackA, ref packedRow);
+                    Hub.Runtime.Kernels.Gemm.RunChunk(x, m0, m1, k, packed != null ? null : w, wt, packed, n, bias, y, n0, n1, scratch[worker], split.PackA, ref packedRow, m);
                 return;
             }
             if (packed != null) Hub.Runtime.Kernels.Gemm.RunUnitPacked(index, x, m, k, packed, n, bias, y, rows, cols, scratch[worker]);
@@ -534,6 +548,36 @@ internal static unsafe class Bench
             double pk = 20_000_000.0 * 12 * 8 * 2 / sw.Elapsed.TotalSeconds / 1e9;
             Console.WriteLine($"pack W panel {packNs:F3} ns/float   132x{nn}x{kc} block (A pack + tiles) {gf:F1} GFLOP/s, 128 rows {gf128:F1}   FMA loop {pk:F1}");
         }
+    }
+
+    public static void Spin(int m, int n, int k, string variants, int reps)
+    {
+        GemmOperands(m, n, k, DType.F32, 1, out float* x, out float* y, out float* bias, out byte* w, out float*[] scratch);
+        float* packed = Alloc(Hub.Runtime.Kernels.Gemm.PackedFloats(n, k));
+        Hub.Runtime.Kernels.Gemm.PackWeights(w, DType.F32, n, k, packed, scratch[0]);
+        var names = variants.Split(',');
+        var bestCpu = new double[names.Length]; var bestWall = new double[names.Length];
+        double flops = 2.0 * m * n * k;
+        int per = Math.Max(1, (int)(0.2e9 / flops));
+        for (int round = 0; round < reps; round++)
+            for (int j = 0; j < names.Length; j++)
+            {
+                string variant = names[j];
+                GemmWRows.MaxRows = variant == "inplace" ? int.MaxValue : 0;
+                var cpu0 = Environment.CpuUsage.UserTime;
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < per; i++)
+                    if (variant == "prepacked") Hub.Runtime.Kernels.Gemm.GemmBlockPacked(x, 0, m, k, packed, n, bias, y, 0, n, scratch[0]);
+                    else Hub.Runtime.Kernels.Gemm.GemmBlock(x, 0, m, k, w, DType.F32, n, bias, y, 0, n, scratch[0]);
+                double wall = sw.Elapsed.TotalSeconds, cpu = (Environment.CpuUsage.UserTime - cpu0).TotalSeconds;
+                bestWall[j] = Math.Max(bestWall[j], flops * per / wall / 1e9);
+                if (cpu > 0) bestCpu[j] = Math.Max(bestCpu[j], flops * per / cpu / 1e9);
+            }
+        var fsw = Stopwatch.StartNew();
+        var fc0 = Environment.CpuUsage.UserTime;
+        double fpk = 0;
+        for (int r = 0; r < 5; r++) { fsw.Restart(); FmaLoop(10_000_000); fpk = Math.Max(fpk, 10_000_000.0 * 12 * 8 * 2 / fsw.Elapsed.TotalSeconds / 1e9); }
+        Console.WriteLine($"{m}x{n}x{k} 1T best of {reps} (FMA loop {fpk:F1}): " + string.Join("  ", names.Select((v, j) => $"{v} {100 * bestWall[j] / fpk:F1} % wall, {bestCpu[j]:F1} GF/cpu-s")));
     }
 
     // Seeded random x [m, k] and W [n, k] (stored as wt), bias 0.1, y, and one GEMM scratch per pool thread.

@@ -123,7 +123,7 @@ internal sealed unsafe class LinearExec : OpExec
             int cursor = 0, packedRow = -1;
             while (_split!.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
             {
-                Gemm.RunChunk(_x, m0, m1, _k, _packed != null ? null : _w, _wt, _packed, _n, _bias, _y, n0, n1, scratch, _split.PackA, ref packedRow);
+                Gemm.RunChunk(_x, m0, m1, _k, _packed != null ? null : _w, _wt, _packed, _n, _bias, _y, n0, n1, scratch, _split.PackA, ref packedRow, _m);
                 if (_gelu != 0) Activate(m0, m1, n0, n1);
             }
             return;

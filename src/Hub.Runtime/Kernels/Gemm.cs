@@ -31,7 +31,7 @@ public static unsafe class Gemm
     public static int ScratchFloats(int k)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(k);
-        return Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats(k)) + 64;
+        return Math.Max(Math.Max(4 * k, KCMax * MaxPanel + MR * MaxPanel + MaxPanel * KCMax + APackFloats(k)), (int)GemmWRows.ScratchFloats(MC, k)) + 64;
     }
 
     // Depths up to this run in one K block (one pass over C); the panel is then up to 24 KiB.
@@ -332,6 +332,13 @@ public static unsafe class Gemm
         KernelArgs.Range(m0, m1);
         CheckLinear(a, m1, k, w, wt, n, c, n0, n1, nameof(a), nameof(w), nameof(c));
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
+        // F32 W at prefill sizes: read W in place (GemmWRows) instead of packing it per call, for column ranges wide
+        // enough that Gemm would pack A (narrow ones, e.g. QuantLinearExec's 64-row dequantized panels, read A in place).
+        if (k > 0 && PackA && n1 - n0 >= PackAMinColumns && GemmWRows.Applies(m1 - m0, wt))
+        {
+            GemmWRows.Rows(a, m0, m1, k, (float*)w, n, bias, c, n0, n1, scratch);
+            return;
+        }
         GemmCore(a, m0, m1, k, w, wt, null, n, bias, c, n0, n1, scratch);
     }
 
@@ -375,7 +382,7 @@ public static unsafe class Gemm
 
     // K block for depth k: one block up to KCMax, else KC. Packed weights fix their layout when packed, so they never
     // follow the bench's SingleBlockK switch (flipping it after a model packed would misread the panels).
-    private static int KBlock(int k, bool packed)
+    internal static int KBlock(int k, bool packed)
     {
         if (k <= KCMax && (packed || SingleBlockK)) return k;
         if (!BalancedKC) return DeepKC;
@@ -786,10 +793,11 @@ public static unsafe class Gemm
     /// A is packed into the worker's scratch only when <paramref name="packedRow"/> (the row block packed there last,
     /// −1 at the start of the worker's share) differs from m0, so a worker packs A once per row block, not per chunk.
     /// Exactly one of <paramref name="w"/> (with <paramref name="wt"/>) and <paramref name="packed"/> (a
-    /// <see cref="PackWeights"/> copy; n0 then a multiple of <see cref="PanelWidth"/>) is non-null.
+    /// <see cref="PackWeights"/> copy; n0 then a multiple of <see cref="PanelWidth"/>) is non-null. <paramref name="rows"/>
+    /// (the whole GEMM's M; 0: unknown, the chunk's rows decide) picks <see cref="GemmWRows"/> for F32 W at prefill sizes.
     /// </summary>
     internal static void RunChunk(float* x, int m0, int m1, int k, byte* w, DType wt, float* packed, int n, float* bias, float* y,
-        int n0, int n1, float* scratch, bool packA, ref int packedRow)
+        int n0, int n1, float* scratch, bool packA, ref int packedRow, int rows = 0)
     {
         KernelArgs.Range(m0, m1);
         if (m1 - m0 > MC) throw new ArgumentOutOfRangeException(nameof(m1), $"rows [{m0}, {m1}) exceed one row block of {MC}");
@@ -798,6 +806,13 @@ public static unsafe class Gemm
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0);
         if (m0 >= m1 || n0 >= n1) return;
         if (k == 0) { GemmCore(x, m0, m1, k, w, wt, packed, n, bias, y, n0, n1, scratch); return; }
+        // F32 W packed per call at prefill sizes (rows: the whole GEMM's M, 0 when unknown) where the split's shares are
+        // wide enough to pack A: W read in place.
+        if (packed == null && packA && PackA && GemmWRows.Applies(rows > 0 ? rows : m1 - m0, wt))
+        {
+            GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk);
+            return;
+        }
         packA &= PackA;
         // Without packing, deep k copies A rows into the same scratch: a later packed chunk must pack again.
         if (!packA) packedRow = -1;
