@@ -44,8 +44,9 @@ public sealed unsafe class InferRequest : IDisposable
     /// Opt-in (HUB_KV_HALF=1 sets the default): decode steps (one new position) read an f16 copy of the KV cache,
     /// half the bytes of the f32 states that attention otherwise streams every step. The f32 states stay the source:
     /// prefill, ReorderState and TruncateState work on them, and the copy is brought up to date from them (the new
-    /// position, or all positions after a prefill or a reorder) before a decode step attends. Changes results in the
-    /// last bits (keys and values rounded to f16, as llama.cpp's default cache does), hence off by default.
+    /// position, or all positions after a prefill) before a decode step attends; ReorderState moves its rows too.
+    /// Changes results in the last bits (keys and values rounded to f16, as llama.cpp's default cache does), hence off
+    /// by default.
     /// </summary>
     internal bool HalfKvDecode { get; set; } = DefaultHalfKvDecode;
 
@@ -484,10 +485,11 @@ public sealed unsafe class InferRequest : IDisposable
             bool identity = rows.Length <= StateBatch;
             for (int i = 0; identity && i < rows.Length; i++) identity = rows[i] == i;
             if (!identity)
-            {
-                for (int s = 0; s < _states.Length; s++) ReorderOne(s, rows);
-                TrimHalfStates(0);
-            }
+                for (int s = 0; s < _states.Length; s++)
+                {
+                    ReorderOne(s, rows);
+                    ReorderHalf(s, rows);
+                }
         }
         StateBatch = rows.Length;
     }
@@ -507,6 +509,26 @@ public sealed unsafe class InferRequest : IDisposable
             for (int h = 0; h < def.KvHeads; h++)
                 Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 4, used * 4);
         StateBytesCopied += (StateBatch + rows.Length) * rowUsed * 4;
+    }
+
+    // The f16 copy of state s moves with its rows (beam search reorders every step; converting the whole cache again
+    // would cost a decode step O(context)); positions the copy does not hold yet stay for the next sync.
+    private void ReorderHalf(int s, ReadOnlySpan<int> rows)
+    {
+        if (_halfStates is null || _halfValid is null || _halfValid[s] == 0) return;
+        var def = Model.States[s];
+        int valid = Math.Min(_halfValid[s], PastLength);
+        long used = (long)valid * def.HeadDim, rowUsed = used * def.KvHeads;   // halves per (row, kv head) and per row
+        _reorderTmp.Ensure(StateBatch * rowUsed * 2);
+        ushort* tmp = (ushort*)_reorderTmp.Ptr, st = (ushort*)_halfStates[s].Ptr;
+        long rowStride = def.RowFloats, headStride = (long)def.Capacity * def.HeadDim;
+        for (int b = 0; b < StateBatch; b++)
+            for (int h = 0; h < def.KvHeads; h++)
+                Buffer.MemoryCopy(st + b * rowStride + h * headStride, tmp + b * rowUsed + h * used, used * 2, used * 2);
+        for (int i = 0; i < rows.Length; i++)
+            for (int h = 0; h < def.KvHeads; h++)
+                Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 2, used * 2);
+        _halfValid[s] = valid;
     }
 
     /// <inheritdoc/>

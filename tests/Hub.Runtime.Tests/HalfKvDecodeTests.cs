@@ -144,6 +144,8 @@ public class HalfKvDecodeTests
         }
         // two rows from one: the copy is rebuilt from the reordered f32 states
         foreach (var r in both) r.ReorderState(new[] { 0, 0 });
+        // the copy's rows moved with the states (no reconversion of the whole cache after a beam-search reorder)
+        Assert.Equal(11, f16.HalfValid(0));
         foreach (var r in both) Run(r, new[] { 5, 6 }, new[] { 11, 11 }, 2, 1, 12);
         Close(f32, f16, "after reorder");
         // a fresh prompt of another length after a reset
