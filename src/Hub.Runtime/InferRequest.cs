@@ -31,6 +31,53 @@ public sealed unsafe class InferRequest : IDisposable
     internal long[]? OpTicks { get; set; }
     internal TensorRt[] T { get; }
 
+    /// <summary>
+    /// The decode attention kernel this request's Attention ops run (a per-request switch for in-process A/B runs;
+    /// HUB_ATTENTION_ROW=PerKey|Interleaved|InterleavedPrefetch sets the default for end-to-end comparisons).
+    /// </summary>
+    internal Kernels.AttentionKernels.RowKernel AttentionRowKernel { get; set; } = DefaultRowKernel;
+
+    private static readonly Kernels.AttentionKernels.RowKernel DefaultRowKernel =
+        Enum.TryParse<Kernels.AttentionKernels.RowKernel>(Environment.GetEnvironmentVariable("HUB_ATTENTION_ROW"), true, out var k) ? k : default;
+
+    /// <summary>
+    /// Opt-in (HUB_KV_HALF=1 sets the default): decode steps (one new position) read an f16 copy of the KV cache,
+    /// half the bytes of the f32 states that attention otherwise streams every step. The f32 states stay the source:
+    /// prefill, ReorderState and TruncateState work on them, and the copy is brought up to date from them (the new
+    /// position, or all positions after a prefill) before a decode step attends; ReorderState moves its rows too.
+    /// Changes results in the last bits (keys and values rounded to f16, as llama.cpp's default cache does), hence off
+    /// by default.
+    /// </summary>
+    internal bool HalfKvDecode { get; set; } = DefaultHalfKvDecode;
+
+    private static readonly bool DefaultHalfKvDecode = Environment.GetEnvironmentVariable("HUB_KV_HALF") == "1";
+    private NativeBuffer[]? _halfStates;
+    private int[]? _halfValid;
+
+    /// <summary>The f16 copy of state <paramref name="state"/> (same layout as the f32 state; allocated on first use).</summary>
+    internal ushort* HalfStatePtr(int state)
+    {
+        _halfStates ??= Model.States.Select(_ => new NativeBuffer()).ToArray();
+        _halfValid ??= new int[Model.States.Length];
+        var def = Model.States[state];
+        _halfStates[state].Ensure(Math.Max(64, def.Batch * def.RowFloats * 2));
+        return (ushort*)_halfStates[state].Ptr;
+    }
+
+    /// <summary>Positions [0, value) of the f16 copy of state <paramref name="state"/> that match the f32 state.</summary>
+    internal ref int HalfValid(int state)
+    {
+        _halfValid ??= new int[Model.States.Length];
+        return ref _halfValid[state];
+    }
+
+    // The f16 copies hold at most the first `length` positions of the f32 states (0: nothing).
+    private void TrimHalfStates(int length)
+    {
+        if (_halfValid is { } v)
+            for (int i = 0; i < v.Length; i++) v[i] = Math.Min(v[i], length);
+    }
+
     /// <summary>Positions held in the states (all rows share it); advanced by each successful Infer of a stateful graph.</summary>
     public int PastLength { get; private set; }
 
@@ -406,6 +453,7 @@ public sealed unsafe class InferRequest : IDisposable
     /// <summary>Forgets every cached position (PastLength = 0); the memory is kept.</summary>
     public void ResetState()
     {
+        TrimHalfStates(0);
         PastLength = 0;
         StateBatch = 0;
     }
@@ -416,6 +464,7 @@ public sealed unsafe class InferRequest : IDisposable
         if (length < 0 || length > PastLength)
             throw new ArgumentOutOfRangeException(nameof(length), $"length {length} must be within [0, {PastLength}] (the cached positions)");
         PastLength = length;
+        TrimHalfStates(length);
         if (length == 0) StateBatch = 0;
     }
 
@@ -436,7 +485,11 @@ public sealed unsafe class InferRequest : IDisposable
             bool identity = rows.Length <= StateBatch;
             for (int i = 0; identity && i < rows.Length; i++) identity = rows[i] == i;
             if (!identity)
-                for (int s = 0; s < _states.Length; s++) ReorderOne(s, rows);
+                for (int s = 0; s < _states.Length; s++)
+                {
+                    ReorderOne(s, rows);
+                    ReorderHalf(s, rows);
+                }
         }
         StateBatch = rows.Length;
     }
@@ -458,6 +511,26 @@ public sealed unsafe class InferRequest : IDisposable
         StateBytesCopied += (StateBatch + rows.Length) * rowUsed * 4;
     }
 
+    // The f16 copy of state s moves with its rows (beam search reorders every step; converting the whole cache again
+    // would cost a decode step O(context)); positions the copy does not hold yet stay for the next sync.
+    private void ReorderHalf(int s, ReadOnlySpan<int> rows)
+    {
+        if (_halfStates is null || _halfValid is null || _halfValid[s] == 0) return;
+        var def = Model.States[s];
+        int valid = Math.Min(_halfValid[s], PastLength);
+        long used = (long)valid * def.HeadDim, rowUsed = used * def.KvHeads;   // halves per (row, kv head) and per row
+        _reorderTmp.Ensure(StateBatch * rowUsed * 2);
+        ushort* tmp = (ushort*)_reorderTmp.Ptr, st = (ushort*)_halfStates[s].Ptr;
+        long rowStride = def.RowFloats, headStride = (long)def.Capacity * def.HeadDim;
+        for (int b = 0; b < StateBatch; b++)
+            for (int h = 0; h < def.KvHeads; h++)
+                Buffer.MemoryCopy(st + b * rowStride + h * headStride, tmp + b * rowUsed + h * used, used * 2, used * 2);
+        for (int i = 0; i < rows.Length; i++)
+            for (int h = 0; h < def.KvHeads; h++)
+                Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 2, used * 2);
+        _halfValid[s] = valid;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
@@ -467,6 +540,7 @@ public sealed unsafe class InferRequest : IDisposable
         foreach (var b in _slots) b.Dispose();
         foreach (var b in _states) b.Dispose();
         foreach (var b in _scratch) b.Dispose();
+        if (_halfStates is { } hs) foreach (var b in hs) b.Dispose();
         _prefillScratch.Dispose();
         _reorderTmp.Dispose();
     }

@@ -417,3 +417,51 @@ public unsafe class WeightWideningTests
         }
     }
 }
+
+/// <summary>The interleaved decode attention kernel against the per-key one it replaces: the same bits on odd shapes.</summary>
+[Trait("Category", "Kernel")]
+public unsafe class AttentionRowKernelTests
+{
+    private static float[] Rand(int n, int seed, float scale = 1f)
+    {
+        var r = new Random(seed);
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1) * scale;
+        return a;
+    }
+
+    [Theory]
+    [InlineData(1, 8, 1, false), InlineData(1, 64, 3, true), InlineData(1, 64, 64, false), InlineData(1, 64, 200, true),
+     InlineData(3, 24, 67, true), InlineData(8, 64, 131, false), InlineData(2, 72, 65, true), InlineData(2, 128, 129, true),
+     InlineData(4, 16, 5, false), InlineData(2, 12, 37, true), InlineData(1, 64, 0, false)]
+    public void Interleaved_row_kernel_is_bit_identical_to_the_per_key_kernel(int groupHeads, int headDim, int keys, bool masked)
+    {
+        var q = Rand(groupHeads * headDim, 11);
+        long stride = headDim + 8; // keys interleaved with other data
+        var k = Rand((int)(Math.Max(keys, 1) * stride), 12, 3f);
+        var v = Rand((int)(Math.Max(keys, 1) * stride), 13);
+        var mask = new float[Math.Max(keys, 1)];
+        // masked: some keys off, and a whole 64-key block off when there are enough keys (a block with no visible key)
+        for (int j = 0; j < keys; j++) mask[j] = masked && (j % 7 == 2 || (keys > 128 && j >= 64 && j < 128)) ? 0f : 1f;
+        float scale = 1f / MathF.Sqrt(headDim);
+        var a = new float[groupHeads * headDim]; var b = new float[groupHeads * headDim]; var r = new float[groupHeads * headDim];
+        var s1 = new float[AttentionKernels.ScratchFloats(groupHeads, headDim)];
+        var s2 = new float[AttentionKernels.ScratchFloats(groupHeads, headDim)];
+        fixed (float* qp = q, kp = k, vp = v, mp = mask, ap = a, bp = b, rp = r, sp1 = s1, sp2 = s2)
+        {
+            AttentionKernels.AttendRowWith(qp, groupHeads, headDim, kp, vp, stride, keys, masked ? mp : null, scale, ap, sp1, AttentionKernels.RowKernel.PerKey);
+            AttentionKernels.AttendRowWith(qp, groupHeads, headDim, kp, vp, stride, keys, masked ? mp : null, scale, bp, sp2, AttentionKernels.RowKernel.Interleaved);
+            AttentionKernels.AttendRowReference(qp, groupHeads, headDim, kp, vp, stride, keys, masked ? mp : null, scale, rp);
+            // the prefetching variant computes the same (the prefetches stop at the last key row)
+            var c = new float[a.Length];
+            fixed (float* cp = c)
+                AttentionKernels.AttendRowWith(qp, groupHeads, headDim, kp, vp, stride, keys, masked ? mp : null, scale, cp, sp2, AttentionKernels.RowKernel.InterleavedPrefetch);
+            for (int i = 0; i < a.Length; i++) Assert.Equal(BitConverter.SingleToInt32Bits(b[i]), BitConverter.SingleToInt32Bits(c[i]));
+        }
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.True(BitConverter.SingleToInt32Bits(a[i]) == BitConverter.SingleToInt32Bits(b[i]), $"output {i}: per-key {a[i]:R} vs interleaved {b[i]:R}");
+            Assert.True(Math.Abs(b[i] - r[i]) <= 1e-5f * Math.Max(1f, Math.Abs(r[i])), $"output {i}: interleaved {b[i]:R} vs reference {r[i]:R}");
+        }
+    }
+}

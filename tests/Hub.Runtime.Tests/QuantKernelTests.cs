@@ -985,6 +985,8 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             Action<bool> set = ab == "hugepages" ? _ => { }
                 : ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
                 ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
+                : ab == "kvhalf" ? on => req.HalfKvDecode = on
+                : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "run" ? on => Hub.Runtime.Kernels.QuantKernels.Int8RunKernel = on
                 : ab.StartsWith("stream=", StringComparison.Ordinal) && ab[7..].Split('/') is var sts
                   && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(sts[^1], true, out var stOn)
@@ -1001,9 +1003,15 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are stream=[<off>/]<on> (QuantKernels.Int8Stream of the int8 decode GEMV, groups of 32; off defaults to T0), gstream=[<off>/]<on> (the same for longer int8 groups), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvhalf (decode attention reads an f16 copy of the KV cache; off = the f32 states), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), stream=[<off>/]<on> (QuantKernels.Int8Stream of the int8 decode GEMV, groups of 32; off defaults to T0), gstream=[<off>/]<on> (the same for longer int8 groups), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
-            req.OpTicks = null;
+            // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
+            // Linear (ms per token) and of the Attention ops, per variant.
+            var nonLinear = new[] { new List<double>(), new List<double>() };
+            var attention = new[] { new List<double>(), new List<double>() };
+            // process CPU time per token: with HUB_BENCH_THREADS=1 the figure a busy machine disturbs least
+            var cpuMs = new[] { new List<double>(), new List<double>() };
+            if (!prof) req.OpTicks = null;
             int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
             for (int round = 0; round < abRounds; round++)
                 for (int v = 0; v < 2; v++)
@@ -1011,15 +1019,34 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     bool on = (v ^ (round & 1)) == 1;
                     set(on);
                     var r = reqs[on && reqs[1] != null ? 1 : 0]!;
+                    if (r.OpTicks is { } ot0) Array.Clear(ot0);
+                    proc.Refresh();
+                    var segCpu = proc.TotalProcessorTime;
                     sw.Restart();
                     for (int s = 0; s < 16; s++) Step(r);
                     rates[on ? 1 : 0].Add(16 / sw.Elapsed.TotalSeconds);
+                    proc.Refresh();
+                    cpuMs[on ? 1 : 0].Add((proc.TotalProcessorTime - segCpu).TotalMilliseconds / 16);
+                    if (r.OpTicks is { } ot)
+                    {
+                        double ms(long ticks) => ticks * 1000.0 / System.Diagnostics.Stopwatch.Frequency / 16;
+                        long nl = 0, at = 0;
+                        for (int i = 0; i < ot.Length; i++)
+                        {
+                            if (ir.Graph.Nodes[i].Op != Hub.IR.Ops.Linear) nl += ot[i];
+                            if (ir.Graph.Nodes[i].Op == Hub.IR.Ops.Attention) at += ot[i];
+                        }
+                        nonLinear[on ? 1 : 0].Add(ms(nl)); attention[on ? 1 : 0].Add(ms(at));
+                    }
                 }
             set(false);
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
             reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
+            output.WriteLine($"A/B {ab} process CPU per token: off {Med(cpuMs[0]):F3} ms, on {Med(cpuMs[1]):F3} ms (on/off {Med(cpuMs[1]) / Med(cpuMs[0]):F3})");
+            if (nonLinear[0].Count > 0)
+                output.WriteLine($"A/B {ab} per token outside the Linear ops: off {Med(nonLinear[0]):F3} ms (Attention {Med(attention[0]):F3}), on {Med(nonLinear[1]):F3} ms (Attention {Med(attention[1]):F3})");
             return;
         }
         if (!prof) return;

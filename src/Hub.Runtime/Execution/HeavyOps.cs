@@ -273,7 +273,8 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
-    private bool _single, _direct;
+    private bool _single, _direct, _half;
+    private ushort* _kHalf, _vHalf;
     // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
     private readonly int _qkv = -1;
     // q·k multiply-adds below which a single thread is faster than waking the pool
@@ -375,6 +376,10 @@ internal sealed unsafe class AttentionExec : OpExec
                         Buffer.MemoryCopy(v.F + src, vs + dst, _hd * 4L, _hd * 4L);
                     }
         }
+        // Opt-in f16 decode: bring the f16 copies up to date (positions from the last one they hold, and always the ones
+        // this step wrote, which a failed earlier Infer may have written differently) before the units read them.
+        _half = _stateK >= 0 && _t == 1 && R.HalfKvDecode;
+        if (_half) { _kHalf = SyncHalf(_stateK); _vHalf = SyncHalf(_stateV); }
         int workers = R.Model.Pool.Size;
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
@@ -386,6 +391,23 @@ internal sealed unsafe class AttentionExec : OpExec
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
         R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
+    }
+
+    // Converts the positions the f16 copy of a state lacks; returns the copy.
+    private ushort* SyncHalf(int state)
+    {
+        ref int valid = ref R.HalfValid(state);
+        ushort* h = R.HalfStatePtr(state);
+        float* f = R.StatePtr(state);
+        int cap = R.Model.States[state].Capacity, from = Math.Min(valid, _past), to = _past + _t;
+        for (int r = 0; r < _b * _kv; r++)
+        {
+            long off = ((long)r * cap + from) * _hd;
+            int n = (to - from) * _hd;
+            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(f + off, n), new Span<Half>((Half*)(h + off), n));
+        }
+        valid = to;
+        return h;
     }
 
     public override void Execute(int index, int worker)
@@ -462,7 +484,14 @@ internal sealed unsafe class AttentionExec : OpExec
                 end = Math.Min(end, _s);
             }
             long row = ((long)b * _t + t) * _h * _hd + (long)kvh * _g * _hd;
-            AttentionKernels.AttendRow(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch);
+            if (_half)
+            {
+                int cap = R.Model.States[_stateK].Capacity;
+                long head = ((long)b * _kv + kvh) * cap * _hd;
+                AttentionKernels.AttendRowHalf(q.F + row, _g, _hd, _kHalf + head, _vHalf + head, _hd, end, mask, _scale, y.F + row, scratch);
+                continue;
+            }
+            AttentionKernels.AttendRowWith(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch, R.AttentionRowKernel);
         }
     }
 }

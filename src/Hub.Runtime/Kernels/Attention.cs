@@ -34,12 +34,38 @@ public static unsafe class AttentionKernels
     /// (position j at offset j·<paramref name="stride"/>); keys with <paramref name="mask"/>[j] == 0 are dropped.
     /// Writes the heads' outputs to <paramref name="o"/>; a head that sees no key gets zeros.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AttendRow(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
-        float* mask, float scale, float* o, float* scratch)
+        float* mask, float scale, float* o, float* scratch) =>
+        AttendRowWith(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, RowKernel.Default);
+
+    /// <summary>Decode attention kernel variants (in-process A/B of the decode profile; the results are bit-identical).</summary>
+    internal enum RowKernel
+    {
+        /// <summary><see cref="RowKernel.InterleavedPrefetch"/> where it applies (AVX2+FMA, head_dim a multiple of 8), else <see cref="RowKernel.PerKey"/>.</summary>
+        Default,
+        /// <summary>The session-7 loop: one dot product at a time, the output accumulated in memory key by key.</summary>
+        PerKey,
+        /// <summary>Four keys' dot products interleaved, the output accumulated in registers over a key block.</summary>
+        Interleaved,
+        /// <summary><see cref="RowKernel.Interleaved"/> with software prefetch of the K and V rows a few keys ahead.</summary>
+        InterleavedPrefetch,
+    }
+
+    /// <summary><see cref="AttendRow"/> with an explicit kernel.</summary>
+    internal static void AttendRowWith(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch, RowKernel kernel)
     {
         CheckRow(q, groupHeads, headDim, k, v, stride, end, o);
         KernelArgs.NotNull(scratch, true);
+        if (kernel != RowKernel.PerKey && Fma.IsSupported && Avx.IsSupported && headDim % 8 == 0)
+            AttendRowInterleaved(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, kernel == RowKernel.Interleaved ? 0 : PrefetchKeys);
+        else AttendRowPerKey(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRowPerKey(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch)
+    {
         int hd = headDim, G = groupHeads;
         float* acc = scratch;
         float* mx = acc + G * hd;
@@ -91,6 +117,347 @@ public static unsafe class AttentionKernels
             if (l[g] > 0) { float inv = 1f / l[g]; for (int i = 0; i < hd; i++) og[i] = ag[i] * inv; }
             else new Span<float>(og, hd).Clear();
         }
+    }
+
+    // AttendRowPerKey with the same arithmetic per key and per output element, so the result is bit-identical: a key's
+    // dot product still runs two accumulators (16-float steps, an 8-float step when head_dim is an odd multiple of 8)
+    // summed by Vector256.Sum, but four keys run at once, which hides the FMA latency chain that bound the per-key loop
+    // (the dot product was ~30 cycles a key for 64 floats); P·V keeps 64 output floats in registers over a key block
+    // instead of loading and storing them for every key. Needs AVX2+FMA and head_dim a multiple of 8.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRowInterleaved(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch, int prefetch)
+    {
+        int hd = headDim, G = groupHeads;
+        float* acc = scratch;
+        float* mx = acc + G * hd;
+        float* l = mx + G;
+        float* s = l + G;
+        new Span<float>(acc, G * hd).Clear();
+        for (int g = 0; g < G; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        for (int j0 = 0; j0 < end; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, end - j0);
+            float* kb = k + j0 * stride, vb = v + j0 * stride;
+            for (int g = 0; g < G; g++)
+            {
+                float* qg = q + g * hd;
+                int jj = 0;
+                for (; jj <= jn - 4; jj += 4)
+                {
+                    if (prefetch > 0 && g == 0)
+                    {
+                        PrefetchRows(kb + (jj + prefetch) * stride, stride, 4, hd, k + end * stride);
+                        if (PrefetchVWithK) PrefetchRows(vb + jj * stride, stride, 4, hd, v + end * stride);
+                    }
+                    Dot4(qg, kb + jj * stride, stride, hd, scale, s + jj);
+                }
+                for (; jj < jn; jj++) s[jj] = Dot(qg, kb + jj * stride, hd) * scale;
+                float bmax = float.NegativeInfinity;
+                for (jj = 0; jj < jn; jj++)
+                {
+                    if (mask != null && mask[j0 + jj] == 0f) { s[jj] = float.NegativeInfinity; continue; }
+                    if (s[jj] > bmax) bmax = s[jj];
+                }
+                if (bmax == float.NegativeInfinity) continue;
+                float mnew = Math.Max(mx[g], bmax);
+                float* ag = acc + g * hd;
+                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
+                {
+                    float corr = MathF.Exp(mx[g] - mnew);
+                    Scale(ag, corr, hd);
+                    l[g] *= corr;
+                }
+                ExpShifted(s, jn, mnew);
+                float sum = l[g];
+                for (jj = 0; jj < jn; jj++) if (s[jj] != 0f) sum += s[jj];
+                l[g] = sum;
+                mx[g] = mnew;
+                int c = 0;
+                for (; c <= hd - 64; c += 64) AccumulatePV64(s, jn, vb + c, stride, ag + c, g == 0 && !PrefetchVWithK ? prefetch : 0, v + end * stride);
+                for (; c < hd; c += 8)
+                {
+                    var a = Avx.LoadVector256(ag + c);
+                    for (jj = 0; jj < jn; jj++)
+                    {
+                        float p = s[jj];
+                        if (p == 0f) continue;
+                        a = Fma.MultiplyAdd(Vector256.Create(p), Avx.LoadVector256(vb + jj * stride + c), a);
+                    }
+                    a.Store(ag + c);
+                }
+            }
+        }
+        for (int g = 0; g < G; g++)
+        {
+            float* og = o + g * hd;
+            float* ag = acc + g * hd;
+            if (l[g] > 0) { float inv = 1f / l[g]; for (int i = 0; i < hd; i++) og[i] = ag[i] * inv; }
+            else new Span<float>(og, hd).Clear();
+        }
+    }
+
+    // s[0..4) = scale · (q · k_j) for the four keys at k, k + stride, ...: Dot's operation order for each key.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Dot4(float* q, float* k, long stride, int n, float scale, float* s)
+    {
+        float* k0 = k, k1 = k + stride, k2 = k1 + stride, k3 = k2 + stride;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        int i = 0;
+        for (; i <= n - 16; i += 16)
+        {
+            var qa = Avx.LoadVector256(q + i);
+            var qb = Avx.LoadVector256(q + i + 8);
+            a0 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k0 + i), a0);
+            b0 = Fma.MultiplyAdd(qb, Avx.LoadVector256(k0 + i + 8), b0);
+            a1 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k1 + i), a1);
+            b1 = Fma.MultiplyAdd(qb, Avx.LoadVector256(k1 + i + 8), b1);
+            a2 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k2 + i), a2);
+            b2 = Fma.MultiplyAdd(qb, Avx.LoadVector256(k2 + i + 8), b2);
+            a3 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k3 + i), a3);
+            b3 = Fma.MultiplyAdd(qb, Avx.LoadVector256(k3 + i + 8), b3);
+        }
+        if (i <= n - 8)
+        {
+            var qa = Avx.LoadVector256(q + i);
+            a0 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k0 + i), a0);
+            a1 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k1 + i), a1);
+            a2 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k2 + i), a2);
+            a3 = Fma.MultiplyAdd(qa, Avx.LoadVector256(k3 + i), a3);
+        }
+        s[0] = Vector256.Sum(a0 + b0) * scale;
+        s[1] = Vector256.Sum(a1 + b1) * scale;
+        s[2] = Vector256.Sum(a2 + b2) * scale;
+        s[3] = Vector256.Sum(a3 + b3) * scale;
+    }
+
+    /// <summary>
+    /// <see cref="AttendRow"/> over keys and values stored as IEEE half bits (an f16 copy of the cache, half the bytes a
+    /// memory-bound decode step streams): rows are widened to f32 on load, the softmax and sums run in f32 as in
+    /// AttendRow. Inputs are finite halves (QuantKernels.HalfToSingle's conversion).
+    /// </summary>
+    public static void AttendRowHalf(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch)
+    {
+        CheckHeads(groupHeads, headDim);
+        ArgumentOutOfRangeException.ThrowIfNegative(end);
+        KernelArgs.Stride(stride, headDim, "one key row holds headDim halves");
+        KernelArgs.NotNull(q, true);
+        KernelArgs.NotNull(o, true);
+        KernelArgs.NotNull(k, end > 0);
+        KernelArgs.NotNull(v, end > 0);
+        KernelArgs.NotNull(scratch, true);
+        int hd = headDim, G = groupHeads;
+        bool simd = Avx2.IsSupported && Fma.IsSupported && headDim % 8 == 0 && G * hd <= 4096;
+        // The SIMD path widens a half with three integer operations and no multiply (LoadHalfRaw: the value × 2⁻¹¹²),
+        // so q and the softmax weights carry the 2¹¹² instead: q' = q·2¹¹² once per call, p' = p·2¹¹² per key.
+        float* qs = stackalloc float[simd ? G * hd : 1];
+        if (simd) for (int i = 0; i < G * hd; i++) qs[i] = q[i] * Two112;
+        float* acc = scratch;
+        float* mx = acc + G * hd;
+        float* l = mx + G;
+        float* s = l + G;
+        new Span<float>(acc, G * hd).Clear();
+        for (int g = 0; g < G; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        for (int j0 = 0; j0 < end; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, end - j0);
+            ushort* kb = k + j0 * stride, vb = v + j0 * stride;
+            for (int g = 0; g < G; g++)
+            {
+                float* qg = q + g * hd;
+                int jj = 0;
+                if (simd)
+                    for (; jj <= jn - 4; jj += 4)
+                    {
+                        if (g == 0)
+                        {
+                            PrefetchHalfRows(kb + (jj + PrefetchKeys) * stride, stride, 4, hd, k + end * stride);
+                            PrefetchHalfRows(vb + jj * stride, stride, 4, hd, v + end * stride); // the block's V rows, read after its K pass
+                        }
+                        DotHalf4(qs + g * hd, kb + jj * stride, stride, hd, scale, s + jj);
+                    }
+                for (; jj < jn; jj++)
+                {
+                    ushort* kr = kb + jj * stride;
+                    float d = 0;
+                    for (int i = 0; i < hd; i++) d += qg[i] * QuantKernels.HalfToSingle(kr[i]);
+                    s[jj] = d * scale;
+                }
+                float bmax = float.NegativeInfinity;
+                for (jj = 0; jj < jn; jj++)
+                {
+                    if (mask != null && mask[j0 + jj] == 0f) { s[jj] = float.NegativeInfinity; continue; }
+                    if (s[jj] > bmax) bmax = s[jj];
+                }
+                if (bmax == float.NegativeInfinity) continue;
+                float mnew = Math.Max(mx[g], bmax);
+                float* ag = acc + g * hd;
+                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
+                {
+                    float corr = MathF.Exp(mx[g] - mnew);
+                    Scale(ag, corr, hd);
+                    l[g] *= corr;
+                }
+                ExpShifted(s, jn, mnew);
+                float sum = l[g];
+                for (jj = 0; jj < jn; jj++) if (s[jj] != 0f) sum += s[jj];
+                l[g] = sum;
+                mx[g] = mnew;
+                if (simd)
+                {
+                    int c = 0;
+                    for (; c <= hd - 32; c += 32) AccumulatePVHalf32(s, jn, vb + c, stride, ag + c);
+                    for (; c < hd; c += 8)
+                    {
+                        var a = Avx.LoadVector256(ag + c);
+                        for (jj = 0; jj < jn; jj++)
+                        {
+                            float p = s[jj];
+                            if (p == 0f) continue;
+                            a = Fma.MultiplyAdd(Vector256.Create(p * Two112), LoadHalfRaw(vb + jj * stride + c), a);
+                        }
+                        a.Store(ag + c);
+                    }
+                }
+                else
+                    for (jj = 0; jj < jn; jj++)
+                    {
+                        float p = s[jj];
+                        if (p == 0f) continue;
+                        ushort* vr = vb + jj * stride;
+                        for (int i = 0; i < hd; i++) ag[i] += p * QuantKernels.HalfToSingle(vr[i]);
+                    }
+            }
+        }
+        for (int g = 0; g < G; g++)
+        {
+            float* og = o + g * hd;
+            float* ag = acc + g * hd;
+            if (l[g] > 0) { float inv = 1f / l[g]; for (int i = 0; i < hd; i++) og[i] = ag[i] * inv; }
+            else new Span<float>(og, hd).Clear();
+        }
+    }
+
+    private static readonly float Two112 = MathF.ScaleB(1f, 112);
+
+    // Eight halves as floats scaled by 2⁻¹¹²: sign-extended to 32 bits and shifted so the half's exponent and mantissa
+    // land in the float's (bits 27..13), the sign extension's copies above the exponent masked off. Exact for every
+    // finite half (zero and subnormals included); × 2¹¹² gives the value.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadHalfRaw(ushort* p) =>
+        Avx2.And(Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13), Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
+
+    // acc[0..32) += p_j·2¹¹² · raw(v_j[0..32)) over the block's keys with p_j ≠ 0, the 32 outputs in four registers.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePVHalf32(float* p, int n, ushort* v, long stride, float* acc)
+    {
+        var r0 = Avx.LoadVector256(acc); var r1 = Avx.LoadVector256(acc + 8);
+        var r2 = Avx.LoadVector256(acc + 16); var r3 = Avx.LoadVector256(acc + 24);
+        for (int j = 0; j < n; j++)
+        {
+            float pj = p[j];
+            if (pj == 0f) continue;
+            var pv = Vector256.Create(pj * Two112);
+            ushort* vr = v + j * stride;
+            r0 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr), r0);
+            r1 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr + 8), r1);
+            r2 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr + 16), r2);
+            r3 = Fma.MultiplyAdd(pv, LoadHalfRaw(vr + 24), r3);
+        }
+        r0.Store(acc); r1.Store(acc + 8); r2.Store(acc + 16); r3.Store(acc + 24);
+    }
+
+    // s[0..4) = scale · (q' · raw(k_j)) for four half-precision key rows (q' = q·2¹¹²), 8 lanes per step in two accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DotHalf4(float* q, ushort* k, long stride, int n, float scale, float* s)
+    {
+        ushort* k0 = k, k1 = k + stride, k2 = k1 + stride, k3 = k2 + stride;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        int i = 0;
+        for (; i <= n - 16; i += 16)
+        {
+            var qa = Avx.LoadVector256(q + i);
+            var qb = Avx.LoadVector256(q + i + 8);
+            a0 = Fma.MultiplyAdd(qa, LoadHalfRaw(k0 + i), a0);
+            b0 = Fma.MultiplyAdd(qb, LoadHalfRaw(k0 + i + 8), b0);
+            a1 = Fma.MultiplyAdd(qa, LoadHalfRaw(k1 + i), a1);
+            b1 = Fma.MultiplyAdd(qb, LoadHalfRaw(k1 + i + 8), b1);
+            a2 = Fma.MultiplyAdd(qa, LoadHalfRaw(k2 + i), a2);
+            b2 = Fma.MultiplyAdd(qb, LoadHalfRaw(k2 + i + 8), b2);
+            a3 = Fma.MultiplyAdd(qa, LoadHalfRaw(k3 + i), a3);
+            b3 = Fma.MultiplyAdd(qb, LoadHalfRaw(k3 + i + 8), b3);
+        }
+        if (i <= n - 8)
+        {
+            var qa = Avx.LoadVector256(q + i);
+            a0 = Fma.MultiplyAdd(qa, LoadHalfRaw(k0 + i), a0);
+            a1 = Fma.MultiplyAdd(qa, LoadHalfRaw(k1 + i), a1);
+            a2 = Fma.MultiplyAdd(qa, LoadHalfRaw(k2 + i), a2);
+            a3 = Fma.MultiplyAdd(qa, LoadHalfRaw(k3 + i), a3);
+        }
+        s[0] = Vector256.Sum(a0 + b0) * scale;
+        s[1] = Vector256.Sum(a1 + b1) * scale;
+        s[2] = Vector256.Sum(a2 + b2) * scale;
+        s[3] = Vector256.Sum(a3 + b3) * scale;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchHalfRows(ushort* p, long stride, int rows, int width, ushort* end)
+    {
+        for (int r = 0; r < rows; r++, p += stride)
+        {
+            if (p >= end) return;
+            for (int i = 0; i < width; i += 32) Sse.Prefetch0(p + i);
+        }
+    }
+
+    /// <summary>Keys ahead that <see cref="RowKernel.InterleavedPrefetch"/> prefetches.</summary>
+    internal static int PrefetchKeys = 8;
+
+    /// <summary>Whether the prefetching kernel fetches a block's V rows during its K pass (else a few keys ahead in P·V).</summary>
+    internal static bool PrefetchVWithK;
+
+    // Prefetches the 64-byte lines of <rows> rows of <width> floats from p (stride floats apart), none at or past end.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchRows(float* p, long stride, int rows, int width, float* end)
+    {
+        for (int r = 0; r < rows; r++, p += stride)
+        {
+            if (p >= end) return;
+            for (int i = 0; i < width; i += 16) Sse.Prefetch0(p + i);
+        }
+    }
+
+    // acc[0..64) += p_j · v_j[0..64) over the block's keys with p_j ≠ 0, in key order (Axpy's FMA per element), the 64
+    // outputs held in eight registers.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePV64(float* p, int n, float* v, long stride, float* acc, int prefetch, float* vEnd)
+    {
+        var r0 = Avx.LoadVector256(acc); var r1 = Avx.LoadVector256(acc + 8);
+        var r2 = Avx.LoadVector256(acc + 16); var r3 = Avx.LoadVector256(acc + 24);
+        var r4 = Avx.LoadVector256(acc + 32); var r5 = Avx.LoadVector256(acc + 40);
+        var r6 = Avx.LoadVector256(acc + 48); var r7 = Avx.LoadVector256(acc + 56);
+        for (int j = 0; j < n; j++)
+        {
+            if (prefetch > 0) PrefetchRows(v + (j + prefetch) * stride, stride, 1, 64, vEnd);
+            float pj = p[j];
+            if (pj == 0f) continue;
+            var pv = Vector256.Create(pj);
+            float* vr = v + j * stride;
+            r0 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr), r0);
+            r1 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 8), r1);
+            r2 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 16), r2);
+            r3 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 24), r3);
+            r4 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 32), r4);
+            r5 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 40), r5);
+            r6 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 48), r6);
+            r7 = Fma.MultiplyAdd(pv, Avx.LoadVector256(vr + 56), r7);
+        }
+        r0.Store(acc); r1.Store(acc + 8); r2.Store(acc + 16); r3.Store(acc + 24);
+        r4.Store(acc + 32); r5.Store(acc + 40); r6.Store(acc + 48); r7.Store(acc + 56);
     }
 
     /// <summary>Rows (query position × head of a GQA group) a prefill block holds; S for them is rows × 64 floats.</summary>

@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Hub.Runtime.Kernels;
+using Xunit.Abstractions;
+
+namespace Hub.Runtime.Tests;
+
+/// <summary>
+/// Decode attention kernels alone (HUB_BENCH=1 only; prints, asserts nothing about time): one query row against a
+/// small-model-shaped KV cache (HUB_BENCH_LAYERS layers × HUB_BENCH_HEADS heads × HUB_BENCH_CTX positions × 64, default
+/// 12 × 12 × 192), one thread's CPU time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default; Half = the f16 copy) alternating call by call, each call either on a
+/// cache just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads)
+/// or on a hot one. Medians of the per-pass times.
+/// </summary>
+public unsafe class DecodeAttentionBench(ITestOutputHelper output)
+{
+    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Timespec { public long Sec, Nsec; }
+
+    [DllImport("libc")]
+    private static extern int clock_gettime(int clock, out Timespec ts);
+
+    // This thread's CPU time (CLOCK_THREAD_CPUTIME_ID): on a shared machine, time the thread was not running is left out.
+    private static double ThreadCpuMs() { clock_gettime(3, out var ts); return ts.Sec * 1e3 + ts.Nsec / 1e6; }
+
+    [SkippableFact]
+    public void Decode_attention_row_kernels()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        int layers = Env("HUB_BENCH_LAYERS", 12), heads = Env("HUB_BENCH_HEADS", 12), ctx = Env("HUB_BENCH_CTX", 192), g = Env("HUB_BENCH_GROUP", 1), hd = 64;
+        long perLayer = (long)heads * ctx * hd;
+        nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = 64u << 20;
+        float* kv = (float*)NativeMemory.AlignedAlloc(cacheBytes, 64);
+        byte* evict = (byte*)NativeMemory.AlignedAlloc(evictBytes, 64);
+        ushort* kvh = null;
+        var q = new float[heads * g * hd]; var o = new float[heads * g * hd];
+        var scratch = new float[AttentionKernels.ScratchFloats(g, hd)];
+        try
+        {
+            var rng = new Random(3);
+            for (long i = 0; i < 2 * layers * perLayer; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
+            for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+            new Span<byte>(evict, (int)evictBytes).Fill(1);
+            // kernel names: the RowKernel values, and Half (AttendRowHalf on an f16 copy of the same cache)
+            var kernels = (Environment.GetEnvironmentVariable("HUB_BENCH_KERNELS") ?? "PerKey,Default").Split(',');
+            kvh = (ushort*)NativeMemory.AlignedAlloc(cacheBytes / 2, 64);
+            for (long i = 0; i < 2 * layers * perLayer; i++) kvh[i] = BitConverter.HalfToUInt16Bits((Half)kv[i]);
+            if (int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_KEYS"), out var pk)) AttentionKernels.PrefetchKeys = pk;
+            AttentionKernels.PrefetchVWithK = Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_V") == "1";
+            var times = new List<double>[2, 2] { { new(), new() }, { new(), new() } };
+            long sink = 0;
+            fixed (float* qp = q, op = o, sp = scratch)
+                for (int rep = 0; rep < 41; rep++)
+                    for (int cold = 0; cold < 2; cold++)
+                        for (int v = 0; v < 2; v++)
+                        {
+                            int kv2 = (v + rep) & 1;
+                            if (cold == 1) for (long i = 0; i < (long)evictBytes; i += 64) sink += evict[i];
+                            double t0 = ThreadCpuMs();
+                            for (int l = 0; l < layers; l++)
+                                for (int h = 0; h < heads; h++)
+                                {
+                                    float* k = kv + (2L * l) * perLayer + (long)h * ctx * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * ctx * hd;
+                                    if (kernels[kv2] == "Half")
+                                    {
+                                        long ko = (2L * l) * perLayer + (long)h * ctx * hd, vo = (2L * l + 1) * perLayer + (long)h * ctx * hd;
+                                        AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvh + ko, kvh + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
+                                    }
+                                    else AttentionKernels.AttendRowWith(qp + h * g * hd, g, hd, k, vv, hd, ctx, null, 0.125f, op + h * g * hd, sp, Enum.Parse<AttentionKernels.RowKernel>(kernels[kv2]));
+                                }
+                            if (rep > 0) times[cold, kv2].Add(ThreadCpuMs() - t0);
+                        }
+            double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+            double mb = cacheBytes / 1e6;
+            output.WriteLine($"{layers} layers x {heads} kv heads x group {g} x {ctx} positions x {hd}: {mb:F1} MB of K/V per pass (sink {sink & 1})");
+            for (int cold = 0; cold < 2; cold++)
+                for (int v = 0; v < 2; v++)
+                    output.WriteLine($"  {(cold == 1 ? "cold" : "hot "),-5} {kernels[v],-12} {Med(times[cold, v]):F3} ms  {mb / Med(times[cold, v]):F1} GB/s of f32 K/V");
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(kv);
+            NativeMemory.AlignedFree(evict);
+            if (kvh != null) NativeMemory.AlignedFree(kvh);
+        }
+    }
+}
