@@ -164,7 +164,7 @@ if (opts.TryGetValue("ab", out var abName))
         // session 8: W packed per call (Gemm's panels), W read in place (GemmWRows, at every M), W packed once
         "wrows" => [("W packed per call", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = 0; }),
                     ("W packed once", () => { Bench.AbPrepacked = true; GemmWRows.MaxRows = 0; }),
-                    ("W in place", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; })],
+                    ("W in place", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = Hub.Runtime.Kernels.Gemm.ShareXPack; })],
         // session 8 (s8-wgemm2): W in place with every worker packing all of x for itself, against one xᵀ pack shared by the workers
         "sharex" => [("W in place, x packed per worker", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = false; }),
                      ("W in place, shared x pack", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = true; })],
@@ -368,8 +368,8 @@ internal static unsafe class Bench
     public static bool AbPrepacked;
 
     /// <summary>Whether the <see cref="GemmAb"/> variant being run shares one xᵀ pack between the split's workers
-    /// (<c>GemmSplit.PackX</c>; LinearExec's default) instead of each worker packing all of x.</summary>
-    public static bool AbShareX = true;
+    /// (<c>GemmSplit.PackX</c>) instead of each worker packing all of x (LinearExec's default, <c>Gemm.ShareXPack</c>).</summary>
+    public static bool AbShareX = Hub.Runtime.Kernels.Gemm.ShareXPack;
 
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.

@@ -83,7 +83,7 @@ internal sealed unsafe class LinearExec : OpExec
             if (_useSplit)
             {
                 _split ??= new Gemm.GemmSplit();
-                _split.Reset(_m, _n, _k, workers, wInPlace: _packed == null && _wt == DType.F32);
+                _split.Reset(_m, _n, _k, workers, wInPlace: _packed == null && _wt == DType.F32, shareX: Gemm.ShareXPack);
                 R.Model.Pool.Run(this, _split.Shares);
                 return;
             }

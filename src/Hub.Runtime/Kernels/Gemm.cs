@@ -783,6 +783,12 @@ public static unsafe class Gemm
     /// owner's next chunk) instead of stopping at the chunk's end (a switch for A/B runs).</summary>
     internal static bool PrefetchPastChunk = true;
 
+    /// <summary>Whether <c>LinearExec</c>'s split packs one xᵀ shared by its workers for <see cref="GemmWRows"/>
+    /// (<see cref="GemmSplit.PackX"/>) instead of one per worker. Off: it measured level (kernel bench and prefill A/B,
+    /// docs/performance.md "f32 GEMM, session 8"). A switch for the prefill A/B, never flipped by tests: they pass the
+    /// variant to <see cref="GemmSplit.Reset"/>.</summary>
+    internal static bool ShareXPack;
+
     /// <summary>Smallest chunk (columns) a <see cref="GemmSplit"/> hands out when k has several K blocks (a switch for
     /// A/B runs).</summary>
     internal static int DeepKMinChunk = 64;
@@ -862,7 +868,7 @@ public static unsafe class Gemm
         /// <summary>Prepares a split of an m×n GEMM with k-deep rows into <paramref name="shares"/> shares (not thread-safe:
         /// call before the pool runs the shares). <paramref name="wInPlace"/>: W is F32 packed per call, so the chunks run
         /// <see cref="GemmWRows"/>; with <paramref name="shareX"/> its xᵀ is then packed once, shared by the workers.</summary>
-        public void Reset(int m, int n, int k, int shares, bool wInPlace = false, bool shareX = true)
+        public void Reset(int m, int n, int k, int shares, bool wInPlace = false, bool shareX = false)
         {
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(m);
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
