@@ -159,6 +159,90 @@ public unsafe class GemmWRowsTests
     }
 
     [SkippableTheory]
+    [InlineData(5, 390, 385, 2)]
+    [InlineData(17, 200, 1000, 2)]
+    [InlineData(128, 390, 321, 2)]
+    [InlineData(128, 67, 9, 3)]
+    [InlineData(150, 211, 385, 2)]
+    [InlineData(301, 97, 1000, 3)]
+    [InlineData(512, 130, 31, 2)]
+    public void Shared_x_pack_of_a_split_gives_the_bits_of_per_worker_packing(int m, int n, int k, int workers)
+    {
+        // GemmSplit.PackX on real threads (the workers claim pack units concurrently, then wait for each other), then
+        // RunChunk reading the shared xᵀ: the same bits as every worker packing x for itself, and float64-close.
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        Skip.If(m > GemmWRows.MaxRows, "GemmWRows is switched off for this M");
+        var (x, w, bias) = Operands(m, n, k, 31 + m + n);
+        var shared = new float[m * n]; var own = new float[m * n];
+        var scratch = Enumerable.Range(0, workers).Select(_ => (nint)Scratch(k)).ToArray();
+        try
+        {
+            fixed (float* xp = x, wp = w, bp = bias, sp = shared, op = own)
+            {
+                nint xa = (nint)xp, wa = (nint)wp, ba = (nint)bp;
+                foreach (var (share, y) in new[] { (true, (nint)sp), (false, (nint)op) })
+                    for (int round = 0; round < 3; round++)
+                    {
+                        // (a split object is reused across calls, as LinearExec does)
+                        var split = new Gemm.GemmSplit();
+                        for (int call = 0; call < 2; call++)
+                        {
+                            new Span<float>((float*)y, m * n).Fill(float.NaN);
+                            split.Reset(m, n, k, workers, wInPlace: true, shareX: share);
+                            Assert.Equal(share && split.PackA, split.SharedX);
+                            var threads = Enumerable.Range(0, split.Shares).Select(s => new Thread(() =>
+                            {
+                                int cursor = 0, packedRow = -1;
+                                split.PackX((float*)xa);
+                                while (split.Claim(s, ref cursor, out int m0, out int m1, out int n0, out int n1))
+                                    Gemm.RunChunk((float*)xa, m0, m1, k, (byte*)wa, DType.F32, null, n, (float*)ba, (float*)y, n0, n1,
+                                        (float*)scratch[s], split.PackA, ref packedRow, m, split);
+                            })).ToArray();
+                            foreach (var t in threads) t.Start();
+                            foreach (var t in threads) t.Join();
+                        }
+                    }
+            }
+        }
+        finally { foreach (var s in scratch) NativeMemory.AlignedFree((void*)s); }
+        for (int i = 0; i < shared.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(shared[i]) == BitConverter.SingleToInt32Bits(own[i]),
+                $"y[{i / n},{i % n}] = {shared[i]:R} with the shared pack, {own[i]:R} packed per worker (m={m} n={n} k={k})");
+        Check(x, w, bias, shared, Reference(x, w, bias, m, n, k), m, n, k, 0, n, "shared x pack");
+    }
+
+    [SkippableFact]
+    public void Pack_units_cover_the_row_block_and_reject_a_unit_past_the_end()
+    {
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        // 33 rows (3 panels) × k = 1000 (K blocks of 320, 320, 320, 40): 12 units; packing them all then BlockPacked
+        // equals Block, which packs into its own scratch
+        int m = 33, n = 70, k = 1000;
+        Assert.Equal(12, GemmWRows.PackUnits(m, k));
+        Assert.Equal(0, GemmWRows.PackUnits(m, 0));
+        var (x, w, bias) = Operands(m, n, k, 3);
+        var a = new float[m * n]; var b = new float[m * n];
+        var pack = new float[GemmWRows.PackFloats(m, k)];
+        float* scratch = Scratch(k);
+        try
+        {
+            fixed (float* xp = x, wp = w, bp = bias, ap = a, bbp = b, pp = pack)
+            {
+                for (int u = GemmWRows.PackUnits(m, k) - 1; u >= 0; u--) GemmWRows.PackUnit(xp, 0, m, k, pp, u);
+                GemmWRows.BlockPacked(pp, 0, m, k, wp, n, bp, ap, 0, n, scratch);
+                int packedRow = -1;
+                GemmWRows.Block(xp, 0, m, k, wp, n, bp, bbp, 0, n, scratch, ref packedRow);
+            }
+            Assert.Equal(b, a);
+            Assert.Throws<ArgumentOutOfRangeException>(() =>
+            {
+                fixed (float* xp = x, pp = pack) GemmWRows.PackUnit(xp, 0, m, k, pp, 12);
+            });
+        }
+        finally { NativeMemory.AlignedFree(scratch); }
+    }
+
+    [SkippableTheory]
     [InlineData(20, 64, 520, true)]
     [InlineData(23, 40, 1000, true)]
     [InlineData(20, 200, 520, false)]
