@@ -91,16 +91,18 @@ public class HalfKvDecodeTests
         using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 2, MaxContext = 64 });
         using var req = cm.CreateInferRequest();
         req.HalfKvDecode = true;
-        int[] id = [1], p = [0], keep = [1];
+        int[] id = [1], p = [0], keep = [1], s11 = [1, 1], s1 = [1];
+        int batch = 1;
         var ones = Enumerable.Repeat(1f, 64).ToArray();
         void Step()
         {
             int past = req.PastLength;
             id[0] = past * 7 % 99; p[0] = past;
-            req.SetInput("input_ids", id, 1, 1);
-            req.SetInput("positions", p, 1, 1);
-            req.SetInput("attention_mask", ones.AsSpan(0, past + 1), 1, past + 1);
-            req.SetInput("logits_to_keep", keep, 1);
+            // shapes from arrays and variables: constant params spans are heap arrays in a Debug (unoptimized) build
+            req.SetInput("input_ids", id, s11);
+            req.SetInput("positions", p, s11);
+            req.SetInput("attention_mask", ones.AsSpan(0, past + 1), batch, past + 1);
+            req.SetInput("logits_to_keep", keep, s1);
             req.Infer();
         }
         for (int i = 0; i < 3; i++) Step();
