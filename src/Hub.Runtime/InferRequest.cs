@@ -497,18 +497,26 @@ public sealed unsafe class InferRequest : IDisposable
     private void ReorderOne(int s, ReadOnlySpan<int> rows)
     {
         var def = Model.States[s];
-        long used = (long)PastLength * def.HeadDim;          // floats per (row, kv head)
-        long rowUsed = used * def.KvHeads;                     // floats per row in the tmp copy
-        _reorderTmp.Ensure(StateBatch * rowUsed * 4);
-        float* tmp = (float*)_reorderTmp.Ptr, st = StatePtr(s);
-        long rowStride = def.RowFloats, headStride = (long)def.Capacity * def.HeadDim;
+        long rowUsed = (long)PastLength * def.HeadDim * def.KvHeads;   // floats per row in the tmp copy
+        PermuteRows((byte*)StatePtr(s), def, PastLength, 4, rows);
+        StateBytesCopied += (StateBatch + rows.Length) * rowUsed * 4;
+    }
+
+    // Row i of a state (f32 or its f16 copy: element bytes 4 or 2) becomes old row rows[i], for the first `positions`
+    // positions of each kv head, through a compact copy of the StateBatch rows in use.
+    private void PermuteRows(byte* st, CompiledModel.StateDef def, int positions, int elementBytes, ReadOnlySpan<int> rows)
+    {
+        long used = (long)positions * def.HeadDim * elementBytes;   // bytes per (row, kv head)
+        long rowUsed = used * def.KvHeads;                            // bytes per row in the tmp copy
+        _reorderTmp.Ensure(StateBatch * rowUsed);
+        byte* tmp = (byte*)_reorderTmp.Ptr;
+        long rowStride = def.RowFloats * elementBytes, headStride = (long)def.Capacity * def.HeadDim * elementBytes;
         for (int b = 0; b < StateBatch; b++)
             for (int h = 0; h < def.KvHeads; h++)
-                Buffer.MemoryCopy(st + b * rowStride + h * headStride, tmp + b * rowUsed + h * used, used * 4, used * 4);
+                Buffer.MemoryCopy(st + b * rowStride + h * headStride, tmp + b * rowUsed + h * used, used, used);
         for (int i = 0; i < rows.Length; i++)
             for (int h = 0; h < def.KvHeads; h++)
-                Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 4, used * 4);
-        StateBytesCopied += (StateBatch + rows.Length) * rowUsed * 4;
+                Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used, used);
     }
 
     // The f16 copy of state s moves with its rows (beam search reorders every step; converting the whole cache again
@@ -518,16 +526,7 @@ public sealed unsafe class InferRequest : IDisposable
         if (_halfStates is null || _halfValid is null || _halfValid[s] == 0) return;
         var def = Model.States[s];
         int valid = Math.Min(_halfValid[s], PastLength);
-        long used = (long)valid * def.HeadDim, rowUsed = used * def.KvHeads;   // halves per (row, kv head) and per row
-        _reorderTmp.Ensure(StateBatch * rowUsed * 2);
-        ushort* tmp = (ushort*)_reorderTmp.Ptr, st = (ushort*)_halfStates[s].Ptr;
-        long rowStride = def.RowFloats, headStride = (long)def.Capacity * def.HeadDim;
-        for (int b = 0; b < StateBatch; b++)
-            for (int h = 0; h < def.KvHeads; h++)
-                Buffer.MemoryCopy(st + b * rowStride + h * headStride, tmp + b * rowUsed + h * used, used * 2, used * 2);
-        for (int i = 0; i < rows.Length; i++)
-            for (int h = 0; h < def.KvHeads; h++)
-                Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used * 2, used * 2);
+        PermuteRows((byte*)_halfStates[s].Ptr, def, valid, 2, rows);
         _halfValid[s] = valid;
     }
 

@@ -6,13 +6,7 @@ namespace Hub.Runtime.Tests;
 [Trait("Category", "Kernel")]
 public unsafe class HalfKvKernelTests
 {
-    private static float[] Rand(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        var a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1) * scale;
-        return a;
-    }
+    private static float[] Rand(int n, int seed, float scale = 1f) => KernelTests.Rand(n, seed, scale);
 
     [Theory]
     [InlineData(1, 8, 1, false), InlineData(1, 64, 3, true), InlineData(1, 64, 64, false), InlineData(1, 64, 200, true),

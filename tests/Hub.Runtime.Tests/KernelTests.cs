@@ -14,7 +14,7 @@ public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
     // Per-op tolerances (absolute, on values of order 1).
     private const double TolElementwise = 2e-6, TolNorm = 2e-5, TolGemm = 2e-5, TolAttention = 2e-5;
 
-    private static float[] Rand(int n, int seed, float scale = 1f)
+    internal static float[] Rand(int n, int seed, float scale = 1f)
     {
         var r = new Random(seed);
         var a = new float[n];
@@ -422,13 +422,7 @@ public unsafe class WeightWideningTests
 [Trait("Category", "Kernel")]
 public unsafe class AttentionRowKernelTests
 {
-    private static float[] Rand(int n, int seed, float scale = 1f)
-    {
-        var r = new Random(seed);
-        var a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float)(r.NextDouble() * 2 - 1) * scale;
-        return a;
-    }
+    private static float[] Rand(int n, int seed, float scale = 1f) => KernelTests.Rand(n, seed, scale);
 
     [Theory]
     [InlineData(1, 8, 1, false), InlineData(1, 64, 3, true), InlineData(1, 64, 64, false), InlineData(1, 64, 200, true),

@@ -110,13 +110,7 @@ public static unsafe class AttentionKernels
                 mx[g] = mnew;
             }
         }
-        for (int g = 0; g < G; g++)
-        {
-            float* og = o + g * hd;
-            float* ag = acc + g * hd;
-            if (l[g] > 0) { float inv = 1f / l[g]; for (int i = 0; i < hd; i++) og[i] = ag[i] * inv; }
-            else new Span<float>(og, hd).Clear();
-        }
+        Normalize(o, acc, l, G, hd);
     }
 
     // AttendRowPerKey with the same arithmetic per key and per output element, so the result is bit-identical: a key's
@@ -153,26 +147,8 @@ public static unsafe class AttentionKernels
                     Dot4(qg, kb + jj * stride, stride, hd, scale, s + jj);
                 }
                 for (; jj < jn; jj++) s[jj] = Dot(qg, kb + jj * stride, hd) * scale;
-                float bmax = float.NegativeInfinity;
-                for (jj = 0; jj < jn; jj++)
-                {
-                    if (mask != null && mask[j0 + jj] == 0f) { s[jj] = float.NegativeInfinity; continue; }
-                    if (s[jj] > bmax) bmax = s[jj];
-                }
-                if (bmax == float.NegativeInfinity) continue;
-                float mnew = Math.Max(mx[g], bmax);
                 float* ag = acc + g * hd;
-                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
-                {
-                    float corr = MathF.Exp(mx[g] - mnew);
-                    Scale(ag, corr, hd);
-                    l[g] *= corr;
-                }
-                ExpShifted(s, jn, mnew);
-                float sum = l[g];
-                for (jj = 0; jj < jn; jj++) if (s[jj] != 0f) sum += s[jj];
-                l[g] = sum;
-                mx[g] = mnew;
+                if (!SoftmaxBlock(s, jn, mask == null ? null : mask + j0, mx + g, l + g, ag, hd)) continue;
                 int c = 0;
                 for (; c <= hd - 64; c += 64) AccumulatePV64(s, jn, vb + c, stride, ag + c, g == 0 && !PrefetchVWithK ? prefetch : 0, v + end * stride);
                 for (; c < hd; c += 8)
@@ -188,6 +164,40 @@ public static unsafe class AttentionKernels
                 }
             }
         }
+        Normalize(o, acc, l, G, hd);
+    }
+
+    // One key block's online-softmax step for one head, shared by the decode kernels that compute the block's scores
+    // first: masked keys get -inf, the head's accumulator and running sum are rescaled to the new running max, and s
+    // becomes the block's weights (0 for masked keys). False when every key of the block is masked (nothing to add).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SoftmaxBlock(float* s, int jn, float* mask, float* mx, float* l, float* ag, int hd)
+    {
+        float bmax = float.NegativeInfinity;
+        for (int jj = 0; jj < jn; jj++)
+        {
+            if (mask != null && mask[jj] == 0f) { s[jj] = float.NegativeInfinity; continue; }
+            if (s[jj] > bmax) bmax = s[jj];
+        }
+        if (bmax == float.NegativeInfinity) return false;
+        float mnew = Math.Max(*mx, bmax);
+        if (*mx != float.NegativeInfinity && *mx != mnew)
+        {
+            float corr = MathF.Exp(*mx - mnew);
+            Scale(ag, corr, hd);
+            *l *= corr;
+        }
+        ExpShifted(s, jn, mnew);
+        float sum = *l;
+        for (int jj = 0; jj < jn; jj++) if (s[jj] != 0f) sum += s[jj];
+        *l = sum;
+        *mx = mnew;
+        return true;
+    }
+
+    // o = acc / l per head (zeros for a head whose keys were all masked).
+    private static void Normalize(float* o, float* acc, float* l, int G, int hd)
+    {
         for (int g = 0; g < G; g++)
         {
             float* og = o + g * hd;
@@ -285,26 +295,8 @@ public static unsafe class AttentionKernels
                     for (int i = 0; i < hd; i++) d += qg[i] * QuantKernels.HalfToSingle(kr[i]);
                     s[jj] = d * scale;
                 }
-                float bmax = float.NegativeInfinity;
-                for (jj = 0; jj < jn; jj++)
-                {
-                    if (mask != null && mask[j0 + jj] == 0f) { s[jj] = float.NegativeInfinity; continue; }
-                    if (s[jj] > bmax) bmax = s[jj];
-                }
-                if (bmax == float.NegativeInfinity) continue;
-                float mnew = Math.Max(mx[g], bmax);
                 float* ag = acc + g * hd;
-                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
-                {
-                    float corr = MathF.Exp(mx[g] - mnew);
-                    Scale(ag, corr, hd);
-                    l[g] *= corr;
-                }
-                ExpShifted(s, jn, mnew);
-                float sum = l[g];
-                for (jj = 0; jj < jn; jj++) if (s[jj] != 0f) sum += s[jj];
-                l[g] = sum;
-                mx[g] = mnew;
+                if (!SoftmaxBlock(s, jn, mask == null ? null : mask + j0, mx + g, l + g, ag, hd)) continue;
                 if (simd)
                 {
                     int c = 0;
@@ -331,13 +323,7 @@ public static unsafe class AttentionKernels
                     }
             }
         }
-        for (int g = 0; g < G; g++)
-        {
-            float* og = o + g * hd;
-            float* ag = acc + g * hd;
-            if (l[g] > 0) { float inv = 1f / l[g]; for (int i = 0; i < hd; i++) og[i] = ag[i] * inv; }
-            else new Span<float>(og, hd).Clear();
-        }
+        Normalize(o, acc, l, G, hd);
     }
 
     private static readonly float Two112 = MathF.ScaleB(1f, 112);
