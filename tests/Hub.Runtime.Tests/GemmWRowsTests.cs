@@ -73,7 +73,7 @@ public unsafe class GemmWRowsTests
     [MemberData(nameof(Shapes))]
     public void W_in_place_matches_float64_and_the_reference(int m, int n, int k, bool withBias)
     {
-        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA");
         var (x, w, b) = Operands(m, n, k, m * 1000 + n * 10 + k);
         var bias = withBias ? b : null;
         var y = new float[m * n];
@@ -96,7 +96,7 @@ public unsafe class GemmWRowsTests
     [InlineData(40, 67, 31, 66, 67)]
     public void Two_column_ranges_with_odd_boundaries_cover_the_output_once(int m, int n, int k, int cut, int end)
     {
-        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA");
         var (x, w, bias) = Operands(m, n, k, 7 + cut);
         var y = new float[m * n];
         Array.Fill(y, float.NaN);
@@ -170,7 +170,7 @@ public unsafe class GemmWRowsTests
     {
         // GemmSplit.PackX on real threads (the workers claim pack units concurrently, then wait for each other), then
         // RunChunk reading the shared xᵀ: the same bits as every worker packing x for itself, and float64-close.
-        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA");
         Skip.If(m > GemmWRows.MaxRows, "GemmWRows is switched off for this M");
         var (x, w, bias) = Operands(m, n, k, 31 + m + n);
         var shared = new float[m * n]; var own = new float[m * n];
@@ -214,11 +214,11 @@ public unsafe class GemmWRowsTests
     [SkippableFact]
     public void Pack_units_cover_the_row_block_and_reject_a_unit_past_the_end()
     {
-        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
-        // 33 rows (3 panels) × k = 1000 (K blocks of 320, 320, 320, 40): 12 units; packing them all then BlockPacked
-        // equals Block, which packs into its own scratch
-        int m = 33, n = 70, k = 1000;
-        Assert.Equal(12, GemmWRows.PackUnits(m, k));
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA");
+        // 33 rows (3 panels of 16, or 2 of 32 with AVX-512) × k = 1000 (K blocks of 320, 320, 320, 40): 12 (8) units;
+        // packing them all then BlockPacked equals Block, which packs into its own scratch
+        int m = 33, n = 70, k = 1000, units = 4 * ((m + GemmWRows.XR - 1) / GemmWRows.XR);
+        Assert.Equal(units, GemmWRows.PackUnits(m, k));
         Assert.Equal(0, GemmWRows.PackUnits(m, 0));
         var (x, w, bias) = Operands(m, n, k, 3);
         var a = new float[m * n]; var b = new float[m * n];
@@ -236,7 +236,7 @@ public unsafe class GemmWRowsTests
             Assert.Equal(b, a);
             Assert.Throws<ArgumentOutOfRangeException>(() =>
             {
-                fixed (float* xp = x, pp = pack) GemmWRows.PackUnit(xp, 0, m, k, pp, 12);
+                fixed (float* xp = x, pp = pack) GemmWRows.PackUnit(xp, 0, m, k, pp, units);
             });
         }
         finally { NativeMemory.AlignedFree(scratch); }
@@ -247,11 +247,14 @@ public unsafe class GemmWRowsTests
     [InlineData(23, 40, 1000, true)]
     [InlineData(20, 200, 520, false)]
     [InlineData(128, 290, 777, false)]
+    [InlineData(33, 97, 385, false)]
+    [InlineData(161, 45, 321, false)]
+    [InlineData(300, 131, 64, true)]
     public void Results_have_the_bits_of_the_prepacked_gemm(int m, int n, int k, bool narrow)
     {
         // Gemm's K blocks and bias order are followed (narrow: the order of its A-in-place tiles), so a model's outputs do
         // not depend on whether its weights were packed once.
-        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA");
         var (x, w, bias) = Operands(m, n, k, 5 + n);
         var y = new float[m * n]; var expected = new float[m * n];
         float* scratch = Scratch(k);
@@ -281,7 +284,7 @@ public unsafe class GemmWRowsTests
     [SkippableFact]
     public void More_rows_than_a_block_are_rejected_with_the_range()
     {
-        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA without AVX-512");
+        Skip.IfNot(GemmWRows.IsSupported, "needs AVX2 + FMA");
         float* scratch = Scratch(8);
         try
         {

@@ -875,8 +875,11 @@ public static unsafe class Gemm
             ArgumentOutOfRangeException.ThrowIfNegative(k);
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(shares);
             int nr = PanelWidth;
-            int mBlocks = (m + MC - 1) / MC;
-            _rowsPerBlock = Math.Min(MC, ((m + mBlocks - 1) / mBlocks + MR - 1) / MR * MR);
+            // GemmWRows' row blocks are whole xᵀ panels (GemmWRows.RowBlock), Gemm's whole register tiles
+            bool wRows = wInPlace && k > 0 && Gemm.PackA && GemmWRows.Applies(m, DType.F32);
+            int mc = wRows ? GemmWRows.RowBlock : MC, step = wRows ? GemmWRows.XR : MR;
+            int mBlocks = (m + mc - 1) / mc;
+            _rowsPerBlock = Math.Min(mc, ((m + mBlocks - 1) / mBlocks + step - 1) / step * step);
             mBlocks = (m + _rowsPerBlock - 1) / _rowsPerBlock;
             _panels = (n + nr - 1) / nr;
             _m = m; _n = n;

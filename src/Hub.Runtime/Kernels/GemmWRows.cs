@@ -8,28 +8,32 @@
 // cache lines per tile, accumulated there across K blocks), which is transposed into y once per chunk: y's rows are n
 // floats apart, and a tile storing 16 of them (a power-of-two n maps them onto a few L1/L2 sets) measured 10 points
 // slower than Gemm's per-call packing on 128×2048×2048.
+// Session 9: with AVX-512 the panels are 32 rows (Gemm's 32-wide W panels) and the tiles 6×32 / 4×32 in zmm, the twin
+// of Gemm's 6×32 packed path (same K blocks, same bias order, so the same bits).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace Hub.Runtime.Kernels;
 
-/// <summary>The AVX2 f32 GEMM for prefill-sized M that reads W [N, K] in place instead of packing it per call.</summary>
+/// <summary>The AVX2/AVX-512 f32 GEMM for prefill-sized M that reads W [N, K] in place instead of packing it per call.</summary>
 public static unsafe class GemmWRows
 {
     /// <summary>W rows per register tile (the broadcast operand).</summary>
     public const int WR = 6;
 
-    /// <summary>Input rows per packed xᵀ panel (two 8-float vectors per k step).</summary>
-    public const int XR = 16;
+    /// <summary>Input rows per packed xᵀ panel: <see cref="Gemm.PanelWidth"/>, two vectors per k step (32 with AVX-512,
+    /// else 16), so the panels are Gemm's W panels and <see cref="Gemm.PackRowsPanel"/> packs them.</summary>
+    public static readonly int XR = Gemm.PanelWidth;
 
-    /// <summary>Whether this machine runs the kernel: AVX2 + FMA without AVX-512 (AVX-512 machines keep Gemm's 32-wide
-    /// zmm tiles; without AVX2 Gemm's portable path runs).</summary>
-    public static readonly bool IsSupported = Avx2.IsSupported && Fma.IsSupported && !Avx512F.IsSupported;
+    /// <summary>Whether this machine runs the kernel: AVX2 + FMA (zmm tiles with AVX-512; without AVX2 Gemm's portable
+    /// path runs).</summary>
+    public static readonly bool IsSupported = Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>Most rows M of a Linear for which <see cref="Gemm"/> takes this path for F32 weights packed per call
-    /// (0 turns it off; a switch for the kernel bench and the prefill A/B, never flipped by tests).</summary>
-    internal static int MaxRows = 512;
+    /// (0 turns it off; a switch for the kernel bench and the prefill A/B, never flipped by tests): 512 with AVX2 (session
+    /// 8, Zen 3), every M with AVX-512 (session 9, Zen 5: level or ahead of per-call packing at M = 4096 too).</summary>
+    internal static int MaxRows = Avx512F.IsSupported ? int.MaxValue : 512;
 
     /// <summary>Whether a Linear of <paramref name="m"/> rows with weights of type <paramref name="wt"/> (packed per
     /// call) runs here.</summary>
@@ -45,9 +49,9 @@ public static unsafe class GemmWRows
         return PackOffset + (Gemm.NC + 8) * mPad + mPad * k + 32;
     }
 
-    // scratch (64-byte aligned): [0, 96) the spill tile of the rare edge stores, then the yᵀ buffer of a column chunk
+    // scratch (64-byte aligned): [0, 6·XR) the spill tile of the rare edge stores, then the yᵀ buffer of a column chunk
     // ((NC + 8) rows of mPad floats: a last group's discarded rows land in the 8 spare rows), then the packed xᵀ.
-    private const int PackOffset = 128;
+    private const int PackOffset = 192;
 
     private static int Panels(int rows) => (rows + XR - 1) / XR;
 
@@ -97,7 +101,7 @@ public static unsafe class GemmWRows
         KernelArgs.NotNull(y, m1 > m0 && n1 > n0, nameof(y));
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0, nameof(scratch));
         if (m0 >= m1 || n0 >= n1) return;
-        if (!IsSupported) throw new PlatformNotSupportedException("GemmWRows needs AVX2 + FMA without AVX-512");
+        if (!IsSupported) throw new PlatformNotSupportedException("GemmWRows needs AVX2 + FMA");
         if (k == 0)
         {
             for (int i = m0; i < m1; i++)
@@ -163,7 +167,7 @@ public static unsafe class GemmWRows
         KernelArgs.NotNull(y, m1 > m0 && n1 > n0, nameof(y));
         KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0, nameof(scratch));
         if (m0 >= m1 || n0 >= n1) return;
-        if (!IsSupported) throw new PlatformNotSupportedException("GemmWRows needs AVX2 + FMA without AVX-512");
+        if (!IsSupported) throw new PlatformNotSupportedException("GemmWRows needs AVX2 + FMA");
         if (k == 0)
         {
             int none = -2;
@@ -174,14 +178,19 @@ public static unsafe class GemmWRows
         Columns(m0, m1, k, w, n, bias, y, n0, n1, scratch, xPack, pastEnd, lateRow);
     }
 
-    /// <summary>Runs rows [m0, m1) (any count, in row blocks of <see cref="Gemm.MC"/>) × columns [n0, n1) on one thread.</summary>
+    /// <summary>Rows per row block <see cref="Rows"/> and a <see cref="Gemm.GemmSplit"/> running this kernel use: whole xᵀ
+    /// panels (128 = 4 × 32 with AVX-512: Gemm's 144 would pad its fifth panel with 16 idle rows, measured 5-8 points slower
+    /// at M = 4096), else <see cref="Gemm.MC"/> (9 × 16).</summary>
+    public static readonly int RowBlock = Gemm.MC / XR * XR;
+
+    /// <summary>Runs rows [m0, m1) (any count, in row blocks of <see cref="RowBlock"/>) × columns [n0, n1) on one thread.</summary>
     public static void Rows(float* x, int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1, float* scratch,
         bool gemmReadsAInPlace = false)
     {
         KernelArgs.Range(m0, m1);
         int packedRow = -1;
-        for (int mb = m0; mb < m1; mb += Gemm.MC)
-            Block(x, mb, Math.Min(m1, mb + Gemm.MC), k, w, n, bias, y, n0, n1, scratch, ref packedRow, false, gemmReadsAInPlace);
+        for (int mb = m0; mb < m1; mb += RowBlock)
+            Block(x, mb, Math.Min(m1, mb + RowBlock), k, w, n, bias, y, n0, n1, scratch, ref packedRow, false, gemmReadsAInPlace);
     }
 
     // The W groups of columns [n0, n1), in column chunks of NC, against every packed xᵀ panel, per K block: the tiles
@@ -192,6 +201,7 @@ public static unsafe class GemmWRows
         int rows = m1 - m0, panels = Panels(rows), kcb = KBlock(k), mPad = panels * XR;
         float* spill = Aligned(scratch), ct = CtBuffer(scratch);
         int chunk = Gemm.NC;
+        bool wide = Avx512F.IsSupported;
         // Gemm adds the bias of a partial last panel's columns after y (AddTile): those columns do the same
         int edgeStart = n0 + ((n1 - n0) & ~(XR - 1));
         for (int c0 = n0; c0 < n1; c0 += chunk)
@@ -233,7 +243,12 @@ public static unsafe class GemmWRows
                             }
                         int lateI = Math.Clamp(lateRow - (m0 + j * XR), 0, mr);
                         float* xp = blk + (long)j * kc * XR;
-                        if (h == WR) Tile6(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
+                        if (wide)
+                        {
+                            if (h == WR) Tile6Avx512(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
+                            else Tile4Avx512(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
+                        }
+                        else if (h == WR) Tile6(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
                         else Tile4(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
                     }
                     col += wrows;
@@ -361,6 +376,129 @@ public static unsafe class GemmWRows
             if (wrows > 3) { v = Vector256.Create(bias[3]); c30 += v; c31 += v; }
         }
         Put(ct, c00, c01, assign); Put(ct + ldc, c10, c11, assign); Put(ct + 2L * ldc, c20, c21, assign); Put(ct + 3L * ldc, c30, c31, assign);
+    }
+
+    // AVX-512 twins of Tile6 / Tile4: the same tiles over 32-row xᵀ panels (two zmm per W row, 12 or 8 accumulators).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile6Avx512(float* w, int ldw, int wrows, float* xp, int kc, float* ct, int ldc, int mr, bool assign, float* bias, int edgeFrom, int lateI, byte* pf, float* spill)
+    {
+        float* w0 = w, w1 = wrows > 1 ? w + ldw : w, w2 = wrows > 2 ? w + 2L * ldw : w, w3 = wrows > 3 ? w + 3L * ldw : w,
+            w4 = wrows > 4 ? w + 4L * ldw : w, w5 = wrows > 5 ? w + 5L * ldw : w;
+        if (pf == null) pf = (byte*)xp;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        nint p = 0, kc2 = kc & ~1;
+        float* bp = xp;
+        for (; p < kc2; p += 2)
+        {
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(w0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(w4[p]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(w5[p]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            b0 = Avx512F.LoadVector512(bp + 32);
+            b1 = Avx512F.LoadVector512(bp + 48);
+            av = Vector512.Create(w0[p + 1]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p + 1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p + 1]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p + 1]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(w4[p + 1]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(w5[p + 1]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            Sse.Prefetch1(pf);
+            pf += 8; bp += 64;
+        }
+        if (p < kc)
+        {
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(w0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(w4[p]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(w5[p]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+        }
+        if (bias != null && !assign && (edgeFrom < wrows || lateI < mr))
+        {
+            c00.Store(spill); c01.Store(spill + 16); c10.Store(spill + 32); c11.Store(spill + 48);
+            c20.Store(spill + 64); c21.Store(spill + 80); c30.Store(spill + 96); c31.Store(spill + 112);
+            c40.Store(spill + 128); c41.Store(spill + 144); c50.Store(spill + 160); c51.Store(spill + 176);
+            LateBias(spill, wrows, ct, ldc, bias, edgeFrom, lateI);
+            return;
+        }
+        if (bias != null)
+        {
+            Vector512<float> v = Vector512.Create(bias[0]); c00 += v; c01 += v;
+            if (wrows > 1) { v = Vector512.Create(bias[1]); c10 += v; c11 += v; }
+            if (wrows > 2) { v = Vector512.Create(bias[2]); c20 += v; c21 += v; }
+            if (wrows > 3) { v = Vector512.Create(bias[3]); c30 += v; c31 += v; }
+            if (wrows > 4) { v = Vector512.Create(bias[4]); c40 += v; c41 += v; }
+            if (wrows > 5) { v = Vector512.Create(bias[5]); c50 += v; c51 += v; }
+        }
+        Put512(ct, c00, c01, assign); Put512(ct + ldc, c10, c11, assign); Put512(ct + 2L * ldc, c20, c21, assign);
+        Put512(ct + 3L * ldc, c30, c31, assign); Put512(ct + 4L * ldc, c40, c41, assign); Put512(ct + 5L * ldc, c50, c51, assign);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile4Avx512(float* w, int ldw, int wrows, float* xp, int kc, float* ct, int ldc, int mr, bool assign, float* bias, int edgeFrom, int lateI, byte* pf, float* spill)
+    {
+        float* w0 = w, w1 = wrows > 1 ? w + ldw : w, w2 = wrows > 2 ? w + 2L * ldw : w, w3 = wrows > 3 ? w + 3L * ldw : w;
+        if (pf == null) pf = (byte*)xp;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default;
+        nint p = 0, kc2 = kc & ~1;
+        float* bp = xp;
+        for (; p < kc2; p += 2)
+        {
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(w0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            b0 = Avx512F.LoadVector512(bp + 32);
+            b1 = Avx512F.LoadVector512(bp + 48);
+            av = Vector512.Create(w0[p + 1]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p + 1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p + 1]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p + 1]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            Sse.Prefetch1(pf);
+            pf += 8; bp += 64;
+        }
+        if (p < kc)
+        {
+            var b0 = Avx512F.LoadVector512(bp);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(w0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+        }
+        if (bias != null && !assign && (edgeFrom < wrows || lateI < mr))
+        {
+            c00.Store(spill); c01.Store(spill + 16); c10.Store(spill + 32); c11.Store(spill + 48);
+            c20.Store(spill + 64); c21.Store(spill + 80); c30.Store(spill + 96); c31.Store(spill + 112);
+            LateBias(spill, wrows, ct, ldc, bias, edgeFrom, lateI);
+            return;
+        }
+        if (bias != null)
+        {
+            Vector512<float> v = Vector512.Create(bias[0]); c00 += v; c01 += v;
+            if (wrows > 1) { v = Vector512.Create(bias[1]); c10 += v; c11 += v; }
+            if (wrows > 2) { v = Vector512.Create(bias[2]); c20 += v; c21 += v; }
+            if (wrows > 3) { v = Vector512.Create(bias[3]); c30 += v; c31 += v; }
+        }
+        Put512(ct, c00, c01, assign); Put512(ct + ldc, c10, c11, assign); Put512(ct + 2L * ldc, c20, c21, assign); Put512(ct + 3L * ldc, c30, c31, assign);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put512(float* c, Vector512<float> v0, Vector512<float> v1, bool assign)
+    {
+        if (assign) { v0.Store(c); v1.Store(c + 16); }
+        else { (Vector512.Load(c) + v0).Store(c); (Vector512.Load(c + 16) + v1).Store(c + 16); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
