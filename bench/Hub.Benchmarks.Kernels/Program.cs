@@ -168,6 +168,9 @@ if (opts.TryGetValue("ab", out var abName))
         // session 8 (s8-wgemm2): W in place with every worker packing all of x for itself, against one xᵀ pack shared by the workers
         "sharex" => [("W in place, x packed per worker", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = false; }),
                      ("W in place, shared x pack", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = true; })],
+        // session 9: GemmWRows' AVX-512 path with 6-row W groups (session 8's tiles in zmm) against 8-row groups
+        "group8" => [("W in place, 6-row groups", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; GemmWRows.Group8 = false; }),
+                     ("W in place, 8-row groups", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; GemmWRows.Group8 = true; })],
         "prefetchc" => [("C prefetch off", () => Hub.Runtime.Kernels.Gemm.PrefetchC = false), ("C prefetch on", () => Hub.Runtime.Kernels.Gemm.PrefetchC = true)],
         _ => throw new ArgumentException($"--ab {abName}: an A/B name of README.md (e.g. session7, packw, packa, prefetch, kc)"),
     };
@@ -571,7 +574,8 @@ internal static unsafe class Bench
             for (int j = 0; j < names.Length; j++)
             {
                 string variant = names[j];
-                GemmWRows.MaxRows = variant == "inplace" ? int.MaxValue : 0;
+                GemmWRows.MaxRows = variant is "inplace" or "inplace6" ? int.MaxValue : 0;
+                GemmWRows.Group8 = variant != "inplace6";
                 var cpu0 = Environment.CpuUsage.UserTime;
                 var sw = Stopwatch.StartNew();
                 for (int i = 0; i < per; i++)

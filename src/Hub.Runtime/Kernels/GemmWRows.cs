@@ -30,6 +30,10 @@ public static unsafe class GemmWRows
     /// path runs).</summary>
     public static readonly bool IsSupported = Avx2.IsSupported && Fma.IsSupported;
 
+    /// <summary>Whether the AVX-512 path runs 8-row W groups (16 zmm accumulators) before the 6/4-row ones (a switch for
+    /// the kernel bench A/B).</summary>
+    internal static bool Group8 = true;
+
     /// <summary>Most rows M of a Linear for which <see cref="Gemm"/> takes this path for F32 weights packed per call
     /// (0 turns it off; a switch for the kernel bench and the prefill A/B, never flipped by tests): 512 with AVX2 (session
     /// 8, Zen 3), every M with AVX-512 (session 9, Zen 5: level or ahead of per-call packing at M = 4096 too).</summary>
@@ -49,9 +53,9 @@ public static unsafe class GemmWRows
         return PackOffset + (Gemm.NC + 8) * mPad + mPad * k + 32;
     }
 
-    // scratch (64-byte aligned): [0, 6·XR) the spill tile of the rare edge stores, then the yᵀ buffer of a column chunk
+    // scratch (64-byte aligned): [0, 256) the spill tile (up to 8 × 32) of the rare edge stores, then the yᵀ buffer of a column chunk
     // ((NC + 8) rows of mPad floats: a last group's discarded rows land in the 8 spare rows), then the packed xᵀ.
-    private const int PackOffset = 192;
+    private const int PackOffset = 256;
 
     private static int Panels(int rows) => (rows + XR - 1) / XR;
 
@@ -212,11 +216,14 @@ public static unsafe class GemmWRows
                 int kc = Math.Min(kcb, k - pc);
                 bool first = pc == 0, last = pc + kc == k;
                 float* blk = pack + (long)pc * mPad;
-                // 6-row groups, the remainder as 4-row groups (16 columns = 6 + 6 + 4, 32 = 4×6 + 2×4; Gemm.TilePlan)
-                Gemm.TilePlan(c1 - c0, out int n6, out int groups);
+                // 6-row groups, the remainder as 4-row groups (16 columns = 6 + 6 + 4, 32 = 4×6 + 2×4; Gemm.TilePlan);
+                // with AVX-512 (and Group8) 8-row groups first, the remainder so
+                int n8 = wide && Group8 ? (c1 - c0) / 8 : 0;
+                Gemm.TilePlan(c1 - c0 - 8 * n8, out int n6, out int groups);
+                groups += n8;
                 for (int g = 0, col = c0; g < groups; g++)
                 {
-                    int h = g < n6 ? WR : 4, wrows = Math.Min(h, c1 - col);
+                    int h = g < n8 ? 8 : g - n8 < n6 ? WR : 4, wrows = Math.Min(h, c1 - col);
                     // the group after this one: the next of this chunk, else the chunk's first at the next K block, else
                     // the next chunk, else (pastEnd, one K block) the rows after n1
                     int nextCol = -1, nextPc = pc;
@@ -225,7 +232,9 @@ public static unsafe class GemmWRows
                     else if (c1 < n1) { nextCol = c1; nextPc = 0; }
                     else if (pastEnd && n1 < n && k == kc) { nextCol = n1; nextPc = 0; }
                     float* next = nextCol >= 0 && nextCol < n ? w + (long)nextCol * k + nextPc : null;
-                    int nextRows = next != null ? Math.Min(WR, n - nextCol) : 0;
+                    int nextRows = next != null ? Math.Min(n8 > 0 ? 8 : WR, n - nextCol) : 0;
+                    // rows per panel streamed from inside the k loop: two with 8-row tiles, else one
+                    int streams = h == 8 ? 2 : 1;
                     float* wg = w + (long)col * k + pc;
                     float* bg = last && bias != null ? bias + col : null;
                     int edgeFrom = Math.Clamp(edgeStart - col, 0, wrows);
@@ -235,8 +244,9 @@ public static unsafe class GemmWRows
                         int mr = Math.Min(XR, rows - j * XR);
                         // panel j streams next-group row j (and, with fewer panels than rows, j + panels, … as bursts)
                         byte* pf = j < nextRows ? (byte*)(next + (long)j * k) : null;
-                        if (panels < nextRows)
-                            for (int r = j + panels; r < nextRows; r += panels)
+                        byte* pf2 = streams > 1 && j + panels < nextRows ? (byte*)(next + (long)(j + panels) * k) : null;
+                        if (streams * panels < nextRows)
+                            for (int r = j + streams * panels; r < nextRows; r += panels)
                             {
                                 byte* rp = (byte*)(next + (long)r * k);
                                 for (int l = 0; l < kc * 4; l += 64) Sse.Prefetch1(rp + l);
@@ -245,7 +255,8 @@ public static unsafe class GemmWRows
                         float* xp = blk + (long)j * kc * XR;
                         if (wide)
                         {
-                            if (h == WR) Tile6Avx512(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
+                            if (h == 8) Tile8Avx512(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, pf2, spill);
+                            else if (h == WR) Tile6Avx512(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
                             else Tile4Avx512(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
                         }
                         else if (h == WR) Tile6(wg, k, wrows, xp, kc, cg + j * XR, mPad, mr, first, bg, edgeFrom, lateI, pf, spill);
@@ -376,6 +387,85 @@ public static unsafe class GemmWRows
             if (wrows > 3) { v = Vector256.Create(bias[3]); c30 += v; c31 += v; }
         }
         Put(ct, c00, c01, assign); Put(ct + ldc, c10, c11, assign); Put(ct + 2L * ldc, c20, c21, assign); Put(ct + 3L * ldc, c30, c31, assign);
+    }
+
+    // The AVX-512 main tile: 8 W rows × a 32-row xᵀ panel (16 zmm accumulators): per k step 2 panel loads and 8
+    // broadcasts feed 16 FMAs, so the xᵀ panel (streamed from L2) is read once per 16 FMAs instead of 12. pf, pf2: two
+    // rows of the next group streamed into L2 (8 bytes per two k steps each).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile8Avx512(float* w, int ldw, int wrows, float* xp, int kc, float* ct, int ldc, int mr, bool assign, float* bias, int edgeFrom, int lateI, byte* pf, byte* pf2, float* spill)
+    {
+        float* w0 = w, w1 = wrows > 1 ? w + ldw : w, w2 = wrows > 2 ? w + 2L * ldw : w, w3 = wrows > 3 ? w + 3L * ldw : w,
+            w4 = wrows > 4 ? w + 4L * ldw : w, w5 = wrows > 5 ? w + 5L * ldw : w, w6 = wrows > 6 ? w + 6L * ldw : w, w7 = wrows > 7 ? w + 7L * ldw : w;
+        if (pf == null) pf = (byte*)xp;
+        if (pf2 == null) pf2 = (byte*)xp;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
+            c60 = default, c61 = default, c70 = default, c71 = default;
+        nint p = 0, kc2 = kc & ~1;
+        float* bp = xp;
+        for (; p < kc2; p += 2)
+        {
+            var b0 = Avx512F.LoadVector512(bp + 0);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(w0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(w4[p]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(w5[p]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(w6[p]); c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); c61 = Avx512F.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(w7[p]); c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); c71 = Avx512F.FusedMultiplyAdd(av, b1, c71);
+            b0 = Avx512F.LoadVector512(bp + 32);
+            b1 = Avx512F.LoadVector512(bp + 48);
+            av = Vector512.Create(w0[p + 1]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p + 1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p + 1]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p + 1]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(w4[p + 1]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(w5[p + 1]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(w6[p + 1]); c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); c61 = Avx512F.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(w7[p + 1]); c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); c71 = Avx512F.FusedMultiplyAdd(av, b1, c71);
+            Sse.Prefetch1(pf);
+            Sse.Prefetch1(pf2);
+            pf += 8; pf2 += 8; bp += 64;
+        }
+        if (p < kc)
+        {
+            var b0 = Avx512F.LoadVector512(bp + 0);
+            var b1 = Avx512F.LoadVector512(bp + 16);
+            var av = Vector512.Create(w0[p]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(w1[p]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(w2[p]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(w3[p]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(w4[p]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(w5[p]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(w6[p]); c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); c61 = Avx512F.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(w7[p]); c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); c71 = Avx512F.FusedMultiplyAdd(av, b1, c71);
+        }
+        if (bias != null && !assign && (edgeFrom < wrows || lateI < mr))
+        {
+            c00.Store(spill); c01.Store(spill + 16); c10.Store(spill + 32); c11.Store(spill + 48);
+            c20.Store(spill + 64); c21.Store(spill + 80); c30.Store(spill + 96); c31.Store(spill + 112);
+            c40.Store(spill + 128); c41.Store(spill + 144); c50.Store(spill + 160); c51.Store(spill + 176);
+            c60.Store(spill + 192); c61.Store(spill + 208); c70.Store(spill + 224); c71.Store(spill + 240);
+            LateBias(spill, wrows, ct, ldc, bias, edgeFrom, lateI);
+            return;
+        }
+        if (bias != null)
+        {
+            Vector512<float> v = Vector512.Create(bias[0]); c00 += v; c01 += v;
+            if (wrows > 1) { v = Vector512.Create(bias[1]); c10 += v; c11 += v; }
+            if (wrows > 2) { v = Vector512.Create(bias[2]); c20 += v; c21 += v; }
+            if (wrows > 3) { v = Vector512.Create(bias[3]); c30 += v; c31 += v; }
+            if (wrows > 4) { v = Vector512.Create(bias[4]); c40 += v; c41 += v; }
+            if (wrows > 5) { v = Vector512.Create(bias[5]); c50 += v; c51 += v; }
+            if (wrows > 6) { v = Vector512.Create(bias[6]); c60 += v; c61 += v; }
+            if (wrows > 7) { v = Vector512.Create(bias[7]); c70 += v; c71 += v; }
+        }
+        Put512(ct, c00, c01, assign); Put512(ct + ldc, c10, c11, assign); Put512(ct + 2L * ldc, c20, c21, assign);
+        Put512(ct + 3L * ldc, c30, c31, assign); Put512(ct + 4L * ldc, c40, c41, assign); Put512(ct + 5L * ldc, c50, c51, assign);
+        Put512(ct + 6L * ldc, c60, c61, assign); Put512(ct + 7L * ldc, c70, c71, assign);
     }
 
     // AVX-512 twins of Tile6 / Tile4: the same tiles over 32-row xᵀ panels (two zmm per W row, 12 or 8 accumulators).
