@@ -612,11 +612,13 @@ public static unsafe class AttentionKernels
         {
             int nc = Math.Min(nr, hd - c0);
             float* panel = Vp + (long)c0 * keys;
-            if (nc == 16 && Vector256.IsHardwareAccelerated)
+            // A full panel is a straight copy of nr floats per key (16, or 32 with AVX-512's zmm panels); a partial
+            // last panel (hd = 80 on zmm panels: 64 + 16) is zero-padded to the panel's row stride of nr.
+            if (nc == nr && nr % 8 == 0 && Vector256.IsHardwareAccelerated)
                 for (int j = 0; j < keys; j++)
                 {
-                    float* src = v + j * kvStride + c0, dst = panel + j * 16;
-                    Vector256.Load(src).Store(dst); Vector256.Load(src + 8).Store(dst + 8);
+                    float* src = v + j * kvStride + c0, dst = panel + j * nr;
+                    for (int c = 0; c < nr; c += 8) Vector256.Load(src + c).Store(dst + c);
                 }
             else
                 for (int j = 0; j < keys; j++)
