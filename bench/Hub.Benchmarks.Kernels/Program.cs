@@ -164,10 +164,7 @@ if (opts.TryGetValue("ab", out var abName))
         // session 8: W packed per call (Gemm's panels), W read in place (GemmWRows, at every M), W packed once
         "wrows" => [("W packed per call", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = 0; }),
                     ("W packed once", () => { Bench.AbPrepacked = true; GemmWRows.MaxRows = 0; }),
-                    ("W in place", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = Hub.Runtime.Kernels.Gemm.ShareXPack; })],
-        // session 8 (s8-wgemm2): W in place with every worker packing all of x for itself, against one xᵀ pack shared by the workers
-        "sharex" => [("W in place, x packed per worker", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = false; }),
-                     ("W in place, shared x pack", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; Bench.AbShareX = true; })],
+                    ("W in place", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; })],
         // session 9: GemmWRows' AVX-512 path with 6-row W groups (session 8's tiles in zmm) against 8-row groups
         "group8" => [("W in place, 6-row groups", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; GemmWRows.Group8 = false; }),
                      ("W in place, 8-row groups", () => { Bench.AbPrepacked = false; GemmWRows.MaxRows = int.MaxValue; GemmWRows.Group8 = true; })],
@@ -347,7 +344,7 @@ internal static unsafe class Bench
         // LinearExec does).
         public void Run(WorkerPool pool, int units)
         {
-            if (split != null) { split.Reset(m, n, k, threads, wInPlace: packed == null && wt == DType.F32, shareX: AbShareX); units = split.Shares; }
+            if (split != null) { split.Reset(m, n, k, threads, wInPlace: packed == null && wt == DType.F32); units = split.Shares; }
             pool.Run(this, units);
         }
 
@@ -357,9 +354,8 @@ internal static unsafe class Bench
             {
                 // as LinearExec: the worker's share, then stolen chunks, A packed once per row block
                 int cursor = 0, packedRow = -1;
-                split.PackX(x);
                 while (split.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
-                    Hub.Runtime.Kernels.Gemm.RunChunk(x, m0, m1, k, packed != null ? null : w, wt, packed, n, bias, y, n0, n1, scratch[worker], split.PackA, ref packedRow, m, split);
+                    Hub.Runtime.Kernels.Gemm.RunChunk(x, m0, m1, k, packed != null ? null : w, wt, packed, n, bias, y, n0, n1, scratch[worker], split.PackA, ref packedRow, m);
                 return;
             }
             if (packed != null) Hub.Runtime.Kernels.Gemm.RunUnitPacked(index, x, m, k, packed, n, bias, y, rows, cols, scratch[worker]);
@@ -369,10 +365,6 @@ internal static unsafe class Bench
 
     /// <summary>Whether the <see cref="GemmAb"/> variant being run reads a W packed once instead of packing per call.</summary>
     public static bool AbPrepacked;
-
-    /// <summary>Whether the <see cref="GemmAb"/> variant being run shares one xᵀ pack between the split's workers
-    /// (<c>GemmSplit.PackX</c>) instead of each worker packing all of x (LinearExec's default, <c>Gemm.ShareXPack</c>).</summary>
-    public static bool AbShareX = Hub.Runtime.Kernels.Gemm.ShareXPack;
 
     // Best wall GFLOP/s of each variant over `samples` alternating calls (each variant set right before its call), and
     // the best FMA-loop GFLOP/s of the same pool measured between them.

@@ -231,8 +231,7 @@ public unsafe class GemmBlockingTests
 /// can only slow a round down). HUB_BENCH_THREADS (default 2). HUB_BENCH_PREFILL_AB=prefetchw alternates the per-call W
 /// prefetch of session 6 (bursts per tile) and of session 7 (in the k loop; <see cref="Gemm.PerCallWPrefetch"/>) instead,
 /// HUB_BENCH_PREFILL_AB=prefetchw0 no W prefetch and session 7's. HUB_BENCH_PREFILL_AB=wrows: F32 W packed per call
-/// (Gemm's panels) against W read in place (<see cref="GemmWRows"/>, session 8); HUB_BENCH_PREFILL_AB=sharex: W in place
-/// with every worker packing all of x against one xᵀ pack shared by the split's workers (<see cref="Gemm.ShareXPack"/>).
+/// (Gemm's panels) against W read in place (<see cref="GemmWRows"/>, session 8).
 /// </summary>
 [Collection(nameof(GemmStaticsCollection))]
 public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
@@ -267,11 +266,9 @@ public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
         var ab = Environment.GetEnvironmentVariable("HUB_BENCH_PREFILL_AB");
         bool prefetchW = ab is "prefetchw" or "prefetchw0";
         int offMode = ab == "prefetchw0" ? 0 : 1;
-        bool wrows = ab == "wrows", sharex = ab == "sharex";
+        bool wrows = ab == "wrows";
         int savedWRows = GemmWRows.MaxRows;
-        bool savedShare = Gemm.ShareXPack;
-        Action<bool> set = sharex ? on => Gemm.ShareXPack = on
-            : wrows ? on => GemmWRows.MaxRows = on ? savedWRows : 0
+        Action<bool> set = wrows ? on => GemmWRows.MaxRows = on ? savedWRows : 0
             : prefetchW ? on => Gemm.PerCallWPrefetch = on ? 2 : offMode : on => Gemm.StealSplit = on;
         bool savedSplit = Gemm.StealSplit;
         int savedPrefetch = Gemm.PerCallWPrefetch;
@@ -288,10 +285,8 @@ public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
                     best[on ? 1 : 0] = Math.Max(best[on ? 1 : 0], Prefill());
                 }
         }
-        finally { Gemm.StealSplit = savedSplit; Gemm.PerCallWPrefetch = savedPrefetch; GemmWRows.MaxRows = savedWRows; Gemm.ShareXPack = savedShare; }
-        if (sharex)
-            output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: x packed per worker {best[0]:F1} tok/s, shared x pack {best[1]:F1} tok/s (ratio {best[1] / best[0]:F3})");
-        else if (wrows)
+        finally { Gemm.StealSplit = savedSplit; Gemm.PerCallWPrefetch = savedPrefetch; GemmWRows.MaxRows = savedWRows; }
+        if (wrows)
             output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: W packed per call {best[0]:F1} tok/s, W in place {best[1]:F1} tok/s (ratio {best[1] / best[0]:F3})");
         else if (prefetchW)
             output.WriteLine($"prefill {T} tokens, {threads} threads, best of {rounds}: W prefetch {(offMode == 0 ? "none" : "bursts (session 6)")} {best[0]:F1} tok/s, in the k loop {best[1]:F1} tok/s (ratio {best[1] / best[0]:F3})");

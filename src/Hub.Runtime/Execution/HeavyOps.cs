@@ -83,7 +83,7 @@ internal sealed unsafe class LinearExec : OpExec
             if (_useSplit)
             {
                 _split ??= new Gemm.GemmSplit();
-                _split.Reset(_m, _n, _k, workers, wInPlace: _packed == null && _wt == DType.F32, shareX: Gemm.ShareXPack);
+                _split.Reset(_m, _n, _k, workers, wInPlace: _packed == null && _wt == DType.F32);
                 R.Model.Pool.Run(this, _split.Shares);
                 return;
             }
@@ -121,10 +121,9 @@ internal sealed unsafe class LinearExec : OpExec
             // This worker's share from its front, then chunks stolen from the back of the others' shares; A is packed
             // once per row block into this worker's scratch and reused by all its chunks.
             int cursor = 0, packedRow = -1;
-            _split!.PackX(_x);
-            while (_split.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
+            while (_split!.Claim(index, ref cursor, out int m0, out int m1, out int n0, out int n1))
             {
-                Gemm.RunChunk(_x, m0, m1, _k, _packed != null ? null : _w, _wt, _packed, _n, _bias, _y, n0, n1, scratch, _split.PackA, ref packedRow, _m, _split);
+                Gemm.RunChunk(_x, m0, m1, _k, _packed != null ? null : _w, _wt, _packed, _n, _bias, _y, n0, n1, scratch, _split.PackA, ref packedRow, _m);
                 if (_gelu != 0) Activate(m0, m1, n0, n1);
             }
             return;

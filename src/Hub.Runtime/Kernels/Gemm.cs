@@ -783,12 +783,6 @@ public static unsafe class Gemm
     /// owner's next chunk) instead of stopping at the chunk's end (a switch for A/B runs).</summary>
     internal static bool PrefetchPastChunk = true;
 
-    /// <summary>Whether <c>LinearExec</c>'s split packs one xᵀ shared by its workers for <see cref="GemmWRows"/>
-    /// (<see cref="GemmSplit.PackX"/>) instead of one per worker. Off: it measured level (kernel bench and prefill A/B,
-    /// docs/performance.md "f32 GEMM, session 8"). A switch for the prefill A/B, never flipped by tests: they pass the
-    /// variant to <see cref="GemmSplit.Reset"/>.</summary>
-    internal static bool ShareXPack;
-
     /// <summary>Smallest chunk (columns) a <see cref="GemmSplit"/> hands out when k has several K blocks (a switch for
     /// A/B runs).</summary>
     internal static int DeepKMinChunk = 64;
@@ -803,7 +797,7 @@ public static unsafe class Gemm
     /// (the whole GEMM's M; 0: unknown, the chunk's rows decide) picks <see cref="GemmWRows"/> for F32 W at prefill sizes.
     /// </summary>
     internal static void RunChunk(float* x, int m0, int m1, int k, byte* w, DType wt, float* packed, int n, float* bias, float* y,
-        int n0, int n1, float* scratch, bool packA, ref int packedRow, int rows = 0, GemmSplit? split = null)
+        int n0, int n1, float* scratch, bool packA, ref int packedRow, int rows = 0)
     {
         KernelArgs.Range(m0, m1);
         if (m1 - m0 > MC) throw new ArgumentOutOfRangeException(nameof(m1), $"rows [{m0}, {m1}) exceed one row block of {MC}");
@@ -816,10 +810,8 @@ public static unsafe class Gemm
         // wide enough to pack A: W read in place.
         if (packed == null && packA && PackA && GemmWRows.Applies(rows > 0 ? rows : m1 - m0, wt))
         {
-            // the split's workers packed one shared xᵀ between them (GemmSplit.PackX), else this worker packs its own
-            float* xp = split != null ? split.XPackOf(m0) : null;
-            if (xp != null) GemmWRows.BlockPacked(xp, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, PrefetchPastChunk);
-            else GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk);
+            // (each worker packs x for itself: one xᵀ pack shared by the workers measured level in sessions 8 and 9)
+            GemmWRows.Block(x, m0, m1, k, (float*)w, n, bias, y, n0, n1, scratch, ref packedRow, PrefetchPastChunk);
             return;
         }
         packA &= PackA;
@@ -853,22 +845,10 @@ public static unsafe class Gemm
         /// <summary>Whether the shares are wide enough that packing A per row block pays (see <see cref="PackAMinColumns"/>).</summary>
         public bool PackA { get; private set; }
 
-        // Shared xᵀ pack (GemmWRows): the pinned buffer, its 64-byte aligned start, one row block's floats, pack units per
-        // row block and in all, and the claim / done counters of the units (on cache lines of their own).
-        private float[] _xBuf = [];
-        private float* _xPack;
-        private long _blockFloats;
-        private int _unitsPerBlock, _packUnits, _k;
-        private readonly long[] _packSync = new long[3 * Stride];
-
-        /// <summary>Whether the shares' workers pack one shared xᵀ (<see cref="PackX"/>) for <see cref="GemmWRows"/>
-        /// instead of each packing all of x for itself.</summary>
-        public bool SharedX { get; private set; }
-
         /// <summary>Prepares a split of an m×n GEMM with k-deep rows into <paramref name="shares"/> shares (not thread-safe:
         /// call before the pool runs the shares). <paramref name="wInPlace"/>: W is F32 packed per call, so the chunks run
-        /// <see cref="GemmWRows"/>; with <paramref name="shareX"/> its xᵀ is then packed once, shared by the workers.</summary>
-        public void Reset(int m, int n, int k, int shares, bool wInPlace = false, bool shareX = false)
+        /// <see cref="GemmWRows"/> (each worker packs its own xᵀ), whose row blocks are whole xᵀ panels.</summary>
+        public void Reset(int m, int n, int k, int shares, bool wInPlace = false)
         {
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(m);
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
@@ -894,23 +874,6 @@ public static unsafe class Gemm
             Shares = shares;
             // Columns one A pack serves: a worker's part of the row block when there are fewer blocks than shares, else whole rows.
             PackA = Math.Min(n, (long)n * mBlocks / shares) >= PackAMinColumns;
-            SharedX = wInPlace && shareX && shares > 1 && k > 0 && PackA && Gemm.PackA && GemmWRows.Applies(m, DType.F32);
-            _packUnits = 0;
-            if (SharedX)
-            {
-                _k = k;
-                _unitsPerBlock = GemmWRows.PackUnits(_rowsPerBlock, k);
-                _blockFloats = (GemmWRows.PackFloats(_rowsPerBlock, k) + 15) & ~15L;
-                long need = _blockFloats * mBlocks + 16;
-                if (_xBuf.Length < need)
-                {
-                    _xBuf = GC.AllocateUninitializedArray<float>(checked((int)need), pinned: true);
-                    _xPack = (float*)(((nint)Unsafe.AsPointer(ref _xBuf[0]) + 63) & ~(nint)63);
-                }
-                _packUnits = _unitsPerBlock * mBlocks;
-                Volatile.Write(ref _packSync[Stride], 0);
-                Volatile.Write(ref _packSync[2 * Stride], 0);
-            }
             if (_words.Length < shares * Stride) _words = new long[shares * Stride];
             for (int s = 0; s < shares; s++)
             {
@@ -918,47 +881,6 @@ public static unsafe class Gemm
                 Volatile.Write(ref _words[s * Stride], lo | (hi << 32));
             }
         }
-
-        /// <summary>
-        /// With <see cref="SharedX"/>, packs pack units of x's shared xᵀ (claimed one by one) until none is left, then
-        /// waits until the other workers' claimed units are done: call at the start of each share, before claiming
-        /// chunks. Every unit is claimed by a worker that is running, so the wait is at most one unit's packing (unless
-        /// a neighbour preempts that worker); a pool that runs both shares on one thread packs everything in the first.
-        /// </summary>
-        public void PackX(float* x)
-        {
-            if (!SharedX) return;
-            int total = _packUnits, done = 0;
-            try
-            {
-                while (true)
-                {
-                    long u = Interlocked.Increment(ref _packSync[Stride]) - 1;
-                    if (u >= total) break;
-                    int rb = (int)(u / _unitsPerBlock), local = (int)(u % _unitsPerBlock);
-                    int m0 = rb * _rowsPerBlock, m1 = Math.Min(_m, m0 + _rowsPerBlock);
-                    // (a short last row block has fewer panels: its surplus units are counted, not packed)
-                    if (local < GemmWRows.PackUnits(m1 - m0, _k)) GemmWRows.PackUnit(x, m0, m1, _k, _xPack + rb * _blockFloats, local);
-                    done++;
-                }
-            }
-            finally
-            {
-                if (done > 0) Interlocked.Add(ref _packSync[2 * Stride], done);
-            }
-            // tight polling for a while (the others finish their last unit within microseconds), then yield so a
-            // preempted worker gets the core back
-            var spin = new SpinWait();
-            for (int i = 0; Volatile.Read(ref _packSync[2 * Stride]) < total; i++)
-            {
-                if (i < 20_000) { if (X86Base.IsSupported) X86Base.Pause(); else Thread.SpinWait(1); }
-                else spin.SpinOnce(-1);
-            }
-        }
-
-        /// <summary>The shared xᵀ of the row block starting at <paramref name="m0"/> (a chunk's first row), or null without
-        /// <see cref="SharedX"/>.</summary>
-        public float* XPackOf(int m0) => SharedX ? _xPack + (long)(m0 / _rowsPerBlock) * _blockFloats : null;
 
         /// <summary>
         /// Claims the next chunk for the worker running share <paramref name="share"/>: from the front of its own share,

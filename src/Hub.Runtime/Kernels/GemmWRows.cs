@@ -119,69 +119,6 @@ public static unsafe class GemmWRows
         Columns(m0, m1, k, w, n, bias, y, n0, n1, scratch, Pack(scratch, m1 - m0), pastEnd, lateRow);
     }
 
-    /// <summary>Floats of the xᵀ pack of one row block of <paramref name="rows"/> rows and depth <paramref name="k"/>
-    /// (<see cref="PackUnit"/>'s layout; a split shares one such pack per row block between its workers).</summary>
-    public static long PackFloats(int rows, int k)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        return (long)Panels(rows) * XR * k;
-    }
-
-    /// <summary>Pack units of a row block of <paramref name="rows"/> rows and depth <paramref name="k"/>: one per
-    /// (K block, 16-row panel), so the workers of a split can pack one shared xᵀ between them.</summary>
-    public static int PackUnits(int rows, int k)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        if (k == 0) return 0;
-        int kcb = KBlock(k);
-        return (k + kcb - 1) / kcb * Panels(rows);
-    }
-
-    /// <summary>Packs unit <paramref name="unit"/> (&lt; <see cref="PackUnits"/>) of rows [m0, m1) of x (row stride k) into
-    /// <paramref name="pack"/> (<see cref="PackFloats"/> floats, 32-byte aligned): the xᵀ panel <see cref="BlockPacked"/> reads.</summary>
-    public static void PackUnit(float* x, int m0, int m1, int k, float* pack, int unit)
-    {
-        KernelArgs.Range(m0, m1);
-        if (m1 - m0 > Gemm.MC) throw new ArgumentOutOfRangeException(nameof(m1), $"rows [{m0}, {m1}) exceed one row block of {Gemm.MC}");
-        ArgumentOutOfRangeException.ThrowIfNegative(unit);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(unit, PackUnits(m1 - m0, k));
-        KernelArgs.NotNull(x, true, nameof(x));
-        KernelArgs.NotNull(pack, true, nameof(pack));
-        int rows = m1 - m0, panels = Panels(rows), kcb = KBlock(k);
-        int pc = unit / panels * kcb, j = unit % panels, kc = Math.Min(kcb, k - pc);
-        Gemm.PackRowsPanel(x + (long)(m0 + j * XR) * k + pc, k, Math.Min(XR, rows - j * XR), kc, pack + (long)pc * panels * XR + (long)j * kc * XR);
-    }
-
-    /// <summary>
-    /// <see cref="Block"/> over an xᵀ of rows [m0, m1) packed already (every <see cref="PackUnit"/> of the row block done
-    /// into <paramref name="xPack"/>): what the workers of a split run after packing one shared xᵀ between them.
-    /// </summary>
-    public static void BlockPacked(float* xPack, int m0, int m1, int k, float* w, int n, float* bias, float* y, int n0, int n1,
-        float* scratch, bool pastEnd = false, bool gemmReadsAInPlace = false)
-    {
-        KernelArgs.Range(m0, m1);
-        KernelArgs.Range(n0, n1);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(n1, n);
-        if (m1 - m0 > Gemm.MC) throw new ArgumentOutOfRangeException(nameof(m1), $"rows [{m0}, {m1}) exceed one row block of {Gemm.MC}");
-        KernelArgs.NotNull(xPack, m1 > m0 && n1 > n0 && k > 0, nameof(xPack));
-        KernelArgs.NotNull(w, n1 > n0 && k > 0, nameof(w));
-        KernelArgs.NotNull(y, m1 > m0 && n1 > n0, nameof(y));
-        KernelArgs.NotNull(scratch, m1 > m0 && n1 > n0 && k > 0, nameof(scratch));
-        if (m0 >= m1 || n0 >= n1) return;
-        if (!IsSupported) throw new PlatformNotSupportedException("GemmWRows needs AVX2 + FMA");
-        if (k == 0)
-        {
-            int none = -2;
-            Block(null, m0, m1, 0, w, n, bias, y, n0, n1, scratch, ref none);
-            return;
-        }
-        int lateRow = gemmReadsAInPlace ? m0 + (m1 - m0) / Gemm.MR * Gemm.MR : m1;
-        Columns(m0, m1, k, w, n, bias, y, n0, n1, scratch, xPack, pastEnd, lateRow);
-    }
-
     /// <summary>Rows per row block <see cref="Rows"/> and a <see cref="Gemm.GemmSplit"/> running this kernel use: whole xᵀ
     /// panels (128 = 4 × 32 with AVX-512: Gemm's 144 would pad its fifth panel with 16 idle rows, measured 5-8 points slower
     /// at M = 4096), else <see cref="Gemm.MC"/> (9 × 16).</summary>
