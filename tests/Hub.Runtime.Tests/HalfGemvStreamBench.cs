@@ -123,8 +123,8 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
     }
 
     /// <summary>
-    /// In-process decode A/B of the 512-bit GEMV kernels on an exported IR folder (HUB_BENCH=1 and HUB_BENCH_IR):
-    /// segments of 16 decode steps alternate the AVX2 and the 512-bit kernels (the order flips every round, as the cache
+    /// In-process decode A/B of the 512-bit GEMV kernels (F16 HalfGemv, F32 GemvF32.Rows1W) on an exported IR folder
+    /// (HUB_BENCH=1 and HUB_BENCH_IR): segments of 16 decode steps alternate the AVX2 and the 512-bit kernels (the order flips every round, as the cache
     /// grows) for HUB_BENCH_ROUNDS rounds (default 8); prints median tok/s of each and the median per-round ratio.
     /// </summary>
     [SkippableFact]
@@ -176,6 +176,11 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
         }
         finally { HalfGemv.Wide = wide0; GemvF32.Default = f32Default; }
 
-        void Set(bool on) { HalfGemv.Wide = on && wide0; }
+        // F16: the 512-bit HalfGemv loop against the AVX2 one; F32: Rows1W against Rows4.
+        void Set(bool on)
+        {
+            HalfGemv.Wide = on && wide0;
+            GemvF32.Default = on ? GemvF32.Variant.Rows1W : GemvF32.Variant.Rows4;
+        }
     }
 }
