@@ -10,7 +10,8 @@ namespace Hub.Runtime.Tests;
 /// 4) layers of the 1b model's weights (gate_up 11264, qkv 2560, o 2048 rows × 2048; down 2048 × 5632) plus the
 /// 32000 × 2048 head, run as LinearExec does (units of ~1/32 of the rows claimed dynamically) on HUB_BENCH_THREADS
 /// threads (default 2), the AVX2 and the 512-bit kernel alternating with a plain read of the same bytes, medians of
-/// HUB_BENCH_ROUNDS rounds (default 7) and of per-round speed ratios. HUB_BENCH_MODEL=small uses the small model's
+/// HUB_BENCH_ROUNDS rounds (default 7) and of per-round speed ratios; variants bf16 / bf16avx2 run the same bytes as
+/// BF16 weights through Gemm.GemvRows (512-bit Bf16Rows / AVX2 Dot4Half). HUB_BENCH_MODEL=small uses the small model's
 /// shapes (768 wide, 2048 MLP) instead.
 /// </summary>
 public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper output)
@@ -40,6 +41,7 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
             for (int i = 0; i < kMax; i++) x[i] = 1f / (i + 1);
             var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["avx2", "wide", "read"];
             var times = names.Select(_ => new List<double>()).ToArray();
+            var scratch = Enumerable.Range(0, threads).Select(_ => new float[Gemm.ScratchFloats(kMax)]).ToArray();
             var byShape = names.Select(_ => new Dictionary<(int, int), List<double>>()).ToArray();
             double sink = 0;
             int roundsN = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rn) ? rn : 7;
@@ -48,7 +50,9 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
                 {
                     string name = names[c];
                     bool read = name == "read";
-                    if (!read) HalfGemv.Wide = name == "wide" && wide0;
+                    // bf16 / bf16avx2: the same bytes as BF16 weights through Gemm.GemvRows (Bf16Rows / Dot4Half).
+                    bool bf16 = name.StartsWith("bf16", StringComparison.Ordinal);
+                    if (!read) HalfGemv.Wide = (name == "wide" || name == "bf16") && wide0;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     for (int rep = 0; rep < 2; rep++)
                     {
@@ -59,7 +63,7 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
                         {
                             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                             ushort* wm = w + off;
-                            if (!read && prepared != k) { scale = HalfGemv.PrepareX(x, k, xp); prepared = k; }
+                            if (!read && !bf16 && prepared != k) { scale = HalfGemv.PrepareX(x, k, xp); prepared = k; }
                             int units = Math.Min(threads * 16, (rows + 31) / 32);
                             int unitCols = ((rows + units - 1) / units + 3) & ~3;
                             units = (rows + unitCols - 1) / unitCols;
@@ -79,6 +83,8 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
                                         for (; s < e; s += 32) acc += Vector256.Load(s) ^ Vector256.Load(s + 16);
                                         sums[wk] += Vector256.Sum(acc);
                                     }
+                                    else if (bf16)
+                                        fixed (float* sp = scratch[wk]) Gemm.GemvRows(x, 1, kk, (byte*)wm, DType.BF16, rows, null, y, c0, c1, sp);
                                     else HalfGemv.Rows(xp, sc, x, kk, wm, null, y, c0, c1);
                                 }
                             });
