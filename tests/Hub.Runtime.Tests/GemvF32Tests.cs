@@ -12,7 +12,7 @@ namespace Hub.Runtime.Tests;
 public unsafe class GemvF32Tests
 {
     private static readonly GemvF32.Variant[] Variants =
-        [GemvF32.Variant.Rows4T0, GemvF32.Variant.Rows4T1, GemvF32.Variant.Rows4Nta, GemvF32.Variant.Rows4, GemvF32.Variant.Rows8T0];
+        [GemvF32.Variant.Rows4T0, GemvF32.Variant.Rows4T1, GemvF32.Variant.Rows4Nta, GemvF32.Variant.Rows4, GemvF32.Variant.Rows8T0, GemvF32.Variant.Rows1W];
 
     private static float[] Random(int count, int seed)
     {
@@ -38,7 +38,7 @@ public unsafe class GemvF32Tests
     public static IEnumerable<object[]> Shapes()
     {
         int[] ns = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 67];
-        int[] ks = [16, 17, 23, 24, 31, 32, 33, 47, 48, 63, 64, 67, 256, 263, 264, 271];
+        int[] ks = [16, 17, 23, 24, 31, 32, 33, 47, 48, 63, 64, 67, 79, 127, 128, 129, 191, 256, 263, 264, 271];
         foreach (int n in ns)
             foreach (int k in ks)
                 yield return [n, k];
@@ -121,13 +121,15 @@ public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
         Skip.IfNot(GemvF32.IsSupported, "needs AVX2+FMA");
         int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        const int k = 768;
+        // HUB_BENCH_MODEL=1b: 4 layers of the 1b model's K = 2048 matrices (qkv 2560, o 2048, gate_up 11264 rows) + head.
+        bool big = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "1b";
+        int k = big ? 2048 : 768;
         var mats = new List<int>();
-        for (int l = 0; l < 12; l++) mats.AddRange([2304, 768, 4096, 768]);
+        for (int l = 0; l < (big ? 4 : 12); l++) mats.AddRange(big ? [2560, 2048, 11264] : [2304, 768, 4096, 768]);
         mats.Add(32000);
         long total = mats.Sum(r => (long)r * k);
         float* w = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(total * 4), 4096);
-        float* x = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(k * 4 * 8, 64);
+        float* x = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)k * 4 * 8, 64);
         float* y = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(32000 * 4, 64);
         try
         {
@@ -137,7 +139,8 @@ public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
             var times = names.Select(_ => new List<double>()).ToArray();
             var scratch = new float[Gemm.ScratchFloats(k)];
             double sink = 0;
-            for (int round = 0; round < 7; round++)
+            int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rn) ? rn : 7;
+            for (int round = 0; round < rounds; round++)
                 for (int c = 0; c < names.Length; c++)
                 {
                     var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -193,7 +196,9 @@ public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
             for (int c = 0; c < names.Length; c++)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
-                output.WriteLine($"{names[c],-10} {threads} thr: median {med * 1e3,7:F2} ms/token ({total * 4 / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({total * 4 / best / 1e9,5:F2} GB/s)");
+                // per-round speed against the first variant of the same round: steadier than absolute times under load
+                double ratio = times[c].Zip(times[0], (a, b) => b / a).Order().ElementAt(times[c].Count / 2);
+                output.WriteLine($"{names[c],-10} {threads} thr: median {med * 1e3,7:F2} ms/token ({total * 4 / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({total * 4 / best / 1e9,5:F2} GB/s), speed vs {names[0]} {ratio:F3}");
             }
             output.WriteLine($"(sink {sink:E1}, {total * 4 / 1048576.0:F0} MiB per token)");
         }

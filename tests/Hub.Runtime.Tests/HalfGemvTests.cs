@@ -43,18 +43,31 @@ public unsafe class HalfGemvTests
         return x;
     }
 
-    // y = PrepareX + Rows (fast kernel) where supported; the caller compares with a float64 loop.
-    private static float[] Fast(float[] x, ushort[] w, float[]? bias, int k, int n, out double scale)
+    // The kernel loops this process can run: the 512-bit one (AVX-512F/BW) and the AVX2 one; the ISA sweep's children
+    // without AVX-512 run only the AVX2 loop.
+    private static bool[] Loops => HalfGemv.WideSupported ? [true, false] : [false];
+
+    // y = PrepareX + Rows (fast kernel, the 512-bit loop when wide) where supported; the caller compares with float64.
+    private static float[] Fast(float[] x, ushort[] w, float[]? bias, int k, int n, out double scale, bool wide)
     {
         var y = new float[n];
         var xp = new float[HalfGemv.PreparedFloats(k) + 1];
         fixed (float* xq = x) fixed (float* xpq = xp) fixed (ushort* wq = w) fixed (float* yq = y) fixed (float* bq = bias)
         {
-            scale = HalfGemv.PrepareX(xq, k, xpq);
+            scale = HalfGemv.PrepareXFor(xq, k, xpq, wide);
             Assert.NotEqual(0, scale);
-            HalfGemv.Rows(xpq, scale, xq, k, wq, bias == null ? null : bq, yq, 0, n);
+            HalfGemv.RowsFor(xpq, scale, xq, k, wq, bias == null ? null : bq, yq, 0, n, wide);
         }
         return y;
+    }
+
+    // Where PrepareX puts x[p]: per 32 values 16 even then 16 odd for the 512-bit loop, per 16 values 8 even then 8 odd
+    // for the AVX2 loop and for the wide loop's last 16-value block.
+    private static int PreparedIndex(int p, int k, bool wide)
+    {
+        int k32 = wide && HalfGemv.WideSupported ? (k & ~15) & ~31 : 0;
+        if (p < k32) return (p & ~31) + (p & 1) * 16 + (p & 31) / 2;
+        return (p & ~15) + (p & 1) * 8 + (p & 15) / 2;
     }
 
     [SkippableFact]
@@ -62,13 +75,14 @@ public unsafe class HalfGemvTests
     {
         Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
         const int n = 13; // one 8-row pass and five single rows
+        foreach (bool wide in Loops)
         foreach (var (scale, subnormals) in new[] { (1.0, false), (1e-30, true), (3e4, false), (1e12, false), (3e38, false), (1e-42, true) })
             for (int k = 1; k <= 256; k += k < 40 ? 1 : 7)
             {
                 var w = RandomHalves(n * k, k);
                 var x = RandomX(k, 1000 + k, scale, subnormals);
                 var bias = Enumerable.Range(0, n).Select(i => (float)(i - 6) * 0.5f).ToArray();
-                var y = Fast(x, w, bias, k, n, out _);
+                var y = Fast(x, w, bias, k, n, out _, wide);
                 for (int j = 0; j < n; j++)
                 {
                     double e = bias[j], mag = 0;
@@ -80,7 +94,7 @@ public unsafe class HalfGemvTests
                     // float32 accumulation error, plus one denormal step per product.
                     double tol = 4 * (k + 2) * Math.Pow(2, -24) * (mag + Math.Abs(bias[j])) + (k + 1) * Math.Pow(2, -149);
                     if (mag > float.MaxValue) continue; // a float32 product or partial sum may overflow: no float answer to compare
-                    Assert.True(Math.Abs(y[j] - e) <= tol, $"k={k} x-scale={scale} row {j}: {y[j]} vs {e} (tol {tol})");
+                    Assert.True(Math.Abs(y[j] - e) <= tol, $"wide={wide} k={k} x-scale={scale} row {j}: {y[j]} vs {e} (tol {tol})");
                 }
             }
     }
@@ -93,16 +107,17 @@ public unsafe class HalfGemvTests
         const int k = 32;
         int n = finite.Length / k;
         // One-hot x (value v at column j): y[row] must be exactly v·half. 2^20 and 2^100 force the scale below 2^112.
+        foreach (bool wide in Loops)
         foreach (float v in new[] { 1f, MathF.ScaleB(1f, -30), MathF.ScaleB(1f, 20), MathF.ScaleB(1f, 100), -MathF.ScaleB(1f, -100) })
             foreach (int j in new[] { 0, 1, 14, 15, 16, 31 })
             {
                 var x = new float[k];
                 x[j] = v;
-                var y = Fast(x, finite, null, k, n, out _);
+                var y = Fast(x, finite, null, k, n, out _, wide);
                 for (int r = 0; r < n; r++)
                 {
                     float e = v * (float)BitConverter.UInt16BitsToHalf(finite[r * k + j]);
-                    Assert.True(e.Equals(y[r]) || (e == 0 && y[r] == 0), $"half 0x{finite[r * k + j]:X4} × {v}: {e} vs {y[r]}");
+                    Assert.True(e.Equals(y[r]) || (e == 0 && y[r] == 0), $"wide={wide} half 0x{finite[r * k + j]:X4} × {v}: {e} vs {y[r]}");
                 }
             }
     }
@@ -114,7 +129,8 @@ public unsafe class HalfGemvTests
     {
         Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
         const int n = 45;
-        foreach (int k in new[] { 16, 17, 768, 777, 1024, 1031, 1040, 2048 + 5 })
+        foreach (bool wide in Loops)
+        foreach (int k in new[] { 16, 17, 768, 777, 1024, 1031, 1040, 2048 + 5, 5632, 5632 + 47 })
         {
             var w = RandomHalves(n * k, 7 * k);
             var x = RandomX(k, 11 * k, 1.0, subnormals: false);
@@ -125,12 +141,12 @@ public unsafe class HalfGemvTests
                 var y = Enumerable.Repeat(float.NaN, n).ToArray();
                 fixed (float* xq = x) fixed (float* xpq = xp) fixed (ushort* wq = w) fixed (float* yq = y) fixed (float* bq = bias)
                 {
-                    double s = HalfGemv.PrepareX(xq, k, xpq);
-                    HalfGemv.Rows(xpq, s, xq, k, wq, bq, yq, n0, n1);
+                    double s = HalfGemv.PrepareXFor(xq, k, xpq, wide);
+                    HalfGemv.RowsFor(xpq, s, xq, k, wq, bq, yq, n0, n1, wide);
                 }
                 for (int j = 0; j < n; j++)
                 {
-                    if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[j]), $"k={k} [{n0}, {n1}): row {j} written"); continue; }
+                    if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[j]), $"wide={wide} k={k} [{n0}, {n1}): row {j} written"); continue; }
                     double e = bias[j], mag = Math.Abs(bias[j]);
                     for (int p = 0; p < k; p++)
                     {
@@ -138,8 +154,40 @@ public unsafe class HalfGemvTests
                         e += t; mag += Math.Abs(t);
                     }
                     double tol = 4 * (k + 2) * Math.Pow(2, -24) * mag;
-                    Assert.True(Math.Abs(y[j] - e) <= tol, $"k={k} [{n0}, {n1}) row {j}: {y[j]} vs {e} (tol {tol})");
+                    Assert.True(Math.Abs(y[j] - e) <= tol, $"wide={wide} k={k} [{n0}, {n1}) row {j}: {y[j]} vs {e} (tol {tol})");
                 }
+            }
+        }
+    }
+
+    // Both loops on every depth 1..130 (each k % 64 residue: 64-value steps, the single 32-value step, the 16-value block
+    // in the AVX2 layout and the exact tail) and on the 1b model's row lengths 2048 and 5632 with every kind of tail:
+    // each against float64 and the two loops against each other (the same products summed in a different order).
+    [SkippableFact]
+    public void Both_loops_match_float64_and_each_other_on_every_residue_and_long_rows()
+    {
+        Skip.IfNot(HalfGemv.IsSupported, "needs AVX2 + FMA");
+        const int n = 11;
+        var ks = Enumerable.Range(1, 130).Concat(new[] { 0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63 }.SelectMany(r => new[] { 2048 + r, 5632 + r }));
+        foreach (int k in ks)
+        {
+            var w = RandomHalves(n * k, 3 * k + 1);
+            var x = RandomX(k, 5 * k + 2, 1.0, subnormals: false);
+            var bias = Enumerable.Range(0, n).Select(i => 0.125f * i - 0.5f).ToArray();
+            var ys = Loops.Select(wide => Fast(x, w, bias, k, n, out _, wide)).ToArray();
+            for (int j = 0; j < n; j++)
+            {
+                double e = bias[j], mag = Math.Abs(bias[j]);
+                for (int p = 0; p < k; p++)
+                {
+                    double t = x[p] * (double)(float)BitConverter.UInt16BitsToHalf(w[j * k + p]);
+                    e += t; mag += Math.Abs(t);
+                }
+                // float32 accumulation over at most k + 2 additions, each off by ≤ 2^-24 of the running magnitude.
+                double tol = 4 * (k + 2) * Math.Pow(2, -24) * mag;
+                for (int l = 0; l < ys.Length; l++)
+                    Assert.True(Math.Abs(ys[l][j] - e) <= tol, $"wide={Loops[l]} k={k} row {j}: {ys[l][j]} vs {e} (tol {tol})");
+                if (ys.Length == 2) Assert.True(Math.Abs(ys[0][j] - ys[1][j]) <= 2 * tol, $"k={k} row {j}: wide {ys[0][j]} vs AVX2 {ys[1][j]}");
             }
         }
     }
@@ -188,24 +236,22 @@ public unsafe class HalfGemvTests
         var xp = new float[HalfGemv.PreparedFloats(k)];
         var x = Enumerable.Range(0, k).Select(i => (float)(i + 1)).ToArray();
         fixed (float* xq = x) fixed (float* xpq = xp)
-        {
-            double s = HalfGemv.PrepareX(xq, k, xpq);
-            Assert.Equal(1.0, s); // max 48 < 2^15: the full 2^112 goes into x
-            for (int c = 0; c < k / 16; c++)
-                for (int i = 0; i < 8; i++)
-                {
-                    Assert.Equal(x[16 * c + 2 * i] * MathF.ScaleB(1f, 112), xp[16 * c + i]);
-                    Assert.Equal(x[16 * c + 2 * i + 1] * MathF.ScaleB(1f, 112), xp[16 * c + 8 + i]);
-                }
-            x[7] = 1e20f;
-            s = HalfGemv.PrepareX(xq, k, xpq);
-            Assert.Equal(Math.ScaleB(1.0, 112 - (126 - Math.ILogB(1e20f))), s);
-            Assert.Equal(1e20f * (float)(Math.ScaleB(1.0, 112) / s), xp[8 + 3]);
-            x[7] = float.NaN;
-            Assert.Equal(0, HalfGemv.PrepareX(xq, k, xpq));
-            x[7] = float.NegativeInfinity;
-            Assert.Equal(0, HalfGemv.PrepareX(xq, k, xpq));
-        }
+            foreach (bool wide in new[] { true, false })
+            {
+                x[7] = 8;
+                double s = HalfGemv.PrepareXFor(xq, k, xpq, wide);
+                Assert.Equal(1.0, s); // max 48 < 2^15: the full 2^112 goes into x
+                for (int p = 0; p < k; p++)
+                    Assert.Equal(x[p] * MathF.ScaleB(1f, 112), xp[PreparedIndex(p, k, wide)]);
+                x[7] = 1e20f;
+                s = HalfGemv.PrepareXFor(xq, k, xpq, wide);
+                Assert.Equal(Math.ScaleB(1.0, 112 - (126 - Math.ILogB(1e20f))), s);
+                Assert.Equal(1e20f * (float)(Math.ScaleB(1.0, 112) / s), xp[PreparedIndex(7, k, wide)]);
+                x[7] = float.NaN;
+                Assert.Equal(0, HalfGemv.PrepareXFor(xq, k, xpq, wide));
+                x[7] = float.NegativeInfinity;
+                Assert.Equal(0, HalfGemv.PrepareXFor(xq, k, xpq, wide));
+            }
     }
 
     [SkippableFact]

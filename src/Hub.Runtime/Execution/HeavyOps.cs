@@ -23,7 +23,7 @@ internal sealed unsafe class LinearExec : OpExec
     // which reports what it saw, so learning this costs no extra pass over the (possibly memory-mapped) weights.
     private readonly float[]? _xHalf;
     private double _xHalfScale;
-    private bool _halfGemv;
+    private bool _halfGemv, _xHalfWide;
     private byte[] _unitFinite = [];
     private int _unitFiniteCols;
 
@@ -70,7 +70,9 @@ internal sealed unsafe class LinearExec : OpExec
             _halfGemv = _m == 1 && _xHalf != null;
             if (_halfGemv)
             {
-                fixed (float* xp = _xHalf) _xHalfScale = HalfGemv.PrepareX(_x, _k, xp);
+                // The kernel choice is read once per run: PrepareX lays x out for it (benchmarks flip it between runs).
+                _xHalfWide = HalfGemv.Wide;
+                fixed (float* xp = _xHalf) _xHalfScale = HalfGemv.PrepareXFor(_x, _k, xp, _xHalfWide);
                 if (_unitFinite.Length != units || _unitFiniteCols != _unitCols) { _unitFinite = new byte[units]; _unitFiniteCols = _unitCols; }
             }
             R.Model.Pool.Run(this, units);
@@ -104,7 +106,7 @@ internal sealed unsafe class LinearExec : OpExec
                 byte state = _unitFinite[index];
                 if (state == 1 && _xHalfScale != 0)
                 {
-                    fixed (float* xp = _xHalf) HalfGemv.Rows(xp, _xHalfScale, _x, _k, (ushort*)_w, _bias, _y, c0, c1);
+                    fixed (float* xp = _xHalf) HalfGemv.RowsFor(xp, _xHalfScale, _x, _k, (ushort*)_w, _bias, _y, c0, c1, _xHalfWide);
                 }
                 else
                 {

@@ -156,6 +156,11 @@ public static unsafe class Gemm
             GemvF32.Rows(x, k, (float*)w, bias, y, n0, n1, GemvF32.Default);
             return;
         }
+        if (m == 1 && wt == DType.BF16 && k >= 16 && HalfGemv.Wide && HalfGemv.WideSupported)
+        {
+            HalfGemv.Bf16Rows(x, k, (ushort*)w, bias, y, n0, n1);
+            return;
+        }
         Span<float> r = stackalloc float[4];
         for (int j = n0; j < n1; j += 4)
         {

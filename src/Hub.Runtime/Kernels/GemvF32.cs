@@ -3,13 +3,15 @@
 // (contiguous memory), one 64-byte line of each row per step with two accumulators per row. The default (Rows4) uses
 // no software prefetch: the hardware prefetcher follows these four streams, and prefetching the next block (the
 // Rows4T0/T1/Nta variants, kept for A/B runs) measured level or slower (docs/performance.md, "f32 decode GEMV").
+// With AVX-512 (Zen 5) the default is Rows1W: one row at a time in address order with prefetcht0 8 KiB ahead, a single
+// sequential stream like a plain read; it streamed 1.17–1.37× faster than Rows4 (session 9, docs/performance.md).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace Hub.Runtime.Kernels;
 
-/// <summary>F32-weight decode GEMV variants (AVX2+FMA) behind <see cref="Gemm.GemvRows"/> for one input row.</summary>
+/// <summary>F32-weight decode GEMV variants (AVX2+FMA; Rows1W AVX-512F) behind <see cref="Gemm.GemvRows"/> for one input row.</summary>
 public static unsafe class GemvF32
 {
     /// <summary>Whether <see cref="Rows"/> can run; otherwise <see cref="Gemm.GemvRows"/> keeps its portable Dot4 loop.</summary>
@@ -30,11 +32,15 @@ public static unsafe class GemvF32
         Rows4 = 4,
         /// <summary>8 rows, 8 floats per row per step (one x load serves 8 FMAs), next block prefetched with prefetcht0.</summary>
         Rows8T0 = 5,
+        /// <summary>One row at a time in address order, 64 floats per step in 512-bit vectors, prefetcht0 8 KiB ahead
+        /// (AVX-512F; <see cref="Rows4"/> where it is missing).</summary>
+        Rows1W = 6,
     }
 
     /// <summary>The variant <see cref="Gemm.GemvRows"/> runs for one F32 input row: HUB_F32_GEMV=&lt;variant name&gt; picks
     /// it per process for end-to-end A/B runs (the in-process decode A/B flips it; tests pass variants to <see cref="Rows"/>).</summary>
-    internal static Variant Default = Enum.TryParse<Variant>(Environment.GetEnvironmentVariable("HUB_F32_GEMV"), ignoreCase: true, out var v) && Enum.IsDefined(v) ? v : Variant.Rows4;
+    internal static Variant Default = Enum.TryParse<Variant>(Environment.GetEnvironmentVariable("HUB_F32_GEMV"), ignoreCase: true, out var v) && Enum.IsDefined(v) ? v
+        : Avx512F.IsSupported ? Variant.Rows1W : Variant.Rows4;
 
     /// <summary>y[j] = x·W[j] (+ bias[j]) for j in [n0, n1) with W [n, k] F32 (AVX2+FMA only, k ≥ 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -53,6 +59,10 @@ public static unsafe class GemvF32
             case Variant.Rows4Nta: Run4<PfNta>(x, k, w, bias, y, n0, n1); break;
             case Variant.Rows4: Run4<PfNone>(x, k, w, bias, y, n0, n1); break;
             case Variant.Rows8T0: Run8(x, k, w, bias, y, n0, n1); break;
+            case Variant.Rows1W:
+                if (Avx512F.IsSupported) Run1W(x, k, w, bias, y, n0, n1);
+                else Run4<PfNone>(x, k, w, bias, y, n0, n1);
+                break;
             default: throw new ArgumentOutOfRangeException(nameof(variant), variant, "GemvF32.Rows runs the Rows* variants; Dot4 is Gemm.GemvRows");
         }
     }
@@ -180,5 +190,33 @@ public static unsafe class GemvF32
             Store(y + j + 4, b != null ? b + 4 : null, 4, s4, s5, s6, s7);
         }
         if (j < n1) Run4<PfNone>(x, k, w, bias, y, j, n1);
+    }
+
+    // Rows1W's prefetch distance in floats (8 KiB): the rows of a range are adjacent, so the hint runs on into the next
+    // rows as one sequential stream (past the range's end it may touch another worker's rows: a prefetch never faults).
+    private const int WideDistance = 2048;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Run1W(float* x, int k, float* w, float* bias, float* y, int n0, int n1)
+    {
+        for (int j = n0; j < n1; j++)
+        {
+            float* r = w + (long)j * k;
+            Vector512<float> a = default, b = default, c = default, d = default;
+            int p = 0;
+            for (; p <= k - 64; p += 64)
+            {
+                Sse.Prefetch0(r + p + WideDistance); Sse.Prefetch0(r + p + WideDistance + 16);
+                Sse.Prefetch0(r + p + WideDistance + 32); Sse.Prefetch0(r + p + WideDistance + 48);
+                a = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p), Avx512F.LoadVector512(r + p), a);
+                b = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p + 16), Avx512F.LoadVector512(r + p + 16), b);
+                c = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p + 32), Avx512F.LoadVector512(r + p + 32), c);
+                d = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p + 48), Avx512F.LoadVector512(r + p + 48), d);
+            }
+            for (; p <= k - 16; p += 16) a = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p), Avx512F.LoadVector512(r + p), a);
+            float s = Vector512.Sum((a + b) + (c + d));
+            for (; p < k; p++) s += x[p] * r[p];
+            y[j] = bias != null ? s + bias[j] : s;
+        }
     }
 }

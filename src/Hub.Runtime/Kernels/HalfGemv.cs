@@ -12,6 +12,11 @@
 // the next pass's 8 rows, 256 bytes per step: the hardware stream prefetcher does not follow eight 1.5 KiB streams that
 // each end after 24 lines, and DRAM-cold throughput at K = 768 rises ~1.3×; from K = 1536 up the prefetches measured
 // slower than none and are not issued.
+// On AVX-512 (Zen 5) the same widening runs on 32 halves per 512-bit load, one row at a time in address order with
+// prefetcht0 8 KiB ahead: the eight-row passes (with or without next-pass prefetch) streamed 1b's 4–11 KiB rows at
+// ~0.75 of a plain read, the sequential row walk at the read's speed (HalfGemvStreamBench; docs/performance.md,
+// session 9). x stays in L1 either way, so sharing its loads across rows buys nothing here. .NET 10 exposes no
+// vcvtph2ps, so the integer widening stays.
 // Exponent-31 halves (inf/NaN) would come out finite here, so callers run Rows only on weights known to be finite and use
 // RowsExact (which reports what it saw) otherwise; LinearExec learns that per work unit on the first decode step.
 using System.Numerics.Tensors;
@@ -27,14 +32,28 @@ public static unsafe class HalfGemv
     /// <summary>Whether <see cref="Rows"/> can run (AVX2 + FMA); otherwise callers use <see cref="Gemm.GemvRows"/>.</summary>
     public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
 
+    /// <summary>
+    /// Whether the public <see cref="PrepareX"/> and <see cref="Rows"/> take the 512-bit loop (default: where it runs).
+    /// LinearExec reads it once per run and passes it to <see cref="PrepareXFor"/> and <see cref="RowsFor"/>, so the
+    /// in-process A/B benchmark can flip it between decode steps.
+    /// </summary>
+    internal static bool Wide = WideSupported;
+
+    /// <summary>Whether the 512-bit loop can run here (AVX2 + FMA + AVX-512F/BW).</summary>
+    internal static bool WideSupported => IsSupported && Avx512F.IsSupported && Avx512BW.IsSupported;
+
     /// <summary>Floats <see cref="PrepareX"/> writes for reduction depth <paramref name="k"/>.</summary>
     public static int PreparedFloats(int k) => k & ~15;
 
     /// <summary>
-    /// Writes x scaled by a power of two and de-interleaved per 16 values (8 even, then 8 odd) to <paramref name="xp"/>;
+    /// Writes x scaled by a power of two and de-interleaved to <paramref name="xp"/> (for the 512-bit loop per 32 values,
+    /// 16 even then 16 odd, the last k &amp; 31 ≥ 16 block as below; for the AVX2 loop per 16 values, 8 even then 8 odd);
     /// returns the factor the dot sums must be multiplied by, or 0 when x holds inf/NaN (then use the exact path).
     /// </summary>
-    public static double PrepareX(float* x, int k, float* xp)
+    public static double PrepareX(float* x, int k, float* xp) => PrepareXFor(x, k, xp, Wide);
+
+    /// <summary><see cref="PrepareX(float*, int, float*)"/> for the 512-bit (<paramref name="wide"/>) or the AVX2 loop's layout.</summary>
+    internal static double PrepareXFor(float* x, int k, float* xp, bool wide)
     {
         if (x == null) throw new ArgumentNullException(nameof(x), "HalfGemv.PrepareX: x is null");
         if (k <= 0) throw new ArgumentOutOfRangeException(nameof(k), k, "HalfGemv.PrepareX needs k ≥ 1");
@@ -45,6 +64,19 @@ public static unsafe class HalfGemv
         int a = mx == 0 ? 112 : Math.Min(112, 126 - Math.ILogB(mx));
         float s = MathF.ScaleB(1f, a);
         int k16 = k & ~15, p = 0;
+        if (wide && WideSupported)
+        {
+            // 32-value blocks for the 512-bit loop: 16 even values, then 16 odd ones.
+            var sv = Vector512.Create(s);
+            var ie = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            var io = ie + Vector512<int>.One;
+            for (; p + 32 <= k16; p += 32)
+            {
+                var v0 = Avx512F.LoadVector512(x + p); var v1 = Avx512F.LoadVector512(x + p + 16);
+                Avx512F.Store(xp + p, Avx512F.PermuteVar16x32x2(v0, ie, v1) * sv);
+                Avx512F.Store(xp + p + 16, Avx512F.PermuteVar16x32x2(v0, io, v1) * sv);
+            }
+        }
         if (Avx2.IsSupported)
         {
             var sv = Vector256.Create(s);
@@ -73,13 +105,22 @@ public static unsafe class HalfGemv
     /// Inf/NaN weights give wrong (finite) results: check them first (<see cref="RowsExact"/> reports them).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y, int n0, int n1)
+    public static void Rows(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y, int n0, int n1) =>
+        RowsFor(xp, scale, x, k, w, bias, y, n0, n1, Wide);
+
+    /// <summary>
+    /// <see cref="Rows(float*, double, float*, int, ushort*, float*, float*, int, int)"/> on the 512-bit loop when
+    /// <paramref name="wide"/> (and supported) or the AVX2 one; <paramref name="xp"/> must come from <see cref="PrepareXFor"/> with the same flag.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowsFor(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y, int n0, int n1, bool wide)
     {
         if (!IsSupported) throw new PlatformNotSupportedException("HalfGemv.Rows needs AVX2 and FMA; use Gemm.GemvRows");
         CheckRows(x, k, w, y, n0, n1, "Rows");
         if (xp == null && k >= 16) throw new ArgumentNullException(nameof(xp), "HalfGemv.Rows needs the prepared x of PrepareX for k ≥ 16");
         if (!(scale > 0) || double.IsInfinity(scale))
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "HalfGemv.Rows needs PrepareX's positive scale; 0 means x holds inf/NaN: use RowsExact");
+        if (wide && WideSupported) { RowsWide(xp, scale, x, k, w, bias, y, n0, n1); return; }
         bool prefetch = k <= PrefetchMaxK;
         float* s = stackalloc float[8];
         int j = n0;
@@ -220,4 +261,85 @@ public static unsafe class HalfGemv
         float s = Vector256.Sum(a + b);
         *y = Finish(s, scale, x, k, w, bias);
     }
+
+    // ---- 512-bit path (AVX-512F/BW): one row at a time, 64 halves per step, x laid out by PrepareX per 32 values. ----
+
+    // Each row's halves are read in address order with prefetcht0 this many halves (8 KiB) ahead. Rows of a call's
+    // range are adjacent, so this is one sequential stream, like a plain read, and the prefetch runs on into the next
+    // rows (past the range's end it touches rows another worker may own, or nothing: a prefetch never faults).
+    private const int WideDistance = 4096;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowsWide(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y, int n0, int n1)
+    {
+        for (int j = n0; j < n1; j++) DotWide(xp, scale, x, k, w + (long)j * k, bias == null ? null : bias + j, y + j);
+    }
+
+    // One row's 32 halves at h into acc: odd elements against xo, then even ones against xe (two chained FMAs).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> StepWide(ushort* h, Vector512<float> xe, Vector512<float> xo, Vector512<short> lo, Vector512<int> m, Vector512<float> acc)
+    {
+        var v = Avx512F.LoadVector512((int*)h);
+        var high = Avx512F.And(Avx512F.ShiftRightArithmetic(v, 3), m).AsSingle();
+        var low = Avx512F.And(Avx512BW.MultiplyAddAdjacent(v.AsInt16(), lo), m).AsSingle();
+        return Avx512F.FusedMultiplyAdd(xe, low, Avx512F.FusedMultiplyAdd(xo, high, acc));
+    }
+
+    // y = the row's dot product: 64-value steps (two accumulators, two prefetched lines), then one 32-value step, then
+    // the 16-value block PrepareX laid out for the 256-bit Step, then the exact k % 16 tail.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotWide(float* xp, double scale, float* x, int k, ushort* w, float* bias, float* y)
+    {
+        var m = Vector512.Create(unchecked((int)0x8FFFE000));
+        var lo = Vector512.Create(0x2000).AsInt16();
+        int k64 = k & ~63, k32 = k & ~31, k16 = k & ~15;
+        Vector512<float> a = default, b = default;
+        int p = 0;
+        for (; p < k64; p += 64)
+        {
+            Sse.Prefetch0(w + p + WideDistance); Sse.Prefetch0(w + p + WideDistance + 32);
+            a = StepWide(w + p, Avx512F.LoadVector512(xp + p), Avx512F.LoadVector512(xp + p + 16), lo, m, a);
+            b = StepWide(w + p + 32, Avx512F.LoadVector512(xp + p + 32), Avx512F.LoadVector512(xp + p + 48), lo, m, b);
+        }
+        if (p < k32) a = StepWide(w + p, Avx512F.LoadVector512(xp + p), Avx512F.LoadVector512(xp + p + 16), lo, m, a);
+        float s = Vector512.Sum(a + b);
+        if (k16 > k32)
+            s += Vector256.Sum(Step(w + k32, Avx.LoadVector256(xp + k32), Avx.LoadVector256(xp + k32 + 8),
+                Vector256.Create(0x2000).AsInt16(), Vector256.Create(unchecked((int)0x8FFFE000)), default));
+        *y = Finish(s, scale, x, k, w, bias);
+    }
+
+    /// <summary>
+    /// y[j] = x·w[j] + b[j] for rows [<paramref name="n0"/>, <paramref name="n1"/>) of the BF16 matrix <paramref name="w"/>
+    /// [n, k], for one input row (AVX-512F): bf16 widening is exact (a 16-bit shift, inf/NaN included), so this runs on
+    /// every weight; rows in address order with prefetcht0 8 KiB ahead, as the F16 loop. Gemm.GemvRows calls it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Bf16Rows(float* x, int k, ushort* w, float* bias, float* y, int n0, int n1)
+    {
+        if (!WideSupported) throw new PlatformNotSupportedException("HalfGemv.Bf16Rows needs AVX-512F/BW; use Gemm.GemvRows");
+        CheckRows(x, k, w, y, n0, n1, "Bf16Rows");
+        int k32 = k & ~31, k16 = k & ~15;
+        for (int j = n0; j < n1; j++)
+        {
+            ushort* r = w + (long)j * k;
+            Vector512<float> a = default, b = default;
+            int p = 0;
+            for (; p < k32; p += 32)
+            {
+                Sse.Prefetch0(r + p + WideDistance);
+                a = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p), Bf16(r + p), a);
+                b = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p + 16), Bf16(r + p + 16), b);
+            }
+            if (p < k16) { a = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p), Bf16(r + p), a); p += 16; }
+            float s = Vector512.Sum(a + b);
+            for (; p < k; p++) s += x[p] * BitConverter.Int32BitsToSingle(r[p] << 16);
+            y[j] = bias != null ? s + bias[j] : s;
+        }
+    }
+
+    // 16 bf16 values at h widened to floats: zero-extend to 32 bits, shift into the high half.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Bf16(ushort* h) =>
+        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Avx.LoadVector256(h)), 16).AsSingle();
 }
