@@ -210,7 +210,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             int units = (n + unitRows - 1) / unitRows, oldUnits = (n + QuantKernels.GemmRows - 1) / QuantKernels.GemmRows;
             void Unit(int c, int u, int t)
             {
-                if (wideAb) QuantGemmInt4.Wide = c == 1;
+                if (wideAb) QuantGemmInt4.Wide = c == 1 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
                 if (c == 0 && !wideAb)
                 {
                     int n0 = u * QuantKernels.GemmRows, n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
