@@ -32,11 +32,12 @@ public unsafe class QuantGemvInt4Tests
         {
             var fast = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             var staged = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
+            var runs = Enumerable.Repeat(float.NaN, m * ldy).ToArray();   // eight-block 256-bit runs (the default without AVX-512)
             var disp = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             var twin = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             bool fits;
             fixed (byte* p = d.Data, z = d.Zeros, b0 = buf)
-            fixed (float* s = d.Scales, xp = x, bp = bias, fp = fast, gp = staged, dp = disp, tp = twin)
+            fixed (float* s = d.Scales, xp = x, bp = bias, fp = fast, gp = staged, rp = runs, dp = disp, tp = twin)
             fixed (ushort* h = half)
             {
                 var w = f16 ? new QuantMatrix(p, h, d.Sym ? null : z, n, k, d.Group, true, d.Sym)
@@ -48,6 +49,7 @@ public unsafe class QuantGemvInt4Tests
                 {
                     QuantGemvInt4.Gemv(w, m, b, bp, fp, ldy, n0, n1);
                     QuantGemvInt4.Gemv(w, m, b, bp, gp, ldy, n0, n1, chunks: false);
+                    QuantGemvInt4.Gemv(w, m, b, bp, rp, ldy, n0, n1, chunks: true, wide: false);
                 }
                 QuantKernels.GemvInteger(w, m, b, bp, dp, ldy, n0, n1);
                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, ldy, n0, n1);
@@ -58,7 +60,7 @@ public unsafe class QuantGemvInt4Tests
                     int at = i * ldy + j;
                     if (j < n0 || j >= n1)
                     {
-                        Assert.True(float.IsNaN(disp[at]) && (!fits || (float.IsNaN(fast[at]) && float.IsNaN(staged[at]))), $"{what} f16={f16}: wrote outside the rows at [{i}, {j}]");
+                        Assert.True(float.IsNaN(disp[at]) && (!fits || (float.IsNaN(fast[at]) && float.IsNaN(staged[at]) && float.IsNaN(runs[at]))), $"{what} f16={f16}: wrote outside the rows at [{i}, {j}]");
                         continue;
                     }
                     double tol = 1e-5 * (Bound(d, x, i, j) + Math.Abs(bias[j])) + 1e-6;
@@ -66,6 +68,7 @@ public unsafe class QuantGemvInt4Tests
                     if (!fits) continue;
                     Assert.True(Math.Abs(fast[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV {fast[at]} twin {twin[at]}");
                     Assert.True(Math.Abs(staged[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV (staged Q4_0) {staged[at]} twin {twin[at]}");
+                    Assert.True(Math.Abs(runs[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV (256-bit runs) {runs[at]} twin {twin[at]}");
                 }
         }
     }

@@ -37,8 +37,14 @@ public static unsafe class QuantGemmInt4
     /// </summary>
     internal static bool Wide { get; set; } = Avx512BW.IsSupported;
 
-    // The current panel width in rows and its bytes per block: 8 quad vectors of 4·rows bytes, then rows f32 scales.
-    private static int Rows => Wide ? WideGroupRows : GroupRows;
+    /// <summary>
+    /// Whether the 8-row (AVX2) tiles sum each block with AVX-VNNI (vpdpbusd: u8 × s8 products added into int32, one
+    /// instruction per quad instead of vpmaddubsw + vpaddw, and no vpmaddwd at the block's end). Settable only by the
+    /// kernel A/B benchmark.
+    /// </summary>
+    internal static bool Vnni { get; set; } = AvxVnni.IsSupported;
+
+    // Bytes per block of a panel group of `rows` rows: 8 quad vectors of 4·rows bytes, then rows f32 scales.
     private static int BlockBytesOf(int rows) => rows * 36;
 
     /// <summary>Activation rows per register tile: 4 int16 block sums + 4 f32 accumulators + weight, broadcast, scales.</summary>
@@ -57,13 +63,16 @@ public static unsafe class QuantGemmInt4
     public static bool Fits(in QuantMatrix w) => w.Int4 && w.K % 64 == 0 && Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>
-    /// Bytes of the scratch panel <see cref="Repack"/> writes for <paramref name="rows"/> weight rows of length
+    /// Bytes of the scratch panel <see cref="Repack(in QuantMatrix, int, int, byte*)"/> writes for <paramref name="rows"/> weight rows of length
     /// <paramref name="k"/>: the blocks, then room for the zero-point terms (8 floats per group, at most one group per
     /// block), plus 32 for alignment.
     /// </summary>
-    public static long PanelBytes(int rows, int k)
+    public static long PanelBytes(int rows, int k) => PanelBytes(rows, k, Wide);
+
+    /// <summary><see cref="PanelBytes(int, int)"/> for 16-row (<paramref name="wide"/>) or 8-row panel groups.</summary>
+    internal static long PanelBytes(int rows, int k, bool wide)
     {
-        int g = Rows;
+        int g = wide ? WideGroupRows : GroupRows;
         return (long)((rows + g - 1) / g) * (k / QuantKernels.Block) * (BlockBytesOf(g) + 4 * g) + 32;
     }
 
@@ -104,19 +113,23 @@ public static unsafe class QuantGemmInt4
 
     /// <summary>
     /// Repacks weight rows [<paramref name="n0"/>, <paramref name="n1"/>) into <paramref name="panel"/> (32-byte
-    /// aligned, <see cref="PanelBytes"/>): per 8-row group and block, 8 quad vectors (row r's k values 4q..4q+3 in bytes
+    /// aligned, <see cref="PanelBytes(int, int)"/>): per 8-row group and block, 8 quad vectors (row r's k values 4q..4q+3 in bytes
     /// 4r..4r+3, each 0..15) then the 8 rows' scales of the block's group as f32; then, unless Q4_0, the zero-point
     /// terms s_g·z_g [8-row group, group, 8]. A last group's missing rows get scale 0.
     /// </summary>
+    public static void Repack(in QuantMatrix w, int n0, int n1, byte* panel) => Repack(w, n0, n1, panel, Wide);
+
+    /// <summary><see cref="Repack(in QuantMatrix, int, int, byte*)"/> into 16-row (<paramref name="wide"/>) or 8-row groups.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Repack(in QuantMatrix w, int n0, int n1, byte* panel)
+    internal static void Repack(in QuantMatrix w, int n0, int n1, byte* panel, bool wide)
     {
         if (!Fits(w)) throw new NotSupportedException("the int4 broadcast GEMM needs int4 weights, K a multiple of 64 and AVX2+FMA");
         KernelArgs.Range(n0, n1);
         if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
         if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
         int blocks = w.K / QuantKernels.Block, rowBytes = w.RowBytes, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
-        int gr = Rows, bb = BlockBytesOf(gr);
+        if (wide && !Avx512BW.IsSupported) throw new NotSupportedException("16-row panels need AVX-512BW");
+        int gr = wide ? WideGroupRows : GroupRows, bb = BlockBytesOf(gr);
         bool q4 = IsQ4_0(w);
         float* zt = ZeroTerms(w, panel, n0, n1, gr);
         var low4 = Vector128.Create((byte)0x0F);
@@ -168,26 +181,34 @@ public static unsafe class QuantGemmInt4
 
     /// <summary>
     /// y[i, j] = Σ_k x[i,k]·W[j,k] + b[j] for activation rows i ∈ [<paramref name="m0"/>, <paramref name="m1"/>) and
-    /// outputs j ∈ [<paramref name="n0"/>, <paramref name="n1"/>), from <paramref name="panel"/> as <see cref="Repack"/>
+    /// outputs j ∈ [<paramref name="n0"/>, <paramref name="n1"/>), from <paramref name="panel"/> as <see cref="Repack(in QuantMatrix, int, int, byte*)"/>
     /// wrote it for exactly those rows and activations quantized by <see cref="QuantizeActivations"/>.
     /// </summary>
+    public static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1) =>
+        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, Wide, Vnni);
+
+    /// <summary>
+    /// <see cref="GemmPacked(in QuantMatrix, int, byte*, byte*, float*, float*, int, int, int, int, int)"/> on a panel of
+    /// 16-row (<paramref name="wide"/>) or 8-row groups, the latter with or without AVX-VNNI (<paramref name="vnni"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
+    internal static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, bool wide, bool vnni)
     {
         if (!Fits(w)) throw new NotSupportedException("the int4 broadcast GEMM needs int4 weights, K a multiple of 64 and AVX2+FMA");
         QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, panel);
         if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
-        if (Wide)
+        if (wide && !Avx512BW.IsSupported) throw new NotSupportedException("16-row panels need AVX-512BW");
+        if (wide)
         {
             if (IsQ4_0(w)) PackedWide<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
             else PackedWide<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
         }
-        else if (IsQ4_0(w)) Packed<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
-        else Packed<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
+        else if (IsQ4_0(w)) Packed<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, vnni && AvxVnni.IsSupported);
+        else Packed<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, vnni && AvxVnni.IsSupported);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Packed<TMode>(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
+    private static void Packed<TMode>(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, bool vnni)
         where TMode : struct
     {
         int k = w.K, blocks = k / QuantKernels.Block, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
@@ -220,7 +241,12 @@ public static unsafe class QuantGemmInt4
                         a3 = Fma.MultiplyAddNegated(Vector256.Create(e3[g]), z, a3);
                     }
                 }
-                if (preset && bpg > 1)
+                if (vnni)
+                    Tile4Vnni<TMode>(pg, blocks, preset ? bpg : 1, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
+                        dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
+                        nx + (long)i * blocks, nx + (long)i1 * blocks, nx + (long)i2 * blocks, nx + (long)i3 * blocks,
+                        ref a0, ref a1, ref a2, ref a3);
+                else if (preset && bpg > 1)
                     Tile4Groups(pg, blocks, bpg, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
                         dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
                         ref a0, ref a1, ref a2, ref a3);
@@ -240,13 +266,20 @@ public static unsafe class QuantGemmInt4
 
     /// <summary>
     /// Repacks rows [<paramref name="n0"/>, <paramref name="n1"/>) into <paramref name="panel"/> and runs
-    /// <see cref="GemmPacked"/> on activation rows [<paramref name="m0"/>, <paramref name="m1"/>): one prefill unit.
+    /// <see cref="GemmPacked(in QuantMatrix, int, byte*, byte*, float*, float*, int, int, int, int, int)"/> on activation rows [<paramref name="m0"/>, <paramref name="m1"/>): one prefill unit.
     /// </summary>
-    public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel)
+    public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel) =>
+        Gemm(w, m, act, bias, y, ldy, m0, m1, n0, n1, panel, Wide, Vnni);
+
+    /// <summary>
+    /// <see cref="Gemm(in QuantMatrix, int, byte*, float*, float*, int, int, int, int, int, byte*)"/> with the tile
+    /// variant as parameters (tests): 16-row panels (<paramref name="wide"/>), else 8-row ones with or without AVX-VNNI.
+    /// </summary>
+    internal static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel, bool wide, bool vnni)
     {
         if (m1 <= m0 || n1 <= n0) return;
-        Repack(w, n0, n1, panel);
-        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
+        Repack(w, n0, n1, panel, wide);
+        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, wide, vnni);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -345,6 +378,66 @@ public static unsafe class QuantGemmInt4
             a3 = Fma.MultiplyAdd(t3, sw, a3);
         }
         r0 = a0; r1 = a1; r2 = a2; r3 = a3;
+    }
+
+    // Tile4 and Tile4Groups with AVX-VNNI: per block the 8 quad vectors go straight into int32 sums (vpdpbusd), then per
+    // row one convert and the same FMAs — per block (bpg 1: Q4_0's offset term or, preset, a plain multiply) or per group
+    // of bpg blocks (t += isum·dx_b, a += t·s_g).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Tile4Vnni<TMode>(byte* pg, int blocks, int bpg, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3,
+        ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3) where TMode : struct
+    {
+        Vector256<float> a0 = r0, a1 = r1, a2 = r2, a3 = r3;
+        for (int g0 = 0; g0 < blocks; g0 += bpg)
+        {
+            Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+            for (int b = g0; b < g0 + bpg; b++)
+            {
+                byte* pb = pg + (long)b * BlockBytes;
+                int xo = (b >> 1) * 64 + (b & 1) * 16;
+                Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+                QuadVnni(pb, xo, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 32, xo + 4, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 64, xo + 8, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 96, xo + 12, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 128, xo + 32, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 160, xo + 36, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 192, xo + 40, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                QuadVnni(pb + 224, xo + 44, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
+                if (typeof(TMode) == typeof(OffsetPerBlock))
+                {
+                    var sw = Avx.LoadVector256((float*)(pb + 256));
+                    a0 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), Avx.BroadcastScalarToVector256(d0 + b), Avx.BroadcastScalarToVector256(c0 + b)), sw, a0);
+                    a1 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), Avx.BroadcastScalarToVector256(d1 + b), Avx.BroadcastScalarToVector256(c1 + b)), sw, a1);
+                    a2 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), Avx.BroadcastScalarToVector256(d2 + b), Avx.BroadcastScalarToVector256(c2 + b)), sw, a2);
+                    a3 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), Avx.BroadcastScalarToVector256(d3 + b), Avx.BroadcastScalarToVector256(c3 + b)), sw, a3);
+                    continue;
+                }
+                t0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), Avx.BroadcastScalarToVector256(d0 + b), t0);
+                t1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), Avx.BroadcastScalarToVector256(d1 + b), t1);
+                t2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), Avx.BroadcastScalarToVector256(d2 + b), t2);
+                t3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), Avx.BroadcastScalarToVector256(d3 + b), t3);
+            }
+            if (typeof(TMode) == typeof(OffsetPerBlock)) continue;
+            var sg = Avx.LoadVector256((float*)(pg + (long)g0 * BlockBytes + 256));
+            a0 = Fma.MultiplyAdd(t0, sg, a0);
+            a1 = Fma.MultiplyAdd(t1, sg, a1);
+            a2 = Fma.MultiplyAdd(t2, sg, a2);
+            a3 = Fma.MultiplyAdd(t3, sg, a3);
+        }
+        r0 = a0; r1 = a1; r2 = a2; r3 = a3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuadVnni(byte* pw, int o, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        var wv = Avx.LoadVector256(pw);
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, wv, B(x0 + o));
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, wv, B(x1 + o));
+        s2 = AvxVnni.MultiplyWideningAndAdd(s2, wv, B(x2 + o));
+        s3 = AvxVnni.MultiplyWideningAndAdd(s3, wv, B(x3 + o));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -63,27 +63,34 @@ public static unsafe class QuantGemvInt4
     /// parameter (tests and A/B benchmarks): <paramref name="chunks"/> false runs every block four rows at a time with
     /// staged scales instead of row by row in runs of eight blocks.
     /// </summary>
-    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
+    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks) =>
+        Gemv(w, m, act, bias, y, ldy, n0, n1, chunks, Wide);
+
+    /// <summary>
+    /// <see cref="Gemv(in QuantMatrix, int, byte*, float*, float*, int, int, int, bool)"/> with the row-wise runs as
+    /// 16-block chunks of 512-bit vectors (<paramref name="wide"/>, AVX-512BW) or eight-block runs of 256-bit ones.
+    /// </summary>
+    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
+        if (wide && !Avx512BW.IsSupported) throw new NotSupportedException("the 16-block chunks need AVX-512BW");
         if (!Fits(w)) throw new ArgumentException($"the int4 GEMV does not take this matrix (int4 {w.Int4}, K {w.K}, group {w.GroupLength}, AVX2 {Avx2.IsSupported})", nameof(w));
         KernelArgs.Range(n0, n1);
         if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
         if (n0 >= n1 || m <= 0) return;
         KernelArgs.NotNull(act, true);
         KernelArgs.NotNull(y, true);
-        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1, chunks);
-        else Groups(w, m, act, bias, y, ldy, n0, n1, chunks);
+        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1, chunks, chunks && wide);
+        else Groups(w, m, act, bias, y, ldy, n0, n1, chunks, chunks && wide);
     }
 
     // Groups of one block (Q4_0 sym, asym g32). Per pass and activation row, the combined scales s_r,b·dx_b of the four
     // rows are staged transposed, one 8-float vector per block pair (a trailing odd block repeats its 4 in both halves),
     // with the offset term Σ_b s_r,b·off_r,b·xs_b; then one leaf loop over the pairs.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
+    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, pairs = blocks / 2, slots = (blocks + 1) / 2;
-        bool wide = chunks && Wide;
         int cb = chunks ? blocks & (wide ? ~15 : ~7) : 0;   // blocks the row-wise run loop takes
         byte* data = w.Data, zeros = w.Zeros;
         float* sc = w.Scales;
@@ -452,12 +459,12 @@ public static unsafe class QuantGemvInt4
     // (sg[4g + r]) and their offset products (og = s·off, off 8 or the zero point). The leaf accumulates a group's pairs against
     // dp and scales the group's sum by sg once at its end.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
+    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, groups = w.Groups, bpg = w.GroupLength / Block;
         // blocks (groups) ChunkRun takes: 16-block chunks when wide and a group divides them, else runs of eight
-        bool wide = chunks && Wide && (bpg == 2 || bpg == 4 || bpg == 8 || bpg == 16);
+        wide = wide && (bpg == 2 || bpg == 4 || bpg == 8 || bpg == 16);
         int cb = wide ? blocks & ~15 : chunks && (bpg == 2 || bpg == 4) ? blocks & ~7 : 0, gc = cb / bpg;
         int pairs = blocks / 2, slots = (blocks + 1) / 2;
         // pairs per group: a group of an odd block count is the whole row (Fits), whose trailing block is done apart
