@@ -68,21 +68,15 @@ public unsafe class QuantGemmInt4Tests
                     }
     }
 
-    // Every tile variant this machine runs: 16-row AVX-512 panels, 8-row AVX2 ones with AVX-VNNI, and with vpmaddubsw.
-    private static IEnumerable<(bool Wide, bool Vnni)> Variants()
-    {
-        if (System.Runtime.Intrinsics.X86.Avx512BW.IsSupported) yield return (true, false);
-        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) yield return (false, true);
-        yield return (false, false);
-    }
-
-    // The GEMM in three split ranges against the integer twin (same activations) and a float64 loop, per tile variant.
+    // The GEMM in three split ranges against the integer twin (same activations) and a float64 loop, on 16-row AVX-512
+    // panels (when this machine has AVX-512BW) and on the 8-row AVX2 ones.
     private static void CheckOne(QuantKernelTests.QData d, float[] x, int m, float[]? bias, string what)
     {
-        foreach (var (wide, vnni) in Variants()) CheckOne(d, x, m, bias, $"{what} wide={wide} vnni={vnni}", wide, vnni);
+        if (System.Runtime.Intrinsics.X86.Avx512BW.IsSupported) CheckOne(d, x, m, bias, $"{what} wide", true);
+        CheckOne(d, x, m, bias, what, false);
     }
 
-    private static void CheckOne(QuantKernelTests.QData d, float[] x, int m, float[]? bias, string what, bool wide, bool vnni)
+    private static void CheckOne(QuantKernelTests.QData d, float[] x, int m, float[]? bias, string what, bool wide)
     {
         int n = d.N, k = d.K;
         bool withBias = bias != null;
@@ -101,9 +95,9 @@ public unsafe class QuantGemmInt4Tests
                 QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
                 // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
                 int ms = Math.Min(3, m), ns = Math.Min(n, 9);
-                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp, wide, vnni);
-                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp, wide, vnni);
-                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp, wide, vnni);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp, wide);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp, wide);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp, wide);
                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
             }
         });
@@ -209,11 +203,9 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, q.Groups) + 64];
         var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
         // HUB_BENCH_AB=wide: the AVX2 broadcast tiles (4x8) against the AVX-512 ones (4x16) instead of GemmInt4 against the default
-        // HUB_BENCH_AB=vnni: the AVX2 broadcast tiles with vpmaddubsw against the same with AVX-VNNI (both 4x8)
-        bool vnniAb = Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "vnni";
-        bool wideAb = vnniAb || Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "wide";
-        bool wideBefore = QuantGemmInt4.Wide, vnniBefore = QuantGemmInt4.Vnni;
-        string[] names = vnniAb ? new[] { "4x8 vpmaddubsw", "4x8 avx-vnni" } : wideAb ? new[] { "broadcast 4x8 avx2", "broadcast 4x16 avx512" } : new[] { "dot 3x2 (GemmInt4)", "broadcast" };
+        bool wideAb = Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "wide";
+        bool wideBefore = QuantGemmInt4.Wide;
+        string[] names = wideAb ? new[] { "broadcast 4x8 avx2", "broadcast 4x16 avx512" } : new[] { "dot 3x2 (GemmInt4)", "broadcast" };
         fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels, z = q.Zeros)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp = scratch)
@@ -225,8 +217,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             int units = (n + unitRows - 1) / unitRows, oldUnits = (n + QuantKernels.GemmRows - 1) / QuantKernels.GemmRows;
             void Unit(int c, int u, int t)
             {
-                if (vnniAb) { QuantGemmInt4.Wide = false; QuantGemmInt4.Vnni = c == 1 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported; }
-                else if (wideAb) QuantGemmInt4.Wide = c == 1 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+                if (wideAb) QuantGemmInt4.Wide = c == 1 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
                 if (c == 0 && !wideAb)
                 {
                     int n0 = u * QuantKernels.GemmRows, n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
@@ -289,7 +280,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 output.WriteLine($"{threads} threads {names[c],-20} [{m}x{n}x{k}] {(sym ? "sym" : "asym")} g{group} wall {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
             }
         }
-        QuantGemmInt4.Wide = wideBefore; QuantGemmInt4.Vnni = vnniBefore;
+        QuantGemmInt4.Wide = wideBefore;
     }
 
     // Panel bytes for either tile width (the A/B switches between them on one buffer).

@@ -37,13 +37,6 @@ public static unsafe class QuantGemmInt4
     /// </summary>
     internal static bool Wide { get; set; } = Avx512BW.IsSupported;
 
-    /// <summary>
-    /// Whether the 8-row (AVX2) tiles sum each block with AVX-VNNI (vpdpbusd: u8 × s8 products added into int32, one
-    /// instruction per quad instead of vpmaddubsw + vpaddw, and no vpmaddwd at the block's end). Settable only by the
-    /// kernel A/B benchmark.
-    /// </summary>
-    internal static bool Vnni { get; set; } = AvxVnni.IsSupported;
-
     // Bytes per block of a panel group of `rows` rows: 8 quad vectors of 4·rows bytes, then rows f32 scales.
     private static int BlockBytesOf(int rows) => rows * 36;
 
@@ -185,14 +178,14 @@ public static unsafe class QuantGemmInt4
     /// wrote it for exactly those rows and activations quantized by <see cref="QuantizeActivations"/>.
     /// </summary>
     public static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1) =>
-        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, Wide, Vnni);
+        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, Wide);
 
     /// <summary>
     /// <see cref="GemmPacked(in QuantMatrix, int, byte*, byte*, float*, float*, int, int, int, int, int)"/> on a panel of
-    /// 16-row (<paramref name="wide"/>) or 8-row groups, the latter with or without AVX-VNNI (<paramref name="vnni"/>).
+    /// 16-row (<paramref name="wide"/>) or 8-row groups.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, bool wide, bool vnni)
+    internal static void GemmPacked(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, bool wide)
     {
         if (!Fits(w)) throw new NotSupportedException("the int4 broadcast GEMM needs int4 weights, K a multiple of 64 and AVX2+FMA");
         QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, panel);
@@ -203,12 +196,12 @@ public static unsafe class QuantGemmInt4
             if (IsQ4_0(w)) PackedWide<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
             else PackedWide<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
         }
-        else if (IsQ4_0(w)) Packed<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, vnni && AvxVnni.IsSupported);
-        else Packed<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, vnni && AvxVnni.IsSupported);
+        else if (IsQ4_0(w)) Packed<OffsetPerBlock>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
+        else Packed<ZeroPreset>(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Packed<TMode>(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, bool vnni)
+    private static void Packed<TMode>(in QuantMatrix w, int m, byte* act, byte* panel, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1)
         where TMode : struct
     {
         int k = w.K, blocks = k / QuantKernels.Block, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
@@ -241,12 +234,7 @@ public static unsafe class QuantGemmInt4
                         a3 = Fma.MultiplyAddNegated(Vector256.Create(e3[g]), z, a3);
                     }
                 }
-                if (vnni)
-                    Tile4Vnni<TMode>(pg, blocks, preset ? bpg : 1, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
-                        dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
-                        nx + (long)i * blocks, nx + (long)i1 * blocks, nx + (long)i2 * blocks, nx + (long)i3 * blocks,
-                        ref a0, ref a1, ref a2, ref a3);
-                else if (preset && bpg > 1)
+                if (preset && bpg > 1)
                     Tile4Groups(pg, blocks, bpg, xq + (long)i * k, xq + (long)i1 * k, xq + (long)i2 * k, xq + (long)i3 * k,
                         dx + (long)i * blocks, dx + (long)i1 * blocks, dx + (long)i2 * blocks, dx + (long)i3 * blocks,
                         ref a0, ref a1, ref a2, ref a3);
@@ -269,17 +257,17 @@ public static unsafe class QuantGemmInt4
     /// <see cref="GemmPacked(in QuantMatrix, int, byte*, byte*, float*, float*, int, int, int, int, int)"/> on activation rows [<paramref name="m0"/>, <paramref name="m1"/>): one prefill unit.
     /// </summary>
     public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel) =>
-        Gemm(w, m, act, bias, y, ldy, m0, m1, n0, n1, panel, Wide, Vnni);
+        Gemm(w, m, act, bias, y, ldy, m0, m1, n0, n1, panel, Wide);
 
     /// <summary>
     /// <see cref="Gemm(in QuantMatrix, int, byte*, float*, float*, int, int, int, int, int, byte*)"/> with the tile
-    /// variant as parameters (tests): 16-row panels (<paramref name="wide"/>), else 8-row ones with or without AVX-VNNI.
+    /// variant as a parameter (tests): 16-row panels (<paramref name="wide"/>, AVX-512BW) or 8-row ones.
     /// </summary>
-    internal static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel, bool wide, bool vnni)
+    internal static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, byte* panel, bool wide)
     {
         if (m1 <= m0 || n1 <= n0) return;
         Repack(w, n0, n1, panel, wide);
-        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, wide, vnni);
+        GemmPacked(w, m, act, panel, bias, y, ldy, m0, m1, n0, n1, wide);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -378,66 +366,6 @@ public static unsafe class QuantGemmInt4
             a3 = Fma.MultiplyAdd(t3, sw, a3);
         }
         r0 = a0; r1 = a1; r2 = a2; r3 = a3;
-    }
-
-    // Tile4 and Tile4Groups with AVX-VNNI: per block the 8 quad vectors go straight into int32 sums (vpdpbusd), then per
-    // row one convert and the same FMAs — per block (bpg 1: Q4_0's offset term or, preset, a plain multiply) or per group
-    // of bpg blocks (t += isum·dx_b, a += t·s_g).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Tile4Vnni<TMode>(byte* pg, int blocks, int bpg, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
-        float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3,
-        ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3) where TMode : struct
-    {
-        Vector256<float> a0 = r0, a1 = r1, a2 = r2, a3 = r3;
-        for (int g0 = 0; g0 < blocks; g0 += bpg)
-        {
-            Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
-            for (int b = g0; b < g0 + bpg; b++)
-            {
-                byte* pb = pg + (long)b * BlockBytes;
-                int xo = (b >> 1) * 64 + (b & 1) * 16;
-                Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-                QuadVnni(pb, xo, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 32, xo + 4, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 64, xo + 8, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 96, xo + 12, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 128, xo + 32, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 160, xo + 36, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 192, xo + 40, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                QuadVnni(pb + 224, xo + 44, x0, x1, x2, x3, ref s0, ref s1, ref s2, ref s3);
-                if (typeof(TMode) == typeof(OffsetPerBlock))
-                {
-                    var sw = Avx.LoadVector256((float*)(pb + 256));
-                    a0 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), Avx.BroadcastScalarToVector256(d0 + b), Avx.BroadcastScalarToVector256(c0 + b)), sw, a0);
-                    a1 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), Avx.BroadcastScalarToVector256(d1 + b), Avx.BroadcastScalarToVector256(c1 + b)), sw, a1);
-                    a2 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), Avx.BroadcastScalarToVector256(d2 + b), Avx.BroadcastScalarToVector256(c2 + b)), sw, a2);
-                    a3 = Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), Avx.BroadcastScalarToVector256(d3 + b), Avx.BroadcastScalarToVector256(c3 + b)), sw, a3);
-                    continue;
-                }
-                t0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), Avx.BroadcastScalarToVector256(d0 + b), t0);
-                t1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), Avx.BroadcastScalarToVector256(d1 + b), t1);
-                t2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), Avx.BroadcastScalarToVector256(d2 + b), t2);
-                t3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), Avx.BroadcastScalarToVector256(d3 + b), t3);
-            }
-            if (typeof(TMode) == typeof(OffsetPerBlock)) continue;
-            var sg = Avx.LoadVector256((float*)(pg + (long)g0 * BlockBytes + 256));
-            a0 = Fma.MultiplyAdd(t0, sg, a0);
-            a1 = Fma.MultiplyAdd(t1, sg, a1);
-            a2 = Fma.MultiplyAdd(t2, sg, a2);
-            a3 = Fma.MultiplyAdd(t3, sg, a3);
-        }
-        r0 = a0; r1 = a1; r2 = a2; r3 = a3;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void QuadVnni(byte* pw, int o, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
-        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-    {
-        var wv = Avx.LoadVector256(pw);
-        s0 = AvxVnni.MultiplyWideningAndAdd(s0, wv, B(x0 + o));
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, wv, B(x1 + o));
-        s2 = AvxVnni.MultiplyWideningAndAdd(s2, wv, B(x2 + o));
-        s3 = AvxVnni.MultiplyWideningAndAdd(s3, wv, B(x3 + o));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
