@@ -8,6 +8,8 @@
 // vcvtdq2ps and one FMA per block pair for all four rows instead of four of each — with a staged scale vector
 // [s_r,b·dx_b | s_r,b+1·dx_b+1] (Q4_0) or the activation scales [dx_b ×4 | dx_b+1 ×4] and one group-scale FMA at
 // each group's end (longer groups). The offset (8 or the zero point) never enters the loop: Σ(q − z)·x = Σq·x − z·Σx.
+// With AVX-512BW (session 9) the row-wise runs take 16 blocks per step as four 512-bit vectors of one row (RowChunks:
+// 1.6–2.3× the 256-bit runs single-thread): half the instructions per weight byte; groups of 1–16 blocks.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -15,7 +17,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Hub.Runtime.Kernels;
 
-/// <summary>AVX2 integer GEMV for int4 weights (the decode path of <see cref="QuantKernels.GemvInteger"/>).</summary>
+/// <summary>AVX2 / AVX-512BW integer GEMV for int4 weights (the decode path of <see cref="QuantKernels.GemvInteger"/>).</summary>
 public static unsafe class QuantGemvInt4
 {
     private const int Block = QuantKernels.Block;
@@ -514,7 +516,7 @@ public static unsafe class QuantGemvInt4
                         corr = Fma.MultiplyAdd(Sse.LoadVector128(og + 4 * (g - gc)), Vector128.Create(xsi[g]), corr);
                     if (cb > 0)
                     {
-                        // the first cb blocks row by row in runs of eight, the remaining groups four rows at a time
+                        // the first cb blocks row by row (runs of eight, or chunks of 16 when wide), the remaining groups four rows at a time
                         float* ai = aux + (long)i * 2 * cb;
                         var head = Head(sc, sh, sym ? null : zeros, j * (long)groups, j1 * groups, j2 * groups, j3 * groups, r0, r1, r2, r3,
                             wide ? xw + (long)i * cb * 32 : xr, ai, ahead, cb, bpg, wide);
