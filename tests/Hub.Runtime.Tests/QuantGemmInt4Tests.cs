@@ -68,14 +68,21 @@ public unsafe class QuantGemmInt4Tests
                     }
     }
 
-    // The GEMM in three split ranges against the integer twin (same activations) and a float64 loop.
+    // The GEMM in three split ranges against the integer twin (same activations) and a float64 loop, on 16-row AVX-512
+    // panels (when this machine has AVX-512BW) and on the 8-row AVX2 ones.
     private static void CheckOne(QuantKernelTests.QData d, float[] x, int m, float[]? bias, string what)
+    {
+        if (System.Runtime.Intrinsics.X86.Avx512BW.IsSupported) CheckOne(d, x, m, bias, $"{what} wide", true);
+        CheckOne(d, x, m, bias, what, false);
+    }
+
+    private static void CheckOne(QuantKernelTests.QData d, float[] x, int m, float[]? bias, string what, bool wide)
     {
         int n = d.N, k = d.K;
         bool withBias = bias != null;
         var fast = new float[m * n]; var twin = new float[m * n];
         var buf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
-        var panel = new byte[QuantGemmInt4.PanelBytes(n, k) + 64];
+        var panel = new byte[QuantGemmInt4.PanelBytes(n, k, wide) + 64];
         QuantKernelTests.WithMatrix(d, w =>
         {
             Array.Fill(fast, float.NaN);
@@ -88,9 +95,9 @@ public unsafe class QuantGemmInt4Tests
                 QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m / 2);
                 // split rows and outputs as the executor may: [0, ms) × [0, ns), [ms, m) × [0, ns), [0, m) × [ns, n)
                 int ms = Math.Min(3, m), ns = Math.Min(n, 9);
-                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp);
-                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp);
-                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, pp, wide);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, pp, wide);
+                QuantGemmInt4.Gemm(w, m, b, bp, fp, n, 0, m, ns, n, pp, wide);
                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
             }
         });
@@ -192,10 +199,13 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         var y = new float[m * n];
         long scratchFloats = QuantKernels.GemmRows * (long)k / 4 + 64;
         var scratch = new float[threads * scratchFloats];
-        var panels = new byte[threads * (QuantGemmInt4.PanelBytes(unitRows, k) + 64)];
+        var panels = new byte[threads * (PanelMax(unitRows, k) + 64)];
         var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, q.Groups) + 64];
         var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
-        string[] names = { "dot 3x2 (GemmInt4)", "broadcast 4x8" };
+        // HUB_BENCH_AB=wide: the AVX2 broadcast tiles (4x8) against the AVX-512 ones (4x16) instead of GemmInt4 against the default
+        bool wideAb = Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "wide";
+        bool wideBefore = QuantGemmInt4.Wide;
+        string[] names = wideAb ? new[] { "broadcast 4x8 avx2", "broadcast 4x16 avx512" } : new[] { "dot 3x2 (GemmInt4)", "broadcast" };
         fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels, z = q.Zeros)
         fixed (ushort* s = half)
         fixed (float* xp = x, yp = y, sp = scratch)
@@ -203,11 +213,12 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, true, sym);
             byte* ob = (byte*)(((nint)ob0 + 63) & ~(nint)63), nb = (byte*)(((nint)nb0 + 63) & ~(nint)63);
             nint obA = (nint)ob, nbA = (nint)nb, pnA = (nint)pn0, spA = (nint)sp, xA = (nint)xp, yA = (nint)yp;
-            long panelStride = QuantGemmInt4.PanelBytes(unitRows, k) + 64;
+            long panelStride = PanelMax(unitRows, k) + 64;
             int units = (n + unitRows - 1) / unitRows, oldUnits = (n + QuantKernels.GemmRows - 1) / QuantKernels.GemmRows;
             void Unit(int c, int u, int t)
             {
-                if (c == 0)
+                if (wideAb) QuantGemmInt4.Wide = c == 1 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+                if (c == 0 && !wideAb)
                 {
                     int n0 = u * QuantKernels.GemmRows, n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
                     QuantKernels.GemmInt4(w, m, (byte*)obA, null, (float*)yA, n, 0, m, n0, n1, (float*)spA + t * scratchFloats);
@@ -221,7 +232,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
             }
             void Quantize(int c, int r0, int r1)
             {
-                if (c == 0) QuantKernels.QuantizeActivationsForGemm(w, (float*)xA, m, (byte*)obA, r0, r1);
+                if (c == 0 && !wideAb) QuantKernels.QuantizeActivationsForGemm(w, (float*)xA, m, (byte*)obA, r0, r1);
                 else QuantGemmInt4.QuantizeActivations(w, (float*)xA, m, (byte*)nbA, r0, r1);
             }
             // single thread, CPU time
@@ -235,7 +246,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     for (int rep = 0; rep < 3; rep++)
                     {
                         Quantize(c, 0, m);
-                        for (int u = 0; u < (c == 0 ? oldUnits : units); u++) Unit(c, u, 0);
+                        for (int u = 0; u < (c == 0 && !wideAb ? oldUnits : units); u++) Unit(c, u, 0);
                     }
                     proc.Refresh();
                     times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
@@ -255,7 +266,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     {
                         int cc = c;
                         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => Quantize(cc, m * t / threads, m * (t + 1) / threads));
-                        int next = -1, total = c == 0 ? oldUnits : units;
+                        int next = -1, total = c == 0 && !wideAb ? oldUnits : units;
                         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
                         {
                             for (int u; (u = Interlocked.Increment(ref next)) < total;) Unit(cc, u, t);
@@ -269,6 +280,19 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 output.WriteLine($"{threads} threads {names[c],-20} [{m}x{n}x{k}] {(sym ? "sym" : "asym")} g{group} wall {t * 1e3,8:F2} ms  {2.0 * m * n * k / t / 1e9,6:F1} GOP/s");
             }
         }
+        QuantGemmInt4.Wide = wideBefore;
+    }
+
+    // Panel bytes for either tile width (the A/B switches between them on one buffer).
+    private static long PanelMax(int rows, int k)
+    {
+        bool before = QuantGemmInt4.Wide;
+        try
+        {
+            QuantGemmInt4.Wide = false; long a = QuantGemmInt4.PanelBytes(rows, k);
+            QuantGemmInt4.Wide = true; return Math.Max(a, QuantGemmInt4.PanelBytes(rows, k));
+        }
+        finally { QuantGemmInt4.Wide = before; }
     }
 }
 

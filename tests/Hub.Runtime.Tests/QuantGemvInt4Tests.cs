@@ -32,11 +32,12 @@ public unsafe class QuantGemvInt4Tests
         {
             var fast = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             var staged = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
+            var runs = Enumerable.Repeat(float.NaN, m * ldy).ToArray();   // eight-block 256-bit runs (the default without AVX-512)
             var disp = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             var twin = Enumerable.Repeat(float.NaN, m * ldy).ToArray();
             bool fits;
             fixed (byte* p = d.Data, z = d.Zeros, b0 = buf)
-            fixed (float* s = d.Scales, xp = x, bp = bias, fp = fast, gp = staged, dp = disp, tp = twin)
+            fixed (float* s = d.Scales, xp = x, bp = bias, fp = fast, gp = staged, rp = runs, dp = disp, tp = twin)
             fixed (ushort* h = half)
             {
                 var w = f16 ? new QuantMatrix(p, h, d.Sym ? null : z, n, k, d.Group, true, d.Sym)
@@ -48,6 +49,7 @@ public unsafe class QuantGemvInt4Tests
                 {
                     QuantGemvInt4.Gemv(w, m, b, bp, fp, ldy, n0, n1);
                     QuantGemvInt4.Gemv(w, m, b, bp, gp, ldy, n0, n1, chunks: false);
+                    QuantGemvInt4.Gemv(w, m, b, bp, rp, ldy, n0, n1, chunks: true, wide: false);
                 }
                 QuantKernels.GemvInteger(w, m, b, bp, dp, ldy, n0, n1);
                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, ldy, n0, n1);
@@ -58,7 +60,7 @@ public unsafe class QuantGemvInt4Tests
                     int at = i * ldy + j;
                     if (j < n0 || j >= n1)
                     {
-                        Assert.True(float.IsNaN(disp[at]) && (!fits || (float.IsNaN(fast[at]) && float.IsNaN(staged[at]))), $"{what} f16={f16}: wrote outside the rows at [{i}, {j}]");
+                        Assert.True(float.IsNaN(disp[at]) && (!fits || (float.IsNaN(fast[at]) && float.IsNaN(staged[at]) && float.IsNaN(runs[at]))), $"{what} f16={f16}: wrote outside the rows at [{i}, {j}]");
                         continue;
                     }
                     double tol = 1e-5 * (Bound(d, x, i, j) + Math.Abs(bias[j])) + 1e-6;
@@ -66,6 +68,7 @@ public unsafe class QuantGemvInt4Tests
                     if (!fits) continue;
                     Assert.True(Math.Abs(fast[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV {fast[at]} twin {twin[at]}");
                     Assert.True(Math.Abs(staged[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV (staged Q4_0) {staged[at]} twin {twin[at]}");
+                    Assert.True(Math.Abs(runs[at] - twin[at]) <= tol, $"{what} f16={f16} [{i}, {j}]: int4 GEMV (256-bit runs) {runs[at]} twin {twin[at]}");
                 }
         }
     }
@@ -77,8 +80,10 @@ public unsafe class QuantGemvInt4Tests
         foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 })
             foreach (int k in new[] { 32, 64, 96, 160, 384 }) shapes.Add((n, k));
         shapes.AddRange(new[] { (67, 128), (67, 96), (67, 768), (5, 2048), (9, 2016), (4, 1056), (6, 256), (7, 288), (3, 480), (10, 544) });
+        // 16-block chunks (AVX-512) and their tails: K = 512·c + 0/256/…, groups of 8 and 16 blocks, per channel of 16
+        shapes.AddRange(new[] { (5, 512), (3, 1024), (6, 1536), (7, 1280), (2, 2560) });
         foreach (var (n, k) in shapes)
-            foreach (int group in new[] { 32, 64, 128, 0 })
+            foreach (int group in new[] { 32, 64, 128, 256, 512, 0 })
             {
                 if (group != 0 && k % group != 0) continue;
                 foreach (bool sym in new[] { true, false })
@@ -167,7 +172,8 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 var y = new float[n];
                 var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
                 int reps = Math.Max(3, (int)(400_000_000L / ((long)n * k))), rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 9;
-                var t = new[] { new List<double>(), new List<double>(), new List<double>() };
+                var t = new[] { new List<double>(), new List<double>(), new List<double>(), new List<double>() };
+                bool wideBefore = QuantGemvInt4.Wide;
                 fixed (byte* d = q.Data, z = q.Zeros, b0 = buf)
                 fixed (ushort* s = half)
                 fixed (float* xp = x, yp = y)
@@ -176,19 +182,21 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
                     QuantKernels.QuantizeActivations(w, xp, 1, b);
                     for (int round = 0; round < rounds; round++)
-                        for (int v = 0; v < 3; v++)
+                        for (int v = 0; v < 4; v++)
                         {
+                            QuantGemvInt4.Wide = v == 3 && Avx512BW.IsSupported;
                             var sw = System.Diagnostics.Stopwatch.StartNew();
                             for (int r = 0; r < reps; r++)
                             {
                                 if (v == 0) QuantKernels.GemvIntegerRowsAvx2(w, 1, b, null, yp, n, 0, n);
-                                else QuantGemvInt4.Gemv(w, 1, b, null, yp, n, 0, n, chunks: v == 2);
+                                else QuantGemvInt4.Gemv(w, 1, b, null, yp, n, 0, n, chunks: v >= 2);
                             }
                             t[v].Add(sw.Elapsed.TotalSeconds / reps);
                         }
                 }
-                double old = t[0].Order().ElementAt(rounds / 2), st = t[1].Order().ElementAt(rounds / 2), ch = t[2].Order().ElementAt(rounds / 2);
-                output.WriteLine($"{name,-16} [{n}x{k}] old {(double)n * k / old / 1e9,6:F2} GMAC/s  staged {(double)n * k / st / 1e9,6:F2} ({old / st:F2}x)  chunks {(double)n * k / ch / 1e9,6:F2} GMAC/s ({old / ch:F2}x)");
+                QuantGemvInt4.Wide = wideBefore;
+                double old = t[0].Order().ElementAt(rounds / 2), st = t[1].Order().ElementAt(rounds / 2), ch = t[2].Order().ElementAt(rounds / 2), wd = t[3].Order().ElementAt(rounds / 2);
+                output.WriteLine($"{name,-16} [{n}x{k}] old {(double)n * k / old / 1e9,6:F2} GMAC/s  staged {(double)n * k / st / 1e9,6:F2} ({old / st:F2}x)  chunks {(double)n * k / ch / 1e9,6:F2} GMAC/s ({old / ch:F2}x)  wide {(double)n * k / wd / 1e9,6:F2} GMAC/s (wide/chunks {ch / wd:F2}x)");
             }
     }
 }

@@ -8,6 +8,8 @@
 // vcvtdq2ps and one FMA per block pair for all four rows instead of four of each — with a staged scale vector
 // [s_r,b·dx_b | s_r,b+1·dx_b+1] (Q4_0) or the activation scales [dx_b ×4 | dx_b+1 ×4] and one group-scale FMA at
 // each group's end (longer groups). The offset (8 or the zero point) never enters the loop: Σ(q − z)·x = Σq·x − z·Σx.
+// With AVX-512BW (session 9) the row-wise runs take 16 blocks per step as four 512-bit vectors of one row (RowChunks:
+// 1.6–2.3× the 256-bit runs single-thread): half the instructions per weight byte; groups of 1–16 blocks.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -15,7 +17,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Hub.Runtime.Kernels;
 
-/// <summary>AVX2 integer GEMV for int4 weights (the decode path of <see cref="QuantKernels.GemvInteger"/>).</summary>
+/// <summary>AVX2 / AVX-512BW integer GEMV for int4 weights (the decode path of <see cref="QuantKernels.GemvInteger"/>).</summary>
 public static unsafe class QuantGemvInt4
 {
     private const int Block = QuantKernels.Block;
@@ -63,34 +65,43 @@ public static unsafe class QuantGemvInt4
     /// parameter (tests and A/B benchmarks): <paramref name="chunks"/> false runs every block four rows at a time with
     /// staged scales instead of row by row in runs of eight blocks.
     /// </summary>
-    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
+    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks) =>
+        Gemv(w, m, act, bias, y, ldy, n0, n1, chunks, Wide);
+
+    /// <summary>
+    /// <see cref="Gemv(in QuantMatrix, int, byte*, float*, float*, int, int, int, bool)"/> with the row-wise runs as
+    /// 16-block chunks of 512-bit vectors (<paramref name="wide"/>, AVX-512BW) or eight-block runs of 256-bit ones.
+    /// </summary>
+    internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
+        if (wide && !Avx512BW.IsSupported) throw new NotSupportedException("the 16-block chunks need AVX-512BW");
         if (!Fits(w)) throw new ArgumentException($"the int4 GEMV does not take this matrix (int4 {w.Int4}, K {w.K}, group {w.GroupLength}, AVX2 {Avx2.IsSupported})", nameof(w));
         KernelArgs.Range(n0, n1);
         if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
         if (n0 >= n1 || m <= 0) return;
         KernelArgs.NotNull(act, true);
         KernelArgs.NotNull(y, true);
-        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1, chunks);
-        else Groups(w, m, act, bias, y, ldy, n0, n1, chunks);
+        if (w.GroupLength == Block) Blocks(w, m, act, bias, y, ldy, n0, n1, chunks, chunks && wide);
+        else Groups(w, m, act, bias, y, ldy, n0, n1, chunks, chunks && wide);
     }
 
     // Groups of one block (Q4_0 sym, asym g32). Per pass and activation row, the combined scales s_r,b·dx_b of the four
     // rows are staged transposed, one 8-float vector per block pair (a trailing odd block repeats its 4 in both halves),
     // with the offset term Σ_b s_r,b·off_r,b·xs_b; then one leaf loop over the pairs.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
+    private static void Blocks(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, pairs = blocks / 2, slots = (blocks + 1) / 2;
-        int cb = chunks ? blocks & ~7 : 0;   // blocks the row-wise run loop takes
+        int cb = chunks ? blocks & (wide ? ~15 : ~7) : 0;   // blocks the row-wise run loop takes
         byte* data = w.Data, zeros = w.Zeros;
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        int stFloats = slots * 8 + 8 + 2 * cb * m + 8;   // staged pair scales, then ChunkRun's aux per activation row
+        // staged pair scales, then ChunkRun's aux per activation row, then (wide) the chunk-ordered activations
+        int stFloats = slots * 8 + 8 + 2 * cb * m + 8 + (wide ? 8 * cb * m + 16 : 0);
         bool heap = stFloats > StackFloats;
         float* stack = stackalloc float[heap ? 8 : stFloats];
         float* st = heap ? (float*)NativeMemory.AlignedAlloc((nuint)stFloats * sizeof(float), 64) : stack;
@@ -98,8 +109,14 @@ public static unsafe class QuantGemvInt4
         {
             nint ahead = QuantKernels.PrefetchAhead(rowBytes);
             float* aux = st + slots * 8 + 8;
+            sbyte* xw = (sbyte*)(((nint)(aux + 2L * cb * m) + 63) & ~(nint)63);
             if (cb > 0)
-                for (int i = 0; i < m; i++) RunScales(dx + (long)i * blocks, xs + (long)i * blocks, cb / 8, 1, sym ? 8f : 1f, aux + (long)i * 2 * cb);
+                for (int i = 0; i < m; i++)
+                {
+                    if (!wide) { RunScales(dx + (long)i * blocks, xs + (long)i * blocks, cb / 8, 1, sym ? 8f : 1f, aux + (long)i * 2 * cb); continue; }
+                    ChunkScales(dx + (long)i * blocks, xs + (long)i * blocks, cb / 16, 1, sym ? 8f : 1f, aux + (long)i * 2 * cb);
+                    ChunkOrder(xq + (long)i * k, cb, xw + (long)i * cb * 32);
+                }
             for (int j = n0; j < n1; j += PassRows)
             {
                 long j0 = j, j1 = QuantKernels.PassRow(j, 1, n1), j2 = QuantKernels.PassRow(j, 2, n1), j3 = QuantKernels.PassRow(j, 3, n1);
@@ -113,19 +130,8 @@ public static unsafe class QuantGemvInt4
                     var head = Vector128<float>.Zero;
                     if (cb > 0)
                     {
-                        byte* z0 = sym ? null : zeros + j0 * blocks, z1 = sym ? null : zeros + j1 * blocks, z2 = sym ? null : zeros + j2 * blocks, z3 = sym ? null : zeros + j3 * blocks;
-                        if (sh != null)
-                        {
-                            byte* h0 = (byte*)(sh + j0 * blocks), h1 = (byte*)(sh + j1 * blocks), h2 = (byte*)(sh + j2 * blocks), h3 = (byte*)(sh + j3 * blocks);
-                            head = sym ? ChunkRun<F16, G1, Off8>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F16, G1, OffZ>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8);
-                        }
-                        else
-                        {
-                            byte* f0 = (byte*)(sc + j0 * blocks), f1 = (byte*)(sc + j1 * blocks), f2 = (byte*)(sc + j2 * blocks), f3 = (byte*)(sc + j3 * blocks);
-                            head = sym ? ChunkRun<F32, G1, Off8>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F32, G1, OffZ>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8);
-                        }
+                        head = Head(sc, sh, sym ? null : zeros, j0 * blocks, j1 * blocks, j2 * blocks, j3 * blocks, r0, r1, r2, r3,
+                            wide ? xw + (long)i * cb * 32 : xr, ai, ahead, cb, 1, wide);
                     }
                     var corr = Vector128<float>.Zero;
                     var acc = Vector256<float>.Zero;
@@ -316,9 +322,20 @@ public static unsafe class QuantGemvInt4
     // Returns [Σ row r] for the four rows, offset already subtracted.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static Vector128<float> ChunkRun<TScale, TGroup, TOff>(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, float* aux,
-        byte* s0, byte* s1, byte* s2, byte* s3, byte* z0, byte* z1, byte* z2, byte* z3, nint ahead, int runs)
+        byte* s0, byte* s1, byte* s2, byte* s3, byte* z0, byte* z1, byte* z2, byte* z3, nint ahead, int runs, bool wide)
         where TScale : struct where TGroup : struct where TOff : struct
     {
+        if (wide)
+        {
+            // 16-block chunks (runs / 2 of them) of 512-bit vectors
+            var w0 = RowChunks<TScale, TGroup, TOff>(r0, x, aux, s0, z0, ahead, runs / 2);
+            var w1 = RowChunks<TScale, TGroup, TOff>(r1, x, aux, s1, z1, ahead, runs / 2);
+            var w2 = RowChunks<TScale, TGroup, TOff>(r2, x, aux, s2, z2, ahead, runs / 2);
+            var w3 = RowChunks<TScale, TGroup, TOff>(r3, x, aux, s3, z3, ahead, runs / 2);
+            var v = Avx.HorizontalAdd(Avx.HorizontalAdd(Avx.Add(w0.GetLower(), w0.GetUpper()), Avx.Add(w1.GetLower(), w1.GetUpper())),
+                                      Avx.HorizontalAdd(Avx.Add(w2.GetLower(), w2.GetUpper()), Avx.Add(w3.GetLower(), w3.GetUpper())));
+            return Sse.Add(v.GetLower(), v.GetUpper());
+        }
         var a0 = RowRun<TScale, TGroup, TOff>(r0, x, aux, s0, z0, ahead, runs);
         var a1 = RowRun<TScale, TGroup, TOff>(r1, x, aux, s1, z1, ahead, runs);
         var a2 = RowRun<TScale, TGroup, TOff>(r2, x, aux, s2, z2, ahead, runs);
@@ -444,11 +461,13 @@ public static unsafe class QuantGemvInt4
     // (sg[4g + r]) and their offset products (og = s·off, off 8 or the zero point). The leaf accumulates a group's pairs against
     // dp and scales the group's sum by sg once at its end.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks)
+    private static void Groups(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
         bool sym = w.Symmetric;
         int k = w.K, blocks = k / Block, rowBytes = k / 2, groups = w.Groups, bpg = w.GroupLength / Block;
-        int cb = chunks && (bpg == 2 || bpg == 4) ? blocks & ~7 : 0, gc = cb / bpg;   // blocks (groups) ChunkRun takes
+        // blocks (groups) ChunkRun takes: 16-block chunks when wide and a group divides them, else runs of eight
+        wide = wide && (bpg == 2 || bpg == 4 || bpg == 8 || bpg == 16);
+        int cb = wide ? blocks & ~15 : chunks && (bpg == 2 || bpg == 4) ? blocks & ~7 : 0, gc = cb / bpg;
         int pairs = blocks / 2, slots = (blocks + 1) / 2;
         // pairs per group: a group of an odd block count is the whole row (Fits), whose trailing block is done apart
         int ppg = groups == 1 ? pairs : bpg / 2;
@@ -458,11 +477,12 @@ public static unsafe class QuantGemvInt4
         sbyte* xq = (sbyte*)act;
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
-        long dpFloats = (long)m * slots * 8, auxFloats = 2L * m * cb, total = dpFloats + 12L * groups + auxFloats + 48;
+        long dpFloats = (long)m * slots * 8, auxFloats = 2L * m * cb, total = dpFloats + 12L * groups + auxFloats + 48 + (wide ? 8L * cb * m + 16 : 0);
         bool heap = total > StackFloats;
         float* stack = stackalloc float[heap ? 8 : (int)total];
         float* dp = heap ? (float*)NativeMemory.AlignedAlloc((nuint)total * sizeof(float), 64) : stack;
         float* sg = dp + dpFloats, og = sg + 4L * groups, tmp = og + 4L * groups, aux = tmp + 4L * groups + 8;
+        sbyte* xw = (sbyte*)(((nint)(aux + auxFloats) + 63) & ~(nint)63);
         try
         {
             for (int i = 0; i < m; i++)
@@ -474,7 +494,10 @@ public static unsafe class QuantGemvInt4
                     Sse.Store(o + 4 * b, v);
                     if ((b & 1) == 0 && b == blocks - 1) Sse.Store(o + 4 * b + 4, v);
                 }
-                if (cb > 0) RunScales(d, xs + (long)i * groups, cb / 8, bpg, sym ? 8f : 1f, aux + (long)i * 2 * cb);
+                if (cb == 0) continue;
+                if (!wide) { RunScales(d, xs + (long)i * groups, cb / 8, bpg, sym ? 8f : 1f, aux + (long)i * 2 * cb); continue; }
+                ChunkScales(d, xs + (long)i * groups, cb / 16, bpg, sym ? 8f : 1f, aux + (long)i * 2 * cb);
+                ChunkOrder(xq + (long)i * k, cb, xw + (long)i * cb * 32);
             }
             nint ahead = QuantKernels.PrefetchAhead(rowBytes);
             for (int j = n0; j < n1; j += PassRows)
@@ -493,29 +516,10 @@ public static unsafe class QuantGemvInt4
                         corr = Fma.MultiplyAdd(Sse.LoadVector128(og + 4 * (g - gc)), Vector128.Create(xsi[g]), corr);
                     if (cb > 0)
                     {
-                        // the first cb blocks row by row in runs of eight, the remaining groups four rows at a time
+                        // the first cb blocks row by row (runs of eight, or chunks of 16 when wide), the remaining groups four rows at a time
                         float* ai = aux + (long)i * 2 * cb;
-                        long t0 = j * (long)groups, t1 = j1 * groups, t2 = j2 * groups, t3 = j3 * groups;
-                        byte* z0 = sym ? null : zeros + t0, z1 = sym ? null : zeros + t1, z2 = sym ? null : zeros + t2, z3 = sym ? null : zeros + t3;
-                        Vector128<float> head;
-                        if (sh != null)
-                        {
-                            byte* h0 = (byte*)(sh + t0), h1 = (byte*)(sh + t1), h2 = (byte*)(sh + t2), h3 = (byte*)(sh + t3);
-                            head = bpg == 2
-                                ? (sym ? ChunkRun<F16, G2, Off8>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F16, G2, OffZ>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8))
-                                : (sym ? ChunkRun<F16, G4, Off8>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F16, G4, OffZ>(r0, r1, r2, r3, xr, ai, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8));
-                        }
-                        else
-                        {
-                            byte* f0 = (byte*)(sc + t0), f1 = (byte*)(sc + t1), f2 = (byte*)(sc + t2), f3 = (byte*)(sc + t3);
-                            head = bpg == 2
-                                ? (sym ? ChunkRun<F32, G2, Off8>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F32, G2, OffZ>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8))
-                                : (sym ? ChunkRun<F32, G4, Off8>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8)
-                                       : ChunkRun<F32, G4, OffZ>(r0, r1, r2, r3, xr, ai, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8));
-                        }
+                        var head = Head(sc, sh, sym ? null : zeros, j * (long)groups, j1 * groups, j2 * groups, j3 * groups, r0, r1, r2, r3,
+                            wide ? xw + (long)i * cb * 32 : xr, ai, ahead, cb, bpg, wide);
                         corr = Sse.Subtract(corr, head);
                     }
                     nint ob = (nint)cb * 16;
@@ -558,5 +562,158 @@ public static unsafe class QuantGemvInt4
             acc = Fma.MultiplyAdd(t, Avx.BroadcastVector128ToVector256(sg), acc);
         }
         return acc;
+    }
+
+    /// <summary>
+    /// Whether the row-wise runs take 16-block chunks of 512-bit vectors (Avx512BW; groups of 1, 2, 4, 8 or 16 blocks)
+    /// instead of eight-block runs of 256-bit ones. Settable only by the kernel A/B benchmark.
+    /// </summary>
+    internal static bool Wide { get; set; } = Avx512BW.IsSupported;
+
+    // The row-wise head of a pass (ChunkRun) for the scale format, offset and group length of the matrix: cb blocks from
+    // scale/zero offsets o0..o3 of rows r0..r3.
+    private static Vector128<float> Head(float* sc, ushort* sh, byte* z, long o0, long o1, long o2, long o3,
+        byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, float* aux, nint ahead, int cb, int bpg, bool wide)
+    {
+        byte* z0 = z == null ? null : z + o0, z1 = z == null ? null : z + o1, z2 = z == null ? null : z + o2, z3 = z == null ? null : z + o3;
+        if (sh != null)
+        {
+            byte* h0 = (byte*)(sh + o0), h1 = (byte*)(sh + o1), h2 = (byte*)(sh + o2), h3 = (byte*)(sh + o3);
+            return z == null ? Head<F16, Off8>(bpg, r0, r1, r2, r3, x, aux, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8, wide)
+                             : Head<F16, OffZ>(bpg, r0, r1, r2, r3, x, aux, h0, h1, h2, h3, z0, z1, z2, z3, ahead, cb / 8, wide);
+        }
+        byte* f0 = (byte*)(sc + o0), f1 = (byte*)(sc + o1), f2 = (byte*)(sc + o2), f3 = (byte*)(sc + o3);
+        return z == null ? Head<F32, Off8>(bpg, r0, r1, r2, r3, x, aux, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8, wide)
+                         : Head<F32, OffZ>(bpg, r0, r1, r2, r3, x, aux, f0, f1, f2, f3, z0, z1, z2, z3, ahead, cb / 8, wide);
+    }
+
+    private static Vector128<float> Head<TScale, TOff>(int bpg, byte* r0, byte* r1, byte* r2, byte* r3, sbyte* x, float* aux,
+        byte* s0, byte* s1, byte* s2, byte* s3, byte* z0, byte* z1, byte* z2, byte* z3, nint ahead, int runs, bool wide)
+        where TScale : struct where TOff : struct => bpg switch
+    {
+        1 => ChunkRun<TScale, G1, TOff>(r0, r1, r2, r3, x, aux, s0, s1, s2, s3, z0, z1, z2, z3, ahead, runs, wide),
+        2 => ChunkRun<TScale, G2, TOff>(r0, r1, r2, r3, x, aux, s0, s1, s2, s3, z0, z1, z2, z3, ahead, runs, wide),
+        4 => ChunkRun<TScale, G4, TOff>(r0, r1, r2, r3, x, aux, s0, s1, s2, s3, z0, z1, z2, z3, ahead, runs, wide),
+        8 => ChunkRun<TScale, G8, TOff>(r0, r1, r2, r3, x, aux, s0, s1, s2, s3, z0, z1, z2, z3, ahead, runs, wide),
+        _ => ChunkRun<TScale, G16, TOff>(r0, r1, r2, r3, x, aux, s0, s1, s2, s3, z0, z1, z2, z3, ahead, runs, wide),
+    };
+
+    // Group lengths of 8 and 16 blocks: the 16-block chunks only.
+    private struct G8 { }
+    private struct G16 { }
+
+    // One row's 16-block chunks (256 weight bytes, 512 activation bytes in ChunkOrder): per 64 weight bytes (blocks
+    // 4i..4i+3, one per 128-bit lane) the low and high nibbles times the activations (512-bit vpmaddubsw; each int16
+    // ≤ 4·15·127) and one vpmaddwd; the four vectors' per-block sums are then gathered by two unpack-and-add levels
+    // (AVX-512 has no vphaddw) into lane 4L + i = block 4i + L, so one convert and one FMA per chunk scale all 16 blocks
+    // with the scales permuted into that order, and one more FMA subtracts the offset term (aux: dx, then e as in RowRun).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RowChunks<TScale, TGroup, TOff>(byte* w, sbyte* x, float* aux, byte* s, byte* z, nint ahead, int chunks)
+        where TScale : struct where TGroup : struct where TOff : struct
+    {
+        var low4 = Vector512.Create((byte)0x0F);
+        var ones = Vector512.Create((short)1);
+        var a = Vector512<float>.Zero;
+        int per = typeof(TGroup) == typeof(G1) ? 16 : typeof(TGroup) == typeof(G2) ? 8 : typeof(TGroup) == typeof(G4) ? 4 : typeof(TGroup) == typeof(G8) ? 2 : 1;
+        nint sb = per * (typeof(TScale) == typeof(F16) ? 2 : 4);
+        byte* pf = w + ahead;
+        for (byte* end = w + (nint)chunks * 256; w < end; w += 256, x += 512, pf += 256, aux += 32, s += sb, z += per)
+        {
+            Sse.Prefetch0(pf); Sse.Prefetch0(pf + 64); Sse.Prefetch0(pf + 128); Sse.Prefetch0(pf + 192);
+            var m0 = Avx512BW.MultiplyAddAdjacent(QuadSums(w, x, low4), ones);
+            var m1 = Avx512BW.MultiplyAddAdjacent(QuadSums(w + 64, x + 128, low4), ones);
+            var u0 = Avx512F.Add(Avx512F.UnpackLow(m0, m1), Avx512F.UnpackHigh(m0, m1));
+            var m2 = Avx512BW.MultiplyAddAdjacent(QuadSums(w + 128, x + 256, low4), ones);
+            var m3 = Avx512BW.MultiplyAddAdjacent(QuadSums(w + 192, x + 384, low4), ones);
+            var u1 = Avx512F.Add(Avx512F.UnpackLow(m2, m3), Avx512F.UnpackHigh(m2, m3));
+            // the 64-bit unpacks move int32 pairs; the add must stay 32-bit (a 64-bit add would carry between them)
+            var v = Avx512F.Add(Avx512F.UnpackLow(u0.AsInt64(), u1.AsInt64()).AsInt32(), Avx512F.UnpackHigh(u0.AsInt64(), u1.AsInt64()).AsInt32());
+            var sv = ChunkScaleVector<TScale, TGroup>(s);
+            a = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(v), Avx512F.Multiply(sv, Avx512F.LoadVector512(aux)), a);
+            if (typeof(TOff) == typeof(OffZ)) sv = Avx512F.Multiply(sv, ChunkZeros<TGroup>(z));
+            a = Avx512F.FusedMultiplyAddNegated(sv, Avx512F.LoadVector512(aux + 16), a);
+        }
+        return a;
+    }
+
+    // Σ nibble·x of four blocks of one row as 32 int16 (8 per block and 128-bit lane): low nibbles × x[0, 64), high × x[64, 128).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> QuadSums(byte* p, sbyte* x, Vector512<byte> low4)
+    {
+        var r = Avx512F.LoadVector512(p);
+        var lo = Avx512BW.MultiplyAddAdjacent(Avx512F.And(r, low4), Avx512F.LoadVector512(x));
+        var hi = Avx512BW.MultiplyAddAdjacent(Avx512F.And(Avx512BW.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4), Avx512F.LoadVector512(x + 64));
+        return Avx512BW.Add(lo, hi);
+    }
+
+    // Lane l of a chunk holds block 4(l mod 4) + l / 4; the index of that block's group within the chunk's groups.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> ChunkIndex<TGroup>() where TGroup : struct =>
+        typeof(TGroup) == typeof(G1) ? Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
+        : typeof(TGroup) == typeof(G2) ? Vector512.Create(0, 2, 4, 6, 0, 2, 4, 6, 1, 3, 5, 7, 1, 3, 5, 7)
+        : typeof(TGroup) == typeof(G4) ? Vector512.Create(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3)
+        : typeof(TGroup) == typeof(G8) ? Vector512.Create(0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1)
+        : Vector512<int>.Zero;
+
+    // The scales of one chunk (16, 8, 4, 2 or 1; never read past them) in RowChunks' lane order, as floats (F16 as in
+    // RunScaleVector).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ChunkScaleVector<TScale, TGroup>(byte* s) where TScale : struct where TGroup : struct
+    {
+        Vector512<float> f;
+        if (typeof(TScale) == typeof(F16))
+        {
+            Vector128<short> h8 = typeof(TGroup) == typeof(G2) ? Sse2.LoadVector128((short*)s)
+                : typeof(TGroup) == typeof(G4) ? Sse2.LoadScalarVector128((long*)s).AsInt16()
+                : typeof(TGroup) == typeof(G8) ? Sse2.LoadScalarVector128((int*)s).AsInt16()
+                : Vector128.CreateScalar(*(short*)s);
+            var h = typeof(TGroup) == typeof(G1) ? Avx.LoadVector256((short*)s) : h8.ToVector256Unsafe();
+            var v = Avx512F.And(Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(h), 13), Vector512.Create(unchecked((int)0x8FFFFFFF)));
+            f = Avx512F.Multiply(v.AsSingle(), Vector512.Create(MathF.ScaleB(1f, 112)));
+        }
+        else if (typeof(TGroup) == typeof(G16)) return Vector512.Create(*(float*)s);
+        else f = typeof(TGroup) == typeof(G1) ? Avx512F.LoadVector512((float*)s)
+            : typeof(TGroup) == typeof(G2) ? Avx.LoadVector256((float*)s).ToVector512Unsafe()
+            : typeof(TGroup) == typeof(G4) ? Sse.LoadVector128((float*)s).ToVector256Unsafe().ToVector512Unsafe()
+            : Sse2.LoadScalarVector128((double*)s).AsSingle().ToVector256Unsafe().ToVector512Unsafe();
+        return Avx512F.PermuteVar16x32(f, ChunkIndex<TGroup>());
+    }
+
+    // The zero points of one chunk (16, 8, 4, 2 or 1 bytes; never read past them) in RowChunks' lane order, as floats.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ChunkZeros<TGroup>(byte* z) where TGroup : struct
+    {
+        Vector128<byte> zb = typeof(TGroup) == typeof(G1) ? Sse2.LoadVector128(z)
+            : typeof(TGroup) == typeof(G2) ? Sse2.LoadScalarVector128((ulong*)z).AsByte()
+            : typeof(TGroup) == typeof(G4) ? Vector128.CreateScalar(*(uint*)z).AsByte()
+            : typeof(TGroup) == typeof(G8) ? Vector128.CreateScalar(*(ushort*)z).AsByte()
+            : Vector128.CreateScalar(*z);
+        return Avx512F.PermuteVar16x32(Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(zb)), ChunkIndex<TGroup>());
+    }
+
+    // aux for RowChunks: per chunk of 16 blocks, dx in lane order, then e: per lane its group's Σx times `mul` / bpg
+    // (exact: powers of 2), as RunScales.
+    private static void ChunkScales(float* dx, float* xs, int chunks, int bpg, float mul, float* aux)
+    {
+        for (int c = 0; c < chunks; c++, aux += 32)
+            for (int l = 0; l < 16; l++)
+            {
+                int b = c * 16 + 4 * (l & 3) + (l >> 2);
+                aux[l] = dx[b];
+                aux[16 + l] = xs[b / bpg] * (mul / bpg);
+            }
+    }
+
+    // The activations of the first `blocks` blocks (a multiple of 16) reordered for RowChunks: each 128 bytes (two block
+    // pairs, nibble-pair order [lo p | hi p | lo p+1 | hi p+1]) become [lo p | lo p+1 | hi p | hi p+1], so one 512-bit
+    // load serves the low (or high) nibbles of four consecutive blocks.
+    private static void ChunkOrder(sbyte* x, int blocks, sbyte* dst)
+    {
+        for (nint o = 0, end = (nint)blocks * 32; o < end; o += 128)
+        {
+            var a = Avx.LoadVector256(x + o); var b = Avx.LoadVector256(x + o + 32);
+            var c = Avx.LoadVector256(x + o + 64); var d = Avx.LoadVector256(x + o + 96);
+            Avx.Store(dst + o, a); Avx.Store(dst + o + 32, c); Avx.Store(dst + o + 64, b); Avx.Store(dst + o + 96, d);
+        }
     }
 }
