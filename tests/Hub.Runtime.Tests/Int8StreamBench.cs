@@ -11,7 +11,8 @@ namespace Hub.Runtime.Tests;
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
 /// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7). Variants: "kernel"
-/// (the default one-row kernel, AVX-VNNI where supported) and "avx2" (the same on the AVX2 sign trick); "read" and "halves" (a plain read of the same bytes in the same units, or
+/// (the default GEMV: the one-row kernel at groups of 32; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
+/// where supported) and "avx2" (the same on the AVX2 sign trick); "read" and "halves" (a plain read of the same bytes in the same units, or
 /// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (hotkernel, hotavx2: the same work on 64 rows per matrix that stay in
 /// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
@@ -32,6 +33,8 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
         int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 7;
         int layers = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_LAYERS"), out var ll) ? ll : 22;
+        // HUB_BENCH_GROUP: symmetric int8 with groups of that many values (0 = per channel) instead of Q8_0's 32
+        int group = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_GROUP"), out var gg) ? gg : 32;
         var mats = new List<(int N, int K)>();
         bool small = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "small";   // the 134M model's shapes instead
         for (int l = 0; l < (small ? 12 : layers); l++)
@@ -69,7 +72,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     double[] sums = new double[threads];
                     foreach (var (n, k) in mats)
                     {
-                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, 32, false, true);
+                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, group, false, true);
                         byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
                         int units = Math.Min(threads * 16, (n + 31) / 32);
@@ -83,7 +86,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             if (name.StartsWith("hot", StringComparison.Ordinal))
                             {
                                 // the kernel's compute rate: the same rows' worth of work on 64 rows that stay in L2
-                                var hm = new QuantMatrix(wm, s, null, 64, kk, 32, false, true);
+                                var hm = new QuantMatrix(wm, s, null, 64, kk, group, false, true);
                                 for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), vnni ?? QuantKernels.Int8Vnni);
                             }
                             else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v);

@@ -327,4 +327,12 @@ public class QuantGemmInt8PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
     [SkippableFact]
     public void Int8_prefill_ab_of_an_ir_folder() =>
         output.WriteLine(QuantGemmInt4PrefillBench.Ab("panel", "broadcast", () => QuantLinearExec.UseInt8Broadcast, v => QuantLinearExec.UseInt8Broadcast = v));
+
+    /// <summary>The same A/B between the broadcast GEMM's AVX2 nibble planes and its AVX-VNNI plane (needs AvxVnni).</summary>
+    [SkippableFact]
+    public void Int8_prefill_vnni_ab_of_an_ir_folder()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, "needs AVX-VNNI");
+        output.WriteLine(QuantGemmInt4PrefillBench.Ab("avx2", "vnni", () => QuantGemmInt8.UseVnni, v => QuantGemmInt8.UseVnni = v));
+    }
 }

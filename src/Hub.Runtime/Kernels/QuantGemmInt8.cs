@@ -18,6 +18,10 @@
 // symmetric) initializes each 8-row accumulator instead of zero (Σx_g is the quantizer's group sum). Groups of one block
 // multiply dx_b·Σ by the block's scale as Q8_0 does; longer groups repeat the group scale per block; per channel
 // (one group) accumulates dx_b·Σ alone and multiplies by the row's scale once, when the result is stored.
+// With AVX-VNNI (session 9, RunVnni) the nibble split is unnecessary: vpdpbusd multiplies unsigned by signed bytes into
+// int32 lanes (4 products each, no int16 saturation), so the panel holds one plane of the unsigned bytes (w + 128 or q)
+// and a 4 × 16 tile does one vpdpbusd per activation row, k-quad and 8 weight rows: a quarter of the AVX2 tile's
+// integer instructions. The int32 block sums are the same integers, so the results are bit-identical to the nibble path.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -27,7 +31,7 @@ namespace Hub.Runtime.Kernels;
 /// <summary>
 /// Prefill GEMM for int8 weights — symmetric Q8_0 and the asymmetric per-channel / grouped exports, any group length
 /// that is a multiple of 32 — against int8 activations quantized in the decode layout: weight rows repacked per call
-/// into interleaved nibble planes (see the file header), AVX2 + FMA.
+/// into interleaved nibble planes (AVX2 + FMA) or one unsigned plane (AVX-VNNI), see the file header.
 /// </summary>
 public static unsafe class QuantGemmInt8
 {
@@ -92,10 +96,10 @@ public static unsafe class QuantGemmInt8
     }
 
     /// <summary>
-    /// Whether <see cref="Gemm"/> takes the AVX-VNNI tiles (one unsigned byte plane, vpdpbusd) instead of the AVX2
-    /// nibble planes: AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0 turns it off). Settable so that tests run both
-    /// paths on one machine; the results are bit-identical (the same int32 block sums, the same float steps). Settable
-    /// for in-process A/B benchmarks; tests pass the path to the internal overload instead.
+    /// Whether <see cref="Gemm"/> (and QuantLinearExec, read when its executor is built) takes the AVX-VNNI tiles (one
+    /// unsigned byte plane, vpdpbusd) instead of the AVX2 nibble planes: AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0
+    /// turns it off). Settable for in-process A/B benchmarks; tests pass the path to <see cref="GemmOnPath"/>. Both
+    /// paths give bit-identical results (the same int32 block sums, the same float steps).
     /// </summary>
     internal static bool UseVnni { get; set; } = AvxVnni.IsSupported;
 

@@ -4,10 +4,13 @@
 // blocks of 32 (scale dx_b), and every weight byte is streamed once into integer dot products — AVX2 vpmaddubsw +
 // vpmaddwd on 32 values at a time, one float FMA per block. vpmaddubsw multiplies unsigned by signed bytes, so signed
 // int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
-// comes back with the zero point. Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per
-// group is computed once per activation row. The AVX2 GEMV runs four output rows per pass (one activation load per
-// block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass), in one small
-// non-inlined kernel per format so that the JIT keeps the loop state in registers. Shapes the integer path cannot take
+// comes back with the zero point. With AVX-VNNI (session 9) the int8 four-row pass (groups longer than 32) takes one
+// vpdpbusd per 32 bytes instead: unsigned weight bytes (asymmetric q as stored, symmetric w + 128) against the signed
+// activations, the zero-point term z·Σx or 128·Σx (the Q8_0 one-row kernel measured faster on the sign trick). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
+// activation row. int8 at groups of 32 (Q8_0) streams one output row at a time (GemvInt8Row); longer int8 groups and
+// int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
+// ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
+// keeps the loop state in registers. Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
 // and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
@@ -360,9 +363,11 @@ public static unsafe class QuantKernels
     private static bool IsVnni<T>() where T : struct => typeof(T) == typeof(VSym) || typeof(T) == typeof(VAsym);
 
     /// <summary>
-    /// Whether the int8 decode GEMV multiplies with AVX-VNNI (vpdpbusd: one instruction per 32 bytes instead of the sign
-    /// trick's four): AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0 turns it off). Settable for in-process A/B benchmarks;
-    /// tests pass the path to <see cref="GemvIntegerRowsAvx2"/>.
+    /// Whether the int8 decode GEMV's four-row pass (groups longer than one block: per channel, g64, g128) multiplies with
+    /// AVX-VNNI (vpdpbusd: one instruction per 32 bytes and row instead of the sign trick's four; 1.13–1.19× its
+    /// cache-resident rate on Zen 5, session 9): AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0 turns it off). The Q8_0
+    /// one-row kernel keeps the AVX2 multiply. Settable for in-process A/B benchmarks; tests pass the path to
+    /// <see cref="GemvIntegerRowsAvx2"/>.
     /// </summary>
     internal static bool Int8Vnni { get; set; } = AvxVnni.IsSupported;
 
@@ -380,7 +385,7 @@ public static unsafe class QuantKernels
         if (bpg == 1)
         {
             if (w.Int4) { if (w.Symmetric) GemvInt4Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt4Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1); }
-            else if (v) { if (w.Symmetric) GemvInt8Row<VSym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt8Row<VAsym>(w, m, act, bias, y, ldy, n0, n1); }
+            // the one-row kernel keeps the AVX2 multiply: on Zen 5 its VNNI twin ran 0.95× (cache-resident, session 9)
             else if (w.Symmetric) GemvInt8Row<Sym>(w, m, act, bias, y, ldy, n0, n1);
             else GemvInt8Row<Asym>(w, m, act, bias, y, ldy, n0, n1);
             return;
@@ -431,7 +436,7 @@ public static unsafe class QuantKernels
     }
 
     // Zero-point kinds of the staging step: the constant subtracted from each stored value as the kernels read it.
-    private const int OffNone = 0, OffZMinus128 = 1, OffEight = 2, OffZ = 3, Off128 = 4;
+    private const int OffNone = 0, OffZMinus128 = 1, OffEight = 2, OffZ = 3;
 
     // Staging for groups of one block, one row: ds gets the combined scales s_b·dx_b of blocks [b0, b0 + nb) — one float
     // per block (int8) or, when pairs, the vector [s_b·dx_b ×4 | s_b+1·dx_b+1 ×4] per block pair that the int4 pair dot's
@@ -460,7 +465,7 @@ public static unsafe class QuantKernels
                 Avx.Store(ds + 4 * t + 24, Avx2.PermuteVar8x32(d, Vector256.Create(6, 6, 6, 6, 7, 7, 7, 7)));
             }
             else Avx.Store(ds + t, d);
-            if (kind is OffEight or Off128) c = Fma.MultiplyAdd(s, Avx.LoadVector256(xs + b), c);
+            if (kind == OffEight) c = Fma.MultiplyAdd(s, Avx.LoadVector256(xs + b), c);
             else if (kind != OffNone)
             {
                 var zi = Avx2.ConvertToVector256Int32(z + b);
@@ -474,13 +479,12 @@ public static unsafe class QuantKernels
             float s = sh != null ? HalfToSingle(sh[b]) : sc[b], d = s * dx[b];
             if (pairs) { float* p = ds + (t >> 1) * 8 + (t & 1) * 4; p[0] = d; p[1] = d; p[2] = d; p[3] = d; }
             else ds[t] = d;
-            if (kind is OffEight or Off128) cs += s * xs[b];
+            if (kind == OffEight) cs += s * xs[b];
             else if (kind == OffZ) cs += s * z[b] * xs[b];
             else if (kind == OffZMinus128) cs += s * (z[b] - 128) * xs[b];
         }
         if (kind == OffNone) return c;
         if (kind == OffEight) return Avx.Multiply(Avx.Add(c, Vector256.CreateScalar(cs)), Vector256.Create(8f));
-        if (kind == Off128) return Avx.Multiply(Avx.Add(c, Vector256.CreateScalar(cs)), Vector256.Create(128f));
         return Avx.Add(c, Vector256.CreateScalar(cs));
     }
 
@@ -491,7 +495,7 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvInt8Row<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
     {
-        bool asym = IsAsym<TAsym>(), vnni = IsVnni<TAsym>();
+        bool asym = typeof(TAsym) == typeof(Asym);
         int k = w.K, blocks = k / Block;
         byte* data = w.Data, zeros = w.Zeros;
         float* sc = w.Scales;
@@ -501,7 +505,7 @@ public static unsafe class QuantKernels
         float* xs = dx + (long)m * blocks;
         float* ds = stackalloc float[ScaleChunk];
         const int ahead = 4096;
-        int kind = vnni ? (asym ? OffZ : Off128) : asym ? OffZMinus128 : OffNone;
+        int kind = asym ? OffZMinus128 : OffNone;
         for (int j = n0; j < n1; j++)
         {
             byte* r = data + (long)j * k;
@@ -545,7 +549,7 @@ public static unsafe class QuantKernels
     }
 
     // BlockDot8 on loaded bytes. VNNI (VSym/VAsym): one vpdpbusd of the unsigned bytes — asymmetric q as stored,
-    // symmetric w ^ 0x80 = w + 128 — against the signed activations; the staging then subtracts z·Σx or 128·Σx.
+    // symmetric w ^ 0x80 = w + 128 — against the signed activations; Int8Correction then subtracts z·Σx or 128·Σx.
     // AVX2: the sign trick into vpmaddubsw + vpmaddwd (asymmetric bytes flipped to signed q − 128 first).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Dot8<TAsym>(Vector256<byte> raw, Vector256<sbyte> xv) where TAsym : struct
