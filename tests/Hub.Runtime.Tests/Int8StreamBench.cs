@@ -10,9 +10,10 @@ namespace Hub.Runtime.Tests;
 /// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
-/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7). Variants: the
-/// <see cref="QuantKernels.Int8Stream"/> names; "read" and "halves" (a plain read of the same bytes in the same units, or
-/// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (the same work on 64 rows per matrix that stay in
+/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7). Variants: "kernel"
+/// (the default GEMV: the one-row kernel at groups of 32; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
+/// where supported) and "avx2" (the same on the AVX2 sign trick); "read" and "halves" (a plain read of the same bytes in the same units, or
+/// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (hotkernel, hotavx2: the same work on 64 rows per matrix that stay in
 /// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, same integer/float work as the kernel).
@@ -32,13 +33,15 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
         int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 7;
         int layers = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_LAYERS"), out var ll) ? ll : 22;
+        // HUB_BENCH_GROUP: symmetric int8 with groups of that many values (0 = per channel) instead of Q8_0's 32
+        int group = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_GROUP"), out var gg) ? gg : 32;
         var mats = new List<(int N, int K)>();
         bool small = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "small";   // the 134M model's shapes instead
         for (int l = 0; l < (small ? 12 : layers); l++)
             mats.AddRange(small ? [(2304, 768), (768, 768), (4096, 768), (768, 2048)] : [(2560, 2048), (2048, 2048), (11264, 2048), (2048, 5632)]);
         mats.Add((32000, small ? 768 : 2048));
         long data = mats.Sum(m => (long)m.N * m.K), scales = data / 32;
-        var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["T0", "T1", "Nta", "None", "read", "halves", "x4", "x4pf"];
+        var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["kernel", "avx2", "read", "halves", "hotkernel", "hotavx2"];
         bool inter = names.Any(n => n.StartsWith("x4", StringComparison.Ordinal));
         byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)data, 4096);
         ushort* s = (ushort*)NativeMemory.AlignedAlloc((nuint)(scales * 2), 4096);
@@ -61,16 +64,15 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                 for (int c = 0; c < names.Length; c++)
                 {
                     string name = names[c];
-                    // "<variant>@<bytes>": the software prefetch that many bytes ahead of a pass's first row
-                    var parts = name.Split('@');
-                    var stream = Enum.TryParse<QuantKernels.Int8Stream>(parts[0].StartsWith("hot", StringComparison.Ordinal) ? parts[0][3..] : parts[0], out var sv) ? sv : (QuantKernels.Int8Stream?)null;
-                    QuantKernels.PrefetchBytes = parts.Length > 1 ? int.Parse(parts[1]) : 0;
+                    // "kernel" / "avx2": the default int8 GEMV (AVX-VNNI where supported) / on the AVX2 sign trick; "hot" prefix: L2-resident
+                    string sname = name.StartsWith("hot", StringComparison.Ordinal) ? name[3..] : name;
+                    bool? vnni = sname == "kernel" ? QuantKernels.Int8Vnni : sname == "avx2" ? false : null;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     long off = 0, offS = 0;
                     double[] sums = new double[threads];
                     foreach (var (n, k) in mats)
                     {
-                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, 32, false, true);
+                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, group, false, true);
                         byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
                         int units = Math.Min(threads * 16, (n + 31) / 32);
@@ -84,10 +86,10 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             if (name.StartsWith("hot", StringComparison.Ordinal))
                             {
                                 // the kernel's compute rate: the same rows' worth of work on 64 rows that stay in L2
-                                var hm = new QuantMatrix(wm, s, null, 64, kk, 32, false, true);
-                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), stream ?? QuantKernels.Int8Stream.None);
+                                var hm = new QuantMatrix(wm, s, null, 64, kk, group, false, true);
+                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), vnni ?? QuantKernels.Int8Vnni);
                             }
-                            else if (stream is { } st) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, st);
+                            else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v);
                             else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name.StartsWith("read4", StringComparison.Ordinal)) sums[wk] += Read4(wm, kk, c0, c1, name == "read4pf");
                             else if (name is "x4" or "x4pf") Interleaved(xm, kk, act, y, c0, c1, name == "x4pf");
@@ -96,7 +98,6 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         off += (long)n * k; offS += (long)n * k / 32;
                     }
                     times[c].Add(sw.Elapsed.TotalSeconds);
-                    QuantKernels.PrefetchBytes = 0;
                     sink += sums.Sum() + y[0];
                 }
             long bytes = data + scales * 2;

@@ -7,8 +7,9 @@ namespace Hub.Runtime.Tests;
 
 /// <summary>
 /// Re-runs every <c>Category=Kernel</c> test of this assembly in child test hosts with the JIT's instruction sets
-/// switched off (AVX-512 → AVX2 path; AVX2 → Vector128/SSE path; all hardware intrinsics → scalar path), so the
-/// fallbacks that this machine would never take on its own are checked against the naive references too.
+/// switched off (AVX-512 → AVX2 path; AVX-VNNI → the int8 kernels' AVX2 multiply; AVX2 → Vector128/SSE path; all
+/// hardware intrinsics → scalar path), so the fallbacks that this machine would never take on its own are checked
+/// against the naive references too.
 /// </summary>
 public class IsaSweepTests(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -16,6 +17,7 @@ public class IsaSweepTests(Xunit.Abstractions.ITestOutputHelper output)
     private static readonly (string Name, string[] Variables)[] Paths =
     [
         ("no AVX-512 (AVX2 path)", ["DOTNET_EnableAVX512F", "DOTNET_EnableAVX512"]),
+        ("no AVX-VNNI (int8 AVX2 multiply path)", ["DOTNET_EnableAVXVNNI"]),
         ("no AVX2 (Vector128/SSE path)", ["DOTNET_EnableAVX2"]),
         ("no hardware intrinsics (scalar path)", ["DOTNET_EnableHWIntrinsic"]),
     ];
@@ -76,6 +78,7 @@ public class IsaEnvironmentTests
             Assert.False(Avx512F.IsSupported);
             Assert.False(Vector512.IsHardwareAccelerated);
         }
+        if (Environment.GetEnvironmentVariable("DOTNET_EnableAVXVNNI") == "0") Assert.False(AvxVnni.IsSupported);
         if (Environment.GetEnvironmentVariable("DOTNET_EnableAVX2") == "0") { Assert.False(Avx2.IsSupported); Assert.False(Vector256.IsHardwareAccelerated); }
         if (Environment.GetEnvironmentVariable("DOTNET_EnableHWIntrinsic") == "0") { Assert.False(Sse.IsSupported); Assert.False(Vector128.IsHardwareAccelerated); }
         Assert.Contains(CpuInfo.GemmPath, CpuInfo.Describe());

@@ -34,11 +34,18 @@ public unsafe class QuantGemmInt8Tests
             {
                 byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
                 QuantKernels.QuantizeActivations(w, xp, m, b);
-                QuantGemmInt8.Gemm(w, m, b, bp, fp, n, 0, ms, 0, ns, sp);
-                QuantGemmInt8.Gemm(w, m, b, bp, fp, n, ms, m, 0, ns, sp);
-                QuantGemmInt8.Gemm(w, m, b, bp, fp, n, 0, ms, ns, n, sp);
-                QuantGemmInt8.Gemm(w, m, b, bp, fp, n, ms, m, ns, n, sp);
                 QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                // every path this machine has: the AVX2 nibble planes, then (AvxVnni) the VNNI plane, bit-identical
+                foreach (bool vnni in System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? new[] { false, true } : new[] { false })
+                {
+                    var prev = vnni ? (float[])fast.Clone() : null;
+                    Array.Fill(fast, float.NaN);
+                    QuantGemmInt8.GemmOnPath(w, m, b, bp, fp, n, 0, ms, 0, ns, sp, vnni);
+                    QuantGemmInt8.GemmOnPath(w, m, b, bp, fp, n, ms, m, 0, ns, sp, vnni);
+                    QuantGemmInt8.GemmOnPath(w, m, b, bp, fp, n, 0, ms, ns, n, sp, vnni);
+                    QuantGemmInt8.GemmOnPath(w, m, b, bp, fp, n, ms, m, ns, n, sp, vnni);
+                    if (prev != null) Assert.True(prev.AsSpan().SequenceEqual(fast), $"{what} [{n},{k}] m={m}: the VNNI path differs from the nibble planes");
+                }
             }
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++)
@@ -219,8 +226,8 @@ public unsafe class QuantGemmInt8Tests
 }
 
 /// <summary>
-/// int8 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast GEMM and dequantized 64-row
-/// panels + the f32 GEMM, alternating within each of 7 rounds, medians. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048); HUB_BENCH_THREADS=2 splits the
+/// int8 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast GEMM (nibble planes, and the
+/// VNNI plane where AvxVnni is supported) and dequantized 64-row panels + the f32 GEMM, alternating within each of 7 rounds, medians. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048); HUB_BENCH_THREADS=2 splits the
 /// output rows over two threads (wall time) instead of one thread (CPU time).
 /// </summary>
 public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper output)
@@ -245,7 +252,7 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
         long perThread = Gemm.ScratchFloats(k) + Math.Max(64L * k, QuantGemmInt8.ScratchFloats(k)) + 64;
         var scratch = new float[perThread * threads];
         var buf = new byte[QuantKernels.ActivationBytes(m, k, q.Groups) + 64];
-        string[] names = { "broadcast int8 GEMM", "dequantize + f32 GEMM" };
+        string[] names = { "broadcast int8 GEMM", "dequantize + f32 GEMM", "broadcast VNNI GEMM" };
         var times = names.Select(_ => new List<double>()).ToArray();
         fixed (byte* d = q.Data, b0 = buf, z = q.Zeros)
         fixed (ushort* s = half)
@@ -271,19 +278,20 @@ public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper outp
                 for (int n0 = lo; n0 < hi; n0 += 16)
                 {
                     int n1 = Math.Min(hi, n0 + 16);
-                    QuantGemmInt8.Gemm(w, m, bb, null, yq, n, 0, m, n0, n1, sp);
+                    QuantGemmInt8.GemmOnPath(w, m, bb, null, yq, n, 0, m, n0, n1, sp, c == 2);
                 }
             }
             var proc = System.Diagnostics.Process.GetCurrentProcess();
             for (int round = 0; round < 7; round++)
                 for (int c = 0; c < names.Length; c++)
                 {
+                    if (c == 2 && !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) continue;
                     proc.Refresh();
                     var cpu0 = proc.TotalProcessorTime;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     for (int rep = 0; rep < reps; rep++)
                     {
-                        if (c == 0) QuantKernels.QuantizeActivations(w, xq, m, bb);
+                        if (c != 1) QuantKernels.QuantizeActivations(w, xq, m, bb);
                         if (threads == 1) RunPart(c, 0, n, spAll);
                         else
                         {
@@ -319,4 +327,12 @@ public class QuantGemmInt8PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
     [SkippableFact]
     public void Int8_prefill_ab_of_an_ir_folder() =>
         output.WriteLine(QuantGemmInt4PrefillBench.Ab("panel", "broadcast", () => QuantLinearExec.UseInt8Broadcast, v => QuantLinearExec.UseInt8Broadcast = v));
+
+    /// <summary>The same A/B between the broadcast GEMM's AVX2 nibble planes and its AVX-VNNI plane (needs AvxVnni).</summary>
+    [SkippableFact]
+    public void Int8_prefill_vnni_ab_of_an_ir_folder()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, "needs AVX-VNNI");
+        output.WriteLine(QuantGemmInt4PrefillBench.Ab("avx2", "vnni", () => QuantGemmInt8.UseVnni, v => QuantGemmInt8.UseVnni = v));
+    }
 }

@@ -358,62 +358,6 @@ public unsafe class QuantKernelTests
     }
 
     [Fact]
-    public void Int8_gemv_leaf_loop_is_bit_identical_to_the_inline_loop_and_matches_twin()
-    {
-        // The leaf loop (Int8BlockRun, the default) does the same operations in the same order as the inline loop it
-        // replaced: outputs must be bit-identical, on odd row ranges, K of one block, of a partial and of more than two
-        // scale chunks (8288 = 259 blocks), and weights that include -128 (|w| as unsigned 128) for asymmetric bytes.
-        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
-        foreach (bool sym in new[] { true, false })
-            foreach (int k in new[] { 32, 96, 4128, 8288 })
-                foreach (int m in new[] { 1, 2, 3 })
-                {
-                    int n = 11;
-                    var d = RandomQ(false, n, k, 32, sym, k + m + (sym ? 7 : 0));
-                    if (sym) d.Data[5] = 0x80;   // -128: not produced by the exporter, but a valid int8
-                    var x = Rand(m * k, k * 3 + m);
-                    var bias = Rand(n, 11);
-                    var buf = new byte[QuantKernels.ActivationBytes(m, k, d.Groups) + 64];
-                    foreach (var (n0, n1) in new[] { (0, 11), (1, 10), (3, 6) })
-                    {
-                        var leaf = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                        var inline = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                        var twin = new float[m * n];
-                        WithMatrix(d, w =>
-                        {
-                            fixed (byte* b0 = buf)
-                            fixed (float* xp = x, bp = bias, lp = leaf, ip = inline, tp = twin)
-                            {
-                                byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-                                QuantKernels.QuantizeActivations(w, xp, m, b);
-                                bool before = QuantKernels.Int8RunKernel;
-                                try
-                                {
-                                    // the four-row pass (the default streams one row at a time: Int8StreamTests)
-                                    QuantKernels.Int8RunKernel = true;
-                                    QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, lp, n, n0, n1, QuantKernels.Int8Stream.T0);
-                                    QuantKernels.Int8RunKernel = false;
-                                    QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, ip, n, n0, n1, QuantKernels.Int8Stream.T0);
-                                }
-                                finally { QuantKernels.Int8RunKernel = before; }
-                                QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
-                            }
-                            for (int i = 0; i < m; i++)
-                                for (int j = 0; j < n; j++)
-                                {
-                                    int at = i * n + j;
-                                    string what = $"int8 sym={sym} K={k} m={m} rows [{n0}, {n1}) ({i},{j})";
-                                    if (j < n0 || j >= n1) { Assert.True(float.IsNaN(leaf[at]), $"{what}: wrote outside its rows"); continue; }
-                                    Assert.Equal(BitConverter.SingleToInt32Bits(inline[at]), BitConverter.SingleToInt32Bits(leaf[at]));
-                                    double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
-                                    Assert.True(Math.Abs(leaf[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{what}: leaf {leaf[at]} twin {twin[at]}");
-                                }
-                        });
-                    }
-                }
-    }
-
-    [Fact]
     public void Integer_gemv_matches_twin_on_row_ranges_that_split_its_four_row_passes()
     {
         // The AVX2 GEMV computes four output rows per pass: ranges that start and end off a multiple of four, short
@@ -983,19 +927,9 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 r.Infer();
             }
             Action<bool> set = ab == "hugepages" ? _ => { }
-                : ab.StartsWith("prefetch=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pfb)
-                ? on => Hub.Runtime.Kernels.QuantKernels.PrefetchBytes = on ? pfb : 0
                 : ab == "kvhalf" ? on => req.HalfKvDecode = on
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
-                : ab == "run" ? on => Hub.Runtime.Kernels.QuantKernels.Int8RunKernel = on
-                : ab.StartsWith("stream=", StringComparison.Ordinal) && ab[7..].Split('/') is var sts
-                  && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(sts[^1], true, out var stOn)
-                  && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(sts.Length > 1 ? sts[0] : "T0", true, out var stOff)
-                ? on => Hub.Runtime.Kernels.QuantKernels.StreamDefault = on ? stOn : stOff
-                : ab.StartsWith("gstream=", StringComparison.Ordinal) && ab[8..].Split('/') is var gsts
-                  && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(gsts[^1], true, out var gsOn)
-                  && Enum.TryParse<Hub.Runtime.Kernels.QuantKernels.Int8Stream>(gsts.Length > 1 ? gsts[0] : "T0", true, out var gsOff)
-                ? on => Hub.Runtime.Kernels.QuantKernels.GroupedStreamDefault = on ? gsOn : gsOff
+                : ab == "vnni" ? on => Hub.Runtime.Kernels.QuantKernels.Int8Vnni = on && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
                 : ab.StartsWith("f32gemv=", StringComparison.Ordinal) && ab[8..].Split('/') is var f32s
                   && Enum.TryParse<Hub.Runtime.Kernels.GemvF32.Variant>(f32s[^1], out var f32v)
@@ -1003,7 +937,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvhalf (decode attention reads an f16 copy of the KV cache; off = the f32 states), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), stream=[<off>/]<on> (QuantKernels.Int8Stream of the int8 decode GEMV, groups of 32; off defaults to T0), gstream=[<off>/]<on> (the same for longer int8 groups), prefetch=<bytes> (integer GEMV prefetch distance; off = the default), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), run (the int8 leaf-loop GEMV; off = the inline loop), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvhalf (decode attention reads an f16 copy of the KV cache; off = the f32 states), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI; off = the AVX2 sign trick), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.

@@ -29,6 +29,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
     private readonly bool _int4Bcast;   // int4 prefill through QuantGemmInt4 (repacked 8-row panels, broadcast tiles)
     private readonly bool _int8Gemm;    // int8 prefill through QuantGemmInt8 instead of dequantized panels
+    private readonly bool _int8Vnni;    // ... on its AVX-VNNI path (QuantGemmInt8.UseVnni when the executor was built)
     private byte* _prefActPtr;          // the integer GEMMs' quantized activations, in the request's shared prefill scratch
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
     private bool _gemv, _singleUnit, _quantPhase;
@@ -41,6 +42,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
         _int4Bcast = _int4Gemm && UseInt4Broadcast && QuantGemmInt4.Fits(_w);
         _int8Gemm = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
+        _int8Vnni = _int8Gemm && QuantGemmInt8.UseVnni;
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
         // K > 384, so smaller panels repeat that copy; 16-row panels measured 0.91× llama.cpp on Q8_0 prefill vs 1.12×).
         _panelRows = _int4Gemm || _int8Gemm ? QuantKernels.GemmRows : PanelRows;
@@ -249,7 +251,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             if (m0 >= m1) continue;
             if (_int4Bcast) { QuantGemmInt4.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, (byte*)panel); continue; }
             if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
-            if (_int8Gemm) { QuantGemmInt8.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
+            if (_int8Gemm) { QuantGemmInt8.GemmOnPath(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch, _int8Vnni); continue; }
             QuantKernels.DequantizeRows(_w, n0, n1, panel);
             // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
             Gemm.GemmBlock(_x, m0, m1, _k, (byte*)(panel - (long)n0 * _k), DType.F32, _n, _bias, _y, n0, n1, scratch);

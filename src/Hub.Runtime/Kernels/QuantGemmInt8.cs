@@ -18,6 +18,10 @@
 // symmetric) initializes each 8-row accumulator instead of zero (Σx_g is the quantizer's group sum). Groups of one block
 // multiply dx_b·Σ by the block's scale as Q8_0 does; longer groups repeat the group scale per block; per channel
 // (one group) accumulates dx_b·Σ alone and multiplies by the row's scale once, when the result is stored.
+// With AVX-VNNI (session 9, RunVnni) the nibble split is unnecessary: vpdpbusd multiplies unsigned by signed bytes into
+// int32 lanes (4 products each, no int16 saturation), so the panel holds one plane of the unsigned bytes (w + 128 or q)
+// and a 4 × 16 tile does one vpdpbusd per activation row, k-quad and 8 weight rows: a quarter of the AVX2 tile's
+// integer instructions. The int32 block sums are the same integers, so the results are bit-identical to the nibble path.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -27,7 +31,7 @@ namespace Hub.Runtime.Kernels;
 /// <summary>
 /// Prefill GEMM for int8 weights — symmetric Q8_0 and the asymmetric per-channel / grouped exports, any group length
 /// that is a multiple of 32 — against int8 activations quantized in the decode layout: weight rows repacked per call
-/// into interleaved nibble planes (see the file header), AVX2 + FMA.
+/// into interleaved nibble planes (AVX2 + FMA) or one unsigned plane (AVX-VNNI), see the file header.
 /// </summary>
 public static unsafe class QuantGemmInt8
 {
@@ -67,15 +71,198 @@ public static unsafe class QuantGemmInt8
     /// <see cref="ScratchFloats"/> floats; each call repacks its weight rows <see cref="Rows"/> at a time.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+    public static void Gemm(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch) =>
+        GemmOnPath(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch, UseVnni);
+
+    /// <summary><see cref="Gemm"/> on the path <paramref name="vnni"/> names (tests run both).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void GemmOnPath(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch, bool vnni)
     {
+        if (vnni && !AvxVnni.IsSupported) throw new NotSupportedException("the VNNI path needs AvxVnni");
         if (!Fits(w)) throw new NotSupportedException($"QuantGemmInt8 needs int8 weights with groups of a multiple of {Block} and AVX2+FMA (group {w.GroupLength}, K {w.K}, int4 = {w.Int4}); check Fits first");
         QuantKernels.CheckGemmArgs(w, m, act, y, ldy, m0, m1, n0, n1, scratch);
         bool work = m1 > m0 && n1 > n0;
         if (!work) return;
+        if (vnni)
+        {
+            if (w.Symmetric && w.GroupLength == Block) RunVnni<Q8Sym>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+            else if (w.Groups == 1) RunVnni<RowScale>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+            else RunVnni<PerBlockScale>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+            return;
+        }
         if (w.Symmetric && w.GroupLength == Block) Run<Q8Sym>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
         else if (w.Groups == 1) Run<RowScale>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
         else Run<PerBlockScale>(w, m, act, bias, y, ldy, m0, m1, n0, n1, scratch);
+    }
+
+    /// <summary>
+    /// Whether <see cref="Gemm"/> (and QuantLinearExec, read when its executor is built) takes the AVX-VNNI tiles (one
+    /// unsigned byte plane, vpdpbusd) instead of the AVX2 nibble planes: AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0
+    /// turns it off). Settable for in-process A/B benchmarks; tests pass the path to <see cref="GemmOnPath"/>. Both
+    /// paths give bit-identical results (the same int32 block sums, the same float steps).
+    /// </summary>
+    internal static bool UseVnni { get; set; } = AvxVnni.IsSupported;
+
+    private const int VnniBlockBytes = Interleave * Block;   // one block of 8 rows in the single plane: 256 bytes
+
+    // The VNNI path: every 16-row pass packs both 8-row groups into one unsigned plane (u = w + 128 symmetric, q
+    // asymmetric; rows past jn repeat the last live row with scale and zero-point term 0) and a tile takes all 16
+    // weight rows against MR activation rows: per quad two weight loads, MR broadcasts and 2·MR vpdpbusd into int32
+    // block sums (4 products per lane, no saturation: |Σ| ≤ 32·255·128). acc is [row, 16] floats.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RunVnni<TMode>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
+        where TMode : struct
+    {
+        int k = w.K, blocks = k / Block, groups = w.Groups;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
+        float* sc = (float*)(panel + (long)Rows * k * 2);
+        float* sz = sc + (long)Rows * blocks;             // zero-point terms [8-row group, group, 8]
+        float* acc = sz + (long)Rows * blocks;
+        float* c128 = acc + (RowChunk + MR) * Rows;
+        bool q8 = typeof(TMode) == typeof(Q8Sym), rowScale = typeof(TMode) == typeof(RowScale);
+        byte* p1 = panel + (long)blocks * VnniBlockBytes;
+        float* s1 = sc + (long)blocks * Interleave;
+        for (int jc = n0; jc < n1; jc += Rows)
+        {
+            int jn = Math.Min(Rows, n1 - jc);
+            RepackVnni(w, jc, jn, panel, sc, sz, rowScale);
+            for (int ic = m0; ic < m1; ic += RowChunk)
+            {
+                int rows = Math.Min(RowChunk, m1 - ic);
+                if (q8)
+                    for (int t = 0; t < rows; t++)
+                    {
+                        float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
+                        for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
+                    }
+                if (q8) new Span<float>(acc, (RowChunk + MR) * Rows).Clear();
+                else
+                {
+                    // acc starts at −Σ_g Σx_g·sz_g per 8-row half (the zero points' share of every row's sum)
+                    float* z1 = sz + (long)groups * Interleave;
+                    for (int t = 0; t < rows; t++)
+                    {
+                        float* xr = xs + (long)(ic + t) * groups;
+                        Vector256<float> a = Vector256<float>.Zero, b = Vector256<float>.Zero;
+                        for (int gi = 0; gi < groups; gi++)
+                        {
+                            var xv = Vector256.Create(xr[gi]);
+                            a = Fma.MultiplyAddNegated(xv, Avx.LoadVector256(sz + gi * Interleave), a);
+                            b = Fma.MultiplyAddNegated(xv, Avx.LoadVector256(z1 + gi * Interleave), b);
+                        }
+                        Avx.Store(acc + t * Rows, a);
+                        Avx.Store(acc + t * Rows + Interleave, b);
+                    }
+                    new Span<float>(acc + rows * Rows, MR * Rows).Clear();
+                }
+                for (int kb = 0; kb < blocks; kb += KcBlocks)
+                {
+                    int nb = Math.Min(KcBlocks, blocks - kb);
+                    for (int t = 0; t < rows; t += MR)
+                    {
+                        long r0 = ic + t, r1 = ic + Math.Min(t + 1, rows - 1), r2 = ic + Math.Min(t + 2, rows - 1), r3 = ic + Math.Min(t + 3, rows - 1);
+                        long o = (long)kb * Block;
+                        TileVnni<TMode>(panel + (long)kb * VnniBlockBytes, p1 + (long)kb * VnniBlockBytes, sc + kb * Interleave, s1 + kb * Interleave, nb,
+                            xq + r0 * k + o, xq + r1 * k + o, xq + r2 * k + o, xq + r3 * k + o,
+                            dx + r0 * blocks + kb, dx + r1 * blocks + kb, dx + r2 * blocks + kb, dx + r3 * blocks + kb,
+                            c128 + (r0 - ic) * blocks + kb, c128 + (r1 - ic) * blocks + kb, c128 + (r2 - ic) * blocks + kb, c128 + (r3 - ic) * blocks + kb,
+                            acc + t * Rows);
+                    }
+                }
+                for (int t = 0; t < rows; t++)
+                {
+                    float* yr = y + (long)(ic + t) * ldy + jc;
+                    float* ar = acc + t * Rows;
+                    for (int c = 0; c < jn; c++)
+                    {
+                        float v = rowScale ? ar[c] * (c < Interleave ? sc[c] : s1[c - Interleave]) : ar[c];
+                        yr[c] = v + (bias != null ? bias[jc + c] : 0f);
+                    }
+                }
+            }
+        }
+    }
+
+    // MR = 4 activation rows × 16 weight rows (two 8-row halves) over nb blocks; acc [4, 16] floats accumulates. Eight
+    // int32 accumulators, two weight vectors and the broadcast: 11 of the 16 registers a VEX vpdpbusd can address.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void TileVnni<TMode>(byte* wp0, byte* wp1, float* sp0, float* sp1, int nb, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        float* d0, float* d1, float* d2, float* d3, float* c0, float* c1, float* c2, float* c3, float* acc)
+        where TMode : struct
+    {
+        for (int b = 0; b < nb; b++)
+        {
+            byte* p = wp0 + b * VnniBlockBytes, q = wp1 + b * VnniBlockBytes;
+            int o = b * Block;
+            Vector256<int> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+            for (int t = 0; t < 8; t++, o += 4)
+            {
+                var w0 = Avx.LoadVector256(p + t * 32);
+                var w1 = Avx.LoadVector256(q + t * 32);
+                var v = Avx.BroadcastScalarToVector256((float*)(x0 + o)).AsSByte();
+                a0 = AvxVnni.MultiplyWideningAndAdd(a0, w0, v); b0 = AvxVnni.MultiplyWideningAndAdd(b0, w1, v);
+                v = Avx.BroadcastScalarToVector256((float*)(x1 + o)).AsSByte();
+                a1 = AvxVnni.MultiplyWideningAndAdd(a1, w0, v); b1 = AvxVnni.MultiplyWideningAndAdd(b1, w1, v);
+                v = Avx.BroadcastScalarToVector256((float*)(x2 + o)).AsSByte();
+                a2 = AvxVnni.MultiplyWideningAndAdd(a2, w0, v); b2 = AvxVnni.MultiplyWideningAndAdd(b2, w1, v);
+                v = Avx.BroadcastScalarToVector256((float*)(x3 + o)).AsSByte();
+                a3 = AvxVnni.MultiplyWideningAndAdd(a3, w0, v); b3 = AvxVnni.MultiplyWideningAndAdd(b3, w1, v);
+            }
+            Vector256<float> s0 = default, s1 = default;
+            if (typeof(TMode) != typeof(RowScale)) { s0 = Avx.LoadVector256(sp0 + b * Interleave); s1 = Avx.LoadVector256(sp1 + b * Interleave); }
+            CombineSum<TMode>(Avx.ConvertToVector256Single(a0), d0 + b, c0 + b, s0, acc);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(b0), d0 + b, c0 + b, s1, acc + Interleave);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(a1), d1 + b, c1 + b, s0, acc + Rows);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(b1), d1 + b, c1 + b, s1, acc + Rows + Interleave);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(a2), d2 + b, c2 + b, s0, acc + 2 * Rows);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(b2), d2 + b, c2 + b, s1, acc + 2 * Rows + Interleave);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(a3), d3 + b, c3 + b, s0, acc + 3 * Rows);
+            CombineSum<TMode>(Avx.ConvertToVector256Single(b3), d3 + b, c3 + b, s1, acc + 3 * Rows + Interleave);
+        }
+    }
+
+    // Rows [j0, j0 + jn) into the VNNI panel: two 8-row groups (the second all padding when jn ≤ 8), per group and
+    // block 8 quad vectors of 32 bytes (row r at bytes 4r..4r+3), unsigned (symmetric w ^ 0x80 = w + 128); scales and
+    // zero-point terms as Repack's. Padding rows repeat the last live row with scale and zero-point term 0.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RepackVnni(in QuantMatrix w, int j0, int jn, byte* panel, float* sc, float* sz, bool rowScale)
+    {
+        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
+        var flip = Vector256.Create((byte)(w.Symmetric ? 0x80 : 0));
+        byte** rows = stackalloc byte*[Interleave];
+        float* rs = stackalloc float[groups];
+        for (int g = 0; g < 2; g++)
+        {
+            byte* pg = panel + (long)g * blocks * VnniBlockBytes;
+            float* sg = sc + (long)g * blocks * Interleave;
+            float* zg = sz + (long)g * groups * Interleave;
+            int live = Math.Min(Interleave, jn - g * Interleave);
+            for (int r = 0; r < Interleave; r++)
+            {
+                int j = j0 + Math.Min(g * Interleave + r, jn - 1);
+                bool on = r < live;
+                rows[r] = w.Data + (long)j * k;
+                float* s = w.RowScales(j, rs);
+                for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = on ? s[b / bpg] : 0f;
+                for (int gi = 0; gi < groups; gi++)
+                {
+                    float z = w.Symmetric ? 128f : w.Zeros[(long)j * groups + gi];
+                    zg[gi * Interleave + r] = !on ? 0f : rowScale ? z : s[gi] * z;
+                }
+            }
+            for (int b = 0; b < blocks; b++)
+            {
+                int o = b * Block;
+                Transpose(Avx2.Xor(Avx.LoadVector256(rows[0] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[1] + o), flip),
+                          Avx2.Xor(Avx.LoadVector256(rows[2] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[3] + o), flip),
+                          Avx2.Xor(Avx.LoadVector256(rows[4] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[5] + o), flip),
+                          Avx2.Xor(Avx.LoadVector256(rows[6] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[7] + o), flip),
+                          pg + (long)b * VnniBlockBytes, 8);
+            }
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -208,6 +395,13 @@ public static unsafe class QuantGemmInt8
         float* dx, float* c, Vector256<float> s, float* acc) where TMode : struct
     {
         var sum = Avx.ConvertToVector256Single(Avx2.Add(Avx2.MultiplyAddAdjacent(h, sixteen), Avx2.MultiplyAddAdjacent(l, one)));
+        CombineSum<TMode>(sum, dx, c, s, acc);
+    }
+
+    // Combine on the 8 rows' block sums as float (both paths: the same float steps on the same integers).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CombineSum<TMode>(Vector256<float> sum, float* dx, float* c, Vector256<float> s, float* acc) where TMode : struct
+    {
         if (typeof(TMode) == typeof(RowScale))
         {
             Avx.Store(acc, Fma.MultiplyAdd(sum, Avx.BroadcastScalarToVector256(dx), Avx.LoadVector256(acc)));
@@ -273,9 +467,9 @@ public static unsafe class QuantGemmInt8
     private static Vector256<byte> Hi(Vector256<byte> v, Vector256<byte> low, Vector256<byte> eight) =>
         Avx2.Xor(Avx2.And(Avx2.ShiftRightLogical(v.AsUInt16(), 4).AsByte(), low), eight);
 
-    // Rows a..h of 8 dwords each → 8 vectors (stride 64 bytes from dst), vector q = dword q of rows a..h.
+    // Rows a..h of 8 dwords each → 8 vectors (stride floats apart from dst: 64 bytes for the nibble planes, 32 for VNNI), vector q = dword q of rows a..h.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose(Vector256<byte> a, Vector256<byte> b, Vector256<byte> c, Vector256<byte> d,
-        Vector256<byte> e, Vector256<byte> f, Vector256<byte> g, Vector256<byte> h, byte* dst) =>
-        Kernels.Gemm.Transpose8x8(a.AsSingle(), b.AsSingle(), c.AsSingle(), d.AsSingle(), e.AsSingle(), f.AsSingle(), g.AsSingle(), h.AsSingle(), (float*)dst, 16);
+        Vector256<byte> e, Vector256<byte> f, Vector256<byte> g, Vector256<byte> h, byte* dst, int stride = 16) =>
+        Kernels.Gemm.Transpose8x8(a.AsSingle(), b.AsSingle(), c.AsSingle(), d.AsSingle(), e.AsSingle(), f.AsSingle(), g.AsSingle(), h.AsSingle(), (float*)dst, stride);
 }

@@ -4,10 +4,13 @@
 // blocks of 32 (scale dx_b), and every weight byte is streamed once into integer dot products — AVX2 vpmaddubsw +
 // vpmaddwd on 32 values at a time, one float FMA per block. vpmaddubsw multiplies unsigned by signed bytes, so signed
 // int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
-// comes back with the zero point. Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per
-// group is computed once per activation row. The AVX2 GEMV runs four output rows per pass (one activation load per
-// block for all four, software prefetch two passes ahead, one hadd tree and one 4-float store per pass), in one small
-// non-inlined kernel per format so that the JIT keeps the loop state in registers. Shapes the integer path cannot take
+// comes back with the zero point. With AVX-VNNI (session 9) the int8 four-row pass (groups longer than 32) takes one
+// vpdpbusd per 32 bytes instead: unsigned weight bytes (asymmetric q as stored, symmetric w + 128) against the signed
+// activations, the zero-point term z·Σx or 128·Σx (the Q8_0 one-row kernel measured faster on the sign trick). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
+// activation row. int8 at groups of 32 (Q8_0) streams one output row at a time (GemvInt8Row); longer int8 groups and
+// int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
+// ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
+// keeps the loop state in registers. Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
 // and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
@@ -282,53 +285,9 @@ public static unsafe class QuantKernels
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
         if (w.Int4 && QuantGemvInt4.Preferred(w)) { QuantGemvInt4.Gemv(w, m, act, bias, y, ldy, n0, n1); return; }
-        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1, w.GroupLength == Block ? StreamDefault : GroupedStreamDefault);
+        if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1);
         else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
     }
-
-    /// <summary>
-    /// How the int8 decode GEMV streams its weight rows: the four-row pass (four rows read interleaved, one activation
-    /// load per block for all four) with a software prefetch of the next pass by hint, or one row at a time (one
-    /// sequential stream). Every variant computes the same sums in the same order (equal outputs); the hints apply to
-    /// groups of one block (Q8_0), longer groups run the four-row pass with prefetcht0 or the row kernels. Session 8
-    /// (docs/quantization.md): RowT0 streams 1.09–1.22× the four-row pass from DRAM and decodes 1b Q8_0 1.09–1.13×.
-    /// </summary>
-    internal enum Int8Stream
-    {
-        /// <summary>prefetcht0 of the next pass (one 4-row pass ahead for rows ≥ 1 KiB), the session-5 default.</summary>
-        T0,
-        /// <summary>prefetcht1 (the L2 hint) of the same lines.</summary>
-        T1,
-        /// <summary>prefetchnta.</summary>
-        Nta,
-        /// <summary>No software prefetch: the hardware prefetchers alone.</summary>
-        None,
-        /// <summary>One row at a time (a single sequential stream per worker, the activation block reloaded per row), no software prefetch.</summary>
-        Row,
-        /// <summary>One row at a time with prefetcht0 4 KiB (or HUB_QGEMV_PREFETCH bytes) ahead.</summary>
-        RowT0,
-    }
-
-    /// <summary>
-    /// The int8 decode GEMV's streaming variant for groups of one block (Q8_0, asym g32): RowT0 unless HUB_QGEMV_STREAM
-    /// names another (T0 is the four-row pass of sessions 5–7). Settable for in-process A/B benchmarks only; tests pass the variant to GemvIntegerRowsAvx2.
-    /// </summary>
-    internal static Int8Stream StreamDefault { get; set; } =
-        Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_STREAM"), true, out var st) ? st : Int8Stream.RowT0;
-
-    /// <summary>
-    /// The streaming variant for int8 with longer groups (per channel, the default export; g64, g128): T0, the four-row
-    /// pass, unless HUB_QGEMV_GSTREAM=Row|RowT0 — the one-row kernel measured level there (0.98–1.02× in decode, no
-    /// per-block scale stream to interleave). Settable for in-process A/B benchmarks only.
-    /// </summary>
-    internal static Int8Stream GroupedStreamDefault { get; set; } =
-        Enum.TryParse<Int8Stream>(Environment.GetEnvironmentVariable("HUB_QGEMV_GSTREAM"), true, out var gst) ? gst : Int8Stream.T0;
-
-    private interface IPrefetch { static abstract void Line(void* p); }
-    private struct PfT0 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch0(p); }
-    private struct PfT1 : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.Prefetch1(p); }
-    private struct PfNta : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) => Sse.PrefetchNonTemporal(p); }
-    private struct PfNone : IPrefetch { [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Line(void* p) { } }
 
     /// <summary>Scalar twin of <see cref="GemvInteger"/> (same integer sums, float accumulation per block).</summary>
     public static void GemvIntegerReference(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
@@ -374,17 +333,11 @@ public static unsafe class QuantKernels
         return t < 16 ? b & 15 : b >> 4;
     }
 
-    /// <summary>
-    /// Software prefetch distance in bytes ahead of a pass's first row, or 0 for the default: 8 rows for rows under 1
-    /// KiB, 4 rows (one pass) for longer rows; the one-row kernels (Int8Stream.RowT0): 4 KiB ahead in the row stream. A pass reads its four rows interleaved, which the hardware stream
-    /// prefetcher follows poorly (single-thread DRAM-cold GEMV 6.6 GB/s without, 13–14 GB/s with); each pass prefetches
-    /// the contiguous bytes that far ahead at four times the rate it walks its own rows. Settable for A/B benchmarks.
-    /// </summary>
-    internal static int PrefetchBytes { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("HUB_QGEMV_PREFETCH"), out var pb) ? pb : 0;
-
-    // Bytes a pass prefetches ahead of its first row.
-    internal static nint PrefetchAhead(int rowBytes) =>
-        PrefetchBytes > 0 ? PrefetchBytes : (nint)rowBytes * (rowBytes >= 1024 ? PassRows : 2 * PassRows);
+    // Software prefetch distance in bytes ahead of a pass's first row: 8 rows for rows under 1 KiB, 4 rows (one pass)
+    // for longer rows. A pass reads its four rows interleaved, which the hardware stream prefetcher follows poorly
+    // (single-thread DRAM-cold GEMV 6.6 GB/s without, 13–14 GB/s with); each pass prefetches the contiguous bytes that
+    // far ahead at four times the rate it walks its own rows.
+    internal static nint PrefetchAhead(int rowBytes) => (nint)rowBytes * (rowBytes >= 1024 ? PassRows : 2 * PassRows);
 
     /// <summary>Output rows one pass of the AVX2 GEMV computes together (each activation load serves all of them).</summary>
     private const int PassRows = 4;
@@ -399,26 +352,42 @@ public static unsafe class QuantKernels
     // instantiation, so `typeof(T) == typeof(Asym)` folds and the untaken branches vanish from the loops).
     private struct Sym { }
     private struct Asym { }
+    // int8 through AVX-VNNI (vpdpbusd on unsigned bytes: the zero-point term uses z, or 128 when symmetric).
+    private struct VSym { }
+    private struct VAsym { }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsAsym<T>() where T : struct => typeof(T) == typeof(Asym) || typeof(T) == typeof(VAsym);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsVnni<T>() where T : struct => typeof(T) == typeof(VSym) || typeof(T) == typeof(VAsym);
+
+    /// <summary>
+    /// Whether the int8 decode GEMV's four-row pass (groups longer than one block: per channel, g64, g128) multiplies with
+    /// AVX-VNNI (vpdpbusd: one instruction per 32 bytes and row instead of the sign trick's four; 1.13–1.19× its
+    /// cache-resident rate on Zen 5, session 9): AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0 turns it off). The Q8_0
+    /// one-row kernel keeps the AVX2 multiply. Settable for in-process A/B benchmarks; tests pass the path to
+    /// <see cref="GemvIntegerRowsAvx2"/>.
+    /// </summary>
+    internal static bool Int8Vnni { get; set; } = AvxVnni.IsSupported;
 
     // Dispatch to one specialised kernel per format. Each kernel is a small non-inlined method whose inner loop sees only
     // locals (row pointers, one offset, four accumulators): one large method with all formats inlined (session 4, 21 KB
     // of code) made the JIT keep the four accumulators on the stack across the loop back edge — a store and a reload
     // on every FMA chain per block, half the single-thread rate of the session-3 loops.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) =>
-        GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1, StreamDefault);
-
-    /// <summary><see cref="GemvIntegerRowsAvx2(in QuantMatrix, int, byte*, float*, float*, int, int, int)"/> with the int8 streaming variant as a parameter.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, Int8Stream stream)
+    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool? vnni = null)
     {
         if (n0 >= n1 || m <= 0) return;
+        bool v = vnni ?? Int8Vnni;
+        if (v && !AvxVnni.IsSupported) throw new NotSupportedException("the VNNI path needs AvxVnni");
         int bpg = w.GroupLength / Block;
         if (bpg == 1)
         {
             if (w.Int4) { if (w.Symmetric) GemvInt4Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt4Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1); }
-            else if (w.Symmetric) Int8Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1, stream);
-            else Int8Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1, stream);
+            // the one-row kernel keeps the AVX2 multiply: on Zen 5 its VNNI twin ran 0.95× (cache-resident, session 9)
+            else if (w.Symmetric) GemvInt8Row<Sym>(w, m, act, bias, y, ldy, n0, n1);
+            else GemvInt8Row<Asym>(w, m, act, bias, y, ldy, n0, n1);
             return;
         }
         // Longer groups read float scale rows: F32 in place, F16 converted for the pass's four rows into sb.
@@ -429,13 +398,7 @@ public static unsafe class QuantKernels
         try
         {
             if (w.Int4) GemvInt4Groups(w, m, act, bias, y, ldy, n0, n1, sb);
-            else if (stream is Int8Stream.Row or Int8Stream.RowT0)
-            {
-                bool pf = stream != Int8Stream.Row;
-                if (w.Symmetric) { if (pf) GemvInt8GroupsRow<Sym, PfT0>(w, m, act, bias, y, ldy, n0, n1, sb); else GemvInt8GroupsRow<Sym, PfNone>(w, m, act, bias, y, ldy, n0, n1, sb); }
-                else if (pf) GemvInt8GroupsRow<Asym, PfT0>(w, m, act, bias, y, ldy, n0, n1, sb);
-                else GemvInt8GroupsRow<Asym, PfNone>(w, m, act, bias, y, ldy, n0, n1, sb);
-            }
+            else if (v) { if (w.Symmetric) GemvInt8Groups<VSym>(w, m, act, bias, y, ldy, n0, n1, sb); else GemvInt8Groups<VAsym>(w, m, act, bias, y, ldy, n0, n1, sb); }
             else if (w.Symmetric) GemvInt8Groups<Sym>(w, m, act, bias, y, ldy, n0, n1, sb);
             else GemvInt8Groups<Asym>(w, m, act, bias, y, ldy, n0, n1, sb);
         }
@@ -525,85 +488,12 @@ public static unsafe class QuantKernels
         return Avx.Add(c, Vector256.CreateScalar(cs));
     }
 
-    private static void Int8Blocks<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, Int8Stream stream) where TAsym : struct
-    {
-        switch (stream)
-        {
-            case Int8Stream.T1: GemvInt8Blocks<TAsym, PfT1>(w, m, act, bias, y, ldy, n0, n1); break;
-            case Int8Stream.Nta: GemvInt8Blocks<TAsym, PfNta>(w, m, act, bias, y, ldy, n0, n1); break;
-            case Int8Stream.None: GemvInt8Blocks<TAsym, PfNone>(w, m, act, bias, y, ldy, n0, n1); break;
-            case Int8Stream.Row: GemvInt8Row<TAsym, PfNone>(w, m, act, bias, y, ldy, n0, n1); break;
-            case Int8Stream.RowT0: GemvInt8Row<TAsym, PfT0>(w, m, act, bias, y, ldy, n0, n1); break;
-            default: GemvInt8Blocks<TAsym, PfT0>(w, m, act, bias, y, ldy, n0, n1); break;
-        }
-    }
-
-    // Int8 weights with groups of one block (Q8_0 sym, or asym g32): per pass of four rows and activation row, the
-    // combined scales of a chunk of blocks are staged (ds, one float per block and row) and the zero-point term goes
-    // into the accumulators; the loop then does per block one activation load and, per row, load, |w|, sign, two
-    // multiply-adds, convert and one FMA with the broadcast scale.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void GemvInt8Blocks<TAsym, TPf>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct where TPf : struct, IPrefetch
-    {
-        bool asym = typeof(TAsym) == typeof(Asym);
-        int k = w.K, blocks = k / Block;
-        byte* data = w.Data, zeros = w.Zeros;
-        float* sc = w.Scales;
-        ushort* sh = w.ScalesF16;
-        sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
-        float* xs = dx + (long)m * blocks;
-        float* ds = stackalloc float[PassRows * ScaleChunk];
-        var acc = stackalloc Vector256<float>[PassRows];
-        nint ahead = PrefetchAhead(k);
-        int kind = asym ? OffZMinus128 : OffNone;
-        for (int j = n0; j < n1; j += PassRows)
-        {
-            long j0 = j, j1 = PassRow(j, 1, n1), j2 = PassRow(j, 2, n1), j3 = PassRow(j, 3, n1);
-            byte* r0 = data + j0 * k, r1 = data + j1 * k, r2 = data + j2 * k, r3 = data + j3 * k;
-            byte* pf = r0 + ahead;
-            for (int i = 0; i < m; i++)
-            {
-                sbyte* xr = xq + (long)i * k;
-                float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
-                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
-                {
-                    int nb = Math.Min(ScaleChunk, blocks - b0);
-                    a0 = Avx.Subtract(a0, StageBlocks(sc, sh, zeros, j0 * blocks, dxi, xsi, b0, nb, ds, kind, false));
-                    a1 = Avx.Subtract(a1, StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + ScaleChunk, kind, false));
-                    a2 = Avx.Subtract(a2, StageBlocks(sc, sh, zeros, j2 * blocks, dxi, xsi, b0, nb, ds + 2 * ScaleChunk, kind, false));
-                    a3 = Avx.Subtract(a3, StageBlocks(sc, sh, zeros, j3 * blocks, dxi, xsi, b0, nb, ds + 3 * ScaleChunk, kind, false));
-                    if (Int8RunKernel)
-                    {
-                        // the chunk's blocks in a leaf method whose loop keeps every pointer in a register
-                        nint o0 = (nint)b0 * Block;
-                        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
-                        Int8BlockRun<TAsym, TPf>(r0 + o0, r1 + o0, r2 + o0, r3 + o0, xr + o0, ds, pf + 4 * o0, nb, acc);
-                        a0 = acc[0]; a1 = acc[1]; a2 = acc[2]; a3 = acc[3];
-                        continue;
-                    }
-                    float* d = ds;
-                    for (nint o = (nint)b0 * Block, end = o + (nint)nb * Block; o < end; o += Block, d++)
-                    {
-                        TPf.Line(pf + 4 * o); TPf.Line(pf + 4 * o + 64);
-                        var xv = Avx.LoadVector256(xr + o);
-                        a0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), Vector256.Create(d[0]), a0);
-                        a1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), Vector256.Create(d[ScaleChunk]), a1);
-                        a2 = Fma.MultiplyAdd(BlockDot8(r2 + o, xv, asym), Vector256.Create(d[2 * ScaleChunk]), a2);
-                        a3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), Vector256.Create(d[3 * ScaleChunk]), a3);
-                    }
-                }
-                StorePass(a0, a1, a2, a3, Vector128<float>.Zero, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
-            }
-        }
-    }
-
     // Int8 weights with groups of one block, one output row at a time: the row's bytes are one sequential stream (the
     // four-row pass reads four 2 KiB streams interleaved at K = 2048), the activation block is reloaded per row from L1.
-    // The same staging, the same FMA chain per row and the same horizontal sum as GemvInt8Blocks: bit-identical sums.
+    // Software prefetcht0 4 KiB ahead in the row stream (without it the arithmetic waits on L2: session 8). Session 8
+    // measured this 1.09–1.22× the four-row pass (retired in session 9) streaming from DRAM.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void GemvInt8Row<TAsym, TPf>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct where TPf : struct, IPrefetch
+    private static void GemvInt8Row<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
     {
         bool asym = typeof(TAsym) == typeof(Asym);
         int k = w.K, blocks = k / Block;
@@ -614,7 +504,7 @@ public static unsafe class QuantKernels
         float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
         float* xs = dx + (long)m * blocks;
         float* ds = stackalloc float[ScaleChunk];
-        nint ahead = PrefetchBytes > 0 ? PrefetchBytes : 4096;
+        const int ahead = 4096;
         int kind = asym ? OffZMinus128 : OffNone;
         for (int j = n0; j < n1; j++)
         {
@@ -629,7 +519,7 @@ public static unsafe class QuantKernels
                     int nb = Math.Min(ScaleChunk, blocks - b0);
                     a = Avx.Subtract(a, StageBlocks(sc, sh, zeros, (long)j * blocks, dxi, xsi, b0, nb, ds, kind, false));
                     nint o0 = (nint)b0 * Block;
-                    a = Int8RowRun<TAsym, TPf>(r + o0, xr + o0, ds, r + o0 + ahead, nb, a);
+                    a = Int8RowRun<TAsym>(r + o0, xr + o0, ds, r + o0 + ahead, nb, a);
                 }
                 // StorePass's reduction for one row: ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
                 var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a, a), Avx.HorizontalAdd(a, a));
@@ -639,56 +529,34 @@ public static unsafe class QuantKernels
         }
     }
 
-    // nb blocks of one int8 row against one activation row: a += dot_b·ds[b], the prefetch (if any) 64 bytes per 64.
+    // nb blocks of one int8 row against one activation row: a += Σ_b dot_b·ds[b], prefetching one line per 64 bytes. Two
+    // FMA chains (even and odd blocks, added at the end): one chain waited on the FMA latency every 32 bytes, which
+    // held the kernel's cache-resident rate barely above DRAM (session 8).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static Vector256<float> Int8RowRun<TAsym, TPf>(byte* r, sbyte* xr, float* d, byte* pf, int nb, Vector256<float> a) where TAsym : struct where TPf : struct, IPrefetch
+    private static Vector256<float> Int8RowRun<TAsym>(byte* r, sbyte* xr, float* d, byte* pf, int nb, Vector256<float> a) where TAsym : struct
     {
-        bool asym = typeof(TAsym) == typeof(Asym);
         float* dEnd = d + (nb & ~1);
         nint o = 0;
+        var b = Vector256<float>.Zero;
         for (; d < dEnd; d += 2, o += 2 * Block)
         {
-            TPf.Line(pf + o);
-            a = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o), asym), Vector256.Create(d[0]), a);
-            a = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o + Block), Avx.LoadVector256(xr + o + Block), asym), Vector256.Create(d[1]), a);
+            Sse.Prefetch0(pf + o);
+            a = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o)), Vector256.Create(d[0]), a);
+            b = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r + o + Block), Avx.LoadVector256(xr + o + Block)), Vector256.Create(d[1]), b);
         }
-        if ((nb & 1) != 0) a = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o), asym), Vector256.Create(d[0]), a);
-        return a;
+        if ((nb & 1) != 0) a = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o)), Vector256.Create(d[0]), a);
+        return Avx.Add(a, b);
     }
 
-    /// <summary>
-    /// Whether the Q8_0-style int8 GEMV runs each chunk of blocks in the leaf <see cref="Int8BlockRun{TAsym, TPf}"/>
-    /// (HUB_QGEMV_RUN=0 turns it off: the loop inline in the pass, as before session 6). Settable for A/B benchmarks.
-    /// </summary>
-    internal static bool Int8RunKernel { get; set; } = Environment.GetEnvironmentVariable("HUB_QGEMV_RUN") != "0";
-
-    // nb blocks of four int8 rows against one activation row: acc[0..3] += Σ_b dot_b(row r)·ds[r·ScaleChunk + b]. A leaf
-    // with only walking pointers live, so the JIT keeps them all in registers and addresses the loads directly (inline in
-    // GemvInt8Blocks it spilled three row pointers and recomputed each load address: 48 instructions per block of four
-    // rows, this loop has fewer on a core whose GEMV is bound by instruction throughput as much as by memory).
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Int8BlockRun<TAsym, TPf>(byte* r0, byte* r1, byte* r2, byte* r3, sbyte* xr, float* d, byte* pf, int nb, Vector256<float>* acc) where TAsym : struct where TPf : struct, IPrefetch
-    {
-        bool asym = typeof(TAsym) == typeof(Asym);
-        Vector256<float> a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        float* dEnd = d + nb;
-        nint o = 0;
-        for (; d < dEnd; d++, o += Block, pf += 4 * Block)
-        {
-            TPf.Line(pf); TPf.Line(pf + 64);
-            var xv = Avx.LoadVector256(xr + o);
-            a0 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r0 + o), xv, asym), Vector256.Create(d[0]), a0);
-            a1 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r1 + o), xv, asym), Vector256.Create(d[ScaleChunk]), a1);
-            a2 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r2 + o), xv, asym), Vector256.Create(d[2 * ScaleChunk]), a2);
-            a3 = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r3 + o), xv, asym), Vector256.Create(d[3 * ScaleChunk]), a3);
-        }
-        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
-    }
-
-    // BlockDot8 on loaded bytes.
+    // BlockDot8 on loaded bytes. VNNI (VSym/VAsym): one vpdpbusd of the unsigned bytes — asymmetric q as stored,
+    // symmetric w ^ 0x80 = w + 128 — against the signed activations; Int8Correction then subtracts z·Σx or 128·Σx.
+    // AVX2: the sign trick into vpmaddubsw + vpmaddwd (asymmetric bytes flipped to signed q − 128 first).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Dot8(Vector256<byte> raw, Vector256<sbyte> xv, bool asym)
+    private static Vector256<float> Dot8<TAsym>(Vector256<byte> raw, Vector256<sbyte> xv) where TAsym : struct
     {
+        bool asym = IsAsym<TAsym>();
+        if (IsVnni<TAsym>())
+            return Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, asym ? raw : Avx2.Xor(raw, Vector256.Create((byte)0x80)), xv));
         var wv = asym ? Avx2.Xor(raw, Vector256.Create((byte)0x80)).AsSByte() : raw.AsSByte();
         return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), Vector256.Create((short)1)));
     }
@@ -781,7 +649,7 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvInt8Groups<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, float* sb) where TAsym : struct
     {
-        bool asym = typeof(TAsym) == typeof(Asym);
+        bool asym = IsAsym<TAsym>(), vnni = IsVnni<TAsym>();
         int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
         byte* data = w.Data, zeros = w.Zeros;
         float* sc = w.Scales;
@@ -812,10 +680,10 @@ public static unsafe class QuantKernels
                         Sse.Prefetch0(pf + 4 * o); Sse.Prefetch0(pf + 4 * o + 64);
                         var xv = Avx.LoadVector256(xr + o);
                         var dv = Vector256.Create(d[0]);
-                        t0 = Fma.MultiplyAdd(BlockDot8(r0 + o, xv, asym), dv, t0);
-                        t1 = Fma.MultiplyAdd(BlockDot8(r1 + o, xv, asym), dv, t1);
-                        t2 = Fma.MultiplyAdd(BlockDot8(r2 + o, xv, asym), dv, t2);
-                        t3 = Fma.MultiplyAdd(BlockDot8(r3 + o, xv, asym), dv, t3);
+                        t0 = Fma.MultiplyAdd(BlockDot8<TAsym>(r0 + o, xv), dv, t0);
+                        t1 = Fma.MultiplyAdd(BlockDot8<TAsym>(r1 + o, xv), dv, t1);
+                        t2 = Fma.MultiplyAdd(BlockDot8<TAsym>(r2 + o, xv), dv, t2);
+                        t3 = Fma.MultiplyAdd(BlockDot8<TAsym>(r3 + o, xv), dv, t3);
                     }
                     a0 = Fma.MultiplyAdd(t0, Vector256.Create(s0[g]), a0);
                     a1 = Fma.MultiplyAdd(t1, Vector256.Create(s1[g]), a1);
@@ -823,59 +691,15 @@ public static unsafe class QuantKernels
                     a3 = Fma.MultiplyAdd(t3, Vector256.Create(s3[g]), a3);
                 }
                 var corr = Vector128<float>.Zero;
-                if (asym)
+                if (asym || vnni)
                 {
                     float* xsi = xs + (long)i * groups;
-                    corr = Vector128.Create(Correction(s0, null, zeros + j0 * groups, xsi, groups, false, false),
-                        Correction(s1, null, zeros + j1 * groups, xsi, groups, false, false),
-                        Correction(s2, null, zeros + j2 * groups, xsi, groups, false, false),
-                        Correction(s3, null, zeros + j3 * groups, xsi, groups, false, false));
+                    corr = Vector128.Create(Int8Correction<TAsym>(s0, zeros + j0 * groups, xsi, groups),
+                        Int8Correction<TAsym>(s1, zeros + j1 * groups, xsi, groups),
+                        Int8Correction<TAsym>(s2, zeros + j2 * groups, xsi, groups),
+                        Int8Correction<TAsym>(s3, zeros + j3 * groups, xsi, groups));
                 }
                 StorePass(a0, a1, a2, a3, corr, bias, y + (long)i * ldy + j, j, Math.Min(PassRows, n1 - j));
-            }
-        }
-    }
-
-    // GemvInt8Groups one output row at a time (Int8Stream.Row/RowT0): the row's bytes are one sequential stream; the same
-    // per-group sums, scale FMAs, zero-point correction and horizontal sum per row as the four-row pass (equal results).
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void GemvInt8GroupsRow<TAsym, TPf>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, float* sb) where TAsym : struct where TPf : struct, IPrefetch
-    {
-        bool asym = typeof(TAsym) == typeof(Asym);
-        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
-        byte* data = w.Data, zeros = w.Zeros;
-        float* sc = w.Scales;
-        ushort* sh = w.ScalesF16;
-        sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
-        float* xs = dx + (long)m * blocks;
-        nint ahead = PrefetchBytes > 0 ? PrefetchBytes : 4096;
-        for (int j = n0; j < n1; j++)
-        {
-            byte* r = data + (long)j * k;
-            float* s0 = sc + (long)j * groups;
-            if (sh != null) { HalfToSingle(sh + (long)j * groups, sb, groups); s0 = sb; }
-            for (int i = 0; i < m; i++)
-            {
-                sbyte* xr = xq + (long)i * k;
-                float* dxi = dx + (long)i * blocks;
-                Vector256<float> a = default;
-                nint o = 0;
-                for (int g = 0; g < groups; g++)
-                {
-                    Vector256<float> t = default;
-                    float* d = dxi + g * bpg;
-                    for (nint end = o + (nint)bpg * Block; o < end; o += Block, d++)
-                    {
-                        if ((o & 63) == 0) TPf.Line(r + o + ahead);
-                        t = Fma.MultiplyAdd(Dot8(Avx.LoadVector256(r + o), Avx.LoadVector256(xr + o), asym), Vector256.Create(d[0]), t);
-                    }
-                    a = Fma.MultiplyAdd(t, Vector256.Create(s0[g]), a);
-                }
-                float corr = asym ? Correction(s0, null, zeros + (long)j * groups, xs + (long)i * groups, groups, false, false) : 0f;
-                var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a, a), Avx.HorizontalAdd(a, a));
-                float v = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Vector128.CreateScalar(corr)).ToScalar();
-                y[(long)i * ldy + j] = bias != null ? v + bias[j] : v;
             }
         }
     }
@@ -976,8 +800,8 @@ public static unsafe class QuantKernels
 
     // Σ(q·x) of one int8 block as 8 float lanes: sign trick |w|·sign(x, w) (asymmetric bytes flipped to signed first).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockDot8(byte* p, Vector256<sbyte> xv, bool asym)
-        => Dot8(Avx.LoadVector256(p), xv, asym);
+    private static Vector256<float> BlockDot8<TAsym>(byte* p, Vector256<sbyte> xv) where TAsym : struct
+        => Dot8<TAsym>(Avx.LoadVector256(p), xv);
 
     // Σ(nibble·x) of one block pair (32 packed bytes, activations in nibble-pair order): lanes 0–3 block b, 4–7 block b+1.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -1009,6 +833,15 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Correction(float* sc, byte* zr, float* xs, int groups, bool int4, bool sym) =>
         Correction(sc, null, zr, xs, groups, int4, sym);
+
+    // The int8 zero-point term Σ_g s_g·off_g·Σx_g of the longer-group kernels: AVX2 off = z − 128 (asymmetric only);
+    // VNNI off = z, or 128 when symmetric (int4's sym term 8·Σ s·xs times 16: exact).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Int8Correction<TAsym>(float* sc, byte* zr, float* xs, int groups) where TAsym : struct
+    {
+        if (!IsVnni<TAsym>()) return Correction(sc, null, zr, xs, groups, false, false);
+        return IsAsym<TAsym>() ? Correction(sc, null, zr, xs, groups, true, false) : 16f * Correction(sc, null, null, xs, groups, true, true);
+    }
 
     // As above with the scales as float (sc) or F16 bits (sh, when not null).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
