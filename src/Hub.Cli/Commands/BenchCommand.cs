@@ -36,7 +36,7 @@ public static class BenchCommand
             var benchOptions = new ModelOptions
             {
                 Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
-                Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1,
+                Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1, KvCachePrecision = options.KvCachePrecision,
                 WeightFormat = options.WeightFormat, GroupSize = options.GroupSize, Symmetric = options.Symmetric,
                 IgnoredScope = options.IgnoredScope, AllLayers = options.AllLayers,
             };

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Numerics.Tensors;
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -274,8 +275,9 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
-    private bool _single, _direct, _half;
-    private ushort* _kHalf, _vHalf;
+    private bool _single, _direct;
+    // The states hold f16 keys/values (RuntimeOptions.KvCachePrecision); fixed per compiled model.
+    private readonly bool _half;
     // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
     private readonly int _qkv = -1;
     // q·k multiply-adds below which a single thread is faster than waking the pool
@@ -300,6 +302,7 @@ internal sealed unsafe class AttentionExec : OpExec
         {
             _stateK = r.Model.StateId(n.GetString("state_k"));
             _stateV = r.Model.StateId(n.GetString("state_v"));
+            _half = r.Model.StateElementBytes == 2;
             foreach (var s in new[] { _stateK, _stateV })
             {
                 var st = r.Model.States[s];
@@ -363,9 +366,8 @@ internal sealed unsafe class AttentionExec : OpExec
         var k = X(1); var v = X(2);
         if (_stateK >= 0)
         {
-            // Append k/v at [past, past+T) of each row's cache in place.
+            // Append k/v at [past, past+T) of each row's cache in place (rounded to f16 for an f16 cache).
             var sk = R.Model.States[_stateK];
-            float* ks = R.StatePtr(_stateK), vs = R.StatePtr(_stateV);
             int cap = sk.Capacity;
             for (int b = 0; b < _b; b++)
                 for (int t = 0; t < _t; t++)
@@ -373,14 +375,21 @@ internal sealed unsafe class AttentionExec : OpExec
                     {
                         long src = ((long)b * _t + t) * _kv * _hd + (long)h * _hd;
                         long dst = (((long)b * _kv + h) * cap + _past + t) * _hd;
-                        Buffer.MemoryCopy(k.F + src, ks + dst, _hd * 4L, _hd * 4L);
-                        Buffer.MemoryCopy(v.F + src, vs + dst, _hd * 4L, _hd * 4L);
+                        if (_half)
+                        {
+                            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(k.F + src, _hd), new Span<Half>((Half*)R.HalfStatePtr(_stateK) + dst, _hd));
+                            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(v.F + src, _hd), new Span<Half>((Half*)R.HalfStatePtr(_stateV) + dst, _hd));
+                        }
+                        else
+                        {
+                            Buffer.MemoryCopy(k.F + src, R.StatePtr(_stateK) + dst, _hd * 4L, _hd * 4L);
+                            Buffer.MemoryCopy(v.F + src, R.StatePtr(_stateV) + dst, _hd * 4L, _hd * 4L);
+                        }
                     }
+            // Several query positions over an f16 cache: each unit widens its (row, kv head)'s keys and values into
+            // the worker's buffer for the f32 prefill kernel (O(S·hd) against the block's O(T·S·hd) work).
+            if (_half && _t > 1) R.EnsureKvWiden(2L * _s * _hd);
         }
-        // Opt-in f16 decode: bring the f16 copies up to date (positions from the last one they hold, and always the ones
-        // this step wrote, which a failed earlier Infer may have written differently) before the units read them.
-        _half = _stateK >= 0 && _t == 1 && R.HalfKvDecode;
-        if (_half) { _kHalf = SyncHalf(_stateK); _vHalf = SyncHalf(_stateV); }
         int workers = R.Model.Pool.Size;
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
@@ -392,23 +401,6 @@ internal sealed unsafe class AttentionExec : OpExec
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
         R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
-    }
-
-    // Converts the positions the f16 copy of a state lacks; returns the copy.
-    private ushort* SyncHalf(int state)
-    {
-        ref int valid = ref R.HalfValid(state);
-        ushort* h = R.HalfStatePtr(state);
-        float* f = R.StatePtr(state);
-        int cap = R.Model.States[state].Capacity, from = Math.Min(valid, _past), to = _past + _t;
-        for (int r = 0; r < _b * _kv; r++)
-        {
-            long off = ((long)r * cap + from) * _hd;
-            int n = (to - from) * _hd;
-            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(f + off, n), new Span<Half>((Half*)(h + off), n));
-        }
-        valid = to;
-        return h;
     }
 
     public override void Execute(int index, int worker)
@@ -427,12 +419,13 @@ internal sealed unsafe class AttentionExec : OpExec
         int kvh = rest % _kv, b = rest / _kv;
         int t0 = tc * _tChunk, t1 = Math.Min(_t, t0 + _tChunk);
         var q = X(0); var y = Y();
-        float* k, v; long stride;
+        float* k = null, v = null; long stride;
+        ushort* kh = null, vh = null;
         if (_stateK >= 0)
         {
-            int cap = R.Model.States[_stateK].Capacity;
-            k = R.StatePtr(_stateK) + ((long)b * _kv + kvh) * cap * _hd;
-            v = R.StatePtr(_stateV) + ((long)b * _kv + kvh) * cap * _hd;
+            long head = ((long)b * _kv + kvh) * R.Model.States[_stateK].Capacity * _hd;
+            if (_half) { kh = R.HalfStatePtr(_stateK) + head; vh = R.HalfStatePtr(_stateV) + head; }
+            else { k = R.StatePtr(_stateK) + head; v = R.StatePtr(_stateV) + head; }
             stride = _hd;
         }
         else
@@ -470,6 +463,14 @@ internal sealed unsafe class AttentionExec : OpExec
         }
         if (_t > 1)
         {
+            if (_half)
+            {
+                // widen the keys the block's queries can see: all S, or up to its last causal position (and prefix)
+                int seen = _causal ? Math.Min(_s, Math.Max(_past + t1, prefixLen)) : _s;
+                k = R.KvWidenFor(worker); v = k + (long)_s * _hd;
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)kh, seen * _hd), new Span<float>(k, seen * _hd));
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)vh, seen * _hd), new Span<float>(v, seen * _hd));
+            }
             AttentionKernels.AttendBlock(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _causal, _past,
                 _prefix ? prefixLen : 0, _scale, y.F + qOff, scratch);
             return;
@@ -487,9 +488,7 @@ internal sealed unsafe class AttentionExec : OpExec
             long row = ((long)b * _t + t) * _h * _hd + (long)kvh * _g * _hd;
             if (_half)
             {
-                int cap = R.Model.States[_stateK].Capacity;
-                long head = ((long)b * _kv + kvh) * cap * _hd;
-                AttentionKernels.AttendRowHalf(q.F + row, _g, _hd, _kHalf + head, _vHalf + head, _hd, end, mask, _scale, y.F + row, scratch);
+                AttentionKernels.AttendRowHalf(q.F + row, _g, _hd, kh, vh, _hd, end, mask, _scale, y.F + row, scratch);
                 continue;
             }
             AttentionKernels.AttendRowWith(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch, R.AttentionRowKernel);
