@@ -989,6 +989,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             {
                 cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = KvCachePrecision.F16 });
                 reqs[1] = cm2.CreateInferRequest();
+                if (prof) reqs[1]!.OpTicks = new long[ir.Graph.Nodes.Count];
                 for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
             }
             Action<bool> set = ab is "hugepages" or "kvf16" ? _ => { }
