@@ -65,6 +65,7 @@ public static class BenchCommand
                 ["model"] = r.GetValue(m.Model),
                 ["runtime"] = Hub.Runtime.CpuInfo.Describe(),
                 ["threads"] = options.Threads > 0 ? options.Threads : Environment.ProcessorCount,
+                ["kv_cache"] = lm.KvCachePrecision.ToString(),
                 ["export_seconds"] = exportSeconds is { } es ? Math.Round(es, 3) : null,
                 ["load_seconds"] = Math.Round(loadSeconds, 3),
                 ["prompt_tokens"] = p,

@@ -119,6 +119,7 @@ internal sealed class BenchPeer
                 ["new_tokens"] = newTokens,
                 ["rounds"] = rounds,
                 ["precision"] = type.ToString(),
+                ["hub_kv_cache"] = lm.KvCachePrecision.ToString(),
                 ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
                 ["read_bandwidth_between_rounds_gb_s"] = Math.Round(bwRounds / 1e9, 2),
                 ["busy_cores"] = busy,
