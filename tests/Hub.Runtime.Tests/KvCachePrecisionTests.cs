@@ -277,3 +277,56 @@ public class KvCachePrecisionTests
         Assert.Contains("KvCachePrecision", o.Message);
     }
 }
+
+/// <summary>
+/// In-process A/B of the cache precision on an IR folder (HUB_BENCH=1, HUB_BENCH_IR): prefill of HUB_BENCH_PROMPT
+/// positions (default 128) and decode steps at that context, f32 cache vs f16, alternating, medians.
+/// </summary>
+public class KvCachePrecisionBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Prefill_and_decode_ab_of_the_kv_cache_precision()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
+        int prompt = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_PROMPT"), out var pp) ? pp : 128;
+        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var th) ? th : 2;
+        using var ir = IrModel.Load(dir!);
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToHashSet();
+        var reqs = new[] { KvCachePrecision.F32, KvCachePrecision.F16 }.Select(kv =>
+            CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = prompt + 64, KvCachePrecision = kv }).CreateInferRequest()).ToArray();
+        var ids = Enumerable.Range(0, prompt).Select(i => i * 13 % 1000 + 1).ToArray();
+        var pos = Enumerable.Range(0, prompt).ToArray();
+        var ones = Enumerable.Repeat(1f, prompt + 64).ToArray();
+        void Feed(InferRequest r, int[] id, int[] p, int t)
+        {
+            r.SetInput("input_ids", id, [1, t]);
+            if (names.Contains("positions")) r.SetInput("positions", p, [1, t]);
+            if (names.Contains("position_ids")) r.SetInput("position_ids", p, [1, t]);
+            if (names.Contains("attention_mask")) r.SetInput("attention_mask", ones.AsSpan(0, r.PastLength + t), [1, r.PastLength + t]);
+            if (names.Contains("logits_to_keep")) r.SetInput("logits_to_keep", new[] { 1 }, [1]);
+            r.Infer();
+        }
+        var prefill = new[] { new List<double>(), new List<double>() };
+        var decode = new[] { new List<double>(), new List<double>() };
+        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var rr) ? rr : 8;
+        for (int round = -1; round < rounds; round++)
+            for (int v = 0; v < 2; v++)
+            {
+                int which = v ^ (round & 1);
+                var r = reqs[which];
+                r.ResetState();
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                Feed(r, ids, pos, prompt);
+                double pre = sw.Elapsed.TotalMilliseconds;
+                sw.Restart();
+                for (int s = 0; s < 32; s++) Feed(r, [s + 1], [r.PastLength], 1);
+                double dec = sw.Elapsed.TotalMilliseconds / 32;
+                if (round >= 0) { prefill[which].Add(pre); decode[which].Add(dec); }
+            }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        output.WriteLine($"prefill {prompt}: f32 cache {Med(prefill[0]):F1} ms, f16 {Med(prefill[1]):F1} ms (f16/f32 {Med(prefill[1]) / Med(prefill[0]):F3})");
+        output.WriteLine($"decode at {prompt}..{prompt + 32}: f32 cache {Med(decode[0]):F2} ms/token, f16 {Med(decode[1]):F2} (f16/f32 {Med(decode[1]) / Med(decode[0]):F3})");
+        foreach (var r in reqs) { var m = r.Model; r.Dispose(); m.Dispose(); }
+    }
+}
