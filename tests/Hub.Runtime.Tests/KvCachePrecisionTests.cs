@@ -40,6 +40,40 @@ public unsafe class HalfKvKernelTests
             Assert.True(Math.Abs(got[i] - want[i]) <= 2e-5f * Math.Max(1f, Math.Abs(want[i])), $"output {i}: half kernel {got[i]:R} vs reference {want[i]:R}");
     }
 
+    [Theory]
+    [InlineData(0), InlineData(1), InlineData(15), InlineData(16), InlineData(17), InlineData(64), InlineData(1000)]
+    public void Half_conversions_match_the_half_cast_bit_for_bit(int n)
+    {
+        // random magnitudes over the whole half range and beyond, plus ties, subnormals, the overflow edge and specials
+        var rnd = new Random(n + 5);
+        var f = new float[n + 40];
+        for (int i = 0; i < f.Length; i++) f[i] = (float)((rnd.NextDouble() * 2 - 1) * Math.Pow(2, rnd.Next(-30, 18)));
+        float[] edge = [0f, -0f, 65504f, 65519.99f, 65520f, -70000f, 6.1035156e-5f, 6.1e-5f, 5.9604645e-8f, 2.9802322e-8f,
+            2.9802326e-8f, 1e-9f, -3.0e-6f, 1.00048828125f, 1.000732421875f, 1.0009765625f, 2049f, 2051f, 4097f,
+            float.PositiveInfinity, float.NegativeInfinity, float.MaxValue, 1e-45f, -1.5e-5f];
+        edge.CopyTo(f, 0);
+        var h = new ushort[f.Length]; var w = new float[f.Length];
+        fixed (float* fp = f, wp = w)
+        fixed (ushort* hp = h)
+        {
+            AttentionKernels.NarrowToHalf(fp, hp, f.Length);
+            for (int i = 0; i < f.Length; i++)
+                Assert.True(BitConverter.HalfToUInt16Bits((Half)f[i]) == h[i], $"{f[i]:R}: {h[i]:x4} vs the cast's {BitConverter.HalfToUInt16Bits((Half)f[i]):x4}");
+            AttentionKernels.WidenHalf(hp, wp, f.Length);
+            for (int i = 0; i < f.Length; i++)
+                if (Half.IsFinite(BitConverter.UInt16BitsToHalf(h[i])))
+                    Assert.True(BitConverter.SingleToInt32Bits((float)BitConverter.UInt16BitsToHalf(h[i])) == BitConverter.SingleToInt32Bits(w[i]), $"half {h[i]:x4}: {w[i]:R}");
+            // the first n values alone: the vector body and the scalar tail give the same bits
+            var h2 = new ushort[Math.Max(1, n)];
+            fixed (ushort* h2p = h2) AttentionKernels.NarrowToHalf(fp, h2p, n);
+            for (int i = 0; i < n; i++) Assert.Equal(h[i], h2[i]);
+        }
+        // NaN stays NaN
+        var nan = new[] { float.NaN }; var hn = new ushort[1];
+        fixed (float* np = nan) fixed (ushort* hnp = hn) AttentionKernels.NarrowToHalf(np, hnp, 1);
+        Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(hn[0])));
+    }
+
     [Fact]
     public void Half_row_kernel_checks_its_arguments()
     {

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using System.Numerics.Tensors;
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -278,6 +277,10 @@ internal sealed unsafe class AttentionExec : OpExec
     private bool _single, _direct;
     // The states hold f16 keys/values (RuntimeOptions.KvCachePrecision); fixed per compiled model.
     private readonly bool _half;
+    // Per worker, during one multi-position Run over an f16 cache: the (row, kv head) whose keys/values its widening
+    // buffer holds (-1: none) and how many positions of them. Units of one head come in index order, so a worker that
+    // takes the next query block of the same head widens only the positions that block adds.
+    private readonly int[] _widenHead = [], _widenCount = [];
     // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
     private readonly int _qkv = -1;
     // q·k multiply-adds below which a single thread is faster than waking the pool
@@ -303,6 +306,7 @@ internal sealed unsafe class AttentionExec : OpExec
             _stateK = r.Model.StateId(n.GetString("state_k"));
             _stateV = r.Model.StateId(n.GetString("state_v"));
             _half = r.Model.StateElementBytes == 2;
+            if (_half) { _widenHead = new int[r.Model.Pool.Size]; _widenCount = new int[r.Model.Pool.Size]; }
             foreach (var s in new[] { _stateK, _stateV })
             {
                 var st = r.Model.States[s];
@@ -377,8 +381,8 @@ internal sealed unsafe class AttentionExec : OpExec
                         long dst = (((long)b * _kv + h) * cap + _past + t) * _hd;
                         if (_half)
                         {
-                            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(k.F + src, _hd), new Span<Half>((Half*)R.HalfStatePtr(_stateK) + dst, _hd));
-                            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(v.F + src, _hd), new Span<Half>((Half*)R.HalfStatePtr(_stateV) + dst, _hd));
+                            AttentionKernels.NarrowToHalf(k.F + src, R.HalfStatePtr(_stateK) + dst, _hd);
+                            AttentionKernels.NarrowToHalf(v.F + src, R.HalfStatePtr(_stateV) + dst, _hd);
                         }
                         else
                         {
@@ -388,7 +392,11 @@ internal sealed unsafe class AttentionExec : OpExec
                     }
             // Several query positions over an f16 cache: each unit widens its (row, kv head)'s keys and values into
             // the worker's buffer for the f32 prefill kernel (O(S·hd) against the block's O(T·S·hd) work).
-            if (_half && _t > 1) R.EnsureKvWiden(2L * _s * _hd);
+            if (_half && _t > 1)
+            {
+                R.EnsureKvWiden(2L * _s * _hd);
+                Array.Fill(_widenHead, -1);   // the buffers hold another op's (or step's) values
+            }
         }
         int workers = R.Model.Pool.Size;
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
@@ -465,11 +473,18 @@ internal sealed unsafe class AttentionExec : OpExec
         {
             if (_half)
             {
-                // widen the keys the block's queries can see: all S, or up to its last causal position (and prefix)
+                // widen the keys the block's queries can see (all S, or up to its last causal position and the prefix)
+                // that the worker's buffer does not hold yet
                 int seen = _causal ? Math.Min(_s, Math.Max(_past + t1, prefixLen)) : _s;
                 k = R.KvWidenFor(worker); v = k + (long)_s * _hd;
-                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)kh, seen * _hd), new Span<float>(k, seen * _hd));
-                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)vh, seen * _hd), new Span<float>(v, seen * _hd));
+                int key = b * _kv + kvh, from = _widenHead[worker] == key ? _widenCount[worker] : 0;
+                if (seen > from)
+                {
+                    AttentionKernels.WidenHalf(kh + (long)from * _hd, k + (long)from * _hd, (long)(seen - from) * _hd);
+                    AttentionKernels.WidenHalf(vh + (long)from * _hd, v + (long)from * _hd, (long)(seen - from) * _hd);
+                    _widenCount[worker] = seen;
+                }
+                _widenHead[worker] = key;
             }
             AttentionKernels.AttendBlock(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _causal, _past,
                 _prefix ? prefixLen : 0, _scale, y.F + qOff, scratch);
