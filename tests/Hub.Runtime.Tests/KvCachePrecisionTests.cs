@@ -96,11 +96,12 @@ public unsafe class HalfKvKernelTests
 /// </summary>
 public class KvCachePrecisionTests
 {
-    private const int H = 4, KV = 2, Hd = 24;
+    private const int KV = 2, Hd = 24;
+    private int H = 4;   // query heads: 4 (groups of 2 read the halves in place) or 8 (groups of 4 widen the head first)
 
-    // One stateful causal Attention (GQA 4/2, head_dim 24) over graph inputs: q, k, v and the key mask are given, so a
+    // One stateful causal Attention (GQA H/2, head_dim 24) over graph inputs: q, k, v and the key mask are given, so a
     // reference can feed the f32 cache exactly the values the f16 cache stores.
-    private static InferRequest AttentionOnly(GraphHarness h, KvCachePrecision kv, int threads)
+    private InferRequest AttentionOnly(GraphHarness h, KvCachePrecision kv, int threads)
     {
         var b = new GraphBuilder("attn");
         var q = b.Input("q", DType.F32, "batch", "seq", H * Hd);
@@ -118,7 +119,7 @@ public class KvCachePrecisionTests
 
     // Runs one step of [batch, t] new positions on both requests: the f16 cache gets k/v as they are, the reference f32
     // cache gets them rounded to f16. Rows mask key 3 and, in row 1, every 5th key. Returns the worst relative difference.
-    private static double Step(InferRequest f16, InferRequest reference, int batch, int t, int seed)
+    private double Step(InferRequest f16, InferRequest reference, int batch, int t, int seed)
     {
         int past = f16.PastLength, total = past + t;
         Assert.Equal(past, reference.PastLength);
@@ -144,10 +145,12 @@ public class KvCachePrecisionTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    public void F16_cache_matches_an_f32_cache_fed_the_rounded_keys_and_values(int threads)
+    [InlineData(1, 4)]
+    [InlineData(2, 4)]
+    [InlineData(2, 8)]
+    public void F16_cache_matches_an_f32_cache_fed_the_rounded_keys_and_values(int threads, int heads)
     {
+        H = heads;
         using var h = new GraphHarness();
         var f16 = AttentionOnly(h, KvCachePrecision.F16, threads);
         var reference = AttentionOnly(h, KvCachePrecision.F32, threads);
