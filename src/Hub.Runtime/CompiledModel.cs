@@ -94,6 +94,8 @@ public sealed unsafe class CompiledModel : IDisposable
             states.Add(new StateDef(s.Name, batch, checked((int)s.Shape[1].Value), cap, checked((int)s.Shape[3].Value)));
         }
         States = states.ToArray();
+        KvCachePrecision = options.KvCachePrecision != KvCachePrecision.Auto ? options.KvCachePrecision
+            : HasCompressedLinearWeights() ? KvCachePrecision.F16 : KvCachePrecision.F32;
         Pool = new WorkerPool(options.EffectiveThreads);
         PacksWeights = options.PackWeightsMaxBytes > 0 && PackedBytesNeeded() <= options.PackWeightsMaxBytes;
         var uses = GraphUses.Of(Model.Graph);
@@ -185,6 +187,26 @@ public sealed unsafe class CompiledModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// The element type the KV-cache states of this model's requests hold: <see cref="RuntimeOptions.KvCachePrecision"/>
+    /// with Auto resolved (F16 when a Linear weight is F16, BF16 or quantized, else F32).
+    /// </summary>
+    public KvCachePrecision KvCachePrecision { get; }
+
+    /// <summary>Bytes per cached key/value element (2 for an f16 cache, 4 for f32).</summary>
+    internal int StateElementBytes => KvCachePrecision == KvCachePrecision.F16 ? 2 : 4;
+
+    // Whether any Linear reads a compressed weight (F16/BF16 storage or an int8/int4 quantization).
+    private bool HasCompressedLinearWeights()
+    {
+        var byName = Model.Graph.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+        foreach (var n in Model.Graph.Nodes)
+            if (n.Op == Ops.Linear && n.Inputs.Count >= 2 && byName.TryGetValue(n.Inputs[1], out var w)
+                && (w.Quant is not null || w.DType is DType.F16 or DType.BF16))
+                return true;
+        return false;
+    }
+
     /// <summary>Whether float Linear weights get a packed copy (their total fits <see cref="RuntimeOptions.PackWeightsMaxBytes"/>).</summary>
     internal bool PacksWeights { get; }
 
@@ -238,6 +260,8 @@ public sealed unsafe class CompiledModel : IDisposable
         if (options.MaxContext <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"MaxContext {options.MaxContext} must be positive");
         if (options.MaxBatch <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"MaxBatch {options.MaxBatch} must be positive");
         if (options.Threads < 0) throw new ArgumentOutOfRangeException(nameof(options), $"Threads {options.Threads} must be ≥ 0");
+        if (!Enum.IsDefined(options.KvCachePrecision))
+            throw new ArgumentOutOfRangeException(nameof(options), $"KvCachePrecision {(int)options.KvCachePrecision} is not one of {string.Join(", ", Enum.GetNames<KvCachePrecision>())}");
         var cm = new CompiledModel(model, options);
         try
         {

@@ -40,44 +40,6 @@ public sealed unsafe class InferRequest : IDisposable
     private static readonly Kernels.AttentionKernels.RowKernel DefaultRowKernel =
         Enum.TryParse<Kernels.AttentionKernels.RowKernel>(Environment.GetEnvironmentVariable("HUB_ATTENTION_ROW"), true, out var k) ? k : default;
 
-    /// <summary>
-    /// Opt-in (HUB_KV_HALF=1 sets the default): decode steps (one new position) read an f16 copy of the KV cache,
-    /// half the bytes of the f32 states that attention otherwise streams every step. The f32 states stay the source:
-    /// prefill, ReorderState and TruncateState work on them, and the copy is brought up to date from them (the new
-    /// position, or all positions after a prefill) before a decode step attends; ReorderState moves its rows too.
-    /// Changes results in the last bits (keys and values rounded to f16, as llama.cpp's default cache does), hence off
-    /// by default.
-    /// </summary>
-    internal bool HalfKvDecode { get; set; } = DefaultHalfKvDecode;
-
-    private static readonly bool DefaultHalfKvDecode = Environment.GetEnvironmentVariable("HUB_KV_HALF") == "1";
-    private NativeBuffer[]? _halfStates;
-    private int[]? _halfValid;
-
-    /// <summary>The f16 copy of state <paramref name="state"/> (same layout as the f32 state; allocated on first use).</summary>
-    internal ushort* HalfStatePtr(int state)
-    {
-        _halfStates ??= Model.States.Select(_ => new NativeBuffer()).ToArray();
-        _halfValid ??= new int[Model.States.Length];
-        var def = Model.States[state];
-        _halfStates[state].Ensure(Math.Max(64, def.Batch * def.RowFloats * 2));
-        return (ushort*)_halfStates[state].Ptr;
-    }
-
-    /// <summary>Positions [0, value) of the f16 copy of state <paramref name="state"/> that match the f32 state.</summary>
-    internal ref int HalfValid(int state)
-    {
-        _halfValid ??= new int[Model.States.Length];
-        return ref _halfValid[state];
-    }
-
-    // The f16 copies hold at most the first `length` positions of the f32 states (0: nothing).
-    private void TrimHalfStates(int length)
-    {
-        if (_halfValid is { } v)
-            for (int i = 0; i < v.Length; i++) v[i] = Math.Min(v[i], length);
-    }
-
     /// <summary>Positions held in the states (all rows share it); advanced by each successful Infer of a stateful graph.</summary>
     public int PastLength { get; private set; }
 
@@ -93,7 +55,8 @@ public sealed unsafe class InferRequest : IDisposable
 
     /// <summary>
     /// Bytes of new keys/values written into the states by successful Infer calls (batch × kv_heads × new positions ×
-    /// head_dim × 4 per state, the Attention op's in-place append). Per decode step this is the new token only.
+    /// head_dim × 4 per state, or × 2 with an f16 cache: the Attention op's in-place append). Per decode step this is
+    /// the new token only.
     /// </summary>
     public long StateBytesAppended { get; private set; }
 
@@ -160,7 +123,7 @@ public sealed unsafe class InferRequest : IDisposable
         _stateCapacity = int.MaxValue;
         foreach (var st in model.States)
         {
-            _stateBytesPerRowPosition += (long)st.KvHeads * st.HeadDim * 4;
+            _stateBytesPerRowPosition += (long)st.KvHeads * st.HeadDim * model.StateElementBytes;
             if (st.Capacity < _stateCapacity) (_stateCapacity, _stateCapacityName) = (st.Capacity, st.Name);
         }
         var g = model.Model.Graph;
@@ -196,12 +159,13 @@ public sealed unsafe class InferRequest : IDisposable
         if (!probe)
             for (int s = 0; s < _states.Length; s++)
             {
-                _states[s].Ensure(model.States[s].Batch * model.States[s].RowFloats * 4);
+                _states[s].Ensure(model.States[s].Batch * model.States[s].RowFloats * model.StateElementBytes);
                 StateAllocations++;
             }
         long scratch = 0;
         foreach (var op in _ops) scratch = Math.Max(scratch, op.ScratchFloats);
         _scratch = Enumerable.Range(0, model.Pool.Size).Select(_ => new NativeBuffer()).ToArray();
+        _kvWiden = Enumerable.Range(0, model.Pool.Size).Select(_ => new NativeBuffer()).ToArray();
         if (!probe) foreach (var s in _scratch) s.Ensure(Math.Max(64, scratch * 4));
     }
 
@@ -387,7 +351,34 @@ public sealed unsafe class InferRequest : IDisposable
             throw new ModelInputException($"node '{op.Node.Name}' appends [{batch}, {t}] to the cache but node '{_stepOwner.Node.Name}' appends [{_stepB}, {_stepT}]");
     }
 
-    internal float* StatePtr(int state) => (float*)_states[state].Ptr;
+    /// <summary>State <paramref name="state"/> of an f32 cache ([batch, kv_heads, capacity, head_dim] floats).</summary>
+    internal float* StatePtr(int state)
+    {
+        System.Diagnostics.Debug.Assert(Model.StateElementBytes == 4, "the states hold halves; use HalfStatePtr");
+        return (float*)_states[state].Ptr;
+    }
+
+    /// <summary>State <paramref name="state"/> of an f16 cache (the same layout, IEEE half bits).</summary>
+    internal ushort* HalfStatePtr(int state)
+    {
+        System.Diagnostics.Debug.Assert(Model.StateElementBytes == 2, "the states hold floats; use StatePtr");
+        return (ushort*)_states[state].Ptr;
+    }
+
+    // Per worker: an f16 cache's keys and values of one (row, kv head) widened to f32 for the prefill kernel.
+    private readonly NativeBuffer[] _kvWiden;
+
+    /// <summary>
+    /// Grows every worker's widening buffer to <paramref name="floats"/> (called before a multi-token step over an f16
+    /// cache is dispatched, so workers never allocate); grow-only.
+    /// </summary>
+    internal void EnsureKvWiden(long floats)
+    {
+        foreach (var b in _kvWiden) b.Ensure(Math.Max(64, floats * 4));
+    }
+
+    /// <summary>Worker <paramref name="worker"/>'s widening buffer (see <see cref="EnsureKvWiden"/>).</summary>
+    internal float* KvWidenFor(int worker) => (float*)_kvWiden[worker].Ptr;
 
     private readonly Dictionary<string, RopeAngles> _ropeAngles = new(StringComparer.Ordinal);
 
@@ -453,7 +444,6 @@ public sealed unsafe class InferRequest : IDisposable
     /// <summary>Forgets every cached position (PastLength = 0); the memory is kept.</summary>
     public void ResetState()
     {
-        TrimHalfStates(0);
         PastLength = 0;
         StateBatch = 0;
     }
@@ -464,7 +454,6 @@ public sealed unsafe class InferRequest : IDisposable
         if (length < 0 || length > PastLength)
             throw new ArgumentOutOfRangeException(nameof(length), $"length {length} must be within [0, {PastLength}] (the cached positions)");
         PastLength = length;
-        TrimHalfStates(length);
         if (length == 0) StateBatch = 0;
     }
 
@@ -485,11 +474,7 @@ public sealed unsafe class InferRequest : IDisposable
             bool identity = rows.Length <= StateBatch;
             for (int i = 0; identity && i < rows.Length; i++) identity = rows[i] == i;
             if (!identity)
-                for (int s = 0; s < _states.Length; s++)
-                {
-                    ReorderOne(s, rows);
-                    ReorderHalf(s, rows);
-                }
+                for (int s = 0; s < _states.Length; s++) ReorderOne(s, rows);
         }
         StateBatch = rows.Length;
     }
@@ -497,12 +482,13 @@ public sealed unsafe class InferRequest : IDisposable
     private void ReorderOne(int s, ReadOnlySpan<int> rows)
     {
         var def = Model.States[s];
-        long rowUsed = (long)PastLength * def.HeadDim * def.KvHeads;   // floats per row in the tmp copy
-        PermuteRows((byte*)StatePtr(s), def, PastLength, 4, rows);
-        StateBytesCopied += (StateBatch + rows.Length) * rowUsed * 4;
+        int bytes = Model.StateElementBytes;
+        long rowUsed = (long)PastLength * def.HeadDim * def.KvHeads;   // elements per row in the tmp copy
+        PermuteRows((byte*)_states[s].Ptr, def, PastLength, bytes, rows);
+        StateBytesCopied += (StateBatch + rows.Length) * rowUsed * bytes;
     }
 
-    // Row i of a state (f32 or its f16 copy: element bytes 4 or 2) becomes old row rows[i], for the first `positions`
+    // Row i of a state (f32 or f16: element bytes 4 or 2) becomes old row rows[i], for the first `positions`
     // positions of each kv head, through a compact copy of the StateBatch rows in use.
     private void PermuteRows(byte* st, CompiledModel.StateDef def, int positions, int elementBytes, ReadOnlySpan<int> rows)
     {
@@ -519,17 +505,6 @@ public sealed unsafe class InferRequest : IDisposable
                 Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used, used);
     }
 
-    // The f16 copy of state s moves with its rows (beam search reorders every step; converting the whole cache again
-    // would cost a decode step O(context)); positions the copy does not hold yet stay for the next sync.
-    private void ReorderHalf(int s, ReadOnlySpan<int> rows)
-    {
-        if (_halfStates is null || _halfValid is null || _halfValid[s] == 0) return;
-        var def = Model.States[s];
-        int valid = Math.Min(_halfValid[s], PastLength);
-        PermuteRows((byte*)_halfStates[s].Ptr, def, valid, 2, rows);
-        _halfValid[s] = valid;
-    }
-
     /// <inheritdoc/>
     public void Dispose()
     {
@@ -539,7 +514,7 @@ public sealed unsafe class InferRequest : IDisposable
         foreach (var b in _slots) b.Dispose();
         foreach (var b in _states) b.Dispose();
         foreach (var b in _scratch) b.Dispose();
-        if (_halfStates is { } hs) foreach (var b in hs) b.Dispose();
+        foreach (var b in _kvWiden) b.Dispose();
         _prefillScratch.Dispose();
         _reorderTmp.Dispose();
     }

@@ -20,5 +20,48 @@ public sealed class RuntimeOptions
     /// </summary>
     public long PackWeightsMaxBytes { get; init; } = 256L << 20;
 
+    /// <summary>
+    /// Element type of the KV-cache states. <see cref="KvCachePrecision.Auto"/> (the default) stores keys and values as
+    /// f16 when the model's Linear weights are compressed (F16, BF16, int8 or int4) and as f32 when they are F32, so an
+    /// f32 model keeps full-precision results and a compressed one holds half the cache bytes, as llama.cpp's default
+    /// f16 cache does.
+    /// </summary>
+    public KvCachePrecision KvCachePrecision { get; init; } = KvCachePrecision.Auto;
+
     internal int EffectiveThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
+}
+
+/// <summary>Element type of the KV cache (see <see cref="RuntimeOptions.KvCachePrecision"/>).</summary>
+public enum KvCachePrecision
+{
+    /// <summary>F16 when the model's Linear weights are compressed (F16, BF16, int8, int4), else F32.</summary>
+    Auto,
+
+    /// <summary>Keys and values kept as float32: results match a float32 reference exactly.</summary>
+    F32,
+
+    /// <summary>
+    /// Keys and values rounded to IEEE half when appended: half the cache memory and half the bytes a decode step
+    /// streams, at about 11 significant bits per cached value (values beyond ±65504 saturate to infinity).
+    /// </summary>
+    F16,
+}
+
+/// <summary>Parses the <c>auto|f32|f16</c> spelling of <see cref="KvCachePrecision"/> used by command lines and config.</summary>
+public static class KvCachePrecisionNames
+{
+    /// <summary>The accepted spellings, in the order help texts list them.</summary>
+    public const string Allowed = "auto, f32, f16";
+
+    /// <summary>
+    /// The precision named by <paramref name="value"/> (case-insensitive <c>auto</c>, <c>f32</c>, <c>f16</c>); throws
+    /// <see cref="ArgumentException"/> naming <paramref name="argumentName"/> and the allowed values otherwise.
+    /// </summary>
+    public static KvCachePrecision Parse(string? value, string argumentName = "value") => value?.Trim().ToLowerInvariant() switch
+    {
+        "auto" => KvCachePrecision.Auto,
+        "f32" or "fp32" or "float32" => KvCachePrecision.F32,
+        "f16" or "fp16" or "float16" => KvCachePrecision.F16,
+        _ => throw new ArgumentException($"{argumentName} '{value}' is not a KV-cache precision; use one of {Allowed}", argumentName),
+    };
 }

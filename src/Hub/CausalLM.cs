@@ -89,6 +89,12 @@ public sealed class CausalLM : Model, ITopKLogitsRunner
     public int PastLength => _request.PastLength;
 
     /// <summary>
+    /// The element type of this model's KV cache: <see cref="ModelOptions.KvCachePrecision"/> with Auto resolved (F16
+    /// for compressed weights, F32 for F32 weights).
+    /// </summary>
+    public Hub.Runtime.KvCachePrecision KvCachePrecision => Loaded.Compiled.KvCachePrecision;
+
+    /// <summary>
     /// Serializes generations on this model (its KV cache is single-use): <see cref="HubChatClient"/> takes it for every
     /// request, so concurrent callers wait their turn instead of corrupting each other's cache; a call from the flow that
     /// already holds it (its own streaming loop, an OnToken hook) throws <see cref="GenerationReentryException"/>.

@@ -161,7 +161,7 @@ internal sealed class LoadedModel : IDisposable
     {
         int modelMax = (int?)graph.Metadata["max_position_embeddings"] ?? 2048;
         int ctx = options.MaxContext > 0 ? Math.Min(options.MaxContext, modelMax) : Math.Min(modelMax, 4096);
-        return new RuntimeOptions { Threads = options.Threads, MaxContext = ctx, MaxBatch = Math.Max(1, maxBatch) };
+        return new RuntimeOptions { Threads = options.Threads, MaxContext = ctx, MaxBatch = Math.Max(1, maxBatch), KvCachePrecision = options.KvCachePrecision };
     }
 
     public void Dispose()

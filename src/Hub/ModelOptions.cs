@@ -53,6 +53,11 @@ public sealed class ModelOptions
     /// default is 1; <see cref="CausalLM"/> grows it when a generation needs more rows (batches, beams).
     /// </summary>
     public int MaxBatch { get; init; } = 1;
+    /// <summary>
+    /// Element type of the KV cache (<see cref="Hub.Runtime.RuntimeOptions.KvCachePrecision"/>): Auto (the default)
+    /// keeps f16 keys/values for compressed (F16/BF16/int8/int4) weights and f32 for F32 weights.
+    /// </summary>
+    public Hub.Runtime.KvCachePrecision KvCachePrecision { get; init; } = Hub.Runtime.KvCachePrecision.Auto;
     /// <summary>Where converted models are cached (default <c>$HUB_CACHE</c> or <c>~/.cache/hub/ir</c>).</summary>
     public string? ExportCacheDir { get; init; }
     /// <summary>Hub endpoint override (default <c>HF_ENDPOINT</c> or the public hub).</summary>

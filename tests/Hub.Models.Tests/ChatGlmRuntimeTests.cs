@@ -12,10 +12,12 @@ internal sealed class RuntimeStepper : IChatGlmStepper, IDisposable
     private readonly CompiledModel _model;
     public InferRequest Request { get; }
 
-    public RuntimeStepper(string irDir, int maxBatch, int maxContext)
+    // The golden logits come from transformers with a float32 cache: the comparisons at 1e-4 keep an f32 cache, which
+    // the fixtures' half-precision weights would otherwise turn into an f16 one (RuntimeOptions.KvCachePrecision Auto).
+    public RuntimeStepper(string irDir, int maxBatch, int maxContext, KvCachePrecision kvCache = KvCachePrecision.F32)
     {
         _ir = IrModel.Load(irDir);
-        _model = CompiledModel.Compile(_ir, new RuntimeOptions { MaxBatch = maxBatch, MaxContext = maxContext, Threads = 1 });
+        _model = CompiledModel.Compile(_ir, new RuntimeOptions { MaxBatch = maxBatch, MaxContext = maxContext, Threads = 1, KvCachePrecision = kvCache });
         Request = _model.CreateInferRequest();
     }
 
@@ -90,7 +92,7 @@ public sealed class ChatGlmRuntimeTests
         {
             IrFormat.Write(dir, g.Build());
             using var ir = IrModel.Load(dir);
-            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1 });
+            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, KvCachePrecision = KvCachePrecision.F32 });
             using var r = cm.CreateInferRequest();
             r.SetInput("x", new float[] { 0, 0, 1, 1 }, 1, 1, 4);   // pair (1, 3) rotates with frequency 0.01
             r.SetInput("p", new[] { 1000 }, 1, 1);

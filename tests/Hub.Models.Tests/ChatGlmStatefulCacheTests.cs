@@ -1,5 +1,6 @@
 using Hub.IR;
 using Hub.Models.ChatGlm;
+using Hub.Runtime;
 using Hub.Tests;
 
 namespace Hub.Models.Tests;
@@ -13,9 +14,11 @@ public sealed class ChatGlmStatefulCacheTests
     private const int Steps = 12, WarmUp = 2;
 
     [SkippableTheory]
-    [InlineData("chatglm2-tiny")]
-    [InlineData("chatglm1-tiny")]
-    public void Decode_steps_copy_no_cache_bytes_keep_state_buffers_and_allocate_nothing(string fixture)
+    [InlineData("chatglm2-tiny", KvCachePrecision.F32)]
+    [InlineData("chatglm1-tiny", KvCachePrecision.F32)]
+    [InlineData("chatglm2-tiny", KvCachePrecision.F16)]
+    [InlineData("chatglm1-tiny", KvCachePrecision.F16)]
+    public void Decode_steps_copy_no_cache_bytes_keep_state_buffers_and_allocate_nothing(string fixture, KvCachePrecision kvCache)
     {
         using var fx = ChatGlmFixture.Open(fixture);
         var cfg = fx.Config;
@@ -23,7 +26,7 @@ public sealed class ChatGlmStatefulCacheTests
         try
         {
             IrFormat.Write(dir, fx.Export);
-            using var stepper = new RuntimeStepper(dir, maxBatch: 1, maxContext: 128);
+            using var stepper = new RuntimeStepper(dir, maxBatch: 1, maxContext: 128, kvCache);
             var req = stepper.Request;
             var prompt = fx.Cases().First(c => c.Ids.Length == 1).Ids[0];
             int seq = prompt.Length, vocab = cfg.VocabSize;
@@ -61,7 +64,7 @@ public sealed class ChatGlmStatefulCacheTests
             var stepPos = new int[2];
             int[] oneByOne = [1, 1], v1PosShape = [1, 2, 1], one = [1], maskShape = [1, 0];
             long copied = req.StateBytesCopied, allocated = 0;
-            long perStepAppend = 2L * cfg.NumLayers * cfg.KvHeads * cfg.HeadDim * 4;   // K and V of one token
+            long perStepAppend = 2L * cfg.NumLayers * cfg.KvHeads * cfg.HeadDim * (kvCache == KvCachePrecision.F16 ? 2 : 4);   // K and V of one token
             for (int step = 0; step < Steps; step++)
             {
                 int past = req.PastLength;

@@ -80,7 +80,8 @@ internal sealed class LlamaRuntimeRunner : LlamaRunner
     {
         IrFormat.Write(_dir, export);
         _ir = IrModel.Load(_dir);
-        _model = CompiledModel.Compile(_ir, new RuntimeOptions { MaxContext = 256, MaxBatch = 2, Threads = 1 });
+        // golden logits from transformers' float32 cache (an Auto cache would be f16 for the half-precision fixtures)
+        _model = CompiledModel.Compile(_ir, new RuntimeOptions { MaxContext = 256, MaxBatch = 2, Threads = 1, KvCachePrecision = KvCachePrecision.F32 });
         _request = _model.CreateInferRequest();
     }
 

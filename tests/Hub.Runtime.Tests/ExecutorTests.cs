@@ -41,7 +41,9 @@ public class ExecutorTests
     {
         using var tm = new TinyModel { WeightType = dt };
         using var ir = tm.Build();
-        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 32, MaxBatch = 2 });
+        // the reference sees the rounded weights, not a rounded cache: this checks weight storage, so the cache stays f32
+        // (Auto would pick f16 for F16/BF16 weights; KvCachePrecisionTests covers that cache)
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 32, MaxBatch = 2, KvCachePrecision = KvCachePrecision.F32 });
         using var req = cm.CreateInferRequest();
         int b = 2, t = 7;
         var (ids, pos, mask) = Prompt(b, t, 5);

@@ -864,7 +864,10 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
         using var ir = IrModel.Load(dir!);
-        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 8192 });
+        // HUB_BENCH_KV=auto|f32|f16 sets the KV-cache precision; the kvf16 A/B runs an f32-cache model against an f16 one
+        var kv = Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "kvf16" ? KvCachePrecision.F32
+            : KvCachePrecisionNames.Parse(Environment.GetEnvironmentVariable("HUB_BENCH_KV") ?? "auto", "HUB_BENCH_KV");
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 8192, KvCachePrecision = kv });
         using var req = cm.CreateInferRequest();
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         output.WriteLine(string.Join(",", names));
@@ -926,8 +929,14 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 if (names.Contains("logits_to_keep")) r.SetInput("logits_to_keep", new[] { 1 }, 1);
                 r.Infer();
             }
-            Action<bool> set = ab == "hugepages" ? _ => { }
-                : ab == "kvhalf" ? on => req.HalfKvDecode = on
+            if (ab == "kvf16")
+            {
+                cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = KvCachePrecision.F16 });
+                reqs[1] = cm2.CreateInferRequest();
+                if (prof) reqs[1]!.OpTicks = new long[ir.Graph.Nodes.Count];
+                for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
+            }
+            Action<bool> set = ab is "hugepages" or "kvf16" ? _ => { }
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "vnni" ? on => Hub.Runtime.Kernels.QuantKernels.Int8Vnni = on && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
@@ -937,7 +946,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvhalf (decode attention reads an f16 copy of the KV cache; off = the f32 states), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI; off = the AVX2 sign trick), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI; off = the AVX2 sign trick), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.

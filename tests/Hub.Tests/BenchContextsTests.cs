@@ -20,13 +20,15 @@ public sealed class BenchContextsTests : IDisposable
         Assert.True(r.ExitCode == 0, r.Stderr);
         var o = JsonNode.Parse(r.Stdout)!.AsObject();
         var rows = o["contexts"]!.AsArray();
+        Assert.Equal("F16", (string)o["kv_cache"]!);
         Assert.Equal([16, 100], rows.Select(x => (int)x!["context"]!).ToArray());
         foreach (var row in rows)
         {
             Assert.Equal(0, (double)row!["state_bytes_copied_per_step"]!);
             Assert.Equal(0, (long)row["gc_bytes_per_step"]!);
-            // chatglm2-tiny: 2 layers × (K, V) × 2 query groups × 16 channels × 4 bytes for the one new token.
-            Assert.Equal(2 * 2 * 2 * 16 * 4, (long)row["state_bytes_appended_per_step"]!);
+            // chatglm2-tiny: 2 layers × (K, V) × 2 query groups × 16 channels × 2 bytes (its f16 weights give an f16
+            // cache) for the one new token.
+            Assert.Equal(2 * 2 * 2 * 16 * 2, (long)row["state_bytes_appended_per_step"]!);
             Assert.InRange((double)row["attention_share"]!, 0.0, 1.0);
             Assert.True((double)row["ms_per_token"]! > 0);
         }

@@ -17,7 +17,7 @@ public class ChatGlmPublicApiTests : IDisposable
     {
         var dir = SharedDir.Require($"fixtures/{fixture}");
         var golden = Golden.Load(Path.Combine(dir, "golden.json"));
-        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _tmp });
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { KvCachePrecision = Hub.Runtime.KvCachePrecision.F32, ExportCacheDir = _tmp });
         var c = golden["cases"]![0]!;
         var ids = Golden.Ints2(c["input_ids"])[0];
         var logits = lm.Logits(ids);
@@ -35,7 +35,7 @@ public class ChatGlmPublicApiTests : IDisposable
         // (its golden greedy ids, made by THUDM's code on the unpadded row).
         var dir = SharedDir.Require("fixtures/chatglm1-tiny");
         var golden = Golden.Load(Path.Combine(dir, "golden.json"));
-        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _tmp, MaxBatch = 4 });
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { KvCachePrecision = Hub.Runtime.KvCachePrecision.F32, ExportCacheDir = _tmp, MaxBatch = 4 });
         var cases = golden["cases"]!.AsArray().Select(c => (Ids: Golden.Ints2(c!["input_ids"])[0], Greedy: Golden.Ints(c!["greedy_ids"]))).ToArray();   // v1 cases are single rows
         Assert.True(cases.Select(c => c.Ids.Length).Distinct().Count() >= 2, "the cases must differ in length to need padding");
         var cfg = new GenerationConfig { MaxNewTokens = cases[0].Greedy.Length, EosTokenId = [] };
@@ -51,7 +51,7 @@ public class ChatGlmPublicApiTests : IDisposable
         // prompt row's [gMASK]/<sop> layout (the expanded rows used to get stale positions).
         var dir = SharedDir.Require("fixtures/chatglm1-tiny");
         var golden = Golden.Load(Path.Combine(dir, "golden.json"));
-        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { ExportCacheDir = _tmp, MaxBatch = 4 });
+        using var lm = CausalLM.FromPretrained(dir, export: true, new ModelOptions { KvCachePrecision = Hub.Runtime.KvCachePrecision.F32, ExportCacheDir = _tmp, MaxBatch = 4 });
         var ids = Golden.Ints2(golden["cases"]![1]!["input_ids"])[0];
         int v = lm.VocabSize;
         lm.Reset();

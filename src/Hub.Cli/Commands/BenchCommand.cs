@@ -36,7 +36,7 @@ public static class BenchCommand
             var benchOptions = new ModelOptions
             {
                 Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
-                Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1,
+                Threads = options.Threads, MaxContext = Math.Max(options.MaxContext, p + n), MaxBatch = 1, KvCachePrecision = options.KvCachePrecision,
                 WeightFormat = options.WeightFormat, GroupSize = options.GroupSize, Symmetric = options.Symmetric,
                 IgnoredScope = options.IgnoredScope, AllLayers = options.AllLayers,
             };
@@ -65,6 +65,7 @@ public static class BenchCommand
                 ["model"] = r.GetValue(m.Model),
                 ["runtime"] = Hub.Runtime.CpuInfo.Describe(),
                 ["threads"] = options.Threads > 0 ? options.Threads : Environment.ProcessorCount,
+                ["kv_cache"] = lm.KvCachePrecision.ToString(),
                 ["export_seconds"] = exportSeconds is { } es ? Math.Round(es, 3) : null,
                 ["load_seconds"] = Math.Round(loadSeconds, 3),
                 ["prompt_tokens"] = p,

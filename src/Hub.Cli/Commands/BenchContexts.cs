@@ -76,12 +76,12 @@ public static class BenchContexts
         int modelMax = (int?)g.Metadata["max_position_embeddings"] ?? int.MaxValue;
         if (capacity > modelMax && !json)
             Console.Error.WriteLine($"note: contexts up to {capacity} exceed max_position_embeddings {modelMax}; fine for RoPE models, an error for learned position tables");
-        using var compiled = CompiledModel.Compile(ir, new RuntimeOptions { Threads = options.Threads, MaxContext = capacity, MaxBatch = 1 });
+        using var compiled = CompiledModel.Compile(ir, new RuntimeOptions { Threads = options.Threads, MaxContext = capacity, MaxBatch = 1, KvCachePrecision = options.KvCachePrecision });
         var requests = contexts.Select(_ => compiled.CreateInferRequest()).ToArray();
         try
         {
-            var figures = Measure(requests, g, contexts, capacity, Math.Max(1, rounds));
-            Print(model, irDir, options, figures, json, Steps * Math.Max(1, rounds));
+            var figures = Measure(requests, g, contexts, capacity, Math.Max(1, rounds), compiled.KvCachePrecision == KvCachePrecision.F16 ? 2 : 4);
+            Print(model, irDir, options, figures, json, Steps * Math.Max(1, rounds), compiled.KvCachePrecision);
         }
         finally
         {
@@ -92,7 +92,7 @@ public static class BenchContexts
 
     // One request per context, each filled once; the timed steps alternate between the contexts (so machine noise hits
     // all of them alike) and each step is truncated away again, so every step of context c runs at exactly c.
-    private static ContextFigures[] Measure(InferRequest[] reqs, Graph g, int[] contexts, int capacity, int rounds)
+    private static ContextFigures[] Measure(InferRequest[] reqs, Graph g, int[] contexts, int capacity, int rounds, int elementBytes)
     {
         int n = contexts.Length, steps = Steps * rounds;
         var drivers = reqs.Select(r => new Driver(r, g, capacity)).ToArray();
@@ -138,7 +138,7 @@ public static class BenchContexts
             double profiledMs = BenchStats.Median(profiled[c]);
             // What the attention reads and computes for one new token at this context.
             long ctx = contexts[c] + 1, cacheBytes = 0;
-            foreach (var s in g.States) cacheBytes += s.Shape[1].Value * ctx * s.Shape[3].Value * 4;
+            foreach (var s in g.States) cacheBytes += s.Shape[1].Value * ctx * s.Shape[3].Value * elementBytes;
             double flops = 0;
             foreach (var node in g.Nodes.Where(x => x.Op == Ops.Attention))
                 flops += 4.0 * node.GetInt("heads") * node.GetInt("head_dim") * ctx;   // q·kᵀ and p·v, a multiply-add each
@@ -149,7 +149,7 @@ public static class BenchContexts
         return result;
     }
 
-    private static void Print(string model, string irDir, ModelOptions options, ContextFigures[] f, bool json, int steps)
+    private static void Print(string model, string irDir, ModelOptions options, ContextFigures[] f, bool json, int steps, KvCachePrecision kv)
     {
         var first = f[0];
         var last = f[^1];
@@ -186,6 +186,7 @@ public static class BenchContexts
                 ["runtime"] = CpuInfo.Describe(),
                 ["threads"] = options.Threads > 0 ? options.Threads : Environment.ProcessorCount,
                 ["steps_per_context"] = steps,
+                ["kv_cache"] = kv.ToString(),
                 ["contexts"] = rows,
                 ["measured_growth_ms"] = Math.Round(growth, 3),
                 ["measured_min_growth_ms"] = Math.Round(minGrowth, 3),
@@ -199,7 +200,7 @@ public static class BenchContexts
             return;
         }
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"model {model}  ({CpuInfo.Describe()}, threads {(options.Threads > 0 ? options.Threads : Environment.ProcessorCount)}, {steps} decode steps per context interleaved across contexts, medians)");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"model {model}  ({CpuInfo.Describe()}, threads {(options.Threads > 0 ? options.Threads : Environment.ProcessorCount)}, kv cache {kv}, {steps} decode steps per context interleaved across contexts, medians)");
         sb.AppendLine("context  ms/token  min ms  attention ms  attention %  other ms  cache MiB read/token  attention MFLOP/token  state bytes copied/step  appended/step  GC bytes/step");
         foreach (var x in f)
             sb.AppendLine(CultureInfo.InvariantCulture,

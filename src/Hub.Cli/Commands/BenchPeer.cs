@@ -50,7 +50,7 @@ internal sealed class BenchPeer
         var baseOptions = new ModelOptions
         {
             Subfolder = options.Subfolder, Revision = options.Revision, SourceFormat = options.SourceFormat,
-            Threads = threads, MaxContext = Math.Max(options.MaxContext, promptTokens + newTokens), MaxBatch = 1,
+            Threads = threads, MaxContext = Math.Max(options.MaxContext, promptTokens + newTokens), MaxBatch = 1, KvCachePrecision = options.KvCachePrecision,
         };
         // Group 32 symmetric int8/int4 blocks are exactly Q8_0/Q4_0 (docs/quantization.md), and the GGUF writer stores
         // every matrix (embedding and head too) in the requested type: both engines read the same numbers.
@@ -119,6 +119,7 @@ internal sealed class BenchPeer
                 ["new_tokens"] = newTokens,
                 ["rounds"] = rounds,
                 ["precision"] = type.ToString(),
+                ["hub_kv_cache"] = lm.KvCachePrecision.ToString(),
                 ["read_bandwidth_gb_s"] = Math.Round(bw / 1e9, 2),
                 ["read_bandwidth_between_rounds_gb_s"] = Math.Round(bwRounds / 1e9, 2),
                 ["busy_cores"] = busy,

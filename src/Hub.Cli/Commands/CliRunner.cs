@@ -35,12 +35,13 @@ internal static class CliRunner
         public Option<string?> From { get; } = new("--from") { Description = "checkpoint layout: hf, meta, llama2c, aquila (default: detect)" };
         public Option<int> Threads { get; } = new("--threads") { Description = "compute threads (default: all cores)" };
         public Option<int> MaxContext { get; } = new("--max-context") { Description = "KV cache capacity in positions" };
+        public Option<string?> KvCache { get; } = new("--kv-cache") { Description = $"KV cache precision: {Hub.Runtime.KvCachePrecisionNames.Allowed} (auto: f16 for compressed weights, f32 for f32 weights)" };
         public WeightArgs Weights { get; } = new();
 
         public void AddTo(Command c)
         {
             c.Arguments.Add(Model);
-            c.Options.Add(Subfolder); c.Options.Add(Revision); c.Options.Add(From); c.Options.Add(Threads); c.Options.Add(MaxContext);
+            c.Options.Add(Subfolder); c.Options.Add(Revision); c.Options.Add(From); c.Options.Add(Threads); c.Options.Add(MaxContext); c.Options.Add(KvCache);
             Weights.AddTo(c);
         }
 
@@ -51,6 +52,7 @@ internal static class CliRunner
             SourceFormat = r.GetValue(From),
             Threads = r.GetValue(Threads),
             MaxContext = r.GetValue(MaxContext),
+            KvCachePrecision = Hub.Runtime.KvCachePrecisionNames.Parse(r.GetValue(KvCache) ?? "auto", "--kv-cache"),
             Progress = quiet ? null : new StderrProgress(),
         });
     }
@@ -107,7 +109,7 @@ internal static class CliRunner
             IReadOnlyList<string>? ignoredScope = null, bool allLayers = false) => new()
         {
             Revision = o.Revision, Subfolder = o.Subfolder, SourceFormat = o.SourceFormat, Threads = o.Threads, MaxContext = o.MaxContext,
-            MaxBatch = o.MaxBatch, ExportCacheDir = o.ExportCacheDir, Endpoint = o.Endpoint, HubCacheDir = o.HubCacheDir, Token = o.Token,
+            MaxBatch = o.MaxBatch, KvCachePrecision = o.KvCachePrecision, ExportCacheDir = o.ExportCacheDir, Endpoint = o.Endpoint, HubCacheDir = o.HubCacheDir, Token = o.Token,
             Offline = o.Offline, Progress = o.Progress,
             WeightFormat = format, GroupSize = groupSize, Symmetric = symmetric, IgnoredScope = ignoredScope ?? Array.Empty<string>(), AllLayers = allLayers,
         };

@@ -189,6 +189,6 @@ internal static class BenchLoad
     public static CausalLM Load(string irDir, ModelOptions options) =>
         CausalLM.FromPretrained(irDir, export: false, new ModelOptions
         {
-            Threads = options.Threads, MaxContext = options.MaxContext, MaxBatch = options.MaxBatch, Progress = options.Progress,
+            Threads = options.Threads, MaxContext = options.MaxContext, MaxBatch = options.MaxBatch, KvCachePrecision = options.KvCachePrecision, Progress = options.Progress,
         });
 }

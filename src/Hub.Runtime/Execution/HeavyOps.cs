@@ -275,10 +275,19 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly bool _causal, _prefix;
     private readonly int _stateK = -1, _stateV = -1;
     private int _b, _t, _s, _past, _tChunk, _tChunks;
-    private bool _single, _direct, _half;
-    private ushort* _kHalf, _vHalf;
+    private bool _single, _direct;
+    // The states hold f16 keys/values (RuntimeOptions.KvCachePrecision); fixed per compiled model.
+    private readonly bool _half;
+    // Per worker, during one multi-position Run over an f16 cache: the (row, kv head) whose keys/values its widening
+    // buffer holds (-1: none) and how many positions of them. Units of one head come in index order, so a worker that
+    // takes the next query block of the same head widens only the positions that block adds.
+    private readonly int[] _widenHead = [], _widenCount = [];
     // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
     private readonly int _qkv = -1;
+    // GQA groups from which a decode step over an f16 cache widens the head's keys/values once and runs the f32 row
+    // kernel: AttendRowHalf widens every key again for each head of the group (1b, 8 heads a group: its attention
+    // took 1.44 ms a token against the f32 cache's 0.91), while for MHA (small) it reads half the bytes and wins.
+    private const int WidenDecodeGroup = 4;
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 32_768;
 
@@ -301,6 +310,8 @@ internal sealed unsafe class AttentionExec : OpExec
         {
             _stateK = r.Model.StateId(n.GetString("state_k"));
             _stateV = r.Model.StateId(n.GetString("state_v"));
+            _half = r.Model.StateElementBytes == 2;
+            if (_half) { _widenHead = new int[r.Model.Pool.Size]; _widenCount = new int[r.Model.Pool.Size]; }
             foreach (var s in new[] { _stateK, _stateV })
             {
                 var st = r.Model.States[s];
@@ -364,9 +375,8 @@ internal sealed unsafe class AttentionExec : OpExec
         var k = X(1); var v = X(2);
         if (_stateK >= 0)
         {
-            // Append k/v at [past, past+T) of each row's cache in place.
+            // Append k/v at [past, past+T) of each row's cache in place (rounded to f16 for an f16 cache).
             var sk = R.Model.States[_stateK];
-            float* ks = R.StatePtr(_stateK), vs = R.StatePtr(_stateV);
             int cap = sk.Capacity;
             for (int b = 0; b < _b; b++)
                 for (int t = 0; t < _t; t++)
@@ -374,14 +384,25 @@ internal sealed unsafe class AttentionExec : OpExec
                     {
                         long src = ((long)b * _t + t) * _kv * _hd + (long)h * _hd;
                         long dst = (((long)b * _kv + h) * cap + _past + t) * _hd;
-                        Buffer.MemoryCopy(k.F + src, ks + dst, _hd * 4L, _hd * 4L);
-                        Buffer.MemoryCopy(v.F + src, vs + dst, _hd * 4L, _hd * 4L);
+                        if (_half)
+                        {
+                            AttentionKernels.NarrowToHalf(k.F + src, R.HalfStatePtr(_stateK) + dst, _hd);
+                            AttentionKernels.NarrowToHalf(v.F + src, R.HalfStatePtr(_stateV) + dst, _hd);
+                        }
+                        else
+                        {
+                            Buffer.MemoryCopy(k.F + src, R.StatePtr(_stateK) + dst, _hd * 4L, _hd * 4L);
+                            Buffer.MemoryCopy(v.F + src, R.StatePtr(_stateV) + dst, _hd * 4L, _hd * 4L);
+                        }
                     }
+            // Several query positions over an f16 cache: each unit widens its (row, kv head)'s keys and values into
+            // the worker's buffer for the f32 prefill kernel (O(S·hd) against the block's O(T·S·hd) work).
+            if (_half && (_t > 1 || _g >= WidenDecodeGroup))
+            {
+                R.EnsureKvWiden(2L * cap * _hd);   // at capacity: decode steps never grow it
+                Array.Fill(_widenHead, -1);   // the buffers hold another op's (or step's) values
+            }
         }
-        // Opt-in f16 decode: bring the f16 copies up to date (positions from the last one they hold, and always the ones
-        // this step wrote, which a failed earlier Infer may have written differently) before the units read them.
-        _half = _stateK >= 0 && _t == 1 && R.HalfKvDecode;
-        if (_half) { _kHalf = SyncHalf(_stateK); _vHalf = SyncHalf(_stateV); }
         int workers = R.Model.Pool.Size;
         // Decode (one query row) streams each kv head's cache once for the whole group; prefill runs flash blocks of
         // QueriesPerBlock(G) positions × G heads, one unit per (batch row, kv head, query block).
@@ -393,23 +414,6 @@ internal sealed unsafe class AttentionExec : OpExec
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
         R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
-    }
-
-    // Converts the positions the f16 copy of a state lacks; returns the copy.
-    private ushort* SyncHalf(int state)
-    {
-        ref int valid = ref R.HalfValid(state);
-        ushort* h = R.HalfStatePtr(state);
-        float* f = R.StatePtr(state);
-        int cap = R.Model.States[state].Capacity, from = Math.Min(valid, _past), to = _past + _t;
-        for (int r = 0; r < _b * _kv; r++)
-        {
-            long off = ((long)r * cap + from) * _hd;
-            int n = (to - from) * _hd;
-            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(f + off, n), new Span<Half>((Half*)(h + off), n));
-        }
-        valid = to;
-        return h;
     }
 
     public override void Execute(int index, int worker)
@@ -428,12 +432,13 @@ internal sealed unsafe class AttentionExec : OpExec
         int kvh = rest % _kv, b = rest / _kv;
         int t0 = tc * _tChunk, t1 = Math.Min(_t, t0 + _tChunk);
         var q = X(0); var y = Y();
-        float* k, v; long stride;
+        float* k = null, v = null; long stride;
+        ushort* kh = null, vh = null;
         if (_stateK >= 0)
         {
-            int cap = R.Model.States[_stateK].Capacity;
-            k = R.StatePtr(_stateK) + ((long)b * _kv + kvh) * cap * _hd;
-            v = R.StatePtr(_stateV) + ((long)b * _kv + kvh) * cap * _hd;
+            long head = ((long)b * _kv + kvh) * R.Model.States[_stateK].Capacity * _hd;
+            if (_half) { kh = R.HalfStatePtr(_stateK) + head; vh = R.HalfStatePtr(_stateV) + head; }
+            else { k = R.StatePtr(_stateK) + head; v = R.StatePtr(_stateV) + head; }
             stride = _hd;
         }
         else
@@ -469,6 +474,25 @@ internal sealed unsafe class AttentionExec : OpExec
             AttentionKernels.AttendDirect(qp, qStride, t0, t1, _g, _hd, k, v, stride, _s, mask, _scale, y.F + qOff, (long)_h * _hd, scratch);
             return;
         }
+        bool widened = _half && (_t > 1 || _g >= WidenDecodeGroup);
+        if (widened)
+        {
+            {
+                // widen the keys the block's queries can see (all S, or up to its last causal position and the prefix)
+                // that the worker's buffer does not hold yet
+                int seen = _causal ? Math.Min(_s, Math.Max(_past + t1, prefixLen)) : _s;
+                k = R.KvWidenFor(worker); v = k + (long)_s * _hd;
+                int key = b * _kv + kvh, from = _widenHead[worker] == key ? _widenCount[worker] : 0;
+                if (seen > from)
+                {
+                    AttentionKernels.WidenHalf(kh + (long)from * _hd, k + (long)from * _hd, (long)(seen - from) * _hd);
+                    AttentionKernels.WidenHalf(vh + (long)from * _hd, v + (long)from * _hd, (long)(seen - from) * _hd);
+                    _widenCount[worker] = seen;
+                }
+                _widenHead[worker] = key;
+                stride = _hd;
+            }
+        }
         if (_t > 1)
         {
             AttentionKernels.AttendBlock(q.F + qOff, (long)_h * _hd, t0, t1, _g, _hd, k, v, stride, _s, mask, _causal, _past,
@@ -486,11 +510,9 @@ internal sealed unsafe class AttentionExec : OpExec
                 end = Math.Min(end, _s);
             }
             long row = ((long)b * _t + t) * _h * _hd + (long)kvh * _g * _hd;
-            if (_half)
+            if (_half && !widened)
             {
-                int cap = R.Model.States[_stateK].Capacity;
-                long head = ((long)b * _kv + kvh) * cap * _hd;
-                AttentionKernels.AttendRowHalf(q.F + row, _g, _hd, _kHalf + head, _vHalf + head, _hd, end, mask, _scale, y.F + row, scratch);
+                AttentionKernels.AttendRowHalf(q.F + row, _g, _hd, kh, vh, _hd, end, mask, _scale, y.F + row, scratch);
                 continue;
             }
             AttentionKernels.AttendRowWith(q.F + row, _g, _hd, k, v, stride, end, mask, _scale, y.F + row, scratch, R.AttentionRowKernel);

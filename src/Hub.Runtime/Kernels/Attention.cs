@@ -243,6 +243,77 @@ public static unsafe class AttentionKernels
     }
 
     /// <summary>
+    /// Rounds <paramref name="n"/> floats to IEEE half bits, to nearest even (as the <see cref="Half"/> cast: overflow
+    /// to ±infinity, subnormals kept, NaN stays NaN): the f16 KV cache's append. Vector256 (16 values a step) with a
+    /// scalar tail; TensorPrimitives.ConvertToHalf runs about 3 ns a value here, too slow for a prefill's keys.
+    /// </summary>
+    public static void NarrowToHalf(float* src, ushort* dst, long n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        KernelArgs.NotNull(src, n > 0);
+        KernelArgs.NotNull(dst, n > 0);
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+                Vector256.Narrow(NarrowStep(Vector256.Load((uint*)src + i)), NarrowStep(Vector256.Load((uint*)src + i + 8))).Store(dst + i);
+        for (; i < n; i++) dst[i] = BitConverter.HalfToUInt16Bits((Half)src[i]);
+    }
+
+    // F. Giesen's branch-free float → half with round to nearest even, on 8 lanes; the half in the low 16 bits.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> NarrowStep(Vector256<uint> f)
+    {
+        var sign = f & Vector256.Create(0x80000000u);
+        f ^= sign;
+        // |x| ≥ 65520 (after rounding, beyond the largest half): infinity, or a quiet NaN for NaN inputs
+        var big = Vector256.ConditionalSelect(Vector256.GreaterThan(f, Vector256.Create(255u << 23)), Vector256.Create(0x7e00u), Vector256.Create(0x7c00u));
+        // below 2^-14: subnormal halves, rounded by the FPU adding 0.5 (the magic float's unit is the half's last bit)
+        var magic = Vector256.Create(((127u - 15) + (23 - 10) + 1) << 23);
+        var sub = (f.AsSingle() + magic.AsSingle()).AsUInt32() - magic;
+        // normal halves: rebias the exponent, add 0xfff plus the mantissa's odd bit (ties to even), drop 13 bits
+        var odd = (f >> 13) & Vector256.Create(1u);
+        var norm = (f + Vector256.Create(unchecked((uint)((15 - 127) << 23) + 0xfffu)) + odd) >> 13;
+        var o = Vector256.ConditionalSelect(Vector256.LessThan(f, Vector256.Create(113u << 23)), sub, norm);
+        o = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(f, Vector256.Create((127u + 16) << 23)), big, o);
+        return o | (sign >> 16);
+    }
+
+    /// <summary>
+    /// Widens <paramref name="n"/> IEEE half bits to floats, exactly for finite halves (infinities and NaNs, which an
+    /// f16 cache holds only for keys/values beyond ±65504, come out as large finite values, as in
+    /// <see cref="AttendRowHalf"/>): the f16 KV cache's keys/values for the f32 prefill kernel. Vector256 (16 values a
+    /// step: the magnitude bits shifted into a float's and scaled by 2^112, the sign or-ed back) with a scalar tail.
+    /// </summary>
+    public static void WidenHalf(ushort* src, float* dst, long n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        KernelArgs.NotNull(src, n > 0);
+        KernelArgs.NotNull(dst, n > 0);
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var scale = Vector256.Create(0x77800000u).AsSingle();   // 2^112
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
+                WidenStep(lo, scale).Store(dst + i);
+                WidenStep(hi, scale).Store(dst + i + 8);
+            }
+        }
+        for (; i < n; i++) dst[i] = WidenScalar(src[i]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenStep(Vector256<uint> h, Vector256<float> scale) =>
+        ((((h & Vector256.Create(0x7fffu)) << 13).AsSingle() * scale).AsUInt32() | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
+
+    private static readonly float Pow112 = MathF.ScaleB(1f, 112);
+
+    // The scalar twin of WidenStep (the same values for every half, infinities and NaNs included).
+    private static float WidenScalar(ushort h) =>
+        BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle((uint)(h & 0x7fff) << 13) * Pow112) | (uint)(h & 0x8000) << 16);
+
+    /// <summary>
     /// <see cref="AttendRow"/> over keys and values stored as IEEE half bits (an f16 copy of the cache, half the bytes a
     /// memory-bound decode step streams): rows are widened to f32 on load, the softmax and sums run in f32 as in
     /// AttendRow. Inputs are finite halves (QuantKernels.HalfToSingle's conversion).
