@@ -23,9 +23,13 @@ public static class CpuInfo
         if (Avx2.IsSupported) isa.Add("avx2");
         if (Fma.IsSupported) isa.Add("fma");
         if (Avx512F.IsSupported) isa.Add("avx512f");
+        if (Avx512BW.IsSupported) isa.Add("avx512bw");
+        if (AvxVnni.IsSupported) isa.Add("avx-vnni");
         if (System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported) isa.Add("neon");
         return $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, " +
                $"isa [{string.Join(' ', isa)}], gemm {GemmPath}, gemv/elementwise {VectorPath}, " +
-               $"f16/bf16 widened {(Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}";
+               $"f16/bf16 decode widened {(Kernels.HalfGemv.WideSupported ? "in Vector512 registers" : Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}, " +
+               $"int8 prefill {(Kernels.QuantGemmInt8.UseVnni ? "avx-vnni" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
+               $"int4 {(Kernels.QuantGemvInt4.Wide ? "avx512bw" : Avx2.IsSupported ? "avx2" : "scalar")}";
     }
 }

@@ -347,6 +347,8 @@ public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
         output.WriteLine(d);
         Assert.Contains("gemm", d);
         Assert.Contains(CpuInfo.GemmPath, d);
+        // the int8 prefill GEMM's path follows AVX-VNNI (off in the ISA sweep's DOTNET_EnableAVXVNNI=0 child)
+        Assert.Contains(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? "avx-vnni" : "int8 prefill", d);
     }
 }
 

@@ -477,21 +477,19 @@ internal sealed unsafe class AttentionExec : OpExec
         bool widened = _half && (_t > 1 || _g >= WidenDecodeGroup);
         if (widened)
         {
+            // widen the keys the block's queries can see (all S, or up to its last causal position and the prefix)
+            // that the worker's buffer does not hold yet
+            int seen = _causal ? Math.Min(_s, Math.Max(_past + t1, prefixLen)) : _s;
+            k = R.KvWidenFor(worker); v = k + (long)_s * _hd;
+            int key = b * _kv + kvh, from = _widenHead[worker] == key ? _widenCount[worker] : 0;
+            if (seen > from)
             {
-                // widen the keys the block's queries can see (all S, or up to its last causal position and the prefix)
-                // that the worker's buffer does not hold yet
-                int seen = _causal ? Math.Min(_s, Math.Max(_past + t1, prefixLen)) : _s;
-                k = R.KvWidenFor(worker); v = k + (long)_s * _hd;
-                int key = b * _kv + kvh, from = _widenHead[worker] == key ? _widenCount[worker] : 0;
-                if (seen > from)
-                {
-                    AttentionKernels.WidenHalf(kh + (long)from * _hd, k + (long)from * _hd, (long)(seen - from) * _hd);
-                    AttentionKernels.WidenHalf(vh + (long)from * _hd, v + (long)from * _hd, (long)(seen - from) * _hd);
-                    _widenCount[worker] = seen;
-                }
-                _widenHead[worker] = key;
-                stride = _hd;
+                AttentionKernels.WidenHalf(kh + (long)from * _hd, k + (long)from * _hd, (long)(seen - from) * _hd);
+                AttentionKernels.WidenHalf(vh + (long)from * _hd, v + (long)from * _hd, (long)(seen - from) * _hd);
+                _widenCount[worker] = seen;
             }
+            _widenHead[worker] = key;
+            stride = _hd;
         }
         if (_t > 1)
         {
