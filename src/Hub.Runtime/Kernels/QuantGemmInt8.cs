@@ -132,12 +132,7 @@ public static unsafe class QuantGemmInt8
             for (int ic = m0; ic < m1; ic += RowChunk)
             {
                 int rows = Math.Min(RowChunk, m1 - ic);
-                if (q8)
-                    for (int t = 0; t < rows; t++)
-                    {
-                        float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
-                        for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
-                    }
+                if (q8) Scale128(xs, ic, rows, blocks, c128);
                 if (q8) new Span<float>(acc, (RowChunk + MR) * Rows).Clear();
                 else
                 {
@@ -286,12 +281,7 @@ public static unsafe class QuantGemmInt8
             for (int ic = m0; ic < m1; ic += RowChunk)
             {
                 int rows = Math.Min(RowChunk, m1 - ic);
-                if (q8)
-                    for (int t = 0; t < rows; t++)
-                    {
-                        float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
-                        for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
-                    }
+                if (q8) Scale128(xs, ic, rows, blocks, c128);
                 for (int g = 0; g < rowGroups; g++)
                 {
                     byte* pg = panel + (long)g * blocks * BlockBytes;
@@ -472,4 +462,14 @@ public static unsafe class QuantGemmInt8
     private static void Transpose(Vector256<byte> a, Vector256<byte> b, Vector256<byte> c, Vector256<byte> d,
         Vector256<byte> e, Vector256<byte> f, Vector256<byte> g, Vector256<byte> h, byte* dst, int stride = 16) =>
         Kernels.Gemm.Transpose8x8(a.AsSingle(), b.AsSingle(), c.AsSingle(), d.AsSingle(), e.AsSingle(), f.AsSingle(), g.AsSingle(), h.AsSingle(), (float*)dst, stride);
+
+    // Q8_0's zero-point term per row chunk: 128·Σx_b of each block (the quantizer's block sums), rows [ic, ic + rows).
+    private static void Scale128(float* xs, int ic, int rows, int blocks, float* c128)
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            float* src = xs + (long)(ic + t) * blocks, dst = c128 + (long)t * blocks;
+            for (int b = 0; b < blocks; b++) dst[b] = 128f * src[b];
+        }
+    }
 }
