@@ -174,8 +174,8 @@ public unsafe class QuantGemmInt4Tests
 }
 
 /// <summary>
-/// Q4_0 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast-layout GEMM (repack per
-/// 16-row unit + 4×8 tiles) against QuantKernels.GemmInt4 (3×2 dot-product tiles), alternating, medians of 7 rounds
+/// Q4_0 prefill A/B (HUB_BENCH=1 only; prints, asserts nothing about time): the broadcast-layout GEMM's AVX2 tiles
+/// (4×8 on 8-row panel groups) against its AVX-512BW ones (4×16 on 16-row groups), alternating, medians of 7 rounds
 /// of CPU time on 1 thread and of wall time on HUB_BENCH_THREADS (default 2) threads claiming units dynamically as the
 /// executor does. HUB_BENCH_M/N/K set the shape (default 128 × 768 × 2048).
 /// </summary>
@@ -197,44 +197,27 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
         var half = QuantKernelTests.HalfBits(q.Scales);   // F16 scales, as exported
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
         var y = new float[m * n];
-        long scratchFloats = QuantKernels.GemmRows * (long)k / 4 + 64;
-        var scratch = new float[threads * scratchFloats];
         var panels = new byte[threads * (PanelMax(unitRows, k) + 64)];
-        var oldBuf = new byte[QuantKernels.PrefillActivationBytes(m, k, q.Groups) + 64];
         var newBuf = new byte[QuantGemmInt4.ActivationBytes(m, k) + 64];
-        // HUB_BENCH_AB=wide: the AVX2 broadcast tiles (4x8) against the AVX-512 ones (4x16) instead of GemmInt4 against the default
-        bool wideAb = Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "wide";
         bool wideBefore = QuantGemmInt4.Wide;
-        string[] names = wideAb ? new[] { "broadcast 4x8 avx2", "broadcast 4x16 avx512" } : new[] { "dot 3x2 (GemmInt4)", "broadcast" };
-        fixed (byte* d = q.Data, ob0 = oldBuf, nb0 = newBuf, pn0 = panels, z = q.Zeros)
+        string[] names = { "broadcast 4x8 avx2", "broadcast 4x16 avx512" };
+        fixed (byte* d = q.Data, nb0 = newBuf, pn0 = panels, z = q.Zeros)
         fixed (ushort* s = half)
-        fixed (float* xp = x, yp = y, sp = scratch)
+        fixed (float* xp = x, yp = y)
         {
             var w = new QuantMatrix(d, s, sym ? null : z, n, k, group, true, sym);
-            byte* ob = (byte*)(((nint)ob0 + 63) & ~(nint)63), nb = (byte*)(((nint)nb0 + 63) & ~(nint)63);
-            nint obA = (nint)ob, nbA = (nint)nb, pnA = (nint)pn0, spA = (nint)sp, xA = (nint)xp, yA = (nint)yp;
+            byte* nb = (byte*)(((nint)nb0 + 63) & ~(nint)63);
+            nint nbA = (nint)nb, pnA = (nint)pn0, xA = (nint)xp, yA = (nint)yp;
             long panelStride = PanelMax(unitRows, k) + 64;
-            int units = (n + unitRows - 1) / unitRows, oldUnits = (n + QuantKernels.GemmRows - 1) / QuantKernels.GemmRows;
+            int units = (n + unitRows - 1) / unitRows;
             void Unit(int c, int u, int t)
             {
-                if (wideAb) QuantGemmInt4.Wide = c == 1 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
-                if (c == 0 && !wideAb)
-                {
-                    int n0 = u * QuantKernels.GemmRows, n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
-                    QuantKernels.GemmInt4(w, m, (byte*)obA, null, (float*)yA, n, 0, m, n0, n1, (float*)spA + t * scratchFloats);
-                }
-                else
-                {
-                    int n0 = u * unitRows, n1 = Math.Min(n, n0 + unitRows);
-                    byte* p = (byte*)((pnA + t * (nint)panelStride + 31) & ~(nint)31);
-                    QuantGemmInt4.Gemm(w, m, (byte*)nbA, null, (float*)yA, n, 0, m, n0, n1, p);
-                }
+                QuantGemmInt4.Wide = c == 1 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+                int n0 = u * unitRows, n1 = Math.Min(n, n0 + unitRows);
+                byte* p = (byte*)((pnA + t * (nint)panelStride + 31) & ~(nint)31);
+                QuantGemmInt4.Gemm(w, m, (byte*)nbA, null, (float*)yA, n, 0, m, n0, n1, p);
             }
-            void Quantize(int c, int r0, int r1)
-            {
-                if (c == 0 && !wideAb) QuantKernels.QuantizeActivationsForGemm(w, (float*)xA, m, (byte*)obA, r0, r1);
-                else QuantGemmInt4.QuantizeActivations(w, (float*)xA, m, (byte*)nbA, r0, r1);
-            }
+            void Quantize(int c, int r0, int r1) => QuantGemmInt4.QuantizeActivations(w, (float*)xA, m, (byte*)nbA, r0, r1);
             // single thread, CPU time
             var times = new[] { new List<double>(), new List<double>() };
             var proc = System.Diagnostics.Process.GetCurrentProcess();
@@ -246,7 +229,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     for (int rep = 0; rep < 3; rep++)
                     {
                         Quantize(c, 0, m);
-                        for (int u = 0; u < (c == 0 && !wideAb ? oldUnits : units); u++) Unit(c, u, 0);
+                        for (int u = 0; u < units; u++) Unit(c, u, 0);
                     }
                     proc.Refresh();
                     times[c].Add((proc.TotalProcessorTime - cpu0).TotalSeconds / 3);
@@ -266,7 +249,7 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                     {
                         int cc = c;
                         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => Quantize(cc, m * t / threads, m * (t + 1) / threads));
-                        int next = -1, total = c == 0 && !wideAb ? oldUnits : units;
+                        int next = -1, total = units;
                         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
                         {
                             for (int u; (u = Interlocked.Increment(ref next)) < total;) Unit(cc, u, t);
@@ -296,26 +279,19 @@ public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
     }
 }
 
-/// <summary>The executor's Q4_0 prefill through the broadcast GEMM (the default) and through GemmInt4 (HUB_QUANT_GEMM4=dot).</summary>
+/// <summary>The executor's Q4_0 prefill through the broadcast GEMM on one and two threads, with F16 and F32 scales.</summary>
 public class QuantGemmInt4ExecutorTests
 {
     [Theory]
-    [InlineData(true, 2, true)]
-    [InlineData(true, 1, false)]
-    [InlineData(false, 2, true)]
-    [InlineData(false, 1, false)]
-    public void Executor_runs_q4_0_prefill_through_either_gemm(bool broadcast, int threads, bool f16Scales)
-    {
-        bool before = Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast;
-        Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = broadcast;
-        try { new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(true, true, 32, threads, f16Scales); }
-        finally { Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = before; }
-    }
+    [InlineData(2, true)]
+    [InlineData(1, false)]
+    public void Executor_runs_q4_0_prefill_through_the_broadcast_gemm(int threads, bool f16Scales) =>
+        new QuantKernelTests().Executor_runs_quantized_linear_and_embedding_in_gemv_and_prefill(true, true, 32, threads, f16Scales);
 }
 
 /// <summary>
 /// In-process prefill A/B of an exported Q4_0 IR folder in HUB_BENCH_IR (HUB_BENCH=1 only; prints, asserts nothing
-/// about time): the model compiled once with the broadcast GEMM and once with GemmInt4 (HUB_QUANT_GEMM4=dot),
+/// about time): the model compiled once with dequantized f32 panels (HUB_QUANT_GEMM=float) and once with the int4 GEMM,
 /// alternating prefills of a HUB_BENCH_M-token prompt (default 128) for HUB_BENCH_AB_ROUNDS rounds (default 6), medians
 /// of wall-time tok/s with HUB_BENCH_THREADS threads (default 2).
 /// </summary>
@@ -323,7 +299,7 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
 {
     [SkippableFact]
     public void Q4_0_prefill_ab_of_an_ir_folder() =>
-        output.WriteLine(Ab("dot", "broadcast", () => Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast, v => Hub.Runtime.Execution.QuantLinearExec.UseInt4Broadcast = v));
+        output.WriteLine(Ab("f32 panels", "int4 gemm", () => Hub.Runtime.Execution.QuantLinearExec.UseInt4Gemm, v => Hub.Runtime.Execution.QuantLinearExec.UseInt4Gemm = v));
 
     /// <summary>
     /// The A/B of HUB_BENCH_IR with a per-thread executor switch off (<paramref name="off"/>) and on

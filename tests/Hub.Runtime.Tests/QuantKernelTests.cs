@@ -123,8 +123,8 @@ public unsafe class QuantKernelTests
             var d = RandomQ(int4, n, k, group, sym, 5 + group);
             var x = Rand(m * k, 6);
             var outs = new List<float[]>();
-            var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64];
-            var scratch = new float[Math.Max(QuantKernels.GemmRows * k / 4 + 8, QuantGemmInt8.ScratchFloats(k))];
+            var buf = new byte[Math.Max(QuantGemmInt4.ActivationBytes(m, k), QuantKernels.ActivationBytes(m, k, d.Groups)) + 64];
+            var scratch = new float[Math.Max(QuantGemmInt4.PanelBytes(n, k) / 4 + 16, QuantGemmInt8.ScratchFloats(k))];
             var xs = new float[m * d.Groups];
             WithMatrix(d, w =>
             {
@@ -142,10 +142,10 @@ public unsafe class QuantKernelTests
                         QuantKernels.GroupSums(xp, m, k, w.GroupLength, xsp);
                         QuantKernels.GemvFloatRegisters(w, xp, m, xsp, null, op + 3 * m * n, n, 0, n);
                     }
-                    if (QuantKernels.Int4GemmFits(w))
+                    if (QuantGemmInt4.Fits(w))
                     {
-                        QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
-                        QuantKernels.GemmInt4(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, sp);
+                        QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m);
+                        QuantGemmInt4.Gemm(w, m, b, null, op + 4 * m * n, n, 0, m, 0, n, (byte*)(((nint)sp + 63) & ~(nint)63));
                     }
                     if (QuantGemmInt8.Fits(w))
                     {
@@ -409,20 +409,20 @@ public unsafe class QuantKernelTests
         const int m = 13, k = 256, n = 3;
         var d = RandomQ(true, n, k, 32, true, 77);
         var x = Rand(m * k, 5);
-        long bytes = QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64;
+        long bytes = QuantGemmInt4.ActivationBytes(m, k) + 64;
         var whole = new byte[bytes]; var split = new byte[bytes];
         WithMatrix(d, w =>
         {
             fixed (float* xp = x)
             fixed (byte* a = whole, b = split)
             {
-                QuantKernels.QuantizeActivationsForGemm(w, xp, m, a);
+                QuantGemmInt4.QuantizeActivations(w, xp, m, a, 0, m);
                 // uneven ranges as the executor's workers take them, in reverse order
-                QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 9, 13);
-                QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 4, 9);
-                QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 0, 4);
+                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 9, 13);
+                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 4, 9);
+                QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, 4);
                 bool threw = false;
-                try { QuantKernels.QuantizeActivationsForGemm(w, xp, m, b, 4, 14); }
+                try { QuantGemmInt4.QuantizeActivations(w, xp, m, b, 4, 14); }
                 catch (ArgumentOutOfRangeException) { threw = true; }
                 Assert.True(threw, "rows past m must be rejected");
             }
@@ -431,58 +431,14 @@ public unsafe class QuantKernelTests
     }
 
     [SkippableFact]
-    public void Int4_gemm_matches_integer_twin_and_float64_on_odd_tiles()
-    {
-        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "needs AVX2+FMA");
-        foreach (bool sym in new[] { true, false })
-            foreach (int group in new[] { 0, 32, 64, 128 })
-                foreach (int n in new[] { 1, 2, 7, 37 })
-                    // 512 with groups of 32/64: 16/8 groups, the symmetric eight-groups-per-FMA correction
-                    foreach (int k in new[] { 64, 128, 384, 512 })
-                        foreach (int m in new[] { 5, 6, 13 })
-                        {
-                            if (group != 0 && k % group != 0) continue;
-                            var d = RandomQ(true, n, k, group, sym, n * 131 + k + group + m * 7 + (sym ? 1 : 0));
-                            var x = Rand(m * k, n + k * 3 + m);
-                            var bias = Rand(n, 11);
-                            var exp = Reference(d, x, m, bias);
-                            var fast = new float[m * n]; var twin = new float[m * n];
-                            var buf = new byte[QuantKernels.PrefillActivationBytes(m, k, d.Groups) + 64];
-                            var scratch = new float[QuantKernels.GemmRows * k / 4 + 64];
-                            WithMatrix(d, w =>
-                            {
-                                fixed (byte* b0 = buf)
-                                fixed (float* xp = x, bp = bias, fp = fast, tp = twin, sp = scratch)
-                                {
-                                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-                                    QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
-                                    // split rows and outputs as the executor may: [0, 3) × [0, n1) and the rest
-                                    int ms = Math.Min(3, m), ns = Math.Min(n, 17);
-                                    QuantKernels.GemmInt4(w, m, b, bp, fp, n, 0, ms, 0, ns, sp);
-                                    QuantKernels.GemmInt4(w, m, b, bp, fp, n, ms, m, 0, ns, sp);
-                                    QuantKernels.GemmInt4(w, m, b, bp, fp, n, 0, m, ns, n, sp);
-                                    QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
-                                }
-                            });
-                            for (int i = 0; i < m; i++)
-                                for (int j = 0; j < n; j++)
-                                {
-                                    int at = i * n + j;
-                                    double scale = AbsSum(d, x, i, j) + Math.Abs(bias[j]);
-                                    Assert.True(Math.Abs(fast[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"sym={sym} g={group} [{n},{k}] m={m} ({i},{j}): fast {fast[at]} twin {twin[at]}");
-                                    Assert.True(Math.Abs(fast[at] - exp[at]) <= scale / 100, $"sym={sym} g={group} [{n},{k}] m={m} ({i},{j}): {fast[at]} vs {exp[at]}");
-                                }
-                        }
-    }
-
-    [SkippableFact]
     public void Prefill_gemms_reject_bad_ranges_and_missing_buffers_naming_the_argument()
     {
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the prefill GEMMs need AVX2+FMA");
-        foreach (bool int4 in new[] { false, true })
+        // int8 here; the int4 GEMM's argument checks are in QuantGemmInt4Tests
+        foreach (bool int4 in new[] { false })
         {
             var d = RandomQ(int4, 3, 128, 32, true, 9);
-            var act = new byte[QuantKernels.PrefillActivationBytes(2, 128, 4) + 64];
+            var act = new byte[QuantKernels.ActivationBytes(2, 128, 4) + 64];
             var y = new float[2 * 3];
             var scratch = new float[Math.Max(Gemm.ScratchFloats(128) + 64, QuantGemmInt8.ScratchFloats(128))];
             WithMatrix(d, w =>
@@ -493,8 +449,7 @@ public unsafe class QuantKernelTests
                     byte* ap = a; float* yq = yp, sq = sp;
                     void Call(int m1, int n1, int ldy, byte* pa, float* py, float* ps)
                     {
-                        if (int4) QuantKernels.GemmInt4(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
-                        else QuantGemmInt8.Gemm(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
+                        QuantGemmInt8.Gemm(w, 2, pa, null, py, ldy, 0, m1, 0, n1, ps);
                     }
                     Assert.Equal("m1", Assert.Throws<ArgumentOutOfRangeException>(() => Call(3, 3, 3, ap, yq, sq)).ParamName);
                     Assert.Equal("n1", Assert.Throws<ArgumentOutOfRangeException>(() => Call(2, 4, 4, ap, yq, sq)).ParamName);
@@ -800,7 +755,7 @@ public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
         var y = new float[m * n];
         var scratch = new float[Gemm.ScratchFloats(k) + 64L * k + 64];
-        var buf = new byte[(int4 ? QuantKernels.PrefillActivationBytes(m, k, k / 32) : QuantKernels.ActivationBytes(m, k, k / 32)) + 64];
+        var buf = new byte[(int4 ? QuantGemmInt4.ActivationBytes(m, k) : QuantKernels.ActivationBytes(m, k, k / 32)) + 64];
         var times = new[] { new List<double>(), new List<double>() };
         fixed (byte* d = q.Data, b0 = buf)
         fixed (ushort* s = half)
@@ -820,12 +775,12 @@ public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
                     {
                         if (c == 0)
                         {
-                            if (int4) QuantKernels.QuantizeActivationsForGemm(w, xp, m, b);
+                            if (int4) QuantGemmInt4.QuantizeActivations(w, xp, m, b, 0, m);
                             else QuantKernels.QuantizeActivations(w, xp, m, b);
                             for (int n0 = 0; n0 < n; n0 += QuantKernels.GemmRows)
                             {
                                 int n1 = Math.Min(n, n0 + QuantKernels.GemmRows);
-                                if (int4) QuantKernels.GemmInt4(w, m, b, null, yp, n, 0, m, n0, n1, sp);
+                                if (int4) QuantGemmInt4.Gemm(w, m, b, null, yp, n, 0, m, n0, n1, (byte*)panel);
                                 else QuantGemmInt8.Gemm(w, m, b, null, yp, n, 0, m, n0, n1, sp);
                             }
                         }

@@ -4,7 +4,7 @@
 // each unit dequantizes a panel of weight rows into its worker's scratch once and runs the f32 GEMM block on it over
 // all M rows; int4 (K a multiple of 64) instead quantizes the activation rows on the pool and runs the int4 × int8
 // GEMM on 16-row units (HUB_QUANT_GEMM=float: the panel path for int4 too): the broadcast-layout GEMM of
-// QuantGemmInt4 on panels each unit repacks, every int4 grouping (HUB_QUANT_GEMM4=dot: the older GemmInt4).
+// QuantGemmInt4 on panels each unit repacks, every int4 grouping.
 // int8 with groups of a multiple of 32 (Q8_0, and the default asymmetric per-channel export) does the same with the
 // int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast; HUB_QUANT_GEMM8=panel for
 // dequantized panels).
@@ -26,8 +26,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly byte* _actPtr;
     private float* _x, _y, _bias;
     private readonly int _panelRows;
-    private readonly bool _int4Gemm;    // prefill through the int4 × int8 GEMM instead of dequantized panels
-    private readonly bool _int4Bcast;   // int4 prefill through QuantGemmInt4 (repacked 8-row panels, broadcast tiles)
+    private readonly bool _int4Gemm;    // int4 prefill through QuantGemmInt4 (repacked panels, broadcast tiles) instead of dequantized panels
     private readonly bool _int8Gemm;    // int8 prefill through QuantGemmInt8 instead of dequantized panels
     private readonly bool _int8Vnni;    // ... on its AVX-VNNI path (QuantGemmInt8.UseVnni when the executor was built)
     private byte* _prefActPtr;          // the integer GEMMs' quantized activations, in the request's shared prefill scratch
@@ -39,8 +38,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (!R.Model.IsWeight(In[1])) throw BadGraph($"weight '{n.Inputs[1]}' must be a stored weight");
         _w = Bind(r, In[1], n.Name);
         _n = _w.N; _k = _w.K;
-        _int4Gemm = QuantKernels.Int4GemmFits(_w) && UseInt4Gemm;
-        _int4Bcast = _int4Gemm && UseInt4Broadcast && QuantGemmInt4.Fits(_w);
+        _int4Gemm = QuantGemmInt4.Fits(_w) && UseInt4Gemm;
         _int8Gemm = QuantGemmInt8.Fits(_w) && UseInt8Broadcast;
         _int8Vnni = _int8Gemm && QuantGemmInt8.UseVnni;
         // int4 GEMM units: 16 weight rows. Dequantized f32 panels: 64 rows (GemmBlock packs its A block once per call when
@@ -82,20 +80,6 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// threads on the small/1b shapes, see docs/quantization.md).
     /// </summary>
     internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
-
-    /// <summary>
-    /// Test/bench switch (HUB_QUANT_GEMM4=dot): Q4_0 prefill runs GemmInt4's dot-product tiles instead of the
-    /// broadcast-layout GEMM on repacked panels (the default: faster on every bench shape, docs/quantization.md).
-    /// </summary>
-    internal static bool UseInt4Broadcast
-    {
-        get => _int4BroadcastOverride ?? Int4BroadcastFromEnvironment;
-        set => _int4BroadcastOverride = value;   // per thread, as UseInt8Broadcast
-    }
-
-    private static readonly bool Int4BroadcastFromEnvironment = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM4") != "dot";
-
-    [ThreadStatic] private static bool? _int4BroadcastOverride;
 
     /// <summary>
     /// Test/bench switch: int8 prefill (Q8_0 and the asymmetric per-channel / grouped exports) runs
@@ -206,8 +190,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             _mRows = ((_m + _mBlocks - 1) / _mBlocks + 3) & ~3;
             if (_int4Gemm || _int8Gemm)
             {
-                _prefActPtr = R.PrefillScratch(_int4Bcast ? QuantGemmInt4.ActivationBytes(_m, _k)
-                    : _int4Gemm ? QuantKernels.PrefillActivationBytes(_m, _k, _w.Groups) : QuantKernels.ActivationBytes(_m, _k, _w.Groups));
+                _prefActPtr = R.PrefillScratch(_int4Gemm ? QuantGemmInt4.ActivationBytes(_m, _k) : QuantKernels.ActivationBytes(_m, _k, _w.Groups));
                 // The workers quantize disjoint row ranges, then run the GEMM units.
                 _quantUnits = single ? 1 : Math.Min(workers * 2, (_m + 7) / 8);
                 _quantPhase = true;
@@ -224,8 +207,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         if (_quantPhase)
         {
             int r0 = (int)((long)_m * index / _quantUnits), r1 = (int)((long)_m * (index + 1) / _quantUnits);
-            if (_int4Bcast) QuantGemmInt4.QuantizeActivations(_w, _x, _m, _prefActPtr, r0, r1);
-            else if (_int4Gemm) QuantKernels.QuantizeActivationsForGemm(_w, _x, _m, _prefActPtr, r0, r1);
+            if (_int4Gemm) QuantGemmInt4.QuantizeActivations(_w, _x, _m, _prefActPtr, r0, r1);
             else QuantKernels.QuantizeActivations(_w, _x, _m, _prefActPtr, r0, r1);
             return;
         }
@@ -249,8 +231,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int n0 = ni * _panelRows, n1 = Math.Min(_n, n0 + _panelRows);
             int m0 = mi * _mRows, m1 = Math.Min(_m, m0 + _mRows);
             if (m0 >= m1) continue;
-            if (_int4Bcast) { QuantGemmInt4.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, (byte*)panel); continue; }
-            if (_int4Gemm) { QuantKernels.GemmInt4(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch); continue; }
+            if (_int4Gemm) { QuantGemmInt4.Gemm(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, (byte*)panel); continue; }
             if (_int8Gemm) { QuantGemmInt8.GemmOnPath(_w, _m, _prefActPtr, _bias, _y, _n, m0, m1, n0, n1, scratch, _int8Vnni); continue; }
             QuantKernels.DequantizeRows(_w, n0, n1, panel);
             // GemmBlock reads rows n0..n1 of W at w + row·k·4, so the panel stands in for W shifted by n0 rows.
