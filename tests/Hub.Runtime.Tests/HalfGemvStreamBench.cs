@@ -147,16 +147,7 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
         var names = ir.Graph.Inputs.Select(i => i.Name).ToHashSet();
         int[] id = { 1 }, pos = { 0 };
         var ones = Enumerable.Repeat(1f, 8 + rounds * 2 * 16 + 1).ToArray();
-        void Step()
-        {
-            int past = req.PastLength; pos[0] = past; id[0] = (past * 13) % 1000 + 1;
-            req.SetInput("input_ids", id, 1, 1);
-            if (names.Contains("positions")) req.SetInput("positions", pos, 1, 1);
-            if (names.Contains("position_ids")) req.SetInput("position_ids", pos, 1, 1);
-            if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones.AsSpan(0, past + 1), 1, past + 1);
-            if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
-            req.Infer();
-        }
+        void Step() => BenchFeed.DecodeStep(req, names, id, pos, ref ones);
         bool wide0 = HalfGemv.Wide;
         var f32Default = GemvF32.Default;
         try

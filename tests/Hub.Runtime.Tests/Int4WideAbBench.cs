@@ -28,14 +28,6 @@ public class Int4WideAbBench(Xunit.Abstractions.ITestOutputHelper output)
         var ids = Enumerable.Range(0, m).Select(i => (i * 13) % 1000 + 1).ToArray();
         var pos = Enumerable.Range(0, m).ToArray();
         var ones = Enumerable.Repeat(1f, m + 64).ToArray();
-        void Feed(int[] id, int[] p, int n, int past)
-        {
-            req.SetInput("input_ids", id, 1, n);
-            if (names.Contains("positions")) req.SetInput("positions", p, 1, n);
-            if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, n);
-            if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones.AsSpan(0, past + n), 1, past + n);
-            if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
-        }
         bool gemmBefore = QuantGemmInt4.Wide, gemvBefore = QuantGemvInt4.Wide;
         var pre = new[] { new List<double>(), new List<double>() };
         var dec = new[] { new List<double>(), new List<double>() };
@@ -49,18 +41,13 @@ public class Int4WideAbBench(Xunit.Abstractions.ITestOutputHelper output)
                     int v = k ^ (round & 1);
                     QuantGemmInt4.Wide = QuantGemvInt4.Wide = v == 1;
                     req.ResetState();
-                    Feed(ids, pos, m, 0);
+                    BenchFeed.Set(req, names, ids, pos, m, ref ones);
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     req.Infer();
                     double prefill = m / sw.Elapsed.TotalSeconds;
                     if (round < 0) logits[v] = req.GetOutput(ir.Graph.Outputs[0].Name).ToArray();
                     sw.Restart();
-                    for (int s = 0; s < 16; s++)
-                    {
-                        int past = req.PastLength; p1[0] = past; one[0] = (past * 13) % 1000 + 1;
-                        Feed(one, p1, 1, past);
-                        req.Infer();
-                    }
+                    for (int s = 0; s < 16; s++) BenchFeed.DecodeStep(req, names, one, p1, ref ones);
                     double decode = 16 / sw.Elapsed.TotalSeconds;
                     if (round >= 0) { pre[v].Add(prefill); dec[v].Add(decode); }
                 }

@@ -839,13 +839,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         for (int s = 0; s < steps + warm; s++)
         {
             if (s == warm) { sw.Restart(); proc.Refresh(); cpu0 = proc.TotalProcessorTime; if (prof) Array.Clear(req.OpTicks!); }
-            int past = req.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
-            req.SetInput("input_ids", id, 1, 1);
-            if (names.Contains("positions")) req.SetInput("positions", p, 1, 1);
-            if (names.Contains("position_ids")) req.SetInput("position_ids", p, 1, 1);
-            if (names.Contains("attention_mask")) req.SetInput("attention_mask", ones.AsSpan(0, past + 1), 1, past + 1);
-            if (names.Contains("logits_to_keep")) req.SetInput("logits_to_keep", new[] { 1 }, 1);
-            req.Infer();
+            BenchFeed.DecodeStep(req, names, id, p, ref ones);
         }
         proc.Refresh();
         // process CPU time per token: with one thread a steadier figure than wall time on a shared machine
@@ -874,16 +868,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 var hp = File.ReadAllLines("/proc/self/smaps_rollup").FirstOrDefault(l => l.StartsWith("AnonHugePages", StringComparison.Ordinal));
                 output.WriteLine($"hugepages copy: load {loadMs:F0} ms, RSS +{(System.Diagnostics.Process.GetCurrentProcess().WorkingSet64 - rss0) / 1048576.0:F1} MiB, {hp}");
             }
-            void Step(InferRequest r)
-            {
-                int past = r.PastLength; p[0] = past; id[0] = (past * 13) % 1000 + 1;
-                r.SetInput("input_ids", id, 1, 1);
-                if (names.Contains("positions")) r.SetInput("positions", p, 1, 1);
-                if (names.Contains("position_ids")) r.SetInput("position_ids", p, 1, 1);
-                if (names.Contains("attention_mask")) r.SetInput("attention_mask", Enumerable.Repeat(1f, past + 1).ToArray(), 1, past + 1);
-                if (names.Contains("logits_to_keep")) r.SetInput("logits_to_keep", new[] { 1 }, 1);
-                r.Infer();
-            }
+            void Step(InferRequest r) => BenchFeed.DecodeStep(r, names, id, p, ref ones);
             if (ab == "kvf16")
             {
                 cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = KvCachePrecision.F16 });
