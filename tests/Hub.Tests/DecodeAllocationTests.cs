@@ -49,11 +49,21 @@ public class DecodeAllocationTests(ChatModels models) : IClassFixture<ChatModels
         var lm = models.Get(model);
         var marks = new List<long>(64);
         var hooks = new GenerationHooks { OnToken = (_, _) => marks.Add(GC.GetAllocatedBytesForCurrentThread()) };
-        lm.Reset();
-        Generator.Generate(lm, [Prompt(lm)], new GenerationConfig { MaxNewTokens = 16, MinNewTokens = 16 }, hooks);
-        Assert.Equal(16, marks.Count);
-        // marks[k] - marks[k-1] is one decode step plus the hook's own List.Add (capacity preallocated): skip warm-up.
-        var perStep = marks.Zip(marks.Skip(1), (a, b) => b - a).Skip(4).ToArray();
+        // Up to three generations, as in Forward_decode_step_allocates_nothing: a per-token allocation shows in every
+        // step of every generation, while the runtime's one-off work on this thread (a tiered-compilation promotion that
+        // a loaded machine moves into a step) shows in one step of one generation. Seen in CI: 4296 bytes in one step
+        // of stories260K, 3488 in one of chatglm1-tiny, while the other test projects ran beside this one.
+        long[] perStep = [];
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            marks.Clear();
+            lm.Reset();
+            Generator.Generate(lm, [Prompt(lm)], new GenerationConfig { MaxNewTokens = 16, MinNewTokens = 16 }, hooks);
+            Assert.Equal(16, marks.Count);
+            // marks[k] - marks[k-1] is one decode step plus the hook's own List.Add (capacity preallocated): skip warm-up.
+            perStep = marks.Zip(marks.Skip(1), (a, b) => b - a).Skip(4).ToArray();
+            if (perStep.All(d => d == 0)) break;
+        }
         Assert.All(perStep, d => Assert.Equal(0, d));
     }
 }
