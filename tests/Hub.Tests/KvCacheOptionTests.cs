@@ -42,4 +42,18 @@ public sealed class KvCacheOptionTests : IDisposable
         Assert.Contains("--kv-cache 'q8'", bad.Stderr);
         Assert.Contains("auto, f32, f16", bad.Stderr);
     }
+
+    [Theory]
+    [InlineData("embed")]
+    [InlineData("classify")]
+    public void Encoder_commands_do_not_take_a_kv_cache_flag(string command)
+    {
+        // encoders keep no KV cache: the flag is refused by the parser instead of being accepted and ignored
+        var env = new Dictionary<string, string> { ["HUB_CACHE"] = _cache, ["HF_HUB_OFFLINE"] = "1" };
+        var r = HubCli.Run(env, command, _cache, "--text", "hi", "--kv-cache", "f16");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--kv-cache", r.Stderr);
+        Assert.DoesNotContain("--kv-cache", HubCli.Run(env, command, "--help").Stdout);
+        Assert.Contains("--kv-cache", HubCli.Run(env, "generate", "--help").Stdout);
+    }
 }

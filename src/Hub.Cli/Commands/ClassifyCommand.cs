@@ -11,7 +11,7 @@ public static class ClassifyCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var m = new CliRunner.ModelArgs();
+        var m = new CliRunner.ModelArgs(kvCache: false);
         var text = new Option<string[]>("--text") { Description = "text to classify (repeat for a batch)", Required = true, AllowMultipleArgumentsPerToken = false };
         var pair = new Option<string[]>("--pair") { Description = "second segment for the --text just before it (sentence-pair tasks)", AllowMultipleArgumentsPerToken = false };
         var maxLength = new Option<int?>("--max-length") { Description = "truncate inputs to this many tokens (default: the model's maximum)" };

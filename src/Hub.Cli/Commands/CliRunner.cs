@@ -26,8 +26,11 @@ internal static class CliRunner
         public void Report(string value) => Console.Error.WriteLine(value);
     }
 
-    /// <summary>Model options shared by the run commands.</summary>
-    public sealed class ModelArgs
+    /// <summary>
+    /// Model options shared by the run commands. <paramref name="kvCache"/> false leaves out <c>--kv-cache</c>: encoders
+    /// (classify, embed) keep no cache, so the flag would be accepted and do nothing.
+    /// </summary>
+    public sealed class ModelArgs(bool kvCache = true)
     {
         public Argument<string> Model { get; } = new("model") { Description = "IR folder, Hugging Face checkpoint folder, original checkpoint (meta, llama2.c, FlagAI) or hub repo id" };
         public Option<string?> Subfolder { get; } = new("--subfolder") { Description = "folder inside the repo (e.g. stories260K for karpathy/tinyllamas)" };
@@ -41,7 +44,8 @@ internal static class CliRunner
         public void AddTo(Command c)
         {
             c.Arguments.Add(Model);
-            c.Options.Add(Subfolder); c.Options.Add(Revision); c.Options.Add(From); c.Options.Add(Threads); c.Options.Add(MaxContext); c.Options.Add(KvCache);
+            c.Options.Add(Subfolder); c.Options.Add(Revision); c.Options.Add(From); c.Options.Add(Threads); c.Options.Add(MaxContext);
+            if (kvCache) c.Options.Add(KvCache);
             Weights.AddTo(c);
         }
 
@@ -52,7 +56,7 @@ internal static class CliRunner
             SourceFormat = r.GetValue(From),
             Threads = r.GetValue(Threads),
             MaxContext = r.GetValue(MaxContext),
-            KvCachePrecision = Hub.Runtime.KvCachePrecisionNames.Parse(r.GetValue(KvCache) ?? "auto", "--kv-cache"),
+            KvCachePrecision = kvCache ? Hub.Runtime.KvCachePrecisionNames.Parse(r.GetValue(KvCache) ?? "auto", "--kv-cache") : Hub.Runtime.KvCachePrecision.Auto,
             Progress = quiet ? null : new StderrProgress(),
         });
     }

@@ -10,7 +10,7 @@ public static class EmbedCommand
     /// <summary>Builds the command.</summary>
     public static Command Create()
     {
-        var m = new CliRunner.ModelArgs();
+        var m = new CliRunner.ModelArgs(kvCache: false);
         var text = new Option<string[]>("--text") { Description = "text to embed (repeat for a batch)", Required = true, AllowMultipleArgumentsPerToken = false };
         var maxLength = new Option<int?>("--max-length") { Description = "truncate inputs to this many tokens (default: sentence_bert_config.json max_seq_length)" };
         var json = new Option<bool>("--json") { Description = "print {\"embeddings\": [[...], ...]} in input order" };
