@@ -19,17 +19,18 @@ namespace Hub.Converters.Formats;
 /// <param name="Fallbacks">Tensors written in another type than requested, with the reason.</param>
 public sealed record GgufExportResult(string Path, GgmlType Type, int Tensors, long Bytes, int CopiedExact, IReadOnlyList<string> Fallbacks);
 
-/// <summary>Writes a LLaMA-family Hub IR model as a llama.cpp GGUF file (F32, F16, Q8_0 or Q4_0 weights).</summary>
+/// <summary>Writes a LLaMA-family Hub IR model as a llama.cpp GGUF file (F32, F16, BF16, Q8_0 or Q4_0 weights).</summary>
 public static class GgufLlamaExporter
 {
-    /// <summary>Parses a user-facing type name (f32, f16, q8_0, q4_0).</summary>
+    /// <summary>Parses a user-facing type name (f32, f16, bf16, q8_0, q4_0).</summary>
     public static GgmlType ParseType(string s) => s.ToLowerInvariant() switch
     {
         "f32" or "fp32" => GgmlType.F32,
         "f16" or "fp16" => GgmlType.F16,
+        "bf16" or "bfloat16" => GgmlType.BF16,
         "q8_0" or "q8" or "int8" => GgmlType.Q8_0,
         "q4_0" or "q4" or "int4" => GgmlType.Q4_0,
-        _ => throw new ArgumentException($"--gguf-type '{s}' is not one of f32, f16, q8_0, q4_0"),
+        _ => throw new ArgumentException($"--gguf-type '{s}' is not one of f32, f16, bf16, q8_0, q4_0"),
     };
 
     /// <summary>
@@ -63,7 +64,7 @@ public static class GgufLlamaExporter
         var w = new GgufWriter();
         w.Add("general.architecture", "llama");
         w.Add("general.name", name ?? (g.Metadata["source"] is JsonNode s ? (string)s! : Path.GetFileName(Path.TrimEndingDirectorySeparator(ir.Directory))));
-        w.Add("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, _ => 7u });
+        w.Add("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, GgmlType.BF16 => 32u, _ => 7u });
         if (type is GgmlType.Q4_0 or GgmlType.Q8_0) w.Add("general.quantization_version", 2u);
         w.Add("llama.context_length", (uint)ctx);
         w.Add("llama.embedding_length", (uint)d);

@@ -47,13 +47,14 @@ public static class GgufQuant
         }
     }
 
-    /// <summary>Encodes f32 values as <paramref name="type"/> (F32, F16, Q8_0 or Q4_0) into <paramref name="dst"/>.</summary>
+    /// <summary>Encodes f32 values as <paramref name="type"/> (F32, F16, BF16, Q8_0 or Q4_0) into <paramref name="dst"/>.</summary>
     public static void Encode(GgmlType type, ReadOnlySpan<float> x, Span<byte> dst)
     {
         switch (type)
         {
             case GgmlType.F32: DTypeConvert.FromFloat32(x, DType.F32, dst); break;
             case GgmlType.F16: DTypeConvert.FromFloat32(x, DType.F16, dst); break;
+            case GgmlType.BF16: DTypeConvert.FromFloat32(x, DType.BF16, dst); break;
             case GgmlType.Q8_0: QuantizeQ8_0(x, dst); break;
             case GgmlType.Q4_0: QuantizeQ4_0(x, dst); break;
             default: throw new ArgumentOutOfRangeException(nameof(type), type, "unsupported ggml type");
@@ -69,6 +70,7 @@ public static class GgufQuant
         {
             case GgmlType.F32: DTypeConvert.ToFloat32(data[..(int)(n * 4)], DType.F32, y); break;
             case GgmlType.F16: DTypeConvert.ToFloat32(data[..(int)(n * 2)], DType.F16, y); break;
+            case GgmlType.BF16: DTypeConvert.ToFloat32(data[..(int)(n * 2)], DType.BF16, y); break;
             case GgmlType.Q8_0:
                 for (int b = 0; b < n / 32; b++)
                 {

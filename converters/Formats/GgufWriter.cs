@@ -1,6 +1,6 @@
 // GGUF v3 (ggml's docs/gguf.md): "GGUF" magic, version 3, tensor count, metadata key/value pairs, tensor infos
 // (dims innermost first, ggml type, offset into the data section), padding to general.alignment, then the tensor data.
-// Little-endian only; only the four types Hub writes (F32, F16, Q4_0, Q8_0) have block layouts here.
+// Little-endian only; only the five types Hub writes (F32, F16, BF16, Q4_0, Q8_0) have block layouts here.
 using System.Text;
 
 namespace Hub.Converters.Formats;
@@ -16,6 +16,8 @@ public enum GgmlType : uint
     Q4_0 = 2,
     /// <summary>Blocks of 32: f16 scale d + 32 int8, value = q · d.</summary>
     Q8_0 = 8,
+    /// <summary>bfloat16: the upper half of a float32 (ggml's GGML_TYPE_BF16).</summary>
+    BF16 = 30,
 }
 
 /// <summary>GGUF metadata value types (<c>enum gguf_type</c>).</summary>
@@ -59,7 +61,7 @@ public static class GgmlTypeInfo
     public static int BlockBytes(this GgmlType t) => t switch
     {
         GgmlType.F32 => 4,
-        GgmlType.F16 => 2,
+        GgmlType.F16 or GgmlType.BF16 => 2,
         GgmlType.Q4_0 => 18,
         GgmlType.Q8_0 => 34,
         _ => throw new ArgumentOutOfRangeException(nameof(t), t, "unsupported ggml type"),

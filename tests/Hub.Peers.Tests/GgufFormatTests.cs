@@ -53,6 +53,21 @@ public class GgufFormatTests : IDisposable
     }
 
     [Fact]
+    public void Bf16_rounds_to_nearest_even_like_ggml_and_reads_back()
+    {
+        // ggml_compute_fp32_to_bf16: u + 0x7fff + ((u >> 16) & 1), upper half; ties go to the even bf16
+        float tieDown = BitConverter.UInt32BitsToSingle(0x3f808000u), tieUp = BitConverter.UInt32BitsToSingle(0x3f818000u);
+        float above = BitConverter.UInt32BitsToSingle(0x3f808001u);
+        var b = Bytes(GgmlType.BF16, [1f, tieDown, tieUp, above, -2.5f]);
+        Assert.Equal(10, b.Length);
+        var bits = Enumerable.Range(0, 5).Select(i => BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(2 * i))).ToArray();
+        Assert.Equal(new ushort[] { 0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xc020 }, bits);
+        Assert.Equal(new[] { 1f, 1f, BitConverter.UInt32BitsToSingle(0x3f820000u), BitConverter.UInt32BitsToSingle(0x3f810000u), -2.5f },
+            GgufQuant.Dequantize(GgmlType.BF16, b));
+        Assert.Equal(GgmlType.BF16, GgufLlamaExporter.ParseType("bf16"));
+    }
+
+    [Fact]
     public void Q8_0_block_matches_llama_cpp_reference_rounding()
     {
         var x = new float[32];

@@ -65,6 +65,7 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
 
     [SkippableTheory]
     [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
     [InlineData(GgmlType.Q8_0)]
     public void Reduced_precision_gguf_generates_hubs_greedy_tokens(GgmlType type)
     {
@@ -113,6 +114,37 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
             double diff = hubLogits[t].Zip(cppLogits[t], (a, b) => Math.Abs(a - b)).Max();
             output.WriteLine($"position {t}: top-1 Hub {ArgMax(hubLogits[t])} llama.cpp {ArgMax(cppLogits[t])}, max diff {diff:E2}");
             Assert.True(diff < 0.6, $"position {t}: max |Hub - llama.cpp| {diff}");
+            if (ArgMax(hubLogits[t]) == ArgMax(cppLogits[t])) agree++;
+        }
+        Assert.True(agree >= Prompt.Length - 2, $"top-1 agrees at {agree}/{Prompt.Length} positions");
+    }
+
+    [SkippableFact]
+    public void Bf16_hub_export_is_written_bit_for_bit_and_llama_cpp_gives_hubs_logits()
+    {
+        using var lm = CausalLM.FromPretrained(SharedDir.Require("models/karpathy/tinyllamas/stories260K"), export: true, new ModelOptions
+        {
+            ExportCacheDir = Path.Combine(_tmp, "ir-bf16"), Threads = 1, WeightFormat = WeightFormat.BF16, KvCachePrecision = Hub.Runtime.KvCachePrecision.F32,
+        });
+        using var ir = IrModel.Load(lm.Directory);
+        var path = Path.Combine(_tmp, "bf16.gguf");
+        GgufLlamaExporter.Export(ir, path, GgmlType.BF16);
+        var reader = GgufReader.Open(path);
+        var down = reader.Tensor("blk.0.ffn_down.weight");
+        Assert.Equal(GgmlType.BF16, down.Type);
+        Assert.Equal(ir.GetWeight("model.layers.0.mlp.down_proj.weight").Bytes.ToArray(), reader.ReadBytes(down));
+
+        // Same bf16 weights in both engines; llama.cpp's bf16 matmul also rounds the activations to bf16 (its
+        // vec_dot_type), Hub keeps them f32, so logits (spanning ±18) differ by 0.03–0.09; a layout error gives units.
+        using var peer = LlamaCppPeer.Load(path, threads: 1, contextSize: 64, f32Cache: true);
+        var hubLogits = lm.Logits(Prompt);
+        var cppLogits = peer.Logits(Prompt);
+        int agree = 0;
+        for (int t = 0; t < Prompt.Length; t++)
+        {
+            double diff = hubLogits[t].Zip(cppLogits[t], (a, b) => Math.Abs(a - b)).Max();
+            output.WriteLine($"position {t}: top-1 Hub {ArgMax(hubLogits[t])} llama.cpp {ArgMax(cppLogits[t])}, max diff {diff:E2}");
+            Assert.True(diff < 0.3, $"position {t}: max |Hub - llama.cpp| {diff}");
             if (ArgMax(hubLogits[t]) == ArgMax(cppLogits[t])) agree++;
         }
         Assert.True(agree >= Prompt.Length - 2, $"top-1 agrees at {agree}/{Prompt.Length} positions");

@@ -18,7 +18,7 @@ internal sealed class BenchPeer
     /// <summary><c>--peer</c>: the peer engine (only <c>llamacpp</c>).</summary>
     public Option<string?> Peer { get; } = new("--peer") { Description = "also run a peer engine on the same weights: llamacpp" };
     /// <summary><c>--gguf-type</c>: precision of both engines.</summary>
-    public Option<string> GgufType { get; } = new("--gguf-type") { Description = "precision for both engines: f32, f16, q8_0 (Hub int8), q4_0 (Hub int4)", DefaultValueFactory = _ => "f32" };
+    public Option<string> GgufType { get; } = new("--gguf-type") { Description = "precision for both engines: f32, f16, bf16, q8_0 (Hub int8), q4_0 (Hub int4)", DefaultValueFactory = _ => "f32" };
     /// <summary><c>--busy-cores</c>: spinning background threads during a second set of rounds.</summary>
     public Option<int> BusyCores { get; } = new("--busy-cores") { Description = "repeat the rounds while N threads spin (quiet vs busy figures)" };
 

@@ -5,7 +5,7 @@ using Hub.IR;
 namespace Hub.Cli.Commands;
 
 /// <summary>
-/// <c>hub convert &lt;model&gt; &lt;out.gguf&gt; --to gguf [--gguf-type f32|f16|q8_0|q4_0]</c>: the model is exported to
+/// <c>hub convert &lt;model&gt; &lt;out.gguf&gt; --to gguf [--gguf-type f32|f16|bf16|q8_0|q4_0]</c>: the model is exported to
 /// Hub IR first (or read as is when it already is an IR folder), then written as a llama.cpp GGUF file.
 /// </summary>
 public sealed class GgufConvert
@@ -14,7 +14,7 @@ public sealed class GgufConvert
     public Option<string?> To { get; } = new("--to") { Description = "output format: ir (default) or gguf (llama.cpp); .gguf outputs imply gguf" };
 
     /// <summary><c>--gguf-type</c>: type of the 2-D weights in the GGUF file.</summary>
-    public Option<string> GgufType { get; } = new("--gguf-type") { Description = "GGUF weight type: f32, f16, q8_0, q4_0", DefaultValueFactory = _ => "f16" };
+    public Option<string> GgufType { get; } = new("--gguf-type") { Description = "GGUF weight type: f32, f16, bf16, q8_0, q4_0", DefaultValueFactory = _ => "f16" };
 
     /// <summary>Adds the GGUF options to <c>hub convert</c>.</summary>
     public static GgufConvert AddTo(Command convert)
@@ -64,7 +64,7 @@ public sealed class GgufConvert
     }
 
     /// <summary>
-    /// Hub export options whose weights are exactly a GGUF of <paramref name="type"/>: F32/F16 as is, Q8_0/Q4_0 as
+    /// Hub export options whose weights are exactly a GGUF of <paramref name="type"/>: F32/F16/BF16 as is, Q8_0/Q4_0 as
     /// int8/int4 in symmetric groups of 32 (int4 on all layers, since the GGUF holds every matrix as Q4_0), which the
     /// GGUF writer copies block for block.
     /// </summary>
@@ -74,6 +74,7 @@ public sealed class GgufConvert
         {
             GgmlType.F32 => WeightFormat.F32,
             GgmlType.F16 => WeightFormat.F16,
+            GgmlType.BF16 => WeightFormat.BF16,
             GgmlType.Q8_0 => WeightFormat.Int8,
             _ => WeightFormat.Int4,
         };
