@@ -24,6 +24,11 @@ public sealed unsafe class InferRequest : IDisposable
     private OpExec? _stepOwner;
     private int _stepB, _stepT;
     private bool _hasRun;
+    // Whether the last Infer dispatched a parallel job, and its first input's element count (see Infer's prewake).
+    private bool _lastStepParallel = true;
+    private long _lastStepTokens = -1;
+    // Whether the values' pointers are bound to the slots' current buffers (AssignMemory rebinds after a growth).
+    private bool _bound;
     private bool _disposed;
 
     internal CompiledModel Model { get; }
@@ -258,10 +263,14 @@ public sealed unsafe class InferRequest : IDisposable
             // CompiledModel.Dispose takes the same lock: checked inside it, a model disposed by another thread either
             // waits for this call to finish or makes it throw here, never frees the pool or packed weights under it.
             ObjectDisposedException.ThrowIf(Model.IsDisposed, Model);
-            // Workers that blocked while the caller sampled the previous token start waking now, during the shape
-            // pass and the first serial ops, instead of inside the first parallel op.
-            Model.Pool.Prewake();
             BindInputs();
+            // Workers that blocked while the caller sampled the previous token start waking now, during the shape
+            // pass and the first serial ops, instead of inside the first parallel op; unless the last step of as
+            // many tokens dispatched no parallel job (a tiny model's decode, every op too small to split): then the
+            // wake-up (a futex call, ~3 µs of a 75 µs stories260K step) would only set a worker spinning for nothing.
+            long tokens = Model.InputIds.Length > 0 ? T[Model.InputIds[0]].Count : 0;
+            if (_lastStepParallel || tokens != _lastStepTokens) Model.Pool.Prewake();
+            long jobs = Model.Pool.ParallelJobs;
             _stepOwner = null; _stepB = 0; _stepT = 0;
             foreach (var op in _ops) op.InferShapes();
             if (_stepOwner is not null)
@@ -289,6 +298,8 @@ public sealed unsafe class InferRequest : IDisposable
                 StateBatch = _stepB;
             }
             _hasRun = true;
+            _lastStepParallel = Model.Pool.ParallelJobs != jobs;
+            _lastStepTokens = tokens;
         }
     }
 
@@ -318,8 +329,16 @@ public sealed unsafe class InferRequest : IDisposable
         var slotOf = Model.SlotOf;
         foreach (var v in Model.NodeValueIds)
             _slotNeed[slotOf[v]] = Math.Max(_slotNeed[slotOf[v]], T[v].Count * 4);
-        for (int s = 0; s < _slots.Length; s++) _slots[s].Ensure(_slotNeed[s]);
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            nint before = _slots[s].Ptr;
+            _slots[s].Ensure(_slotNeed[s]);
+            if (_slots[s].Ptr != before) _bound = false;
+        }
+        // The buffers only move when one grows: a decode step's shapes fit the prefill's, so it skips the rebinding.
+        if (_bound) return;
         foreach (var v in Model.NodeValueIds) T[v].Ptr = _slots[slotOf[v]].Ptr;
+        _bound = true;
     }
 
     internal void Probe(long[] estimate)

@@ -232,11 +232,21 @@ internal sealed unsafe class BinaryExec : ChunkedExec
     {
         var a = X(0); var b = X(1); var y = Y();
         long n = a.Count;
+        if (_bn == n)
+        {
+            // equal shapes: the blocks of [i0, i1) are one contiguous range, so one call (a decode step's 64..768
+            // values in 8..32 blocks cost a call and a vector tail each)
+            long off = i0 * _block, len = Math.Min(n, i1 * _block) - off;
+            if (len > 0)
+            {
+                if (_mul) VecMath.Mul(a.F + off, b.F + off, y.F + off, len); else VecMath.Add(a.F + off, b.F + off, y.F + off, len);
+            }
+            return;
+        }
         for (long i = i0; i < i1; i++)
         {
             long off = i * _block, len = Math.Min(_block, n - off);
-            float* bp = _bn == n ? b.F + off : b.F;
-            if (_mul) VecMath.Mul(a.F + off, bp, y.F + off, len); else VecMath.Add(a.F + off, bp, y.F + off, len);
+            if (_mul) VecMath.Mul(a.F + off, b.F, y.F + off, len); else VecMath.Add(a.F + off, b.F, y.F + off, len);
         }
     }
 }

@@ -91,6 +91,15 @@ public static unsafe class RopeKernels
                             Vector256.Store(a * c - b * s, dr + i);
                             Vector256.Store(b * c + a * s, dr + i + half);
                         }
+                    // Small heads (stories260K: head_dim 8, half 4) and the tails of larger ones: four pairs at a time.
+                    if (Vector128.IsHardwareAccelerated)
+                        for (; i <= half - 4; i += 4)
+                        {
+                            var a = Vector128.Load(xr + i); var b = Vector128.Load(xr + i + half);
+                            var c = Vector128.Load(cp + i); var s = Vector128.Load(sp + i);
+                            Vector128.Store(a * c - b * s, dr + i);
+                            Vector128.Store(b * c + a * s, dr + i + half);
+                        }
                     for (; i < half; i++)
                     {
                         float a = xr[i], b = xr[i + half];

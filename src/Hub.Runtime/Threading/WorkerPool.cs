@@ -75,8 +75,16 @@ internal sealed class WorkerPool : IDisposable
     /// <summary>
     /// When set (length ≥ <see cref="Size"/>), each participant adds the Stopwatch ticks it spends inside
     /// <see cref="ParallelWork.Execute"/> to its slot: wall time minus busy time / Size is the pool's own cost (profiling).
+    /// A slot at index <see cref="Size"/>, when present, takes the jobs the caller runs alone (one item, or a one-thread
+    /// pool) instead of slot 0: those keep the others idle by choice, so their whole time is kernel time.
     /// </summary>
     internal long[]? BusyTicks { get; set; }
+
+    /// <summary>
+    /// Jobs handed to the workers (more than one item on a pool of two or more) since the pool started: unchanged over
+    /// a call, the workers had nothing to do in it. Read by the caller's thread.
+    /// </summary>
+    public long ParallelJobs => _generation;
 
     /// <summary>
     /// Wakes blocked workers so they are spinning by the time the next <see cref="Run"/> comes: a request calls it at
@@ -101,7 +109,7 @@ internal sealed class WorkerPool : IDisposable
             {
                 long t0 = Stopwatch.GetTimestamp();
                 for (int i = 0; i < count; i++) work.Execute(i, 0);
-                busy[0] += Stopwatch.GetTimestamp() - t0;
+                busy[busy.Length > Size ? Size : 0] += Stopwatch.GetTimestamp() - t0;
             }
             else for (int i = 0; i < count; i++) work.Execute(i, 0);
             return;
