@@ -1,6 +1,7 @@
 // One inference context: inputs, intermediate buffers, the KV-cache states and their length. Infer binds the
 // dynamic dims from the inputs, re-infers every shape (no allocation), grows buffers only when a larger shape than
 // ever seen arrives, and runs the plan; steady-state decode allocates no managed memory.
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Hub.IR;
 using Hub.Runtime.Execution;
@@ -206,21 +207,26 @@ public sealed unsafe class InferRequest : IDisposable
         n.Inputs.Count > input && Model.Values[Model.ValueId(n.Inputs[input])] is { Weight.Quant: not null };
 
     /// <summary>Sets an I32 input (token ids, positions, prefix lengths); the data is copied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<int> data, int[] shape) =>
         SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
 
     /// <summary>Sets an F32 input (attention mask, features); the data is copied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<float> data, int[] shape) =>
         SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
 
     /// <summary>Sets an I32 input without allocating for the shape (<c>SetInput("input_ids", ids, 1, 1)</c> binds here).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<int> data, params ReadOnlySpan<int> shape) =>
         SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape);
 
     /// <summary>Sets an F32 input without allocating for the shape.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<float> data, params ReadOnlySpan<int> shape) =>
         SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SetInputCore(string name, DType dtype, ReadOnlySpan<byte> bytes, int count, ReadOnlySpan<int> shape)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -255,6 +261,7 @@ public sealed unsafe class InferRequest : IDisposable
     /// Runs the graph on the current inputs. With states, the new keys/values are appended at [PastLength,
     /// PastLength + T) and PastLength advances by T when every node succeeded.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Infer()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -303,6 +310,7 @@ public sealed unsafe class InferRequest : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BindInputs()
     {
         var g = Model.Model.Graph;
@@ -323,6 +331,7 @@ public sealed unsafe class InferRequest : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AssignMemory()
     {
         Array.Clear(_slotNeed);
@@ -363,6 +372,7 @@ public sealed unsafe class InferRequest : IDisposable
         foreach (var v in Model.NodeValueIds) estimate[v] = T[v].Count;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void RegisterStep(OpExec op, int batch, int t)
     {
         if (_stepOwner is null) { _stepOwner = op; _stepB = batch; _stepT = t; return; }
@@ -422,6 +432,7 @@ public sealed unsafe class InferRequest : IDisposable
     }
 
     /// <summary>The float32 output <paramref name="name"/> of the last Infer (valid until the next Infer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<float> GetOutput(string name)
     {
         var t = Output(name);
@@ -430,6 +441,7 @@ public sealed unsafe class InferRequest : IDisposable
     }
 
     /// <summary>The I32 output <paramref name="name"/> (TopK indices) of the last Infer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<int> GetOutputInt(string name)
     {
         var t = Output(name);
@@ -441,12 +453,14 @@ public sealed unsafe class InferRequest : IDisposable
     public int[] GetOutputShape(string name) => GetOutputDims(name).ToArray();
 
     /// <summary>The shape of output <paramref name="name"/> without allocating (valid until the next Infer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<int> GetOutputDims(string name)
     {
         var t = Output(name);
         return new ReadOnlySpan<int>(t.Dims, 0, t.Rank);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TensorRt Output(string name)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Hub.IR;
 using Hub.Runtime.Threading;
 
@@ -50,12 +51,14 @@ internal abstract unsafe class OpExec : ParallelWork
     protected IrFormatException BadGraph(string message) =>
         new(R.Model.GraphFile, $"node '{Node.Name}' ({Node.Op}): {message}; the IR is malformed, re-export the model");
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected void RequireF32(int input)
     {
         var t = X(input);
         if (t.DType != DType.F32) throw Bad($"input '{Node.Inputs[input]}' is {t.DType}; expected F32");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected void RequireI32(int input)
     {
         var t = X(input);
@@ -69,6 +72,7 @@ internal abstract unsafe class OpExec : ParallelWork
     }
 
     /// <summary>Shape rule shared by every Linear executor (float and quantized weights): [..., K] → [..., N].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected void InferLinearShapes(int n, int k)
     {
         RequireF32(0);

@@ -8,6 +8,7 @@
 // item with a tight pause loop (no exponential back-off that overshoots the moment it finishes), and the claim word,
 // the completion counter and the sleeper count sit on cache lines of their own so waiting on one does not steal
 // the others from the thread writing them.
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
@@ -92,6 +93,7 @@ internal sealed class WorkerPool : IDisposable
     /// semaphore wake-up latency inside that op. Cheap when nobody sleeps; harmless when no job follows (the workers
     /// spin their usual 20 µs and block again).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Prewake()
     {
         if (Volatile.Read(ref _sleepers.Value) == 0) return;
@@ -100,6 +102,7 @@ internal sealed class WorkerPool : IDisposable
     }
 
     /// <summary>Runs <paramref name="work"/> for every index in [0, count) and returns when all are done.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(ParallelWork work, int count)
     {
         if (count <= 0) return;
@@ -134,6 +137,7 @@ internal sealed class WorkerPool : IDisposable
 
     // The caller ran out of items: the others are finishing the ones they claimed (usually within one item's time).
     // Poll tightly for a while, then yield so a worker preempted by a neighbour process gets the core back.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WaitDone()
     {
         long start = Stopwatch.GetTimestamp();
@@ -155,6 +159,7 @@ internal sealed class WorkerPool : IDisposable
         else Thread.SpinWait(1);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Drain(int worker)
     {
         int done = 0;
@@ -186,6 +191,7 @@ internal sealed class WorkerPool : IDisposable
         if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int id)
     {
         long seenGen = 0;
