@@ -1,6 +1,7 @@
 // One inference context: inputs, intermediate buffers, the KV-cache states and their length. Infer binds the
 // dynamic dims from the inputs, re-infers every shape (no allocation), grows buffers only when a larger shape than
 // ever seen arrives, and runs the plan; steady-state decode allocates no managed memory.
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Hub.IR;
 using Hub.Runtime.Execution;
@@ -24,6 +25,11 @@ public sealed unsafe class InferRequest : IDisposable
     private OpExec? _stepOwner;
     private int _stepB, _stepT;
     private bool _hasRun;
+    // Whether the last Infer dispatched a parallel job, and its first input's element count (see Infer's prewake).
+    private bool _lastStepParallel = true;
+    private long _lastStepTokens = -1;
+    // Whether the values' pointers are bound to the slots' current buffers (AssignMemory rebinds after a growth).
+    private bool _bound;
     private bool _disposed;
 
     internal CompiledModel Model { get; }
@@ -201,21 +207,26 @@ public sealed unsafe class InferRequest : IDisposable
         n.Inputs.Count > input && Model.Values[Model.ValueId(n.Inputs[input])] is { Weight.Quant: not null };
 
     /// <summary>Sets an I32 input (token ids, positions, prefix lengths); the data is copied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<int> data, int[] shape) =>
         SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
 
     /// <summary>Sets an F32 input (attention mask, features); the data is copied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<float> data, int[] shape) =>
         SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape ?? throw new ArgumentNullException(nameof(shape)));
 
     /// <summary>Sets an I32 input without allocating for the shape (<c>SetInput("input_ids", ids, 1, 1)</c> binds here).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<int> data, params ReadOnlySpan<int> shape) =>
         SetInputCore(name, DType.I32, MemoryMarshal.AsBytes(data), data.Length, shape);
 
     /// <summary>Sets an F32 input without allocating for the shape.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetInput(string name, ReadOnlySpan<float> data, params ReadOnlySpan<int> shape) =>
         SetInputCore(name, DType.F32, MemoryMarshal.AsBytes(data), data.Length, shape);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SetInputCore(string name, DType dtype, ReadOnlySpan<byte> bytes, int count, ReadOnlySpan<int> shape)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -250,6 +261,7 @@ public sealed unsafe class InferRequest : IDisposable
     /// Runs the graph on the current inputs. With states, the new keys/values are appended at [PastLength,
     /// PastLength + T) and PastLength advances by T when every node succeeded.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Infer()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -258,10 +270,14 @@ public sealed unsafe class InferRequest : IDisposable
             // CompiledModel.Dispose takes the same lock: checked inside it, a model disposed by another thread either
             // waits for this call to finish or makes it throw here, never frees the pool or packed weights under it.
             ObjectDisposedException.ThrowIf(Model.IsDisposed, Model);
-            // Workers that blocked while the caller sampled the previous token start waking now, during the shape
-            // pass and the first serial ops, instead of inside the first parallel op.
-            Model.Pool.Prewake();
             BindInputs();
+            // Workers that blocked while the caller sampled the previous token start waking now, during the shape
+            // pass and the first serial ops, instead of inside the first parallel op; unless the last step of as
+            // many tokens dispatched no parallel job (a tiny model's decode, every op too small to split): then the
+            // wake-up (a futex call, ~3 µs of a 75 µs stories260K step) would only set a worker spinning for nothing.
+            long tokens = Model.InputIds.Length > 0 ? T[Model.InputIds[0]].Count : 0;
+            if (_lastStepParallel || tokens != _lastStepTokens) Model.Pool.Prewake();
+            long jobs = Model.Pool.ParallelJobs;
             _stepOwner = null; _stepB = 0; _stepT = 0;
             foreach (var op in _ops) op.InferShapes();
             if (_stepOwner is not null)
@@ -289,9 +305,12 @@ public sealed unsafe class InferRequest : IDisposable
                 StateBatch = _stepB;
             }
             _hasRun = true;
+            _lastStepParallel = Model.Pool.ParallelJobs != jobs;
+            _lastStepTokens = tokens;
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BindInputs()
     {
         var g = Model.Model.Graph;
@@ -312,14 +331,23 @@ public sealed unsafe class InferRequest : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AssignMemory()
     {
         Array.Clear(_slotNeed);
         var slotOf = Model.SlotOf;
         foreach (var v in Model.NodeValueIds)
             _slotNeed[slotOf[v]] = Math.Max(_slotNeed[slotOf[v]], T[v].Count * 4);
-        for (int s = 0; s < _slots.Length; s++) _slots[s].Ensure(_slotNeed[s]);
+        for (int s = 0; s < _slots.Length; s++)
+        {
+            nint before = _slots[s].Ptr;
+            _slots[s].Ensure(_slotNeed[s]);
+            if (_slots[s].Ptr != before) _bound = false;
+        }
+        // The buffers only move when one grows: a decode step's shapes fit the prefill's, so it skips the rebinding.
+        if (_bound) return;
         foreach (var v in Model.NodeValueIds) T[v].Ptr = _slots[slotOf[v]].Ptr;
+        _bound = true;
     }
 
     internal void Probe(long[] estimate)
@@ -344,6 +372,7 @@ public sealed unsafe class InferRequest : IDisposable
         foreach (var v in Model.NodeValueIds) estimate[v] = T[v].Count;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void RegisterStep(OpExec op, int batch, int t)
     {
         if (_stepOwner is null) { _stepOwner = op; _stepB = batch; _stepT = t; return; }
@@ -403,6 +432,7 @@ public sealed unsafe class InferRequest : IDisposable
     }
 
     /// <summary>The float32 output <paramref name="name"/> of the last Infer (valid until the next Infer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<float> GetOutput(string name)
     {
         var t = Output(name);
@@ -411,6 +441,7 @@ public sealed unsafe class InferRequest : IDisposable
     }
 
     /// <summary>The I32 output <paramref name="name"/> (TopK indices) of the last Infer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<int> GetOutputInt(string name)
     {
         var t = Output(name);
@@ -422,12 +453,14 @@ public sealed unsafe class InferRequest : IDisposable
     public int[] GetOutputShape(string name) => GetOutputDims(name).ToArray();
 
     /// <summary>The shape of output <paramref name="name"/> without allocating (valid until the next Infer).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<int> GetOutputDims(string name)
     {
         var t = Output(name);
         return new ReadOnlySpan<int>(t.Dims, 0, t.Rank);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TensorRt Output(string name)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -94,6 +94,32 @@ public class ExecutorTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Buffers_that_grow_after_decode_steps_are_rebound(int threads)
+    {
+        // Infer rebinds the values' pointers only when a buffer grows: decode steps, then a longer prompt than any seen
+        // (every buffer grows), then decode again must give what a fresh request gives, bit for bit.
+        using var tm = new TinyModel();
+        using var ir = tm.Build(4);
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 32 });
+        var (ids, pos, mask) = Prompt(1, 12, 21);
+        float[] Steps(InferRequest req, int prompt, int steps)
+        {
+            Run(req, ids[..prompt], pos[..prompt], mask[..prompt], 1, prompt, prompt, 1);
+            for (int s = prompt; s < prompt + steps; s++)
+                Run(req, new[] { ids[s] }, new[] { s }, mask[..(s + 1)], 1, 1, s + 1, 1);
+            return req.GetOutput("logits").ToArray();
+        }
+        using var reused = cm.CreateInferRequest();
+        Steps(reused, 1, 3);
+        reused.ResetState();
+        var afterGrowth = Steps(reused, 9, 2);
+        using var fresh = cm.CreateInferRequest();
+        Assert.Equal(Steps(fresh, 9, 2), afterGrowth);
+    }
+
     [Fact]
     public void ReorderState_permutes_and_duplicates_rows_in_place()
     {

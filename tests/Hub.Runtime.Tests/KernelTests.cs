@@ -321,6 +321,40 @@ public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
         foreach (var c in new[] { 0, 1, 6, 7 }) { Assert.Equal(x[c], half[c]); Assert.Equal(x[c], inter[c]); }
     }
 
+    [Theory]
+    [InlineData(8, 8, 0)]     // stories260K: half 4, the four-wide path only
+    [InlineData(6, 6, 0)]     // half 3: scalar only
+    [InlineData(14, 10, 2)]   // half 5: four-wide + one scalar pair, channels outside the rotation copied
+    [InlineData(24, 24, 0)]   // half 12: eight-wide + four-wide
+    [InlineData(64, 64, 0)]   // half 32: eight-wide only
+    [InlineData(80, 72, 4)]   // half 36: eight-wide ×4 + four-wide
+    public void Rope_half_rotation_is_bit_identical_to_the_scalar_formula_on_every_width(int headDim, int rotary, int offset)
+    {
+        const int heads = 3;
+        var rnd = new Random(headDim * 31 + rotary);
+        var x = Enumerable.Range(0, heads * headDim).Select(_ => (float)(rnd.NextDouble() * 4 - 2)).ToArray();
+        int half = rotary / 2;
+        var cos = Enumerable.Range(0, half).Select(i => MathF.Cos(0.7f + i)).ToArray();
+        var sin = Enumerable.Range(0, half).Select(i => MathF.Sin(0.7f + i)).ToArray();
+        var y = new float[x.Length];
+        var inPlace = (float[])x.Clone();
+        fixed (float* xp = x, yp = y, ip = inPlace)
+        {
+            RopeKernels.Rotate(xp, yp, heads, headDim, rotary, offset, false, cos, sin);
+            RopeKernels.Rotate(ip, ip, heads, headDim, rotary, offset, false, cos, sin);
+        }
+        for (int h = 0; h < heads; h++)
+            for (int c = 0; c < headDim; c++)
+            {
+                int j = h * headDim + c, r = c - offset;
+                float expected = r < 0 || r >= rotary ? x[j]
+                    : r < half ? x[j] * cos[r] - x[j + half] * sin[r]
+                    : x[j] * cos[r - half] + x[j - half] * sin[r - half];
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[j]), $"head {h} channel {c}: {y[j]:R} vs {expected:R}");
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(inPlace[j]), $"in place, head {h} channel {c}");
+            }
+    }
+
     [Fact]
     public void Llama3_scaling_matches_transformers_formula()
     {

@@ -57,6 +57,34 @@ public class WorkerPoolTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ParallelJobs_counts_the_jobs_handed_to_the_workers_only()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new CountingWork(64);
+        long j0 = pool.ParallelJobs;
+        pool.Run(work, 1);
+        Assert.Equal(j0, pool.ParallelJobs);   // one item: the caller runs it alone
+        pool.Run(work, 40);
+        pool.Run(work, 2);
+        Assert.Equal(j0 + 2, pool.ParallelJobs);
+        using var single = new WorkerPool(1);
+        single.Run(work, 40);
+        Assert.Equal(0, single.ParallelJobs);
+    }
+
+    [Fact]
+    public void Busy_ticks_put_the_jobs_the_caller_runs_alone_in_the_extra_slot()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new SpinWork(Stopwatch.Frequency / 20_000); // 50 µs per item
+        pool.BusyTicks = new long[pool.Size + 1];
+        pool.Run(work, 1);
+        Assert.True(pool.BusyTicks[pool.Size] >= work.Ticks, $"caller-alone slot {pool.BusyTicks[pool.Size]} < {work.Ticks}");
+        Assert.Equal(0, pool.BusyTicks[0]);
+        pool.BusyTicks = null;
+    }
+
+    [Fact]
     public void Dispatches_larger_than_MaxItems_are_rejected()
     {
         using var pool = new WorkerPool(2);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using Hub.IR;
 using Hub.Runtime.Kernels;
@@ -91,6 +92,7 @@ internal sealed unsafe class EmbeddingExec : OpExec
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
     private static extern int Madvise(nint addr, nuint length, int advice);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireI32(0);
@@ -99,6 +101,7 @@ internal sealed unsafe class EmbeddingExec : OpExec
         Y().DType = DType.F32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var ids = X(0); var table = X(1); var y = Y();
@@ -128,6 +131,7 @@ internal sealed unsafe class NormExec : ChunkedExec
         if (HasInput(2)) RequireWeightF32(2);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0);
@@ -141,6 +145,7 @@ internal sealed unsafe class NormExec : ChunkedExec
 
     private int _d;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -148,6 +153,7 @@ internal sealed unsafe class NormExec : ChunkedExec
         RunChunked(_d == 0 ? 0 : checked((int)(x.Count / _d)), x.Count);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void Units(long u0, long u1)
     {
         int r0 = (int)u0, r1 = (int)u1;
@@ -168,6 +174,7 @@ internal static class ParallelRows
     public const long MinElements = 32768;
 
     /// <summary>Chunks for <paramref name="rows"/> rows of <paramref name="elements"/> values in all on a pool of <paramref name="workers"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int Chunks(int workers, long rows, long elements) =>
         workers <= 1 || elements < MinElements || rows < 2 ? 1 : (int)Math.Min(rows, 4L * workers);
 }
@@ -184,6 +191,7 @@ internal abstract class ChunkedExec : OpExec
     protected ChunkedExec(Node node, InferRequest r, int minInputs, int maxInputs, int outputs) : base(node, r, minInputs, maxInputs, outputs) { }
 
     /// <summary>Runs <see cref="Units"/> over [0, <paramref name="units"/>) that hold <paramref name="elements"/> values in all.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected void RunChunked(long units, long elements)
     {
         _units = units;
@@ -192,6 +200,7 @@ internal abstract class ChunkedExec : OpExec
         else R.Model.Pool.Run(this, _chunks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public sealed override void Execute(int index, int worker) =>
         Units((long)index * _units / _chunks, (long)(index + 1) * _units / _chunks);
 
@@ -205,6 +214,7 @@ internal sealed unsafe class BinaryExec : ChunkedExec
 
     public BinaryExec(Node n, InferRequest r, bool mul) : base(n, r, 2, 2, 1) => _mul = mul;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0); RequireF32(1);
@@ -219,6 +229,7 @@ internal sealed unsafe class BinaryExec : ChunkedExec
     // Parallel split: blocks of bn elements (b broadcast over them), or, for equal shapes, 8-aligned element ranges.
     private long _bn, _block;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var a = X(0); var b = X(1);
@@ -228,15 +239,26 @@ internal sealed unsafe class BinaryExec : ChunkedExec
         RunChunked((a.Count + _block - 1) / _block, a.Count);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void Units(long i0, long i1)
     {
         var a = X(0); var b = X(1); var y = Y();
         long n = a.Count;
+        if (_bn == n)
+        {
+            // equal shapes: the blocks of [i0, i1) are one contiguous range, so one call (a decode step's 64..768
+            // values in 8..32 blocks cost a call and a vector tail each)
+            long off = i0 * _block, len = Math.Min(n, i1 * _block) - off;
+            if (len > 0)
+            {
+                if (_mul) VecMath.Mul(a.F + off, b.F + off, y.F + off, len); else VecMath.Add(a.F + off, b.F + off, y.F + off, len);
+            }
+            return;
+        }
         for (long i = i0; i < i1; i++)
         {
             long off = i * _block, len = Math.Min(_block, n - off);
-            float* bp = _bn == n ? b.F + off : b.F;
-            if (_mul) VecMath.Mul(a.F + off, bp, y.F + off, len); else VecMath.Add(a.F + off, bp, y.F + off, len);
+            if (_mul) VecMath.Mul(a.F + off, b.F, y.F + off, len); else VecMath.Add(a.F + off, b.F, y.F + off, len);
         }
     }
 }
@@ -250,6 +272,7 @@ internal static unsafe class GeluKernel
     public static bool? IsTanh(Node gelu) => gelu.GetString("approximate", "none") switch { "none" => false, "tanh" => true, _ => null };
 
     /// <summary>y = gelu(x) over <paramref name="n"/> values (y may alias x): exact erf form or the tanh approximation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Apply(float* x, float* y, long n, bool tanh)
     {
         if (tanh) VecMath.GeluTanh(x, y, n);
@@ -276,6 +299,7 @@ internal sealed unsafe class UnaryExec : OpExec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0);
@@ -287,6 +311,7 @@ internal sealed unsafe class UnaryExec : OpExec
     private const long Chunk = 16384;
     private long _n;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         _n = X(0).Count;
@@ -296,6 +321,7 @@ internal sealed unsafe class UnaryExec : OpExec
         else R.Model.Pool.Run(this, chunks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int index, int worker)
     {
         long per = (_n + ((_n + Chunk - 1) / Chunk) - 1) / ((_n + Chunk - 1) / Chunk);
@@ -304,6 +330,7 @@ internal sealed unsafe class UnaryExec : OpExec
         if (i0 < i1) Apply(i0, i1 - i0);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Apply(long off, long n)
     {
         float* x = X(0).F + off, y = Y().F + off;
@@ -324,6 +351,7 @@ internal sealed unsafe class SwiGluExec : OpExec
 {
     public SwiGluExec(Node n, InferRequest r) : base(n, r, 1, 1, 1) { }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0);
@@ -333,6 +361,7 @@ internal sealed unsafe class SwiGluExec : OpExec
         Y().DType = DType.F32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run() => Activations.SwiGlu(X(0).FSpan, Y().FSpan, Y().Dim(-1));
 }
 
@@ -343,6 +372,7 @@ internal sealed unsafe class SoftmaxExec : OpExec
 
     public SoftmaxExec(Node n, InferRequest r) : base(n, r, 1, 1, 1) => _axis = n.GetInt("axis", -1);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0);
@@ -354,6 +384,7 @@ internal sealed unsafe class SoftmaxExec : OpExec
         Y().DType = DType.F32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0); var y = Y();
@@ -383,6 +414,7 @@ internal sealed unsafe class TopKExec : OpExec
         if (_k < 0) throw BadGraph($"k = {_k} is negative");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0);
@@ -392,6 +424,7 @@ internal sealed unsafe class TopKExec : OpExec
         Y(1).ShapeFrom(x, _k); Y(1).DType = DType.I32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -409,6 +442,7 @@ internal sealed unsafe class MatMulExec : OpExec
         for (int i = 0; i < 2; i++) RequireWeightF32(i);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0); RequireF32(1);
@@ -424,6 +458,7 @@ internal sealed unsafe class MatMulExec : OpExec
         Y().DType = DType.F32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var a = X(0); var b = X(1); var y = Y();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using Hub.IR;
 using Hub.Runtime.Kernels;
@@ -48,8 +49,10 @@ internal sealed unsafe class LinearExec : OpExec
 
     public override long ScratchFloats => Gemm.ScratchFloats(_k);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes() => InferLinearShapes(_n, _k);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -94,6 +97,7 @@ internal sealed unsafe class LinearExec : OpExec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int index, int worker)
     {
         float* scratch = R.ScratchFor(worker);
@@ -140,6 +144,7 @@ internal sealed unsafe class LinearExec : OpExec
     }
 
     // GELU in place on rows [m0, m1) × columns [n0, n1) of the output, while the block is still in cache.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Activate(int m0, int m1, int n0, int n1)
     {
         if (n1 <= n0) return;
@@ -211,6 +216,7 @@ internal sealed unsafe class RopeExec : OpExec
 
     private readonly RopeAngles _angles;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0); RequireI32(1);
@@ -223,6 +229,7 @@ internal sealed unsafe class RopeExec : OpExec
         Y().DType = DType.F32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0); var p = X(1); var y = Y();

@@ -8,6 +8,7 @@
 // int8 with groups of a multiple of 32 (Q8_0, and the default asymmetric per-channel export) does the same with the
 // int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast; HUB_QUANT_GEMM8=panel for
 // dequantized panels).
+using System.Runtime.CompilerServices;
 using Hub.IR;
 using Hub.Runtime.Kernels;
 
@@ -160,8 +161,10 @@ internal sealed unsafe class QuantLinearExec : OpExec
 
     public override long ScratchFloats => Gemm.ScratchFloats(_k) + Math.Max((long)_panelRows * _k, _int8Gemm ? QuantGemmInt8.ScratchFloats(_k) : 0) + 64;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes() => InferLinearShapes(_n, _k);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -202,6 +205,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int index, int worker)
     {
         if (_quantPhase)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Hub.IR;
 
 namespace Hub.Runtime.Execution;
@@ -9,6 +10,7 @@ internal static unsafe class AxisCopy
     /// For each of <paramref name="outer"/> blocks: copies <paramref name="len"/>·inner elements from
     /// src[block·srcDim·inner + srcStart·inner] to dst[block·dstDim·inner + dstStart·inner].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Copy(byte* src, int srcDim, int srcStart, byte* dst, int dstDim, int dstStart, int len, long outer, long inner)
     {
         long bytes = len * inner * 4;
@@ -23,6 +25,7 @@ internal static unsafe class AxisCopy
         return p;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void WithDim(TensorRt dst, TensorRt src, int axis, int value)
     {
         Span<int> d = stackalloc int[TensorRt.MaxRank];
@@ -46,6 +49,7 @@ internal sealed unsafe class SliceExec : OpExec
         _end = n.Has("end") ? n.GetInt("end") : null;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         var x = X(0);
@@ -58,6 +62,7 @@ internal sealed unsafe class SliceExec : OpExec
         AxisCopy.WithDim(Y(), x, _ax, _len);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -71,6 +76,7 @@ internal sealed unsafe class KeepLastExec : OpExec
 
     public KeepLastExec(Node n, InferRequest r) : base(n, r, 2, 2, 1) { }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         var x = X(0); var nt = X(1);
@@ -84,6 +90,7 @@ internal sealed unsafe class KeepLastExec : OpExec
         AxisCopy.WithDim(Y(), x, 1, _len);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -103,6 +110,7 @@ internal sealed unsafe class SplitExec : ChunkedExec
         _elided = r.Model.IsElidedSplit(n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         var x = X(0);
@@ -115,6 +123,7 @@ internal sealed unsafe class SplitExec : ChunkedExec
     // Left to its Attention reader when that reads the fused projection in place (CompiledModel.IsElidedSplit).
     private readonly bool _elided;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0);
@@ -124,6 +133,7 @@ internal sealed unsafe class SplitExec : ChunkedExec
         RunChunked(Prod(x, 0, x.Rank - 1), x.Count);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override void Units(long r0, long r1)
     {
         var x = X(0);
@@ -143,6 +153,7 @@ internal sealed unsafe class ConcatExec : OpExec
 
     public ConcatExec(Node n, InferRequest r) : base(n, r, 1, int.MaxValue, 1) => _axis = n.GetInt("axis", -1);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         var x0 = X(0);
@@ -161,6 +172,7 @@ internal sealed unsafe class ConcatExec : OpExec
         AxisCopy.WithDim(Y(), x0, _ax, total);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var y = Y();
@@ -180,6 +192,7 @@ internal sealed unsafe class GatherRowsExec : OpExec
 {
     public GatherRowsExec(Node n, InferRequest r) : base(n, r, 2, 2, 1) { }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         var x = X(0); var idx = X(1);
@@ -191,6 +204,7 @@ internal sealed unsafe class GatherRowsExec : OpExec
         Y().DType = x.DType;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var x = X(0); var idx = X(1); var y = Y();

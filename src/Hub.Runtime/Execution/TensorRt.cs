@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Hub.Runtime.Execution;
@@ -18,6 +19,7 @@ internal sealed unsafe class TensorRt
 
     public int Dim(int i) => Dims[i < 0 ? Rank + i : i];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SetShape(ReadOnlySpan<int> dims)
     {
         if (dims.Length > MaxRank) throw new ModelInputException($"rank {dims.Length} exceeds the runtime's maximum of {MaxRank}");
@@ -28,6 +30,7 @@ internal sealed unsafe class TensorRt
     }
 
     /// <summary>Copies this tensor's shape with the last dim replaced (or appended when <paramref name="append"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ShapeFrom(TensorRt src, int lastDim, bool append = false)
     {
         int r = src.Rank;
@@ -37,6 +40,7 @@ internal sealed unsafe class TensorRt
         else { d[r - 1] = lastDim; SetShape(d[..r]); }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SameShape(TensorRt src) => SetShape(src.Dims.AsSpan(0, src.Rank));
 
     public Span<float> FSpan => new((void*)Ptr, checked((int)Count));
@@ -57,6 +61,7 @@ internal sealed unsafe class NativeBuffer : IDisposable
     public long Bytes { get; private set; }
 
     /// <summary>Ensures at least <paramref name="bytes"/>; the contents are not preserved when it grows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Ensure(long bytes)
     {
         if (bytes <= Bytes) return;

@@ -15,6 +15,7 @@ public static class Activations
     private const float GeluTanhC = 0.7978845608028654f; // sqrt(2/pi)
 
     /// <summary>dst = x·sigmoid(x) (SiLU / swish).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void Silu(ReadOnlySpan<float> x, Span<float> dst)
     {
         CheckLengths(x, dst);
@@ -28,6 +29,7 @@ public static class Activations
     }
 
     /// <summary>dst[i] = silu(x[row, i]) · x[row, F + i] for rows of 2F values (gate first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void SwiGlu(ReadOnlySpan<float> x, Span<float> dst, int f)
     {
         int rows = f == 0 ? 0 : dst.Length / f;
@@ -71,6 +73,7 @@ public static class Activations
     }
 
     /// <summary>GELU tanh approximation (gelu_new / gelu_pytorch_tanh).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void GeluTanh(ReadOnlySpan<float> x, Span<float> dst)
     {
         CheckLengths(x, dst);

@@ -1,6 +1,7 @@
 // Rotary position embedding (Su et al. 2021, RoFormer). Two pairings: "half" rotates (i, i + r/2) as transformers'
 // rotate_half (GPT-NeoX, HF LLaMA); "interleaved" rotates (2i, 2i+1) as Meta's LLaMA, llama2.c and ChatGLM.
 // Frequencies follow transformers' modeling_rope_utils: default, linear, dynamic (NTK) and llama3.
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Hub.Runtime.Kernels;
@@ -35,6 +36,7 @@ public static unsafe class RopeKernels
     /// into <paramref name="dst"/> (may alias): channels [offset, offset + rotaryDims) of each head, by angle
     /// <paramref name="position"/>·invFreq[i]. Other channels are copied.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RotatePosition(float* x, float* dst, int heads, int headDim, int rotaryDims, int offset, bool interleaved,
         float position, ReadOnlySpan<float> invFreq, Span<float> cos, Span<float> sin)
     {
@@ -43,6 +45,7 @@ public static unsafe class RopeKernels
     }
 
     /// <summary>cos and sin of <paramref name="position"/>·invFreq[i] for every i of <paramref name="invFreq"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Angles(float position, ReadOnlySpan<float> invFreq, Span<float> cos, Span<float> sin)
     {
         for (int i = 0; i < invFreq.Length; i++)
@@ -57,6 +60,7 @@ public static unsafe class RopeKernels
     /// The rotation of <see cref="RotatePosition"/> with its angles' cos/sin already computed (rotaryDims / 2 each), so
     /// the ops of one step that share a position and frequencies (q and k of every layer) compute them once.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rotate(float* x, float* dst, int heads, int headDim, int rotaryDims, int offset, bool interleaved,
         ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
@@ -90,6 +94,15 @@ public static unsafe class RopeKernels
                             var c = Vector256.Load(cp + i); var s = Vector256.Load(sp + i);
                             Vector256.Store(a * c - b * s, dr + i);
                             Vector256.Store(b * c + a * s, dr + i + half);
+                        }
+                    // Small heads (stories260K: head_dim 8, half 4) and the tails of larger ones: four pairs at a time.
+                    if (Vector128.IsHardwareAccelerated)
+                        for (; i <= half - 4; i += 4)
+                        {
+                            var a = Vector128.Load(xr + i); var b = Vector128.Load(xr + i + half);
+                            var c = Vector128.Load(cp + i); var s = Vector128.Load(sp + i);
+                            Vector128.Store(a * c - b * s, dr + i);
+                            Vector128.Store(b * c + a * s, dr + i + half);
                         }
                     for (; i < half; i++)
                     {

@@ -8,6 +8,7 @@
 // item with a tight pause loop (no exponential back-off that overshoots the moment it finishes), and the claim word,
 // the completion counter and the sleeper count sit on cache lines of their own so waiting on one does not steal
 // the others from the thread writing them.
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
@@ -75,8 +76,16 @@ internal sealed class WorkerPool : IDisposable
     /// <summary>
     /// When set (length ≥ <see cref="Size"/>), each participant adds the Stopwatch ticks it spends inside
     /// <see cref="ParallelWork.Execute"/> to its slot: wall time minus busy time / Size is the pool's own cost (profiling).
+    /// A slot at index <see cref="Size"/>, when present, takes the jobs the caller runs alone (one item, or a one-thread
+    /// pool) instead of slot 0: those keep the others idle by choice, so their whole time is kernel time.
     /// </summary>
     internal long[]? BusyTicks { get; set; }
+
+    /// <summary>
+    /// Jobs handed to the workers (more than one item on a pool of two or more) since the pool started: unchanged over
+    /// a call, the workers had nothing to do in it. Read by the caller's thread.
+    /// </summary>
+    public long ParallelJobs => _generation;
 
     /// <summary>
     /// Wakes blocked workers so they are spinning by the time the next <see cref="Run"/> comes: a request calls it at
@@ -84,6 +93,7 @@ internal sealed class WorkerPool : IDisposable
     /// semaphore wake-up latency inside that op. Cheap when nobody sleeps; harmless when no job follows (the workers
     /// spin their usual 20 µs and block again).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Prewake()
     {
         if (Volatile.Read(ref _sleepers.Value) == 0) return;
@@ -92,6 +102,7 @@ internal sealed class WorkerPool : IDisposable
     }
 
     /// <summary>Runs <paramref name="work"/> for every index in [0, count) and returns when all are done.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(ParallelWork work, int count)
     {
         if (count <= 0) return;
@@ -101,7 +112,7 @@ internal sealed class WorkerPool : IDisposable
             {
                 long t0 = Stopwatch.GetTimestamp();
                 for (int i = 0; i < count; i++) work.Execute(i, 0);
-                busy[0] += Stopwatch.GetTimestamp() - t0;
+                busy[busy.Length > Size ? Size : 0] += Stopwatch.GetTimestamp() - t0;
             }
             else for (int i = 0; i < count; i++) work.Execute(i, 0);
             return;
@@ -126,6 +137,7 @@ internal sealed class WorkerPool : IDisposable
 
     // The caller ran out of items: the others are finishing the ones they claimed (usually within one item's time).
     // Poll tightly for a while, then yield so a worker preempted by a neighbour process gets the core back.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WaitDone()
     {
         long start = Stopwatch.GetTimestamp();
@@ -147,6 +159,7 @@ internal sealed class WorkerPool : IDisposable
         else Thread.SpinWait(1);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Drain(int worker)
     {
         int done = 0;
@@ -178,6 +191,7 @@ internal sealed class WorkerPool : IDisposable
         if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int id)
     {
         long seenGen = 0;
