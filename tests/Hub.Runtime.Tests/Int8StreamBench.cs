@@ -16,7 +16,8 @@ namespace Hub.Runtime.Tests;
 /// where supported) and "avx2" (the AVX2 sign trick: the one-row loop at groups of 32); "groups" (the same bytes as per-channel int8: the four-row pass);
 /// "f32" (the same byte count as F32 weights [n/4, k] through the default F32 decode GEMV, Rows1W on AVX-512);
 /// "read" and "halves" (a plain read of the same bytes in the same units, or
-/// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (hotkernel, hotavx2, hotgroups, hotf32: the same work on 64 rows (f32: 16) per matrix that stay in
+/// in two static halves: the `hub bench` probe's pattern), "readpf" (the read with the one-row loop's prefetcht0 4 KiB
+/// ahead) and "reads" (the read of the data and then of the units' F16 scales: what an int8 GEMV must stream); "hot&lt;variant&gt;" (hotkernel, hotavx2, hotgroups, hotf32: the same work on 64 rows (f32: 16) per matrix that stay in
 /// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, same integer/float work as the kernel).
@@ -82,6 +83,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     foreach (var (n, k) in mats)
                     {
                         var qm = new QuantMatrix(w + off, s + offS, null, n, k, mg, false, true);
+                        long offS2 = offS;
                         byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
                         int units = Math.Min(threads * 16, (n + 31) / 32);
@@ -116,6 +118,8 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             }
                             else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v);
                             else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "readpf") sums[wk] += ReadPf(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "reads") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk) + Read((byte*)(s + offS2 + (long)c0 * kk / 32), (byte*)(s + offS2 + (long)c1 * kk / 32));
                             else if (name.StartsWith("read4", StringComparison.Ordinal)) sums[wk] += Read4(wm, kk, c0, c1, name == "read4pf");
                             else if (name is "x4" or "x4pf") Interleaved(xm, kk, act, y, c0, c1, name == "x4pf");
                             else throw new ArgumentException($"HUB_BENCH_VARIANTS: unknown variant '{name}'");
@@ -129,7 +133,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
                 // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
-                long bytes = names[c] is "read" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
+                long bytes = names[c] is "read" or "readpf" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
             // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)
@@ -154,6 +158,15 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         var a = Vector256<int>.Zero;
         var b = Vector256<int>.Zero;
         for (; p + 64 <= e; p += 64) { a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
+        return Vector256.Sum(a + b);
+    }
+
+    // A plain read with the int8 row loop's software prefetch (prefetcht0 4 KiB ahead, one line per 64 bytes).
+    private static double ReadPf(byte* p, byte* e)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        for (; p + 64 <= e; p += 64) { Sse.Prefetch0(p + 4096); a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
         return Vector256.Sum(a + b);
     }
 
