@@ -533,10 +533,13 @@ public static unsafe class QuantKernels
     // Int8 weights with groups of one block (Q8_0) through AVX-VNNI: two adjacent output rows at a time, so that each
     // activation load serves both (one vpxor with the weight load folded in, one vpdpbusd, one convert and one FMA per
     // block and row). Session 10: the one-row loop was bound by its instruction count, not by DRAM (cache-resident it
-    // streamed barely faster than DRAM: 0.6 ns per block on every multiply variant, 2–4 FMA chains alike); the pair
-    // loop ran 1.3–1.4× its cache-resident rate and 1.19× its DRAM rate at the 134M model's shapes. The pair's 2·K
-    // bytes are adjacent, so its two streams advance together through one region; software prefetcht0 runs
-    // PairAhead bytes ahead of the pair at twice the rate of the row offset. A last odd row runs as a pair of itself.
+    // ran only 1.4–1.9× its own DRAM rate; VNNI or 4 FMA chains in it gained ~1.1×, int32 runs of 4 blocks with
+    // telescoped scales and a phadd tree lost); the pair loop runs 2.0–2.7× the one-row loop's DRAM rate cache-resident,
+    // and streamed from DRAM 1.10–1.19× (134M shapes, K = 768) and 1.03–1.07× (1b shapes) the one-row loop in paired
+    // rounds (Int8StreamBench "kernel"/"avx2"). The pair's 2·K bytes are adjacent, so its two streams advance together
+    // through one region; software prefetcht0 runs PairAhead bytes ahead of the pair at twice the rate of the row
+    // offset (each row's own stream prefetched instead: 0.83×). Four rows per pass ran faster cache-resident (1.1×)
+    // but 0.83–0.92× from DRAM at K = 2048. A last odd row runs as a pair of itself.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvInt8Pairs<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
     {
