@@ -12,7 +12,7 @@ namespace Hub.Runtime.Tests;
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
 /// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7, and each variant's
 /// median per-round speed ratio against the first one). Variants: "kernel"
-/// (the default GEMV: at groups of 32 the VNNI pair loop where AVX-VNNI is supported, else the AVX2 one-row loop; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
+/// (the default GEMV: at groups of 32 the VNNI pair loop where AVX-VNNI is supported and K ≤ QuantKernels.PairMaxK, else the AVX2 one-row loop; "pairs": the pair loop on every K; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
 /// where supported) and "avx2" (the AVX2 sign trick: the one-row loop at groups of 32); "groups" (the same bytes as per-channel int8: the four-row pass);
 /// "f32" (the same byte count as F32 weights [n/4, k] through the default F32 decode GEMV, Rows1W on AVX-512);
 /// "read" and "halves" (a plain read of the same bytes in the same units, or
@@ -74,7 +74,9 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     string name = names[c];
                     // "kernel" / "avx2": the default int8 GEMV (AVX-VNNI where supported) / on the AVX2 sign trick; "hot" prefix: L2-resident
                     string sname = name.StartsWith("hot", StringComparison.Ordinal) ? name[3..] : name;
-                    bool? vnni = sname is "kernel" or "groups" ? QuantKernels.Int8Vnni : sname == "avx2" ? false : null;
+                    // "pairs": the VNNI pair loop on every K (the default takes it up to QuantKernels.PairMaxK)
+                    int? pairMaxK = sname == "pairs" ? int.MaxValue : null;
+                    bool? vnni = sname is "kernel" or "groups" or "pairs" ? QuantKernels.Int8Vnni : sname == "avx2" ? false : null;
                     // "groups": the same bytes as per-channel int8 (the four-row pass, as a default `--weight-format int8` export)
                     int mg = sname == "groups" ? 0 : group;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -114,9 +116,9 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             {
                                 // the kernel's compute rate: the same rows' worth of work on 64 rows that stay in L2
                                 var hm = new QuantMatrix(wm, s, null, 64, kk, mg, false, true);
-                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), vnni ?? QuantKernels.Int8Vnni);
+                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), vnni ?? QuantKernels.Int8Vnni, pairMaxK);
                             }
-                            else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v);
+                            else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v, pairMaxK);
                             else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name == "readpf") sums[wk] += ReadPf(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name == "reads") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk) + Read((byte*)(s + offS2 + (long)c0 * kk / 32), (byte*)(s + offS2 + (long)c1 * kk / 32));

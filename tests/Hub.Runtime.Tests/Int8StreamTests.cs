@@ -3,7 +3,7 @@ using Hub.Runtime.Kernels;
 namespace Hub.Runtime.Tests;
 
 /// <summary>
-/// The int8 decode GEMV (for groups of one block the AVX2 one-row loop or the AVX-VNNI pair loop, the four-row pass for
+/// The int8 decode GEMV (for groups of one block the AVX2 one-row loop or the AVX-VNNI pair loop, also forced on every K, the four-row pass for
 /// longer groups) on both multiply paths (AVX2 sign trick, and AVX-VNNI where supported) against the scalar twin and a
 /// float64 loop over the same quantized activations, on odd row counts (a last unpaired row) and split
 /// ranges (pairs starting on odd rows), K of one block up to more than two scale chunks (odd block counts per chunk), groups of one block (Q8_0), 2 and 4 blocks and per channel,
@@ -64,15 +64,18 @@ public unsafe class Int8StreamTests
                                             for (int c = 0; c < k; c++) acc += d.Value(j, c) * dxs[i * (k / 32) + c / 32] * xq[i * k + c];
                                             exact[i * n + j] = acc;
                                         }
-                                    foreach (bool vnni in System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? new[] { false, true } : new[] { false })
+                                    // VNNI at groups of one block: the row pairs on every K (pairMaxK unbounded) and the default cut-off
+                                    var paths = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? new[] { (false, (int?)null), (true, null), (true, int.MaxValue) } : new[] { (false, (int?)null) };
+                                    foreach (var (vnni, pairMaxK) in paths)
                                     {
+                                        if (pairMaxK != null && group != 32) continue;
                                         var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                                        fixed (float* yp = y) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, yp, n, n0, n1, vnni);
+                                        fixed (float* yp = y) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, yp, n, n0, n1, vnni, pairMaxK);
                                         for (int i = 0; i < m; i++)
                                             for (int j = 0; j < n; j++)
                                             {
                                                 int at = i * n + j;
-                                                string what = $"vnni={vnni} g={group} sym={sym} [{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
+                                                string what = $"vnni={vnni} pairMaxK={pairMaxK} g={group} sym={sym} [{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
                                                 if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[at]), $"{what}: wrote outside its rows"); continue; }
                                                 double scale = 0;
                                                 for (int c = 0; c < k; c++) scale += Math.Abs(x[i * k + c] * d.Value(j, c));

@@ -6,8 +6,8 @@
 // int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
 // comes back with the zero point. With AVX-VNNI (session 9) the int8 four-row pass (groups longer than 32) takes one
 // vpdpbusd per 32 bytes instead: unsigned weight bytes (asymmetric q as stored, symmetric w + 128) against the signed
-// activations, the zero-point term z·Σx or 128·Σx; Q8_0 runs two adjacent rows per activation load there (GemvInt8Pairs,
-// session 10). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
+// activations, the zero-point term z·Σx or 128·Σx; Q8_0 with rows up to 1 KiB runs two adjacent rows per activation
+// load there (GemvInt8Pairs, session 10). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
 // activation row. Without VNNI, int8 at groups of 32 (Q8_0) streams one output row at a time (GemvInt8Row); longer int8 groups and
 // int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
 // ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
@@ -366,9 +366,9 @@ public static unsafe class QuantKernels
     /// <summary>
     /// Whether the int8 decode GEMV multiplies with AVX-VNNI (vpdpbusd: one instruction per 32 bytes and row instead of
     /// the sign trick's four): the four-row pass of groups longer than one block (per channel, g64, g128: 1.13–1.19× its
-    /// cache-resident rate on Zen 5, session 9) and, at groups of one block (Q8_0), the two-row pair loop instead of the
-    /// AVX2 one-row loop (session 10). AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0 turns it off). Settable for
-    /// in-process A/B benchmarks; tests pass the path to <see cref="GemvIntegerRowsAvx2"/>.
+    /// cache-resident rate on Zen 5, session 9) and, at groups of one block (Q8_0) with rows up to <see cref="PairMaxK"/>,
+    /// the two-row pair loop instead of the AVX2 one-row loop (session 10). AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0
+    /// turns it off). Settable for in-process A/B benchmarks; tests pass the path to <see cref="GemvIntegerRowsAvx2"/>.
     /// </summary>
     internal static bool Int8Vnni { get; set; } = AvxVnni.IsSupported;
 
@@ -377,7 +377,7 @@ public static unsafe class QuantKernels
     // of code) made the JIT keep the four accumulators on the stack across the loop back edge — a store and a reload
     // on every FMA chain per block, half the single-thread rate of the session-3 loops.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool? vnni = null)
+    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool? vnni = null, int? pairMaxK = null)
     {
         if (n0 >= n1 || m <= 0) return;
         bool v = vnni ?? Int8Vnni;
@@ -386,7 +386,7 @@ public static unsafe class QuantKernels
         if (bpg == 1)
         {
             if (w.Int4) { if (w.Symmetric) GemvInt4Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt4Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1); }
-            else if (v) { if (w.Symmetric) GemvInt8Pairs<VSym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt8Pairs<VAsym>(w, m, act, bias, y, ldy, n0, n1); }
+            else if (v && w.K <= (pairMaxK ?? PairMaxK)) { if (w.Symmetric) GemvInt8Pairs<VSym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt8Pairs<VAsym>(w, m, act, bias, y, ldy, n0, n1); }
             else if (w.Symmetric) GemvInt8Row<Sym>(w, m, act, bias, y, ldy, n0, n1);
             else GemvInt8Row<Asym>(w, m, act, bias, y, ldy, n0, n1);
             return;
@@ -590,6 +590,15 @@ public static unsafe class QuantKernels
             }
         }
     }
+
+    /// <summary>
+    /// Longest row (K, bytes) that the Q8_0 decode GEMV runs in VNNI row pairs (<see cref="GemvInt8Pairs{TAsym}"/>); longer
+    /// rows keep the AVX2 one-row loop. A pair of short rows is one ≤ 2 KiB region read front to back; at K ≥ 2048 the
+    /// pair is two streams K bytes apart, and the whole-model decode of the 1b model (K = 2048/5632) measured 0.91–1.06×
+    /// (median 0.98, five alternating A/Bs on the busy host) while the 134M model's (K = 768) measured 0.96–1.13×
+    /// (median 1.08). Settable for in-process A/B benchmarks.
+    /// </summary>
+    internal static int PairMaxK { get; set; } = 1024;
 
     // Prefetch distance of the pair loop in bytes ahead of a pair's first row: whole pairs, at least 8 KiB (the f32
     // GEMV's distance; 4 KiB measured slower at K = 2048, session 10).
