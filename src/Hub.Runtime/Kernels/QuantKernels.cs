@@ -595,8 +595,9 @@ public static unsafe class QuantKernels
     /// Longest row (K, bytes) that the Q8_0 decode GEMV runs in VNNI row pairs (<see cref="GemvInt8Pairs{TAsym}"/>); longer
     /// rows keep the AVX2 one-row loop. A pair of short rows is one ≤ 2 KiB region read front to back; at K ≥ 2048 the
     /// pair is two streams K bytes apart, and the whole-model decode of the 1b model (K = 2048/5632) measured 0.91–1.06×
-    /// (median 0.98, five alternating A/Bs on the busy host) while the 134M model's (K = 768) measured 0.96–1.13×
-    /// (median 1.08). Settable for in-process A/B benchmarks.
+    /// (median 0.98 over six alternating A/Bs; 0.95 on the quietest) while the 134M model's (K = 768) measured
+    /// 0.96–1.17× (median 1.08 over nine; 1.11–1.17 with the host loaded, 0.98–1.03 quiet: the pairs save instructions,
+    /// which pays when the cores are shared). Settable for in-process A/B benchmarks (HUB_BENCH_AB=pairmaxk=&lt;n&gt;).
     /// </summary>
     internal static int PairMaxK { get; set; } = 1024;
 
