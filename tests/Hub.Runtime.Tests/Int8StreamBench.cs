@@ -10,10 +10,14 @@ namespace Hub.Runtime.Tests;
 /// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
-/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7). Variants: "kernel"
-/// (the default GEMV: the one-row kernel at groups of 32; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
-/// where supported) and "avx2" (the same on the AVX2 sign trick); "read" and "halves" (a plain read of the same bytes in the same units, or
-/// in two static halves: the `hub bench` probe's pattern); "hot&lt;variant&gt;" (hotkernel, hotavx2: the same work on 64 rows per matrix that stay in
+/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7, and each variant's
+/// median per-round speed ratio against the first one). Variants: "kernel"
+/// (the default GEMV: at groups of 32 the VNNI pair loop where AVX-VNNI is supported and K ≤ QuantKernels.PairMaxK, else the AVX2 one-row loop; "pairs": the pair loop on every K; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
+/// where supported) and "avx2" (the AVX2 sign trick: the one-row loop at groups of 32); "groups" (the same bytes as per-channel int8: the four-row pass);
+/// "f32" (the same byte count as F32 weights [n/4, k] through the default F32 decode GEMV, Rows1W on AVX-512);
+/// "read" and "halves" (a plain read of the same bytes in the same units, or
+/// in two static halves: the `hub bench` probe's pattern), "readpf" (the read with the one-row loop's prefetcht0 4 KiB
+/// ahead) and "reads" (the read of the data and then of the units' F16 scales: what an int8 GEMV must stream); "hot&lt;variant&gt;" (hotkernel, hotavx2, hotgroups, hotf32: the same work on 64 rows (f32: 16) per matrix that stay in
 /// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, same integer/float work as the kernel).
@@ -46,6 +50,9 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)data, 4096);
         ushort* s = (ushort*)NativeMemory.AlignedAlloc((nuint)(scales * 2), 4096);
         byte* wx = inter ? (byte*)NativeMemory.AlignedAlloc((nuint)(data + scales * 2), 4096) : null;
+        // f32 variants: the same byte count as F32 weights [n/4, k] through GemvF32's default (Rows1W on AVX-512)
+        bool f32 = names.Any(n => n.EndsWith("f32", StringComparison.Ordinal));
+        float* wf = f32 ? (float*)NativeMemory.AlignedAlloc((nuint)data, 4096) : null;
         int maxK = mats.Max(m => m.K);
         byte* act = (byte*)NativeMemory.AlignedAlloc((nuint)QuantKernels.ActivationBytes(1, maxK, maxK / 32), 64);
         float* x = (float*)NativeMemory.AlignedAlloc((nuint)maxK * 4, 64);
@@ -58,6 +65,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             for (long i = 0; i < scales; i++) s[i] = (ushort)(0x2000 + (i % 1000));   // small finite halves
             for (int i = 0; i < maxK; i++) x[i] = MathF.Sin(i * 0.37f);
             if (inter) Interleave(mats, w, s, wx);
+            if (f32) for (long i = 0; i < data / 4; i++) wf[i] = (sbyte)w[i] * (1f / 64);
             var times = names.Select(_ => new List<double>()).ToArray();
             double sink = 0;
             for (int round = 0; round < rounds; round++)
@@ -66,13 +74,18 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     string name = names[c];
                     // "kernel" / "avx2": the default int8 GEMV (AVX-VNNI where supported) / on the AVX2 sign trick; "hot" prefix: L2-resident
                     string sname = name.StartsWith("hot", StringComparison.Ordinal) ? name[3..] : name;
-                    bool? vnni = sname == "kernel" ? QuantKernels.Int8Vnni : sname == "avx2" ? false : null;
+                    // "pairs": the VNNI pair loop on every K (the default takes it up to QuantKernels.PairMaxK)
+                    int? pairMaxK = sname == "pairs" ? int.MaxValue : null;
+                    bool? vnni = sname is "kernel" or "groups" or "pairs" ? QuantKernels.Int8Vnni : sname == "avx2" ? false : null;
+                    // "groups": the same bytes as per-channel int8 (the four-row pass, as a default `--weight-format int8` export)
+                    int mg = sname == "groups" ? 0 : group;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     long off = 0, offS = 0;
                     double[] sums = new double[threads];
                     foreach (var (n, k) in mats)
                     {
-                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, group, false, true);
+                        var qm = new QuantMatrix(w + off, s + offS, null, n, k, mg, false, true);
+                        long offS2 = offS;
                         byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
                         int units = Math.Min(threads * 16, (n + 31) / 32);
@@ -80,17 +93,35 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         units = (n + unitRows - 1) / unitRows;
                         if (name == "halves") { unitRows = ((n + threads - 1) / threads + 3) & ~3; units = (n + unitRows - 1) / unitRows; }
                         int kk = k;
+                        if (sname == "f32")
+                        {
+                            // F32 [n/4, k] rows of the same bytes, split as QuantLinearExec/LinearExec split rows
+                            int nf = n / 4, uf = Math.Min(threads * 16, (nf + 31) / 32), rf = ((nf + uf - 1) / uf + 3) & ~3;
+                            uf = (nf + rf - 1) / rf;
+                            float* wfm = wf + off / 4;
+                            bool hotf = name == "hotf32";
+                            pool.Run(new Work((u, wk) =>
+                            {
+                                int c0 = u * rf, c1 = Math.Min(nf, c0 + rf);
+                                if (hotf) for (int r = c0; r < c1; r += 16) GemvF32.Rows(x, kk, wfm, null, y, 0, Math.Min(16, c1 - r), GemvF32.Default);
+                                else GemvF32.Rows(x, kk, wfm, null, y, c0, c1, GemvF32.Default);
+                            }), uf);
+                            off += (long)n * k; offS += (long)n * k / 32;
+                            continue;
+                        }
                         pool.Run(new Work((u, wk) =>
                         {
                             int c0 = u * unitRows, c1 = Math.Min(n, c0 + unitRows);
                             if (name.StartsWith("hot", StringComparison.Ordinal))
                             {
                                 // the kernel's compute rate: the same rows' worth of work on 64 rows that stay in L2
-                                var hm = new QuantMatrix(wm, s, null, 64, kk, group, false, true);
-                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), vnni ?? QuantKernels.Int8Vnni);
+                                var hm = new QuantMatrix(wm, s, null, 64, kk, mg, false, true);
+                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvIntegerRowsAvx2(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r), vnni ?? QuantKernels.Int8Vnni, pairMaxK);
                             }
-                            else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v);
+                            else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v, pairMaxK);
                             else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "readpf") sums[wk] += ReadPf(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "reads") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk) + Read((byte*)(s + offS2 + (long)c0 * kk / 32), (byte*)(s + offS2 + (long)c1 * kk / 32));
                             else if (name.StartsWith("read4", StringComparison.Ordinal)) sums[wk] += Read4(wm, kk, c0, c1, name == "read4pf");
                             else if (name is "x4" or "x4pf") Interleaved(xm, kk, act, y, c0, c1, name == "x4pf");
                             else throw new ArgumentException($"HUB_BENCH_VARIANTS: unknown variant '{name}'");
@@ -100,19 +131,27 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     times[c].Add(sw.Elapsed.TotalSeconds);
                     sink += sums.Sum() + y[0];
                 }
-            long bytes = data + scales * 2;
             for (int c = 0; c < names.Length; c++)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
+                // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
+                long bytes = names[c] is "read" or "readpf" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
-            output.WriteLine($"(sink {sink:E1}, {bytes / 1048576.0:F0} MiB per pass incl. scales; read/halves read the data only)");
+            // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)
+            for (int c = 1; c < names.Length; c++)
+            {
+                var ratios = times[0].Zip(times[c], (t0, tc) => t0 / tc).Order().ToList();
+                output.WriteLine($"{names[c]} / {names[0]}: median speed ratio {ratios[ratios.Count / 2]:F3} (quartiles {ratios[ratios.Count / 4]:F3}–{ratios[3 * ratios.Count / 4]:F3})");
+            }
+            output.WriteLine($"(sink {sink:E1}, {(data + scales * 2) / 1048576.0:F0} MiB per pass incl. F16 g32 scales; read/halves/f32/groups: the data only)");
         }
         finally
         {
             NativeMemory.AlignedFree(w); NativeMemory.AlignedFree(s); NativeMemory.AlignedFree(act);
             NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y);
             if (wx != null) NativeMemory.AlignedFree(wx);
+            if (wf != null) NativeMemory.AlignedFree(wf);
         }
     }
 
@@ -121,6 +160,15 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         var a = Vector256<int>.Zero;
         var b = Vector256<int>.Zero;
         for (; p + 64 <= e; p += 64) { a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
+        return Vector256.Sum(a + b);
+    }
+
+    // A plain read with the int8 row loop's software prefetch (prefetcht0 4 KiB ahead, one line per 64 bytes).
+    private static double ReadPf(byte* p, byte* e)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        for (; p + 64 <= e; p += 64) { Sse.Prefetch0(p + 4096); a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
         return Vector256.Sum(a + b);
     }
 

@@ -3,9 +3,10 @@ using Hub.Runtime.Kernels;
 namespace Hub.Runtime.Tests;
 
 /// <summary>
-/// The int8 decode GEMV (the one-row kernel for groups of one block, the four-row pass for longer groups) on both
-/// multiply paths (AVX2 sign trick, and AVX-VNNI where supported) against the scalar twin, on odd row counts and split
-/// ranges, K of one block up to more than two scale chunks, groups of one block (Q8_0), 2 and 4 blocks and per channel,
+/// The int8 decode GEMV (for groups of one block the AVX2 one-row loop or the AVX-VNNI pair loop, also forced on every K, the four-row pass for
+/// longer groups) on both multiply paths (AVX2 sign trick, and AVX-VNNI where supported) against the scalar twin and a
+/// float64 loop over the same quantized activations, on odd row counts (a last unpaired row) and split
+/// ranges (pairs starting on odd rows), K of one block up to more than two scale chunks (odd block counts per chunk), groups of one block (Q8_0), 2 and 4 blocks and per channel,
 /// 1–4 activation rows, symmetric and asymmetric, F16 and F32 scales, and stored bytes at −128 / 0 / 255. Kernel
 /// category: <see cref="IsaSweepTests"/> re-runs it with AVX-VNNI off (AVX2 only) and with AVX2 off (only the twin runs).
 /// </summary>
@@ -52,20 +53,35 @@ public unsafe class Int8StreamTests
                                         Assert.Equal(twin, y);
                                         return;
                                     }
-                                    foreach (bool vnni in System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? new[] { false, true } : new[] { false })
+                                    // the float64 loop over the same quantized activations: Σ_c w(j, c)·dx_b(c)·xq_c + b_j
+                                    var exact = new double[m * n];
+                                    sbyte* xq = (sbyte*)b;
+                                    float* dxs = (float*)(b + (((long)m * k + 63) & ~63L));
+                                    for (int i = 0; i < m; i++)
+                                        for (int j = 0; j < n; j++)
+                                        {
+                                            double acc = withBias ? bias[j] : 0;
+                                            for (int c = 0; c < k; c++) acc += d.Value(j, c) * dxs[i * (k / 32) + c / 32] * xq[i * k + c];
+                                            exact[i * n + j] = acc;
+                                        }
+                                    // VNNI at groups of one block: the row pairs on every K (pairMaxK unbounded) and the default cut-off
+                                    var paths = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? new[] { (false, (int?)null), (true, null), (true, int.MaxValue) } : new[] { (false, (int?)null) };
+                                    foreach (var (vnni, pairMaxK) in paths)
                                     {
+                                        if (pairMaxK != null && group != 32) continue;
                                         var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                                        fixed (float* yp = y) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, yp, n, n0, n1, vnni);
+                                        fixed (float* yp = y) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, yp, n, n0, n1, vnni, pairMaxK);
                                         for (int i = 0; i < m; i++)
                                             for (int j = 0; j < n; j++)
                                             {
                                                 int at = i * n + j;
-                                                string what = $"vnni={vnni} g={group} sym={sym} [{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
+                                                string what = $"vnni={vnni} pairMaxK={pairMaxK} g={group} sym={sym} [{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
                                                 if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[at]), $"{what}: wrote outside its rows"); continue; }
                                                 double scale = 0;
                                                 for (int c = 0; c < k; c++) scale += Math.Abs(x[i * k + c] * d.Value(j, c));
                                                 scale += withBias ? Math.Abs(bias[j]) : 0;
                                                 Assert.True(Math.Abs(y[at] - twin[at]) <= 1e-5 * scale + 1e-6, $"{what}: {y[at]} vs twin {twin[at]}");
+                                                Assert.True(Math.Abs(y[at] - exact[at]) <= 1e-5 * scale + 1e-6, $"{what}: {y[at]} vs float64 {exact[at]}");
                                             }
                                     }
                                 }

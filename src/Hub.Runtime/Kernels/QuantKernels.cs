@@ -6,8 +6,9 @@
 // int8 weights use the sign trick (|w| · sign(x, w)); asymmetric int8 bytes are flipped to signed by ^0x80 and the 128
 // comes back with the zero point. With AVX-VNNI (session 9) the int8 four-row pass (groups longer than 32) takes one
 // vpdpbusd per 32 bytes instead: unsigned weight bytes (asymmetric q as stored, symmetric w + 128) against the signed
-// activations, the zero-point term z·Σx or 128·Σx (the Q8_0 one-row kernel measured faster on the sign trick). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
-// activation row. int8 at groups of 32 (Q8_0) streams one output row at a time (GemvInt8Row); longer int8 groups and
+// activations, the zero-point term z·Σx or 128·Σx; Q8_0 with rows up to 1 KiB runs two adjacent rows per activation
+// load there (GemvInt8Pairs, session 10). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
+// activation row. Without VNNI, int8 at groups of 32 (Q8_0) streams one output row at a time (GemvInt8Row); longer int8 groups and
 // int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
 // ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
 // keeps the loop state in registers. Shapes the integer path cannot take
@@ -363,11 +364,11 @@ public static unsafe class QuantKernels
     private static bool IsVnni<T>() where T : struct => typeof(T) == typeof(VSym) || typeof(T) == typeof(VAsym);
 
     /// <summary>
-    /// Whether the int8 decode GEMV's four-row pass (groups longer than one block: per channel, g64, g128) multiplies with
-    /// AVX-VNNI (vpdpbusd: one instruction per 32 bytes and row instead of the sign trick's four; 1.13–1.19× its
-    /// cache-resident rate on Zen 5, session 9): AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0 turns it off). The Q8_0
-    /// one-row kernel keeps the AVX2 multiply. Settable for in-process A/B benchmarks; tests pass the path to
-    /// <see cref="GemvIntegerRowsAvx2"/>.
+    /// Whether the int8 decode GEMV multiplies with AVX-VNNI (vpdpbusd: one instruction per 32 bytes and row instead of
+    /// the sign trick's four): the four-row pass of groups longer than one block (per channel, g64, g128: 1.13–1.19× its
+    /// cache-resident rate on Zen 5, session 9) and, at groups of one block (Q8_0) with rows up to <see cref="PairMaxK"/>,
+    /// the two-row pair loop instead of the AVX2 one-row loop (session 10). AvxVnni.IsSupported (DOTNET_EnableAVXVNNI=0
+    /// turns it off). Settable for in-process A/B benchmarks; tests pass the path to <see cref="GemvIntegerRowsAvx2"/>.
     /// </summary>
     internal static bool Int8Vnni { get; set; } = AvxVnni.IsSupported;
 
@@ -376,7 +377,7 @@ public static unsafe class QuantKernels
     // of code) made the JIT keep the four accumulators on the stack across the loop back edge — a store and a reload
     // on every FMA chain per block, half the single-thread rate of the session-3 loops.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool? vnni = null)
+    internal static void GemvIntegerRowsAvx2(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool? vnni = null, int? pairMaxK = null)
     {
         if (n0 >= n1 || m <= 0) return;
         bool v = vnni ?? Int8Vnni;
@@ -385,7 +386,7 @@ public static unsafe class QuantKernels
         if (bpg == 1)
         {
             if (w.Int4) { if (w.Symmetric) GemvInt4Blocks<Sym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt4Blocks<Asym>(w, m, act, bias, y, ldy, n0, n1); }
-            // the one-row kernel keeps the AVX2 multiply: on Zen 5 its VNNI twin ran 0.95× (cache-resident, session 9)
+            else if (v && w.K <= (pairMaxK ?? PairMaxK)) { if (w.Symmetric) GemvInt8Pairs<VSym>(w, m, act, bias, y, ldy, n0, n1); else GemvInt8Pairs<VAsym>(w, m, act, bias, y, ldy, n0, n1); }
             else if (w.Symmetric) GemvInt8Row<Sym>(w, m, act, bias, y, ldy, n0, n1);
             else GemvInt8Row<Asym>(w, m, act, bias, y, ldy, n0, n1);
             return;
@@ -527,6 +528,116 @@ public static unsafe class QuantKernels
                 y[(long)i * ldy + j] = bias != null ? v + bias[j] : v;
             }
         }
+    }
+
+    // Int8 weights with groups of one block (Q8_0) through AVX-VNNI: two adjacent output rows at a time, so that each
+    // activation load serves both (one vpxor with the weight load folded in, one vpdpbusd, one convert and one FMA per
+    // block and row). Session 10: the one-row loop was bound by its instruction count, not by DRAM (cache-resident it
+    // ran only 1.4–1.9× its own DRAM rate; VNNI or 4 FMA chains in it gained ~1.1×, int32 runs of 4 blocks with
+    // telescoped scales and a phadd tree lost); the pair loop runs 2.0–2.7× the one-row loop's DRAM rate cache-resident,
+    // and streamed from DRAM 1.10–1.19× (134M shapes, K = 768) and 1.03–1.07× (1b shapes) the one-row loop in paired
+    // rounds (Int8StreamBench "kernel"/"avx2"). The pair's 2·K bytes are adjacent, so its two streams advance together
+    // through one region; software prefetcht0 runs PairAhead bytes ahead of the pair at twice the rate of the row
+    // offset (each row's own stream prefetched instead: 0.83×). Four rows per pass ran faster cache-resident (1.1×)
+    // but 0.83–0.92× from DRAM at K = 2048. A last odd row runs as a pair of itself.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8Pairs<TAsym>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1) where TAsym : struct
+    {
+        bool asym = IsAsym<TAsym>();
+        int k = w.K, blocks = k / Block;
+        byte* data = w.Data, zeros = w.Zeros;
+        float* sc = w.Scales;
+        ushort* sh = w.ScalesF16;
+        sbyte* xq = (sbyte*)act;
+        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* xs = dx + (long)m * blocks;
+        float* ds = stackalloc float[2 * ScaleChunk];   // the pair's combined scales: row j at ds, row j + 1 at ds + ScaleChunk
+        nint ahead = PairAhead(k);
+        // the scale rows as bytes, prefetched as far ahead (in rows) as the weights: F16 (or F32 in older IRs)
+        byte* scaleBytes = sh != null ? (byte*)sh : (byte*)sc;
+        int scaleRowBytes = blocks * (sh != null ? 2 : 4);
+        long scaleAheadRows = ahead / k;
+        // vpdpbusd reads unsigned weight bytes: the zero-point term is z·Σx (asymmetric) or 128·Σx (symmetric: StageBlocks'
+        // 8·Σ s·xs times 16, exact)
+        int kind = asym ? OffZ : OffEight;
+        var corrScale = Vector256.Create(asym ? 1f : 16f);
+        for (int j = n0; j < n1; j += 2)
+        {
+            long j1 = Math.Min(j + 1, n1 - 1);
+            byte* r0 = data + (long)j * k, r1 = data + j1 * k;
+            // the pair's scales ahead: a separate small stream the hardware prefetcher followed poorly (1.02–1.03×, session 10)
+            byte* ps = scaleBytes + (j + scaleAheadRows) * scaleRowBytes;
+            for (int t = 0; t < 2 * scaleRowBytes; t += 64) Sse.Prefetch0(ps + t);
+            for (int i = 0; i < m; i++)
+            {
+                sbyte* xr = xq + (long)i * k;
+                float* dxi = dx + (long)i * blocks, xsi = xs + (long)i * blocks;
+                Vector256<float> a0 = default, a1 = default;
+                for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
+                {
+                    int nb = Math.Min(ScaleChunk, blocks - b0);
+                    a0 = Avx.Subtract(a0, Avx.Multiply(StageBlocks(sc, sh, zeros, (long)j * blocks, dxi, xsi, b0, nb, ds, kind, false), corrScale));
+                    a1 = Avx.Subtract(a1, Avx.Multiply(StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + ScaleChunk, kind, false), corrScale));
+                    nint o0 = (nint)b0 * Block;
+                    a0 = Int8PairRun<TAsym>(r0 + o0, r1 + o0, xr + o0, ds, r0 + ahead + 2 * o0, nb, a0, ref a1);
+                }
+                // [Σa0, Σa1] in lanes 0 and 1 (each row's sum in StorePass's order)
+                var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a0, a1));
+                var v = Sse.Add(h.GetLower(), h.GetUpper());
+                float* yr = y + (long)i * ldy;
+                yr[j] = bias != null ? v.ToScalar() + bias[j] : v.ToScalar();
+                if (j1 != j) yr[j1] = bias != null ? v.GetElement(1) + bias[j1] : v.GetElement(1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Longest row (K, bytes) that the Q8_0 decode GEMV runs in VNNI row pairs (<see cref="GemvInt8Pairs{TAsym}"/>); longer
+    /// rows keep the AVX2 one-row loop. A pair of short rows is one ≤ 2 KiB region read front to back; at K ≥ 2048 the
+    /// pair is two streams K bytes apart, and the whole-model decode of the 1b model (K = 2048/5632) measured 0.91–1.06×
+    /// (median 0.98 over six alternating A/Bs; 0.95 on the quietest) while the 134M model's (K = 768) measured
+    /// 0.96–1.17× (median 1.08 over nine; 1.11–1.17 with the host loaded, 0.98–1.03 quiet: the pairs save instructions,
+    /// which pays when the cores are shared). Settable for in-process A/B benchmarks (HUB_BENCH_AB=pairmaxk=&lt;n&gt;).
+    /// </summary>
+    internal static int PairMaxK { get; set; } = 1024;
+
+    // Prefetch distance of the pair loop in bytes ahead of a pair's first row: whole pairs, at least 8 KiB (the f32
+    // GEMV's distance; 4 KiB measured slower at K = 2048, session 10).
+    internal static nint PairAhead(int k) => 2 * (nint)k * ((8192 + 2 * k - 1) / (2 * k));
+
+    // nb blocks of two int8 rows (r0, r1) against one activation row through AVX-VNNI: a += Σ_b dot0_b·ds[b] and
+    // a1 += Σ_b dot1_b·ds[ScaleChunk + b], two FMA chains per row; prefetching two lines per 64 bytes of offset. The
+    // second row's accumulator comes in and goes out by reference but lives in a register inside the loop.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector256<float> Int8PairRun<TAsym>(byte* r0, byte* r1, sbyte* xr, float* d, byte* pf, int nb, Vector256<float> a, ref Vector256<float> a1) where TAsym : struct
+    {
+        bool asym = IsAsym<TAsym>();
+        var flip = Vector256.Create((byte)0x80);
+        float* dEnd = d + (nb & ~1);
+        nint o = 0;
+        Vector256<float> b = default, c = a1, e = default;
+        for (; d < dEnd; d += 2, o += 2 * Block)
+        {
+            Sse.Prefetch0(pf + 2 * o); Sse.Prefetch0(pf + 2 * o + 64);
+            var x0 = Avx.LoadVector256(xr + o);
+            var x1 = Avx.LoadVector256(xr + o + Block);
+            var w00 = asym ? Avx.LoadVector256(r0 + o) : Avx2.Xor(flip, Avx.LoadVector256(r0 + o));
+            var w01 = asym ? Avx.LoadVector256(r0 + o + Block) : Avx2.Xor(flip, Avx.LoadVector256(r0 + o + Block));
+            var w10 = asym ? Avx.LoadVector256(r1 + o) : Avx2.Xor(flip, Avx.LoadVector256(r1 + o));
+            var w11 = asym ? Avx.LoadVector256(r1 + o + Block) : Avx2.Xor(flip, Avx.LoadVector256(r1 + o + Block));
+            a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w00, x0)), Vector256.Create(d[0]), a);
+            b = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w01, x1)), Vector256.Create(d[1]), b);
+            c = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w10, x0)), Vector256.Create(d[ScaleChunk]), c);
+            e = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w11, x1)), Vector256.Create(d[ScaleChunk + 1]), e);
+        }
+        if ((nb & 1) != 0)
+        {
+            var x0 = Avx.LoadVector256(xr + o);
+            a = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r0 + o), x0), Vector256.Create(d[0]), a);
+            c = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r1 + o), x0), Vector256.Create(d[ScaleChunk]), c);
+        }
+        a1 = Avx.Add(c, e);
+        return Avx.Add(a, b);
     }
 
     // nb blocks of one int8 row against one activation row: a += Σ_b dot_b·ds[b], prefetching one line per 64 bytes. Two
