@@ -102,4 +102,48 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             if (kvh != null) NativeMemory.AlignedFree(kvh);
         }
     }
+
+    /// <summary>
+    /// WidenHalf (HUB_BENCH_CTX × 64 halves a call, default 2048: one head's prefill widening) and NarrowToHalf (64
+    /// floats a call, 4096 calls: one appended row a call, as the cache append) with Vector512 steps against Vector256
+    /// steps, alternating rep by rep, medians of one thread's CPU time (HUB_BENCH=1 only).
+    /// </summary>
+    [SkippableFact]
+    public void Half_conversion_widths()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        int n = Env("HUB_BENCH_CTX", 2048) * 64, rowLen = 64, rowCalls = 4096;
+        var f = new float[n]; var h = new ushort[n];
+        var rng = new Random(5);
+        for (int i = 0; i < n; i++) f[i] = (float)(rng.NextDouble() * 4 - 2);
+        var times = new List<double>[2, 2] { { new(), new() }, { new(), new() } };
+        try
+        {
+            fixed (float* fp = f)
+            fixed (ushort* hp = h)
+            {
+                AttentionKernels.NarrowToHalf(fp, hp, n);
+                for (int rep = 0; rep < 61; rep++)
+                    for (int w = 0; w < 2; w++)
+                    {
+                        int wide = (w + rep) & 1;
+                        AttentionKernels.Conversions512 = wide == 1;
+                        double t0 = ThreadCpuMs();
+                        AttentionKernels.WidenHalf(hp, fp, n);
+                        double t1 = ThreadCpuMs();
+                        for (int c = 0; c < rowCalls; c++)
+                        {
+                            long at = (long)(c % (n / rowLen)) * rowLen;
+                            AttentionKernels.NarrowToHalf(fp + at, hp + at, rowLen);
+                        }
+                        double t2 = ThreadCpuMs();
+                        if (rep > 0) { times[0, wide].Add(t1 - t0); times[1, wide].Add(t2 - t1); }
+                    }
+            }
+        }
+        finally { AttentionKernels.Conversions512 = true; }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        output.WriteLine($"WidenHalf {n} halves: Vector256 {Med(times[0, 0]) * 1e3:F1} us, Vector512 {Med(times[0, 1]) * 1e3:F1} us, ratio 256/512 {Med(times[0, 0]) / Med(times[0, 1]):F2}");
+        output.WriteLine($"NarrowToHalf {rowCalls} x {rowLen}: Vector256 {Med(times[1, 0]) * 1e3:F1} us, Vector512 {Med(times[1, 1]) * 1e3:F1} us, ratio 256/512 {Med(times[1, 0]) / Med(times[1, 1]):F2}");
+    }
 }
