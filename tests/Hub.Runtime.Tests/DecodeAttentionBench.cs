@@ -7,10 +7,15 @@ namespace Hub.Runtime.Tests;
 
 /// <summary>
 /// Decode attention kernels alone (HUB_BENCH=1 only; prints, asserts nothing about time): one query row against a
-/// small-model-shaped KV cache (HUB_BENCH_LAYERS layers × HUB_BENCH_HEADS heads × HUB_BENCH_CTX positions × 64, default
-/// 12 × 12 × 192), one thread's CPU time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default; Half = the f16 copy) alternating call by call, each call either on a
-/// cache just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads)
-/// or on a hot one. Medians of the per-pass times.
+/// small-model-shaped KV cache (HUB_BENCH_LAYERS layers × HUB_BENCH_HEADS kv heads × HUB_BENCH_CTX positions ×
+/// HUB_BENCH_HEADDIM, default 12 × 12 × 192 × 64, HUB_BENCH_GROUP query heads per kv head, default 1), one thread's CPU
+/// time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default) alternating call by call, each call either on a cache
+/// just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads) or on a
+/// hot one. Medians of the per-pass times. Kernel names: the f32 RowKernel values; on an f16 copy of the same cache,
+/// Half (AttendRowHalf), Half256 (its heads-in-lanes kernel without the 512-bit micro-kernels), HalfRegs (its per-head
+/// kernel, widening in registers, at every group size) and HalfWiden
+/// (the head's whole K/V widened into an f32 buffer, then the Default f32 kernel: the session-9 decode path for groups
+/// of 4 and more). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
 /// </summary>
 public unsafe class DecodeAttentionBench(ITestOutputHelper output)
 {
@@ -29,12 +34,13 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
     public void Decode_attention_row_kernels()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
-        int layers = Env("HUB_BENCH_LAYERS", 12), heads = Env("HUB_BENCH_HEADS", 12), ctx = Env("HUB_BENCH_CTX", 192), g = Env("HUB_BENCH_GROUP", 1), hd = 64;
+        int layers = Env("HUB_BENCH_LAYERS", 12), heads = Env("HUB_BENCH_HEADS", 12), ctx = Env("HUB_BENCH_CTX", 192), g = Env("HUB_BENCH_GROUP", 1), hd = Env("HUB_BENCH_HEADDIM", 64);
         long perLayer = (long)heads * ctx * hd;
         nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = 64u << 20;
         float* kv = (float*)NativeMemory.AlignedAlloc(cacheBytes, 64);
         byte* evict = (byte*)NativeMemory.AlignedAlloc(evictBytes, 64);
         ushort* kvh = null;
+        float* widen = (float*)NativeMemory.AlignedAlloc((nuint)(2L * ctx * hd * 4), 64);
         var q = new float[heads * g * hd]; var o = new float[heads * g * hd];
         var scratch = new float[AttentionKernels.ScratchFloats(g, hd)];
         try
@@ -43,7 +49,6 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             for (long i = 0; i < 2 * layers * perLayer; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
             for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
             new Span<byte>(evict, (int)evictBytes).Fill(1);
-            // kernel names: the RowKernel values, and Half (AttendRowHalf on an f16 copy of the same cache)
             var kernels = (Environment.GetEnvironmentVariable("HUB_BENCH_KERNELS") ?? "PerKey,Default").Split(',');
             kvh = (ushort*)NativeMemory.AlignedAlloc(cacheBytes / 2, 64);
             for (long i = 0; i < 2 * layers * perLayer; i++) kvh[i] = BitConverter.HalfToUInt16Bits((Half)kv[i]);
@@ -63,10 +68,18 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                                 for (int h = 0; h < heads; h++)
                                 {
                                     float* k = kv + (2L * l) * perLayer + (long)h * ctx * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * ctx * hd;
-                                    if (kernels[kv2] == "Half")
+                                    long ko = (2L * l) * perLayer + (long)h * ctx * hd, vo = (2L * l + 1) * perLayer + (long)h * ctx * hd;
+                                    if (kernels[kv2] is "Half" or "HalfRegs" or "Half256")
                                     {
-                                        long ko = (2L * l) * perLayer + (long)h * ctx * hd, vo = (2L * l + 1) * perLayer + (long)h * ctx * hd;
+                                        AttentionKernels.UseHalfGroup512 = kernels[kv2] != "Half256";
+                                        AttentionKernels.HalfGroupMinGroup = kernels[kv2] is "Half" or "Half256" ? 3 : int.MaxValue;
                                         AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvh + ko, kvh + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
+                                    }
+                                    else if (kernels[kv2] == "HalfWiden")
+                                    {
+                                        AttentionKernels.WidenHalf(kvh + ko, widen, (long)ctx * hd);
+                                        AttentionKernels.WidenHalf(kvh + vo, widen + (long)ctx * hd, (long)ctx * hd);
+                                        AttentionKernels.AttendRow(qp + h * g * hd, g, hd, widen, widen + (long)ctx * hd, hd, ctx, null, 0.125f, op + h * g * hd, sp);
                                     }
                                     else AttentionKernels.AttendRowWith(qp + h * g * hd, g, hd, k, vv, hd, ctx, null, 0.125f, op + h * g * hd, sp, Enum.Parse<AttentionKernels.RowKernel>(kernels[kv2]));
                                 }
@@ -83,7 +96,54 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
         {
             NativeMemory.AlignedFree(kv);
             NativeMemory.AlignedFree(evict);
+            NativeMemory.AlignedFree(widen);
+            AttentionKernels.HalfGroupMinGroup = 3;
+            AttentionKernels.UseHalfGroup512 = true;
             if (kvh != null) NativeMemory.AlignedFree(kvh);
         }
+    }
+
+    /// <summary>
+    /// WidenHalf (HUB_BENCH_CTX × 64 halves a call, default 2048: one head's prefill widening) and NarrowToHalf (64
+    /// floats a call, 4096 calls: one appended row a call, as the cache append) with Vector512 steps against Vector256
+    /// steps, alternating rep by rep, medians of one thread's CPU time (HUB_BENCH=1 only).
+    /// </summary>
+    [SkippableFact]
+    public void Half_conversion_widths()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        int n = Env("HUB_BENCH_CTX", 2048) * 64, rowLen = 64, rowCalls = 4096;
+        var f = new float[n]; var h = new ushort[n];
+        var rng = new Random(5);
+        for (int i = 0; i < n; i++) f[i] = (float)(rng.NextDouble() * 4 - 2);
+        var times = new List<double>[2, 2] { { new(), new() }, { new(), new() } };
+        try
+        {
+            fixed (float* fp = f)
+            fixed (ushort* hp = h)
+            {
+                AttentionKernels.NarrowToHalf(fp, hp, n);
+                for (int rep = 0; rep < 61; rep++)
+                    for (int w = 0; w < 2; w++)
+                    {
+                        int wide = (w + rep) & 1;
+                        AttentionKernels.Conversions512 = wide == 1;
+                        double t0 = ThreadCpuMs();
+                        AttentionKernels.WidenHalf(hp, fp, n);
+                        double t1 = ThreadCpuMs();
+                        for (int c = 0; c < rowCalls; c++)
+                        {
+                            long at = (long)(c % (n / rowLen)) * rowLen;
+                            AttentionKernels.NarrowToHalf(fp + at, hp + at, rowLen);
+                        }
+                        double t2 = ThreadCpuMs();
+                        if (rep > 0) { times[0, wide].Add(t1 - t0); times[1, wide].Add(t2 - t1); }
+                    }
+            }
+        }
+        finally { AttentionKernels.Conversions512 = true; }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        output.WriteLine($"WidenHalf {n} halves: Vector256 {Med(times[0, 0]) * 1e3:F1} us, Vector512 {Med(times[0, 1]) * 1e3:F1} us, ratio 256/512 {Med(times[0, 0]) / Med(times[0, 1]):F2}");
+        output.WriteLine($"NarrowToHalf {rowCalls} x {rowLen}: Vector256 {Med(times[1, 0]) * 1e3:F1} us, Vector512 {Med(times[1, 1]) * 1e3:F1} us, ratio 256/512 {Med(times[1, 0]) / Med(times[1, 1]):F2}");
     }
 }

@@ -40,6 +40,88 @@ public unsafe class HalfKvKernelTests
             Assert.True(Math.Abs(got[i] - want[i]) <= 2e-5f * Math.Max(1f, Math.Abs(want[i])), $"output {i}: half kernel {got[i]:R} vs reference {want[i]:R}");
     }
 
+    // Softmax attention of one head straight from the halves, in float64 (the reference's maths, not its code).
+    private static double[] AttendHead64(float[] q, int g, int hd, ushort[] k, ushort[] v, long stride, int end, float[]? mask, float scale)
+    {
+        var o = new double[hd];
+        var sc = new double[end];
+        double mx = double.NegativeInfinity, sum = 0;
+        for (int j = 0; j < end; j++)
+        {
+            sc[j] = double.NegativeInfinity;
+            if (mask != null && mask[j] == 0f) continue;
+            double d = 0;
+            for (int i = 0; i < hd; i++) d += (double)q[g * hd + i] * (double)BitConverter.UInt16BitsToHalf(k[j * stride + i]);
+            sc[j] = d * scale;
+            mx = Math.Max(mx, sc[j]);
+        }
+        if (mx == double.NegativeInfinity) return o;
+        for (int j = 0; j < end; j++)
+        {
+            if (sc[j] == double.NegativeInfinity) continue;
+            double p = Math.Exp(sc[j] - mx);
+            sum += p;
+            for (int i = 0; i < hd; i++) o[i] += p * (double)BitConverter.UInt16BitsToHalf(v[j * stride + i]);
+        }
+        for (int i = 0; i < hd; i++) o[i] /= sum;
+        return o;
+    }
+
+    // Every group size 1..16 (the per-head kernel at 1–2, the heads-in-lanes kernel with 8-lane chunks, partial chunks
+    // and the 4-/1-head P·V tails from 3), head dims 16–128 and 12 (not a multiple of 8: the scalar path), key counts
+    // 0..257 around the 64-key blocks and the 8-key score steps, padded rows, and masks that drop single keys, a whole
+    // block, or every key. Against AttendRowReference on the widened rows and a float64 loop on the halves: the kernel
+    // rounds q·scale once and sums in f32 (head_dim terms per score, 64 keys per block), ≤ 2e-5 relative as the per-head
+    // kernel's bound.
+    [Fact]
+    public void Half_row_kernel_matches_the_reference_at_every_group_size_head_dim_and_length()
+    {
+        int[] dims = [16, 32, 64, 80, 96, 128, 12];
+        int[] ends = [0, 1, 5, 8, 9, 63, 64, 65, 100, 129, 192, 257];
+        var rnd = new Random(41);
+        for (int G = 1; G <= 16; G++)
+            foreach (int hd in dims)
+                foreach (int end in ends)
+                {
+                    int maskKind = rnd.Next(4);   // none, sparse, a whole block (64..127), everything
+                    long stride = hd + (rnd.Next(2) == 0 ? 0 : 8);
+                    int rows = Math.Max(end, 1);
+                    var q = KernelTests.Rand(G * hd, G * 1000 + hd + end, 1.5f);
+                    var kf = KernelTests.Rand((int)(rows * stride), end + 7 * hd + G, 2f);
+                    var vf = KernelTests.Rand((int)(rows * stride), end + 11 * hd + G);
+                    kf[0] = 3e-6f; vf[0] = -5e-7f; kf[1] = -0f;   // a subnormal half, a negative zero
+                    var kh = kf.Select(x => BitConverter.HalfToUInt16Bits((Half)x)).ToArray();
+                    var vh = vf.Select(x => BitConverter.HalfToUInt16Bits((Half)x)).ToArray();
+                    var kr = kh.Select(h => (float)BitConverter.UInt16BitsToHalf(h)).ToArray();
+                    var vr = vh.Select(h => (float)BitConverter.UInt16BitsToHalf(h)).ToArray();
+                    var mask = new float[rows];
+                    for (int j = 0; j < rows; j++)
+                        mask[j] = maskKind switch { 1 => j % 7 == 2 ? 0f : 1f, 2 => j >= 64 && j < 128 ? 0f : 1f, 3 => 0f, _ => 1f };
+                    float[]? m = maskKind == 0 ? null : mask;
+                    float scale = 1f / MathF.Sqrt(hd);
+                    var got = new float[G * hd]; var want = new float[G * hd];
+                    Array.Fill(got, float.NaN);
+                    var scratch = new float[AttentionKernels.ScratchFloats(G, hd)];
+                    fixed (float* qp = q, krp = kr, vrp = vr, mp = mask, gp = got, wp = want, sp = scratch)
+                    fixed (ushort* khp = kh, vhp = vh)
+                    {
+                        AttentionKernels.AttendRowHalf(qp, G, hd, khp, vhp, stride, end, m != null ? mp : null, scale, gp, sp);
+                        AttentionKernels.AttendRowReference(qp, G, hd, krp, vrp, stride, end, m != null ? mp : null, scale, wp);
+                    }
+                    for (int g = 0; g < G; g++)
+                    {
+                        var exact = AttendHead64(q, g, hd, kh, vh, stride, end, m, scale);
+                        for (int i = 0; i < hd; i++)
+                        {
+                            int at = g * hd + i;
+                            string where = $"G {G}, head_dim {hd}, {end} keys, mask {maskKind}, head {g}, dim {i}";
+                            Assert.True(Math.Abs(got[at] - want[at]) <= 2e-5f * Math.Max(1f, Math.Abs(want[at])), $"{where}: {got[at]:R} vs reference {want[at]:R}");
+                            Assert.True(Math.Abs(got[at] - exact[i]) <= 2e-5 * Math.Max(1, Math.Abs(exact[i])), $"{where}: {got[at]:R} vs float64 {exact[i]:R}");
+                        }
+                    }
+                }
+    }
+
     [Theory]
     [InlineData(0), InlineData(1), InlineData(15), InlineData(16), InlineData(17), InlineData(64), InlineData(1000)]
     public void Half_conversions_match_the_half_cast_bit_for_bit(int n)
@@ -97,7 +179,7 @@ public unsafe class HalfKvKernelTests
 public class KvCachePrecisionTests
 {
     private const int KV = 2, Hd = 24;
-    private int H = 4;   // query heads: 4 (groups of 2 read the halves in place) or 8 (groups of 4 widen the head first)
+    private int H = 4;   // query heads: 4 (groups of 2: AttendRowHalf's per-head kernel) or 8/16 (4/8: its heads-in-lanes kernel)
 
     // One stateful causal Attention (GQA H/2, head_dim 24) over graph inputs: q, k, v and the key mask are given, so a
     // reference can feed the f32 cache exactly the values the f16 cache stores.
@@ -148,6 +230,7 @@ public class KvCachePrecisionTests
     [InlineData(1, 4)]
     [InlineData(2, 4)]
     [InlineData(2, 8)]
+    [InlineData(2, 16)]
     public void F16_cache_matches_an_f32_cache_fed_the_rounded_keys_and_values(int threads, int heads)
     {
         H = heads;

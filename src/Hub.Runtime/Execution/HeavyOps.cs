@@ -291,10 +291,6 @@ internal sealed unsafe class AttentionExec : OpExec
     private readonly int[] _widenHead = [], _widenCount = [];
     // The fused q/k/v projection read in place of the elided Split's outputs (value id, or -1).
     private readonly int _qkv = -1;
-    // GQA groups from which a decode step over an f16 cache widens the head's keys/values once and runs the f32 row
-    // kernel: AttendRowHalf widens every key again for each head of the group (1b, 8 heads a group: its attention
-    // took 1.44 ms a token against the f32 cache's 0.91), while for MHA (small) it reads half the bytes and wins.
-    private const int WidenDecodeGroup = 4;
     // q·k multiply-adds below which a single thread is faster than waking the pool
     private const long ParallelThreshold = 32_768;
 
@@ -403,8 +399,9 @@ internal sealed unsafe class AttentionExec : OpExec
                         }
                     }
             // Several query positions over an f16 cache: each unit widens its (row, kv head)'s keys and values into
-            // the worker's buffer for the f32 prefill kernel (O(S·hd) against the block's O(T·S·hd) work).
-            if (_half && (_t > 1 || _g >= WidenDecodeGroup))
+            // the worker's buffer for the f32 prefill kernel (O(S·hd) against the block's O(T·S·hd) work). A decode
+            // step reads the halves in place (AttendRowHalf reads each once for the whole group).
+            if (_half && _t > 1)
             {
                 R.EnsureKvWiden(2L * cap * _hd);   // at capacity: decode steps never grow it
                 Array.Fill(_widenHead, -1);   // the buffers hold another op's (or step's) values
@@ -481,7 +478,7 @@ internal sealed unsafe class AttentionExec : OpExec
             AttentionKernels.AttendDirect(qp, qStride, t0, t1, _g, _hd, k, v, stride, _s, mask, _scale, y.F + qOff, (long)_h * _hd, scratch);
             return;
         }
-        bool widened = _half && (_t > 1 || _g >= WidenDecodeGroup);
+        bool widened = _half && _t > 1;
         if (widened)
         {
             // widen the keys the block's queries can see (all S, or up to its last causal position and the prefix)

@@ -18,7 +18,10 @@ public static unsafe class AttentionKernels
     public static int ScratchFloats(int groupHeads, int headDim)
     {
         CheckHeads(groupHeads, headDim);
-        return groupHeads * (headDim + 2) + BlockKeys + 16;
+        // the row kernels' accumulators, running max and sum, and one block's scores; AttendRowHalf's heads-in-lanes
+        // kernel's 64-byte aligned key tile, transposed queries, scores of 8 heads, and accumulators
+        int gp = (groupHeads + 7) & ~7;
+        return Math.Max(groupHeads * (headDim + 2) + BlockKeys + 16, gp * (2 * headDim + 2) + BlockKeys * (headDim + 8) + 16);
     }
 
     // Heads of a group and their width must be positive (every entry point and scratch size).
@@ -245,7 +248,8 @@ public static unsafe class AttentionKernels
     /// <summary>
     /// Rounds <paramref name="n"/> floats to IEEE half bits, to nearest even (as the <see cref="Half"/> cast: overflow
     /// to ±infinity, subnormals kept, NaN stays NaN): the f16 KV cache's append. Vector256 (16 values a step) with a
-    /// scalar tail; TensorPrimitives.ConvertToHalf runs about 3 ns a value here, too slow for a prefill's keys.
+    /// scalar tail (Vector512, 32 a step, first where accelerated); TensorPrimitives.ConvertToHalf runs about 3 ns a
+    /// value here, too slow for a prefill's keys.
     /// </summary>
     public static void NarrowToHalf(float* src, ushort* dst, long n)
     {
@@ -253,10 +257,32 @@ public static unsafe class AttentionKernels
         KernelArgs.NotNull(src, n > 0);
         KernelArgs.NotNull(dst, n > 0);
         long i = 0;
+        if (Vector512.IsHardwareAccelerated && Conversions512)
+            for (; i + 32 <= n; i += 32)
+                Vector512.Narrow(NarrowStep(Vector512.Load((uint*)src + i)), NarrowStep(Vector512.Load((uint*)src + i + 16))).Store(dst + i);
         if (Vector256.IsHardwareAccelerated)
             for (; i + 16 <= n; i += 16)
                 Vector256.Narrow(NarrowStep(Vector256.Load((uint*)src + i)), NarrowStep(Vector256.Load((uint*)src + i + 8))).Store(dst + i);
         for (; i < n; i++) dst[i] = BitConverter.HalfToUInt16Bits((Half)src[i]);
+    }
+
+    /// <summary>Whether <see cref="NarrowToHalf"/> and <see cref="WidenHalf"/> take 32 values a step where Vector512 is accelerated (A/B switch of the conversion bench).</summary>
+    internal static bool Conversions512 = true;
+
+    // NarrowStep on 16 lanes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> NarrowStep(Vector512<uint> f)
+    {
+        var sign = f & Vector512.Create(0x80000000u);
+        f ^= sign;
+        var big = Vector512.ConditionalSelect(Vector512.GreaterThan(f, Vector512.Create(255u << 23)), Vector512.Create(0x7e00u), Vector512.Create(0x7c00u));
+        var magic = Vector512.Create(((127u - 15) + (23 - 10) + 1) << 23);
+        var sub = (f.AsSingle() + magic.AsSingle()).AsUInt32() - magic;
+        var odd = (f >> 13) & Vector512.Create(1u);
+        var norm = (f + Vector512.Create(unchecked((uint)((15 - 127) << 23) + 0xfffu)) + odd) >> 13;
+        var o = Vector512.ConditionalSelect(Vector512.LessThan(f, Vector512.Create(113u << 23)), sub, norm);
+        o = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(f, Vector512.Create((127u + 16) << 23)), big, o);
+        return o | (sign >> 16);
     }
 
     // F. Giesen's branch-free float → half with round to nearest even, on 8 lanes; the half in the low 16 bits.
@@ -281,18 +307,36 @@ public static unsafe class AttentionKernels
     /// <summary>
     /// Widens <paramref name="n"/> IEEE half bits to floats, exactly for finite halves (infinities and NaNs, which an
     /// f16 cache holds only for keys/values beyond ±65504, come out as large finite values, as in
-    /// <see cref="AttendRowHalf"/>): the f16 KV cache's keys/values for the f32 prefill kernel. Vector256 (16 values a
-    /// step: the magnitude bits shifted into a float's and scaled by 2^112, the sign or-ed back) with a scalar tail.
+    /// <see cref="AttendRowHalf"/>): the f16 KV cache's keys/values for the f32 prefill kernel. Vector512 (32 values a
+    /// step) where accelerated, then Vector256 (16: the magnitude bits shifted into a float's and scaled by 2^112, the
+    /// sign or-ed back), with a scalar tail.
     /// </summary>
     public static void WidenHalf(ushort* src, float* dst, long n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         KernelArgs.NotNull(src, n > 0);
         KernelArgs.NotNull(dst, n > 0);
+        WidenCore(src, dst, n);
+    }
+
+    // WidenHalf without the argument checks (the group decode kernel widens each key block with it).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WidenCore(ushort* src, float* dst, long n)
+    {
         long i = 0;
+        if (Vector512.IsHardwareAccelerated && Conversions512)
+        {
+            var scale = Vector512.Create(0x77800000u).AsSingle();   // 2^112
+            for (; i + 32 <= n; i += 32)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(src + i));
+                WidenStep(lo, scale).Store(dst + i);
+                WidenStep(hi, scale).Store(dst + i + 16);
+            }
+        }
         if (Vector256.IsHardwareAccelerated)
         {
-            var scale = Vector256.Create(0x77800000u).AsSingle();   // 2^112
+            var scale = Vector256.Create(0x77800000u).AsSingle();
             for (; i + 16 <= n; i += 16)
             {
                 var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
@@ -302,6 +346,10 @@ public static unsafe class AttentionKernels
         }
         for (; i < n; i++) dst[i] = WidenScalar(src[i]);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> WidenStep(Vector512<uint> h, Vector512<float> scale) =>
+        ((((h & Vector512.Create(0x7fffu)) << 13).AsSingle() * scale).AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> WidenStep(Vector256<uint> h, Vector256<float> scale) =>
@@ -315,8 +363,12 @@ public static unsafe class AttentionKernels
 
     /// <summary>
     /// <see cref="AttendRow"/> over keys and values stored as IEEE half bits (an f16 copy of the cache, half the bytes a
-    /// memory-bound decode step streams): rows are widened to f32 on load, the softmax and sums run in f32 as in
-    /// AttendRow. Inputs are finite halves (QuantKernels.HalfToSingle's conversion).
+    /// memory-bound decode step streams), the softmax and sums in f32 as in AttendRow. Each half is read from memory
+    /// once per call whatever the group size: one or two heads widen the rows in registers (a second head rereads the
+    /// block from L1); a larger group widens each block of 64 keys once into an f32 tile in <paramref name="scratch"/>
+    /// scored for 8 heads at a time in vector lanes, and each value row once per 4 or 8 heads in registers. Inputs are
+    /// finite halves (QuantKernels.HalfToSingle's conversion). <paramref name="scratch"/> holds
+    /// <see cref="ScratchFloats"/>(groupHeads, headDim) floats.
     /// </summary>
     public static void AttendRowHalf(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
         float* mask, float scale, float* o, float* scratch)
@@ -329,8 +381,336 @@ public static unsafe class AttentionKernels
         KernelArgs.NotNull(k, end > 0);
         KernelArgs.NotNull(v, end > 0);
         KernelArgs.NotNull(scratch, true);
+        bool simd = Avx2.IsSupported && Fma.IsSupported && headDim % 8 == 0;
+        if (simd && groupHeads >= HalfGroupMinGroup) AttendRowHalfGroup(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch);
+        else AttendRowHalfInRegisters(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, simd && groupHeads * headDim <= 4096);
+    }
+
+    /// <summary>
+    /// Group size from which <see cref="AttendRowHalf"/> puts heads in vector lanes (A/B switch of the kernel bench):
+    /// at 2 heads, 6 of 8 lanes would idle and the per-head kernel is faster (DecodeAttentionBench, 1024 positions:
+    /// 7.0 against 8.6 ms); at 3 the lanes win (5.8 against 6.1), at 4 and more by 1.4–2.7×.
+    /// </summary>
+    internal static int HalfGroupMinGroup = 3;
+
+    /// <summary>Whether the heads-in-lanes kernel uses its 512-bit micro-kernels where AVX-512F is present (A/B switch).</summary>
+    internal static bool UseHalfGroup512 = true;
+
+    // A group over the f16 cache, heads in vector lanes (8 a chunk): per block of 64 keys, the keys are widened once
+    // into an f32 tile (16 KiB at head_dim 64) and scored for the chunk's heads at once, s[key][head] = Σᵢ k[key][i] ·
+    // qᵀ[i][head] with k[key][i] broadcast, so there is no horizontal sum and the online softmax (max, exp, sum) runs
+    // on the 8 heads' lanes; then P·V widens each value row in registers once per 4 heads and accumulates them with
+    // broadcast weights. Every half is read from memory once per call, and nothing proportional to the context is
+    // written. q is pre-scaled and transposed once per call.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRowHalfGroup(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch)
+    {
+        int hd = headDim, G = groupHeads, chunks = (G + 7) >> 3, gp = chunks * 8;
+        float* tile = (float*)(((nint)scratch + 63) & ~(nint)63);   // [BlockKeys][hd] widened keys
+        float* qT = tile + BlockKeys * hd;   // [chunk][hd][8]: q·scale transposed, zeros past the group
+        float* sT = qT + gp * hd;            // [BlockKeys][8]: the chunk's scores, then its weights × 2¹¹²
+        float* mx = sT + BlockKeys * 8;      // [gp] running max
+        float* l = mx + gp;                  // [gp] running sum
+        float* acc = l + gp;                 // [G][hd]
+        bool wide = Avx512F.IsSupported && hd % 16 == 0 && UseHalfGroup512;
+        for (int c = 0; c < chunks; c++)
+            for (int i = 0; i < hd; i++)
+                for (int lane = 0; lane < 8; lane++)
+                {
+                    int g = c * 8 + lane;
+                    // ScoresT8's [i][head], or ScoresT8x2's [i / 2][head][i % 2]
+                    long at = (long)c * hd * 8 + (wide ? (i >> 1) * 16 + 2 * lane + (i & 1) : i * 8 + lane);
+                    qT[at] = g < G ? q[g * hd + i] * scale : 0f;
+                }
+        for (int g = 0; g < gp; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        new Span<float>(acc, G * hd).Clear();
+        var ninf = Vector256.Create(float.NegativeInfinity);
+        var two112 = Vector256.Create(Two112);
+        for (int j0 = 0; j0 < end; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, end - j0);
+            float* mb = mask == null ? null : mask + j0;
+            if (mb != null)
+            {
+                int jj = 0;
+                while (jj < jn && mb[jj] == 0f) jj++;
+                if (jj == jn) continue;   // the whole block masked: nothing to read
+            }
+            ushort* vb = v + j0 * stride;
+            WidenRows(k + j0 * stride, stride, jn, hd, tile);
+            PrefetchHalfRows(vb, stride, jn, hd, v + end * stride);
+            for (int c = 0; c < chunks; c++)
+            {
+                if (wide) ScoresT8x2(qT + (long)c * hd * 8, tile, hd, jn, sT);
+                else ScoresT8(qT + (long)c * hd * 8, tile, hd, jn, sT);
+                var bmax = ninf;
+                for (int jj = 0; jj < jn; jj++)
+                    if (mb == null || mb[jj] != 0f) bmax = Vector256.Max(bmax, Vector256.Load(sT + jj * 8));
+                var m = Vector256.Load(mx + c * 8);
+                var mnew = Vector256.Max(m, bmax);
+                var corr = VecMath.Exp(m - mnew);   // a head's first block: its accumulator and sum are still 0
+                var sum = Vector256<float>.Zero;
+                for (int jj = 0; jj < jn; jj++)
+                {
+                    var p = mb == null || mb[jj] != 0f ? VecMath.Exp(Vector256.Load(sT + jj * 8) - mnew) : Vector256<float>.Zero;
+                    sum += p;
+                    (p * two112).Store(sT + jj * 8);
+                }
+                Fma.MultiplyAdd(Vector256.Load(l + c * 8), corr, sum).Store(l + c * 8);
+                mnew.Store(mx + c * 8);
+                int g0 = c * 8, gn = Math.Min(8, G - g0);
+                if (!Vector256.EqualsAll(corr, Vector256<float>.One))
+                    for (int lane = 0; lane < gn; lane++) Scale(acc + (g0 + lane) * hd, corr.GetElement(lane), hd);
+                int gg = 0;
+                if (wide && gn == 8) { PVHalf8x512(sT, jn, vb, stride, hd, acc + g0 * hd); gg = 8; }
+                for (; gg + 4 <= gn; gg += 4) PVHalf4(sT + gg, jn, vb, stride, hd, acc + (g0 + gg) * hd);
+                for (; gg < gn; gg++) PVHalf1(sT + gg, jn, vb, stride, hd, acc + (g0 + gg) * hd);
+            }
+        }
+        Normalize(o, acc, l, G, hd);
+    }
+
+    // sT[key][0..8) = Σᵢ tile[key][i] · qT[i][0..8) for the block's keys: eight keys at a time (eight FMA chains).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoresT8(float* qT, float* tile, int hd, int jn, float* sT)
+    {
+        int jj = 0;
+        for (; jj + 8 <= jn; jj += 8)
+        {
+            float* t = tile + jj * hd;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            for (int i = 0; i < hd; i++)
+            {
+                var qi = Avx.LoadVector256(qT + i * 8);
+                a0 = Fma.MultiplyAdd(Vector256.Create(t[i]), qi, a0);
+                a1 = Fma.MultiplyAdd(Vector256.Create(t[hd + i]), qi, a1);
+                a2 = Fma.MultiplyAdd(Vector256.Create(t[2 * hd + i]), qi, a2);
+                a3 = Fma.MultiplyAdd(Vector256.Create(t[3 * hd + i]), qi, a3);
+                a4 = Fma.MultiplyAdd(Vector256.Create(t[4 * hd + i]), qi, a4);
+                a5 = Fma.MultiplyAdd(Vector256.Create(t[5 * hd + i]), qi, a5);
+                a6 = Fma.MultiplyAdd(Vector256.Create(t[6 * hd + i]), qi, a6);
+                a7 = Fma.MultiplyAdd(Vector256.Create(t[7 * hd + i]), qi, a7);
+            }
+            float* s = sT + jj * 8;
+            a0.Store(s); a1.Store(s + 8); a2.Store(s + 16); a3.Store(s + 24);
+            a4.Store(s + 32); a5.Store(s + 40); a6.Store(s + 48); a7.Store(s + 56);
+        }
+        for (; jj < jn; jj++)
+        {
+            float* t = tile + jj * hd;
+            Vector256<float> a = default, b = default;
+            int i = 0;
+            for (; i + 2 <= hd; i += 2)
+            {
+                a = Fma.MultiplyAdd(Vector256.Create(t[i]), Avx.LoadVector256(qT + i * 8), a);
+                b = Fma.MultiplyAdd(Vector256.Create(t[i + 1]), Avx.LoadVector256(qT + i * 8 + 8), b);
+            }
+            for (; i < hd; i++) a = Fma.MultiplyAdd(Vector256.Create(t[i]), Avx.LoadVector256(qT + i * 8), a);
+            (a + b).Store(sT + jj * 8);
+        }
+    }
+
+    // acc[h][0..hd) += Σ_key p[key·8 + h] · raw(v[key]) for four heads h (p holds weights × 2¹¹²): each value row
+    // widened once for the four heads, 16 columns (eight accumulators) at a time.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PVHalf4(float* p, int jn, ushort* v, long stride, int hd, float* acc)
+    {
+        float* a0p = acc, a1p = acc + hd, a2p = acc + 2 * hd, a3p = acc + 3 * hd;
+        int c = 0;
+        for (; c + 16 <= hd; c += 16)
+        {
+            var r0 = Avx.LoadVector256(a0p + c); var s0 = Avx.LoadVector256(a0p + c + 8);
+            var r1 = Avx.LoadVector256(a1p + c); var s1 = Avx.LoadVector256(a1p + c + 8);
+            var r2 = Avx.LoadVector256(a2p + c); var s2 = Avx.LoadVector256(a2p + c + 8);
+            var r3 = Avx.LoadVector256(a3p + c); var s3 = Avx.LoadVector256(a3p + c + 8);
+            ushort* vr = v + c;
+            float* pj = p;
+            for (int j = 0; j < jn; j++, vr += stride, pj += 8)
+            {
+                var x = LoadHalfRaw(vr); var y = LoadHalfRaw(vr + 8);
+                var p0 = Vector256.Create(pj[0]); r0 = Fma.MultiplyAdd(p0, x, r0); s0 = Fma.MultiplyAdd(p0, y, s0);
+                var p1 = Vector256.Create(pj[1]); r1 = Fma.MultiplyAdd(p1, x, r1); s1 = Fma.MultiplyAdd(p1, y, s1);
+                var p2 = Vector256.Create(pj[2]); r2 = Fma.MultiplyAdd(p2, x, r2); s2 = Fma.MultiplyAdd(p2, y, s2);
+                var p3 = Vector256.Create(pj[3]); r3 = Fma.MultiplyAdd(p3, x, r3); s3 = Fma.MultiplyAdd(p3, y, s3);
+            }
+            r0.Store(a0p + c); s0.Store(a0p + c + 8); r1.Store(a1p + c); s1.Store(a1p + c + 8);
+            r2.Store(a2p + c); s2.Store(a2p + c + 8); r3.Store(a3p + c); s3.Store(a3p + c + 8);
+        }
+        if (c < hd)
+        {
+            var r0 = Avx.LoadVector256(a0p + c); var r1 = Avx.LoadVector256(a1p + c);
+            var r2 = Avx.LoadVector256(a2p + c); var r3 = Avx.LoadVector256(a3p + c);
+            ushort* vr = v + c;
+            float* pj = p;
+            for (int j = 0; j < jn; j++, vr += stride, pj += 8)
+            {
+                var x = LoadHalfRaw(vr);
+                r0 = Fma.MultiplyAdd(Vector256.Create(pj[0]), x, r0); r1 = Fma.MultiplyAdd(Vector256.Create(pj[1]), x, r1);
+                r2 = Fma.MultiplyAdd(Vector256.Create(pj[2]), x, r2); r3 = Fma.MultiplyAdd(Vector256.Create(pj[3]), x, r3);
+            }
+            r0.Store(a0p + c); r1.Store(a1p + c); r2.Store(a2p + c); r3.Store(a3p + c);
+        }
+    }
+
+    // acc[0..hd) += Σ_key p[key·8] · raw(v[key]) for one head, 32 columns (four accumulators) at a time.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PVHalf1(float* p, int jn, ushort* v, long stride, int hd, float* acc)
+    {
+        int c = 0;
+        for (; c + 32 <= hd; c += 32)
+        {
+            var r0 = Avx.LoadVector256(acc + c); var r1 = Avx.LoadVector256(acc + c + 8);
+            var r2 = Avx.LoadVector256(acc + c + 16); var r3 = Avx.LoadVector256(acc + c + 24);
+            ushort* vr = v + c;
+            for (int j = 0; j < jn; j++, vr += stride)
+            {
+                var pj = Vector256.Create(p[j * 8]);
+                r0 = Fma.MultiplyAdd(pj, LoadHalfRaw(vr), r0); r1 = Fma.MultiplyAdd(pj, LoadHalfRaw(vr + 8), r1);
+                r2 = Fma.MultiplyAdd(pj, LoadHalfRaw(vr + 16), r2); r3 = Fma.MultiplyAdd(pj, LoadHalfRaw(vr + 24), r3);
+            }
+            r0.Store(acc + c); r1.Store(acc + c + 8); r2.Store(acc + c + 16); r3.Store(acc + c + 24);
+        }
+        for (; c < hd; c += 8)
+        {
+            var r0 = Avx.LoadVector256(acc + c);
+            ushort* vr = v + c;
+            for (int j = 0; j < jn; j++, vr += stride) r0 = Fma.MultiplyAdd(Vector256.Create(p[j * 8]), LoadHalfRaw(vr), r0);
+            r0.Store(acc + c);
+        }
+    }
+
+    // ScoresT8 on 512-bit vectors: lanes 2h + p hold head h's partial sum over dims of parity p (qT2[i'][2h + p] =
+    // q[h][2i' + p]·scale), so one broadcast of a key's dims (2i', 2i' + 1) feeds all 8 heads; adjacent lanes are summed
+    // at the end and two keys' 8 sums packed into one vector. head_dim a multiple of 16.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoresT8x2(float* qT2, float* tile, int hd, int jn, float* sT)
+    {
+        int half = hd >> 1, jj = 0;
+        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; jj + 8 <= jn; jj += 8)
+        {
+            float* t = tile + jj * hd;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            for (int i = 0; i < half; i++)
+            {
+                var qi = Vector512.Load(qT2 + i * 16);
+                double* d = (double*)t + i;
+                a0 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[0]).AsSingle(), qi, a0);
+                a1 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[half]).AsSingle(), qi, a1);
+                a2 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[2 * half]).AsSingle(), qi, a2);
+                a3 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[3 * half]).AsSingle(), qi, a3);
+                a4 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[4 * half]).AsSingle(), qi, a4);
+                a5 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[5 * half]).AsSingle(), qi, a5);
+                a6 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[6 * half]).AsSingle(), qi, a6);
+                a7 = Avx512F.FusedMultiplyAdd(Vector512.Create(d[7 * half]).AsSingle(), qi, a7);
+            }
+            float* s = sT + jj * 8;
+            Avx512F.PermuteVar16x32x2(PairSum(a0), even, PairSum(a1)).Store(s);
+            Avx512F.PermuteVar16x32x2(PairSum(a2), even, PairSum(a3)).Store(s + 16);
+            Avx512F.PermuteVar16x32x2(PairSum(a4), even, PairSum(a5)).Store(s + 32);
+            Avx512F.PermuteVar16x32x2(PairSum(a6), even, PairSum(a7)).Store(s + 48);
+        }
+        for (; jj < jn; jj++)
+        {
+            double* d = (double*)(tile + jj * hd);
+            Vector512<float> a = default, b = default;
+            int i = 0;
+            for (; i + 2 <= half; i += 2)
+            {
+                a = Avx512F.FusedMultiplyAdd(Vector512.Create(d[i]).AsSingle(), Vector512.Load(qT2 + i * 16), a);
+                b = Avx512F.FusedMultiplyAdd(Vector512.Create(d[i + 1]).AsSingle(), Vector512.Load(qT2 + i * 16 + 16), b);
+            }
+            for (; i < half; i++) a = Avx512F.FusedMultiplyAdd(Vector512.Create(d[i]).AsSingle(), Vector512.Load(qT2 + i * 16), a);
+            Avx512F.PermuteVar16x32(PairSum(a + b), even).GetLower().Store(sT + jj * 8);
+        }
+    }
+
+    // Lane 2h gets lanes 2h + 2h+1 (odd lanes: the same sum).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> PairSum(Vector512<float> a) => a + Avx512F.Shuffle(a, a, 0b10_11_00_01);
+
+    // PVHalf4 for eight heads on 512-bit vectors: each value row widened once for the eight heads, 32 columns (sixteen
+    // accumulators) at a time. head_dim a multiple of 16.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PVHalf8x512(float* p, int jn, ushort* v, long stride, int hd, float* acc)
+    {
+        int c = 0;
+        for (; c + 32 <= hd; c += 32)
+        {
+            float* a = acc + c;
+            var r0 = Vector512.Load(a); var s0 = Vector512.Load(a + 16); a += hd;
+            var r1 = Vector512.Load(a); var s1 = Vector512.Load(a + 16); a += hd;
+            var r2 = Vector512.Load(a); var s2 = Vector512.Load(a + 16); a += hd;
+            var r3 = Vector512.Load(a); var s3 = Vector512.Load(a + 16); a += hd;
+            var r4 = Vector512.Load(a); var s4 = Vector512.Load(a + 16); a += hd;
+            var r5 = Vector512.Load(a); var s5 = Vector512.Load(a + 16); a += hd;
+            var r6 = Vector512.Load(a); var s6 = Vector512.Load(a + 16); a += hd;
+            var r7 = Vector512.Load(a); var s7 = Vector512.Load(a + 16);
+            ushort* vr = v + c;
+            float* pj = p;
+            for (int j = 0; j < jn; j++, vr += stride, pj += 8)
+            {
+                var x = LoadHalfRaw512(vr); var y = LoadHalfRaw512(vr + 16);
+                var w = Vector512.Create(pj[0]); r0 = Avx512F.FusedMultiplyAdd(w, x, r0); s0 = Avx512F.FusedMultiplyAdd(w, y, s0);
+                w = Vector512.Create(pj[1]); r1 = Avx512F.FusedMultiplyAdd(w, x, r1); s1 = Avx512F.FusedMultiplyAdd(w, y, s1);
+                w = Vector512.Create(pj[2]); r2 = Avx512F.FusedMultiplyAdd(w, x, r2); s2 = Avx512F.FusedMultiplyAdd(w, y, s2);
+                w = Vector512.Create(pj[3]); r3 = Avx512F.FusedMultiplyAdd(w, x, r3); s3 = Avx512F.FusedMultiplyAdd(w, y, s3);
+                w = Vector512.Create(pj[4]); r4 = Avx512F.FusedMultiplyAdd(w, x, r4); s4 = Avx512F.FusedMultiplyAdd(w, y, s4);
+                w = Vector512.Create(pj[5]); r5 = Avx512F.FusedMultiplyAdd(w, x, r5); s5 = Avx512F.FusedMultiplyAdd(w, y, s5);
+                w = Vector512.Create(pj[6]); r6 = Avx512F.FusedMultiplyAdd(w, x, r6); s6 = Avx512F.FusedMultiplyAdd(w, y, s6);
+                w = Vector512.Create(pj[7]); r7 = Avx512F.FusedMultiplyAdd(w, x, r7); s7 = Avx512F.FusedMultiplyAdd(w, y, s7);
+            }
+            a = acc + c;
+            r0.Store(a); s0.Store(a + 16); a += hd;
+            r1.Store(a); s1.Store(a + 16); a += hd;
+            r2.Store(a); s2.Store(a + 16); a += hd;
+            r3.Store(a); s3.Store(a + 16); a += hd;
+            r4.Store(a); s4.Store(a + 16); a += hd;
+            r5.Store(a); s5.Store(a + 16); a += hd;
+            r6.Store(a); s6.Store(a + 16); a += hd;
+            r7.Store(a); s7.Store(a + 16);
+        }
+        if (c < hd)
+        {
+            float* a = acc + c;
+            var r0 = Vector512.Load(a); var r1 = Vector512.Load(a + hd); var r2 = Vector512.Load(a + 2 * hd); var r3 = Vector512.Load(a + 3 * hd);
+            var r4 = Vector512.Load(a + 4 * hd); var r5 = Vector512.Load(a + 5 * hd); var r6 = Vector512.Load(a + 6 * hd); var r7 = Vector512.Load(a + 7 * hd);
+            ushort* vr = v + c;
+            float* pj = p;
+            for (int j = 0; j < jn; j++, vr += stride, pj += 8)
+            {
+                var x = LoadHalfRaw512(vr);
+                r0 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[0]), x, r0); r1 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[1]), x, r1);
+                r2 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[2]), x, r2); r3 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[3]), x, r3);
+                r4 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[4]), x, r4); r5 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[5]), x, r5);
+                r6 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[6]), x, r6); r7 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj[7]), x, r7);
+            }
+            r0.Store(a); r1.Store(a + hd); r2.Store(a + 2 * hd); r3.Store(a + 3 * hd);
+            r4.Store(a + 4 * hd); r5.Store(a + 5 * hd); r6.Store(a + 6 * hd); r7.Store(a + 7 * hd);
+        }
+    }
+
+    // LoadHalfRaw for sixteen halves.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> LoadHalfRaw512(ushort* p) =>
+        Avx512F.And(Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)), 13), Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
+
+    // rows × width halves (rows stride halves apart) widened into a dense [rows, width] float tile.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WidenRows(ushort* src, long stride, int rows, int width, float* dst)
+    {
+        if (stride == width) { WidenCore(src, dst, (long)rows * width); return; }
+        for (int r = 0; r < rows; r++) WidenCore(src + r * stride, dst + r * width, width);
+    }
+
+    // One or two heads (or no AVX2/FMA, or head_dim not a multiple of 8): rows are widened in registers on load, once
+    // per head.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRowHalfInRegisters(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch, bool simd)
+    {
         int hd = headDim, G = groupHeads;
-        bool simd = Avx2.IsSupported && Fma.IsSupported && headDim % 8 == 0 && G * hd <= 4096;
         // The SIMD path widens a half with three integer operations and no multiply (LoadHalfRaw: the value × 2⁻¹¹²),
         // so q and the softmax weights carry the 2¹¹² instead: q' = q·2¹¹² once per call, p' = p·2¹¹² per key.
         float* qs = stackalloc float[simd ? G * hd : 1];
