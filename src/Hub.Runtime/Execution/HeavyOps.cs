@@ -334,6 +334,7 @@ internal sealed unsafe class AttentionExec : OpExec
     public override long ScratchFloats => Math.Max(Math.Max(AttentionKernels.ScratchFloats(_g, _hd), AttentionKernels.PrefillScratchFloats(_g, _hd)),
         _causal ? 0 : AttentionKernels.DirectScratchFloats(_hd));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
     {
         RequireF32(0); RequireF32(1); RequireF32(2);
@@ -367,12 +368,14 @@ internal sealed unsafe class AttentionExec : OpExec
         Y().DType = DType.F32;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void CheckKv(string name, TensorRt kt)
     {
         if (kt.Rank != 3 || kt.Dims[0] != _b || kt.Dims[1] != _t || kt.Dims[2] != _kv * _hd)
             throw Bad($"{name} {kt.ShapeString()} is not [{_b}, {_t}, {_kv}·{_hd}]");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run()
     {
         var k = X(1); var v = X(2);
@@ -420,6 +423,7 @@ internal sealed unsafe class AttentionExec : OpExec
         R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int index, int worker)
     {
         if (_single)
@@ -430,6 +434,7 @@ internal sealed unsafe class AttentionExec : OpExec
         Unit(index, worker);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Unit(int index, int worker)
     {
         int tc = index % _tChunks, rest = index / _tChunks;
