@@ -103,7 +103,7 @@ public static unsafe class QuantGemmInt4
         if (!IsQ4_0(w)) return;   // the group sums Σx_g the quantizer stores are all the other groupings read
         int blocks = w.K / QuantKernels.Block;
         // groups of 32: the per-group sums Σ d_b·Σq are per block
-        float* xs = (float*)(buf + (((long)m * w.K + 63) & ~63L)) + (long)m * blocks;
+        float* xs = QuantKernels.BlockScales(buf, m, w.K) + (long)m * blocks;
         float* nx = (float*)(buf + OffsetsOffset(m, w.K));
         for (long t = (long)r0 * blocks; t < (long)r1 * blocks; t++) nx[t] = -8f * xs[t];
     }
@@ -210,10 +210,10 @@ public static unsafe class QuantGemmInt4
     {
         int k = w.K, blocks = k / QuantKernels.Block, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
         bool preset = typeof(TMode) == typeof(ZeroPreset);
-        float* xs = (float*)(act + (((long)m * k + 63) & ~63L)) + (long)m * blocks;   // Σx per row and group
+        float* xs = QuantKernels.BlockScales(act, m, k) + (long)m * blocks;   // Σx per row and group
         float* zt = ZeroTerms(w, panel, n0, n1, GroupRows);
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = QuantKernels.BlockScales(act, m, k);
         float* nx = (float*)(act + OffsetsOffset(m, k));
         float* tile = stackalloc float[GroupRows];
         // Activation tiles outer: a tile's 4 rows stay in L1 while the unit's groups stream past them.
@@ -396,10 +396,10 @@ public static unsafe class QuantGemmInt4
         const int gr = WideGroupRows;
         int k = w.K, blocks = k / QuantKernels.Block, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
         bool preset = typeof(TMode) == typeof(ZeroPreset);
-        float* xs = (float*)(act + (((long)m * k + 63) & ~63L)) + (long)m * blocks;   // Σx per row and group
+        float* xs = QuantKernels.BlockScales(act, m, k) + (long)m * blocks;   // Σx per row and group
         float* zt = ZeroTerms(w, panel, n0, n1, gr);
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = QuantKernels.BlockScales(act, m, k);
         float* nx = (float*)(act + OffsetsOffset(m, k));
         float* tile = stackalloc float[gr];
         for (int i = m0; i < m1; i += TileRows)

@@ -115,7 +115,7 @@ public static unsafe class QuantGemmInt8
     {
         int k = w.K, blocks = k / Block, groups = w.Groups;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = QuantKernels.BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
         float* sc = (float*)(panel + (long)Rows * k * 2);
@@ -266,7 +266,7 @@ public static unsafe class QuantGemmInt8
     {
         int k = w.K, blocks = k / Block, groups = w.Groups;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = QuantKernels.BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;   // Σ_t x_t·dx_b per row and group (Q8_0: the group is the block)
         byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
         float* sc = (float*)(panel + (long)Rows * k * 2);

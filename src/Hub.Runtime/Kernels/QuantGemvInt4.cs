@@ -98,7 +98,7 @@ public static unsafe class QuantGemvInt4
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = QuantKernels.BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         // staged pair scales, then ChunkRun's aux per activation row, then (wide) the chunk-ordered activations
         int stFloats = slots * 8 + 8 + 2 * cb * m + 8 + (wide ? 8 * cb * m + 16 : 0);
@@ -475,7 +475,7 @@ public static unsafe class QuantGemvInt4
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = QuantKernels.BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         long dpFloats = (long)m * slots * 8, auxFloats = 2L * m * cb, total = dpFloats + 12L * groups + auxFloats + 48 + (wide ? 8L * cb * m + 16 : 0);
         bool heap = total > StackFloats;

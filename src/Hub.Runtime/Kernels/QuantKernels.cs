@@ -124,6 +124,13 @@ public static unsafe class QuantKernels
         for (; i < n; i++) dst[i] = HalfToSingle(src[i]);
     }
 
+    /// <summary>
+    /// The per-block activation scales dx of a quantized activation buffer: after its m·k int8 values, 64-byte aligned
+    /// (the Σx terms xs follow at dx + m·blocks).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float* BlockScales(byte* act, int m, int k) => (float*)(act + (((long)m * k + 63) & ~63L));
+
     /// <summary>True when <paramref name="w"/> can use the integer (quantized-activation) GEMV.</summary>
     public static bool IntegerPathFits(in QuantMatrix w) => w.K % Block == 0 && w.GroupLength % Block == 0;
 
@@ -198,7 +205,7 @@ public static unsafe class QuantKernels
     {
         int blocks = k / Block, groups = k / groupLength, bpg = groupLength / Block;
         sbyte* xq = (sbyte*)buf;
-        float* dx = (float*)(buf + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(buf, m, k);
         float* xs = dx + (long)m * blocks;
         sbyte* tmp = stackalloc sbyte[Block];
         for (int i = r0; i < r1; i++)
@@ -295,7 +302,7 @@ public static unsafe class QuantKernels
     {
         int k = w.K, blocks = k / Block, bpg = w.GroupLength / Block;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         for (int j = n0; j < n1; j++)
         {
@@ -502,7 +509,7 @@ public static unsafe class QuantKernels
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         float* ds = stackalloc float[ScaleChunk];
         const int ahead = 4096;
@@ -549,7 +556,7 @@ public static unsafe class QuantKernels
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         float* ds = stackalloc float[2 * ScaleChunk];   // the pair's combined scales: row j at ds, row j + 1 at ds + ScaleChunk
         nint ahead = PairAhead(k);
@@ -684,7 +691,7 @@ public static unsafe class QuantKernels
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         const int RowStage = ScaleChunk * 4;   // floats per row: 8 per block pair
         float* ds = stackalloc float[PassRows * RowStage];
@@ -766,7 +773,7 @@ public static unsafe class QuantKernels
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         nint ahead = PrefetchAhead(k);
         for (int j = n0; j < n1; j += PassRows)
@@ -827,7 +834,7 @@ public static unsafe class QuantKernels
         float* sc = w.Scales;
         ushort* sh = w.ScalesF16;
         sbyte* xq = (sbyte*)act;
-        float* dx = (float*)(act + (((long)m * k + 63) & ~63L));
+        float* dx = BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
         nint ahead = PrefetchAhead(rowBytes);
         for (int j = n0; j < n1; j += PassRows)
