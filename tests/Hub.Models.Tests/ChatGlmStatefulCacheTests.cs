@@ -11,7 +11,10 @@ namespace Hub.Models.Tests;
 /// </summary>
 public sealed class ChatGlmStatefulCacheTests
 {
-    private const int Steps = 12, WarmUp = 2;
+    // Up to three windows of ten decode steps after the warm-up (as DecodeAllocationTests takes three windows): a
+    // per-token allocation shows in every window, while a one-off tiered-JIT promotion that lands in a step while
+    // the other test projects load the machine (872 B once in CI, session 10) shows in one at most.
+    private const int Window = 10, MaxWindows = 3, WarmUp = 2;
 
     [SkippableTheory]
     [InlineData("chatglm2-tiny", KvCachePrecision.F32)]
@@ -63,9 +66,10 @@ public sealed class ChatGlmStatefulCacheTests
             var ids = new int[1];
             var stepPos = new int[2];
             int[] oneByOne = [1, 1], v1PosShape = [1, 2, 1], one = [1], maskShape = [1, 0];
-            long copied = req.StateBytesCopied, allocated = 0;
+            long copied = req.StateBytesCopied;
+            var windowBytes = new long[MaxWindows];
             long perStepAppend = 2L * cfg.NumLayers * cfg.KvHeads * cfg.HeadDim * (kvCache == KvCachePrecision.F16 ? 2 : 4);   // K and V of one token
-            for (int step = 0; step < Steps; step++)
+            for (int step = 0; step < WarmUp + MaxWindows * Window; step++)
             {
                 int past = req.PastLength;
                 long appendedBefore = req.StateBytesAppended;
@@ -88,16 +92,18 @@ public sealed class ChatGlmStatefulCacheTests
                 req.Infer();
                 token = ChatGlmHost.ArgMax(req.GetOutput("logits"));
                 long delta = GC.GetAllocatedBytesForCurrentThread() - before;
-                if (step >= WarmUp) allocated += delta;
+                int window = (step - WarmUp) / Window;
+                if (step >= WarmUp) windowBytes[window] += delta;
 
                 Assert.Equal(past + 1, req.PastLength);
                 Assert.Equal(copied, req.StateBytesCopied);
                 Assert.Equal(perStepAppend, req.StateBytesAppended - appendedBefore);
                 for (int s = 0; s < names.Count; s++) Assert.Equal(addresses[s], req.GetStateAddress(names[s]));
+                if (step >= WarmUp && (step - WarmUp + 1) % Window == 0 && windowBytes[window] == 0) break;
             }
             Assert.Equal(0, req.StateBytesCopied);
             Assert.Equal(allocations, req.StateAllocations);
-            Assert.Equal(0, allocated);
+            Assert.True(windowBytes.Contains(0), $"every window of {Window} decode steps allocated: {string.Join(", ", windowBytes)} bytes");
         }
         finally { Directory.Delete(dir, true); }
     }
