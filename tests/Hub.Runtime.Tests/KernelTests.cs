@@ -383,6 +383,8 @@ public unsafe class KernelTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains(CpuInfo.GemmPath, d);
         // the int8 prefill GEMM's path follows AVX-VNNI (off in the ISA sweep's DOTNET_EnableAVXVNNI=0 child)
         Assert.Contains(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? "avx-vnni" : "int8 prefill", d);
+        // and so does the int8 decode GEMV's (the Q8_0 row pairs exist only on VNNI)
+        Assert.Equal(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, d.Contains("int8 decode avx-vnni"));
     }
 }
 
