@@ -8,6 +8,9 @@ internal static class BenchFeed
 {
     private static readonly int[] KeepLast = { 1 };
 
+    /// <summary>The integer environment setting <paramref name="name"/> of a benchmark, or <paramref name="fallback"/> when unset or not a number.</summary>
+    internal static int EnvInt(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
+
     /// <summary>
     /// Sets the inputs for <paramref name="n"/> new tokens after the request's cached positions; <paramref name="ones"/>
     /// (the mask source) is replaced by a longer all-ones array when the context outgrows it.

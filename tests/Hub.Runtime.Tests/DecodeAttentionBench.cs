@@ -19,7 +19,6 @@ namespace Hub.Runtime.Tests;
 /// </summary>
 public unsafe class DecodeAttentionBench(ITestOutputHelper output)
 {
-    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct Timespec { public long Sec, Nsec; }
@@ -34,7 +33,7 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
     public void Decode_attention_row_kernels()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
-        int layers = Env("HUB_BENCH_LAYERS", 12), heads = Env("HUB_BENCH_HEADS", 12), ctx = Env("HUB_BENCH_CTX", 192), g = Env("HUB_BENCH_GROUP", 1), hd = Env("HUB_BENCH_HEADDIM", 64);
+        int layers = BenchFeed.EnvInt("HUB_BENCH_LAYERS", 12), heads = BenchFeed.EnvInt("HUB_BENCH_HEADS", 12), ctx = BenchFeed.EnvInt("HUB_BENCH_CTX", 192), g = BenchFeed.EnvInt("HUB_BENCH_GROUP", 1), hd = BenchFeed.EnvInt("HUB_BENCH_HEADDIM", 64);
         long perLayer = (long)heads * ctx * hd;
         nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = 64u << 20;
         float* kv = (float*)NativeMemory.AlignedAlloc(cacheBytes, 64);
@@ -112,7 +111,7 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
     public void Half_conversion_widths()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
-        int n = Env("HUB_BENCH_CTX", 2048) * 64, rowLen = 64, rowCalls = 4096;
+        int n = BenchFeed.EnvInt("HUB_BENCH_CTX", 2048) * 64, rowLen = 64, rowCalls = 4096;
         var f = new float[n]; var h = new ushort[n];
         var rng = new Random(5);
         for (int i = 0; i < n; i++) f[i] = (float)(rng.NextDouble() * 4 - 2);

@@ -24,7 +24,7 @@ public class DecodeOverheadTests(ITestOutputHelper output)
     {
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
         var ab = Environment.GetEnvironmentVariable("HUB_BENCH_AB") is { Length: > 0 } abv ? abv : null;
         int pairs = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var pr) && pr > 0 ? pr : 4;
         using var ir = IrModel.Load(dir!);

@@ -241,8 +241,8 @@ public class GemmSplitPrefillBench(Xunit.Abstractions.ITestOutputHelper output)
     {
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_PREFILL_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_PREFILL_IR=<ir folder>");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var r) ? r : 6;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int rounds = BenchFeed.EnvInt("HUB_BENCH_ROUNDS", 6);
         const int T = 128;
         using var ir = Hub.IR.IrModel.Load(dir!);
         using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 256 });

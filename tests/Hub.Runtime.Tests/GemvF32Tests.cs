@@ -120,7 +120,7 @@ public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
         Skip.IfNot(GemvF32.IsSupported, "needs AVX2+FMA");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
         // HUB_BENCH_MODEL=1b: 4 layers of the 1b model's K = 2048 matrices (qkv 2560, o 2048, gate_up 11264 rows) + head.
         bool big = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "1b";
         int k = big ? 2048 : 768;
@@ -139,7 +139,7 @@ public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
             var times = names.Select(_ => new List<double>()).ToArray();
             var scratch = new float[Gemm.ScratchFloats(k)];
             double sink = 0;
-            int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rn) ? rn : 7;
+            int rounds = BenchFeed.EnvInt("HUB_BENCH_ROUNDS", 7);
             for (int round = 0; round < rounds; round++)
                 for (int c = 0; c < names.Length; c++)
                 {

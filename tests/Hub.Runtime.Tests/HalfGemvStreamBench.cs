@@ -21,8 +21,8 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
         Skip.IfNot(HalfGemv.IsSupported, "needs AVX2+FMA");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        int layers = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_LAYERS"), out var l) ? l : 4;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int layers = BenchFeed.EnvInt("HUB_BENCH_LAYERS", 4);
         bool small = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "small";
         var mats = new List<(int Rows, int K)>();
         for (int i = 0; i < layers; i++)
@@ -44,7 +44,7 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
             var scratch = Enumerable.Range(0, threads).Select(_ => new float[Gemm.ScratchFloats(kMax)]).ToArray();
             var byShape = names.Select(_ => new Dictionary<(int, int), List<double>>()).ToArray();
             double sink = 0;
-            int roundsN = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rn) ? rn : 7;
+            int roundsN = BenchFeed.EnvInt("HUB_BENCH_ROUNDS", 7);
             for (int round = 0; round < roundsN; round++)
                 for (int c = 0; c < names.Length; c++)
                 {
@@ -139,8 +139,8 @@ public unsafe class HalfGemvStreamBench(Xunit.Abstractions.ITestOutputHelper out
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
         Skip.IfNot(HalfGemv.Wide, "needs AVX-512");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rn) ? rn : 8;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int rounds = BenchFeed.EnvInt("HUB_BENCH_ROUNDS", 8);
         using var ir = IrModel.Load(dir!);
         using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 8192 });
         using var req = cm.CreateInferRequest();

@@ -18,9 +18,9 @@ public class Int4WideAbBench(Xunit.Abstractions.ITestOutputHelper output)
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx512BW.IsSupported, "the wide int4 kernels need AVX-512BW");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
-        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var r) ? r : 8;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int m = BenchFeed.EnvInt("HUB_BENCH_M", 128);
+        int rounds = BenchFeed.EnvInt("HUB_BENCH_AB_ROUNDS", 8);
         using var ir = IrModel.Load(dir!);
         using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 4096 });
         using var req = cm.CreateInferRequest();

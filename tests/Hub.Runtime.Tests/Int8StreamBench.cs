@@ -34,11 +34,11 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
         Skip.IfNot(Avx2.IsSupported && Fma.IsSupported, "needs AVX2+FMA");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 7;
-        int layers = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_LAYERS"), out var ll) ? ll : 22;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int rounds = BenchFeed.EnvInt("HUB_BENCH_ROUNDS", 7);
+        int layers = BenchFeed.EnvInt("HUB_BENCH_LAYERS", 22);
         // HUB_BENCH_GROUP: symmetric int8 with groups of that many values (0 = per channel) instead of Q8_0's 32
-        int group = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_GROUP"), out var gg) ? gg : 32;
+        int group = BenchFeed.EnvInt("HUB_BENCH_GROUP", 32);
         var mats = new List<(int N, int K)>();
         bool small = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "small";   // the 134M model's shapes instead
         for (int l = 0; l < (small ? 12 : layers); l++)

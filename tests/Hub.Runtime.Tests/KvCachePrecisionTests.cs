@@ -409,8 +409,8 @@ public class KvCachePrecisionBench(Xunit.Abstractions.ITestOutputHelper output)
     {
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
-        int prompt = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_PROMPT"), out var pp) ? pp : 128;
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var th) ? th : 2;
+        int prompt = BenchFeed.EnvInt("HUB_BENCH_PROMPT", 128);
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
         using var ir = IrModel.Load(dir!);
         var names = ir.Graph.Inputs.Select(i => i.Name).ToHashSet();
         var reqs = new[] { KvCachePrecision.F32, KvCachePrecision.F16 }.Select(kv =>
@@ -429,7 +429,7 @@ public class KvCachePrecisionBench(Xunit.Abstractions.ITestOutputHelper output)
         }
         var prefill = new[] { new List<double>(), new List<double>() };
         var decode = new[] { new List<double>(), new List<double>() };
-        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var rr) ? rr : 8;
+        int rounds = BenchFeed.EnvInt("HUB_BENCH_AB_ROUNDS", 8);
         for (int round = -1; round < rounds; round++)
             for (int v = 0; v < 2; v++)
             {

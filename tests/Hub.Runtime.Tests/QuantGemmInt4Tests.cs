@@ -181,18 +181,17 @@ public unsafe class QuantGemmInt4Tests
 /// </summary>
 public unsafe class QuantGemmInt4Bench(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
 
     [SkippableFact]
     public void Q4_0_broadcast_gemm_throughput()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
-        int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 2);
-        int unitRows = Env("HUB_BENCH_UNIT", QuantKernels.GemmRows);
+        int m = BenchFeed.EnvInt("HUB_BENCH_M", 128), n = BenchFeed.EnvInt("HUB_BENCH_N", 768), k = BenchFeed.EnvInt("HUB_BENCH_K", 2048), threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int unitRows = BenchFeed.EnvInt("HUB_BENCH_UNIT", QuantKernels.GemmRows);
         // HUB_BENCH_GROUP (default 32; 0 = per channel) and HUB_BENCH_SYM=0 (asymmetric; the default int4 export is g128)
-        int group = Env("HUB_BENCH_GROUP", 32);
-        bool sym = Env("HUB_BENCH_SYM", 1) != 0;
+        int group = BenchFeed.EnvInt("HUB_BENCH_GROUP", 32);
+        bool sym = BenchFeed.EnvInt("HUB_BENCH_SYM", 1) != 0;
         var q = QuantKernelTests.RandomQ(true, n, k, group, sym, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);   // F16 scales, as exported
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
@@ -309,9 +308,9 @@ public class QuantGemmInt4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
     {
         var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
         Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
-        int m = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_M"), out var mm) ? mm : 128;
-        int rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var r) ? r : 6;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
+        int m = BenchFeed.EnvInt("HUB_BENCH_M", 128);
+        int rounds = BenchFeed.EnvInt("HUB_BENCH_AB_ROUNDS", 6);
         using var ir = IrModel.Load(dir!);
         bool before = get();
         var models = new CompiledModel[2];

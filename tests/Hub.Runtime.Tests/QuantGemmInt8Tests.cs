@@ -232,19 +232,18 @@ public unsafe class QuantGemmInt8Tests
 /// </summary>
 public unsafe class QuantGemmInt8Bench(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
 
     [SkippableFact]
     public void Int8_broadcast_prefill_gemm_throughput()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
-        int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048), threads = Env("HUB_BENCH_THREADS", 1);
-        int reps = Env("HUB_BENCH_REPS", 3);   // more for small (cache-resident) shapes
+        int m = BenchFeed.EnvInt("HUB_BENCH_M", 128), n = BenchFeed.EnvInt("HUB_BENCH_N", 768), k = BenchFeed.EnvInt("HUB_BENCH_K", 2048), threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 1);
+        int reps = BenchFeed.EnvInt("HUB_BENCH_REPS", 3);   // more for small (cache-resident) shapes
         // HUB_BENCH_GROUP (default 32; 0 = per channel) and HUB_BENCH_SYM=0 (asymmetric: the default int8 export) pick
         // the format
-        int group = Env("HUB_BENCH_GROUP", 32);
-        bool sym = Env("HUB_BENCH_SYM", 1) != 0;
+        int group = BenchFeed.EnvInt("HUB_BENCH_GROUP", 32);
+        bool sym = BenchFeed.EnvInt("HUB_BENCH_SYM", 1) != 0;
         var q = QuantKernelTests.RandomQ(false, n, k, group, sym, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();

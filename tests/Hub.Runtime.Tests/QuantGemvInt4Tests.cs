@@ -171,7 +171,7 @@ public unsafe class QuantGemvInt4Bench(Xunit.Abstractions.ITestOutputHelper outp
                 var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
                 var y = new float[n];
                 var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
-                int reps = Math.Max(3, (int)(400_000_000L / ((long)n * k))), rounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_ROUNDS"), out var rr) ? rr : 9;
+                int reps = Math.Max(3, (int)(400_000_000L / ((long)n * k))), rounds = BenchFeed.EnvInt("HUB_BENCH_ROUNDS", 9);
                 var t = new[] { new List<double>(), new List<double>(), new List<double>(), new List<double>() };
                 bool wideBefore = QuantGemvInt4.Wide;
                 fixed (byte* d = q.Data, z = q.Zeros, b0 = buf)

@@ -653,8 +653,8 @@ public unsafe class QuantGemvBench(Xunit.Abstractions.ITestOutputHelper output)
     public void Quantized_gemv_throughput()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
-        int n = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_N"), out var nn) ? nn : 2048;
-        int k = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_K"), out var kk) ? kk : 768;
+        int n = BenchFeed.EnvInt("HUB_BENCH_N", 2048);
+        int k = BenchFeed.EnvInt("HUB_BENCH_K", 768);
         int reps = Math.Max(3, (int)(300_000_000L / ((long)n * k)));
         var x = Enumerable.Range(0, k).Select(i => (float)Math.Sin(i)).ToArray();
         var y = new float[n];
@@ -743,13 +743,12 @@ public unsafe class QuantGemmBench(Xunit.Abstractions.ITestOutputHelper output)
     [SkippableFact]
     public void Int8_prefill_gemm_throughput() => Run(int4: false);
 
-    private static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : fallback;
 
     private void Run(bool int4)
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the throughput benchmark");
         Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported, "the integer GEMMs need AVX2+FMA");
-        int m = Env("HUB_BENCH_M", 128), n = Env("HUB_BENCH_N", 768), k = Env("HUB_BENCH_K", 2048);
+        int m = BenchFeed.EnvInt("HUB_BENCH_M", 128), n = BenchFeed.EnvInt("HUB_BENCH_N", 768), k = BenchFeed.EnvInt("HUB_BENCH_K", 2048);
         var q = QuantKernelTests.RandomQ(int4, n, k, 32, true, 5);
         var half = QuantKernelTests.HalfBits(q.Scales);   // F16 scales, as exported
         var x = Enumerable.Range(0, m * k).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
@@ -822,14 +821,14 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
         // HUB_BENCH_KV=auto|f32|f16 sets the KV-cache precision; the kvf16 A/B runs an f32-cache model against an f16 one
         var kv = Environment.GetEnvironmentVariable("HUB_BENCH_AB") == "kvf16" ? KvCachePrecision.F32
             : KvCachePrecisionNames.Parse(Environment.GetEnvironmentVariable("HUB_BENCH_KV") ?? "auto", "HUB_BENCH_KV");
-        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2, MaxContext = 8192, KvCachePrecision = kv });
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2), MaxContext = 8192, KvCachePrecision = kv });
         using var req = cm.CreateInferRequest();
         var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
         output.WriteLine(string.Join(",", names));
         req.OpTicks = new long[ir.Graph.Nodes.Count];
         int[] id = { 1 }, p = { 0 };
         // HUB_BENCH_WARMUP decode steps fill the cache first (default 8); timed steps then attend over that many positions.
-        int warm = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_WARMUP"), out var wu) ? wu : 8, steps = 64;
+        int warm = BenchFeed.EnvInt("HUB_BENCH_WARMUP", 8), steps = 64;
         var ones = Enumerable.Repeat(1f, warm + steps).ToArray();
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var proc = System.Diagnostics.Process.GetCurrentProcess();
@@ -863,7 +862,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 try { ir2 = IrModel.Load(dir!); }
                 finally { Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", null); }
                 double loadMs = load.Elapsed.TotalMilliseconds;
-                cm2 = CompiledModel.Compile(ir2, new RuntimeOptions { Threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t2) ? t2 : 2, MaxContext = 8192 });
+                cm2 = CompiledModel.Compile(ir2, new RuntimeOptions { Threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2), MaxContext = 8192 });
                 reqs[1] = cm2.CreateInferRequest();
                 for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
                 var hp = File.ReadAllLines("/proc/self/smaps_rollup").FirstOrDefault(l => l.StartsWith("AnonHugePages", StringComparison.Ordinal));
@@ -897,7 +896,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             // process CPU time per token: with HUB_BENCH_THREADS=1 the figure a busy machine disturbs least
             var cpuMs = new[] { new List<double>(), new List<double>() };
             if (!prof) req.OpTicks = null;
-            int abRounds = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_AB_ROUNDS"), out var ar) ? ar : 8;
+            int abRounds = BenchFeed.EnvInt("HUB_BENCH_AB_ROUNDS", 8);
             for (int round = 0; round < abRounds; round++)
                 for (int v = 0; v < 2; v++)
                 {

@@ -123,7 +123,7 @@ public class WorkerPoolTests(ITestOutputHelper output)
     public void Dispatch_overhead_per_run()
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
-        int threads = int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_THREADS"), out var t) ? t : 2;
+        int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
         using var pool = new WorkerPool(threads);
         for (int round = 0; round < 3; round++)
             foreach (var (items, itemUs, gapUs) in new[] { (32, 0.0, 0.0), (32, 1.0, 0.0), (32, 1.0, 5.0), (32, 1.0, 60.0), (8, 5.0, 0.0) })
