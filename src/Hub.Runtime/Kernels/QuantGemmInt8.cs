@@ -109,6 +109,26 @@ public static unsafe class QuantGemmInt8
     // asymmetric; rows past jn repeat the last live row with scale and zero-point term 0) and a tile takes all 16
     // weight rows against MR activation rows: per quad two weight loads, MR broadcasts and 2·MR vpdpbusd into int32
     // block sums (4 products per lane, no saturation: |Σ| ≤ 32·255·128). acc is [row, 16] floats.
+    // The scratch layout both paths share: the 64-byte aligned weight panel (Rows·k·2 bytes), then the panel's scales,
+    // its zero-point terms [8-row group, group, 8], the accumulator tile [RowChunk + MR, Rows] and 128·xs [RowChunk,
+    // blocks] of the current row chunk.
+    // (A struct, not out parameters: the callers copy its fields into locals, which stay enregistered.)
+    private readonly struct Carved(byte* panel, float* scales, float* zeroTerms, float* acc, float* c128)
+    {
+        public readonly byte* Panel = panel;
+        public readonly float* Scales = scales, ZeroTerms = zeroTerms, Acc = acc, C128 = c128;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Carved CarveScratch(float* scratch, int k, int blocks)
+    {
+        byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
+        float* sc = (float*)(panel + (long)Rows * k * 2);
+        float* sz = sc + (long)Rows * blocks;
+        float* acc = sz + (long)Rows * blocks;
+        return new Carved(panel, sc, sz, acc, acc + (RowChunk + MR) * Rows);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RunVnni<TMode>(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int m0, int m1, int n0, int n1, float* scratch)
         where TMode : struct
@@ -117,11 +137,9 @@ public static unsafe class QuantGemmInt8
         sbyte* xq = (sbyte*)act;
         float* dx = QuantKernels.BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;
-        byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
-        float* sc = (float*)(panel + (long)Rows * k * 2);
-        float* sz = sc + (long)Rows * blocks;             // zero-point terms [8-row group, group, 8]
-        float* acc = sz + (long)Rows * blocks;
-        float* c128 = acc + (RowChunk + MR) * Rows;
+        var carved = CarveScratch(scratch, k, blocks);
+        byte* panel = carved.Panel;
+        float* sc = carved.Scales, sz = carved.ZeroTerms, acc = carved.Acc, c128 = carved.C128;
         bool q8 = typeof(TMode) == typeof(Q8Sym), rowScale = typeof(TMode) == typeof(RowScale);
         byte* p1 = panel + (long)blocks * VnniBlockBytes;
         float* s1 = sc + (long)blocks * Interleave;
@@ -268,11 +286,9 @@ public static unsafe class QuantGemmInt8
         sbyte* xq = (sbyte*)act;
         float* dx = QuantKernels.BlockScales(act, m, k);
         float* xs = dx + (long)m * blocks;   // Σ_t x_t·dx_b per row and group (Q8_0: the group is the block)
-        byte* panel = (byte*)(((nint)scratch + 63) & ~(nint)63);
-        float* sc = (float*)(panel + (long)Rows * k * 2);
-        float* sz = sc + (long)Rows * blocks;             // zero-point terms [8-row group, group, 8]
-        float* acc = sz + (long)Rows * blocks;
-        float* c128 = acc + (RowChunk + MR) * Rows;   // 128·xs [RowChunk, blocks] of the current row chunk
+        var carved = CarveScratch(scratch, k, blocks);
+        byte* panel = carved.Panel;
+        float* sc = carved.Scales, sz = carved.ZeroTerms, acc = carved.Acc, c128 = carved.C128;
         bool q8 = typeof(TMode) == typeof(Q8Sym), rowScale = typeof(TMode) == typeof(RowScale);
         for (int jc = n0; jc < n1; jc += Rows)
         {
