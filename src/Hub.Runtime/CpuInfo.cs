@@ -6,8 +6,11 @@ namespace Hub.Runtime;
 /// <summary>Which instruction-set paths the kernels take on this machine (the bench and <c>hub info</c> print it).</summary>
 public static class CpuInfo
 {
-    /// <summary>The GEMM micro-kernel in use: AVX-512 6×32, AVX2+FMA 6×16, or the portable Vector128/scalar tile.</summary>
-    public static string GemmPath => Avx512F.IsSupported ? "avx512f 6x32" : Fma.IsSupported && Avx.IsSupported ? "avx2-fma 6x16" : Vector128.IsHardwareAccelerated ? "vector128 6x16" : "scalar 6x16";
+    /// <summary>
+    /// The GEMM micro-kernel in use: AVX-512 6×32 (f32 prefill Linears read W in place with 8×32 tiles), AVX2+FMA 6×16,
+    /// or the portable Vector128/scalar tile.
+    /// </summary>
+    public static string GemmPath => Avx512F.IsSupported ? "avx512f 6x32 (f32 W in place 8x32)" : Fma.IsSupported && Avx.IsSupported ? "avx2-fma 6x16" : Vector128.IsHardwareAccelerated ? "vector128 6x16" : "scalar 6x16";
 
     /// <summary>The widest vector the GEMV and elementwise kernels use.</summary>
     public static string VectorPath => Vector512.IsHardwareAccelerated ? "vector512" :
@@ -28,7 +31,7 @@ public static class CpuInfo
         if (System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported) isa.Add("neon");
         return $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}, " +
                $"isa [{string.Join(' ', isa)}], gemm {GemmPath}, gemv/elementwise {VectorPath}, " +
-               $"f16/bf16 decode widened {(Kernels.HalfGemv.WideSupported ? "in Vector512 registers" : Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}, " +
+               $"f16/bf16 decode widened {(Kernels.HalfGemv.Wide && Kernels.HalfGemv.WideSupported ? "in Vector512 registers" : Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}, " +
                $"int8 prefill {(Kernels.QuantGemmInt8.UseVnni ? "avx-vnni" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
                $"int8 decode {(Kernels.QuantKernels.Int8Vnni ? $"avx-vnni (Q8_0 row pairs up to K = {Kernels.QuantKernels.PairMaxK})" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
                $"int4 {(Kernels.QuantGemvInt4.Wide ? "avx512bw" : Avx2.IsSupported ? "avx2" : "scalar")}";

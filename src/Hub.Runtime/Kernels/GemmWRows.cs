@@ -391,20 +391,14 @@ public static unsafe class GemmWRows
             LateBias(spill, wrows, ct, ldc, bias, edgeFrom, lateI);
             return;
         }
-        if (bias != null)
-        {
-            Vector512<float> v = Vector512.Create(bias[0]); c00 += v; c01 += v;
-            if (wrows > 1) { v = Vector512.Create(bias[1]); c10 += v; c11 += v; }
-            if (wrows > 2) { v = Vector512.Create(bias[2]); c20 += v; c21 += v; }
-            if (wrows > 3) { v = Vector512.Create(bias[3]); c30 += v; c31 += v; }
-            if (wrows > 4) { v = Vector512.Create(bias[4]); c40 += v; c41 += v; }
-            if (wrows > 5) { v = Vector512.Create(bias[5]); c50 += v; c51 += v; }
-            if (wrows > 6) { v = Vector512.Create(bias[6]); c60 += v; c61 += v; }
-            if (wrows > 7) { v = Vector512.Create(bias[7]); c70 += v; c71 += v; }
-        }
-        Put512(ct, c00, c01, assign); Put512(ct + ldc, c10, c11, assign); Put512(ct + 2L * ldc, c20, c21, assign);
-        Put512(ct + 3L * ldc, c30, c31, assign); Put512(ct + 4L * ldc, c40, c41, assign); Put512(ct + 5L * ldc, c50, c51, assign);
-        Put512(ct + 6L * ldc, c60, c61, assign); Put512(ct + 7L * ldc, c70, c71, assign);
+        Out512(ct, c00, c01, bias, 0, wrows, assign);
+        Out512(ct + ldc, c10, c11, bias, 1, wrows, assign);
+        Out512(ct + 2L * ldc, c20, c21, bias, 2, wrows, assign);
+        Out512(ct + 3L * ldc, c30, c31, bias, 3, wrows, assign);
+        Out512(ct + 4L * ldc, c40, c41, bias, 4, wrows, assign);
+        Out512(ct + 5L * ldc, c50, c51, bias, 5, wrows, assign);
+        Out512(ct + 6L * ldc, c60, c61, bias, 6, wrows, assign);
+        Out512(ct + 7L * ldc, c70, c71, bias, 7, wrows, assign);
     }
 
     // AVX-512 twins of Tile6 / Tile4: the same tiles over 32-row xᵀ panels (two zmm per W row, 12 or 8 accumulators).
@@ -458,17 +452,12 @@ public static unsafe class GemmWRows
             LateBias(spill, wrows, ct, ldc, bias, edgeFrom, lateI);
             return;
         }
-        if (bias != null)
-        {
-            Vector512<float> v = Vector512.Create(bias[0]); c00 += v; c01 += v;
-            if (wrows > 1) { v = Vector512.Create(bias[1]); c10 += v; c11 += v; }
-            if (wrows > 2) { v = Vector512.Create(bias[2]); c20 += v; c21 += v; }
-            if (wrows > 3) { v = Vector512.Create(bias[3]); c30 += v; c31 += v; }
-            if (wrows > 4) { v = Vector512.Create(bias[4]); c40 += v; c41 += v; }
-            if (wrows > 5) { v = Vector512.Create(bias[5]); c50 += v; c51 += v; }
-        }
-        Put512(ct, c00, c01, assign); Put512(ct + ldc, c10, c11, assign); Put512(ct + 2L * ldc, c20, c21, assign);
-        Put512(ct + 3L * ldc, c30, c31, assign); Put512(ct + 4L * ldc, c40, c41, assign); Put512(ct + 5L * ldc, c50, c51, assign);
+        Out512(ct, c00, c01, bias, 0, wrows, assign);
+        Out512(ct + ldc, c10, c11, bias, 1, wrows, assign);
+        Out512(ct + 2L * ldc, c20, c21, bias, 2, wrows, assign);
+        Out512(ct + 3L * ldc, c30, c31, bias, 3, wrows, assign);
+        Out512(ct + 4L * ldc, c40, c41, bias, 4, wrows, assign);
+        Out512(ct + 5L * ldc, c50, c51, bias, 5, wrows, assign);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -513,14 +502,18 @@ public static unsafe class GemmWRows
             LateBias(spill, wrows, ct, ldc, bias, edgeFrom, lateI);
             return;
         }
-        if (bias != null)
-        {
-            Vector512<float> v = Vector512.Create(bias[0]); c00 += v; c01 += v;
-            if (wrows > 1) { v = Vector512.Create(bias[1]); c10 += v; c11 += v; }
-            if (wrows > 2) { v = Vector512.Create(bias[2]); c20 += v; c21 += v; }
-            if (wrows > 3) { v = Vector512.Create(bias[3]); c30 += v; c31 += v; }
-        }
-        Put512(ct, c00, c01, assign); Put512(ct + ldc, c10, c11, assign); Put512(ct + 2L * ldc, c20, c21, assign); Put512(ct + 3L * ldc, c30, c31, assign);
+        Out512(ct, c00, c01, bias, 0, wrows, assign);
+        Out512(ct + ldc, c10, c11, bias, 1, wrows, assign);
+        Out512(ct + 2L * ldc, c20, c21, bias, 2, wrows, assign);
+        Out512(ct + 3L * ldc, c30, c31, bias, 3, wrows, assign);
+    }
+
+    // Row r of a tile into ct: its bias added (live rows only), then stored or added.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Out512(float* c, Vector512<float> v0, Vector512<float> v1, float* bias, int r, int wrows, bool assign)
+    {
+        if (bias != null && r < wrows) { var b = Vector512.Create(bias[r]); v0 += b; v1 += b; }
+        Put512(c, v0, v1, assign);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

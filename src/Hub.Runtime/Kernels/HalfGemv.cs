@@ -33,7 +33,8 @@ public static unsafe class HalfGemv
     public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>
-    /// Whether the public <see cref="PrepareX"/> and <see cref="Rows"/> take the 512-bit loop (default: where it runs).
+    /// Whether the public <see cref="PrepareX"/> and <see cref="Rows"/> take the 512-bit loop, and whether
+    /// <see cref="Gemm.GemvRows"/> routes one-row BF16 to <see cref="Bf16Rows"/> (default: where it runs).
     /// LinearExec reads it once per run and passes it to <see cref="PrepareXFor"/> and <see cref="RowsFor"/>, so the
     /// in-process A/B benchmark can flip it between decode steps.
     /// </summary>

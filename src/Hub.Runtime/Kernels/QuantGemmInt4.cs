@@ -61,8 +61,8 @@ public static unsafe class QuantGemmInt4
 
     /// <summary>
     /// Bytes of the scratch panel <see cref="Repack(in QuantMatrix, int, int, byte*)"/> writes for <paramref name="rows"/> weight rows of length
-    /// <paramref name="k"/>: the blocks, then room for the zero-point terms (8 floats per group, at most one group per
-    /// block), plus 32 for alignment.
+    /// <paramref name="k"/>: the blocks, then room for the zero-point terms (one float per row and group, at most one
+    /// group per block), plus 32 for alignment.
     /// </summary>
     public static long PanelBytes(int rows, int k) => PanelBytes(rows, k, Wide);
 
@@ -110,9 +110,10 @@ public static unsafe class QuantGemmInt4
 
     /// <summary>
     /// Repacks weight rows [<paramref name="n0"/>, <paramref name="n1"/>) into <paramref name="panel"/> (32-byte
-    /// aligned, <see cref="PanelBytes(int, int)"/>): per 8-row group and block, 8 quad vectors (row r's k values 4q..4q+3 in bytes
-    /// 4r..4r+3, each 0..15) then the 8 rows' scales of the block's group as f32; then, unless Q4_0, the zero-point
-    /// terms s_g·z_g [8-row group, group, 8]. A last group's missing rows get scale 0.
+    /// aligned, <see cref="PanelBytes(int, int)"/>): per row group (<see cref="GroupRows"/> rows, or
+    /// <see cref="WideGroupRows"/> when <c>Wide</c>) and block, 8 quad vectors (row r's k values 4q..4q+3 in bytes 4r..4r+3,
+    /// each 0..15) then the group's scales of the block as f32; then, unless Q4_0, the zero-point terms s_g·z_g [row
+    /// group, group, rows]. A last group's missing rows get scale 0.
     /// </summary>
     public static void Repack(in QuantMatrix w, int n0, int n1, byte* panel) => Repack(w, n0, n1, panel, Wide);
 

@@ -423,7 +423,7 @@ public static unsafe class QuantGemmInt8
     // with row r at bytes 4r..4r+3 of each plane vector (an 8 × 8 transpose of dwords per plane); scales
     // [8-row group, block, 8] as float (a group's scale repeated over its blocks); zero-point terms [8-row group,
     // group, 8]: s_g·z_g, or z alone when rowScale (per channel, s applied at the store); z = 128 when symmetric.
-    // Rows past jn read as 0 with scale 0.
+    // Rows past jn repeat the last live row with scale and zero-point term 0.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Repack(in QuantMatrix w, int j0, int jn, byte* panel, float* sc, float* sz, bool rowScale)
     {

@@ -8,7 +8,7 @@
 // vpdpbusd per 32 bytes instead: unsigned weight bytes (asymmetric q as stored, symmetric w + 128) against the signed
 // activations, the zero-point term z·Σx or 128·Σx; Q8_0 with rows up to 1 KiB runs two adjacent rows per activation
 // load there (GemvInt8Pairs, session 10). Zero points never enter the inner loop: Σ (q - z)·x = Σ q·x - z·Σ x, and Σ x per group is computed once per
-// activation row. Without VNNI, int8 at groups of 32 (Q8_0) streams one output row at a time (GemvInt8Row); longer int8 groups and
+// activation row. Q8_0 without VNNI, or with rows longer than PairMaxK, streams one output row at a time (GemvInt8Row); longer int8 groups and
 // int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
 // ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
 // keeps the loop state in registers. Shapes the integer path cannot take
@@ -444,7 +444,7 @@ public static unsafe class QuantKernels
     }
 
     // Zero-point kinds of the staging step: the constant subtracted from each stored value as the kernels read it.
-    private const int OffNone = 0, OffZMinus128 = 1, OffEight = 2, OffZ = 3;
+    private const int OffNone = 0, OffZMinus128 = 1, OffEight = 2, OffZ = 3, Off128 = 4;
 
     // Staging for groups of one block, one row: ds gets the combined scales s_b·dx_b of blocks [b0, b0 + nb) — one float
     // per block (int8) or, when pairs, the vector [s_b·dx_b ×4 | s_b+1·dx_b+1 ×4] per block pair that the int4 pair dot's
@@ -473,7 +473,7 @@ public static unsafe class QuantKernels
                 Avx.Store(ds + 4 * t + 24, Avx2.PermuteVar8x32(d, Vector256.Create(6, 6, 6, 6, 7, 7, 7, 7)));
             }
             else Avx.Store(ds + t, d);
-            if (kind == OffEight) c = Fma.MultiplyAdd(s, Avx.LoadVector256(xs + b), c);
+            if (kind is OffEight or Off128) c = Fma.MultiplyAdd(s, Avx.LoadVector256(xs + b), c);
             else if (kind != OffNone)
             {
                 var zi = Avx2.ConvertToVector256Int32(z + b);
@@ -487,12 +487,13 @@ public static unsafe class QuantKernels
             float s = sh != null ? HalfToSingle(sh[b]) : sc[b], d = s * dx[b];
             if (pairs) { float* p = ds + (t >> 1) * 8 + (t & 1) * 4; p[0] = d; p[1] = d; p[2] = d; p[3] = d; }
             else ds[t] = d;
-            if (kind == OffEight) cs += s * xs[b];
+            if (kind is OffEight or Off128) cs += s * xs[b];
             else if (kind == OffZ) cs += s * z[b] * xs[b];
             else if (kind == OffZMinus128) cs += s * (z[b] - 128) * xs[b];
         }
         if (kind == OffNone) return c;
         if (kind == OffEight) return Avx.Multiply(Avx.Add(c, Vector256.CreateScalar(cs)), Vector256.Create(8f));
+        if (kind == Off128) return Avx.Multiply(Avx.Add(c, Vector256.CreateScalar(cs)), Vector256.Create(128f));
         return Avx.Add(c, Vector256.CreateScalar(cs));
     }
 
@@ -529,9 +530,9 @@ public static unsafe class QuantKernels
                     nint o0 = (nint)b0 * Block;
                     a = Int8RowRun<TAsym>(r + o0, xr + o0, ds, r + o0 + ahead, nb, a);
                 }
-                // StorePass's reduction for one row: ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                // one row's horizontal sum, ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)): the order GemvInt8Pairs uses
                 var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a, a), Avx.HorizontalAdd(a, a));
-                float v = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Vector128<float>.Zero).ToScalar();
+                float v = Sse.Add(h.GetLower(), h.GetUpper()).ToScalar();
                 y[(long)i * ldy + j] = bias != null ? v + bias[j] : v;
             }
         }
@@ -566,15 +567,14 @@ public static unsafe class QuantKernels
         long scaleAheadRows = ahead / k;
         // vpdpbusd reads unsigned weight bytes: the zero-point term is z·Σx (asymmetric) or 128·Σx (symmetric: StageBlocks'
         // 8·Σ s·xs times 16, exact)
-        int kind = asym ? OffZ : OffEight;
-        var corrScale = Vector256.Create(asym ? 1f : 16f);
+        int kind = asym ? OffZ : Off128;
         for (int j = n0; j < n1; j += 2)
         {
             long j1 = Math.Min(j + 1, n1 - 1);
             byte* r0 = data + (long)j * k, r1 = data + j1 * k;
             // the pair's scales ahead: a separate small stream the hardware prefetcher followed poorly (1.02–1.03×, session 10)
             byte* ps = scaleBytes + (j + scaleAheadRows) * scaleRowBytes;
-            for (int t = 0; t < 2 * scaleRowBytes; t += 64) Sse.Prefetch0(ps + t);
+            for (byte* t = (byte*)((nint)ps & ~(nint)63), te = ps + 2 * scaleRowBytes; t < te; t += 64) Sse.Prefetch0(t);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
@@ -583,8 +583,8 @@ public static unsafe class QuantKernels
                 for (int b0 = 0; b0 < blocks; b0 += ScaleChunk)
                 {
                     int nb = Math.Min(ScaleChunk, blocks - b0);
-                    a0 = Avx.Subtract(a0, Avx.Multiply(StageBlocks(sc, sh, zeros, (long)j * blocks, dxi, xsi, b0, nb, ds, kind, false), corrScale));
-                    a1 = Avx.Subtract(a1, Avx.Multiply(StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + ScaleChunk, kind, false), corrScale));
+                    a0 = Avx.Subtract(a0, StageBlocks(sc, sh, zeros, (long)j * blocks, dxi, xsi, b0, nb, ds, kind, false));
+                    a1 = Avx.Subtract(a1, StageBlocks(sc, sh, zeros, j1 * blocks, dxi, xsi, b0, nb, ds + ScaleChunk, kind, false));
                     nint o0 = (nint)b0 * Block;
                     a0 = Int8PairRun<TAsym>(r0 + o0, r1 + o0, xr + o0, ds, r0 + ahead + 2 * o0, nb, a0, ref a1);
                 }
@@ -619,7 +619,6 @@ public static unsafe class QuantKernels
     private static Vector256<float> Int8PairRun<TAsym>(byte* r0, byte* r1, sbyte* xr, float* d, byte* pf, int nb, Vector256<float> a, ref Vector256<float> a1) where TAsym : struct
     {
         bool asym = IsAsym<TAsym>();
-        var flip = Vector256.Create((byte)0x80);
         float* dEnd = d + (nb & ~1);
         nint o = 0;
         Vector256<float> b = default, c = a1, e = default;
@@ -628,14 +627,10 @@ public static unsafe class QuantKernels
             Sse.Prefetch0(pf + 2 * o); Sse.Prefetch0(pf + 2 * o + 64);
             var x0 = Avx.LoadVector256(xr + o);
             var x1 = Avx.LoadVector256(xr + o + Block);
-            var w00 = asym ? Avx.LoadVector256(r0 + o) : Avx2.Xor(flip, Avx.LoadVector256(r0 + o));
-            var w01 = asym ? Avx.LoadVector256(r0 + o + Block) : Avx2.Xor(flip, Avx.LoadVector256(r0 + o + Block));
-            var w10 = asym ? Avx.LoadVector256(r1 + o) : Avx2.Xor(flip, Avx.LoadVector256(r1 + o));
-            var w11 = asym ? Avx.LoadVector256(r1 + o + Block) : Avx2.Xor(flip, Avx.LoadVector256(r1 + o + Block));
-            a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w00, x0)), Vector256.Create(d[0]), a);
-            b = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w01, x1)), Vector256.Create(d[1]), b);
-            c = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w10, x0)), Vector256.Create(d[ScaleChunk]), c);
-            e = Fma.MultiplyAdd(Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w11, x1)), Vector256.Create(d[ScaleChunk + 1]), e);
+            a = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r0 + o), x0), Vector256.Create(d[0]), a);
+            b = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r0 + o + Block), x1), Vector256.Create(d[1]), b);
+            c = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r1 + o), x0), Vector256.Create(d[ScaleChunk]), c);
+            e = Fma.MultiplyAdd(Dot8<TAsym>(Avx.LoadVector256(r1 + o + Block), x1), Vector256.Create(d[ScaleChunk + 1]), e);
         }
         if ((nb & 1) != 0)
         {
@@ -1091,7 +1086,7 @@ public static unsafe class QuantKernels
     }
 
     /// <summary>Weight rows one integer prefill GEMM unit takes (QuantGemmInt4 and QuantGemmInt8 work on 16-row units).</summary>
-    public const int GemmRows = 16;
+    public const int GemmRows = QuantGemmInt8.Rows;
 
     /// <summary>Dequantizes rows [r0, r1) into <paramref name="dst"/> [r1 − r0, K] (prefill panels, embedding rows).</summary>
     public static void DequantizeRows(in QuantMatrix w, int r0, int r1, float* dst)
