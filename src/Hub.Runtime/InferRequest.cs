@@ -512,21 +512,15 @@ public sealed unsafe class InferRequest : IDisposable
         StateBatch = rows.Length;
     }
 
+    // Row i of state s becomes old row rows[i], for the PastLength positions of each kv head (f32 or f16 elements),
+    // through a compact copy of the StateBatch rows in use.
     private void ReorderOne(int s, ReadOnlySpan<int> rows)
     {
         var def = Model.States[s];
-        int bytes = Model.StateElementBytes;
-        long rowUsed = (long)PastLength * def.HeadDim * def.KvHeads;   // elements per row in the tmp copy
-        PermuteRows((byte*)_states[s].Ptr, def, PastLength, bytes, rows);
-        StateBytesCopied += (StateBatch + rows.Length) * rowUsed * bytes;
-    }
-
-    // Row i of a state (f32 or f16: element bytes 4 or 2) becomes old row rows[i], for the first `positions`
-    // positions of each kv head, through a compact copy of the StateBatch rows in use.
-    private void PermuteRows(byte* st, CompiledModel.StateDef def, int positions, int elementBytes, ReadOnlySpan<int> rows)
-    {
-        long used = (long)positions * def.HeadDim * elementBytes;   // bytes per (row, kv head)
-        long rowUsed = used * def.KvHeads;                            // bytes per row in the tmp copy
+        byte* st = (byte*)_states[s].Ptr;
+        int elementBytes = Model.StateElementBytes;
+        long used = (long)PastLength * def.HeadDim * elementBytes;   // bytes per (row, kv head)
+        long rowUsed = used * def.KvHeads;                             // bytes per row in the tmp copy
         _reorderTmp.Ensure(StateBatch * rowUsed);
         byte* tmp = (byte*)_reorderTmp.Ptr;
         long rowStride = def.RowFloats * elementBytes, headStride = (long)def.Capacity * def.HeadDim * elementBytes;
@@ -536,6 +530,7 @@ public sealed unsafe class InferRequest : IDisposable
         for (int i = 0; i < rows.Length; i++)
             for (int h = 0; h < def.KvHeads; h++)
                 Buffer.MemoryCopy(tmp + rows[i] * rowUsed + h * used, st + i * rowStride + h * headStride, used, used);
+        StateBytesCopied += (StateBatch + rows.Length) * rowUsed;
     }
 
     /// <inheritdoc/>

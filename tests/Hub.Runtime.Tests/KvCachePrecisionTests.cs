@@ -72,11 +72,22 @@ public unsafe class HalfKvKernelTests
     // 0..257 around the 64-key blocks and the 8-key score steps, padded rows, and masks that drop single keys, a whole
     // block, or every key. Against AttendRowReference on the widened rows and a float64 loop on the halves: the kernel
     // rounds q·scale once and sums in f32 (head_dim terms per score, 64 keys per block), ≤ 2e-5 relative as the per-head
-    // kernel's bound.
-    [Fact]
-    public void Half_row_kernel_matches_the_reference_at_every_group_size_head_dim_and_length()
+    // kernel's bound. Once with the AVX-512 micro-kernels and once without (the AVX2 heads-in-lanes scoring and P·V a
+    // machine without AVX-512 takes); head dims 24 and 40 (≡ 8 mod 16) reach the 8-column tails on either path.
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Half_row_kernel_matches_the_reference_at_every_group_size_head_dim_and_length(bool wide)
     {
-        int[] dims = [16, 32, 64, 80, 96, 128, 12];
+        bool before = AttentionKernels.UseHalfGroup512;
+        AttentionKernels.UseHalfGroup512 = wide;
+        try { HalfRowKernelCases(); }
+        finally { AttentionKernels.UseHalfGroup512 = before; }
+    }
+
+    private static void HalfRowKernelCases()
+    {
+        int[] dims = [16, 24, 32, 40, 64, 80, 96, 128, 12];
         int[] ends = [0, 1, 5, 8, 9, 63, 64, 65, 100, 129, 192, 257];
         var rnd = new Random(41);
         for (int G = 1; G <= 16; G++)

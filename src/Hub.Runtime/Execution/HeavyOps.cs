@@ -384,6 +384,8 @@ internal sealed unsafe class AttentionExec : OpExec
             // Append k/v at [past, past+T) of each row's cache in place (rounded to f16 for an f16 cache).
             var sk = R.Model.States[_stateK];
             int cap = sk.Capacity;
+            ushort* khs = _half ? R.HalfStatePtr(_stateK) : null, vhs = _half ? R.HalfStatePtr(_stateV) : null;
+            float* kfs = _half ? null : R.StatePtr(_stateK), vfs = _half ? null : R.StatePtr(_stateV);
             for (int b = 0; b < _b; b++)
                 for (int t = 0; t < _t; t++)
                     for (int h = 0; h < _kv; h++)
@@ -392,13 +394,13 @@ internal sealed unsafe class AttentionExec : OpExec
                         long dst = (((long)b * _kv + h) * cap + _past + t) * _hd;
                         if (_half)
                         {
-                            AttentionKernels.NarrowToHalf(k.F + src, R.HalfStatePtr(_stateK) + dst, _hd);
-                            AttentionKernels.NarrowToHalf(v.F + src, R.HalfStatePtr(_stateV) + dst, _hd);
+                            AttentionKernels.NarrowToHalf(k.F + src, khs + dst, _hd);
+                            AttentionKernels.NarrowToHalf(v.F + src, vhs + dst, _hd);
                         }
                         else
                         {
-                            Buffer.MemoryCopy(k.F + src, R.StatePtr(_stateK) + dst, _hd * 4L, _hd * 4L);
-                            Buffer.MemoryCopy(v.F + src, R.StatePtr(_stateV) + dst, _hd * 4L, _hd * 4L);
+                            Buffer.MemoryCopy(k.F + src, kfs + dst, _hd * 4L, _hd * 4L);
+                            Buffer.MemoryCopy(v.F + src, vfs + dst, _hd * 4L, _hd * 4L);
                         }
                     }
             // Several query positions over an f16 cache: each unit widens its (row, kv head)'s keys and values into
@@ -406,7 +408,7 @@ internal sealed unsafe class AttentionExec : OpExec
             // step reads the halves in place (AttendRowHalf reads each once for the whole group).
             if (_half && _t > 1)
             {
-                R.EnsureKvWiden(2L * cap * _hd);   // at capacity: decode steps never grow it
+                R.EnsureKvWiden(2L * _s * _hd);   // grow-only, sized before dispatch; a decode step never widens
                 Array.Fill(_widenHead, -1);   // the buffers hold another op's (or step's) values
             }
         }

@@ -247,8 +247,8 @@ public static unsafe class AttentionKernels
 
     /// <summary>
     /// Rounds <paramref name="n"/> floats to IEEE half bits, to nearest even (as the <see cref="Half"/> cast: overflow
-    /// to ±infinity, subnormals kept, NaN stays NaN): the f16 KV cache's append. Vector256 (16 values a step) with a
-    /// scalar tail (Vector512, 32 a step, first where accelerated); TensorPrimitives.ConvertToHalf runs about 3 ns a
+    /// to ±infinity, subnormals kept, NaN stays NaN): the f16 KV cache's append. 32 values a step on 512-bit vectors
+    /// where available, then 16 on 256-bit ones, then a scalar tail; TensorPrimitives.ConvertToHalf runs about 3 ns a
     /// value here, too slow for a prefill's keys.
     /// </summary>
     public static void NarrowToHalf(float* src, ushort* dst, long n)
@@ -257,7 +257,7 @@ public static unsafe class AttentionKernels
         KernelArgs.NotNull(src, n > 0);
         KernelArgs.NotNull(dst, n > 0);
         long i = 0;
-        if (Vector512.IsHardwareAccelerated && Conversions512)
+        if (Avx512F.IsSupported && Conversions512)
             for (; i + 32 <= n; i += 32)
                 Vector512.Narrow(NarrowStep(Vector512.Load((uint*)src + i)), NarrowStep(Vector512.Load((uint*)src + i + 16))).Store(dst + i);
         if (Vector256.IsHardwareAccelerated)
@@ -324,7 +324,7 @@ public static unsafe class AttentionKernels
     private static void WidenCore(ushort* src, float* dst, long n)
     {
         long i = 0;
-        if (Vector512.IsHardwareAccelerated && Conversions512)
+        if (Avx512F.IsSupported && Conversions512)
         {
             var scale = Vector512.Create(0x77800000u).AsSingle();   // 2^112
             for (; i + 32 <= n; i += 32)
@@ -362,12 +362,13 @@ public static unsafe class AttentionKernels
         BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle((uint)(h & 0x7fff) << 13) * Pow112) | (uint)(h & 0x8000) << 16);
 
     /// <summary>
-    /// <see cref="AttendRow"/> over keys and values stored as IEEE half bits (an f16 copy of the cache, half the bytes a
+    /// <see cref="AttendRow"/> over keys and values stored as IEEE half bits (the f16 KV cache, half the bytes a
     /// memory-bound decode step streams), the softmax and sums in f32 as in AttendRow. Each half is read from memory
     /// once per call whatever the group size: one or two heads widen the rows in registers (a second head rereads the
     /// block from L1); a larger group widens each block of 64 keys once into an f32 tile in <paramref name="scratch"/>
-    /// scored for 8 heads at a time in vector lanes, and each value row once per 4 or 8 heads in registers. Inputs are
-    /// finite halves (QuantKernels.HalfToSingle's conversion). <paramref name="scratch"/> holds
+    /// scored for 8 heads at a time in vector lanes, and each value row once per 4 or 8 heads in registers. Infinite
+    /// halves (values beyond ±65504 at the append) are read as ±65536, as <see cref="WidenHalf"/> reads them.
+    /// <paramref name="scratch"/> holds
     /// <see cref="ScratchFloats"/>(groupHeads, headDim) floats.
     /// </summary>
     public static void AttendRowHalf(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
