@@ -257,7 +257,7 @@ internal sealed class BenchPeer
     /// Bytes a decode step streams: every stored weight (with quantization scales) except an untied embedding table,
     /// of which a step reads one row.
     /// </summary>
-    private static long HubBytesPerToken(CausalLM lm)
+    internal static long HubBytesPerToken(CausalLM lm)
     {
         var g = lm.Graph;
         var head = g.Nodes.FirstOrDefault(n => n.Name == "logits")?.Inputs.ElementAtOrDefault(1);
