@@ -10,15 +10,20 @@ namespace Hub.Runtime.Tests;
 /// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
-/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7, and each variant's
-/// median per-round speed ratio against the first one). Variants: "kernel"
+/// split, variants alternating per pass over all weights, their order rotating per round (medians of HUB_BENCH_ROUNDS,
+/// default 7, and each variant's median per-round speed ratio against the first one; HUB_BENCH_THREADS=1 gives the
+/// tightest ratios on a shared host). Variants: "kernel"
 /// (the default GEMV: at groups of 32 the VNNI pair loop where AVX-VNNI is supported and K ≤ QuantKernels.PairMaxK, else the AVX2 one-row loop; "pairs": the pair loop on every K; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
 /// where supported) and "avx2" (the AVX2 sign trick: the one-row loop at groups of 32); "groups" (the same bytes as per-channel int8: the four-row pass);
 /// "f32" (the same byte count as F32 weights [n/4, k] through the default F32 decode GEMV, Rows1W on AVX-512);
 /// "read" and "halves" (a plain read of the same bytes in the same units, or
 /// in two static halves: the `hub bench` probe's pattern), "readpf" (the read with the one-row loop's prefetcht0 4 KiB
 /// ahead) and "reads" (the read of the data and then of the units' F16 scales: what an int8 GEMV must stream); "hot&lt;variant&gt;" (hotkernel, hotavx2, hotgroups, hotf32: the same work on 64 rows (f32: 16) per matrix that stay in
-/// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
+/// L2: the kernel's compute rate); access patterns without arithmetic: "readw" (GemvF32 Rows1W's: 512-bit loads,
+/// prefetcht0 8 KiB ahead), "readn" (the same with 256-bit loads), "readpair" (the VNNI pair loop's: two rows
+/// interleaved 64 bytes at a time; "readpair%&lt;g&gt;" g bytes at a time), "readpairw" (the pair pattern with 512-bit
+/// loads); suffixes "@&lt;n&gt;" (n units per worker instead of 16) and "$" (units claimed by contiguous segment per
+/// worker, SegmentClaims); "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, same integer/float work as the kernel).
 /// </summary>
@@ -58,6 +63,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         float* x = (float*)NativeMemory.AlignedAlloc((nuint)maxK * 4, 64);
         float* y = (float*)NativeMemory.AlignedAlloc(32000 * 4, 64);
         using var pool = new WorkerPool(threads);
+        var claims = new SegmentClaims(pool.Size);
         try
         {
             var rnd = new Random(7);
@@ -69,9 +75,21 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             var times = names.Select(_ => new List<double>()).ToArray();
             double sink = 0;
             for (int round = 0; round < rounds; round++)
-                for (int c = 0; c < names.Length; c++)
+                for (int cc = 0; cc < names.Length; cc++)
                 {
+                    // the order rotates per round: a variant's rate depended on which one ran before it
+                    int c = (cc + round) % names.Length;
                     string name = names[c];
+                    // suffixes: "@<n>" n units per worker instead of 16 (QuantLinearExec's default), "$" the units claimed by
+                    // contiguous segment per worker (SegmentClaims) instead of first come, first served
+                    int upw = 16;
+                    bool seg = name.EndsWith('$');
+                    if (seg) name = name[..^1];
+                    if (name.IndexOf('@') is int ai and > 0) { upw = int.Parse(name[(ai + 1)..]); name = name[..ai]; }
+                    // "readpair%<g>": the pair pattern in runs of g bytes per row
+                    int gran = 64;
+                    if (name.IndexOf('%') is int pi and > 0) { gran = int.Parse(name[(pi + 1)..]); name = name[..pi]; }
+                    if (name is "readw" or "readpairw" && !Avx512F.IsSupported) throw new ArgumentException($"HUB_BENCH_VARIANTS: '{name}' needs AVX-512F");
                     // "kernel" / "avx2": the default int8 GEMV (AVX-VNNI where supported) / on the AVX2 sign trick; "hot" prefix: L2-resident
                     string sname = name.StartsWith("hot", StringComparison.Ordinal) ? name[3..] : name;
                     // "pairs": the VNNI pair loop on every K (the default takes it up to QuantKernels.PairMaxK)
@@ -88,7 +106,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         long offS2 = offS;
                         byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
-                        int units = Math.Min(threads * 16, (n + 31) / 32);
+                        int units = Math.Min(threads * upw, (n + 31) / 32);
                         int unitRows = ((n + units - 1) / units + 3) & ~3;
                         units = (n + unitRows - 1) / unitRows;
                         if (name == "halves") { unitRows = ((n + threads - 1) / threads + 3) & ~3; units = (n + unitRows - 1) / unitRows; }
@@ -96,12 +114,14 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         if (sname == "f32")
                         {
                             // F32 [n/4, k] rows of the same bytes, split as QuantLinearExec/LinearExec split rows
-                            int nf = n / 4, uf = Math.Min(threads * 16, (nf + 31) / 32), rf = ((nf + uf - 1) / uf + 3) & ~3;
+                            int nf = n / 4, uf = Math.Min(threads * upw, (nf + 31) / 32), rf = ((nf + uf - 1) / uf + 3) & ~3;
                             uf = (nf + rf - 1) / rf;
                             float* wfm = wf + off / 4;
                             bool hotf = name == "hotf32";
+                            if (seg) claims.Reset(uf);
                             pool.Run(new Work((u, wk) =>
                             {
+                                if (seg) u = claims.Claim(wk);
                                 int c0 = u * rf, c1 = Math.Min(nf, c0 + rf);
                                 if (hotf) for (int r = c0; r < c1; r += 16) GemvF32.Rows(x, kk, wfm, null, y, 0, Math.Min(16, c1 - r), GemvF32.Default);
                                 else GemvF32.Rows(x, kk, wfm, null, y, c0, c1, GemvF32.Default);
@@ -109,8 +129,10 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             off += (long)n * k; offS += (long)n * k / 32;
                             continue;
                         }
+                        if (seg) claims.Reset(units);
                         pool.Run(new Work((u, wk) =>
                         {
+                            if (seg) u = claims.Claim(wk);
                             int c0 = u * unitRows, c1 = Math.Min(n, c0 + unitRows);
                             if (name.StartsWith("hot", StringComparison.Ordinal))
                             {
@@ -121,6 +143,10 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v, pairMaxK);
                             else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name == "readpf") sums[wk] += ReadPf(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "readw") sums[wk] += ReadW(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "readpair") sums[wk] += ReadPair(wm, kk, c0, c1, gran);
+                            else if (name == "readpairw") sums[wk] += ReadPairW(wm, kk, c0, c1);
+                            else if (name == "readn") sums[wk] += ReadN(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name == "reads") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk) + Read((byte*)(s + offS2 + (long)c0 * kk / 32), (byte*)(s + offS2 + (long)c1 * kk / 32));
                             else if (name.StartsWith("read4", StringComparison.Ordinal)) sums[wk] += Read4(wm, kk, c0, c1, name == "read4pf");
                             else if (name is "x4" or "x4pf") Interleaved(xm, kk, act, y, c0, c1, name == "x4pf");
@@ -135,7 +161,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
                 // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
-                long bytes = names[c] is "read" or "readpf" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
+                long bytes = names[c].Split('@', '$', '%')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
             // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)
@@ -169,6 +195,79 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         var a = Vector256<int>.Zero;
         var b = Vector256<int>.Zero;
         for (; p + 64 <= e; p += 64) { Sse.Prefetch0(p + 4096); a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
+        return Vector256.Sum(a + b);
+    }
+
+    // Rows1W's pattern: 512-bit loads, 4 lines prefetched 8 KiB ahead per 256 bytes.
+    private static double ReadW(byte* p, byte* e)
+    {
+        var a = Vector512<int>.Zero;
+        var b = Vector512<int>.Zero;
+        for (; p + 256 <= e; p += 256)
+        {
+            Sse.Prefetch0(p + 8192); Sse.Prefetch0(p + 8192 + 64); Sse.Prefetch0(p + 8192 + 128); Sse.Prefetch0(p + 8192 + 192);
+            a = Avx512F.Add(a, Avx512F.LoadVector512((int*)p)); b = Avx512F.Add(b, Avx512F.LoadVector512((int*)(p + 64)));
+            a = Avx512F.Add(a, Avx512F.LoadVector512((int*)(p + 128))); b = Avx512F.Add(b, Avx512F.LoadVector512((int*)(p + 192)));
+        }
+        return Vector512.Sum(a + b);
+    }
+
+    // The pair loop's pattern: rows j, j + 1 interleaved 64 bytes (g: g bytes) at a time, 2 lines prefetched PairAhead
+    // ahead per 128 bytes.
+    private static double ReadPair(byte* w, int k, int c0, int c1, int g)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        nint ahead = QuantKernels.PairAhead(k);
+        for (int j = c0; j < c1; j += 2)
+        {
+            byte* r0 = w + (long)j * k, r1 = r0 + k, pf = r0 + ahead;
+            for (nint o0 = 0; o0 < k; o0 += g)
+            {
+                for (nint o = o0; o < o0 + g && o < k; o += 64)
+                {
+                    Sse.Prefetch0(pf + 2 * o); Sse.Prefetch0(pf + 2 * o + 64);
+                    a = Avx2.Add(a, Avx2.Add(Avx.LoadVector256((int*)(r0 + o)), Avx.LoadVector256((int*)(r0 + o + 32))));
+                }
+                for (nint o = o0; o < o0 + g && o < k; o += 64)
+                    b = Avx2.Add(b, Avx2.Add(Avx.LoadVector256((int*)(r1 + o)), Avx.LoadVector256((int*)(r1 + o + 32))));
+            }
+        }
+        return Vector256.Sum(a + b);
+    }
+
+    // The pair pattern with 512-bit loads (one per row and 64 bytes).
+    private static double ReadPairW(byte* w, int k, int c0, int c1)
+    {
+        var a = Vector512<int>.Zero;
+        var b = Vector512<int>.Zero;
+        nint ahead = QuantKernels.PairAhead(k);
+        for (int j = c0; j < c1; j += 2)
+        {
+            byte* r0 = w + (long)j * k, r1 = r0 + k, pf = r0 + ahead;
+            for (nint o = 0; o < k; o += 64)
+            {
+                Sse.Prefetch0(pf + 2 * o); Sse.Prefetch0(pf + 2 * o + 64);
+                a = Avx512F.Add(a, Avx512F.LoadVector512((int*)(r0 + o)));
+                b = Avx512F.Add(b, Avx512F.LoadVector512((int*)(r1 + o)));
+            }
+        }
+        return Vector512.Sum(a + b);
+    }
+
+    // Rows1W's pattern (one stream, 4 lines prefetched 8 KiB ahead per 256 bytes) with 256-bit loads.
+    private static double ReadN(byte* p, byte* e)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        for (; p + 256 <= e; p += 256)
+        {
+            Sse.Prefetch0(p + 8192); Sse.Prefetch0(p + 8192 + 64); Sse.Prefetch0(p + 8192 + 128); Sse.Prefetch0(p + 8192 + 192);
+            a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32)));
+            a = Avx2.Add(a, Avx.LoadVector256((int*)(p + 64))); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 96)));
+            a = Avx2.Add(a, Avx.LoadVector256((int*)(p + 128))); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 160)));
+            a = Avx2.Add(a, Avx.LoadVector256((int*)(p + 192))); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 224)));
+        }
         return Vector256.Sum(a + b);
     }
 
