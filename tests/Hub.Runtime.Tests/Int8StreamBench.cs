@@ -22,8 +22,7 @@ namespace Hub.Runtime.Tests;
 /// L2: the kernel's compute rate); access patterns without arithmetic: "readw" (GemvF32 Rows1W's: 512-bit loads,
 /// prefetcht0 8 KiB ahead), "readn" (the same with 256-bit loads), "readpair" (the VNNI pair loop's: two rows
 /// interleaved 64 bytes at a time; "readpair%&lt;g&gt;" g bytes at a time), "readpairw" (the pair pattern with 512-bit
-/// loads); suffixes "@&lt;n&gt;" (n units per worker instead of 16) and "$" (units claimed by contiguous segment per
-/// worker, SegmentClaims); "x4" and "x4pf" (a prototype of a row-interleaved layout:
+/// loads); suffix "@&lt;n&gt;": n units per worker instead of 16; "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, same integer/float work as the kernel).
 /// </summary>
@@ -63,7 +62,6 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         float* x = (float*)NativeMemory.AlignedAlloc((nuint)maxK * 4, 64);
         float* y = (float*)NativeMemory.AlignedAlloc(32000 * 4, 64);
         using var pool = new WorkerPool(threads);
-        var claims = new SegmentClaims(pool.Size);
         try
         {
             var rnd = new Random(7);
@@ -80,11 +78,8 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     // the order rotates per round: a variant's rate depended on which one ran before it
                     int c = (cc + round) % names.Length;
                     string name = names[c];
-                    // suffixes: "@<n>" n units per worker instead of 16 (QuantLinearExec's default), "$" the units claimed by
-                    // contiguous segment per worker (SegmentClaims) instead of first come, first served
+                    // suffix "@<n>": n units per worker instead of 16 (QuantLinearExec's default)
                     int upw = 16;
-                    bool seg = name.EndsWith('$');
-                    if (seg) name = name[..^1];
                     if (name.IndexOf('@') is int ai and > 0) { upw = int.Parse(name[(ai + 1)..]); name = name[..ai]; }
                     // "readpair%<g>": the pair pattern in runs of g bytes per row
                     int gran = 64;
@@ -118,10 +113,8 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             uf = (nf + rf - 1) / rf;
                             float* wfm = wf + off / 4;
                             bool hotf = name == "hotf32";
-                            if (seg) claims.Reset(uf);
                             pool.Run(new Work((u, wk) =>
                             {
-                                if (seg) u = claims.Claim(wk);
                                 int c0 = u * rf, c1 = Math.Min(nf, c0 + rf);
                                 if (hotf) for (int r = c0; r < c1; r += 16) GemvF32.Rows(x, kk, wfm, null, y, 0, Math.Min(16, c1 - r), GemvF32.Default);
                                 else GemvF32.Rows(x, kk, wfm, null, y, c0, c1, GemvF32.Default);
@@ -129,10 +122,8 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             off += (long)n * k; offS += (long)n * k / 32;
                             continue;
                         }
-                        if (seg) claims.Reset(units);
                         pool.Run(new Work((u, wk) =>
                         {
-                            if (seg) u = claims.Claim(wk);
                             int c0 = u * unitRows, c1 = Math.Min(n, c0 + unitRows);
                             if (name.StartsWith("hot", StringComparison.Ordinal))
                             {
@@ -161,7 +152,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
                 // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
-                long bytes = names[c].Split('@', '$', '%')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
+                long bytes = names[c].Split('@', '%')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
             // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)

@@ -849,7 +849,6 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             // keeps growing, so the order flips every round) for HUB_BENCH_AB_ROUNDS rounds (default 8); medians of
             // the per-segment tok/s.
             int unitsOff = Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker;
-            bool segmentsDefault = Hub.Runtime.Execution.QuantLinearExec.GemvSegments;
             int pairMaxKOff = Hub.Runtime.Kernels.QuantKernels.PairMaxK;
             var f32Default = Hub.Runtime.Kernels.GemvF32.Default;
             // hugepages: a second model whose weights were copied into MADV_HUGEPAGE memory at load, run by its own request
@@ -886,10 +885,9 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                   && Enum.TryParse<Hub.Runtime.Kernels.GemvF32.Variant>(f32s[^1], out var f32v)
                   && Enum.TryParse<Hub.Runtime.Kernels.GemvF32.Variant>(f32s.Length > 1 ? f32s[0] : "Dot4", out var f32o)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
-                : ab == "segments" ? on => Hub.Runtime.Execution.QuantLinearExec.GemvSegments = on
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), segments (the decode GEMV's units by contiguous segment per worker; off = first come, first served), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.
@@ -927,7 +925,6 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 }
             set(false);
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
-            if (ab == "segments") Hub.Runtime.Execution.QuantLinearExec.GemvSegments = segmentsDefault;
             reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");

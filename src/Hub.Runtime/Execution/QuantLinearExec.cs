@@ -32,8 +32,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
     private readonly bool _int8Vnni;    // ... on its AVX-VNNI path (QuantGemmInt8.UseVnni when the executor was built)
     private byte* _prefActPtr;          // the integer GEMMs' quantized activations, in the request's shared prefill scratch
     private int _m, _unitRows, _mBlocks, _mRows, _nBlocks, _quantUnits;
-    private bool _gemv, _singleUnit, _quantPhase, _segments;
-    private readonly Hub.Runtime.Threading.SegmentClaims _claims;   // decode GEMV units by contiguous segment per worker
+    private bool _gemv, _singleUnit, _quantPhase;
 
     public QuantLinearExec(Node n, InferRequest r) : base(n, r, 2, 3, 1)
     {
@@ -53,7 +52,6 @@ internal sealed unsafe class QuantLinearExec : OpExec
             fixed (byte* p = _act) _actPtr = (byte*)(((nint)p + 63) & ~(nint)63);
         }
         else _act = Array.Empty<byte>();
-        _claims = new Hub.Runtime.Threading.SegmentClaims(r.Model.Pool.Size);
         _registers = ForceFloatPath && QuantKernels.IntegerPathFits(_w) && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
         _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();
         if (HasInput(2))
@@ -76,13 +74,6 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// </summary>
     internal static int GemvUnitsPerWorker { get; set; } =
         int.TryParse(Environment.GetEnvironmentVariable("HUB_QGEMV_UNITS"), out var u) && u > 0 ? u : 16;
-
-    /// <summary>
-    /// Whether the decode GEMV's units go to the workers by contiguous segment (<see cref="Hub.Runtime.Threading.SegmentClaims"/>:
-    /// each worker streams its own share of the weight rows front to back and steals units from the others' backs when
-    /// done) instead of first come, first served. Settable for in-process A/B benchmarks (HUB_BENCH_AB=segments).
-    /// </summary>
-    internal static bool GemvSegments { get; set; } = true;
 
     /// <summary>
     /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
@@ -191,8 +182,6 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int units = single ? 1 : Math.Min(workers * GemvUnitsPerWorker, (_n + 31) / 32);
             _unitRows = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitRows - 1) / _unitRows);
-            _segments = GemvSegments && units > 1;
-            if (_segments) _claims.Reset(units);
             R.Model.Pool.Run(this, units);
         }
         else
@@ -229,7 +218,6 @@ internal sealed unsafe class QuantLinearExec : OpExec
         float* scratch = R.ScratchFor(worker);
         if (_gemv)
         {
-            if (_segments && (index = _claims.Claim(worker)) < 0) return;
             int c0 = index * _unitRows, c1 = Math.Min(_n, c0 + _unitRows);
             if (c0 >= c1) return;
             if (_integer) QuantKernels.GemvInteger(_w, _m, _actPtr, _bias, _y, _n, c0, c1);
