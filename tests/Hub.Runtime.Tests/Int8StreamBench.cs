@@ -10,17 +10,23 @@ namespace Hub.Runtime.Tests;
 /// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
-/// split, variants alternating per pass over all weights (medians of HUB_BENCH_ROUNDS, default 7, and each variant's
-/// median per-round speed ratio against the first one). Variants: "kernel"
+/// split, variants alternating per pass over all weights, their order rotating per round (medians of HUB_BENCH_ROUNDS,
+/// default 7, and each variant's median per-round speed ratio against the first one; HUB_BENCH_THREADS=1 gives the
+/// tightest ratios on a shared host). Variants: "kernel"
 /// (the default GEMV: at groups of 32 the VNNI pair loop where AVX-VNNI is supported and K ≤ QuantKernels.PairMaxK, else the AVX2 one-row loop; "pairs": the pair loop on every K; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
 /// where supported) and "avx2" (the AVX2 sign trick: the one-row loop at groups of 32); "groups" (the same bytes as per-channel int8: the four-row pass);
 /// "f32" (the same byte count as F32 weights [n/4, k] through the default F32 decode GEMV, Rows1W on AVX-512);
 /// "read" and "halves" (a plain read of the same bytes in the same units, or
 /// in two static halves: the `hub bench` probe's pattern), "readpf" (the read with the one-row loop's prefetcht0 4 KiB
 /// ahead) and "reads" (the read of the data and then of the units' F16 scales: what an int8 GEMV must stream); "hot&lt;variant&gt;" (hotkernel, hotavx2, hotgroups, hotf32: the same work on 64 rows (f32: 16) per matrix that stay in
-/// L2: the kernel's compute rate); "x4" and "x4pf" (a prototype of a row-interleaved layout:
+/// L2: the kernel's compute rate); access patterns without arithmetic: "readw" (GemvF32 Rows1W's: 512-bit loads,
+/// prefetcht0 8 KiB ahead), "readn" (the same with 256-bit loads), "readpair" (the VNNI pair loop's: two rows
+/// interleaved 64 bytes at a time; "readpair%&lt;g&gt;" g bytes at a time, "readpair^&lt;n&gt;" other prefetch schemes,
+/// see ReadPair), "readpairw" (the pair pattern with 512-bit
+/// loads); suffix "@&lt;n&gt;": n units per worker instead of 16; "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
-/// pass, timed on its own copy of the weights, same integer/float work as the kernel).
+/// pass, timed on its own copy of the weights, the AVX2 sign trick's integer work), "x4v" and "x4vpf" (the same layout
+/// with the VNNI pair loop's arithmetic; pf: prefetcht0 8 KiB ahead).
 /// </summary>
 public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -69,9 +75,19 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             var times = names.Select(_ => new List<double>()).ToArray();
             double sink = 0;
             for (int round = 0; round < rounds; round++)
-                for (int c = 0; c < names.Length; c++)
+                for (int cc = 0; cc < names.Length; cc++)
                 {
+                    // the order rotates per round: a variant's rate depended on which one ran before it
+                    int c = (cc + round) % names.Length;
                     string name = names[c];
+                    // suffix "@<n>": n units per worker instead of 16 (QuantLinearExec's default)
+                    int upw = 16;
+                    if (name.IndexOf('@') is int ai and > 0) { upw = int.Parse(name[(ai + 1)..]); name = name[..ai]; }
+                    // "readpair%<g>": the pair pattern in runs of g bytes per row
+                    int gran = 64, pfm = 0;
+                    if (name.IndexOf('^') is int qi and > 0) { pfm = int.Parse(name[(qi + 1)..]); name = name[..qi]; }
+                    if (name.IndexOf('%') is int pi and > 0) { gran = int.Parse(name[(pi + 1)..]); name = name[..pi]; }
+                    if (name is "readw" or "readpairw" && !Avx512F.IsSupported) throw new ArgumentException($"HUB_BENCH_VARIANTS: '{name}' needs AVX-512F");
                     // "kernel" / "avx2": the default int8 GEMV (AVX-VNNI where supported) / on the AVX2 sign trick; "hot" prefix: L2-resident
                     string sname = name.StartsWith("hot", StringComparison.Ordinal) ? name[3..] : name;
                     // "pairs": the VNNI pair loop on every K (the default takes it up to QuantKernels.PairMaxK)
@@ -88,7 +104,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         long offS2 = offS;
                         byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
-                        int units = Math.Min(threads * 16, (n + 31) / 32);
+                        int units = Math.Min(threads * upw, (n + 31) / 32);
                         int unitRows = ((n + units - 1) / units + 3) & ~3;
                         units = (n + unitRows - 1) / unitRows;
                         if (name == "halves") { unitRows = ((n + threads - 1) / threads + 3) & ~3; units = (n + unitRows - 1) / unitRows; }
@@ -96,7 +112,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         if (sname == "f32")
                         {
                             // F32 [n/4, k] rows of the same bytes, split as QuantLinearExec/LinearExec split rows
-                            int nf = n / 4, uf = Math.Min(threads * 16, (nf + 31) / 32), rf = ((nf + uf - 1) / uf + 3) & ~3;
+                            int nf = n / 4, uf = Math.Min(threads * upw, (nf + 31) / 32), rf = ((nf + uf - 1) / uf + 3) & ~3;
                             uf = (nf + rf - 1) / rf;
                             float* wfm = wf + off / 4;
                             bool hotf = name == "hotf32";
@@ -121,9 +137,14 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             else if (vnni is { } v) QuantKernels.GemvIntegerRowsAvx2(qm, 1, act, null, y, n, c0, c1, v, pairMaxK);
                             else if (name is "read" or "halves") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name == "readpf") sums[wk] += ReadPf(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "readw") sums[wk] += ReadW(wm + (long)c0 * kk, wm + (long)c1 * kk);
+                            else if (name == "readpair") sums[wk] += ReadPair(wm, kk, c0, c1, gran, pfm);
+                            else if (name == "readpairw") sums[wk] += ReadPairW(wm, kk, c0, c1);
+                            else if (name == "readn") sums[wk] += ReadN(wm + (long)c0 * kk, wm + (long)c1 * kk);
                             else if (name == "reads") sums[wk] += Read(wm + (long)c0 * kk, wm + (long)c1 * kk) + Read((byte*)(s + offS2 + (long)c0 * kk / 32), (byte*)(s + offS2 + (long)c1 * kk / 32));
                             else if (name.StartsWith("read4", StringComparison.Ordinal)) sums[wk] += Read4(wm, kk, c0, c1, name == "read4pf");
                             else if (name is "x4" or "x4pf") Interleaved(xm, kk, act, y, c0, c1, name == "x4pf");
+                            else if (name is "x4v" or "x4vpf") InterleavedVnni(xm, kk, act, y, c0, c1, name == "x4vpf");
                             else throw new ArgumentException($"HUB_BENCH_VARIANTS: unknown variant '{name}'");
                         }), units);
                         off += (long)n * k; offS += (long)n * k / 32;
@@ -135,7 +156,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
                 // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
-                long bytes = names[c] is "read" or "readpf" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
+                long bytes = names[c].Split('@', '%', '^')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
             // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)
@@ -145,6 +166,20 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                 output.WriteLine($"{names[c]} / {names[0]}: median speed ratio {ratios[ratios.Count / 2]:F3} (quartiles {ratios[ratios.Count / 4]:F3}–{ratios[3 * ratios.Count / 4]:F3})");
             }
             output.WriteLine($"(sink {sink:E1}, {(data + scales * 2) / 1048576.0:F0} MiB per pass incl. F16 g32 scales; read/halves/f32/groups: the data only)");
+            if (inter && group == 32 && AvxVnni.IsSupported)
+            {
+                // the x4 prototypes against the kernel on the first matrix (same weights, same quantized activations)
+                var (n0m, k0m) = mats[0];
+                var q0 = new QuantMatrix(w, s, null, n0m, k0m, 32, false, true);
+                QuantKernels.QuantizeActivations(q0, x, 1, act);
+                float* yk = (float*)NativeMemory.Alloc((nuint)n0m * 4), yv = (float*)NativeMemory.Alloc((nuint)n0m * 4);
+                QuantKernels.GemvIntegerRowsAvx2(q0, 1, act, null, yk, n0m, 0, n0m);
+                InterleavedVnni(wx, k0m, act, yv, 0, n0m, false);
+                double dmax = 0, ymax = 0;
+                for (int j = 0; j < n0m; j++) { dmax = Math.Max(dmax, Math.Abs(yk[j] - yv[j])); ymax = Math.Max(ymax, Math.Abs(yk[j])); }
+                output.WriteLine($"x4v vs kernel on {n0m}×{k0m}: max |Δ| {dmax:E2} of max |y| {ymax:E2}");
+                NativeMemory.Free(yk); NativeMemory.Free(yv);
+            }
         }
         finally
         {
@@ -169,6 +204,102 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         var a = Vector256<int>.Zero;
         var b = Vector256<int>.Zero;
         for (; p + 64 <= e; p += 64) { Sse.Prefetch0(p + 4096); a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32))); }
+        return Vector256.Sum(a + b);
+    }
+
+    // Rows1W's pattern: 512-bit loads, 4 lines prefetched 8 KiB ahead per 256 bytes.
+    private static double ReadW(byte* p, byte* e)
+    {
+        var a = Vector512<int>.Zero;
+        var b = Vector512<int>.Zero;
+        for (; p + 256 <= e; p += 256)
+        {
+            Sse.Prefetch0(p + 8192); Sse.Prefetch0(p + 8192 + 64); Sse.Prefetch0(p + 8192 + 128); Sse.Prefetch0(p + 8192 + 192);
+            a = Avx512F.Add(a, Avx512F.LoadVector512((int*)p)); b = Avx512F.Add(b, Avx512F.LoadVector512((int*)(p + 64)));
+            a = Avx512F.Add(a, Avx512F.LoadVector512((int*)(p + 128))); b = Avx512F.Add(b, Avx512F.LoadVector512((int*)(p + 192)));
+        }
+        return Vector512.Sum(a + b);
+    }
+
+    // The pair loop's pattern: rows j, j + 1 interleaved 64 bytes (g: g bytes) at a time, 2 lines prefetched PairAhead
+    // ahead per 128 bytes. pfm (suffix "^<n>") changes the prefetch: 1 none, 2 each row's own stream, 3 twice as far,
+    // 4 prefetcht1, 5 prefetchnta; 6 and 7 pair rows j and j + h (half the unit apart: two sequential streams) without
+    // software prefetch / with prefetcht0 4 KiB ahead in each.
+    private static double ReadPair(byte* w, int k, int c0, int c1, int g, int pfm)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        nint ahead = QuantKernels.PairAhead(k);
+        if (pfm == 3) ahead *= 2;
+        if (pfm >= 6)
+        {
+            // rows j and j + h paired: two streams half a unit apart
+            int h = (c1 - c0 + 1) / 2;
+            const int d = 4096;
+            for (int j = c0; j < c0 + h; j++)
+            {
+                byte* r0 = w + (long)j * k, r1 = w + (long)Math.Min(j + h, c1 - 1) * k;
+                for (nint o = 0; o < k; o += 64)
+                {
+                    if (pfm == 7) { Sse.Prefetch0(r0 + o + d); Sse.Prefetch0(r1 + o + d); }
+                    a = Avx2.Add(a, Avx2.Add(Avx.LoadVector256((int*)(r0 + o)), Avx.LoadVector256((int*)(r0 + o + 32))));
+                    b = Avx2.Add(b, Avx2.Add(Avx.LoadVector256((int*)(r1 + o)), Avx.LoadVector256((int*)(r1 + o + 32))));
+                }
+            }
+            return Vector256.Sum(a + b);
+        }
+        for (int j = c0; j < c1; j += 2)
+        {
+            byte* r0 = w + (long)j * k, r1 = r0 + k, pf = r0 + ahead;
+            for (nint o0 = 0; o0 < k; o0 += g)
+            {
+                for (nint o = o0; o < o0 + g && o < k; o += 64)
+                {
+                    if (pfm is 0 or 3) { Sse.Prefetch0(pf + 2 * o); Sse.Prefetch0(pf + 2 * o + 64); }
+                    else if (pfm == 2) { Sse.Prefetch0(pf + o); Sse.Prefetch0(pf + k + o); }
+                    else if (pfm == 4) { Sse.Prefetch1(pf + 2 * o); Sse.Prefetch1(pf + 2 * o + 64); }
+                    else if (pfm == 5) { Sse.PrefetchNonTemporal(pf + 2 * o); Sse.PrefetchNonTemporal(pf + 2 * o + 64); }
+                    a = Avx2.Add(a, Avx2.Add(Avx.LoadVector256((int*)(r0 + o)), Avx.LoadVector256((int*)(r0 + o + 32))));
+                }
+                for (nint o = o0; o < o0 + g && o < k; o += 64)
+                    b = Avx2.Add(b, Avx2.Add(Avx.LoadVector256((int*)(r1 + o)), Avx.LoadVector256((int*)(r1 + o + 32))));
+            }
+        }
+        return Vector256.Sum(a + b);
+    }
+
+    // The pair pattern with 512-bit loads (one per row and 64 bytes).
+    private static double ReadPairW(byte* w, int k, int c0, int c1)
+    {
+        var a = Vector512<int>.Zero;
+        var b = Vector512<int>.Zero;
+        nint ahead = QuantKernels.PairAhead(k);
+        for (int j = c0; j < c1; j += 2)
+        {
+            byte* r0 = w + (long)j * k, r1 = r0 + k, pf = r0 + ahead;
+            for (nint o = 0; o < k; o += 64)
+            {
+                Sse.Prefetch0(pf + 2 * o); Sse.Prefetch0(pf + 2 * o + 64);
+                a = Avx512F.Add(a, Avx512F.LoadVector512((int*)(r0 + o)));
+                b = Avx512F.Add(b, Avx512F.LoadVector512((int*)(r1 + o)));
+            }
+        }
+        return Vector512.Sum(a + b);
+    }
+
+    // Rows1W's pattern (one stream, 4 lines prefetched 8 KiB ahead per 256 bytes) with 256-bit loads.
+    private static double ReadN(byte* p, byte* e)
+    {
+        var a = Vector256<int>.Zero;
+        var b = Vector256<int>.Zero;
+        for (; p + 256 <= e; p += 256)
+        {
+            Sse.Prefetch0(p + 8192); Sse.Prefetch0(p + 8192 + 64); Sse.Prefetch0(p + 8192 + 128); Sse.Prefetch0(p + 8192 + 192);
+            a = Avx2.Add(a, Avx.LoadVector256((int*)p)); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 32)));
+            a = Avx2.Add(a, Avx.LoadVector256((int*)(p + 64))); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 96)));
+            a = Avx2.Add(a, Avx.LoadVector256((int*)(p + 128))); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 160)));
+            a = Avx2.Add(a, Avx.LoadVector256((int*)(p + 192))); b = Avx2.Add(b, Avx.LoadVector256((int*)(p + 224)));
+        }
         return Vector256.Sum(a + b);
     }
 
@@ -244,6 +375,44 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             else for (int r = 0; r < c1 - j; r++) y[j + r] = sum.GetElement(r);
         }
     }
+
+    // The x4 prototype with the VNNI pair loop's arithmetic (AVX-VNNI only): per block one activation load, 4 × (vpxor,
+    // vpdpbusd, convert, FMA with s_r·dx_b); the symmetric 128·Σx term from the 4 scales once per block (one FMA for the
+    // 4 rows); pf: prefetcht0 8 KiB ahead, 2 lines per block group (136 bytes).
+    private static void InterleavedVnni(byte* wx, int k, byte* act, float* y, int c0, int c1, bool pf)
+    {
+        if (!AvxVnni.IsSupported) throw new ArgumentException("x4v needs AVX-VNNI");
+        int nb = k / 32;
+        sbyte* xq = (sbyte*)act;
+        float* dx = QuantKernels.BlockScales(act, 1, k);
+        float* xs = dx + nb;
+        var flip = Vector256.Create((byte)0x80);
+        for (int j = c0; j < c1; j += 4)
+        {
+            byte* g = wx + (long)(j / 4) * nb * 136;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            var corr = Vector128<float>.Zero;
+            for (int b = 0; b < nb; b++, g += 136)
+            {
+                if (pf) { Sse.Prefetch0(g + 8192); Sse.Prefetch0(g + 8192 + 64); Sse.Prefetch0(g + 8192 + 128); }
+                var xv = Avx.LoadVector256(xq + b * 32);
+                var s4 = QuantKernels.LoadHalf8((ushort*)g).GetLower();
+                corr = Fma.MultiplyAdd(s4, Vector128.Create(xs[b]), corr);
+                var sc = Sse.Multiply(s4, Vector128.Create(dx[b]));
+                a0 = Fma.MultiplyAdd(DotV(Avx.LoadVector256(g + 8), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
+                a1 = Fma.MultiplyAdd(DotV(Avx.LoadVector256(g + 40), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+                a2 = Fma.MultiplyAdd(DotV(Avx.LoadVector256(g + 72), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+                a3 = Fma.MultiplyAdd(DotV(Avx.LoadVector256(g + 104), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+            }
+            var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+            var sum = Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Sse.Multiply(corr, Vector128.Create(128f)));
+            if (j + 4 <= c1) Sse.Store(y + j, sum);
+            else for (int r = 0; r < c1 - j; r++) y[j + r] = sum.GetElement(r);
+        }
+    }
+
+    private static Vector256<float> DotV(Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
+        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Xor(w, flip), xv));
 
     private static Vector256<float> Dot(Vector256<sbyte> wv, Vector256<sbyte> xv, Vector256<short> ones) =>
         Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), ones));
