@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using System.Text.Json.Nodes;
 using Hub.IR;
 using Hub.Runtime.Kernels;
@@ -386,6 +387,21 @@ internal sealed unsafe class AttentionExec : OpExec
             int cap = sk.Capacity;
             ushort* khs = _half ? R.HalfStatePtr(_stateK) : null, vhs = _half ? R.HalfStatePtr(_stateV) : null;
             float* kfs = _half ? null : R.StatePtr(_stateK), vfs = _half ? null : R.StatePtr(_stateV);
+            // A decode step's rows land on lines the weights streamed since the last step evicted (and on pages whose
+            // translations went with them): touching all of them first overlaps the misses the stores would take
+            // one row at a time.
+            if (_t == 1 && Prefetch)
+            {
+                long rowBytes = (long)_hd * (_half ? 2 : 4);
+                byte* kd = _half ? (byte*)khs : (byte*)kfs, vd = _half ? (byte*)vhs : (byte*)vfs;
+                for (int b = 0; b < _b; b++)
+                    for (int h = 0; h < _kv; h++)
+                    {
+                        long dst = (((long)b * _kv + h) * cap + _past) * rowBytes;
+                        PrefetchLines(kd + dst, rowBytes);
+                        PrefetchLines(vd + dst, rowBytes);
+                    }
+            }
             for (int b = 0; b < _b; b++)
                 for (int t = 0; t < _t; t++)
                     for (int h = 0; h < _kv; h++)
@@ -425,14 +441,46 @@ internal sealed unsafe class AttentionExec : OpExec
         R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
     }
 
+    /// <summary>
+    /// Whether a decode step prefetches the cache lines its append writes and, before attending a (row, kv head), the
+    /// first <see cref="NextUnitKeys"/> keys and values of the next one (A/B switch of the decode profile, "attnpf").
+    /// </summary>
+    internal static bool Prefetch = true;
+
+    /// <summary>Keys of the next (row, kv head) that a decode step prefetches: its start, before the hardware prefetcher has seen the stream.</summary>
+    internal const int NextUnitKeys = 16;
+
+    // The first keys and values of decode unit u's cache (nothing past the last unit, or outside a cached decode step).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PrefetchUnit(int u)
+    {
+        if (!Prefetch || _stateK < 0 || _t != 1 || u >= _b * _kv) return;
+        long rowBytes = (long)_hd * (_half ? 2 : 4);
+        long head = (long)u * R.Model.States[_stateK].Capacity * rowBytes;   // unit u is (row u / kv, kv head u % kv)
+        byte* kp = _half ? (byte*)R.HalfStatePtr(_stateK) : (byte*)R.StatePtr(_stateK);
+        byte* vp = _half ? (byte*)R.HalfStatePtr(_stateV) : (byte*)R.StatePtr(_stateV);
+        long bytes = Math.Min(_s, NextUnitKeys) * rowBytes;
+        PrefetchLines(kp + head, bytes);
+        PrefetchLines(vp + head, bytes);
+    }
+
+    // Every 64-byte line of [p, p + bytes).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchLines(byte* p, long bytes)
+    {
+        if (!Sse.IsSupported) return;
+        for (byte* a = (byte*)((nint)p & ~(nint)63), end = p + bytes; a < end; a += 64) Sse.Prefetch0(a);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(int index, int worker)
     {
         if (_single)
         {
-            for (int u = 0; u < _b * _kv * _tChunks; u++) Unit(u, worker);
+            for (int u = 0; u < _b * _kv * _tChunks; u++) { PrefetchUnit(u + 1); Unit(u, worker); }
             return;
         }
+        PrefetchUnit(index + 1);   // most likely the other worker's next unit: it finds the lines in this core's cache
         Unit(index, worker);
     }
 
