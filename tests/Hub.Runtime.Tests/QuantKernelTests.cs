@@ -869,6 +869,20 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 output.WriteLine($"hugepages copy: load {loadMs:F0} ms, RSS +{(System.Diagnostics.Process.GetCurrentProcess().WorkingSet64 - rss0) / 1048576.0:F1} MiB, {hp}");
             }
             void Step(InferRequest r) => BenchFeed.DecodeStep(r, names, id, p, ref ones);
+            if (ab == "x4")
+            {
+                // the model above interleaved its Q8_0 weights at compile (the default); "off" is a second model compiled
+                // without (it maps the original's released pages in again, as before the repack)
+                bool repack = CompiledModel.RepackInt8;
+                CompiledModel.RepackInt8 = false;
+                try { cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = kv }); }
+                finally { CompiledModel.RepackInt8 = repack; }
+                output.WriteLine($"x4: {cm.InterleavedBytes / 1048576.0:F0} MiB interleaved (off model: {cm2.InterleavedBytes})");
+                reqs[0] = cm2.CreateInferRequest();
+                reqs[1] = req;
+                if (prof) reqs[0]!.OpTicks = new long[ir.Graph.Nodes.Count];
+                for (int s = 0; s < warm + steps; s++) Step(reqs[0]!);
+            }
             if (ab == "kvf16")
             {
                 cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = KvCachePrecision.F16 });
@@ -876,7 +890,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 if (prof) reqs[1]!.OpTicks = new long[ir.Graph.Nodes.Count];
                 for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
             }
-            Action<bool> set = ab is "hugepages" or "kvf16" ? _ => { }
+            Action<bool> set = ab is "hugepages" or "kvf16" or "x4" ? _ => { }
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "vnni" ? on => Hub.Runtime.Kernels.QuantKernels.Int8Vnni = on && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported
                 : ab.StartsWith("pairmaxk=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pmk) ? on => Hub.Runtime.Kernels.QuantKernels.PairMaxK = on ? pmk : pairMaxKOff
@@ -887,7 +901,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.
@@ -925,7 +939,8 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 }
             set(false);
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
-            reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
+            if (ab == "x4") reqs[0]?.Dispose(); else reqs[1]?.Dispose();
+            cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
             output.WriteLine($"A/B {ab} process CPU per token: off {Med(cpuMs[0]):F3} ms, on {Med(cpuMs[1]):F3} ms (on/off {Med(cpuMs[1]) / Med(cpuMs[0]):F3})");

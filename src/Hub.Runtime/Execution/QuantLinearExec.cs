@@ -53,6 +53,11 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
         else _act = Array.Empty<byte>();
         _registers = ForceFloatPath && QuantKernels.IntegerPathFits(_w) && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        // The model's interleaved Q8_0 copy (made at compile; the original's pages may be released): every path below
+        // reads it — the integer GEMV its x4 kernel, the int8 GEMMs stage rows through RowStart/BlockStride, the float
+        // paths dequantize through DequantizeRow — except the widen-in-registers GEMV (HUB_QUANT_GEMV=float, a test
+        // switch), which reads the original.
+        if (R.Model.InterleavedWeight(In[1]) is var x4 && x4 != null && !_registers) _w = new QuantMatrix(_w, x4);
         _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();
         if (HasInput(2))
         {
@@ -122,7 +127,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         long count = (long)n * groups;
         bool half = ScalesDType(r, q.Scales) == DType.F16;
         byte* scales = Tensor(r, q.Scales, half ? DType.F16 : DType.F32, count, info.Name, node);
-        if (half)
+        // an interleaved copy's scales were checked when it was made (reading the original's would map them in again)
+        if (half && r.Model.InterleavedWeight(id) == null)
         {
             var hs = (ushort*)scales;
             for (long i = 0; i < count; i++)

@@ -245,6 +245,7 @@ public static unsafe class QuantGemmInt8
     {
         int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
         var flip = Vector256.Create((byte)(w.Symmetric ? 0x80 : 0));
+        int stride = w.BlockStride;
         byte** rows = stackalloc byte*[Interleave];
         float* rs = stackalloc float[groups];
         for (int g = 0; g < 2; g++)
@@ -257,7 +258,7 @@ public static unsafe class QuantGemmInt8
             {
                 int j = j0 + Math.Min(g * Interleave + r, jn - 1);
                 bool on = r < live;
-                rows[r] = w.Data + (long)j * k;
+                rows[r] = w.RowStart(j);   // block b at + b·stride (row-major, or the interleaved copy)
                 float* s = w.RowScales(j, rs);
                 for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = on ? s[b / bpg] : 0f;
                 for (int gi = 0; gi < groups; gi++)
@@ -268,7 +269,7 @@ public static unsafe class QuantGemmInt8
             }
             for (int b = 0; b < blocks; b++)
             {
-                int o = b * Block;
+                int o = b * stride;
                 Transpose(Avx2.Xor(Avx.LoadVector256(rows[0] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[1] + o), flip),
                           Avx2.Xor(Avx.LoadVector256(rows[2] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[3] + o), flip),
                           Avx2.Xor(Avx.LoadVector256(rows[4] + o), flip), Avx2.Xor(Avx.LoadVector256(rows[5] + o), flip),
@@ -431,6 +432,7 @@ public static unsafe class QuantGemmInt8
         var low = Vector256.Create((byte)0x0F);
         // symmetric bytes w become w + 128 = w ^ 0x80: the high nibble's top bit flips
         var eight = Vector256.Create((byte)(w.Symmetric ? 0x08 : 0));
+        int stride = w.BlockStride;
         byte** rows = stackalloc byte*[Interleave];
         float* rs = stackalloc float[groups];
         for (int g = 0; g < rowGroups; g++)
@@ -442,7 +444,7 @@ public static unsafe class QuantGemmInt8
             for (int r = 0; r < Interleave; r++)
             {
                 int j = j0 + g * Interleave + Math.Min(r, live - 1);
-                rows[r] = w.Data + (long)j * k;
+                rows[r] = w.RowStart(j);   // block b at + b·stride (row-major, or the interleaved copy)
                 float* s = w.RowScales(j, rs);
                 for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = r < live ? s[b / bpg] : 0f;
                 for (int gi = 0; gi < groups; gi++)
@@ -453,7 +455,7 @@ public static unsafe class QuantGemmInt8
             }
             for (int b = 0; b < blocks; b++)
             {
-                int o = b * Block;
+                int o = b * stride;
                 byte* dst = pg + (long)b * BlockBytes;
                 var v0 = Avx.LoadVector256(rows[0] + o); var v1 = Avx.LoadVector256(rows[1] + o);
                 var v2 = Avx.LoadVector256(rows[2] + o); var v3 = Avx.LoadVector256(rows[3] + o);

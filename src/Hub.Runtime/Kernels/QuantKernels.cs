@@ -40,6 +40,13 @@ public readonly unsafe struct QuantMatrix
     public readonly bool Int4;
     /// <summary>No zero points (int8 values are signed, int4 values are offset by 8).</summary>
     public readonly bool Symmetric;
+    /// <summary>
+    /// The load-time copy in the 4-row interleaved Q8_0 layout (<see cref="QuantKernels.X4Fits"/>: per group of 4 rows
+    /// and block b, the 4 rows' F16 scales then their 4 × 32 int8 values, <see cref="QuantKernels.X4BlockBytes"/>
+    /// bytes), or null. When set, the kernels read values and scales from it only: <see cref="Data"/> and
+    /// <see cref="ScalesF16"/> still name the original, whose pages the compiled model may have released.
+    /// </summary>
+    public readonly byte* Interleaved;
 
     /// <summary>Binds a matrix; <paramref name="groupSize"/> 0 means one group per row.</summary>
     public QuantMatrix(byte* data, float* scales, byte* zeros, int n, int k, int groupSize, bool int4, bool symmetric)
@@ -60,12 +67,31 @@ public readonly unsafe struct QuantMatrix
     }
 
     /// <summary>
+    /// <paramref name="w"/> bound to its interleaved copy <paramref name="interleaved"/> (made by
+    /// <see cref="QuantKernels.InterleaveX4"/>; <paramref name="w"/> must fit <see cref="QuantKernels.X4Fits"/>).
+    /// </summary>
+    public QuantMatrix(in QuantMatrix w, byte* interleaved)
+    {
+        if (!QuantKernels.X4Fits(w)) throw new ArgumentException("only symmetric int8 with F16 scales, groups of 32 and N a multiple of 4 has an interleaved layout", nameof(w));
+        if (interleaved == null) throw new ArgumentNullException(nameof(interleaved));
+        this = w;
+        Interleaved = interleaved;
+    }
+
+    /// <summary>
     /// The float scales of row <paramref name="row"/>: a pointer into F32 scales, or F16 scales converted (exactly) into
     /// <paramref name="buf"/> (<see cref="Groups"/> floats) — once per pass of rows, never per block.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float* RowScales(int row, float* buf)
     {
+        if (Interleaved != null)
+        {
+            // the row's scale of block b sits at the head of its 4-row block, 2·(row mod 4) bytes in
+            ushort* h = (ushort*)(Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes) + (row & 3);
+            for (int b = 0; b < Groups; b++) buf[b] = QuantKernels.HalfToSingle(h[(long)b * (QuantKernels.X4BlockBytes / 2)]);
+            return buf;
+        }
         if (ScalesF16 == null) return Scales + (long)row * Groups;
         QuantKernels.HalfToSingle(ScalesF16 + (long)row * Groups, buf, Groups);
         return buf;
@@ -74,7 +100,20 @@ public readonly unsafe struct QuantMatrix
     /// <summary>One scale as float (scalar reference paths).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Scale(int row, int group) =>
-        ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
+        Interleaved != null ? QuantKernels.HalfToSingle(((ushort*)(Interleaved + ((long)(row >> 2) * Groups + group) * QuantKernels.X4BlockBytes))[row & 3])
+        : ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
+
+    /// <summary>
+    /// Where row <paramref name="row"/>'s values start: its first block; block b follows at b·<see cref="BlockStride"/>
+    /// bytes (32 bytes per block of an int8 row, or the interleaved layout's block stride).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* RowStart(int row) => Interleaved != null
+        ? Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes + QuantKernels.X4ScaleBytes + (row & 3) * QuantKernels.Block
+        : Data + (long)row * RowBytes;
+
+    /// <summary>Bytes from one 32-value block of a row to the next (int8: 32, or <see cref="QuantKernels.X4BlockBytes"/> interleaved; int4: 16).</summary>
+    public int BlockStride => Interleaved != null ? QuantKernels.X4BlockBytes : Int4 ? QuantKernels.Block / 2 : QuantKernels.Block;
 
     /// <summary>Bytes of one stored row.</summary>
     public int RowBytes => Int4 ? K / 2 : K;
@@ -292,6 +331,12 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
+        if (w.Interleaved != null)
+        {
+            if (AvxVnni.IsSupported && n0 < n1 && m > 0) GemvInt8X4(w, m, act, bias, y, ldy, n0, n1);
+            else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
+            return;
+        }
         if (w.Int4 && QuantGemvInt4.Preferred(w)) { QuantGemvInt4.Gemv(w, m, act, bias, y, ldy, n0, n1); return; }
         if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1);
         else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
@@ -306,7 +351,7 @@ public static unsafe class QuantKernels
         float* xs = dx + (long)m * blocks;
         for (int j = n0; j < n1; j++)
         {
-            byte* row = w.Data + (long)j * w.RowBytes;
+            byte* row = w.RowStart(j);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
@@ -331,11 +376,15 @@ public static unsafe class QuantKernels
         }
     }
 
-    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble.
+    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble (row: RowStart).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int StoredValue(in QuantMatrix w, byte* row, int c)
     {
-        if (!w.Int4) return w.Symmetric ? (sbyte)row[c] : row[c] - 128;
+        if (!w.Int4)
+        {
+            byte q = row[(long)(c >> 5) * w.BlockStride + (c & 31)];
+            return w.Symmetric ? (sbyte)q : q - 128;
+        }
         int run = c & ~31, t = c & 31;
         byte b = row[run / 2 + (t & 15)];
         return t < 16 ? b & 15 : b >> 4;
@@ -388,7 +437,8 @@ public static unsafe class QuantKernels
     {
         if (n0 >= n1 || m <= 0) return;
         bool v = vnni ?? Int8Vnni;
-        if (v && !AvxVnni.IsSupported) throw new NotSupportedException("the VNNI path needs AvxVnni");
+        if ((v || w.Interleaved != null) && !AvxVnni.IsSupported) throw new NotSupportedException("the VNNI path (and the interleaved layout's kernel) needs AvxVnni");
+        if (w.Interleaved != null) { GemvInt8X4(w, m, act, bias, y, ldy, n0, n1); return; }
         int bpg = w.GroupLength / Block;
         if (bpg == 1)
         {
@@ -596,6 +646,122 @@ public static unsafe class QuantKernels
                 if (j1 != j) yr[j1] = bias != null ? v.GetElement(1) + bias[j1] : v.GetElement(1);
             }
         }
+    }
+
+    /// <summary>Bytes of one block of a 4-row group in the interleaved layout: 4 F16 scales, then 4 × 32 int8 values.</summary>
+    public const int X4BlockBytes = X4ScaleBytes + 4 * Block;
+
+    /// <summary>Bytes of the 4 F16 scales at the head of an interleaved block.</summary>
+    public const int X4ScaleBytes = 8;
+
+    /// <summary>
+    /// True when <paramref name="w"/> has an interleaved (x4) layout: symmetric int8 with F16 scales, groups of one
+    /// block (Q8_0) and N a multiple of 4 (a ragged last group stays unpacked: no shape here has one).
+    /// </summary>
+    public static bool X4Fits(in QuantMatrix w) =>
+        !w.Int4 && w.Symmetric && w.ScalesF16 != null && w.GroupLength == Block && w.K % Block == 0 && w.N > 0 && w.N % 4 == 0;
+
+    /// <summary>Bytes of the interleaved copy of an [<paramref name="n"/>, <paramref name="k"/>] Q8_0 matrix: the data plus its F16 scales.</summary>
+    public static long X4Bytes(int n, int k) => (long)(n / 4) * (k / Block) * X4BlockBytes;
+
+    /// <summary>
+    /// Writes 4-row groups [<paramref name="g0"/>, <paramref name="g1"/>) of <paramref name="w"/> (which must fit
+    /// <see cref="X4Fits"/>) into <paramref name="dst"/> in the interleaved layout (group g at g·blocks·X4BlockBytes);
+    /// throws when a scale is not finite (the check the executor's bind does on the original).
+    /// </summary>
+    public static void InterleaveX4(in QuantMatrix w, byte* dst, int g0, int g1)
+    {
+        if (!X4Fits(w)) throw new ArgumentException("the matrix has no interleaved layout (see X4Fits)", nameof(w));
+        if (dst == null) throw new ArgumentNullException(nameof(dst));
+        if (g0 < 0 || g1 > w.N / 4 || g0 > g1) throw new ArgumentOutOfRangeException(nameof(g0), $"groups [{g0}, {g1}) outside [0, {w.N / 4})");
+        int k = w.K, blocks = k / Block;
+        for (int g = g0; g < g1; g++)
+        {
+            byte* o = dst + (long)g * blocks * X4BlockBytes;
+            byte* r0 = w.Data + (long)g * 4 * k;
+            ushort* s0 = w.ScalesF16 + (long)g * 4 * blocks;
+            for (int b = 0; b < blocks; b++, o += X4BlockBytes)
+            {
+                ushort* sh = (ushort*)o;
+                for (int r = 0; r < 4; r++)
+                {
+                    ushort h = s0[(long)r * blocks + b];
+                    if ((h & 0x7C00) == 0x7C00) throw new InvalidOperationException($"scale {((long)g * 4 + r) * blocks + b} of the matrix is not finite; re-export the model");
+                    sh[r] = h;
+                    byte* src = r0 + (long)r * k + b * Block, d = o + X4ScaleBytes + r * Block;
+                    if (Avx.IsSupported) Avx.Store(d, Avx.LoadVector256(src));
+                    else Buffer.MemoryCopy(src, d, Block, Block);
+                }
+            }
+        }
+    }
+
+    /// <summary>Bytes the interleaved GEMV prefetches ahead of the block it reads (the f32 GEMV's 8 KiB).</summary>
+    private const int X4Ahead = 8192;
+
+    // Q8_0 on the interleaved layout (session 11, llama.cpp's block_q8_0x4 repack): 4 output rows per pass, and their
+    // data and scales are one sequential stream (the pair loop's two row streams plus a separate scale stream ran at 0.84
+    // of the f32 GEMV's DRAM byte rate, this layout at 0.99 in Int8StreamBench "x4vpf"). Per block one activation load
+    // serves the 4 rows: 4 × (vpxor, vpdpbusd, convert, FMA by s_r·dx_b), and the symmetric 128·Σx term is one 4-lane
+    // FMA of the 4 scales. A range not aligned to 4 rows computes whole groups and stores only its rows.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8X4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        int k = w.K, blocks = k / Block;
+        long groupBytes = (long)blocks * X4BlockBytes;
+        sbyte* xq = (sbyte*)act;
+        float* dx = BlockScales(act, m, k);
+        float* xs = dx + (long)m * blocks;
+        for (int j = n0 & ~3; j < n1; j += 4)
+        {
+            byte* g = w.Interleaved + (long)(j >> 2) * groupBytes;
+            int lo = Math.Max(j, n0), hi = Math.Min(j + 4, n1);
+            for (int i = 0; i < m; i++)
+            {
+                var sum = X4Run(g, xq + (long)i * k, dx + (long)i * blocks, xs + (long)i * blocks, blocks);
+                float* yr = y + (long)i * ldy;
+                if (lo == j && hi == j + 4) StoreSums(sum, bias, yr + j, j, 4);
+                else for (int r = lo; r < hi; r++) yr[r] = sum.GetElement(r - j) + (bias != null ? bias[r] : 0f);
+            }
+        }
+    }
+
+    // One 4-row group of the interleaved layout against one activation row: [Σ row 0 .. Σ row 3] without bias. Four FMA
+    // chains (one per row) and the 4-lane zero-point chain; prefetcht0 X4Ahead bytes ahead, 3 lines per 136-byte block.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector128<float> X4Run(byte* g, sbyte* xr, float* dx, float* xs, int nb)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        var corr = Vector128<float>.Zero;
+        for (int b = 0; b < nb; b++, g += X4BlockBytes, xr += Block)
+        {
+            Sse.Prefetch0(g + X4Ahead); Sse.Prefetch0(g + X4Ahead + 64); Sse.Prefetch0(g + X4Ahead + 128);
+            var xv = Avx.LoadVector256(xr);
+            var s4 = LoadHalf4((ushort*)g);
+            corr = Fma.MultiplyAdd(s4, Vector128.Create(xs[b]), corr);
+            var sc = Sse.Multiply(s4, Vector128.Create(dx[b]));
+            a0 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
+            a1 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes + Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+            a2 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes + 2 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+            a3 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes + 3 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+        }
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        return Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Sse.Multiply(corr, Vector128.Create(128f)));
+    }
+
+    // Σ (w + 128)·x of one symmetric int8 block as 8 float lanes: vpdpbusd of the flipped (unsigned) bytes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> DotX4(Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
+        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Xor(w, flip), xv));
+
+    // Four F16 scales as floats (exact, see HalfToSingle): reads 8 bytes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> LoadHalf4(ushort* p)
+    {
+        var v = Sse41.ConvertToVector128Int32(p);
+        var f = Sse.Multiply(Sse2.ShiftLeftLogical(Sse2.And(v, Vector128.Create(0x7FFF)), 13).AsSingle(), Vector128.Create(Two112));
+        return Sse.Or(f, Sse2.ShiftLeftLogical(Sse2.And(v, Vector128.Create(0x8000)), 16).AsSingle());
     }
 
     /// <summary>
@@ -1040,6 +1206,7 @@ public static unsafe class QuantKernels
     {
         if (!Avx2.IsSupported || !Fma.IsSupported || w.K % 32 != 0 || w.GroupLength % 32 != 0)
             throw new NotSupportedException("GemvFloatRegisters needs AVX2+FMA and K, group multiples of 32");
+        if (w.Interleaved != null) throw new NotSupportedException("GemvFloatRegisters reads the row-major layout; an interleaved matrix takes GemvInteger");
         int k = w.K, gl = w.GroupLength, groups = w.Groups, rowBytes = w.RowBytes;
         bool int4 = w.Int4, sym = w.Symmetric;
         var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
@@ -1098,6 +1265,17 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeRow(in QuantMatrix w, int row, float* dst)
     {
+        if (w.Interleaved != null)
+        {
+            // the interleaved copy (the original's pages may be released): symmetric, one scale per block
+            byte* r = w.RowStart(row);
+            for (int b = 0; b < w.Groups; b++, r += X4BlockBytes)
+            {
+                float s = w.Scale(row, b);
+                for (int t = 0; t < Block; t++) dst[b * Block + t] = (sbyte)r[t] * s;
+            }
+            return;
+        }
         if (Avx2.IsSupported && w.GroupLength % 32 == 0 && w.K % 32 == 0) { DequantizeRowAvx2(w, row, dst); return; }
         DequantizeRowReference(w, row, dst);
     }
