@@ -135,18 +135,20 @@ public unsafe class Int8X4Tests
                         var paths = QuantGemmInt8.UseVnni ? new[] { false, true } : new[] { false };
                         foreach (bool vnni in paths)
                         {
-                            var y0 = new float[m * n];
-                            var y1 = new float[m * n];
-                            fixed (float* p0 = y0, p1 = y1)
+                            // the executor's 16-row units (8-row halves of whole 4-row groups, or one and padding:
+                            // scales read from the block headers) and 6-row units (not aligned to the groups)
+                            foreach (int unit in new[] { 16, 6 })
                             {
-                                // split ranges: units of 16 rows not aligned to the 4-row groups
-                                for (int n0 = 0; n0 < n; n0 += 6)
-                                {
-                                    QuantGemmInt8.GemmOnPath(w, m, a, bp, p0, n, 0, m, n0, Math.Min(n, n0 + 6), sp, vnni);
-                                    QuantGemmInt8.GemmOnPath(wx, m, a, bp, p1, n, 0, m, n0, Math.Min(n, n0 + 6), sp, vnni);
-                                }
+                                var y0 = new float[m * n];
+                                var y1 = new float[m * n];
+                                fixed (float* p0 = y0, p1 = y1)
+                                    for (int n0 = 0; n0 < n; n0 += unit)
+                                    {
+                                        QuantGemmInt8.GemmOnPath(w, m, a, bp, p0, n, 0, m, n0, Math.Min(n, n0 + unit), sp, vnni);
+                                        QuantGemmInt8.GemmOnPath(wx, m, a, bp, p1, n, 0, m, n0, Math.Min(n, n0 + unit), sp, vnni);
+                                    }
+                                Assert.Equal(y0, y1);
                             }
-                            Assert.Equal(y0, y1);
                         }
                         var r0 = new float[k];
                         var r1 = new float[k];
@@ -300,5 +302,56 @@ public unsafe class Int8X4Tests
             CompiledModel.RepackInt8 = before;
             try { Directory.Delete(dir, true); } catch (IOException) { }
         }
+    }
+}
+
+/// <summary>
+/// Prefill GEMM on the interleaved layout against the row-major original (HUB_BENCH=1 only; prints, asserts nothing
+/// about time): QuantGemmInt8 on one thread over HUB_BENCH_M × N × K (default 128 × 2048 × 5632, the 1b down
+/// projection), 16-row units as the executor hands them out, alternating over 9 rounds, median ratio.
+/// </summary>
+public unsafe class Int8X4PrefillBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void X4_prefill_gemm_throughput()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
+        Skip.IfNot(QuantGemmInt8.UseVnni, "the x4 layout needs AVX-VNNI");
+        int m = BenchFeed.EnvInt("HUB_BENCH_M", 128), n = BenchFeed.EnvInt("HUB_BENCH_N", 2048), k = BenchFeed.EnvInt("HUB_BENCH_K", 5632);
+        var d = QuantKernelTests.RandomQ(false, n, k, 32, true, 1);
+        var half = QuantKernelTests.HalfBits(d.Scales);
+        var x = QuantKernelTests.Rand(m * k, 2);
+        var act = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
+        var scratch = new float[QuantGemmInt8.ScratchFloats(k) + 64];
+        var y = new float[m * n];
+        byte* x4 = (byte*)NativeMemory.AlignedAlloc((nuint)QuantKernels.X4Bytes(n, k), 64);
+        try
+        {
+            fixed (byte* dp = d.Data, a0 = act)
+            fixed (ushort* hp = half)
+            fixed (float* xp = x, s0 = scratch, yp = y)
+            {
+                var w = new QuantMatrix(dp, hp, null, n, k, 32, false, true);
+                QuantKernels.InterleaveX4(w, x4, 0, n / 4);
+                var wx = new QuantMatrix(w, x4);
+                byte* a = (byte*)(((nint)a0 + 63) & ~(nint)63);
+                float* sp = (float*)(((nint)s0 + 63) & ~(nint)63);
+                QuantKernels.QuantizeActivations(w, xp, m, a);
+                var t = new[] { new List<double>(), new List<double>() };
+                for (int round = 0; round < 9; round++)
+                    for (int v = 0; v < 2; v++)
+                    {
+                        int which = v ^ (round & 1);
+                        var mat = which == 1 ? wx : w;
+                        var sw = System.Diagnostics.Stopwatch.StartNew();
+                        for (int n0 = 0; n0 < n; n0 += QuantGemmInt8.Rows)
+                            QuantGemmInt8.GemmOnPath(mat, m, a, null, yp, n, 0, m, n0, Math.Min(n, n0 + QuantGemmInt8.Rows), sp, true);
+                        t[which].Add(sw.Elapsed.TotalMilliseconds);
+                    }
+                var ratios = t[0].Zip(t[1], (o, i) => o / i).Order().ToList();
+                output.WriteLine($"x4 prefill GEMM {m}x{n}x{k}: row-major {t[0].Order().ElementAt(4):F2} ms, x4 {t[1].Order().ElementAt(4):F2} ms, speed x4/row-major median {ratios[4]:F3}");
+            }
+        }
+        finally { NativeMemory.AlignedFree(x4); }
     }
 }

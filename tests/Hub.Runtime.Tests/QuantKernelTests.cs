@@ -938,6 +938,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     }
                 }
             set(false);
+            if (ab == "x4") X4PrefillAndGreedy(reqs[0]!, reqs[1]!, ir, names, ref ones);
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
             if (ab == "x4") reqs[0]?.Dispose(); else reqs[1]?.Dispose();
             cm2?.Dispose(); ir2?.Dispose();
@@ -956,5 +957,60 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             output.WriteLine($"  [{g.Key}] x{g.Count()} {Ms(g.Sum(i => req.OpTicks[i])):F3} ms");
         var top = Enumerable.Range(0, req.OpTicks.Length).OrderByDescending(i => req.OpTicks[i]).Take(12);
         foreach (var i in top) output.WriteLine($"  {ir.Graph.Nodes[i].Name} ({ir.Graph.Nodes[i].Op}) {Ms(req.OpTicks[i]):F3} ms");
+    }
+
+    // The x4 A/B's prefill and greedy check (off = unpacked model, on = interleaved): HUB_BENCH_PREFILL tokens (default
+    // 128) from an empty cache, alternating order over 8 rounds, median tok/s; then the same prompt and 32 greedy steps
+    // on both, counting the steps whose argmax differs and the largest logit difference.
+    private void X4PrefillAndGreedy(InferRequest off, InferRequest on, IrModel ir, List<string> names, ref float[] ones)
+    {
+        int pn = BenchFeed.EnvInt("HUB_BENCH_PREFILL", 128);
+        var ids = Enumerable.Range(0, pn).Select(i => (i * 37) % 1000 + 1).ToArray();
+        var pos = Enumerable.Range(0, pn).ToArray();
+        var rates = new[] { new List<double>(), new List<double>() };
+        var sw = new System.Diagnostics.Stopwatch();
+        for (int round = 0; round < 8; round++)
+            for (int v = 0; v < 2; v++)
+            {
+                int which = v ^ (round & 1);
+                var r = which == 1 ? on : off;
+                r.ResetState();
+                BenchFeed.Set(r, names, ids, pos, pn, ref ones);
+                sw.Restart();
+                r.Infer();
+                rates[which].Add(pn / sw.Elapsed.TotalSeconds);
+            }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        output.WriteLine($"A/B x4 prefill {pn} tokens: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3})");
+        string logits = ir.Graph.Outputs[0].Name;
+        int differ = 0;
+        double maxDiff = 0, maxAbs = 0;
+        var tok = new int[2][];
+        var one = new int[1];
+        var p1 = new int[1];
+        foreach (var r in new[] { off, on }) { r.ResetState(); BenchFeed.Set(r, names, ids, pos, pn, ref ones); r.Infer(); }
+        for (int step = 0; step < 32; step++)
+        {
+            var a = off.GetOutput(logits);
+            var b = on.GetOutput(logits);
+            int V = a.Length;
+            int am = 0, bm = 0;
+            for (int i = 0; i < V; i++)
+            {
+                if (a[i] > a[am]) am = i;
+                if (b[i] > b[bm]) bm = i;
+                maxDiff = Math.Max(maxDiff, Math.Abs(a[i] - b[i]));
+                maxAbs = Math.Max(maxAbs, Math.Abs(a[i]));
+            }
+            if (am != bm) differ++;
+            // both continue with the unpacked model's token, so one flip does not change every later step
+            foreach (var r in new[] { off, on })
+            {
+                one[0] = am; p1[0] = r.PastLength;
+                BenchFeed.Set(r, names, one, p1, 1, ref ones);
+                r.Infer();
+            }
+        }
+        output.WriteLine($"x4 greedy: {differ} of 32 steps pick another token; max |Δ logit| {maxDiff:E2} of max |logit| {maxAbs:E2}");
     }
 }

@@ -88,8 +88,7 @@ public readonly unsafe struct QuantMatrix
         if (Interleaved != null)
         {
             // the row's scale of block b sits at the head of its 4-row block, 2·(row mod 4) bytes in
-            ushort* h = (ushort*)(Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes) + (row & 3);
-            for (int b = 0; b < Groups; b++) buf[b] = QuantKernels.HalfToSingle(h[(long)b * (QuantKernels.X4BlockBytes / 2)]);
+            QuantKernels.HalfToSingleX4(Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes + (row & 3) * 2, buf, Groups);
             return buf;
         }
         if (ScalesF16 == null) return Scales + (long)row * Groups;
@@ -161,6 +160,28 @@ public static unsafe class QuantKernels
             }
         }
         for (; i < n; i++) dst[i] = HalfToSingle(src[i]);
+    }
+
+    /// <summary>
+    /// Converts <paramref name="n"/> finite half values <see cref="X4BlockBytes"/> bytes apart (one row's scales in the
+    /// interleaved layout) to float exactly: eight per AVX2 gather.
+    /// </summary>
+    internal static void HalfToSingleX4(byte* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            var offsets = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * X4BlockBytes;
+            var m16 = Vector256.Create(0xFFFF); var m7 = Vector256.Create(0x7FFF); var m8 = Vector256.Create(0x8000); var sc = Vector256.Create(Two112);
+            // each gather reads 4 bytes at a scale: the next scale or the block's values, inside the copy
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = Avx2.And(Avx2.GatherVector256((int*)(src + (long)i * X4BlockBytes), offsets, 1), m16);
+                var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, m7), 13).AsSingle(), sc);
+                Avx.Store(dst + i, Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, m8), 16).AsSingle()));
+            }
+        }
+        for (; i < n; i++) dst[i] = HalfToSingle(*(ushort*)(src + (long)i * X4BlockBytes));
     }
 
     /// <summary>
@@ -757,7 +778,7 @@ public static unsafe class QuantKernels
 
     // Four F16 scales as floats (exact, see HalfToSingle): reads 8 bytes.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> LoadHalf4(ushort* p)
+    internal static Vector128<float> LoadHalf4(ushort* p)
     {
         var v = Sse41.ConvertToVector128Int32(p);
         var f = Sse.Multiply(Sse2.ShiftLeftLogical(Sse2.And(v, Vector128.Create(0x7FFF)), 13).AsSingle(), Vector128.Create(Two112));
