@@ -110,6 +110,49 @@ public unsafe class Int8X4Tests
     }
 
     [SkippableFact]
+    public void X4_gemv_sums_are_exact_integers_when_activations_have_a_large_mean()
+    {
+        Skip.IfNot(AvxVnni.IsSupported && Fma.IsSupported, "the x4 kernel needs AVX-VNNI");
+        // The x4 kernel's integer block sums are exact (vpdpbusd on w + 128 from −128·Σx), as the AVX2 sign trick's:
+        // the two differ only in float accumulation order, ~1e-7 of Σ|x·w| even at a mean of 30 (a float 128·Σx
+        // correction, as the VNNI pair loop subtracts, was 10× further from the float64 sum there).
+        foreach (int k in new[] { 768, 2048, 5632 })
+        {
+            int n = 12;
+            var d = QuantKernelTests.RandomQ(false, n, k, 32, true, k + 1);
+            var x = QuantKernelTests.Rand(k, 3).Select(v => v + 30f).ToArray();
+            var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
+            WithHalfMatrix(d, w =>
+            {
+                byte* x4 = Interleave(w);
+                try
+                {
+                    fixed (byte* b0 = buf)
+                    fixed (float* xp = x)
+                    {
+                        byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                        QuantKernels.QuantizeActivations(w, xp, 1, b);
+                        var y4 = new float[n];
+                        var ya = new float[n];
+                        fixed (float* p4 = y4, pa = ya)
+                        {
+                            QuantKernels.GemvInteger(new QuantMatrix(w, x4), 1, b, null, p4, n, 0, n);
+                            QuantKernels.GemvIntegerRowsAvx2(w, 1, b, null, pa, n, 0, n, false, null);
+                        }
+                        for (int j = 0; j < n; j++)
+                        {
+                            double scale = 0;
+                            for (int c = 0; c < k; c++) scale += Math.Abs(x[c] * d.Value(j, c));
+                            Assert.True(Math.Abs(y4[j] - ya[j]) <= 1e-7 * scale + 1e-6, $"K {k} row {j}: x4 {y4[j]} vs sign trick {ya[j]} (Σ|x·w| {scale:E2})");
+                        }
+                    }
+                }
+                finally { NativeMemory.AlignedFree(x4); }
+            });
+        }
+    }
+
+    [SkippableFact]
     public void Prefill_gemm_and_float_paths_read_the_layout_bit_identically()
     {
         Skip.IfNot(QuantGemmInt8.Fits(new QuantMatrix((byte*)16, (float*)16, null, 4, 32, 32, false, true)), "the int8 GEMM needs AVX2+FMA");

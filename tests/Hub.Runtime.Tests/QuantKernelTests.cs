@@ -938,7 +938,15 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     }
                 }
             set(false);
-            if (ab == "x4") X4PrefillAndGreedy(reqs[0]!, reqs[1]!, ir, names, ref ones);
+            if (ab == "x4")
+            {
+                // the yardstick of the greedy check: the unpacked model through the float GEMV (no activation rounding)
+                bool ffp = Hub.Runtime.Execution.QuantLinearExec.ForceFloatPath;
+                Hub.Runtime.Execution.QuantLinearExec.ForceFloatPath = true;
+                InferRequest fl;
+                try { fl = cm2!.CreateInferRequest(); } finally { Hub.Runtime.Execution.QuantLinearExec.ForceFloatPath = ffp; }
+                using (fl) X4PrefillAndGreedy(reqs[0]!, reqs[1]!, fl, ir, names, ref ones);
+            }
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
             if (ab == "x4") reqs[0]?.Dispose(); else reqs[1]?.Dispose();
             cm2?.Dispose(); ir2?.Dispose();
@@ -961,8 +969,10 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
 
     // The x4 A/B's prefill and greedy check (off = unpacked model, on = interleaved): HUB_BENCH_PREFILL tokens (default
     // 128) from an empty cache, alternating order over 8 rounds, median tok/s; then the same prompt and 32 greedy steps
-    // on both, counting the steps whose argmax differs and the largest logit difference.
-    private void X4PrefillAndGreedy(InferRequest off, InferRequest on, IrModel ir, List<string> names, ref float[] ones)
+    // (each request fed the unpacked model's pick), counting the steps whose argmax differs and the largest logit
+    // difference, for x4 and, as the yardstick of what any other summation does to these random-weight models, for the
+    // unpacked model's float GEMV.
+    private void X4PrefillAndGreedy(InferRequest off, InferRequest on, InferRequest fl, IrModel ir, List<string> names, ref float[] ones)
     {
         int pn = BenchFeed.EnvInt("HUB_BENCH_PREFILL", 128);
         var ids = Enumerable.Range(0, pn).Select(i => (i * 37) % 1000 + 1).ToArray();
@@ -982,17 +992,25 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             }
         double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
         output.WriteLine($"A/B x4 prefill {pn} tokens: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3})");
-        string logits = ir.Graph.Outputs[0].Name;
         int differ = 0;
         double maxDiff = 0, maxAbs = 0;
         var tok = new int[2][];
         var one = new int[1];
         var p1 = new int[1];
-        foreach (var r in new[] { off, on }) { r.ResetState(); BenchFeed.Set(r, names, ids, pos, pn, ref ones); r.Infer(); }
+        string logits = ir.Graph.Outputs[0].Name;
+        double maxDiffFloat = 0;
+        int differFloat = 0;
+        var last = new Dictionary<InferRequest, float[]>(ReferenceEqualityComparer.Instance);
+        void Run(InferRequest r)
+        {
+            r.Infer();
+            last[r] = r.GetOutput(logits).ToArray();
+        }
+        foreach (var r in new[] { off, on, fl }) { r.ResetState(); BenchFeed.Set(r, names, ids, pos, pn, ref ones); Run(r); }
         for (int step = 0; step < 32; step++)
         {
-            var a = off.GetOutput(logits);
-            var b = on.GetOutput(logits);
+            var a = last[off];
+            var b = last[on];
             int V = a.Length;
             int am = 0, bm = 0;
             for (int i = 0; i < V; i++)
@@ -1003,14 +1021,18 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 maxAbs = Math.Max(maxAbs, Math.Abs(a[i]));
             }
             if (am != bm) differ++;
-            // both continue with the unpacked model's token, so one flip does not change every later step
-            foreach (var r in new[] { off, on })
+            var c = last[fl];
+            int cm = 0;
+            for (int i = 0; i < V; i++) { if (c[i] > c[cm]) cm = i; maxDiffFloat = Math.Max(maxDiffFloat, Math.Abs(a[i] - c[i])); }
+            if (am != cm) differFloat++;
+            // all continue with the unpacked model's token, so one flip does not change every later step
+            foreach (var r in new[] { off, on, fl })
             {
                 one[0] = am; p1[0] = r.PastLength;
                 BenchFeed.Set(r, names, one, p1, 1, ref ones);
-                r.Infer();
+                Run(r);
             }
         }
-        output.WriteLine($"x4 greedy: {differ} of 32 steps pick another token; max |Δ logit| {maxDiff:E2} of max |logit| {maxAbs:E2}");
+        output.WriteLine($"x4 greedy against the unpacked model: x4 picks another token in {differ} of 32 steps, max |Δ logit| {maxDiff:E2}; the unpacked model's float GEMV (yardstick) in {differFloat}, max |Δ logit| {maxDiffFloat:E2} (max |logit| {maxAbs:E2})");
     }
 }

@@ -723,8 +723,8 @@ public static unsafe class QuantKernels
     // Q8_0 on the interleaved layout (session 11, llama.cpp's block_q8_0x4 repack): 4 output rows per pass, and their
     // data and scales are one sequential stream (the pair loop's two row streams plus a separate scale stream ran at 0.84
     // of the f32 GEMV's DRAM byte rate, this layout at 0.99 in Int8StreamBench "x4vpf"). Per block one activation load
-    // serves the 4 rows: 4 × (vpxor, vpdpbusd, convert, FMA by s_r·dx_b), and the symmetric 128·Σx term is one 4-lane
-    // FMA of the 4 scales. A range not aligned to 4 rows computes whole groups and stores only its rows.
+    // serves the 4 rows: 4 × (vpxor, vpdpbusd, convert, FMA by s_r·dx_b). A range not aligned to 4 rows computes whole
+    // groups and stores only its rows.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void GemvInt8X4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
@@ -732,14 +732,13 @@ public static unsafe class QuantKernels
         long groupBytes = (long)blocks * X4BlockBytes;
         sbyte* xq = (sbyte*)act;
         float* dx = BlockScales(act, m, k);
-        float* xs = dx + (long)m * blocks;
         for (int j = n0 & ~3; j < n1; j += 4)
         {
             byte* g = w.Interleaved + (long)(j >> 2) * groupBytes;
             int lo = Math.Max(j, n0), hi = Math.Min(j + 4, n1);
             for (int i = 0; i < m; i++)
             {
-                var sum = X4Run(g, xq + (long)i * k, dx + (long)i * blocks, xs + (long)i * blocks, blocks);
+                var sum = X4Run(g, xq + (long)i * k, dx + (long)i * blocks, blocks);
                 float* yr = y + (long)i * ldy;
                 if (lo == j && hi == j + 4) StoreSums(sum, bias, yr + j, j, 4);
                 else for (int r = lo; r < hi; r++) yr[r] = sum.GetElement(r - j) + (bias != null ? bias[r] : 0f);
@@ -747,34 +746,37 @@ public static unsafe class QuantKernels
         }
     }
 
-    // One 4-row group of the interleaved layout against one activation row: [Σ row 0 .. Σ row 3] without bias. Four FMA
-    // chains (one per row) and the 4-lane zero-point chain; prefetcht0 X4Ahead bytes ahead, 3 lines per 136-byte block.
+    // One 4-row group of the interleaved layout against one activation row: [Σ row 0 .. Σ row 3] without bias. The
+    // integer block sums are exact: vpdpbusd takes the weights as unsigned w + 128, and its accumulator starts at
+    // −128·(the activation bytes' sum per lane), itself one vpdpbusd of 0x80 bytes shared by the 4 rows — so each lane
+    // holds Σ w·x as the AVX2 sign trick computes it. (A float 128·Σx correction per row, as the pair loop subtracts,
+    // cancels against a large sum: ~10× the sign trick's error when the activations have a large mean, enough to flip
+    // a greedy token of the 1b model.) Four FMA chains (one per row); prefetcht0 X4Ahead bytes ahead, 3 lines per
+    // 136-byte block.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static Vector128<float> X4Run(byte* g, sbyte* xr, float* dx, float* xs, int nb)
+    private static Vector128<float> X4Run(byte* g, sbyte* xr, float* dx, int nb)
     {
         var flip = Vector256.Create((byte)0x80);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        var corr = Vector128<float>.Zero;
         for (int b = 0; b < nb; b++, g += X4BlockBytes, xr += Block)
         {
             Sse.Prefetch0(g + X4Ahead); Sse.Prefetch0(g + X4Ahead + 64); Sse.Prefetch0(g + X4Ahead + 128);
             var xv = Avx.LoadVector256(xr);
-            var s4 = LoadHalf4((ushort*)g);
-            corr = Fma.MultiplyAdd(s4, Vector128.Create(xs[b]), corr);
-            var sc = Sse.Multiply(s4, Vector128.Create(dx[b]));
-            a0 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
-            a1 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes + Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
-            a2 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes + 2 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
-            a3 = Fma.MultiplyAdd(DotX4(Avx.LoadVector256(g + X4ScaleBytes + 3 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+            var c = Avx2.Subtract(Vector256<int>.Zero, AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, flip, xv));
+            var sc = Sse.Multiply(LoadHalf4((ushort*)g), Vector128.Create(dx[b]));
+            a0 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
+            a1 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes + Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+            a2 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes + 2 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+            a3 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes + 3 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
         }
         var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
-        return Sse.Subtract(Sse.Add(h.GetLower(), h.GetUpper()), Sse.Multiply(corr, Vector128.Create(128f)));
+        return Sse.Add(h.GetLower(), h.GetUpper());
     }
 
-    // Σ (w + 128)·x of one symmetric int8 block as 8 float lanes: vpdpbusd of the flipped (unsigned) bytes.
+    // Σ w·x of one symmetric int8 block as 8 float lanes: vpdpbusd of the flipped (unsigned) bytes onto c = −128·Σx per lane.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> DotX4(Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
-        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Xor(w, flip), xv));
+    private static Vector256<float> DotX4(Vector256<int> c, Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
+        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(w, flip), xv));
 
     // Four F16 scales as floats (exact, see HalfToSingle): reads 8 bytes.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
