@@ -272,7 +272,8 @@ public sealed unsafe class CompiledModel : IDisposable
     internal long InterleavedBytes { get; private set; }
 
     // Load-time repack (llama.cpp / OpenVINO "CPU repack"; the IR on disk is unchanged): on a CPU with AVX-VNNI every
-    // Linear weight that is symmetric int8 with F16 scales, groups of 32 and N a multiple of 4 (Q8_0), read by Linear
+    // Linear weight that is symmetric int8 with groups of 32 and N a multiple of 4 (Q8_0; F16 scales, or f16-exact F32
+    // ones), read by Linear
     // nodes alone (as their weight: a tied embedding table is also read by Embedding) and whose scales no node reads, is
     // copied once into the 4-row interleaved layout that QuantKernels' x4 GEMV streams (docs/quantization.md,
     // "Session 11: x4 repack"); every QuantLinearExec of the model then reads the copy, never the original. Tensor by
@@ -298,14 +299,18 @@ public sealed unsafe class CompiledModel : IDisposable
         foreach (var w in g.Weights)
         {
             if (!ok.GetValueOrDefault(w.Name) || w.Quant is not { } q || q.Scheme != "int8" || !q.Symmetric || q.GroupSize != QuantKernels.Block) continue;
-            if (w.DType != DType.I8 || w.Shape.Rank != 2 || scalesRead.Contains(q.Scales) || !byName.TryGetValue(q.Scales, out var si) || si.DType != DType.F16) continue;
+            if (w.DType != DType.I8 || w.Shape.Rank != 2 || scalesRead.Contains(q.Scales) || !byName.TryGetValue(q.Scales, out var si) || si.DType is not (DType.F16 or DType.F32)) continue;
             long nl = w.Shape[0], kl = w.Shape[1];
             if (nl <= 0 || nl % 4 != 0 || kl <= 0 || kl % QuantKernels.Block != 0 || nl > int.MaxValue || kl > int.MaxValue) continue;
             int n = (int)nl, k = (int)kl;
             // a malformed entry keeps its original: the executor's bind reports it
-            if (w.Length != nl * kl || si.Length != nl * (kl / QuantKernels.Block) * 2) continue;
+            bool half = si.DType == DType.F16;
+            if (w.Length != nl * kl || si.Length != nl * (kl / QuantKernels.Block) * (half ? 2 : 4)) continue;
             var data = Model.GetWeight(w.Name); var scales = Model.GetWeight(q.Scales);
-            var qm = new QuantMatrix((byte*)data.Pointer, (ushort*)scales.Pointer, null, n, k, QuantKernels.Block, false, true);
+            // F32 scales (IRs exported before session 4) are f16-exact by construction; one that is not keeps the original
+            var qm = half ? new QuantMatrix((byte*)data.Pointer, (ushort*)scales.Pointer, null, n, k, QuantKernels.Block, false, true)
+                          : new QuantMatrix((byte*)data.Pointer, (float*)scales.Pointer, null, n, k, QuantKernels.Block, false, true);
+            if (!half && !QuantKernels.ScalesAreHalves(qm)) continue;
             long bytes = QuantKernels.X4Bytes(n, k);
             var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
             _x4[_valueIds[w.Name]] = (nint)dst;   // owned from here: Dispose frees it if the repack throws

@@ -227,7 +227,7 @@ public unsafe class Int8X4Tests
         Assert.False(QuantKernels.X4Fits(new QuantMatrix(p, h, null, 6, 64, 32, false, true)));     // ragged last group
         Assert.False(QuantKernels.X4Fits(new QuantMatrix(p, h, null, 8, 64, 64, false, true)));     // longer groups
         Assert.False(QuantKernels.X4Fits(new QuantMatrix(p, h, p, 8, 64, 32, false, false)));       // asymmetric
-        Assert.False(QuantKernels.X4Fits(new QuantMatrix(p, (float*)h, null, 8, 64, 32, false, true)));   // F32 scales
+        Assert.True(QuantKernels.X4Fits(new QuantMatrix(p, (float*)h, null, 8, 64, 32, false, true)));    // F32 scales (f16-exact ones)
         Assert.False(QuantKernels.X4Fits(new QuantMatrix(p, h, null, 8, 64, 32, true, true)));      // int4
         Assert.Throws<ArgumentException>(() => new QuantMatrix(new QuantMatrix(p, h, null, 6, 64, 32, false, true), p));
         Assert.Throws<ArgumentNullException>(() => new QuantMatrix(new QuantMatrix(p, h, null, 8, 64, 32, false, true), null));
@@ -244,6 +244,25 @@ public unsafe class Int8X4Tests
             Assert.Contains("not finite", e.Message);
             Assert.Throws<ArgumentOutOfRangeException>(() => QuantKernels.InterleaveX4(w, op, 0, 3));
             Assert.Throws<ArgumentNullException>(() => QuantKernels.InterleaveX4(w, null, 0, 1));
+        }
+        // F32 scales: f16-exact ones interleave to the same bytes as their F16 bits, any other is refused
+        var scales = d.Scales.ToArray();
+        var h16 = QuantKernelTests.HalfBits(scales);
+        var a = new byte[QuantKernels.X4Bytes(8, 64)];
+        var b = new byte[QuantKernels.X4Bytes(8, 64)];
+        fixed (byte* dp = d.Data, ap = a, bp = b)
+        fixed (float* sp = scales)
+        fixed (ushort* hp = h16)
+        {
+            var w32 = new QuantMatrix(dp, sp, null, 8, 64, 32, false, true);
+            Assert.True(QuantKernels.ScalesAreHalves(w32));
+            QuantKernels.InterleaveX4(w32, ap, 0, 2);
+            QuantKernels.InterleaveX4(new QuantMatrix(dp, hp, null, 8, 64, 32, false, true), bp, 0, 2);
+            Assert.Equal(b, a);
+            sp[5] = 0.1f;   // not a half
+            Assert.False(QuantKernels.ScalesAreHalves(w32));
+            byte* op = ap;
+            Assert.Throws<InvalidOperationException>(() => QuantKernels.InterleaveX4(w32, op, 0, 2));
         }
     }
 

@@ -8,6 +8,9 @@
 // int8 with groups of a multiple of 32 (Q8_0, and the default asymmetric per-channel export) does the same with the
 // int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast; HUB_QUANT_GEMM8=panel for
 // dequantized panels).
+// Q8_0 weights the compiled model repacked at load (CompiledModel.InterleavedWeight, AVX-VNNI) are bound with their
+// interleaved copy: the decode GEMV runs the x4 kernel on it and every other path reads it too (units are whole 4-row
+// groups: _unitRows is a multiple of 4).
 using System.Runtime.CompilerServices;
 using Hub.IR;
 using Hub.Runtime.Kernels;

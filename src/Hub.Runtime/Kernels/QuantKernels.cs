@@ -11,7 +11,10 @@
 // activation row. Q8_0 without VNNI, or with rows longer than PairMaxK, streams one output row at a time (GemvInt8Row); longer int8 groups and
 // int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
 // ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
-// keeps the loop state in registers. Shapes the integer path cannot take
+// keeps the loop state in registers. Session 11: on AVX-VNNI the compiled model repacks Q8_0 Linear weights at load
+// into 4-row interleaved blocks (QuantMatrix.Interleaved, llama.cpp's block_q8_0x4: per block the 4 rows' F16 scales
+// then their 4 × 32 values), which GemvInt8X4 streams as one sequential region with exact integer block sums; the
+// prefill GEMM and the float paths read that layout too (RowStart/BlockStride/RowScales). Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
 // and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
@@ -676,11 +679,12 @@ public static unsafe class QuantKernels
     public const int X4ScaleBytes = 8;
 
     /// <summary>
-    /// True when <paramref name="w"/> has an interleaved (x4) layout: symmetric int8 with F16 scales, groups of one
-    /// block (Q8_0) and N a multiple of 4 (a ragged last group stays unpacked: no shape here has one).
+    /// True when <paramref name="w"/> has an interleaved (x4) layout: symmetric int8 with groups of one block (Q8_0) and
+    /// N a multiple of 4 (a ragged last group stays unpacked: no shape here has one). The layout stores F16 scales: F32
+    /// ones (IRs exported before session 4) must be f16-exact, see <see cref="InterleaveX4"/>.
     /// </summary>
     public static bool X4Fits(in QuantMatrix w) =>
-        !w.Int4 && w.Symmetric && w.ScalesF16 != null && w.GroupLength == Block && w.K % Block == 0 && w.N > 0 && w.N % 4 == 0;
+        !w.Int4 && w.Symmetric && w.GroupLength == Block && w.K % Block == 0 && w.N > 0 && w.N % 4 == 0;
 
     /// <summary>Bytes of the interleaved copy of an [<paramref name="n"/>, <paramref name="k"/>] Q8_0 matrix: the data plus its F16 scales.</summary>
     public static long X4Bytes(int n, int k) => (long)(n / 4) * (k / Block) * X4BlockBytes;
@@ -688,7 +692,8 @@ public static unsafe class QuantKernels
     /// <summary>
     /// Writes 4-row groups [<paramref name="g0"/>, <paramref name="g1"/>) of <paramref name="w"/> (which must fit
     /// <see cref="X4Fits"/>) into <paramref name="dst"/> in the interleaved layout (group g at g·blocks·X4BlockBytes);
-    /// throws when a scale is not finite (the check the executor's bind does on the original).
+    /// throws when a scale is not finite (the check the executor's bind does on the original) or, for F32 scales, not
+    /// exactly a half.
     /// </summary>
     public static void InterleaveX4(in QuantMatrix w, byte* dst, int g0, int g1)
     {
@@ -700,14 +705,15 @@ public static unsafe class QuantKernels
         {
             byte* o = dst + (long)g * blocks * X4BlockBytes;
             byte* r0 = w.Data + (long)g * 4 * k;
-            ushort* s0 = w.ScalesF16 + (long)g * 4 * blocks;
+            long s0 = (long)g * 4 * blocks;
             for (int b = 0; b < blocks; b++, o += X4BlockBytes)
             {
                 ushort* sh = (ushort*)o;
                 for (int r = 0; r < 4; r++)
                 {
-                    ushort h = s0[(long)r * blocks + b];
-                    if ((h & 0x7C00) == 0x7C00) throw new InvalidOperationException($"scale {((long)g * 4 + r) * blocks + b} of the matrix is not finite; re-export the model");
+                    long at = s0 + (long)r * blocks + b;
+                    ushort h = w.ScalesF16 != null ? w.ScalesF16[at] : HalfBitsOf(w.Scales[at]);
+                    if ((h & 0x7C00) == 0x7C00) throw new InvalidOperationException($"scale {at} of the matrix is not finite (or, F32, not a half); re-export the model");
                     sh[r] = h;
                     byte* src = r0 + (long)r * k + b * Block, d = o + X4ScaleBytes + r * Block;
                     if (Avx.IsSupported) Avx.Store(d, Avx.LoadVector256(src));
@@ -715,6 +721,23 @@ public static unsafe class QuantKernels
                 }
             }
         }
+    }
+
+    /// <summary>True when every F32 scale of <paramref name="w"/> is exactly a finite half (F16 scales: true).</summary>
+    public static bool ScalesAreHalves(in QuantMatrix w)
+    {
+        if (w.ScalesF16 != null) return true;
+        long count = (long)w.N * w.Groups;
+        for (long i = 0; i < count; i++)
+            if ((HalfBitsOf(w.Scales[i]) & 0x7C00) == 0x7C00) return false;
+        return true;
+    }
+
+    // The half bits of an f16-exact finite float, or 0x7C00 (infinity: rejected) when it is not one.
+    private static ushort HalfBitsOf(float f)
+    {
+        var h = (Half)f;
+        return (float)h == f && Half.IsFinite(h) ? BitConverter.HalfToUInt16Bits(h) : (ushort)0x7C00;
     }
 
     /// <summary>Bytes the interleaved GEMV prefetches ahead of the block it reads (the f32 GEMV's 8 KiB).</summary>
