@@ -315,7 +315,8 @@ public sealed unsafe class CompiledModel : IDisposable
             var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
             _x4[_valueIds[w.Name]] = (nint)dst;   // owned from here: Dispose frees it if the repack throws
             InterleavedBytes += bytes;
-            Pool.Run(new Interleaver(qm, dst, Pool.Size), Pool.Size == 1 ? 1 : Pool.Size * 4);
+            try { Pool.Run(new Interleaver(qm, dst, Pool.Size), Pool.Size == 1 ? 1 : Pool.Size * 4); }
+            catch (InvalidOperationException e) { throw new IrFormatException(GraphFile, $"weight '{w.Name}' (scales '{q.Scales}'): {e.Message}", e); }
             if (release) { ReleasePages((byte*)data.Pointer, w.Length); ReleasePages((byte*)scales.Pointer, si.Length); }
         }
     }

@@ -267,7 +267,7 @@ public unsafe class Int8X4Tests
     }
 
     // Embedding "emb" [vocab, k] → Linear "w" [n, k] (+ bias) → Linear "emb" (a tied head: the table is its weight too).
-    private static (string Dir, string Head, string Tied) WriteModel(int n, int k, int vocab)
+    private static (string Dir, string Head, string Tied) WriteModel(int n, int k, int vocab, bool badScale = false)
     {
         var wq = QuantKernelTests.RandomQ(false, n, k, 32, true, 42);
         var tq = QuantKernelTests.RandomQ(false, vocab, n, 32, true, 43);
@@ -295,6 +295,7 @@ public unsafe class Int8X4Tests
                 var quant = new Quantization("int8", 32, true, p.Name + ".scales", null);
                 var sb = new byte[q.Scales.Length * 2];
                 Buffer.BlockCopy(QuantKernelTests.HalfBits(q.Scales), 0, sb, 0, sb.Length);
+                if (badScale && p.Name == "w") { sb[6] = 0x00; sb[7] = 0x7C; }   // scale 3: +inf
                 return new List<EncodedWeight>
                 {
                     new(p.Name, DType.I8, new Shape(q.N, q.K), q.Data, quant),
@@ -303,6 +304,21 @@ public unsafe class Int8X4Tests
             },
         });
         return (dir, z, t);
+    }
+
+    [SkippableFact]
+    public void Compile_reports_a_non_finite_scale_of_a_packed_weight_as_a_format_error()
+    {
+        Skip.IfNot(AvxVnni.IsSupported, "weights are packed on AVX-VNNI only");
+        var (dir, _, _) = WriteModel(96, 160, 20, badScale: true);
+        try
+        {
+            using var ir = IrModel.Load(dir);
+            var e = Assert.Throws<IrFormatException>(() => CompiledModel.Compile(ir, new RuntimeOptions { Threads = 2, MaxContext = 64, MaxBatch = 1 }));
+            Assert.Contains("not finite", e.Message);
+            Assert.Contains("'w'", e.Message);
+        }
+        finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
     }
 
     [Theory]
