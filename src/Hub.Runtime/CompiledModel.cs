@@ -273,9 +273,8 @@ public sealed unsafe class CompiledModel : IDisposable
 
     // Load-time repack (llama.cpp / OpenVINO "CPU repack"; the IR on disk is unchanged): on a CPU with AVX-VNNI every
     // Linear weight that is symmetric int8 with groups of 32 and N a multiple of 4 (Q8_0; F16 scales, or f16-exact F32
-    // ones), read by Linear
-    // nodes alone (as their weight: a tied embedding table is also read by Embedding) and whose scales no node reads, is
-    // copied once into the 4-row interleaved layout that QuantKernels' x4 GEMV streams (docs/quantization.md,
+    // ones), read by Linear nodes alone (as their weight: a tied embedding table is also read by Embedding) and whose
+    // scales no node reads, is copied once into the 4-row interleaved layout that QuantKernels' x4 GEMV streams (docs/quantization.md,
     // "Session 11: x4 repack"); every QuantLinearExec of the model then reads the copy, never the original. Tensor by
     // tensor on the pool, then the original's whole pages in the read-only file mapping are released (MADV_DONTNEED:
     // only an unmap there, the page cache keeps the bytes), so the resident set stays ≈ the weights plus one tensor.
