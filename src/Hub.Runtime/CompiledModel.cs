@@ -27,6 +27,8 @@ public sealed unsafe class CompiledModel : IDisposable
     private bool _disposed;
     // Weight value id → packed panels (see RuntimeOptions.PackWeightsMaxBytes); freed on Dispose.
     private readonly Dictionary<int, nint> _packed = new();
+    // Weight value id → its interleaved Q8_0 copy (see InterleaveInt8Weights); written at compile only, freed on Dispose.
+    private readonly Dictionary<int, nint> _x4 = new();
 
     /// <summary>The IR this model runs (its weights stay memory-mapped; keep it alive while the model is used).</summary>
     public IrModel Model { get; }
@@ -249,6 +251,101 @@ public sealed unsafe class CompiledModel : IDisposable
     }
 
     /// <summary>
+    /// Whether compiling repacks Q8_0 Linear weights into the 4-row interleaved layout (see
+    /// <see cref="InterleaveInt8Weights"/>). HUB_INT8_REPACK=0 turns it off (before/after figures of `hub bench`);
+    /// settable per thread for tests and in-process A/B benchmarks (read by Compile on the calling thread).
+    /// </summary>
+    internal static bool RepackInt8
+    {
+        get => _repackOverride ?? RepackFromEnvironment;
+        set => _repackOverride = value;
+    }
+
+    private static readonly bool RepackFromEnvironment = Environment.GetEnvironmentVariable("HUB_INT8_REPACK") != "0";
+
+    [ThreadStatic] private static bool? _repackOverride;
+
+    /// <summary>The interleaved copy of weight <paramref name="id"/> made at compile, or null (its original is in use).</summary>
+    internal byte* InterleavedWeight(int id) => _x4.TryGetValue(id, out var p) ? (byte*)p : null;
+
+    /// <summary>Bytes of the interleaved weight copies this model holds.</summary>
+    internal long InterleavedBytes { get; private set; }
+
+    // Load-time repack (llama.cpp / OpenVINO "CPU repack"; the IR on disk is unchanged): on a CPU with AVX-VNNI every
+    // Linear weight that is symmetric int8 with groups of 32 and N a multiple of 4 (Q8_0; F16 scales, or f16-exact F32
+    // ones), read by Linear nodes alone (as their weight: a tied embedding table is also read by Embedding) and whose
+    // scales no node reads, is copied once into the 4-row interleaved layout that QuantKernels' x4 GEMV streams (docs/quantization.md,
+    // "Session 11: x4 repack"); every QuantLinearExec of the model then reads the copy, never the original. Tensor by
+    // tensor on the pool, then the original's whole pages in the read-only file mapping are released (MADV_DONTNEED:
+    // only an unmap there, the page cache keeps the bytes), so the resident set stays ≈ the weights plus one tensor.
+    private void InterleaveInt8Weights()
+    {
+        if (!RepackInt8 || !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) return;
+        var g = Model.Graph;
+        var byName = g.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
+        // every reader of a weight must be a Linear taking it as its weight; scales must have no reader at all
+        var ok = new Dictionary<string, bool>(StringComparer.Ordinal);
+        foreach (var n in g.Nodes)
+            for (int i = 0; i < n.Inputs.Count; i++)
+            {
+                string name = n.Inputs[i];
+                if (name.Length == 0 || !byName.ContainsKey(name)) continue;
+                bool linear = n.Op == Ops.Linear && i == 1;
+                ok[name] = linear && ok.GetValueOrDefault(name, true);
+            }
+        var scalesRead = g.Nodes.SelectMany(n => n.Inputs).ToHashSet(StringComparer.Ordinal);
+        bool release = Model.WeightsFileMapped && OperatingSystem.IsLinux();
+        foreach (var w in g.Weights)
+        {
+            if (!ok.GetValueOrDefault(w.Name) || w.Quant is not { } q || q.Scheme != "int8" || !q.Symmetric || q.GroupSize != QuantKernels.Block) continue;
+            if (w.DType != DType.I8 || w.Shape.Rank != 2 || scalesRead.Contains(q.Scales) || !byName.TryGetValue(q.Scales, out var si) || si.DType is not (DType.F16 or DType.F32)) continue;
+            long nl = w.Shape[0], kl = w.Shape[1];
+            if (nl <= 0 || nl % 4 != 0 || kl <= 0 || kl % QuantKernels.Block != 0 || nl > int.MaxValue || kl > int.MaxValue) continue;
+            int n = (int)nl, k = (int)kl;
+            // a malformed entry keeps its original: the executor's bind reports it
+            bool half = si.DType == DType.F16;
+            if (w.Length != nl * kl || si.Length != nl * (kl / QuantKernels.Block) * (half ? 2 : 4)) continue;
+            var data = Model.GetWeight(w.Name); var scales = Model.GetWeight(q.Scales);
+            // F32 scales (IRs exported before session 4) are f16-exact by construction; one that is not keeps the original
+            var qm = half ? new QuantMatrix((byte*)data.Pointer, (ushort*)scales.Pointer, null, n, k, QuantKernels.Block, false, true)
+                          : new QuantMatrix((byte*)data.Pointer, (float*)scales.Pointer, null, n, k, QuantKernels.Block, false, true);
+            if (!half && !QuantKernels.ScalesAreHalves(qm)) continue;
+            long bytes = QuantKernels.X4Bytes(n, k);
+            var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            _x4[_valueIds[w.Name]] = (nint)dst;   // owned from here: Dispose frees it if the repack throws
+            InterleavedBytes += bytes;
+            try { Pool.Run(new Interleaver(qm, dst, Pool.Size), Pool.Size == 1 ? 1 : Pool.Size * 4); }
+            catch (InvalidOperationException e) { throw new IrFormatException(GraphFile, $"weight '{w.Name}' (scales '{q.Scales}'): {e.Message}", e); }
+            if (release) { ReleasePages((byte*)data.Pointer, w.Length); ReleasePages((byte*)scales.Pointer, si.Length); }
+        }
+    }
+
+    // One tensor's 4-row groups split into `units` contiguous ranges.
+    private sealed class Interleaver(QuantMatrix w, byte* dst, int workers) : ParallelWork
+    {
+        private readonly int _units = workers == 1 ? 1 : workers * 4;
+
+        public override void Execute(int index, int worker)
+        {
+            int groups = w.N / 4;
+            QuantKernels.InterleaveX4(w, dst, (int)((long)groups * index / _units), (int)((long)groups * (index + 1) / _units));
+        }
+    }
+
+    // Whole pages inside [p, p + bytes) of the weights mapping: a page shared with a neighbouring tensor stays mapped.
+    private static void ReleasePages(byte* p, long bytes)
+    {
+        long page = Environment.SystemPageSize;
+        long start = ((long)p + page - 1) & ~(page - 1), end = ((long)p + bytes) & ~(page - 1);
+        if (end > start) _ = Madvise((nint)start, (nuint)(end - start), MadvDontNeed);
+    }
+
+    private const int MadvDontNeed = 4; // Linux MADV_DONTNEED
+
+    [DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(nint addr, nuint length, int advice);
+
+    /// <summary>
     /// Compiles <paramref name="model"/>: checks every op is supported and its attributes and shapes are consistent,
     /// then plans memory once. Throws <see cref="IrFormatException"/> for an inconsistent graph and
     /// <see cref="UnsupportedModelException"/> for an op or weight format this runtime does not run.
@@ -265,6 +362,7 @@ public sealed unsafe class CompiledModel : IDisposable
         var cm = new CompiledModel(model, options);
         try
         {
+            cm.InterleaveInt8Weights();
             var estimate = new long[cm.Values.Length];
             using (var probe = new InferRequest(cm, probe: true)) probe.Probe(estimate);
             cm.PlanSlots(estimate);
@@ -381,6 +479,8 @@ public sealed unsafe class CompiledModel : IDisposable
         {
             foreach (var p in _packed.Values) NativeMemory.AlignedFree((void*)p);
             _packed.Clear();
+            foreach (var p in _x4.Values) NativeMemory.AlignedFree((void*)p);
+            _x4.Clear();
         }
     }
 }

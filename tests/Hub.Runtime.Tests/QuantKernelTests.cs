@@ -869,6 +869,20 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 output.WriteLine($"hugepages copy: load {loadMs:F0} ms, RSS +{(System.Diagnostics.Process.GetCurrentProcess().WorkingSet64 - rss0) / 1048576.0:F1} MiB, {hp}");
             }
             void Step(InferRequest r) => BenchFeed.DecodeStep(r, names, id, p, ref ones);
+            if (ab == "x4")
+            {
+                // the model above interleaved its Q8_0 weights at compile (the default); "off" is a second model compiled
+                // without (it maps the original's released pages in again, as before the repack)
+                bool repack = CompiledModel.RepackInt8;
+                CompiledModel.RepackInt8 = false;
+                try { cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = kv }); }
+                finally { CompiledModel.RepackInt8 = repack; }
+                output.WriteLine($"x4: {cm.InterleavedBytes / 1048576.0:F0} MiB interleaved (off model: {cm2.InterleavedBytes})");
+                reqs[0] = cm2.CreateInferRequest();
+                reqs[1] = req;
+                if (prof) reqs[0]!.OpTicks = new long[ir.Graph.Nodes.Count];
+                for (int s = 0; s < warm + steps; s++) Step(reqs[0]!);
+            }
             if (ab == "kvf16")
             {
                 cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = KvCachePrecision.F16 });
@@ -876,7 +890,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 if (prof) reqs[1]!.OpTicks = new long[ir.Graph.Nodes.Count];
                 for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
             }
-            Action<bool> set = ab is "hugepages" or "kvf16" ? _ => { }
+            Action<bool> set = ab is "hugepages" or "kvf16" or "x4" ? _ => { }
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "attnpf" ? on => { Hub.Runtime.Execution.AttentionExec.Prefetch = on; Hub.Runtime.Kernels.AttentionKernels.PrefetchHalfKeys = on ? 16 : 8; }
                 : ab == "vnni" ? on => Hub.Runtime.Kernels.QuantKernels.Int8Vnni = on && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported
@@ -888,7 +902,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.
@@ -926,8 +940,18 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 }
             set(false);
             if (ab == "attnpf") set(true);
+            if (ab == "x4")
+            {
+                // the yardstick of the greedy check: the unpacked model through the float GEMV (no activation rounding)
+                bool ffp = Hub.Runtime.Execution.QuantLinearExec.ForceFloatPath;
+                Hub.Runtime.Execution.QuantLinearExec.ForceFloatPath = true;
+                InferRequest fl;
+                try { fl = cm2!.CreateInferRequest(); } finally { Hub.Runtime.Execution.QuantLinearExec.ForceFloatPath = ffp; }
+                using (fl) X4PrefillAndGreedy(reqs[0]!, reqs[1]!, fl, ir, names, ref ones);
+            }
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
-            reqs[1]?.Dispose(); cm2?.Dispose(); ir2?.Dispose();
+            if (ab == "x4") reqs[0]?.Dispose(); else reqs[1]?.Dispose();
+            cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
             output.WriteLine($"A/B {ab} process CPU per token: off {Med(cpuMs[0]):F3} ms, on {Med(cpuMs[1]):F3} ms (on/off {Med(cpuMs[1]) / Med(cpuMs[0]):F3})");
@@ -943,5 +967,74 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             output.WriteLine($"  [{g.Key}] x{g.Count()} {Ms(g.Sum(i => req.OpTicks[i])):F3} ms");
         var top = Enumerable.Range(0, req.OpTicks.Length).OrderByDescending(i => req.OpTicks[i]).Take(12);
         foreach (var i in top) output.WriteLine($"  {ir.Graph.Nodes[i].Name} ({ir.Graph.Nodes[i].Op}) {Ms(req.OpTicks[i]):F3} ms");
+    }
+
+    // The x4 A/B's prefill and greedy check (off = unpacked model, on = interleaved): HUB_BENCH_PREFILL tokens (default
+    // 128) from an empty cache, alternating order over 8 rounds, median tok/s; then the same prompt and 32 greedy steps
+    // (each request fed the unpacked model's pick), counting the steps whose argmax differs and the largest logit
+    // difference, for x4 and, as the yardstick of what any other summation does to these random-weight models, for the
+    // unpacked model's float GEMV.
+    private void X4PrefillAndGreedy(InferRequest off, InferRequest on, InferRequest fl, IrModel ir, List<string> names, ref float[] ones)
+    {
+        int pn = BenchFeed.EnvInt("HUB_BENCH_PREFILL", 128);
+        var ids = Enumerable.Range(0, pn).Select(i => (i * 37) % 1000 + 1).ToArray();
+        var pos = Enumerable.Range(0, pn).ToArray();
+        var rates = new[] { new List<double>(), new List<double>() };
+        var sw = new System.Diagnostics.Stopwatch();
+        for (int round = 0; round < 8; round++)
+            for (int v = 0; v < 2; v++)
+            {
+                int which = v ^ (round & 1);
+                var r = which == 1 ? on : off;
+                r.ResetState();
+                BenchFeed.Set(r, names, ids, pos, pn, ref ones);
+                sw.Restart();
+                r.Infer();
+                rates[which].Add(pn / sw.Elapsed.TotalSeconds);
+            }
+        double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
+        output.WriteLine($"A/B x4 prefill {pn} tokens: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3})");
+        int differ = 0;
+        double maxDiff = 0, maxAbs = 0;
+        var tok = new int[2][];
+        var one = new int[1];
+        var p1 = new int[1];
+        string logits = ir.Graph.Outputs[0].Name;
+        double maxDiffFloat = 0;
+        int differFloat = 0;
+        var last = new Dictionary<InferRequest, float[]>(ReferenceEqualityComparer.Instance);
+        void Run(InferRequest r)
+        {
+            r.Infer();
+            last[r] = r.GetOutput(logits).ToArray();
+        }
+        foreach (var r in new[] { off, on, fl }) { r.ResetState(); BenchFeed.Set(r, names, ids, pos, pn, ref ones); Run(r); }
+        for (int step = 0; step < 32; step++)
+        {
+            var a = last[off];
+            var b = last[on];
+            int V = a.Length;
+            int am = 0, bm = 0;
+            for (int i = 0; i < V; i++)
+            {
+                if (a[i] > a[am]) am = i;
+                if (b[i] > b[bm]) bm = i;
+                maxDiff = Math.Max(maxDiff, Math.Abs(a[i] - b[i]));
+                maxAbs = Math.Max(maxAbs, Math.Abs(a[i]));
+            }
+            if (am != bm) differ++;
+            var c = last[fl];
+            int cm = 0;
+            for (int i = 0; i < V; i++) { if (c[i] > c[cm]) cm = i; maxDiffFloat = Math.Max(maxDiffFloat, Math.Abs(a[i] - c[i])); }
+            if (am != cm) differFloat++;
+            // all continue with the unpacked model's token, so one flip does not change every later step
+            foreach (var r in new[] { off, on, fl })
+            {
+                one[0] = am; p1[0] = r.PastLength;
+                BenchFeed.Set(r, names, one, p1, 1, ref ones);
+                Run(r);
+            }
+        }
+        output.WriteLine($"x4 greedy against the unpacked model: x4 picks another token in {differ} of 32 steps, max |Δ logit| {maxDiff:E2}; the unpacked model's float GEMV (yardstick) in {differFloat}, max |Δ logit| {maxDiffFloat:E2} (max |logit| {maxAbs:E2})");
     }
 }

@@ -8,6 +8,9 @@
 // int8 with groups of a multiple of 32 (Q8_0, and the default asymmetric per-channel export) does the same with the
 // int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast; HUB_QUANT_GEMM8=panel for
 // dequantized panels).
+// Q8_0 weights the compiled model repacked at load (CompiledModel.InterleavedWeight, AVX-VNNI) are bound with their
+// interleaved copy: the decode GEMV runs the x4 kernel on it and every other path reads it too (units are whole 4-row
+// groups: _unitRows is a multiple of 4).
 using System.Runtime.CompilerServices;
 using Hub.IR;
 using Hub.Runtime.Kernels;
@@ -53,6 +56,11 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
         else _act = Array.Empty<byte>();
         _registers = ForceFloatPath && QuantKernels.IntegerPathFits(_w) && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        // The model's interleaved Q8_0 copy (made at compile; the original's pages may be released): every path below
+        // reads it — the integer GEMV its x4 kernel, the int8 GEMMs stage rows through RowStart/BlockStride, the float
+        // paths dequantize through DequantizeRow — except the widen-in-registers GEMV (HUB_QUANT_GEMV=float, a test
+        // switch), which reads the original.
+        if (R.Model.InterleavedWeight(In[1]) is var x4 && x4 != null && !_registers) _w = new QuantMatrix(_w, x4);
         _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();
         if (HasInput(2))
         {
@@ -122,7 +130,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         long count = (long)n * groups;
         bool half = ScalesDType(r, q.Scales) == DType.F16;
         byte* scales = Tensor(r, q.Scales, half ? DType.F16 : DType.F32, count, info.Name, node);
-        if (half)
+        // an interleaved copy's scales were checked when it was made (reading the original's would map them in again)
+        if (half && r.Model.InterleavedWeight(id) == null)
         {
             var hs = (ushort*)scales;
             for (long i = 0; i < count; i++)

@@ -11,7 +11,10 @@
 // activation row. Q8_0 without VNNI, or with rows longer than PairMaxK, streams one output row at a time (GemvInt8Row); longer int8 groups and
 // int4 run four output rows per pass (one activation load per block for all four, software prefetch two passes
 // ahead, one hadd tree and one 4-float store per pass), in one small non-inlined kernel per format so that the JIT
-// keeps the loop state in registers. Shapes the integer path cannot take
+// keeps the loop state in registers. Session 11: on AVX-VNNI the compiled model repacks Q8_0 Linear weights at load
+// into 4-row interleaved blocks (QuantMatrix.Interleaved, llama.cpp's block_q8_0x4: per block the 4 rows' F16 scales
+// then their 4 × 32 values), which GemvInt8X4 streams as one sequential region with exact integer block sums; the
+// prefill GEMM and the float paths read that layout too (RowStart/BlockStride/RowScales). Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
 // and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
@@ -40,6 +43,13 @@ public readonly unsafe struct QuantMatrix
     public readonly bool Int4;
     /// <summary>No zero points (int8 values are signed, int4 values are offset by 8).</summary>
     public readonly bool Symmetric;
+    /// <summary>
+    /// The load-time copy in the 4-row interleaved Q8_0 layout (<see cref="QuantKernels.X4Fits"/>: per group of 4 rows
+    /// and block b, the 4 rows' F16 scales then their 4 × 32 int8 values, <see cref="QuantKernels.X4BlockBytes"/>
+    /// bytes), or null. When set, the kernels read values and scales from it only: <see cref="Data"/> and
+    /// <see cref="ScalesF16"/> still name the original, whose pages the compiled model may have released.
+    /// </summary>
+    public readonly byte* Interleaved;
 
     /// <summary>Binds a matrix; <paramref name="groupSize"/> 0 means one group per row.</summary>
     public QuantMatrix(byte* data, float* scales, byte* zeros, int n, int k, int groupSize, bool int4, bool symmetric)
@@ -60,12 +70,30 @@ public readonly unsafe struct QuantMatrix
     }
 
     /// <summary>
+    /// <paramref name="w"/> bound to its interleaved copy <paramref name="interleaved"/> (made by
+    /// <see cref="QuantKernels.InterleaveX4"/>; <paramref name="w"/> must fit <see cref="QuantKernels.X4Fits"/>).
+    /// </summary>
+    public QuantMatrix(in QuantMatrix w, byte* interleaved)
+    {
+        if (!QuantKernels.X4Fits(w)) throw new ArgumentException("only symmetric int8 with F16 scales, groups of 32 and N a multiple of 4 has an interleaved layout", nameof(w));
+        if (interleaved == null) throw new ArgumentNullException(nameof(interleaved));
+        this = w;
+        Interleaved = interleaved;
+    }
+
+    /// <summary>
     /// The float scales of row <paramref name="row"/>: a pointer into F32 scales, or F16 scales converted (exactly) into
     /// <paramref name="buf"/> (<see cref="Groups"/> floats) — once per pass of rows, never per block.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float* RowScales(int row, float* buf)
     {
+        if (Interleaved != null)
+        {
+            // the row's scale of block b sits at the head of its 4-row block, 2·(row mod 4) bytes in
+            QuantKernels.HalfToSingleX4(Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes + (row & 3) * 2, buf, Groups);
+            return buf;
+        }
         if (ScalesF16 == null) return Scales + (long)row * Groups;
         QuantKernels.HalfToSingle(ScalesF16 + (long)row * Groups, buf, Groups);
         return buf;
@@ -74,7 +102,20 @@ public readonly unsafe struct QuantMatrix
     /// <summary>One scale as float (scalar reference paths).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Scale(int row, int group) =>
-        ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
+        Interleaved != null ? QuantKernels.HalfToSingle(((ushort*)(Interleaved + ((long)(row >> 2) * Groups + group) * QuantKernels.X4BlockBytes))[row & 3])
+        : ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
+
+    /// <summary>
+    /// Where row <paramref name="row"/>'s values start: its first block; block b follows at b·<see cref="BlockStride"/>
+    /// bytes (32 bytes per block of an int8 row, or the interleaved layout's block stride).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* RowStart(int row) => Interleaved != null
+        ? Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes + QuantKernels.X4ScaleBytes + (row & 3) * QuantKernels.Block
+        : Data + (long)row * RowBytes;
+
+    /// <summary>Bytes from one 32-value block of a row to the next (int8: 32, or <see cref="QuantKernels.X4BlockBytes"/> interleaved; int4: 16).</summary>
+    public int BlockStride => Interleaved != null ? QuantKernels.X4BlockBytes : Int4 ? QuantKernels.Block / 2 : QuantKernels.Block;
 
     /// <summary>Bytes of one stored row.</summary>
     public int RowBytes => Int4 ? K / 2 : K;
@@ -122,6 +163,28 @@ public static unsafe class QuantKernels
             }
         }
         for (; i < n; i++) dst[i] = HalfToSingle(src[i]);
+    }
+
+    /// <summary>
+    /// Converts <paramref name="n"/> finite half values <see cref="X4BlockBytes"/> bytes apart (one row's scales in the
+    /// interleaved layout) to float exactly: eight per AVX2 gather.
+    /// </summary>
+    internal static void HalfToSingleX4(byte* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            var offsets = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * X4BlockBytes;
+            var m16 = Vector256.Create(0xFFFF); var m7 = Vector256.Create(0x7FFF); var m8 = Vector256.Create(0x8000); var sc = Vector256.Create(Two112);
+            // each gather reads 4 bytes at a scale: the next scale or the block's values, inside the copy
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = Avx2.And(Avx2.GatherVector256((int*)(src + (long)i * X4BlockBytes), offsets, 1), m16);
+                var f = Avx.Multiply(Avx2.ShiftLeftLogical(Avx2.And(v, m7), 13).AsSingle(), sc);
+                Avx.Store(dst + i, Avx.Or(f, Avx2.ShiftLeftLogical(Avx2.And(v, m8), 16).AsSingle()));
+            }
+        }
+        for (; i < n; i++) dst[i] = HalfToSingle(*(ushort*)(src + (long)i * X4BlockBytes));
     }
 
     /// <summary>
@@ -292,6 +355,12 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
+        if (w.Interleaved != null)
+        {
+            if (AvxVnni.IsSupported && n0 < n1 && m > 0) GemvInt8X4(w, m, act, bias, y, ldy, n0, n1);
+            else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
+            return;
+        }
         if (w.Int4 && QuantGemvInt4.Preferred(w)) { QuantGemvInt4.Gemv(w, m, act, bias, y, ldy, n0, n1); return; }
         if (Avx2.IsSupported && Fma.IsSupported) GemvIntegerRowsAvx2(w, m, act, bias, y, ldy, n0, n1);
         else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
@@ -306,7 +375,7 @@ public static unsafe class QuantKernels
         float* xs = dx + (long)m * blocks;
         for (int j = n0; j < n1; j++)
         {
-            byte* row = w.Data + (long)j * w.RowBytes;
+            byte* row = w.RowStart(j);
             for (int i = 0; i < m; i++)
             {
                 sbyte* xr = xq + (long)i * k;
@@ -331,11 +400,15 @@ public static unsafe class QuantKernels
         }
     }
 
-    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble.
+    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble (row: RowStart).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int StoredValue(in QuantMatrix w, byte* row, int c)
     {
-        if (!w.Int4) return w.Symmetric ? (sbyte)row[c] : row[c] - 128;
+        if (!w.Int4)
+        {
+            byte q = row[(long)(c >> 5) * w.BlockStride + (c & 31)];
+            return w.Symmetric ? (sbyte)q : q - 128;
+        }
         int run = c & ~31, t = c & 31;
         byte b = row[run / 2 + (t & 15)];
         return t < 16 ? b & 15 : b >> 4;
@@ -388,7 +461,8 @@ public static unsafe class QuantKernels
     {
         if (n0 >= n1 || m <= 0) return;
         bool v = vnni ?? Int8Vnni;
-        if (v && !AvxVnni.IsSupported) throw new NotSupportedException("the VNNI path needs AvxVnni");
+        if ((v || w.Interleaved != null) && !AvxVnni.IsSupported) throw new NotSupportedException("the VNNI path (and the interleaved layout's kernel) needs AvxVnni");
+        if (w.Interleaved != null) { GemvInt8X4(w, m, act, bias, y, ldy, n0, n1); return; }
         int bpg = w.GroupLength / Block;
         if (bpg == 1)
         {
@@ -596,6 +670,144 @@ public static unsafe class QuantKernels
                 if (j1 != j) yr[j1] = bias != null ? v.GetElement(1) + bias[j1] : v.GetElement(1);
             }
         }
+    }
+
+    /// <summary>Bytes of one block of a 4-row group in the interleaved layout: 4 F16 scales, then 4 × 32 int8 values.</summary>
+    public const int X4BlockBytes = X4ScaleBytes + 4 * Block;
+
+    /// <summary>Bytes of the 4 F16 scales at the head of an interleaved block.</summary>
+    public const int X4ScaleBytes = 8;
+
+    /// <summary>
+    /// True when <paramref name="w"/> has an interleaved (x4) layout: symmetric int8 with groups of one block (Q8_0) and
+    /// N a multiple of 4 (a ragged last group stays unpacked: no shape here has one). The layout stores F16 scales: F32
+    /// ones (IRs exported before session 4) must be f16-exact, see <see cref="InterleaveX4"/>.
+    /// </summary>
+    public static bool X4Fits(in QuantMatrix w) =>
+        !w.Int4 && w.Symmetric && w.GroupLength == Block && w.K % Block == 0 && w.N > 0 && w.N % 4 == 0;
+
+    /// <summary>Bytes of the interleaved copy of an [<paramref name="n"/>, <paramref name="k"/>] Q8_0 matrix: the data plus its F16 scales.</summary>
+    public static long X4Bytes(int n, int k) => (long)(n / 4) * (k / Block) * X4BlockBytes;
+
+    /// <summary>
+    /// Writes 4-row groups [<paramref name="g0"/>, <paramref name="g1"/>) of <paramref name="w"/> (which must fit
+    /// <see cref="X4Fits"/>) into <paramref name="dst"/> in the interleaved layout (group g at g·blocks·X4BlockBytes);
+    /// throws when a scale is not finite (the check the executor's bind does on the original) or, for F32 scales, not
+    /// exactly a half.
+    /// </summary>
+    public static void InterleaveX4(in QuantMatrix w, byte* dst, int g0, int g1)
+    {
+        if (!X4Fits(w)) throw new ArgumentException("the matrix has no interleaved layout (see X4Fits)", nameof(w));
+        if (dst == null) throw new ArgumentNullException(nameof(dst));
+        if (g0 < 0 || g1 > w.N / 4 || g0 > g1) throw new ArgumentOutOfRangeException(nameof(g0), $"groups [{g0}, {g1}) outside [0, {w.N / 4})");
+        int k = w.K, blocks = k / Block;
+        for (int g = g0; g < g1; g++)
+        {
+            byte* o = dst + (long)g * blocks * X4BlockBytes;
+            byte* r0 = w.Data + (long)g * 4 * k;
+            long s0 = (long)g * 4 * blocks;
+            for (int b = 0; b < blocks; b++, o += X4BlockBytes)
+            {
+                ushort* sh = (ushort*)o;
+                for (int r = 0; r < 4; r++)
+                {
+                    long at = s0 + (long)r * blocks + b;
+                    ushort h = w.ScalesF16 != null ? w.ScalesF16[at] : HalfBitsOf(w.Scales[at]);
+                    if ((h & 0x7C00) == 0x7C00) throw new InvalidOperationException($"scale {at} of the matrix is not finite (or, F32, not a half); re-export the model");
+                    sh[r] = h;
+                    byte* src = r0 + (long)r * k + b * Block, d = o + X4ScaleBytes + r * Block;
+                    if (Avx.IsSupported) Avx.Store(d, Avx.LoadVector256(src));
+                    else Buffer.MemoryCopy(src, d, Block, Block);
+                }
+            }
+        }
+    }
+
+    /// <summary>True when every F32 scale of <paramref name="w"/> is exactly a finite half (F16 scales: true).</summary>
+    public static bool ScalesAreHalves(in QuantMatrix w)
+    {
+        if (w.ScalesF16 != null) return true;
+        long count = (long)w.N * w.Groups;
+        for (long i = 0; i < count; i++)
+            if ((HalfBitsOf(w.Scales[i]) & 0x7C00) == 0x7C00) return false;
+        return true;
+    }
+
+    // The half bits of an f16-exact finite float, or 0x7C00 (infinity: rejected) when it is not one.
+    private static ushort HalfBitsOf(float f)
+    {
+        var h = (Half)f;
+        return (float)h == f && Half.IsFinite(h) ? BitConverter.HalfToUInt16Bits(h) : (ushort)0x7C00;
+    }
+
+    /// <summary>Bytes the interleaved GEMV prefetches ahead of the block it reads (the f32 GEMV's 8 KiB).</summary>
+    private const int X4Ahead = 8192;
+
+    // Q8_0 on the interleaved layout (session 11, llama.cpp's block_q8_0x4 repack): 4 output rows per pass, and their
+    // data and scales are one sequential stream (the pair loop's two row streams plus a separate scale stream ran at 0.84
+    // of the f32 GEMV's DRAM byte rate, this layout at 0.99 in Int8StreamBench "x4vpf"). Per block one activation load
+    // serves the 4 rows: 4 × (vpxor, vpdpbusd, convert, FMA by s_r·dx_b). A range not aligned to 4 rows computes whole
+    // groups and stores only its rows.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void GemvInt8X4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        int k = w.K, blocks = k / Block;
+        long groupBytes = (long)blocks * X4BlockBytes;
+        sbyte* xq = (sbyte*)act;
+        float* dx = BlockScales(act, m, k);
+        for (int j = n0 & ~3; j < n1; j += 4)
+        {
+            byte* g = w.Interleaved + (long)(j >> 2) * groupBytes;
+            int lo = Math.Max(j, n0), hi = Math.Min(j + 4, n1);
+            for (int i = 0; i < m; i++)
+            {
+                var sum = X4Run(g, xq + (long)i * k, dx + (long)i * blocks, blocks);
+                float* yr = y + (long)i * ldy;
+                if (lo == j && hi == j + 4) StoreSums(sum, bias, yr + j, j, 4);
+                else for (int r = lo; r < hi; r++) yr[r] = sum.GetElement(r - j) + (bias != null ? bias[r] : 0f);
+            }
+        }
+    }
+
+    // One 4-row group of the interleaved layout against one activation row: [Σ row 0 .. Σ row 3] without bias. The
+    // integer block sums are exact: vpdpbusd takes the weights as unsigned w + 128, and its accumulator starts at
+    // −128·(the activation bytes' sum per lane), itself one vpdpbusd of 0x80 bytes shared by the 4 rows — so each lane
+    // holds Σ w·x as the AVX2 sign trick computes it. (A float 128·Σx correction per row, as the pair loop subtracts,
+    // cancels against a large sum: ~10× the sign trick's error when the activations have a large mean, enough to flip
+    // a greedy token of the 1b model.) Four FMA chains (one per row); prefetcht0 X4Ahead bytes ahead, 3 lines per
+    // 136-byte block.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector128<float> X4Run(byte* g, sbyte* xr, float* dx, int nb)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int b = 0; b < nb; b++, g += X4BlockBytes, xr += Block)
+        {
+            Sse.Prefetch0(g + X4Ahead); Sse.Prefetch0(g + X4Ahead + 64); Sse.Prefetch0(g + X4Ahead + 128);
+            var xv = Avx.LoadVector256(xr);
+            var c = Avx2.Subtract(Vector256<int>.Zero, AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, flip, xv));
+            var sc = Sse.Multiply(LoadHalf4((ushort*)g), Vector128.Create(dx[b]));
+            a0 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
+            a1 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes + Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+            a2 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes + 2 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+            a3 = Fma.MultiplyAdd(DotX4(c, Avx.LoadVector256(g + X4ScaleBytes + 3 * Block), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+        }
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        return Sse.Add(h.GetLower(), h.GetUpper());
+    }
+
+    // Σ w·x of one symmetric int8 block as 8 float lanes: vpdpbusd of the flipped (unsigned) bytes onto c = −128·Σx per lane.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> DotX4(Vector256<int> c, Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
+        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(w, flip), xv));
+
+    // Four F16 scales as floats (exact, see HalfToSingle): reads 8 bytes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> LoadHalf4(ushort* p)
+    {
+        var v = Sse41.ConvertToVector128Int32(p);
+        var f = Sse.Multiply(Sse2.ShiftLeftLogical(Sse2.And(v, Vector128.Create(0x7FFF)), 13).AsSingle(), Vector128.Create(Two112));
+        return Sse.Or(f, Sse2.ShiftLeftLogical(Sse2.And(v, Vector128.Create(0x8000)), 16).AsSingle());
     }
 
     /// <summary>
@@ -1040,6 +1252,7 @@ public static unsafe class QuantKernels
     {
         if (!Avx2.IsSupported || !Fma.IsSupported || w.K % 32 != 0 || w.GroupLength % 32 != 0)
             throw new NotSupportedException("GemvFloatRegisters needs AVX2+FMA and K, group multiples of 32");
+        if (w.Interleaved != null) throw new NotSupportedException("GemvFloatRegisters reads the row-major layout; an interleaved matrix takes GemvInteger");
         int k = w.K, gl = w.GroupLength, groups = w.Groups, rowBytes = w.RowBytes;
         bool int4 = w.Int4, sym = w.Symmetric;
         var flip = !int4 && !sym ? Vector256.Create((byte)0x80) : Vector256<byte>.Zero;
@@ -1098,6 +1311,17 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeRow(in QuantMatrix w, int row, float* dst)
     {
+        if (w.Interleaved != null)
+        {
+            // the interleaved copy (the original's pages may be released): symmetric, one scale per block
+            byte* r = w.RowStart(row);
+            for (int b = 0; b < w.Groups; b++, r += X4BlockBytes)
+            {
+                float s = w.Scale(row, b);
+                for (int t = 0; t < Block; t++) dst[b * Block + t] = (sbyte)r[t] * s;
+            }
+            return;
+        }
         if (Avx2.IsSupported && w.GroupLength % 32 == 0 && w.K % 32 == 0) { DequantizeRowAvx2(w, row, dst); return; }
         DequantizeRowReference(w, row, dst);
     }
