@@ -280,7 +280,9 @@ public sealed unsafe class CompiledModel : IDisposable
     // only an unmap there, the page cache keeps the bytes), so the resident set stays ≈ the weights plus one tensor.
     private void InterleaveInt8Weights()
     {
-        if (!RepackInt8 || !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) return;
+        // Not on the huge-page copy of the weights (HUB_WEIGHTS_HUGEPAGES): its pages cannot be released, so the copy would
+        // double the resident weights, and decode would no longer read the huge pages that experiment is about.
+        if (!RepackInt8 || !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported || !Model.WeightsFileMapped) return;
         var g = Model.Graph;
         var byName = g.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
         // every reader of a weight must be a Linear taking it as its weight; scales must have no reader at all
@@ -294,7 +296,7 @@ public sealed unsafe class CompiledModel : IDisposable
                 ok[name] = linear && ok.GetValueOrDefault(name, true);
             }
         var scalesRead = g.Nodes.SelectMany(n => n.Inputs).ToHashSet(StringComparer.Ordinal);
-        bool release = Model.WeightsFileMapped && OperatingSystem.IsLinux();
+        bool release = OperatingSystem.IsLinux();
         foreach (var w in g.Weights)
         {
             if (!ok.GetValueOrDefault(w.Name) || w.Quant is not { } q || q.Scheme != "int8" || !q.Symmetric || q.GroupSize != QuantKernels.Block) continue;
@@ -314,21 +316,20 @@ public sealed unsafe class CompiledModel : IDisposable
             var dst = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
             _x4[_valueIds[w.Name]] = (nint)dst;   // owned from here: Dispose frees it if the repack throws
             InterleavedBytes += bytes;
-            try { Pool.Run(new Interleaver(qm, dst, Pool.Size), Pool.Size == 1 ? 1 : Pool.Size * 4); }
+            int units = Pool.Size == 1 ? 1 : Pool.Size * 4;
+            try { Pool.Run(new Interleaver(qm, dst, units), units); }
             catch (InvalidOperationException e) { throw new IrFormatException(GraphFile, $"weight '{w.Name}' (scales '{q.Scales}'): {e.Message}", e); }
             if (release) { ReleasePages((byte*)data.Pointer, w.Length); ReleasePages((byte*)scales.Pointer, si.Length); }
         }
     }
 
     // One tensor's 4-row groups split into `units` contiguous ranges.
-    private sealed class Interleaver(QuantMatrix w, byte* dst, int workers) : ParallelWork
+    private sealed class Interleaver(QuantMatrix w, byte* dst, int units) : ParallelWork
     {
-        private readonly int _units = workers == 1 ? 1 : workers * 4;
-
         public override void Execute(int index, int worker)
         {
             int groups = w.N / 4;
-            QuantKernels.InterleaveX4(w, dst, (int)((long)groups * index / _units), (int)((long)groups * (index + 1) / _units));
+            QuantKernels.InterleaveX4(w, dst, (int)((long)groups * index / units), (int)((long)groups * (index + 1) / units));
         }
     }
 
@@ -463,7 +464,7 @@ public sealed unsafe class CompiledModel : IDisposable
     }
 
     /// <summary>
-    /// Stops the thread pool and frees the packed weights. Safe against requests running on other threads: it waits
+    /// Stops the thread pool and frees the packed float weights and the interleaved Q8_0 copies. Safe against requests running on other threads: it waits
     /// for an <see cref="InferRequest.Infer"/> in progress to finish, and every later Infer on this model's requests
     /// throws <see cref="ObjectDisposedException"/>.
     /// </summary>

@@ -33,7 +33,7 @@ public static class CpuInfo
                $"isa [{string.Join(' ', isa)}], gemm {GemmPath}, gemv/elementwise {VectorPath}, " +
                $"f16/bf16 decode widened {(Kernels.HalfGemv.Wide && Kernels.HalfGemv.WideSupported ? "in Vector512 registers" : Vector256.IsHardwareAccelerated ? "in Vector256 registers" : "by scalar/TensorPrimitives code")}, " +
                $"int8 prefill {(Kernels.QuantGemmInt8.UseVnni ? "avx-vnni" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
-               $"int8 decode {(Kernels.QuantKernels.Int8Vnni ? $"avx-vnni (Q8_0 row pairs up to K = {Kernels.QuantKernels.PairMaxK})" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
+               $"int8 decode {(Kernels.QuantKernels.Int8Vnni ? $"avx-vnni (Q8_0 row pairs up to K = {Kernels.QuantKernels.PairMaxK} where not repacked)" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
                $"Q8_0 weights {(CompiledModel.RepackInt8 && AvxVnni.IsSupported ? "repacked at load into 4-row interleaved blocks (x4 avx-vnni)" : "row-major as stored")}, " +
                $"int4 {(Kernels.QuantGemvInt4.Wide ? "avx512bw" : Avx2.IsSupported ? "avx2" : "scalar")}";
     }

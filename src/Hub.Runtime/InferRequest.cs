@@ -12,6 +12,9 @@ namespace Hub.Runtime;
 public sealed unsafe class InferRequest : IDisposable
 {
     private readonly OpExec[] _ops;
+
+    /// <summary>The request's executors in node order (tests check which weight layout they bound).</summary>
+    internal IReadOnlyList<OpExec> Executors => _ops;
     private readonly NativeBuffer[] _inputs;
     private readonly bool[] _inputSet;
     private readonly NativeBuffer[] _slots;

@@ -343,14 +343,23 @@ public unsafe class Int8X4Tests
             Assert.Equal(vnni, packed.InterleavedWeight(Id("head")) != null);
             Assert.True(packed.InterleavedWeight(Id("emb")) == null);   // also read by the Embedding
             Assert.Equal(vnni ? QuantKernels.X4Bytes(n, k) + QuantKernels.X4Bytes(vocab, n) : 0, packed.InterleavedBytes);
-            foreach (bool forceFloat in new[] { false, true })
+            // 0: the defaults; 1: the widen-in-registers float GEMV (reads the original); 2: prefill through dequantized
+            // panels (DequantizeRow on the copy)
+            foreach (int mode in new[] { 0, 1, 2 })
             {
-                bool ff = QuantLinearExec.ForceFloatPath;
+                bool forceFloat = mode == 1;
+                bool ff = QuantLinearExec.ForceFloatPath, bc = QuantLinearExec.UseInt8Broadcast;
                 QuantLinearExec.ForceFloatPath = forceFloat;
+                QuantLinearExec.UseInt8Broadcast = mode != 2;
                 try
                 {
                     using var r0 = plain.CreateInferRequest();
                     using var r1 = packed.CreateInferRequest();
+                    // the executors really read the copy (a compiled copy nobody binds would pass the value checks)
+                    var execs = r1.Executors.OfType<QuantLinearExec>().ToList();
+                    Assert.Equal(3, execs.Count);   // w, head and the tied table's projection (not packed)
+                    Assert.Equal(vnni && !forceFloat ? 2 : 0, execs.Count(e => e.Weight.Interleaved != null));
+                    Assert.All(r0.Executors.OfType<QuantLinearExec>(), e => Assert.True(e.Weight.Interleaved == null));
                     foreach (int seq in new[] { 1, 3, 37 })
                     {
                         var tokens = Enumerable.Range(0, seq).Select(i => (i * 7 + seq) % vocab).ToArray();
@@ -372,7 +381,7 @@ public unsafe class Int8X4Tests
                         }
                     }
                 }
-                finally { QuantLinearExec.ForceFloatPath = ff; }
+                finally { QuantLinearExec.ForceFloatPath = ff; QuantLinearExec.UseInt8Broadcast = bc; }
             }
         }
         finally

@@ -60,7 +60,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         // reads it — the integer GEMV its x4 kernel, the int8 GEMMs stage rows through RowStart/BlockStride, the float
         // paths dequantize through DequantizeRow — except the widen-in-registers GEMV (HUB_QUANT_GEMV=float, a test
         // switch), which reads the original.
-        if (R.Model.InterleavedWeight(In[1]) is var x4 && x4 != null && !_registers) _w = new QuantMatrix(_w, x4);
+        byte* x4 = R.Model.InterleavedWeight(In[1]);
+        if (x4 != null && !_registers) _w = new QuantMatrix(_w, x4);
         _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();
         if (HasInput(2))
         {
@@ -73,7 +74,18 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// Test/bench switch (HUB_QUANT_GEMV=float): skip the integer GEMV; shapes that fit it use the float GEMV that widens
     /// bytes in registers instead, the others the dequantize-a-row float GEMV.
     /// </summary>
-    internal static bool ForceFloatPath { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
+    internal static bool ForceFloatPath
+    {
+        get => _forceFloatOverride ?? ForceFloatFromEnvironment;
+        set => _forceFloatOverride = value;   // per thread: a test forcing it does not leak into tests on other threads
+    }
+
+    private static readonly bool ForceFloatFromEnvironment = Environment.GetEnvironmentVariable("HUB_QUANT_GEMV") == "float";
+
+    [ThreadStatic] private static bool? _forceFloatOverride;
+
+    /// <summary>The bound weight (tests check which layout an executor reads).</summary>
+    internal QuantMatrix Weight => _w;
 
     /// <summary>
     /// Decode GEMV units per pool participant (HUB_QGEMV_UNITS, default 16; at least 32 rows each): more units shorten

@@ -75,7 +75,7 @@ public readonly unsafe struct QuantMatrix
     /// </summary>
     public QuantMatrix(in QuantMatrix w, byte* interleaved)
     {
-        if (!QuantKernels.X4Fits(w)) throw new ArgumentException("only symmetric int8 with F16 scales, groups of 32 and N a multiple of 4 has an interleaved layout", nameof(w));
+        if (!QuantKernels.X4Fits(w)) throw new ArgumentException("only symmetric int8 with groups of 32, K a multiple of 32 and N a multiple of 4 has an interleaved layout", nameof(w));
         if (interleaved == null) throw new ArgumentNullException(nameof(interleaved));
         this = w;
         Interleaved = interleaved;
