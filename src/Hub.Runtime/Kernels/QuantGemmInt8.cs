@@ -243,7 +243,7 @@ public static unsafe class QuantGemmInt8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RepackVnni(in QuantMatrix w, int j0, int jn, byte* panel, float* sc, float* sz, bool rowScale)
     {
-        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block;
+        int k = w.K, blocks = k / Block, groups = w.Groups;
         var flip = Vector256.Create((byte)(w.Symmetric ? 0x80 : 0));
         int stride = w.BlockStride;
         bool x4 = w.Interleaved != null;
@@ -454,7 +454,7 @@ public static unsafe class QuantGemmInt8
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Repack(in QuantMatrix w, int j0, int jn, byte* panel, float* sc, float* sz, bool rowScale)
     {
-        int k = w.K, blocks = k / Block, groups = w.Groups, bpg = w.GroupLength / Block, rowGroups = (jn + Interleave - 1) / Interleave;
+        int k = w.K, blocks = k / Block, groups = w.Groups, rowGroups = (jn + Interleave - 1) / Interleave;
         var low = Vector256.Create((byte)0x0F);
         // symmetric bytes w become w + 128 = w ^ 0x80: the high nibble's top bit flips
         var eight = Vector256.Create((byte)(w.Symmetric ? 0x08 : 0));
@@ -471,13 +471,7 @@ public static unsafe class QuantGemmInt8
             {
                 int j = j0 + g * Interleave + Math.Min(r, live - 1);
                 rows[r] = w.RowStart(j);   // block b at + b·stride (row-major, or the interleaved copy)
-                float* s = w.RowScales(j, rs);
-                for (int b = 0; b < blocks; b++) sg[b * Interleave + r] = r < live ? s[b / bpg] : 0f;
-                for (int gi = 0; gi < groups; gi++)
-                {
-                    float z = w.Symmetric ? 128f : w.Zeros[(long)j * groups + gi];
-                    zg[gi * Interleave + r] = r >= live ? 0f : rowScale ? z : s[gi] * z;
-                }
+                StageRowScales(w, j, r, r < live, sg, zg, rs, rowScale);
             }
             for (int b = 0; b < blocks; b++)
             {
