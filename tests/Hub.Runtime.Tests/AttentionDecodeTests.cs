@@ -3,8 +3,17 @@ using Hub.Runtime.Kernels;
 
 namespace Hub.Runtime.Tests;
 
+/// <summary>
+/// Tests that switch the attention kernels' process-wide statics (<see cref="AttentionKernels.HalfGroupMinGroup"/>,
+/// <see cref="AttentionKernels.UseHalfRow512"/>, <see cref="AttentionKernels.UseHalfGroup512"/>) run alone: another
+/// test's f16 decode would otherwise take a kernel it did not ask for while they run.
+/// </summary>
+[CollectionDefinition(nameof(AttentionStaticsCollection), DisableParallelization = true)]
+public sealed class AttentionStaticsCollection { }
+
 /// <summary>The decode attention's bit-identical variants: 512-bit rows of the f16 per-head kernel, and the prefetches.</summary>
 [Trait("Category", "Kernel")]
+[Collection(nameof(AttentionStaticsCollection))]
 public unsafe class AttentionDecodeTests
 {
     // The per-head f16 kernel (forced at group sizes 1–3) with 512-bit rows against its 256-bit rows, bit for bit: head
@@ -66,7 +75,9 @@ public unsafe class AttentionDecodeTests
     [InlineData(KvCachePrecision.F32, 2)]
     public void Decode_prefetch_changes_no_logit(KvCachePrecision kv, int threads)
     {
-        using var tm = new TinyModel();
+        // head dim 64: past 128 positions a step's attention work (positions · heads · head_dim) crosses
+        // AttentionExec's parallel threshold, so with 2 threads the last steps run the per-unit prefetch of the next unit
+        using var tm = new TinyModel { D = 256, H = 4, KV = 2 };
         using var ir = tm.Build(11);
         using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = threads, MaxContext = 160, KvCachePrecision = kv });
         using var on = cm.CreateInferRequest();

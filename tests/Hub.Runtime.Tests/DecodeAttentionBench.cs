@@ -17,6 +17,7 @@ namespace Hub.Runtime.Tests;
 /// (the head's whole K/V widened into an f32 buffer, then the Default f32 kernel: the session-9 decode path for groups
 /// of 4 and more). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
 /// </summary>
+[Collection(nameof(AttentionStaticsCollection))]
 public unsafe class DecodeAttentionBench(ITestOutputHelper output)
 {
 

@@ -5,6 +5,7 @@ namespace Hub.Runtime.Tests;
 
 /// <summary>The f16 KV cache's decode kernel against the reference on the same (rounded) values.</summary>
 [Trait("Category", "Kernel")]
+[Collection(nameof(AttentionStaticsCollection))]
 public unsafe class HalfKvKernelTests
 {
     private static float[] Rand(int n, int seed, float scale = 1f) => KernelTests.Rand(n, seed, scale);
@@ -187,6 +188,7 @@ public unsafe class HalfKvKernelTests
 /// rounded to f16 (prefill bit for bit, decode within the half kernel's bound), follows an f32 cache's logits through
 /// decode, truncation, reorder and reset, allocates nothing per decode step and holds half the bytes.
 /// </summary>
+[Collection(nameof(AttentionStaticsCollection))]
 public class KvCachePrecisionTests
 {
     private const int KV = 2, Hd = 24;

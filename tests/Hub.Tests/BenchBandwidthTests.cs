@@ -36,7 +36,7 @@ public sealed class BenchBandwidthTests : IDisposable
     public void Read_probe_reads_whole_steps_records_passes_and_stops_its_threads()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new ReadProbe(0));
-        var probe = new ReadProbe(3, 1 << 20);
+        using var probe = new ReadProbe(3, 1 << 20);   // also disposed below: Dispose is idempotent
         long unit = 3L * ReadProbe.Streams * 128;
         Assert.Equal(0, probe.Bytes % unit);
         Assert.InRange(probe.Bytes, (1 << 20) - unit + 1, 1 << 20);

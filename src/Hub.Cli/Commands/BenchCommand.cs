@@ -207,8 +207,8 @@ public sealed unsafe class ReadProbe : IDisposable
     {
         _multi = multi;
         _done.Reset();
+        _start.SignalAndWait();   // returns as the readers are released: the pass times their reading, not their wake-up
         long t0 = Stopwatch.GetTimestamp();
-        _start.SignalAndWait();
         _done.Wait();
         return Bytes / Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
@@ -221,8 +221,8 @@ public sealed unsafe class ReadProbe : IDisposable
             _start.SignalAndWait();
             if (_stop) return;
             byte* p = _buf + t * chunk;
-            _sums[t * 8] += _multi ? ReadStreams(p, chunk) : ReadOne(p, chunk);
-            _done.Signal();
+            try { _sums[t * 8] += _multi ? ReadStreams(p, chunk) : ReadOne(p, chunk); }
+            finally { _done.Signal(); }   // a failed reader must not leave Read waiting forever
         }
     }
 
@@ -255,7 +255,7 @@ public sealed unsafe class ReadProbe : IDisposable
     /// <summary>
     /// One between-rounds sample: waits <paramref name="settleMs"/> first (an engine's workers, llama.cpp's above all,
     /// spin for a while after a round and would share the cores with the probe), then the best of
-    /// <paramref name="passes"/> passes (a lone pass also pays the thread pool's start-up); recorded in <see cref="Samples"/>.
+    /// <paramref name="passes"/> passes (one pass can lose a core to a neighbour); recorded in <see cref="Samples"/>.
     /// </summary>
     public double Sample(int settleMs = 200, int passes = 3)
     {

@@ -480,7 +480,7 @@ internal sealed unsafe class AttentionExec : OpExec
             for (int u = 0; u < _b * _kv * _tChunks; u++) { PrefetchUnit(u + 1); Unit(u, worker); }
             return;
         }
-        PrefetchUnit(index + 1);   // most likely the other worker's next unit: it finds the lines in this core's cache
+        PrefetchUnit(index + 1);   // the next unit (this worker's next claim, or the other's): its first lines leave DRAM early
         Unit(index, worker);
     }
 

@@ -741,6 +741,7 @@ public static unsafe class AttentionKernels
         float* s = l + G;
         new Span<float>(acc, G * hd).Clear();
         for (int g = 0; g < G; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        int pfk = PrefetchHalfKeys;   // read once: the stores to s below keep the JIT from hoisting a static
         for (int j0 = 0; j0 < end; j0 += BlockKeys)
         {
             int jn = Math.Min(BlockKeys, end - j0);
@@ -754,7 +755,7 @@ public static unsafe class AttentionKernels
                     {
                         if (g == 0)
                         {
-                            PrefetchHalfRows(kb + (jj + PrefetchHalfKeys) * stride, stride, 4, hd, k + end * stride);
+                            PrefetchHalfRows(kb + (jj + pfk) * stride, stride, 4, hd, k + end * stride);
                             PrefetchHalfRows(vb + jj * stride, stride, 4, hd, v + end * stride); // the block's V rows, read after its K pass
                         }
                         if (wide) DotHalf4x512(qs + g * hd, kb + jj * stride, stride, hd, scale, s + jj);
@@ -802,7 +803,7 @@ public static unsafe class AttentionKernels
         Normalize(o, acc, l, G, hd);
     }
 
-    private static readonly float Two112 = MathF.ScaleB(1f, 112);
+    private const float Two112 = 5.192296858534828e33f;   // 2^112, exact; a constant folds even in code jitted before the class initializer
 
     // Eight halves as floats scaled by 2⁻¹¹²: sign-extended to 32 bits and shifted so the half's exponent and mantissa
     // land in the float's (bits 27..13), the sign extension's copies above the exponent masked off. Exact for every
