@@ -296,7 +296,6 @@ public sealed unsafe class CompiledModel : IDisposable
                 ok[name] = linear && ok.GetValueOrDefault(name, true);
             }
         var scalesRead = g.Nodes.SelectMany(n => n.Inputs).ToHashSet(StringComparer.Ordinal);
-        bool release = OperatingSystem.IsLinux();
         foreach (var w in g.Weights)
         {
             if (!ok.GetValueOrDefault(w.Name) || w.Quant is not { } q || q.Scheme != "int8" || !q.Symmetric || q.GroupSize != QuantKernels.Block) continue;
@@ -319,7 +318,9 @@ public sealed unsafe class CompiledModel : IDisposable
             int units = Pool.Size == 1 ? 1 : Pool.Size * 4;
             try { Pool.Run(new Interleaver(qm, dst, units), units); }
             catch (InvalidOperationException e) { throw new IrFormatException(GraphFile, $"weight '{w.Name}' (scales '{q.Scales}'): {e.Message}", e); }
-            if (release) { ReleasePages((byte*)data.Pointer, w.Length); ReleasePages((byte*)scales.Pointer, si.Length); }
+            // whole pages only: a page shared with a neighbouring tensor stays mapped
+            MappedFile.DropPages(MappedFile.WholePages((byte*)data.Pointer, w.Length));
+            MappedFile.DropPages(MappedFile.WholePages((byte*)scales.Pointer, si.Length));
         }
     }
 
@@ -332,19 +333,6 @@ public sealed unsafe class CompiledModel : IDisposable
             QuantKernels.InterleaveX4(w, dst, (int)((long)groups * index / units), (int)((long)groups * (index + 1) / units));
         }
     }
-
-    // Whole pages inside [p, p + bytes) of the weights mapping: a page shared with a neighbouring tensor stays mapped.
-    private static void ReleasePages(byte* p, long bytes)
-    {
-        long page = Environment.SystemPageSize;
-        long start = ((long)p + page - 1) & ~(page - 1), end = ((long)p + bytes) & ~(page - 1);
-        if (end > start) _ = Madvise((nint)start, (nuint)(end - start), MadvDontNeed);
-    }
-
-    private const int MadvDontNeed = 4; // Linux MADV_DONTNEED
-
-    [DllImport("libc", EntryPoint = "madvise")]
-    private static extern int Madvise(nint addr, nuint length, int advice);
 
     /// <summary>
     /// Compiles <paramref name="model"/>: checks every op is supported and its attributes and shapes are consistent,

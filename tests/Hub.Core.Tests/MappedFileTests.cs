@@ -30,4 +30,39 @@ public unsafe class MappedFileTests : IDisposable
         }
         Assert.True(copy.Pointer == null);
     }
+
+    [Fact]
+    public void Whole_pages_leave_out_pages_shared_with_bytes_outside_the_range()
+    {
+        long page = Environment.SystemPageSize;
+        byte* a = (byte*)(16 * page);   // addresses only: nothing is touched
+        Assert.Equal(((nint)(16 * page), (nuint)(2 * page)), MappedFile.WholePages(a, 2 * page));
+        Assert.Equal(((nint)(17 * page), (nuint)page), MappedFile.WholePages(a + 1, 2 * page));   // first and last page partial
+        Assert.Equal(((nint)(16 * page), (nuint)page), MappedFile.WholePages(a, 2 * page - 1));
+        Assert.Equal(default, MappedFile.WholePages(a + 1, page));   // inside two pages, owns neither
+        Assert.Equal(default, MappedFile.WholePages(a, 0));
+        MappedFile.DropPages(default);   // an empty range is a no-op
+    }
+
+    [SkippableFact]
+    public void Dropped_pages_of_a_file_mapping_read_back_the_same_bytes()
+    {
+        long page = Environment.SystemPageSize;
+        var path = Path.Combine(Path.GetTempPath(), $"hub-drop-{Guid.NewGuid():N}.bin");
+        var bytes = new byte[4 * page + 123];
+        new Random(5).NextBytes(bytes);
+        File.WriteAllBytes(path, bytes);
+        try
+        {
+            using (var f = new MappedFile(path))
+            {
+                Skip.If(f.HugePages, "HUB_WEIGHTS_HUGEPAGES=1 copies the file into anonymous memory, which DropPages must never be given");
+                long sum = 0;
+                for (long i = 0; i < f.Length; i++) sum += f.Pointer[i];   // fault everything in
+                MappedFile.DropPages(MappedFile.WholePages(f.Pointer + 7, f.Length - 7));
+                Assert.Equal(bytes, f.Span(0, f.Length).ToArray());
+            }
+        }
+        finally { File.Delete(path); }
+    }
 }

@@ -102,6 +102,31 @@ public sealed unsafe class MappedFile : IDisposable
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
     private static extern int Madvise(byte* addr, nuint length, int advice);
 
+    private static readonly long PageSize = Environment.SystemPageSize;
+
+    /// <summary>
+    /// The whole pages inside [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>) (empty when there
+    /// is none): a page that also holds bytes outside the range, e.g. of a neighbouring tensor, is left out.
+    /// </summary>
+    public static (nint Start, nuint Length) WholePages(byte* p, long bytes)
+    {
+        long start = ((long)p + PageSize - 1) & ~(PageSize - 1), end = ((long)p + bytes) & ~(PageSize - 1);
+        return end > start ? ((nint)start, (nuint)(end - start)) : default;
+    }
+
+    /// <summary>
+    /// Unmaps <paramref name="pages"/> (from <see cref="WholePages"/>) of a read-only file mapping on Linux
+    /// (MADV_DONTNEED: the page cache keeps the bytes and the next read maps them again, so resident memory drops
+    /// without changing a value); no-op elsewhere. Never for the huge-page copy (<see cref="HugePages"/>): on anonymous
+    /// memory it would zero the bytes.
+    /// </summary>
+    public static void DropPages((nint Start, nuint Length) pages)
+    {
+        if (pages.Length != 0 && OperatingSystem.IsLinux()) _ = Madvise((byte*)pages.Start, pages.Length, MadvDontNeed);
+    }
+
+    private const int MadvDontNeed = 4; // Linux MADV_DONTNEED
+
     /// <summary>
     /// The length of the file's content, following symbolic links (hub cache snapshots are links to blobs, and
     /// <c>FileInfo.Length</c> of a link is the length of the link itself).

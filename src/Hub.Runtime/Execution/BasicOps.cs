@@ -29,12 +29,12 @@ internal sealed unsafe class EmbeddingExec : OpExec
             {
                 long groups = (long)_q.N * _q.Groups;
                 _release = [
-                    PageRange(_q.Data, (long)_q.N * (_q.Int4 ? _q.K / 2 : _q.K)),
-                    _q.ScalesF16 != null ? PageRange((byte*)_q.ScalesF16, groups * 2) : PageRange((byte*)_q.Scales, groups * 4),
-                    _q.Zeros != null ? PageRange(_q.Zeros, groups) : default,
+                    MappedFile.WholePages(_q.Data, (long)_q.N * (_q.Int4 ? _q.K / 2 : _q.K)),
+                    _q.ScalesF16 != null ? MappedFile.WholePages((byte*)_q.ScalesF16, groups * 2) : MappedFile.WholePages((byte*)_q.Scales, groups * 4),
+                    _q.Zeros != null ? MappedFile.WholePages(_q.Zeros, groups) : default,
                 ];
             }
-            else _release = [PageRange(table.B, table.Count * table.DType.SizeOf())];
+            else _release = [MappedFile.WholePages(table.B, table.Count * table.DType.SizeOf())];
             Release(); // binding read every scale of a quantized table
         }
     }
@@ -49,12 +49,6 @@ internal sealed unsafe class EmbeddingExec : OpExec
     /// </summary>
     internal static bool ReleaseTablePages { get; set; } = Environment.GetEnvironmentVariable("HUB_EMBEDDING_RELEASE") == "1";
 
-    // Whole pages inside [p, p + bytes): a page shared with a neighbouring tensor stays mapped.
-    private static (nint Start, nuint Length) PageRange(byte* p, long bytes)
-    {
-        long start = ((long)p + PageSize - 1) & ~(PageSize - 1), end = ((long)p + bytes) & ~(PageSize - 1);
-        return end > start ? ((nint)start, (nuint)(end - start)) : default;
-    }
 
     // The table is read by this node alone and shares no byte with another weight: a tied LM head streams every page
     // each step, so unmapping them would make it fault the whole table in again per token.
@@ -78,19 +72,14 @@ internal sealed unsafe class EmbeddingExec : OpExec
         return true;
     }
 
-    private static readonly long PageSize = Environment.SystemPageSize;
     private readonly (nint Start, nuint Length)[] _release = [];
 
     private void Release()
     {
         foreach (var (start, length) in _release)
-            if (length != 0) _ = Madvise(start, length, MadvDontNeed);
+            MappedFile.DropPages((start, length));
     }
 
-    private const int MadvDontNeed = 4; // Linux MADV_DONTNEED
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
-    private static extern int Madvise(nint addr, nuint length, int advice);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
