@@ -19,6 +19,7 @@ public sealed record PeerRound(double PrefillSeconds, double DecodeSeconds, int[
 public sealed class LlamaCppPeer : IDisposable
 {
     private static int _logSilenced;
+    private static readonly object ConfigLock = new();
     private readonly LLamaWeights _weights;
     private readonly LLamaContext _context;
     private readonly LLamaBatch _batch = new();
@@ -51,14 +52,18 @@ public sealed class LlamaCppPeer : IDisposable
         LLamaWeights weights;
         try
         {
-            if (Interlocked.Exchange(ref _logSilenced, 1) == 0)
-            {
-                // llama.cpp logs every tensor at load; keep only errors.
-                NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            // Configured once, under a lock every loader passes: a second loader must not load the native library
+            // (which freezes the configuration) between the first one's check and its configuration call.
+            lock (ConfigLock)
+                if (_logSilenced == 0)
                 {
-                    if (level == LLamaLogLevel.Error) Console.Error.Write($"llama.cpp: {message}");
-                });
-            }
+                    // llama.cpp logs every tensor at load; keep only errors.
+                    NativeLibraryConfig.All.WithLogCallback((level, message) =>
+                    {
+                        if (level == LLamaLogLevel.Error) Console.Error.Write($"llama.cpp: {message}");
+                    });
+                    _logSilenced = 1;
+                }
             weights = LLamaWeights.LoadFromFile(Params(ggufPath, threads, contextSize, batchSize, f32Cache));
         }
         catch (Exception e) when (Translate(e, ggufPath) is { } typed) { throw typed; }
