@@ -65,4 +65,31 @@ public unsafe class MappedFileTests : IDisposable
         }
         finally { File.Delete(path); }
     }
+
+    [Fact]
+    public void Huge_page_memory_is_aligned_whole_and_writable_and_frees_once()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => HugePageMemory.Allocate(0));
+        long bytes = (5L << 20) + 3;   // not a whole number of 2 MiB pages
+        var mem = HugePageMemory.Allocate(bytes);
+        try
+        {
+            Assert.Equal(OperatingSystem.IsLinux(), mem.Mapped);
+            Assert.True(mem.Length >= (nuint)bytes);
+            if (mem.Mapped)
+            {
+                Assert.Equal(0, (long)mem.Pointer % (2 << 20));
+                Assert.Equal(0u, mem.Length % (2u << 20));
+            }
+            else Assert.Equal(0, (long)mem.Pointer % 4096);
+            var span = new Span<byte>(mem.Pointer, (int)bytes);
+            for (int i = 0; i < span.Length; i++) span[i] = (byte)(i * 31 + 7);
+            for (int i = 0; i < span.Length; i += 4093) Assert.Equal((byte)(i * 31 + 7), span[i]);
+            Assert.Equal((byte)((bytes - 1) * 31 + 7), span[^1]);
+        }
+        finally { mem.Free(); }
+        Assert.True(mem.Pointer == null);
+        Assert.Equal(0u, mem.Length);
+        mem.Free();   // idempotent
+    }
 }

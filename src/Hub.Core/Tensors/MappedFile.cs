@@ -9,8 +9,7 @@ public sealed unsafe class MappedFile : IDisposable
     private readonly MemoryMappedFile? _mmf;
     private readonly MemoryMappedViewAccessor? _view;
     private byte* _ptr;
-    private byte* _anon;        // the anonymous copy (HUB_WEIGHTS_HUGEPAGES=1), unmapped on Dispose
-    private nuint _anonLength;
+    private HugePageMemory _anon; // the anonymous copy (HUB_WEIGHTS_HUGEPAGES=1), unmapped on Dispose
 
     /// <summary>The mapped path.</summary>
     public string Path { get; }
@@ -50,23 +49,14 @@ public sealed unsafe class MappedFile : IDisposable
     /// HUB_WEIGHTS_HUGEPAGES=1 on Linux): 2 MiB pages instead of the page cache's 4 KiB ones for the decode GEMV's
     /// weight streams, at the cost of a copy at load and private (not shared, not reclaimable) memory.
     /// </summary>
-    public bool HugePages => _anon != null;
+    public bool HugePages => _anon.Pointer != null;
 
-    // Copies the mapping into a MADV_HUGEPAGE anonymous region and drops the file mapping (falls back silently to the
-    // mapping when mmap fails, e.g. under a memory limit).
+    // Copies the mapping into a MADV_HUGEPAGE anonymous region and drops the file mapping (keeps the mapping when only
+    // an ordinary allocation is to be had, e.g. under a memory limit or off Linux).
     private void CopyToHugePages()
     {
-        const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugePage = 14;
-        const long Huge = 2L << 20;
-        nuint len = (nuint)((Length + Huge - 1) & ~(Huge - 1));
-        // over-allocate by one huge page so the start can be 2 MiB aligned (khugepaged and the fault path need it)
-        byte* raw = Mmap(null, len + (nuint)Huge, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
-        if (raw == (byte*)-1 || raw == null) return;
-        byte* start = (byte*)(((nint)raw + (nint)(Huge - 1)) & ~(nint)(Huge - 1));
-        if (start > raw) Munmap(raw, (nuint)(start - raw));
-        byte* end = start + len, rawEnd = raw + len + (nuint)Huge;
-        if (rawEnd > end) Munmap(end, (nuint)(rawEnd - end));
-        Madvise(start, len, MadvHugePage);
+        var mem = HugePageMemory.Allocate(Length);
+        if (!mem.Mapped) { mem.Free(); return; }
         // read() into the region, not a copy through the mapping: touching the mapped pages would add the whole file
         // to this process's RSS on top of the copy until the mapping is dropped
         try
@@ -75,32 +65,22 @@ public sealed unsafe class MappedFile : IDisposable
             long done = 0;
             while (done < Length)
             {
-                int got = fs.Read(new Span<byte>(start + done, (int)Math.Min(1 << 30, Length - done)));
+                int got = fs.Read(new Span<byte>(mem.Pointer + done, (int)Math.Min(1 << 30, Length - done)));
                 if (got <= 0) throw new IrFormatException(Path, $"the file ended at byte {done} of {Length} while it was copied into memory (was it replaced while loading? load it again)");
                 done += got;
             }
         }
         catch
         {
-            Munmap(start, len);
+            mem.Free();
             throw;
         }
         _view!.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _mmf!.Dispose();
-        _anon = start;
-        _anonLength = len;
-        _ptr = start;
+        _anon = mem;
+        _ptr = mem.Pointer;
     }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mmap")]
-    private static extern byte* Mmap(byte* addr, nuint length, int prot, int flags, int fd, long offset);
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "munmap")]
-    private static extern int Munmap(byte* addr, nuint length);
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
-    private static extern int Madvise(byte* addr, nuint length, int advice);
 
     private static readonly long PageSize = Environment.SystemPageSize;
 
@@ -122,7 +102,7 @@ public sealed unsafe class MappedFile : IDisposable
     /// </summary>
     public static void DropPages((nint Start, nuint Length) pages)
     {
-        if (pages.Length != 0 && OperatingSystem.IsLinux()) _ = Madvise((byte*)pages.Start, pages.Length, MadvDontNeed);
+        if (pages.Length != 0 && OperatingSystem.IsLinux()) _ = HugePageMemory.Madvise((byte*)pages.Start, pages.Length, MadvDontNeed);
     }
 
     private const int MadvDontNeed = 4; // Linux MADV_DONTNEED
@@ -153,10 +133,9 @@ public sealed unsafe class MappedFile : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_anon != null)
+        if (_anon.Pointer != null)
         {
-            Munmap(_anon, _anonLength);
-            _anon = null;
+            _anon.Free();
             _ptr = null;
             return;
         }
