@@ -26,11 +26,12 @@ public unsafe class AttentionDecodeTests
         int[] dims = [8, 16, 24, 40, 64, 72, 128];
         int[] ends = [0, 1, 2, 3, 4, 5, 7, 9, 31, 35, 63, 64, 65, 67, 100, 129, 192, 257];
         int minGroup = AttentionKernels.HalfGroupMinGroup;
-        bool row512 = AttentionKernels.UseHalfRow512;
+        bool row512 = AttentionKernels.UseHalfRow512, keys16 = AttentionKernels.UseHalfRowKeys16;
         var rnd = new Random(17);
         try
         {
             AttentionKernels.HalfGroupMinGroup = int.MaxValue;
+            AttentionKernels.UseHalfRowKeys16 = false;   // the 4-key path's two widths (the 16-key path has no 256-bit twin)
             for (int G = 1; G <= 3; G++)
                 foreach (int hd in dims)
                     foreach (int end in ends)
@@ -62,6 +63,7 @@ public unsafe class AttentionDecodeTests
         {
             AttentionKernels.HalfGroupMinGroup = minGroup;
             AttentionKernels.UseHalfRow512 = row512;
+            AttentionKernels.UseHalfRowKeys16 = keys16;
         }
     }
 

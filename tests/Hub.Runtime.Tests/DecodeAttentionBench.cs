@@ -12,7 +12,7 @@ namespace Hub.Runtime.Tests;
 /// time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default) alternating call by call, each call either on a cache
 /// just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads) or on a
 /// hot one. Medians of the per-pass times. Kernel names: the f32 RowKernel values; on an f16 copy of the same cache,
-/// Half (AttendRowHalf), Half256 (without the 512-bit micro-kernels of either of its kernels), HalfRegs (its per-head
+/// Half (AttendRowHalf), Half4 (its per-head kernel without the 16-key scores), Half256 (without the 512-bit micro-kernels of either of its kernels), HalfRegs (its per-head
 /// kernel, widening in registers, at every group size), HalfLanes (its heads-in-lanes kernel at every group size) and HalfWiden
 /// (the head's whole K/V widened into an f32 buffer, then the Default f32 kernel: the session-9 decode path for groups
 /// of 4 and more). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
@@ -69,8 +69,9 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                                 {
                                     float* k = kv + (2L * l) * perLayer + (long)h * ctx * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * ctx * hd;
                                     long ko = (2L * l) * perLayer + (long)h * ctx * hd, vo = (2L * l + 1) * perLayer + (long)h * ctx * hd;
-                                    if (kernels[kv2] is "Half" or "HalfRegs" or "Half256" or "HalfLanes")
+                                    if (kernels[kv2] is "Half" or "Half4" or "HalfRegs" or "Half256" or "HalfLanes")
                                     {
+                                        AttentionKernels.UseHalfRowKeys16 = kernels[kv2] != "Half4";
                                         AttentionKernels.UseHalfGroup512 = kernels[kv2] != "Half256";
                                         AttentionKernels.UseHalfRow512 = kernels[kv2] != "Half256";
                                         AttentionKernels.HalfGroupMinGroup = kernels[kv2] switch { "Half" or "Half256" => 3, "HalfLanes" => 1, _ => int.MaxValue };
@@ -101,6 +102,7 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             AttentionKernels.HalfGroupMinGroup = 3;
             AttentionKernels.UseHalfGroup512 = true;
             AttentionKernels.UseHalfRow512 = true;
+            AttentionKernels.UseHalfRowKeys16 = true;
             if (kvh != null) NativeMemory.AlignedFree(kvh);
         }
     }

@@ -893,6 +893,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             Action<bool> set = ab is "hugepages" or "kvf16" or "x4" ? _ => { }
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "attnpf" ? on => { Hub.Runtime.Execution.AttentionExec.Prefetch = on; Hub.Runtime.Kernels.AttentionKernels.PrefetchHalfKeys = on ? 16 : 8; }
+                : ab == "attn16" ? on => Hub.Runtime.Kernels.AttentionKernels.UseHalfRowKeys16 = on
                 : ab == "vnni" ? on => Hub.Runtime.Kernels.QuantKernels.Int8Vnni = on && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported
                 : ab.StartsWith("pairmaxk=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pmk) ? on => Hub.Runtime.Kernels.QuantKernels.PairMaxK = on ? pmk : pairMaxKOff
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
@@ -902,7 +903,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), attn16 (the per-head f16 decode attention kernel scores 16 keys at a time, the block's softmax on vectors; off = 4 keys at a time), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.
@@ -939,7 +940,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     }
                 }
             set(false);
-            if (ab == "attnpf") set(true);
+            if (ab is "attnpf" or "attn16") set(true);
             if (ab == "x4")
             {
                 // the yardstick of the greedy check: the unpacked model through the float GEMV (no activation rounding)

@@ -400,6 +400,8 @@ public static unsafe class AttentionKernels
         KernelArgs.NotNull(scratch, true);
         bool simd = Avx2.IsSupported && Fma.IsSupported && headDim % 8 == 0;
         if (simd && groupHeads >= HalfGroupMinGroup) AttendRowHalfGroup(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch);
+        else if (simd && Avx512F.IsSupported && UseHalfRow512 && UseHalfRowKeys16 && headDim % 16 == 0 && groupHeads * headDim <= 4096)
+            AttendRowHalf16(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch);
         else AttendRowHalfInRegisters(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, simd && groupHeads * headDim <= 4096);
     }
 
@@ -801,6 +803,206 @@ public static unsafe class AttentionKernels
             }
         }
         Normalize(o, acc, l, G, hd);
+    }
+
+    /// <summary>
+    /// Whether the per-head f16 decode kernel scores 16 keys at a time where AVX-512F is present and head_dim is a
+    /// multiple of 16 (A/B switch "attn16" of the decode profile; within the reference tolerance of the 4-key path).
+    /// </summary>
+    internal static bool UseHalfRowKeys16 = true;
+
+    // The per-head kernel (1–2 heads) on 512-bit vectors with the per-key overhead taken out of the block: sixteen keys'
+    // dot products reduced to one vector of scores by a 4-level transpose-add (about 3 shuffles and adds a key where
+    // a horizontal sum per key took about 10), the block's online softmax (mask, max, exp, sum) on those vectors, the
+    // weights stored × 2¹¹² once per block (LoadHalfRaw's scale) rather than multiplied key by key in P·V. The last
+    // keys of a block (fewer than 16) are scored by the 4-key path. head_dim a multiple of 16.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRowHalf16(float* q, int groupHeads, int headDim, ushort* k, ushort* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch)
+    {
+        int hd = headDim, G = groupHeads;
+        float* qs = stackalloc float[G * hd];
+        for (int i = 0; i < G * hd; i++) qs[i] = q[i] * Two112;
+        float* acc = scratch;
+        float* mx = acc + G * hd;
+        float* l = mx + G;
+        float* s = l + G;   // BlockKeys scores, rounded up to 16 (ScratchFloats leaves 16 floats past the block)
+        new Span<float>(acc, G * hd).Clear();
+        for (int g = 0; g < G; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        int pfk = PrefetchHalfKeys;
+        var ninf = Vector512.Create(float.NegativeInfinity);
+        var sc = Vector512.Create(scale);
+        var two112 = Vector512.Create(Two112);
+        ushort* kEnd = k + end * stride, vEnd = v + end * stride;
+        for (int j0 = 0; j0 < end; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, end - j0), full = jn & ~15, groups = (jn + 15) >> 4;
+            ushort* kb = k + j0 * stride, vb = v + j0 * stride;
+            float* mb = mask == null ? null : mask + j0;
+            for (int g = 0; g < G; g++)
+            {
+                float* qg = qs + g * hd;
+                int jj = 0;
+                for (; jj < full; jj += 16)
+                {
+                    if (g == 0)
+                    {
+                        PrefetchHalfRows(kb + (jj + pfk) * stride, stride, 16, hd, kEnd);
+                        PrefetchHalfRows(vb + jj * stride, stride, 16, hd, vEnd);   // the rows P·V reads after the block's scores
+                    }
+                    var x = Scores16(qg, kb + jj * stride, stride, hd) * sc;
+                    if (mb != null) x = Vector512.ConditionalSelect(Vector512.Equals(Vector512.Load(mb + jj), Vector512<float>.Zero), ninf, x);
+                    x.Store(s + jj);
+                }
+                if (jj < jn)
+                {
+                    if (g == 0) PrefetchHalfRows(vb + jj * stride, stride, jn - jj, hd, vEnd);
+                    for (; jj + 4 <= jn; jj += 4) DotHalf4x512(qg, kb + jj * stride, stride, hd, scale, s + jj);
+                    for (; jj < jn; jj++) s[jj] = DotHalf1(qg, kb + jj * stride, hd, scale);
+                    if (mb != null) for (jj = full; jj < jn; jj++) if (mb[jj] == 0f) s[jj] = float.NegativeInfinity;
+                    for (jj = jn; jj < groups * 16; jj++) s[jj] = float.NegativeInfinity;
+                }
+                var bm = ninf;
+                for (int c = 0; c < groups; c++) bm = Vector512.Max(bm, Vector512.Load(s + c * 16));
+                float bmax = MaxAcross(Vector256.Max(bm.GetLower(), bm.GetUpper()));
+                if (bmax == float.NegativeInfinity) continue;   // every key of the block masked
+                float* ag = acc + g * hd;
+                float mnew = Math.Max(mx[g], bmax);
+                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
+                {
+                    float corr = MathF.Exp(mx[g] - mnew);
+                    Scale(ag, corr, hd);
+                    l[g] *= corr;
+                }
+                var mv = Vector512.Create(mnew);
+                var sum = Vector512<float>.Zero;
+                for (int c = 0; c < groups; c++)
+                {
+                    var x = Vector512.Load(s + c * 16);
+                    var e = Vector512.ConditionalSelect(Vector512.Equals(x, ninf), Vector512<float>.Zero, Exp512(x - mv));
+                    sum += e;
+                    (e * two112).Store(s + c * 16);
+                }
+                l[g] += Vector512.Sum(sum);
+                mx[g] = mnew;
+                int col = 0;
+                for (; col + 64 <= hd; col += 64) AccumulatePVHalf64Scaled(s, jn, vb + col, stride, ag + col);
+                for (; col < hd; col += 16) AccumulatePVHalf16Scaled(s, jn, vb + col, stride, ag + col);
+            }
+        }
+        Normalize(o, acc, l, G, hd);
+    }
+
+    // s[0..16) = q' · raw(k_j) for the sixteen key rows at k (stride halves apart), head_dim a multiple of 16: one
+    // accumulator per key over the row, then a transpose-add in four levels (256-bit halves, 128-bit quarters, pairs,
+    // lanes), each level adding two vectors' halves so the 16 sums land in key order.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Scores16(float* q, ushort* k, long stride, int hd)
+    {
+        Vector512<float> w0 = default, w1 = default, w2 = default, w3 = default, w4 = default, w5 = default, w6 = default, w7 = default;
+        Vector512<float> w8 = default, w9 = default, w10 = default, w11 = default, w12 = default, w13 = default, w14 = default, w15 = default;
+        ushort* k4 = k + 4 * stride, k8 = k4 + 4 * stride, k12 = k8 + 4 * stride;
+        long s2 = 2 * stride, s3 = 3 * stride;
+        for (int i = 0; i < hd; i += 16)
+        {
+            var qv = Vector512.Load(q + i);
+            w0 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k + i), w0);
+            w1 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k + stride + i), w1);
+            w2 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k + s2 + i), w2);
+            w3 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k + s3 + i), w3);
+            w4 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k4 + i), w4);
+            w5 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k4 + stride + i), w5);
+            w6 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k4 + s2 + i), w6);
+            w7 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k4 + s3 + i), w7);
+            w8 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k8 + i), w8);
+            w9 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k8 + stride + i), w9);
+            w10 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k8 + s2 + i), w10);
+            w11 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k8 + s3 + i), w11);
+            w12 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k12 + i), w12);
+            w13 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k12 + stride + i), w13);
+            w14 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k12 + s2 + i), w14);
+            w15 = Avx512F.FusedMultiplyAdd(qv, LoadHalfRaw512(k12 + s3 + i), w15);
+        }
+        return ReduceKeys16(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15);
+    }
+
+    // Lane j of the result = the sum of w_j's sixteen lanes. Level 1 adds each vector's 256-bit halves (two keys a
+    // vector), level 2 its 128-bit quarters (four keys), level 3 its 64-bit pairs within quarters (eight), level 4 its
+    // lanes (sixteen); the pairings (keys j, j+4, j+8, j+12 first) leave key 4c + r in quarter c, lane r.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ReduceKeys16(Vector512<float> w0, Vector512<float> w1, Vector512<float> w2, Vector512<float> w3,
+        Vector512<float> w4, Vector512<float> w5, Vector512<float> w6, Vector512<float> w7, Vector512<float> w8, Vector512<float> w9,
+        Vector512<float> w10, Vector512<float> w11, Vector512<float> w12, Vector512<float> w13, Vector512<float> w14, Vector512<float> w15)
+    {
+        // [a.q0 + a.q2, a.q1 + a.q3, b.q0 + b.q2, b.q1 + b.q3]
+        static Vector512<float> L1(Vector512<float> a, Vector512<float> b) =>
+            Avx512F.Shuffle4x128(a, b, 0b01_00_01_00) + Avx512F.Shuffle4x128(a, b, 0b11_10_11_10);
+        // [a, b] (halves a0 a1 b0 b1) and [c, d] → [a, b, c, d] one quarter each
+        static Vector512<float> L2(Vector512<float> ab, Vector512<float> cd) =>
+            Avx512F.Shuffle4x128(ab, cd, 0b10_00_10_00) + Avx512F.Shuffle4x128(ab, cd, 0b11_01_11_01);
+        // per quarter [x0 x1 x2 x3], [y0 y1 y2 y3] → [x0 + x2, x1 + x3, y0 + y2, y1 + y3]
+        static Vector512<float> L3(Vector512<float> x, Vector512<float> y) =>
+            (Avx512F.UnpackLow(x.AsDouble(), y.AsDouble()) .AsSingle()) + Avx512F.UnpackHigh(x.AsDouble(), y.AsDouble()).AsSingle();
+        // per quarter [x0 x1 y0 y1] pairs, [z0 z1 u0 u1] → [x, y, z, u]
+        static Vector512<float> L4(Vector512<float> a, Vector512<float> b) =>
+            Avx512F.Shuffle(a, b, 0b10_00_10_00) + Avx512F.Shuffle(a, b, 0b11_01_11_01);
+        var k0 = L2(L1(w0, w4), L1(w8, w12));    // keys 0, 4, 8, 12 in quarters 0..3
+        var k1 = L2(L1(w1, w5), L1(w9, w13));
+        var k2 = L2(L1(w2, w6), L1(w10, w14));
+        var k3 = L2(L1(w3, w7), L1(w11, w15));
+        return L4(L3(k0, k1), L3(k2, k3));
+    }
+
+    // acc[0..64) += p_j · raw(v_j[0..64)) over the block's keys with p_j ≠ 0 (p already × 2¹¹²), four 512-bit accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePVHalf64Scaled(float* p, int n, ushort* v, long stride, float* acc)
+    {
+        var r0 = Vector512.Load(acc); var r1 = Vector512.Load(acc + 16);
+        var r2 = Vector512.Load(acc + 32); var r3 = Vector512.Load(acc + 48);
+        for (int j = 0; j < n; j++, v += stride)
+        {
+            float pj = p[j];
+            if (pj == 0f) continue;
+            var pv = Vector512.Create(pj);
+            r0 = Avx512F.FusedMultiplyAdd(pv, LoadHalfRaw512(v), r0);
+            r1 = Avx512F.FusedMultiplyAdd(pv, LoadHalfRaw512(v + 16), r1);
+            r2 = Avx512F.FusedMultiplyAdd(pv, LoadHalfRaw512(v + 32), r2);
+            r3 = Avx512F.FusedMultiplyAdd(pv, LoadHalfRaw512(v + 48), r3);
+        }
+        r0.Store(acc); r1.Store(acc + 16); r2.Store(acc + 32); r3.Store(acc + 48);
+    }
+
+    // AccumulatePVHalf64Scaled for 16 columns.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePVHalf16Scaled(float* p, int n, ushort* v, long stride, float* acc)
+    {
+        var r0 = Vector512.Load(acc);
+        for (int j = 0; j < n; j++, v += stride)
+        {
+            float pj = p[j];
+            if (pj != 0f) r0 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj), LoadHalfRaw512(v), r0);
+        }
+        r0.Store(acc);
+    }
+
+    // VecMath.Exp on 512-bit vectors (the same operations per lane).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Exp512(Vector512<float> x)
+    {
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(-87.3f)), Vector512.Create(88.3f));
+        var magic = Vector512.Create(12582912f);
+        var t = Avx512F.FusedMultiplyAdd(x, Vector512.Create(1.44269504088896341f), magic);
+        var n = t - magic;
+        var r = Avx512F.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), x);
+        r = Avx512F.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
+        var p = Avx512F.FusedMultiplyAdd(Vector512.Create(1.9875691500E-4f), r, Vector512.Create(1.3981999507E-3f));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073E-3f));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894E-2f));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459E-1f));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201E-1f));
+        var y = Avx512F.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
+        var pow2 = (t.AsInt32() + Vector512.Create(127)) << 23;
+        return y * pow2.AsSingle();
     }
 
     private const float Two112 = 5.192296858534828e33f;   // 2^112, exact; a constant folds even in code jitted before the class initializer
