@@ -12,7 +12,7 @@ namespace Hub.Runtime.Tests;
 /// time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default) alternating call by call, each call either on a cache
 /// just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads) or on a
 /// hot one. Medians of the per-pass times. Kernel names: the f32 RowKernel values; on an f16 copy of the same cache,
-/// Half (AttendRowHalf), Half4 (its per-head kernel without the 16-key scores), Half256 (without the 512-bit micro-kernels of either of its kernels), HalfRegs (its per-head
+/// Read and ReadHalf (the read-probe pattern over the f32 or the f16 rows a kernel reads, the roof), Half (AttendRowHalf), Half4 (its per-head kernel without the 16-key scores), Half256 (without the 512-bit micro-kernels of either of its kernels), HalfRegs (its per-head
 /// kernel, widening in registers, at every group size), HalfLanes (its heads-in-lanes kernel at every group size) and HalfWiden
 /// (the head's whole K/V widened into an f32 buffer, then the Default f32 kernel: the session-9 decode path for groups
 /// of 4 and more). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
@@ -35,8 +35,12 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
     {
         Skip.IfNot(Environment.GetEnvironmentVariable("HUB_BENCH") == "1", "set HUB_BENCH=1 to run the benchmark");
         int layers = BenchFeed.EnvInt("HUB_BENCH_LAYERS", 12), heads = BenchFeed.EnvInt("HUB_BENCH_HEADS", 12), ctx = BenchFeed.EnvInt("HUB_BENCH_CTX", 192), g = BenchFeed.EnvInt("HUB_BENCH_GROUP", 1), hd = BenchFeed.EnvInt("HUB_BENCH_HEADDIM", 64);
-        long perLayer = (long)heads * ctx * hd;
+        // HUB_BENCH_CAP: positions each kv head's region holds (a model's MaxContext; default ctx), so that heads start
+        // cap·hd apart on their own 4 KiB pages as in a decode step's cache; only the first ctx positions are touched
+        int cap = Math.Max(ctx, BenchFeed.EnvInt("HUB_BENCH_CAP", ctx));
+        long perLayer = (long)heads * cap * hd;
         nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = 64u << 20;
+        long readBytes = 2L * layers * heads * ctx * hd * 4;
         float* kv = (float*)NativeMemory.AlignedAlloc(cacheBytes, 64);
         byte* evict = (byte*)NativeMemory.AlignedAlloc(evictBytes, 64);
         ushort* kvh = null;
@@ -46,12 +50,14 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
         try
         {
             var rng = new Random(3);
-            for (long i = 0; i < 2 * layers * perLayer; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
+            for (long r = 0; r < 2L * layers * heads; r++)
+                for (long i = r * cap * hd; i < (r * cap + ctx) * hd; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
             for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
             new Span<byte>(evict, (int)evictBytes).Fill(1);
             var kernels = (Environment.GetEnvironmentVariable("HUB_BENCH_KERNELS") ?? "PerKey,Default").Split(',');
             kvh = (ushort*)NativeMemory.AlignedAlloc(cacheBytes / 2, 64);
-            for (long i = 0; i < 2 * layers * perLayer; i++) kvh[i] = BitConverter.HalfToUInt16Bits((Half)kv[i]);
+            for (long r = 0; r < 2L * layers * heads; r++)
+                for (long i = r * cap * hd; i < (r * cap + ctx) * hd; i++) kvh[i] = BitConverter.HalfToUInt16Bits((Half)kv[i]);
             if (int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_KEYS"), out var pk)) AttentionKernels.PrefetchKeys = pk;
             AttentionKernels.PrefetchVWithK = Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_V") == "1";
             var times = new List<double>[2, 2] { { new(), new() }, { new(), new() } };
@@ -67,8 +73,8 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                             for (int l = 0; l < layers; l++)
                                 for (int h = 0; h < heads; h++)
                                 {
-                                    float* k = kv + (2L * l) * perLayer + (long)h * ctx * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * ctx * hd;
-                                    long ko = (2L * l) * perLayer + (long)h * ctx * hd, vo = (2L * l + 1) * perLayer + (long)h * ctx * hd;
+                                    float* k = kv + (2L * l) * perLayer + (long)h * cap * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * cap * hd;
+                                    long ko = (2L * l) * perLayer + (long)h * cap * hd, vo = (2L * l + 1) * perLayer + (long)h * cap * hd;
                                     if (kernels[kv2] is "Half" or "Half4" or "HalfRegs" or "Half256" or "HalfLanes")
                                     {
                                         AttentionKernels.UseHalfRowKeys16 = kernels[kv2] != "Half4";
@@ -77,6 +83,8 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                                         AttentionKernels.HalfGroupMinGroup = kernels[kv2] switch { "Half" or "Half256" => 3, "HalfLanes" => 1, _ => int.MaxValue };
                                         AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvh + ko, kvh + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
                                     }
+                                    else if (kernels[kv2] is "Read" or "ReadHalf")
+                                        sink += ReadRows(kernels[kv2] == "Read" ? (byte*)k : (byte*)(kvh + ko), kernels[kv2] == "Read" ? (byte*)vv : (byte*)(kvh + vo), (long)ctx * hd * (kernels[kv2] == "Read" ? 4 : 2));
                                     else if (kernels[kv2] == "HalfWiden")
                                     {
                                         AttentionKernels.WidenHalf(kvh + ko, widen, (long)ctx * hd);
@@ -88,7 +96,7 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                             if (rep > 0) times[cold, kv2].Add(ThreadCpuMs() - t0);
                         }
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
-            double mb = cacheBytes / 1e6;
+            double mb = readBytes / 1e6;
             output.WriteLine($"{layers} layers x {heads} kv heads x group {g} x {ctx} positions x {hd}: {mb:F1} MB of K/V per pass (sink {sink & 1})");
             for (int cold = 0; cold < 2; cold++)
                 for (int v = 0; v < 2; v++)
@@ -105,6 +113,21 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             AttentionKernels.UseHalfRowKeys16 = true;
             if (kvh != null) NativeMemory.AlignedFree(kvh);
         }
+    }
+
+    // The read-probe pattern (ReadProbe's plain stream: four 32-byte loads summed per 128 bytes) over one head's keys
+    // then its values: what a pass costs that only reads the bytes a kernel must.
+    private static long ReadRows(byte* k, byte* v, long bytes)
+    {
+        var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+        for (int side = 0; side < 2; side++)
+            for (byte* p = side == 0 ? k : v; p != null; p = null)
+            for (long at = 0; at + 128 <= bytes; at += 128)
+            {
+                a0 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at)); a1 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at + 32));
+                a2 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at + 64)); a3 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at + 96));
+            }
+        return (long)System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3) & 1;
     }
 
     /// <summary>

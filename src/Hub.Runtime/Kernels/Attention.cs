@@ -42,10 +42,17 @@ public static unsafe class AttentionKernels
         float* mask, float scale, float* o, float* scratch) =>
         AttendRowWith(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, RowKernel.Default);
 
-    /// <summary>Decode attention kernel variants (in-process A/B of the decode profile; the results are bit-identical).</summary>
+    /// <summary>
+    /// Decode attention kernel variants (in-process A/B of the decode profile): the last three are bit-identical;
+    /// <see cref="RowKernel.Default"/>'s 16-key kernel is within the reference tolerance of them.
+    /// </summary>
     internal enum RowKernel
     {
-        /// <summary><see cref="RowKernel.InterleavedPrefetch"/> where it applies (AVX2+FMA, head_dim a multiple of 8), else <see cref="RowKernel.PerKey"/>.</summary>
+        /// <summary>
+        /// The 16-key kernel where AVX-512F is present and head_dim is a multiple of 16 (and <see cref="UseRowKeys16"/>),
+        /// else <see cref="RowKernel.InterleavedPrefetch"/> where it applies (AVX2+FMA, head_dim a multiple of 8), else
+        /// <see cref="RowKernel.PerKey"/>.
+        /// </summary>
         Default,
         /// <summary>The session-7 loop: one dot product at a time, the output accumulated in memory key by key.</summary>
         PerKey,
@@ -62,7 +69,9 @@ public static unsafe class AttentionKernels
     {
         CheckRow(q, groupHeads, headDim, k, v, stride, end, o);
         KernelArgs.NotNull(scratch, true);
-        if (kernel != RowKernel.PerKey && Fma.IsSupported && Avx.IsSupported && headDim % 8 == 0)
+        if (kernel == RowKernel.Default && UseRowKeys16 && Avx512F.IsSupported && headDim % 16 == 0)
+            AttendRow16(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, 16);   // one 16-key group ahead
+        else if (kernel != RowKernel.PerKey && Fma.IsSupported && Avx.IsSupported && headDim % 8 == 0)
             AttendRowInterleaved(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch, kernel == RowKernel.Interleaved ? 0 : PrefetchKeys);
         else AttendRowPerKey(q, groupHeads, headDim, k, v, stride, end, mask, scale, o, scratch);
     }
@@ -862,29 +871,8 @@ public static unsafe class AttentionKernels
                     if (mb != null) for (jj = full; jj < jn; jj++) if (mb[jj] == 0f) s[jj] = float.NegativeInfinity;
                     for (jj = jn; jj < groups * 16; jj++) s[jj] = float.NegativeInfinity;
                 }
-                var bm = ninf;
-                for (int c = 0; c < groups; c++) bm = Vector512.Max(bm, Vector512.Load(s + c * 16));
-                float bmax = MaxAcross(Vector256.Max(bm.GetLower(), bm.GetUpper()));
-                if (bmax == float.NegativeInfinity) continue;   // every key of the block masked
                 float* ag = acc + g * hd;
-                float mnew = Math.Max(mx[g], bmax);
-                if (mx[g] != float.NegativeInfinity && mx[g] != mnew)
-                {
-                    float corr = MathF.Exp(mx[g] - mnew);
-                    Scale(ag, corr, hd);
-                    l[g] *= corr;
-                }
-                var mv = Vector512.Create(mnew);
-                var sum = Vector512<float>.Zero;
-                for (int c = 0; c < groups; c++)
-                {
-                    var x = Vector512.Load(s + c * 16);
-                    var e = Vector512.ConditionalSelect(Vector512.Equals(x, ninf), Vector512<float>.Zero, Exp512(x - mv));
-                    sum += e;
-                    (e * two112).Store(s + c * 16);
-                }
-                l[g] += Vector512.Sum(sum);
-                mx[g] = mnew;
+                if (!SoftmaxBlock16(s, groups, mx + g, l + g, ag, hd, two112)) continue;   // every key of the block masked
                 int col = 0;
                 for (; col + 64 <= hd; col += 64) AccumulatePVHalf64Scaled(s, jn, vb + col, stride, ag + col);
                 for (; col < hd; col += 16) AccumulatePVHalf16Scaled(s, jn, vb + col, stride, ag + col);
@@ -1003,6 +991,163 @@ public static unsafe class AttentionKernels
         var y = Avx512F.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
         var pow2 = (t.AsInt32() + Vector512.Create(127)) << 23;
         return y * pow2.AsSingle();
+    }
+
+    /// <summary>
+    /// Whether the f32 decode kernel (<see cref="RowKernel.Default"/>) scores 16 keys at a time where AVX-512F is present
+    /// and head_dim is a multiple of 16 (A/B switch "attn16" with <see cref="UseHalfRowKeys16"/>; within the reference
+    /// tolerance of the interleaved kernel, not bit-identical to it).
+    /// </summary>
+    internal static bool UseRowKeys16 = true;
+
+    // AttendRowHalf16 over an f32 cache, any group size (a second head rereads the block from L1): sixteen keys' dot
+    // products (FMAs straight from the key rows) reduced by ReduceKeys16, the block's softmax on 512-bit vectors, P·V
+    // with 64 (then 16) output columns in registers. head_dim a multiple of 16.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRow16(float* q, int groupHeads, int headDim, float* k, float* v, long stride, int end,
+        float* mask, float scale, float* o, float* scratch, int prefetch)
+    {
+        int hd = headDim, G = groupHeads;
+        float* acc = scratch;
+        float* mx = acc + G * hd;
+        float* l = mx + G;
+        float* s = l + G;
+        new Span<float>(acc, G * hd).Clear();
+        for (int g = 0; g < G; g++) { mx[g] = float.NegativeInfinity; l[g] = 0; }
+        var ninf = Vector512.Create(float.NegativeInfinity);
+        var sc = Vector512.Create(scale);
+        float* kEnd = k + end * stride, vEnd = v + end * stride;
+        for (int j0 = 0; j0 < end; j0 += BlockKeys)
+        {
+            int jn = Math.Min(BlockKeys, end - j0), full = jn & ~15, groups = (jn + 15) >> 4;
+            float* kb = k + j0 * stride, vb = v + j0 * stride;
+            float* mb = mask == null ? null : mask + j0;
+            for (int g = 0; g < G; g++)
+            {
+                float* qg = q + g * hd;
+                int jj = 0;
+                for (; jj < full; jj += 16)
+                {
+                    if (g == 0 && prefetch > 0)
+                    {
+                        PrefetchRows(kb + (jj + prefetch) * stride, stride, 16, hd, kEnd);
+                        PrefetchRows(vb + jj * stride, stride, 16, hd, vEnd);
+                    }
+                    var x = Scores16(qg, kb + jj * stride, stride, hd) * sc;
+                    if (mb != null) x = Vector512.ConditionalSelect(Vector512.Equals(Vector512.Load(mb + jj), Vector512<float>.Zero), ninf, x);
+                    x.Store(s + jj);
+                }
+                if (jj < jn)
+                {
+                    if (g == 0 && prefetch > 0) PrefetchRows(vb + jj * stride, stride, jn - jj, hd, vEnd);
+                    for (; jj + 4 <= jn; jj += 4) Dot4(qg, kb + jj * stride, stride, hd, scale, s + jj);
+                    for (; jj < jn; jj++) s[jj] = Dot(qg, kb + jj * stride, hd) * scale;
+                    if (mb != null) for (jj = full; jj < jn; jj++) if (mb[jj] == 0f) s[jj] = float.NegativeInfinity;
+                    for (jj = jn; jj < groups * 16; jj++) s[jj] = float.NegativeInfinity;
+                }
+                float* ag = acc + g * hd;
+                if (!SoftmaxBlock16(s, groups, mx + g, l + g, ag, hd, Vector512<float>.One)) continue;
+                int col = 0;
+                for (; col + 64 <= hd; col += 64) AccumulatePV64x512(s, jn, vb + col, stride, ag + col);
+                for (; col < hd; col += 16) AccumulatePV16x512(s, jn, vb + col, stride, ag + col);
+            }
+        }
+        Normalize(o, acc, l, G, hd);
+    }
+
+    // The online-softmax step of the 16-key kernels on one block's scores s[0 .. 16·groups) (−∞ for masked keys and
+    // the lanes past the block): the head's accumulator and running sum rescaled to the new running max, s replaced
+    // by the weights × <paramref name="pscale"/> (0 for masked keys). False when every key is masked.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SoftmaxBlock16(float* s, int groups, float* mx, float* l, float* ag, int hd, Vector512<float> pscale)
+    {
+        var ninf = Vector512.Create(float.NegativeInfinity);
+        var bm = ninf;
+        for (int c = 0; c < groups; c++) bm = Vector512.Max(bm, Vector512.Load(s + c * 16));
+        float bmax = MaxAcross(Vector256.Max(bm.GetLower(), bm.GetUpper()));
+        if (bmax == float.NegativeInfinity) return false;
+        float mnew = Math.Max(*mx, bmax);
+        if (*mx != float.NegativeInfinity && *mx != mnew)
+        {
+            float corr = MathF.Exp(*mx - mnew);
+            Scale(ag, corr, hd);
+            *l *= corr;
+        }
+        var mv = Vector512.Create(mnew);
+        var sum = Vector512<float>.Zero;
+        for (int c = 0; c < groups; c++)
+        {
+            var x = Vector512.Load(s + c * 16);
+            var e = Vector512.ConditionalSelect(Vector512.Equals(x, ninf), Vector512<float>.Zero, Exp512(x - mv));
+            sum += e;
+            (e * pscale).Store(s + c * 16);
+        }
+        *l += Vector512.Sum(sum);
+        *mx = mnew;
+        return true;
+    }
+
+    // s[0..16) = q · k_j for the sixteen f32 key rows at k: Scores16's order.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Scores16(float* q, float* k, long stride, int hd)
+    {
+        Vector512<float> w0 = default, w1 = default, w2 = default, w3 = default, w4 = default, w5 = default, w6 = default, w7 = default;
+        Vector512<float> w8 = default, w9 = default, w10 = default, w11 = default, w12 = default, w13 = default, w14 = default, w15 = default;
+        float* k4 = k + 4 * stride, k8 = k4 + 4 * stride, k12 = k8 + 4 * stride;
+        long s2 = 2 * stride, s3 = 3 * stride;
+        for (int i = 0; i < hd; i += 16)
+        {
+            var qv = Vector512.Load(q + i);
+            w0 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k + i), w0);
+            w1 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k + stride + i), w1);
+            w2 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k + s2 + i), w2);
+            w3 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k + s3 + i), w3);
+            w4 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k4 + i), w4);
+            w5 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k4 + stride + i), w5);
+            w6 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k4 + s2 + i), w6);
+            w7 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k4 + s3 + i), w7);
+            w8 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k8 + i), w8);
+            w9 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k8 + stride + i), w9);
+            w10 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k8 + s2 + i), w10);
+            w11 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k8 + s3 + i), w11);
+            w12 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k12 + i), w12);
+            w13 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k12 + stride + i), w13);
+            w14 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k12 + s2 + i), w14);
+            w15 = Avx512F.FusedMultiplyAdd(qv, Vector512.Load(k12 + s3 + i), w15);
+        }
+        return ReduceKeys16(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15);
+    }
+
+    // acc[0..64) += p_j · v_j[0..64) over the block's keys with p_j ≠ 0, four 512-bit accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePV64x512(float* p, int n, float* v, long stride, float* acc)
+    {
+        var r0 = Vector512.Load(acc); var r1 = Vector512.Load(acc + 16);
+        var r2 = Vector512.Load(acc + 32); var r3 = Vector512.Load(acc + 48);
+        for (int j = 0; j < n; j++, v += stride)
+        {
+            float pj = p[j];
+            if (pj == 0f) continue;
+            var pv = Vector512.Create(pj);
+            r0 = Avx512F.FusedMultiplyAdd(pv, Vector512.Load(v), r0);
+            r1 = Avx512F.FusedMultiplyAdd(pv, Vector512.Load(v + 16), r1);
+            r2 = Avx512F.FusedMultiplyAdd(pv, Vector512.Load(v + 32), r2);
+            r3 = Avx512F.FusedMultiplyAdd(pv, Vector512.Load(v + 48), r3);
+        }
+        r0.Store(acc); r1.Store(acc + 16); r2.Store(acc + 32); r3.Store(acc + 48);
+    }
+
+    // AccumulatePV64x512 for 16 columns.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePV16x512(float* p, int n, float* v, long stride, float* acc)
+    {
+        var r0 = Vector512.Load(acc);
+        for (int j = 0; j < n; j++, v += stride)
+        {
+            float pj = p[j];
+            if (pj != 0f) r0 = Avx512F.FusedMultiplyAdd(Vector512.Create(pj), Vector512.Load(v), r0);
+        }
+        r0.Store(acc);
     }
 
     private const float Two112 = 5.192296858534828e33f;   // 2^112, exact; a constant folds even in code jitted before the class initializer
