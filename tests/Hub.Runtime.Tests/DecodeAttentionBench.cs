@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Hub.Runtime.Kernels;
 using Xunit.Abstractions;
 
@@ -11,8 +12,11 @@ namespace Hub.Runtime.Tests;
 /// HUB_BENCH_HEADDIM, default 12 × 12 × 192 × 64, HUB_BENCH_GROUP query heads per kv head, default 1), one thread's CPU
 /// time, two kernels (HUB_BENCH_KERNELS, default PerKey,Default) alternating call by call, each call either on a cache
 /// just evicted by streaming 64 MiB (as in decode, where the weights pass through L3 between two layers' reads) or on a
-/// hot one. Medians of the per-pass times. Kernel names: the f32 RowKernel values; on an f16 copy of the same cache,
-/// Read and ReadHalf (the read-probe pattern over the f32 or the f16 rows a kernel reads, the roof), Half (AttendRowHalf), Half4 (its per-head kernel without the 16-key scores), Half256 (without the 512-bit micro-kernels of either of its kernels), HalfRegs (its per-head
+/// hot one. Medians of the per-pass times. HUB_BENCH_CAP (positions per kv head's region, default the context) spaces
+/// the heads as a model's MaxContext does. Kernel names: the f32 RowKernel values; Read and ReadHalf (the read-probe
+/// pattern over the f32 or the f16 rows a kernel reads: the roof); on an f16 copy of the same cache, Half
+/// (AttendRowHalf), Half4 (its per-head kernel without the 16-key scores), Half256 (without the 512-bit micro-kernels of
+/// either of its kernels), HalfRegs (its per-head
 /// kernel, widening in registers, at every group size), HalfLanes (its heads-in-lanes kernel at every group size) and HalfWiden
 /// (the head's whole K/V widened into an f32 buffer, then the Default f32 kernel: the session-9 decode path for groups
 /// of 4 and more). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
@@ -117,17 +121,17 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
 
     // The read-probe pattern (ReadProbe's plain stream: four 32-byte loads summed per 128 bytes) over one head's keys
     // then its values: what a pass costs that only reads the bytes a kernel must.
-    private static long ReadRows(byte* k, byte* v, long bytes)
+    private static long ReadRows(byte* k, byte* v, long bytes) => (long)(ReadStream(k, bytes) + ReadStream(v, bytes)) & 1;
+
+    private static float ReadStream(byte* p, long bytes)
     {
-        var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-        for (int side = 0; side < 2; side++)
-            for (byte* p = side == 0 ? k : v; p != null; p = null)
-            for (long at = 0; at + 128 <= bytes; at += 128)
-            {
-                a0 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at)); a1 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at + 32));
-                a2 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at + 64)); a3 += System.Runtime.Intrinsics.Vector256.Load((float*)(p + at + 96));
-            }
-        return (long)System.Runtime.Intrinsics.Vector256.Sum(a0 + a1 + a2 + a3) & 1;
+        var a0 = Vector256<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+        for (long at = 0; at + 128 <= bytes; at += 128)
+        {
+            a0 += Vector256.Load((float*)(p + at)); a1 += Vector256.Load((float*)(p + at + 32));
+            a2 += Vector256.Load((float*)(p + at + 64)); a3 += Vector256.Load((float*)(p + at + 96));
+        }
+        return Vector256.Sum(a0 + a1 + a2 + a3);
     }
 
     /// <summary>
