@@ -161,7 +161,14 @@ public static unsafe class QuantGemmInt4
                     continue;
                 }
                 int j = j0 + r;
-                for (int b = 0; b < blocks; b++) dst[(long)b * (bb / 4)] = w.Scale(j, b / bpg);
+                if (x4)
+                {
+                    // Q4_0 copy: the row's scales sit in its units' headers (QuantMatrix.Scale would divide per block)
+                    byte* u0 = w.Int4Block(j, 0) - QuantGemvInt4.X4DataOffset(j & 3, 0);
+                    for (int b = 0; b < blocks; b++)
+                        dst[(long)b * (bb / 4)] = QuantKernels.HalfToSingle(((ushort*)(u0 + (long)(b >> 3) * QuantGemvInt4.X4UnitBytes))[QuantGemvInt4.X4ScaleIndex(j & 3, b & 7)]);
+                }
+                else for (int b = 0; b < blocks; b++) dst[(long)b * (bb / 4)] = w.Scale(j, b / bpg);
                 if (!q4)
                     for (int g = 0; g < groups; g++)
                         zg[g * gr + r] = w.Scale(j, g) * (w.Symmetric ? 8 : w.Zeros[(long)j * groups + g]);
