@@ -794,8 +794,8 @@ public static unsafe class QuantGemvInt4
     /// <summary>Bytes the interleaved GEMV prefetches ahead of the unit it reads.</summary>
     internal static int X4Ahead { get; set; } = 8192;
 
-    /// <summary>Floats of the x4 GEMV's per-row activation staging: per half unit (128 values) 16 dx + 16 offsets.</summary>
-    private static int X4AuxFloats(int k) => k / 128 * 32;
+    /// <summary>Floats of the x4 GEMV's per-row activation staging: per half unit (128 values) 8 dx + 8 offsets.</summary>
+    private static int X4AuxFloats(int k) => k / 128 * 16;
 
     /// <summary>
     /// The Q4_0 decode GEMV on the interleaved copy <see cref="QuantMatrix.Interleaved"/>: y[i, j] for rows
@@ -846,27 +846,21 @@ public static unsafe class QuantGemvInt4
     }
 
     // Per half unit of one activation row (4 blocks: pairs p, q): dx of each lane's block, then 8·Σq of it as int32, in
-    // the lane order of X4ScaleIndex (lane 4L + i: block 2(i >> 1) + (L & 1) of the half).
+    // the lane order Tree256 leaves (lane 4L + i, L = 0, 1: block 2(i >> 1) + L of the half; the same for the rows 0, 2
+    // and the rows 1, 3 vector). The block sums go through the kernel's own reduction (vpmaddubsw of ones, vpmaddwd,
+    // Tree256), so a unit's call costs ~0.1 instruction per activation value.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void X4Stage(sbyte* x, float* dx, int k, float* aux)
     {
-        int* sums = stackalloc int[4];
-        for (int h = 0; h < k / 128; h++, aux += 32)
+        var one8 = Vector256.Create((byte)1);
+        var ones = Vector256.Create((short)1);
+        var order = Vector256.Create(0, 0, 2, 2, 1, 1, 3, 3);
+        for (int h = 0; h < k / 128; h++, aux += 16, x += 128, dx += 4)
         {
-            sbyte* xh = x + 128 * h;
-            for (int bb = 0; bb < 4; bb++)
-            {
-                // block bb of the half: pair bb >> 1, half bb & 1 → bytes 64(bb >> 1) + 16(bb & 1) + [0, 16) and + 32
-                sbyte* p = xh + 64 * (bb >> 1) + 16 * (bb & 1);
-                int s = 0;
-                for (int t = 0; t < 16; t++) s += p[t] + p[t + 32];
-                sums[bb] = 8 * s;
-            }
-            for (int l = 0; l < 16; l++)
-            {
-                int L = l >> 2, i = l & 3, bb = 2 * (i >> 1) + (L & 1);
-                aux[l] = dx[4 * h + bb];
-                ((int*)aux)[16 + l] = sums[bb];
-            }
+            var sp = Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x)), Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x + 32))), ones);
+            var sq = Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x + 64)), Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x + 96))), ones);
+            Avx.Store(aux, Avx2.PermuteVar8x32(Sse.LoadVector128(dx).ToVector256Unsafe(), order));
+            Avx.Store((int*)(aux + 8), Avx2.ShiftLeftLogical(Tree256(sp, sp, sq, sq), 3));
         }
     }
 
@@ -907,7 +901,7 @@ public static unsafe class QuantGemvInt4
         var low4 = Vector256.Create((byte)0x0F);
         var ones = Vector256.Create((short)1);
         Vector256<float> a0 = default, a1 = default;
-        for (byte* end = u + (nint)units * X4UnitBytes; u < end; u += X4UnitBytes, x += 256, aux += 64)
+        for (byte* end = u + (nint)units * X4UnitBytes; u < end; u += X4UnitBytes, x += 256, aux += 32)
         {
             byte* pf = u + ahead;
             Sse.Prefetch0(pf); Sse.Prefetch0(pf + 64); Sse.Prefetch0(pf + 128); Sse.Prefetch0(pf + 192); Sse.Prefetch0(pf + 256);
@@ -916,17 +910,19 @@ public static unsafe class QuantGemvInt4
             {
                 byte* d = u + 64 + 256 * h;
                 sbyte* xh = x + 128 * h;
-                float* ah = aux + 32 * h;
+                float* ah = aux + 16 * h;
                 var xa = Avx.LoadVector256(xh); var xb = Avx.LoadVector256(xh + 32);
                 var p0 = Dot256(d, xa, xb, low4, ones); var p1 = Dot256(d + 32, xa, xb, low4, ones);
                 var p2 = Dot256(d + 64, xa, xb, low4, ones); var p3 = Dot256(d + 96, xa, xb, low4, ones);
                 xa = Avx.LoadVector256(xh + 64); xb = Avx.LoadVector256(xh + 96);
                 var q0 = Dot256(d + 128, xa, xb, low4, ones); var q1 = Dot256(d + 160, xa, xb, low4, ones);
                 var q2 = Dot256(d + 192, xa, xb, low4, ones); var q3 = Dot256(d + 224, xa, xb, low4, ones);
-                var v0 = Avx2.Subtract(Tree256(p0, p2, q0, q2), Avx.LoadVector256((int*)(ah + 16)));
-                var v1 = Avx2.Subtract(Tree256(p1, p3, q1, q3), Avx.LoadVector256((int*)(ah + 24)));
-                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(v0), Avx.Multiply(Halves8(u + 32 * h), Avx.LoadVector256(ah)), a0);
-                a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(v1), Avx.Multiply(Halves8(u + 32 * h + 16), Avx.LoadVector256(ah + 8)), a1);
+                var c = Avx.LoadVector256((int*)(ah + 8));
+                var dxv = Avx.LoadVector256(ah);
+                var v0 = Avx2.Subtract(Tree256(p0, p2, q0, q2), c);
+                var v1 = Avx2.Subtract(Tree256(p1, p3, q1, q3), c);
+                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(v0), Avx.Multiply(Halves8(u + 32 * h), dxv), a0);
+                a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(v1), Avx.Multiply(Halves8(u + 32 * h + 16), dxv), a1);
             }
         }
         return X4Reduce(a0, a1);
