@@ -13,7 +13,7 @@ namespace Hub.Runtime.Tests;
 /// HUB_BENCH_ROUNDS, default 7, and per-round speed ratios against the first variant). Variants: "kernel" (QuantGemvInt4
 /// on the IR layout: rows as separate streams plus a scale stream), "x4" (QuantGemvInt4.GemvX4 on the interleaved copy
 /// of QuantGemvInt4.InterleaveX4; session 12 also measured 512-bit vpmaddubsw and 256-bit AVX-VNNI variants of it, see
-/// docs/quantization.md), suffix "np" (no software prefetch: X4Ahead 0), "read" (a plain read of the same bytes: data then scales), "f32" (the same byte count as F32
+/// docs/quantization.md), suffix "np" (no software prefetch: X4Ahead 0), "x4pf&lt;n&gt;" (prefetching n bytes ahead instead of 8 KiB), "read" (a plain read of the same bytes: data then scales), "f32" (the same byte count as F32
 /// weights through the default F32 GEMV).
 /// </summary>
 public unsafe class Int4StreamBench(Xunit.Abstractions.ITestOutputHelper output)
@@ -74,7 +74,10 @@ public unsafe class Int4StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     string name = names[c];
                     bool np = name.EndsWith("np", StringComparison.Ordinal);
                     string bn = np ? name[..^2] : name;
-                    QuantGemvInt4.X4Ahead = np ? 0 : ahead0;
+                    // "x4pf<n>": the x4 kernel prefetching n bytes ahead
+                    int pfd = bn.StartsWith("x4pf", StringComparison.Ordinal) ? int.Parse(bn[4..]) : ahead0;
+                    if (bn.StartsWith("x4pf", StringComparison.Ordinal)) bn = "x4";
+                    QuantGemvInt4.X4Ahead = np ? 0 : pfd;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
                     double[] sums = new double[threads];
                     long fo = 0;
