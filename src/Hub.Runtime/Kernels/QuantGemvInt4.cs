@@ -785,7 +785,13 @@ public static unsafe class QuantGemvInt4
                         ushort h = w.ScalesF16 != null ? w.ScalesF16[at] : QuantKernels.HalfBitsOf(w.Scales[at]);
                         if ((h & 0x7C00) == 0x7C00) throw new InvalidOperationException($"scale {at} of the matrix is not finite (or, F32, not a half); re-export the model");
                         ((ushort*)o)[X4ScaleIndex(r, bl)] = h;
-                        Buffer.MemoryCopy(w.Data + row * rowBytes + (u * X4UnitBlocks + bl) * (Block / 2), o + X4DataOffset(r, bl), 16, 16);
+                    }
+                    // a block pair is 32 contiguous bytes in the row and in the unit
+                    byte* src = w.Data + row * rowBytes + (long)u * X4UnitBlocks * (Block / 2);
+                    for (int bl = 0; bl < X4UnitBlocks; bl += 2)
+                    {
+                        if (Avx.IsSupported) Avx.Store(o + X4DataOffset(r, bl), Avx.LoadVector256(src + bl * (Block / 2)));
+                        else Buffer.MemoryCopy(src + bl * (Block / 2), o + X4DataOffset(r, bl), 32, 32);
                     }
                 }
             }
