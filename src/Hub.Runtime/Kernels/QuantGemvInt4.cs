@@ -10,6 +10,10 @@
 // each group's end (longer groups). The offset (8 or the zero point) never enters the loop: Σ(q − z)·x = Σq·x − z·Σx.
 // With AVX-512BW (session 9) the row-wise runs take 16 blocks per step as four 512-bit vectors of one row (RowChunks:
 // 1.6–2.3× the 256-bit runs single-thread): half the instructions per weight byte; groups of 1–16 blocks.
+// Session 12: Q4_0 weights with K a multiple of 256 are repacked at load (CompiledModel) into 4-row interleaved units
+// (InterleaveX4: 576 bytes = the 4 rows' 32 scales + 8 blocks each), which GemvX4 streams as one sequential region with
+// exact int32 block sums (docs/quantization.md, "Session 12: Q4_0 interleaving"); the row-wise kernels here keep the
+// other int4 groupings and shapes.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
