@@ -14,7 +14,8 @@
 // keeps the loop state in registers. Session 11: on AVX-VNNI the compiled model repacks Q8_0 Linear weights at load
 // into 4-row interleaved blocks (QuantMatrix.Interleaved, llama.cpp's block_q8_0x4: per block the 4 rows' F16 scales
 // then their 4 × 32 values), which GemvInt8X4 streams as one sequential region with exact integer block sums; the
-// prefill GEMM and the float paths read that layout too (RowStart/BlockStride/RowScales). Shapes the integer path cannot take
+// prefill GEMM and the float paths read that layout too (RowStart/BlockStride/RowScales). Session 12: Q4_0 the same
+// way on AVX2+FMA (QuantGemvInt4.InterleaveX4/GemvX4; its blocks through QuantMatrix.Int4Block). Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
 // and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
