@@ -27,7 +27,7 @@ public sealed unsafe class CompiledModel : IDisposable
     private bool _disposed;
     // Weight value id → packed panels (see RuntimeOptions.PackWeightsMaxBytes); freed on Dispose.
     private readonly Dictionary<int, nint> _packed = new();
-    // Weight value id → its interleaved Q8_0 copy (see InterleaveInt8Weights); written at compile only, freed on Dispose.
+    // Weight value id → its interleaved Q8_0 or Q4_0 copy (see InterleaveWeights), inside _x4Region; written at compile only.
     private readonly Dictionary<int, nint> _x4 = new();
     private HugePageMemory _x4Region; // holds every interleaved copy (one allocation per model)
 
@@ -253,7 +253,7 @@ public sealed unsafe class CompiledModel : IDisposable
 
     /// <summary>
     /// Whether compiling repacks Q8_0 Linear weights into the 4-row interleaved layout (see
-    /// <see cref="InterleaveInt8Weights"/>). HUB_INT8_REPACK=0 turns it off (before/after figures of `hub bench`);
+    /// <see cref="InterleaveWeights"/>). HUB_INT8_REPACK=0 turns it off (before/after figures of `hub bench`);
     /// settable per thread for tests and in-process A/B benchmarks (read by Compile on the calling thread).
     /// </summary>
     internal static bool RepackInt8
@@ -265,6 +265,21 @@ public sealed unsafe class CompiledModel : IDisposable
     private static readonly bool RepackFromEnvironment = Environment.GetEnvironmentVariable("HUB_INT8_REPACK") != "0";
 
     [ThreadStatic] private static bool? _repackOverride;
+
+    /// <summary>
+    /// Whether compiling repacks Q4_0 Linear weights into the 4-row interleaved int4 layout (session 12, see
+    /// <see cref="InterleaveWeights"/>): a switch of its own, HUB_INT4_REPACK=0, beside HUB_INT8_REPACK; settable per
+    /// thread for tests and in-process A/B benchmarks (read by Compile on the calling thread).
+    /// </summary>
+    internal static bool RepackInt4
+    {
+        get => _repack4Override ?? Repack4FromEnvironment;
+        set => _repack4Override = value;
+    }
+
+    private static readonly bool Repack4FromEnvironment = Environment.GetEnvironmentVariable("HUB_INT4_REPACK") != "0";
+
+    [ThreadStatic] private static bool? _repack4Override;
 
     /// <summary>The interleaved copy of weight <paramref name="id"/> made at compile, or null (its original is in use).</summary>
     internal byte* InterleavedWeight(int id) => _x4.TryGetValue(id, out var p) ? (byte*)p : null;
@@ -279,11 +294,15 @@ public sealed unsafe class CompiledModel : IDisposable
     // "Session 11: x4 repack"); every QuantLinearExec of the model then reads the copy, never the original. Tensor by
     // tensor on the pool, then the original's whole pages in the read-only file mapping are released (MADV_DONTNEED:
     // only an unmap there, the page cache keeps the bytes), so the resident set stays ≈ the weights plus one tensor.
-    private void InterleaveInt8Weights()
+    // Session 12: Q4_0 (int4, symmetric, groups of 32, K a multiple of 256, N of 4) the same way on any AVX2+FMA CPU,
+    // into QuantGemvInt4's interleaved layout ("Session 12: Q4_0 interleaving").
+    private void InterleaveWeights()
     {
         // Not on the huge-page copy of the weights (HUB_WEIGHTS_HUGEPAGES): its pages cannot be released, so the copy would
         // double the resident weights, and decode would no longer read the huge pages that experiment is about.
-        if (!RepackInt8 || !System.Runtime.Intrinsics.X86.AvxVnni.IsSupported || !Model.WeightsFileMapped) return;
+        bool int8 = RepackInt8 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported;
+        bool int4 = RepackInt4 && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+        if (!(int8 || int4) || !Model.WeightsFileMapped) return;
         var g = Model.Graph;
         var byName = g.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
         // every reader of a weight must be a Linear taking it as its weight; scales must have no reader at all
@@ -301,21 +320,24 @@ public sealed unsafe class CompiledModel : IDisposable
         long total = 0;
         foreach (var w in g.Weights)
         {
-            if (!ok.GetValueOrDefault(w.Name) || w.Quant is not { } q || q.Scheme != "int8" || !q.Symmetric || q.GroupSize != QuantKernels.Block) continue;
-            if (w.DType != DType.I8 || w.Shape.Rank != 2 || scalesRead.Contains(q.Scales) || !byName.TryGetValue(q.Scales, out var si) || si.DType is not (DType.F16 or DType.F32)) continue;
-            long nl = w.Shape[0], kl = w.Shape[1];
-            if (nl <= 0 || nl % 4 != 0 || kl <= 0 || kl % QuantKernels.Block != 0 || nl > int.MaxValue || kl > int.MaxValue) continue;
+            if (!ok.GetValueOrDefault(w.Name) || w.Quant is not { } q || !q.Symmetric || q.GroupSize != QuantKernels.Block) continue;
+            bool q4 = q.Scheme == "int4";
+            if (q4 ? !int4 || w.DType != DType.U8 : q.Scheme != "int8" || !int8 || w.DType != DType.I8) continue;
+            if (w.Shape.Rank != 2 || scalesRead.Contains(q.Scales) || !byName.TryGetValue(q.Scales, out var si) || si.DType is not (DType.F16 or DType.F32)) continue;
+            long nl = w.Shape[0], kl = w.Shape[1] * (q4 ? 2 : 1);
+            int kMul = q4 ? QuantGemvInt4.X4UnitBlocks * QuantKernels.Block : QuantKernels.Block;
+            if (nl <= 0 || nl % 4 != 0 || kl <= 0 || kl % kMul != 0 || nl > int.MaxValue || kl > int.MaxValue) continue;
             int n = (int)nl, k = (int)kl;
             // a malformed entry keeps its original: the executor's bind reports it
             bool half = si.DType == DType.F16;
-            if (w.Length != nl * kl || si.Length != nl * (kl / QuantKernels.Block) * (half ? 2 : 4)) continue;
+            if (w.Length != nl * kl / (q4 ? 2 : 1) || si.Length != nl * (kl / QuantKernels.Block) * (half ? 2 : 4)) continue;
             var data = Model.GetWeight(w.Name); var scales = Model.GetWeight(q.Scales);
             // F32 scales (IRs exported before session 4) are f16-exact by construction; one that is not keeps the original
-            var qm = half ? new QuantMatrix((byte*)data.Pointer, (ushort*)scales.Pointer, null, n, k, QuantKernels.Block, false, true)
-                          : new QuantMatrix((byte*)data.Pointer, (float*)scales.Pointer, null, n, k, QuantKernels.Block, false, true);
+            var qm = half ? new QuantMatrix((byte*)data.Pointer, (ushort*)scales.Pointer, null, n, k, QuantKernels.Block, q4, true)
+                          : new QuantMatrix((byte*)data.Pointer, (float*)scales.Pointer, null, n, k, QuantKernels.Block, q4, true);
             if (!half && !QuantKernels.ScalesAreHalves(qm)) continue;
             plan.Add((w, q.Scales, si.Length, qm, total));
-            total += (QuantKernels.X4Bytes(n, k) + 63) & ~63L;
+            total += (CopyBytes(qm) + 63) & ~63L;
         }
         if (total == 0) return;
         // One region for every copy, on huge pages where the OS offers them: filling 4 KiB pages of fresh memory cost
@@ -327,7 +349,7 @@ public sealed unsafe class CompiledModel : IDisposable
             var (w, scalesName, scaleBytes, qm, offset) = plan[i];
             byte* dst = _x4Region.Pointer + offset;
             _x4[_valueIds[w.Name]] = (nint)dst;
-            InterleavedBytes += QuantKernels.X4Bytes(qm.N, qm.K);
+            InterleavedBytes += CopyBytes(qm);
             try { Pool.Run(new Interleaver(qm, dst, units), units); }
             catch (InvalidOperationException e) { throw new IrFormatException(GraphFile, $"weight '{w.Name}' (scales '{scalesName}'): {e.Message}", e); }
             // whole pages only: a page shared with a neighbouring tensor stays mapped
@@ -336,6 +358,7 @@ public sealed unsafe class CompiledModel : IDisposable
         }
 
         static byte* ScalePointer(in QuantMatrix m) => m.ScalesF16 != null ? (byte*)m.ScalesF16 : (byte*)m.Scales;
+        static long CopyBytes(in QuantMatrix m) => m.Int4 ? QuantGemvInt4.X4Bytes(m.N, m.K) : QuantKernels.X4Bytes(m.N, m.K);
     }
 
     // One tensor's 4-row groups split into `units` contiguous ranges.
@@ -344,7 +367,9 @@ public sealed unsafe class CompiledModel : IDisposable
         public override void Execute(int index, int worker)
         {
             int groups = w.N / 4;
-            QuantKernels.InterleaveX4(w, dst, (int)((long)groups * index / units), (int)((long)groups * (index + 1) / units));
+            int g0 = (int)((long)groups * index / units), g1 = (int)((long)groups * (index + 1) / units);
+            if (w.Int4) QuantGemvInt4.InterleaveX4(w, dst, g0, g1);
+            else QuantKernels.InterleaveX4(w, dst, g0, g1);
         }
     }
 
@@ -365,7 +390,7 @@ public sealed unsafe class CompiledModel : IDisposable
         var cm = new CompiledModel(model, options);
         try
         {
-            cm.InterleaveInt8Weights();
+            cm.InterleaveWeights();
             var estimate = new long[cm.Values.Length];
             using (var probe = new InferRequest(cm, probe: true)) probe.Probe(estimate);
             cm.PlanSlots(estimate);

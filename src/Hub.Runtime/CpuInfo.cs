@@ -35,6 +35,7 @@ public static class CpuInfo
                $"int8 prefill {(Kernels.QuantGemmInt8.UseVnni ? "avx-vnni" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
                $"int8 decode {(Kernels.QuantKernels.Int8Vnni ? $"avx-vnni (Q8_0 row pairs up to K = {Kernels.QuantKernels.PairMaxK} where not repacked)" : Avx2.IsSupported ? "avx2 vpmaddubsw" : "scalar")}, " +
                $"Q8_0 weights {(CompiledModel.RepackInt8 && AvxVnni.IsSupported ? "repacked at load into 4-row interleaved blocks (x4 avx-vnni)" : "row-major as stored")}, " +
-               $"int4 {(Kernels.QuantGemvInt4.Wide ? "avx512bw" : Avx2.IsSupported ? "avx2" : "scalar")}";
+               $"int4 {(Kernels.QuantGemvInt4.Wide ? "avx512bw" : Avx2.IsSupported ? "avx2" : "scalar")}, " +
+               $"Q4_0 weights {(CompiledModel.RepackInt4 && Avx2.IsSupported && Fma.IsSupported ? "repacked at load into 4-row interleaved units where K % 256 = 0 (x4 avx2 vpmaddubsw)" : "row-major as stored")}";
     }
 }

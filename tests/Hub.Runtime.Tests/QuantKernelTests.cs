@@ -871,12 +871,12 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             void Step(InferRequest r) => BenchFeed.DecodeStep(r, names, id, p, ref ones);
             if (ab == "x4")
             {
-                // the model above interleaved its Q8_0 weights at compile (the default); "off" is a second model compiled
-                // without (it maps the original's released pages in again, as before the repack)
-                bool repack = CompiledModel.RepackInt8;
-                CompiledModel.RepackInt8 = false;
+                // the model above interleaved its Q8_0 / Q4_0 weights at compile (the default); "off" is a second model
+                // compiled without either repack (it maps the original's released pages in again, as before the repack)
+                bool repack = CompiledModel.RepackInt8, repack4 = CompiledModel.RepackInt4;
+                CompiledModel.RepackInt8 = false; CompiledModel.RepackInt4 = false;
                 try { cm2 = CompiledModel.Compile(ir, new RuntimeOptions { Threads = cm.Pool.Size, MaxContext = 8192, KvCachePrecision = kv }); }
-                finally { CompiledModel.RepackInt8 = repack; }
+                finally { CompiledModel.RepackInt8 = repack; CompiledModel.RepackInt4 = repack4; }
                 output.WriteLine($"x4: {cm.InterleavedBytes / 1048576.0:F0} MiB interleaved (off model: {cm2.InterleavedBytes})");
                 reqs[0] = cm2.CreateInferRequest();
                 reqs[1] = req;
@@ -903,7 +903,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), attn16 (decode attention scores 16 keys at a time with the block's softmax on vectors: the f16 kernel at 1–2 heads per kv head, the f32 kernel at any group; off = 4 keys at a time), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 and Q4_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 and RepackInt4 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), attn16 (decode attention scores 16 keys at a time with the block's softmax on vectors: the f16 kernel at 1–2 heads per kv head, the f32 kernel at any group; off = 4 keys at a time), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.

@@ -8,9 +8,13 @@
 // int8 with groups of a multiple of 32 (Q8_0, and the default asymmetric per-channel export) does the same with the
 // int8 × int8 GEMM in the broadcast layout (QuantGemmInt8, the default: UseInt8Broadcast; HUB_QUANT_GEMM8=panel for
 // dequantized panels).
-// Q8_0 weights the compiled model repacked at load (CompiledModel.InterleavedWeight, AVX-VNNI) are bound with their
-// interleaved copy: the decode GEMV runs the x4 kernel on it and every other path reads it too (units are whole 4-row
-// groups: _unitRows is a multiple of 4).
+// Q8_0 weights the compiled model repacked at load (CompiledModel.InterleavedWeight, AVX-VNNI) and Q4_0 ones (session
+// 12, AVX2+FMA, K a multiple of 256) are bound with their interleaved copy: the decode GEMV runs the x4 kernel on it
+// (QuantKernels.GemvInt8X4 / QuantGemvInt4.GemvX4) and every other path reads it too (units are whole 4-row groups:
+// _unitRows is a multiple of 4): the int8 GEMM through RowStart/BlockStride, the int4 GEMM's panel repack through
+// Int4Block and the units' scale headers, the float paths (HUB_QUANT_GEMM=float panels, GemvFloat) through
+// DequantizeRow. The one exception is the widen-in-registers GEMV (HUB_QUANT_GEMV=float, a test switch): it binds the
+// original (mapped in again), which the kernel enforces (it throws on an interleaved matrix).
 using System.Runtime.CompilerServices;
 using Hub.IR;
 using Hub.Runtime.Kernels;
@@ -56,10 +60,10 @@ internal sealed unsafe class QuantLinearExec : OpExec
         }
         else _act = Array.Empty<byte>();
         _registers = ForceFloatPath && QuantKernels.IntegerPathFits(_w) && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        // The model's interleaved Q8_0 copy (made at compile; the original's pages may be released): every path below
-        // reads it — the integer GEMV its x4 kernel, the int8 GEMMs stage rows through RowStart/BlockStride, the float
-        // paths dequantize through DequantizeRow — except the widen-in-registers GEMV (HUB_QUANT_GEMV=float, a test
-        // switch), which reads the original.
+        // The model's interleaved Q8_0 / Q4_0 copy (made at compile; the original's pages may be released): every path
+        // below reads it — the integer GEMV its x4 kernel, the int8 GEMMs stage rows through RowStart/BlockStride, the
+        // int4 GEMM's panels through Int4Block, the float paths dequantize through DequantizeRow — except the
+        // widen-in-registers GEMV (HUB_QUANT_GEMV=float, a test switch), which reads the original.
         byte* x4 = R.Model.InterleavedWeight(In[1]);
         if (x4 != null && !_registers) _w = new QuantMatrix(_w, x4);
         _xsums = _registers ? GC.AllocateArray<float>(Gemm.GemvMaxRows * _w.Groups, pinned: true) : Array.Empty<float>();

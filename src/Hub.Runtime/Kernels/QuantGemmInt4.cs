@@ -125,23 +125,24 @@ public static unsafe class QuantGemmInt4
         KernelArgs.Range(n0, n1);
         if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
         if (((nint)panel & 31) != 0) throw new ArgumentException("the panel must be 32-byte aligned", nameof(panel));
-        int blocks = w.K / QuantKernels.Block, rowBytes = w.RowBytes, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
+        int blocks = w.K / QuantKernels.Block, groups = w.Groups, bpg = w.GroupLength / QuantKernels.Block;
         if (wide && !Avx512BW.IsSupported) throw new NotSupportedException("16-row panels need AVX-512BW");
         int gr = wide ? WideGroupRows : GroupRows, bb = BlockBytesOf(gr);
         bool q4 = IsQ4_0(w);
         float* zt = ZeroTerms(w, panel, n0, n1, gr);
         var low4 = Vector128.Create((byte)0x0F);
         byte** rows = stackalloc byte*[WideGroupRows];
+        bool x4 = w.Interleaved != null;   // the compiled model's interleaved Q4_0 copy: block b at X4BlockOffset(b) from the row's block 0
         for (int j0 = n0; j0 < n1; j0 += gr)
         {
             int count = Math.Min(gr, n1 - j0);
             // a last group's missing rows repeat its first row (their scales are 0 and their lanes are never stored)
-            for (int r = 0; r < gr; r++) rows[r] = w.Data + (long)(j0 + (r < count ? r : 0)) * rowBytes;
+            for (int r = 0; r < gr; r++) rows[r] = w.Int4Block(j0 + (r < count ? r : 0), 0);
             byte* pg = panel + (long)((j0 - n0) / gr) * blocks * bb;
             for (int b = 0; b < blocks; b++)
             {
                 byte* pb = pg + (long)b * bb;
-                int o = b * 16;
+                int o = x4 ? QuantGemvInt4.X4BlockOffset(b) : b * 16;
                 // each row's block: 16 bytes → 32 values in k order (low nibbles 0..15, high nibbles 16..31); 8×8
                 // transposes of 32-bit quads: vector q = quad q of the group's rows (rows 8..15 in its upper half)
                 for (int h = 0; h < gr; h += 8)
@@ -160,7 +161,14 @@ public static unsafe class QuantGemmInt4
                     continue;
                 }
                 int j = j0 + r;
-                for (int b = 0; b < blocks; b++) dst[(long)b * (bb / 4)] = w.Scale(j, b / bpg);
+                if (x4)
+                {
+                    // Q4_0 copy: the row's scales sit in its units' headers (QuantMatrix.Scale would divide per block)
+                    byte* u0 = w.Int4Block(j, 0) - QuantGemvInt4.X4DataOffset(j & 3, 0);
+                    for (int b = 0; b < blocks; b++)
+                        dst[(long)b * (bb / 4)] = QuantKernels.HalfToSingle(((ushort*)(u0 + (long)(b >> 3) * QuantGemvInt4.X4UnitBytes))[QuantGemvInt4.X4ScaleIndex(j & 3, b & 7)]);
+                }
+                else for (int b = 0; b < blocks; b++) dst[(long)b * (bb / 4)] = w.Scale(j, b / bpg);
                 if (!q4)
                     for (int g = 0; g < groups; g++)
                         zg[g * gr + r] = w.Scale(j, g) * (w.Symmetric ? 8 : w.Zeros[(long)j * groups + g]);

@@ -10,6 +10,10 @@
 // each group's end (longer groups). The offset (8 or the zero point) never enters the loop: Σ(q − z)·x = Σq·x − z·Σx.
 // With AVX-512BW (session 9) the row-wise runs take 16 blocks per step as four 512-bit vectors of one row (RowChunks:
 // 1.6–2.3× the 256-bit runs single-thread): half the instructions per weight byte; groups of 1–16 blocks.
+// Session 12: Q4_0 weights with K a multiple of 256 are repacked at load (CompiledModel) into 4-row interleaved units
+// (InterleaveX4: 576 bytes = the 4 rows' 32 scales + 8 blocks each), which GemvX4 streams as one sequential region with
+// exact int32 block sums (docs/quantization.md, "Session 12: Q4_0 interleaving"); the row-wise kernels here keep the
+// other int4 groupings and shapes.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -75,6 +79,7 @@ public static unsafe class QuantGemvInt4
     internal static void Gemv(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1, bool chunks, bool wide)
     {
         if (wide && !Avx512BW.IsSupported) throw new NotSupportedException("the 16-block chunks need AVX-512BW");
+        if (w.Interleaved != null) throw new ArgumentException("an interleaved matrix takes GemvX4 (this kernel reads the row-major layout)", nameof(w));
         if (!Fits(w)) throw new ArgumentException($"the int4 GEMV does not take this matrix (int4 {w.Int4}, K {w.K}, group {w.GroupLength}, AVX2 {Avx2.IsSupported})", nameof(w));
         KernelArgs.Range(n0, n1);
         if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
@@ -715,5 +720,232 @@ public static unsafe class QuantGemvInt4
             var c = Avx.LoadVector256(x + o + 64); var d = Avx.LoadVector256(x + o + 96);
             Avx.Store(dst + o, a); Avx.Store(dst + o + 32, c); Avx.Store(dst + o + 64, b); Avx.Store(dst + o + 96, d);
         }
+    }
+
+    // ---- Session 12: Q4_0 in a 4-row interleaved layout (x4) ----
+
+    /// <summary>Blocks of 32 values per row in one unit of the interleaved Q4_0 layout (256 values).</summary>
+    public const int X4UnitBlocks = 8;
+
+    /// <summary>
+    /// Bytes of one unit of the interleaved Q4_0 layout: 4 rows × 8 blocks, the 32 F16 scales (64 bytes, in the
+    /// kernels' lane order, see <see cref="X4ScaleIndex"/>) then per block pair p the 4 rows' 32 packed bytes (128 bytes):
+    /// nine whole cache lines.
+    /// </summary>
+    public const int X4UnitBytes = 64 + 4 * 4 * 32;
+
+    /// <summary>
+    /// True when <paramref name="w"/> has an interleaved (x4) Q4_0 layout: int4, symmetric, groups of one block, K a
+    /// multiple of 256 (whole units) and N a multiple of 4.
+    /// </summary>
+    public static bool X4Fits(in QuantMatrix w) =>
+        w.Int4 && w.Symmetric && w.GroupLength == Block && w.K % (X4UnitBlocks * Block) == 0 && w.N > 0 && w.N % 4 == 0;
+
+    /// <summary>Bytes of the interleaved copy of an [<paramref name="n"/>, <paramref name="k"/>] Q4_0 matrix: data plus F16 scales.</summary>
+    public static long X4Bytes(int n, int k) => (long)(n / 4) * (k / (X4UnitBlocks * Block)) * X4UnitBytes;
+
+    /// <summary>
+    /// Index (in halves from the unit's start) of the scale of row <paramref name="r"/> (0..3) and block
+    /// <paramref name="bl"/> (0..7) of a unit: per half unit (block pairs p, q = 2h, 2h + 1) 16 scales in the lane order
+    /// the kernels' reduction leaves: lane 4L + i holds row 2(i &amp; 1) + (L &gt;&gt; 1), block of pair (i &gt;&gt; 1) and
+    /// half (L &amp; 1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int X4ScaleIndex(int r, int bl) => 16 * (bl >> 2) + 4 * (2 * (r & 1) + (bl & 1)) + 2 * ((bl >> 1) & 1) + (r >> 1);
+
+    /// <summary>Byte offset from a unit's start of the 16 packed bytes of row <paramref name="r"/> and block <paramref name="bl"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int X4DataOffset(int r, int bl) => 64 + 32 * r + X4BlockOffset(bl);
+
+    /// <summary>
+    /// Byte offset of block <paramref name="b"/> of a row from its block 0 in the interleaved layout (the same for the
+    /// 4 rows of a group: whole units, then 128 bytes per pair and 16 within it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int X4BlockOffset(int b) => (b >> 3) * X4UnitBytes + 128 * ((b & 7) >> 1) + 16 * (b & 1);
+
+    /// <summary>
+    /// Writes 4-row groups [<paramref name="g0"/>, <paramref name="g1"/>) of <paramref name="w"/> (which must fit
+    /// <see cref="X4Fits"/>) into <paramref name="dst"/> in the interleaved layout (group g at g·units·X4UnitBytes);
+    /// throws when a scale is not finite (the check the executor's bind does on the original) or, for F32 scales, not
+    /// exactly a half.
+    /// </summary>
+    public static void InterleaveX4(in QuantMatrix w, byte* dst, int g0, int g1)
+    {
+        if (!X4Fits(w)) throw new ArgumentException("the matrix has no interleaved int4 layout (see X4Fits)", nameof(w));
+        if (dst == null) throw new ArgumentNullException(nameof(dst));
+        if (g0 < 0 || g1 > w.N / 4 || g0 > g1) throw new ArgumentOutOfRangeException(nameof(g0), $"groups [{g0}, {g1}) outside [0, {w.N / 4})");
+        int blocks = w.K / Block, units = blocks / X4UnitBlocks, rowBytes = w.RowBytes;
+        for (int g = g0; g < g1; g++)
+            for (int u = 0; u < units; u++)
+            {
+                byte* o = dst + ((long)g * units + u) * X4UnitBytes;
+                for (int r = 0; r < 4; r++)
+                {
+                    long row = 4L * g + r;
+                    for (int bl = 0; bl < X4UnitBlocks; bl++)
+                    {
+                        long at = row * blocks + u * X4UnitBlocks + bl;
+                        ushort h = w.ScalesF16 != null ? w.ScalesF16[at] : QuantKernels.HalfBitsOf(w.Scales[at]);
+                        if ((h & 0x7C00) == 0x7C00) throw new InvalidOperationException($"scale {at} of the matrix is not finite (or, F32, not a half); re-export the model");
+                        ((ushort*)o)[X4ScaleIndex(r, bl)] = h;
+                    }
+                    // a block pair is 32 contiguous bytes in the row and in the unit
+                    byte* src = w.Data + row * rowBytes + (long)u * X4UnitBlocks * (Block / 2);
+                    for (int bl = 0; bl < X4UnitBlocks; bl += 2)
+                    {
+                        if (Avx.IsSupported) Avx.Store(o + X4DataOffset(r, bl), Avx.LoadVector256(src + bl * (Block / 2)));
+                        else Buffer.MemoryCopy(src + bl * (Block / 2), o + X4DataOffset(r, bl), 32, 32);
+                    }
+                }
+            }
+    }
+
+    /// <summary>Bytes the interleaved GEMV prefetches ahead of the unit it reads.</summary>
+    internal static int X4Ahead { get; set; } = 8192;
+
+    /// <summary>Floats of the x4 GEMV's per-row activation staging: per half unit (128 values) 8 dx + 8 offsets.</summary>
+    private static int X4AuxFloats(int k) => k / 128 * 16;
+
+    /// <summary>
+    /// The Q4_0 decode GEMV on the interleaved copy <see cref="QuantMatrix.Interleaved"/>: y[i, j] for rows
+    /// j ∈ [<paramref name="n0"/>, <paramref name="n1"/>) (a range not aligned to 4 rows computes whole groups and
+    /// stores its rows). The block sums are exact integers Σ(q − 8)·x (the offset subtracted as 8·Σx in int32).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    public static void GemvX4(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
+    {
+        if (w.Interleaved == null || !X4Fits(w)) throw new ArgumentException("the x4 GEMV needs an interleaved Q4_0 matrix", nameof(w));
+        if (!Avx2.IsSupported || !Fma.IsSupported) throw new NotSupportedException("the x4 GEMV needs AVX2+FMA");
+        KernelArgs.Range(n0, n1);
+        if (n1 > w.N) throw new ArgumentOutOfRangeException(nameof(n1), n1, $"n1 = {n1} is past the weight's {w.N} rows");
+        if (n0 >= n1 || m <= 0) return;
+        KernelArgs.NotNull(act, true);
+        KernelArgs.NotNull(y, true);
+        int k = w.K, blocks = k / Block, units = blocks / X4UnitBlocks, auxRow = X4AuxFloats(k);
+        long groupBytes = (long)units * X4UnitBytes;
+        sbyte* xq = (sbyte*)act;
+        float* dx = QuantKernels.BlockScales(act, m, k);
+        int auxFloats = m * auxRow + 16;
+        bool heap = auxFloats > StackFloats;
+        float* stack = stackalloc float[heap ? 16 : auxFloats];
+        float* aux = heap ? (float*)NativeMemory.AlignedAlloc((nuint)auxFloats * sizeof(float), 64) : (float*)(((nint)stack + 63) & ~(nint)63);
+        try
+        {
+            for (int i = 0; i < m; i++) X4Stage(xq + (long)i * k, dx + (long)i * blocks, k, aux + (long)i * auxRow);
+            nint ahead = X4Ahead;
+            for (int j = n0 & ~3; j < n1; j += 4)
+            {
+                byte* g = w.Interleaved + (long)(j >> 2) * groupBytes;
+                int lo = Math.Max(j, n0), hi = Math.Min(j + 4, n1);
+                for (int i = 0; i < m; i++)
+                {
+                    sbyte* xr = xq + (long)i * k;
+                    float* ai = aux + (long)i * auxRow;
+                    var sum = X4Run(g, xr, ai, units, ahead);
+                    float* yr = y + (long)i * ldy;
+                    if (lo == j && hi == j + 4) QuantKernels.StoreSums(sum, bias, yr + j, j, 4);
+                    else for (int r = lo; r < hi; r++) yr[r] = sum.GetElement(r - j) + (bias != null ? bias[r] : 0f);
+                }
+            }
+        }
+        finally
+        {
+            if (heap) NativeMemory.AlignedFree(aux);
+        }
+    }
+
+    // Per half unit of one activation row (4 blocks: pairs p, q): dx of each lane's block, then 8·Σq of it as int32, in
+    // the lane order Tree256 leaves (lane 4L + i, L = 0, 1: block 2(i >> 1) + L of the half; the same for the rows 0, 2
+    // and the rows 1, 3 vector). The block sums go through the kernel's own reduction (vpmaddubsw of ones, vpmaddwd,
+    // Tree256), so a unit's call costs ~0.1 instruction per activation value.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void X4Stage(sbyte* x, float* dx, int k, float* aux)
+    {
+        var one8 = Vector256.Create((byte)1);
+        var ones = Vector256.Create((short)1);
+        var order = Vector256.Create(0, 0, 2, 2, 1, 1, 3, 3);
+        for (int h = 0; h < k / 128; h++, aux += 16, x += 128, dx += 4)
+        {
+            var sp = Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x)), Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x + 32))), ones);
+            var sq = Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x + 64)), Avx2.MultiplyAddAdjacent(one8, Avx.LoadVector256(x + 96))), ones);
+            Avx.Store(aux, Avx2.PermuteVar8x32(Sse.LoadVector128(dx).ToVector256Unsafe(), order));
+            Avx.Store((int*)(aux + 8), Avx2.ShiftLeftLogical(Tree256(sp, sp, sq, sq), 3));
+        }
+    }
+
+    // Σ nibble·x of one row's block pair (32 packed bytes) as 8 int32: lanes 0–3 block 2p, 4–7 block 2p + 1 (vpmaddubsw
+    // of the unsigned nibbles with the signed activations, each int16 ≤ 2·2·15·128, then vpmaddwd by ones).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot256(byte* p, Vector256<sbyte> xa, Vector256<sbyte> xb, Vector256<byte> low4, Vector256<short> ones)
+    {
+        var r = Avx.LoadVector256(p);
+        var lo = Avx2.And(r, low4);
+        var hi = Avx2.And(Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte(), low4);
+        return Avx2.MultiplyAddAdjacent(Avx2.Add(Avx2.MultiplyAddAdjacent(lo, xa), Avx2.MultiplyAddAdjacent(hi, xb)), ones);
+    }
+
+    // Four int32 vectors (each 128-bit lane one block's partial sums) → lane i of each 128-bit lane L = Σ of vector i's lane L.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Tree256(Vector256<int> m0, Vector256<int> m1, Vector256<int> m2, Vector256<int> m3)
+    {
+        var u0 = Avx2.Add(Avx2.UnpackLow(m0, m1), Avx2.UnpackHigh(m0, m1));
+        var u1 = Avx2.Add(Avx2.UnpackLow(m2, m3), Avx2.UnpackHigh(m2, m3));
+        return Avx2.Add(Avx2.UnpackLow(u0.AsInt64(), u1.AsInt64()).AsInt32(), Avx2.UnpackHigh(u0.AsInt64(), u1.AsInt64()).AsInt32());
+    }
+
+    // Eight F16 scales as floats (exact), the sign-extension trick of ChunkScaleVector.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Halves8(byte* p)
+    {
+        var v = Avx2.And(Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13), Vector256.Create(unchecked((int)0x8FFFFFFF)));
+        return Avx.Multiply(v.AsSingle(), Vector256.Create(MathF.ScaleB(1f, 112)));
+    }
+
+    // One 4-row group against one activation row on 256-bit vectors: [Σ row 0 .. Σ row 3] without bias. Per half unit
+    // and pair, one activation load pair serves 4 rows; the rows' block sums are gathered by Tree256 into two vectors in
+    // the scales' lane order (rows 0, 2 | rows 1, 3), the offsets subtracted in int32, one convert and FMA each.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector128<float> X4Run(byte* u, sbyte* x, float* aux, int units, nint ahead)
+    {
+        var low4 = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        Vector256<float> a0 = default, a1 = default;
+        for (byte* end = u + (nint)units * X4UnitBytes; u < end; u += X4UnitBytes, x += 256, aux += 32)
+        {
+            byte* pf = u + ahead;
+            Sse.Prefetch0(pf); Sse.Prefetch0(pf + 64); Sse.Prefetch0(pf + 128); Sse.Prefetch0(pf + 192); Sse.Prefetch0(pf + 256);
+            Sse.Prefetch0(pf + 320); Sse.Prefetch0(pf + 384); Sse.Prefetch0(pf + 448); Sse.Prefetch0(pf + 512);
+            for (int h = 0; h < 2; h++)
+            {
+                byte* d = u + 64 + 256 * h;
+                sbyte* xh = x + 128 * h;
+                float* ah = aux + 16 * h;
+                var xa = Avx.LoadVector256(xh); var xb = Avx.LoadVector256(xh + 32);
+                var p0 = Dot256(d, xa, xb, low4, ones); var p1 = Dot256(d + 32, xa, xb, low4, ones);
+                var p2 = Dot256(d + 64, xa, xb, low4, ones); var p3 = Dot256(d + 96, xa, xb, low4, ones);
+                xa = Avx.LoadVector256(xh + 64); xb = Avx.LoadVector256(xh + 96);
+                var q0 = Dot256(d + 128, xa, xb, low4, ones); var q1 = Dot256(d + 160, xa, xb, low4, ones);
+                var q2 = Dot256(d + 192, xa, xb, low4, ones); var q3 = Dot256(d + 224, xa, xb, low4, ones);
+                var c = Avx.LoadVector256((int*)(ah + 8));
+                var dxv = Avx.LoadVector256(ah);
+                var v0 = Avx2.Subtract(Tree256(p0, p2, q0, q2), c);
+                var v1 = Avx2.Subtract(Tree256(p1, p3, q1, q3), c);
+                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(v0), Avx.Multiply(Halves8(u + 32 * h), dxv), a0);
+                a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(v1), Avx.Multiply(Halves8(u + 32 * h + 16), dxv), a1);
+            }
+        }
+        return X4Reduce(a0, a1);
+    }
+
+    // a0: lanes 4L + i (L = 0, 1) rows 0, 2, 0, 2; a1 rows 1, 3, 1, 3 → [Σ r0, Σ r1, Σ r2, Σ r3].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> X4Reduce(Vector256<float> a0, Vector256<float> a1)
+    {
+        var s0 = Sse.Add(a0.GetLower(), a0.GetUpper());
+        var s1 = Sse.Add(a1.GetLower(), a1.GetUpper());
+        s0 = Sse.Add(s0, Sse.MoveHighToLow(s0, s0));   // [r0, r2, ·, ·]
+        s1 = Sse.Add(s1, Sse.MoveHighToLow(s1, s1));   // [r1, r3, ·, ·]
+        return Sse.UnpackLow(s0, s1);
     }
 }

@@ -14,7 +14,8 @@
 // keeps the loop state in registers. Session 11: on AVX-VNNI the compiled model repacks Q8_0 Linear weights at load
 // into 4-row interleaved blocks (QuantMatrix.Interleaved, llama.cpp's block_q8_0x4: per block the 4 rows' F16 scales
 // then their 4 × 32 values), which GemvInt8X4 streams as one sequential region with exact integer block sums; the
-// prefill GEMM and the float paths read that layout too (RowStart/BlockStride/RowScales). Shapes the integer path cannot take
+// prefill GEMM and the float paths read that layout too (RowStart/BlockStride/RowScales). Session 12: Q4_0 the same
+// way on AVX2+FMA (QuantGemvInt4.InterleaveX4/GemvX4; its blocks through QuantMatrix.Int4Block). Shapes the integer path cannot take
 // (K not a multiple of 32) dequantize a row into L1 scratch and use a float dot. Prefill dequantizes panels of rows
 // and reuses the f32 GEMM (int4: an int4 × int8 GEMM; int8: QuantGemmInt8's int8 × int8 GEMM).
 using System.Runtime.CompilerServices;
@@ -46,7 +47,8 @@ public readonly unsafe struct QuantMatrix
     /// <summary>
     /// The load-time copy in the 4-row interleaved Q8_0 layout (<see cref="QuantKernels.X4Fits"/>: per group of 4 rows
     /// and block b, the 4 rows' F16 scales then their 4 × 32 int8 values, <see cref="QuantKernels.X4BlockBytes"/>
-    /// bytes), or null. When set, the kernels read values and scales from it only: <see cref="Data"/> and
+    /// bytes) or Q4_0 layout (int4, <see cref="QuantGemvInt4.X4Fits"/>: units of 4 rows × 8 blocks,
+    /// <see cref="QuantGemvInt4.X4UnitBytes"/>), or null. When set, the kernels read values and scales from it only: <see cref="Data"/> and
     /// <see cref="ScalesF16"/> still name the original, whose pages the compiled model may have released.
     /// </summary>
     public readonly byte* Interleaved;
@@ -75,7 +77,8 @@ public readonly unsafe struct QuantMatrix
     /// </summary>
     public QuantMatrix(in QuantMatrix w, byte* interleaved)
     {
-        if (!QuantKernels.X4Fits(w)) throw new ArgumentException("only symmetric int8 with groups of 32, K a multiple of 32 and N a multiple of 4 has an interleaved layout", nameof(w));
+        if (!QuantKernels.X4Fits(w) && !QuantGemvInt4.X4Fits(w))
+            throw new ArgumentException("only symmetric int8 (K a multiple of 32) or int4 (K a multiple of 256) with groups of 32 and N a multiple of 4 has an interleaved layout", nameof(w));
         if (interleaved == null) throw new ArgumentNullException(nameof(interleaved));
         this = w;
         Interleaved = interleaved;
@@ -88,6 +91,11 @@ public readonly unsafe struct QuantMatrix
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float* RowScales(int row, float* buf)
     {
+        if (Interleaved != null && Int4)
+        {
+            for (int g = 0; g < Groups; g++) buf[g] = Scale(row, g);
+            return buf;
+        }
         if (Interleaved != null)
         {
             // the row's scale of block b sits at the head of its 4-row block, 2·(row mod 4) bytes in
@@ -102,20 +110,41 @@ public readonly unsafe struct QuantMatrix
     /// <summary>One scale as float (scalar reference paths).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Scale(int row, int group) =>
-        Interleaved != null ? QuantKernels.HalfToSingle(((ushort*)(Interleaved + ((long)(row >> 2) * Groups + group) * QuantKernels.X4BlockBytes))[row & 3])
+        Interleaved != null && Int4 ? QuantKernels.HalfToSingle(((ushort*)Int4Unit(row, group))[QuantGemvInt4.X4ScaleIndex(row & 3, group % QuantGemvInt4.X4UnitBlocks)])
+        : Interleaved != null ? QuantKernels.HalfToSingle(((ushort*)(Interleaved + ((long)(row >> 2) * Groups + group) * QuantKernels.X4BlockBytes))[row & 3])
         : ScalesF16 == null ? Scales[(long)row * Groups + group] : QuantKernels.HalfToSingle(ScalesF16[(long)row * Groups + group]);
+
+    // The interleaved int4 unit holding row `row`'s block `block`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* Int4Unit(int row, int block) =>
+        Interleaved + ((long)(row >> 2) * (K / (QuantGemvInt4.X4UnitBlocks * QuantKernels.Block)) + block / QuantGemvInt4.X4UnitBlocks) * QuantGemvInt4.X4UnitBytes;
+
+    /// <summary>
+    /// The 16 packed bytes of int4 block <paramref name="block"/> of row <paramref name="row"/> (byte t: value t in the
+    /// low nibble, t + 16 in the high one), in the row-major data or the interleaved copy.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* Int4Block(int row, int block) => Interleaved != null
+        ? Interleaved + (long)(row >> 2) * (K / (QuantGemvInt4.X4UnitBlocks * QuantKernels.Block)) * QuantGemvInt4.X4UnitBytes + 64 + 32 * (row & 3) + QuantGemvInt4.X4BlockOffset(block)
+        : Data + (long)row * RowBytes + (long)block * (QuantKernels.Block / 2);
 
     /// <summary>
     /// Where row <paramref name="row"/>'s values start: its first block; block b follows at b·<see cref="BlockStride"/>
-    /// bytes (32 bytes per block of an int8 row, or the interleaved layout's block stride).
+    /// bytes (32 bytes per block of an int8 row, or the interleaved layout's block stride). Interleaved int4 has no
+    /// fixed block stride: read its blocks through <see cref="Int4Block"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public byte* RowStart(int row) => Interleaved != null
+    public byte* RowStart(int row) => Interleaved != null && Int4 ? Int4Block(row, 0)
+        : Interleaved != null
         ? Interleaved + (long)(row >> 2) * Groups * QuantKernels.X4BlockBytes + QuantKernels.X4ScaleBytes + (row & 3) * QuantKernels.Block
         : Data + (long)row * RowBytes;
 
-    /// <summary>Bytes from one 32-value block of a row to the next (int8: 32, or <see cref="QuantKernels.X4BlockBytes"/> interleaved; int4: 16).</summary>
-    public int BlockStride => Interleaved != null ? QuantKernels.X4BlockBytes : Int4 ? QuantKernels.Block / 2 : QuantKernels.Block;
+    /// <summary>
+    /// Bytes from one 32-value block of a row to the next (int8: 32, or <see cref="QuantKernels.X4BlockBytes"/>
+    /// interleaved; int4: 16; interleaved int4 has none and throws: <see cref="Int4Block"/>).
+    /// </summary>
+    public int BlockStride => Interleaved != null && Int4 ? throw new InvalidOperationException("interleaved int4 blocks have no fixed stride: use Int4Block")
+        : Interleaved != null ? QuantKernels.X4BlockBytes : Int4 ? QuantKernels.Block / 2 : QuantKernels.Block;
 
     /// <summary>Bytes of one stored row.</summary>
     public int RowBytes => Int4 ? K / 2 : K;
@@ -355,6 +384,12 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GemvInteger(in QuantMatrix w, int m, byte* act, float* bias, float* y, int ldy, int n0, int n1)
     {
+        if (w.Interleaved != null && w.Int4)
+        {
+            if (Avx2.IsSupported && Fma.IsSupported) QuantGemvInt4.GemvX4(w, m, act, bias, y, ldy, n0, n1);
+            else GemvIntegerReference(w, m, act, bias, y, ldy, n0, n1);
+            return;
+        }
         if (w.Interleaved != null)
         {
             if (AvxVnni.IsSupported && n0 < n1 && m > 0) GemvInt8X4(w, m, act, bias, y, ldy, n0, n1);
@@ -389,7 +424,7 @@ public static unsafe class QuantKernels
                         for (int t = 0; t < Block; t++)
                         {
                             int c = b * Block + t;
-                            isum += StoredValue(w, row, c) * xr[ActivationPosition(c, blocks, w.Int4)];
+                            isum += StoredValue(w, j, row, c) * xr[ActivationPosition(c, blocks, w.Int4)];
                         }
                         acc += isum * (dx[(long)i * blocks + b] * s);
                     }
@@ -400,17 +435,17 @@ public static unsafe class QuantKernels
         }
     }
 
-    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble (row: RowStart).
+    // The value the integer kernels multiply: int8 sym q, int8 asym q − 128, int4 the raw nibble (row: RowStart of row j).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int StoredValue(in QuantMatrix w, byte* row, int c)
+    private static int StoredValue(in QuantMatrix w, int j, byte* row, int c)
     {
         if (!w.Int4)
         {
             byte q = row[(long)(c >> 5) * w.BlockStride + (c & 31)];
             return w.Symmetric ? (sbyte)q : q - 128;
         }
-        int run = c & ~31, t = c & 31;
-        byte b = row[run / 2 + (t & 15)];
+        int t = c & 31;
+        byte b = w.Int4Block(j, c >> 5)[t & 15];
         return t < 16 ? b & 15 : b >> 4;
     }
 
@@ -734,7 +769,7 @@ public static unsafe class QuantKernels
     }
 
     // The half bits of an f16-exact finite float, or 0x7C00 (infinity: rejected) when it is not one.
-    private static ushort HalfBitsOf(float f)
+    internal static ushort HalfBitsOf(float f)
     {
         var h = (Half)f;
         return (float)h == f && Half.IsFinite(h) ? BitConverter.HalfToUInt16Bits(h) : (ushort)0x7C00;
@@ -1311,6 +1346,21 @@ public static unsafe class QuantKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeRow(in QuantMatrix w, int row, float* dst)
     {
+        if (w.Interleaved != null && w.Int4)
+        {
+            // the interleaved Q4_0 copy: symmetric (offset 8), one scale per block
+            for (int b = 0; b < w.Groups; b++)
+            {
+                float s = w.Scale(row, b);
+                byte* p = w.Int4Block(row, b);
+                for (int t = 0; t < 16; t++)
+                {
+                    dst[b * Block + t] = ((p[t] & 15) - 8) * s;
+                    dst[b * Block + 16 + t] = ((p[t] >> 4) - 8) * s;
+                }
+            }
+            return;
+        }
         if (w.Interleaved != null)
         {
             // the interleaved copy (the original's pages may be released): symmetric, one scale per block
@@ -1329,12 +1379,12 @@ public static unsafe class QuantKernels
     /// <summary>Scalar twin of <see cref="DequantizeRow"/>.</summary>
     public static void DequantizeRowReference(in QuantMatrix w, int row, float* dst)
     {
-        byte* data = w.Data + (long)row * w.RowBytes;
+        byte* data = w.RowStart(row);
         for (int g = 0; g < w.Groups; g++)
         {
             float s = w.Scale(row, g);
             int z = w.ZeroOffset(row, g);
-            for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c++) dst[c] = (StoredValue(w, data, c) - z) * s;
+            for (int c = g * w.GroupLength; c < (g + 1) * w.GroupLength; c++) dst[c] = (StoredValue(w, row, data, c) - z) * s;
         }
     }
 
