@@ -13,7 +13,7 @@ public unsafe class GemvF32Tests
 {
     private static readonly GemvF32.Variant[] Variants =
         [GemvF32.Variant.Rows4T0, GemvF32.Variant.Rows4T1, GemvF32.Variant.Rows4Nta, GemvF32.Variant.Rows4, GemvF32.Variant.Rows8T0, GemvF32.Variant.Rows1W,
-         GemvF32.Variant.Rows2W, GemvF32.Variant.Rows4W];
+         GemvF32.Variant.Rows4W];
 
     private static float[] Random(int count, int seed)
     {
@@ -95,8 +95,8 @@ public unsafe class GemvF32Tests
     [Fact]
     public void Multi_stream_rows_are_bit_identical_to_Rows1W_and_match_float64_loop()
     {
-        // Rows2W/Rows4W only change the order in which rows are visited (each row's sums run as in Rows1W), so their
-        // outputs must equal Rows1W's bit for bit; without AVX-512 all three run Rows4 (the ISA sweep's children).
+        // Rows4W and RowsStreams only change the order in which rows are visited (each row's sums run as in Rows1W), so
+        // their outputs must equal Rows1W's bit for bit; without AVX-512 Rows4W and Rows1W both run Rows4 (the ISA sweep).
         if (!GemvF32.IsSupported) return;
         const int n = 23;
         foreach (int k in StreamDepths)
@@ -113,7 +113,7 @@ public unsafe class GemvF32Tests
                         Array.Fill(want, float.NaN);
                         GemvF32.Rows(xp, k, wp, withBias ? bp : null, yw, n0, n1, GemvF32.Variant.Rows1W);
                         if (k <= 130 || k == 2063) Check(x, w, withBias ? bias : null, want, 1, k, n, n0, n1, $"Rows1W k={k} [{n0},{n1})");
-                        foreach (var v in new[] { GemvF32.Variant.Rows2W, GemvF32.Variant.Rows4W })
+                        foreach (var v in new[] { GemvF32.Variant.Rows4W })
                         {
                             Array.Fill(got, float.NaN);
                             GemvF32.Rows(xp, k, wp, withBias ? bp : null, yg, n0, n1, v);
@@ -142,7 +142,7 @@ public unsafe class GemvF32Tests
             var w = Random(n * k, n + k);
             var want = new float[n];
             fixed (float* xp = x, wp = w, yw = want) GemvF32.Rows(xp, k, wp, null, yw, 0, n, GemvF32.Variant.Rows1W);
-            foreach (var v in new[] { GemvF32.Variant.Rows2W, GemvF32.Variant.Rows4W })
+            foreach (var v in new[] { GemvF32.Variant.Rows4W })
             {
                 var got = new float[n];
                 int unit = ((n + 31) / 32 + 3) & ~3, units = (n + unit - 1) / unit, next = 0;
@@ -198,7 +198,11 @@ public unsafe class GemvF32Tests
 /// F32 decode GEMV streaming from DRAM (HUB_BENCH=1 only; prints, asserts nothing about time): the small model's
 /// per-token weight set (12 × [2304+768+4096+768 rows × 768] + lm_head 32000 × 768, 418 MiB) run as LinearExec does
 /// (units of ~1/32 of the rows claimed dynamically) on HUB_BENCH_THREADS threads (default 2), variants alternating,
-/// medians of 7 rounds, against a plain read of the same bytes.
+/// medians of 7 rounds, against a plain read of the same bytes. HUB_BENCH_VARIANTS names: a <see cref="GemvF32.Variant"/>,
+/// Dot4, read (plain 64-byte steps), readpf&lt;bytes&gt; (with prefetcht0 that far ahead), read1z (512-bit loads),
+/// read1/read4 (the read probe's one- and four-stream patterns over each unit), S&lt;streams&gt;P&lt;bytes&gt;
+/// (<see cref="GemvF32.RowsStreams"/>: S1P8192 is Rows1W, S4P1024 Rows4W); a suffix @&lt;n&gt; runs that variant with n
+/// units per worker instead of 16. HUB_BENCH_MODEL=1b, HUB_BENCH_K (row length), HUB_BENCH_ROUNDS (7).
 /// </summary>
 public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -210,7 +214,7 @@ public unsafe class GemvF32Bench(Xunit.Abstractions.ITestOutputHelper output)
         int threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2);
         // HUB_BENCH_MODEL=1b: 4 layers of the 1b model's K = 2048 matrices (qkv 2560, o 2048, gate_up 11264 rows) + head.
         bool big = Environment.GetEnvironmentVariable("HUB_BENCH_MODEL") == "1b";
-        int k = big ? 2048 : 768;
+        int k = BenchFeed.EnvInt("HUB_BENCH_K", big ? 2048 : 768);   // HUB_BENCH_K: another row length on the same row counts
         var mats = new List<int>();
         for (int l = 0; l < (big ? 4 : 12); l++) mats.AddRange(big ? [2560, 2048, 11264] : [2304, 768, 4096, 768]);
         mats.Add(32000);

@@ -5,6 +5,8 @@
 // Rows4T0/T1/Nta variants, kept for A/B runs) measured level or slower (docs/performance.md, "f32 decode GEMV").
 // With AVX-512 (Zen 5) the default is Rows1W: one row at a time in address order with prefetcht0 8 KiB ahead, a single
 // sequential stream like a plain read; it streamed 1.17–1.37× faster than Rows4 (session 9, docs/performance.md).
+// Reading a range as 2 or 4 interleaved streams (Rows4W; RowsStreams for the bench), as the read probe's faster pattern
+// does, measured level with Rows1W on the small model and +4–7 % on 1b shapes (session 12): Rows1W stays the default.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -35,11 +37,10 @@ public static unsafe class GemvF32
         /// <summary>One row at a time in address order, 64 floats per step in 512-bit vectors, prefetcht0 8 KiB ahead
         /// (AVX-512F; <see cref="Rows4"/> where it is missing).</summary>
         Rows1W = 6,
-        /// <summary>As <see cref="Rows1W"/> with the range's rows split in two contiguous halves dotted in lockstep (two
-        /// read streams, one x load serving both), each prefetched 2 KiB ahead; bit-identical to Rows1W.</summary>
-        Rows2W = 7,
-        /// <summary>As <see cref="Rows2W"/> with four quarters, each prefetched 1 KiB ahead (the read probe's pattern).</summary>
-        Rows4W = 8,
+        /// <summary>As <see cref="Rows1W"/> with the range's rows split in four contiguous quarters dotted in lockstep (four
+        /// read streams as in the read probe, one x load serving all), each prefetched 1 KiB ahead; bit-identical to
+        /// Rows1W. Not the default: level with Rows1W on the small model, +4–7 % on 1b (session 12, docs/performance.md).</summary>
+        Rows4W = 7,
     }
 
     /// <summary>The variant <see cref="Gemm.GemvRows"/> runs for one F32 input row: HUB_F32_GEMV=&lt;variant name&gt; picks
@@ -66,10 +67,6 @@ public static unsafe class GemvF32
             case Variant.Rows8T0: Run8(x, k, w, bias, y, n0, n1); break;
             case Variant.Rows1W:
                 if (Avx512F.IsSupported) Run1W(x, k, w, bias, y, n0, n1);
-                else Run4<PfNone>(x, k, w, bias, y, n0, n1);
-                break;
-            case Variant.Rows2W:
-                if (Avx512F.IsSupported) Run1W2(x, k, w, bias, y, n0, n1, 512);
                 else Run4<PfNone>(x, k, w, bias, y, n0, n1);
                 break;
             case Variant.Rows4W:
