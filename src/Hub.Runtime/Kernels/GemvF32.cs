@@ -6,7 +6,7 @@
 // With AVX-512 (Zen 5) the default is Rows1W: one row at a time in address order with prefetcht0 8 KiB ahead, a single
 // sequential stream like a plain read; it streamed 1.17–1.37× faster than Rows4 (session 9, docs/performance.md).
 // Reading a range as 2 or 4 interleaved streams (Rows4W; RowsStreams for the bench), as the read probe's faster pattern
-// does, measured level with Rows1W on the small model and +4–7 % on 1b shapes (session 12): Rows1W stays the default.
+// does, measured level with Rows1W on the small model and +4–8 % on 1b (session 12): Rows1W stays the default.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -39,7 +39,7 @@ public static unsafe class GemvF32
         Rows1W = 6,
         /// <summary>As <see cref="Rows1W"/> with the range's rows split in four contiguous quarters dotted in lockstep (four
         /// read streams as in the read probe, one x load serving all), each prefetched 1 KiB ahead; bit-identical to
-        /// Rows1W. Not the default: level with Rows1W on the small model, +4–7 % on 1b (session 12, docs/performance.md).</summary>
+        /// Rows1W. Not the default: level with Rows1W on the small model, +4–8 % on 1b (session 12, docs/performance.md).</summary>
         Rows4W = 7,
     }
 
