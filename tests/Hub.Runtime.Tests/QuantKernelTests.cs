@@ -955,6 +955,10 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             cm2?.Dispose(); ir2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
+            // per-round on/off (the two segments of a round are adjacent in time): steadier than the ratio of medians when
+            // a neighbour's load comes and goes across rounds
+            var paired = rates[1].Zip(rates[0], (a, b) => a / b).Order().ToList();
+            output.WriteLine($"A/B {ab} paired per-round on/off: median {Med(paired):F3} (quartiles {paired[paired.Count / 4]:F3}..{paired[paired.Count * 3 / 4]:F3})");
             output.WriteLine($"A/B {ab} process CPU per token: off {Med(cpuMs[0]):F3} ms, on {Med(cpuMs[1]):F3} ms (on/off {Med(cpuMs[1]) / Med(cpuMs[0]):F3})");
             if (nonLinear[0].Count > 0)
                 output.WriteLine($"A/B {ab} per token outside the Linear ops: off {Med(nonLinear[0]):F3} ms (Attention {Med(attention[0]):F3}), on {Med(nonLinear[1]):F3} ms (Attention {Med(attention[1]):F3})");

@@ -5,6 +5,8 @@
 // Rows4T0/T1/Nta variants, kept for A/B runs) measured level or slower (docs/performance.md, "f32 decode GEMV").
 // With AVX-512 (Zen 5) the default is Rows1W: one row at a time in address order with prefetcht0 8 KiB ahead, a single
 // sequential stream like a plain read; it streamed 1.17–1.37× faster than Rows4 (session 9, docs/performance.md).
+// Reading a range as 2 or 4 interleaved streams (Rows4W; RowsStreams for the bench), as the read probe's faster pattern
+// does, measured level with Rows1W on the small model and +4–8 % on 1b (session 12): Rows1W stays the default.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -35,6 +37,10 @@ public static unsafe class GemvF32
         /// <summary>One row at a time in address order, 64 floats per step in 512-bit vectors, prefetcht0 8 KiB ahead
         /// (AVX-512F; <see cref="Rows4"/> where it is missing).</summary>
         Rows1W = 6,
+        /// <summary>As <see cref="Rows1W"/> with the range's rows split in four contiguous quarters dotted in lockstep (four
+        /// read streams as in the read probe, one x load serving all), each prefetched 1 KiB ahead; bit-identical to
+        /// Rows1W. Not the default: level with Rows1W on the small model, +4–8 % on 1b (session 12, docs/performance.md).</summary>
+        Rows4W = 7,
     }
 
     /// <summary>The variant <see cref="Gemm.GemvRows"/> runs for one F32 input row: HUB_F32_GEMV=&lt;variant name&gt; picks
@@ -61,6 +67,10 @@ public static unsafe class GemvF32
             case Variant.Rows8T0: Run8(x, k, w, bias, y, n0, n1); break;
             case Variant.Rows1W:
                 if (Avx512F.IsSupported) Run1W(x, k, w, bias, y, n0, n1);
+                else Run4<PfNone>(x, k, w, bias, y, n0, n1);
+                break;
+            case Variant.Rows4W:
+                if (Avx512F.IsSupported) Run1W4(x, k, w, bias, y, n0, n1, 256);
                 else Run4<PfNone>(x, k, w, bias, y, n0, n1);
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(variant), variant, "GemvF32.Rows runs the Rows* variants; Dot4 is Gemm.GemvRows");
@@ -197,7 +207,10 @@ public static unsafe class GemvF32
     private const int WideDistance = 2048;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Run1W(float* x, int k, float* w, float* bias, float* y, int n0, int n1)
+    private static void Run1W(float* x, int k, float* w, float* bias, float* y, int n0, int n1) => Run1WAt(x, k, w, bias, y, n0, n1, WideDistance);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Run1WAt(float* x, int k, float* w, float* bias, float* y, int n0, int n1, int pf)
     {
         for (int j = n0; j < n1; j++)
         {
@@ -206,8 +219,8 @@ public static unsafe class GemvF32
             int p = 0;
             for (; p <= k - 64; p += 64)
             {
-                Sse.Prefetch0(r + p + WideDistance); Sse.Prefetch0(r + p + WideDistance + 16);
-                Sse.Prefetch0(r + p + WideDistance + 32); Sse.Prefetch0(r + p + WideDistance + 48);
+                float* q = r + p + pf;
+                Sse.Prefetch0(q); Sse.Prefetch0(q + 16); Sse.Prefetch0(q + 32); Sse.Prefetch0(q + 48);
                 a = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p), Avx512F.LoadVector512(r + p), a);
                 b = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p + 16), Avx512F.LoadVector512(r + p + 16), b);
                 c = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(x + p + 32), Avx512F.LoadVector512(r + p + 32), c);
@@ -218,5 +231,126 @@ public static unsafe class GemvF32
             for (; p < k; p++) s += x[p] * r[p];
             y[j] = bias != null ? s + bias[j] : s;
         }
+    }
+
+    /// <summary>
+    /// Bench/test entry of the multi-stream one-row loop: the range's rows split in <paramref name="streams"/> (1, 2 or 4)
+    /// contiguous sub-ranges whose rows are dotted in lockstep (one 256-byte step of each per iteration, one x load
+    /// serving all), each stream prefetched <paramref name="prefetchBytes"/> ahead with prefetcht0; leftover rows run
+    /// one at a time. Every row's summation order is Rows1W's, so results are bit-identical to it. AVX-512F only.
+    /// </summary>
+    internal static void RowsStreams(float* x, int k, float* w, float* bias, float* y, int n0, int n1, int streams, int prefetchBytes)
+    {
+        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("GemvF32.RowsStreams needs AVX-512F");
+        ArgumentOutOfRangeException.ThrowIfLessThan(k, 16);
+        ArgumentOutOfRangeException.ThrowIfNegative(prefetchBytes);
+        KernelArgs.Range(n0, n1);
+        int pf = prefetchBytes / 4;
+        switch (streams)
+        {
+            case 1: Run1WAt(x, k, w, bias, y, n0, n1, pf); break;
+            case 2: Run1W2(x, k, w, bias, y, n0, n1, pf); break;
+            case 4: Run1W4(x, k, w, bias, y, n0, n1, pf); break;
+            default: throw new ArgumentOutOfRangeException(nameof(streams), streams, "1, 2 or 4 streams");
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Run1W2(float* x, int k, float* w, float* bias, float* y, int n0, int n1, int pf)
+    {
+        int len = (n1 - n0) / 2;
+        for (int i = 0; i < len; i++)
+        {
+            int j0 = n0 + i, j1 = j0 + len;
+            float* r0 = w + (long)j0 * k, r1 = w + (long)j1 * k;
+            Vector512<float> a0 = default, b0 = default, c0 = default, d0 = default;
+            Vector512<float> a1 = default, b1 = default, c1 = default, d1 = default;
+            int p = 0;
+            for (; p <= k - 64; p += 64)
+            {
+                float* q0 = r0 + p + pf, q1 = r1 + p + pf;
+                Sse.Prefetch0(q0); Sse.Prefetch0(q0 + 16); Sse.Prefetch0(q0 + 32); Sse.Prefetch0(q0 + 48);
+                Sse.Prefetch0(q1); Sse.Prefetch0(q1 + 16); Sse.Prefetch0(q1 + 32); Sse.Prefetch0(q1 + 48);
+                var x0 = Avx512F.LoadVector512(x + p); var x1 = Avx512F.LoadVector512(x + p + 16);
+                var x2 = Avx512F.LoadVector512(x + p + 32); var x3 = Avx512F.LoadVector512(x + p + 48);
+                a0 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r0 + p), a0);
+                b0 = Avx512F.FusedMultiplyAdd(x1, Avx512F.LoadVector512(r0 + p + 16), b0);
+                c0 = Avx512F.FusedMultiplyAdd(x2, Avx512F.LoadVector512(r0 + p + 32), c0);
+                d0 = Avx512F.FusedMultiplyAdd(x3, Avx512F.LoadVector512(r0 + p + 48), d0);
+                a1 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r1 + p), a1);
+                b1 = Avx512F.FusedMultiplyAdd(x1, Avx512F.LoadVector512(r1 + p + 16), b1);
+                c1 = Avx512F.FusedMultiplyAdd(x2, Avx512F.LoadVector512(r1 + p + 32), c1);
+                d1 = Avx512F.FusedMultiplyAdd(x3, Avx512F.LoadVector512(r1 + p + 48), d1);
+            }
+            for (; p <= k - 16; p += 16)
+            {
+                var x0 = Avx512F.LoadVector512(x + p);
+                a0 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r0 + p), a0);
+                a1 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r1 + p), a1);
+            }
+            float s0 = Vector512.Sum((a0 + b0) + (c0 + d0)), s1 = Vector512.Sum((a1 + b1) + (c1 + d1));
+            for (; p < k; p++) { float xv = x[p]; s0 += xv * r0[p]; s1 += xv * r1[p]; }
+            y[j0] = bias != null ? s0 + bias[j0] : s0;
+            y[j1] = bias != null ? s1 + bias[j1] : s1;
+        }
+        if (n0 + 2 * len < n1) Run1WAt(x, k, w, bias, y, n0 + 2 * len, n1, pf);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Run1W4(float* x, int k, float* w, float* bias, float* y, int n0, int n1, int pf)
+    {
+        int len = (n1 - n0) / 4;
+        for (int i = 0; i < len; i++)
+        {
+            int j0 = n0 + i, j1 = j0 + len, j2 = j1 + len, j3 = j2 + len;
+            float* r0 = w + (long)j0 * k, r1 = w + (long)j1 * k, r2 = w + (long)j2 * k, r3 = w + (long)j3 * k;
+            Vector512<float> a0 = default, b0 = default, c0 = default, d0 = default;
+            Vector512<float> a1 = default, b1 = default, c1 = default, d1 = default;
+            Vector512<float> a2 = default, b2 = default, c2 = default, d2 = default;
+            Vector512<float> a3 = default, b3 = default, c3 = default, d3 = default;
+            int p = 0;
+            for (; p <= k - 64; p += 64)
+            {
+                float* q0 = r0 + p + pf, q1 = r1 + p + pf, q2 = r2 + p + pf, q3 = r3 + p + pf;
+                Sse.Prefetch0(q0); Sse.Prefetch0(q0 + 16); Sse.Prefetch0(q0 + 32); Sse.Prefetch0(q0 + 48);
+                Sse.Prefetch0(q1); Sse.Prefetch0(q1 + 16); Sse.Prefetch0(q1 + 32); Sse.Prefetch0(q1 + 48);
+                Sse.Prefetch0(q2); Sse.Prefetch0(q2 + 16); Sse.Prefetch0(q2 + 32); Sse.Prefetch0(q2 + 48);
+                Sse.Prefetch0(q3); Sse.Prefetch0(q3 + 16); Sse.Prefetch0(q3 + 32); Sse.Prefetch0(q3 + 48);
+                var x0 = Avx512F.LoadVector512(x + p); var x1 = Avx512F.LoadVector512(x + p + 16);
+                var x2 = Avx512F.LoadVector512(x + p + 32); var x3 = Avx512F.LoadVector512(x + p + 48);
+                a0 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r0 + p), a0);
+                b0 = Avx512F.FusedMultiplyAdd(x1, Avx512F.LoadVector512(r0 + p + 16), b0);
+                c0 = Avx512F.FusedMultiplyAdd(x2, Avx512F.LoadVector512(r0 + p + 32), c0);
+                d0 = Avx512F.FusedMultiplyAdd(x3, Avx512F.LoadVector512(r0 + p + 48), d0);
+                a1 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r1 + p), a1);
+                b1 = Avx512F.FusedMultiplyAdd(x1, Avx512F.LoadVector512(r1 + p + 16), b1);
+                c1 = Avx512F.FusedMultiplyAdd(x2, Avx512F.LoadVector512(r1 + p + 32), c1);
+                d1 = Avx512F.FusedMultiplyAdd(x3, Avx512F.LoadVector512(r1 + p + 48), d1);
+                a2 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r2 + p), a2);
+                b2 = Avx512F.FusedMultiplyAdd(x1, Avx512F.LoadVector512(r2 + p + 16), b2);
+                c2 = Avx512F.FusedMultiplyAdd(x2, Avx512F.LoadVector512(r2 + p + 32), c2);
+                d2 = Avx512F.FusedMultiplyAdd(x3, Avx512F.LoadVector512(r2 + p + 48), d2);
+                a3 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r3 + p), a3);
+                b3 = Avx512F.FusedMultiplyAdd(x1, Avx512F.LoadVector512(r3 + p + 16), b3);
+                c3 = Avx512F.FusedMultiplyAdd(x2, Avx512F.LoadVector512(r3 + p + 32), c3);
+                d3 = Avx512F.FusedMultiplyAdd(x3, Avx512F.LoadVector512(r3 + p + 48), d3);
+            }
+            for (; p <= k - 16; p += 16)
+            {
+                var x0 = Avx512F.LoadVector512(x + p);
+                a0 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r0 + p), a0);
+                a1 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r1 + p), a1);
+                a2 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r2 + p), a2);
+                a3 = Avx512F.FusedMultiplyAdd(x0, Avx512F.LoadVector512(r3 + p), a3);
+            }
+            float s0 = Vector512.Sum((a0 + b0) + (c0 + d0)), s1 = Vector512.Sum((a1 + b1) + (c1 + d1));
+            float s2 = Vector512.Sum((a2 + b2) + (c2 + d2)), s3 = Vector512.Sum((a3 + b3) + (c3 + d3));
+            for (; p < k; p++) { float xv = x[p]; s0 += xv * r0[p]; s1 += xv * r1[p]; s2 += xv * r2[p]; s3 += xv * r3[p]; }
+            y[j0] = bias != null ? s0 + bias[j0] : s0;
+            y[j1] = bias != null ? s1 + bias[j1] : s1;
+            y[j2] = bias != null ? s2 + bias[j2] : s2;
+            y[j3] = bias != null ? s3 + bias[j3] : s3;
+        }
+        if (n0 + 4 * len < n1) Run1WAt(x, k, w, bias, y, n0 + 4 * len, n1, pf);
     }
 }
