@@ -47,6 +47,16 @@ internal unsafe struct HugePageMemory
         return new HugePageMemory { Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096), Length = (nuint)bytes };
     }
 
+    /// <summary>
+    /// Faults the whole block in now, in one call (Linux MADV_POPULATE_WRITE; no-op elsewhere or when the kernel lacks
+    /// it): a copy into it then runs at memory speed instead of taking a page fault inside every read() it does.
+    /// </summary>
+    public void Populate()
+    {
+        const int MadvPopulateWrite = 23;
+        if (Mapped && Pointer != null) _ = Madvise(Pointer, Length, MadvPopulateWrite);
+    }
+
     /// <summary>Releases the block (idempotent).</summary>
     public void Free()
     {

@@ -57,6 +57,7 @@ public sealed unsafe class MappedFile : IDisposable
     {
         var mem = HugePageMemory.Allocate(Length);
         if (!mem.Mapped) { mem.Free(); return; }
+        mem.Populate();
         // read() into the region, not a copy through the mapping: touching the mapped pages would add the whole file
         // to this process's RSS on top of the copy until the mapping is dropped
         try
