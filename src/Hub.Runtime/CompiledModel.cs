@@ -491,7 +491,7 @@ public sealed unsafe class CompiledModel : IDisposable
     }
 
     /// <summary>
-    /// Stops the thread pool and frees the packed float weights and the interleaved Q8_0 copies. Safe against requests running on other threads: it waits
+    /// Stops the thread pool and frees the packed float weights and the region of interleaved Q8_0/Q4_0 copies. Safe against requests running on other threads: it waits
     /// for an <see cref="InferRequest.Infer"/> in progress to finish, and every later Infer on this model's requests
     /// throws <see cref="ObjectDisposedException"/>.
     /// </summary>

@@ -55,7 +55,7 @@ public static class BenchCommand
             {
                 result = Run(lm, p, n, rr, between);
                 // The probe's buffer is anonymous, filled once and resident for the whole run: not Hub's memory.
-                long runPeak = phase.PeakBytes() - between.Bytes;
+                long runPeak = phase.PeakBytes() - between.ResidentBytes;
                 result = result with { PeakRssBytes = Math.Max(loadPeak, runPeak), BetweenRoundsBandwidth = between.Median };
             }
             long peakRss = result.PeakRssBytes;
@@ -194,8 +194,11 @@ public sealed unsafe class ReadProbe : IDisposable
         }
     }
 
-    /// <summary>Resident bytes the probe holds (for subtracting from a peak that spans its life).</summary>
+    /// <summary>Bytes one pass reads.</summary>
     public long Bytes { get; }
+
+    /// <summary>Resident bytes the probe holds (for subtracting from a peak that spans its life): <see cref="Bytes"/> rounded up to whole 2 MiB pages when mapped.</summary>
+    public long ResidentBytes => (long)_mem.Length;
 
     /// <summary>Passes recorded by <see cref="Pass"/>, bytes/s.</summary>
     public List<double> Passes { get; } = new();
@@ -223,7 +226,11 @@ public sealed unsafe class ReadProbe : IDisposable
         _start.SignalAndWait();
         _done.Wait();
         long first = long.MaxValue, last = long.MinValue;
-        for (int t = 0; t < _threads; t++) { first = Math.Min(first, _times[t * 8]); last = Math.Max(last, _times[t * 8 + 1]); }
+        for (int t = 0; t < _threads; t++)
+        {
+            if (_times[t * 8 + 1] < _times[t * 8]) throw new InvalidOperationException($"read probe thread {t} did not finish its pass");
+            first = Math.Min(first, _times[t * 8]); last = Math.Max(last, _times[t * 8 + 1]);
+        }
         return Bytes / ((last - first) / (double)Stopwatch.Frequency);
     }
 
@@ -237,11 +244,12 @@ public sealed unsafe class ReadProbe : IDisposable
             byte* p = _buf + t * chunk;
             try
             {
+                _times[t * 8 + 1] = 0;   // a pass that does not finish must not reuse the previous end
                 _times[t * 8] = Stopwatch.GetTimestamp();
                 _sums[t * 8] += _multi ? ReadStreams(p, chunk) : ReadOne(p, chunk);
                 _times[t * 8 + 1] = Stopwatch.GetTimestamp();
             }
-            finally { _done.Signal(); }   // a failed reader must not leave Read waiting forever (the CountdownEvent's signal publishes _times)
+            finally { _done.Signal(); }   // the CountdownEvent's signal publishes _times to Read
         }
     }
 

@@ -97,7 +97,7 @@ internal sealed class BenchPeer
             using var between = new ReadProbe(threads);
             var bothPhase = RssPhase.Begin();
             var quiet = Alternate(lm, peer, prompt, newTokens, rounds, between);
-            long bothPeak = bothPhase.PeakBytes() - between.Bytes;
+            long bothPeak = bothPhase.PeakBytes() - between.ResidentBytes;
             double bwRounds = between.Median;
             between.Dispose();
             (List<Round> Hub, List<Round> Peer)? busyRounds = null;

@@ -55,8 +55,8 @@ public sealed unsafe class MappedFile : IDisposable
     // an ordinary allocation is to be had, e.g. under a memory limit or off Linux).
     private void CopyToHugePages()
     {
-        var mem = HugePageMemory.Allocate(Length);
-        if (!mem.Mapped) { mem.Free(); return; }
+        var mem = HugePageMemory.Allocate(Length, fallback: false);
+        if (!mem.Mapped) return;
         mem.Populate();
         // read() into the region, not a copy through the mapping: touching the mapped pages would add the whole file
         // to this process's RSS on top of the copy until the mapping is dropped

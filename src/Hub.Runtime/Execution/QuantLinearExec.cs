@@ -102,9 +102,18 @@ internal sealed unsafe class QuantLinearExec : OpExec
     /// <summary>
     /// Test/bench switch (HUB_QUANT_GEMM=float): int4 prefill dequantizes panels and runs the f32 GEMM instead of the
     /// int4 × int8 GEMM (the default since its tile correction was vectorized: 1.27–1.33× the panel path with 2
-    /// threads on the small/1b shapes, see docs/quantization.md).
+    /// threads on the small/1b shapes, see docs/quantization.md). Settable per thread (read when a request is created
+    /// on that thread), so a test forcing it does not leak into tests running on other threads.
     /// </summary>
-    internal static bool UseInt4Gemm { get; set; } = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+    internal static bool UseInt4Gemm
+    {
+        get => _int4GemmOverride ?? Int4GemmFromEnvironment;
+        set => _int4GemmOverride = value;
+    }
+
+    private static readonly bool Int4GemmFromEnvironment = Environment.GetEnvironmentVariable("HUB_QUANT_GEMM") != "float";
+
+    [ThreadStatic] private static bool? _int4GemmOverride;
 
     /// <summary>
     /// Test/bench switch: int8 prefill (Q8_0 and the asymmetric per-channel / grouped exports) runs
