@@ -281,6 +281,16 @@ public sealed unsafe class CompiledModel : IDisposable
 
     [ThreadStatic] private static bool? _repack4Override;
 
+    // Scales tensors (by value id) whose F16 values a QuantLinearExec bind has found finite: checked once per model, not
+    // once per request (the check reads every scale, which on a cold page cache faults in about half of a Q8_0 file).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, bool> _scalesChecked = new();
+
+    /// <summary>Whether a bind already found every scale of scales value <paramref name="id"/> finite.</summary>
+    internal bool ScalesChecked(int id) => _scalesChecked.ContainsKey(id);
+
+    /// <summary>Records that every scale of scales value <paramref name="id"/> is finite (after the check passed).</summary>
+    internal void MarkScalesChecked(int id) => _scalesChecked.TryAdd(id, true);
+
     /// <summary>The interleaved copy of weight <paramref name="id"/> made at compile, or null (its original is in use).</summary>
     internal byte* InterleavedWeight(int id) => _x4.TryGetValue(id, out var p) ? (byte*)p : null;
 

@@ -372,6 +372,39 @@ public unsafe class Int4X4Tests
         return (dir, z, t, o);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void An_unpacked_weight_has_its_scales_checked_once_per_model(bool badScale)
+    {
+        var (dir, _, _, _) = WriteModel(96, 256, 24, badScale: badScale);
+        bool repack = CompiledModel.RepackInt4;
+        CompiledModel.RepackInt4 = false;   // per thread: the executors bind the original, so the bind checks its scales
+        try
+        {
+            using var ir = IrModel.Load(dir);
+            var options = new RuntimeOptions { Threads = 1, MaxContext = 64, MaxBatch = 1 };
+            if (badScale)
+            {
+                // the compile's probe request binds every executor: the model never compiles
+                var e = Assert.ThrowsAny<Exception>(() => CompiledModel.Compile(ir, options));
+                Assert.Contains("not finite", e.ToString());
+                Assert.Contains("w.scales", e.ToString());
+                return;
+            }
+            using var cm = CompiledModel.Compile(ir, options);
+            Assert.True(cm.InterleavedWeight(cm.ValueId("w")) == null);
+            Assert.True(cm.ScalesChecked(cm.ValueId("w.scales")));   // by the probe request; later requests skip the scan
+            using var r1 = cm.CreateInferRequest();
+            using var r2 = cm.CreateInferRequest();
+        }
+        finally
+        {
+            CompiledModel.RepackInt4 = repack;
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
     [SkippableFact]
     public void Compile_reports_a_non_finite_scale_of_a_packed_weight_as_a_format_error()
     {

@@ -155,13 +155,16 @@ internal sealed unsafe class QuantLinearExec : OpExec
         long count = (long)n * groups;
         bool half = ScalesDType(r, q.Scales) == DType.F16;
         byte* scales = Tensor(r, q.Scales, half ? DType.F16 : DType.F32, count, info.Name, node);
-        // an interleaved copy's scales were checked when it was made (reading the original's would map them in again)
-        if (half && r.Model.InterleavedWeight(id) == null)
+        // an interleaved copy's scales were checked when it was made (reading the original's would map them in again);
+        // the original's once per model, at the compile's probe request
+        int scalesId = r.Model.ValueId(q.Scales);
+        if (half && r.Model.InterleavedWeight(id) == null && !r.Model.ScalesChecked(scalesId))
         {
             var hs = (ushort*)scales;
             for (long i = 0; i < count; i++)
                 if ((hs[i] & 0x7C00) == 0x7C00)
                     throw new InvalidOperationException($"node '{node}': scale {i} of '{q.Scales}' (for '{info.Name}') is not finite; re-export the model");
+            r.Model.MarkScalesChecked(scalesId);
         }
         byte* zeros = null;
         if (!q.Symmetric)
