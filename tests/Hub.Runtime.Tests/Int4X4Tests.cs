@@ -465,26 +465,7 @@ public unsafe class Int4X4Tests
                     Assert.Equal(4, execs.Count);   // w, head, the tied table's projection, odd
                     Assert.Equal(on && !forceFloat ? 2 : 0, execs.Count(e => e.Weight.Interleaved != null));
                     Assert.All(r0.Executors.OfType<QuantLinearExec>(), e => Assert.True(e.Weight.Interleaved == null));
-                    foreach (int seq in new[] { 1, 3, 37 })
-                    {
-                        var tokens = Enumerable.Range(0, seq).Select(i => (i * 7 + seq) % vocab).ToArray();
-                        foreach (var r in new[] { r0, r1 }) { r.SetInput("ids", tokens, 1, seq); r.Infer(); }
-                        foreach (var o in new[] { headOut, tiedOut, oddOut })
-                        {
-                            var a = r0.GetOutput(o).ToArray();
-                            var b = r1.GetOutput(o).ToArray();
-                            Assert.Equal(a.Length, b.Length);
-                            // prefill (and the float paths) read the same values in the same order: bit-identical;
-                            // decode rows (seq ≤ GemvMaxRows) the x4 GEMV's rounding
-                            if (seq > Gemm.GemvMaxRows || forceFloat) Assert.Equal(a, b);
-                            else
-                            {
-                                double amax = a.Max(v => Math.Abs(v));
-                                for (int i = 0; i < a.Length; i++)
-                                    Assert.True(Math.Abs(a[i] - b[i]) <= 1e-4 * amax + 1e-6, $"{o} seq {seq} [{i}]: {a[i]} vs {b[i]}");
-                            }
-                        }
-                    }
+                    X4Checks.AssertPackedMatchesUnpacked(r0, r1, vocab, forceFloat, headOut, tiedOut, oddOut);
                 }
                 finally { QuantLinearExec.ForceFloatPath = ff; QuantLinearExec.UseInt4Gemm = g4; }
             }

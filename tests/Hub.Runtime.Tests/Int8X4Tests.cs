@@ -360,26 +360,7 @@ public unsafe class Int8X4Tests
                     Assert.Equal(3, execs.Count);   // w, head and the tied table's projection (not packed)
                     Assert.Equal(vnni && !forceFloat ? 2 : 0, execs.Count(e => e.Weight.Interleaved != null));
                     Assert.All(r0.Executors.OfType<QuantLinearExec>(), e => Assert.True(e.Weight.Interleaved == null));
-                    foreach (int seq in new[] { 1, 3, 37 })
-                    {
-                        var tokens = Enumerable.Range(0, seq).Select(i => (i * 7 + seq) % vocab).ToArray();
-                        foreach (var r in new[] { r0, r1 }) { r.SetInput("ids", tokens, 1, seq); r.Infer(); }
-                        foreach (var o in new[] { headOut, tiedOut })
-                        {
-                            var a = r0.GetOutput(o).ToArray();
-                            var b = r1.GetOutput(o).ToArray();
-                            Assert.Equal(a.Length, b.Length);
-                            // prefill (and the float paths) read the same values in the same order: bit-identical;
-                            // decode rows (seq ≤ GemvMaxRows) the x4 GEMV's rounding
-                            if (seq > Gemm.GemvMaxRows || forceFloat) Assert.Equal(a, b);
-                            else
-                            {
-                                double amax = a.Max(v => Math.Abs(v));
-                                for (int i = 0; i < a.Length; i++)
-                                    Assert.True(Math.Abs(a[i] - b[i]) <= 1e-4 * amax + 1e-6, $"{o} seq {seq} [{i}]: {a[i]} vs {b[i]}");
-                            }
-                        }
-                    }
+                    X4Checks.AssertPackedMatchesUnpacked(r0, r1, vocab, forceFloat, headOut, tiedOut);
                 }
                 finally { QuantLinearExec.ForceFloatPath = ff; QuantLinearExec.UseInt8Broadcast = bc; }
             }
@@ -440,5 +421,36 @@ public unsafe class Int8X4PrefillBench(Xunit.Abstractions.ITestOutputHelper outp
             }
         }
         finally { NativeMemory.AlignedFree(x4); }
+    }
+}
+
+/// <summary>Checks shared by the Q8_0 and Q4_0 compiled-model repack tests.</summary>
+internal static class X4Checks
+{
+    /// <summary>
+    /// Feeds 1, 3 and 37 tokens to an unpacked request <paramref name="r0"/> and a packed one <paramref name="r1"/> and
+    /// compares <paramref name="outputs"/>: prefill (and the float paths) read the same values in the same order, so
+    /// they are bit-identical; decode rows (seq ≤ GemvMaxRows) carry the x4 GEMV's rounding.
+    /// </summary>
+    internal static void AssertPackedMatchesUnpacked(InferRequest r0, InferRequest r1, int vocab, bool forceFloat, params string[] outputs)
+    {
+        foreach (int seq in new[] { 1, 3, 37 })
+        {
+            var tokens = Enumerable.Range(0, seq).Select(i => (i * 7 + seq) % vocab).ToArray();
+            foreach (var r in new[] { r0, r1 }) { r.SetInput("ids", tokens, 1, seq); r.Infer(); }
+            foreach (var o in outputs)
+            {
+                var a = r0.GetOutput(o).ToArray();
+                var b = r1.GetOutput(o).ToArray();
+                Assert.Equal(a.Length, b.Length);
+                if (seq > Gemm.GemvMaxRows || forceFloat) Assert.Equal(a, b);
+                else
+                {
+                    double amax = a.Max(v => Math.Abs(v));
+                    for (int i = 0; i < a.Length; i++)
+                        Assert.True(Math.Abs(a[i] - b[i]) <= 1e-4 * amax + 1e-6, $"{o} seq {seq} [{i}]: {a[i]} vs {b[i]}");
+                }
+            }
+        }
     }
 }

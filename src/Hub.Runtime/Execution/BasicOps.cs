@@ -49,7 +49,6 @@ internal sealed unsafe class EmbeddingExec : OpExec
     /// </summary>
     internal static bool ReleaseTablePages { get; set; } = Environment.GetEnvironmentVariable("HUB_EMBEDDING_RELEASE") == "1";
 
-
     // The table is read by this node alone and shares no byte with another weight: a tied LM head streams every page
     // each step, so unmapping them would make it fault the whole table in again per token.
     private bool OnlyReader(Node n)
@@ -79,7 +78,6 @@ internal sealed unsafe class EmbeddingExec : OpExec
         foreach (var (start, length) in _release)
             MappedFile.DropPages((start, length));
     }
-
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void InferShapes()
