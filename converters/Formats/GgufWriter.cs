@@ -143,7 +143,7 @@ public sealed class GgufWriter
         var tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var fs = new ChunkedFileWriter(tmp))   // the same 2 MiB folios as our IR files: the peer maps its weights as we do ours
             {
                 using (var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true))
                 {

@@ -31,6 +31,44 @@ public unsafe class MappedFileTests : IDisposable
         Assert.True(copy.Pointer == null);
     }
 
+    [SkippableFact]
+    public void A_file_mapping_of_2_MiB_or_more_asks_for_huge_pages()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux() && File.Exists("/proc/self/smaps"), "MADV_HUGEPAGE and /proc/self/smaps are Linux only");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_HUGEPAGES") == "0", "HUB_HUGEPAGES=0 turns the advice off");
+        var big = Path.Combine(_dir, "big.bin");
+        var small = Path.Combine(_dir, "small.bin");
+        File.WriteAllBytes(big, new byte[(2 << 20) + 4096]);
+        File.WriteAllBytes(small, new byte[(1 << 20)]);
+        using var b = new MappedFile(big);
+        using var s = new MappedFile(small);
+        // the kernel marks a MADV_HUGEPAGE range with "hg" in its VmFlags
+        Assert.Contains("hg", VmFlags((nint)b.Pointer));
+        Assert.DoesNotContain("hg", VmFlags((nint)s.Pointer));
+    }
+
+    // The VmFlags of the mapping that holds address p, from /proc/self/smaps.
+    private static string[] VmFlags(nint p)
+    {
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            // a mapping's header is "lo-hi perms offset dev inode path"; its fields are "Name: value"
+            int dash = line.IndexOf('-'), space = line.IndexOf(' ');
+            if (dash > 0 && space > dash && line[space - 1] != ':')
+            {
+                if (ulong.TryParse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber, null, out var lo)
+                    && ulong.TryParse(line.AsSpan(dash + 1, space - dash - 1), System.Globalization.NumberStyles.HexNumber, null, out var hi))
+                {
+                    inside = (ulong)p >= lo && (ulong)p < hi;
+                    continue;
+                }
+            }
+            if (inside && line.StartsWith("VmFlags:", StringComparison.Ordinal)) return line["VmFlags:".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        }
+        throw new InvalidOperationException($"no mapping holds 0x{p:x} in /proc/self/smaps");
+    }
+
     [Fact]
     public void Whole_pages_leave_out_pages_shared_with_bytes_outside_the_range()
     {

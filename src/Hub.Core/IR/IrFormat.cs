@@ -61,7 +61,7 @@ public static class IrFormat
         {
             using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             long offset = 0;
-            using (var fs = new FileStream(tmpBin, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var fs = new ChunkedFileWriter(tmpBin))   // the page cache then holds it in 2 MiB folios
             {
                 int done = 0;
                 var zeros = new byte[Alignment];
