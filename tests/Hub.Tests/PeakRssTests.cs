@@ -51,6 +51,56 @@ public unsafe class PeakRssTests : IDisposable
         Assert.Null(PeakRss.ParseComposition(Status));
     }
 
+    private const string Smaps = """
+        7f0000000000-7f0000400000 r--s 00000000 fd:01 1234                       /m/ir/model.ir.bin
+        Size:               4096 kB
+        Rss:                4000 kB
+        FilePmdMapped:      2048 kB
+        VmFlags: rd sh mr mw me ms hg
+        7f0000400000-7f0000600000 r--s 00000000 fd:01 1235                       /m/ir/model_cache/x4-ab.bin
+        Rss:                2048 kB
+        FilePmdMapped:      2048 kB
+        7f0000600000-7f0000800000 r--s 00000000 fd:01 1236                       /m/ir/model.ir.bin.old
+        Rss:                 100 kB
+        FilePmdMapped:         0 kB
+        7f0000800000-7f0000a00000 rw-p 00000000 00:00 0
+        Rss:                 512 kB
+        AnonHugePages:         0 kB
+        7f0000a00000-7f0000c00000 r--s 00000000 fd:01 1237                       /m/with space/w.gguf
+        Rss:                  12 kB
+        FilePmdMapped:         0 kB
+        """;
+
+    [Fact]
+    public void Smaps_parser_sums_the_mappings_of_a_file_or_of_the_files_under_a_folder()
+    {
+        Assert.Equal(new MappedPages(4000 * 1024, 2048 * 1024), PeakRss.ParseMappedPages(Smaps, "/m/ir/model.ir.bin"));
+        Assert.Equal(new MappedPages(6148 * 1024, 4096 * 1024), PeakRss.ParseMappedPages(Smaps, "/m/ir/"));
+        Assert.Equal(new MappedPages(2048 * 1024, 2048 * 1024), PeakRss.ParseMappedPages(Smaps, "/m/ir/model_cache"));
+        Assert.Equal(new MappedPages(12 * 1024, 0), PeakRss.ParseMappedPages(Smaps, "/m/with space/w.gguf"));
+        Assert.Equal(new MappedPages(0, 0), PeakRss.ParseMappedPages(Smaps, "/m/i"));   // a prefix of a name is not a folder
+        Assert.Equal(new MappedPages(4012 * 1024, 2048 * 1024), PeakRss.ParseMappedPages(Smaps, "/m/ir/model.ir.bin", "/m/with space"));
+        Assert.Equal(new MappedPages(0, 0), PeakRss.ParseMappedPages(Smaps));
+        Assert.Equal(0, new MappedPages(0, 0).HugeFraction);
+        Assert.Equal(0.5, new MappedPages(4, 2).HugeFraction);
+    }
+
+    [SkippableFact]
+    public void The_live_smaps_shows_a_mapped_file_as_resident()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/smaps is Linux only");
+        var path = Path.Combine(_tmp, "mapped.bin");
+        File.WriteAllBytes(path, new byte[3 << 20]);
+        using var f = new MappedFile(path);
+        long sum = 0;
+        for (long i = 0; i < f.Length; i += 4096) sum += f.Pointer[i];
+        var pages = PeakRss.MappedPagesOf(path);
+        Assert.NotNull(pages);
+        Assert.Equal(3L << 20, pages.ResidentBytes);
+        Assert.InRange(pages.HugeBytes, 0, pages.ResidentBytes);
+        Assert.Equal(0, sum);
+    }
+
     [SkippableFact]
     public void A_phase_attributes_touched_native_memory_to_its_anonymous_growth()
     {

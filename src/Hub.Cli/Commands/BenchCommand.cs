@@ -84,6 +84,7 @@ public static class BenchCommand
                 ["read_bandwidth_between_rounds_gb_s"] = Math.Round(result.BetweenRoundsBandwidth / 1e9, 2),
                 ["decode_bandwidth_fraction_between_rounds"] = Math.Round(decodeBytesPerSec / result.BetweenRoundsBandwidth, 3),
             };
+            BenchPeer.AddPages(o, BenchPeer.HubPages(irDir));
             if (exportSeconds is null) o.Remove("export_seconds"); // printed only when an export happened
             if (r.GetValue(json)) Console.WriteLine(o.ToJsonString());
             else foreach (var (k, v) in o) Console.WriteLine($"{k,-26} {v}");

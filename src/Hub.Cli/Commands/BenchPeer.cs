@@ -97,6 +97,9 @@ internal sealed class BenchPeer
             using var between = new ReadProbe(threads);
             var bothPhase = RssPhase.Begin();
             var quiet = Alternate(lm, peer, prompt, newTokens, rounds, between);
+            // page sizes of each engine's weight mappings after its rounds (the page cache decides them: HubPages)
+            var hubPages = HubPages(lm.Directory);
+            var peerPages = gguf is null ? null : PeakRss.MappedPagesOf(gguf);
             long bothPeak = bothPhase.PeakBytes() - between.ResidentBytes;
             double bwRounds = between.Median;
             between.Dispose();
@@ -126,6 +129,7 @@ internal sealed class BenchPeer
                 ["peak_rss_scope"] = hubPhase.Scope,
                 ["hub"] = Engine(quiet.Hub, busyRounds?.Hub, promptTokens, newTokens, RssPhase.Mib(hubPeak), hubBytes, bw, bwRounds),
             };
+            AddPages(o["hub"]!.AsObject(), hubPages);
             if (exportSeconds is { } es) o["export_seconds"] = Math.Round(es, 3);
             if (ggufSeconds is { } gs) o["gguf_export_seconds"] = Math.Round(gs, 3);
             if (hubPhase.Isolated)
@@ -141,6 +145,7 @@ internal sealed class BenchPeer
                 o["llamacpp_native"] = LlamaCppPeer.NativeLibraryPath;
                 double peerRss = RssPhase.Mib(hubPhase.Isolated ? hubPhase.BaselineBytes + peerGrowth : peerGrowth);
                 o["llamacpp"] = Engine(quiet.Peer, busyRounds?.Peer, promptTokens, newTokens, peerRss, peerBytes, bw, bwRounds);
+                AddPages(o["llamacpp"]!.AsObject(), peerPages);
                 o["llamacpp"]!["peak_rss_mib_note"] = hubPhase.Isolated
                     ? "process baseline before Hub loaded + resident-set growth while llama.cpp loaded and ran its warm-up round (Hub loaded, idle); the GGUF's mmap'd pages count as it touches them, as Hub's IR pages do for Hub"
                     : "resident-set growth (current, not peak) from loading llama.cpp and running one round: this OS cannot reset the peak resident set";
@@ -216,6 +221,24 @@ internal sealed class BenchPeer
         return o;
     }
 
+    /// <summary>
+    /// Hub's mapped weight files in <paramref name="irDir"/> (the IR's weights and any cache beside them, not the GGUF
+    /// exports kept in the same folder for the peer).
+    /// </summary>
+    internal static MappedPages? HubPages(string irDir) =>
+        PeakRss.MappedPagesOf(Path.Combine(irDir, Hub.IR.IrFormat.BinFile), Path.Combine(irDir, "model_cache"));
+
+    /// <summary>
+    /// The resident size of an engine's weight mappings and the share of it in 2 MiB pages: a 4 KiB page cache costs a
+    /// bandwidth-bound GEMV a TLB walk every 4 KiB, so this explains f32/f16 decode gaps between engines and runs.
+    /// </summary>
+    internal static void AddPages(JsonObject engine, MappedPages? pages)
+    {
+        if (pages is null) return;
+        engine["mapped_weights_mib"] = RssPhase.Mib(pages.ResidentBytes);
+        engine["mapped_weights_in_2mib_pages"] = Math.Round(pages.HugeFraction, 3);
+    }
+
     private static void Print(JsonObject o, bool peer, int busy)
     {
         foreach (var k in new[] { "model", "runtime", "threads", "prompt_tokens", "new_tokens", "rounds", "precision", "read_bandwidth_gb_s", "read_bandwidth_between_rounds_gb_s", "gguf", "llamacpp_native", "greedy_tokens_identical_prefix",
@@ -230,6 +253,7 @@ internal sealed class BenchPeer
             ("    anonymous (heap, buffers)", "rss_growth_anon_mib"), ("    file-backed (weights, code)", "rss_growth_file_mib"),
             ("weights MiB read / token", "weight_mib_per_token"), ("decode / bandwidth roof", "decode_bandwidth_fraction"),
             ("  / probe between rounds", "decode_bandwidth_fraction_between_rounds"),
+            ("mapped weights MiB", "mapped_weights_mib"), ("  in 2 MiB pages", "mapped_weights_in_2mib_pages"),
         };
         if (busy > 0)
         {

@@ -92,12 +92,76 @@ public static class PeakRss
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 
+    /// <summary>Where Linux lists each mapping of the process with its resident and huge-page counters.</summary>
+    public const string SmapsPath = "/proc/self/smaps";
+
+    /// <summary>
+    /// Resident bytes of this process's mappings of the files <paramref name="paths"/> (and of every file under those
+    /// that are folders) and how many of them the kernel maps as 2 MiB pages (smaps FilePmdMapped): whether an engine's
+    /// weights stream through 2 MiB or 4 KiB TLB entries. Null off Linux or when smaps cannot be read.
+    /// </summary>
+    public static MappedPages? MappedPagesOf(params string[] paths)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try { return ParseMappedPages(File.ReadAllText(SmapsPath), paths.Select(Path.GetFullPath).ToArray()); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The Rss and FilePmdMapped totals of the mappings in /proc/PID/smaps text whose file is one of <paramref name="paths"/> or lies under one.</summary>
+    public static MappedPages ParseMappedPages(string smaps, params string[] paths)
+    {
+        ArgumentNullException.ThrowIfNull(smaps);
+        ArgumentNullException.ThrowIfNull(paths);
+        var dirs = paths.Select(p => p.TrimEnd('/') + "/").ToArray();
+        long rss = 0, pmd = 0;
+        bool match = false;
+        foreach (var line in smaps.AsSpan().EnumerateLines())
+        {
+            // a mapping's header is "lo-hi perms offset dev inode [path]"; its fields are "Name:   N kB"
+            int space = line.IndexOf(' ');
+            if (space > 0 && line[space - 1] != ':')
+            {
+                // the path starts after the inode, past a run of spaces
+                var rest = line;
+                for (int field = 0; field < 5 && rest.Length > 0; field++)
+                {
+                    int sp = rest.IndexOf(' ');
+                    rest = sp < 0 ? default : rest[(sp + 1)..].TrimStart(' ');
+                }
+                match = false;
+                for (int i = 0; i < paths.Length && !match && rest.Length > 0; i++)
+                    match = rest.SequenceEqual(paths[i]) || rest.StartsWith(dirs[i], StringComparison.Ordinal);
+                continue;
+            }
+            if (!match) continue;
+            if (line.StartsWith("Rss:", StringComparison.Ordinal)) rss += FieldKb(line) * 1024;
+            else if (line.StartsWith("FilePmdMapped:", StringComparison.Ordinal)) pmd += FieldKb(line) * 1024;
+        }
+        return new MappedPages(rss, pmd);
+
+        static long FieldKb(ReadOnlySpan<char> line)
+        {
+            var v = line[(line.IndexOf(':') + 1)..].Trim();
+            int sp = v.IndexOf(' ');
+            return long.TryParse(sp < 0 ? v : v[..sp], NumberStyles.None, CultureInfo.InvariantCulture, out var kb) ? kb : 0;
+        }
+    }
+
     private static long? StatusField(string field)
     {
         if (!OperatingSystem.IsLinux()) return null;
         try { return ParseStatusBytes(File.ReadAllText(StatusPath), field); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
+}
+
+/// <summary>Resident bytes of an engine's weight-file mappings and the part of them mapped as 2 MiB pages.</summary>
+/// <param name="ResidentBytes">Bytes of the mappings in memory (smaps Rss).</param>
+/// <param name="HugeBytes">Bytes of them mapped by 2 MiB page-table entries (smaps FilePmdMapped).</param>
+public sealed record MappedPages(long ResidentBytes, long HugeBytes)
+{
+    /// <summary>The 2 MiB share of the resident bytes (0 when nothing is resident).</summary>
+    public double HugeFraction => ResidentBytes > 0 ? (double)HugeBytes / ResidentBytes : 0;
 }
 
 /// <summary>Resident bytes by kind (Linux /proc/PID/status): what a phase's growth went to.</summary>
