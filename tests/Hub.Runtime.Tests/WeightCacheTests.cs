@@ -390,3 +390,33 @@ public unsafe class WeightCacheTests
         }
     }
 }
+
+/// <summary>
+/// Cold-start figures of an exported IR folder given in HUB_BENCH_IR (HUB_BENCH=1 only; run it in a fresh process after
+/// evicting the files from the page cache): load (IR load + compile + request) and the first decode step, which on a
+/// cold page cache is where a mapped weight cache faults its pages in, then the next 8 steps. Prints, asserts nothing.
+/// </summary>
+public class WeightCacheColdStartBench(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Cold_start_of_an_ir_folder()
+    {
+        var dir = Environment.GetEnvironmentVariable("HUB_BENCH_IR");
+        Skip.If(Environment.GetEnvironmentVariable("HUB_BENCH") != "1" || dir is null, "set HUB_BENCH=1 and HUB_BENCH_IR=<ir folder>");
+        var sw = Stopwatch.StartNew();
+        using var ir = IrModel.Load(dir!);
+        using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2), MaxContext = 256 });
+        using var req = cm.CreateInferRequest();
+        double load = sw.Elapsed.TotalMilliseconds;
+        var names = ir.Graph.Inputs.Select(i => i.Name).ToList();
+        int[] id = { 1 }, p = { 0 };
+        var ones = Enumerable.Repeat(1f, 16).ToArray();
+        sw.Restart();
+        BenchFeed.DecodeStep(req, names, id, p, ref ones);
+        double first = sw.Elapsed.TotalMilliseconds;
+        sw.Restart();
+        for (int s = 0; s < 8; s++) BenchFeed.DecodeStep(req, names, id, p, ref ones);
+        double next = sw.Elapsed.TotalMilliseconds;
+        output.WriteLine($"COLDSTART cache={(cm.InterleavedFromCache ? "mapped" : cm.WroteWeightCache ? "written" : "none")} load_ms={load:F0} first_step_ms={first:F0} load_plus_first_ms={load + first:F0} next8_tok_s={8000 / next:F1}");
+    }
+}
