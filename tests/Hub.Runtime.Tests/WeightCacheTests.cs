@@ -417,6 +417,23 @@ public class WeightCacheColdStartBench(Xunit.Abstractions.ITestOutputHelper outp
         sw.Restart();
         for (int s = 0; s < 8; s++) BenchFeed.DecodeStep(req, names, id, p, ref ones);
         double next = sw.Elapsed.TotalMilliseconds;
-        output.WriteLine($"COLDSTART cache={(cm.InterleavedFromCache ? "mapped" : cm.WroteWeightCache ? "written" : "none")} load_ms={load:F0} first_step_ms={first:F0} load_plus_first_ms={load + first:F0} next8_tok_s={8000 / next:F1}");
+        output.WriteLine($"COLDSTART cache={(cm.InterleavedFromCache ? "mapped" : cm.WroteWeightCache ? "written" : "none")} load_ms={load:F0} first_step_ms={first:F0} load_plus_first_ms={load + first:F0} next8_tok_s={8000 / next:F1}{MappingPages(Path.Combine(dir!, IrFormat.CacheFolder))}");
+    }
+
+    // Resident and PMD-mapped (2 MiB) bytes of this process's mappings of files under prefix (/proc/self/smaps, Linux).
+    private static string MappingPages(string prefix)
+    {
+        if (!OperatingSystem.IsLinux()) return "";
+        long rss = 0, pmd = 0;
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length >= 5 && parts[0].Contains('-') && !parts[0].EndsWith(':'))
+                inside = parts.Length == 6 && parts[5].Trim().StartsWith(prefix, StringComparison.Ordinal);
+            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal)) rss += long.Parse(line[4..].Trim().Split(' ')[0]);
+            else if (inside && line.StartsWith("FilePmdMapped:", StringComparison.Ordinal)) pmd += long.Parse(line[14..].Trim().Split(' ')[0]);
+        }
+        return $" cache_rss_mib={rss / 1024.0:F0} cache_pmd_mapped_mib={pmd / 1024.0:F0}";
     }
 }
