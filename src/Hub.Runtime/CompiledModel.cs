@@ -364,7 +364,7 @@ public sealed unsafe class CompiledModel : IDisposable
             total += (CopyBytes(qm) + 63) & ~63L;
         }
         if (total == 0) return;
-        string? folder = Options.WeightCache && WeightCacheFromEnvironment && Model.Sha256.Length > 0
+        string? folder = Options.WeightCache && WeightCacheFromEnvironment && !string.IsNullOrEmpty(Model.Sha256)
             ? Options.WeightCacheDirectory ?? Path.Combine(Model.Directory, IrFormat.CacheFolder) : null;
         if (folder != null)
         {

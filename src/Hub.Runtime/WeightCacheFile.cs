@@ -81,6 +81,7 @@ internal static unsafe class WeightCacheFile
                 file.Dispose();
                 return null;
             }
+            DeleteAbandoned(folder);
             return file;
         }
         catch (Exception)
@@ -153,9 +154,7 @@ internal static unsafe class WeightCacheFile
             tmp = null;
             foreach (var f in Directory.EnumerateFiles(folder, "x4-*.bin"))
                 if (!string.Equals(Path.GetFileName(f), name, StringComparison.Ordinal)) TryDelete(f);
-            // a temporary file of a writer that died (a live writer's is at most minutes old)
-            foreach (var f in Directory.EnumerateFiles(folder, ".x4-*.tmp"))
-                if (File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddHours(-1)) TryDelete(f);
+            DeleteAbandoned(folder);
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException or ArgumentException)
@@ -176,6 +175,18 @@ internal static unsafe class WeightCacheFile
     {
         try { return new DriveInfo(Path.GetFullPath(folder)).AvailableFreeSpace; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { return null; }
+    }
+
+    // Temporary files of writers that died mid-write (a live writer's is minutes old at most), on every use of the
+    // folder: once a valid file exists nothing is written there again, so a write-time sweep alone could leave one forever.
+    private static void DeleteAbandoned(string folder)
+    {
+        try
+        {
+            foreach (var f in Directory.EnumerateFiles(folder, ".x4-*.tmp"))
+                if (File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddHours(-1)) TryDelete(f);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     private static void TryDelete(string path)

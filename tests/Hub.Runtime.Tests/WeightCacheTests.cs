@@ -132,9 +132,14 @@ public unsafe class WeightCacheTests
             var files = CacheFiles(dir);
             Assert.Single(files);
             Assert.Matches("^x4-[0-9a-f]{24}\\.bin$", files[0]);
+            // a temporary file abandoned by a writer that died is swept when the file is mapped too (nothing is written again)
+            var deadTmp = Path.Combine(CacheFolder(dir), $".{files[0]}.1-dead.tmp");
+            File.WriteAllText(deadTmp, "x");
+            File.SetLastWriteTimeUtc(deadTmp, DateTime.UtcNow.AddHours(-2));
             using var second = CompiledModel.Compile(ir, Options());
             Assert.True(second.InterleavedFromCache);
             Assert.False(second.WroteWeightCache);
+            Assert.Equal(files, CacheFiles(dir));
             Assert.Equal(first.InterleavedBytes, second.InterleavedBytes);
             Assert.Equal(off.InterleavedBytes, second.InterleavedBytes);
             foreach (var w in Packed(int4))
