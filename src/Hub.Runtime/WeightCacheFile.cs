@@ -131,9 +131,11 @@ internal static unsafe class WeightCacheFile
         string? tmp = null;
         try
         {
-            Directory.CreateDirectory(folder);
             int header = HeaderBytes(plan.Count);
-            if (FreeBytes(folder) is long free && free < header + total + FreeSpaceReserve) return false;
+            // asked of the IR folder when the cache folder does not exist yet, so a full disk does not even get an empty folder
+            string probe = Directory.Exists(folder) ? folder : Path.GetDirectoryName(Path.GetFullPath(folder)) ?? folder;
+            if (FreeBytes(probe) is long free && free < header + total + FreeSpaceReserve) return false;
+            Directory.CreateDirectory(folder);
             var name = FileName(key);
             var path = Path.Combine(folder, name);
             tmp = Path.Combine(folder, $".{name}.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp");
@@ -167,8 +169,17 @@ internal static unsafe class WeightCacheFile
         }
     }
 
-    /// <summary>Free disk space a cache write leaves at least (1 GiB): a cache is not worth filling a disk.</summary>
-    internal const long FreeSpaceReserve = 1L << 30;
+    /// <summary>
+    /// Free disk space a cache write leaves at least (1 GiB: a cache is not worth filling a disk); settable per thread
+    /// for tests (read by Compile on the calling thread).
+    /// </summary>
+    internal static long FreeSpaceReserve
+    {
+        get => _reserveOverride ?? (1L << 30);
+        set => _reserveOverride = value;
+    }
+
+    [ThreadStatic] private static long? _reserveOverride;
 
     // Free bytes of the file system holding folder, or null when the OS does not say.
     internal static long? FreeBytes(string folder)

@@ -280,6 +280,25 @@ public unsafe class WeightCacheTests
     }
 
     [SkippableFact]
+    public void A_disk_the_file_would_leave_too_full_gets_no_file_and_no_folder()
+    {
+        WithModel(false, dir =>
+        {
+            long reserve = WeightCacheFile.FreeSpaceReserve;
+            WeightCacheFile.FreeSpaceReserve = long.MaxValue / 4;   // per thread
+            try
+            {
+                using var ir = IrModel.Load(dir);
+                using var cm = CompiledModel.Compile(ir, Options());
+                Assert.False(cm.WroteWeightCache);
+                Assert.True(cm.InterleavedBytes > 0);
+                Assert.False(Directory.Exists(CacheFolder(dir)));
+            }
+            finally { WeightCacheFile.FreeSpaceReserve = reserve; }
+        });
+    }
+
+    [SkippableFact]
     public void A_read_only_cache_folder_compiles_and_writes_nothing()
     {
         Skip.IfNot(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS(), "Unix file modes");
