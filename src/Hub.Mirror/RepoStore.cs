@@ -84,7 +84,9 @@ internal sealed class RepoStore
                 var rel = prefix + e.Name;
                 if (e is DirectoryInfo sub)
                 {
-                    if (e.Name is ".git" or ".cache" || depth > 32) continue;
+                    // model_cache: a Hub IR folder's weight cache (derived data as large as the weights, rewritten
+                    // per CPU), not part of a repo
+                    if (e.Name is ".git" or ".cache" || (depth == 0 && e.Name == "model_cache") || depth > 32) continue;
                     stack.Push((sub, rel + "/", depth + 1));
                 }
                 else if (e is FileInfo fi)

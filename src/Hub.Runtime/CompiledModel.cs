@@ -30,6 +30,9 @@ public sealed unsafe class CompiledModel : IDisposable
     // Weight value id → its interleaved Q8_0 or Q4_0 copy (see InterleaveWeights), inside _x4Region; written at compile only.
     private readonly Dictionary<int, nint> _x4 = new();
     private HugePageMemory _x4Region; // holds every interleaved copy (one allocation per model)
+    private MappedFile? _x4Cache;     // or the weight cache file that holds them (see WeightCacheFile), mapped instead
+    // The cache file to write once the compile has succeeded (a repack whose plan had no valid cache file).
+    private (string Folder, byte[] Key, WeightCacheFile.Entry[] Plan, long Total)? _cacheToWrite;
 
     /// <summary>The IR this model runs (its weights stay memory-mapped; keep it alive while the model is used).</summary>
     public IrModel Model { get; }
@@ -297,6 +300,15 @@ public sealed unsafe class CompiledModel : IDisposable
     /// <summary>Bytes of the interleaved weight copies this model holds.</summary>
     internal long InterleavedBytes { get; private set; }
 
+    /// <summary>Whether the interleaved copies are the mapped weight cache file (no repack ran at this compile).</summary>
+    internal bool InterleavedFromCache => _x4Cache != null;
+
+    /// <summary>Whether compiling wrote the weight cache file of this model's plan (tests).</summary>
+    internal bool WroteWeightCache { get; private set; }
+
+    /// <summary>HUB_WEIGHT_CACHE=0 turns the weight cache off (see <see cref="RuntimeOptions.WeightCache"/>).</summary>
+    internal static readonly bool WeightCacheFromEnvironment = Environment.GetEnvironmentVariable("HUB_WEIGHT_CACHE") != "0";
+
     // Load-time repack (llama.cpp / OpenVINO "CPU repack"; the IR on disk is unchanged): on a CPU with AVX-VNNI every
     // Linear weight that is symmetric int8 with groups of 32 and N a multiple of 4 (Q8_0; F16 scales, or f16-exact F32
     // ones), read by Linear nodes alone (as their weight: a tied embedding table is also read by Embedding) and whose
@@ -306,6 +318,8 @@ public sealed unsafe class CompiledModel : IDisposable
     // only an unmap there, the page cache keeps the bytes), so the resident set stays ≈ the weights plus one tensor.
     // Session 12: Q4_0 (int4, symmetric, groups of 32, K a multiple of 256, N of 4) the same way on any AVX2+FMA CPU,
     // into QuantGemvInt4's interleaved layout ("Session 12: Q4_0 interleaving").
+    // Session 13: the region is saved beside the IR (WeightCacheFile, RuntimeOptions.WeightCache) and later compiles of the
+    // same plan map that file instead: neither the originals nor their scales are read at all then.
     private void InterleaveWeights()
     {
         // Not on the huge-page copy of the weights (HUB_WEIGHTS_HUGEPAGES): its pages cannot be released, so the copy would
@@ -350,6 +364,28 @@ public sealed unsafe class CompiledModel : IDisposable
             total += (CopyBytes(qm) + 63) & ~63L;
         }
         if (total == 0) return;
+        string? folder = Options.WeightCache && WeightCacheFromEnvironment && !string.IsNullOrEmpty(Model.Sha256)
+            ? Options.WeightCacheDirectory ?? Path.Combine(Model.Directory, IrFormat.CacheFolder) : null;
+        if (folder != null)
+        {
+            var entries = plan.Select(p => new WeightCacheFile.Entry(p.W.Name, p.Q.Int4, p.Q.N, p.Q.K, byName[p.Scales].DType,
+                p.W.Offset, byName[p.Scales].Offset, p.Offset, CopyBytes(p.Q))).ToArray();
+            var key = WeightCacheFile.Key(Model.Sha256, entries, total);
+            if (WeightCacheFile.TryMap(folder, key, entries, total) is { } file)
+            {
+                // the file exists only for a plan whose repack succeeded, which checked every scale of these weights
+                _x4Cache = file;
+                byte* data = file.Pointer + WeightCacheFile.HeaderBytes(entries.Length);
+                foreach (var (w, scalesName, _, qm, offset) in plan)
+                {
+                    _x4[_valueIds[w.Name]] = (nint)(data + offset);
+                    InterleavedBytes += CopyBytes(qm);
+                    MarkScalesChecked(_valueIds[scalesName]);
+                }
+                return;
+            }
+            _cacheToWrite = (folder, key, entries, total);
+        }
         // One region for every copy, on huge pages where the OS offers them: filling 4 KiB pages of fresh memory cost
         // one fault each, most of the repack's time (1b Q8_0: 0.5 s of 1.1 GB at 2–4 GB/s).
         _x4Region = HugePageMemory.Allocate(total);
@@ -404,6 +440,7 @@ public sealed unsafe class CompiledModel : IDisposable
             var estimate = new long[cm.Values.Length];
             using (var probe = new InferRequest(cm, probe: true)) probe.Probe(estimate);
             cm.PlanSlots(estimate);
+            cm.WriteWeightCache();
             return cm;
         }
         catch
@@ -411,6 +448,14 @@ public sealed unsafe class CompiledModel : IDisposable
             cm.Dispose();
             throw;
         }
+    }
+
+    // After a compile that repacked: saves the region for later compiles (best-effort; a failure only costs them the repack).
+    private void WriteWeightCache()
+    {
+        if (_cacheToWrite is not { } c) return;
+        _cacheToWrite = null;
+        WroteWeightCache = WeightCacheFile.TryWrite(c.Folder, c.Key, c.Plan, _x4Region.Pointer, c.Total);
     }
 
     /// <summary>Creates a request with its own KV cache (MaxBatch × MaxContext) and intermediate buffers.</summary>
@@ -501,7 +546,8 @@ public sealed unsafe class CompiledModel : IDisposable
     }
 
     /// <summary>
-    /// Stops the thread pool and frees the packed float weights and the region of interleaved Q8_0/Q4_0 copies. Safe against requests running on other threads: it waits
+    /// Stops the thread pool and frees the packed float weights and the region of interleaved Q8_0/Q4_0 copies (or unmaps
+    /// the weight cache file that held them). Safe against requests running on other threads: it waits
     /// for an <see cref="InferRequest.Infer"/> in progress to finish, and every later Infer on this model's requests
     /// throws <see cref="ObjectDisposedException"/>.
     /// </summary>
@@ -519,6 +565,8 @@ public sealed unsafe class CompiledModel : IDisposable
             _packed.Clear();
             _x4.Clear();
             _x4Region.Free();
+            _x4Cache?.Dispose();
+            _x4Cache = null;
         }
     }
 }

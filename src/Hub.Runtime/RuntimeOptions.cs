@@ -28,6 +28,23 @@ public sealed class RuntimeOptions
     /// </summary>
     public KvCachePrecision KvCachePrecision { get; init; } = KvCachePrecision.Auto;
 
+    /// <summary>
+    /// Whether the weights the compile repacks into the CPU's interleaved layout (Q8_0 on AVX-VNNI CPUs, Q4_0 on
+    /// AVX2+FMA) are saved to a cache file beside the IR after the first compile and memory-mapped by later ones instead
+    /// of repacking, so that a load reads nothing from the IR's weights up front (a cold repack reads the whole file).
+    /// Costs disk space equal to the interleaved bytes, about the size of those weights (1.1 GB for a 1b Q8_0 model);
+    /// the first compile also spends the time to write it. A file that does not match (another IR, runtime layout or
+    /// CPU outcome) is ignored and replaced. Default true; false, or HUB_WEIGHT_CACHE=0 in the environment, turns it
+    /// off. Never used for HUB_WEIGHTS_HUGEPAGES=1 (no repack then).
+    /// </summary>
+    public bool WeightCache { get; init; } = true;
+
+    /// <summary>
+    /// Folder of the weight cache file (see <see cref="WeightCache"/>); null (the default) is the IR folder's
+    /// <c>model_cache</c> sub-folder (<see cref="Hub.IR.IrFormat.CacheFolder"/>). Created when missing.
+    /// </summary>
+    public string? WeightCacheDirectory { get; init; }
+
     internal int EffectiveThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 }
 

@@ -145,6 +145,8 @@ public static class Exporter
         {
             var fi = new FileInfo(f);
             if (fi.Name.StartsWith('.')) continue;
+            // an IR folder used as a source: the runtime's weight cache is derived data, written after the export
+            if (Path.GetRelativePath(full, f).StartsWith(IrFormat.CacheFolder + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
             // ResolveLinkTarget: hub snapshots are symlinks to content-addressed blobs; the blob name is the content hash.
             var target = fi.LinkTarget is not null ? fi.ResolveLinkTarget(true)?.FullName ?? f : f;
             var tfi = new FileInfo(target);

@@ -99,13 +99,15 @@ public abstract class Model : IDisposable
         }
     }
 
-    private static void CopyTree(string src, string dst)
+    private static void CopyTree(string src, string dst, bool top = true)
     {
         System.IO.Directory.CreateDirectory(dst);
         foreach (var f in System.IO.Directory.EnumerateFiles(src))
             if (!Path.GetFileName(f).StartsWith('.')) File.Copy(f, Path.Combine(dst, Path.GetFileName(f)));
         foreach (var d in System.IO.Directory.EnumerateDirectories(src))
-            CopyTree(d, Path.Combine(dst, Path.GetFileName(d)));
+            // not the runtime's weight cache (derived, as large as the weights; the copy writes its own on first load)
+            if (!(top && IrModel.Exists(src) && Path.GetFileName(d) == IrFormat.CacheFolder))
+                CopyTree(d, Path.Combine(dst, Path.GetFileName(d)), top: false);
     }
 
     /// <summary>Releases the runtime buffers and the weight mapping.</summary>

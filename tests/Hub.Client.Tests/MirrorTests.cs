@@ -43,6 +43,19 @@ public class MirrorTests
     }
 
     [Fact]
+    public async Task A_hub_weight_cache_folder_is_not_served()
+    {
+        await using var env = new TestEnv();
+        env.AddText("acme/ir", "model.ir.json", "{}");
+        env.AddText("acme/ir", "model_cache/x4-0123456789abcdef01234567.bin", "derived");
+        env.AddText("acme/ir", "sub/model_cache/kept.bin", "a repo file");
+        await env.StartAsync();
+        using var http = Raw();
+        var info = ModelInfo.Parse(await http.GetStringAsync(new Uri(env.Server.BaseAddress, "api/models/acme/ir")), "acme/ir");
+        Assert.Equal(["model.ir.json", "sub/model_cache/kept.bin"], info.Siblings.Select(s => s.RFilename).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Commit_sha_is_derived_from_content_and_stable_across_restarts()
     {
         await using var env = new TestEnv();

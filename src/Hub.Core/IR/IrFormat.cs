@@ -41,6 +41,11 @@ public static class IrFormat
     public const string BinFile = "model.ir.bin";
     /// <summary>Alignment of every weight inside the bin.</summary>
     public const int Alignment = 64;
+    /// <summary>
+    /// Sub-folder of an IR folder where the runtime caches weights in its load-time layout (optimum-intel's name for
+    /// OpenVINO's cache folder). Derived data: anything that fingerprints, copies or serves an IR folder skips it.
+    /// </summary>
+    public const string CacheFolder = "model_cache";
     private const string FormatTag = "hub-ir";
 
     /// <summary>
@@ -261,6 +266,9 @@ public sealed class IrModel : IDisposable
             throw new IrFormatException(binPath, $"is {len} bytes but model.ir.json declares {size}: the file is truncated or belongs to another export; re-export the model");
         return new IrModel(dir, graph, new MappedFile(binPath), sha);
     }
+
+    /// <summary>The bin's SHA-256 as model.ir.json records it (lower-case hex; not recomputed), for keys of derived caches.</summary>
+    internal string Sha256 => _sha256;
 
     /// <summary>True when the weight exists.</summary>
     public bool HasWeight(string name) => _weights.ContainsKey(name);

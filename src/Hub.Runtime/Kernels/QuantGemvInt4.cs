@@ -770,6 +770,8 @@ public static unsafe class QuantGemvInt4
     /// throws when a scale is not finite (the check the executor's bind does on the original) or, for F32 scales, not
     /// exactly a half.
     /// </summary>
+    // Compiled models save this layout to disk (WeightCacheFile): bump WeightCacheFile.LayoutVersion whenever it changes,
+    // or cache files written by an older runtime would be mapped as if they held the new layout.
     public static void InterleaveX4(in QuantMatrix w, byte* dst, int g0, int g1)
     {
         if (!X4Fits(w)) throw new ArgumentException("the matrix has no interleaved int4 layout (see X4Fits)", nameof(w));
