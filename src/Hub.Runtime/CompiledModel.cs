@@ -322,11 +322,9 @@ public sealed unsafe class CompiledModel : IDisposable
     // same plan map that file instead: neither the originals nor their scales are read at all then.
     private void InterleaveWeights()
     {
-        // Not on the huge-page copy of the weights (HUB_WEIGHTS_HUGEPAGES): its pages cannot be released, so the copy would
-        // double the resident weights, and decode would no longer read the huge pages that experiment is about.
         bool int8 = RepackInt8 && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported;
         bool int4 = RepackInt4 && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
-        if (!(int8 || int4) || !Model.WeightsFileMapped) return;
+        if (!(int8 || int4)) return;
         var g = Model.Graph;
         var byName = g.Weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
         // every reader of a weight must be a Linear taking it as its weight; scales must have no reader at all

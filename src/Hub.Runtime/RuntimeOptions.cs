@@ -35,7 +35,7 @@ public sealed class RuntimeOptions
     /// Costs disk space equal to the interleaved bytes, about the size of those weights (1.1 GB for a 1b Q8_0 model);
     /// the first compile also spends the time to write it. A file that does not match (another IR, runtime layout or
     /// CPU outcome) is ignored and replaced. Default true; false, or HUB_WEIGHT_CACHE=0 in the environment, turns it
-    /// off. Never used for HUB_WEIGHTS_HUGEPAGES=1 (no repack then).
+    /// off.
     /// </summary>
     public bool WeightCache { get; init; } = true;
 

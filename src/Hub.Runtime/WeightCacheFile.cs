@@ -76,7 +76,7 @@ internal static unsafe class WeightCacheFile
             // the length first, from the directory entry: a short file must never be touched past its end
             if (MappedFile.LengthOf(path) != header + total) return null;
             file = new MappedFile(path);
-            if (file.Length != header + total || file.HugePages || !HeaderMatches(new ReadOnlySpan<byte>(file.Pointer, header), key, plan, total))
+            if (file.Length != header + total || !HeaderMatches(new ReadOnlySpan<byte>(file.Pointer, header), key, plan, total))
             {
                 file.Dispose();
                 return null;

@@ -92,44 +92,6 @@ public class EmbeddingReleaseTests
     }
 
     [SkippableFact]
-    public void Release_never_touches_weights_copied_to_huge_pages()
-    {
-        // MADV_DONTNEED zeroes anonymous memory: with the weights copied out of the file (HUB_WEIGHTS_HUGEPAGES=1) a
-        // released table would read back as zeros on the next lookup. (This collection runs alone, so the variable,
-        // read when an IR is loaded, reaches no other test.)
-        Skip.IfNot(OperatingSystem.IsLinux(), "huge-page copies and MADV_DONTNEED are Linux only");
-        var ids = Ids(16);
-        bool before = EmbeddingExec.ReleaseTablePages;
-        var dir = Path.Combine(Path.GetTempPath(), "hub-emb-huge-" + Guid.NewGuid().ToString("N"));
-        Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", "1");
-        try
-        {
-            EmbeddingExec.ReleaseTablePages = true;
-            var (builder, output) = Graph(tiedHead: false);
-            IrFormat.Write(dir, builder.Build());
-            using var ir = IrModel.Load(dir);
-            Assert.False(ir.WeightsFileMapped);
-            using var cm = CompiledModel.Compile(ir, new RuntimeOptions { Threads = 1, MaxContext = 256, MaxBatch = 1 });
-            using var req = cm.CreateInferRequest();
-            float[] Lookup()
-            {
-                req.SetInput("ids", ids, 1, ids.Length);
-                req.Infer();
-                return req.GetOutput(output).ToArray();
-            }
-            var first = Lookup();
-            Assert.Contains(first, v => v != 0f);
-            Assert.Equal(first, Lookup());
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", null);
-            EmbeddingExec.ReleaseTablePages = before;
-            try { Directory.Delete(dir, true); } catch (IOException) { }
-        }
-    }
-
-    [SkippableFact]
     public void Lookup_leaves_the_table_unmapped_unless_another_node_reads_it()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "MADV_DONTNEED release is Linux only");

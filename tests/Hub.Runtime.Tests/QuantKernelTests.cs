@@ -851,23 +851,8 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             int unitsOff = Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker;
             int pairMaxKOff = Hub.Runtime.Kernels.QuantKernels.PairMaxK;
             var f32Default = Hub.Runtime.Kernels.GemvF32.Default;
-            // hugepages: a second model whose weights were copied into MADV_HUGEPAGE memory at load, run by its own request
             InferRequest?[] reqs = { req, null };
-            IrModel? ir2 = null; CompiledModel? cm2 = null;
-            if (ab == "hugepages")
-            {
-                var rss0 = System.Diagnostics.Process.GetCurrentProcess().WorkingSet64;
-                var load = System.Diagnostics.Stopwatch.StartNew();
-                Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", "1");
-                try { ir2 = IrModel.Load(dir!); }
-                finally { Environment.SetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES", null); }
-                double loadMs = load.Elapsed.TotalMilliseconds;
-                cm2 = CompiledModel.Compile(ir2, new RuntimeOptions { Threads = BenchFeed.EnvInt("HUB_BENCH_THREADS", 2), MaxContext = 8192 });
-                reqs[1] = cm2.CreateInferRequest();
-                for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
-                var hp = File.ReadAllLines("/proc/self/smaps_rollup").FirstOrDefault(l => l.StartsWith("AnonHugePages", StringComparison.Ordinal));
-                output.WriteLine($"hugepages copy: load {loadMs:F0} ms, RSS +{(System.Diagnostics.Process.GetCurrentProcess().WorkingSet64 - rss0) / 1048576.0:F1} MiB, {hp}");
-            }
+            CompiledModel? cm2 = null;
             void Step(InferRequest r) => BenchFeed.DecodeStep(r, names, id, p, ref ones);
             if (ab == "x4")
             {
@@ -890,7 +875,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 if (prof) reqs[1]!.OpTicks = new long[ir.Graph.Nodes.Count];
                 for (int s = 0; s < warm + steps; s++) Step(reqs[1]!);
             }
-            Action<bool> set = ab is "hugepages" or "kvf16" or "x4" ? _ => { }
+            Action<bool> set = ab is "kvf16" or "x4" ? _ => { }
                 : ab == "attnrow" ? on => req.AttentionRowKernel = on ? Hub.Runtime.Kernels.AttentionKernels.RowKernel.Default : Hub.Runtime.Kernels.AttentionKernels.RowKernel.PerKey
                 : ab == "attnpf" ? on => { Hub.Runtime.Execution.AttentionExec.Prefetch = on; Hub.Runtime.Kernels.AttentionKernels.PrefetchHalfKeys = on ? 16 : 8; }
                 : ab == "attn16" ? on => Hub.Runtime.Kernels.AttentionKernels.UseHalfRowKeys16 = Hub.Runtime.Kernels.AttentionKernels.UseRowKeys16 = on
@@ -903,7 +888,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 ? on => Hub.Runtime.Kernels.GemvF32.Default = on ? f32v : f32o
                 : ab.StartsWith("units=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(6), out var upw) && upw > 0
                 ? on => Hub.Runtime.Execution.QuantLinearExec.GemvUnitsPerWorker = on ? upw : unitsOff
-                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 and Q4_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 and RepackInt4 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), attn16 (decode attention scores 16 keys at a time with the block's softmax on vectors: the f16 kernel at 1–2 heads per kv head, the f32 kernel at any group; off = 4 keys at a time), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), hugepages (weights copied into MADV_HUGEPAGE memory; off = memory-mapped), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
+                : throw new ArgumentException($"HUB_BENCH_AB={ab}: known switches are kvf16 (a model with an f16 KV cache; off = an f32 cache), x4 (Q8_0 and Q4_0 weights interleaved at compile, the default; off = a model compiled with CompiledModel.RepackInt8 and RepackInt4 off), attnrow (the default decode attention kernel, interleaved with prefetch; off = the per-key loop), attnpf (decode attention prefetches its append's lines, the next kv head's first keys, and f16 keys 16 ahead; off = none, 8 ahead), attn16 (decode attention scores 16 keys at a time with the block's softmax on vectors: the f16 kernel at 1–2 heads per kv head, the f32 kernel at any group; off = 4 keys at a time), vnni (the int8 decode GEMV multiplies with AVX-VNNI, Q8_0 rows up to 1 KiB in pairs; off = the AVX2 sign trick, Q8_0 one row at a time), pairmaxk=<n> (Q8_0 VNNI row pairs up to K = n; off = the default QuantKernels.PairMaxK), units=<n> (decode GEMV units per worker; off = the default), int4 (the QuantGemvInt4 decode GEMV; off = the session-6 loop), f32gemv=[<off>/]<on> (GemvF32.Variant of the F32 decode GEMV; off defaults to Dot4)");
             var rates = new[] { new List<double>(), new List<double>() };
             // With the per-op profile on (the default), each segment also sums the time of the ops that are not a
             // Linear (ms per token) and of the Attention ops, per variant.
@@ -952,7 +937,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             }
             if (ab.StartsWith("f32gemv=", StringComparison.Ordinal)) Hub.Runtime.Kernels.GemvF32.Default = f32Default;
             if (ab == "x4") reqs[0]?.Dispose(); else reqs[1]?.Dispose();
-            cm2?.Dispose(); ir2?.Dispose();
+            cm2?.Dispose();
             double Med(List<double> l) => l.Order().ElementAt(l.Count / 2);
             output.WriteLine($"A/B {ab}: off {Med(rates[0]):F1} tok/s, on {Med(rates[1]):F1} tok/s (on/off {Med(rates[1]) / Med(rates[0]):F3}; per segment off [{string.Join(" ", rates[0].Select(r => r.ToString("F0")))}] on [{string.Join(" ", rates[1].Select(r => r.ToString("F0")))}])");
             // per-round on/off (the two segments of a round are adjacent in time): steadier than the ratio of medians when

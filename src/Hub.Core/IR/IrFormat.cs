@@ -273,12 +273,6 @@ public sealed class IrModel : IDisposable
     /// <summary>True when the weight exists.</summary>
     public bool HasWeight(string name) => _weights.ContainsKey(name);
 
-    /// <summary>
-    /// Whether the weights are the file's own read-only mapping (page cache), as opposed to an anonymous copy
-    /// (HUB_WEIGHTS_HUGEPAGES=1): unmapping pages (MADV_DONTNEED) is only a release for the former, it zeroes the latter.
-    /// </summary>
-    public bool WeightsFileMapped => !_bin.HugePages;
-
     /// <summary>Index entry of a weight.</summary>
     public WeightInfo WeightInfo(string name) =>
         _weights.TryGetValue(name, out var w) ? w : throw new IrFormatException(Path.Combine(Directory, IrFormat.JsonFile), $"weight '{name}' is not in the index");

@@ -27,12 +27,11 @@ internal unsafe struct HugePageMemory
     internal static readonly bool Advise = Environment.GetEnvironmentVariable("HUB_HUGEPAGES") != "0";
 
     /// <summary>
-    /// Allocates <paramref name="bytes"/>; the content is undefined until written (zero when mapped). When the mapping
-    /// fails, <paramref name="fallback"/> decides between a native allocation and an empty result (null
-    /// <see cref="Pointer"/>) for callers that have a better plan B, such as keeping a file mapping.
+    /// Allocates <paramref name="bytes"/>; the content is undefined until written (zero when mapped), and a native
+    /// allocation stands in when the mapping fails.
     /// </summary>
-    /// <exception cref="OutOfMemoryException">with <paramref name="fallback"/>: neither a mapping nor a native allocation of that size succeeded.</exception>
-    public static HugePageMemory Allocate(long bytes, bool fallback = true)
+    /// <exception cref="OutOfMemoryException">neither a mapping nor a native allocation of that size succeeded.</exception>
+    public static HugePageMemory Allocate(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         if (OperatingSystem.IsLinux())
@@ -51,18 +50,7 @@ internal unsafe struct HugePageMemory
                 return new HugePageMemory { Pointer = start, Length = len, Mapped = true };
             }
         }
-        if (!fallback) return default;
         return new HugePageMemory { Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096), Length = (nuint)bytes };
-    }
-
-    /// <summary>
-    /// Faults the whole block in now, in one call (Linux MADV_POPULATE_WRITE; no-op elsewhere or when the kernel lacks
-    /// it): a copy into it then runs at memory speed instead of taking a page fault inside every read() it does.
-    /// </summary>
-    public void Populate()
-    {
-        const int MadvPopulateWrite = 23;
-        if (Mapped && Pointer != null) _ = Madvise(Pointer, Length, MadvPopulateWrite);
     }
 
     /// <summary>Releases the block (idempotent).</summary>

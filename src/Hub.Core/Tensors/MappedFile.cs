@@ -9,7 +9,6 @@ public sealed unsafe class MappedFile : IDisposable
     private readonly MemoryMappedFile? _mmf;
     private readonly MemoryMappedViewAccessor? _view;
     private byte* _ptr;
-    private HugePageMemory _anon; // the anonymous copy (HUB_WEIGHTS_HUGEPAGES=1), unmapped on Dispose
 
     /// <summary>The mapped path.</summary>
     public string Path { get; }
@@ -30,58 +29,6 @@ public sealed unsafe class MappedFile : IDisposable
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _ptr = p + _view.PointerOffset;
         if (OperatingSystem.IsLinux()) AdviseHugePages(p, Length + _view.PointerOffset);
-        if (Environment.GetEnvironmentVariable("HUB_WEIGHTS_HUGEPAGES") == "1" && OperatingSystem.IsLinux())
-        {
-            try { CopyToHugePages(); }
-            catch
-            {
-                // the constructor throws, so no Dispose will run: release the mapping here
-                _view.SafeMemoryMappedViewHandle.ReleasePointer();
-                _view.Dispose();
-                _mmf.Dispose();
-                _ptr = null;
-                throw;
-            }
-        }
-    }
-
-    /// <summary>
-    /// Whether the content was copied into anonymous memory backed by transparent huge pages (opt-in experiment,
-    /// HUB_WEIGHTS_HUGEPAGES=1 on Linux): 2 MiB pages instead of the page cache's 4 KiB ones for the decode GEMV's
-    /// weight streams, at the cost of a copy at load and private (not shared, not reclaimable) memory.
-    /// </summary>
-    public bool HugePages => _anon.Pointer != null;
-
-    // Copies the mapping into a MADV_HUGEPAGE anonymous region and drops the file mapping (keeps the mapping when only
-    // an ordinary allocation is to be had, e.g. under a memory limit or off Linux).
-    private void CopyToHugePages()
-    {
-        var mem = HugePageMemory.Allocate(Length, fallback: false);
-        if (!mem.Mapped) return;
-        mem.Populate();
-        // read() into the region, not a copy through the mapping: touching the mapped pages would add the whole file
-        // to this process's RSS on top of the copy until the mapping is dropped
-        try
-        {
-            using var fs = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1, FileOptions.SequentialScan);
-            long done = 0;
-            while (done < Length)
-            {
-                int got = fs.Read(new Span<byte>(mem.Pointer + done, (int)Math.Min(1 << 30, Length - done)));
-                if (got <= 0) throw new IrFormatException(Path, $"the file ended at byte {done} of {Length} while it was copied into memory (was it replaced while loading? load it again)");
-                done += got;
-            }
-        }
-        catch
-        {
-            mem.Free();
-            throw;
-        }
-        _view!.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _mmf!.Dispose();
-        _anon = mem;
-        _ptr = mem.Pointer;
     }
 
     private static readonly long PageSize = Environment.SystemPageSize;
@@ -109,8 +56,7 @@ public sealed unsafe class MappedFile : IDisposable
     /// <summary>
     /// Unmaps <paramref name="pages"/> (from <see cref="WholePages"/>) of a read-only file mapping on Linux
     /// (MADV_DONTNEED: the page cache keeps the bytes and the next read maps them again, so resident memory drops
-    /// without changing a value); no-op elsewhere. Never for the huge-page copy (<see cref="HugePages"/>): on anonymous
-    /// memory it would zero the bytes.
+    /// without changing a value); no-op elsewhere. Only for file mappings: on anonymous memory it would zero the bytes.
     /// </summary>
     public static void DropPages((nint Start, nuint Length) pages)
     {
@@ -145,12 +91,6 @@ public sealed unsafe class MappedFile : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_anon.Pointer != null)
-        {
-            _anon.Free();
-            _ptr = null;
-            return;
-        }
         if (_view != null && _ptr != null)
         {
             _view.SafeMemoryMappedViewHandle.ReleasePointer();

@@ -20,11 +20,10 @@ internal sealed unsafe class EmbeddingExec : OpExec
             _q = QuantLinearExec.Bind(r, In[1], n.Name);   // int8/int4 rows are dequantized on lookup
             _quantized = true;
         }
-        if (ReleaseTablePages && R.Model.IsWeight(In[1]) && R.Model.Model.WeightsFileMapped && OperatingSystem.IsLinux() && OnlyReader(n))
+        if (ReleaseTablePages && R.Model.IsWeight(In[1]) && OperatingSystem.IsLinux() && OnlyReader(n))
         {
             // Stored weights live in the IR's read-only file mapping, where MADV_DONTNEED only unmaps (the page cache
-            // keeps the bytes and the next lookup maps its row again); never on the huge-page copy (anonymous memory,
-            // which it would zero).
+            // keeps the bytes and the next lookup maps its row again).
             if (_quantized)
             {
                 long groups = (long)_q.N * _q.Groups;
