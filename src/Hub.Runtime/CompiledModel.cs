@@ -374,11 +374,14 @@ public sealed unsafe class CompiledModel : IDisposable
                 // the file exists only for a plan whose repack succeeded, which checked every scale of these weights
                 _x4Cache = file;
                 byte* data = file.Pointer + WeightCacheFile.HeaderBytes(entries.Length);
-                foreach (var (w, scalesName, _, qm, offset) in plan)
+                MapNeighboursOfOriginals(plan.Select(p => (p.W, byName[p.Scales])));
+                foreach (var (w, scalesName, scaleBytes, qm, offset) in plan)
                 {
                     _x4[_valueIds[w.Name]] = (nint)(data + offset);
                     InterleavedBytes += CopyBytes(qm);
                     MarkScalesChecked(_valueIds[scalesName]);
+                    MappedFile.DropPages(MappedFile.WholePages(qm.Data, w.Length));
+                    MappedFile.DropPages(MappedFile.WholePages(ScalePointer(qm), scaleBytes));
                 }
                 return;
             }
@@ -387,6 +390,7 @@ public sealed unsafe class CompiledModel : IDisposable
         // One region for every copy, on huge pages where the OS offers them: filling 4 KiB pages of fresh memory cost
         // one fault each, most of the repack's time (1b Q8_0: 0.5 s of 1.1 GB at 2–4 GB/s).
         _x4Region = HugePageMemory.Allocate(total);
+        MapNeighboursOfOriginals(plan.Select(p => (p.W, byName[p.Scales])));
         int units = Pool.Size == 1 ? 1 : Pool.Size * 4;
         for (int i = 0; i < plan.Count; i++)
         {
@@ -403,6 +407,45 @@ public sealed unsafe class CompiledModel : IDisposable
 
         static byte* ScalePointer(in QuantMatrix m) => m.ScalesF16 != null ? (byte*)m.ScalesF16 : (byte*)m.Scales;
         static long CopyBytes(in QuantMatrix m) => m.Int4 ? QuantGemvInt4.X4Bytes(m.N, m.K) : QuantKernels.X4Bytes(m.N, m.K);
+    }
+
+    // The originals of the copies are never read again, but the page cache may hold the bin in 2 MiB folios (the IR
+    // writer and the mapping's MADV_HUGEPAGE ask for them), and touching any byte of a large folio maps all of it: a
+    // norm's gains stored between two originals, read every step, would keep up to 2 MiB of them resident (1b Q8_0:
+    // ~90 MiB). So the 2 MiB windows the originals touch go on 4 KiB entries (a cold fault then reads a small folio),
+    // and every page of another tensor in those windows is mapped now, before the originals' pages are unmapped (the
+    // caller's DropPages): a later read of that tensor then finds its page mapped and maps nothing more.
+    private void MapNeighboursOfOriginals(IEnumerable<(WeightInfo Data, WeightInfo Scales)> originals)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        const long Window = 2L << 20, Page = 4096;
+        byte* bin = Model.BinPointer;
+        long length = Model.BinLength;
+        var ranges = originals.SelectMany(o => new[] { (o.Data.Offset, o.Data.Offset + o.Data.Length), (o.Scales.Offset, o.Scales.Offset + o.Scales.Length) })
+            .Where(r => r.Item2 > r.Item1).OrderBy(r => r.Item1).ToList();
+        if (ranges.Count == 0 || bin == null) return;
+        // merged, so that a page is "inside an original" when one merged range covers it
+        var merged = new List<(long Start, long End)>();
+        foreach (var (a, b) in ranges)
+            if (merged.Count > 0 && a <= merged[^1].End) merged[^1] = (merged[^1].Start, Math.Max(merged[^1].End, b));
+            else merged.Add((a, b));
+        long lastWindow = -1, sink = 0;
+        int next = 0;   // first merged range that may cover the page being looked at
+        foreach (var (start, end) in merged)
+        {
+            MappedFile.AdviseSmallPages(bin + start, end - start, edges: true);
+            for (long w = Math.Max(start / Window, lastWindow + 1); w <= (end - 1) / Window; w++)
+            {
+                lastWindow = w;
+                for (long p = w * Window; p < Math.Min((w + 1) * Window, length); p += Page)
+                {
+                    while (next < merged.Count && merged[next].End <= p) next++;
+                    bool inside = next < merged.Count && merged[next].Start <= p && merged[next].End >= Math.Min(p + Page, length);
+                    if (!inside) sink += Volatile.Read(ref bin[p]);
+                }
+            }
+        }
+        GC.KeepAlive(sink);
     }
 
     // One tensor's 4-row groups split into `units` contiguous ranges.

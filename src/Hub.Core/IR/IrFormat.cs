@@ -267,6 +267,12 @@ public sealed class IrModel : IDisposable
         return new IrModel(dir, graph, new MappedFile(binPath), sha);
     }
 
+    /// <summary>Start of the bin's mapping (weights are at their index offsets from it).</summary>
+    internal unsafe byte* BinPointer => _bin.Pointer;
+
+    /// <summary>Length of the bin in bytes.</summary>
+    internal long BinLength => _bin.Length;
+
     /// <summary>The bin's SHA-256 as model.ir.json records it (lower-case hex; not recomputed), for keys of derived caches.</summary>
     internal string Sha256 => _sha256;
 

@@ -44,6 +44,24 @@ public sealed unsafe class MappedFile : IDisposable
     }
 
     /// <summary>
+    /// Keeps the whole 2 MiB pages inside [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>) of a
+    /// file mapping on 4 KiB page-table entries (Linux MADV_NOHUGEPAGE; no-op elsewhere), for a tensor read a few rows
+    /// at a time: an embedding lookup would otherwise map (and count in the resident set) the whole 2 MiB folio around
+    /// each row, so 160 random ids would make most of a 32k-row table resident. Stays valid for later faults. With
+    /// <paramref name="edges"/> the 2 MiB pages the range only partly covers are included too: for a tensor never read
+    /// at all (a weight the runtime replaced by a copy), so that a small tensor beside it, such as a norm's gains read
+    /// every step, maps its own 4 KiB pages rather than 2 MiB of the unread neighbour.
+    /// </summary>
+    public static void AdviseSmallPages(byte* p, long bytes, bool edges = false)
+    {
+        const long Huge = 2L << 20;
+        const int MadvNoHugePage = 15;
+        long start = edges ? (long)p & ~(Huge - 1) : ((long)p + Huge - 1) & ~(Huge - 1);
+        long end = edges ? ((long)p + bytes + Huge - 1) & ~(Huge - 1) : ((long)p + bytes) & ~(Huge - 1);
+        if (end > start && OperatingSystem.IsLinux()) _ = HugePageMemory.Madvise((byte*)start, (nuint)(end - start), MadvNoHugePage);
+    }
+
+    /// <summary>
     /// The whole pages inside [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>) (empty when there
     /// is none): a page that also holds bytes outside the range, e.g. of a neighbouring tensor, is left out.
     /// </summary>

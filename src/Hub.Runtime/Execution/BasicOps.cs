@@ -20,7 +20,10 @@ internal sealed unsafe class EmbeddingExec : OpExec
             _q = QuantLinearExec.Bind(r, In[1], n.Name);   // int8/int4 rows are dequantized on lookup
             _quantized = true;
         }
-        if (ReleaseTablePages && R.Model.IsWeight(In[1]) && OperatingSystem.IsLinux() && OnlyReader(n))
+        bool onlyReader = R.Model.IsWeight(In[1]) && OperatingSystem.IsLinux() && OnlyReader(n);
+        // A lookup reads a few rows: map them 4 KiB at a time, not as the 2 MiB folios the weights' mapping asks for.
+        if (onlyReader) MappedFile.AdviseSmallPages(_quantized ? _q.Data : table.B, _quantized ? (long)_q.N * (_q.Int4 ? _q.K / 2 : _q.K) : table.Count * table.DType.SizeOf());
+        if (ReleaseTablePages && onlyReader)
         {
             // Stored weights live in the IR's read-only file mapping, where MADV_DONTNEED only unmaps (the page cache
             // keeps the bytes and the next lookup maps its row again).
