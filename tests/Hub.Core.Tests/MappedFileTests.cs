@@ -18,30 +18,8 @@ public unsafe class MappedFileTests : IDisposable
         using var b = new MappedFile(big);
         using var s = new MappedFile(small);
         // the kernel marks a MADV_HUGEPAGE range with "hg" in its VmFlags
-        Assert.Contains("hg", VmFlags((nint)b.Pointer));
-        Assert.DoesNotContain("hg", VmFlags((nint)s.Pointer));
-    }
-
-    // The VmFlags of the mapping that holds address p, from /proc/self/smaps.
-    private static string[] VmFlags(nint p)
-    {
-        bool inside = false;
-        foreach (var line in File.ReadLines("/proc/self/smaps"))
-        {
-            // a mapping's header is "lo-hi perms offset dev inode path"; its fields are "Name: value"
-            int dash = line.IndexOf('-'), space = line.IndexOf(' ');
-            if (dash > 0 && space > dash && line[space - 1] != ':')
-            {
-                if (ulong.TryParse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber, null, out var lo)
-                    && ulong.TryParse(line.AsSpan(dash + 1, space - dash - 1), System.Globalization.NumberStyles.HexNumber, null, out var hi))
-                {
-                    inside = (ulong)p >= lo && (ulong)p < hi;
-                    continue;
-                }
-            }
-            if (inside && line.StartsWith("VmFlags:", StringComparison.Ordinal)) return line["VmFlags:".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        }
-        throw new InvalidOperationException($"no mapping holds 0x{p:x} in /proc/self/smaps");
+        Assert.Contains("hg", Hub.Tests.Smaps.VmFlags((long)b.Pointer));
+        Assert.DoesNotContain("hg", Hub.Tests.Smaps.VmFlags((long)s.Pointer));
     }
 
     [Fact]

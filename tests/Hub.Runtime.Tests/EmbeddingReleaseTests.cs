@@ -37,22 +37,6 @@ public class EmbeddingReleaseTests
 
     private static int[] Ids(int n) => Enumerable.Range(0, n).Select(i => i * 31 % V).ToArray();
 
-    // Resident bytes of this process's mappings of files under dir (/proc/self/smaps).
-    private static long MappedRss(string dirPrefix)
-    {
-        long rss = 0;
-        bool inside = false;
-        foreach (var line in File.ReadLines("/proc/self/smaps"))
-        {
-            var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length >= 5 && parts[0].Contains('-') && !parts[0].EndsWith(':'))
-                inside = parts.Length == 6 && parts[5].Trim().StartsWith(dirPrefix, StringComparison.Ordinal);
-            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
-                rss += long.Parse(line[4..].Trim().Split(' ')[0]) * 1024;
-        }
-        return rss;
-    }
-
     private static (float[] Rows, long Rss, long TableBytes) Run(bool release, bool tiedHead, int[] ids)
     {
         bool before = EmbeddingExec.ReleaseTablePages;
@@ -69,7 +53,7 @@ public class EmbeddingReleaseTests
             if (tiedHead) req.SetInput("x", new float[ids.Length * D], 1, ids.Length, D);
             req.Infer();
             var rows = req.GetOutput(output).ToArray();
-            return (rows, OperatingSystem.IsLinux() ? MappedRss(dir) : 0, ir.GetWeight("emb").ByteLength);
+            return (rows, OperatingSystem.IsLinux() ? Hub.Tests.Smaps.Rss(p => p.StartsWith(dir, StringComparison.Ordinal)) : 0, ir.GetWeight("emb").ByteLength);
         }
         finally
         {
@@ -123,26 +107,8 @@ public class EmbeddingReleaseTests
             // the table's whole 2 MiB pages: 4 MiB of rows hold at least one
             long inner = (table.Pointer + (2 << 20) - 1) & ~((2L << 20) - 1);
             Assert.True(inner + (2 << 20) <= table.Pointer + table.ByteLength);
-            Assert.Contains("nh", VmFlags(inner));
+            Assert.Contains("nh", Hub.Tests.Smaps.VmFlags(inner));
         }
         finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
-    }
-
-    // The VmFlags of the mapping that holds address p (/proc/self/smaps).
-    private static string[] VmFlags(long p)
-    {
-        bool inside = false;
-        foreach (var line in File.ReadLines("/proc/self/smaps"))
-        {
-            var parts = line.Split(' ', 2);
-            int dash = parts[0].IndexOf('-');
-            if (dash > 0 && !parts[0].EndsWith(':'))
-            {
-                inside = (ulong)p >= Convert.ToUInt64(parts[0][..dash], 16) && (ulong)p < Convert.ToUInt64(parts[0][(dash + 1)..], 16);
-                continue;
-            }
-            if (inside && line.StartsWith("VmFlags:", StringComparison.Ordinal)) return line[8..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        }
-        throw new InvalidOperationException($"no mapping holds 0x{p:x}");
     }
 }

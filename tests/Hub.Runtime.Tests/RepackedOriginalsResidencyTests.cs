@@ -47,23 +47,6 @@ public class RepackedOriginalsResidencyTests
         return dir;
     }
 
-    // Resident bytes of this process's mappings of the model's bin (/proc/self/smaps).
-    private static long BinRss(string dir)
-    {
-        string bin = Path.Combine(dir, IrFormat.BinFile);
-        long rss = 0;
-        bool inside = false;
-        foreach (var line in File.ReadLines("/proc/self/smaps"))
-        {
-            var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length >= 5 && parts[0].Contains('-') && !parts[0].EndsWith(':'))
-                inside = parts.Length == 6 && parts[5].Trim() == bin;
-            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
-                rss += long.Parse(line[4..].Trim().Split(' ')[0]) * 1024;
-        }
-        return rss;
-    }
-
     [SkippableTheory]
     [InlineData(false)]
     [InlineData(true)]
@@ -94,7 +77,7 @@ public class RepackedOriginalsResidencyTests
                 req.SetInput("x", x, 1, 1, K);
                 req.Infer();
             }
-            long rss = BinRss(dir);
+            long rss = Hub.Tests.Smaps.Rss(p => p == Path.Combine(dir, IrFormat.BinFile));
             long originals = 2L * N * K;
             // the gains (6 KiB) and the pages they share: a few 4 KiB pages, not 2 MiB folios of the originals
             Assert.True(rss <= 256 << 10, $"{rss} bytes of the bin resident after two steps ({originals} bytes of originals, all copied)");
