@@ -28,9 +28,9 @@ namespace Hub.Runtime.Tests;
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, the AVX2 sign trick's integer work), "x4v" and "x4vpf" (the same layout
 /// with the VNNI pair loop's arithmetic; pf: prefetcht0 8 KiB ahead). Session 13, timed on QuantKernels.InterleaveX4's
-/// copy: "x4k" (the runtime's x4 kernel through GemvInteger) and "x4c" (X4C: the 4 rows' lanes reduced as integers
-/// before one convert and FMA per block); "x4b" / "x4bf" (InterleaveB's lane-per-row layout, F16 / F32 block headers);
-/// each also "hot" (64 rows per matrix, L2-resident). Each run prints the x4 variants' outputs against the sign trick.
+/// copy: "x4k" (the runtime's x4 kernel through GemvInteger), "x4c" (X4C: the 4 rows' lanes reduced as integers
+/// before one convert and FMA per block) and "x4d" (X4D: the runtime's loop on two streams per unit); "x4b" / "x4bf" (InterleaveB's lane-per-row layout, F16 / F32 block headers);
+/// "x4k", "x4c", "x4b", "x4bf" also "hot" (64 rows per matrix, L2-resident). Each run prints the x4 variants' outputs against the sign trick.
 /// </summary>
 public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -59,7 +59,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         bool inter = names.Any(n => n is "x4" or "x4pf" or "x4v" or "x4vpf");
         // "x4k" / "x4c" (hot prefix too): the runtime's x4 kernel (GemvInteger) / the integer-reduction prototype (X4C) on
         // QuantKernels.InterleaveX4's copy
-        bool x4k = names.Any(n => n.Contains("x4k", StringComparison.Ordinal) || n.Contains("x4c", StringComparison.Ordinal));
+        bool x4k = names.Any(n => n.Contains("x4k", StringComparison.Ordinal) || n.Contains("x4c", StringComparison.Ordinal) || n.Contains("x4d", StringComparison.Ordinal));
         byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)data, 4096);
         ushort* s = (ushort*)NativeMemory.AlignedAlloc((nuint)(scales * 2), 4096);
         byte* wx = inter ? (byte*)NativeMemory.AlignedAlloc((nuint)(data + scales * 2), 4096) : null;
@@ -161,6 +161,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                                 for (int r = c0; r < c1; r += 64) InterleavedB(name == "hotx4b" ? bm : bfm, kk, act, y, 0, Math.Min(64, c1 - r), name == "hotx4b" ? 8 : 16);
                             else if (name == "x4k") QuantKernels.GemvInteger(new QuantMatrix(qm, km), 1, act, null, y, n, c0, c1);
                             else if (name == "x4c") X4C(km, kk, act, y, c0, c1);
+                            else if (name == "x4d") X4D(km, kk, act, y, c0, c1);
                             else if (name == "hotx4k")
                             {
                                 var hm = new QuantMatrix(new QuantMatrix(wm, s, null, 64, kk, 32, false, true), km);
@@ -196,7 +197,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
                 // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
-                long bytes = names[c].Split('@', '%', '^')[0] is "x4k" or "hotx4k" or "x4c" or "hotx4c" ? x4Total : names[c].Split('@', '%', '^')[0] is "x4bf" or "hotx4bf" ? bfTotal : names[c].Split('@', '%', '^')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
+                long bytes = names[c].Split('@', '%', '^')[0] is "x4k" or "hotx4k" or "x4c" or "hotx4c" or "x4d" ? x4Total : names[c].Split('@', '%', '^')[0] is "x4bf" or "hotx4bf" ? bfTotal : names[c].Split('@', '%', '^')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
             // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)
@@ -218,11 +219,12 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     QuantKernels.QuantizeActivations(q0, x, 1, act);
                     float* yk = (float*)NativeMemory.Alloc((nuint)nm * 4), yv = (float*)NativeMemory.Alloc((nuint)nm * 4);
                     QuantKernels.GemvIntegerRowsAvx2(q0, 1, act, null, yk, nm, 0, nm, false, null);
-                    foreach (var (label, buf) in new[] { ("x4b", (nint)(wb == null ? null : wb + oB)), ("x4bf", (nint)(wbf == null ? null : wbf + oBf)), ("x4k", (nint)(wk == null ? null : wk + oK)), ("x4c", (nint)(wk == null ? null : wk + oK)) })
+                    foreach (var (label, buf) in new[] { ("x4b", (nint)(wb == null ? null : wb + oB)), ("x4bf", (nint)(wbf == null ? null : wbf + oBf)), ("x4k", (nint)(wk == null ? null : wk + oK)), ("x4c", (nint)(wk == null ? null : wk + oK)), ("x4d", (nint)(wk == null ? null : wk + oK)) })
                     {
                         if (buf == 0) continue;
                         if (label == "x4k") QuantKernels.GemvInteger(new QuantMatrix(q0, (byte*)buf), 1, act, null, yv, nm, 0, nm);
                         else if (label == "x4c") X4C((byte*)buf, km0, act, yv, 0, nm);
+                        else if (label == "x4d") X4D((byte*)buf, km0, act, yv, 0, nm);
                         else InterleavedB((byte*)buf, km0, act, yv, 0, nm, label == "x4b" ? 8 : 16);
                         double dmax = 0, ymax = 0;
                         for (int j = 0; j < nm; j++) { dmax = Math.Max(dmax, Math.Abs(yk[j] - yv[j])); ymax = Math.Max(ymax, Math.Abs(yk[j])); }
@@ -654,4 +656,54 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         var v = Sse2.ShiftLeftLogical(Sse41.ConvertToVector128Int32((short*)p), 13);
         return Sse.Multiply(Sse2.And(v, Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector128.Create(MathF.ScaleB(1f, 112)));
     }
+
+    // Two streams per unit: the runtime's block loop on groups i and i + h (h = half the unit's groups) in the same
+    // iteration, each prefetched 8 KiB ahead.
+    private static void X4D(byte* wk, int k, byte* act, float* y, int c0, int c1)
+    {
+        int nb = k / 32;
+        long gb = (long)nb * QuantKernels.X4BlockBytes;
+        sbyte* xq = (sbyte*)act;
+        float* dx = QuantKernels.BlockScales(act, 1, k);
+        int g0 = c0 >> 2, g1 = (c1 + 3) >> 2, h = (g1 - g0 + 1) / 2;
+        for (int g = g0; g < g0 + h; g++)
+        {
+            int gg = g + h < g1 ? g + h : -1;
+            X4DRun(wk + g * gb, gg >= 0 ? wk + gg * gb : wk + g * gb, xq, dx, nb, out var s0, out var s1);
+            for (int r = Math.Max(4 * g, c0); r < Math.Min(4 * g + 4, c1); r++) y[r] = s0.GetElement(r - 4 * g);
+            if (gg >= 0) for (int r = Math.Max(4 * gg, c0); r < Math.Min(4 * gg + 4, c1); r++) y[r] = s1.GetElement(r - 4 * gg);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void X4DRun(byte* g, byte* q, sbyte* xr, float* dx, int nb, out Vector128<float> s0, out Vector128<float> s1)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int b = 0; b < nb; b++, g += 136, q += 136, xr += 32)
+        {
+            Sse.Prefetch0(g + 8192); Sse.Prefetch0(g + 8192 + 64); Sse.Prefetch0(g + 8192 + 128);
+            Sse.Prefetch0(q + 8192); Sse.Prefetch0(q + 8192 + 64); Sse.Prefetch0(q + 8192 + 128);
+            var xv = Avx.LoadVector256(xr);
+            var c = Avx2.Subtract(Vector256<int>.Zero, AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, flip, xv));
+            var sc = Sse.Multiply(QuantKernels.LoadHalf4((ushort*)g), Vector128.Create(dx[b]));
+            var sq = Sse.Multiply(QuantKernels.LoadHalf4((ushort*)q), Vector128.Create(dx[b]));
+            a0 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 8), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
+            a1 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 40), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+            a2 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 72), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+            a3 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 104), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+            b0 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 8), xv, flip), Avx2.BroadcastScalarToVector256(sq), b0);
+            b1 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 40), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sq, sq, 0x55)), b1);
+            b2 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 72), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sq, sq, 0xAA)), b2);
+            b3 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 104), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sq, sq, 0xFF)), b3);
+        }
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        s0 = Sse.Add(h.GetLower(), h.GetUpper());
+        var hq = Avx.HorizontalAdd(Avx.HorizontalAdd(b0, b1), Avx.HorizontalAdd(b2, b3));
+        s1 = Sse.Add(hq.GetLower(), hq.GetUpper());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> DotD(Vector256<int> c, Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
+        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(w, flip), xv));
 }
