@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -26,7 +27,10 @@ namespace Hub.Runtime.Tests;
 /// loads); suffix "@&lt;n&gt;": n units per worker instead of 16; "x4" and "x4pf" (a prototype of a row-interleaved layout:
 /// per block the 4 rows' F16 scales then their 4 × 32 bytes, as llama.cpp's block_q8_0x4 — one sequential stream per
 /// pass, timed on its own copy of the weights, the AVX2 sign trick's integer work), "x4v" and "x4vpf" (the same layout
-/// with the VNNI pair loop's arithmetic; pf: prefetcht0 8 KiB ahead).
+/// with the VNNI pair loop's arithmetic; pf: prefetcht0 8 KiB ahead). Session 13, timed on QuantKernels.InterleaveX4's
+/// copy: "x4k" (the runtime's x4 kernel through GemvInteger), "x4c" (X4C: the 4 rows' lanes reduced as integers
+/// before one convert and FMA per block) and "x4d" (X4D: the runtime's loop on two streams per unit); "x4b" / "x4bf" (InterleaveB's lane-per-row layout, F16 / F32 block headers);
+/// "x4k", "x4c", "x4b", "x4bf" also "hot" (64 rows per matrix, L2-resident). Each run prints the x4 variants' outputs against the sign trick.
 /// </summary>
 public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -52,10 +56,20 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
         mats.Add((32000, small ? 768 : 2048));
         long data = mats.Sum(m => (long)m.N * m.K), scales = data / 32;
         var names = Environment.GetEnvironmentVariable("HUB_BENCH_VARIANTS")?.Split(',') ?? ["kernel", "avx2", "read", "halves", "hotkernel", "hotavx2"];
-        bool inter = names.Any(n => n.StartsWith("x4", StringComparison.Ordinal));
+        bool inter = names.Any(n => n is "x4" or "x4pf" or "x4v" or "x4vpf");
+        // "x4k" / "x4c" (hot prefix too): the runtime's x4 kernel (GemvInteger) / the integer-reduction prototype (X4C) on
+        // QuantKernels.InterleaveX4's copy
+        bool x4k = names.Any(n => n.Contains("x4k", StringComparison.Ordinal) || n.Contains("x4c", StringComparison.Ordinal) || n.Contains("x4d", StringComparison.Ordinal));
         byte* w = (byte*)NativeMemory.AlignedAlloc((nuint)data, 4096);
         ushort* s = (ushort*)NativeMemory.AlignedAlloc((nuint)(scales * 2), 4096);
         byte* wx = inter ? (byte*)NativeMemory.AlignedAlloc((nuint)(data + scales * 2), 4096) : null;
+        long x4Total = mats.Sum(m => QuantKernels.X4Bytes(m.N, m.K));
+        byte* wk = x4k ? (byte*)NativeMemory.AlignedAlloc((nuint)x4Total, 4096) : null;
+        // "x4b" / "x4bf" (hot prefix too): the lane-per-row prototype, F16 / F32 block headers (see InterleaveB)
+        bool x4b = names.Any(n => n.Contains("x4b", StringComparison.Ordinal)), x4bf = names.Any(n => n.Contains("x4bf", StringComparison.Ordinal));
+        long bTotal = data + scales * 2, bfTotal = data + scales * 4;
+        byte* wb = x4b ? (byte*)NativeMemory.AlignedAlloc((nuint)bTotal, 4096) : null;
+        byte* wbf = x4bf ? (byte*)NativeMemory.AlignedAlloc((nuint)bfTotal, 4096) : null;
         // f32 variants: the same byte count as F32 weights [n/4, k] through GemvF32's default (Rows1W on AVX-512)
         bool f32 = names.Any(n => n.EndsWith("f32", StringComparison.Ordinal));
         float* wf = f32 ? (float*)NativeMemory.AlignedAlloc((nuint)data, 4096) : null;
@@ -71,6 +85,17 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             for (long i = 0; i < scales; i++) s[i] = (ushort)(0x2000 + (i % 1000));   // small finite halves
             for (int i = 0; i < maxK; i++) x[i] = MathF.Sin(i * 0.37f);
             if (inter) Interleave(mats, w, s, wx);
+            if (wb != null) InterleaveB(mats, w, s, wb, 8);
+            if (wbf != null) InterleaveB(mats, w, s, wbf, 16);
+            if (x4k)
+            {
+                long o = 0, oS = 0, oK = 0;
+                foreach (var (n, k) in mats)
+                {
+                    QuantKernels.InterleaveX4(new QuantMatrix(w + o, s + oS, null, n, k, 32, false, true), wk + oK, 0, n / 4);
+                    o += (long)n * k; oS += (long)n * k / 32; oK += QuantKernels.X4Bytes(n, k);
+                }
+            }
             if (f32) for (long i = 0; i < data / 4; i++) wf[i] = (sbyte)w[i] * (1f / 64);
             var times = names.Select(_ => new List<double>()).ToArray();
             double sink = 0;
@@ -96,13 +121,16 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                     // "groups": the same bytes as per-channel int8 (the four-row pass, as a default `--weight-format int8` export)
                     int mg = sname == "groups" ? 0 : group;
                     var sw = System.Diagnostics.Stopwatch.StartNew();
-                    long off = 0, offS = 0;
+                    long off = 0, offS = 0, offK = 0, offB = 0, offBf = 0;
                     double[] sums = new double[threads];
                     foreach (var (n, k) in mats)
                     {
                         var qm = new QuantMatrix(w + off, s + offS, null, n, k, mg, false, true);
                         long offS2 = offS;
-                        byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2;
+                        byte* wm = w + off, xm = wx == null ? null : wx + off + offS * 2, km = wk == null ? null : wk + offK;
+                        if (km != null) offK += QuantKernels.X4Bytes(n, k);
+                        byte* bm = wb == null ? null : wb + offB, bfm = wbf == null ? null : wbf + offBf;
+                        offB += (long)(n / 4) * (k / 32) * 136; offBf += (long)(n / 4) * (k / 32) * 144;
                         QuantKernels.QuantizeActivations(qm, x, 1, act);
                         int units = Math.Min(threads * upw, (n + 31) / 32);
                         int unitRows = ((n + units - 1) / units + 3) & ~3;
@@ -128,7 +156,20 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                         pool.Run(new Work((u, wk) =>
                         {
                             int c0 = u * unitRows, c1 = Math.Min(n, c0 + unitRows);
-                            if (name.StartsWith("hot", StringComparison.Ordinal))
+                            if (name is "x4b" or "x4bf") InterleavedB(name == "x4b" ? bm : bfm, kk, act, y, c0, c1, name == "x4b" ? 8 : 16);
+                            else if (name is "hotx4b" or "hotx4bf")
+                                for (int r = c0; r < c1; r += 64) InterleavedB(name == "hotx4b" ? bm : bfm, kk, act, y, 0, Math.Min(64, c1 - r), name == "hotx4b" ? 8 : 16);
+                            else if (name == "x4k") QuantKernels.GemvInteger(new QuantMatrix(qm, km), 1, act, null, y, n, c0, c1);
+                            else if (name == "x4c") X4C(km, kk, act, y, c0, c1);
+                            else if (name == "x4d") X4D(km, kk, act, y, c0, c1);
+                            else if (name == "hotx4k")
+                            {
+                                var hm = new QuantMatrix(new QuantMatrix(wm, s, null, 64, kk, 32, false, true), km);
+                                for (int r = c0; r < c1; r += 64) QuantKernels.GemvInteger(hm, 1, act, null, y, 64, 0, Math.Min(64, c1 - r));
+                            }
+                            else if (name == "hotx4c")
+                                for (int r = c0; r < c1; r += 64) X4C(km, kk, act, y, 0, Math.Min(64, c1 - r));
+                            else if (name.StartsWith("hot", StringComparison.Ordinal))
                             {
                                 // the kernel's compute rate: the same rows' worth of work on 64 rows that stay in L2
                                 var hm = new QuantMatrix(wm, s, null, 64, kk, mg, false, true);
@@ -156,7 +197,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             {
                 double med = times[c].Order().ElementAt(times[c].Count / 2), best = times[c].Min();
                 // the plain reads, the f32 GEMV and the per-channel pass read (nearly) no scale bytes
-                long bytes = names[c].Split('@', '%', '^')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
+                long bytes = names[c].Split('@', '%', '^')[0] is "x4k" or "hotx4k" or "x4c" or "hotx4c" or "x4d" ? x4Total : names[c].Split('@', '%', '^')[0] is "x4bf" or "hotx4bf" ? bfTotal : names[c].Split('@', '%', '^')[0] is "read" or "readpf" or "readw" or "readpair" or "readpairw" or "readn" or "halves" or "f32" or "hotf32" or "groups" or "hotgroups" ? data : data + scales * 2;
                 output.WriteLine($"{names[c],-8} {threads} thr: median {med * 1e3,7:F2} ms ({bytes / med / 1e9,5:F2} GB/s), best {best * 1e3,7:F2} ms ({bytes / best / 1e9,5:F2} GB/s)");
             }
             // paired per-round speed ratios against the first variant (the rounds alternate, so each pair shares its host load)
@@ -166,6 +207,33 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                 output.WriteLine($"{names[c]} / {names[0]}: median speed ratio {ratios[ratios.Count / 2]:F3} (quartiles {ratios[ratios.Count / 4]:F3}–{ratios[3 * ratios.Count / 4]:F3})");
             }
             output.WriteLine($"(sink {sink:E1}, {(data + scales * 2) / 1048576.0:F0} MiB per pass incl. F16 g32 scales; read/halves/f32/groups: the data only)");
+            if ((wb != null || wbf != null || wk != null) && group == 32 && AvxVnni.IsSupported)
+            {
+                // the prototypes and the x4 kernel against the row-major kernel on each matrix shape (same weights, same activations)
+                long o = 0, oS = 0, oB = 0, oBf = 0, oK = 0;
+                var seen = new HashSet<(int, int)>();
+                foreach (var (nm, km0) in mats)
+                {
+                    if (!seen.Add((nm, km0))) { o += (long)nm * km0; oS += (long)nm * km0 / 32; oB += (long)(nm / 4) * (km0 / 32) * 136; oBf += (long)(nm / 4) * (km0 / 32) * 144; oK += QuantKernels.X4Bytes(nm, km0); continue; }
+                    var q0 = new QuantMatrix(w + o, s + oS, null, nm, km0, 32, false, true);
+                    QuantKernels.QuantizeActivations(q0, x, 1, act);
+                    float* yk = (float*)NativeMemory.Alloc((nuint)nm * 4), yv = (float*)NativeMemory.Alloc((nuint)nm * 4);
+                    QuantKernels.GemvIntegerRowsAvx2(q0, 1, act, null, yk, nm, 0, nm, false, null);
+                    foreach (var (label, buf) in new[] { ("x4b", (nint)(wb == null ? null : wb + oB)), ("x4bf", (nint)(wbf == null ? null : wbf + oBf)), ("x4k", (nint)(wk == null ? null : wk + oK)), ("x4c", (nint)(wk == null ? null : wk + oK)), ("x4d", (nint)(wk == null ? null : wk + oK)) })
+                    {
+                        if (buf == 0) continue;
+                        if (label == "x4k") QuantKernels.GemvInteger(new QuantMatrix(q0, (byte*)buf), 1, act, null, yv, nm, 0, nm);
+                        else if (label == "x4c") X4C((byte*)buf, km0, act, yv, 0, nm);
+                        else if (label == "x4d") X4D((byte*)buf, km0, act, yv, 0, nm);
+                        else InterleavedB((byte*)buf, km0, act, yv, 0, nm, label == "x4b" ? 8 : 16);
+                        double dmax = 0, ymax = 0;
+                        for (int j = 0; j < nm; j++) { dmax = Math.Max(dmax, Math.Abs(yk[j] - yv[j])); ymax = Math.Max(ymax, Math.Abs(yk[j])); }
+                        output.WriteLine($"{label} vs sign trick on {nm}×{km0}: max |Δ| {dmax:E2} of max |y| {ymax:E2}");
+                    }
+                    NativeMemory.Free(yk); NativeMemory.Free(yv);
+                    o += (long)nm * km0; oS += (long)nm * km0 / 32; oB += (long)(nm / 4) * (km0 / 32) * 136; oBf += (long)(nm / 4) * (km0 / 32) * 144; oK += QuantKernels.X4Bytes(nm, km0);
+                }
+            }
             if (inter && group == 32 && AvxVnni.IsSupported)
             {
                 // the x4 prototypes against the kernel on the first matrix (same weights, same quantized activations)
@@ -187,6 +255,9 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
             NativeMemory.AlignedFree(x); NativeMemory.AlignedFree(y);
             if (wx != null) NativeMemory.AlignedFree(wx);
             if (wf != null) NativeMemory.AlignedFree(wf);
+            if (wk != null) NativeMemory.AlignedFree(wk);
+            if (wb != null) NativeMemory.AlignedFree(wb);
+            if (wbf != null) NativeMemory.AlignedFree(wbf);
         }
     }
 
@@ -416,4 +487,223 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
 
     private static Vector256<float> Dot(Vector256<sbyte> wv, Vector256<sbyte> xv, Vector256<short> ones) =>
         Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(xv, wv)), ones));
+
+    // The lane-per-row prototype layout: per 4-row group and block a header of the 4 rows' scales (hb = 8: F16, 16: F32),
+    // then for q = 0..3 the 4 rows' bytes 8q..8q+7 (row r at 32q + 8r): one vpdpbusd per 32 bytes serves the 4 rows,
+    // lanes 2r and 2r+1 holding row r.
+    private static void InterleaveB(List<(int N, int K)> mats, byte* w, ushort* s, byte* wb, int hb)
+    {
+        long off = 0, offS = 0, offB = 0;
+        foreach (var (n, k) in mats)
+        {
+            int nb = k / 32, bb = hb + 128;
+            for (int j = 0; j < n; j += 4)
+                for (int b = 0; b < nb; b++)
+                {
+                    byte* g = wb + offB + ((long)(j / 4) * nb + b) * bb;
+                    for (int r = 0; r < 4; r++)
+                    {
+                        long row = Math.Min(j + r, n - 1);
+                        ushort h = s[offS + row * nb + b];
+                        if (hb == 8) ((ushort*)g)[r] = h;
+                        else ((float*)g)[r] = QuantKernels.HalfToSingle(h);
+                        for (int q = 0; q < 4; q++) Buffer.MemoryCopy(w + off + row * k + b * 32 + 8 * q, g + hb + 32 * q + 8 * r, 8, 8);
+                    }
+                }
+            off += (long)n * k; offS += (long)n * k / 32; offB += (long)(n / 4) * nb * bb;
+        }
+    }
+
+    // The lane-per-row kernel: per call the activation blocks replicated (x[8q..8q+7] in every qword) and −128·Σx per
+    // lane; per block 4 × (vpxor, vpdpbusd) into one accumulator, one convert, the scales as [s0 s0 s1 s1 s2 s2 s3 s3]·dx, one FMA.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void InterleavedB(byte* wb, int k, byte* act, float* y, int c0, int c1, int hb)
+    {
+        int nb = k / 32, bb = hb + 128;
+        sbyte* xq = (sbyte*)act;
+        float* dx = QuantKernels.BlockScales(act, 1, k);
+        var xrep = stackalloc Vector256<sbyte>[nb * 4];
+        var cb = stackalloc Vector256<int>[nb];
+        var flip = Vector256.Create((byte)0x80);
+        for (int b = 0; b < nb; b++)
+        {
+            var acc = Vector256<int>.Zero;
+            for (int q = 0; q < 4; q++)
+            {
+                var r = Vector256.Create(*(long*)(xq + b * 32 + 8 * q)).AsSByte();
+                xrep[b * 4 + q] = r;
+                acc = AvxVnni.MultiplyWideningAndAdd(acc, flip, r);
+            }
+            cb[b] = Avx2.Subtract(Vector256<int>.Zero, acc);
+        }
+        for (int j = c0; j < c1; j += 4)
+        {
+            byte* g = wb + (long)(j / 4) * nb * bb;
+            var f = hb == 8 ? RunB8(g, xq, cb, dx, nb) : RunB16(g, xrep, cb, dx, nb);
+            var h = Avx.HorizontalAdd(f, f);
+            var sum = Sse.Shuffle(h.GetLower(), h.GetUpper(), 0x44);
+            if (j + 4 <= c1) Sse.Store(y + j, sum);
+            else for (int r = 0; r < c1 - j; r++) y[j + r] = sum.GetElement(r);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<float> RunB16(byte* g, Vector256<sbyte>* xrep, Vector256<int>* cb, float* dx, int nb)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        var perm = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
+        Vector256<float> f0 = default;
+        for (int b = 0; b < nb; b++, g += 144, xrep += 4)
+        {
+            Sse.Prefetch0(g + 8192); Sse.Prefetch0(g + 8192 + 64); Sse.Prefetch0(g + 8192 + 128);
+            var acc = cb[b];
+            acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 16), flip), xrep[0]);
+            acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 48), flip), xrep[1]);
+            acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 80), flip), xrep[2]);
+            acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 112), flip), xrep[3]);
+            var s = Avx2.PermuteVar8x32(Avx.LoadVector256((float*)g), perm);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(acc), Avx.Multiply(s, Vector256.Create(dx[b])), f0);
+        }
+        return f0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ScalesB8(byte* g, float d)
+    {
+        var hv = Avx2.Shuffle(Avx2.ConvertToVector256Int64((short*)g).AsInt32(), 0xA0);
+        var s = Avx.Multiply(Avx2.And(Avx2.ShiftLeftLogical(hv, 13), Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(MathF.ScaleB(1f, 112)));
+        return Avx.Multiply(s, Vector256.Create(d));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> DotBq(Vector256<int> acc, byte* g, sbyte* x, Vector256<byte> flip)
+    {
+        acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 8), flip), Vector256.Create(*(long*)x).AsSByte());
+        acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 40), flip), Vector256.Create(*(long*)(x + 8)).AsSByte());
+        acc = AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 72), flip), Vector256.Create(*(long*)(x + 16)).AsSByte());
+        return AvxVnni.MultiplyWideningAndAdd(acc, Avx2.Xor(Avx.LoadVector256(g + 104), flip), Vector256.Create(*(long*)(x + 24)).AsSByte());
+    }
+
+    // F16 headers: the activation qwords broadcast from the natural buffer (the replicated copy of RunB16, 4× the
+    // activation bytes in L1, streamed 0.94× as fast from DRAM), the scales [s0 s0 s1 s1 s2 s2 s3 s3] converted by integer ops
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<float> RunB8(byte* g, sbyte* x, Vector256<int>* cb, float* dx, int nb)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        Vector256<float> f0 = default;
+        for (int b = 0; b < nb; b++, g += 136, x += 32)
+        {
+            Sse.Prefetch0(g + 8192); Sse.Prefetch0(g + 8192 + 64); Sse.Prefetch0(g + 8192 + 128);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotBq(cb[b], g, x, flip)), ScalesB8(g, dx[b]), f0);
+        }
+        return f0;
+    }
+
+    // Session-13 prototype on the runtime's x4 layout (QuantKernels.InterleaveX4): the 4 rows' vpdpbusd lanes summed as
+    // integers (vphaddd: lanes 0–3 rows 0–3 over values 0–15 of the block, lanes 4–7 over 16–31, exact, onto
+    // c = −128·Σx per lane), then one convert and one FMA by [s0..s3 | s0..s3]·dx per block for the 4 rows, the scales by
+    // LoadHalf4C; two blocks per iteration. L2-resident 1.14–1.26× the runtime's kernel, DRAM-bound 1.00–1.04× in this
+    // bench but 0.988–0.993× in whole-model 1b decode (docs/quantization.md, session 13).
+    internal static void X4C(byte* wk, int k, byte* act, float* y, int c0, int c1)
+    {
+        int nb = k / 32;
+        sbyte* xq = (sbyte*)act;
+        float* dx = QuantKernels.BlockScales(act, 1, k);
+        for (int j = c0 & ~3; j < c1; j += 4)
+        {
+            var sum = X4CRun(wk + (long)(j >> 2) * nb * QuantKernels.X4BlockBytes, xq, dx, nb);
+            for (int r = Math.Max(j, c0); r < Math.Min(j + 4, c1); r++) y[r] = sum.GetElement(r - j);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static Vector128<float> X4CRun(byte* g, sbyte* xr, float* dx, int nb)
+    {
+        Vector256<float> a = default, a1 = default;
+        int b = 0;
+        for (; b + 2 <= nb; b += 2, g += 272, xr += 64)
+        {
+            Sse.Prefetch0(g + 8192); Sse.Prefetch0(g + 8192 + 64); Sse.Prefetch0(g + 8192 + 128); Sse.Prefetch0(g + 8192 + 192); Sse.Prefetch0(g + 8192 + 256);
+            a = X4CBlock(g, xr, dx[b], a);
+            a1 = X4CBlock(g + 136, xr + 32, dx[b + 1], a1);
+        }
+        if (b < nb) a = X4CBlock(g, xr, dx[b], a);
+        a = Avx.Add(a, a1);
+        return Sse.Add(a.GetLower(), a.GetUpper());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> X4CBlock(byte* g, sbyte* xr, float d, Vector256<float> a)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        var xv = Avx.LoadVector256(xr);
+        var c = Avx2.Subtract(Vector256<int>.Zero, AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, flip, xv));
+        var p0 = AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(Avx.LoadVector256(g + 8), flip), xv);
+        var p1 = AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(Avx.LoadVector256(g + 40), flip), xv);
+        var p2 = AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(Avx.LoadVector256(g + 72), flip), xv);
+        var p3 = AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(Avx.LoadVector256(g + 104), flip), xv);
+        var sum = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3));
+        var sc = Sse.Multiply(LoadHalf4C((ushort*)g), Vector128.Create(d));
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(sc, sc), a);
+    }
+
+    // Four F16 scales as floats, exact (the values of QuantKernels.HalfToSingle) in 4 ops instead of LoadHalf4's 7: each
+    // half sign-extended, shifted left 13 and masked to bit 31 and bits 13–27 is the float 2^112 too small (sign and
+    // magnitude in place), which the multiply by 2^112 restores (−0 stays −0).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> LoadHalf4C(ushort* p)
+    {
+        var v = Sse2.ShiftLeftLogical(Sse41.ConvertToVector128Int32((short*)p), 13);
+        return Sse.Multiply(Sse2.And(v, Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector128.Create(MathF.ScaleB(1f, 112)));
+    }
+
+    // Two streams per unit: the runtime's block loop on groups i and i + h (h = half the unit's groups) in the same
+    // iteration, each prefetched 8 KiB ahead.
+    private static void X4D(byte* wk, int k, byte* act, float* y, int c0, int c1)
+    {
+        int nb = k / 32;
+        long gb = (long)nb * QuantKernels.X4BlockBytes;
+        sbyte* xq = (sbyte*)act;
+        float* dx = QuantKernels.BlockScales(act, 1, k);
+        int g0 = c0 >> 2, g1 = (c1 + 3) >> 2, h = (g1 - g0 + 1) / 2;
+        for (int g = g0; g < g0 + h; g++)
+        {
+            int gg = g + h < g1 ? g + h : -1;
+            X4DRun(wk + g * gb, gg >= 0 ? wk + gg * gb : wk + g * gb, xq, dx, nb, out var s0, out var s1);
+            for (int r = Math.Max(4 * g, c0); r < Math.Min(4 * g + 4, c1); r++) y[r] = s0.GetElement(r - 4 * g);
+            if (gg >= 0) for (int r = Math.Max(4 * gg, c0); r < Math.Min(4 * gg + 4, c1); r++) y[r] = s1.GetElement(r - 4 * gg);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void X4DRun(byte* g, byte* q, sbyte* xr, float* dx, int nb, out Vector128<float> s0, out Vector128<float> s1)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int b = 0; b < nb; b++, g += 136, q += 136, xr += 32)
+        {
+            Sse.Prefetch0(g + 8192); Sse.Prefetch0(g + 8192 + 64); Sse.Prefetch0(g + 8192 + 128);
+            Sse.Prefetch0(q + 8192); Sse.Prefetch0(q + 8192 + 64); Sse.Prefetch0(q + 8192 + 128);
+            var xv = Avx.LoadVector256(xr);
+            var c = Avx2.Subtract(Vector256<int>.Zero, AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, flip, xv));
+            var sc = Sse.Multiply(QuantKernels.LoadHalf4((ushort*)g), Vector128.Create(dx[b]));
+            var sq = Sse.Multiply(QuantKernels.LoadHalf4((ushort*)q), Vector128.Create(dx[b]));
+            a0 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 8), xv, flip), Avx2.BroadcastScalarToVector256(sc), a0);
+            a1 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 40), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0x55)), a1);
+            a2 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 72), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xAA)), a2);
+            a3 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(g + 104), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sc, sc, 0xFF)), a3);
+            b0 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 8), xv, flip), Avx2.BroadcastScalarToVector256(sq), b0);
+            b1 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 40), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sq, sq, 0x55)), b1);
+            b2 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 72), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sq, sq, 0xAA)), b2);
+            b3 = Fma.MultiplyAdd(DotD(c, Avx.LoadVector256(q + 104), xv, flip), Avx2.BroadcastScalarToVector256(Sse.Shuffle(sq, sq, 0xFF)), b3);
+        }
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        s0 = Sse.Add(h.GetLower(), h.GetUpper());
+        var hq = Avx.HorizontalAdd(Avx.HorizontalAdd(b0, b1), Avx.HorizontalAdd(b2, b3));
+        s1 = Sse.Add(hq.GetLower(), hq.GetUpper());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> DotD(Vector256<int> c, Vector256<byte> w, Vector256<sbyte> xv, Vector256<byte> flip) =>
+        Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(c, Avx2.Xor(w, flip), xv));
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Hub.IR;
 using Hub.Runtime.Execution;
@@ -107,6 +108,82 @@ public unsafe class Int8X4Tests
                         finally { NativeMemory.AlignedFree(x4); }
                     });
                 }
+    }
+
+    [Fact]
+    public void X4_gemv_is_exact_at_extreme_bytes_on_odd_shapes_and_unaligned_ranges()
+    {
+        // Weights of −128 and 127 (flipped: 0 and 255) against activations quantized to ±127 with dx = 1 and scales 1:
+        // every block sum is an integer of up to 32·128·127 and every output an integer below 2^24, so the x4 kernel
+        // (and the stream bench's X4C prototype: integer vphaddd of the 4 rows' lanes) must reproduce the float64 sum exactly.
+        foreach (int n in new[] { 4, 12, 20 })
+            foreach (int k in new[] { 32, 96, 800 })
+                for (int m = 1; m <= Gemm.GemvMaxRows; m++)
+                {
+                    var d = QuantKernelTests.RandomQ(false, n, k, 32, true, n + k + m);
+                    var rnd = new Random(n * 7 + k + m);
+                    for (int i = 0; i < d.Data.Length; i++) d.Data[i] = rnd.Next(3) == 0 ? (byte)0x7F : (byte)0x80;
+                    Array.Fill(d.Scales, 1f);
+                    var x = new float[m * k];
+                    for (int i = 0; i < x.Length; i++) x[i] = rnd.Next(2) == 0 ? 127f : -127f;
+                    var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
+                    WithHalfMatrix(d, w =>
+                    {
+                        byte* x4 = Interleave(w);
+                        try
+                        {
+                            fixed (byte* b0 = buf)
+                            fixed (float* xp = x)
+                            {
+                                byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                                QuantKernels.QuantizeActivations(w, xp, m, b);
+                                foreach (var (n0, n1) in new[] { (0, n), (1, n - 1), (2, 3), (3, n) })
+                                {
+                                    var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                                    var yc = Enumerable.Repeat(float.NaN, n).ToArray();
+                                    fixed (float* yp = y) QuantKernels.GemvInteger(new QuantMatrix(w, x4), m, b, null, yp, n, n0, n1);
+                                    // the stream bench's integer-reduction prototype (one activation row)
+                                    bool proto = m == 1 && AvxVnni.IsSupported && Fma.IsSupported;
+                                    if (proto) fixed (float* yp = yc) Int8StreamBench.X4C(x4, k, b, yp, n0, n1);
+                                    for (int i = 0; i < m; i++)
+                                        for (int j = n0; j < n1; j++)
+                                        {
+                                            double exact = 0;
+                                            for (int c = 0; c < k; c++) exact += d.Value(j, c) * x[i * k + c];
+                                            Assert.True(exact == y[i * n + j], $"[{n},{k}] m={m} rows [{n0}, {n1}) ({i},{j}): {y[i * n + j]} vs {exact}");
+                                            if (proto) Assert.True(exact == yc[j], $"X4C [{n},{k}] rows [{n0}, {n1}) row {j}: {yc[j]} vs {exact}");
+                                        }
+                                }
+                            }
+                        }
+                        finally { NativeMemory.AlignedFree(x4); }
+                    });
+                }
+    }
+
+    [SkippableFact]
+    public void Half4_conversions_convert_every_finite_half_exactly()
+    {
+        Skip.IfNot(Sse41.IsSupported, "LoadHalf4 needs SSE4.1");
+        // the x4 kernel's and the int8 GEMM's scale conversion, and the stream bench's 4-op one (Int8StreamBench
+        // LoadHalf4C: sign-extend, shift, mask, × 2^112), against HalfToSingle and .NET's Half on every finite half:
+        // ±0, subnormals, normals
+        var h = new ushort[4];
+        fixed (ushort* hp = h)
+            for (int v = 0; v < 0x10000; v += 4)
+            {
+                for (int t = 0; t < 4; t++) h[t] = (ushort)(v + t);
+                var f = QuantKernels.LoadHalf4(hp);
+                var fc = Int8StreamBench.LoadHalf4C(hp);
+                for (int t = 0; t < 4; t++)
+                {
+                    if ((h[t] & 0x7C00) == 0x7C00) continue;   // infinities and NaN: not mapped (the bind rejects them)
+                    float want = (float)BitConverter.UInt16BitsToHalf(h[t]);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(want), BitConverter.SingleToInt32Bits(f.GetElement(t)));
+                    Assert.Equal(BitConverter.SingleToInt32Bits(want), BitConverter.SingleToInt32Bits(fc.GetElement(t)));
+                    Assert.Equal(BitConverter.SingleToInt32Bits(want), BitConverter.SingleToInt32Bits(QuantKernels.HalfToSingle(h[t])));
+                }
+            }
     }
 
     [SkippableFact]
