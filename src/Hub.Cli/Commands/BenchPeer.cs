@@ -158,6 +158,11 @@ internal sealed class BenchPeer
                     ["decode"] = Ratio(h["decode_tok_s"], c["decode_tok_s"]),
                     ["ttft"] = Ratio(h["ttft_ms"], c["ttft_ms"]),
                     ["busy_decode"] = busy > 0 ? Ratio(h["busy_decode_tok_s"], c["busy_decode_tok_s"]) : null,
+                    // Round i of each engine ran back to back, so the pair shared the host's bandwidth at that moment:
+                    // the median of the per-pair ratios holds when the host moves between pairs, which can put the
+                    // two engines' medians on opposite sides of a jump.
+                    ["prefill_paired"] = Math.Round(BenchStats.Median(quiet.Hub.Zip(quiet.Peer, (a, b) => b.Prefill / a.Prefill)), 3),
+                    ["decode_paired"] = Math.Round(BenchStats.Median(quiet.Hub.Zip(quiet.Peer, (a, b) => b.Decode / a.Decode)), 3),
                 };
                 var ht = quiet.Hub[^1].Tokens; var pt = quiet.Peer[^1].Tokens;
                 int same = 0;
@@ -268,6 +273,8 @@ internal sealed class BenchPeer
             var c = o["llamacpp"]![key];
             Console.WriteLine($"{label,-28}{h,12}{c,12}{Ratio(h, c),15}");
         }
+        if (o["ratio_hub_over_llamacpp"] is JsonObject r)
+            Console.WriteLine($"{"paired rounds (median of hub/llama.cpp per round pair)",-28}: prefill {r["prefill_paired"]}, decode {r["decode_paired"]}");
     }
 
     private static double? Ratio(JsonNode? a, JsonNode? b)
