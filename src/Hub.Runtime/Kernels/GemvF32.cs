@@ -5,8 +5,10 @@
 // Rows4T0/T1/Nta variants, kept for A/B runs) measured level or slower (docs/performance.md, "f32 decode GEMV").
 // With AVX-512 (Zen 5) the default is Rows1W: one row at a time in address order with prefetcht0 8 KiB ahead, a single
 // sequential stream like a plain read; it streamed 1.17–1.37× faster than Rows4 (session 9, docs/performance.md).
-// Reading a range as 2 or 4 interleaved streams (Rows4W; RowsStreams for the bench), as the read probe's faster pattern
-// does, measured level with Rows1W on the small model and +4–8 % on 1b (session 12): Rows1W stays the default.
+// Reading a range as 4 interleaved streams (Rows4W; RowsStreams for the bench), as the read probe's faster pattern
+// does, measured level with Rows1W on the small model and +4–8 % on 1b at +15 % CPU a token (session 12, 4 KiB
+// page-cache pages); with the weights in 2 MiB pages (session 13) it measured +5.5–6.7 % on 1b at 4–5 % less CPU a
+// token and +1.3 % on small (paired in-process A/B), so since session 13 it is the AVX-512 default.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -39,14 +41,14 @@ public static unsafe class GemvF32
         Rows1W = 6,
         /// <summary>As <see cref="Rows1W"/> with the range's rows split in four contiguous quarters dotted in lockstep (four
         /// read streams as in the read probe, one x load serving all), each prefetched 1 KiB ahead; bit-identical to
-        /// Rows1W. Not the default: level with Rows1W on the small model, +4–8 % on 1b (session 12, docs/performance.md).</summary>
+        /// Rows1W. The AVX-512 default since session 13 (1b +5.5–6.7 %, small +1.3 %, docs/performance.md).</summary>
         Rows4W = 7,
     }
 
     /// <summary>The variant <see cref="Gemm.GemvRows"/> runs for one F32 input row: HUB_F32_GEMV=&lt;variant name&gt; picks
     /// it per process for end-to-end A/B runs (the in-process decode A/B flips it; tests pass variants to <see cref="Rows"/>).</summary>
     internal static Variant Default = Enum.TryParse<Variant>(Environment.GetEnvironmentVariable("HUB_F32_GEMV"), ignoreCase: true, out var v) && Enum.IsDefined(v) ? v
-        : Avx512F.IsSupported ? Variant.Rows1W : Variant.Rows4;
+        : Avx512F.IsSupported ? Variant.Rows4W : Variant.Rows4;
 
     /// <summary>y[j] = x·W[j] (+ bias[j]) for j in [n0, n1) with W [n, k] F32 (AVX2+FMA only, k ≥ 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
