@@ -1,9 +1,9 @@
 // Decode GEMV (one input row) over F32 weights, y[j] = x·W[j] + b[j], for AVX2+FMA. Decode streams every weight once
 // per token from DRAM, so the kernel is about keeping loads in flight: a pass dots x with a block of four adjacent rows
-// (contiguous memory), one 64-byte line of each row per step with two accumulators per row. The default (Rows4) uses
+// (contiguous memory), one 64-byte line of each row per step with two accumulators per row. The AVX2 default (Rows4) uses
 // no software prefetch: the hardware prefetcher follows these four streams, and prefetching the next block (the
 // Rows4T0/T1/Nta variants, kept for A/B runs) measured level or slower (docs/performance.md, "f32 decode GEMV").
-// With AVX-512 (Zen 5) the default is Rows1W: one row at a time in address order with prefetcht0 8 KiB ahead, a single
+// With AVX-512 (Zen 5) Rows1W reads one row at a time in address order with prefetcht0 8 KiB ahead, a single
 // sequential stream like a plain read; it streamed 1.17–1.37× faster than Rows4 (session 9, docs/performance.md).
 // Reading a range as 4 interleaved streams (Rows4W; RowsStreams for the bench), as the read probe's faster pattern
 // does, measured level with Rows1W on the small model and +4–8 % on 1b at +15 % CPU a token (session 12, 4 KiB
