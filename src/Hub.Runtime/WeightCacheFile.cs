@@ -9,7 +9,8 @@
 // (int32), key (32 bytes), region bytes (int64), entry count (int32), 4 reserved bytes, then per entry the first 8
 // bytes of SHA-256(name), region offset (int64) and bytes (int64). A file is used only when its header matches the
 // plan and its length is header + region: the data itself is never read to validate it (that is the read this cache
-// saves). Nothing half-written is read: a writer writes a temporary name in the folder and renames it into place.
+// saves). Nothing half-written is read: a writer writes a temporary name in the folder, flushes it to disk (so a crash
+// after the rename cannot leave a file of the right length over blocks never written) and renames it into place.
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
@@ -150,7 +151,7 @@ internal static unsafe class WeightCacheFile
                     w.Write(new ReadOnlySpan<byte>(region + done, n));
                     done += n;
                 }
-                w.Flush(flushToDisk: false);
+                w.Flush(flushToDisk: true);   // on disk before the rename: after a crash a file of the right length never holds unwritten (zero) blocks
             }
             File.Move(tmp, path, overwrite: true);
             tmp = null;
