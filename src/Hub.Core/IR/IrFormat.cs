@@ -84,6 +84,11 @@ public static class IrFormat
                     options.Progress?.Report((++done, export.Weights.Count));
                 }
                 fs.Flush(true);
+                // Tables only lookups read: out of the page cache again, so a lookup faults a small folio around its
+                // row (the runtime advises MADV_NOHUGEPAGE there) instead of mapping a 2 MiB one the write left.
+                var lookupOnly = LookupOnlyWeights(graph);
+                foreach (var w in index)
+                    if (lookupOnly.Contains(w.Name)) fs.DropFromPageCache(w.Offset, w.Length);
             }
             graph.Weights.Clear();
             graph.Weights.AddRange(index);
@@ -98,6 +103,18 @@ public static class IrFormat
             TryDelete(tmpBin);
             TryDelete(tmpJson);
         }
+    }
+
+    // Weights whose every reader is an Embedding node's table input.
+    private static HashSet<string> LookupOnlyWeights(Graph g)
+    {
+        var lookup = new HashSet<string>(StringComparer.Ordinal);
+        var other = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var n in g.Nodes)
+            for (int i = 0; i < n.Inputs.Count; i++)
+                (n.Op == Ops.Embedding && i == 1 ? lookup : other).Add(n.Inputs[i]);
+        lookup.ExceptWith(other);
+        return lookup;
     }
 
     private static IEnumerable<EncodedWeight> Encode(PendingWeight w, IrWriteOptions options)

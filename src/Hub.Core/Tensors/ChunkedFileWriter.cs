@@ -67,6 +67,21 @@ public sealed class ChunkedFileWriter : Stream
     /// </summary>
     public override void Flush() { }
 
+    /// <summary>
+    /// Drops [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>) of the file from the page
+    /// cache (Linux posix_fadvise DONTNEED; no-op elsewhere), after <see cref="Flush(bool)"/> with flushToDisk: for a
+    /// tensor read a few rows at a time (an embedding table), whose next reads should fault small folios around their
+    /// rows rather than map the 2 MiB folios the chunked write left (touching a large folio maps all of it).
+    /// </summary>
+    public void DropFromPageCache(long offset, long length)
+    {
+        const int PosixFadvDontNeed = 4;
+        if (length > 0 && OperatingSystem.IsLinux()) _ = PosixFadvise(_file.SafeFileHandle, offset, length, PosixFadvDontNeed);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "posix_fadvise")]
+    private static extern int PosixFadvise(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long length, int advice);
+
     private void WriteTail()
     {
         if (_used == 0) return;
