@@ -32,7 +32,7 @@ public sealed unsafe class CompiledModel : IDisposable
     private HugePageMemory _x4Region; // holds every interleaved copy (one allocation per model)
     private MappedFile? _x4Cache;     // or the weight cache file that holds them (see WeightCacheFile), mapped instead
     // The cache file to write once the compile has succeeded (a repack whose plan had no valid cache file).
-    private (string Folder, byte[] Key, WeightCacheFile.Entry[] Plan, long Total)? _cacheToWrite;
+    private (string Folder, byte[] Key, WeightCacheFile.Entry[] Plan, long Total, bool OwnsFolder)? _cacheToWrite;
 
     /// <summary>The IR this model runs (its weights stay memory-mapped; keep it alive while the model is used).</summary>
     public IrModel Model { get; }
@@ -385,7 +385,7 @@ public sealed unsafe class CompiledModel : IDisposable
                 }
                 return;
             }
-            _cacheToWrite = (folder, key, entries, total);
+            _cacheToWrite = (folder, key, entries, total, Options.WeightCacheDirectory is null);
         }
         // One region for every copy, on huge pages where the OS offers them: filling 4 KiB pages of fresh memory cost
         // one fault each, most of the repack's time (1b Q8_0: 0.5 s of 1.1 GB at 2–4 GB/s).
@@ -433,7 +433,10 @@ public sealed unsafe class CompiledModel : IDisposable
         int next = 0;   // first merged range that may cover the page being looked at
         foreach (var (start, end) in merged)
         {
-            MappedFile.AdviseSmallPages(bin + start, end - start, edges: true);
+            // Only where the bin's mapping is 2 MiB aligned (as Linux places a large file mapping; elsewhere no 2 MiB
+            // entry can map it anyway), and cut at its end: the advice must not reach a neighbouring mapping.
+            if ((nint)bin % Window == 0)
+                MappedFile.AdviseSmallPages(bin + start, end - start, edges: true, limit: bin + ((length + Page - 1) & ~(Page - 1)));
             for (long w = Math.Max(start / Window, lastWindow + 1); w <= (end - 1) / Window; w++)
             {
                 lastWindow = w;
@@ -496,7 +499,7 @@ public sealed unsafe class CompiledModel : IDisposable
     {
         if (_cacheToWrite is not { } c) return;
         _cacheToWrite = null;
-        WroteWeightCache = WeightCacheFile.TryWrite(c.Folder, c.Key, c.Plan, _x4Region.Pointer, c.Total);
+        WroteWeightCache = WeightCacheFile.TryWrite(c.Folder, c.Key, c.Plan, _x4Region.Pointer, c.Total, c.OwnsFolder);
     }
 
     /// <summary>Creates a request with its own KV cache (MaxBatch × MaxContext) and intermediate buffers.</summary>

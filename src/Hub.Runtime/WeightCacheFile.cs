@@ -123,11 +123,12 @@ internal static unsafe class WeightCacheFile
 
     /// <summary>
     /// Writes the <paramref name="total"/> bytes at <paramref name="region"/> as the cache file of <paramref name="key"/>
-    /// in <paramref name="folder"/> (created when missing), then deletes the folder's other <c>x4-*.bin</c> files (stale
-    /// keys). Best-effort: returns false, leaving no file behind, when the folder cannot be written, the disk would be
+    /// in <paramref name="folder"/> (created when missing), then, when the folder is this IR's own
+    /// (<paramref name="ownsFolder"/>: the default <c>&lt;IR&gt;/model_cache</c>), deletes its other <c>x4-*.bin</c> files
+    /// (stale keys); a folder the options name may be shared by several models and keeps them. Best-effort: returns false, leaving no file behind, when the folder cannot be written, the disk would be
     /// left with less than <see cref="FreeSpaceReserve"/>, or the write fails.
     /// </summary>
-    internal static bool TryWrite(string folder, byte[] key, IReadOnlyList<Entry> plan, byte* region, long total)
+    internal static bool TryWrite(string folder, byte[] key, IReadOnlyList<Entry> plan, byte* region, long total, bool ownsFolder = true)
     {
         string? tmp = null;
         try
@@ -155,7 +156,8 @@ internal static unsafe class WeightCacheFile
             }
             File.Move(tmp, path, overwrite: true);
             tmp = null;
-            foreach (var f in Directory.EnumerateFiles(folder, "x4-*.bin"))
+            // only in a folder of this IR's own: a folder the options name may hold other models' files
+            if (ownsFolder) foreach (var f in Directory.EnumerateFiles(folder, "x4-*.bin"))
                 if (!string.Equals(Path.GetFileName(f), name, StringComparison.Ordinal)) TryDelete(f);
             DeleteAbandoned(folder);
             return true;

@@ -73,7 +73,7 @@ public unsafe class MappedFileTests : IDisposable
             }
             else Assert.Equal(0, (long)mem.Pointer % 4096);
             var span = new Span<byte>(mem.Pointer, (int)bytes);
-            if (mem.Mapped)   // a fresh mapping reads zero Assert.Equal(-1, span.IndexOfAnyExcept((byte)0));
+            if (mem.Mapped) Assert.Equal(-1, span.IndexOfAnyExcept((byte)0));   // a fresh mapping reads zero
             for (int i = 0; i < span.Length; i++) span[i] = (byte)(i * 31 + 7);
             for (int i = 0; i < span.Length; i += 4093) Assert.Equal((byte)(i * 31 + 7), span[i]);
             Assert.Equal((byte)((bytes - 1) * 31 + 7), span[^1]);

@@ -229,6 +229,29 @@ public unsafe class WeightCacheTests
         });
     }
 
+    [SkippableFact]
+    public void A_folder_the_options_name_keeps_the_files_of_other_models()
+    {
+        // one folder for several models (as OpenVINO's CACHE_DIR is used): a model's write must not delete another's
+        WithModel(false, dir =>
+        {
+            var shared = Path.Combine(dir, "shared-cache");
+            var other = WriteModel(false, seed: 9);
+            try
+            {
+                using (var ir = IrModel.Load(dir))
+                using (var a = CompiledModel.Compile(ir, Options(folder: shared))) Assert.True(a.WroteWeightCache);
+                using (var ir = IrModel.Load(other))
+                using (var b = CompiledModel.Compile(ir, Options(folder: shared))) Assert.True(b.WroteWeightCache);
+                Assert.Equal(2, Directory.GetFiles(shared, "x4-*.bin").Length);
+                using var ir1 = IrModel.Load(dir);
+                using var again = CompiledModel.Compile(ir1, Options(folder: shared));
+                Assert.True(again.InterleavedFromCache);
+            }
+            finally { try { Directory.Delete(other, true); } catch (IOException) { } }
+        });
+    }
+
     [Fact]
     public void The_free_space_check_sees_the_file_system_of_a_folder()
     {

@@ -231,7 +231,7 @@ internal sealed class BenchPeer
     /// exports kept in the same folder for the peer).
     /// </summary>
     internal static MappedPages? HubPages(string irDir) =>
-        PeakRss.MappedPagesOf(Path.Combine(irDir, Hub.IR.IrFormat.BinFile), Path.Combine(irDir, "model_cache"));
+        PeakRss.MappedPagesOf(Path.Combine(irDir, Hub.IR.IrFormat.BinFile), Path.Combine(irDir, Hub.IR.IrFormat.CacheFolder));
 
     /// <summary>
     /// The resident size of an engine's weight mappings and the share of it in 2 MiB pages: a 4 KiB page cache costs a

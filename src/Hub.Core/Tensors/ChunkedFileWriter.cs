@@ -27,7 +27,13 @@ public sealed class ChunkedFileWriter : Stream
     /// <inheritdoc/>
     public override void Write(ReadOnlySpan<byte> source)
     {
-        _position += source.Length;
+        long end = _position + source.Length;
+        WriteChunks(source);
+        _position = end;
+    }
+
+    private void WriteChunks(ReadOnlySpan<byte> source)
+    {
         if (_used > 0)
         {
             int take = Math.Min(source.Length, ChunkBytes - _used);
@@ -76,7 +82,8 @@ public sealed class ChunkedFileWriter : Stream
     public void DropFromPageCache(long offset, long length)
     {
         const int PosixFadvDontNeed = 4;
-        if (length > 0 && OperatingSystem.IsLinux()) _ = PosixFadvise(_file.SafeFileHandle, offset, length, PosixFadvDontNeed);
+        // off_t is 64-bit in a 64-bit process only (a 32-bit one would need posix_fadvise64)
+        if (length > 0 && OperatingSystem.IsLinux() && Environment.Is64BitProcess) _ = PosixFadvise(_file.SafeFileHandle, offset, length, PosixFadvDontNeed);
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "posix_fadvise")]

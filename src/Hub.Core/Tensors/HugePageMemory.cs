@@ -6,8 +6,9 @@ namespace Hub;
 /// Anonymous native memory backed by transparent huge pages where the OS offers them (Linux MADV_HUGEPAGE), for large
 /// copies made at load: 2 MiB pages cost one fault (and one TLB entry) per 2 MiB instead of 512 of each, and the
 /// faults are most of what a gigabyte-sized copy into fresh memory spends. Elsewhere, or when the mapping fails, an
-/// ordinary 4 KiB-aligned native allocation. HUB_HUGEPAGES=0 keeps the mapping (and <see cref="MappedFile"/>'s
-/// file mappings) on 4 KiB pages: with THP defrag set to
+/// ordinary 4 KiB-aligned native allocation. HUB_HUGEPAGES=0 keeps the mapping on 4 KiB pages (and drops the advice
+/// from <see cref="MappedFile"/>'s file mappings, whose 2 MiB folios already in the page cache the kernel still maps
+/// whole): with THP defrag set to
 /// "madvise" a 2 MiB fault may compact memory first, which on a host whose page cache fills its memory can cost far
 /// more than it saves (an escape hatch; the default measured 0.24 s for 1b's 1.1 GB with 7 GB free).
 /// </summary>

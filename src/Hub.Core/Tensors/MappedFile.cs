@@ -50,14 +50,16 @@ public sealed unsafe class MappedFile : IDisposable
     /// each row, so 160 random ids would make most of a 32k-row table resident. Stays valid for later faults. With
     /// <paramref name="edges"/> the 2 MiB pages the range only partly covers are included too: for a tensor never read
     /// at all (a weight the runtime replaced by a copy), so that a small tensor beside it, such as a norm's gains read
-    /// every step, maps its own 4 KiB pages rather than 2 MiB of the unread neighbour.
+    /// every step, maps its own 4 KiB pages rather than 2 MiB of the unread neighbour; <paramref name="limit"/> (the end
+    /// of the mapping) keeps the widened range from reaching the mapping after it.
     /// </summary>
-    public static void AdviseSmallPages(byte* p, long bytes, bool edges = false)
+    public static void AdviseSmallPages(byte* p, long bytes, bool edges = false, byte* limit = null)
     {
         const long Huge = 2L << 20;
         const int MadvNoHugePage = 15;
         long start = edges ? (long)p & ~(Huge - 1) : ((long)p + Huge - 1) & ~(Huge - 1);
         long end = edges ? ((long)p + bytes + Huge - 1) & ~(Huge - 1) : ((long)p + bytes) & ~(Huge - 1);
+        if (limit != null) end = Math.Min(end, (long)limit);
         if (end > start && OperatingSystem.IsLinux()) _ = HugePageMemory.Madvise((byte*)start, (nuint)(end - start), MadvNoHugePage);
     }
 
