@@ -68,6 +68,8 @@ public unsafe class PeakRssTests : IDisposable
         AnonHugePages:         0 kB
         7f0000a00000-7f0000c00000 r--s 00000000 fd:01 1237                       /m/with space/w.gguf
         Rss:                  12 kB
+        7f0000c00000-7f0000e00000 r--s 00000000 fd:01 1238                       /m/old/w.gguf (deleted)
+        Rss:                  12 kB
         FilePmdMapped:         0 kB
         """;
 
@@ -81,6 +83,7 @@ public unsafe class PeakRssTests : IDisposable
         Assert.Equal(new MappedPages(0, 0), PeakRss.ParseMappedPages(Smaps, "/m/i"));   // a prefix of a name is not a folder
         Assert.Equal(new MappedPages(4012 * 1024, 2048 * 1024), PeakRss.ParseMappedPages(Smaps, "/m/ir/model.ir.bin", "/m/with space"));
         Assert.Equal(new MappedPages(0, 0), PeakRss.ParseMappedPages(Smaps));
+        Assert.Equal(new MappedPages(12 * 1024, 0), PeakRss.ParseMappedPages(Smaps, "/m/old/w.gguf"));   // replaced since mapped
         Assert.Equal(0, new MappedPages(0, 0).HugeFraction);
         Assert.Equal(0.5, new MappedPages(4, 2).HugeFraction);
     }

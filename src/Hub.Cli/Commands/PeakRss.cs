@@ -103,9 +103,22 @@ public static class PeakRss
     public static MappedPages? MappedPagesOf(params string[] paths)
     {
         if (!OperatingSystem.IsLinux()) return null;
-        try { return ParseMappedPages(File.ReadAllText(SmapsPath), paths.Select(Path.GetFullPath).ToArray()); }
+        try { return ParseMappedPages(File.ReadAllText(SmapsPath), paths.Select(RealPath).ToArray()); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
+
+    // smaps names a mapping by its resolved path: a cache folder reached through a symbolic link must be resolved too.
+    private static unsafe string RealPath(string path)
+    {
+        var full = Path.GetFullPath(path);
+        nint p = Realpath(full, 0);
+        if (p == 0) return full;   // absent (a cache folder not written yet) or unreadable: compare as given
+        try { return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(p) ?? full; }
+        finally { System.Runtime.InteropServices.NativeMemory.Free((void*)p); }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "realpath")]
+    private static extern nint Realpath([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, nint resolved);
 
     /// <summary>The Rss and FilePmdMapped totals of the mappings in /proc/PID/smaps text whose file is one of <paramref name="paths"/> or lies under one.</summary>
     public static MappedPages ParseMappedPages(string smaps, params string[] paths)
@@ -129,6 +142,7 @@ public static class PeakRss
                     rest = sp < 0 ? default : rest[(sp + 1)..].TrimStart(' ');
                 }
                 match = false;
+                if (rest.EndsWith(" (deleted)", StringComparison.Ordinal)) rest = rest[..^" (deleted)".Length];   // unlinked or replaced since mapped
                 for (int i = 0; i < paths.Length && !match && rest.Length > 0; i++)
                     match = rest.SequenceEqual(paths[i]) || rest.StartsWith(dirs[i], StringComparison.Ordinal);
                 continue;
