@@ -3,6 +3,12 @@ namespace Hub.Tests;
 /// <summary>This process's mappings as Linux lists them in /proc/self/smaps (tests of resident memory and madvise).</summary>
 public static class Smaps
 {
+    /// <summary>
+    /// Whether the kernel has transparent huge pages at all (built without them, MADV_HUGEPAGE and MADV_NOHUGEPAGE fail
+    /// and no mapping carries "hg"/"nh").
+    /// </summary>
+    public static bool TransparentHugePages => Directory.Exists("/sys/kernel/mm/transparent_hugepage");
+
     // A mapping's header is "lo-hi perms offset dev inode [path]"; its fields are "Name:   value".
     private static bool Header(string line, out ulong lo, out ulong hi, out string path)
     {

@@ -11,6 +11,7 @@ public unsafe class MappedFileTests : IDisposable
     {
         Skip.IfNot(OperatingSystem.IsLinux() && File.Exists("/proc/self/smaps"), "MADV_HUGEPAGE and /proc/self/smaps are Linux only");
         Skip.If(Environment.GetEnvironmentVariable("HUB_HUGEPAGES") == "0", "HUB_HUGEPAGES=0 turns the advice off");
+        Skip.IfNot(Hub.Tests.Smaps.TransparentHugePages, "this kernel has no transparent huge pages (/sys/kernel/mm/transparent_hugepage)");
         var big = Path.Combine(_dir, "big.bin");
         var small = Path.Combine(_dir, "small.bin");
         File.WriteAllBytes(big, new byte[(2 << 20) + 4096]);

@@ -95,6 +95,7 @@ public class EmbeddingReleaseTests
         // so a cold lookup reads a small folio around its row rather than 2 MiB (a page cache that already holds 2 MiB
         // folios still maps a whole one: the kernel maps every page of a large folio it faults in).
         Skip.IfNot(OperatingSystem.IsLinux(), "MADV_NOHUGEPAGE and smaps are Linux only");
+        Skip.IfNot(Hub.Tests.Smaps.TransparentHugePages, "this kernel has no transparent huge pages (/sys/kernel/mm/transparent_hugepage)");
         var dir = Path.Combine(Path.GetTempPath(), "hub-emb-nh-" + Guid.NewGuid().ToString("N"));
         try
         {
