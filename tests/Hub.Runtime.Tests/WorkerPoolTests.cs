@@ -42,6 +42,94 @@ public class WorkerPoolTests(ITestOutputHelper output)
         Assert.Equal(400, runs);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Homed_jobs_run_every_index_once_between_plain_jobs(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var work = new CountingWork(300);
+        for (int round = 0; round < 400; round++)
+        {
+            int count = round % 7 == 0 ? 1 : round % 11 == 0 ? threads - 1 + round % 2 : 1 + round % 300;
+            if (round % 2 == 0) pool.RunHomed(work, count); else pool.Run(work, count);
+            for (int i = 0; i < count; i++)
+                Assert.True(work.Hits[i] == 1, $"round {round} ({(round % 2 == 0 ? "homed" : "plain")}): item {i} of {count} ran {work.Hits[i]} times");
+            for (int i = count; i < work.Hits.Length; i++) Assert.Equal(0, work.Hits[i]);
+            Array.Clear(work.Hits);
+            if (round % 50 == 0) Thread.Sleep(2); // long enough for the workers to block on the semaphore
+            if (round % 3 == 0) pool.Prewake();
+        }
+    }
+
+    // Records which participant ran each index and in which order.
+    private sealed class OrderWork(int size, int participants) : ParallelWork
+    {
+        public readonly int[] Worker = new int[size];
+        public readonly List<int>[] Order = Enumerable.Range(0, participants).Select(_ => new List<int>()).ToArray();
+        public override void Execute(int index, int worker)
+        {
+            Worker[index] = worker;
+            lock (Order[worker]) Order[worker].Add(index);
+        }
+    }
+
+    [Fact]
+    public void A_homed_job_gives_the_caller_the_front_of_its_share_in_order()
+    {
+        using var pool = new WorkerPool(2);
+        for (int round = 0; round < 200; round++)
+        {
+            var work = new OrderWork(32, 2);
+            pool.RunHomed(work, 32);
+            // only the owner claims from the front of a share, one index at a time: index 0 is always the caller's, and
+            // the caller's indices of its own share form the run 0, 1, 2, ... (others take shares from the back)
+            Assert.Equal(0, work.Worker[0]);
+            var own = work.Order[0].Where(i => i < 16).ToList();
+            Assert.Equal(Enumerable.Range(0, own.Count), own);
+        }
+    }
+
+    // Items on the worker wait until the caller has run an index of the worker's share: the job can only finish if
+    // the caller takes over the share of a participant that is stuck in its first item.
+    private sealed class StuckWorkerWork(int count) : ParallelWork
+    {
+        public readonly ManualResetEventSlim Stolen = new(false);
+        public readonly int[] Hits = new int[count];
+        public bool TimedOut;
+        public override void Execute(int index, int worker)
+        {
+            Interlocked.Increment(ref Hits[index]);
+            if (worker == 0 && index >= Hits.Length / 2) Stolen.Set();
+            if (worker != 0 && !Stolen.Wait(TimeSpan.FromSeconds(20))) TimedOut = true;
+        }
+    }
+
+    [Fact]
+    public void A_homed_job_takes_over_the_share_of_a_stuck_participant()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new StuckWorkerWork(32);
+        pool.RunHomed(work, 32);
+        Assert.False(work.TimedOut, "the caller never took an index of the stuck worker's share");
+        Assert.All(work.Hits, h => Assert.Equal(1, h));
+    }
+
+    [Fact]
+    public void A_failing_item_of_a_homed_job_throws_after_the_dispatch()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new CountingWork(64) { Throw = 40 };
+        var e = Assert.Throws<InvalidOperationException>(() => pool.RunHomed(work, 64));
+        Assert.Contains("item 40", e.Message);
+        Assert.All(work.Hits, h => Assert.Equal(1, h));
+        work.Throw = -1;
+        Array.Clear(work.Hits);
+        pool.RunHomed(work, 64);
+        Assert.All(work.Hits, h => Assert.Equal(1, h));
+    }
+
     [Fact]
     public void A_failing_item_throws_after_the_dispatch_and_the_pool_keeps_working()
     {

@@ -79,7 +79,7 @@ internal sealed unsafe class LinearExec : OpExec
                 fixed (float* xp = _xHalf) _xHalfScale = HalfGemv.PrepareXFor(_x, _k, xp, _xHalfWide);
                 if (_unitFinite.Length != units || _unitFiniteCols != _unitCols) { _unitFinite = new byte[units]; _unitFiniteCols = _unitCols; }
             }
-            R.Model.Pool.Run(this, units);
+            R.Model.Pool.RunHomed(this, units);
         }
         else
         {
@@ -438,8 +438,14 @@ internal sealed unsafe class AttentionExec : OpExec
         _tChunks = (_t + _tChunk - 1) / _tChunk;
         long work = (long)_t * _s * _h * _hd;
         _single = workers == 1 || work <= ParallelThreshold;
-        R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
+        // A decode step's units are the (row, kv head) caches in memory order: homed claims keep each worker on one
+        // run of heads, so the next head's keys it prefetches are its own.
+        if (_t == 1 && HomedDecode) R.Model.Pool.RunHomed(this, _single ? 1 : _b * _kv);
+        else R.Model.Pool.Run(this, _single ? 1 : _b * _kv * _tChunks);
     }
+
+    /// <summary>Bench switch: decode steps claim their (row, kv head) units homed (<see cref="Threading.WorkerPool.RunHomed"/>).</summary>
+    internal static bool HomedDecode { get; set; } = true;
 
     /// <summary>
     /// Whether a decode step prefetches the cache lines its append writes and, before attending a (row, kv head), the

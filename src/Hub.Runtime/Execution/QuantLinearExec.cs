@@ -219,7 +219,7 @@ internal sealed unsafe class QuantLinearExec : OpExec
             int units = single ? 1 : Math.Min(workers * GemvUnitsPerWorker, (_n + 31) / 32);
             _unitRows = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitRows - 1) / _unitRows);
-            R.Model.Pool.Run(this, units);
+            R.Model.Pool.RunHomed(this, units);
         }
         else
         {

@@ -50,6 +50,9 @@ internal sealed class WorkerPool : IDisposable
     private Padded _state;     // claim word: every participant adds to it once per item
     private Padded _remaining; // items not yet reported done; the caller polls it at the end of a job
     private Padded _sleepers;  // workers blocked (or about to block) on _wake
+    // Homed jobs (RunHomed): per participant, generation (20 bits) | front (20) | back (20) of its contiguous range
+    private readonly Padded[] _ranges;
+    private volatile bool _homed;
     private ParallelWork? _work;
     private volatile bool _stop;
     private ExceptionDispatchInfo? _error;
@@ -62,6 +65,7 @@ internal sealed class WorkerPool : IDisposable
         _spinTicks = Stopwatch.Frequency / 50_000;      // 20 µs of spinning for the next job, then block
         _waitSpinTicks = Stopwatch.Frequency / 20_000;  // 50 µs of tight polling for the last item, then yield
         _threads = new Thread[threads - 1];
+        _ranges = new Padded[threads];
         for (int i = 0; i < _threads.Length; i++)
         {
             int id = i + 1;
@@ -103,7 +107,23 @@ internal sealed class WorkerPool : IDisposable
 
     /// <summary>Runs <paramref name="work"/> for every index in [0, count) and returns when all are done.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Run(ParallelWork work, int count)
+    public void Run(ParallelWork work, int count) => RunJob(work, count, homed: false);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> for every index in [0, count) like <see cref="Run(ParallelWork, int)"/>, but each
+    /// participant first runs its own contiguous share of the indices in order, then takes the rest of the others'
+    /// shares from their ends. For streaming kernels (the decode GEMVs): each thread reads one sequential region, so its
+    /// prefetches past a unit's end land in the unit it runs next instead of in the other core's, and a delayed
+    /// participant's share is still taken over.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void RunHomed(ParallelWork work, int count) => RunJob(work, count, homed: HomedClaims);
+
+    /// <summary>Bench switch: <see cref="RunHomed"/> claims as <see cref="Run(ParallelWork, int)"/> does when false.</summary>
+    internal static bool HomedClaims { get; set; } = true;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunJob(ParallelWork work, int count, bool homed)
     {
         if (count <= 0) return;
         if (count == 1 || _threads.Length == 0)
@@ -121,15 +141,24 @@ internal sealed class WorkerPool : IDisposable
         _work = work;
         Volatile.Write(ref _remaining.Value, count);
         long gen = (++_generation) & ((1L << (64 - GenShift)) - 1);
+        if (homed)
+        {
+            // The ranges carry the generation, so a claim can only succeed on the job it read; the claim word below
+            // starts exhausted, so a participant that takes this job for a plain one claims nothing.
+            int p = _ranges.Length;
+            for (int i = 0; i < p; i++)
+                _ranges[i].Value = (gen << RangeGenShift) | ((long)count * i / p << RangeBits) | ((long)count * (i + 1) / p);
+        }
+        _homed = homed;
         // A full fence between publishing the job and reading the sleeper count: a worker increments the count and
         // then re-reads the claim word, so either it sees this job or this read sees its increment (no lost wake-up).
-        Interlocked.Exchange(ref _state.Value, (gen << GenShift) | ((long)count << IndexBits));
+        Interlocked.Exchange(ref _state.Value, (gen << GenShift) | ((long)count << IndexBits) | (homed ? (long)count : 0L));
         if (Volatile.Read(ref _sleepers.Value) != 0)
         {
             int s = (int)Interlocked.Exchange(ref _sleepers.Value, 0);
             if (s > 0) _wake.Release(s);
         }
-        Drain(0);
+        if (homed) DrainHomed(0, gen); else Drain(0);
         if (Volatile.Read(ref _remaining.Value) != 0) WaitDone();
         _work = null;
         if (_error is { } e) { _error = null; e.Throw(); }
@@ -191,6 +220,57 @@ internal sealed class WorkerPool : IDisposable
         if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
     }
 
+    private const int RangeBits = 20, RangeGenShift = 2 * RangeBits;
+    private const long RangeMask = (1L << RangeBits) - 1;
+
+    // A homed job's claims: the participant's own range from its front, one index per claim (the range's word is
+    // uncontended until another participant runs out), then the other ranges from their backs, a share of what is
+    // left per claim, run front to back. Every claim is a compare-exchange on a word that carries the job's
+    // generation, so a participant that read an older job's generation claims nothing of a newer one.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DrainHomed(int worker, long gen)
+    {
+        int done = 0, p = _ranges.Length;
+        long[]? busy = BusyTicks;
+        long t0 = busy is null ? 0 : Stopwatch.GetTimestamp();
+        ref long own = ref _ranges[worker].Value;
+        while (true)
+        {
+            long v = Volatile.Read(ref own);
+            if (v >>> RangeGenShift != gen) goto finish;
+            long front = (v >> RangeBits) & RangeMask, back = v & RangeMask;
+            if (front >= back) break;
+            if (Interlocked.CompareExchange(ref own, v + (1L << RangeBits), v) != v) continue;
+            Execute(Volatile.Read(ref _work)!, (int)front, worker);
+            done++;
+        }
+        for (int d = 1; d < p; d++)
+        {
+            ref long other = ref _ranges[(worker + d) % p].Value;
+            while (true)
+            {
+                long v = Volatile.Read(ref other);
+                if (v >>> RangeGenShift != gen) goto finish;
+                long front = (v >> RangeBits) & RangeMask, back = v & RangeMask;
+                if (front >= back) break;
+                long take = Math.Max(1, (back - front) / p);
+                if (Interlocked.CompareExchange(ref other, v - take, v) != v) continue;
+                var w = Volatile.Read(ref _work)!;
+                for (long i = back - take; i < back; i++) { Execute(w, (int)i, worker); done++; }
+            }
+        }
+    finish:
+        if (busy is not null && done > 0) busy[worker] += Stopwatch.GetTimestamp() - t0;
+        if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Execute(ParallelWork w, int index, int worker)
+    {
+        try { w.Execute(index, worker); }
+        catch (Exception ex) { Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(ex), null); }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int id)
     {
@@ -214,7 +294,9 @@ internal sealed class WorkerPool : IDisposable
             }
             if (_stop) return;
             seenGen = gen;
-            Drain(id);
+            // _homed belongs to the job published with this generation or a later one: a homed drain checks the
+            // generation on every claim, and a plain one claims nothing from a homed job's exhausted claim word.
+            if (_homed) DrainHomed(id, gen); else Drain(id);
         }
     }
 
