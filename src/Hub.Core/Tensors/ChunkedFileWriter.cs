@@ -19,6 +19,7 @@ public sealed class ChunkedFileWriter : Stream
     private readonly byte[] _buffer = new byte[ChunkBytes];
     private int _used;
     private long _position;
+    private bool _faulted;   // a write to the file failed: Dispose then leaves the tail, so its error cannot replace the first
 
     /// <summary>Creates (or truncates) <paramref name="path"/> for writing.</summary>
     public ChunkedFileWriter(string path) =>
@@ -28,7 +29,8 @@ public sealed class ChunkedFileWriter : Stream
     public override void Write(ReadOnlySpan<byte> source)
     {
         long end = _position + source.Length;
-        WriteChunks(source);
+        try { WriteChunks(source); }
+        catch { _faulted = true; throw; }
         _position = end;
     }
 
@@ -92,7 +94,8 @@ public sealed class ChunkedFileWriter : Stream
     private void WriteTail()
     {
         if (_used == 0) return;
-        _file.Write(_buffer, 0, _used);
+        try { _file.Write(_buffer, 0, _used); }
+        catch { _faulted = true; throw; }
         _used = 0;
     }
 
@@ -101,7 +104,7 @@ public sealed class ChunkedFileWriter : Stream
     {
         if (disposing)
         {
-            try { WriteTail(); }
+            try { if (!_faulted) WriteTail(); }
             finally { _file.Dispose(); }
         }
         base.Dispose(disposing);
