@@ -11,7 +11,7 @@ namespace Hub.Runtime.Tests;
 /// How fast the int8 (Q8_0) decode GEMV streams a 1b-sized set of weights from DRAM (HUB_BENCH=1 only): the 1b model's
 /// Linear shapes (22 layers of qkv 2560×2048, o 2048×2048, gate_up 11264×2048, down 2048×5632, then logits
 /// 32000×2048, ~1.1 GB with F16 scales; HUB_BENCH_MODEL=small: the 134M model's, 12 layers at K = 768) run back to back on the runtime's own worker pool with QuantLinearExec's unit
-/// split, variants alternating per pass over all weights, their order rotating per round (medians of HUB_BENCH_ROUNDS,
+/// split and homed claims (WorkerPool.RunHomed), variants alternating per pass over all weights, their order rotating per round (medians of HUB_BENCH_ROUNDS,
 /// default 7, and each variant's median per-round speed ratio against the first one; HUB_BENCH_THREADS=1 gives the
 /// tightest ratios on a shared host). Variants: "kernel"
 /// (the default GEMV: at groups of 32 the VNNI pair loop where AVX-VNNI is supported and K ≤ QuantKernels.PairMaxK, else the AVX2 one-row loop; "pairs": the pair loop on every K; with HUB_BENCH_GROUP=0/64/128 the four-row pass, AVX-VNNI
@@ -144,7 +144,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             uf = (nf + rf - 1) / rf;
                             float* wfm = wf + off / 4;
                             bool hotf = name == "hotf32";
-                            pool.Run(new Work((u, wk) =>
+                            pool.RunHomed(new Work((u, wk) =>
                             {
                                 int c0 = u * rf, c1 = Math.Min(nf, c0 + rf);
                                 if (hotf) for (int r = c0; r < c1; r += 16) GemvF32.Rows(x, kk, wfm, null, y, 0, Math.Min(16, c1 - r), GemvF32.Default);
@@ -153,7 +153,7 @@ public unsafe class Int8StreamBench(Xunit.Abstractions.ITestOutputHelper output)
                             off += (long)n * k; offS += (long)n * k / 32;
                             continue;
                         }
-                        pool.Run(new Work((u, wk) =>
+                        pool.RunHomed(new Work((u, wk) =>
                         {
                             int c0 = u * unitRows, c1 = Math.Min(n, c0 + unitRows);
                             if (name is "x4b" or "x4bf") InterleavedB(name == "x4b" ? bm : bfm, kk, act, y, c0, c1, name == "x4b" ? 8 : 16);
