@@ -66,8 +66,9 @@ internal sealed unsafe class LinearExec : OpExec
         bool single = workers == 1 || flops < 200_000;
         if (_gemv)
         {
-            // Many small units claimed dynamically: when a neighbour process delays one worker, the others take
-            // over the remaining rows, so the step slows in proportion instead of waiting for a fixed half.
+            // Many small units claimed homed (WorkerPool.RunHomed): each worker streams its own contiguous share, and
+            // when a neighbour process delays one worker, the others take over the rest of its share, so the step
+            // slows in proportion instead of waiting for a fixed half.
             int units = single ? 1 : Math.Min(workers * 16, (_n + 31) / 32);
             _unitCols = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitCols - 1) / Math.Max(1, _unitCols));

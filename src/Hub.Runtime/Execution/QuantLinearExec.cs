@@ -215,7 +215,8 @@ internal sealed unsafe class QuantLinearExec : OpExec
         {
             if (_integer) QuantKernels.QuantizeActivations(_w, _x, _m, _actPtr);
             else if (_registers) fixed (float* xs = _xsums) QuantKernels.GroupSums(_x, _m, _k, _w.GroupLength, xs);
-            // Many small units claimed dynamically, as in LinearExec: a delayed worker costs proportionally.
+            // Many small units, claimed homed as in LinearExec: each worker streams its own share front to back, and a
+            // delayed worker's rest is taken over (it costs proportionally).
             int units = single ? 1 : Math.Min(workers * GemvUnitsPerWorker, (_n + 31) / 32);
             _unitRows = ((_n + units - 1) / units + 3) & ~3;
             units = Math.Max(1, (_n + _unitRows - 1) / _unitRows);

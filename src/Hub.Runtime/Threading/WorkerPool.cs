@@ -8,6 +8,12 @@
 // item with a tight pause loop (no exponential back-off that overshoots the moment it finishes), and the claim word,
 // the completion counter and the sleeper count sit on cache lines of their own so waiting on one does not steal
 // the others from the thread writing them.
+//
+// Streaming jobs (the decode GEMVs and decode attention, session 14) run homed instead (RunHomed): each participant
+// owns a contiguous share of the indices and runs it front to back, then takes what is left of the others' shares from
+// their ends. Guided claims hand consecutive units to alternating threads, so the 8 KiB each GEMV prefetches past a
+// unit's end went to the core that did not run the next unit and every claim restarted a cold stream: a fixed cost
+// of ~15 µs per op that sank a small model's Q8_0 decode (paired in-process A/B 1.17–1.24× when removed).
 using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
