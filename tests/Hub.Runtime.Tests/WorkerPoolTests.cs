@@ -116,31 +116,21 @@ public class WorkerPoolTests(ITestOutputHelper output)
         Assert.All(work.Hits, h => Assert.Equal(1, h));
     }
 
-    [Fact]
-    public void A_failing_item_of_a_homed_job_throws_after_the_dispatch()
+    [Theory]
+    [InlineData(false, 17)]
+    [InlineData(true, 17)]
+    [InlineData(true, 40)]   // in the worker's share
+    public void A_failing_item_throws_after_the_dispatch_and_the_pool_keeps_working(bool homed, int failing)
     {
         using var pool = new WorkerPool(2);
-        var work = new CountingWork(64) { Throw = 40 };
-        var e = Assert.Throws<InvalidOperationException>(() => pool.RunHomed(work, 64));
-        Assert.Contains("item 40", e.Message);
-        Assert.All(work.Hits, h => Assert.Equal(1, h));
-        work.Throw = -1;
-        Array.Clear(work.Hits);
-        pool.RunHomed(work, 64);
-        Assert.All(work.Hits, h => Assert.Equal(1, h));
-    }
-
-    [Fact]
-    public void A_failing_item_throws_after_the_dispatch_and_the_pool_keeps_working()
-    {
-        using var pool = new WorkerPool(2);
-        var work = new CountingWork(64) { Throw = 17 };
-        var e = Assert.Throws<InvalidOperationException>(() => pool.Run(work, 64));
-        Assert.Contains("item 17", e.Message);
+        var work = new CountingWork(64) { Throw = failing };
+        void Run() { if (homed) pool.RunHomed(work, 64); else pool.Run(work, 64); }
+        var e = Assert.Throws<InvalidOperationException>(Run);
+        Assert.Contains($"item {failing}", e.Message);
         Assert.All(work.Hits, h => Assert.Equal(1, h)); // the other items still ran
         work.Throw = -1;
         Array.Clear(work.Hits);
-        pool.Run(work, 64);
+        Run();
         Assert.All(work.Hits, h => Assert.Equal(1, h));
     }
 
