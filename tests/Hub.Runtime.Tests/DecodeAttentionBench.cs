@@ -19,7 +19,9 @@ namespace Hub.Runtime.Tests;
 /// either of its kernels), HalfRegs (its per-head
 /// kernel, widening in registers, at every group size), HalfLanes (its heads-in-lanes kernel at every group size) and HalfWiden
 /// (the head's whole K/V widened into an f32 buffer, then the Default f32 kernel: the session-9 decode path for groups
-/// of 4 and more). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
+/// of 4 and more); a name ending in @huge runs that f16 kernel on a copy of the cache on transparent huge pages (the
+/// small model's shape at 256 positions, HUB_BENCH_CAP=8192: no difference against 4 KiB pages). HUB_BENCH_EVICT_MB
+/// sets the eviction stream (default 64). 1b's shape: HUB_BENCH_LAYERS=22 HUB_BENCH_HEADS=4 HUB_BENCH_GROUP=8 HUB_BENCH_CTX=2048.
 /// </summary>
 [Collection(nameof(AttentionStaticsCollection))]
 public unsafe class DecodeAttentionBench(ITestOutputHelper output)
@@ -43,11 +45,13 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
         // cap·hd apart on their own 4 KiB pages as in a decode step's cache; only the first ctx positions are touched
         int cap = Math.Max(ctx, BenchFeed.EnvInt("HUB_BENCH_CAP", ctx));
         long perLayer = (long)heads * cap * hd;
-        nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = 64u << 20;
+        nuint cacheBytes = (nuint)(2 * layers * perLayer * 4), evictBytes = (nuint)BenchFeed.EnvInt("HUB_BENCH_EVICT_MB", 64) << 20;
         long readBytes = 2L * layers * heads * ctx * hd * 4;
         float* kv = (float*)NativeMemory.AlignedAlloc(cacheBytes, 64);
         byte* evict = (byte*)NativeMemory.AlignedAlloc(evictBytes, 64);
-        ushort* kvh = null;
+        ushort* kvh = null, kvhHuge = null;
+        byte* hugeRaw = null;
+        nuint hugeMapped = 0;
         float* widen = (float*)NativeMemory.AlignedAlloc((nuint)(2L * ctx * hd * 4), 64);
         var q = new float[heads * g * hd]; var o = new float[heads * g * hd];
         var scratch = new float[AttentionKernels.ScratchFloats(g, hd)];
@@ -62,8 +66,23 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             kvh = (ushort*)NativeMemory.AlignedAlloc(cacheBytes / 2, 64);
             for (long r = 0; r < 2L * layers * heads; r++)
                 for (long i = r * cap * hd; i < (r * cap + ctx) * hd; i++) kvh[i] = BitConverter.HalfToUInt16Bits((Half)kv[i]);
+            if (kernels.Any(kn => kn.EndsWith("@huge", StringComparison.Ordinal)))
+            {
+                // "<kernel>@huge": the same f16 cache in a copy on transparent huge pages (an anonymous mapping, 2 MiB
+                // aligned, MADV_HUGEPAGE), against the runtime's 4 KiB-paged states
+                nuint hugeLen = (cacheBytes / 2 + (2u << 20) - 1) & ~(nuint)((2u << 20) - 1);
+                hugeMapped = hugeLen + (2u << 20);
+                hugeRaw = Mmap(null, hugeMapped, 3, 0x22, -1, 0);   // PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+                if (hugeRaw == (byte*)-1) throw new OutOfMemoryException("mmap of the huge-page copy failed");
+                kvhHuge = (ushort*)(((nint)hugeRaw + (2 << 20) - 1) & ~(nint)((2 << 20) - 1));
+                _ = Madvise(kvhHuge, hugeLen, 14);   // MADV_HUGEPAGE
+                Buffer.MemoryCopy(kvh, kvhHuge, cacheBytes / 2, cacheBytes / 2);
+                output.WriteLine(File.ReadAllLines("/proc/self/smaps_rollup").FirstOrDefault(l => l.StartsWith("AnonHugePages", StringComparison.Ordinal)) ?? "");
+            }
             if (int.TryParse(Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_KEYS"), out var pk)) AttentionKernels.PrefetchKeys = pk;
             AttentionKernels.PrefetchVWithK = Environment.GetEnvironmentVariable("HUB_BENCH_PREFETCH_V") == "1";
+            // "<kernel>@huge": an f16 kernel on the copy of the cache on transparent huge pages
+            var cfg = kernels.Select(kn => (Name: kn.Split('@')[0], Huge: kn.EndsWith("@huge", StringComparison.Ordinal))).ToArray();
             var times = new List<double>[2, 2] { { new(), new() }, { new(), new() } };
             long sink = 0;
             fixed (float* qp = q, op = o, sp = scratch)
@@ -79,15 +98,17 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                                 {
                                     float* k = kv + (2L * l) * perLayer + (long)h * cap * hd, vv = kv + (2L * l + 1) * perLayer + (long)h * cap * hd;
                                     long ko = (2L * l) * perLayer + (long)h * cap * hd, vo = (2L * l + 1) * perLayer + (long)h * cap * hd;
-                                    if (kernels[kv2] is "Half" or "Half4" or "HalfRegs" or "Half256" or "HalfLanes")
+                                    if (cfg[kv2].Name is "Half" or "Half4" or "HalfRegs" or "Half256" or "HalfLanes")
                                     {
-                                        AttentionKernels.UseHalfRowKeys16 = kernels[kv2] != "Half4";
-                                        AttentionKernels.UseHalfGroup512 = kernels[kv2] != "Half256";
-                                        AttentionKernels.UseHalfRow512 = kernels[kv2] != "Half256";
-                                        AttentionKernels.HalfGroupMinGroup = kernels[kv2] switch { "Half" or "Half256" => 3, "HalfLanes" => 1, _ => int.MaxValue };
-                                        AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvh + ko, kvh + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
+                                        string kn = cfg[kv2].Name;
+                                        AttentionKernels.UseHalfRowKeys16 = kn != "Half4";
+                                        AttentionKernels.UseHalfGroup512 = kn != "Half256";
+                                        AttentionKernels.UseHalfRow512 = kn != "Half256";
+                                        AttentionKernels.HalfGroupMinGroup = kn switch { "Half" or "Half256" => 3, "HalfLanes" => 1, _ => int.MaxValue };
+                                        ushort* kvc = cfg[kv2].Huge ? kvhHuge : kvh;
+                                        AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvc + ko, kvc + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
                                     }
-                                    else if (kernels[kv2] is "Read" or "ReadHalf")
+                                    else if (cfg[kv2].Name is "Read" or "ReadHalf")
                                         sink += ReadRows(kernels[kv2] == "Read" ? (byte*)k : (byte*)(kvh + ko), kernels[kv2] == "Read" ? (byte*)vv : (byte*)(kvh + vo), (long)ctx * hd * (kernels[kv2] == "Read" ? 4 : 2));
                                     else if (kernels[kv2] == "HalfWiden")
                                     {
@@ -120,8 +141,18 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             AttentionKernels.UseHalfRow512 = true;
             AttentionKernels.UseHalfRowKeys16 = true;
             if (kvh != null) NativeMemory.AlignedFree(kvh);
+            if (hugeRaw != null && hugeRaw != (byte*)-1) _ = Munmap(hugeRaw, hugeMapped);
         }
     }
+
+    [DllImport("libc", EntryPoint = "mmap")]
+    private static extern byte* Mmap(byte* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [DllImport("libc", EntryPoint = "munmap")]
+    private static extern int Munmap(byte* addr, nuint length);
+
+    [DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(void* addr, nuint length, int advice);
 
     // The read-probe pattern (ReadProbe's plain stream: four 32-byte loads summed per 128 bytes) over one head's keys
     // then its values: what a pass costs that only reads the bytes a kernel must.

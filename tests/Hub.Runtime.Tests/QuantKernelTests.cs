@@ -948,7 +948,12 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
             output.WriteLine($"A/B {ab} paired per-round on/off: median {Med(paired):F3} (quartiles {paired[paired.Count / 4]:F3}..{paired[paired.Count * 3 / 4]:F3})");
             output.WriteLine($"A/B {ab} process CPU per token: off {Med(cpuMs[0]):F3} ms, on {Med(cpuMs[1]):F3} ms (on/off {Med(cpuMs[1]) / Med(cpuMs[0]):F3})");
             if (nonLinear[0].Count > 0)
+            {
                 output.WriteLine($"A/B {ab} per token outside the Linear ops: off {Med(nonLinear[0]):F3} ms (Attention {Med(attention[0]):F3}), on {Med(nonLinear[1]):F3} ms (Attention {Med(attention[1]):F3})");
+                // the Attention ops' speed per round (off time / on time of the two adjacent segments)
+                var attnPaired = attention[0].Zip(attention[1], (a, b) => a / b).Order().ToList();
+                output.WriteLine($"A/B {ab} paired per-round Attention speed on/off: median {Med(attnPaired):F3} (quartiles {attnPaired[attnPaired.Count / 4]:F3}..{attnPaired[attnPaired.Count * 3 / 4]:F3})");
+            }
             return;
         }
         if (!prof) return;
