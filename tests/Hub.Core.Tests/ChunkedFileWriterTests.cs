@@ -54,11 +54,12 @@ public class ChunkedFileWriterTests : IDisposable
     [SkippableFact]
     public void After_a_failed_write_dispose_leaves_the_tail_so_the_first_error_is_the_one_reported()
     {
-        // /dev/full fails every write with ENOSPC: the whole chunk fails, and Dispose must not throw a second error
-        // for the tail (it would replace the first one in a using block)
+        // /dev/full fails every write with ENOSPC: the buffered chunk fails to flush while bytes are still buffered, and
+        // Dispose must not throw a second error for them (it would replace the first one in a using block)
         Skip.IfNot(OperatingSystem.IsLinux() && File.Exists("/dev/full"), "needs Linux's /dev/full");
         var w = new ChunkedFileWriter("/dev/full");
-        Assert.Throws<IOException>(() => w.Write(new byte[ChunkedFileWriter.ChunkBytes + 10]));
+        w.Write(new byte[10]);
+        Assert.Throws<IOException>(() => w.Write(new byte[ChunkedFileWriter.ChunkBytes]));
         w.Dispose();
         // a writer that never failed still writes its tail at Dispose, and a failing tail write surfaces there
         var ok = new ChunkedFileWriter("/dev/full");

@@ -61,7 +61,7 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
             for (long r = 0; r < 2L * layers * heads; r++)
                 for (long i = r * cap * hd; i < (r * cap + ctx) * hd; i++) kv[i] = (float)(rng.NextDouble() * 2 - 1);
             for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
-            new Span<byte>(evict, (int)evictBytes).Fill(1);
+            NativeMemory.Fill(evict, evictBytes, 1);
             var kernels = (Environment.GetEnvironmentVariable("HUB_BENCH_KERNELS") ?? "PerKey,Default").Split(',');
             kvh = (ushort*)NativeMemory.AlignedAlloc(cacheBytes / 2, 64);
             for (long r = 0; r < 2L * layers * heads; r++)
@@ -109,14 +109,14 @@ public unsafe class DecodeAttentionBench(ITestOutputHelper output)
                                         AttentionKernels.AttendRowHalf(qp + h * g * hd, g, hd, kvc + ko, kvc + vo, hd, ctx, null, 0.125f, op + h * g * hd, sp);
                                     }
                                     else if (cfg[kv2].Name is "Read" or "ReadHalf")
-                                        sink += ReadRows(kernels[kv2] == "Read" ? (byte*)k : (byte*)(kvh + ko), kernels[kv2] == "Read" ? (byte*)vv : (byte*)(kvh + vo), (long)ctx * hd * (kernels[kv2] == "Read" ? 4 : 2));
-                                    else if (kernels[kv2] == "HalfWiden")
+                                        sink += ReadRows(cfg[kv2].Name == "Read" ? (byte*)k : (byte*)((cfg[kv2].Huge ? kvhHuge : kvh) + ko), cfg[kv2].Name == "Read" ? (byte*)vv : (byte*)((cfg[kv2].Huge ? kvhHuge : kvh) + vo), (long)ctx * hd * (cfg[kv2].Name == "Read" ? 4 : 2));
+                                    else if (cfg[kv2].Name == "HalfWiden")
                                     {
                                         AttentionKernels.WidenHalf(kvh + ko, widen, (long)ctx * hd);
                                         AttentionKernels.WidenHalf(kvh + vo, widen + (long)ctx * hd, (long)ctx * hd);
                                         AttentionKernels.AttendRow(qp + h * g * hd, g, hd, widen, widen + (long)ctx * hd, hd, ctx, null, 0.125f, op + h * g * hd, sp);
                                     }
-                                    else AttentionKernels.AttendRowWith(qp + h * g * hd, g, hd, k, vv, hd, ctx, null, 0.125f, op + h * g * hd, sp, Enum.Parse<AttentionKernels.RowKernel>(kernels[kv2]));
+                                    else AttentionKernels.AttendRowWith(qp + h * g * hd, g, hd, k, vv, hd, ctx, null, 0.125f, op + h * g * hd, sp, Enum.Parse<AttentionKernels.RowKernel>(cfg[kv2].Name));
                                 }
                             if (rep > 0) times[cold, kv2].Add(ThreadCpuMs() - t0);
                         }

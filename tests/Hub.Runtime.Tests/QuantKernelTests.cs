@@ -880,7 +880,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                 : ab == "attnpf" ? on => { Hub.Runtime.Execution.AttentionExec.Prefetch = on; Hub.Runtime.Kernels.AttentionKernels.PrefetchHalfKeys = on ? 16 : 8; }
                 : ab == "attn16" ? on => Hub.Runtime.Kernels.AttentionKernels.UseHalfRowKeys16 = Hub.Runtime.Kernels.AttentionKernels.UseRowKeys16 = on
                 : ab == "homed" ? on => Hub.Runtime.Threading.WorkerPool.HomedClaims = on
-                : ab == "attnhomed" ? on => Hub.Runtime.Execution.AttentionExec.HomedDecode = on
+                                : ab == "attnhomed" ? on => Hub.Runtime.Execution.AttentionExec.HomedDecode = on
                 : ab == "vnni" ? on => Hub.Runtime.Kernels.QuantKernels.Int8Vnni = on && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported
                 : ab.StartsWith("pairmaxk=", StringComparison.Ordinal) && int.TryParse(ab.AsSpan(9), out var pmk) ? on => Hub.Runtime.Kernels.QuantKernels.PairMaxK = on ? pmk : pairMaxKOff
                 : ab == "int4" ? on => Hub.Runtime.Kernels.QuantGemvInt4.Enabled = on
@@ -927,7 +927,7 @@ public class QuantDecodeProfile(Xunit.Abstractions.ITestOutputHelper output)
                     }
                 }
             set(false);
-            if (ab is "attnpf" or "attn16") set(true);
+            if (ab is "attnpf" or "attn16" or "homed" or "attnhomed") set(true);   // switches on by default
             if (ab == "x4")
             {
                 // the yardstick of the greedy check: the unpacked model through the float GEMV (no activation rounding)

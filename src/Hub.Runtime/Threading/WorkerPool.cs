@@ -153,7 +153,7 @@ internal sealed class WorkerPool : IDisposable
             // starts exhausted, so a participant that takes this job for a plain one claims nothing.
             int p = _ranges.Length;
             for (int i = 0; i < p; i++)
-                _ranges[i].Value = (gen << RangeGenShift) | ((long)count * i / p << RangeBits) | ((long)count * (i + 1) / p);
+                Volatile.Write(ref _ranges[i].Value, (gen << RangeGenShift) | ((long)count * i / p << RangeBits) | ((long)count * (i + 1) / p));
         }
         _homed = homed;
         // A full fence between publishing the job and reading the sleeper count: a worker increments the count and
@@ -226,7 +226,9 @@ internal sealed class WorkerPool : IDisposable
         if (done > 0) Interlocked.Add(ref _remaining.Value, -done);
     }
 
-    private const int RangeBits = 20, RangeGenShift = 2 * RangeBits;
+    // A range word holds front and back (each up to MaxItems: RangeBits ≥ CountBits) and the job's generation, which is
+    // 64 − GenShift = 20 bits wide: 20 + 2 × 20 = 60 bits.
+    private const int RangeBits = CountBits, RangeGenShift = 2 * RangeBits;
     private const long RangeMask = (1L << RangeBits) - 1;
 
     // A homed job's claims: the participant's own range from its front, one index per claim (the range's word is
