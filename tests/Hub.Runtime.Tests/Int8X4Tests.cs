@@ -36,6 +36,29 @@ public unsafe class Int8X4Tests
             body(new QuantMatrix(p, h, null, d.N, d.K, 32, false, true));
     }
 
+    private delegate void PackedBody(QuantMatrix w, byte* x4, byte* act);
+
+    // The matrix with F16 scales, its interleaved copy and the m activation rows x quantized for the integer GEMVs.
+    private static void WithPacked(QuantKernelTests.QData d, float[] x, int m, PackedBody body)
+    {
+        var buf = new byte[QuantKernels.ActivationBytes(m, d.K, d.K / 32) + 64];
+        WithHalfMatrix(d, w =>
+        {
+            byte* x4 = Interleave(w);
+            try
+            {
+                fixed (byte* b0 = buf)
+                fixed (float* xp = x)
+                {
+                    byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
+                    QuantKernels.QuantizeActivations(w, xp, m, b);
+                    body(w, x4, b);
+                }
+            }
+            finally { NativeMemory.AlignedFree(x4); }
+        });
+    }
+
     [Fact]
     public void X4_gemv_matches_twin_pair_kernel_and_float64_on_odd_shapes()
     {
@@ -48,64 +71,55 @@ public unsafe class Int8X4Tests
                     d.Data[^1] = 0x7F;
                     var x = QuantKernelTests.Rand(m * k, k + m);
                     var bias = QuantKernelTests.Rand(n, n + 1);
-                    var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
-                    WithHalfMatrix(d, w =>
+                    WithPacked(d, x, m, (w, x4, b) =>
                     {
-                        byte* x4 = Interleave(w);
-                        try
+                        var wx = new QuantMatrix(w, x4);
+                        fixed (float* bp0 = bias)
                         {
-                            var wx = new QuantMatrix(w, x4);
-                            fixed (byte* b0 = buf)
-                            fixed (float* xp = x, bp0 = bias)
+                            foreach (bool withBias in new[] { true, false })
                             {
-                                byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-                                QuantKernels.QuantizeActivations(w, xp, m, b);
-                                foreach (bool withBias in new[] { true, false })
+                                float* bp = withBias ? bp0 : null;
+                                var twin = new float[m * n];
+                                var twinX4 = new float[m * n];
+                                fixed (float* tp = twin, tx = twinX4)
                                 {
-                                    float* bp = withBias ? bp0 : null;
-                                    var twin = new float[m * n];
-                                    var twinX4 = new float[m * n];
-                                    fixed (float* tp = twin, tx = twinX4)
-                                    {
-                                        QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
-                                        QuantKernels.GemvIntegerReference(wx, m, b, bp, tx, n, 0, n);
-                                    }
-                                    Assert.Equal(twin, twinX4);   // the layout accessors read the same values and scales
-                                    var pair = new float[m * n];
-                                    if (AvxVnni.IsSupported) fixed (float* pp = pair) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, pp, n, 0, n, true, int.MaxValue);
-                                    var ranges = new List<(int, int)> { (0, n), (1, n - 1), (2, 3) };
-                                    if (n >= 8) ranges.Add((4, 8));
-                                    foreach (var (n0, n1) in ranges)
-                                    {
-                                        var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                                        fixed (float* yp = y) QuantKernels.GemvInteger(wx, m, b, bp, yp, n, n0, n1);
-                                        sbyte* xq = (sbyte*)b;
-                                        float* dxs = QuantKernels.BlockScales(b, m, k);
-                                        for (int i = 0; i < m; i++)
-                                            for (int j = 0; j < n; j++)
+                                    QuantKernels.GemvIntegerReference(w, m, b, bp, tp, n, 0, n);
+                                    QuantKernels.GemvIntegerReference(wx, m, b, bp, tx, n, 0, n);
+                                }
+                                Assert.Equal(twin, twinX4);   // the layout accessors read the same values and scales
+                                var pair = new float[m * n];
+                                if (AvxVnni.IsSupported) fixed (float* pp = pair) QuantKernels.GemvIntegerRowsAvx2(w, m, b, bp, pp, n, 0, n, true, int.MaxValue);
+                                var ranges = new List<(int, int)> { (0, n), (1, n - 1), (2, 3) };
+                                if (n >= 8) ranges.Add((4, 8));
+                                foreach (var (n0, n1) in ranges)
+                                {
+                                    var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                                    fixed (float* yp = y) QuantKernels.GemvInteger(wx, m, b, bp, yp, n, n0, n1);
+                                    sbyte* xq = (sbyte*)b;
+                                    float* dxs = QuantKernels.BlockScales(b, m, k);
+                                    for (int i = 0; i < m; i++)
+                                        for (int j = 0; j < n; j++)
+                                        {
+                                            int at = i * n + j;
+                                            string what = $"[{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
+                                            if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[at]), $"{what}: wrote outside its rows"); continue; }
+                                            if (!AvxVnni.IsSupported) { Assert.Equal(twin[at], y[at]); continue; }   // the twin runs
+                                            double exact = withBias ? bias[j] : 0, scale = withBias ? Math.Abs(bias[j]) : 0;
+                                            for (int c = 0; c < k; c++)
                                             {
-                                                int at = i * n + j;
-                                                string what = $"[{n},{k}] m={m} rows [{n0}, {n1}) bias={withBias} ({i},{j})";
-                                                if (j < n0 || j >= n1) { Assert.True(float.IsNaN(y[at]), $"{what}: wrote outside its rows"); continue; }
-                                                if (!AvxVnni.IsSupported) { Assert.Equal(twin[at], y[at]); continue; }   // the twin runs
-                                                double exact = withBias ? bias[j] : 0, scale = withBias ? Math.Abs(bias[j]) : 0;
-                                                for (int c = 0; c < k; c++)
-                                                {
-                                                    exact += d.Value(j, c) * dxs[i * (k / 32) + c / 32] * xq[i * k + c];
-                                                    scale += Math.Abs(x[i * k + c] * d.Value(j, c));
-                                                }
-                                                // the tolerance of the int8 GEMV tests: float accumulation in another order
-                                                // (per-row FMA chains, the 128·Σx term per block in 4 lanes)
-                                                double tol = 1e-5 * scale + 1e-6;
-                                                Assert.True(Math.Abs(y[at] - twin[at]) <= tol, $"{what}: {y[at]} vs twin {twin[at]}");
-                                                Assert.True(Math.Abs(y[at] - exact) <= tol, $"{what}: {y[at]} vs float64 {exact}");
-                                                Assert.True(Math.Abs(y[at] - pair[at]) <= tol, $"{what}: {y[at]} vs pair kernel {pair[at]}");
+                                                exact += d.Value(j, c) * dxs[i * (k / 32) + c / 32] * xq[i * k + c];
+                                                scale += Math.Abs(x[i * k + c] * d.Value(j, c));
                                             }
-                                    }
+                                            // the tolerance of the int8 GEMV tests: float accumulation in another order
+                                            // (per-row FMA chains, the 128·Σx term per block in 4 lanes)
+                                            double tol = 1e-5 * scale + 1e-6;
+                                            Assert.True(Math.Abs(y[at] - twin[at]) <= tol, $"{what}: {y[at]} vs twin {twin[at]}");
+                                            Assert.True(Math.Abs(y[at] - exact) <= tol, $"{what}: {y[at]} vs float64 {exact}");
+                                            Assert.True(Math.Abs(y[at] - pair[at]) <= tol, $"{what}: {y[at]} vs pair kernel {pair[at]}");
+                                        }
                                 }
                             }
                         }
-                        finally { NativeMemory.AlignedFree(x4); }
                     });
                 }
     }
@@ -126,37 +140,25 @@ public unsafe class Int8X4Tests
                     Array.Fill(d.Scales, 1f);
                     var x = new float[m * k];
                     for (int i = 0; i < x.Length; i++) x[i] = rnd.Next(2) == 0 ? 127f : -127f;
-                    var buf = new byte[QuantKernels.ActivationBytes(m, k, k / 32) + 64];
-                    WithHalfMatrix(d, w =>
+                    WithPacked(d, x, m, (w, x4, b) =>
                     {
-                        byte* x4 = Interleave(w);
-                        try
+                        foreach (var (n0, n1) in new[] { (0, n), (1, n - 1), (2, 3), (3, n) })
                         {
-                            fixed (byte* b0 = buf)
-                            fixed (float* xp = x)
-                            {
-                                byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-                                QuantKernels.QuantizeActivations(w, xp, m, b);
-                                foreach (var (n0, n1) in new[] { (0, n), (1, n - 1), (2, 3), (3, n) })
+                            var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                            var yc = Enumerable.Repeat(float.NaN, n).ToArray();
+                            fixed (float* yp = y) QuantKernels.GemvInteger(new QuantMatrix(w, x4), m, b, null, yp, n, n0, n1);
+                            // the stream bench's integer-reduction prototype (one activation row)
+                            bool proto = m == 1 && AvxVnni.IsSupported && Fma.IsSupported;
+                            if (proto) fixed (float* yp = yc) Int8StreamBench.X4C(x4, k, b, yp, n0, n1);
+                            for (int i = 0; i < m; i++)
+                                for (int j = n0; j < n1; j++)
                                 {
-                                    var y = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                                    var yc = Enumerable.Repeat(float.NaN, n).ToArray();
-                                    fixed (float* yp = y) QuantKernels.GemvInteger(new QuantMatrix(w, x4), m, b, null, yp, n, n0, n1);
-                                    // the stream bench's integer-reduction prototype (one activation row)
-                                    bool proto = m == 1 && AvxVnni.IsSupported && Fma.IsSupported;
-                                    if (proto) fixed (float* yp = yc) Int8StreamBench.X4C(x4, k, b, yp, n0, n1);
-                                    for (int i = 0; i < m; i++)
-                                        for (int j = n0; j < n1; j++)
-                                        {
-                                            double exact = 0;
-                                            for (int c = 0; c < k; c++) exact += d.Value(j, c) * x[i * k + c];
-                                            Assert.True(exact == y[i * n + j], $"[{n},{k}] m={m} rows [{n0}, {n1}) ({i},{j}): {y[i * n + j]} vs {exact}");
-                                            if (proto) Assert.True(exact == yc[j], $"X4C [{n},{k}] rows [{n0}, {n1}) row {j}: {yc[j]} vs {exact}");
-                                        }
+                                    double exact = 0;
+                                    for (int c = 0; c < k; c++) exact += d.Value(j, c) * x[i * k + c];
+                                    Assert.True(exact == y[i * n + j], $"[{n},{k}] m={m} rows [{n0}, {n1}) ({i},{j}): {y[i * n + j]} vs {exact}");
+                                    if (proto) Assert.True(exact == yc[j], $"X4C [{n},{k}] rows [{n0}, {n1}) row {j}: {yc[j]} vs {exact}");
                                 }
-                            }
                         }
-                        finally { NativeMemory.AlignedFree(x4); }
                     });
                 }
     }
@@ -198,33 +200,21 @@ public unsafe class Int8X4Tests
             int n = 12;
             var d = QuantKernelTests.RandomQ(false, n, k, 32, true, k + 1);
             var x = QuantKernelTests.Rand(k, 3).Select(v => v + 30f).ToArray();
-            var buf = new byte[QuantKernels.ActivationBytes(1, k, k / 32) + 64];
-            WithHalfMatrix(d, w =>
+            WithPacked(d, x, 1, (w, x4, b) =>
             {
-                byte* x4 = Interleave(w);
-                try
+                var y4 = new float[n];
+                var ya = new float[n];
+                fixed (float* p4 = y4, pa = ya)
                 {
-                    fixed (byte* b0 = buf)
-                    fixed (float* xp = x)
-                    {
-                        byte* b = (byte*)(((nint)b0 + 63) & ~(nint)63);
-                        QuantKernels.QuantizeActivations(w, xp, 1, b);
-                        var y4 = new float[n];
-                        var ya = new float[n];
-                        fixed (float* p4 = y4, pa = ya)
-                        {
-                            QuantKernels.GemvInteger(new QuantMatrix(w, x4), 1, b, null, p4, n, 0, n);
-                            QuantKernels.GemvIntegerRowsAvx2(w, 1, b, null, pa, n, 0, n, false, null);
-                        }
-                        for (int j = 0; j < n; j++)
-                        {
-                            double scale = 0;
-                            for (int c = 0; c < k; c++) scale += Math.Abs(x[c] * d.Value(j, c));
-                            Assert.True(Math.Abs(y4[j] - ya[j]) <= 1e-7 * scale + 1e-6, $"K {k} row {j}: x4 {y4[j]} vs sign trick {ya[j]} (Σ|x·w| {scale:E2})");
-                        }
-                    }
+                    QuantKernels.GemvInteger(new QuantMatrix(w, x4), 1, b, null, p4, n, 0, n);
+                    QuantKernels.GemvIntegerRowsAvx2(w, 1, b, null, pa, n, 0, n, false, null);
                 }
-                finally { NativeMemory.AlignedFree(x4); }
+                for (int j = 0; j < n; j++)
+                {
+                    double scale = 0;
+                    for (int c = 0; c < k; c++) scale += Math.Abs(x[c] * d.Value(j, c));
+                    Assert.True(Math.Abs(y4[j] - ya[j]) <= 1e-7 * scale + 1e-6, $"K {k} row {j}: x4 {y4[j]} vs sign trick {ya[j]} (Σ|x·w| {scale:E2})");
+                }
             });
         }
     }
